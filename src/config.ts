@@ -1,0 +1,475 @@
+import { readFileSync } from 'node:fs';
+import { isIP, BlockList } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes, NotifyError } from './errors.js';
+import { parseDuration, parseSchedule } from './schedule.js';
+
+/** Exit status for invalid configuration (sysexits.h EX_CONFIG). */
+export const EX_CONFIG = 78;
+
+export type QueueType = 'quorum' | 'classic';
+export type SigningScheme = 'none' | 'standard' | 'rsa2';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** What counts as a successful answer from the merchant. */
+export interface SuccessCriteria {
+  /** `2xx` (default) or an explicit list of statuses. */
+  readonly status: '2xx' | readonly number[];
+  /** When set, the response body (trimmed) must equal this exactly, e.g. Alipay's `success`. */
+  readonly bodyEquals?: string;
+}
+
+export interface DeliveryConfig {
+  /** Whole-attempt deadline (connect + headers + body), ms. */
+  readonly timeoutMs: number;
+  /** TCP/TLS connect deadline, ms. */
+  readonly connectTimeoutMs: number;
+  /** Deadline for the response headers, ms. */
+  readonly headersTimeoutMs: number;
+  /** How much of the response body is read (the rest is discarded). */
+  readonly maxResponseBytes: number;
+  /** In-flight attempts per tier worker; also the AMQP prefetch. */
+  readonly concurrency: number;
+  /** Keep-alive connections per origin. */
+  readonly connectionsPerOrigin: number;
+  /** Statuses that park a notification at once instead of retrying. */
+  readonly deadOnStatus: readonly number[];
+  /** Default success criteria; a notification may carry its own. */
+  readonly success: SuccessCriteria;
+  /** Allow loopback/private/link-local destinations (SSRF guard off). */
+  readonly allowPrivateNetworks: boolean;
+  /** CIDRs allowed even though they are private (e.g. `127.0.0.0/8` in tests). */
+  readonly allowCidrs: readonly string[];
+}
+
+export interface IngressConfig {
+  /** Port for the HTTP ingress; 0 picks a free one. */
+  readonly port: number;
+  readonly host: string;
+  /** Largest accepted request body, bytes (413 above). */
+  readonly maxBodyBytes: number;
+  /** Most notifications in one `:batch` request. */
+  readonly maxBatch: number;
+  /** Optional bearer token required on ingress requests. */
+  readonly token: string | null;
+}
+
+export interface AdminConfig {
+  readonly port: number;
+  /** Loopback by default; anything else requires `token`. */
+  readonly host: string;
+  readonly token: string | null;
+}
+
+export interface LimitsConfig {
+  readonly urlMaxLength: number;
+  readonly idMaxLength: number;
+  readonly maxHeaders: number;
+  /** Bytes of one header name + value. */
+  readonly headerMaxBytes: number;
+  /** Largest notification body (serialised), bytes. */
+  readonly bodyMaxBytes: number;
+}
+
+export interface SigningConfig {
+  readonly scheme: SigningScheme;
+  /** `whsec_<base64>` secrets; the first signs, all are listed during rotation. */
+  readonly secrets: readonly string[];
+  /** PEM private key file for `rsa2`. */
+  readonly keyFile: string | null;
+  /** RSA signing threads (piscina). */
+  readonly threads: number;
+}
+
+export interface SupervisorConfig {
+  /** How long workers get to finish in-flight attempts on SIGTERM, ms. */
+  readonly drainTimeoutMs: number;
+  readonly restartBaseMs: number;
+  readonly restartMaxMs: number;
+  /** A worker up this long has its backoff reset, ms. */
+  readonly restartResetMs: number;
+  /** More restarts than this within `crashloopWindowMs` marks the tier `crashloop`. */
+  readonly crashloopRestarts: number;
+  readonly crashloopWindowMs: number;
+}
+
+export interface MetricsConfig {
+  /** node-cron expression for sampling queue depths. */
+  readonly queueSampleCron: string;
+}
+
+export interface DeadRedriveConfig {
+  /** node-cron expression; null = off. */
+  readonly cron: string | null;
+  /** Most notifications moved per run. */
+  readonly limit: number;
+}
+
+/** The validated, frozen configuration every process receives. */
+export interface Config {
+  readonly amqpUrl: string;
+  /** Name prefix of every broker object, so installations can share a broker. */
+  readonly prefix: string;
+  readonly queueType: QueueType;
+  /** Delays in ms; entry i is the wait before attempt i. */
+  readonly scheduleMs: readonly number[];
+  readonly delivery: DeliveryConfig;
+  readonly ingress: IngressConfig;
+  readonly admin: AdminConfig;
+  readonly limits: LimitsConfig;
+  readonly signing: SigningConfig;
+  readonly supervisor: SupervisorConfig;
+  readonly metrics: MetricsConfig;
+  readonly deadRedrive: DeadRedriveConfig;
+  readonly logLevel: LogLevel;
+}
+
+type Raw = Record<string, unknown>;
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** `config/default.json`, found from both `src/` (tsx) and `dist/src/` (built). */
+export function defaultConfigPath(): string {
+  for (const up of ['..', '../..']) {
+    const p = resolve(here, up, 'config', 'default.json');
+    try {
+      readFileSync(p);
+      return p;
+    } catch {
+      /* try the next candidate */
+    }
+  }
+  throw new NotifyError(ErrorCodes.CONFIG_INVALID, 'config: config/default.json not found', 'config');
+}
+
+function fail(key: string, why: string): never {
+  throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ${key}: ${why}`, key);
+}
+
+function isObject(v: unknown): v is Raw {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep merge of plain objects; arrays and scalars in `over` replace. */
+export function mergeRaw(base: Raw, over: Raw): Raw {
+  const out: Raw = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    out[k] = isObject(v) && isObject(out[k]) ? mergeRaw(out[k] as Raw, v) : v;
+  }
+  return out;
+}
+
+/** Reads the values of `NOTIFY_*` variables into the raw config shape. */
+export function envOverrides(env: NodeJS.ProcessEnv): Raw {
+  const o: Raw = {};
+  const set = (path: string, value: unknown): void => {
+    const keys = path.split('.');
+    let node = o;
+    for (const k of keys.slice(0, -1)) node = (node[k] ??= {}) as Raw;
+    node[keys[keys.length - 1]!] = value;
+  };
+  const str = (name: string, path: string): void => {
+    const v = env[name];
+    if (v !== undefined && v !== '') set(path, v);
+  };
+  str('NOTIFY_AMQP_URL', 'amqpUrl');
+  str('NOTIFY_PREFIX', 'prefix');
+  str('NOTIFY_QUEUE_TYPE', 'queueType');
+  str('NOTIFY_SCHEDULE', 'schedule');
+  str('NOTIFY_INGRESS_PORT', 'ingress.port');
+  str('NOTIFY_INGRESS_HOST', 'ingress.host');
+  str('NOTIFY_INGRESS_TOKEN', 'ingress.token');
+  str('NOTIFY_ADMIN_PORT', 'admin.port');
+  str('NOTIFY_ADMIN_HOST', 'admin.host');
+  str('NOTIFY_ADMIN_TOKEN', 'admin.token');
+  str('NOTIFY_SIGNING_SCHEME', 'signing.scheme');
+  str('NOTIFY_SIGNING_KEY_FILE', 'signing.keyFile');
+  str('NOTIFY_ALLOW_PRIVATE_NETWORKS', 'delivery.allowPrivateNetworks');
+  str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
+  str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
+  str('NOTIFY_LOG_LEVEL', 'logLevel');
+  const secret = env.NOTIFY_SIGNING_SECRET;
+  if (secret) set('signing.secrets', secret.split(/[\s,]+/).filter(Boolean));
+  const cidrs = env.NOTIFY_ALLOW_CIDRS;
+  if (cidrs !== undefined) set('delivery.allowCidrs', cidrs.split(/[\s,]+/).filter(Boolean));
+  return o;
+}
+
+class Reader {
+  private readonly known = new Set<string>();
+
+  constructor(
+    private readonly raw: Raw,
+    private readonly path: string,
+  ) {}
+
+  private key(k: string): string {
+    return this.path ? `${this.path}.${k}` : k;
+  }
+  private get(k: string): unknown {
+    this.known.add(k);
+    return this.raw[k];
+  }
+  section(k: string): Reader {
+    const v = this.get(k) ?? {};
+    if (!isObject(v)) fail(this.key(k), 'must be an object');
+    return new Reader(v, this.key(k));
+  }
+  string(k: string, opts: { pattern?: RegExp; oneOf?: readonly string[]; nullable?: boolean } = {}): string {
+    const v = this.get(k);
+    if (typeof v !== 'string' || v === '') fail(this.key(k), `must be a non-empty string (got ${JSON.stringify(v)})`);
+    if (opts.oneOf && !opts.oneOf.includes(v)) fail(this.key(k), `must be one of ${opts.oneOf.join(', ')} (got "${v}")`);
+    if (opts.pattern && !opts.pattern.test(v)) fail(this.key(k), `"${v}" does not match ${opts.pattern}`);
+    return v;
+  }
+  optString(k: string): string | null {
+    const v = this.get(k);
+    if (v === undefined || v === null || v === '') return null;
+    if (typeof v !== 'string') fail(this.key(k), 'must be a string');
+    return v;
+  }
+  int(k: string, min: number, max: number): number {
+    const v = this.get(k);
+    const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      fail(this.key(k), `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+    }
+    return n;
+  }
+  bool(k: string): boolean {
+    const v = this.get(k);
+    if (typeof v === 'boolean') return v;
+    if (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v)) return true;
+    if (typeof v === 'string' && /^(0|false|no|off)$/i.test(v)) return false;
+    fail(this.key(k), `must be true or false (got ${JSON.stringify(v)})`);
+  }
+  durationMs(k: string, minMs = 0, maxMs = 7 * 86_400_000): number {
+    const v = this.get(k);
+    if (typeof v !== 'string' && typeof v !== 'number') fail(this.key(k), 'must be a duration such as 5s');
+    let ms: number;
+    try {
+      ms = parseDuration(v, this.key(k));
+    } catch (err) {
+      fail(this.key(k), (err as Error).message);
+    }
+    if (ms < minMs || ms > maxMs) fail(this.key(k), `must be between ${minMs}ms and ${maxMs}ms (got ${ms}ms)`);
+    return ms;
+  }
+  raw_(k: string): unknown {
+    return this.get(k);
+  }
+  fullKey(k: string): string {
+    return this.key(k);
+  }
+  /** Fails on keys nobody asked for: a typo in a config file must not be silently ignored. */
+  done(): void {
+    const unknown = Object.keys(this.raw).find((k) => !this.known.has(k) && !k.startsWith('$'));
+    if (unknown !== undefined) fail(this.key(unknown), 'unknown key');
+  }
+}
+
+function parseSuccess(v: unknown, key: string): SuccessCriteria {
+  if (!isObject(v)) fail(key, 'must be an object like {"status":"2xx","bodyEquals":"success"}');
+  for (const k of Object.keys(v)) if (k !== 'status' && k !== 'bodyEquals') fail(`${key}.${k}`, 'unknown key');
+  let status: SuccessCriteria['status'] = '2xx';
+  if (v.status !== undefined && v.status !== '2xx') {
+    if (!Array.isArray(v.status) || v.status.length === 0 || !v.status.every((s) => Number.isInteger(s) && s >= 100 && s <= 599)) {
+      fail(`${key}.status`, 'must be "2xx" or a non-empty list of HTTP statuses');
+    }
+    status = Object.freeze([...(v.status as number[])]);
+  }
+  if (v.bodyEquals !== undefined && typeof v.bodyEquals !== 'string') fail(`${key}.bodyEquals`, 'must be a string');
+  return v.bodyEquals === undefined ? { status } : { status, bodyEquals: v.bodyEquals as string };
+}
+
+function parseCidrs(v: unknown, key: string): readonly string[] {
+  if (!Array.isArray(v)) fail(key, 'must be a list of CIDRs such as 127.0.0.0/8');
+  const probe = new BlockList();
+  return v.map((c, i) => {
+    const m = typeof c === 'string' ? /^([^/]+)\/(\d{1,3})$/.exec(c) : null;
+    const family = m ? isIP(m[1]!) : 0;
+    if (!m || family === 0 || Number(m[2]) > (family === 4 ? 32 : 128)) fail(`${key}[${i}]`, `"${String(c)}" is not a CIDR`);
+    probe.addSubnet(m[1]!, Number(m[2]), family === 4 ? 'ipv4' : 'ipv6');
+    return c as string;
+  });
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Recursively freezes a plain object so no module can change shared config. */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * Validates a raw (merged) configuration and returns the frozen `Config`.
+ * Throws `CONFIG_INVALID` naming the first bad key.
+ */
+export function parseConfig(raw: Raw): Config {
+  const r = new Reader(raw, '');
+  const amqpUrl = r.string('amqpUrl', { pattern: /^amqps?:\/\// });
+  const prefix = r.string('prefix', { pattern: /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$/ });
+  const queueType = r.string('queueType', { oneOf: ['quorum', 'classic'] }) as QueueType;
+  let scheduleMs: readonly number[];
+  const scheduleRaw = r.raw_('schedule');
+  try {
+    scheduleMs = parseSchedule(scheduleRaw as string);
+  } catch (err) {
+    fail('schedule', (err as Error).message.replace(/^schedule: /, ''));
+  }
+  const logLevel = r.string('logLevel', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }) as LogLevel;
+
+  const d = r.section('delivery');
+  const deadOnStatusRaw = d.raw_('deadOnStatus');
+  if (!Array.isArray(deadOnStatusRaw) || !deadOnStatusRaw.every((s) => Number.isInteger(s) && s >= 100 && s <= 599)) {
+    fail(d.fullKey('deadOnStatus'), 'must be a list of HTTP statuses');
+  }
+  const delivery: DeliveryConfig = {
+    timeoutMs: d.durationMs('timeout', 1, 10 * 60_000),
+    connectTimeoutMs: d.durationMs('connectTimeout', 1, 10 * 60_000),
+    headersTimeoutMs: d.durationMs('headersTimeout', 1, 10 * 60_000),
+    maxResponseBytes: d.int('maxResponseBytes', 0, 16 * 1024 * 1024),
+    concurrency: d.int('concurrency', 1, 10_000),
+    connectionsPerOrigin: d.int('connectionsPerOrigin', 1, 10_000),
+    deadOnStatus: deadOnStatusRaw as number[],
+    success: parseSuccess(d.raw_('success'), d.fullKey('success')),
+    allowPrivateNetworks: d.bool('allowPrivateNetworks'),
+    allowCidrs: parseCidrs(d.raw_('allowCidrs'), d.fullKey('allowCidrs')),
+  };
+  d.done();
+
+  const i = r.section('ingress');
+  const ingress: IngressConfig = {
+    port: i.int('port', 0, 65535),
+    host: i.string('host'),
+    maxBodyBytes: i.int('maxBodyBytes', 1024, 64 * 1024 * 1024),
+    maxBatch: i.int('maxBatch', 1, 10_000),
+    token: i.optString('token'),
+  };
+  i.done();
+
+  const a = r.section('admin');
+  const admin: AdminConfig = { port: a.int('port', 0, 65535), host: a.string('host'), token: a.optString('token') };
+  a.done();
+  if (!isLoopbackHost(admin.host) && !admin.token) {
+    fail('admin.token', `required when admin.host (${admin.host}) is not loopback: set NOTIFY_ADMIN_TOKEN`);
+  }
+
+  const l = r.section('limits');
+  const limits: LimitsConfig = {
+    urlMaxLength: l.int('urlMaxLength', 16, 64 * 1024),
+    idMaxLength: l.int('idMaxLength', 8, 1024),
+    maxHeaders: l.int('maxHeaders', 0, 1000),
+    headerMaxBytes: l.int('headerMaxBytes', 16, 64 * 1024),
+    bodyMaxBytes: l.int('bodyMaxBytes', 1, 64 * 1024 * 1024),
+  };
+  l.done();
+
+  const s = r.section('signing');
+  const secretsRaw = s.raw_('secrets') ?? [];
+  if (!Array.isArray(secretsRaw) || !secretsRaw.every((x) => typeof x === 'string' && /^whsec_[A-Za-z0-9+/=]{8,}$/.test(x))) {
+    fail(s.fullKey('secrets'), 'must be a list of whsec_<base64> secrets');
+  }
+  const schemeRaw = s.optString('scheme');
+  const scheme = (schemeRaw ?? (secretsRaw.length > 0 ? 'standard' : 'none')) as SigningScheme;
+  if (!['none', 'standard', 'rsa2'].includes(scheme)) fail(s.fullKey('scheme'), `must be none, standard or rsa2 (got "${scheme}")`);
+  const signing: SigningConfig = {
+    scheme,
+    secrets: secretsRaw as string[],
+    keyFile: s.optString('keyFile'),
+    threads: s.int('threads', 1, 64),
+  };
+  s.done();
+  if (scheme === 'standard' && signing.secrets.length === 0) fail('signing.secrets', 'scheme standard needs NOTIFY_SIGNING_SECRET');
+  if (scheme === 'rsa2') {
+    if (!signing.keyFile) fail('signing.keyFile', 'scheme rsa2 needs NOTIFY_SIGNING_KEY_FILE');
+    try {
+      readFileSync(signing.keyFile);
+    } catch (err) {
+      fail('signing.keyFile', `cannot read ${signing.keyFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  }
+
+  const sv = r.section('supervisor');
+  const supervisor: SupervisorConfig = {
+    drainTimeoutMs: sv.durationMs('drainTimeout', 0, 3_600_000),
+    restartBaseMs: sv.durationMs('restartBase', 1, 60_000),
+    restartMaxMs: sv.durationMs('restartMax', 1, 3_600_000),
+    restartResetMs: sv.durationMs('restartReset', 1, 3_600_000),
+    crashloopRestarts: sv.int('crashloopRestarts', 1, 1000),
+    crashloopWindowMs: sv.durationMs('crashloopWindow', 1, 3_600_000),
+  };
+  sv.done();
+
+  const m = r.section('metrics');
+  const metrics: MetricsConfig = { queueSampleCron: m.string('queueSampleCron') };
+  m.done();
+
+  const dr = r.section('deadRedrive');
+  const deadRedrive: DeadRedriveConfig = { cron: dr.optString('cron'), limit: dr.int('limit', 1, 1_000_000) };
+  dr.done();
+  r.done();
+
+  return deepFreeze({
+    amqpUrl,
+    prefix,
+    queueType,
+    scheduleMs,
+    delivery,
+    ingress,
+    admin,
+    limits,
+    signing,
+    supervisor,
+    metrics,
+    deadRedrive,
+    logLevel,
+  });
+}
+
+function readJsonFile(path: string, key: string): Raw {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    fail(key, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (!isObject(v)) fail(key, `${path} must hold a JSON object`);
+    return v;
+  } catch (err) {
+    if ((err as NotifyError).code === ErrorCodes.CONFIG_INVALID) throw err;
+    fail(key, `${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Loads `config/default.json`, then the file from `--config`/`NOTIFY_CONFIG`,
+ * then the `NOTIFY_*` environment variables; validates once and freezes.
+ */
+export function loadConfig(opts: { configFile?: string | null; env?: NodeJS.ProcessEnv } = {}): Config {
+  const env = opts.env ?? process.env;
+  let raw = readJsonFile(defaultConfigPath(), 'config');
+  const file = opts.configFile ?? env.NOTIFY_CONFIG ?? null;
+  if (file) raw = mergeRaw(raw, readJsonFile(file, 'config'));
+  raw = mergeRaw(raw, envOverrides(env));
+  return parseConfig(raw);
+}
+
+/** The AMQP URL with its password replaced, for logs and status. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The one table of error codes. Code paths decide on `code`, never on
+ * `instanceof`: errors cross the IPC pipe and the HTTP API as plain data.
+ */
+export const ErrorCodes = {
+  /** A configuration key is missing or invalid; the process exits 78. */
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  /** A duration such as `15s` could not be parsed. */
+  DURATION_INVALID: 'DURATION_INVALID',
+  /** A schedule is empty, has a bad entry, or names an unknown preset. */
+  SCHEDULE_INVALID: 'SCHEDULE_INVALID',
+  /** The notification failed validation (field says which). */
+  VALIDATION: 'VALIDATION',
+  /** Request body is not JSON. */
+  BAD_JSON: 'BAD_JSON',
+  /** Request body over the ingress limit. */
+  BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  /** Unknown route or method on an HTTP endpoint. */
+  NOT_FOUND: 'NOT_FOUND',
+  METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  /** Missing or wrong bearer token. */
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  /** The broker is not connected or did not confirm; nothing was accepted. */
+  BROKER_UNAVAILABLE: 'BROKER_UNAVAILABLE',
+  /** The broker nacked a publish. */
+  BROKER_NACK: 'BROKER_NACK',
+  /** The daemon is draining and accepts nothing new. */
+  DRAINING: 'DRAINING',
+  /** The destination resolves to an address the SSRF guard refuses. */
+  DESTINATION_BLOCKED: 'DESTINATION_BLOCKED',
+  /** A message on a work queue could not be decoded; it is parked `invalid`. */
+  MESSAGE_INVALID: 'MESSAGE_INVALID',
+  /** Signing failed (bad key, pool closed). */
+  SIGNING_FAILED: 'SIGNING_FAILED',
+  /** A control message was not understood. */
+  CONTROL_INVALID: 'CONTROL_INVALID',
+  /** A tier index outside the schedule. */
+  TIER_UNKNOWN: 'TIER_UNKNOWN',
+  /** The change asked for needs a restart (e.g. a new schedule). */
+  RESTART_REQUIRED: 'RESTART_REQUIRED',
+  /** Something unexpected; the message says what. */
+  INTERNAL: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Plain-data shape of an error, safe to send over IPC or HTTP. */
+export interface ErrorData {
+  code: ErrorCode;
+  message: string;
+  field?: string;
+}
+
+/** An error with a stable `code` and, for input errors, the offending `field`. */
+export class NotifyError extends Error {
+  readonly code: ErrorCode;
+  readonly field?: string;
+
+  constructor(code: ErrorCode, message: string, field?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NotifyError';
+    this.code = code;
+    if (field !== undefined) this.field = field;
+  }
+
+  toJSON(): ErrorData {
+    return this.field === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, field: this.field };
+  }
+}
+
+/** True when `err` carries the given code (works for plain objects from IPC too). */
+export function hasCode(err: unknown, code: ErrorCode): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/** Normalises anything thrown into plain error data. */
+export function toErrorData(err: unknown): ErrorData {
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { code?: unknown; message?: unknown; field?: unknown };
+    const known = typeof e.code === 'string' && (Object.values(ErrorCodes) as string[]).includes(e.code);
+    const data: ErrorData = {
+      code: known ? (e.code as ErrorCode) : ErrorCodes.INTERNAL,
+      message: typeof e.message === 'string' ? e.message : String(err),
+    };
+    if (typeof e.field === 'string') data.field = e.field;
+    return data;
+  }
+  return { code: ErrorCodes.INTERNAL, message: String(err) };
+}

@@ -1,0 +1,98 @@
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Histogram buckets are fixed here, once, so every worker exports identical
+ * buckets and the master can sum them.
+ */
+export const ATTEMPT_BUCKETS = Object.freeze([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+export const LATENESS_BUCKETS = Object.freeze([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300]);
+export const END_TO_END_BUCKETS = Object.freeze([0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 21600, 86400]);
+
+/** Every metric name of DESIGN §8 (tests check the exposition and the dashboard against it). */
+export const METRIC_NAMES = Object.freeze([
+  'notify_attempts_total',
+  'notify_delivered_total',
+  'notify_dead_total',
+  'notify_attempt_duration_seconds',
+  'notify_schedule_lateness_seconds',
+  'notify_end_to_end_seconds',
+  'notify_inflight',
+  'notify_worker_up',
+  'notify_worker_restarts_total',
+  'notify_queue_messages',
+  'notify_ingress_requests_total',
+] as const);
+
+export type AttemptOutcomeLabel = 'success' | 'retry' | 'dead' | 'error';
+
+/** The metrics a tier or ingress worker updates; one registry per process. */
+export interface WorkerMetrics {
+  readonly registry: Registry;
+  readonly attempts: Counter<'tier' | 'outcome'>;
+  readonly delivered: Counter<'tier'>;
+  readonly dead: Counter<'reason'>;
+  readonly attemptDuration: Histogram<'tier'>;
+  readonly lateness: Histogram<'tier'>;
+  readonly endToEnd: Histogram<string>;
+  readonly inflight: Gauge<'tier'>;
+  readonly ingressRequests: Counter<'status'>;
+}
+
+/**
+ * Creates a worker's registry. `defaultLabels` (role, tier) tell the default
+ * process metrics of each process apart after aggregation.
+ */
+export function createWorkerMetrics(defaultLabels: Record<string, string>, withDefaults = true): WorkerMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels(defaultLabels);
+  if (withDefaults) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    attempts: new Counter({ name: 'notify_attempts_total', help: 'HTTP attempts by tier and outcome', labelNames: ['tier', 'outcome'], registers }),
+    delivered: new Counter({ name: 'notify_delivered_total', help: 'Notifications delivered, by the tier that delivered them', labelNames: ['tier'], registers }),
+    dead: new Counter({ name: 'notify_dead_total', help: 'Notifications parked on the dead queue, by reason', labelNames: ['reason'], registers }),
+    attemptDuration: new Histogram({ name: 'notify_attempt_duration_seconds', help: 'HTTP round trip of one attempt', labelNames: ['tier'], buckets: [...ATTEMPT_BUCKETS], registers }),
+    lateness: new Histogram({ name: 'notify_schedule_lateness_seconds', help: 'Start of attempt minus its due time', labelNames: ['tier'], buckets: [...LATENESS_BUCKETS], registers }),
+    endToEnd: new Histogram({ name: 'notify_end_to_end_seconds', help: 'Delivered time minus created time', buckets: [...END_TO_END_BUCKETS], registers }),
+    inflight: new Gauge({ name: 'notify_inflight', help: 'Attempts in flight per tier', labelNames: ['tier'], registers }),
+    ingressRequests: new Counter({ name: 'notify_ingress_requests_total', help: 'Ingress HTTP requests by status', labelNames: ['status'], registers }),
+  };
+}
+
+/** Metrics only the master owns: worker liveness, restarts, queue depths. */
+export interface MasterMetrics {
+  readonly registry: Registry;
+  readonly workerUp: Gauge<'tier'>;
+  readonly workerRestarts: Counter<'tier'>;
+  readonly queueMessages: Gauge<'queue'>;
+}
+
+export function createMasterMetrics(): MasterMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ role: 'master' });
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    workerUp: new Gauge({ name: 'notify_worker_up', help: '1 while the worker of a tier is running', labelNames: ['tier'], registers }),
+    workerRestarts: new Counter({ name: 'notify_worker_restarts_total', help: 'Worker restarts per tier', labelNames: ['tier'], registers }),
+    queueMessages: new Gauge({ name: 'notify_queue_messages', help: 'Messages ready in each queue (sampled)', labelNames: ['queue'], registers }),
+  };
+}
+
+/** One process's `registry.getMetricsAsJSON()`, as it crosses the IPC pipe. */
+export type MetricsSnapshot = object[];
+
+/**
+ * Sums snapshots (from `registry.getMetricsAsJSON()`) of several processes into
+ * one Prometheus exposition. Counters and histograms add; gauges add too
+ * (each process owns distinct label sets or shares meaningfully additive ones).
+ */
+export async function aggregateExposition(snapshots: readonly MetricsSnapshot[]): Promise<string> {
+  const reg = AggregatorRegistry.aggregate(snapshots as object[][] as unknown as object[]);
+  return reg.metrics();
+}
+
+/** Content type of the exposition. */
+export const EXPOSITION_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;

@@ -1,0 +1,79 @@
+import { ErrorCodes, NotifyError } from './errors.js';
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * Parses `500ms`, `15s`, `3m`, `1h`, `1d` (or a bare number of milliseconds) into ms.
+ * Fractions are allowed (`1.5s`); negatives and empty strings are not.
+ */
+export function parseDuration(input: string | number, field = 'duration'): number {
+  if (typeof input === 'number') {
+    if (Number.isFinite(input) && input >= 0) return Math.round(input);
+    throw new NotifyError(ErrorCodes.DURATION_INVALID, `${field}: ${input} is not a non-negative duration`, field);
+  }
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(input);
+  if (!m) {
+    throw new NotifyError(
+      ErrorCodes.DURATION_INVALID,
+      `${field}: "${input}" is not a duration (use e.g. 500ms, 15s, 3m, 1h)`,
+      field,
+    );
+  }
+  return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!);
+}
+
+/** Formats ms back into the shortest exact unit form (`900000` → `15m`). */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    const n = UNIT_MS[unit]!;
+    if (ms >= n && ms % n === 0) return `${ms / n}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** Named retry ladders (DESIGN §2). Entry i is the wait before attempt i. */
+export const SCHEDULE_PRESETS: Readonly<Record<string, string>> = Object.freeze({
+  default: '0s,1s,3s,5s,15s,30s',
+  alipay: '0s,4m,10m,10m,1h,2h,6h,15h',
+  wechatpay: '0s,15s,15s,30s,3m,10m,20m,30m,30m,30m,1h,3h,3h,3h,6h,6h',
+  svix: '0s,5s,5m,30m,2h,5h,10h,10h',
+});
+
+/** Upper bound on tiers: each tier is a process, so a ladder of hundreds is a mistake. */
+export const MAX_TIERS = 32;
+
+/**
+ * Parses a preset name, a comma list (`0s,1s,3s`) or an array of durations into
+ * a frozen list of delays in ms.
+ */
+export function parseSchedule(input: string | readonly (string | number)[], field = 'schedule'): readonly number[] {
+  let parts: readonly (string | number)[];
+  if (typeof input === 'string') {
+    const preset = SCHEDULE_PRESETS[input.trim()];
+    parts = (preset ?? input).split(',');
+  } else if (Array.isArray(input)) {
+    parts = input;
+  } else {
+    throw new NotifyError(ErrorCodes.SCHEDULE_INVALID, `${field}: must be a preset name or a list of durations`, field);
+  }
+  if (parts.length === 0 || (parts.length === 1 && String(parts[0]).trim() === '')) {
+    throw new NotifyError(ErrorCodes.SCHEDULE_INVALID, `${field}: is empty`, field);
+  }
+  if (parts.length > MAX_TIERS) {
+    throw new NotifyError(ErrorCodes.SCHEDULE_INVALID, `${field}: ${parts.length} tiers is over the limit of ${MAX_TIERS}`, field);
+  }
+  const delays = parts.map((p, i) => {
+    try {
+      return parseDuration(typeof p === 'string' ? p.trim() : p, `${field}[${i}]`);
+    } catch (err) {
+      const known = Object.keys(SCHEDULE_PRESETS).join(', ');
+      throw new NotifyError(
+        ErrorCodes.SCHEDULE_INVALID,
+        `${field}: "${String(p)}" is neither a duration nor a preset (${known})`,
+        field,
+        { cause: err },
+      );
+    }
+  });
+  return Object.freeze(delays);
+}
