@@ -31,8 +31,10 @@ export const ErrorCodes = {
   DESTINATION_BLOCKED: 'DESTINATION_BLOCKED',
   /** A message on a work queue could not be decoded; it is parked `invalid`. */
   MESSAGE_INVALID: 'MESSAGE_INVALID',
-  /** Signing failed (bad key, pool closed). */
+  /** Signing failed (bad key, pool closed, body not signable by the scheme). */
   SIGNING_FAILED: 'SIGNING_FAILED',
+  /** A webhook signature did not verify (merchant-side helper). */
+  SIGNATURE_INVALID: 'SIGNATURE_INVALID',
   /** A control message was not understood. */
   CONTROL_INVALID: 'CONTROL_INVALID',
   /** A tier index outside the schedule. */
