@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP, BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import cron from 'node-cron';
 import { ErrorCodes, NotifyError } from './errors.js';
 import { parseDuration, parseSchedule } from './schedule.js';
 
@@ -409,10 +410,12 @@ export function parseConfig(raw: Raw): Config {
 
   const m = r.section('metrics');
   const metrics: MetricsConfig = { queueSampleCron: m.string('queueSampleCron') };
+  if (!cron.validate(metrics.queueSampleCron)) fail('metrics.queueSampleCron', `"${metrics.queueSampleCron}" is not a cron expression`);
   m.done();
 
   const dr = r.section('deadRedrive');
   const deadRedrive: DeadRedriveConfig = { cron: dr.optString('cron'), limit: dr.int('limit', 1, 1_000_000) };
+  if (deadRedrive.cron !== null && !cron.validate(deadRedrive.cron)) fail('deadRedrive.cron', `"${deadRedrive.cron}" is not a cron expression`);
   dr.done();
   r.done();
 
@@ -472,4 +475,21 @@ export function redactUrl(url: string): string {
   } catch {
     return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
   }
+}
+
+/**
+ * Pure: what a reload from `old` to `next` can apply live. Queue-shaped and
+ * broker settings need a restart (the topology is declared from them);
+ * delivery, signing, limits and log level apply at once.
+ */
+export function diffConfig(old: Config, next: Config): { restartRequired: boolean; notes: string[] } {
+  const notes: string[] = [];
+  if (next.scheduleMs.join() !== old.scheduleMs.join()) notes.push('schedule changed: restart the daemon to apply it (queues and tiers are built from it)');
+  if (next.amqpUrl !== old.amqpUrl || next.prefix !== old.prefix || next.queueType !== old.queueType) notes.push('broker settings (amqpUrl, prefix, queueType) changed: restart needed');
+  if (next.ingress.port !== old.ingress.port || next.ingress.host !== old.ingress.host || next.admin.port !== old.admin.port || next.admin.host !== old.admin.host) {
+    notes.push('listen addresses changed: restart needed');
+  }
+  const restartRequired = notes.length > 0;
+  notes.push('delivery, signing, limits and log level applied');
+  return { restartRequired, notes };
 }

@@ -1,0 +1,35 @@
+# notifyd: master + one worker per retry tier + ingress worker (DESIGN §7).
+#   docker build -t notifyd .
+#   docker run --rm -e NOTIFY_AMQP_URL=amqp://guest:guest@rabbitmq:5672 -p 8080:8080 notifyd
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---- build: dev deps + tsc -> dist/ ------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: the root "prepare" script runs the build, and the sources
+# are not copied yet (keeps this layer cached until the lockfile changes).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY . .
+RUN npm run build
+
+# ---- runtime: production deps + dist/ + config/ ------------------------------
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    NOTIFY_INGRESS_PORT=8080 \
+    NOTIFY_ADMIN_PORT=9464
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY config ./config
+USER node
+# 8080: ingress (POST /v1/notifications); 9464: admin + /metrics (loopback by
+# default: set NOTIFY_ADMIN_HOST=0.0.0.0 and NOTIFY_ADMIN_TOKEN to publish it).
+EXPOSE 8080 9464
+# The master drains on SIGTERM (supervisor.drainTimeout, 25 s): give
+# `docker stop` a longer timeout (`-t 35` / compose stop_grace_period: 35s).
+STOPSIGNAL SIGTERM
+CMD ["node", "dist/src/cli.js", "start"]

@@ -1,0 +1,120 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** One request as the merchant saw it. */
+export interface SeenRequest {
+  readonly path: string;
+  readonly method: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: Buffer;
+  readonly at: number;
+}
+
+export interface MerchantOptions {
+  /** Fraction (0..1) of requests to `/` that answer 500 (bench mode). */
+  readonly failureRatio?: number;
+  /** Added latency in ms for `/` (bench mode). */
+  readonly latencyMs?: number;
+  /** Keep every request (tests) or only count them (bench). */
+  readonly record?: boolean;
+}
+
+/**
+ * A scriptable merchant endpoint. The path says how to answer, so one stub
+ * serves every test case at once:
+ * - `/fail/<k>/<key>`: 500 for the first k requests to this path, then 200 `success`
+ * - `/status/<code>/<key>`: always `<code>`
+ * - `/body/<text>/<key>`: 200 with body `<text>` (e.g. `ok` when `success` is required)
+ * - `/slow/<ms>/<k>/<key>`: the first k requests take `<ms>` before answering, then 200 at once
+ * - `/redirect/<key>`: 302 to `/fail/0/<key>` (must not be followed)
+ * - anything else: 200 `success`, or per `failureRatio`/`latencyMs`
+ */
+export class MerchantStub {
+  private server: Server | null = null;
+  readonly requests: SeenRequest[] = [];
+  private readonly counts = new Map<string, number>();
+  total = 0;
+  port = 0;
+
+  constructor(private readonly opts: MerchantOptions = {}) {}
+
+  async start(port = 0): Promise<string> {
+    const server = createServer({ keepAliveTimeout: 30_000 }, (req, res) => this.onRequest(req, res));
+    server.maxHeadersCount = 200;
+    this.server = server;
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    this.port = (server.address() as AddressInfo).port;
+    return this.base;
+  }
+
+  get base(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Requests seen for an exact path. */
+  seen(path: string): SeenRequest[] {
+    return this.requests.filter((r) => r.path === path);
+  }
+
+  count(path: string): number {
+    return this.counts.get(path) ?? 0;
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = (req.url ?? '/').split('?')[0]!;
+      const n = (this.counts.get(path) ?? 0) + 1;
+      this.counts.set(path, n);
+      this.total++;
+      if (this.opts.record !== false) {
+        this.requests.push({ path, method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks), at: Date.now() });
+      }
+      this.answer(path, n, res);
+    });
+  }
+
+  private answer(path: string, n: number, res: ServerResponse): void {
+    const send = (status: number, body: string, headers: Record<string, string> = {}): void => {
+      res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), ...headers });
+      res.end(body);
+    };
+    const parts = path.split('/').filter(Boolean);
+    switch (parts[0]) {
+      case 'fail':
+        return n <= Number(parts[1]) ? send(500, 'try later') : send(200, 'success');
+      case 'status':
+        return send(Number(parts[1]), `status ${parts[1]}`);
+      case 'body':
+        return send(200, decodeURIComponent(parts[1] ?? ''));
+      case 'slow': {
+        const ms = Number(parts[1]);
+        if (n <= Number(parts[2])) {
+          setTimeout(() => send(200, 'success'), ms).unref();
+          return;
+        }
+        return send(200, 'success');
+      }
+      case 'redirect':
+        return send(302, '', { location: `/fail/0/${parts[1] ?? ''}` });
+      default: {
+        const fail = (this.opts.failureRatio ?? 0) > 0 && Math.random() < this.opts.failureRatio!;
+        const latency = this.opts.latencyMs ?? 0;
+        if (latency > 0) {
+          setTimeout(() => (fail ? send(500, 'fail') : send(200, 'success')), latency).unref();
+          return;
+        }
+        return fail ? send(500, 'fail') : send(200, 'success');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+}

@@ -1,0 +1,95 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AdminConfig } from './config.js';
+import { ErrorCodes, NotifyError, toErrorData } from './errors.js';
+import { tokenMatches } from './http-util.js';
+import { statusForError } from './ingress.js';
+import type { Logger } from './logger.js';
+import { EXPOSITION_CONTENT_TYPE } from './metrics.js';
+import type { Supervisor } from './supervisor.js';
+
+/** The admin API needs these of the master (an interface so tests can fake it). */
+export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness'>;
+
+/**
+ * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
+ * (DESIGN §7–8). Loopback by default; when a token is configured every route
+ * but `/healthz` requires it.
+ */
+export class AdminServer {
+  private server: Server | null = null;
+
+  constructor(
+    private readonly cfg: AdminConfig,
+    private readonly target: AdminTarget,
+    private readonly log: Logger,
+  ) {}
+
+  listen(): Promise<number> {
+    const server = createServer((req, res) => {
+      this.route(req, res).catch((err: unknown) => {
+        const data = toErrorData(err);
+        if (data.code === ErrorCodes.INTERNAL) this.log.error({ err: data }, 'admin request failed');
+        if (!res.headersSent) this.json(res, statusForError(data.code), { error: data });
+      });
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.cfg.port, this.cfg.host, () => resolve((server.address() as AddressInfo).port));
+    });
+  }
+
+  private json(res: ServerResponse, status: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    req.resume();
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    if (path === '/healthz') return this.json(res, 200, { ok: true });
+    if (this.cfg.token && !tokenMatches(req.headers.authorization, this.cfg.token)) {
+      throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
+    }
+    if (path === '/readyz') {
+      const r = this.target.readiness();
+      return this.json(res, r.ready ? 200 : 503, r);
+    }
+    if (path === '/metrics' && method === 'GET') {
+      const text = await this.target.metricsText();
+      res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE });
+      res.end(text);
+      return;
+    }
+    if (path === '/admin/status' && method === 'GET') return this.json(res, 200, await this.target.status());
+    if (method !== 'POST') {
+      if (path.startsWith('/admin/')) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+      throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);
+    }
+    const tier = /^\/admin\/tiers\/(\d{1,3})\/(pause|resume)$/.exec(path);
+    if (tier) {
+      const index = Number(tier[1]);
+      return this.json(res, 200, tier[2] === 'pause' ? this.target.pause(index) : this.target.resume(index));
+    }
+    if (path === '/admin/reload') return this.json(res, 200, this.target.reload()); // CONFIG_INVALID → 400, old config kept
+    if (path === '/admin/dead/redrive') {
+      const limitRaw = url.searchParams.get('limit') ?? '100';
+      if (!/^\d{1,7}$/.test(limitRaw) || Number(limitRaw) < 1) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: must be a positive integer', 'limit');
+      const force = /^(1|true|yes)$/i.test(url.searchParams.get('force') ?? '');
+      return this.json(res, 200, await this.target.redrive(Number(limitRaw), force));
+    }
+    throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+}

@@ -1,0 +1,71 @@
+import amqp from 'amqplib';
+import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
+import { ErrorCodes, NotifyError } from './errors.js';
+
+/** Short heartbeats so a dead broker is noticed in seconds, not minutes (unless the URL sets its own). */
+function withHeartbeat(url: string): string {
+  return /[?&]heartbeat=/.test(url) ? url : `${url}${url.includes('?') ? '&' : '?'}heartbeat=5`;
+}
+
+/** Opens an AMQP connection named after its role (shown in the management UI). */
+export async function connectBroker(url: string, name: string): Promise<ChannelModel> {
+  try {
+    return await amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name }, timeout: 5000 });
+  } catch (err) {
+    throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `broker unreachable: ${(err as Error).message}`, undefined, { cause: err });
+  }
+}
+
+/**
+ * Publishes on a confirm channel and resolves when the broker confirms.
+ * Rejects with `BROKER_NACK` on a nack and `BROKER_UNAVAILABLE` when the
+ * channel closes first. Confirms are tracked per message by amqplib's
+ * callback, so many publishes can be outstanding at once.
+ */
+export function publishConfirmed(
+  ch: ConfirmChannel,
+  exchange: string,
+  routingKey: string,
+  content: Buffer,
+  options: Options.Publish,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    try {
+      ch.publish(exchange, routingKey, content, options, (err) => {
+        if (err) {
+          const closed = /closed/i.test(String((err as Error)?.message ?? err));
+          reject(
+            new NotifyError(
+              closed ? ErrorCodes.BROKER_UNAVAILABLE : ErrorCodes.BROKER_NACK,
+              closed ? 'channel closed before the broker confirmed' : 'broker refused the message (nack)',
+            ),
+          );
+        } else {
+          resolve();
+        }
+      });
+    } catch (err) {
+      reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `publish failed: ${(err as Error).message}`, undefined, { cause: err }));
+    }
+  });
+}
+
+/** Exponential backoff with jitter for reconnect loops. */
+export function reconnectDelay(attempt: number, baseMs = 100, maxMs = 5000): number {
+  const d = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
+  return Math.round(d * (0.8 + Math.random() * 0.4));
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,72 @@
+import type { Config } from './config.js';
+import type { ErrorData } from './errors.js';
+import type { MetricsSnapshot } from './metrics.js';
+
+/** Environment keys a forked worker reads (set by the master only). */
+export const WORKER_ENV = Object.freeze({ role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG' });
+
+/** Worker states as the master reports them (DESIGN §7). */
+export type WorkerState = 'starting' | 'running' | 'paused' | 'backoff' | 'crashloop' | 'draining' | 'stopped';
+
+export type WorkerRole = 'tier' | 'ingress';
+
+/** master → worker, over the cluster IPC pipe. */
+export type MasterMessage =
+  | { readonly type: 'pause' }
+  | { readonly type: 'resume' }
+  | { readonly type: 'drain'; readonly deadlineMs: number }
+  | { readonly type: 'reload'; readonly config: Config }
+  | { readonly type: 'stats'; readonly requestId: number };
+
+/** What a worker reports about itself. */
+export interface WorkerStats {
+  readonly role: WorkerRole;
+  readonly tier: number | null;
+  readonly state: WorkerState;
+  readonly inflight: number;
+  readonly metrics: MetricsSnapshot;
+}
+
+/** worker → master. */
+export type WorkerMessage =
+  | { readonly type: 'ready'; readonly role: WorkerRole; readonly tier: number | null; readonly port?: number }
+  | { readonly type: 'stats'; readonly requestId: number; readonly stats: WorkerStats }
+  | { readonly type: 'state'; readonly state: WorkerState }
+  | { readonly type: 'drained' }
+  | { readonly type: 'reloaded'; readonly restartRequired: boolean; readonly notes: readonly string[] }
+  | { readonly type: 'fatal'; readonly error: ErrorData };
+
+/** Marker so unrelated IPC traffic (e.g. cluster internals) is never mistaken for ours. */
+export const CONTROL_TAG = 'notifyd';
+
+export type Envelope<T> = { readonly [CONTROL_TAG]: 1; readonly msg: T };
+
+export function wrap<T>(msg: T): Envelope<T> {
+  return { [CONTROL_TAG]: 1, msg };
+}
+
+const MASTER_TYPES = new Set(['pause', 'resume', 'drain', 'reload', 'stats']);
+const WORKER_TYPES = new Set(['ready', 'stats', 'state', 'drained', 'reloaded', 'fatal']);
+
+function unwrap(raw: unknown, types: Set<string>): unknown | null {
+  if (typeof raw !== 'object' || raw === null || (raw as Record<string, unknown>)[CONTROL_TAG] !== 1) return null;
+  const msg = (raw as { msg?: unknown }).msg;
+  if (typeof msg !== 'object' || msg === null) return null;
+  const type = (msg as { type?: unknown }).type;
+  return typeof type === 'string' && types.has(type) ? msg : null;
+}
+
+/** Parses an IPC payload into a master message, or null when it is not one. */
+export function parseMasterMessage(raw: unknown): MasterMessage | null {
+  return unwrap(raw, MASTER_TYPES) as MasterMessage | null;
+}
+
+/** Parses an IPC payload into a worker message, or null when it is not one. */
+export function parseWorkerMessage(raw: unknown): WorkerMessage | null {
+  return unwrap(raw, WORKER_TYPES) as WorkerMessage | null;
+}
+
+/** Compile-time exhaustiveness guard for `switch` over tagged unions. */
+export function assertNever(x: never): never {
+  throw new Error(`unhandled control message: ${JSON.stringify(x)}`);
+}

@@ -1,0 +1,73 @@
+import type { Config } from './config.js';
+import { diffConfig } from './config.js';
+import type { WorkerState } from './control.js';
+import { IngressServer } from './ingress.js';
+import type { Logger } from './logger.js';
+import type { WorkerMetrics } from './metrics.js';
+import { NotificationPublisher } from './publisher.js';
+import type { ManagedWorker } from './worker-process.js';
+
+/** The ingress process: HTTP server + confirmed publisher, drained ingress-first on shutdown. */
+export class IngressWorker implements ManagedWorker {
+  private readonly publisher: NotificationPublisher;
+  private readonly server: IngressServer;
+  private state: WorkerState = 'starting';
+  private config: Config;
+  private drainPromise: Promise<void> | null = null;
+
+  constructor(config: Config, private readonly log: Logger, metrics: WorkerMetrics) {
+    this.config = config;
+    this.publisher = new NotificationPublisher({
+      amqpUrl: config.amqpUrl,
+      prefix: config.prefix,
+      scheduleMs: config.scheduleMs,
+      name: `notifyd ingress pid ${process.pid}`,
+      keepConnected: true,
+      onStateChange: (connected, err) =>
+        connected ? log.info('ingress connected to the broker') : log.warn({ err: err?.message }, 'ingress lost the broker; answering 503 until it is back'),
+    });
+    this.server = new IngressServer(config, this.publisher, log, metrics);
+  }
+
+  get inflightCount(): number {
+    return 0;
+  }
+
+  get currentState(): WorkerState {
+    return this.state;
+  }
+
+  async start(): Promise<{ port?: number }> {
+    // Listen first: while the broker is away the API answers 503 rather than refusing connections.
+    const port = await this.server.listen(this.config.ingress.port, this.config.ingress.host);
+    await this.publisher.start();
+    this.state = 'running';
+    return { port };
+  }
+
+  async pause(): Promise<void> {
+    /* the ingress has no consumer to pause */
+  }
+
+  async resume(): Promise<void> {
+    /* see pause */
+  }
+
+  reload(config: Config): { restartRequired: boolean; notes: string[] } {
+    const r = diffConfig(this.config, config);
+    this.config = config;
+    this.server.reload(config);
+    return r;
+  }
+
+  drain(deadlineMs: number): Promise<void> {
+    this.drainPromise ??= (async () => {
+      this.state = 'draining';
+      await this.server.drain(deadlineMs);
+      await this.publisher.close();
+      this.state = 'stopped';
+      this.log.info('ingress closed');
+    })();
+    return this.drainPromise;
+  }
+}

@@ -1,0 +1,213 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config.js';
+import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from './errors.js';
+import { tokenMatches } from './http-util.js';
+import type { Logger } from './logger.js';
+import { validateNotification, type Notification } from './message.js';
+import type { WorkerMetrics } from './metrics.js';
+import type { NotificationPublisher } from './publisher.js';
+
+const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
+  VALIDATION: 400,
+  BAD_JSON: 400,
+  BODY_TOO_LARGE: 413,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNAUTHORIZED: 401,
+  BROKER_UNAVAILABLE: 503,
+  BROKER_NACK: 503,
+  DRAINING: 503,
+  TIER_UNKNOWN: 404,
+  CONFIG_INVALID: 400,
+};
+
+/** HTTP status for an error code (anything unknown is a 500). */
+export function statusForError(code: ErrorData['code']): number {
+  return STATUS_FOR[code] ?? 500;
+}
+
+type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
+
+/**
+ * The ingress API (DESIGN §5): validates, publishes with confirm, answers 202
+ * only after the broker confirmed. Every refusal is a 4xx with a code; 503 means
+ * nothing was accepted and the caller should retry.
+ */
+export class IngressServer {
+  private server: Server | null = null;
+  private draining = false;
+  private config: Config;
+  private readonly active = new Set<Promise<unknown>>();
+
+  constructor(
+    config: Config,
+    private readonly publisher: NotificationPublisher,
+    private readonly log: Logger,
+    private readonly metrics: WorkerMetrics | null,
+  ) {
+    this.config = config;
+  }
+
+  reload(config: Config): void {
+    this.config = config;
+  }
+
+  /** Listens; resolves with the bound port. */
+  listen(port: number, host: string): Promise<number> {
+    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      const p = this.route(req, res).catch((err: unknown) => {
+        this.log.error({ err: toErrorData(err) }, 'ingress handler failed');
+        if (!res.headersSent) this.sendError(res, new NotifyError(ErrorCodes.INTERNAL, 'internal error'));
+      });
+      this.active.add(p);
+      void p.finally(() => this.active.delete(p));
+    });
+    server.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      this.metrics?.ingressRequests.inc({ status: '400' });
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+    });
+  }
+
+  private send(res: ServerResponse, status: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(this.draining ? { connection: 'close' } : {}) });
+    res.end(text);
+    this.metrics?.ingressRequests.inc({ status: String(status) });
+  }
+
+  private sendError(res: ServerResponse, err: unknown): void {
+    const data = toErrorData(err);
+    this.send(res, statusForError(data.code), { error: data });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    const single = path === '/v1/notifications';
+    const batch = path === '/v1/notifications:batch';
+    if (!single && !batch) {
+      req.resume();
+      return this.sendError(res, new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`));
+    }
+    if (req.method !== 'POST') {
+      req.resume();
+      res.setHeader('allow', 'POST');
+      return this.sendError(res, new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST'));
+    }
+    if (this.config.ingress.token && !tokenMatches(req.headers.authorization, this.config.ingress.token)) {
+      req.resume();
+      return this.sendError(res, new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token'));
+    }
+    if (this.draining) {
+      req.resume();
+      return this.sendError(res, new NotifyError(ErrorCodes.DRAINING, 'notifyd is shutting down; retry on another instance'));
+    }
+    const ct = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+    if (ct !== 'application/json') {
+      req.resume();
+      return this.sendError(res, new NotifyError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, 'send application/json'));
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse((await readBody(req, this.config.ingress.maxBodyBytes)).toString('utf8'));
+    } catch (err) {
+      if ((err as NotifyError).code === ErrorCodes.BODY_TOO_LARGE) {
+        res.setHeader('connection', 'close');
+        return this.sendError(res, err);
+      }
+      return this.sendError(res, new NotifyError(ErrorCodes.BAD_JSON, `body is not valid JSON: ${(err as Error).message}`.slice(0, 200)));
+    }
+    if (single) return this.handleOne(res, parsed);
+    return this.handleBatch(res, parsed);
+  }
+
+  private async handleOne(res: ServerResponse, parsed: unknown): Promise<void> {
+    let n: Notification;
+    try {
+      n = validateNotification(parsed, this.config.limits);
+    } catch (err) {
+      return this.sendError(res, err);
+    }
+    try {
+      await this.publisher.publish(n);
+    } catch (err) {
+      this.log.warn({ id: n.id, err: toErrorData(err) }, 'publish failed; answered 503');
+      return this.sendError(res, err);
+    }
+    this.send(res, 202, { id: n.id });
+  }
+
+  private async handleBatch(res: ServerResponse, parsed: unknown): Promise<void> {
+    const list = (parsed as { notifications?: unknown } | null)?.notifications;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !Array.isArray(list)) {
+      return this.sendError(res, new NotifyError(ErrorCodes.VALIDATION, 'notifications: must be an array', 'notifications'));
+    }
+    if (list.length === 0 || list.length > this.config.ingress.maxBatch) {
+      return this.sendError(res, new NotifyError(ErrorCodes.VALIDATION, `notifications: must hold 1 to ${this.config.ingress.maxBatch} items`, 'notifications'));
+    }
+    const results: BatchItem[] = await Promise.all(
+      list.map(async (item, index): Promise<BatchItem> => {
+        try {
+          const n = validateNotification(item, this.config.limits);
+          await this.publisher.publish(n);
+          return { id: n.id, status: 202 };
+        } catch (err) {
+          const error = toErrorData(err);
+          return { index, status: statusForError(error.code), error };
+        }
+      }),
+    );
+    const accepted = results.filter((r) => r.status === 202).length;
+    // 202 when everything was taken, 207 when only part of it was.
+    this.send(res, accepted === results.length ? 202 : accepted === 0 && results.every((r) => r.status === 503) ? 503 : 207, { accepted, results });
+  }
+
+  /** Stops accepting (503 from now on), waits for in-flight requests, closes the listener. Idempotent. */
+  async drain(deadlineMs: number): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    const server = this.server;
+    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    server?.closeIdleConnections();
+    const wait = Math.max(0, deadlineMs - Date.now());
+    await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => setTimeout(r, wait).unref())]);
+    server?.closeAllConnections();
+    await closed;
+  }
+}
+
+/** Reads a request body up to `limit` bytes; past it, fails with `BODY_TOO_LARGE` without buffering the rest. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      req.resume();
+      return reject(new NotifyError(ErrorCodes.BODY_TOO_LARGE, `body over ${limit} bytes`));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > limit) {
+        failed = true;
+        reject(new NotifyError(ErrorCodes.BODY_TOO_LARGE, `body over ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+    });
+  });
+}

@@ -1,0 +1,69 @@
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AdminServer } from './admin-server.js';
+import { EX_CONFIG, loadConfig, type Config } from './config.js';
+import { ErrorCodes, hasCode, toErrorData } from './errors.js';
+import { createLogger } from './logger.js';
+import { Supervisor } from './supervisor.js';
+
+/** Finds a worker entry next to this module, compiled (`.js`) or under tsx (`.ts`). */
+function workerEntry(name: string): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const js = resolve(here, '..', 'workers', `${name}.js`);
+  return existsSync(js) ? js : resolve(here, '..', 'workers', `${name}.ts`);
+}
+
+/** Loads config or ends the process with one clear line and exit 78. */
+export function loadConfigOrExit(configFile: string | null): Config {
+  try {
+    return loadConfig({ configFile });
+  } catch (err) {
+    if (hasCode(err, ErrorCodes.CONFIG_INVALID)) {
+      process.stderr.write(`notifyd: ${(err as Error).message}\n`);
+      process.exit(EX_CONFIG);
+    }
+    throw err;
+  }
+}
+
+/**
+ * `notifyd start`: the master process. Binds the admin port, then supervises
+ * the workers; SIGTERM/SIGINT drain, SIGHUP reloads the config file.
+ */
+export async function runMaster(configFile: string | null): Promise<void> {
+  const config = loadConfigOrExit(configFile);
+  const log = createLogger(config.logLevel, { role: 'master' });
+  let admin: AdminServer | null = null;
+  const supervisor = new Supervisor({
+    config,
+    logger: log,
+    tierEntry: workerEntry('tier'),
+    ingressEntry: workerEntry('ingress'),
+    reloadConfig: () => loadConfig({ configFile }),
+    onExit: (code) => {
+      void (admin?.close() ?? Promise.resolve()).finally(() => {
+        log.flush();
+        process.exit(code);
+      });
+    },
+  });
+  admin = new AdminServer(config.admin, supervisor, log);
+  try {
+    supervisor.setAdminPort(await admin.listen());
+  } catch (err) {
+    log.fatal({ err: toErrorData(err), port: config.admin.port, host: config.admin.host }, 'cannot bind the admin port');
+    log.flush();
+    process.exit(1);
+  }
+  process.on('SIGTERM', () => supervisor.shutdown('SIGTERM'));
+  process.on('SIGINT', () => supervisor.shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      supervisor.reload();
+    } catch (err) {
+      log.error({ err: toErrorData(err) }, 'reload failed; keeping the running config');
+    }
+  });
+  await supervisor.start();
+}

@@ -1,0 +1,55 @@
+import type { SuccessCriteria } from './config.js';
+import type { DeadReason } from './message.js';
+
+/** What one HTTP attempt produced, before any decision. */
+export type AttemptResult =
+  | { readonly kind: 'response'; readonly status: number; readonly body: string }
+  /** No usable response: refused connection, timeout, reset, TLS error... */
+  | { readonly kind: 'error'; readonly code: string; readonly message: string };
+
+/** What happens to the notification next. */
+export type Outcome =
+  | { readonly kind: 'delivered' }
+  | { readonly kind: 'retry'; readonly error: string }
+  | { readonly kind: 'dead'; readonly reason: DeadReason; readonly error: string };
+
+/** Error codes that can never succeed on a later attempt. */
+const PERMANENT_ERROR_CODES = new Set(['DESTINATION_BLOCKED', 'INVALID_URL']);
+
+/** Pure: does this response meet the success criteria? */
+export function isSuccess(status: number, body: string, criteria: SuccessCriteria): boolean {
+  const statusOk = criteria.status === '2xx' ? status >= 200 && status < 300 : criteria.status.includes(status);
+  if (!statusOk) return false;
+  return criteria.bodyEquals === undefined || body.trim() === criteria.bodyEquals;
+}
+
+/** Short, single-line text for the `notify-last-error` header. */
+export function describeFailure(result: AttemptResult, maxLength = 200): string {
+  const text =
+    result.kind === 'response'
+      ? `status ${result.status}${result.body ? `: ${result.body.replace(/\s+/g, ' ').trim()}` : ''}`
+      : `${result.code}: ${result.message}`;
+  return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+}
+
+/**
+ * Pure: decides what an attempt means. Success per the criteria; a status in
+ * `deadOnStatus` or a permanent error parks at once; otherwise retry while
+ * tiers remain, else park as `exhausted`.
+ */
+export function classifyAttempt(
+  result: AttemptResult,
+  criteria: SuccessCriteria,
+  deadOnStatus: readonly number[],
+  isLastTier: boolean,
+): Outcome {
+  if (result.kind === 'response' && isSuccess(result.status, result.body, criteria)) return { kind: 'delivered' };
+  const error = describeFailure(result);
+  if (result.kind === 'response' && deadOnStatus.includes(result.status)) {
+    return { kind: 'dead', reason: `status-${result.status}`, error };
+  }
+  if (result.kind === 'error' && PERMANENT_ERROR_CODES.has(result.code)) {
+    return { kind: 'dead', reason: result.code === 'DESTINATION_BLOCKED' ? 'blocked' : 'invalid', error };
+  }
+  return isLastTier ? { kind: 'dead', reason: 'exhausted', error } : { kind: 'retry', error };
+}

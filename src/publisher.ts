@@ -1,0 +1,138 @@
+import type { ChannelModel, ConfirmChannel, Message } from 'amqplib';
+import { connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
+import { ErrorCodes, NotifyError } from './errors.js';
+import { H, encodeNotification, type Notification } from './message.js';
+import { namesFor, routeForAttempt, type Names } from './topology.js';
+
+export interface PublisherOptions {
+  readonly amqpUrl: string;
+  readonly prefix: string;
+  /** Only entry 0 matters here: where a new notification waits for its first attempt. */
+  readonly scheduleMs: readonly number[];
+  /** Connection name in the broker. */
+  readonly name: string;
+  /** How long a publish may wait for the confirm before it counts as failed. */
+  readonly confirmTimeoutMs?: number;
+  /** Keep reconnecting in the background (ingress) rather than on demand (client). */
+  readonly keepConnected?: boolean;
+  readonly onStateChange?: (connected: boolean, err?: Error) => void;
+}
+
+/**
+ * Publishes new notifications into tier 0 with publisher confirms. Messages are
+ * `mandatory`: one that no queue takes (topology missing) is returned and the
+ * publish fails instead of being silently dropped. Not connected → fails fast
+ * with `BROKER_UNAVAILABLE` so the caller can answer 503.
+ */
+export class NotificationPublisher {
+  private conn: ChannelModel | null = null;
+  private ch: ConfirmChannel | null = null;
+  private connecting: Promise<void> | null = null;
+  private closed = false;
+  private readonly stop = new AbortController();
+  private readonly names: Names;
+  private readonly returned = new Map<string, (err: Error) => void>();
+
+  constructor(private readonly opts: PublisherOptions) {
+    this.names = namesFor(opts.prefix);
+  }
+
+  get connected(): boolean {
+    return this.ch !== null;
+  }
+
+  /** Connects once; with `keepConnected`, keeps retrying in the background after losses. */
+  async start(): Promise<void> {
+    await this.ensure().catch(() => undefined);
+  }
+
+  private ensure(): Promise<void> {
+    if (this.ch) return Promise.resolve();
+    if (this.closed) return Promise.reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'publisher closed'));
+    this.connecting ??= this.open().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private async open(): Promise<void> {
+    const conn = await connectBroker(this.opts.amqpUrl, this.opts.name);
+    conn.on('error', () => undefined);
+    const ch = await conn.createConfirmChannel();
+    ch.on('error', () => undefined);
+    ch.on('return', (msg: Message) => {
+      const id = String(msg.properties.messageId ?? '');
+      this.returned.get(id)?.(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'no queue took the message (is the daemon\'s topology declared for this prefix?)'));
+    });
+    const lost = (err?: Error): void => {
+      if (this.conn !== conn) return;
+      this.conn = null;
+      this.ch = null;
+      this.opts.onStateChange?.(false, err);
+      if (this.opts.keepConnected && !this.closed) void this.reconnectLoop();
+    };
+    conn.on('close', lost);
+    ch.on('close', () => {
+      void conn.close().catch(() => undefined);
+      lost();
+    });
+    this.conn = conn;
+    this.ch = ch;
+    this.opts.onStateChange?.(true);
+  }
+
+  private async reconnectLoop(): Promise<void> {
+    for (let attempt = 0; !this.closed && !this.ch; attempt++) {
+      await sleep(reconnectDelay(attempt), this.stop.signal);
+      if (this.closed) return;
+      await this.ensure().catch(() => undefined);
+    }
+  }
+
+  /** Publishes one validated notification; resolves once the broker confirmed it. */
+  async publish(n: Notification): Promise<void> {
+    if (!this.ch) {
+      if (this.opts.keepConnected) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+      await this.ensure();
+    }
+    const ch = this.ch;
+    if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+    const route = routeForAttempt(this.names, this.opts.scheduleMs, 0);
+    const delay0 = this.opts.scheduleMs[0] ?? 0;
+    const confirm = publishConfirmed(ch, route.exchange, route.routingKey, encodeNotification(n), {
+      messageId: n.id,
+      persistent: true,
+      mandatory: true,
+      contentType: 'application/json',
+      timestamp: Math.floor(n.createdAt / 1000),
+      headers: { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0 },
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = new Promise<void>((resolve, reject) => {
+      this.returned.set(n.id, reject);
+      timer = setTimeout(
+        () => reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not confirm in time')),
+        this.opts.confirmTimeoutMs ?? 10_000,
+      );
+      confirm.then(resolve, reject);
+    });
+    try {
+      await outcome;
+    } finally {
+      clearTimeout(timer);
+      this.returned.delete(n.id);
+    }
+  }
+
+  /** Closes channel then connection; idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stop.abort();
+    const { ch, conn } = this;
+    this.ch = null;
+    this.conn = null;
+    await ch?.close().catch(() => undefined);
+    await conn?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * Signs outgoing notifications (DESIGN.md §6): Standard Webhooks HMAC headers,
+ * or Alipay-style `rsa2` form signatures computed in a worker-thread pool.
+ */
+import { createHmac } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Piscina } from 'piscina';
+import type { SigningConfig, SigningScheme } from './config.js';
+import { ErrorCodes, NotifyError } from './errors.js';
+import { loadRsaPrivateKey, type RsaSignTask } from './rsa-sign-worker.js';
+
+export interface SignInput {
+  id: string;
+  timestampSec: number;
+  body: string;
+  contentType: string;
+}
+
+export interface SignOutput {
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface Signer {
+  readonly scheme: SigningScheme;
+  sign(input: SignInput): Promise<SignOutput>;
+  close(): Promise<void>;
+}
+
+const FORM_TYPE = 'application/x-www-form-urlencoded';
+const STANDARD_PREFIX = 'whsec_';
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+function signingFailed(message: string, cause?: unknown): NotifyError {
+  return new NotifyError(ErrorCodes.SIGNING_FAILED, message, undefined, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * Decodes a `whsec_<base64>` secret to the HMAC key. The prefix is optional, as
+ * in the Standard Webhooks libraries. Throws without quoting the secret.
+ */
+function decodeWebhookSecret(secret: string, index: number): Buffer {
+  const b64 = secret.startsWith(STANDARD_PREFIX) ? secret.slice(STANDARD_PREFIX.length) : secret;
+  // Buffer's decoder skips invalid characters, so a typo would silently yield a different key.
+  const key = BASE64.test(b64) ? Buffer.from(b64, 'base64') : Buffer.alloc(0);
+  if (key.length === 0) throw signingFailed(`standard: secret #${index + 1} is not whsec_<base64>`);
+  return key;
+}
+
+/** `v1,<base64 HMAC-SHA256>` over `id.timestamp.body`, the Standard Webhooks signed content. */
+function standardSignature(key: Buffer, id: string, timestampSec: number, body: Buffer): string {
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestampSec}.`, 'utf8').update(body).digest('base64')}`;
+}
+
+function checkTimestamp(timestampSec: number): void {
+  if (!Number.isSafeInteger(timestampSec) || timestampSec < 0) {
+    throw signingFailed(`timestampSec must be a non-negative integer (got ${String(timestampSec)})`);
+  }
+}
+
+/**
+ * The Alipay notify signing rule, matched to what verifiers rebuild: fields
+ * other than `sign`/`sign_type`, sorted by key, `k=v` on decoded values, `&`.
+ *
+ * Fields with an empty key or value are dropped from the delivered form, not
+ * just from the signed string: Alipay's rule (and its Java/PHP SDKs) skips them,
+ * but the Node SDK's `checkNotifySign` only filters empty *keys* and would put
+ * `k=` into its string, so keeping them in the body would fail one or the other.
+ */
+function alipaySignContent(body: string, contentType: string): { fields: [string, string][]; content: string } {
+  const [media, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
+  if (media !== FORM_TYPE) {
+    throw signingFailed(`rsa2: body must be ${FORM_TYPE} (got ${media || 'no content type'})`);
+  }
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '');
+  // URLSearchParams decodes percent-escapes as UTF-8; any other charset would be signed wrongly.
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+    throw signingFailed(`rsa2: only UTF-8 forms can be signed (got charset=${charset})`);
+  }
+  const fields: [string, string][] = [];
+  const seen = new Set<string>();
+  for (const [k, v] of new URLSearchParams(body)) {
+    if (k === 'sign' || k === 'sign_type') continue;
+    if (seen.has(k)) {
+      // Merchants' form parsers turn repeats into arrays (or keep one), so no verifier would agree.
+      throw signingFailed(`rsa2: form field "${k}" appears more than once`);
+    }
+    seen.add(k);
+    if (k === '' || v === '') continue;
+    fields.push([k, v]);
+  }
+  // `<` compares UTF-16 code units, exactly as the Node SDK's `Object.keys().sort()` and
+  // Java's `TreeMap<String>` (Alipay's own) do; for ASCII keys that is byte order.
+  const content = [...fields]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join('&');
+  return { fields, content };
+}
+
+/**
+ * The worker file next to this module: `.js` when running from `dist/`, `.ts`
+ * when running sources under tsx. Our own extension is preferred, so a stray
+ * build output never shadows the source being tested (or the reverse).
+ */
+function workerFile(): string {
+  const own = fileURLToPath(import.meta.url);
+  const exts = own.endsWith('.ts') ? ['.ts', '.js'] : ['.js', '.ts'];
+  for (const ext of exts) {
+    const candidate = fileURLToPath(new URL(`./rsa-sign-worker${ext}`, import.meta.url));
+    if (existsSync(candidate)) return candidate;
+  }
+  throw signingFailed('rsa2: rsa-sign-worker.js not found next to signing.js');
+}
+
+/**
+ * Worker threads inherit `process.execArgv`, so under `node --import tsx` or the
+ * tsx CLI they can already load `.ts`. Only when tsx was registered in-process
+ * (its API, not a flag) would a `.ts` worker fail to load; add the flag then.
+ */
+function workerExecArgv(file: string): string[] | undefined {
+  if (!file.endsWith('.ts') || process.execArgv.some((a) => a.includes('tsx'))) return undefined;
+  try {
+    const tsx = createRequire(import.meta.url).resolve('tsx');
+    return [...process.execArgv, '--import', pathToFileURL(tsx).href];
+  } catch {
+    return undefined;
+  }
+}
+
+class NoneSigner implements Signer {
+  readonly scheme = 'none' as const;
+  private closed = false;
+
+  async sign(input: SignInput): Promise<SignOutput> {
+    if (this.closed) throw signingFailed('signer is closed');
+    return { headers: {}, body: input.body };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+class StandardSigner implements Signer {
+  readonly scheme = 'standard' as const;
+  private readonly keys: readonly Buffer[];
+  private closed = false;
+
+  constructor(secrets: readonly string[]) {
+    if (secrets.length === 0) throw signingFailed('standard: at least one whsec_ secret is required');
+    this.keys = secrets.map((s, i) => decodeWebhookSecret(s, i));
+  }
+
+  async sign(input: SignInput): Promise<SignOutput> {
+    if (this.closed) throw signingFailed('signer is closed');
+    checkTimestamp(input.timestampSec);
+    const body = Buffer.from(input.body, 'utf8');
+    return {
+      headers: {
+        'webhook-id': input.id,
+        'webhook-timestamp': String(input.timestampSec),
+        'webhook-signature': this.keys.map((k) => standardSignature(k, input.id, input.timestampSec, body)).join(' '),
+      },
+      body: input.body,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+class RsaSigner implements Signer {
+  readonly scheme = 'rsa2' as const;
+  private pool: Piscina<RsaSignTask, string> | null = null;
+  private closing: Promise<void> | null = null;
+  /** Why a pool was dropped, to explain the rejections its destruction caused. */
+  private readonly poolErrors = new WeakMap<Piscina<RsaSignTask, string>, string>();
+
+  constructor(
+    private readonly keyFile: string,
+    private readonly threads: number,
+  ) {}
+
+  private getPool(): Piscina<RsaSignTask, string> {
+    if (this.pool === null) {
+      const filename = workerFile();
+      const execArgv = workerExecArgv(filename);
+      const pool = new Piscina<RsaSignTask, string>({
+        filename,
+        maxThreads: this.threads,
+        minThreads: 0,
+        // Threads (and their parsed key) are kept while notifications flow and
+        // released after a quiet spell, so an idle tier holds no extra memory.
+        idleTimeout: 30_000,
+        ...(execArgv ? { execArgv } : {}),
+      });
+      // A thread failing outside a task (e.g. it cannot load the task file) is an
+      // 'error' on the pool: unheard, it kills the process; heard, piscina leaves
+      // queued tasks pending forever. So drop the pool, which rejects them, and
+      // let the next sign() start a fresh one.
+      pool.on('error', (err: unknown) => {
+        this.poolErrors.set(pool, err instanceof Error ? err.message : String(err));
+        if (this.pool === pool) this.pool = null;
+        pool.destroy().catch(() => undefined);
+      });
+      this.pool = pool;
+    }
+    return this.pool;
+  }
+
+  async sign(input: SignInput): Promise<SignOutput> {
+    if (this.closing !== null) throw signingFailed('signer is closed');
+    const { fields, content } = alipaySignContent(input.body, input.contentType);
+    const pool = this.getPool();
+    let signature: string;
+    try {
+      signature = await pool.run({ keyFile: this.keyFile, content });
+    } catch (err) {
+      let why = err instanceof Error ? err.message : String(err);
+      if (this.closing !== null) why = `signer closed while signing (${why})`;
+      else if (this.poolErrors.has(pool)) why = `signing thread failed (${this.poolErrors.get(pool)!})`;
+      throw signingFailed(why.startsWith('rsa2:') ? why : `rsa2: ${why}`, err);
+    }
+    const out = new URLSearchParams(fields);
+    out.append('sign_type', 'RSA2');
+    out.append('sign', signature);
+    return { headers: {}, body: out.toString() };
+  }
+
+  close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    this.closing ??= pool === null ? Promise.resolve() : pool.destroy();
+    return this.closing;
+  }
+}
+
+/**
+ * Builds the signer for the configured scheme. Secrets are decoded and, for
+ * `rsa2`, the key file is checked once here so a bad key stops start-up rather
+ * than failing every delivery; the worker pool itself starts on first use.
+ *
+ * @throws NotifyError `SIGNING_FAILED` for an unusable secret or key (never quoting it).
+ */
+export function createSigner(cfg: SigningConfig): Signer {
+  switch (cfg.scheme) {
+    case 'none':
+      return new NoneSigner();
+    case 'standard':
+      return new StandardSigner(cfg.secrets);
+    case 'rsa2': {
+      if (!cfg.keyFile) throw signingFailed('rsa2: signing.keyFile is required');
+      try {
+        loadRsaPrivateKey(cfg.keyFile);
+      } catch (err) {
+        throw signingFailed((err as Error).message);
+      }
+      return new RsaSigner(cfg.keyFile, Math.max(1, cfg.threads));
+    }
+    default:
+      throw signingFailed(`unknown signing scheme "${String(cfg.scheme)}"`);
+  }
+}

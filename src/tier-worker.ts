@@ -1,0 +1,390 @@
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import { diffConfig, type Config } from './config.js';
+import { createAddressGuard } from './address-guard.js';
+import { connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
+import type { WorkerState } from './control.js';
+import { HttpDeliverer } from './delivery.js';
+import { toErrorData } from './errors.js';
+import type { ManagedWorker } from './worker-process.js';
+import type { Logger } from './logger.js';
+import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from './message.js';
+import type { WorkerMetrics } from './metrics.js';
+import { classifyAttempt, type Outcome } from './outcome.js';
+import { createSigner, type Signer } from './signing.js';
+import { namesFor, routeForAttempt, verifyQueues, type Names } from './topology.js';
+
+export const USER_AGENT = 'notifyd/0.1.0';
+
+export interface TierWorkerDeps {
+  readonly config: Config;
+  readonly tier: number;
+  readonly logger: Logger;
+  readonly metrics: WorkerMetrics;
+  /** Told whenever the worker's own state changes (the entry point forwards it to the master). */
+  readonly onState?: (state: WorkerState) => void;
+}
+
+/** Outcome event published on `P.outcomes` (key `delivered` or `dead`). */
+export interface OutcomeEvent {
+  readonly id: string;
+  readonly outcome: 'delivered' | 'dead';
+  readonly tier: number;
+  readonly attempts: number;
+  readonly status: number | null;
+  readonly reason?: DeadReason;
+  readonly error?: string;
+  readonly at: number;
+  readonly createdAt: number | null;
+  readonly metadata?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Consumes `P.work.<tier>`: one HTTP attempt per message, then hands the
+ * notification on. Every hand-on is publish → broker confirm → ack of the
+ * original, so a crash in between duplicates an attempt but never loses one.
+ * A lost connection is re-established with backoff; a delivery is only ever
+ * acked on the channel it arrived on.
+ */
+export class TierWorker implements ManagedWorker {
+  private config: Config;
+  private readonly tier: number;
+  private readonly names: Names;
+  private readonly log: Logger;
+  private readonly metrics: WorkerMetrics;
+  private deliverer: HttpDeliverer;
+  private signer: Signer;
+  private conn: ChannelModel | null = null;
+  private ch: ConfirmChannel | null = null;
+  private consumerTag: string | null = null;
+  private paused = false;
+  private stopping = false;
+  private readonly stopSignal = new AbortController();
+  private readonly inflight = new Set<Promise<void>>();
+  private state: WorkerState = 'starting';
+  private drainPromise: Promise<void> | null = null;
+  private readonly tierLabel: string;
+
+  constructor(private readonly deps: TierWorkerDeps) {
+    this.config = deps.config;
+    this.tier = deps.tier;
+    this.names = namesFor(deps.config.prefix);
+    this.log = deps.logger;
+    this.metrics = deps.metrics;
+    this.tierLabel = String(deps.tier);
+    this.deliverer = this.makeDeliverer(deps.config);
+    this.signer = createSigner(deps.config.signing);
+  }
+
+  private makeDeliverer(cfg: Config): HttpDeliverer {
+    const guard = cfg.delivery.allowPrivateNetworks ? null : createAddressGuard(cfg.delivery);
+    return new HttpDeliverer(cfg.delivery, guard, USER_AGENT);
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  get currentState(): WorkerState {
+    return this.state;
+  }
+
+  private setState(s: WorkerState): void {
+    if (this.state === s) return;
+    this.state = s;
+    this.deps.onState?.(s);
+  }
+
+  /** Connects and starts consuming; resolves once the first consumer is up. */
+  async start(): Promise<{ port?: number }> {
+    await this.connectLoop();
+    return {};
+  }
+
+  private async connectLoop(): Promise<void> {
+    for (let attempt = 0; !this.stopping; attempt++) {
+      try {
+        await this.open();
+        return;
+      } catch (err) {
+        const delay = reconnectDelay(attempt, 200, 5000);
+        this.log.warn({ err: toErrorData(err), retryInMs: delay }, 'tier worker cannot reach the broker');
+        await sleep(delay, this.stopSignal.signal);
+      }
+    }
+  }
+
+  private async open(): Promise<void> {
+    const conn = await connectBroker(this.config.amqpUrl, `notifyd tier ${this.tier} pid ${process.pid}`);
+    try {
+      conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
+      const ch = await conn.createConfirmChannel();
+      ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
+      await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead]);
+      await ch.prefetch(this.config.delivery.concurrency);
+      const lost = (): void => {
+        if (this.conn !== conn) return;
+        this.conn = null;
+        this.ch = null;
+        this.consumerTag = null;
+        void conn.close().catch(() => undefined);
+        if (!this.stopping) {
+          this.log.warn('broker connection lost; reconnecting');
+          this.setState('starting');
+          void this.connectLoop();
+        }
+      };
+      conn.on('close', lost);
+      ch.on('close', lost);
+      this.conn = conn;
+      this.ch = ch;
+      if (!this.paused) await this.consume();
+      this.setState(this.paused ? 'paused' : 'running');
+      this.log.info({ queue: this.names.workQueue(this.tier), prefetch: this.config.delivery.concurrency }, 'tier worker consuming');
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async consume(): Promise<void> {
+    const ch = this.ch;
+    if (!ch || this.consumerTag) return;
+    const { consumerTag } = await ch.consume(this.names.workQueue(this.tier), (msg) => {
+      if (msg === null) {
+        this.log.warn('consumer cancelled by the broker (queue deleted?)');
+        this.consumerTag = null;
+        return;
+      }
+      const p = this.handle(ch, msg).catch((err: unknown) => {
+        this.log.error({ err: toErrorData(err) }, 'unexpected error handling a message');
+      });
+      this.inflight.add(p);
+      void p.finally(() => this.inflight.delete(p));
+    });
+    this.consumerTag = consumerTag;
+  }
+
+  /** Cancels the consumer but keeps the channel (in-flight attempts still ack). */
+  async pause(): Promise<void> {
+    this.paused = true;
+    const { ch, consumerTag } = this;
+    this.consumerTag = null;
+    if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
+    if (!this.stopping) this.setState('paused');
+  }
+
+  async resume(): Promise<void> {
+    this.paused = false;
+    if (this.stopping) return;
+    await this.consume();
+    if (this.ch) this.setState('running');
+  }
+
+  /** Applies what can change without a restart; reports what cannot. */
+  reload(next: Config): { restartRequired: boolean; notes: string[] } {
+    const { restartRequired, notes } = diffConfig(this.config, next);
+    const prefetchChanged = next.delivery.concurrency !== this.config.delivery.concurrency;
+    this.config = next;
+    this.deliverer.reconfigure(next.delivery);
+    const oldSigner = this.signer;
+    this.signer = createSigner(next.signing);
+    void oldSigner.close();
+    if (prefetchChanged && this.ch) {
+      // basic.qos applies to consumers created afterwards, so re-subscribe.
+      const ch = this.ch;
+      void (async () => {
+        await ch.prefetch(next.delivery.concurrency);
+        if (this.consumerTag && !this.paused) {
+          await ch.cancel(this.consumerTag);
+          this.consumerTag = null;
+          await this.consume();
+        }
+      })().catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'prefetch change failed'));
+    }
+    return { restartRequired, notes };
+  }
+
+  private ack(ch: ConfirmChannel, msg: ConsumeMessage): void {
+    // A tag belongs to its channel: after a reconnect the broker has already
+    // requeued it, and acking it on a new channel would be a protocol error.
+    if (ch !== this.ch) return;
+    try {
+      ch.ack(msg);
+    } catch {
+      /* channel closing: the broker redelivers */
+    }
+  }
+
+  private nackRequeue(ch: ConfirmChannel, msg: ConsumeMessage): void {
+    if (ch !== this.ch) return;
+    try {
+      ch.nack(msg, false, true);
+    } catch {
+      /* channel closing: the broker redelivers */
+    }
+  }
+
+  private async handle(ch: ConfirmChannel, msg: ConsumeMessage): Promise<void> {
+    const tier = this.tierLabel;
+    this.metrics.inflight.inc({ tier });
+    try {
+      let n: Notification;
+      try {
+        n = decodeNotification(msg.content, this.config.limits);
+      } catch (err) {
+        await this.park(ch, msg, 'invalid', (err as Error).message, null);
+        this.metrics.attempts.inc({ tier, outcome: 'dead' });
+        this.ack(ch, msg);
+        this.log.warn({ messageId: msg.properties.messageId, tier: this.tier, err: (err as Error).message }, 'parked an invalid message');
+        return;
+      }
+      await this.attemptAndHandOn(ch, msg, n);
+    } catch (err) {
+      this.metrics.attempts.inc({ tier, outcome: 'error' });
+      this.log.error({ messageId: msg.properties.messageId, err: toErrorData(err) }, 'hand-on failed; message returned to the queue');
+      this.nackRequeue(ch, msg);
+    } finally {
+      this.metrics.inflight.dec({ tier });
+    }
+  }
+
+  private async attemptAndHandOn(ch: ConfirmChannel, msg: ConsumeMessage, n: Notification): Promise<void> {
+    const tier = this.tierLabel;
+    const headers = msg.properties.headers ?? {};
+    const startedAt = Date.now();
+    const dueAt = numberHeader(headers, H.dueAt) ?? n.createdAt;
+    this.metrics.lateness.observe({ tier }, Math.max(0, startedAt - dueAt) / 1000);
+
+    const rendered = renderBody(n);
+    const signed = await this.signer.sign({
+      id: n.id,
+      timestampSec: Math.floor(startedAt / 1000),
+      body: rendered.body,
+      contentType: rendered.contentType,
+    });
+    const result = await this.deliverer.attempt({
+      url: n.url,
+      method: n.method,
+      headers: { ...n.headers, ...signed.headers, 'content-type': rendered.contentType },
+      body: signed.body,
+    });
+    this.metrics.attemptDuration.observe({ tier }, result.durationMs / 1000);
+    const isLast = this.tier >= this.config.scheduleMs.length - 1;
+    const outcome = classifyAttempt(result, n.success ?? this.config.delivery.success, this.config.delivery.deadOnStatus, isLast);
+    const status = result.kind === 'response' ? result.status : null;
+    this.log.info(
+      {
+        id: n.id,
+        tier: this.tier,
+        attempt: this.tier,
+        status: result.kind === 'response' ? result.status : result.code,
+        ms: Math.round(result.durationMs),
+        outcome: outcome.kind === 'delivered' ? 'success' : outcome.kind,
+      },
+      'attempt',
+    );
+    await this.handOn(ch, msg, n, outcome, status, startedAt);
+  }
+
+  private async handOn(ch: ConfirmChannel, msg: ConsumeMessage, n: Notification, outcome: Outcome, status: number | null, startedAt: number): Promise<void> {
+    const tier = this.tierLabel;
+    const headers = msg.properties.headers ?? {};
+    const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
+    switch (outcome.kind) {
+      case 'delivered': {
+        await this.publishOutcome(ch, { id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
+        this.ack(ch, msg);
+        this.metrics.attempts.inc({ tier, outcome: 'success' });
+        this.metrics.delivered.inc({ tier });
+        this.metrics.endToEnd.observe(Math.max(0, Date.now() - n.createdAt) / 1000);
+        return;
+      }
+      case 'retry': {
+        const next = this.tier + 1;
+        const route = routeForAttempt(this.names, this.config.scheduleMs, next);
+        const now = Date.now();
+        await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, this.carryProps(msg, {
+          [H.attempt]: next,
+          [H.firstAttemptAt]: firstAttemptAt,
+          [H.dueAt]: now + (this.config.scheduleMs[next] ?? 0),
+          [H.lastError]: outcome.error,
+        }));
+        this.ack(ch, msg);
+        this.metrics.attempts.inc({ tier, outcome: 'retry' });
+        return;
+      }
+      case 'dead': {
+        await this.park(ch, msg, outcome.reason, outcome.error, firstAttemptAt);
+        await this.publishOutcome(ch, { id: n.id, outcome: 'dead', tier: this.tier, attempts: this.tier + 1, status, reason: outcome.reason, error: outcome.error, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
+        this.ack(ch, msg);
+        this.metrics.attempts.inc({ tier, outcome: 'dead' });
+        return;
+      }
+    }
+  }
+
+  private carryProps(msg: ConsumeMessage, set: Record<string, unknown>): Options.Publish {
+    const old = msg.properties.headers ?? {};
+    const headers: Record<string, unknown> = {};
+    // Broker-owned x- headers (x-death, x-first-death-*) are left behind: they
+    // grow with every hop and mean nothing to the next tier.
+    for (const [k, v] of Object.entries(old)) if (!k.startsWith('x-')) headers[k] = v;
+    Object.assign(headers, set);
+    return {
+      messageId: msg.properties.messageId,
+      persistent: true,
+      contentType: msg.properties.contentType ?? 'application/json',
+      timestamp: msg.properties.timestamp,
+      headers,
+    };
+  }
+
+  private async park(ch: ConfirmChannel, msg: ConsumeMessage, reason: DeadReason, error: string, firstAttemptAt: number | null): Promise<void> {
+    const set: Record<string, unknown> = {
+      [H.deadReason]: reason,
+      [H.lastError]: error.slice(0, 500),
+      [H.attempt]: this.tier,
+      'notify-dead-at': Date.now(),
+      'notify-dead-tier': this.tier,
+    };
+    if (firstAttemptAt !== null) set[H.firstAttemptAt] = firstAttemptAt;
+    await publishConfirmed(ch, '', this.names.dead, msg.content, this.carryProps(msg, set));
+    this.metrics.dead.inc({ reason });
+  }
+
+  private async publishOutcome(ch: ConfirmChannel, ev: OutcomeEvent): Promise<void> {
+    await publishConfirmed(ch, this.names.outcomes, ev.outcome, Buffer.from(JSON.stringify(ev)), {
+      messageId: ev.id,
+      persistent: true,
+      contentType: 'application/json',
+    });
+  }
+
+  /**
+   * Graceful stop: stop consuming, let in-flight attempts finish (ack or hand
+   * on) until the deadline, then close channel (the broker requeues whatever
+   * is still unacked) and connection. Idempotent.
+   */
+  drain(deadlineMs: number): Promise<void> {
+    this.drainPromise ??= (async () => {
+      this.stopping = true;
+      this.setState('draining');
+      const { ch, consumerTag } = this;
+      this.consumerTag = null;
+      if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
+      const deadline = sleep(Math.max(0, deadlineMs - Date.now())).then(() => 'deadline' as const);
+      const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);
+      if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
+      this.stopSignal.abort();
+      const conn = this.conn;
+      this.ch = null;
+      this.conn = null;
+      await ch?.close().catch(() => undefined);
+      await conn?.close().catch(() => undefined);
+      await this.deliverer.close();
+      await this.signer.close();
+      this.setState('stopped');
+    })();
+    return this.drainPromise;
+  }
+}

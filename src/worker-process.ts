@@ -1,0 +1,122 @@
+import { deepFreeze, type Config } from './config.js';
+import { WORKER_ENV, assertNever, parseMasterMessage, wrap, type WorkerMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
+import { toErrorData } from './errors.js';
+import type { Logger } from './logger.js';
+import type { WorkerMetrics } from './metrics.js';
+
+/** What the process glue needs of a tier or ingress worker. */
+export interface ManagedWorker {
+  start(): Promise<{ port?: number }>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Idempotent; resolves once everything is closed. */
+  drain(deadlineMs: number): Promise<void>;
+  reload(config: Config): { restartRequired: boolean; notes: string[] };
+  readonly inflightCount: number;
+  readonly currentState: WorkerState;
+}
+
+/** The config the master handed down at fork time. */
+export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw = env[WORKER_ENV.config];
+  if (!raw) throw new Error(`${WORKER_ENV.config} is not set: workers are started by the master (notifyd start)`);
+  return deepFreeze(JSON.parse(raw) as Config);
+}
+
+export function sendToMaster(msg: WorkerMessage): void {
+  if (process.send && process.connected) {
+    try {
+      process.send(wrap(msg));
+    } catch {
+      /* pipe closing: the master is gone and we are exiting */
+    }
+  }
+}
+
+/**
+ * Runs a worker under the master: answers control messages with an exhaustive
+ * switch, drains on the master's order, on its own SIGTERM/SIGINT (repeats
+ * within 1 s count once, a later one forces exit) and when the master's pipe
+ * closes, so no worker outlives a killed master.
+ */
+export async function runManagedWorker(opts: {
+  worker: ManagedWorker;
+  role: WorkerRole;
+  tier: number | null;
+  config: Config;
+  log: Logger & { flush: () => void };
+  metrics: WorkerMetrics;
+}): Promise<void> {
+  const { worker, role, tier, log, metrics } = opts;
+  let config = opts.config;
+  let drainStartedAt = 0;
+
+  const drainAndExit = (deadlineMs: number, why: string): void => {
+    if (drainStartedAt) return;
+    drainStartedAt = Date.now();
+    log.info({ why, deadlineInMs: deadlineMs - Date.now() }, 'worker draining');
+    void worker
+      .drain(deadlineMs)
+      .then(() => {
+        sendToMaster({ type: 'drained' });
+        log.info('worker drained; exiting');
+      })
+      .catch((err: unknown) => log.error({ err: toErrorData(err) }, 'drain failed'))
+      .finally(() => {
+        log.flush();
+        process.exit(0);
+      });
+  };
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!drainStartedAt) return drainAndExit(Date.now() + config.supervisor.drainTimeoutMs, signal);
+    if (Date.now() - drainStartedAt >= 1000) {
+      log.warn({ signal }, 'second signal: forcing exit (unacked messages return to the queue)');
+      log.flush();
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('disconnect', () => drainAndExit(Date.now() + config.supervisor.drainTimeoutMs, 'master gone'));
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err: toErrorData(err), stack: err.stack }, 'uncaught exception; exiting');
+    sendToMaster({ type: 'fatal', error: toErrorData(err) });
+    log.flush();
+    process.exit(70);
+  });
+
+  process.on('message', (raw: unknown) => {
+    const msg = parseMasterMessage(raw);
+    if (!msg) return;
+    switch (msg.type) {
+      case 'pause':
+        void worker.pause();
+        return;
+      case 'resume':
+        void worker.resume();
+        return;
+      case 'drain':
+        drainAndExit(msg.deadlineMs, 'master asked');
+        return;
+      case 'reload': {
+        config = msg.config;
+        log.level = config.logLevel;
+        const r = worker.reload(config);
+        sendToMaster({ type: 'reloaded', restartRequired: r.restartRequired, notes: r.notes });
+        return;
+      }
+      case 'stats':
+        void metrics.registry.getMetricsAsJSON().then((m) => {
+          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, metrics: m };
+          sendToMaster({ type: 'stats', requestId: msg.requestId, stats });
+        });
+        return;
+      default:
+        assertNever(msg);
+    }
+  });
+
+  const { port } = await worker.start();
+  if (!drainStartedAt) sendToMaster({ type: 'ready', role, tier, ...(port !== undefined ? { port } : {}) });
+}

@@ -1,0 +1,11 @@
+// Entry point of the ingress worker process (forked by the master with Node cluster).
+import { IngressWorker } from '../src/ingress-worker.js';
+import { createLogger } from '../src/logger.js';
+import { createWorkerMetrics } from '../src/metrics.js';
+import { readWorkerConfig, runManagedWorker } from '../src/worker-process.js';
+
+const config = readWorkerConfig();
+const log = createLogger(config.logLevel, { role: 'ingress' });
+const metrics = createWorkerMetrics({ role: 'ingress', tier: '' });
+const worker = new IngressWorker(config, log, metrics);
+await runManagedWorker({ worker, role: 'ingress', tier: null, config, log, metrics });

@@ -1,0 +1,13 @@
+// Entry point of a tier worker process (forked by the master with Node cluster).
+import { createLogger } from '../src/logger.js';
+import { createWorkerMetrics } from '../src/metrics.js';
+import { WORKER_ENV } from '../src/control.js';
+import { TierWorker } from '../src/tier-worker.js';
+import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/worker-process.js';
+
+const config = readWorkerConfig();
+const tier = Number(process.env[WORKER_ENV.tier]);
+const log = createLogger(config.logLevel, { role: 'tier', tier });
+const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) });
+const worker = new TierWorker({ config, tier, logger: log, metrics, onState: (state) => sendToMaster({ type: 'state', state }) });
+await runManagedWorker({ worker, role: 'tier', tier, config, log, metrics });
