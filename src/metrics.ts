@@ -44,8 +44,8 @@ export interface WorkerMetrics {
  */
 export function createWorkerMetrics(defaultLabels: Record<string, string>, withDefaults = true): WorkerMetrics {
   const registry = new Registry();
-  registry.setDefaultLabels(defaultLabels);
-  if (withDefaults) collectDefaultMetrics({ register: registry });
+  // Only the process metrics carry role/tier: notify_* metrics have their own labels.
+  if (withDefaults) collectDefaultMetrics({ register: registry, labels: defaultLabels });
   const registers = [registry];
   return {
     registry,
@@ -70,8 +70,7 @@ export interface MasterMetrics {
 
 export function createMasterMetrics(): MasterMetrics {
   const registry = new Registry();
-  registry.setDefaultLabels({ role: 'master' });
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, labels: { role: 'master' } });
   const registers = [registry];
   return {
     registry,

@@ -228,7 +228,8 @@ export class Supervisor {
     const ingress = this.slots.find((s) => s.role === 'ingress');
     if (this.loggedListening || this.adminPort === null || !ingress?.port) return;
     this.loggedListening = true;
-    this.log.info({ admin: this.adminPort, ingress: ingress.port }, 'listening');
+    // Always printed, whatever the level: operators and scripts read the bound ports from it.
+    this.log.child({}, { level: 'info' }).info({ admin: this.adminPort, ingress: ingress.port }, 'listening');
   }
 
   private onWorkerExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {

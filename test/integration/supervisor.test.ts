@@ -1,0 +1,203 @@
+// Process and fault tests: the real daemon, real signals, real RabbitMQ.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { after, describe, it, type TestContext } from 'node:test';
+import { DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { MerchantStub } from '../../bench/merchant-stub.js';
+
+const SCHEDULE = '0s,300ms,600ms';
+
+interface Status {
+  tiers: { index: number; state: string; pid: number | null; restarts: number; inflight: number }[];
+  ingress: { pid: number | null; state: string; restarts: number };
+  broker: { connected: boolean };
+}
+
+/** Publishes `n` notifications through the batch ingress; returns the merchant paths (one per notification). */
+async function load(d: DaemonProcess, merchant: MerchantStub, tag: string, n: number, from = 0): Promise<string[]> {
+  const paths: string[] = [];
+  for (let start = from; start < from + n; start += 500) {
+    const batch = [];
+    for (let i = start; i < Math.min(from + n, start + 500); i++) {
+      const path = `/ok/${tag}/${i}`;
+      paths.push(path);
+      batch.push({ id: `${tag}-${i}`, url: `${merchant.base}${path}`, body: { i } });
+    }
+    const r = await d.post({ notifications: batch }, '/v1/notifications:batch');
+    assert.equal(r.status, 202, JSON.stringify(r.body).slice(0, 300));
+  }
+  return paths;
+}
+
+function deliveredCount(merchant: MerchantStub, paths: readonly string[]): { delivered: number; duplicates: number } {
+  let delivered = 0;
+  let duplicates = 0;
+  for (const p of paths) {
+    const c = merchant.count(p);
+    if (c > 0) delivered++;
+    if (c > 1) duplicates += c - 1;
+  }
+  return { delivered, duplicates };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('supervisor (real processes and signals)', () => {
+  const prefixes: string[] = [];
+  const daemons: DaemonProcess[] = [];
+  const merchants: MerchantStub[] = [];
+
+  async function setup(label: string, latencyMs: number, env: Record<string, string> = {}): Promise<{ d: DaemonProcess; m: MerchantStub; prefix: string }> {
+    const prefix = uniquePrefix(label);
+    prefixes.push(prefix);
+    const m = new MerchantStub({ latencyMs });
+    merchants.push(m);
+    await m.start();
+    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'warn', ...env } });
+    daemons.push(d);
+    await d.ready();
+    return { d, m, prefix };
+  }
+
+  after(async () => {
+    for (const d of daemons) await d.stop().catch(() => d.proc.kill('SIGKILL'));
+    for (const m of merchants) await m.close();
+    for (const p of prefixes) await deletePrefix(p, SCHEDULE).catch(() => undefined);
+  });
+
+  it('kill -9 of a tier worker under load: back running with a new pid in < 2 s, nothing lost', async (t: TestContext) => {
+    const { d, m } = await setup('kill', 100);
+    const paths = await load(d, m, 'kill', 1500);
+    await waitFor(() => deliveredCount(m, paths).delivered >= 200, 20_000, '200 delivered');
+    const before = (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!;
+    assert.ok(before.pid);
+    const killedAt = Date.now();
+    process.kill(before.pid, 'SIGKILL');
+    let backAfterMs = -1;
+    await waitFor(async () => {
+      const t0 = (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!;
+      if (t0.state === 'running' && t0.pid !== before.pid && t0.pid !== null) {
+        backAfterMs = Date.now() - killedAt;
+        assert.equal(t0.restarts, before.restarts + 1);
+        return true;
+      }
+      return false;
+    }, 5000, 'tier 0 running again', 25);
+    assert.ok(backAfterMs >= 0 && backAfterMs < 2000, `back after ${backAfterMs}ms`);
+    await waitFor(() => deliveredCount(m, paths).delivered === paths.length, 60_000, 'all delivered');
+    const { duplicates } = deliveredCount(m, paths);
+    t.diagnostic(`restart took ${backAfterMs}ms; 1500/1500 delivered, ${duplicates} duplicates (redelivered after the kill)`);
+    const restarts = await (await fetch(`${d.adminUrl}/metrics`)).text();
+    assert.match(restarts, /notify_worker_restarts_total\{tier="0"\} 1/);
+  });
+
+  it('pause tier 0: nothing attempted while paused, state reads paused; resume delivers all', async () => {
+    const { d, m } = await setup('pause', 0);
+    const p = await d.admin<{ state: string }>('POST', '/admin/tiers/0/pause');
+    assert.equal(p.status, 200);
+    await waitFor(async () => (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.state === 'paused', 3000, 'paused');
+    const paths = await load(d, m, 'pause', 50);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(deliveredCount(m, paths).delivered, 0, 'nothing attempted while paused');
+    assert.equal((await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.state, 'paused');
+    assert.equal((await fetch(`${d.adminUrl}/readyz`)).status, 200, 'a paused tier is still ready');
+    await d.admin('POST', '/admin/tiers/0/resume');
+    await waitFor(() => deliveredCount(m, paths).delivered === 50, 10_000, 'all delivered after resume');
+    assert.equal((await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.state, 'running');
+    assert.equal((await d.admin('POST', '/admin/tiers/9/pause')).status, 404);
+  });
+
+  it('SIGTERM under load: master exits 0 within the drain timeout; a new daemon delivers the rest; queues end empty', async (t: TestContext) => {
+    const { d, m, prefix } = await setup('term', 50, { NOTIFY_DRAIN_TIMEOUT: '10s' });
+    const paths = await load(d, m, 'term', 3000);
+    await waitFor(() => deliveredCount(m, paths).delivered >= 300, 20_000, '300 delivered');
+    const status = (await d.admin<Status>('GET', '/admin/status')).body;
+    const pids = [...status.tiers.map((x) => x.pid!), status.ingress.pid!];
+    const t0 = Date.now();
+    d.signal('SIGTERM');
+    const exit = await d.waitExit(15_000);
+    const tookMs = Date.now() - t0;
+    assert.equal(exit.code, 0, `exit ${JSON.stringify(exit)}`);
+    assert.ok(tookMs < 12_000, `drain took ${tookMs}ms`);
+    for (const pid of pids) assert.equal(alive(pid), false, `worker ${pid} gone`);
+    const midway = deliveredCount(m, paths).delivered;
+    const d2 = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'warn' } });
+    daemons.push(d2);
+    await d2.ready();
+    await waitFor(() => deliveredCount(m, paths).delivered === paths.length, 60_000, 'the new daemon delivers the rest');
+    await waitFor(async () => Object.values(await queueDepths(prefix, SCHEDULE)).every((n) => n === 0), 10_000, 'queues empty');
+    t.diagnostic(`drain took ${tookMs}ms; ${midway} delivered before, ${paths.length - midway} after restart; duplicates ${deliveredCount(m, paths).duplicates}`);
+  });
+
+  it('signals repeated within 1 s count once (process-group delivery): clean drain, exit 0', async () => {
+    const { d, m } = await setup('group', 20);
+    const paths = await load(d, m, 'group', 500);
+    const status = (await d.admin<Status>('GET', '/admin/status')).body;
+    const pids = [...status.tiers.map((x) => x.pid!), status.ingress.pid!];
+    // What systemd (KillMode=control-group) or Ctrl-C does: everyone gets it, some twice.
+    d.signal('SIGTERM');
+    for (const pid of pids) process.kill(pid, 'SIGTERM');
+    d.signal('SIGTERM');
+    const exit = await d.waitExit(30_000);
+    assert.equal(exit.code, 0);
+    for (const pid of pids) assert.equal(alive(pid), false);
+    assert.ok(deliveredCount(m, paths).delivered > 0);
+  });
+
+  it('kill -9 of the master leaves no orphan workers', async () => {
+    const { d } = await setup('orphan', 0);
+    const status = (await d.admin<Status>('GET', '/admin/status')).body;
+    const pids = [...status.tiers.map((x) => x.pid!), status.ingress.pid!];
+    d.proc.kill('SIGKILL');
+    await waitFor(() => pids.every((p) => !alive(p)), 10_000, 'workers exit after the master died');
+  });
+
+  it('two daemons on one prefix share the work: both consume, none lost, none twice', async (t: TestContext) => {
+    const { d, m, prefix } = await setup('pair', 30, { NOTIFY_LOG_LEVEL: 'info' });
+    const d2 = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'info' } });
+    daemons.push(d2);
+    await d2.ready();
+    const paths = [...(await load(d, m, 'pair', 1000)), ...(await load(d2, m, 'pair', 1000, 1000))];
+    await waitFor(() => deliveredCount(m, paths).delivered === paths.length, 60_000, 'all delivered');
+    // The merchant answers before the worker's log line reaches us: wait for the lines too.
+    await waitFor(() => d.find('attempt').length + d2.find('attempt').length >= paths.length, 10_000, 'attempt log lines');
+    const a = d.find('attempt').length;
+    const b = d2.find('attempt').length;
+    t.diagnostic(`daemon A made ${a} attempts, daemon B ${b}`);
+    assert.ok(a > 0 && b > 0, `both consume (A ${a}, B ${b})`);
+    assert.equal(deliveredCount(m, paths).duplicates, 0);
+    assert.equal(a + b, paths.length);
+  });
+
+  it('RabbitMQ restarted under load: the daemon recovers by itself and loses nothing accepted; ingress answers 503 meanwhile', async (t: TestContext) => {
+    const { d, m } = await setup('rmq', 50);
+    const paths = await load(d, m, 'rmq', 1500);
+    await waitFor(() => deliveredCount(m, paths).delivered >= 200, 20_000, '200 delivered');
+    execFileSync('rabbitmqctl', ['-q', 'stop_app'], { timeout: 60_000 });
+    let during: { status: number; body: any };
+    try {
+      await waitFor(async () => (await d.post({ url: `${m.base}/ok/rmq/x`, body: 'x' })).status === 503, 15_000, 'ingress 503');
+      during = await d.post({ url: `${m.base}/ok/rmq/y`, body: 'y' });
+      assert.equal(during.status, 503);
+      assert.equal(during.body.error.code, 'BROKER_UNAVAILABLE');
+      const ready = await fetch(`${d.adminUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.equal((await fetch(`${d.adminUrl}/healthz`)).status, 200);
+    } finally {
+      execFileSync('rabbitmqctl', ['-q', 'start_app'], { timeout: 120_000 });
+      execFileSync('rabbitmqctl', ['-q', 'await_startup'], { timeout: 120_000 });
+    }
+    await waitFor(async () => (await fetch(`${d.adminUrl}/readyz`)).status === 200, 30_000, 'ready again');
+    await waitFor(() => deliveredCount(m, paths).delivered === paths.length, 90_000, 'all accepted delivered');
+    const after = await d.post({ url: `${m.base}/ok/rmq/z`, body: 'z' });
+    assert.equal(after.status, 202);
+    t.diagnostic(`1500/1500 delivered after the broker restart; duplicates ${deliveredCount(m, paths).duplicates}`);
+  });
+});
