@@ -14,7 +14,7 @@ export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'relo
 /**
  * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
  * (DESIGN §7–8). Loopback by default; when a token is configured every route
- * but `/healthz` requires it.
+ * but the probes (`/healthz`, `/readyz`) requires it.
  */
 export class AdminServer {
   private server: Server | null = null;
@@ -51,13 +51,14 @@ export class AdminServer {
     const url = new URL(req.url ?? '/', 'http://admin');
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    // Probes stay open (load balancers and systemd health checks carry no token); they reveal no secret.
     if (path === '/healthz') return this.json(res, 200, { ok: true });
-    if (this.cfg.token && !tokenMatches(req.headers.authorization, this.cfg.token)) {
-      throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
-    }
     if (path === '/readyz') {
       const r = this.target.readiness();
       return this.json(res, r.ready ? 200 : 503, r);
+    }
+    if (this.cfg.token && !tokenMatches(req.headers.authorization, this.cfg.token)) {
+      throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
     }
     if (path === '/metrics' && method === 'GET') {
       const text = await this.target.metricsText();
