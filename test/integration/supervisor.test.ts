@@ -1,8 +1,11 @@
 // Process and fault tests: the real daemon, real signals, real RabbitMQ.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
-import { DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { CLI_PATH, DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 
 const SCHEDULE = '0s,300ms,600ms';
@@ -174,6 +177,44 @@ describe('supervisor (real processes and signals)', () => {
     assert.ok(a > 0 && b > 0, `both consume (A ${a}, B ${b})`);
     assert.equal(deliveredCount(m, paths).duplicates, 0);
     assert.equal(a + b, paths.length);
+  });
+
+  it('reload applies delivery settings live (SIGHUP and POST /admin/reload); a schedule change says a restart is needed; ctl status prints a table', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'notifyd-reload-'));
+    const file = join(dir, 'config.json');
+    try {
+      // The schedule comes from the file here (an empty NOTIFY_SCHEDULE is ignored), so a reload can change it.
+      writeFileSync(file, JSON.stringify({ schedule: SCHEDULE, delivery: { success: { status: '2xx' } } }));
+      const { d, m } = await setup('reload', 0, { NOTIFY_CONFIG: file, NOTIFY_SCHEDULE: '', NOTIFY_LOG_LEVEL: 'info' });
+      const p1 = '/body/ok/reload-before';
+      await d.post({ url: `${m.base}${p1}`, body: 'a' });
+      await waitFor(() => m.count(p1) === 1, 5000, 'delivered with 2xx criteria');
+      // Now require Alipay's exact body: an "ok" answer must be retried, without a restart.
+      writeFileSync(file, JSON.stringify({ schedule: SCHEDULE, delivery: { success: { status: '2xx', bodyEquals: 'success' } } }));
+      const pidBefore = (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.pid;
+      d.signal('SIGHUP');
+      await waitFor(() => d.find('worker reloaded config').length >= 4, 5000, 'workers reloaded');
+      const p2 = '/body/ok/reload-after';
+      await d.post({ url: `${m.base}${p2}`, body: 'a' });
+      await waitFor(() => m.count(p2) === 3, 5000, 'retried on every tier');
+      assert.equal((await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.pid, pidBefore, 'no restart');
+      writeFileSync(file, JSON.stringify({ schedule: '0s,1s' }));
+      const r = await d.admin<{ restartRequired: boolean; notes: string[] }>('POST', '/admin/reload');
+      assert.equal(r.status, 200);
+      assert.equal(r.body.restartRequired, true);
+      assert.ok(r.body.notes.some((n) => /schedule/.test(n)));
+      writeFileSync(file, '{ not json');
+      const bad = await d.admin<{ error: { code: string } }>('POST', '/admin/reload');
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.error.code, 'CONFIG_INVALID');
+      const ctl = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'status', '--admin', d.adminUrl], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(ctl.status, 0, ctl.stderr);
+      assert.match(ctl.stdout, /TIER\s+DELAY\s+STATE\s+PID\s+RESTARTS\s+INFLIGHT/);
+      assert.match(ctl.stdout, /^0\s+0ms\s+running\s+\d+/m);
+      assert.match(ctl.stdout, /^ingress\s+:\d+\s+running/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('RabbitMQ restarted under load: the daemon recovers by itself and loses nothing accepted; ingress answers 503 meanwhile', async (t: TestContext) => {
