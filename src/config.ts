@@ -251,7 +251,7 @@ class Reader {
     try {
       ms = parseDuration(v, this.key(k));
     } catch (err) {
-      fail(this.key(k), (err as Error).message);
+      fail(this.key(k), (err as Error).message.replace(`${this.key(k)}: `, ''));
     }
     if (ms < minMs || ms > maxMs) fail(this.key(k), `must be between ${minMs}ms and ${maxMs}ms (got ${ms}ms)`);
     return ms;

@@ -233,6 +233,7 @@ export function decodeNotification(content: Buffer, limits: LimitsConfig): Notif
 /** Reads a numeric AMQP header (amqplib may hand numbers back as numbers or strings). */
 export function numberHeader(headers: Record<string, unknown> | undefined, name: string): number | undefined {
   const v = headers?.[name];
-  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : typeof v === 'bigint' ? Number(v) : NaN;
+  // Number('') and Number('  ') are 0: a blank header is absent, not "epoch 0".
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'bigint' ? Number(v) : NaN;
   return Number.isFinite(n) ? n : undefined;
 }

@@ -45,7 +45,7 @@ export interface WorkerMetrics {
 export function createWorkerMetrics(defaultLabels: Record<string, string>, withDefaults = true): WorkerMetrics {
   const registry = new Registry();
   // Only the process metrics carry role/tier: notify_* metrics have their own labels.
-  if (withDefaults) collectDefaultMetrics({ register: registry, labels: defaultLabels });
+  if (withDefaults) collectProcessMetrics(registry, defaultLabels);
   const registers = [registry];
   return {
     registry,
@@ -60,6 +60,19 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
   };
 }
 
+/**
+ * prom-client's gauges named `*_total`: `promtool check metrics` rejects them
+ * (exit 3, "non-counter metrics should not have _total suffix"). The same
+ * numbers remain as `nodejs_active_{handles,requests,resources}{type}`.
+ */
+const LINT_FAILING_DEFAULTS = Object.freeze(['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']);
+
+/** prom-client's default process metrics, labelled, minus the ones that fail the Prometheus lint. */
+function collectProcessMetrics(registry: Registry, labels: Record<string, string>): void {
+  collectDefaultMetrics({ register: registry, labels });
+  for (const name of LINT_FAILING_DEFAULTS) if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+}
+
 /** Metrics only the master owns: worker liveness, restarts, queue depths. */
 export interface MasterMetrics {
   readonly registry: Registry;
@@ -70,7 +83,7 @@ export interface MasterMetrics {
 
 export function createMasterMetrics(): MasterMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, labels: { role: 'master' } });
+  collectProcessMetrics(registry, { role: 'master' });
   const registers = [registry];
   return {
     registry,

@@ -25,10 +25,13 @@ export function isSuccess(status: number, body: string, criteria: SuccessCriteri
 
 /** Short, single-line text for the `notify-last-error` header. */
 export function describeFailure(result: AttemptResult, maxLength = 200): string {
+  // Error messages (undici, TLS, DNS) may span lines as much as bodies do.
+  const oneLine = (s: string): string => s.replace(/\s+/g, ' ').trim();
+  const body = result.kind === 'response' ? oneLine(result.body) : '';
   const text =
     result.kind === 'response'
-      ? `status ${result.status}${result.body ? `: ${result.body.replace(/\s+/g, ' ').trim()}` : ''}`
-      : `${result.code}: ${result.message}`;
+      ? `status ${result.status}${body ? `: ${body}` : ''}`
+      : oneLine(`${result.code}: ${result.message}`);
   return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
 }
 

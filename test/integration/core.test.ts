@@ -5,7 +5,7 @@ import { writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type GetMessage } from 'amqplib';
 import { AMQP_URL, DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 
@@ -51,11 +51,11 @@ describe('core delivery (real daemon, real RabbitMQ)', () => {
   /** Parked messages, read without consuming them for good (nacked back). */
   async function deadMessages(): Promise<{ id: string; headers: Record<string, unknown> }[]> {
     const c = await conn.createChannel();
-    const got: ConsumeMessage[] = [];
+    const got: GetMessage[] = [];
     for (;;) {
       const m = await c.get(`${prefix}.dead`, { noAck: false });
       if (!m) break;
-      got.push(m as ConsumeMessage);
+      got.push(m);
     }
     const out = got.map((m) => ({ id: String(m.properties.messageId), headers: m.properties.headers ?? {} }));
     await c.close(); // unacked → back to the queue

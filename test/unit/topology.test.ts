@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseSchedule } from '../../src/schedule.js';
+import { buildTopology, namesFor, routeForAttempt, type QueueDecl, type Topology } from '../../src/topology.js';
+
+const DEFAULT = parseSchedule('default'); // 0,1000,3000,5000,15000,30000
+
+function queue(t: Topology, name: string): QueueDecl {
+  const q = t.queues.find((x) => x.name === name);
+  assert.ok(q, `queue ${name} declared`);
+  return q;
+}
+
+describe('namesFor', () => {
+  it('derives every name from the prefix', () => {
+    const n = namesFor('P');
+    assert.equal(n.work, 'P.work');
+    assert.equal(n.dead, 'P.dead');
+    assert.equal(n.outcomes, 'P.outcomes');
+    assert.equal(n.workQueue(0), 'P.work.0');
+    assert.equal(n.workQueue(12), 'P.work.12');
+    assert.equal(n.waitQueue(3), 'P.wait.3');
+    assert.equal(n.routingKey(4), 'tier.4');
+    assert.ok(Object.isFrozen(n));
+  });
+
+  it('keeps the default prefix notify', () => {
+    assert.equal(namesFor('notify').workQueue(1), 'notify.work.1');
+  });
+});
+
+describe('buildTopology (quorum, default schedule)', () => {
+  const t = buildTopology('P', DEFAULT, 'quorum');
+
+  it('declares the work (direct) and outcomes (topic) exchanges', () => {
+    assert.deepEqual(
+      [...t.exchanges].sort((a, b) => a.name.localeCompare(b.name)),
+      [
+        { name: 'P.outcomes', type: 'topic' },
+        { name: 'P.work', type: 'direct' },
+      ],
+    );
+  });
+
+  it('declares work queues 0..5, wait queues 1..5 (none for the 0 delay) and P.dead', () => {
+    const names = t.queues.map((q) => q.name).sort();
+    const expected = [
+      ...[0, 1, 2, 3, 4, 5].map((i) => `P.work.${i}`),
+      ...[1, 2, 3, 4, 5].map((i) => `P.wait.${i}`),
+      'P.dead',
+    ].sort();
+    assert.deepEqual(names, expected);
+    assert.equal(new Set(names).size, names.length, 'no duplicates');
+    assert.ok(!names.includes('P.wait.0'));
+  });
+
+  it('wait queue i has TTL = delay i and dead-letters to P.work with tier.<i>, at-least-once', () => {
+    DEFAULT.forEach((delay, i) => {
+      if (delay === 0) return;
+      assert.deepEqual(queue(t, `P.wait.${i}`).arguments, {
+        'x-queue-type': 'quorum',
+        'x-message-ttl': delay,
+        'x-dead-letter-exchange': 'P.work',
+        'x-dead-letter-routing-key': `tier.${i}`,
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
+      });
+    });
+    assert.equal(queue(t, 'P.wait.1').arguments['x-message-ttl'], 1000);
+    assert.equal(queue(t, 'P.wait.5').arguments['x-message-ttl'], 30_000);
+  });
+
+  it('work queues and P.dead are plain quorum queues without TTL or dead-lettering', () => {
+    for (const name of [...[0, 1, 2, 3, 4, 5].map((i) => `P.work.${i}`), 'P.dead']) {
+      assert.deepEqual(queue(t, name).arguments, { 'x-queue-type': 'quorum' });
+    }
+  });
+
+  it('binds tier.<i> → P.work.<i> on P.work, one binding per tier', () => {
+    assert.deepEqual(
+      t.bindings,
+      [0, 1, 2, 3, 4, 5].map((i) => ({ queue: `P.work.${i}`, exchange: 'P.work', routingKey: `tier.${i}` })),
+    );
+  });
+
+  it('every dead-letter target has a binding', () => {
+    for (const q of t.queues) {
+      const key = q.arguments['x-dead-letter-routing-key'];
+      if (key === undefined) continue;
+      assert.ok(t.bindings.some((b) => b.exchange === q.arguments['x-dead-letter-exchange'] && b.routingKey === key));
+    }
+  });
+
+  it('is frozen', () => {
+    assert.ok(Object.isFrozen(t));
+    assert.ok(Object.isFrozen(t.queues));
+    assert.ok(Object.isFrozen(t.bindings));
+    assert.ok(Object.isFrozen(t.exchanges));
+  });
+});
+
+describe('buildTopology (classic)', () => {
+  const t = buildTopology('P', DEFAULT, 'classic');
+
+  it('wait queues carry neither x-dead-letter-strategy nor x-overflow', () => {
+    for (const q of t.queues) {
+      assert.equal(q.arguments['x-queue-type'], 'classic');
+      assert.ok(!('x-dead-letter-strategy' in q.arguments), q.name);
+      assert.ok(!('x-overflow' in q.arguments), q.name);
+    }
+    assert.deepEqual(queue(t, 'P.wait.3').arguments, {
+      'x-queue-type': 'classic',
+      'x-message-ttl': 5000,
+      'x-dead-letter-exchange': 'P.work',
+      'x-dead-letter-routing-key': 'tier.3',
+    });
+  });
+});
+
+describe('buildTopology (other schedules)', () => {
+  it('a positive first delay gets a wait queue for tier 0', () => {
+    const t = buildTopology('x', [2000, 0, 5000], 'quorum');
+    const names = t.queues.map((q) => q.name);
+    assert.ok(names.includes('x.wait.0'));
+    assert.ok(!names.includes('x.wait.1'));
+    assert.ok(names.includes('x.wait.2'));
+    assert.equal(queue(t, 'x.wait.0').arguments['x-message-ttl'], 2000);
+  });
+
+  it('wechatpay: 16 work queues, 15 wait queues', () => {
+    const t = buildTopology('w', parseSchedule('wechatpay'), 'quorum');
+    assert.equal(t.queues.filter((q) => q.name.startsWith('w.work.')).length, 16);
+    assert.equal(t.queues.filter((q) => q.name.startsWith('w.wait.')).length, 15);
+    assert.equal(t.bindings.length, 16);
+  });
+
+  it('does not share argument objects between queues', () => {
+    const t = buildTopology('P', DEFAULT, 'quorum');
+    const args = t.queues.map((q) => q.arguments);
+    assert.equal(new Set(args).size, args.length);
+  });
+});
+
+describe('routeForAttempt', () => {
+  const n = namesFor('P');
+
+  it('a 0 delay goes straight to the work exchange with the tier key', () => {
+    assert.deepEqual(routeForAttempt(n, DEFAULT, 0), { exchange: 'P.work', routingKey: 'tier.0' });
+  });
+
+  it('a positive delay goes through the default exchange to the wait queue', () => {
+    for (let i = 1; i < DEFAULT.length; i++) {
+      assert.deepEqual(routeForAttempt(n, DEFAULT, i), { exchange: '', routingKey: `P.wait.${i}` });
+    }
+  });
+
+  it('a 0 delay in the middle of a schedule skips waiting', () => {
+    assert.deepEqual(routeForAttempt(n, [0, 0, 1000], 1), { exchange: 'P.work', routingKey: 'tier.1' });
+  });
+
+  it('routes only to objects the topology declares', () => {
+    const t = buildTopology('P', DEFAULT, 'quorum');
+    for (let i = 0; i < DEFAULT.length; i++) {
+      const r = routeForAttempt(n, DEFAULT, i);
+      if (r.exchange === '') assert.ok(t.queues.some((q) => q.name === r.routingKey));
+      else assert.ok(t.bindings.some((b) => b.exchange === r.exchange && b.routingKey === r.routingKey));
+    }
+  });
+});
