@@ -6,6 +6,8 @@ import { namesFor, routeForAttempt } from './topology.js';
 
 /** Reasons that would fail again the same way; redriven only when forced. */
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
+/** Most skipped messages held unacked during one scan (bounds memory and the broker's unacked count). */
+const MAX_HELD = 10_000;
 
 export interface RedriveResult {
   readonly moved: number;
@@ -18,15 +20,16 @@ export interface RedriveResult {
  * keeping their history headers (first attempt, last error) and counting the
  * redrive. Each move is publish → confirm → ack. Skipped messages are held
  * unacked during the scan (so the scan advances) and returned at the end.
+ * Messages parked while the scan runs may be moved too.
  */
 export async function redrive(ch: ConfirmChannel, config: Config, limit: number, force: boolean): Promise<RedriveResult> {
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
-  const { messageCount } = await ch.checkQueue(names.dead);
   const held: GetMessage[] = [];
   let moved = 0;
   try {
-    for (let scanned = 0; moved < limit && scanned < messageCount; scanned++) {
+    // Skipped messages stay unacked until the end, so `get` never hands the same one back twice.
+    while (moved < limit && held.length < MAX_HELD) {
       const msg = await ch.get(names.dead, { noAck: false });
       if (!msg) break;
       const old = msg.properties.headers ?? {};

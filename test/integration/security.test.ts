@@ -12,7 +12,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import amqp from 'amqplib';
 import { AlipaySdk } from 'alipay-sdk';
 import { Webhook } from 'standardwebhooks';
-import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import { verifyWebhook } from '../../src/verify-webhook.js';
 
@@ -78,6 +78,7 @@ describe('security and bad input (real daemon)', () => {
     assert.deepEqual(parked.map((h) => h['notify-dead-reason']), ['blocked', 'blocked', 'blocked']);
     assert.equal(merchant.count(p1) + merchant.count(p2) + merchant.count(p3), 0, 'merchant never called');
     // blocked ones are not redriven unless forced
+    await waitFor(async () => (await queueDepths(d.opts.prefix, SCHEDULE))[`${d.opts.prefix}.dead`] === 3, 5000, 'dead queue settled');
     const r = await d.admin<{ moved: number; skipped: number }>('POST', '/admin/dead/redrive?limit=10');
     assert.equal(r.body.moved, 0);
     assert.equal(r.body.skipped, 3);
@@ -237,6 +238,8 @@ describe('security and bad input (real daemon)', () => {
     const paths = Array.from({ length: 5 }, (_, i) => `/fail/2/redrive-${i}-${d.opts.prefix}`);
     for (const p of paths) assert.equal((await d.post({ url: `${merchant.base}${p}`, body: { p } })).status, 202);
     await waitFor(async () => (await deadHeaders(d.opts.prefix)).length === 5, 10_000, '5 parked');
+    // The peek above returns the messages to the quorum queue asynchronously: wait until all 5 are ready again.
+    await waitFor(async () => (await queueDepths(d.opts.prefix, SCHEDULE))[`${d.opts.prefix}.dead`] === 5, 5000, 'dead queue settled');
     const r = await d.admin<{ moved: number; remaining: number }>('POST', '/admin/dead/redrive?limit=3');
     assert.equal(r.status, 200);
     assert.equal(r.body.moved, 3);
