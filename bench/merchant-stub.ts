@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { closeServerNow } from '../src/http-util.js';
 
 /** One request as the merchant saw it. */
 export interface SeenRequest {
@@ -25,6 +26,7 @@ export interface MerchantOptions {
  * - `/fail/<k>/<key>`: 500 for the first k requests to this path, then 200 `success`
  * - `/status/<code>/<key>`: always `<code>`
  * - `/body/<text>/<key>`: 200 with body `<text>` (e.g. `ok` when `success` is required)
+ * - `/bodythen/<text>/<k>/<key>`: 200 `<text>` for the first k requests, then 200 `success`
  * - `/slow/<ms>/<k>/<key>`: the first k requests take `<ms>` before answering, then 200 at once
  * - `/redirect/<key>`: 302 to `/fail/0/<key>` (must not be followed)
  * - anything else: 200 `success`, or per `failureRatio`/`latencyMs`
@@ -88,6 +90,8 @@ export class MerchantStub {
         return send(Number(parts[1]), `status ${parts[1]}`);
       case 'body':
         return send(200, decodeURIComponent(parts[1] ?? ''));
+      case 'bodythen':
+        return send(200, n <= Number(parts[2]) ? decodeURIComponent(parts[1] ?? '') : 'success');
       case 'slow': {
         const ms = Number(parts[1]);
         if (n <= Number(parts[2])) {
@@ -113,8 +117,6 @@ export class MerchantStub {
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
+    await closeServerNow(s);
   }
 }

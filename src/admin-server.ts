@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from './config.js';
 import { ErrorCodes, NotifyError, toErrorData } from './errors.js';
-import { tokenMatches } from './http-util.js';
+import { closeServerNow, tokenMatches } from './http-util.js';
 import { statusForError } from './ingress.js';
 import type { Logger } from './logger.js';
 import { EXPOSITION_CONTENT_TYPE } from './metrics.js';
@@ -89,8 +89,6 @@ export class AdminServer {
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
+    await closeServerNow(s);
   }
 }
