@@ -19,8 +19,10 @@ export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'relo
 export class AdminServer {
   private server: Server | null = null;
 
+  /** `current` is read per request, so a reloaded token applies at once (host and port need a restart). */
   constructor(
     private readonly cfg: AdminConfig,
+    private readonly current: () => AdminConfig,
     private readonly target: AdminTarget,
     private readonly log: Logger,
   ) {}
@@ -57,7 +59,8 @@ export class AdminServer {
       const r = this.target.readiness();
       return this.json(res, r.ready ? 200 : 503, r);
     }
-    if (this.cfg.token && !tokenMatches(req.headers.authorization, this.cfg.token)) {
+    const token = this.current().token;
+    if (token && !tokenMatches(req.headers.authorization, token)) {
       throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
     }
     if (path === '/metrics' && method === 'GET') {

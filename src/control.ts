@@ -3,7 +3,7 @@ import type { ErrorData } from './errors.js';
 import type { MetricsSnapshot } from './metrics.js';
 
 /** Environment keys a forked worker reads (set by the master only). */
-export const WORKER_ENV = Object.freeze({ role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG' });
+export const WORKER_ENV = Object.freeze({ role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG', paused: 'NOTIFYD_START_PAUSED' });
 
 /** Worker states as the master reports them (DESIGN §7). */
 export type WorkerState = 'starting' | 'running' | 'paused' | 'backoff' | 'crashloop' | 'draining' | 'stopped';

@@ -40,8 +40,8 @@ function errorCode(err: unknown): string {
  * connect time through the socket's `lookup`.
  */
 export class HttpDeliverer {
-  private agent: Agent;
-  private cfg: DeliveryConfig;
+  private readonly agent: Agent;
+  private readonly cfg: DeliveryConfig;
 
   constructor(
     cfg: DeliveryConfig,
@@ -60,14 +60,6 @@ export class HttpDeliverer {
       bodyTimeout: cfg.timeoutMs,
       connect: this.guard ? { timeout: cfg.connectTimeoutMs, lookup: this.guard.lookup } : { timeout: cfg.connectTimeoutMs },
     });
-  }
-
-  /** Applies new timeouts/pool sizes to later attempts; in-flight ones finish on the old pool. */
-  reconfigure(cfg: DeliveryConfig): void {
-    const old = this.agent;
-    this.cfg = cfg;
-    this.agent = this.makeAgent(cfg);
-    void old.close().catch(() => undefined);
   }
 
   /** Makes one attempt; never throws (failures come back as `kind: 'error'`). */

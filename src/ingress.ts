@@ -4,7 +4,7 @@ import type { Config } from './config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from './errors.js';
 import { tokenMatches } from './http-util.js';
 import type { Logger } from './logger.js';
-import { validateNotification, type Notification } from './message.js';
+import { FORM_TYPE, validateNotification, type Notification } from './message.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { NotificationPublisher } from './publisher.js';
 
@@ -127,10 +127,19 @@ export class IngressServer {
     return this.handleBatch(res, parsed);
   }
 
+  /** Validation plus what the configured signing scheme needs (rsa2 signs form bodies only). */
+  private validate(input: unknown): Notification {
+    const n = validateNotification(input, this.config.limits);
+    if (this.config.signing.scheme === 'rsa2' && n.contentType.split(';')[0]!.trim().toLowerCase() !== FORM_TYPE) {
+      throw new NotifyError(ErrorCodes.VALIDATION, `contentType: rsa2 signing needs ${FORM_TYPE} bodies`, 'contentType');
+    }
+    return n;
+  }
+
   private async handleOne(res: ServerResponse, parsed: unknown): Promise<void> {
     let n: Notification;
     try {
-      n = validateNotification(parsed, this.config.limits);
+      n = this.validate(parsed);
     } catch (err) {
       return this.sendError(res, err);
     }
@@ -154,7 +163,7 @@ export class IngressServer {
     const results: BatchItem[] = await Promise.all(
       list.map(async (item, index): Promise<BatchItem> => {
         try {
-          const n = validateNotification(item, this.config.limits);
+          const n = this.validate(item);
           await this.publisher.publish(n);
           return { id: n.id, status: 202 };
         } catch (err) {

@@ -48,7 +48,7 @@ export async function runMaster(configFile: string | null): Promise<void> {
       });
     },
   });
-  admin = new AdminServer(config.admin, supervisor, log);
+  admin = new AdminServer(config.admin, () => supervisor.currentConfig.admin, supervisor, log);
   try {
     supervisor.setAdminPort(await admin.listen());
   } catch (err) {

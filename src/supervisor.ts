@@ -26,6 +26,8 @@ interface Slot {
   stableTimer: NodeJS.Timeout | null;
   stats: WorkerStats | null;
   port: number | null;
+  /** Operator asked for a pause: re-applied to every new worker of this slot until resumed. */
+  paused: boolean;
 }
 
 export interface TierStatus {
@@ -93,7 +95,7 @@ export class Supervisor {
   }
 
   private newSlot(key: string, role: WorkerRole, tier: number | null): Slot {
-    return { key, role, tier, worker: null, state: 'starting', restarts: 0, history: EMPTY_HISTORY, startedAt: 0, crashloop: false, timer: null, stableTimer: null, stats: null, port: null };
+    return { key, role, tier, worker: null, state: 'starting', restarts: 0, history: EMPTY_HISTORY, startedAt: 0, crashloop: false, timer: null, stableTimer: null, stats: null, port: null, paused: false };
   }
 
   private get policy(): RestartPolicy {
@@ -109,10 +111,12 @@ export class Supervisor {
 
   /** Connects to the broker (retrying without end), declares the topology, forks the workers. */
   async start(): Promise<void> {
+    // The ingress first: while the broker is away it answers 503 (and prints its port) instead of refusing connections.
+    for (const slot of this.slots) if (slot.role === 'ingress') this.fork(slot);
     await this.connectLoop();
     if (this.shuttingDown) return;
     this.started = true;
-    for (const slot of this.slots) this.fork(slot);
+    for (const slot of this.slots) if (slot.role === 'tier') this.fork(slot);
     this.cronTasks.push(cron.schedule(this.config.metrics.queueSampleCron, () => this.sampleQueues(), { noOverlap: true }));
     if (this.config.deadRedrive.cron) {
       this.cronTasks.push(
@@ -171,6 +175,8 @@ export class Supervisor {
       [WORKER_ENV.role]: slot.role,
       [WORKER_ENV.tier]: slot.tier === null ? '' : String(slot.tier),
       [WORKER_ENV.config]: JSON.stringify(this.config),
+      // A paused tier's new worker must not take a single message before the pause would arrive.
+      [WORKER_ENV.paused]: slot.paused ? '1' : '',
     });
     slot.worker = worker;
     slot.startedAt = Date.now();
@@ -188,7 +194,7 @@ export class Supervisor {
     if (!msg) return;
     switch (msg.type) {
       case 'ready': {
-        if (!slot.crashloop) slot.state = 'running';
+        if (!slot.crashloop) slot.state = slot.paused ? 'paused' : 'running';
         if (msg.port !== undefined) slot.port = msg.port;
         if (slot.tier !== null) this.metrics.workerUp.set({ tier: String(slot.tier) }, 1);
         if (slot.stableTimer) clearTimeout(slot.stableTimer);
@@ -279,15 +285,15 @@ export class Supervisor {
   /** Pauses a tier's consumer (in-flight attempts finish). */
   pause(index: number): TierStatus {
     const slot = this.tierSlot(index);
-    this.send(slot, { type: 'pause' });
-    slot.state = 'paused';
+    slot.paused = true;
+    if (this.send(slot, { type: 'pause' }) && !slot.crashloop) slot.state = 'paused';
     return this.tierStatus(slot);
   }
 
   resume(index: number): TierStatus {
     const slot = this.tierSlot(index);
-    this.send(slot, { type: 'resume' });
-    if (slot.worker) slot.state = 'running';
+    slot.paused = false;
+    if (this.send(slot, { type: 'resume' }) && !slot.crashloop) slot.state = 'running';
     return this.tierStatus(slot);
   }
 
@@ -451,5 +457,10 @@ export class Supervisor {
 
   get isStarted(): boolean {
     return this.started;
+  }
+
+  /** The config in force (after reloads). */
+  get currentConfig(): Config {
+    return this.config;
   }
 }

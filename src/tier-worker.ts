@@ -22,6 +22,8 @@ export interface TierWorkerDeps {
   readonly metrics: WorkerMetrics;
   /** Told whenever the worker's own state changes (the entry point forwards it to the master). */
   readonly onState?: (state: WorkerState) => void;
+  /** Connect without consuming (the operator had paused this tier before the restart). */
+  readonly startPaused?: boolean;
 }
 
 /** Outcome event published on `P.outcomes` (key `delivered` or `dead`). */
@@ -71,6 +73,7 @@ export class TierWorker implements ManagedWorker {
     this.log = deps.logger;
     this.metrics = deps.metrics;
     this.tierLabel = String(deps.tier);
+    this.paused = deps.startPaused ?? false;
     this.deliverer = this.makeDeliverer(deps.config);
     this.signer = createSigner(deps.config.signing);
   }
@@ -185,7 +188,10 @@ export class TierWorker implements ManagedWorker {
     const { restartRequired, notes } = diffConfig(this.config, next);
     const prefetchChanged = next.delivery.concurrency !== this.config.delivery.concurrency;
     this.config = next;
-    this.deliverer.reconfigure(next.delivery);
+    // A new deliverer, not just new timeouts: the SSRF allowances may have changed too.
+    const oldDeliverer = this.deliverer;
+    this.deliverer = this.makeDeliverer(next);
+    void oldDeliverer.close();
     const oldSigner = this.signer;
     this.signer = createSigner(next.signing);
     void oldSigner.close();
@@ -233,6 +239,8 @@ export class TierWorker implements ManagedWorker {
         n = decodeNotification(msg.content, this.config.limits);
       } catch (err) {
         await this.park(ch, msg, 'invalid', (err as Error).message, null);
+        const id = String(msg.properties.messageId ?? '');
+        await this.publishOutcome(ch, { id, outcome: 'dead', tier: this.tier, attempts: this.tier, status: null, reason: 'invalid', error: (err as Error).message, at: Date.now(), createdAt: null });
         this.metrics.attempts.inc({ tier, outcome: 'dead' });
         this.ack(ch, msg);
         this.log.warn({ messageId: msg.properties.messageId, tier: this.tier, err: (err as Error).message }, 'parked an invalid message');
@@ -256,12 +264,20 @@ export class TierWorker implements ManagedWorker {
     this.metrics.lateness.observe({ tier }, Math.max(0, startedAt - dueAt) / 1000);
 
     const rendered = renderBody(n);
-    const signed = await this.signer.sign({
-      id: n.id,
-      timestampSec: Math.floor(startedAt / 1000),
-      body: rendered.body,
-      contentType: rendered.contentType,
-    });
+    let signed: { headers: Record<string, string>; body: string };
+    try {
+      signed = await this.signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
+    } catch (err) {
+      // A notification the scheme cannot sign (e.g. a JSON body under rsa2) fails the same way every
+      // time: park it instead of requeueing it forever.
+      const error = `signing failed: ${toErrorData(err).message}`;
+      this.log.warn({ id: n.id, err: toErrorData(err) }, 'parked a notification that cannot be signed');
+      await this.park(ch, msg, 'invalid', error, numberHeader(msg.properties.headers, H.firstAttemptAt) ?? null);
+      await this.publishOutcome(ch, { id: n.id, outcome: 'dead', tier: this.tier, attempts: this.tier, status: null, reason: 'invalid', error, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
+      this.ack(ch, msg);
+      this.metrics.attempts.inc({ tier: this.tierLabel, outcome: 'dead' });
+      return;
+    }
     const result = await this.deliverer.attempt({
       url: n.url,
       method: n.method,
@@ -275,7 +291,6 @@ export class TierWorker implements ManagedWorker {
     this.log.info(
       {
         id: n.id,
-        tier: this.tier,
         attempt: this.tier,
         status: result.kind === 'response' ? result.status : result.code,
         ms: Math.round(result.durationMs),

@@ -9,5 +9,6 @@ const config = readWorkerConfig();
 const tier = Number(process.env[WORKER_ENV.tier]);
 const log = createLogger(config.logLevel, { role: 'tier', tier });
 const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) });
-const worker = new TierWorker({ config, tier, logger: log, metrics, onState: (state) => sendToMaster({ type: 'state', state }) });
+const startPaused = process.env[WORKER_ENV.paused] === '1';
+const worker = new TierWorker({ config, tier, logger: log, metrics, startPaused, onState: (state) => sendToMaster({ type: 'state', state }) });
 await runManagedWorker({ worker, role: 'tier', tier, config, log, metrics });

@@ -120,6 +120,21 @@ describe('security and bad input (real daemon)', () => {
     const sdk = new AlipaySdk({ appId: '2021000000000000', privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), alipayPublicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString() });
     assert.equal(sdk.checkNotifySign({ ...form }), true);
     assert.equal(sdk.checkNotifySign({ ...form, total_amount: '0.01' }), false);
+    // rsa2 signs forms only: the ingress refuses a JSON body, and one that reaches a work queue anyway is parked, not looped.
+    const json = await d.post({ url: `${merchant.base}/fail/0/rsa2-json`, body: { a: 1 } });
+    assert.equal(json.status, 400);
+    assert.equal(json.body.error.field, 'contentType');
+    const conn = await amqp.connect(AMQP_URL);
+    const ch = await conn.createConfirmChannel();
+    const jsonPath = `/fail/0/rsa2-json-direct-${d.opts.prefix}`;
+    ch.publish(`${d.opts.prefix}.work`, 'tier.0', Buffer.from(JSON.stringify({ id: 'rsa2-json-1', url: `${merchant.base}${jsonPath}`, method: 'POST', headers: {}, body: { a: 1 }, contentType: 'application/json', createdAt: Date.now() })), { persistent: true, messageId: 'rsa2-json-1' });
+    await ch.waitForConfirms();
+    await conn.close();
+    await waitFor(async () => (await deadHeaders(d.opts.prefix)).some((h) => h.messageId === 'rsa2-json-1'), 5000, 'parked');
+    const parked = (await deadHeaders(d.opts.prefix)).find((h) => h.messageId === 'rsa2-json-1')!;
+    assert.equal(parked['notify-dead-reason'], 'invalid');
+    assert.match(String(parked['notify-last-error']), /signing failed/);
+    assert.equal(merchant.count(jsonPath), 0);
   });
 
   it('a storm of 300 malformed ingress requests gets only 4xx and the daemon stays ready', async (t: TestContext) => {

@@ -111,6 +111,15 @@ describe('supervisor (real processes and signals)', () => {
     assert.equal(deliveredCount(m, paths).delivered, 0, 'nothing attempted while paused');
     assert.equal((await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.state, 'paused');
     assert.equal((await fetch(`${d.adminUrl}/readyz`)).status, 200, 'a paused tier is still ready');
+    // A pause outlives the worker: a restarted tier 0 comes back paused.
+    const pid = (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.pid!;
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => {
+      const t0 = (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!;
+      return t0.pid !== pid && t0.pid !== null && t0.state === 'paused';
+    }, 5000, 'restarted worker is paused');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(deliveredCount(m, paths).delivered, 0, 'nothing attempted by the restarted, paused worker');
     await d.admin('POST', '/admin/tiers/0/resume');
     await waitFor(() => deliveredCount(m, paths).delivered === 50, 10_000, 'all delivered after resume');
     assert.equal((await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!.state, 'running');
@@ -215,6 +224,28 @@ describe('supervisor (real processes and signals)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a broker that does not answer at start is not fatal: one clear line, healthz 200, readyz 503, ingress 503', async () => {
+    const prefix = uniquePrefix('nobroker');
+    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_AMQP_URL: 'amqp://guest:s3cret@127.0.0.1:1' } });
+    daemons.push(d);
+    await waitFor(() => d.adminPort > 0 && d.ingressPort > 0, 10_000, 'listening line');
+    await waitFor(() => d.lines.some((l) => /RabbitMQ is not reachable/.test(String(l.msg))), 10_000, 'the clear line');
+    const line = d.lines.find((l) => /RabbitMQ is not reachable/.test(String(l.msg)))!;
+    assert.match(String(line.msg), /amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1/);
+    assert.match(String(line.msg), /rabbitmq-server -detached/);
+    assert.ok(!JSON.stringify(d.lines).includes('s3cret'));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(d.lines.filter((l) => /RabbitMQ is not reachable/.test(String(l.msg))).length, 1, 'logged once, not per retry');
+    assert.equal((await fetch(`${d.adminUrl}/healthz`)).status, 200);
+    assert.equal((await fetch(`${d.adminUrl}/readyz`)).status, 503);
+    const r = await d.post({ url: 'http://127.0.0.1:9/x', body: 'a' });
+    assert.equal(r.status, 503);
+    assert.equal(r.body.error.code, 'BROKER_UNAVAILABLE');
+    assert.equal(d.hasExited, false);
+    const exit = await d.stop(15_000);
+    assert.equal(exit.code, 0);
   });
 
   it('RabbitMQ restarted under load: the daemon recovers by itself and loses nothing accepted; ingress answers 503 meanwhile', async (t: TestContext) => {
