@@ -1,4 +1,5 @@
-import type { ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import { AckBatcher } from './ack-batcher.js';
 import { diffConfig, type Config } from './config.js';
 import { createAddressGuard } from './address-guard.js';
 import { connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
@@ -14,6 +15,7 @@ import { createSigner, type Signer } from './signing.js';
 import { namesFor, routeForAttempt, verifyQueues, type Names } from './topology.js';
 
 export const USER_AGENT = 'notifyd/0.1.0';
+const OUTCOME_PROBE_MS = 1000;
 
 export interface TierWorkerDeps {
   readonly config: Config;
@@ -57,7 +59,15 @@ export class TierWorker implements ManagedWorker {
   private signer: Signer;
   private conn: ChannelModel | null = null;
   private ch: ConfirmChannel | null = null;
+  /** Acks of the current channel; replaced with it (tags never cross channels). */
+  private acker: AckBatcher | null = null;
   private consumerTag: string | null = null;
+  /**
+   * Outcome keys the broker returned as unroutable (nobody bound), until when.
+   * A topic exchange drops such events anyway, so they are skipped and probed
+   * again after `OUTCOME_PROBE_MS`: a new subscriber gets events within that.
+   */
+  private readonly outcomeUnroutableUntil = new Map<string, number>();
   private paused = false;
   private stopping = false;
   private readonly stopSignal = new AbortController();
@@ -65,6 +75,14 @@ export class TierWorker implements ManagedWorker {
   private state: WorkerState = 'starting';
   private drainPromise: Promise<void> | null = null;
   private readonly tierLabel: string;
+  /** Label children bound once: the hot path then skips prom-client's label hashing. */
+  private readonly m: {
+    readonly attempts: Readonly<Record<'success' | 'retry' | 'dead' | 'error', { inc(): void }>>;
+    readonly delivered: { inc(): void };
+    readonly lateness: { observe(v: number): void };
+    readonly duration: { observe(v: number): void };
+    readonly inflight: { inc(): void; dec(): void };
+  };
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -73,6 +91,20 @@ export class TierWorker implements ManagedWorker {
     this.log = deps.logger;
     this.metrics = deps.metrics;
     this.tierLabel = String(deps.tier);
+    const tier = this.tierLabel;
+    const mt = deps.metrics;
+    this.m = {
+      attempts: {
+        success: mt.attempts.labels({ tier, outcome: 'success' }),
+        retry: mt.attempts.labels({ tier, outcome: 'retry' }),
+        dead: mt.attempts.labels({ tier, outcome: 'dead' }),
+        error: mt.attempts.labels({ tier, outcome: 'error' }),
+      },
+      delivered: mt.delivered.labels({ tier }),
+      lateness: mt.lateness.labels({ tier }),
+      duration: mt.attemptDuration.labels({ tier }),
+      inflight: mt.inflight.labels({ tier }),
+    };
     this.paused = deps.startPaused ?? false;
     this.deliverer = this.makeDeliverer(deps.config);
     this.signer = createSigner(deps.config.signing);
@@ -128,6 +160,7 @@ export class TierWorker implements ManagedWorker {
         if (this.conn !== conn) return;
         this.conn = null;
         this.ch = null;
+        this.acker = null;
         this.consumerTag = null;
         void conn.close().catch(() => undefined);
         if (!this.stopping) {
@@ -136,10 +169,21 @@ export class TierWorker implements ManagedWorker {
           void this.connectLoop();
         }
       };
+      ch.on('return', (m: Message) => {
+        if (m.fields.exchange === this.names.outcomes) this.outcomeUnroutableUntil.set(m.fields.routingKey, Date.now() + OUTCOME_PROBE_MS);
+      });
       conn.on('close', lost);
       ch.on('close', lost);
       this.conn = conn;
       this.ch = ch;
+      this.acker = new AckBatcher((tag, multiple) => {
+        if (this.ch !== ch) return;
+        try {
+          ch.ack({ fields: { deliveryTag: tag } } as Message, multiple);
+        } catch {
+          /* channel closing: the broker redelivers */
+        }
+      });
       if (!this.paused) await this.consume();
       this.setState(this.paused ? 'paused' : 'running');
       this.log.info({ queue: this.names.workQueue(this.tier), prefetch: this.config.delivery.concurrency }, 'tier worker consuming');
@@ -158,6 +202,7 @@ export class TierWorker implements ManagedWorker {
         this.consumerTag = null;
         return;
       }
+      this.acker?.track(msg.fields.deliveryTag);
       const p = this.handle(ch, msg).catch((err: unknown) => {
         this.log.error({ err: toErrorData(err) }, 'unexpected error handling a message');
       });
@@ -214,15 +259,12 @@ export class TierWorker implements ManagedWorker {
     // A tag belongs to its channel: after a reconnect the broker has already
     // requeued it, and acking it on a new channel would be a protocol error.
     if (ch !== this.ch) return;
-    try {
-      ch.ack(msg);
-    } catch {
-      /* channel closing: the broker redelivers */
-    }
+    this.acker?.complete(msg.fields.deliveryTag);
   }
 
   private nackRequeue(ch: ConfirmChannel, msg: ConsumeMessage): void {
     if (ch !== this.ch) return;
+    this.acker?.forget(msg.fields.deliveryTag);
     try {
       ch.nack(msg, false, true);
     } catch {
@@ -231,8 +273,7 @@ export class TierWorker implements ManagedWorker {
   }
 
   private async handle(ch: ConfirmChannel, msg: ConsumeMessage): Promise<void> {
-    const tier = this.tierLabel;
-    this.metrics.inflight.inc({ tier });
+    this.m.inflight.inc();
     try {
       let n: Notification;
       try {
@@ -241,27 +282,26 @@ export class TierWorker implements ManagedWorker {
         await this.park(ch, msg, 'invalid', (err as Error).message, null);
         const id = String(msg.properties.messageId ?? '');
         await this.publishOutcome(ch, { id, outcome: 'dead', tier: this.tier, attempts: this.tier, status: null, reason: 'invalid', error: (err as Error).message, at: Date.now(), createdAt: null });
-        this.metrics.attempts.inc({ tier, outcome: 'dead' });
+        this.m.attempts.dead.inc();
         this.ack(ch, msg);
         this.log.warn({ messageId: msg.properties.messageId, tier: this.tier, err: (err as Error).message }, 'parked an invalid message');
         return;
       }
       await this.attemptAndHandOn(ch, msg, n);
     } catch (err) {
-      this.metrics.attempts.inc({ tier, outcome: 'error' });
+      this.m.attempts.error.inc();
       this.log.error({ messageId: msg.properties.messageId, err: toErrorData(err) }, 'hand-on failed; message returned to the queue');
       this.nackRequeue(ch, msg);
     } finally {
-      this.metrics.inflight.dec({ tier });
+      this.m.inflight.dec();
     }
   }
 
   private async attemptAndHandOn(ch: ConfirmChannel, msg: ConsumeMessage, n: Notification): Promise<void> {
-    const tier = this.tierLabel;
     const headers = msg.properties.headers ?? {};
     const startedAt = Date.now();
     const dueAt = numberHeader(headers, H.dueAt) ?? n.createdAt;
-    this.metrics.lateness.observe({ tier }, Math.max(0, startedAt - dueAt) / 1000);
+    this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
 
     const rendered = renderBody(n);
     let signed: { headers: Record<string, string>; body: string };
@@ -275,7 +315,7 @@ export class TierWorker implements ManagedWorker {
       await this.park(ch, msg, 'invalid', error, numberHeader(msg.properties.headers, H.firstAttemptAt) ?? null);
       await this.publishOutcome(ch, { id: n.id, outcome: 'dead', tier: this.tier, attempts: this.tier, status: null, reason: 'invalid', error, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
       this.ack(ch, msg);
-      this.metrics.attempts.inc({ tier: this.tierLabel, outcome: 'dead' });
+      this.m.attempts.dead.inc();
       return;
     }
     const result = await this.deliverer.attempt({
@@ -284,7 +324,7 @@ export class TierWorker implements ManagedWorker {
       headers: { ...n.headers, ...signed.headers, 'content-type': rendered.contentType },
       body: signed.body,
     });
-    this.metrics.attemptDuration.observe({ tier }, result.durationMs / 1000);
+    this.m.duration.observe(result.durationMs / 1000);
     const isLast = this.tier >= this.config.scheduleMs.length - 1;
     const outcome = classifyAttempt(result, n.success ?? this.config.delivery.success, this.config.delivery.deadOnStatus, isLast);
     const status = result.kind === 'response' ? result.status : null;
@@ -302,15 +342,14 @@ export class TierWorker implements ManagedWorker {
   }
 
   private async handOn(ch: ConfirmChannel, msg: ConsumeMessage, n: Notification, outcome: Outcome, status: number | null, startedAt: number): Promise<void> {
-    const tier = this.tierLabel;
     const headers = msg.properties.headers ?? {};
     const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
     switch (outcome.kind) {
       case 'delivered': {
         await this.publishOutcome(ch, { id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
         this.ack(ch, msg);
-        this.metrics.attempts.inc({ tier, outcome: 'success' });
-        this.metrics.delivered.inc({ tier });
+        this.m.attempts.success.inc();
+        this.m.delivered.inc();
         this.metrics.endToEnd.observe(Math.max(0, Date.now() - n.createdAt) / 1000);
         return;
       }
@@ -325,14 +364,14 @@ export class TierWorker implements ManagedWorker {
           [H.lastError]: outcome.error,
         }));
         this.ack(ch, msg);
-        this.metrics.attempts.inc({ tier, outcome: 'retry' });
+        this.m.attempts.retry.inc();
         return;
       }
       case 'dead': {
         await this.park(ch, msg, outcome.reason, outcome.error, firstAttemptAt);
         await this.publishOutcome(ch, { id: n.id, outcome: 'dead', tier: this.tier, attempts: this.tier + 1, status, reason: outcome.reason, error: outcome.error, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
         this.ack(ch, msg);
-        this.metrics.attempts.inc({ tier, outcome: 'dead' });
+        this.m.attempts.dead.inc();
         return;
       }
     }
@@ -368,9 +407,11 @@ export class TierWorker implements ManagedWorker {
   }
 
   private async publishOutcome(ch: ConfirmChannel, ev: OutcomeEvent): Promise<void> {
+    if (Date.now() < (this.outcomeUnroutableUntil.get(ev.outcome) ?? 0)) return;
     await publishConfirmed(ch, this.names.outcomes, ev.outcome, Buffer.from(JSON.stringify(ev)), {
       messageId: ev.id,
       persistent: true,
+      mandatory: true,
       contentType: 'application/json',
     });
   }
@@ -391,6 +432,8 @@ export class TierWorker implements ManagedWorker {
       const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);
       if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
       this.stopSignal.abort();
+      this.acker?.flush();
+      this.acker = null;
       const conn = this.conn;
       this.ch = null;
       this.conn = null;
