@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import type { DeliveryConfig } from './config.js';
 import type { AddressGuard } from './address-guard.js';
 import type { AttemptResult } from './outcome.js';
@@ -7,6 +7,7 @@ import type { AttemptResult } from './outcome.js';
 export interface OutgoingRequest {
   readonly url: string;
   readonly method: 'POST' | 'PUT';
+  /** Sent as they are (the caller includes content-type and user-agent). */
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
 }
@@ -42,11 +43,11 @@ function errorCode(err: unknown): string {
 export class HttpDeliverer {
   private readonly agent: Agent;
   private readonly cfg: DeliveryConfig;
+  private readonly verdicts = new Map<string, string | null>();
 
   constructor(
     cfg: DeliveryConfig,
     private readonly guard: AddressGuard | null,
-    private readonly userAgent: string,
   ) {
     this.cfg = cfg;
     this.agent = this.makeAgent(cfg);
@@ -62,33 +63,59 @@ export class HttpDeliverer {
     });
   }
 
-  /** Makes one attempt; never throws (failures come back as `kind: 'error'`). */
-  async attempt(req: OutgoingRequest): Promise<TimedResult> {
+  /**
+   * The guard's verdict on a URL host, cached: hosts repeat (one merchant
+   * endpoint serves many notifications) and the literal-IP check is not free.
+   * Only literal addresses are decided here; names are checked at connect time.
+   */
+  private hostVerdict(hostname: string): string | null {
+    let v = this.verdicts.get(hostname);
+    if (v === undefined) {
+      try {
+        this.guard!.assertHostAllowed(hostname);
+        v = null;
+      } catch (err) {
+        v = (err as Error).message;
+      }
+      if (this.verdicts.size >= 4096) this.verdicts.clear();
+      this.verdicts.set(hostname, v);
+    }
+    return v;
+  }
+
+  /**
+   * Makes one attempt; never throws (failures come back as `kind: 'error'`).
+   * `needBody: false` lets a 2xx answer be discarded unread (nothing will look
+   * at it); otherwise up to `maxResponseBytes` is read.
+   */
+  async attempt(req: OutgoingRequest, needBody = true): Promise<TimedResult> {
     const started = performance.now();
     const done = (r: AttemptResult): TimedResult => ({ ...r, durationMs: performance.now() - started });
-    let hostname: string;
+    let url: URL;
     try {
-      hostname = new URL(req.url).hostname;
+      url = new URL(req.url);
     } catch {
       return done({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' });
     }
     if (this.guard) {
-      try {
-        this.guard.assertHostAllowed(hostname);
-      } catch (err) {
-        return done({ kind: 'error', code: 'DESTINATION_BLOCKED', message: (err as Error).message });
-      }
+      const refused = this.hostVerdict(url.hostname);
+      if (refused !== null) return done({ kind: 'error', code: 'DESTINATION_BLOCKED', message: refused });
     }
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), this.cfg.timeoutMs);
     try {
-      const res = await request(req.url, {
-        dispatcher: this.agent,
+      const res = await this.agent.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
         method: req.method,
-        headers: { ...req.headers, 'user-agent': this.userAgent },
+        headers: req.headers,
         body: req.body,
         signal: ac.signal,
       });
+      if (!needBody && res.statusCode >= 200 && res.statusCode < 300) {
+        await res.body.dump();
+        return done({ kind: 'response', status: res.statusCode, body: '' });
+      }
       const cap = this.cfg.maxResponseBytes;
       const chunks: Buffer[] = [];
       let size = 0;

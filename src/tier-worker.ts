@@ -21,6 +21,8 @@ export interface TierWorkerDeps {
   readonly config: Config;
   readonly tier: number;
   readonly logger: Logger;
+  /** Logger for the one line per attempt (no redaction: its fields are fixed); defaults to `logger`. */
+  readonly attemptLogger?: Logger;
   readonly metrics: WorkerMetrics;
   /** Told whenever the worker's own state changes (the entry point forwards it to the master). */
   readonly onState?: (state: WorkerState) => void;
@@ -54,6 +56,7 @@ export class TierWorker implements ManagedWorker {
   private readonly tier: number;
   private readonly names: Names;
   private readonly log: Logger;
+  private readonly attemptLog: Logger;
   private readonly metrics: WorkerMetrics;
   private deliverer: HttpDeliverer;
   private signer: Signer;
@@ -89,6 +92,7 @@ export class TierWorker implements ManagedWorker {
     this.tier = deps.tier;
     this.names = namesFor(deps.config.prefix);
     this.log = deps.logger;
+    this.attemptLog = deps.attemptLogger ?? deps.logger;
     this.metrics = deps.metrics;
     this.tierLabel = String(deps.tier);
     const tier = this.tierLabel;
@@ -112,7 +116,7 @@ export class TierWorker implements ManagedWorker {
 
   private makeDeliverer(cfg: Config): HttpDeliverer {
     const guard = cfg.delivery.allowPrivateNetworks ? null : createAddressGuard(cfg.delivery);
-    return new HttpDeliverer(cfg.delivery, guard, USER_AGENT);
+    return new HttpDeliverer(cfg.delivery, guard);
   }
 
   get inflightCount(): number {
@@ -231,6 +235,7 @@ export class TierWorker implements ManagedWorker {
   /** Applies what can change without a restart; reports what cannot. */
   reload(next: Config): { restartRequired: boolean; notes: string[] } {
     const { restartRequired, notes } = diffConfig(this.config, next);
+    this.attemptLog.level = next.logLevel;
     const prefetchChanged = next.delivery.concurrency !== this.config.delivery.concurrency;
     this.config = next;
     // A new deliverer, not just new timeouts: the SSRF allowances may have changed too.
@@ -277,7 +282,7 @@ export class TierWorker implements ManagedWorker {
     try {
       let n: Notification;
       try {
-        n = decodeNotification(msg.content, this.config.limits);
+        n = decodeNotification(msg.content);
       } catch (err) {
         await this.park(ch, msg, 'invalid', (err as Error).message, null);
         const id = String(msg.properties.messageId ?? '');
@@ -306,7 +311,7 @@ export class TierWorker implements ManagedWorker {
     const rendered = renderBody(n);
     let signed: { headers: Record<string, string>; body: string };
     try {
-      signed = await this.signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
+      signed = this.signer.scheme === 'none' ? { headers: {}, body: rendered.body } : await this.signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
     } catch (err) {
       // A notification the scheme cannot sign (e.g. a JSON body under rsa2) fails the same way every
       // time: park it instead of requeueing it forever.
@@ -318,17 +323,21 @@ export class TierWorker implements ManagedWorker {
       this.m.attempts.dead.inc();
       return;
     }
-    const result = await this.deliverer.attempt({
-      url: n.url,
-      method: n.method,
-      headers: { ...n.headers, ...signed.headers, 'content-type': rendered.contentType },
-      body: signed.body,
-    });
+    const criteria = n.success ?? this.config.delivery.success;
+    const result = await this.deliverer.attempt(
+      {
+        url: n.url,
+        method: n.method,
+        headers: { ...n.headers, ...signed.headers, 'content-type': rendered.contentType, 'user-agent': USER_AGENT },
+        body: signed.body,
+      },
+      criteria.bodyEquals !== undefined,
+    );
     this.m.duration.observe(result.durationMs / 1000);
     const isLast = this.tier >= this.config.scheduleMs.length - 1;
-    const outcome = classifyAttempt(result, n.success ?? this.config.delivery.success, this.config.delivery.deadOnStatus, isLast);
+    const outcome = classifyAttempt(result, criteria, this.config.delivery.deadOnStatus, isLast);
     const status = result.kind === 'response' ? result.status : null;
-    this.log.info(
+    this.attemptLog.info(
       {
         id: n.id,
         attempt: this.tier,

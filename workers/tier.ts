@@ -1,5 +1,5 @@
 // Entry point of a tier worker process (forked by the master with Node cluster).
-import { createLogger } from '../src/logger.js';
+import { createLoggers } from '../src/logger.js';
 import { createWorkerMetrics } from '../src/metrics.js';
 import { WORKER_ENV } from '../src/control.js';
 import { TierWorker } from '../src/tier-worker.js';
@@ -7,8 +7,9 @@ import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/worker-
 
 const config = readWorkerConfig();
 const tier = Number(process.env[WORKER_ENV.tier]);
-const log = createLogger(config.logLevel, { role: 'tier', tier });
+const loggers = createLoggers(config.logLevel, { role: 'tier', tier });
+const log = Object.assign(loggers.log, { flush: loggers.flush });
 const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) });
 const startPaused = process.env[WORKER_ENV.paused] === '1';
-const worker = new TierWorker({ config, tier, logger: log, metrics, startPaused, onState: (state) => sendToMaster({ type: 'state', state }) });
+const worker = new TierWorker({ config, tier, logger: log, attemptLogger: loggers.attempt, metrics, startPaused, onState: (state) => sendToMaster({ type: 'state', state }) });
 await runManagedWorker({ worker, role: 'tier', tier, config, log, metrics });

@@ -330,7 +330,7 @@ describe('renderBody', () => {
 describe('encodeNotification / decodeNotification', () => {
   function decodeFails(content: Buffer, field?: string): void {
     assert.throws(
-      () => decodeNotification(content, LIMITS),
+      () => decodeNotification(content),
       (err: unknown) => {
         assert.ok(hasCode(err, ErrorCodes.MESSAGE_INVALID), String((err as Error)?.message ?? err));
         if (field !== undefined) assert.equal((err as { field?: string }).field, field);
@@ -345,7 +345,7 @@ describe('encodeNotification / decodeNotification', () => {
       LIMITS,
       { now: 1_700_000_000_000 },
     );
-    assert.deepEqual(decodeNotification(encodeNotification(n), LIMITS), n);
+    assert.deepEqual(decodeNotification(encodeNotification(n)), n);
   });
 
   it('non-JSON → MESSAGE_INVALID', () => {
@@ -360,7 +360,7 @@ describe('encodeNotification / decodeNotification', () => {
     decodeFails(Buffer.from(JSON.stringify({ url: 'https://a.example/', body: 'x' })), 'id');
     decodeFails(Buffer.from(JSON.stringify({ id: 'n1', url: 'ftp://a.example/', body: 'x' })), 'url');
     assert.throws(
-      () => decodeNotification(Buffer.from(JSON.stringify({ id: 'n1', url: 'https://a.example/' })), LIMITS),
+      () => decodeNotification(Buffer.from(JSON.stringify({ id: 'n1', url: 'https://a.example/' }))),
       (err: unknown) => hasCode((err as Error).cause, ErrorCodes.VALIDATION),
     );
   });
@@ -390,5 +390,40 @@ describe('numberHeader', () => {
     assert.equal(H.dueAt, 'notify-due-at');
     assert.equal(H.lastError, 'notify-last-error');
     assert.equal(H.deadReason, 'notify-dead-reason');
+  });
+});
+
+describe('decodeNotification (the light check run in every tier)', () => {
+  const ok = { id: 'n1', url: 'https://a.example/hook', body: { a: 1 } };
+  const fails = (v: unknown, field: string): void => {
+    assert.throws(() => decodeNotification(Buffer.from(JSON.stringify(v))), (err: unknown) => {
+      assert.ok(hasCode(err, ErrorCodes.MESSAGE_INVALID));
+      assert.equal((err as { field?: string }).field, field);
+      return true;
+    });
+  };
+
+  it('fills the defaults of absent fields', () => {
+    const n = decodeNotification(Buffer.from(JSON.stringify(ok)));
+    assert.equal(n.method, 'POST');
+    assert.deepEqual(n.headers, {});
+    assert.equal(n.contentType, 'application/json');
+  });
+
+  it('still refuses what would make an unsafe or broken request', () => {
+    fails({ ...ok, url: 'ftp://a.example/' }, 'url');
+    fails({ ...ok, url: 'javascript:alert(1)' }, 'url');
+    fails({ ...ok, url: 'http://a.example/\r\nHost: x' }, 'url');
+    fails({ ...ok, url: 12 }, 'url');
+    fails({ ...ok, method: 'GET' }, 'method');
+    fails({ ...ok, headers: { a: 'b\r\nc: d' } }, 'headers.a');
+    fails({ ...ok, headers: { 'bad name': 'v' } }, 'headers.bad name');
+    fails({ ...ok, headers: { a: 1 } }, 'headers.a');
+    fails({ ...ok, body: [1] }, 'body');
+    fails({ ...ok, body: null }, 'body');
+    fails({ ...ok, contentType: 'a/b\r\nx: y' }, 'contentType');
+    fails({ ...ok, createdAt: 'yesterday' }, 'createdAt');
+    fails({ ...ok, success: { status: 'all' } }, 'success.status');
+    fails({ ...ok, id: '' }, 'id');
   });
 });
