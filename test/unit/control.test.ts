@@ -115,7 +115,7 @@ describe('control envelope', () => {
   });
 
   it('worker env keys are fixed', () => {
-    assert.deepEqual({ ...WORKER_ENV }, { role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG' });
+    assert.deepEqual({ ...WORKER_ENV }, { role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG', paused: 'NOTIFYD_START_PAUSED' });
   });
 
   it('assertNever throws', () => {
