@@ -54,7 +54,10 @@ export class AckBatcher {
     }
     if (this.done.size > 0) {
       for (const tag of this.done) this.ack(tag, false);
-      for (const tag of this.done) this.pending.splice(this.pending.indexOf(tag), 1);
+      for (const tag of this.done) {
+        const i = this.pending.indexOf(tag);
+        if (i >= 0) this.pending.splice(i, 1);
+      }
       this.done.clear();
     }
   }

@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cron from 'node-cron';
 import { ErrorCodes, NotifyError } from './errors.js';
+import { createSigner } from './signing.js';
 import { parseDuration, parseSchedule } from './schedule.js';
 
 /** Exit status for invalid configuration (sysexits.h EX_CONFIG). */
@@ -295,7 +296,8 @@ function parseCidrs(v: unknown, key: string): readonly string[] {
   });
 }
 
-function isLoopbackHost(host: string): boolean {
+/** True for addresses only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
@@ -395,6 +397,13 @@ export function parseConfig(raw: Raw): Config {
     } catch (err) {
       fail('signing.keyFile', `cannot read ${signing.keyFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
+  }
+  // Build a signer once here: a key or secret it cannot use must stop start-up
+  // (exit 78) or a reload, not crash every tier worker later.
+  try {
+    void createSigner(signing).close();
+  } catch (err) {
+    fail(scheme === 'rsa2' ? 'signing.keyFile' : 'signing.secrets', (err as Error).message);
   }
 
   const sv = r.section('supervisor');

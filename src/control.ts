@@ -29,7 +29,8 @@ export interface WorkerStats {
 
 /** worker → master. */
 export type WorkerMessage =
-  | { readonly type: 'ready'; readonly role: WorkerRole; readonly tier: number | null; readonly port?: number }
+  /** Start-up finished; `state` is the worker's own (e.g. `starting` for an ingress without a broker). */
+  | { readonly type: 'ready'; readonly role: WorkerRole; readonly tier: number | null; readonly state: WorkerState; readonly port?: number }
   | { readonly type: 'stats'; readonly requestId: number; readonly stats: WorkerStats }
   | { readonly type: 'state'; readonly state: WorkerState }
   | { readonly type: 'drained' }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel, GetMessage } from 'amqplib';
 import { publishConfirmed } from './broker.js';
 import type { Config } from './config.js';
@@ -6,8 +7,10 @@ import { namesFor, routeForAttempt } from './topology.js';
 
 /** Reasons that would fail again the same way; redriven only when forced. */
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
-/** Most skipped messages held unacked during one scan (bounds memory and the broker's unacked count). */
-const MAX_HELD = 10_000;
+/** Most sticky messages stepped over in one scan. */
+const MAX_SKIPPED = 100_000;
+/** Marks a skipped message with the scan that put it back. */
+const SCAN_HEADER = 'notify-redrive-scan';
 
 export interface RedriveResult {
   readonly moved: number;
@@ -18,45 +21,53 @@ export interface RedriveResult {
 /**
  * Moves up to `limit` parked notifications from `P.dead` back to tier 0,
  * keeping their history headers (first attempt, last error) and counting the
- * redrive. Each move is publish → confirm → ack. Skipped messages are held
- * unacked during the scan (so the scan advances) and returned at the end.
- * Messages parked while the scan runs may be moved too.
+ * redrive. Each move is publish → confirm → ack. A skipped (sticky) one is put
+ * back at the tail of `P.dead` the same way, marked with this scan's id, rather
+ * than requeued: a requeue counts as a redelivery, and quorum queues on
+ * RabbitMQ 4 drop a message after 20 of those. Meeting a message marked with
+ * this scan means the queue has been gone round once, so the scan stops.
  */
 export async function redrive(ch: ConfirmChannel, config: Config, limit: number, force: boolean): Promise<RedriveResult> {
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
-  const held: GetMessage[] = [];
+  const scanId = randomUUID();
   let moved = 0;
-  try {
-    // Skipped messages stay unacked until the end, so `get` never hands the same one back twice.
-    while (moved < limit && held.length < MAX_HELD) {
-      const msg = await ch.get(names.dead, { noAck: false });
-      if (!msg) break;
-      const old = msg.properties.headers ?? {};
-      const reason = String(old[H.deadReason] ?? '');
-      if (!force && STICKY_REASONS.has(reason)) {
-        held.push(msg);
-        continue;
-      }
-      const headers: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(old)) if (!k.startsWith('x-') && k !== H.deadReason) headers[k] = v;
-      headers[H.attempt] = 0;
-      headers[H.dueAt] = Date.now() + (config.scheduleMs[0] ?? 0);
-      headers[H.redriven] = Number(old[H.redriven] ?? 0) + 1;
-      headers['notify-redriven-from'] = reason;
-      await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, {
-        messageId: msg.properties.messageId,
-        persistent: true,
-        contentType: msg.properties.contentType ?? 'application/json',
-        timestamp: msg.properties.timestamp,
-        headers,
-      });
-      ch.ack(msg);
-      moved++;
+  let skipped = 0;
+  const props = (msg: GetMessage, headers: Record<string, unknown>) => ({
+    messageId: msg.properties.messageId,
+    persistent: true,
+    mandatory: true,
+    contentType: msg.properties.contentType ?? 'application/json',
+    timestamp: msg.properties.timestamp,
+    headers,
+  });
+  while (moved < limit && skipped < MAX_SKIPPED) {
+    const msg = await ch.get(names.dead, { noAck: false });
+    if (!msg) break;
+    const old = msg.properties.headers ?? {};
+    if (old[SCAN_HEADER] === scanId) {
+      ch.nack(msg, false, true);
+      break;
     }
-  } finally {
-    for (const m of held) ch.nack(m, false, true);
+    const reason = String(old[H.deadReason] ?? '');
+    const headers: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(old)) if (!k.startsWith('x-') && k !== SCAN_HEADER) headers[k] = v;
+    if (!force && STICKY_REASONS.has(reason)) {
+      headers[SCAN_HEADER] = scanId;
+      await publishConfirmed(ch, '', names.dead, msg.content, props(msg, headers));
+      ch.ack(msg);
+      skipped++;
+      continue;
+    }
+    delete headers[H.deadReason];
+    headers[H.attempt] = 0;
+    headers[H.dueAt] = Date.now() + (config.scheduleMs[0] ?? 0);
+    headers[H.redriven] = Number(old[H.redriven] ?? 0) + 1;
+    headers['notify-redriven-from'] = reason;
+    await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, props(msg, headers));
+    ch.ack(msg);
+    moved++;
   }
   const after = await ch.checkQueue(names.dead);
-  return { moved, skipped: held.length, remaining: after.messageCount };
+  return { moved, skipped, remaining: after.messageCount };
 }

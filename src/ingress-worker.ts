@@ -15,7 +15,13 @@ export class IngressWorker implements ManagedWorker {
   private config: Config;
   private drainPromise: Promise<void> | null = null;
 
-  constructor(config: Config, private readonly log: Logger, metrics: WorkerMetrics) {
+  constructor(
+    config: Config,
+    private readonly log: Logger,
+    metrics: WorkerMetrics,
+    /** Told of state changes (the entry point forwards them to the master). */
+    private readonly onState: (state: WorkerState) => void = () => undefined,
+  ) {
     this.config = config;
     this.publisher = new NotificationPublisher({
       amqpUrl: config.amqpUrl,
@@ -23,8 +29,12 @@ export class IngressWorker implements ManagedWorker {
       scheduleMs: config.scheduleMs,
       name: `notifyd ingress pid ${process.pid}`,
       keepConnected: true,
-      onStateChange: (connected, err) =>
-        connected ? log.info('ingress connected to the broker') : log.warn({ err: err?.message }, 'ingress lost the broker; answering 503 until it is back'),
+      onStateChange: (connected, err) => {
+        if (connected) log.info('ingress connected to the broker');
+        else log.warn({ err: err?.message }, 'ingress lost the broker; answering 503 until it is back');
+        // Not running without a broker: /readyz must not send traffic to an ingress that can only answer 503.
+        if (this.state === 'running' || this.state === 'starting') this.setState(connected ? 'running' : 'starting');
+      },
     });
     this.server = new IngressServer(config, this.publisher, log, metrics);
   }
@@ -37,11 +47,17 @@ export class IngressWorker implements ManagedWorker {
     return this.state;
   }
 
+  private setState(s: WorkerState): void {
+    if (this.state === s) return;
+    this.state = s;
+    this.onState(s);
+  }
+
   async start(): Promise<{ port?: number }> {
     // Listen first: while the broker is away the API answers 503 rather than refusing connections.
     const port = await this.server.listen(this.config.ingress.port, this.config.ingress.host);
     await this.publisher.start();
-    this.state = 'running';
+    this.setState(this.publisher.connected ? 'running' : 'starting');
     return { port };
   }
 
@@ -62,10 +78,10 @@ export class IngressWorker implements ManagedWorker {
 
   drain(deadlineMs: number): Promise<void> {
     this.drainPromise ??= (async () => {
-      this.state = 'draining';
+      this.setState('draining');
       await this.server.drain(deadlineMs);
       await this.publisher.close();
-      this.state = 'stopped';
+      this.setState('stopped');
       this.log.info('ingress closed');
     })();
     return this.drainPromise;

@@ -54,6 +54,17 @@ const RESERVED_HEADERS = new Set([
   'webhook-id', 'webhook-timestamp', 'webhook-signature',
 ]);
 const METADATA_MAX_BYTES = 16 * 1024;
+/** The largest Date (year 275760): anything above cannot be an epoch and breaks AMQP's timestamp encoding. */
+const MAX_EPOCH_MS = 8.64e15;
+
+/** Serialised size, refusing values JSON cannot serialise (too deeply nested) as input errors, not crashes. */
+function jsonBytes(v: unknown, field: string): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(v));
+  } catch {
+    bad(field, 'cannot be serialised (nested too deeply)');
+  }
+}
 
 function bad(field: string, message: string): never {
   throw new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
@@ -170,7 +181,7 @@ export function validateNotification(
     } else if (mediaType !== JSON_TYPE && !mediaType.endsWith('+json')) {
       bad('body', `an object body needs contentType ${JSON_TYPE} or ${FORM_TYPE}`);
     }
-    bodyBytes = Buffer.byteLength(JSON.stringify(body));
+    bodyBytes = jsonBytes(body, 'body');
   } else {
     bad('body', 'is required and must be a string or an object');
   }
@@ -182,11 +193,13 @@ export function validateNotification(
   if (input.success !== undefined && input.success !== null) out.success = validateSuccess(input.success);
   if (input.metadata !== undefined && input.metadata !== null) {
     if (!isPlainObject(input.metadata)) bad('metadata', 'must be an object');
-    if (Buffer.byteLength(JSON.stringify(input.metadata)) > METADATA_MAX_BYTES) bad('metadata', `is over ${METADATA_MAX_BYTES} bytes`);
+    if (jsonBytes(input.metadata, 'metadata') > METADATA_MAX_BYTES) bad('metadata', `is over ${METADATA_MAX_BYTES} bytes`);
     out.metadata = input.metadata;
   }
   if (input.createdAt !== undefined) {
-    if (typeof input.createdAt !== 'number' || !Number.isFinite(input.createdAt) || input.createdAt < 0) bad('createdAt', 'must be a ms epoch number');
+    if (typeof input.createdAt !== 'number' || !Number.isFinite(input.createdAt) || input.createdAt < 0 || input.createdAt > MAX_EPOCH_MS) {
+      bad('createdAt', 'must be a ms epoch number');
+    }
     out.createdAt = input.createdAt;
   } else {
     out.createdAt = opts.now ?? Date.now();

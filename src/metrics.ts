@@ -106,5 +106,10 @@ export async function aggregateExposition(snapshots: readonly MetricsSnapshot[])
   return reg.metrics();
 }
 
+/** Sums several snapshots into one (so a list of retired workers' counters does not grow). */
+export async function foldSnapshots(snapshots: readonly MetricsSnapshot[]): Promise<MetricsSnapshot> {
+  return AggregatorRegistry.aggregate(snapshots as object[][] as unknown as object[]).getMetricsAsJSON();
+}
+
 /** Content type of the exposition. */
 export const EXPOSITION_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;

@@ -1,5 +1,5 @@
-import type { ChannelModel, ConfirmChannel, Message } from 'amqplib';
-import { connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import { ReturnTracker, connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
 import { ErrorCodes, NotifyError } from './errors.js';
 import { H, encodeNotification, type Notification } from './message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
@@ -31,7 +31,7 @@ export class NotificationPublisher {
   private closed = false;
   private readonly stop = new AbortController();
   private readonly names: Names;
-  private readonly returned = new Map<string, (err: Error) => void>();
+  private returns: ReturnTracker | null = null;
 
   constructor(private readonly opts: PublisherOptions) {
     this.names = namesFor(opts.prefix);
@@ -43,7 +43,10 @@ export class NotificationPublisher {
 
   /** Connects once; with `keepConnected`, keeps retrying in the background after losses. */
   async start(): Promise<void> {
-    await this.ensure().catch(() => undefined);
+    await this.ensure().catch(() => {
+      // A broker that is down at start must be retried too, not only one lost later.
+      if (this.opts.keepConnected) void this.reconnectLoop();
+    });
   }
 
   private ensure(): Promise<void> {
@@ -58,16 +61,20 @@ export class NotificationPublisher {
   private async open(): Promise<void> {
     const conn = await connectBroker(this.opts.amqpUrl, this.opts.name);
     conn.on('error', () => undefined);
-    const ch = await conn.createConfirmChannel();
+    let ch: ConfirmChannel;
+    try {
+      ch = await conn.createConfirmChannel();
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
     ch.on('error', () => undefined);
-    ch.on('return', (msg: Message) => {
-      const id = String(msg.properties.messageId ?? '');
-      this.returned.get(id)?.(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'no queue took the message (is the daemon\'s topology declared for this prefix?)'));
-    });
+    const returns = new ReturnTracker(ch);
     const lost = (err?: Error): void => {
       if (this.conn !== conn) return;
       this.conn = null;
       this.ch = null;
+      this.returns = null;
       this.opts.onStateChange?.(false, err);
       if (this.opts.keepConnected && !this.closed) void this.reconnectLoop();
     };
@@ -78,10 +85,23 @@ export class NotificationPublisher {
     });
     this.conn = conn;
     this.ch = ch;
+    this.returns = returns;
     this.opts.onStateChange?.(true);
   }
 
+  private reconnecting = false;
+
   private async reconnectLoop(): Promise<void> {
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    try {
+      await this.reconnectUntilConnected();
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
+  private async reconnectUntilConnected(): Promise<void> {
     for (let attempt = 0; !this.closed && !this.ch; attempt++) {
       await sleep(reconnectDelay(attempt), this.stop.signal);
       if (this.closed) return;
@@ -99,28 +119,34 @@ export class NotificationPublisher {
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     const route = routeForAttempt(this.names, this.opts.scheduleMs, 0);
     const delay0 = this.opts.scheduleMs[0] ?? 0;
-    const confirm = publishConfirmed(ch, route.exchange, route.routingKey, encodeNotification(n), {
-      messageId: n.id,
-      persistent: true,
-      mandatory: true,
-      contentType: 'application/json',
-      timestamp: Math.floor(n.createdAt / 1000),
-      headers: { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0 },
-    });
+    const confirm = publishConfirmed(
+      ch,
+      route.exchange,
+      route.routingKey,
+      encodeNotification(n),
+      {
+        messageId: n.id,
+        persistent: true,
+        mandatory: true,
+        contentType: 'application/json',
+        timestamp: Math.floor(n.createdAt / 1000),
+        headers: { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0 },
+      },
+      this.returns ?? undefined,
+    );
     let timer: NodeJS.Timeout | undefined;
-    const outcome = new Promise<void>((resolve, reject) => {
-      this.returned.set(n.id, reject);
+    // A confirm that does not come in time is answered as a failure; the broker
+    // may still take the message later, which gives a duplicate (same id), never a loss.
+    const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
         () => reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not confirm in time')),
         this.opts.confirmTimeoutMs ?? 10_000,
       );
-      confirm.then(resolve, reject);
     });
     try {
-      await outcome;
+      await Promise.race([confirm, timeout]);
     } finally {
       clearTimeout(timer);
-      this.returned.delete(n.id);
     }
   }
 

@@ -1,13 +1,13 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import cron, { type ScheduledTask } from 'node-cron';
-import { diffConfig, redactUrl, type Config } from './config.js';
+import { deepFreeze, diffConfig, isLoopbackHost, redactUrl, type Config } from './config.js';
 import { connectBroker, reconnectDelay, sleep } from './broker.js';
 import { WORKER_ENV, assertNever, parseWorkerMessage, wrap, type MasterMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
 import { redrive, type RedriveResult } from './dead-letters.js';
 import { ErrorCodes, NotifyError, toErrorData } from './errors.js';
 import type { Logger } from './logger.js';
-import { aggregateExposition, createMasterMetrics, type MasterMetrics, type MetricsSnapshot } from './metrics.js';
+import { aggregateExposition, createMasterMetrics, foldSnapshots, type MasterMetrics, type MetricsSnapshot } from './metrics.js';
 import { EMPTY_HISTORY, afterStableUptime, decideRestart, type RestartHistory, type RestartPolicy } from './restart-policy.js';
 import { buildTopology, declareTopology, type Topology } from './topology.js';
 
@@ -28,6 +28,10 @@ interface Slot {
   port: number | null;
   /** Operator asked for a pause: re-applied to every new worker of this slot until resumed. */
   paused: boolean;
+  /** The last state the worker itself reported (shown again once a crash loop clears). */
+  reported: WorkerState;
+  /** The config the current worker was forked with (a reload during its start-up is re-sent). */
+  forkedWith: Config | null;
 }
 
 export interface TierStatus {
@@ -81,9 +85,11 @@ export class Supervisor {
   private readonly pending = new Map<number, (s: WorkerStats) => void>();
   /** notify_* counters of workers that exited, so aggregated counters never go backwards. */
   private retired: MetricsSnapshot[] = [];
+  private retiredFold: Promise<void> = Promise.resolve();
   private loggedListening = false;
   private adminPort: number | null = null;
   private exitPromise: Promise<void> | null = null;
+  private drainDeadlineMs = 0;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.config = opts.config;
@@ -95,7 +101,7 @@ export class Supervisor {
   }
 
   private newSlot(key: string, role: WorkerRole, tier: number | null): Slot {
-    return { key, role, tier, worker: null, state: 'starting', restarts: 0, history: EMPTY_HISTORY, startedAt: 0, crashloop: false, timer: null, stableTimer: null, stats: null, port: null, paused: false };
+    return { key, role, tier, worker: null, state: 'starting', restarts: 0, history: EMPTY_HISTORY, startedAt: 0, crashloop: false, timer: null, stableTimer: null, stats: null, port: null, paused: false, reported: 'starting', forkedWith: null };
   }
 
   private get policy(): RestartPolicy {
@@ -133,9 +139,16 @@ export class Supervisor {
       try {
         const conn = await connectBroker(this.config.amqpUrl, `notifyd master pid ${process.pid}`);
         conn.on('error', () => undefined);
-        const ch = await conn.createConfirmChannel();
-        ch.on('error', () => undefined);
-        await declareTopology(ch, this.topology);
+        let ch: ConfirmChannel;
+        try {
+          ch = await conn.createConfirmChannel();
+          ch.on('error', () => undefined);
+          await declareTopology(ch, this.topology);
+        } catch (err) {
+          // Each failed try must give its connection back, or a retry loop piles them up on the broker.
+          await conn.close().catch(() => undefined);
+          throw err;
+        }
         const lost = (): void => {
           if (this.conn !== conn) return;
           this.conn = null;
@@ -179,6 +192,7 @@ export class Supervisor {
       [WORKER_ENV.paused]: slot.paused ? '1' : '',
     });
     slot.worker = worker;
+    slot.forkedWith = this.config;
     slot.startedAt = Date.now();
     slot.stats = null;
     if (!slot.crashloop) slot.state = 'starting';
@@ -194,7 +208,13 @@ export class Supervisor {
     if (!msg) return;
     switch (msg.type) {
       case 'ready': {
-        if (!slot.crashloop) slot.state = slot.paused ? 'paused' : 'running';
+        // Messages sent while the worker was still loading its modules may have been
+        // dropped (no listener yet): repeat what it must know now.
+        if (this.shuttingDown) this.send(slot, { type: 'drain', deadlineMs: this.drainDeadlineMs });
+        else if (slot.forkedWith !== this.config) this.send(slot, { type: 'reload', config: this.config });
+        if (slot.role === 'tier' && slot.paused !== (msg.state === 'paused')) this.send(slot, { type: slot.paused ? 'pause' : 'resume' });
+        slot.reported = msg.state;
+        if (!slot.crashloop) slot.state = msg.state;
         if (msg.port !== undefined) slot.port = msg.port;
         if (slot.tier !== null) this.metrics.workerUp.set({ tier: String(slot.tier) }, 1);
         if (slot.stableTimer) clearTimeout(slot.stableTimer);
@@ -202,7 +222,7 @@ export class Supervisor {
           slot.history = afterStableUptime(slot.history);
           if (slot.crashloop) {
             slot.crashloop = false;
-            slot.state = 'running';
+            slot.state = slot.reported;
             this.log.info({ worker: slot.key }, 'worker stable again; crash loop cleared');
           }
         }, this.config.supervisor.restartResetMs).unref();
@@ -210,6 +230,7 @@ export class Supervisor {
         return;
       }
       case 'state':
+        slot.reported = msg.state;
         if (!slot.crashloop || msg.state === 'draining') slot.state = msg.state;
         return;
       case 'stats':
@@ -243,7 +264,15 @@ export class Supervisor {
     slot.worker = null;
     if (slot.stableTimer) clearTimeout(slot.stableTimer);
     if (slot.tier !== null) this.metrics.workerUp.set({ tier: String(slot.tier) }, 0);
-    if (slot.stats) this.retired.push(slot.stats.metrics.filter((m) => (m as { name?: string }).name?.startsWith('notify_') && (m as { type?: string }).type !== 'gauge'));
+    if (slot.stats) {
+      const counters = slot.stats.metrics.filter((m) => (m as { name?: string }).name?.startsWith('notify_') && (m as { type?: string }).type !== 'gauge');
+      // Folded into one snapshot, so a crash-looping worker cannot grow the list (and each scrape) without end.
+      this.retiredFold = this.retiredFold
+        .then(async () => {
+          this.retired = [await foldSnapshots([...this.retired, counters])];
+        })
+        .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'folding a retired worker\'s metrics failed'));
+    }
     slot.stats = null;
     if (this.shuttingDown) {
       slot.state = 'stopped';
@@ -302,9 +331,18 @@ export class Supervisor {
     const next = this.opts.reloadConfig();
     const diff = diffConfig(this.config, next);
     // Broker-shaped settings stay as they are until a restart: applying half of them would split the daemon.
-    const effective: Config = diff.restartRequired
-      ? { ...next, amqpUrl: this.config.amqpUrl, prefix: this.config.prefix, queueType: this.config.queueType, scheduleMs: this.config.scheduleMs }
-      : next;
+    const old = this.config;
+    const pinned = diff.restartRequired ? { amqpUrl: old.amqpUrl, prefix: old.prefix, queueType: old.queueType, scheduleMs: old.scheduleMs } : {};
+    // Listen addresses stay as bound until a restart, whatever the file says now.
+    const effective: Config = deepFreeze({
+      ...next,
+      ...pinned,
+      ingress: { ...next.ingress, host: old.ingress.host, port: old.ingress.port },
+      admin: { ...next.admin, host: old.admin.host, port: old.admin.port },
+    });
+    if (!isLoopbackHost(effective.admin.host) && !effective.admin.token) {
+      throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: admin.token: required while the admin port is bound to ${effective.admin.host}`, 'admin.token');
+    }
     this.config = effective;
     for (const slot of this.slots) this.send(slot, { type: 'reload', config: effective });
     this.log.info({ restartRequired: diff.restartRequired, notes: diff.notes }, 'config reloaded');
@@ -345,7 +383,7 @@ export class Supervisor {
 
   /** Aggregated Prometheus exposition of master and all workers. Never waits on a restarting worker. */
   async metricsText(): Promise<string> {
-    await this.collect(500);
+    await Promise.all([this.collect(500), this.retiredFold]);
     const snapshots: MetricsSnapshot[] = [await this.metrics.registry.getMetricsAsJSON(), ...this.retired];
     for (const s of this.slots) if (s.stats) snapshots.push(s.stats.metrics);
     return aggregateExposition(snapshots);
@@ -419,6 +457,7 @@ export class Supervisor {
     this.firstSignalAt = now;
     this.stop.abort();
     const deadlineMs = now + this.config.supervisor.drainTimeoutMs;
+    this.drainDeadlineMs = deadlineMs;
     this.log.info({ signal, drainTimeoutMs: this.config.supervisor.drainTimeoutMs }, 'draining');
     for (const s of this.slots) {
       if (s.timer) clearTimeout(s.timer);

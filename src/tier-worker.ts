@@ -2,13 +2,13 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } f
 import { AckBatcher } from './ack-batcher.js';
 import { diffConfig, type Config } from './config.js';
 import { createAddressGuard } from './address-guard.js';
-import { connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
+import { ReturnTracker, connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
 import type { WorkerState } from './control.js';
 import { HttpDeliverer } from './delivery.js';
 import { toErrorData } from './errors.js';
 import type { ManagedWorker } from './worker-process.js';
 import type { Logger } from './logger.js';
-import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from './message.js';
+import { FORM_TYPE, H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from './message.js';
 import type { WorkerMetrics } from './metrics.js';
 import { classifyAttempt, type Outcome } from './outcome.js';
 import { createSigner, type Signer } from './signing.js';
@@ -16,6 +16,8 @@ import { namesFor, routeForAttempt, verifyQueues, type Names } from './topology.
 
 export const USER_AGENT = 'notifyd/0.1.0';
 const OUTCOME_PROBE_MS = 1000;
+/** Pause before a message whose hand-on failed goes back to its queue. */
+const ERROR_REQUEUE_DELAY_MS = 1000;
 
 export interface TierWorkerDeps {
   readonly config: Config;
@@ -77,6 +79,12 @@ export class TierWorker implements ManagedWorker {
   private readonly inflight = new Set<Promise<void>>();
   private state: WorkerState = 'starting';
   private drainPromise: Promise<void> | null = null;
+  private connecting: Promise<void> | null = null;
+  private syncing: Promise<void> | null = null;
+  private syncAgain = false;
+  private resubscribe = false;
+  /** Returned (unroutable) hand-ons of each channel fail their publish instead of counting as done. */
+  private readonly returnTrackers = new WeakMap<ConfirmChannel, ReturnTracker>();
   private readonly tierLabel: string;
   /** Label children bound once: the hot path then skips prom-client's label hashing. */
   private readonly m: {
@@ -139,7 +147,15 @@ export class TierWorker implements ManagedWorker {
     return {};
   }
 
-  private async connectLoop(): Promise<void> {
+  /** One reconnect loop at a time, however many close events arrive. */
+  private connectLoop(): Promise<void> {
+    this.connecting ??= this.connectUntilOpen().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private async connectUntilOpen(): Promise<void> {
     for (let attempt = 0; !this.stopping; attempt++) {
       try {
         await this.open();
@@ -176,6 +192,7 @@ export class TierWorker implements ManagedWorker {
       ch.on('return', (m: Message) => {
         if (m.fields.exchange === this.names.outcomes) this.outcomeUnroutableUntil.set(m.fields.routingKey, Date.now() + OUTCOME_PROBE_MS);
       });
+      this.returnTrackers.set(ch, new ReturnTracker(ch));
       conn.on('close', lost);
       ch.on('close', lost);
       this.conn = conn;
@@ -188,48 +205,90 @@ export class TierWorker implements ManagedWorker {
           /* channel closing: the broker redelivers */
         }
       });
-      if (!this.paused) await this.consume();
-      this.setState(this.paused ? 'paused' : 'running');
-      this.log.info({ queue: this.names.workQueue(this.tier), prefetch: this.config.delivery.concurrency }, 'tier worker consuming');
+      await this.syncConsumer();
+      if (this.ch !== ch) throw new Error('channel closed during start-up');
+      if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
+      this.log.info({ queue: this.names.workQueue(this.tier), prefetch: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
     } catch (err) {
+      // Forget this connection first, so its close does not start a second reconnect loop.
+      if (this.conn === conn) {
+        this.conn = null;
+        this.ch = null;
+        this.acker = null;
+        this.consumerTag = null;
+      }
       await conn.close().catch(() => undefined);
       throw err;
     }
   }
 
-  private async consume(): Promise<void> {
-    const ch = this.ch;
-    if (!ch || this.consumerTag) return;
+  /**
+   * Brings the consumer in line with what is wanted (a channel, not paused,
+   * not stopping). One reconcile runs at a time and repeats while the wish
+   * changed under it, so pause/resume/drain/reconnect races cannot leave a
+   * stray consumer behind.
+   */
+  private syncConsumer(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      for (let rounds = 0; rounds < 10; rounds++) {
+        this.syncAgain = false;
+        const ch = this.ch;
+        const want = ch !== null && !this.paused && !this.stopping;
+        if (ch && this.consumerTag && (!want || this.resubscribe)) {
+          const tag = this.consumerTag;
+          this.consumerTag = null;
+          this.resubscribe = false;
+          await ch.cancel(tag).catch(() => undefined);
+        } else if (ch && want && !this.consumerTag) {
+          const tag = await this.startConsumer(ch);
+          // A channel replaced meanwhile took its consumer with it.
+          if (this.ch === ch) this.consumerTag = tag;
+        }
+        const settled = (this.ch !== null && !this.paused && !this.stopping) === (this.consumerTag !== null) && !this.resubscribe;
+        if (settled && !this.syncAgain) return;
+      }
+    })()
+      .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'consumer change failed (the channel is closing; reconnect takes over)'))
+      .finally(() => {
+        this.syncing = null;
+      });
+    return this.syncing;
+  }
+
+  private async startConsumer(ch: ConfirmChannel): Promise<string> {
+    // The batcher of this very channel: tags are never tracked on another one.
+    const acker = this.acker;
     const { consumerTag } = await ch.consume(this.names.workQueue(this.tier), (msg) => {
       if (msg === null) {
         this.log.warn('consumer cancelled by the broker (queue deleted?)');
-        this.consumerTag = null;
+        if (this.ch === ch) this.consumerTag = null;
         return;
       }
-      this.acker?.track(msg.fields.deliveryTag);
+      acker?.track(msg.fields.deliveryTag);
       const p = this.handle(ch, msg).catch((err: unknown) => {
         this.log.error({ err: toErrorData(err) }, 'unexpected error handling a message');
       });
       this.inflight.add(p);
       void p.finally(() => this.inflight.delete(p));
     });
-    this.consumerTag = consumerTag;
+    return consumerTag;
   }
 
   /** Cancels the consumer but keeps the channel (in-flight attempts still ack). */
   async pause(): Promise<void> {
     this.paused = true;
-    const { ch, consumerTag } = this;
-    this.consumerTag = null;
-    if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
+    await this.syncConsumer();
     if (!this.stopping) this.setState('paused');
   }
 
   async resume(): Promise<void> {
     this.paused = false;
-    if (this.stopping) return;
-    await this.consume();
-    if (this.ch) this.setState('running');
+    await this.syncConsumer();
+    if (this.ch && !this.stopping) this.setState('running');
   }
 
   /** Applies what can change without a restart; reports what cannot. */
@@ -244,18 +303,18 @@ export class TierWorker implements ManagedWorker {
     void oldDeliverer.close();
     const oldSigner = this.signer;
     this.signer = createSigner(next.signing);
-    void oldSigner.close();
+    // Attempts already signing on the old pool finish on it; closing it now would fail them.
+    void Promise.allSettled([...this.inflight]).then(() => oldSigner.close());
     if (prefetchChanged && this.ch) {
       // basic.qos applies to consumers created afterwards, so re-subscribe.
       const ch = this.ch;
-      void (async () => {
-        await ch.prefetch(next.delivery.concurrency);
-        if (this.consumerTag && !this.paused) {
-          await ch.cancel(this.consumerTag);
-          this.consumerTag = null;
-          await this.consume();
-        }
-      })().catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'prefetch change failed'));
+      void ch
+        .prefetch(next.delivery.concurrency)
+        .then(() => {
+          this.resubscribe = true;
+          return this.syncConsumer();
+        })
+        .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'prefetch change failed'));
     }
     return { restartRequired, notes };
   }
@@ -296,6 +355,8 @@ export class TierWorker implements ManagedWorker {
     } catch (err) {
       this.m.attempts.error.inc();
       this.log.error({ messageId: msg.properties.messageId, err: toErrorData(err) }, 'hand-on failed; message returned to the queue');
+      // A requeued message comes straight back: wait a little so a lasting fault is not a hot loop.
+      await sleep(ERROR_REQUEUE_DELAY_MS, this.stopSignal.signal);
       this.nackRequeue(ch, msg);
     } finally {
       this.m.inflight.dec();
@@ -309,20 +370,23 @@ export class TierWorker implements ManagedWorker {
     this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
 
     const rendered = renderBody(n);
-    let signed: { headers: Record<string, string>; body: string };
-    try {
-      signed = this.signer.scheme === 'none' ? { headers: {}, body: rendered.body } : await this.signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
-    } catch (err) {
-      // A notification the scheme cannot sign (e.g. a JSON body under rsa2) fails the same way every
-      // time: park it instead of requeueing it forever.
-      const error = `signing failed: ${toErrorData(err).message}`;
-      this.log.warn({ id: n.id, err: toErrorData(err) }, 'parked a notification that cannot be signed');
+    if (this.signer.scheme === 'rsa2' && rendered.contentType.split(';')[0]!.trim().toLowerCase() !== FORM_TYPE) {
+      // rsa2 signs forms only, so this notification fails the same way on every
+      // try: park it instead of requeueing it forever.
+      const error = `signing failed: rsa2 signs ${FORM_TYPE} bodies, not ${rendered.contentType}`;
+      this.log.warn({ id: n.id }, 'parked a notification that cannot be signed');
       await this.park(ch, msg, 'invalid', error, numberHeader(msg.properties.headers, H.firstAttemptAt) ?? null);
       await this.publishOutcome(ch, { id: n.id, outcome: 'dead', tier: this.tier, attempts: this.tier, status: null, reason: 'invalid', error, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
       this.ack(ch, msg);
       this.m.attempts.dead.inc();
       return;
     }
+    // Other signing failures (a pool restarting, a key file gone) are operational: they
+    // throw to handle(), which returns the message to the queue after a pause.
+    const signed =
+      this.signer.scheme === 'none'
+        ? { headers: {}, body: rendered.body }
+        : await this.signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
     const criteria = n.success ?? this.config.delivery.success;
     const result = await this.deliverer.attempt(
       {
@@ -371,7 +435,7 @@ export class TierWorker implements ManagedWorker {
           [H.firstAttemptAt]: firstAttemptAt,
           [H.dueAt]: now + (this.config.scheduleMs[next] ?? 0),
           [H.lastError]: outcome.error,
-        }));
+        }), this.returnTrackers.get(ch));
         this.ack(ch, msg);
         this.m.attempts.retry.inc();
         return;
@@ -396,6 +460,8 @@ export class TierWorker implements ManagedWorker {
     return {
       messageId: msg.properties.messageId,
       persistent: true,
+      // A hand-on no queue takes (a wait queue deleted under us) must fail, not be acked away.
+      mandatory: true,
       contentType: msg.properties.contentType ?? 'application/json',
       timestamp: msg.properties.timestamp,
       headers,
@@ -411,18 +477,27 @@ export class TierWorker implements ManagedWorker {
       'notify-dead-tier': this.tier,
     };
     if (firstAttemptAt !== null) set[H.firstAttemptAt] = firstAttemptAt;
-    await publishConfirmed(ch, '', this.names.dead, msg.content, this.carryProps(msg, set));
+    await publishConfirmed(ch, '', this.names.dead, msg.content, this.carryProps(msg, set), this.returnTrackers.get(ch));
     this.metrics.dead.inc({ reason });
   }
 
+  /**
+   * Best effort: the notification's own hand-on is already confirmed, so a
+   * failed event must not send it round again (that would call the merchant
+   * twice, or park it twice). A failure is logged and the ack goes ahead.
+   */
   private async publishOutcome(ch: ConfirmChannel, ev: OutcomeEvent): Promise<void> {
     if (Date.now() < (this.outcomeUnroutableUntil.get(ev.outcome) ?? 0)) return;
-    await publishConfirmed(ch, this.names.outcomes, ev.outcome, Buffer.from(JSON.stringify(ev)), {
-      messageId: ev.id,
-      persistent: true,
-      mandatory: true,
-      contentType: 'application/json',
-    });
+    try {
+      await publishConfirmed(ch, this.names.outcomes, ev.outcome, Buffer.from(JSON.stringify(ev)), {
+        messageId: ev.id,
+        persistent: true,
+        mandatory: true,
+        contentType: 'application/json',
+      });
+    } catch (err) {
+      this.log.warn({ id: ev.id, outcome: ev.outcome, err: toErrorData(err) }, 'outcome event not published');
+    }
   }
 
   /**
@@ -434,9 +509,8 @@ export class TierWorker implements ManagedWorker {
     this.drainPromise ??= (async () => {
       this.stopping = true;
       this.setState('draining');
-      const { ch, consumerTag } = this;
-      this.consumerTag = null;
-      if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
+      await this.syncConsumer();
+      const ch = this.ch;
       const deadline = sleep(Math.max(0, deadlineMs - Date.now())).then(() => 'deadline' as const);
       const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);
       if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');

@@ -91,19 +91,24 @@ export async function runManagedWorker(opts: {
     if (!msg) return;
     switch (msg.type) {
       case 'pause':
-        void worker.pause();
+        void worker.pause().catch((err: unknown) => log.error({ err: toErrorData(err) }, 'pause failed'));
         return;
       case 'resume':
-        void worker.resume();
+        void worker.resume().catch((err: unknown) => log.error({ err: toErrorData(err) }, 'resume failed'));
         return;
       case 'drain':
         drainAndExit(msg.deadlineMs, 'master asked');
         return;
       case 'reload': {
-        config = msg.config;
-        log.level = config.logLevel;
-        const r = worker.reload(config);
-        sendToMaster({ type: 'reloaded', restartRequired: r.restartRequired, notes: r.notes });
+        try {
+          const r = worker.reload(msg.config);
+          config = msg.config;
+          log.level = config.logLevel;
+          sendToMaster({ type: 'reloaded', restartRequired: r.restartRequired, notes: r.notes });
+        } catch (err) {
+          // Keep running on the old config rather than die on a bad new one.
+          log.error({ err: toErrorData(err) }, 'reload refused; keeping the running config');
+        }
         return;
       }
       case 'stats':
@@ -118,5 +123,5 @@ export async function runManagedWorker(opts: {
   });
 
   const { port } = await worker.start();
-  if (!drainStartedAt) sendToMaster({ type: 'ready', role, tier, ...(port !== undefined ? { port } : {}) });
+  if (!drainStartedAt) sendToMaster({ type: 'ready', role, tier, state: worker.currentState, ...(port !== undefined ? { port } : {}) });
 }

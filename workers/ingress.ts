@@ -2,10 +2,10 @@
 import { IngressWorker } from '../src/ingress-worker.js';
 import { createLogger } from '../src/logger.js';
 import { createWorkerMetrics } from '../src/metrics.js';
-import { readWorkerConfig, runManagedWorker } from '../src/worker-process.js';
+import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/worker-process.js';
 
 const config = readWorkerConfig();
 const log = createLogger(config.logLevel, { role: 'ingress' });
 const metrics = createWorkerMetrics({ role: 'ingress', tier: '' });
-const worker = new IngressWorker(config, log, metrics);
+const worker = new IngressWorker(config, log, metrics, (state) => sendToMaster({ type: 'state', state }));
 await runManagedWorker({ worker, role: 'ingress', tier: null, config, log, metrics });

@@ -182,6 +182,7 @@ describe('core delivery (real daemon, real RabbitMQ)', () => {
       [{ url: 'http://x/' }, 'body'],
       [{ url: 'http://x/', body: 'a', id: 'x'.repeat(500) }, 'id'],
       [[1, 2], 'notification'],
+      [{ url: 'http://x/', body: 'a', createdAt: 1e23 }, 'createdAt'],
     ];
     for (const [body, field] of cases) {
       const r = await daemon.post(body);
@@ -189,6 +190,11 @@ describe('core delivery (real daemon, real RabbitMQ)', () => {
       assert.equal(r.body.error.code, 'VALIDATION');
       assert.equal(r.body.error.field, field);
     }
+    // Nesting deep enough to overflow JSON.stringify is an input error, not a 500.
+    const deep = `{"url":"http://x/","body":{"a":${'['.repeat(100_000)}${']'.repeat(100_000)}}}`;
+    const deepR = await daemon.post(deep);
+    assert.equal(deepR.status, 400, JSON.stringify(deepR.body).slice(0, 200));
+    assert.equal(deepR.body.error.field, 'body');
     const notJson = await daemon.post('{"url": ');
     assert.equal(notJson.status, 400);
     assert.equal(notJson.body.error.code, 'BAD_JSON');

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
@@ -246,6 +247,46 @@ describe('supervisor (real processes and signals)', () => {
     assert.equal(d.hasExited, false);
     const exit = await d.stop(15_000);
     assert.equal(exit.code, 0);
+  });
+
+  it('a broker that comes up after the daemon: tiers start, the ingress recovers from 503 to 202, readyz turns 200', async () => {
+    // A TCP proxy to RabbitMQ that starts listening only later plays the late broker.
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const prefix = uniquePrefix('late');
+    prefixes.push(prefix);
+    const m = new MerchantStub();
+    merchants.push(m);
+    await m.start();
+    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}` } });
+    daemons.push(d);
+    await waitFor(() => d.ingressPort > 0, 10_000, 'listening line');
+    assert.equal((await d.post({ url: `${m.base}/ok/late/0`, body: 'a' })).status, 503);
+    const sockets = new Set<Socket>();
+    const proxy = createServer((client) => {
+      const upstream = connect(5672, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => proxy.listen(port, '127.0.0.1', () => r()));
+    try {
+      await waitFor(async () => (await fetch(`${d.adminUrl}/readyz`)).status === 200, 30_000, 'ready once the broker is there');
+      const r = await d.post({ url: `${m.base}/ok/late/1`, body: 'a' });
+      assert.equal(r.status, 202);
+      await waitFor(() => m.count('/ok/late/1') === 1, 10_000, 'delivered');
+      await d.stop(15_000);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
   });
 
   it('RabbitMQ restarted under load: the daemon recovers by itself and loses nothing accepted; ingress answers 503 meanwhile', async (t: TestContext) => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +29,8 @@ let keyFile: string;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'notifyd-config-'));
   keyFile = join(dir, 'key.pem');
-  writeFileSync(keyFile, '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n');
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -183,6 +185,16 @@ describe('config env overrides (DESIGN §9)', () => {
     const c = load({ NOTIFY_SIGNING_SCHEME: 'rsa2', NOTIFY_SIGNING_KEY_FILE: keyFile });
     assert.equal(c.signing.scheme, 'rsa2');
     assert.equal(c.signing.keyFile, keyFile);
+  });
+
+  it('a key file or secret the signer cannot use stops start-up with CONFIG_INVALID naming the key', () => {
+    const junk = join(dir, 'junk.pem');
+    writeFileSync(junk, '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n');
+    assert.throws(() => load({ NOTIFY_SIGNING_SCHEME: 'rsa2', NOTIFY_SIGNING_KEY_FILE: junk }), (err: unknown) => {
+      assert.ok(hasCode(err, ErrorCodes.CONFIG_INVALID));
+      assert.equal((err as { field?: string }).field, 'signing.keyFile');
+      return true;
+    });
   });
 
   it('NOTIFY_ALLOW_PRIVATE_NETWORKS', () => {

@@ -28,8 +28,8 @@ const MASTER_MESSAGES: MasterMessage[] = [
 ];
 
 const WORKER_MESSAGES: WorkerMessage[] = [
-  { type: 'ready', role: 'tier', tier: 2 },
-  { type: 'ready', role: 'ingress', tier: null, port: 8080 },
+  { type: 'ready', role: 'tier', tier: 2, state: 'running' },
+  { type: 'ready', role: 'ingress', tier: null, state: 'starting', port: 8080 },
   {
     type: 'stats',
     requestId: 7,
