@@ -57,8 +57,16 @@ export function buildTopology(prefix: string, scheduleMs: readonly number[], que
   const base: Record<string, string | number> = { 'x-queue-type': queueType };
   const queues: QueueDecl[] = [];
   const bindings: BindingDecl[] = [];
+  // A work queue dead-letters into P.dead: nothing does so on purpose, but a
+  // broker that gives up on a message (RabbitMQ 4's default delivery limit of
+  // 20 on quorum queues) then parks it instead of dropping it.
+  const workArgs: Record<string, string | number> = { ...base, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': n.dead };
+  if (queueType === 'quorum') {
+    workArgs['x-dead-letter-strategy'] = 'at-least-once';
+    workArgs['x-overflow'] = 'reject-publish';
+  }
   scheduleMs.forEach((delayMs, tier) => {
-    queues.push({ name: n.workQueue(tier), arguments: { ...base } });
+    queues.push({ name: n.workQueue(tier), arguments: { ...workArgs } });
     bindings.push({ queue: n.workQueue(tier), exchange: n.work, routingKey: n.routingKey(tier) });
     if (delayMs > 0) {
       const waitArgs: Record<string, string | number> = {

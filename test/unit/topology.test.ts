@@ -70,10 +70,20 @@ describe('buildTopology (quorum, default schedule)', () => {
     assert.equal(queue(t, 'P.wait.5').arguments['x-message-ttl'], 30_000);
   });
 
-  it('work queues and P.dead are plain quorum queues without TTL or dead-lettering', () => {
-    for (const name of [...[0, 1, 2, 3, 4, 5].map((i) => `P.work.${i}`), 'P.dead']) {
-      assert.deepEqual(queue(t, name).arguments, { 'x-queue-type': 'quorum' });
+  it('work queues have no TTL and dead-letter into P.dead at least once (what a broker gives up on is parked)', () => {
+    for (const name of [0, 1, 2, 3, 4, 5].map((i) => `P.work.${i}`)) {
+      assert.deepEqual(queue(t, name).arguments, {
+        'x-queue-type': 'quorum',
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': 'P.dead',
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
+      });
     }
+  });
+
+  it('P.dead is a plain quorum queue: nothing expires or leaves it by itself', () => {
+    assert.deepEqual(queue(t, 'P.dead').arguments, { 'x-queue-type': 'quorum' });
   });
 
   it('binds tier.<i> → P.work.<i> on P.work, one binding per tier', () => {
@@ -83,11 +93,13 @@ describe('buildTopology (quorum, default schedule)', () => {
     );
   });
 
-  it('every dead-letter target has a binding', () => {
+  it('every dead-letter target routes somewhere: a binding, or a declared queue via the default exchange', () => {
     for (const q of t.queues) {
       const key = q.arguments['x-dead-letter-routing-key'];
       if (key === undefined) continue;
-      assert.ok(t.bindings.some((b) => b.exchange === q.arguments['x-dead-letter-exchange'] && b.routingKey === key));
+      const exchange = q.arguments['x-dead-letter-exchange'];
+      if (exchange === '') assert.ok(t.queues.some((x) => x.name === key), `${q.name} → ${key}`);
+      else assert.ok(t.bindings.some((b) => b.exchange === exchange && b.routingKey === key), `${q.name} → ${exchange}/${key}`);
     }
   });
 

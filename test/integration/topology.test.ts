@@ -1,0 +1,55 @@
+// The declared topology on the real broker: accepted as declared, idempotent,
+// and what a work queue gives up on is parked on P.dead, never dropped.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import { AMQP_URL, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { parseSchedule } from '../../src/schedule.js';
+import { buildTopology, declareTopology, namesFor } from '../../src/topology.js';
+
+const SCHEDULE = '0s,200ms';
+
+describe('topology on RabbitMQ', () => {
+  const prefix = uniquePrefix('topo');
+  const topo = buildTopology(prefix, parseSchedule(SCHEDULE), 'quorum');
+  const n = namesFor(prefix);
+  let conn: ChannelModel;
+  let ch: ConfirmChannel;
+
+  before(async () => {
+    conn = await amqp.connect(AMQP_URL);
+    ch = await conn.createConfirmChannel();
+    await declareTopology(ch, topo);
+  });
+
+  after(async () => {
+    await conn?.close().catch(() => undefined);
+    await deletePrefix(prefix, SCHEDULE);
+  });
+
+  it('declaring twice is a no-op (every daemon on a prefix declares it)', async () => {
+    await declareTopology(ch, topo);
+    for (const q of topo.queues) assert.equal((await ch.checkQueue(q.name)).queue, q.name);
+  });
+
+  it('a message a work queue dead-letters (here: rejected) is parked on P.dead', async () => {
+    ch.publish(n.work, n.routingKey(0), Buffer.from('{"id":"topo-1"}'), { persistent: true, messageId: 'topo-1' });
+    await ch.waitForConfirms();
+    let msg: amqp.GetMessage | false = false;
+    await waitFor(async () => (msg = await ch.get(n.workQueue(0), { noAck: false })) !== false, 5000, 'message in work.0');
+    ch.nack(msg as unknown as amqp.GetMessage, false, false);
+    let parked: amqp.GetMessage | false = false;
+    await waitFor(async () => (parked = await ch.get(n.dead, { noAck: true })) !== false, 5000, 'message parked');
+    assert.equal((parked as unknown as amqp.GetMessage).properties.messageId, 'topo-1');
+  });
+
+  it('a wait queue hands its message to the next work queue after its TTL', async () => {
+    const t0 = Date.now();
+    ch.sendToQueue(n.waitQueue(1), Buffer.from('{"id":"topo-2"}'), { persistent: true, messageId: 'topo-2' });
+    await ch.waitForConfirms();
+    let msg: amqp.GetMessage | false = false;
+    await waitFor(async () => (msg = await ch.get(n.workQueue(1), { noAck: true })) !== false, 5000, 'message in work.1', 10);
+    assert.equal((msg as unknown as amqp.GetMessage).properties.messageId, 'topo-2');
+    assert.ok(Date.now() - t0 >= 190, 'not before its TTL');
+  });
+});
