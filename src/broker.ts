@@ -99,6 +99,27 @@ export function publishConfirmed(
   });
 }
 
+/**
+ * Publish options that hand a message on (to a wait queue, `P.dead`, back to
+ * tier 0): same id and properties, persistent, `mandatory` (a hand-on no queue
+ * takes must fail, not be acked away), and its own headers minus the broker's
+ * `x-` ones (x-death and friends grow with every hop and mean nothing to the
+ * next stop) and `drop`, plus `set`.
+ */
+export function handOnOptions(msg: Message, set: Record<string, unknown>, drop: readonly string[] = []): Options.Publish {
+  const headers: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(msg.properties.headers ?? {})) if (!k.startsWith('x-') && !drop.includes(k)) headers[k] = v;
+  Object.assign(headers, set);
+  return {
+    messageId: msg.properties.messageId,
+    persistent: true,
+    mandatory: true,
+    contentType: msg.properties.contentType ?? 'application/json',
+    timestamp: msg.properties.timestamp,
+    headers,
+  };
+}
+
 /** Exponential backoff with jitter for reconnect loops. */
 export function reconnectDelay(attempt: number, baseMs = 100, maxMs = 5000): number {
   const d = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { ConfirmChannel, GetMessage } from 'amqplib';
-import { publishConfirmed } from './broker.js';
+import type { ConfirmChannel } from 'amqplib';
+import { handOnOptions, publishConfirmed } from './broker.js';
 import type { Config } from './config.js';
 import { H } from './message.js';
 import { namesFor, routeForAttempt } from './topology.js';
@@ -33,14 +33,6 @@ export async function redrive(ch: ConfirmChannel, config: Config, limit: number,
   const scanId = randomUUID();
   let moved = 0;
   let skipped = 0;
-  const props = (msg: GetMessage, headers: Record<string, unknown>) => ({
-    messageId: msg.properties.messageId,
-    persistent: true,
-    mandatory: true,
-    contentType: msg.properties.contentType ?? 'application/json',
-    timestamp: msg.properties.timestamp,
-    headers,
-  });
   while (moved < limit && skipped < MAX_SKIPPED) {
     const msg = await ch.get(names.dead, { noAck: false });
     if (!msg) break;
@@ -50,21 +42,19 @@ export async function redrive(ch: ConfirmChannel, config: Config, limit: number,
       break;
     }
     const reason = String(old[H.deadReason] ?? '');
-    const headers: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(old)) if (!k.startsWith('x-') && k !== SCAN_HEADER) headers[k] = v;
     if (!force && STICKY_REASONS.has(reason)) {
-      headers[SCAN_HEADER] = scanId;
-      await publishConfirmed(ch, '', names.dead, msg.content, props(msg, headers));
+      await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }));
       ch.ack(msg);
       skipped++;
       continue;
     }
-    delete headers[H.deadReason];
-    headers[H.attempt] = 0;
-    headers[H.dueAt] = Date.now() + (config.scheduleMs[0] ?? 0);
-    headers[H.redriven] = Number(old[H.redriven] ?? 0) + 1;
-    headers['notify-redriven-from'] = reason;
-    await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, props(msg, headers));
+    const set = {
+      [H.attempt]: 0,
+      [H.dueAt]: Date.now() + (config.scheduleMs[0] ?? 0),
+      [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
+      'notify-redriven-from': reason,
+    };
+    await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, [H.deadReason, SCAN_HEADER]));
     ch.ack(msg);
     moved++;
   }

@@ -1,8 +1,8 @@
-import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import { AckBatcher } from './ack-batcher.js';
 import { diffConfig, type Config } from './config.js';
 import { createAddressGuard } from './address-guard.js';
-import { ReturnTracker, connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
+import { ReturnTracker, connectBroker, handOnOptions, publishConfirmed, reconnectDelay, sleep } from './broker.js';
 import type { WorkerState } from './control.js';
 import { HttpDeliverer } from './delivery.js';
 import { toErrorData } from './errors.js';
@@ -430,7 +430,7 @@ export class TierWorker implements ManagedWorker {
         const next = this.tier + 1;
         const route = routeForAttempt(this.names, this.config.scheduleMs, next);
         const now = Date.now();
-        await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, this.carryProps(msg, {
+        await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, {
           [H.attempt]: next,
           [H.firstAttemptAt]: firstAttemptAt,
           [H.dueAt]: now + (this.config.scheduleMs[next] ?? 0),
@@ -450,24 +450,6 @@ export class TierWorker implements ManagedWorker {
     }
   }
 
-  private carryProps(msg: ConsumeMessage, set: Record<string, unknown>): Options.Publish {
-    const old = msg.properties.headers ?? {};
-    const headers: Record<string, unknown> = {};
-    // Broker-owned x- headers (x-death, x-first-death-*) are left behind: they
-    // grow with every hop and mean nothing to the next tier.
-    for (const [k, v] of Object.entries(old)) if (!k.startsWith('x-')) headers[k] = v;
-    Object.assign(headers, set);
-    return {
-      messageId: msg.properties.messageId,
-      persistent: true,
-      // A hand-on no queue takes (a wait queue deleted under us) must fail, not be acked away.
-      mandatory: true,
-      contentType: msg.properties.contentType ?? 'application/json',
-      timestamp: msg.properties.timestamp,
-      headers,
-    };
-  }
-
   private async park(ch: ConfirmChannel, msg: ConsumeMessage, reason: DeadReason, error: string, firstAttemptAt: number | null): Promise<void> {
     const set: Record<string, unknown> = {
       [H.deadReason]: reason,
@@ -477,7 +459,7 @@ export class TierWorker implements ManagedWorker {
       'notify-dead-tier': this.tier,
     };
     if (firstAttemptAt !== null) set[H.firstAttemptAt] = firstAttemptAt;
-    await publishConfirmed(ch, '', this.names.dead, msg.content, this.carryProps(msg, set), this.returnTrackers.get(ch));
+    await publishConfirmed(ch, '', this.names.dead, msg.content, handOnOptions(msg, set), this.returnTrackers.get(ch));
     this.metrics.dead.inc({ reason });
   }
 
