@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel } from 'amqplib';
-import { handOnOptions, publishConfirmed } from './broker.js';
+import { handOnOptions, publishConfirmed, type ReturnTracker } from './broker.js';
 import type { Config } from './config.js';
 import { H } from './message.js';
 import { namesFor, routeForAttempt } from './topology.js';
@@ -27,7 +27,7 @@ export interface RedriveResult {
  * RabbitMQ 4 drop a message after 20 of those. Meeting a message marked with
  * this scan means the queue has been gone round once, so the scan stops.
  */
-export async function redrive(ch: ConfirmChannel, config: Config, limit: number, force: boolean): Promise<RedriveResult> {
+export async function redrive(ch: ConfirmChannel, config: Config, limit: number, force: boolean, returns?: ReturnTracker): Promise<RedriveResult> {
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
   const scanId = randomUUID();
@@ -42,21 +42,27 @@ export async function redrive(ch: ConfirmChannel, config: Config, limit: number,
       break;
     }
     const reason = String(old[H.deadReason] ?? '');
-    if (!force && STICKY_REASONS.has(reason)) {
-      await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }));
-      ch.ack(msg);
-      skipped++;
-      continue;
+    const sticky = !force && STICKY_REASONS.has(reason);
+    try {
+      if (sticky) {
+        await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
+      } else {
+        const set = {
+          [H.attempt]: 0,
+          [H.dueAt]: Date.now() + (config.scheduleMs[0] ?? 0),
+          [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
+          'notify-redriven-from': reason,
+        };
+        await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, [H.deadReason, SCAN_HEADER]), returns);
+      }
+    } catch (err) {
+      // Not moved: give it back rather than leave it unacked (invisible) on a long-lived channel.
+      ch.nack(msg, false, true);
+      throw err;
     }
-    const set = {
-      [H.attempt]: 0,
-      [H.dueAt]: Date.now() + (config.scheduleMs[0] ?? 0),
-      [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
-      'notify-redriven-from': reason,
-    };
-    await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, [H.deadReason, SCAN_HEADER]));
     ch.ack(msg);
-    moved++;
+    if (sticky) skipped++;
+    else moved++;
   }
   const after = await ch.checkQueue(names.dead);
   return { moved, skipped, remaining: after.messageCount };

@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import cron, { type ScheduledTask } from 'node-cron';
 import { deepFreeze, diffConfig, isLoopbackHost, redactUrl, type Config } from './config.js';
-import { connectBroker, reconnectDelay, sleep } from './broker.js';
+import { ReturnTracker, connectBroker, reconnectDelay, sleep } from './broker.js';
 import { WORKER_ENV, assertNever, parseWorkerMessage, wrap, type MasterMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
 import { redrive, type RedriveResult } from './dead-letters.js';
 import { ErrorCodes, NotifyError, toErrorData } from './errors.js';
@@ -75,6 +75,9 @@ export class Supervisor {
   private readonly metrics: MasterMetrics;
   private conn: ChannelModel | null = null;
   private ch: ConfirmChannel | null = null;
+  private returns: ReturnTracker | null = null;
+  /** Redrives run one at a time: two scans on one queue would keep re-marking each other's skips. */
+  private redriving: Promise<unknown> = Promise.resolve();
   private topology: Topology;
   private started = false;
   private shuttingDown = false;
@@ -135,6 +138,7 @@ export class Supervisor {
   }
 
   private async connectLoop(): Promise<void> {
+    let lastKind: 'unreachable' | 'declare' | null = null;
     for (let attempt = 0; !this.shuttingDown; attempt++) {
       try {
         const conn = await connectBroker(this.config.amqpUrl, `notifyd master pid ${process.pid}`);
@@ -163,17 +167,29 @@ export class Supervisor {
         ch.on('close', lost);
         this.conn = conn;
         this.ch = ch;
+        this.returns = new ReturnTracker(ch);
         this.log.info({ broker: redactUrl(this.config.amqpUrl), prefix: this.config.prefix, schedule: this.config.scheduleMs }, 'broker connected; topology declared');
         return;
       } catch (err) {
         const delay = reconnectDelay(attempt, 250, 5000);
-        if (attempt === 0) {
-          this.log.error(
-            { broker: redactUrl(this.config.amqpUrl), err: toErrorData(err).message },
-            `RabbitMQ is not reachable at ${redactUrl(this.config.amqpUrl)}; start it (e.g. \`rabbitmq-server -detached\` or \`docker compose up -d rabbitmq\`) — retrying with backoff`,
-          );
-        } else if (toErrorData(err).code !== ErrorCodes.BROKER_UNAVAILABLE) {
-          this.log.error({ err: toErrorData(err) }, 'topology declaration failed; retrying');
+        const unreachable = toErrorData(err).code === ErrorCodes.BROKER_UNAVAILABLE;
+        // One line per kind of trouble, not one per retry.
+        const kind = unreachable ? 'unreachable' : 'declare';
+        if (kind !== lastKind) {
+          lastKind = kind;
+          if (unreachable) {
+            this.log.error(
+              { broker: redactUrl(this.config.amqpUrl), err: toErrorData(err).message },
+              `RabbitMQ is not reachable at ${redactUrl(this.config.amqpUrl)}; start it (e.g. \`rabbitmq-server -detached\` or \`docker compose up -d rabbitmq\`) — retrying with backoff`,
+            );
+          } else {
+            this.log.error(
+              { err: toErrorData(err).message },
+              /PRECONDITION/i.test(String((err as Error)?.message))
+                ? `the broker refused the topology of prefix "${this.config.prefix}": a queue exists with other arguments (another schedule, queue type or an older notifyd). Use another prefix, or delete the prefix's empty queues; retrying with backoff`
+                : 'topology declaration failed; retrying with backoff',
+            );
+          }
         }
         await sleep(delay, this.stop.signal);
       }
@@ -214,7 +230,7 @@ export class Supervisor {
         else if (slot.forkedWith !== this.config) this.send(slot, { type: 'reload', config: this.config });
         if (slot.role === 'tier' && slot.paused !== (msg.state === 'paused')) this.send(slot, { type: slot.paused ? 'pause' : 'resume' });
         slot.reported = msg.state;
-        if (!slot.crashloop) slot.state = msg.state;
+        if (!slot.crashloop && !this.shuttingDown) slot.state = msg.state;
         if (msg.port !== undefined) slot.port = msg.port;
         if (slot.tier !== null) this.metrics.workerUp.set({ tier: String(slot.tier) }, 1);
         if (slot.stableTimer) clearTimeout(slot.stableTimer);
@@ -351,9 +367,13 @@ export class Supervisor {
 
   /** Moves parked notifications back to tier 0. */
   async redrive(limit: number, force: boolean): Promise<RedriveResult> {
-    const ch = this.ch;
-    if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-    return redrive(ch, this.config, limit, force);
+    const run = this.redriving.then(() => {
+      const ch = this.ch;
+      if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+      return redrive(ch, this.config, limit, force, this.returns ?? undefined);
+    });
+    this.redriving = run.catch(() => undefined);
+    return run;
   }
 
   private async requestStats(slot: Slot, timeoutMs: number): Promise<WorkerStats | null> {

@@ -244,10 +244,13 @@ export class TierWorker implements ManagedWorker {
           this.resubscribe = false;
           await ch.cancel(tag).catch(() => undefined);
         } else if (ch && want && !this.consumerTag) {
+          // A new consumer gets the current prefetch anyway.
+          this.resubscribe = false;
           const tag = await this.startConsumer(ch);
           // A channel replaced meanwhile took its consumer with it.
           if (this.ch === ch) this.consumerTag = tag;
         }
+        if (this.consumerTag === null) this.resubscribe = false;
         const settled = (this.ch !== null && !this.paused && !this.stopping) === (this.consumerTag !== null) && !this.resubscribe;
         if (settled && !this.syncAgain) return;
       }
@@ -294,17 +297,22 @@ export class TierWorker implements ManagedWorker {
   /** Applies what can change without a restart; reports what cannot. */
   reload(next: Config): { restartRequired: boolean; notes: string[] } {
     const { restartRequired, notes } = diffConfig(this.config, next);
+    // Build everything new first: if any of it throws, nothing has changed.
+    const signer = createSigner(next.signing);
+    // A new deliverer, not just new timeouts: the SSRF allowances may have changed too.
+    const deliverer = this.makeDeliverer(next);
     this.attemptLog.level = next.logLevel;
     const prefetchChanged = next.delivery.concurrency !== this.config.delivery.concurrency;
     this.config = next;
-    // A new deliverer, not just new timeouts: the SSRF allowances may have changed too.
     const oldDeliverer = this.deliverer;
-    this.deliverer = this.makeDeliverer(next);
+    this.deliverer = deliverer;
     void oldDeliverer.close();
     const oldSigner = this.signer;
-    this.signer = createSigner(next.signing);
+    this.signer = signer;
     // Attempts already signing on the old pool finish on it; closing it now would fail them.
-    void Promise.allSettled([...this.inflight]).then(() => oldSigner.close());
+    void Promise.allSettled([...this.inflight])
+      .then(() => oldSigner.close())
+      .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'closing the old signer failed'));
     if (prefetchChanged && this.ch) {
       // basic.qos applies to consumers created afterwards, so re-subscribe.
       const ch = this.ch;

@@ -82,6 +82,12 @@ describe('security and bad input (real daemon)', () => {
     const r = await d.admin<{ moved: number; skipped: number }>('POST', '/admin/dead/redrive?limit=10');
     assert.equal(r.body.moved, 0);
     assert.equal(r.body.skipped, 3);
+    // Two redrives at once (e.g. an operator and the cron job) run one after the other, each stepping over the 3 once.
+    const [a, b] = await Promise.all([
+      d.admin<{ moved: number; skipped: number }>('POST', '/admin/dead/redrive?limit=10'),
+      d.admin<{ moved: number; skipped: number }>('POST', '/admin/dead/redrive?limit=10'),
+    ]);
+    assert.deepEqual([a.body.skipped, b.body.skipped, a.body.moved + b.body.moved], [3, 3, 0]);
     const forced = await d.admin<{ moved: number }>('POST', '/admin/dead/redrive?limit=1&force=1');
     assert.equal(forced.body.moved, 1);
   });
