@@ -4,9 +4,10 @@ import type { Config } from './config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from './errors.js';
 import { tokenMatches } from './http-util.js';
 import type { Logger } from './logger.js';
-import { FORM_TYPE, validateNotification, type Notification } from './message.js';
+import { mediaTypeOf, validateNotification, type Notification } from './message.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { NotificationPublisher } from './publisher.js';
+import { unsignableReason } from './signing.js';
 
 const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
   VALIDATION: 400,
@@ -108,7 +109,7 @@ export class IngressServer {
       req.resume();
       return this.sendError(res, new NotifyError(ErrorCodes.DRAINING, 'notifyd is shutting down; retry on another instance'));
     }
-    const ct = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+    const ct = mediaTypeOf(req.headers['content-type'] ?? 'application/json');
     if (ct !== 'application/json') {
       req.resume();
       return this.sendError(res, new NotifyError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, 'send application/json'));
@@ -130,9 +131,8 @@ export class IngressServer {
   /** Validation plus what the configured signing scheme needs (rsa2 signs form bodies only). */
   private validate(input: unknown): Notification {
     const n = validateNotification(input, this.config.limits);
-    if (this.config.signing.scheme === 'rsa2' && n.contentType.split(';')[0]!.trim().toLowerCase() !== FORM_TYPE) {
-      throw new NotifyError(ErrorCodes.VALIDATION, `contentType: rsa2 signing needs ${FORM_TYPE} bodies`, 'contentType');
-    }
+    const unsignable = unsignableReason(this.config.signing.scheme, n.contentType);
+    if (unsignable) throw new NotifyError(ErrorCodes.VALIDATION, `contentType: ${unsignable}`, 'contentType');
     return n;
   }
 

@@ -66,6 +66,11 @@ function jsonBytes(v: unknown, field: string): number {
   }
 }
 
+/** The media type of a Content-Type value, without parameters, lower-cased (`Text/Plain; charset=x` → `text/plain`). */
+export function mediaTypeOf(contentType: string): string {
+  return contentType.split(';')[0]!.trim().toLowerCase();
+}
+
 function bad(field: string, message: string): never {
   throw new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
 }
@@ -167,7 +172,7 @@ export function validateNotification(
     }
     contentType = input.contentType;
   }
-  const mediaType = contentType.split(';')[0]!.trim().toLowerCase();
+  const mediaType = mediaTypeOf(contentType);
 
   const body = input.body;
   let bodyBytes: number;
@@ -210,7 +215,7 @@ export function validateNotification(
 /** The HTTP body and content type for a notification. */
 export function renderBody(n: Notification): { body: string; contentType: string } {
   if (typeof n.body === 'string') return { body: n.body, contentType: n.contentType };
-  const mediaType = n.contentType.split(';')[0]!.trim().toLowerCase();
+  const mediaType = mediaTypeOf(n.contentType);
   if (mediaType === FORM_TYPE) {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(n.body)) params.append(k, String(v));

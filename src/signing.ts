@@ -10,6 +10,7 @@ import { Piscina } from 'piscina';
 import type { SigningConfig, SigningScheme } from './config.js';
 import { ErrorCodes, NotifyError } from './errors.js';
 import { loadRsaPrivateKey, type RsaSignTask } from './rsa-sign-worker.js';
+import { FORM_TYPE, mediaTypeOf } from './message.js';
 
 export interface SignInput {
   id: string;
@@ -29,7 +30,6 @@ export interface Signer {
   close(): Promise<void>;
 }
 
-const FORM_TYPE = 'application/x-www-form-urlencoded';
 const STANDARD_PREFIX = 'whsec_';
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -237,6 +237,15 @@ class RsaSigner implements Signer {
     this.closing ??= pool === null ? Promise.resolve() : pool.destroy();
     return this.closing;
   }
+}
+
+/**
+ * Why `scheme` can never sign a body of this content type, or null when it
+ * can. Such a notification fails the same way on every try, so the ingress
+ * refuses it and a worker parks it instead of retrying.
+ */
+export function unsignableReason(scheme: SigningScheme, contentType: string): string | null {
+  return scheme === 'rsa2' && mediaTypeOf(contentType) !== FORM_TYPE ? `rsa2 signs ${FORM_TYPE} bodies, not ${contentType}` : null;
 }
 
 /**

@@ -8,10 +8,10 @@ import { HttpDeliverer } from './delivery.js';
 import { toErrorData } from './errors.js';
 import type { ManagedWorker } from './worker-process.js';
 import type { Logger } from './logger.js';
-import { FORM_TYPE, H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from './message.js';
+import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from './message.js';
 import type { WorkerMetrics } from './metrics.js';
 import { classifyAttempt, type Outcome } from './outcome.js';
-import { createSigner, type Signer } from './signing.js';
+import { createSigner, unsignableReason, type Signer } from './signing.js';
 import { namesFor, routeForAttempt, verifyQueues, type Names } from './topology.js';
 
 export const USER_AGENT = 'notifyd/0.1.0';
@@ -351,11 +351,7 @@ export class TierWorker implements ManagedWorker {
       try {
         n = decodeNotification(msg.content);
       } catch (err) {
-        await this.park(ch, msg, 'invalid', (err as Error).message, null);
-        const id = String(msg.properties.messageId ?? '');
-        await this.publishOutcome(ch, { id, outcome: 'dead', tier: this.tier, attempts: this.tier, status: null, reason: 'invalid', error: (err as Error).message, at: Date.now(), createdAt: null });
-        this.m.attempts.dead.inc();
-        this.ack(ch, msg);
+        await this.parkDead(ch, msg, null, { reason: 'invalid', error: (err as Error).message, attempts: this.tier, status: null, firstAttemptAt: null });
         this.log.warn({ messageId: msg.properties.messageId, tier: this.tier, err: (err as Error).message }, 'parked an invalid message');
         return;
       }
@@ -378,15 +374,12 @@ export class TierWorker implements ManagedWorker {
     this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
 
     const rendered = renderBody(n);
-    if (this.signer.scheme === 'rsa2' && rendered.contentType.split(';')[0]!.trim().toLowerCase() !== FORM_TYPE) {
-      // rsa2 signs forms only, so this notification fails the same way on every
-      // try: park it instead of requeueing it forever.
-      const error = `signing failed: rsa2 signs ${FORM_TYPE} bodies, not ${rendered.contentType}`;
+    const unsignable = unsignableReason(this.signer.scheme, rendered.contentType);
+    if (unsignable) {
+      // It fails the same way on every try: park it instead of requeueing it forever.
       this.log.warn({ id: n.id }, 'parked a notification that cannot be signed');
-      await this.park(ch, msg, 'invalid', error, numberHeader(msg.properties.headers, H.firstAttemptAt) ?? null);
-      await this.publishOutcome(ch, { id: n.id, outcome: 'dead', tier: this.tier, attempts: this.tier, status: null, reason: 'invalid', error, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
-      this.ack(ch, msg);
-      this.m.attempts.dead.inc();
+      const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? null;
+      await this.parkDead(ch, msg, n, { reason: 'invalid', error: `signing failed: ${unsignable}`, attempts: this.tier, status: null, firstAttemptAt });
       return;
     }
     // Other signing failures (a pool restarting, a key file gone) are operational: they
@@ -448,14 +441,38 @@ export class TierWorker implements ManagedWorker {
         this.m.attempts.retry.inc();
         return;
       }
-      case 'dead': {
-        await this.park(ch, msg, outcome.reason, outcome.error, firstAttemptAt);
-        await this.publishOutcome(ch, { id: n.id, outcome: 'dead', tier: this.tier, attempts: this.tier + 1, status, reason: outcome.reason, error: outcome.error, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
-        this.ack(ch, msg);
-        this.m.attempts.dead.inc();
+      case 'dead':
+        await this.parkDead(ch, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt });
         return;
-      }
     }
+  }
+
+  /**
+   * Parks on `P.dead`, publishes the `dead` outcome event, acks, counts. `n` is
+   * null when the message could not even be read (its id then comes from the
+   * AMQP messageId).
+   */
+  private async parkDead(
+    ch: ConfirmChannel,
+    msg: ConsumeMessage,
+    n: Notification | null,
+    d: { reason: DeadReason; error: string; attempts: number; status: number | null; firstAttemptAt: number | null },
+  ): Promise<void> {
+    await this.park(ch, msg, d.reason, d.error, d.firstAttemptAt);
+    await this.publishOutcome(ch, {
+      id: n?.id ?? String(msg.properties.messageId ?? ''),
+      outcome: 'dead',
+      tier: this.tier,
+      attempts: d.attempts,
+      status: d.status,
+      reason: d.reason,
+      error: d.error,
+      at: Date.now(),
+      createdAt: n?.createdAt ?? null,
+      ...(n?.metadata ? { metadata: n.metadata } : {}),
+    });
+    this.ack(ch, msg);
+    this.m.attempts.dead.inc();
   }
 
   private async park(ch: ConfirmChannel, msg: ConsumeMessage, reason: DeadReason, error: string, firstAttemptAt: number | null): Promise<void> {
