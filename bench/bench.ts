@@ -200,14 +200,14 @@ interface Measured {
   /** CLOCK_MONOTONIC µs of the measured window (what `cpuprofile-top --from/--to` take). */
   monoUs: [number, number];
   /** CPU ms per 1,000 notifications: the consuming process(es), the broker (RabbitMQ or Redis), the merchant. */
-  cpuPer1k: { consumer: number; broker: number; merchant: number };
+  cpuPer1k: { consumer: number; broker: number; merchant: number; tier0?: number };
 }
 
 const BEAM = (): number[] => pidsByComm('beam.smp');
 
 function per1k(cpu: Record<string, number>, n: number): Measured['cpuPer1k'] {
   const f = (x: number | undefined): number => round(((x ?? 0) * 1000) / n, 1);
-  return { consumer: f(cpu.consumer), broker: f(cpu.broker), merchant: f(cpu.merchant) };
+  return { consumer: f(cpu.consumer), broker: f(cpu.broker), merchant: f(cpu.merchant), ...(cpu.tier0 !== undefined ? { tier0: f(cpu.tier0) } : {}) };
 }
 
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -234,7 +234,8 @@ async function daemonThroughput(
   const base = await merchant.count();
   const sampler = new PssSampler(daemon.pids, 200).start();
   const reached = merchant.watch(base + n, Math.max(120_000, n * 5));
-  const cpu = new CpuMeter({ consumer: daemon.pids(), broker: BEAM(), merchant: [merchant.pid!] }).start();
+  const tier0Pid = (await daemon.status()).tiers[0]?.pid;
+  const cpu = new CpuMeter({ consumer: daemon.pids(), tier0: tier0Pid ? [tier0Pid] : [], broker: BEAM(), merchant: [merchant.pid!] }).start();
   const m0 = monoUs();
   const t0 = Date.now();
   const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
@@ -704,11 +705,12 @@ async function main(): Promise<void> {
     const tunedMed = flags.tunedPrefetch > 0 ? median(runs.map((r) => r.tuned!.perS)) : null;
     if (tunedMed !== null) process.stdout.write(`tuned loop (${flags.tunedBatchAcks ? 'one multiple ack per turn' : 'single acks'}, prefetch ${flags.tunedPrefetch}): ${round(tunedMed)}/s = ${round(median(runs.map((r) => r.tuned!.perS / r.ceiling.perS)), 3)}x the ceiling\n`);
     const medCpu = (pick: (r: (typeof runs)[number]) => Measured | null, k: keyof Measured['cpuPer1k']): string | number => {
-      const xs = runs.map(pick).filter((m): m is Measured => m !== null).map((m) => m.cpuPer1k[k]);
+      const xs = runs.map(pick).filter((m): m is Measured => m !== null).map((m) => m.cpuPer1k[k]).filter((x): x is number => x !== undefined);
       return xs.length ? round(median(xs)) : '-';
     };
     const cpuRows: (string | number)[][] = [['CPU ms per 1,000 notifications (median)', 'notifyd (all processes)', 'ceiling', 'BullMQ worker']];
     cpuRows.push(['consumer', medCpu((r) => r.daemon, 'consumer'), medCpu((r) => r.ceiling, 'consumer'), medCpu((r) => r.bullmq, 'consumer')]);
+    cpuRows.push(['  of which tier 0 (the one consuming)', medCpu((r) => r.daemon, 'tier0'), '-', '-']);
     cpuRows.push(['broker (RabbitMQ / Redis for BullMQ)', medCpu((r) => r.daemon, 'broker'), medCpu((r) => r.ceiling, 'broker'), medCpu((r) => r.bullmq, 'broker')]);
     cpuRows.push(['merchant', medCpu((r) => r.daemon, 'merchant'), medCpu((r) => r.ceiling, 'merchant'), medCpu((r) => r.bullmq, 'merchant')]);
     process.stdout.write(`\n${table(cpuRows)}\n`);

@@ -37,7 +37,7 @@ export interface ProcessLoggers {
  * them at least every 200 ms.
  */
 export function createLoggers(level: LogLevel, bindings: Record<string, unknown>): ProcessLoggers {
-  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 32 * 1024, maxWrite: 64 * 1024 });
   const common = {
     level,
     base: { pid: process.pid, ...bindings },

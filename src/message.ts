@@ -68,6 +68,8 @@ function jsonBytes(v: unknown, field: string): number {
 
 /** The media type of a Content-Type value, without parameters, lower-cased (`Text/Plain; charset=x` → `text/plain`). */
 export function mediaTypeOf(contentType: string): string {
+  // The two types nearly every notification carries, without allocating.
+  if (contentType === JSON_TYPE || contentType === FORM_TYPE) return contentType;
   return contentType.split(';')[0]!.trim().toLowerCase();
 }
 
@@ -246,7 +248,9 @@ function checkStored(v: unknown): Notification {
   if (v.method !== undefined && v.method !== 'POST' && v.method !== 'PUT') bad('method', 'must be POST or PUT');
   if (v.headers !== undefined) {
     if (!isPlainObject(v.headers)) bad('headers', 'must be an object');
-    for (const [name, value] of Object.entries(v.headers)) {
+    const headers = v.headers as Record<string, unknown>;
+    for (const name in headers) {
+      const value = headers[name];
       if (!TOKEN_RE.test(name) || typeof value !== 'string' || CTL_RE.test(value)) bad(`headers.${name.slice(0, 64)}`, 'is not a valid header');
     }
   }
@@ -254,15 +258,16 @@ function checkStored(v: unknown): Notification {
   if (v.contentType !== undefined && (typeof v.contentType !== 'string' || CTL_RE.test(v.contentType))) bad('contentType', 'must be a media type');
   if (v.metadata !== undefined && v.metadata !== null && !isPlainObject(v.metadata)) bad('metadata', 'must be an object');
   if (v.createdAt !== undefined && (typeof v.createdAt !== 'number' || !Number.isFinite(v.createdAt))) bad('createdAt', 'must be a ms epoch number');
-  const n = v as unknown as Notification & { method?: 'POST' | 'PUT'; headers?: Record<string, string>; contentType?: string; createdAt?: number };
-  return {
-    ...n,
-    method: n.method ?? 'POST',
-    headers: n.headers ?? {},
-    contentType: n.contentType ?? JSON_TYPE,
-    createdAt: n.createdAt ?? 0,
-    ...(v.success !== undefined && v.success !== null ? { success: validateSuccess(v.success) } : {}),
-  };
+  // `v` is a fresh object from JSON.parse that nothing else holds: fill the
+  // defaults in place rather than copying it per attempt.
+  const n = v as { -readonly [K in keyof Notification]?: Notification[K] };
+  if (n.method === undefined) n.method = 'POST';
+  if (n.headers === undefined) n.headers = {};
+  if (n.contentType === undefined) n.contentType = JSON_TYPE;
+  if (n.createdAt === undefined) n.createdAt = 0;
+  if (v.success === undefined || v.success === null) delete n.success;
+  else n.success = validateSuccess(v.success);
+  return n as Notification;
 }
 
 /**

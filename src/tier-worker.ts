@@ -92,7 +92,6 @@ export class TierWorker implements ManagedWorker {
     readonly delivered: { inc(): void };
     readonly lateness: { observe(v: number): void };
     readonly duration: { observe(v: number): void };
-    readonly inflight: { inc(): void; dec(): void };
   };
 
   constructor(private readonly deps: TierWorkerDeps) {
@@ -115,8 +114,8 @@ export class TierWorker implements ManagedWorker {
       delivered: mt.delivered.labels({ tier }),
       lateness: mt.lateness.labels({ tier }),
       duration: mt.attemptDuration.labels({ tier }),
-      inflight: mt.inflight.labels({ tier }),
     };
+    mt.sampleInflight(tier, () => this.inflight.size);
     this.paused = deps.startPaused ?? false;
     this.deliverer = this.makeDeliverer(deps.config);
     this.signer = createSigner(deps.config.signing);
@@ -345,7 +344,6 @@ export class TierWorker implements ManagedWorker {
   }
 
   private async handle(ch: ConfirmChannel, msg: ConsumeMessage): Promise<void> {
-    this.m.inflight.inc();
     try {
       let n: Notification;
       try {
@@ -362,8 +360,6 @@ export class TierWorker implements ManagedWorker {
       // A requeued message comes straight back: wait a little so a lasting fault is not a hot loop.
       await sleep(ERROR_REQUEUE_DELAY_MS, this.stopSignal.signal);
       this.nackRequeue(ch, msg);
-    } finally {
-      this.m.inflight.dec();
     }
   }
 

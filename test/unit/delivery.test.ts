@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { DeliveryConfig } from '../../src/config.js';
+import { HttpDeliverer } from '../../src/delivery.js';
+
+/** A local merchant: the path says how to answer. */
+function startServer(): Promise<{ server: http.Server; base: string; seen: string[] }> {
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      seen.push(`${req.method} ${url.pathname}${url.search} ${req.headers['content-type']} ${Buffer.concat(chunks).toString()}`);
+      const [, kind, arg] = url.pathname.split('/');
+      switch (kind) {
+        case 'ok':
+          res.writeHead(200, { 'content-type': 'text/plain' }).end(arg ?? 'success');
+          return;
+        case 'status':
+          res.writeHead(Number(arg)).end(`status ${arg}`);
+          return;
+        case 'big':
+          res.writeHead(200).end('x'.repeat(Number(arg)));
+          return;
+        case 'hang':
+          return; // never answers
+        case 'slowbody':
+          res.writeHead(200);
+          res.write('partial');
+          return; // body never ends
+        default:
+          res.writeHead(404).end();
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({ server, base: `http://127.0.0.1:${port}`, seen });
+    });
+  });
+}
+
+const CFG: DeliveryConfig = {
+  timeoutMs: 300,
+  connectTimeoutMs: 200,
+  headersTimeoutMs: 10_000,
+  maxResponseBytes: 1024,
+  concurrency: 8,
+  connectionsPerOrigin: 1,
+  deadOnStatus: [],
+  success: { status: '2xx' },
+  allowPrivateNetworks: true,
+  allowCidrs: [],
+};
+
+const post = (url: string, body = 'a=1') => ({ url, method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+
+describe('HttpDeliverer', () => {
+  let srv: Awaited<ReturnType<typeof startServer>>;
+  before(async () => {
+    srv = await startServer();
+  });
+  after(() => {
+    srv.server.closeAllConnections();
+    srv.server.close();
+  });
+
+  it('sends method, path, query, headers and body, and reads status and body', async () => {
+    const d = new HttpDeliverer(CFG, null);
+    const r = await d.attempt(post(`${srv.base}/ok/success?x=1&y=2`, 'k=v&z=%E4%B8%AD'));
+    assert.equal(r.kind, 'response');
+    assert.ok(r.kind === 'response' && r.status === 200 && r.body === 'success');
+    assert.ok(r.durationMs >= 0);
+    assert.equal(srv.seen.at(-1), 'POST /ok/success?x=1&y=2 application/x-www-form-urlencoded k=v&z=%E4%B8%AD');
+    await d.close();
+  });
+
+  it('reads the body of non-2xx answers', async () => {
+    const d = new HttpDeliverer(CFG, null);
+    const r = await d.attempt(post(`${srv.base}/status/503`), false);
+    assert.deepEqual({ ...r, durationMs: 0 }, { kind: 'response', status: 503, body: 'status 503', durationMs: 0 });
+    await d.close();
+  });
+
+  it('skips the body of a 2xx when nobody needs it, and keeps the connection', async () => {
+    const d = new HttpDeliverer(CFG, null);
+    for (let i = 0; i < 3; i++) {
+      const r = await d.attempt(post(`${srv.base}/big/5000`), false);
+      assert.deepEqual({ ...r, durationMs: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0 });
+    }
+    await d.close();
+  });
+
+  it('caps the body read at maxResponseBytes', async () => {
+    const d = new HttpDeliverer(CFG, null);
+    const r = await d.attempt(post(`${srv.base}/big/200000`));
+    assert.ok(r.kind === 'response');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'x'.repeat(CFG.maxResponseBytes));
+    // The connection was dropped, not poisoned: the next attempt works.
+    const again = await d.attempt(post(`${srv.base}/ok/fine`));
+    assert.ok(again.kind === 'response' && again.body === 'fine');
+    await d.close();
+  });
+
+  it('times out a merchant that never answers, or never finishes its body', async () => {
+    const d = new HttpDeliverer(CFG, null);
+    for (const path of ['/hang', '/slowbody']) {
+      const r = await d.attempt(post(`${srv.base}${path}`));
+      assert.equal(r.kind, 'error', path);
+      assert.ok(r.kind === 'error' && r.code === 'TIMEOUT', path);
+      assert.ok(r.durationMs >= CFG.timeoutMs - 5 && r.durationMs < CFG.timeoutMs + 1000, `${path}: ${r.durationMs}`);
+    }
+    await d.close();
+  });
+
+  it('counts time queued for a connection against the deadline, and recovers afterwards', async () => {
+    // One connection per origin: the second attempt waits behind the hanging first.
+    const d = new HttpDeliverer(CFG, null);
+    const [a, b] = await Promise.all([d.attempt(post(`${srv.base}/hang`)), d.attempt(post(`${srv.base}/ok/late`))]);
+    assert.ok(a.kind === 'error' && a.code === 'TIMEOUT');
+    assert.ok(b.kind === 'error' && b.code === 'TIMEOUT');
+    assert.ok(b.durationMs < CFG.timeoutMs + 1000);
+    const c = await d.attempt(post(`${srv.base}/ok/after`));
+    assert.ok(c.kind === 'response' && c.body === 'after', JSON.stringify(c));
+    await d.close();
+  });
+
+  it('reports transport errors and bad URLs as error codes, never throws', async () => {
+    const d = new HttpDeliverer(CFG, null);
+    const refused = await d.attempt(post('http://127.0.0.1:1/x'));
+    assert.ok(refused.kind === 'error' && refused.code === 'ECONNREFUSED', JSON.stringify(refused));
+    const bad = await d.attempt(post('http://[::1/x'));
+    assert.ok(bad.kind === 'error' && bad.code === 'INVALID_URL');
+    const badHeader = await d.attempt({ ...post(`${srv.base}/ok/x`), headers: { 'x-bad': 'a\r\nb' } });
+    assert.equal(badHeader.kind, 'error');
+    await d.close();
+  });
+});
