@@ -10,7 +10,7 @@ function withHeartbeat(url: string): string {
 /** Opens an AMQP connection named after its role (shown in the management UI). */
 export async function connectBroker(url: string, name: string): Promise<ChannelModel> {
   try {
-    return await amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name }, timeout: 5000 });
+    return await amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name }, timeout: 5000, noDelay: true });
   } catch (err) {
     throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `broker unreachable: ${(err as Error).message}`, undefined, { cause: err });
   }

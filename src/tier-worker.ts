@@ -416,7 +416,7 @@ export class TierWorker implements ManagedWorker {
     const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
     switch (outcome.kind) {
       case 'delivered': {
-        await this.publishOutcome(ch, { id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
+        if (this.outcomeWanted('delivered')) await this.publishOutcome(ch, { id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
         this.ack(ch, msg);
         this.m.attempts.success.inc();
         this.m.delivered.inc();
@@ -489,8 +489,14 @@ export class TierWorker implements ManagedWorker {
    * failed event must not send it round again (that would call the merchant
    * twice, or park it twice). A failure is logged and the ack goes ahead.
    */
+  /** False while events of this kind were recently unroutable (checked before building one). */
+  private outcomeWanted(outcome: OutcomeEvent['outcome']): boolean {
+    const until = this.outcomeUnroutableUntil.get(outcome);
+    return until === undefined || Date.now() >= until;
+  }
+
   private async publishOutcome(ch: ConfirmChannel, ev: OutcomeEvent): Promise<void> {
-    if (Date.now() < (this.outcomeUnroutableUntil.get(ev.outcome) ?? 0)) return;
+    if (!this.outcomeWanted(ev.outcome)) return;
     try {
       await publishConfirmed(ch, this.names.outcomes, ev.outcome, Buffer.from(JSON.stringify(ev)), {
         messageId: ev.id,
