@@ -36,9 +36,11 @@ class AttemptTimeout extends Error {
 /**
  * One attempt as an undici dispatch handler: collects up to `cap` bytes of the
  * body, settles exactly once, and enforces the whole-response deadline. The
- * deadline also covers time queued for a free connection: if it passes before
- * undici hands the request a socket, the attempt settles as TIMEOUT at once
- * and the request is aborted the moment it would be written.
+ * deadline also covers time queued for a free connection. A timed-out attempt
+ * settles only when undici lets go of the request (aborted on its socket, or
+ * the moment a queued one would be written): settling earlier would free the
+ * caller's slot while the dead request still queues in the pool, and against
+ * a slow merchant such requests could pile up without bound.
  */
 class AttemptHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
@@ -68,7 +70,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
 
   private onDeadline(): void {
     this.timedOut = true;
-    this.settle({ kind: 'error', code: 'TIMEOUT', message: `no complete response within ${this.timeoutMs}ms` });
+    // Queued requests have no controller yet: onRequestStart aborts them.
     this.controller?.abort(new AttemptTimeout('deadline'));
   }
 
@@ -86,7 +88,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     // A 2xx nobody reads is drained (up to a limit) so its connection can be reused.
     const discard = !this.needBody && this.status >= 200 && this.status < 300;
-    const limit = discard ? Math.max(this.cap, DRAIN_LIMIT_BYTES) : this.cap;
+    const limit = discard ? DRAIN_LIMIT_BYTES : this.cap;
     const room = limit - this.size;
     const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
     this.size += part.length;
@@ -105,8 +107,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
-    if (this.timedOut) return;
-    const code = errorCode(err);
+    const code = this.timedOut ? 'TIMEOUT' : errorCode(err);
     const message = code === 'TIMEOUT' ? `no complete response within ${this.timeoutMs}ms` : String(err?.message ?? err);
     this.settle({ kind: 'error', code, message });
   }
@@ -140,7 +141,7 @@ function errorCode(err: unknown): string {
 /**
  * Makes the HTTP attempts of one process: keep-alive pools per origin,
  * connect/headers/whole-response deadlines, a cap on the body read, no
- * redirects (undici's `request` follows none), and the SSRF guard applied at
+ * redirects (a dispatched request follows none), and the SSRF guard applied at
  * connect time through the socket's `lookup`.
  */
 export class HttpDeliverer {

@@ -3,11 +3,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { DeliveryConfig } from '../../src/config.js';
+import { createAddressGuard } from '../../src/address-guard.js';
 import { HttpDeliverer } from '../../src/delivery.js';
 
 /** A local merchant: the path says how to answer. */
-function startServer(): Promise<{ server: http.Server; base: string; seen: string[] }> {
+function startServer(): Promise<{ server: http.Server; base: string; seen: string[]; connections: () => number }> {
   const seen: string[] = [];
+  let connections = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -25,6 +27,9 @@ function startServer(): Promise<{ server: http.Server; base: string; seen: strin
         case 'big':
           res.writeHead(200).end('x'.repeat(Number(arg)));
           return;
+        case 'redirect':
+          res.writeHead(302, { location: '/ok/moved' }).end();
+          return;
         case 'hang':
           return; // never answers
         case 'slowbody':
@@ -36,10 +41,11 @@ function startServer(): Promise<{ server: http.Server; base: string; seen: strin
       }
     });
   });
+  server.on('connection', () => connections++);
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address() as AddressInfo;
-      resolve({ server, base: `http://127.0.0.1:${port}`, seen });
+      resolve({ server, base: `http://127.0.0.1:${port}`, seen, connections: () => connections });
     });
   });
 }
@@ -88,22 +94,41 @@ describe('HttpDeliverer', () => {
 
   it('skips the body of a 2xx when nobody needs it, and keeps the connection', async () => {
     const d = new HttpDeliverer(CFG, null);
+    const before = srv.connections();
     for (let i = 0; i < 3; i++) {
       const r = await d.attempt(post(`${srv.base}/big/5000`), false);
       assert.deepEqual({ ...r, durationMs: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0 });
     }
+    assert.equal(srv.connections() - before, 1, 'one keep-alive connection for all three');
     await d.close();
   });
 
-  it('caps the body read at maxResponseBytes', async () => {
+  it('caps the body read at maxResponseBytes, dropping the connection only when there was more', async () => {
     const d = new HttpDeliverer(CFG, null);
-    const r = await d.attempt(post(`${srv.base}/big/200000`));
-    assert.ok(r.kind === 'response');
-    assert.equal(r.status, 200);
-    assert.equal(r.body, 'x'.repeat(CFG.maxResponseBytes));
-    // The connection was dropped, not poisoned: the next attempt works.
+    const before = srv.connections();
+    const exact = await d.attempt(post(`${srv.base}/big/${CFG.maxResponseBytes}`));
+    assert.ok(exact.kind === 'response' && exact.body === 'x'.repeat(CFG.maxResponseBytes));
+    const over = await d.attempt(post(`${srv.base}/big/200000`));
+    assert.ok(over.kind === 'response');
+    assert.equal(over.status, 200);
+    assert.equal(over.body, 'x'.repeat(CFG.maxResponseBytes));
+    assert.equal(srv.connections() - before, 1, 'a body of exactly the cap keeps the connection');
+    // The connection was dropped, not poisoned: the next attempt works on a new one.
     const again = await d.attempt(post(`${srv.base}/ok/fine`));
     assert.ok(again.kind === 'response' && again.body === 'fine');
+    assert.equal(srv.connections() - before, 2);
+    // A large unread 2xx is drained only so far, then dropped.
+    const big = await d.attempt(post(`${srv.base}/big/1000000`), false);
+    assert.deepEqual({ ...big, durationMs: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0 });
+    await d.close();
+  });
+
+  it('does not follow redirects', async () => {
+    const d = new HttpDeliverer(CFG, null);
+    const n = srv.seen.length;
+    const r = await d.attempt(post(`${srv.base}/redirect/x`), false);
+    assert.ok(r.kind === 'response' && r.status === 302);
+    assert.equal(srv.seen.length - n, 1);
     await d.close();
   });
 
@@ -125,9 +150,43 @@ describe('HttpDeliverer', () => {
     assert.ok(a.kind === 'error' && a.code === 'TIMEOUT');
     assert.ok(b.kind === 'error' && b.code === 'TIMEOUT');
     assert.ok(b.durationMs < CFG.timeoutMs + 1000);
+    assert.ok(!srv.seen.some((l) => l.includes('/ok/late')), 'a request timed out in the queue is never sent');
     const c = await d.attempt(post(`${srv.base}/ok/after`));
     assert.ok(c.kind === 'response' && c.body === 'after', JSON.stringify(c));
     await d.close();
+  });
+
+  it('with a pool, every queued attempt times out and none of them is sent late', async () => {
+    const d = new HttpDeliverer({ ...CFG, connectionsPerOrigin: 2 }, null);
+    const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => d.attempt(post(`${srv.base}/hang?pool=${i}`))));
+    for (const r of rs) {
+      assert.ok(r.kind === 'error' && r.code === 'TIMEOUT', JSON.stringify(r));
+      assert.ok(r.durationMs < CFG.timeoutMs + 1000, String(r.durationMs));
+    }
+    assert.ok(srv.seen.filter((l) => l.includes('?pool=')).length <= 2, 'only the two on a connection reached the merchant');
+    const ok = await d.attempt(post(`${srv.base}/ok/pool`));
+    assert.ok(ok.kind === 'response' && ok.body === 'pool');
+    await d.close();
+  });
+
+  it('maps the headers deadline to HEADERS_TIMEOUT', async () => {
+    const d = new HttpDeliverer({ ...CFG, headersTimeoutMs: 50, timeoutMs: 5000 }, null);
+    const r = await d.attempt(post(`${srv.base}/hang`));
+    assert.ok(r.kind === 'error' && r.code === 'HEADERS_TIMEOUT', JSON.stringify(r));
+    await d.close();
+  });
+
+  it('applies the address guard: literal addresses before sending, names at connect time', async () => {
+    const guarded = { ...CFG, allowPrivateNetworks: false };
+    const literal = new HttpDeliverer(guarded, createAddressGuard(guarded));
+    const n = srv.seen.length;
+    const r = await literal.attempt(post(`${srv.base}/ok/x`));
+    assert.ok(r.kind === 'error' && r.code === 'DESTINATION_BLOCKED', JSON.stringify(r));
+    const port = new URL(srv.base).port;
+    const named = await literal.attempt(post(`http://localhost:${port}/ok/x`));
+    assert.ok(named.kind === 'error' && named.code === 'DESTINATION_BLOCKED', JSON.stringify(named));
+    assert.equal(srv.seen.length, n, 'the merchant saw nothing');
+    await literal.close();
   });
 
   it('reports transport errors and bad URLs as error codes, never throws', async () => {
@@ -137,7 +196,9 @@ describe('HttpDeliverer', () => {
     const bad = await d.attempt(post('http://[::1/x'));
     assert.ok(bad.kind === 'error' && bad.code === 'INVALID_URL');
     const badHeader = await d.attempt({ ...post(`${srv.base}/ok/x`), headers: { 'x-bad': 'a\r\nb' } });
-    assert.equal(badHeader.kind, 'error');
+    assert.ok(badHeader.kind === 'error' && badHeader.code === 'UND_ERR_INVALID_ARG', JSON.stringify(badHeader));
     await d.close();
+    const closed = await d.attempt(post(`${srv.base}/ok/x`));
+    assert.ok(closed.kind === 'error' && ['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'].includes(closed.code), JSON.stringify(closed));
   });
 });
