@@ -581,6 +581,18 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Output piped into `head` that exits: without this the EPIPE kills the bench
+  // and leaves the daemon and its queues behind.
+  let outputGone = false;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (outputGone) return;
+      outputGone = true;
+      interrupted = true;
+      void res.cleanup().finally(() => process.exit(141));
+    });
+  }
 
   try {
     const merchant = await MerchantProcess.start({ latencyMs: flags.latencyMs, failureRatio: flags.failureRatio });
