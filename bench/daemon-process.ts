@@ -117,14 +117,14 @@ export class DaemonProcess {
 
   /** GET/POST on the admin port, parsed JSON. */
   async admin<T = unknown>(method: 'GET' | 'POST', path: string): Promise<{ status: number; body: T }> {
-    const r = await fetch(`${this.adminUrl}${path}`, { method });
+    const r = await fetchFresh(`${this.adminUrl}${path}`, { method });
     const text = await r.text();
     return { status: r.status, body: (text.startsWith('{') || text.startsWith('[') ? JSON.parse(text) : text) as T };
   }
 
   /** POST a notification (or batch) to the ingress. */
   async post(body: unknown, path = '/v1/notifications'): Promise<{ status: number; body: any }> {
-    const r = await fetch(`${this.ingressUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const r = await fetchFresh(`${this.ingressUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
     const text = await r.text();
     let parsed: unknown = text;
     try {
@@ -161,6 +161,23 @@ export class DaemonProcess {
   /** Log lines with `msg === m`. */
   find(m: string): LogLine[] {
     return this.lines.filter((l) => l.msg === m);
+  }
+}
+
+/**
+ * `fetch`, asked again once when it went out on a keep-alive socket the server
+ * had already closed as idle ("other side closed" before any answer). That
+ * happens when the caller's event loop was blocked (e.g. by a synchronous
+ * `rabbitmqctl`) past the server's keep-alive timeout; the server never read
+ * the request, so sending it again duplicates nothing.
+ */
+async function fetchFresh(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code !== 'UND_ERR_SOCKET' || !/other side closed/.test(cause.message ?? '')) throw err;
+    return fetch(url, init);
   }
 }
 
