@@ -109,10 +109,22 @@ export class DaemonProcess {
     await waitFor(async () => {
       if (this.exitInfo) throw new Error(`daemon exited early: ${JSON.stringify(this.exitInfo)} ${this.stderr.join('')}`);
       if (!this.adminPort) return false;
-      const r = await fetch(`${this.adminUrl}/readyz`).catch(() => null);
-      return r?.status === 200;
+      return (await this.readyz()) === 200;
     }, timeoutMs, 'daemon ready');
     return this;
+  }
+
+  /**
+   * `/readyz`'s status, or 0 when the request itself fails (not listening yet,
+   * or a poll landed on a keep-alive socket the server was closing): for
+   * polls, that means "ask again", not "not ready".
+   */
+  async readyz(): Promise<number> {
+    try {
+      return (await fetch(`${this.adminUrl}/readyz`)).status;
+    } catch {
+      return 0;
+    }
   }
 
   /** GET/POST on the admin port, parsed JSON. */

@@ -44,19 +44,6 @@ function deliveredCount(merchant: MerchantStub, paths: readonly string[]): { del
   return { delivered, duplicates };
 }
 
-/**
- * /readyz's status, or 0 when the request itself fails: a poll can land on a
- * keep-alive socket the admin server is just closing (it idled while the
- * broker restarted), which means "ask again", not "not ready".
- */
-async function readyz(d: DaemonProcess): Promise<number> {
-  try {
-    return (await fetch(`${d.adminUrl}/readyz`)).status;
-  } catch {
-    return 0;
-  }
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -291,7 +278,7 @@ describe('supervisor (real processes and signals)', () => {
     });
     await new Promise<void>((r) => proxy.listen(port, '127.0.0.1', () => r()));
     try {
-      await waitFor(async () => (await readyz(d)) === 200, 30_000, 'ready once the broker is there');
+      await waitFor(async () => (await d.readyz()) === 200, 30_000, 'ready once the broker is there');
       const r = await d.post({ url: `${m.base}/ok/late/1`, body: 'a' });
       assert.equal(r.status, 202);
       await waitFor(() => m.count('/ok/late/1') === 1, 10_000, 'delivered');
@@ -320,7 +307,7 @@ describe('supervisor (real processes and signals)', () => {
       execFileSync('rabbitmqctl', ['-q', 'start_app'], { timeout: 120_000 });
       execFileSync('rabbitmqctl', ['-q', 'await_startup'], { timeout: 120_000 });
     }
-    await waitFor(async () => (await readyz(d)) === 200, 30_000, 'ready again');
+    await waitFor(async () => (await d.readyz()) === 200, 30_000, 'ready again');
     await waitFor(() => deliveredCount(m, paths).delivered === paths.length, 90_000, 'all accepted delivered');
     const after = await d.post({ url: `${m.base}/ok/rmq/z`, body: 'z' });
     assert.equal(after.status, 202);
