@@ -18,7 +18,8 @@ export type TimedResult = AttemptResult & { readonly durationMs: number };
 interface Target {
   readonly origin: string;
   readonly path: string;
-  readonly hostname: string;
+  /** Why the SSRF guard refuses the host, or null when it may be called. */
+  readonly refused: string | null;
 }
 
 function timed(r: AttemptResult, started: number): TimedResult {
@@ -84,10 +85,14 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.status = statusCode;
   }
 
+  /** A 2xx nobody reads is drained (up to a limit) so its connection can be reused. */
+  private get discarding(): boolean {
+    return !this.needBody && this.status >= 200 && this.status < 300;
+  }
+
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.settled) return;
-    // A 2xx nobody reads is drained (up to a limit) so its connection can be reused.
-    const discard = !this.needBody && this.status >= 200 && this.status < 300;
+    const discard = this.discarding;
     const limit = discard ? DRAIN_LIMIT_BYTES : this.cap;
     const room = limit - this.size;
     const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
@@ -102,8 +107,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    const discard = !this.needBody && this.status >= 200 && this.status < 300;
-    this.settle({ kind: 'response', status: this.status, body: discard ? '' : this.body() });
+    this.settle({ kind: 'response', status: this.status, body: this.discarding ? '' : this.body() });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
@@ -189,15 +193,16 @@ export class HttpDeliverer {
   }
 
   /**
-   * Origin and path of a URL string, cached: one merchant endpoint serves many
-   * notifications, and parsing a URL per attempt showed in the profile.
+   * Origin, path and guard verdict of a URL string, cached: one merchant
+   * endpoint serves many notifications, and parsing a URL per attempt showed
+   * in the profile.
    */
   private target(raw: string): Target | null {
     let t = this.targets.get(raw);
     if (t === undefined) {
       try {
         const url = new URL(raw);
-        t = { origin: url.origin, path: `${url.pathname}${url.search}`, hostname: url.hostname };
+        t = { origin: url.origin, path: `${url.pathname}${url.search}`, refused: this.guard ? this.hostVerdict(url.hostname) : null };
       } catch {
         t = null;
       }
@@ -220,10 +225,7 @@ export class HttpDeliverer {
     const started = performance.now();
     const t = this.target(req.url);
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
-    if (this.guard) {
-      const refused = this.hostVerdict(t.hostname);
-      if (refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: refused }, started));
-    }
+    if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
     return new Promise<TimedResult>((resolve) => {
       const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, this.cfg.timeoutMs, resolve);
       try {

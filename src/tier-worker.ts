@@ -416,7 +416,7 @@ export class TierWorker implements ManagedWorker {
     const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
     switch (outcome.kind) {
       case 'delivered': {
-        if (this.outcomeWanted('delivered')) await this.publishOutcome(ch, { id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) });
+        await this.publishOutcome(ch, 'delivered', () => ({ id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) }));
         this.ack(ch, msg);
         this.m.attempts.success.inc();
         this.m.delivered.inc();
@@ -455,7 +455,7 @@ export class TierWorker implements ManagedWorker {
     d: { reason: DeadReason; error: string; attempts: number; status: number | null; firstAttemptAt: number | null },
   ): Promise<void> {
     await this.park(ch, msg, d.reason, d.error, d.firstAttemptAt);
-    await this.publishOutcome(ch, {
+    await this.publishOutcome(ch, 'dead', () => ({
       id: n?.id ?? String(msg.properties.messageId ?? ''),
       outcome: 'dead',
       tier: this.tier,
@@ -466,7 +466,7 @@ export class TierWorker implements ManagedWorker {
       at: Date.now(),
       createdAt: n?.createdAt ?? null,
       ...(n?.metadata ? { metadata: n.metadata } : {}),
-    });
+    }));
     this.ack(ch, msg);
     this.m.attempts.dead.inc();
   }
@@ -488,15 +488,13 @@ export class TierWorker implements ManagedWorker {
    * Best effort: the notification's own hand-on is already confirmed, so a
    * failed event must not send it round again (that would call the merchant
    * twice, or park it twice). A failure is logged and the ack goes ahead.
+   * `build` runs only when the event can be routed: while events of this kind
+   * were recently returned unroutable, none is even built.
    */
-  /** False while events of this kind were recently unroutable (checked before building one). */
-  private outcomeWanted(outcome: OutcomeEvent['outcome']): boolean {
+  private async publishOutcome(ch: ConfirmChannel, outcome: OutcomeEvent['outcome'], build: () => OutcomeEvent): Promise<void> {
     const until = this.outcomeUnroutableUntil.get(outcome);
-    return until === undefined || Date.now() >= until;
-  }
-
-  private async publishOutcome(ch: ConfirmChannel, ev: OutcomeEvent): Promise<void> {
-    if (!this.outcomeWanted(ev.outcome)) return;
+    if (until !== undefined && Date.now() < until) return;
+    const ev = build();
     try {
       await publishConfirmed(ch, this.names.outcomes, ev.outcome, Buffer.from(JSON.stringify(ev)), {
         messageId: ev.id,
