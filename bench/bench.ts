@@ -236,21 +236,33 @@ async function daemonThroughput(
   await waitFor(async () => (await queueInfo(AMQP_URL, q0)).consumerCount === 0, 10_000, 'tier 0 consumer cancelled');
   await preloadTier0(AMQP_URL, daemon.prefix, n, (id) => `${merchant.base}/n/${id}`, label);
   await waitDepth(q0, n);
-  const base = await merchant.count();
-  const sampler = new PssSampler(daemon.pids, 200).start();
-  const reached = merchant.watch(base + n, Math.max(120_000, n * 5));
   const tier0Pid = (await daemon.status()).tiers[0]?.pid;
-  const cpu = new CpuMeter({ consumer: daemon.pids(), tier0: tier0Pid ? [tier0Pid] : [], broker: BEAM(), merchant: [merchant.pid!] }).start();
+  const sampler = new PssSampler(daemon.pids, 200).start();
+  const measured = await timeUntilSeen(merchant, n, { consumer: daemon.pids(), tier0: tier0Pid ? [tier0Pid] : [], broker: BEAM() }, async () => {
+    const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
+    if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
+  });
+  const pss = await sampler.stop();
+  return { ...measured, pssPeakMiB: pss.peakMiB, pssPerPid: pss.perPid };
+}
+
+/**
+ * The measured window of every throughput run: arm the merchant's watch for
+ * `n` more requests, start the CPU meter (`groups` plus the merchant), call
+ * `go`, stop the clock when the merchant has seen them all.
+ */
+async function timeUntilSeen(merchant: MerchantProcess, n: number, groups: Record<string, readonly number[]>, go: () => Promise<void>): Promise<Measured> {
+  const base = await merchant.count();
+  const reached = merchant.watch(base + n, Math.max(120_000, n * 5));
+  const cpu = new CpuMeter({ ...groups, merchant: [merchant.pid!] }).start();
   const m0 = monoUs();
   const t0 = Date.now();
-  const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
-  if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
+  await go();
   const { at } = await reached;
   const m1 = monoUs();
   const used = cpu.stop();
-  const pss = await sampler.stop();
   const ms = at - t0;
-  return { perS: (n / ms) * 1000, ms, monoUs: [m0, m1], cpuPer1k: per1k(used, n), pssPeakMiB: pss.peakMiB, pssPerPid: pss.perPid };
+  return { perS: (n / ms) * 1000, ms, monoUs: [m0, m1], cpuPer1k: per1k(used, n) };
 }
 
 async function ceilingThroughput(prefix: string, merchant: MerchantProcess, n: number, flags: Flags, label: string, tuned: { prefetch: number; batchAcks: boolean } | null = null): Promise<Measured> {
@@ -271,16 +283,7 @@ async function ceilingThroughput(prefix: string, merchant: MerchantProcess, n: n
     execArgv,
   );
   try {
-    const base = await merchant.count();
-    const reached = merchant.watch(base + n, Math.max(120_000, n * 5));
-    const cpu = new CpuMeter({ consumer: [c.pid!], broker: BEAM(), merchant: [merchant.pid!] }).start();
-    const m0 = monoUs();
-    const t0 = Date.now();
-    await c.go();
-    const { at } = await reached;
-    const used = cpu.stop();
-    const ms = at - t0;
-    return { perS: (n / ms) * 1000, ms, monoUs: [m0, monoUs()], cpuPer1k: per1k(used, n) };
+    return await timeUntilSeen(merchant, n, { consumer: [c.pid!], broker: BEAM() }, () => c.go());
   } finally {
     await c.stop().catch((e: unknown) => log(`ceiling stop: ${String(e)}`));
   }
@@ -299,16 +302,7 @@ async function bullmqThroughput(merchant: MerchantProcess, n: number, label: str
     await q.addMany(notes(), keepCompleted);
     const w = await BullmqWorkerProcess.start({ prefix: q.prefix, concurrency: 64, connections: 64 });
     try {
-      const base = await merchant.count();
-      const reached = merchant.watch(base + n, Math.max(120_000, n * 5));
-      const cpu = new CpuMeter({ consumer: [w.pid!], broker: pidsByComm('redis-server'), merchant: [merchant.pid!] }).start();
-      const m0 = monoUs();
-      const t0 = Date.now();
-      await w.go();
-      const { at } = await reached;
-      const used = cpu.stop();
-      const ms = at - t0;
-      return { perS: (n / ms) * 1000, ms, monoUs: [m0, monoUs()], cpuPer1k: per1k(used, n) };
+      return await timeUntilSeen(merchant, n, { consumer: [w.pid!], broker: pidsByComm('redis-server') }, () => w.go());
     } finally {
       await w.stop().catch((e: unknown) => log(`bullmq worker stop: ${String(e)}`));
     }
