@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import amqp from 'amqplib';
 import { H, encodeNotification } from '../src/message.js';
+import { loadConfig } from '../src/config.js';
 import { parseSchedule } from '../src/schedule.js';
 import { buildTopology, declareTopology, namesFor } from '../src/topology.js';
 import { BullmqQueue, BullmqWorkerProcess, bullmqAvailable } from './bullmq-bench.js';
@@ -69,6 +70,12 @@ interface Flags {
   precisionRuns: number;
   echo: boolean;
   daemonEnv: Record<string, string>;
+  /**
+   * The daemon's `delivery.concurrency` (its prefetch and merchant pool) as
+   * it will run: the ceiling and BullMQ get the same, so a changed default or
+   * a `--daemon-env NOTIFY_DELIVERY_CONCURRENCY` compares like with like.
+   */
+  concurrency: number;
 }
 
 function parseFlags(): Flags {
@@ -105,6 +112,13 @@ function parseFlags(): Flags {
     if (!Number.isFinite(x) || x < 0) throw new Error(`--${name} must be a non-negative number`);
     return x;
   };
+  const daemonEnv = Object.fromEntries(
+    (values['daemon-env'] ?? []).map((kv) => {
+      const i = kv.indexOf('=');
+      if (i <= 0 || !kv.startsWith('NOTIFY_')) throw new Error(`--daemon-env takes NOTIFY_NAME=value, not ${kv}`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  );
   return {
     n: Math.max(1, Math.floor(num(values.n, 20_000, 'n'))),
     runs: Math.max(1, Math.floor(num(values.runs, 1, 'runs'))),
@@ -124,13 +138,8 @@ function parseFlags(): Flags {
     precisionWarmup: num(values['precision-warmup'], 5, 'precision-warmup'),
     precisionRuns: Math.max(1, Math.round(num(values['precision-runs'], 1, 'precision-runs'))),
     echo: values.echo ?? false,
-    daemonEnv: Object.fromEntries(
-      (values['daemon-env'] ?? []).map((kv) => {
-        const i = kv.indexOf('=');
-        if (i <= 0 || !kv.startsWith('NOTIFY_')) throw new Error(`--daemon-env takes NOTIFY_NAME=value, not ${kv}`);
-        return [kv.slice(0, i), kv.slice(i + 1)];
-      }),
-    ),
+    daemonEnv,
+    concurrency: loadConfig({ configFile: null, env: daemonEnv }).delivery.concurrency,
   };
 }
 
@@ -276,8 +285,8 @@ async function ceilingThroughput(prefix: string, merchant: MerchantProcess, n: n
       queue: names.workQueue(0),
       retryQueue: names.waitQueue(1),
       retryDelayMs: parseSchedule(DEFAULT_SCHEDULE)[1]!,
-      prefetch: tuned?.prefetch ?? 64,
-      connections: 64,
+      prefetch: tuned?.prefetch ?? flags.concurrency,
+      connections: Math.max(flags.concurrency, tuned?.prefetch ?? 0),
       batchAcks: tuned?.batchAcks ?? false,
     },
     execArgv,
@@ -289,7 +298,7 @@ async function ceilingThroughput(prefix: string, merchant: MerchantProcess, n: n
   }
 }
 
-async function bullmqThroughput(merchant: MerchantProcess, n: number, label: string, keepCompleted: boolean): Promise<Measured> {
+async function bullmqThroughput(merchant: MerchantProcess, n: number, label: string, flags: Flags): Promise<Measured> {
   const q = new BullmqQueue();
   try {
     const now = Date.now();
@@ -299,8 +308,8 @@ async function bullmqThroughput(merchant: MerchantProcess, n: number, label: str
         yield makeNotification(id, `${merchant.base}/n/${id}`, now);
       }
     }
-    await q.addMany(notes(), keepCompleted);
-    const w = await BullmqWorkerProcess.start({ prefix: q.prefix, concurrency: 64, connections: 64 });
+    await q.addMany(notes(), flags.bullmqKeepCompleted);
+    const w = await BullmqWorkerProcess.start({ prefix: q.prefix, concurrency: flags.concurrency, connections: flags.concurrency });
     try {
       return await timeUntilSeen(merchant, n, { consumer: [w.pid!], broker: pidsByComm('redis-server') }, () => w.go());
     } finally {
@@ -461,7 +470,7 @@ async function ceilingPrecision(prefix: string, flags: Flags): Promise<Precision
   }
   const stages = await Promise.all(
     [0, 1].map((tier) =>
-      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: schedule[tier + 1]!, prefetch: 64, connections: 64 }),
+      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: schedule[tier + 1]!, prefetch: flags.concurrency, connections: flags.concurrency }),
     ),
   );
   try {
@@ -654,7 +663,7 @@ async function main(): Promise<void> {
             log(`run ${r + 1}: tuned loop (${flags.tunedBatchAcks ? 'batched' : 'single'} acks, prefetch ${flags.tunedPrefetch}) ${round(tm.perS)}/s (${tm.ms} ms)`);
           }
         } else if (redis) {
-          bm = await bullmqThroughput(merchant, flags.n, `b${r}`, flags.bullmqKeepCompleted);
+          bm = await bullmqThroughput(merchant, flags.n, `b${r}`, flags);
           log(`run ${r + 1}: bullmq  ${round(bm.perS)}/s (${bm.ms} ms)`);
         }
       }
@@ -731,7 +740,7 @@ async function main(): Promise<void> {
       rows.push([`run ${i + 1} (/s)`, round(r.daemon.perS), round(r.ceiling.perS), r.bullmq ? round(r.bullmq.perS) : '-', round(r.ratio, 3), r.bullRatio === null ? '-' : round(r.bullRatio, 3)]),
     );
     if (runs.length > 1) rows.push(['median (/s)', round(delivered), round(ceiling), bull === null ? '-' : round(bull), round(ratio, 3), bullRatios.length ? round(median(bullRatios), 3) : '-']);
-    process.stdout.write(`\nthroughput: ${flags.n} notifications preloaded in tier 0, merchant answers after ${flags.latencyMs} ms${flags.failureRatio > 0 ? `, ${flags.failureRatio * 100}% 500s (handed on to P.wait.1)` : ''}, daemon log level ${flags.logLevel}, ${flags.queueType} queues\n`);
+    process.stdout.write(`\nthroughput: ${flags.n} notifications preloaded in tier 0, merchant answers after ${flags.latencyMs} ms${flags.failureRatio > 0 ? `, ${flags.failureRatio * 100}% 500s (handed on to P.wait.1)` : ''}, daemon log level ${flags.logLevel}, ${flags.queueType} queues, concurrency ${flags.concurrency} (notifyd's prefetch; the ceiling's prefetch and BullMQ's concurrency alike)\n`);
     process.stdout.write(`${table(rows)}\n`);
     if (bullNote) process.stdout.write(`BullMQ: ${bullNote}\n`);
     if (bull !== null) {
@@ -833,6 +842,7 @@ async function main(): Promise<void> {
       merchant_failure_ratio: flags.failureRatio,
       queue_type: flags.queueType,
       daemon_env: flags.daemonEnv,
+      concurrency: flags.concurrency,
       bullmq_note: bullNote,
       bullmq_keep_completed: flags.bullmqKeepCompleted,
       node: process.version,
