@@ -2,6 +2,7 @@
  * `npm run bench`: the real daemon against a hand-written ceiling and BullMQ,
  * retry precision, and memory (DESIGN §2–§3, issue 6). See `--help`.
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -44,6 +45,8 @@ const USAGE = `npm run bench -- [options]
                      reach; reported apart, not in the ratio
   --bullmq-keep-completed  keep completed BullMQ jobs (BullMQ's default) instead of removing them as an ack does
   --daemon-env K=V   extra NOTIFY_* variable for the daemon (repeatable), e.g. NOTIFY_DELIVERY_CONCURRENCY=128
+  --cpu-hog N        keep N extra processes spinning on the CPU for the whole bench: a noisy
+                     neighbour on the shared VM, the same for every engine (default 0)
   --skip-bullmq      --skip-precision      --echo (daemon logs to stdout)`;
 
 const DEFAULT_SCHEDULE = 'default';
@@ -76,6 +79,7 @@ interface Flags {
    * a `--daemon-env NOTIFY_DELIVERY_CONCURRENCY` compares like with like.
    */
   concurrency: number;
+  cpuHog: number;
 }
 
 function parseFlags(): Flags {
@@ -99,6 +103,7 @@ function parseFlags(): Flags {
       'precision-runs': { type: 'string' },
       echo: { type: 'boolean' },
       'daemon-env': { type: 'string', multiple: true },
+      'cpu-hog': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -140,6 +145,7 @@ function parseFlags(): Flags {
     echo: values.echo ?? false,
     daemonEnv,
     concurrency: loadConfig({ configFile: null, env: daemonEnv }).delivery.concurrency,
+    cpuHog: Math.floor(num(values['cpu-hog'], 0, 'cpu-hog')),
   };
 }
 
@@ -609,6 +615,14 @@ async function main(): Promise<void> {
   }
 
   try {
+    for (let i = 0; i < flags.cpuHog; i++) {
+      // Spins until killed, and exits by itself once orphaned (a killed bench must not leave it burning).
+      const hog = spawn(process.execPath, ['-e', 'const p = process.ppid; for (;;) { for (let i = 0; i < 1e7; i++); if (process.ppid !== p) process.exit(0); }'], { stdio: 'ignore' });
+      res.stops.push(async () => {
+        hog.kill('SIGKILL');
+      });
+    }
+    if (flags.cpuHog > 0) log(`${flags.cpuHog} CPU hog process(es) spinning for the whole bench`);
     const merchant = await MerchantProcess.start({ latencyMs: flags.latencyMs, failureRatio: flags.failureRatio });
     res.stops.push(() => merchant.stop());
     log(`merchant at ${merchant.base} (pid ${merchant.pid})`);
@@ -740,7 +754,7 @@ async function main(): Promise<void> {
       rows.push([`run ${i + 1} (/s)`, round(r.daemon.perS), round(r.ceiling.perS), r.bullmq ? round(r.bullmq.perS) : '-', round(r.ratio, 3), r.bullRatio === null ? '-' : round(r.bullRatio, 3)]),
     );
     if (runs.length > 1) rows.push(['median (/s)', round(delivered), round(ceiling), bull === null ? '-' : round(bull), round(ratio, 3), bullRatios.length ? round(median(bullRatios), 3) : '-']);
-    process.stdout.write(`\nthroughput: ${flags.n} notifications preloaded in tier 0, merchant answers after ${flags.latencyMs} ms${flags.failureRatio > 0 ? `, ${flags.failureRatio * 100}% 500s (handed on to P.wait.1)` : ''}, daemon log level ${flags.logLevel}, ${flags.queueType} queues, concurrency ${flags.concurrency} (notifyd's prefetch; the ceiling's prefetch and BullMQ's concurrency alike)\n`);
+    process.stdout.write(`\nthroughput: ${flags.n} notifications preloaded in tier 0, merchant answers after ${flags.latencyMs} ms${flags.failureRatio > 0 ? `, ${flags.failureRatio * 100}% 500s (handed on to P.wait.1)` : ''}, daemon log level ${flags.logLevel}, ${flags.queueType} queues, concurrency ${flags.concurrency} (notifyd's prefetch; the ceiling's prefetch and BullMQ's concurrency alike)${flags.cpuHog > 0 ? `, ${flags.cpuHog} CPU hog process(es) spinning` : ''}\n`);
     process.stdout.write(`${table(rows)}\n`);
     if (bullNote) process.stdout.write(`BullMQ: ${bullNote}\n`);
     if (bull !== null) {
@@ -769,7 +783,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\n${table(mem)}\n`);
     if (precision) {
-      const lat: (string | number)[][] = [[`retry precision, ${flags.rate}/s for ${flags.seconds}s (after ${flags.precisionWarmup}s warm-up): lateness of attempt 2 (ms)`, 'p50', 'p99', 'max', 'seen', 'CPU ms/1k (tiers 0+1, broker)']];
+      const lat: (string | number)[][] = [[`retry precision, ${flags.rate}/s for ${flags.seconds}s (after ${flags.precisionWarmup}s warm-up)${flags.cpuHog > 0 ? `, ${flags.cpuHog} CPU hog(s)` : ''}: lateness of attempt 2 (ms)`, 'p50', 'p99', 'max', 'seen', 'CPU ms/1k (tiers 0+1, broker)']];
       for (const [name, p] of [['notifyd', precision], ['hand-written tier 0 + tier 1 loops', precisionCeiling]] as const) {
         if (!p) continue;
         lat.push([name, round(p.p50, 1), round(p.p99, 1), round(p.max, 1), `${p.attempt2Seen}/${p.sent}`, `${round(p.cpuPer1k.consumer)}, ${round(p.cpuPer1k.broker)}`]);
@@ -843,6 +857,7 @@ async function main(): Promise<void> {
       queue_type: flags.queueType,
       daemon_env: flags.daemonEnv,
       concurrency: flags.concurrency,
+      cpu_hog: flags.cpuHog,
       bullmq_note: bullNote,
       bullmq_keep_completed: flags.bullmqKeepCompleted,
       node: process.version,
