@@ -74,11 +74,13 @@ interface Flags {
   echo: boolean;
   daemonEnv: Record<string, string>;
   /**
-   * The daemon's `delivery.concurrency` (its prefetch and merchant pool) as
-   * it will run: the ceiling and BullMQ get the same, so a changed default or
-   * a `--daemon-env NOTIFY_DELIVERY_CONCURRENCY` compares like with like.
+   * The daemon's `delivery.concurrency` (its prefetch) as it will run: the
+   * ceiling's prefetch and BullMQ's concurrency are the same, so a changed
+   * default or a `--daemon-env NOTIFY_DELIVERY_CONCURRENCY` compares like with like.
    */
   concurrency: number;
+  /** The daemon's `delivery.connectionsPerOrigin`: every engine's keep-alive pool to the merchant. */
+  connections: number;
   cpuHog: number;
 }
 
@@ -144,9 +146,20 @@ function parseFlags(): Flags {
     precisionRuns: Math.max(1, Math.round(num(values['precision-runs'], 1, 'precision-runs'))),
     echo: values.echo ?? false,
     daemonEnv,
-    concurrency: loadConfig({ configFile: null, env: daemonEnv }).delivery.concurrency,
+    ...daemonDelivery(daemonEnv),
     cpuHog: Math.floor(num(values['cpu-hog'], 0, 'cpu-hog')),
   };
+}
+
+/** What the daemon will run with (config/default.json plus the `--daemon-env` overrides). */
+function daemonDelivery(env: Record<string, string>): { concurrency: number; connections: number } {
+  let delivery;
+  try {
+    delivery = loadConfig({ configFile: null, env }).delivery;
+  } catch (err) {
+    throw new Error(`--daemon-env gives an invalid daemon config: ${(err as Error).message}`);
+  }
+  return { concurrency: delivery.concurrency, connections: delivery.connectionsPerOrigin };
 }
 
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -292,7 +305,7 @@ async function ceilingThroughput(prefix: string, merchant: MerchantProcess, n: n
       retryQueue: names.waitQueue(1),
       retryDelayMs: parseSchedule(DEFAULT_SCHEDULE)[1]!,
       prefetch: tuned?.prefetch ?? flags.concurrency,
-      connections: Math.max(flags.concurrency, tuned?.prefetch ?? 0),
+      connections: flags.connections,
       batchAcks: tuned?.batchAcks ?? false,
     },
     execArgv,
@@ -315,7 +328,7 @@ async function bullmqThroughput(merchant: MerchantProcess, n: number, label: str
       }
     }
     await q.addMany(notes(), flags.bullmqKeepCompleted);
-    const w = await BullmqWorkerProcess.start({ prefix: q.prefix, concurrency: flags.concurrency, connections: flags.concurrency });
+    const w = await BullmqWorkerProcess.start({ prefix: q.prefix, concurrency: flags.concurrency, connections: flags.connections });
     try {
       return await timeUntilSeen(merchant, n, { consumer: [w.pid!], broker: pidsByComm('redis-server') }, () => w.go());
     } finally {
@@ -476,7 +489,7 @@ async function ceilingPrecision(prefix: string, flags: Flags): Promise<Precision
   }
   const stages = await Promise.all(
     [0, 1].map((tier) =>
-      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: schedule[tier + 1]!, prefetch: flags.concurrency, connections: flags.concurrency }),
+      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: schedule[tier + 1]!, prefetch: flags.concurrency, connections: flags.connections }),
     ),
   );
   try {
@@ -616,8 +629,11 @@ async function main(): Promise<void> {
 
   try {
     for (let i = 0; i < flags.cpuHog; i++) {
-      // Spins until killed, and exits by itself once orphaned (a killed bench must not leave it burning).
-      const hog = spawn(process.execPath, ['-e', 'const p = process.ppid; for (;;) { for (let i = 0; i < 1e7; i++); if (process.ppid !== p) process.exit(0); }'], { stdio: 'ignore' });
+      // Spins until killed, and exits by itself once orphaned (a killed bench
+      // must not leave it burning): the parent's pid comes in argv, so a bench
+      // gone before the hog started is noticed too.
+      const hog = spawn(process.execPath, ['-e', 'const p = Number(process.argv[1]); for (;;) { for (let i = 0; i < 1e7; i++); if (process.ppid !== p) process.exit(0); }', String(process.pid)], { stdio: 'ignore' });
+      hog.on('error', (err) => log(`cpu hog: ${err.message}`));
       res.stops.push(async () => {
         hog.kill('SIGKILL');
       });
@@ -754,7 +770,7 @@ async function main(): Promise<void> {
       rows.push([`run ${i + 1} (/s)`, round(r.daemon.perS), round(r.ceiling.perS), r.bullmq ? round(r.bullmq.perS) : '-', round(r.ratio, 3), r.bullRatio === null ? '-' : round(r.bullRatio, 3)]),
     );
     if (runs.length > 1) rows.push(['median (/s)', round(delivered), round(ceiling), bull === null ? '-' : round(bull), round(ratio, 3), bullRatios.length ? round(median(bullRatios), 3) : '-']);
-    process.stdout.write(`\nthroughput: ${flags.n} notifications preloaded in tier 0, merchant answers after ${flags.latencyMs} ms${flags.failureRatio > 0 ? `, ${flags.failureRatio * 100}% 500s (handed on to P.wait.1)` : ''}, daemon log level ${flags.logLevel}, ${flags.queueType} queues, concurrency ${flags.concurrency} (notifyd's prefetch; the ceiling's prefetch and BullMQ's concurrency alike)${flags.cpuHog > 0 ? `, ${flags.cpuHog} CPU hog process(es) spinning` : ''}\n`);
+    process.stdout.write(`\nthroughput: ${flags.n} notifications preloaded in tier 0, merchant answers after ${flags.latencyMs} ms${flags.failureRatio > 0 ? `, ${flags.failureRatio * 100}% 500s (handed on to P.wait.1)` : ''}, daemon log level ${flags.logLevel}, ${flags.queueType} queues, concurrency ${flags.concurrency} (notifyd's prefetch; the ceiling's prefetch and BullMQ's concurrency alike), ${flags.connections} connections to the merchant each${flags.cpuHog > 0 ? `, ${flags.cpuHog} CPU hog process(es) spinning` : ''}\n`);
     process.stdout.write(`${table(rows)}\n`);
     if (bullNote) process.stdout.write(`BullMQ: ${bullNote}\n`);
     if (bull !== null) {
@@ -857,6 +873,7 @@ async function main(): Promise<void> {
       queue_type: flags.queueType,
       daemon_env: flags.daemonEnv,
       concurrency: flags.concurrency,
+      connections: flags.connections,
       cpu_hog: flags.cpuHog,
       bullmq_note: bullNote,
       bullmq_keep_completed: flags.bullmqKeepCompleted,

@@ -1,6 +1,6 @@
 /**
  * The same job on BullMQ (what a Node user would pick instead): jobs added up
- * front to a Redis-backed queue, then one Worker with concurrency 64 in a
+ * front to a Redis-backed queue, then one Worker with the daemon's concurrency in a
  * process of its own POSTs each through a keep-alive undici pool; a non-2xx
  * throws (BullMQ retries with its own backoff). Completed jobs are removed, as
  * an acked AMQP message is.
