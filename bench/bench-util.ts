@@ -211,6 +211,37 @@ export class Child {
   }
 }
 
+/**
+ * A bench engine in a process of its own (the ceiling loop, the BullMQ
+ * worker): forked, ready, started with `go()`, and `stop()` returns what it
+ * counted.
+ */
+export class GoStopChild<R> {
+  private constructor(private readonly child: Child) {}
+
+  static async start<R>(modulePath: string, name: string, opts: unknown, execArgv: string[] = []): Promise<GoStopChild<R>> {
+    const child = Child.fork(modulePath, name, opts, execArgv);
+    await child.waitFor('ready', 15_000);
+    return new GoStopChild<R>(child);
+  }
+
+  get pid(): number | undefined {
+    return this.child.proc.pid;
+  }
+
+  /** Starts consuming. */
+  async go(): Promise<void> {
+    await this.child.request({ type: 'go' }, 'going');
+  }
+
+  /** Stops consuming, lets in-flight work finish, closes; returns what the child counted. */
+  async stop(): Promise<R> {
+    const r = await this.child.request<R>({ type: 'stop' }, 'stopped', 30_000);
+    await this.child.stop();
+    return r;
+  }
+}
+
 /** In a child: the JSON arguments passed by `Child.fork`, or null when not run as a child. */
 export function childArgs<T>(): T | null {
   const i = process.argv.indexOf('--child');

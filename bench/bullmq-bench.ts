@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker, type Job } from 'bullmq';
 import { Agent, request } from 'undici';
-import { Child, childArgs, toParent } from './bench-util.js';
+import { GoStopChild, childArgs, toParent } from './bench-util.js';
 import type { Notification } from '../src/message.js';
 
 export const REDIS = { host: '127.0.0.1', port: 6379 } as const;
@@ -85,29 +85,11 @@ export interface BullmqWorkerOptions {
   readonly connections: number;
 }
 
-export class BullmqWorkerProcess {
-  private constructor(private readonly child: Child) {}
-
-  static async start(opts: BullmqWorkerOptions, execArgv: string[] = []): Promise<BullmqWorkerProcess> {
-    const child = Child.fork(fileURLToPath(import.meta.url), 'bullmq-worker', opts, execArgv);
-    await child.waitFor('ready', 15_000);
-    return new BullmqWorkerProcess(child);
-  }
-
-  get pid(): number | undefined {
-    return this.child.proc.pid;
-  }
-
-  async go(): Promise<void> {
-    await this.child.request({ type: 'go' }, 'going');
-  }
-
-  async stop(): Promise<{ completed: number; failed: number }> {
-    const r = await this.child.request<{ completed: number; failed: number }>({ type: 'stop' }, 'stopped', 30_000);
-    await this.child.stop();
-    return r;
-  }
-}
+/** The BullMQ worker in a process of its own; `stop()` returns its completed and failed counts. */
+export const BullmqWorkerProcess = {
+  start: (opts: BullmqWorkerOptions, execArgv: string[] = []): Promise<GoStopChild<{ completed: number; failed: number }>> =>
+    GoStopChild.start(fileURLToPath(import.meta.url), 'bullmq-worker', opts, execArgv),
+};
 
 async function childMain(opts: BullmqWorkerOptions): Promise<void> {
   const agent = new Agent({ connections: opts.connections, keepAliveTimeout: 10_000 });

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
 import { Agent, request } from 'undici';
-import { Child, childArgs, toParent } from './bench-util.js';
+import { GoStopChild, childArgs, toParent } from './bench-util.js';
 
 export interface CeilingOptions {
   readonly amqpUrl: string;
@@ -28,31 +28,11 @@ export interface CeilingOptions {
   readonly batchAcks?: boolean;
 }
 
-export class CeilingProcess {
-  private constructor(private readonly child: Child) {}
-
-  static async start(opts: CeilingOptions, execArgv: string[] = []): Promise<CeilingProcess> {
-    const child = Child.fork(fileURLToPath(import.meta.url), 'ceiling', opts, execArgv);
-    await child.waitFor('ready', 15_000);
-    return new CeilingProcess(child);
-  }
-
-  get pid(): number | undefined {
-    return this.child.proc.pid;
-  }
-
-  /** Starts consuming. */
-  async go(): Promise<void> {
-    await this.child.request({ type: 'go' }, 'going');
-  }
-
-  /** Cancels, lets in-flight work finish, closes; returns what the loop counted. */
-  async stop(): Promise<{ acked: number; retried: number }> {
-    const r = await this.child.request<{ acked: number; retried: number }>({ type: 'stop' }, 'stopped', 30_000);
-    await this.child.stop();
-    return r;
-  }
-}
+/** The loop in a process of its own; `stop()` returns how many it acked and handed on. */
+export const CeilingProcess = {
+  start: (opts: CeilingOptions, execArgv: string[] = []): Promise<GoStopChild<{ acked: number; retried: number }>> =>
+    GoStopChild.start(fileURLToPath(import.meta.url), 'ceiling', opts, execArgv),
+};
 
 async function childMain(opts: CeilingOptions): Promise<void> {
   const conn = await amqp.connect(opts.amqpUrl, { clientProperties: { connection_name: `notifyd bench ceiling pid ${process.pid}` } });
