@@ -1,5 +1,5 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
-import { AckBatcher } from './ack-batcher.js';
+import { AckBatcher, ackPolicyFor } from './ack-batcher.js';
 import { diffConfig, type Config } from './config.js';
 import { createAddressGuard } from './address-guard.js';
 import { ReturnTracker, connectBroker, handOnOptions, publishConfirmed, reconnectDelay, sleep } from './broker.js';
@@ -177,10 +177,7 @@ export class TierWorker implements ManagedWorker {
       await ch.prefetch(this.config.delivery.concurrency);
       const lost = (): void => {
         if (this.conn !== conn) return;
-        this.conn = null;
-        this.ch = null;
-        this.acker = null;
-        this.consumerTag = null;
+        this.forgetChannel();
         void conn.close().catch(() => undefined);
         if (!this.stopping) {
           this.log.warn('broker connection lost; reconnecting');
@@ -203,22 +200,26 @@ export class TierWorker implements ManagedWorker {
         } catch {
           /* channel closing: the broker redelivers */
         }
-      });
+      }, ackPolicyFor(this.config.delivery.concurrency));
       await this.syncConsumer();
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
       this.log.info({ queue: this.names.workQueue(this.tier), prefetch: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
     } catch (err) {
       // Forget this connection first, so its close does not start a second reconnect loop.
-      if (this.conn === conn) {
-        this.conn = null;
-        this.ch = null;
-        this.acker = null;
-        this.consumerTag = null;
-      }
+      if (this.conn === conn) this.forgetChannel();
       await conn.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Drops the current connection's state; its unacked deliveries are the broker's to requeue. */
+  private forgetChannel(): void {
+    this.conn = null;
+    this.ch = null;
+    this.acker?.discard();
+    this.acker = null;
+    this.consumerTag = null;
   }
 
   /**
@@ -312,6 +313,7 @@ export class TierWorker implements ManagedWorker {
     void Promise.allSettled([...this.inflight])
       .then(() => oldSigner.close())
       .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'closing the old signer failed'));
+    if (prefetchChanged) this.acker?.setPolicy(ackPolicyFor(next.delivery.concurrency));
     if (prefetchChanged && this.ch) {
       // basic.qos applies to consumers created afterwards, so re-subscribe.
       const ch = this.ch;

@@ -1,63 +1,158 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AckBatcher } from '../../src/ack-batcher.js';
+import { AckBatcher, ackPolicyFor, type AckBatchPolicy, type AckTimers } from '../../src/ack-batcher.js';
 
-function harness(): { b: AckBatcher; acks: [number, boolean][]; run: () => void } {
+/** Timers the test fires by hand; each kind holds at most what the batcher armed and did not cancel. */
+function fakeTimers(): AckTimers & { fireLater: () => void; fireSoon: () => void; armed: () => { later: number[]; soon: number } } {
+  let later = new Map<number, { fn: () => void; ms: number }>();
+  let soon = new Map<number, () => void>();
+  let next = 0;
+  return {
+    later(fn, ms) {
+      const id = next++;
+      later.set(id, { fn, ms });
+      return () => later.delete(id);
+    },
+    soon(fn) {
+      const id = next++;
+      soon.set(id, fn);
+      return () => soon.delete(id);
+    },
+    fireLater() {
+      const due = later;
+      later = new Map();
+      for (const t of due.values()) t.fn();
+    },
+    fireSoon() {
+      const due = soon;
+      soon = new Map();
+      for (const fn of due.values()) fn();
+    },
+    armed: () => ({ later: [...later.values()].map((t) => t.ms), soon: soon.size }),
+  };
+}
+
+function harness(policy: AckBatchPolicy = { maxDelayMs: 5, maxBatch: 100 }) {
   const acks: [number, boolean][] = [];
-  let queued: (() => void) | null = null;
-  const b = new AckBatcher((tag, multiple) => acks.push([tag, multiple]), (fn) => (queued = fn));
-  return { b, acks, run: () => { const f = queued; queued = null; f?.(); } };
+  const timers = fakeTimers();
+  const b = new AckBatcher((tag, multiple) => acks.push([tag, multiple]), policy, timers);
+  return { b, acks, timers };
 }
 
 describe('AckBatcher', () => {
   it('acks an in-order run with one multiple ack', () => {
-    const { b, acks, run } = harness();
+    const { b, acks, timers } = harness();
     for (const t of [1, 2, 3, 4]) b.track(t);
     for (const t of [1, 2, 3]) b.complete(t);
-    run();
+    timers.fireLater();
     assert.deepEqual(acks, [[3, true]]);
     assert.equal(b.outstanding, 1);
   });
 
   it('a single completion is a plain ack', () => {
-    const { b, acks, run } = harness();
+    const { b, acks, timers } = harness();
     b.track(7);
     b.complete(7);
-    run();
+    timers.fireLater();
     assert.deepEqual(acks, [[7, false]]);
   });
 
   it('completions behind a slow head are acked one by one, never covered by a later multiple', () => {
-    const { b, acks, run } = harness();
+    const { b, acks, timers } = harness();
     for (const t of [1, 2, 3, 4]) b.track(t);
     b.complete(3);
     b.complete(4);
-    run();
+    timers.fireLater();
     assert.deepEqual(acks, [[3, false], [4, false]]);
     b.complete(1);
-    run();
+    timers.fireLater();
     assert.deepEqual(acks.slice(2), [[1, false]]);
     b.complete(2);
-    run();
+    timers.fireLater();
     assert.deepEqual(acks.slice(3), [[2, false]]);
     assert.equal(b.outstanding, 0);
   });
 
   it('a forgotten (nacked) tag is never acked and does not block the prefix', () => {
-    const { b, acks, run } = harness();
+    const { b, acks, timers } = harness();
     for (const t of [1, 2, 3]) b.track(t);
     b.forget(1);
     b.complete(2);
     b.complete(3);
-    run();
+    timers.fireLater();
     assert.deepEqual(acks, [[3, true]]);
   });
 
-  it('schedules one flush per burst of completions', () => {
-    let scheduled = 0;
-    const b = new AckBatcher(() => undefined, () => { scheduled++; });
-    b.track(1); b.track(2);
-    b.complete(1); b.complete(2);
-    assert.equal(scheduled, 1);
+  it('below the batch size, acks wait for one timer of maxDelayMs armed by the first completion', () => {
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 3 });
+    for (const t of [1, 2, 3]) b.track(t);
+    b.complete(1);
+    b.complete(2);
+    assert.deepEqual(timers.armed(), { later: [5], soon: 0 });
+    assert.deepEqual(acks, [], 'nothing is sent before the timer');
+    timers.fireLater();
+    assert.deepEqual(acks, [[2, true]]);
+    assert.deepEqual(timers.armed(), { later: [], soon: 0 });
+  });
+
+  it('reaching the batch size sends on the next turn and cancels the timer', () => {
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 3 });
+    for (const t of [1, 2, 3, 4]) b.track(t);
+    b.complete(1);
+    b.complete(2);
+    b.complete(3);
+    assert.deepEqual(timers.armed(), { later: [5], soon: 1 });
+    b.complete(4);
+    assert.equal(timers.armed().soon, 1, 'one turn-flush however many more complete');
+    timers.fireSoon();
+    assert.deepEqual(acks, [[4, true]]);
+    assert.deepEqual(timers.armed(), { later: [], soon: 0 }, 'the flush cancelled the pending timer');
+  });
+
+  it('with a batch size of 1 every completion goes out on the next turn', () => {
+    const { b, acks, timers } = harness(ackPolicyFor(1));
+    b.track(1);
+    b.complete(1);
+    assert.deepEqual(timers.armed(), { later: [], soon: 1 });
+    timers.fireSoon();
+    assert.deepEqual(acks, [[1, false]]);
+  });
+
+  it('an explicit flush sends at once and disarms both timers', () => {
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 2 });
+    for (const t of [1, 2]) b.track(t);
+    b.complete(1);
+    b.complete(2);
+    b.flush();
+    assert.deepEqual(acks, [[2, true]]);
+    assert.deepEqual(timers.armed(), { later: [], soon: 0 });
+  });
+
+  it('discard drops pending acks and timers without sending anything, and may repeat', () => {
+    const { b, acks, timers } = harness();
+    for (const t of [1, 2]) b.track(t);
+    b.complete(1);
+    b.discard();
+    b.discard();
+    assert.equal(b.outstanding, 0);
+    assert.deepEqual(timers.armed(), { later: [], soon: 0 });
+    b.flush();
+    assert.deepEqual(acks, []);
+  });
+
+  it('a new policy applies to later completions', () => {
+    const { b, timers } = harness({ maxDelayMs: 5, maxBatch: 100 });
+    b.setPolicy({ maxDelayMs: 5, maxBatch: 1 });
+    b.track(1);
+    b.complete(1);
+    assert.deepEqual(timers.armed(), { later: [], soon: 1 });
+  });
+});
+
+describe('ackPolicyFor', () => {
+  it('holds acks up to 5 ms or half the prefetch window, never less than one', () => {
+    assert.deepEqual(ackPolicyFor(256), { maxDelayMs: 5, maxBatch: 128 });
+    assert.deepEqual(ackPolicyFor(3), { maxDelayMs: 5, maxBatch: 1 });
+    assert.deepEqual(ackPolicyFor(1), { maxDelayMs: 5, maxBatch: 1 });
   });
 });
