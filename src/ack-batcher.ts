@@ -9,7 +9,7 @@ export interface AckTimers {
   soon(fn: () => void): () => void;
 }
 
-/** Node's timers (unref'd: a pending ack never keeps a process alive). */
+/** Node's timers; the delay timer is unref'd, so a pending ack never keeps a process alive. */
 export const nodeAckTimers: AckTimers = {
   later(fn, ms) {
     const t = setTimeout(fn, ms);
@@ -36,15 +36,17 @@ export interface AckBatchPolicy {
  *
  * On a quorum queue every ack frame becomes a Raft command the broker appends
  * to its log, so the number of ack frames, not of acked deliveries, is what
- * costs. Acking once per event-loop turn sent one frame for every few
- * deliveries: the bench (3 runs each, same hour) measured RabbitMQ at 22–24 ms
- * of CPU per 1,000 notifications and notifyd at 16,300–16,800/s. Holding acks
- * up to 5 ms (bounded by half the window) gave 11 ms and 19,700–20,400/s.
- * Bounds of a quarter or an eighth of the window flushed more often (13.5 and
- * 17 ms); 10 ms without a bound held so much of the window that throughput
- * fell back to 17,400/s. With a prefetch of 1 every ack goes out at once.
- * The cost is a wider crash window: up to 5 ms of attempts made but not yet
- * acked are made again after a crash, which at-least-once delivery allows.
+ * costs. Acking once per event-loop turn sent about one frame per 10
+ * deliveries: the bench (7 runs each, same hour) measured RabbitMQ at 23 ms
+ * of CPU per 1,000 notifications and notifyd at 17,444/s. Holding acks up to
+ * 5 ms, bounded by half the window, gave 11 ms and 20,953/s. In 3-run
+ * comparisons, bounds of a quarter or an eighth of the window flushed more
+ * often (13.5 and 17 ms), and 10 ms without a bound held so much of the
+ * window that throughput fell back to 17,400/s. Below a prefetch of 4 the
+ * bound is 1: every ack goes out on the next turn, as before.
+ * The cost is a wider crash window: up to 5 ms (more under CPU load) of
+ * attempts made but not yet acked are made again after a crash or a lost
+ * connection, which at-least-once delivery allows.
  */
 export function ackPolicyFor(prefetch: number): AckBatchPolicy {
   return { maxDelayMs: 5, maxBatch: Math.max(1, Math.floor(prefetch / 2)) };

@@ -174,7 +174,9 @@ export class TierWorker implements ManagedWorker {
       const ch = await conn.createConfirmChannel();
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead]);
-      await ch.prefetch(this.config.delivery.concurrency);
+      // Read once: a reload during start-up must not give the batcher another window than the channel's.
+      const prefetch = this.config.delivery.concurrency;
+      await ch.prefetch(prefetch);
       const lost = (): void => {
         if (this.conn !== conn) return;
         this.forgetChannel();
@@ -200,7 +202,7 @@ export class TierWorker implements ManagedWorker {
         } catch {
           /* channel closing: the broker redelivers */
         }
-      }, ackPolicyFor(this.config.delivery.concurrency));
+      }, ackPolicyFor(prefetch));
       await this.syncConsumer();
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');

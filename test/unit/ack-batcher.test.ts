@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AckBatcher, ackPolicyFor, type AckBatchPolicy, type AckTimers } from '../../src/ack-batcher.js';
+import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckBatchPolicy, type AckTimers } from '../../src/ack-batcher.js';
 
 /** Timers the test fires by hand; each kind holds at most what the batcher armed and did not cancel. */
 function fakeTimers(): AckTimers & { fireLater: () => void; fireSoon: () => void; armed: () => { later: number[]; soon: number } } {
@@ -140,6 +140,29 @@ describe('AckBatcher', () => {
     assert.deepEqual(acks, []);
   });
 
+  it('after a flush, the next completion arms a new timer (steady state)', () => {
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 100 });
+    for (const t of [1, 2]) b.track(t);
+    b.complete(1);
+    timers.fireLater();
+    b.complete(2);
+    assert.deepEqual(timers.armed(), { later: [5], soon: 0 });
+    timers.fireLater();
+    assert.deepEqual(acks, [[1, false], [2, false]]);
+  });
+
+  it('a done tag forgotten while its timer is armed is not acked, and the rest still is', () => {
+    const { b, acks, timers } = harness();
+    for (const t of [1, 2, 3]) b.track(t);
+    b.complete(1);
+    b.complete(2);
+    b.forget(2);
+    b.complete(3);
+    timers.fireLater();
+    assert.deepEqual(acks, [[3, true]], 'one multiple ack over 1 and 3; 2 was settled elsewhere (nacked)');
+    assert.equal(b.outstanding, 0);
+  });
+
   it('a new policy applies to later completions', () => {
     const { b, timers } = harness({ maxDelayMs: 5, maxBatch: 100 });
     b.setPolicy({ maxDelayMs: 5, maxBatch: 1 });
@@ -154,5 +177,17 @@ describe('ackPolicyFor', () => {
     assert.deepEqual(ackPolicyFor(256), { maxDelayMs: 5, maxBatch: 128 });
     assert.deepEqual(ackPolicyFor(3), { maxDelayMs: 5, maxBatch: 1 });
     assert.deepEqual(ackPolicyFor(1), { maxDelayMs: 5, maxBatch: 1 });
+  });
+});
+
+describe('nodeAckTimers', () => {
+  it('fires both kinds, and a cancelled one never fires', async () => {
+    const fired: string[] = [];
+    nodeAckTimers.later(() => fired.push('later'), 1);
+    nodeAckTimers.soon(() => fired.push('soon'));
+    nodeAckTimers.later(() => fired.push('cancelled later'), 1)();
+    nodeAckTimers.soon(() => fired.push('cancelled soon'))();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(fired.sort(), ['later', 'soon']);
   });
 });
