@@ -31,7 +31,8 @@ const USAGE = `npm run bench -- [options]
   --precision-runs K repeat the retry-precision test K times, notifyd and the loops in turn;
                      the run with the median p99 is reported, every run's p99 is listed (default 1)
   --pending M        also fill the wait queues with M pending notifications and
-                     measure memory again (e.g. 1000000; takes minutes; default 0 = skip)
+                     measure memory again, against a control run of the same daemon
+                     30 s older with nothing pending (e.g. 1000000; takes minutes; default 0 = skip)
   --log-level L      the daemon's NOTIFY_LOG_LEVEL (default info, as shipped)
   --latency-ms X     merchant latency for the throughput runs (default 0)
   --failure-ratio F  share of throughput attempts the merchant answers 500 (default 0): those are
@@ -52,6 +53,15 @@ const USAGE = `npm run bench -- [options]
 const DEFAULT_SCHEDULE = 'default';
 /** Six tiers as the default, but delays long enough that pending notifications sit. */
 const PENDING_SCHEDULE = '0s,1h,2h,3h,4h,5h';
+/**
+ * How long the pending daemon sits idle before its control measurement,
+ * about as long as filling 1,000,000 takes here. A fresh daemon's idle
+ * workers shrink their heaps over the first half minute, so comparing the
+ * filled daemon with a fresh one would credit that shrinking to the fill.
+ */
+const PENDING_CONTROL_IDLE_MS = 30_000;
+/** Throughput runs on each side of the fill: one run's PSS peak swings by about ±6 %, so medians are compared. */
+const PENDING_LOAD_RUNS = 3;
 
 interface Flags {
   n: number;
@@ -225,6 +235,11 @@ async function startDaemon(res: Resources, schedule: string, flags: Flags, label
   }, 20_000, 'all workers running');
   await refresh();
   return { d, prefix, pids: () => pidList, status };
+}
+
+/** `master 60, tier0 30, …` for pids in `startDaemon`'s order (master, tiers, ingress). */
+function byRole(pids: readonly number[], perPidMiB: Record<number, number>): string {
+  return pids.map((pid, i) => `${i === 0 ? 'master' : i === pids.length - 1 ? 'ingress' : `tier${i - 1}`} ${perPidMiB[pid] ?? '?'}`).join(', ');
 }
 
 interface Measured {
@@ -738,21 +753,62 @@ async function main(): Promise<void> {
 
     await daemon.d.stop(40_000);
 
-    let pending: { m: number; fillMs: number; idleBeforeMiB: number; idleAfterMiB: number; underLoadBeforeMiB: number; underLoadMiB: number; perSBefore: number; perS: number } | null = null;
+    let pending: {
+      m: number;
+      fillMs: number;
+      idleBeforeMiB: number;
+      idleAfterMiB: number;
+      underLoadFreshMiB: number;
+      underLoadBeforeMiB: number;
+      underLoadMiB: number;
+      underLoadBeforeRunsMiB: number[];
+      underLoadRunsMiB: number[];
+      perSBefore: number;
+      perS: number;
+    } | null = null;
     if (flags.pending > 0) {
       const pd = await startDaemon(res, PENDING_SCHEDULE, flags, 'pending');
       log(`pending: daemon ${pd.prefix} (schedule ${PENDING_SCHEDULE}); filling ${flags.pending} notifications into its wait queues`);
       await daemonThroughput(pd, merchant, Math.min(2000, flags.n), 'pwarm');
-      const before = await daemonThroughput(pd, merchant, flags.n, 'pbefore');
+      const fresh = await daemonThroughput(pd, merchant, flags.n, 'pfresh');
+      log(`pending: PSS under load ${round(fresh.pssPeakMiB, 1)} MiB fresh; idle ${PENDING_CONTROL_IDLE_MS / 1000} s, then the control runs`);
+      await sleep(PENDING_CONTROL_IDLE_MS);
+      const loadRuns = async (label: string): Promise<{ peaks: number[]; peak: number; perS: number }> => {
+        const rs: Awaited<ReturnType<typeof daemonThroughput>>[] = [];
+        for (let i = 0; i < PENDING_LOAD_RUNS; i++) rs.push(await daemonThroughput(pd, merchant, flags.n, `${label}${i}`));
+        return { peaks: rs.map((r) => round(r.pssPeakMiB, 1)), peak: median(rs.map((r) => r.pssPeakMiB)), perS: median(rs.map((r) => r.perS)) };
+      };
+      const before = await loadRuns('pbefore');
+      // Idle is compared right before and right after the fill: a tier's heap
+      // after a run depends on its run history, which the fill does not change.
       await sleep(2000);
-      const idleBefore = (await pssSumMiB(pd.pids())).mib;
+      const idleBeforePss = await pssSumMiB(pd.pids());
+      const idleBefore = idleBeforePss.mib;
+      log(`pending: idle PSS ${round(idleBefore, 1)} MiB, nothing pending (${byRole(pd.pids(), idleBeforePss.perPid)})`);
       const fill = await fillPending(pd.prefix, flags.pending, merchant.base);
       log(`pending: filled in ${round(fill.ms / 1000, 1)} s`);
       await sleep(2000);
-      const idleAfter = (await pssSumMiB(pd.pids())).mib;
-      const after = await daemonThroughput(pd, merchant, flags.n, 'pafter');
-      log(`pending: PSS under load ${round(before.pssPeakMiB, 1)} MiB before, ${round(after.pssPeakMiB, 1)} MiB with ${flags.pending} pending`);
-      pending = { m: flags.pending, fillMs: fill.ms, idleBeforeMiB: idleBefore, idleAfterMiB: idleAfter, underLoadBeforeMiB: before.pssPeakMiB, underLoadMiB: after.pssPeakMiB, perSBefore: before.perS, perS: after.perS };
+      const idleAfterPss = await pssSumMiB(pd.pids());
+      const idleAfter = idleAfterPss.mib;
+      log(`pending: idle PSS ${round(idleAfter, 1)} MiB with ${flags.pending} pending (${byRole(pd.pids(), idleAfterPss.perPid)})`);
+      const after = await loadRuns('pafter');
+      log(
+        `pending: PSS under load, median of ${PENDING_LOAD_RUNS}: ${round(before.peak, 1)} MiB before (control; runs ${before.peaks.join(', ')}), ` +
+          `${round(after.peak, 1)} MiB with ${flags.pending} pending (runs ${after.peaks.join(', ')})`,
+      );
+      pending = {
+        m: flags.pending,
+        fillMs: fill.ms,
+        idleBeforeMiB: idleBefore,
+        idleAfterMiB: idleAfter,
+        underLoadFreshMiB: fresh.pssPeakMiB,
+        underLoadBeforeMiB: before.peak,
+        underLoadMiB: after.peak,
+        underLoadBeforeRunsMiB: before.peaks,
+        underLoadRunsMiB: after.peaks,
+        perSBefore: before.perS,
+        perS: after.perS,
+      };
       await pd.d.stop(40_000);
     }
 
@@ -792,10 +848,11 @@ async function main(): Promise<void> {
     mem.push(['peak during throughput (6 tiers)', round(pssMiB, 1)]);
     if (precision?.pssPeakMiB) mem.push([`peak during retry precision`, round(precision.pssPeakMiB, 1)]);
     if (pending) {
-      mem.push([`peak during throughput, schedule ${PENDING_SCHEDULE}, nothing pending`, round(pending.underLoadBeforeMiB, 1)]);
-      mem.push([`idle, before ${pending.m} pending (schedule ${PENDING_SCHEDULE})`, round(pending.idleBeforeMiB, 1)]);
+      mem.push([`peak during throughput, schedule ${PENDING_SCHEDULE}, fresh daemon, nothing pending`, round(pending.underLoadFreshMiB, 1)]);
+      mem.push([`peak during throughput ${PENDING_CONTROL_IDLE_MS / 1000} s later, nothing pending (the control; median of ${PENDING_LOAD_RUNS})`, round(pending.underLoadBeforeMiB, 1)]);
+      mem.push([`idle right after, nothing pending`, round(pending.idleBeforeMiB, 1)]);
       mem.push([`idle, with ${pending.m} pending`, round(pending.idleAfterMiB, 1)]);
-      mem.push([`peak during throughput with ${pending.m} pending`, round(pending.underLoadMiB, 1)]);
+      mem.push([`peak during throughput with ${pending.m} pending (median of ${PENDING_LOAD_RUNS})`, round(pending.underLoadMiB, 1)]);
     }
     process.stdout.write(`\n${table(mem)}\n`);
     if (precision) {
@@ -846,6 +903,9 @@ async function main(): Promise<void> {
       pss_pending_idle_mb: pending ? round(pending.idleAfterMiB, 1) : null,
       pss_idle_mb: pending ? round(pending.idleBeforeMiB, 1) : null,
       pss_pending_baseline_mb: pending ? round(pending.underLoadBeforeMiB, 1) : null,
+      pss_pending_fresh_mb: pending ? round(pending.underLoadFreshMiB, 1) : null,
+      pss_pending_runs_mb: pending ? pending.underLoadRunsMiB : null,
+      pss_pending_baseline_runs_mb: pending ? pending.underLoadBeforeRunsMiB : null,
       pending_baseline_delivered_per_s: pending ? round(pending.perSBefore) : null,
       pending: pending ? pending.m : 0,
       pending_fill_s: pending ? round(pending.fillMs / 1000, 1) : null,
