@@ -30,9 +30,10 @@ const USAGE = `npm run bench -- [options]
   --precision-warmup W  seconds of the same load before the measured ones (default 5; reported apart)
   --precision-runs K repeat the retry-precision test K times, notifyd and the loops in turn;
                      the run with the median p99 is reported, every run's p99 is listed (default 1)
-  --pending M        also fill the wait queues with M pending notifications and
-                     measure memory again, against a control run of the same daemon
-                     30 s older with nothing pending (e.g. 1000000; takes minutes; default 0 = skip)
+  --pending M        also fill the wait queues with M pending notifications and measure memory
+                     again, against the same daemon just before the fill: medians of 3 throughput
+                     runs on each side, and idle PSS per process 30 s after each side's runs
+                     (e.g. 1000000; takes minutes; default 0 = skip)
   --log-level L      the daemon's NOTIFY_LOG_LEVEL (default info, as shipped)
   --latency-ms X     merchant latency for the throughput runs (default 0)
   --failure-ratio F  share of throughput attempts the merchant answers 500 (default 0): those are
@@ -60,7 +61,10 @@ const PENDING_SCHEDULE = '0s,1h,2h,3h,4h,5h';
  * filled daemon with a fresh one would credit that shrinking to the fill.
  */
 const PENDING_CONTROL_IDLE_MS = 30_000;
-/** Throughput runs on each side of the fill: one run's PSS peak swings by about ±6 %, so medians are compared. */
+/**
+ * Throughput runs on each side of the fill: single runs' PSS peaks differ (the
+ * first after an idle pause peaks 8–12 % lower), so medians are compared.
+ */
 const PENDING_LOAD_RUNS = 3;
 
 interface Flags {
@@ -779,23 +783,23 @@ async function main(): Promise<void> {
         return { peaks: rs.map((r) => round(r.pssPeakMiB, 1)), peak: median(rs.map((r) => r.pssPeakMiB)), perS: median(rs.map((r) => r.perS)) };
       };
       const before = await loadRuns('pbefore');
-      // Idle is compared right before and right after the fill: a tier's heap
-      // after a run depends on its run history, which the fill does not change.
-      await sleep(2000);
+      // Idle PSS is read as long after the last run on both sides: how much of
+      // its heap a worker has given back depends on the time since it last worked.
+      await sleep(PENDING_CONTROL_IDLE_MS);
       const idleBeforePss = await pssSumMiB(pd.pids());
       const idleBefore = idleBeforePss.mib;
       log(`pending: idle PSS ${round(idleBefore, 1)} MiB, nothing pending (${byRole(pd.pids(), idleBeforePss.perPid)})`);
       const fill = await fillPending(pd.prefix, flags.pending, merchant.base);
       log(`pending: filled in ${round(fill.ms / 1000, 1)} s`);
-      await sleep(2000);
-      const idleAfterPss = await pssSumMiB(pd.pids());
-      const idleAfter = idleAfterPss.mib;
-      log(`pending: idle PSS ${round(idleAfter, 1)} MiB with ${flags.pending} pending (${byRole(pd.pids(), idleAfterPss.perPid)})`);
       const after = await loadRuns('pafter');
       log(
         `pending: PSS under load, median of ${PENDING_LOAD_RUNS}: ${round(before.peak, 1)} MiB before (control; runs ${before.peaks.join(', ')}), ` +
           `${round(after.peak, 1)} MiB with ${flags.pending} pending (runs ${after.peaks.join(', ')})`,
       );
+      await sleep(PENDING_CONTROL_IDLE_MS);
+      const idleAfterPss = await pssSumMiB(pd.pids());
+      const idleAfter = idleAfterPss.mib;
+      log(`pending: idle PSS ${round(idleAfter, 1)} MiB with ${flags.pending} pending (${byRole(pd.pids(), idleAfterPss.perPid)})`);
       pending = {
         m: flags.pending,
         fillMs: fill.ms,
@@ -850,9 +854,9 @@ async function main(): Promise<void> {
     if (pending) {
       mem.push([`peak during throughput, schedule ${PENDING_SCHEDULE}, fresh daemon, nothing pending`, round(pending.underLoadFreshMiB, 1)]);
       mem.push([`peak during throughput ${PENDING_CONTROL_IDLE_MS / 1000} s later, nothing pending (the control; median of ${PENDING_LOAD_RUNS})`, round(pending.underLoadBeforeMiB, 1)]);
-      mem.push([`idle right after, nothing pending`, round(pending.idleBeforeMiB, 1)]);
-      mem.push([`idle, with ${pending.m} pending`, round(pending.idleAfterMiB, 1)]);
+      mem.push([`idle ${PENDING_CONTROL_IDLE_MS / 1000} s after those runs, nothing pending`, round(pending.idleBeforeMiB, 1)]);
       mem.push([`peak during throughput with ${pending.m} pending (median of ${PENDING_LOAD_RUNS})`, round(pending.underLoadMiB, 1)]);
+      mem.push([`idle ${PENDING_CONTROL_IDLE_MS / 1000} s after those runs, ${pending.m} pending`, round(pending.idleAfterMiB, 1)]);
     }
     process.stdout.write(`\n${table(mem)}\n`);
     if (precision) {
@@ -902,11 +906,11 @@ async function main(): Promise<void> {
       pss_pending_mb: pending ? round(pending.underLoadMiB, 1) : null,
       pss_pending_idle_mb: pending ? round(pending.idleAfterMiB, 1) : null,
       pss_idle_mb: pending ? round(pending.idleBeforeMiB, 1) : null,
-      pss_pending_baseline_mb: pending ? round(pending.underLoadBeforeMiB, 1) : null,
+      pss_pending_control_mb: pending ? round(pending.underLoadBeforeMiB, 1) : null,
       pss_pending_fresh_mb: pending ? round(pending.underLoadFreshMiB, 1) : null,
       pss_pending_runs_mb: pending ? pending.underLoadRunsMiB : null,
-      pss_pending_baseline_runs_mb: pending ? pending.underLoadBeforeRunsMiB : null,
-      pending_baseline_delivered_per_s: pending ? round(pending.perSBefore) : null,
+      pss_pending_control_runs_mb: pending ? pending.underLoadBeforeRunsMiB : null,
+      pending_control_delivered_per_s: pending ? round(pending.perSBefore) : null,
       pending: pending ? pending.m : 0,
       pending_fill_s: pending ? round(pending.fillMs / 1000, 1) : null,
       pending_delivered_per_s: pending ? round(pending.perS) : null,
