@@ -39,7 +39,8 @@ export interface AckBatchPolicy {
  * costs. Acking once per event-loop turn sent about one frame per 10
  * deliveries: the bench (7 runs each, same hour) measured RabbitMQ at 23 ms
  * of CPU per 1,000 notifications and notifyd at 17,444/s. Holding acks up to
- * 5 ms, bounded by half the window, gave 11 ms and 20,953/s. In 3-run
+ * 5 ms, bounded by half the window, gave 10–11 ms and 20,953–22,371/s over
+ * four such benches. In 3-run
  * comparisons, bounds of a quarter or an eighth of the window flushed more
  * often (13.5 and 17 ms), and 10 ms without a bound held so much of the
  * window that throughput fell back to 17,400/s. Below a prefetch of 4 the
