@@ -55,10 +55,11 @@ const DEFAULT_SCHEDULE = 'default';
 /** Six tiers as the default, but delays long enough that pending notifications sit. */
 const PENDING_SCHEDULE = '0s,1h,2h,3h,4h,5h';
 /**
- * How long the pending daemon sits idle before its control measurement,
- * about as long as filling 1,000,000 takes here. A fresh daemon's idle
- * workers shrink their heaps over the first half minute, so comparing the
- * filled daemon with a fresh one would credit that shrinking to the fill.
+ * How long the pending daemon sits idle before its control runs, and after
+ * each side's runs before its idle PSS is read: about as long as filling
+ * 1,000,000 takes here. A worker gives back heap over the half minute after
+ * it last worked, so readings at unequal distances from a run would credit
+ * that to the fill (or hide growth behind it).
  */
 const PENDING_CONTROL_IDLE_MS = 30_000;
 /**
@@ -757,19 +758,14 @@ async function main(): Promise<void> {
 
     await daemon.d.stop(40_000);
 
-    let pending: {
-      m: number;
-      fillMs: number;
-      idleBeforeMiB: number;
-      idleAfterMiB: number;
-      underLoadFreshMiB: number;
-      underLoadBeforeMiB: number;
-      underLoadMiB: number;
-      underLoadBeforeRunsMiB: number[];
-      underLoadRunsMiB: number[];
-      perSBefore: number;
+    /** One side of the fill: median PSS peak and rate of its throughput runs, then idle PSS. */
+    interface PendingSide {
+      peak: number;
+      peaks: number[];
       perS: number;
-    } | null = null;
+      idleMiB: number;
+    }
+    let pending: { m: number; fillMs: number; freshMiB: number; control: PendingSide; filled: PendingSide } | null = null;
     if (flags.pending > 0) {
       const pd = await startDaemon(res, PENDING_SCHEDULE, flags, 'pending');
       log(`pending: daemon ${pd.prefix} (schedule ${PENDING_SCHEDULE}); filling ${flags.pending} notifications into its wait queues`);
@@ -777,42 +773,22 @@ async function main(): Promise<void> {
       const fresh = await daemonThroughput(pd, merchant, flags.n, 'pfresh');
       log(`pending: PSS under load ${round(fresh.pssPeakMiB, 1)} MiB fresh; idle ${PENDING_CONTROL_IDLE_MS / 1000} s, then the control runs`);
       await sleep(PENDING_CONTROL_IDLE_MS);
-      const loadRuns = async (label: string): Promise<{ peaks: number[]; peak: number; perS: number }> => {
+      const side = async (label: string, what: string): Promise<PendingSide> => {
         const rs: Awaited<ReturnType<typeof daemonThroughput>>[] = [];
         for (let i = 0; i < PENDING_LOAD_RUNS; i++) rs.push(await daemonThroughput(pd, merchant, flags.n, `${label}${i}`));
-        return { peaks: rs.map((r) => round(r.pssPeakMiB, 1)), peak: median(rs.map((r) => r.pssPeakMiB)), perS: median(rs.map((r) => r.perS)) };
+        const peaks = rs.map((r) => round(r.pssPeakMiB, 1));
+        const peak = median(rs.map((r) => r.pssPeakMiB));
+        log(`pending: PSS under load, median of ${PENDING_LOAD_RUNS}: ${round(peak, 1)} MiB ${what} (runs ${peaks.join(', ')})`);
+        await sleep(PENDING_CONTROL_IDLE_MS);
+        const idle = await pssSumMiB(pd.pids());
+        log(`pending: idle PSS ${round(idle.mib, 1)} MiB ${what} (${byRole(pd.pids(), idle.perPid)})`);
+        return { peak, peaks, perS: median(rs.map((r) => r.perS)), idleMiB: idle.mib };
       };
-      const before = await loadRuns('pbefore');
-      // Idle PSS is read as long after the last run on both sides: how much of
-      // its heap a worker has given back depends on the time since it last worked.
-      await sleep(PENDING_CONTROL_IDLE_MS);
-      const idleBeforePss = await pssSumMiB(pd.pids());
-      const idleBefore = idleBeforePss.mib;
-      log(`pending: idle PSS ${round(idleBefore, 1)} MiB, nothing pending (${byRole(pd.pids(), idleBeforePss.perPid)})`);
+      const control = await side('pbefore', 'nothing pending (the control)');
       const fill = await fillPending(pd.prefix, flags.pending, merchant.base);
       log(`pending: filled in ${round(fill.ms / 1000, 1)} s`);
-      const after = await loadRuns('pafter');
-      log(
-        `pending: PSS under load, median of ${PENDING_LOAD_RUNS}: ${round(before.peak, 1)} MiB before (control; runs ${before.peaks.join(', ')}), ` +
-          `${round(after.peak, 1)} MiB with ${flags.pending} pending (runs ${after.peaks.join(', ')})`,
-      );
-      await sleep(PENDING_CONTROL_IDLE_MS);
-      const idleAfterPss = await pssSumMiB(pd.pids());
-      const idleAfter = idleAfterPss.mib;
-      log(`pending: idle PSS ${round(idleAfter, 1)} MiB with ${flags.pending} pending (${byRole(pd.pids(), idleAfterPss.perPid)})`);
-      pending = {
-        m: flags.pending,
-        fillMs: fill.ms,
-        idleBeforeMiB: idleBefore,
-        idleAfterMiB: idleAfter,
-        underLoadFreshMiB: fresh.pssPeakMiB,
-        underLoadBeforeMiB: before.peak,
-        underLoadMiB: after.peak,
-        underLoadBeforeRunsMiB: before.peaks,
-        underLoadRunsMiB: after.peaks,
-        perSBefore: before.perS,
-        perS: after.perS,
-      };
+      const filled = await side('pafter', `with ${flags.pending} pending`);
+      pending = { m: flags.pending, fillMs: fill.ms, freshMiB: fresh.pssPeakMiB, control, filled };
       await pd.d.stop(40_000);
     }
 
@@ -852,11 +828,11 @@ async function main(): Promise<void> {
     mem.push(['peak during throughput (6 tiers)', round(pssMiB, 1)]);
     if (precision?.pssPeakMiB) mem.push([`peak during retry precision`, round(precision.pssPeakMiB, 1)]);
     if (pending) {
-      mem.push([`peak during throughput, schedule ${PENDING_SCHEDULE}, fresh daemon, nothing pending`, round(pending.underLoadFreshMiB, 1)]);
-      mem.push([`peak during throughput ${PENDING_CONTROL_IDLE_MS / 1000} s later, nothing pending (the control; median of ${PENDING_LOAD_RUNS})`, round(pending.underLoadBeforeMiB, 1)]);
-      mem.push([`idle ${PENDING_CONTROL_IDLE_MS / 1000} s after those runs, nothing pending`, round(pending.idleBeforeMiB, 1)]);
-      mem.push([`peak during throughput with ${pending.m} pending (median of ${PENDING_LOAD_RUNS})`, round(pending.underLoadMiB, 1)]);
-      mem.push([`idle ${PENDING_CONTROL_IDLE_MS / 1000} s after those runs, ${pending.m} pending`, round(pending.idleAfterMiB, 1)]);
+      mem.push([`peak during throughput, schedule ${PENDING_SCHEDULE}, fresh daemon, nothing pending`, round(pending.freshMiB, 1)]);
+      mem.push([`peak during throughput ${PENDING_CONTROL_IDLE_MS / 1000} s later, nothing pending (the control; median of ${PENDING_LOAD_RUNS})`, round(pending.control.peak, 1)]);
+      mem.push([`idle ${PENDING_CONTROL_IDLE_MS / 1000} s after those runs, nothing pending`, round(pending.control.idleMiB, 1)]);
+      mem.push([`peak during throughput with ${pending.m} pending (median of ${PENDING_LOAD_RUNS})`, round(pending.filled.peak, 1)]);
+      mem.push([`idle ${PENDING_CONTROL_IDLE_MS / 1000} s after those runs, ${pending.m} pending`, round(pending.filled.idleMiB, 1)]);
     }
     process.stdout.write(`\n${table(mem)}\n`);
     if (precision) {
@@ -903,17 +879,17 @@ async function main(): Promise<void> {
       precision_cpu_ms_per_1k: precision ? { notifyd: precision.cpuPer1k, ceiling: precisionCeiling?.cpuPer1k ?? null } : null,
       pss_mb: round(pssMiB, 1),
       pss_precision_mb: precision?.pssPeakMiB ? round(precision.pssPeakMiB, 1) : null,
-      pss_pending_mb: pending ? round(pending.underLoadMiB, 1) : null,
-      pss_pending_idle_mb: pending ? round(pending.idleAfterMiB, 1) : null,
-      pss_idle_mb: pending ? round(pending.idleBeforeMiB, 1) : null,
-      pss_pending_control_mb: pending ? round(pending.underLoadBeforeMiB, 1) : null,
-      pss_pending_fresh_mb: pending ? round(pending.underLoadFreshMiB, 1) : null,
-      pss_pending_runs_mb: pending ? pending.underLoadRunsMiB : null,
-      pss_pending_control_runs_mb: pending ? pending.underLoadBeforeRunsMiB : null,
-      pending_control_delivered_per_s: pending ? round(pending.perSBefore) : null,
+      pss_pending_mb: pending ? round(pending.filled.peak, 1) : null,
+      pss_pending_idle_mb: pending ? round(pending.filled.idleMiB, 1) : null,
+      pss_idle_mb: pending ? round(pending.control.idleMiB, 1) : null,
+      pss_pending_control_mb: pending ? round(pending.control.peak, 1) : null,
+      pss_pending_fresh_mb: pending ? round(pending.freshMiB, 1) : null,
+      pss_pending_runs_mb: pending ? pending.filled.peaks : null,
+      pss_pending_control_runs_mb: pending ? pending.control.peaks : null,
+      pending_control_delivered_per_s: pending ? round(pending.control.perS) : null,
       pending: pending ? pending.m : 0,
       pending_fill_s: pending ? round(pending.fillMs / 1000, 1) : null,
-      pending_delivered_per_s: pending ? round(pending.perS) : null,
+      pending_delivered_per_s: pending ? round(pending.filled.perS) : null,
       n: flags.n,
       runs: flags.runs,
       per_run: runs.map((r) => ({
