@@ -1,9 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import amqp from 'amqplib';
 import type { ConfirmChannel } from 'amqplib';
-import type { LimitsConfig } from '../src/config.js';
-import { H, encodeNotification, validateNotification, type Notification } from '../src/message.js';
-import { namesFor } from '../src/topology.js';
+import type { LimitsConfig } from '../src/core/config.js';
+import { H, encodeNotification, validateNotification, type Notification } from '../src/core/message.js';
+import { namesFor } from '../src/broker/topology.js';
 
 /** The limits of config/default.json (the bench validates what it publishes like the ingress would). */
 export const BENCH_LIMITS: LimitsConfig = Object.freeze({

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue, Worker, type Job } from 'bullmq';
 import { Agent, request } from 'undici';
 import { GoStopChild, childArgs, toParent } from './bench-util.js';
-import type { Notification } from '../src/message.js';
+import type { Notification } from '../src/core/message.js';
 
 export const REDIS = { host: '127.0.0.1', port: 6379 } as const;
 const QUEUE_NAME = 'notify';

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
-import { buildTopology, deleteTopology } from '../src/topology.js';
-import { parseSchedule } from '../src/schedule.js';
+import { buildTopology, deleteTopology } from '../src/broker/topology.js';
+import { parseSchedule } from '../src/core/schedule.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The compiled CLI, found from `bench/` (tsx) and `dist/bench/` (built) alike. */

@@ -9,9 +9,9 @@
 // deletes the prefix's queues. Needs RabbitMQ on NOTIFY_AMQP_URL (default
 // amqp://guest:guest@127.0.0.1:5672) and a build (`npm run build`).
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
-import { redactUrl } from '../src/config.js';
-import { SCHEDULE_PRESETS, formatDuration, parseSchedule } from '../src/schedule.js';
-import type { OutcomeEvent } from '../src/tier-worker.js';
+import { redactUrl } from '../src/core/config.js';
+import { SCHEDULE_PRESETS, formatDuration, parseSchedule } from '../src/core/schedule.js';
+import type { OutcomeEvent } from '../src/tier/consumer.js';
 import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor, type LogLine } from './daemon-process.js';
 import { MerchantStub, type SeenRequest } from './merchant-stub.js';
 

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { closeServerNow } from '../src/http-util.js';
+import { closeServerNow } from '../src/core/http-util.js';
 
 /** One request as the merchant saw it. */
 export interface SeenRequest {

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { NotifyClient } from './client.js';
-import { EX_CONFIG } from './config.js';
-import { toErrorData } from './errors.js';
-import { loadConfigOrExit, runMaster } from './master.js';
+import { EX_CONFIG } from './core/config.js';
+import { toErrorData } from './core/errors.js';
+import { loadConfigOrExit, runMaster } from './supervisor/master.js';
 
 const USAGE = `notifyd — tiered HTTP notification delivery on RabbitMQ
 

@@ -1,6 +1,6 @@
-import { loadConfig, type LimitsConfig } from './config.js';
-import { validateNotification, type Notification } from './message.js';
-import { NotificationPublisher } from './publisher.js';
+import { loadConfig, type LimitsConfig } from './core/config.js';
+import { validateNotification, type Notification } from './core/message.js';
+import { NotificationPublisher } from './broker/publisher.js';
 
 export interface NotifyClientOptions {
   /** Default `amqp://guest:guest@127.0.0.1:5672`. */

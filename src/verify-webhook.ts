@@ -4,10 +4,8 @@
  * merchant importing it pulls in none of the daemon.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { ErrorCodes, NotifyError } from './errors.js';
-
-const PREFIX = 'whsec_';
-const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+import { ErrorCodes, NotifyError } from './core/errors.js';
+import { decodeWebhookSecret } from './core/keys.js';
 
 /** Options of {@link verifyWebhook}. */
 export interface VerifyWebhookOptions {
@@ -40,10 +38,9 @@ function single(headers: VerifyWebhookOptions['headers'], name: string): string 
 }
 
 function decodeSecret(secret: string, index: number): Buffer {
-  const b64 = secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret;
-  const key = BASE64.test(b64) ? Buffer.from(b64, 'base64') : Buffer.alloc(0);
+  const key = decodeWebhookSecret(secret);
   // A misconfigured secret is the receiver's bug, not a forged request: say so distinctly.
-  if (key.length === 0) throw new NotifyError(ErrorCodes.CONFIG_INVALID, `webhook secret #${index + 1} is not whsec_<base64>`);
+  if (key === null) throw new NotifyError(ErrorCodes.CONFIG_INVALID, `webhook secret #${index + 1} is not whsec_<base64>`);
   return key;
 }
 

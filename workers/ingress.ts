@@ -1,8 +1,8 @@
 // Entry point of the ingress worker process (forked by the master with Node cluster).
-import { IngressWorker } from '../src/ingress-worker.js';
-import { createLogger } from '../src/logger.js';
-import { createWorkerMetrics } from '../src/metrics.js';
-import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/worker-process.js';
+import { IngressWorker } from '../src/ingress/worker.js';
+import { createLogger } from '../src/core/logger.js';
+import { createWorkerMetrics } from '../src/core/metrics.js';
+import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
 
 const config = readWorkerConfig();
 const log = createLogger(config.logLevel, { role: 'ingress' });

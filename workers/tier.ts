@@ -1,9 +1,9 @@
 // Entry point of a tier worker process (forked by the master with Node cluster).
-import { createLoggers } from '../src/logger.js';
-import { createWorkerMetrics } from '../src/metrics.js';
-import { WORKER_ENV } from '../src/control.js';
-import { TierWorker } from '../src/tier-worker.js';
-import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/worker-process.js';
+import { createLoggers } from '../src/core/logger.js';
+import { createWorkerMetrics } from '../src/core/metrics.js';
+import { WORKER_ENV } from '../src/supervisor/control.js';
+import { TierWorker } from '../src/tier/consumer.js';
+import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
 
 const config = readWorkerConfig();
 const tier = Number(process.env[WORKER_ENV.tier]);

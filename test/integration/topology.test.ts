@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { AMQP_URL, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
-import { parseSchedule } from '../../src/schedule.js';
-import { buildTopology, declareTopology, namesFor } from '../../src/topology.js';
+import { parseSchedule } from '../../src/core/schedule.js';
+import { buildTopology, declareTopology, namesFor } from '../../src/broker/topology.js';
 
 const SCHEDULE = '0s,200ms';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckBatchPolicy, type AckTimers } from '../../src/ack-batcher.js';
+import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckBatchPolicy, type AckTimers } from '../../src/broker/ack-batcher.js';
 
 /** Timers the test fires by hand; each kind holds at most what the batcher armed and did not cancel. */
 function fakeTimers(): AckTimers & { fireLater: () => void; fireSoon: () => void; armed: () => { later: number[]; soon: number } } {

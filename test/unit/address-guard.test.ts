@@ -3,8 +3,8 @@ import type dns from 'node:dns';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { classifyAddress, createAddressGuard, type AddressClass } from '../../src/address-guard.js';
-import { ErrorCodes, NotifyError } from '../../src/errors.js';
+import { classifyAddress, createAddressGuard, type AddressClass } from '../../src/delivery/address-guard.js';
+import { ErrorCodes, NotifyError } from '../../src/core/errors.js';
 
 const TABLE: ReadonlyArray<readonly [string, AddressClass]> = [
   // public

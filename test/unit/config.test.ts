@@ -15,8 +15,8 @@ import {
   parseConfig,
   redactUrl,
   type Config,
-} from '../../src/config.js';
-import { ErrorCodes, hasCode } from '../../src/errors.js';
+} from '../../src/core/config.js';
+import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 
 type Raw = Record<string, unknown>;
 

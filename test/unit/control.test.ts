@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/core/config.js';
 import {
   CONTROL_TAG,
   WORKER_ENV,
@@ -10,9 +10,9 @@ import {
   wrap,
   type MasterMessage,
   type WorkerMessage,
-} from '../../src/control.js';
-import { ErrorCodes, NotifyError, hasCode, toErrorData } from '../../src/errors.js';
-import { tokenMatches } from '../../src/http-util.js';
+} from '../../src/supervisor/control.js';
+import { ErrorCodes, NotifyError, hasCode, toErrorData } from '../../src/core/errors.js';
+import { tokenMatches } from '../../src/core/http-util.js';
 
 /** Sends a value through what the cluster IPC pipe does to it (JSON serialisation). */
 const overIpc = <T>(v: T): unknown => JSON.parse(JSON.stringify(v));

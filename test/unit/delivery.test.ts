@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { DeliveryConfig } from '../../src/config.js';
-import { createAddressGuard } from '../../src/address-guard.js';
-import { HttpDeliverer } from '../../src/delivery.js';
+import type { DeliveryConfig } from '../../src/core/config.js';
+import { createAddressGuard } from '../../src/delivery/address-guard.js';
+import { HttpDeliverer } from '../../src/delivery/deliverer.js';
 
 /** A local merchant: the path says how to answer. */
 function startServer(): Promise<{ server: http.Server; base: string; seen: string[]; connections: () => number }> {

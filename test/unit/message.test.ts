@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { LimitsConfig } from '../../src/config.js';
-import { ErrorCodes, hasCode } from '../../src/errors.js';
+import type { LimitsConfig } from '../../src/core/config.js';
+import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 import {
   FORM_TYPE,
   H,
@@ -14,7 +14,7 @@ import {
   validateNotification,
   validateUrl,
   type Notification,
-} from '../../src/message.js';
+} from '../../src/core/message.js';
 
 /** The limits of config/default.json. */
 const LIMITS: LimitsConfig = Object.freeze({

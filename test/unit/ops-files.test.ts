@@ -16,9 +16,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
-import { EX_CONFIG } from '../../src/config.js';
-import { METRIC_NAMES, aggregateExposition, createMasterMetrics, createWorkerMetrics } from '../../src/metrics.js';
-import { parseDuration } from '../../src/schedule.js';
+import { EX_CONFIG } from '../../src/core/config.js';
+import { METRIC_NAMES, aggregateExposition, createMasterMetrics, createWorkerMetrics } from '../../src/core/metrics.js';
+import { parseDuration } from '../../src/core/schedule.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const file = (p: string): string => join(ROOT, p);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { SuccessCriteria } from '../../src/config.js';
-import { classifyAttempt, describeFailure, isSuccess, type AttemptResult } from '../../src/outcome.js';
+import type { SuccessCriteria } from '../../src/core/config.js';
+import { classifyAttempt, describeFailure, isSuccess, type AttemptResult } from '../../src/delivery/outcome.js';
 
 const ANY_2XX: SuccessCriteria = { status: '2xx' };
 const ALIPAY: SuccessCriteria = { status: '2xx', bodyEquals: 'success' };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EMPTY_HISTORY, afterStableUptime, decideRestart, type RestartHistory, type RestartPolicy } from '../../src/restart-policy.js';
+import { EMPTY_HISTORY, afterStableUptime, decideRestart, type RestartHistory, type RestartPolicy } from '../../src/supervisor/restart-policy.js';
 
 /** DESIGN §7: 100 ms doubling to 30 s, reset after 30 s up, crashloop past 5 restarts in 60 s. */
 const POLICY: RestartPolicy = Object.freeze({ baseMs: 100, maxMs: 30_000, resetMs: 30_000, crashloopRestarts: 5, windowMs: 60_000 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ErrorCodes, hasCode } from '../../src/errors.js';
-import { MAX_TIERS, SCHEDULE_PRESETS, formatDuration, parseDuration, parseSchedule } from '../../src/schedule.js';
+import { ErrorCodes, hasCode } from '../../src/core/errors.js';
+import { MAX_TIERS, SCHEDULE_PRESETS, formatDuration, parseDuration, parseSchedule } from '../../src/core/schedule.js';
 
 const S = 1000;
 const M = 60 * S;

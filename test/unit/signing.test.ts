@@ -7,9 +7,9 @@ import querystring from 'node:querystring';
 import { after, before, describe, it } from 'node:test';
 import { AlipaySdk } from 'alipay-sdk';
 import { Webhook } from 'standardwebhooks';
-import type { SigningConfig } from '../../src/config.js';
-import { ErrorCodes, hasCode } from '../../src/errors.js';
-import { createSigner, type Signer } from '../../src/signing.js';
+import type { SigningConfig } from '../../src/core/config.js';
+import { ErrorCodes, hasCode } from '../../src/core/errors.js';
+import { createSigner, type Signer } from '../../src/delivery/signing.js';
 import { verifyWebhook } from '../../src/verify-webhook.js';
 
 const secret = (): string => `whsec_${randomBytes(24).toString('base64')}`;

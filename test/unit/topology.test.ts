@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseSchedule } from '../../src/schedule.js';
-import { buildTopology, namesFor, routeForAttempt, type QueueDecl, type Topology } from '../../src/topology.js';
+import { parseSchedule } from '../../src/core/schedule.js';
+import { buildTopology, namesFor, routeForAttempt, type QueueDecl, type Topology } from '../../src/broker/topology.js';
 
 const DEFAULT = parseSchedule('default'); // 0,1000,3000,5000,15000,30000
 

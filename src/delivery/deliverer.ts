@@ -1,5 +1,5 @@
 import { Agent, type Dispatcher } from 'undici';
-import type { DeliveryConfig } from './config.js';
+import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
 import type { AttemptResult } from './outcome.js';
 

@@ -1,6 +1,6 @@
-import type { Config } from './config.js';
-import type { ErrorData } from './errors.js';
-import type { MetricsSnapshot } from './metrics.js';
+import type { Config } from '../core/config.js';
+import type { ErrorData } from '../core/errors.js';
+import type { MetricsSnapshot } from '../core/metrics.js';
 
 /** Environment keys a forked worker reads (set by the master only). */
 export const WORKER_ENV = Object.freeze({ role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG', paused: 'NOTIFYD_START_PAUSED' });

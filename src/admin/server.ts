@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AdminConfig } from './config.js';
-import { ErrorCodes, NotifyError, toErrorData } from './errors.js';
-import { closeServerNow, tokenMatches } from './http-util.js';
-import { statusForError } from './ingress.js';
-import type { Logger } from './logger.js';
-import { EXPOSITION_CONTENT_TYPE } from './metrics.js';
-import type { Supervisor } from './supervisor.js';
+import type { AdminConfig } from '../core/config.js';
+import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
+import { closeServerNow, tokenMatches } from '../core/http-util.js';
+import { statusForError } from '../ingress/server.js';
+import type { Logger } from '../core/logger.js';
+import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
+import type { Supervisor } from '../supervisor/supervisor.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
 export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness'>;

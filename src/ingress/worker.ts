@@ -1,11 +1,11 @@
-import type { Config } from './config.js';
-import { diffConfig } from './config.js';
-import type { WorkerState } from './control.js';
-import { IngressServer } from './ingress.js';
-import type { Logger } from './logger.js';
-import type { WorkerMetrics } from './metrics.js';
-import { NotificationPublisher } from './publisher.js';
-import type { ManagedWorker } from './worker-process.js';
+import type { Config } from '../core/config.js';
+import { diffConfig } from '../core/config.js';
+import type { WorkerState } from '../supervisor/control.js';
+import { IngressServer } from './server.js';
+import type { Logger } from '../core/logger.js';
+import type { WorkerMetrics } from '../core/metrics.js';
+import { NotificationPublisher } from '../broker/publisher.js';
+import type { ManagedWorker } from '../supervisor/worker-process.js';
 
 /** The ingress process: HTTP server + confirmed publisher, drained ingress-first on shutdown. */
 export class IngressWorker implements ManagedWorker {

@@ -10,7 +10,7 @@
  */
 import dns from 'node:dns';
 import { BlockList, isIP } from 'node:net';
-import { ErrorCodes, NotifyError } from './errors.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
 
 /** What kind of network an address belongs to; everything but `public` is refused by default. */
 export type AddressClass =

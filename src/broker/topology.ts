@@ -1,5 +1,5 @@
 import type { Channel } from 'amqplib';
-import type { QueueType } from './config.js';
+import type { QueueType } from '../core/config.js';
 
 /** Broker object names for one installation (DESIGN §3). */
 export interface Names {

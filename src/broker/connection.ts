@@ -1,6 +1,6 @@
 import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
-import { ErrorCodes, NotifyError } from './errors.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
 
 /** Short heartbeats so a dead broker is noticed in seconds, not minutes (unless the URL sets its own). */
 function withHeartbeat(url: string): string {

@@ -1,13 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config.js';
-import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from './errors.js';
-import { tokenMatches } from './http-util.js';
-import type { Logger } from './logger.js';
-import { mediaTypeOf, validateNotification, type Notification } from './message.js';
-import type { WorkerMetrics } from './metrics.js';
-import type { NotificationPublisher } from './publisher.js';
-import { unsignableReason } from './signing.js';
+import type { Config } from '../core/config.js';
+import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
+import { tokenMatches } from '../core/http-util.js';
+import type { Logger } from '../core/logger.js';
+import { mediaTypeOf, validateNotification, type Notification } from '../core/message.js';
+import type { WorkerMetrics } from '../core/metrics.js';
+import type { NotificationPublisher } from '../broker/publisher.js';
+import { unsignableReason } from '../delivery/signing.js';
 
 const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
   VALIDATION: 400,

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel } from 'amqplib';
-import { handOnOptions, publishConfirmed, type ReturnTracker } from './broker.js';
-import type { Config } from './config.js';
-import { H } from './message.js';
+import { handOnOptions, publishConfirmed, type ReturnTracker } from './connection.js';
+import type { Config } from '../core/config.js';
+import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
 
 /** Reasons that would fail again the same way; redriven only when forced. */

@@ -7,10 +7,11 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
-import type { SigningConfig, SigningScheme } from './config.js';
-import { ErrorCodes, NotifyError } from './errors.js';
-import { loadRsaPrivateKey, type RsaSignTask } from './rsa-sign-worker.js';
-import { FORM_TYPE, mediaTypeOf } from './message.js';
+import type { SigningConfig, SigningScheme } from '../core/config.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { decodeWebhookSecret, loadRsaPrivateKey } from '../core/keys.js';
+import type { RsaSignTask } from './rsa-sign-worker.js';
+import { FORM_TYPE, mediaTypeOf } from '../core/message.js';
 
 export interface SignInput {
   id: string;
@@ -30,23 +31,8 @@ export interface Signer {
   close(): Promise<void>;
 }
 
-const STANDARD_PREFIX = 'whsec_';
-const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
-
 function signingFailed(message: string, cause?: unknown): NotifyError {
   return new NotifyError(ErrorCodes.SIGNING_FAILED, message, undefined, cause === undefined ? undefined : { cause });
-}
-
-/**
- * Decodes a `whsec_<base64>` secret to the HMAC key. The prefix is optional, as
- * in the Standard Webhooks libraries. Throws without quoting the secret.
- */
-function decodeWebhookSecret(secret: string, index: number): Buffer {
-  const b64 = secret.startsWith(STANDARD_PREFIX) ? secret.slice(STANDARD_PREFIX.length) : secret;
-  // Buffer's decoder skips invalid characters, so a typo would silently yield a different key.
-  const key = BASE64.test(b64) ? Buffer.from(b64, 'base64') : Buffer.alloc(0);
-  if (key.length === 0) throw signingFailed(`standard: secret #${index + 1} is not whsec_<base64>`);
-  return key;
 }
 
 /** `v1,<base64 HMAC-SHA256>` over `id.timestamp.body`, the Standard Webhooks signed content. */
@@ -151,7 +137,11 @@ class StandardSigner implements Signer {
 
   constructor(secrets: readonly string[]) {
     if (secrets.length === 0) throw signingFailed('standard: at least one whsec_ secret is required');
-    this.keys = secrets.map((s, i) => decodeWebhookSecret(s, i));
+    this.keys = secrets.map((s, i) => {
+      const key = decodeWebhookSecret(s);
+      if (key === null) throw signingFailed(`standard: secret #${i + 1} is not whsec_<base64>`);
+      return key;
+    });
   }
 
   async sign(input: SignInput): Promise<SignOutput> {

@@ -1,17 +1,17 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AdminServer } from './admin-server.js';
-import { EX_CONFIG, loadConfig, type Config } from './config.js';
-import { ErrorCodes, hasCode, toErrorData } from './errors.js';
-import { createLogger } from './logger.js';
+import { AdminServer } from '../admin/server.js';
+import { EX_CONFIG, loadConfig, type Config } from '../core/config.js';
+import { ErrorCodes, hasCode, toErrorData } from '../core/errors.js';
+import { createLogger } from '../core/logger.js';
 import { Supervisor } from './supervisor.js';
 
 /** Finds a worker entry next to this module, compiled (`.js`) or under tsx (`.ts`). */
 function workerEntry(name: string): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const js = resolve(here, '..', 'workers', `${name}.js`);
-  return existsSync(js) ? js : resolve(here, '..', 'workers', `${name}.ts`);
+  const js = resolve(here, '..', '..', 'workers', `${name}.js`);
+  return existsSync(js) ? js : resolve(here, '..', '..', 'workers', `${name}.ts`);
 }
 
 /** Loads config or ends the process with one clear line and exit 78. */

@@ -1,15 +1,15 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import cron, { type ScheduledTask } from 'node-cron';
-import { deepFreeze, diffConfig, isLoopbackHost, redactUrl, type Config } from './config.js';
-import { ReturnTracker, connectBroker, reconnectDelay, sleep } from './broker.js';
+import { deepFreeze, diffConfig, isLoopbackHost, redactUrl, type Config } from '../core/config.js';
+import { ReturnTracker, connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
 import { WORKER_ENV, assertNever, parseWorkerMessage, wrap, type MasterMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
-import { redrive, type RedriveResult } from './dead-letters.js';
-import { ErrorCodes, NotifyError, toErrorData } from './errors.js';
-import type { Logger } from './logger.js';
-import { aggregateExposition, createMasterMetrics, foldSnapshots, type MasterMetrics, type MetricsSnapshot } from './metrics.js';
+import { redrive, type RedriveResult } from '../broker/dead-letters.js';
+import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { aggregateExposition, createMasterMetrics, foldSnapshots, type MasterMetrics, type MetricsSnapshot } from '../core/metrics.js';
 import { EMPTY_HISTORY, afterStableUptime, decideRestart, type RestartHistory, type RestartPolicy } from './restart-policy.js';
-import { buildTopology, declareTopology, type Topology } from './topology.js';
+import { buildTopology, declareTopology, type Topology } from '../broker/topology.js';
 
 
 interface Slot {

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cron from 'node-cron';
 import { ErrorCodes, NotifyError } from './errors.js';
-import { createSigner } from './signing.js';
+import { decodeWebhookSecret, loadRsaPrivateKey } from './keys.js';
 import { parseDuration, parseSchedule } from './schedule.js';
 
 /** Exit status for invalid configuration (sysexits.h EX_CONFIG). */
@@ -130,9 +130,9 @@ export interface Config {
 type Raw = Record<string, unknown>;
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** `config/default.json`, found from both `src/` (tsx) and `dist/src/` (built). */
+/** `config/default.json`, found from both `src/core/` (tsx) and `dist/src/core/` (built). */
 export function defaultConfigPath(): string {
-  for (const up of ['..', '../..']) {
+  for (const up of ['../..', '../../..']) {
     const p = resolve(here, up, 'config', 'default.json');
     try {
       readFileSync(p);
@@ -392,19 +392,17 @@ export function parseConfig(raw: Raw): Config {
   if (scheme === 'standard' && signing.secrets.length === 0) fail('signing.secrets', 'scheme standard needs NOTIFY_SIGNING_SECRET');
   if (scheme === 'rsa2') {
     if (!signing.keyFile) fail('signing.keyFile', 'scheme rsa2 needs NOTIFY_SIGNING_KEY_FILE');
+    // A key the signer cannot use must stop start-up (exit 78) or a reload,
+    // not fail every delivery later.
     try {
-      readFileSync(signing.keyFile);
+      loadRsaPrivateKey(signing.keyFile);
     } catch (err) {
-      fail('signing.keyFile', `cannot read ${signing.keyFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      fail('signing.keyFile', (err as Error).message);
     }
   }
-  // Build a signer once here: a key or secret it cannot use must stop start-up
-  // (exit 78) or a reload, not crash every tier worker later.
-  try {
-    void createSigner(signing).close();
-  } catch (err) {
-    fail(scheme === 'rsa2' ? 'signing.keyFile' : 'signing.secrets', (err as Error).message);
-  }
+  signing.secrets.forEach((secret, i) => {
+    if (decodeWebhookSecret(secret) === null) fail('signing.secrets', `secret #${i + 1} is not whsec_<base64>`);
+  });
 
   const sv = r.section('supervisor');
   const supervisor: SupervisorConfig = {

@@ -1,7 +1,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { ReturnTracker, connectBroker, publishConfirmed, reconnectDelay, sleep } from './broker.js';
-import { ErrorCodes, NotifyError } from './errors.js';
-import { H, encodeNotification, type Notification } from './message.js';
+import { ReturnTracker, connectBroker, publishConfirmed, reconnectDelay, sleep } from './connection.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
 
 export interface PublisherOptions {

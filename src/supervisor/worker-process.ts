@@ -1,8 +1,8 @@
-import { deepFreeze, type Config } from './config.js';
+import { deepFreeze, type Config } from '../core/config.js';
 import { WORKER_ENV, assertNever, parseMasterMessage, wrap, type WorkerMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
-import { toErrorData } from './errors.js';
-import type { Logger } from './logger.js';
-import type { WorkerMetrics } from './metrics.js';
+import { toErrorData } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { WorkerMetrics } from '../core/metrics.js';
 
 /** What the process glue needs of a tier or ingress worker. */
 export interface ManagedWorker {

@@ -1,5 +1,5 @@
-import type { SuccessCriteria } from './config.js';
-import type { DeadReason } from './message.js';
+import type { SuccessCriteria } from '../core/config.js';
+import type { DeadReason } from '../core/message.js';
 
 /** What one HTTP attempt produced, before any decision. */
 export type AttemptResult =
