@@ -11,7 +11,7 @@
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { redactUrl } from '../src/core/config.js';
 import { SCHEDULE_PRESETS, formatDuration, parseSchedule } from '../src/core/schedule.js';
-import type { OutcomeEvent } from '../src/tier/consumer.js';
+import type { OutcomeEvent } from '../src/tier/outcome-events.js';
 import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor, type LogLine } from './daemon-process.js';
 import { MerchantStub, type SeenRequest } from './merchant-stub.js';
 

@@ -5,4 +5,4 @@ export { ErrorCodes, NotifyError, type ErrorCode, type ErrorData } from './core/
 export { validateNotification, type Notification } from './core/message.js';
 export { parseSchedule, parseDuration, SCHEDULE_PRESETS } from './core/schedule.js';
 export { loadConfig, parseConfig, type Config } from './core/config.js';
-export type { OutcomeEvent } from './tier/consumer.js';
+export type { OutcomeEvent } from './tier/outcome-events.js';

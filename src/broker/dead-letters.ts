@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel } from 'amqplib';
-import { handOnOptions, publishConfirmed, type ReturnTracker } from './connection.js';
+import { handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
 import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';

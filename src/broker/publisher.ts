@@ -1,5 +1,6 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { ReturnTracker, connectBroker, publishConfirmed, reconnectDelay, sleep } from './connection.js';
+import { connectBroker, reconnectDelay, sleep } from './connection.js';
+import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';

@@ -1,0 +1,106 @@
+import type { ConfirmChannel, Message, Options } from 'amqplib';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+
+/**
+ * Turns `basic.return`s of one channel into publish failures. A `mandatory`
+ * message no queue takes is returned before its confirm, so a publish waiting
+ * on the confirm must learn of the return first, or it would count a dropped
+ * message as accepted. Keyed by exchange, routing key and message id; several
+ * publishes may share a key (a retried id), and a return fails them all
+ * (each is safe to retry).
+ */
+export class ReturnTracker {
+  private readonly waiting = new Map<string, Set<(err: Error) => void>>();
+
+  constructor(ch: ConfirmChannel) {
+    ch.on('return', (m: Message) => {
+      const set = this.waiting.get(ReturnTracker.key(m.fields.exchange, m.fields.routingKey, String(m.properties.messageId ?? '')));
+      if (!set) return;
+      const err = new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `no queue took the message (exchange "${m.fields.exchange}", key "${m.fields.routingKey}"): is the topology declared for this prefix?`);
+      for (const reject of set) reject(err);
+    });
+  }
+
+  static key(exchange: string, routingKey: string, messageId: string): string {
+    return `${exchange}\u0000${routingKey}\u0000${messageId}`;
+  }
+
+  /** Registers a publish; returns the function that unregisters it. */
+  watch(key: string, reject: (err: Error) => void): () => void {
+    let set = this.waiting.get(key);
+    if (!set) this.waiting.set(key, (set = new Set()));
+    set.add(reject);
+    return () => {
+      set.delete(reject);
+      if (set.size === 0 && this.waiting.get(key) === set) this.waiting.delete(key);
+    };
+  }
+}
+
+/**
+ * Publishes on a confirm channel and resolves when the broker confirms.
+ * Rejects with `BROKER_NACK` on a nack and `BROKER_UNAVAILABLE` when the
+ * channel closes first. Confirms are tracked per message by amqplib's
+ * callback, so many publishes can be outstanding at once.
+ */
+export function publishConfirmed(
+  ch: ConfirmChannel,
+  exchange: string,
+  routingKey: string,
+  content: Buffer,
+  options: Options.Publish,
+  returns?: ReturnTracker,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let unwatch: (() => void) | undefined;
+    if (returns && options.mandatory) {
+      unwatch = returns.watch(ReturnTracker.key(exchange, routingKey, String(options.messageId ?? '')), (err) => {
+        unwatch?.();
+        reject(err);
+      });
+    }
+    try {
+      ch.publish(exchange, routingKey, content, options, (err) => {
+        unwatch?.();
+        if (err) {
+          const closed = /closed/i.test(String((err as Error)?.message ?? err));
+          reject(
+            new NotifyError(
+              closed ? ErrorCodes.BROKER_UNAVAILABLE : ErrorCodes.BROKER_NACK,
+              closed ? 'channel closed before the broker confirmed' : 'broker refused the message (nack)',
+            ),
+          );
+        } else {
+          resolve();
+        }
+      });
+    } catch (err) {
+      unwatch?.();
+      // A closed channel is the broker's absence (retry later); anything else
+      // (e.g. a value amqplib cannot encode) would fail the same way again.
+      const closed = /closed/i.test(String((err as Error)?.message ?? err));
+      reject(new NotifyError(closed ? ErrorCodes.BROKER_UNAVAILABLE : ErrorCodes.INTERNAL, `publish failed: ${(err as Error).message}`, undefined, { cause: err }));
+    }
+  });
+}
+
+/**
+ * Publish options that hand a message on (to a wait queue, `P.dead`, back to
+ * tier 0): same id and properties, persistent, `mandatory` (a hand-on no queue
+ * takes must fail, not be acked away), and its own headers minus the broker's
+ * `x-` ones (x-death and friends grow with every hop and mean nothing to the
+ * next stop) and `drop`, plus `set`.
+ */
+export function handOnOptions(msg: Message, set: Record<string, unknown>, drop: readonly string[] = []): Options.Publish {
+  const headers: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(msg.properties.headers ?? {})) if (!k.startsWith('x-') && !drop.includes(k)) headers[k] = v;
+  Object.assign(headers, set);
+  return {
+    messageId: msg.properties.messageId,
+    persistent: true,
+    mandatory: true,
+    contentType: msg.properties.contentType ?? 'application/json',
+    timestamp: msg.properties.timestamp,
+    headers,
+  };
+}

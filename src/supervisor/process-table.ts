@@ -1,0 +1,274 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Config } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { WORKER_ENV, assertNever, parseWorkerMessage, wrap, type MasterMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
+import { EMPTY_HISTORY, afterStableUptime, decideRestart, type RestartHistory, type RestartPolicy } from './restart-policy.js';
+
+/** One supervised worker position (a tier, the ingress, …) and what the master knows of it. */
+export interface Slot {
+  readonly key: string;
+  readonly role: WorkerRole;
+  readonly tier: number | null;
+  worker: Worker | null;
+  state: WorkerState;
+  restarts: number;
+  history: RestartHistory;
+  startedAt: number;
+  crashloop: boolean;
+  timer: NodeJS.Timeout | null;
+  stableTimer: NodeJS.Timeout | null;
+  stats: WorkerStats | null;
+  port: number | null;
+  /** Operator asked for a pause: re-applied to every new worker of this slot until resumed. */
+  paused: boolean;
+  /** The last state the worker itself reported (shown again once a crash loop clears). */
+  reported: WorkerState;
+  /** The config the current worker was forked with (a reload during its start-up is re-sent). */
+  forkedWith: Config | null;
+}
+
+export interface ProcessTableOptions {
+  readonly logger: Logger;
+  /** The compiled entry point of each worker kind. */
+  readonly entries: Readonly<Record<WorkerRole, string>>;
+  /** The config in force: workers are forked with it, and the restart policy is read from it. */
+  readonly config: () => Config;
+  /** A worker became ready (e.g. reported its port). */
+  readonly onReady?: (slot: Slot) => void;
+  /** A worker exited; `lastStats` is what it last reported (its counters must not be lost). */
+  readonly onExit?: (slot: Slot, lastStats: WorkerStats | null) => void;
+  /** Liveness and restart counters of tier workers. */
+  readonly onTierUp?: (tier: number, up: boolean) => void;
+  readonly onTierRestart?: (tier: number) => void;
+  /** Every worker has stopped after `drain`. */
+  readonly onAllStopped: () => void;
+}
+
+function policyOf(c: Config): RestartPolicy {
+  const s = c.supervisor;
+  return { baseMs: s.restartBaseMs, maxMs: s.restartMaxMs, resetMs: s.restartResetMs, crashloopRestarts: s.crashloopRestarts, windowMs: s.crashloopWindowMs };
+}
+
+/**
+ * The master's process table: forks (Node `cluster`) one worker per slot,
+ * restarts any that exits per the restart policy and marks crash loops,
+ * relays control messages, collects stats, and drains everything on
+ * shutdown. It knows nothing of the broker.
+ */
+export class ProcessTable {
+  private readonly slots: Slot[] = [];
+  private readonly log: Logger;
+  private draining = false;
+  private drainDeadlineMs = 0;
+  private nextRequestId = 1;
+  private readonly pending = new Map<number, (s: WorkerStats) => void>();
+
+  constructor(private readonly opts: ProcessTableOptions) {
+    this.log = opts.logger;
+  }
+
+  /** Adds a slot (not forked yet). */
+  add(key: string, role: WorkerRole, tier: number | null): Slot {
+    const slot: Slot = { key, role, tier, worker: null, state: 'starting', restarts: 0, history: EMPTY_HISTORY, startedAt: 0, crashloop: false, timer: null, stableTimer: null, stats: null, port: null, paused: false, reported: 'starting', forkedWith: null };
+    this.slots.push(slot);
+    return slot;
+  }
+
+  all(): readonly Slot[] {
+    return this.slots;
+  }
+
+  byRole(role: WorkerRole): Slot[] {
+    return this.slots.filter((s) => s.role === role);
+  }
+
+  /** Forks every slot of a role. */
+  startRole(role: WorkerRole): void {
+    for (const slot of this.slots) if (slot.role === role) this.fork(slot);
+  }
+
+  private fork(slot: Slot): void {
+    slot.timer = null;
+    if (this.draining) return;
+    const config = this.opts.config();
+    cluster.setupPrimary({ exec: this.opts.entries[slot.role] });
+    const worker = cluster.fork({
+      [WORKER_ENV.role]: slot.role,
+      [WORKER_ENV.tier]: slot.tier === null ? '' : String(slot.tier),
+      [WORKER_ENV.config]: JSON.stringify(config),
+      // A paused tier's new worker must not take a single message before the pause would arrive.
+      [WORKER_ENV.paused]: slot.paused ? '1' : '',
+    });
+    slot.worker = worker;
+    slot.forkedWith = config;
+    slot.startedAt = Date.now();
+    slot.stats = null;
+    if (!slot.crashloop) slot.state = 'starting';
+    this.log.info({ worker: slot.key, workerPid: worker.process.pid }, 'forked worker');
+    worker.on('message', (raw: unknown) => this.onWorkerMessage(slot, worker, raw));
+    worker.on('exit', (code, signal) => this.onWorkerExit(slot, worker, code, signal));
+    worker.on('error', (err) => this.log.warn({ worker: slot.key, err: err.message }, 'worker IPC error'));
+  }
+
+  private onWorkerMessage(slot: Slot, worker: Worker, raw: unknown): void {
+    if (slot.worker !== worker) return;
+    const msg = parseWorkerMessage(raw);
+    if (!msg) return;
+    switch (msg.type) {
+      case 'ready': {
+        // Messages sent while the worker was still loading its modules may have been
+        // dropped (no listener yet): repeat what it must know now.
+        const config = this.opts.config();
+        if (this.draining) this.send(slot, { type: 'drain', deadlineMs: this.drainDeadlineMs });
+        else if (slot.forkedWith !== config) this.send(slot, { type: 'reload', config });
+        if (slot.role === 'tier' && slot.paused !== (msg.state === 'paused')) this.send(slot, { type: slot.paused ? 'pause' : 'resume' });
+        slot.reported = msg.state;
+        if (!slot.crashloop && !this.draining) slot.state = msg.state;
+        if (msg.port !== undefined) slot.port = msg.port;
+        if (slot.tier !== null) this.opts.onTierUp?.(slot.tier, true);
+        if (slot.stableTimer) clearTimeout(slot.stableTimer);
+        slot.stableTimer = setTimeout(() => {
+          slot.history = afterStableUptime(slot.history);
+          if (slot.crashloop) {
+            slot.crashloop = false;
+            slot.state = slot.reported;
+            this.log.info({ worker: slot.key }, 'worker stable again; crash loop cleared');
+          }
+        }, config.supervisor.restartResetMs).unref();
+        this.opts.onReady?.(slot);
+        return;
+      }
+      case 'state':
+        slot.reported = msg.state;
+        if (!slot.crashloop || msg.state === 'draining') slot.state = msg.state;
+        return;
+      case 'stats':
+        slot.stats = msg.stats;
+        this.pending.get(msg.requestId)?.(msg.stats);
+        return;
+      case 'drained':
+        slot.state = 'stopped';
+        return;
+      case 'reloaded':
+        this.log.info({ worker: slot.key, restartRequired: msg.restartRequired, notes: msg.notes }, 'worker reloaded config');
+        return;
+      case 'fatal':
+        this.log.error({ worker: slot.key, err: msg.error }, 'worker reported a fatal error');
+        return;
+      default:
+        assertNever(msg);
+    }
+  }
+
+  private onWorkerExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
+    if (slot.worker !== worker) return;
+    slot.worker = null;
+    if (slot.stableTimer) clearTimeout(slot.stableTimer);
+    if (slot.tier !== null) this.opts.onTierUp?.(slot.tier, false);
+    const lastStats = slot.stats;
+    slot.stats = null;
+    this.opts.onExit?.(slot, lastStats);
+    if (this.draining) {
+      slot.state = 'stopped';
+      this.log.info({ worker: slot.key, workerPid: worker.process.pid, code, signal }, 'worker exited');
+      this.maybeAllStopped();
+      return;
+    }
+    const uptimeMs = Date.now() - slot.startedAt;
+    const d = decideRestart(slot.history, Date.now(), uptimeMs, policyOf(this.opts.config()));
+    slot.history = d.history;
+    slot.restarts += 1;
+    if (slot.tier !== null) this.opts.onTierRestart?.(slot.tier);
+    if (d.crashloop && !slot.crashloop) {
+      this.log.error({ worker: slot.key, restartsInWindow: d.history.recent.length }, 'CRASH LOOP: worker keeps exiting; retrying at the capped delay');
+    }
+    slot.crashloop = d.crashloop;
+    slot.state = d.crashloop ? 'crashloop' : 'backoff';
+    this.log.warn({ worker: slot.key, workerPid: worker.process.pid, code, signal, uptimeMs, restartInMs: d.delayMs }, 'worker exited unexpectedly; restarting');
+    slot.timer = setTimeout(() => this.fork(slot), d.delayMs);
+  }
+
+  /** Sends a control message to a slot's worker; false when there is none to take it. */
+  send(slot: Slot, msg: MasterMessage): boolean {
+    const w = slot.worker;
+    if (!w || !w.isConnected()) return false;
+    try {
+      w.send(wrap(msg));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Sends a message to every worker. */
+  broadcast(msg: MasterMessage): void {
+    for (const slot of this.slots) this.send(slot, msg);
+  }
+
+  /** Pauses or resumes a tier; remembered for the slot's future workers. */
+  setPaused(slot: Slot, paused: boolean): void {
+    slot.paused = paused;
+    if (this.send(slot, { type: paused ? 'pause' : 'resume' }) && !slot.crashloop) slot.state = paused ? 'paused' : 'running';
+  }
+
+  private requestStats(slot: Slot, timeoutMs: number): Promise<WorkerStats | null> {
+    const requestId = this.nextRequestId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        resolve(slot.stats);
+      }, timeoutMs);
+      this.pending.set(requestId, (s) => {
+        clearTimeout(timer);
+        this.pending.delete(requestId);
+        resolve(s);
+      });
+      if (!this.send(slot, { type: 'stats', requestId })) {
+        clearTimeout(timer);
+        this.pending.delete(requestId);
+        resolve(slot.stats);
+      }
+    });
+  }
+
+  /** Fresh stats from every live worker, falling back to the last known within `timeoutMs`. */
+  async collect(timeoutMs = 500): Promise<void> {
+    await Promise.all(this.slots.filter((s) => s.worker).map((s) => this.requestStats(s, timeoutMs)));
+  }
+
+  /**
+   * Drains every worker by `deadlineMs`: the ingress first, so nothing new is
+   * accepted while the rest finish; stragglers are killed 2 s after the
+   * deadline. Idempotent.
+   */
+  drain(deadlineMs: number): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.drainDeadlineMs = deadlineMs;
+    for (const s of this.slots) {
+      if (s.timer) clearTimeout(s.timer);
+      s.timer = null;
+      s.state = s.worker ? 'draining' : 'stopped';
+    }
+    for (const s of this.byRole('ingress')) this.send(s, { type: 'drain', deadlineMs });
+    for (const s of this.slots) if (s.role !== 'ingress') this.send(s, { type: 'drain', deadlineMs });
+    setTimeout(() => {
+      for (const s of this.slots) {
+        if (s.worker) {
+          this.log.warn({ worker: s.key, workerPid: s.worker.process.pid }, 'drain deadline passed; killing straggler');
+          s.worker.process.kill('SIGKILL');
+        }
+      }
+    }, Math.max(0, deadlineMs - Date.now()) + 2000).unref();
+    this.maybeAllStopped();
+  }
+
+  /** SIGKILLs every worker (a forced exit). */
+  killAll(): void {
+    for (const s of this.slots) s.worker?.process.kill('SIGKILL');
+  }
+
+  private maybeAllStopped(): void {
+    if (this.draining && !this.slots.some((s) => s.worker)) this.opts.onAllStopped();
+  }
+}

@@ -1,0 +1,20 @@
+import type { ConsumeMessage, Options } from 'amqplib';
+
+/**
+ * What the attempt pipeline may do on the channel a message arrived on. A
+ * delivery tag belongs to its channel, so every ack and requeue goes through
+ * the link of that channel; once the channel is gone they are no-ops (the
+ * broker has requeued the message already).
+ */
+export interface ChannelLink {
+  /**
+   * Publishes and resolves on the broker's confirm. A `mandatory` publish
+   * that the broker returns fails, unless `trackReturns` is false (the
+   * caller handles returns itself).
+   */
+  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, trackReturns?: boolean): Promise<void>;
+  /** Acks the message (batched with others). */
+  ack(msg: ConsumeMessage): void;
+  /** Gives the message back to its queue now. */
+  requeue(msg: ConsumeMessage): void;
+}

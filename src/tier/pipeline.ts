@@ -1,0 +1,238 @@
+import type { ConsumeMessage } from 'amqplib';
+import { sleep } from '../broker/connection.js';
+import { handOnOptions } from '../broker/confirm.js';
+import { routeForAttempt, type Names } from '../broker/topology.js';
+import type { Config } from '../core/config.js';
+import { toErrorData } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from '../core/message.js';
+import type { WorkerMetrics } from '../core/metrics.js';
+import type { HttpDeliverer } from '../delivery/deliverer.js';
+import { classifyAttempt, type Outcome } from '../delivery/outcome.js';
+import { unsignableReason, type Signer } from '../delivery/signing.js';
+import type { ChannelLink } from './channel-link.js';
+import { OutcomeEmitter } from './outcome-events.js';
+
+export const USER_AGENT = 'notifyd/0.1.0';
+/** Pause before a message whose hand-on failed goes back to its queue. */
+const ERROR_REQUEUE_DELAY_MS = 1000;
+
+/** What the pipeline works with; replaced as a whole on a reload. */
+export interface PipelineSettings {
+  readonly config: Config;
+  readonly signer: Signer;
+  readonly deliverer: HttpDeliverer;
+}
+
+export interface PipelineDeps {
+  readonly tier: number;
+  readonly names: Names;
+  readonly logger: Logger;
+  /** Logger for the one line per attempt (no redaction: its fields are fixed). */
+  readonly attemptLogger: Logger;
+  readonly metrics: WorkerMetrics;
+  /** Aborted when the worker stops: cuts short the pause before a requeue. */
+  readonly stopSignal: AbortSignal;
+}
+
+interface DeadDetails {
+  readonly reason: DeadReason;
+  readonly error: string;
+  readonly attempts: number;
+  readonly status: number | null;
+  readonly firstAttemptAt: number | null;
+}
+
+/**
+ * One message of `P.work.<tier>` from start to finish: decode → sign →
+ * deliver → classify → hand on (next wait queue), or park on `P.dead`, or
+ * report delivered; then the outcome event and the ack. Every hand-on is
+ * publish → broker confirm → ack of the original, so a crash in between
+ * duplicates an attempt but never loses one.
+ */
+export class AttemptPipeline {
+  private settings: PipelineSettings;
+  private readonly tier: number;
+  private readonly names: Names;
+  private readonly log: Logger;
+  private readonly attemptLog: Logger;
+  private readonly metrics: WorkerMetrics;
+  readonly outcomes: OutcomeEmitter;
+  /** Label children bound once: the hot path then skips prom-client's label hashing. */
+  private readonly m: {
+    readonly attempts: Readonly<Record<'success' | 'retry' | 'dead' | 'error', { inc(): void }>>;
+    readonly delivered: { inc(): void };
+    readonly lateness: { observe(v: number): void };
+    readonly duration: { observe(v: number): void };
+  };
+
+  constructor(
+    private readonly deps: PipelineDeps,
+    settings: PipelineSettings,
+  ) {
+    this.settings = settings;
+    this.tier = deps.tier;
+    this.names = deps.names;
+    this.log = deps.logger;
+    this.attemptLog = deps.attemptLogger;
+    this.metrics = deps.metrics;
+    this.outcomes = new OutcomeEmitter(deps.names.outcomes, deps.logger);
+    const tier = String(deps.tier);
+    const mt = deps.metrics;
+    this.m = {
+      attempts: {
+        success: mt.attempts.labels({ tier, outcome: 'success' }),
+        retry: mt.attempts.labels({ tier, outcome: 'retry' }),
+        dead: mt.attempts.labels({ tier, outcome: 'dead' }),
+        error: mt.attempts.labels({ tier, outcome: 'error' }),
+      },
+      delivered: mt.delivered.labels({ tier }),
+      lateness: mt.lateness.labels({ tier }),
+      duration: mt.attemptDuration.labels({ tier }),
+    };
+  }
+
+  get current(): PipelineSettings {
+    return this.settings;
+  }
+
+  /** Messages from now on use these; attempts already under way finish with what they started with. */
+  configure(settings: PipelineSettings): void {
+    this.settings = settings;
+  }
+
+  /** Handles one delivery; never throws. */
+  async handle(link: ChannelLink, msg: ConsumeMessage): Promise<void> {
+    try {
+      let n: Notification;
+      try {
+        n = decodeNotification(msg.content);
+      } catch (err) {
+        await this.parkDead(link, msg, null, { reason: 'invalid', error: (err as Error).message, attempts: this.tier, status: null, firstAttemptAt: null });
+        this.log.warn({ messageId: msg.properties.messageId, tier: this.tier, err: (err as Error).message }, 'parked an invalid message');
+        return;
+      }
+      await this.attemptAndHandOn(link, msg, n);
+    } catch (err) {
+      this.m.attempts.error.inc();
+      this.log.error({ messageId: msg.properties.messageId, err: toErrorData(err) }, 'hand-on failed; message returned to the queue');
+      // A requeued message comes straight back: wait a little so a lasting fault is not a hot loop.
+      await sleep(ERROR_REQUEUE_DELAY_MS, this.deps.stopSignal);
+      link.requeue(msg);
+    }
+  }
+
+  private async attemptAndHandOn(link: ChannelLink, msg: ConsumeMessage, n: Notification): Promise<void> {
+    const { config, signer, deliverer } = this.settings;
+    const headers = msg.properties.headers ?? {};
+    const startedAt = Date.now();
+    const dueAt = numberHeader(headers, H.dueAt) ?? n.createdAt;
+    this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
+
+    const rendered = renderBody(n);
+    const unsignable = unsignableReason(signer.scheme, rendered.contentType);
+    if (unsignable) {
+      // It fails the same way on every try: park it instead of requeueing it forever.
+      this.log.warn({ id: n.id }, 'parked a notification that cannot be signed');
+      const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? null;
+      await this.parkDead(link, msg, n, { reason: 'invalid', error: `signing failed: ${unsignable}`, attempts: this.tier, status: null, firstAttemptAt });
+      return;
+    }
+    // Other signing failures (a pool restarting, a key file gone) are operational: they
+    // throw to handle(), which returns the message to the queue after a pause.
+    const signed =
+      signer.scheme === 'none'
+        ? { headers: {}, body: rendered.body }
+        : await signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
+    const criteria = n.success ?? config.delivery.success;
+    const result = await deliverer.attempt(
+      {
+        url: n.url,
+        method: n.method,
+        headers: { ...n.headers, ...signed.headers, 'content-type': rendered.contentType, 'user-agent': USER_AGENT },
+        body: signed.body,
+      },
+      criteria.bodyEquals !== undefined,
+    );
+    this.m.duration.observe(result.durationMs / 1000);
+    const isLast = this.tier >= config.scheduleMs.length - 1;
+    const outcome = classifyAttempt(result, criteria, config.delivery.deadOnStatus, isLast);
+    const status = result.kind === 'response' ? result.status : null;
+    this.attemptLog.info(
+      {
+        id: n.id,
+        attempt: this.tier,
+        status: result.kind === 'response' ? result.status : result.code,
+        ms: Math.round(result.durationMs),
+        outcome: outcome.kind === 'delivered' ? 'success' : outcome.kind,
+      },
+      'attempt',
+    );
+    await this.handOn(link, msg, n, outcome, status, startedAt);
+  }
+
+  private async handOn(link: ChannelLink, msg: ConsumeMessage, n: Notification, outcome: Outcome, status: number | null, startedAt: number): Promise<void> {
+    const { config } = this.settings;
+    const headers = msg.properties.headers ?? {};
+    const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
+    switch (outcome.kind) {
+      case 'delivered': {
+        await this.outcomes.emit(link, 'delivered', () => ({ id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) }));
+        link.ack(msg);
+        this.m.attempts.success.inc();
+        this.m.delivered.inc();
+        this.metrics.endToEnd.observe(Math.max(0, Date.now() - n.createdAt) / 1000);
+        return;
+      }
+      case 'retry': {
+        const next = this.tier + 1;
+        const route = routeForAttempt(this.names, config.scheduleMs, next);
+        const now = Date.now();
+        await link.publish(route.exchange, route.routingKey, msg.content, handOnOptions(msg, {
+          [H.attempt]: next,
+          [H.firstAttemptAt]: firstAttemptAt,
+          [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
+          [H.lastError]: outcome.error,
+        }));
+        link.ack(msg);
+        this.m.attempts.retry.inc();
+        return;
+      }
+      case 'dead':
+        await this.parkDead(link, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt });
+        return;
+    }
+  }
+
+  /**
+   * Parks on `P.dead`, publishes the `dead` outcome event, acks, counts. `n` is
+   * null when the message could not even be read (its id then comes from the
+   * AMQP messageId).
+   */
+  private async parkDead(link: ChannelLink, msg: ConsumeMessage, n: Notification | null, d: DeadDetails): Promise<void> {
+    const set: Record<string, unknown> = {
+      [H.deadReason]: d.reason,
+      [H.lastError]: d.error.slice(0, 500),
+      [H.attempt]: this.tier,
+      'notify-dead-at': Date.now(),
+      'notify-dead-tier': this.tier,
+    };
+    if (d.firstAttemptAt !== null) set[H.firstAttemptAt] = d.firstAttemptAt;
+    await link.publish('', this.names.dead, msg.content, handOnOptions(msg, set));
+    this.metrics.dead.inc({ reason: d.reason });
+    await this.outcomes.emit(link, 'dead', () => ({
+      id: n?.id ?? String(msg.properties.messageId ?? ''),
+      outcome: 'dead',
+      tier: this.tier,
+      attempts: d.attempts,
+      status: d.status,
+      reason: d.reason,
+      error: d.error,
+      at: Date.now(),
+      createdAt: n?.createdAt ?? null,
+      ...(n?.metadata ? { metadata: n.metadata } : {}),
+    }));
+    link.ack(msg);
+    this.m.attempts.dead.inc();
+  }
+}
