@@ -1,0 +1,411 @@
+/**
+ * What every bench scenario (bench/scenarios/*.ts) shares: the flags, the log,
+ * the registry of what has to be cleaned up, starting the real daemon on a
+ * fresh prefix and measuring it, and the context and report types a scenario
+ * takes and returns. bench/bench.ts sets the context up and runs the scenarios.
+ */
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import amqp from 'amqplib';
+import { loadConfig } from '../src/core/config.js';
+import { namesFor } from '../src/broker/topology.js';
+import { preloadTier0, queueInfo, round } from './bench-util.js';
+import { CpuMeter, pidsByComm } from './cpu.js';
+import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from './daemon-process.js';
+import type { MerchantProcess } from './merchant-process.js';
+import { PssSampler } from './pss.js';
+
+export const USAGE = `npm run bench -- [options]
+
+  --n N              notifications per throughput run (default 20000)
+  --runs K           repeat throughput + ceiling (+ BullMQ) K times; ratios are medians (default 1)
+  --rate R           retry-precision load, notifications/s (default 2000)
+  --seconds S        retry-precision duration (default 10)
+  --precision-warmup W  seconds of the same load before the measured ones (default 5; reported apart)
+  --precision-runs K repeat the retry-precision test K times, notifyd and the loops in turn;
+                     the run with the median p99 is reported, every run's p99 is listed (default 1)
+  --pending M        also fill the wait queues with M pending notifications and measure memory
+                     again, against the same daemon just before the fill: medians of 3 throughput
+                     runs on each side, and idle PSS per process 30 s after each side's runs
+                     (e.g. 1000000; takes minutes; default 0 = skip)
+  --log-level L      the daemon's NOTIFY_LOG_LEVEL (default info, as shipped)
+  --latency-ms X     merchant latency for the throughput runs (default 0)
+  --failure-ratio F  share of throughput attempts the merchant answers 500 (default 0): those are
+                     handed on to the wait queue (publish with confirm, then ack); the later tiers
+                     are paused during the runs so the clock counts first attempts only
+  --queue-type T     quorum (default, as shipped) or classic, for the daemon and the ceiling alike
+  --cpu-prof DIR     profile the daemon (every process, via bench/cpu-prof-preload.ts) and the ceiling
+                     (node --cpu-prof) into DIR; prints each window for bench/cpuprofile-top.ts
+  --tuned-ceiling P[,single]  also run the loop with prefetch P and one 'multiple' ack per
+                     event-loop turn (',single': acks one by one) — what a tuned tier worker could
+                     reach; reported apart, not in the ratio
+  --bullmq-keep-completed  keep completed BullMQ jobs (BullMQ's default) instead of removing them as an ack does
+  --daemon-env K=V   extra NOTIFY_* variable for the daemon (repeatable), e.g. NOTIFY_DELIVERY_CONCURRENCY=128
+  --cpu-hog N        keep N extra processes spinning on the CPU for the whole bench: a noisy
+                     neighbour on the shared VM, the same for every engine (default 0)
+  --skip-bullmq      --skip-precision      --echo (daemon logs to stdout)`;
+
+/** The schedule of the shared daemon and the ceiling's topology (config/default.json's). */
+export const DEFAULT_SCHEDULE = 'default';
+
+export interface Flags {
+  n: number;
+  runs: number;
+  rate: number;
+  seconds: number;
+  pending: number;
+  logLevel: string;
+  latencyMs: number;
+  failureRatio: number;
+  queueType: 'quorum' | 'classic';
+  cpuProf: string | null;
+  skipBullmq: boolean;
+  bullmqKeepCompleted: boolean;
+  tunedPrefetch: number;
+  tunedBatchAcks: boolean;
+  skipPrecision: boolean;
+  precisionWarmup: number;
+  precisionRuns: number;
+  echo: boolean;
+  daemonEnv: Record<string, string>;
+  /**
+   * The daemon's `delivery.concurrency` (its prefetch) as it will run: the
+   * ceiling's prefetch and BullMQ's concurrency are the same, so a changed
+   * default or a `--daemon-env NOTIFY_DELIVERY_CONCURRENCY` compares like with like.
+   */
+  concurrency: number;
+  /** The daemon's `delivery.connectionsPerOrigin`: every engine's keep-alive pool to the merchant. */
+  connections: number;
+  cpuHog: number;
+}
+
+/** The command line (`--help` prints USAGE and exits). */
+export function parseFlags(): Flags {
+  const { values } = parseArgs({
+    options: {
+      n: { type: 'string' },
+      runs: { type: 'string' },
+      rate: { type: 'string' },
+      seconds: { type: 'string' },
+      pending: { type: 'string' },
+      'log-level': { type: 'string' },
+      'latency-ms': { type: 'string' },
+      'failure-ratio': { type: 'string' },
+      'queue-type': { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      'skip-bullmq': { type: 'boolean' },
+      'bullmq-keep-completed': { type: 'boolean' },
+      'tuned-ceiling': { type: 'string' },
+      'skip-precision': { type: 'boolean' },
+      'precision-warmup': { type: 'string' },
+      'precision-runs': { type: 'string' },
+      echo: { type: 'boolean' },
+      'daemon-env': { type: 'string', multiple: true },
+      'cpu-hog': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const num = (v: string | undefined, d: number, name: string): number => {
+    if (v === undefined) return d;
+    const x = Number(v);
+    if (!Number.isFinite(x) || x < 0) throw new Error(`--${name} must be a non-negative number`);
+    return x;
+  };
+  const daemonEnv = Object.fromEntries(
+    (values['daemon-env'] ?? []).map((kv) => {
+      const i = kv.indexOf('=');
+      if (i <= 0 || !kv.startsWith('NOTIFY_')) throw new Error(`--daemon-env takes NOTIFY_NAME=value, not ${kv}`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  );
+  return {
+    n: Math.max(1, Math.floor(num(values.n, 20_000, 'n'))),
+    runs: Math.max(1, Math.floor(num(values.runs, 1, 'runs'))),
+    rate: Math.max(1, num(values.rate, 2000, 'rate')),
+    seconds: Math.max(1, num(values.seconds, 10, 'seconds')),
+    pending: Math.floor(num(values.pending, 0, 'pending')),
+    logLevel: values['log-level'] ?? 'info',
+    latencyMs: num(values['latency-ms'], 0, 'latency-ms'),
+    queueType: values['queue-type'] === 'classic' ? 'classic' : 'quorum',
+    failureRatio: Math.min(1, num(values['failure-ratio'], 0, 'failure-ratio')),
+    cpuProf: values['cpu-prof'] ? resolve(values['cpu-prof']) : null,
+    skipBullmq: values['skip-bullmq'] ?? false,
+    bullmqKeepCompleted: values['bullmq-keep-completed'] ?? false,
+    tunedPrefetch: Math.floor(num(values['tuned-ceiling']?.split(',')[0], 0, 'tuned-ceiling')),
+    tunedBatchAcks: values['tuned-ceiling']?.split(',')[1] !== 'single',
+    skipPrecision: values['skip-precision'] ?? false,
+    precisionWarmup: num(values['precision-warmup'], 5, 'precision-warmup'),
+    precisionRuns: Math.max(1, Math.round(num(values['precision-runs'], 1, 'precision-runs'))),
+    echo: values.echo ?? false,
+    daemonEnv,
+    ...daemonDelivery(daemonEnv),
+    cpuHog: Math.floor(num(values['cpu-hog'], 0, 'cpu-hog')),
+  };
+}
+
+/** What the daemon will run with (config/default.json plus the `--daemon-env` overrides). */
+function daemonDelivery(env: Record<string, string>): { concurrency: number; connections: number } {
+  let delivery;
+  try {
+    delivery = loadConfig({ configFile: null, env }).delivery;
+  } catch (err) {
+    throw new Error(`--daemon-env gives an invalid daemon config: ${(err as Error).message}`);
+  }
+  return { concurrency: delivery.concurrency, connections: delivery.connectionsPerOrigin };
+}
+
+/** Progress goes to stderr; stdout carries only the summary. */
+export const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
+
+/** Everything started, so a failure or Ctrl-C still cleans up. */
+export class Resources {
+  readonly daemons: { d: DaemonProcess; prefix: string; schedule: string }[] = [];
+  /** Topologies declared by hand (no daemon): deleted on cleanup. */
+  readonly prefixes: { prefix: string; schedule: string }[] = [];
+  /** Run in reverse order on cleanup, before the daemons are stopped. */
+  readonly stops: (() => Promise<unknown>)[] = [];
+  private cleaned = false;
+
+  constructor(private readonly queueType: 'quorum' | 'classic') {}
+
+  async cleanup(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    for (const s of this.stops.splice(0).reverse()) await s().catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    for (const { d } of this.daemons) await d.stop(40_000).catch((e: unknown) => log(`daemon stop: ${String(e)}`));
+    for (const { prefix, schedule } of [...this.daemons, ...this.prefixes]) {
+      await deletePrefix(prefix, schedule, this.queueType).catch((e: unknown) => log(`deletePrefix ${prefix}: ${String(e)}`));
+    }
+  }
+}
+
+interface TierStatus {
+  index: number;
+  state: string;
+  pid: number | null;
+}
+export interface Status {
+  tiers: TierStatus[];
+  ingress: { pid: number | null };
+}
+
+/** A daemon started by `startDaemon`. */
+export interface DaemonHandle {
+  d: DaemonProcess;
+  prefix: string;
+  /** Master, tiers…, ingress, as they were once every worker ran. */
+  pids: () => number[];
+  status: () => Promise<Status>;
+}
+
+/**
+ * Starts the real daemon on a fresh prefix (registered in `res` for cleanup);
+ * afterwards its stdout is drained cheaply (no JSON parsing in the bench).
+ */
+export async function startDaemon({ res, flags }: { res: Resources; flags: Flags }, schedule: string, label: string): Promise<DaemonHandle> {
+  const prefix = uniquePrefix(label);
+  const env: Record<string, string> = { NOTIFY_LOG_LEVEL: flags.logLevel, NOTIFY_QUEUE_TYPE: flags.queueType, ...flags.daemonEnv };
+  if (flags.cpuProf) {
+    // node refuses --cpu-prof in NODE_OPTIONS; a preloaded inspector profiler does the same job in master and workers.
+    env.NODE_OPTIONS = `--import=${resolve(dirname(fileURLToPath(import.meta.url)), 'cpu-prof-preload.js')}`;
+    env.BENCH_CPU_PROF_DIR = flags.cpuProf;
+  }
+  const d = new DaemonProcess({ prefix, schedule, env, echo: flags.echo });
+  res.daemons.push({ d, prefix, schedule });
+  await d.ready(30_000);
+  if (!flags.echo) {
+    // The per-attempt log lines still go to a pipe as in production; the bench
+    // just no longer parses and keeps them.
+    const out = d.proc.stdout!;
+    out.removeAllListeners('data');
+    out.on('data', () => undefined);
+  }
+  const status = async (): Promise<Status> => (await d.admin<Status>('GET', '/admin/status')).body;
+  let pidList: number[] = [];
+  const refresh = async (): Promise<void> => {
+    const s = await status();
+    pidList = [d.proc.pid!, ...s.tiers.map((t) => t.pid), s.ingress.pid].filter((p): p is number => typeof p === 'number');
+  };
+  await waitFor(async () => {
+    const s = await status();
+    return s.tiers.every((t) => t.pid !== null && t.state === 'running') && s.ingress.pid !== null;
+  }, 20_000, 'all workers running');
+  await refresh();
+  return { d, prefix, pids: () => pidList, status };
+}
+
+/** `master 60, tier0 30, …` for pids in `startDaemon`'s order (master, tiers, ingress). */
+export function byRole(pids: readonly number[], perPidMiB: Record<number, number>): string {
+  return pids.map((pid, i) => `${i === 0 ? 'master' : i === pids.length - 1 ? 'ingress' : `tier${i - 1}`} ${perPidMiB[pid] ?? '?'}`).join(', ');
+}
+
+export interface Measured {
+  perS: number;
+  ms: number;
+  /** CLOCK_MONOTONIC µs of the measured window (what `cpuprofile-top --from/--to` take). */
+  monoUs: [number, number];
+  /** CPU ms per 1,000 notifications: the consuming process(es), the broker (RabbitMQ or Redis), the merchant. */
+  cpuPer1k: { consumer: number; broker: number; merchant: number; tier0?: number };
+}
+
+/** RabbitMQ's pids. */
+export const BEAM = (): number[] => pidsByComm('beam.smp');
+
+export function per1k(cpu: Record<string, number>, n: number): Measured['cpuPer1k'] {
+  const f = (x: number | undefined): number => round(((x ?? 0) * 1000) / n, 1);
+  return { consumer: f(cpu.consumer), broker: f(cpu.broker), merchant: f(cpu.merchant), ...(cpu.tier0 !== undefined ? { tier0: f(cpu.tier0) } : {}) };
+}
+
+export const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/** Waits until `queue` holds `n` ready messages (quorum queue counts can trail the confirms a little). */
+export async function waitDepth(queue: string, n: number): Promise<void> {
+  await waitFor(async () => (await queueInfo(AMQP_URL, queue)).messageCount >= n, 30_000, `${queue} to hold ${n}`, 100);
+}
+
+export type DaemonMeasured = Measured & { pssPeakMiB: number; pssPerPid: Record<number, number> };
+
+/** Throughput of the daemon's tier 0: preload while paused, resume, stop the clock at the merchant's N-th request. */
+export async function daemonThroughput(daemon: DaemonHandle, merchant: MerchantProcess, n: number, label: string): Promise<DaemonMeasured> {
+  const names = namesFor(daemon.prefix);
+  const q0 = names.workQueue(0);
+  const p = await daemon.d.admin('POST', '/admin/tiers/0/pause');
+  if (p.status !== 200) throw new Error(`pause answered ${p.status}`);
+  await waitFor(async () => (await queueInfo(AMQP_URL, q0)).consumerCount === 0, 10_000, 'tier 0 consumer cancelled');
+  await preloadTier0(AMQP_URL, daemon.prefix, n, (id) => `${merchant.base}/n/${id}`, label);
+  await waitDepth(q0, n);
+  const tier0Pid = (await daemon.status()).tiers[0]?.pid;
+  const sampler = new PssSampler(daemon.pids, 200).start();
+  const measured = await timeUntilSeen(merchant, n, { consumer: daemon.pids(), tier0: tier0Pid ? [tier0Pid] : [], broker: BEAM() }, async () => {
+    const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
+    if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
+  });
+  const pss = await sampler.stop();
+  return { ...measured, pssPeakMiB: pss.peakMiB, pssPerPid: pss.perPid };
+}
+
+/**
+ * The measured window of every throughput run: arm the merchant's watch for
+ * `n` more requests, start the CPU meter (`groups` plus the merchant), call
+ * `go`, stop the clock when the merchant has seen them all.
+ */
+export async function timeUntilSeen(merchant: MerchantProcess, n: number, groups: Record<string, readonly number[]>, go: () => Promise<void>): Promise<Measured> {
+  const base = await merchant.count();
+  const reached = merchant.watch(base + n, Math.max(120_000, n * 5));
+  const cpu = new CpuMeter({ ...groups, merchant: [merchant.pid!] }).start();
+  const m0 = monoUs();
+  const t0 = Date.now();
+  await go();
+  const { at } = await reached;
+  const m1 = monoUs();
+  const used = cpu.stop();
+  const ms = at - t0;
+  return { perS: (n / ms) * 1000, ms, monoUs: [m0, m1], cpuPer1k: per1k(used, n) };
+}
+
+/** Upper bound (ms) of the histogram bucket holding the p-th percentile of `notify_schedule_lateness_seconds{tier}`. */
+export function histogramPercentileMs(metrics: string, tier: string, p: number): number | null {
+  const re = /^notify_schedule_lateness_seconds_bucket\{([^}]*)\}\s+(\S+)$/gm;
+  const buckets: { le: number; count: number }[] = [];
+  for (let m; (m = re.exec(metrics)); ) {
+    const labels = m[1]!;
+    if (!new RegExp(`(^|,)tier="${tier}"(,|$)`).test(labels)) continue;
+    const le = /le="([^"]+)"/.exec(labels)?.[1];
+    if (!le) continue;
+    buckets.push({ le: le === '+Inf' ? Infinity : Number(le), count: Number(m[2]) });
+  }
+  if (buckets.length === 0) return null;
+  buckets.sort((a, b) => a.le - b.le);
+  const total = buckets[buckets.length - 1]!.count;
+  if (total === 0) return null;
+  const want = (p / 100) * total;
+  const b = buckets.find((x) => x.count >= want)!;
+  return b.le === Infinity ? Infinity : b.le * 1000;
+}
+
+/** Largest number of ready messages (`messageCount` of a passive declare) seen per queue, sampled every 250 ms. */
+export class DepthSampler {
+  private timer: NodeJS.Timeout | null = null;
+  private conn: amqp.ChannelModel | null = null;
+  private readonly max: Record<string, number> = {};
+  private stopped: Promise<Record<string, number>> | null = null;
+
+  constructor(private readonly queues: readonly string[]) {}
+
+  start(): this {
+    let busy = false;
+    void amqp.connect(AMQP_URL).then(async (conn) => {
+      this.conn = conn;
+      conn.on('error', () => undefined);
+      const ch = await conn.createChannel();
+      ch.on('error', () => undefined);
+      this.timer = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        void Promise.all(this.queues.map((q) => ch.checkQueue(q).then((r) => (this.max[q] = Math.max(this.max[q] ?? 0, r.messageCount)))))
+          .catch(() => undefined)
+          .finally(() => (busy = false));
+      }, 250);
+    });
+    return this;
+  }
+
+  stop(): Promise<Record<string, number>> {
+    this.stopped ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      await this.conn?.close().catch(() => undefined);
+      return { ...this.max };
+    })();
+    return this.stopped;
+  }
+}
+
+/** One row of a printed table: a label, then the columns. */
+export type Row = (string | number)[];
+
+/** Columns aligned: the first padded on the right, the others on the left. */
+export function table(rows: Row[]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('  ')).join('\n');
+}
+
+/** What bench/bench.ts sets up once and hands to every scenario. */
+export interface BenchContext {
+  readonly flags: Flags;
+  /** Register what a scenario starts here too, so a failure or Ctrl-C still cleans it up. */
+  readonly res: Resources;
+  /** The merchant of the throughput runs (`--latency-ms`, `--failure-ratio`), counting requests. */
+  readonly merchant: MerchantProcess;
+  /**
+   * The daemon on DEFAULT_SCHEDULE the scenarios in bench.ts's first list
+   * share; stopped before the second list (which start daemons of their own).
+   */
+  readonly daemon: DaemonHandle;
+  /** A topology on DEFAULT_SCHEDULE with no daemon on it, for the hand-written loops. */
+  readonly ceilingPrefix: string;
+}
+
+/**
+ * What a scenario hands back. Nothing is printed while the scenarios run:
+ * bench.ts prints every `head` (in run order), then the shared memory table
+ * made of every scenario's `memory` rows, then every `tail`, and writes the
+ * merged `record`s as the results file.
+ */
+export interface ScenarioReport {
+  /** The keys of the results JSON this scenario owns (present, null or empty when it was skipped). */
+  readonly record: Record<string, unknown>;
+  /** Printed ahead of the memory table: exact text, newlines included. */
+  readonly head: string;
+  /** Rows of the memory table (sum of PSS, MiB). */
+  readonly memory: Row[];
+  /** Printed after the memory table: exact text, newlines included. */
+  readonly tail: string;
+}
+
+/** A scenario: one file under bench/scenarios/, one line in bench.ts. */
+export type Scenario = (ctx: BenchContext) => Promise<ScenarioReport>;
