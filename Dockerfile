@@ -26,8 +26,10 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 COPY --from=build /app/dist ./dist
 COPY config ./config
 USER node
-# 8080: ingress (POST /v1/notifications); 9464: admin + /metrics (loopback by
-# default: set NOTIFY_ADMIN_HOST=0.0.0.0 and NOTIFY_ADMIN_TOKEN to publish it).
+# 8080: ingress (POST /v1/notifications) and 9464: admin + /metrics are both
+# loopback by default. To publish them set NOTIFY_INGRESS_HOST=0.0.0.0 with
+# NOTIFY_INGRESS_TOKENS=name:token,…, and NOTIFY_ADMIN_HOST=0.0.0.0 with
+# NOTIFY_ADMIN_TOKEN (start-up exits 78 without them).
 EXPOSE 8080 9464
 # The master drains on SIGTERM (supervisor.drainTimeout, 25 s): give
 # `docker stop` a longer timeout (`-t 35` / compose stop_grace_period: 35s).

@@ -2,9 +2,9 @@
 import { IngressWorker } from '../src/ingress/worker.js';
 import { createLogger } from '../src/core/logger.js';
 import { createWorkerMetrics } from '../src/core/metrics.js';
-import { readWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
+import { receiveWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
 
-const config = readWorkerConfig();
+const { config } = await receiveWorkerConfig();
 const log = createLogger(config.logLevel, { role: 'ingress' });
 const metrics = createWorkerMetrics({ role: 'ingress', tier: '' });
 const worker = new IngressWorker(config, log, metrics, (state) => sendToMaster({ type: 'state', state }));

@@ -16,7 +16,17 @@ export interface PublisherOptions {
   readonly confirmTimeoutMs?: number;
   /** Keep reconnecting in the background (ingress) rather than on demand (client). */
   readonly keepConnected?: boolean;
+  /** Most publishes waiting for their confirm at once (read per publish, so a reload applies); past it a publish fails with `OVERLOADED`. Default unbounded. */
+  readonly maxInflight?: () => number;
   readonly onStateChange?: (connected: boolean, err?: Error) => void;
+  /** The broker blocked (a memory or disk alarm) or unblocked this connection. */
+  readonly onBlocked?: (blocked: boolean, reason?: string) => void;
+}
+
+/** Options of one publish. */
+export interface PublishOptions {
+  /** The producer (ingress token name) that submitted it, carried as `notify-producer`. */
+  readonly producer?: string | null;
 }
 
 /**
@@ -33,6 +43,8 @@ export class NotificationPublisher {
   private readonly stop = new AbortController();
   private readonly names: Names;
   private returns: ReturnTracker | null = null;
+  private blockedReason: string | null = null;
+  private inflight = 0;
 
   constructor(private readonly opts: PublisherOptions) {
     this.names = namesFor(opts.prefix);
@@ -40,6 +52,16 @@ export class NotificationPublisher {
 
   get connected(): boolean {
     return this.ch !== null;
+  }
+
+  /** Why the broker blocks publishing on this connection (memory or disk alarm), or null. */
+  get blocked(): string | null {
+    return this.blockedReason;
+  }
+
+  /** Publishes waiting for their confirm. */
+  get inflightCount(): number {
+    return this.inflight;
   }
 
   /** Connects once; with `keepConnected`, keeps retrying in the background after losses. */
@@ -62,6 +84,18 @@ export class NotificationPublisher {
   private async open(): Promise<void> {
     const conn = await connectBroker(this.opts.amqpUrl, this.opts.name);
     conn.on('error', () => undefined);
+    // While blocked the broker reads nothing from this connection: publishes
+    // would sit in memory until the alarm clears, so they are refused at once.
+    conn.on('blocked', (reason: string) => {
+      if (this.conn !== conn) return;
+      this.blockedReason = reason || 'blocked';
+      this.opts.onBlocked?.(true, this.blockedReason);
+    });
+    conn.on('unblocked', () => {
+      if (this.conn !== conn) return;
+      this.blockedReason = null;
+      this.opts.onBlocked?.(false);
+    });
     let ch: ConfirmChannel;
     try {
       ch = await conn.createConfirmChannel();
@@ -76,6 +110,10 @@ export class NotificationPublisher {
       this.conn = null;
       this.ch = null;
       this.returns = null;
+      if (this.blockedReason !== null) {
+        this.blockedReason = null;
+        this.opts.onBlocked?.(false);
+      }
       this.opts.onStateChange?.(false, err);
       if (this.opts.keepConnected && !this.closed) void this.reconnectLoop();
     };
@@ -110,14 +148,29 @@ export class NotificationPublisher {
     }
   }
 
-  /** Publishes one validated notification; resolves once the broker confirmed it. */
-  async publish(n: Notification): Promise<void> {
+  /**
+   * Publishes one validated notification; resolves once the broker confirmed
+   * it. Fails at once, accepting nothing, while the broker blocks publishing
+   * (`BROKER_BLOCKED`) or when `maxInflight` publishes already wait (`OVERLOADED`).
+   */
+  async publish(n: Notification, opts: PublishOptions = {}): Promise<void> {
     if (!this.ch) {
       if (this.opts.keepConnected) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
       await this.ensure();
     }
     const ch = this.ch;
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+    if (this.blockedReason !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
+    if (this.opts.maxInflight && this.inflight >= this.opts.maxInflight()) throw new NotifyError(ErrorCodes.OVERLOADED, `${this.inflight} publishes already wait for the broker; retry later`);
+    this.inflight++;
+    try {
+      await this.publishOn(ch, n, opts);
+    } finally {
+      this.inflight--;
+    }
+  }
+
+  private async publishOn(ch: ConfirmChannel, n: Notification, opts: PublishOptions): Promise<void> {
     const route = routeForAttempt(this.names, this.opts.scheduleMs, 0);
     const delay0 = this.opts.scheduleMs[0] ?? 0;
     const confirm = publishConfirmed(
@@ -131,7 +184,7 @@ export class NotificationPublisher {
         mandatory: true,
         contentType: 'application/json',
         timestamp: Math.floor(n.createdAt / 1000),
-        headers: { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0 },
+        headers: opts.producer ? { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0, [H.producer]: opts.producer } : { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0 },
       },
       this.returns ?? undefined,
     );

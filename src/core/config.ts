@@ -43,6 +43,10 @@ export interface DeliveryConfig {
   readonly allowPrivateNetworks: boolean;
   /** CIDRs allowed even though they are private (e.g. `127.0.0.0/8` in tests). */
   readonly allowCidrs: readonly string[];
+  /** DNS servers for merchant names (`ip` or `ip:port`); empty = the system's (/etc/resolv.conf). */
+  readonly dnsServers: readonly string[];
+  /** Per-query DNS timeout; c-ares tries twice, doubling it, so a name that never answers fails after about 3× this. */
+  readonly dnsTimeoutMs: number;
 }
 
 export interface IngressConfig {
@@ -53,8 +57,17 @@ export interface IngressConfig {
   readonly maxBodyBytes: number;
   /** Most notifications in one `:batch` request. */
   readonly maxBatch: number;
-  /** Optional bearer token required on ingress requests. */
-  readonly token: string | null;
+  /**
+   * Producer tokens, name → bearer token. A request must carry one of them
+   * (when any is set); the name goes with each notification into logs,
+   * outcome events and history, the token never. Required when `host` is
+   * not loopback. The legacy single `ingress.token` is the producer `default`.
+   */
+  readonly tokens: Readonly<Record<string, string>>;
+  /** Requests handled at once; more get 503 `OVERLOADED` at once, so memory stays bounded. */
+  readonly maxConcurrentRequests: number;
+  /** Publishes waiting for the broker's confirm at once; more get 503 `OVERLOADED`. */
+  readonly maxInflightPublishes: number;
 }
 
 export interface AdminConfig {
@@ -96,6 +109,18 @@ export interface SupervisorConfig {
   readonly crashloopWindowMs: number;
 }
 
+/** Which attempts get a log line: every one, only those that did not deliver, or none. */
+export type AttemptLogMode = 'all' | 'failures' | 'off';
+
+export interface LogConfig {
+  /**
+   * The per-attempt log line. At full rate it is tens of thousands of lines a
+   * second, past journald's default rate limit; `failures` keeps the ones an
+   * operator looks for, `off` leaves it to metrics and history.
+   */
+  readonly attempts: AttemptLogMode;
+}
+
 export interface MetricsConfig {
   /** node-cron expression for sampling queue depths. */
   readonly queueSampleCron: string;
@@ -125,6 +150,7 @@ export interface Config {
   readonly metrics: MetricsConfig;
   readonly deadRedrive: DeadRedriveConfig;
   readonly logLevel: LogLevel;
+  readonly log: LogConfig;
 }
 
 type Raw = Record<string, unknown>;
@@ -181,6 +207,8 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_INGRESS_PORT', 'ingress.port');
   str('NOTIFY_INGRESS_HOST', 'ingress.host');
   str('NOTIFY_INGRESS_TOKEN', 'ingress.token');
+  const tokens = env.NOTIFY_INGRESS_TOKENS;
+  if (tokens) set('ingress.tokens', parseTokenList(tokens));
   str('NOTIFY_ADMIN_PORT', 'admin.port');
   str('NOTIFY_ADMIN_HOST', 'admin.host');
   str('NOTIFY_ADMIN_TOKEN', 'admin.token');
@@ -190,11 +218,54 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
   str('NOTIFY_LOG_LEVEL', 'logLevel');
+  str('NOTIFY_LOG_ATTEMPTS', 'log.attempts');
   const secret = env.NOTIFY_SIGNING_SECRET;
   if (secret) set('signing.secrets', secret.split(/[\s,]+/).filter(Boolean));
   const cidrs = env.NOTIFY_ALLOW_CIDRS;
   if (cidrs !== undefined) set('delivery.allowCidrs', cidrs.split(/[\s,]+/).filter(Boolean));
+  const dnsServers = env.NOTIFY_DNS_SERVERS;
+  if (dnsServers !== undefined) set('delivery.dnsServers', dnsServers.split(/[\s,]+/).filter(Boolean));
   return o;
+}
+
+/**
+ * `name:token,name:token` as an object. An entry without a name is kept under
+ * an empty name, for the parser to refuse with the key it belongs to.
+ */
+function parseTokenList(text: string): Raw {
+  const out: Raw = {};
+  for (const entry of text.split(/[\s,]+/).filter(Boolean)) {
+    const i = entry.indexOf(':');
+    out[i < 0 ? '' : entry.slice(0, i)] = i < 0 ? entry : entry.slice(i + 1);
+  }
+  return out;
+}
+
+const PRODUCER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Shorter bearer tokens are guessable; 16 characters of a random alphabet are not. */
+const MIN_TOKEN_LENGTH = 16;
+
+function parseTokens(v: unknown, legacy: string | null, key: string): Readonly<Record<string, string>> {
+  if (v === undefined || v === null) v = {};
+  if (!isObject(v)) fail(key, 'must be an object of producer name: token (or NOTIFY_INGRESS_TOKENS=name:token,…)');
+  const out: Record<string, string> = {};
+  for (const [name, token] of Object.entries(v)) {
+    if (!PRODUCER_NAME.test(name)) fail(`${key}.${name.slice(0, 64)}`, 'a producer name is letters, digits and . _ - (up to 64), written name:token');
+    if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || /[\s,]/.test(token)) {
+      fail(`${key}.${name}`, `must be a token of at least ${MIN_TOKEN_LENGTH} characters without spaces or commas`);
+    }
+    out[name] = token;
+  }
+  if (legacy !== null) {
+    if (out.default !== undefined) fail(key, 'ingress.token is the producer "default": do not set both');
+    out.default = legacy;
+  }
+  const seen = new Set<string>();
+  for (const t of Object.values(out)) {
+    if (seen.has(t)) fail(key, 'two producers share one token: each producer needs its own');
+    seen.add(t);
+  }
+  return out;
 }
 
 class Reader {
@@ -296,6 +367,26 @@ function parseCidrs(v: unknown, key: string): readonly string[] {
   });
 }
 
+/** A DNS server: `ip`, `ip:port` (IPv4) or `[ipv6]:port`. */
+function isDnsServer(x: unknown): boolean {
+  if (typeof x !== 'string') return false;
+  let host = x;
+  let port: string | null = null;
+  const bracketed = /^\[(.+)\]:(\d{1,5})$/.exec(x);
+  const v4WithPort = /^([^:]+):(\d{1,5})$/.exec(x);
+  if (bracketed) [, host, port] = bracketed as unknown as [string, string, string];
+  else if (v4WithPort) [, host, port] = v4WithPort as unknown as [string, string, string];
+  return isIP(host) !== 0 && (port === null || (Number(port) >= 1 && Number(port) <= 65535));
+}
+
+function parseDnsServers(v: unknown, key: string): readonly string[] {
+  if (!Array.isArray(v)) fail(key, 'must be a list of DNS servers such as ["10.0.0.2", "127.0.0.1:5353"]');
+  v.forEach((x, i) => {
+    if (!isDnsServer(x)) fail(`${key}[${i}]`, `"${String(x)}" is not an IP address with an optional port ([ipv6]:port for IPv6)`);
+  });
+  return v as string[];
+}
+
 /** True for addresses only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
@@ -344,6 +435,8 @@ export function parseConfig(raw: Raw): Config {
     success: parseSuccess(d.raw_('success'), d.fullKey('success')),
     allowPrivateNetworks: d.bool('allowPrivateNetworks'),
     allowCidrs: parseCidrs(d.raw_('allowCidrs'), d.fullKey('allowCidrs')),
+    dnsServers: parseDnsServers(d.raw_('dnsServers'), d.fullKey('dnsServers')),
+    dnsTimeoutMs: d.durationMs('dnsTimeout', 10, 60_000),
   };
   d.done();
 
@@ -353,9 +446,14 @@ export function parseConfig(raw: Raw): Config {
     host: i.string('host'),
     maxBodyBytes: i.int('maxBodyBytes', 1024, 64 * 1024 * 1024),
     maxBatch: i.int('maxBatch', 1, 10_000),
-    token: i.optString('token'),
+    tokens: parseTokens(i.raw_('tokens'), i.optString('token'), i.fullKey('tokens')),
+    maxConcurrentRequests: i.int('maxConcurrentRequests', 1, 100_000),
+    maxInflightPublishes: i.int('maxInflightPublishes', 1, 1_000_000),
   };
   i.done();
+  if (!isLoopbackHost(ingress.host) && Object.keys(ingress.tokens).length === 0) {
+    fail('ingress.tokens', `required when ingress.host (${ingress.host}) is not loopback, or anyone who reaches the port can have notifications signed and sent: set NOTIFY_INGRESS_TOKENS=name:token`);
+  }
 
   const a = r.section('admin');
   const admin: AdminConfig = { port: a.int('port', 0, 65535), host: a.string('host'), token: a.optString('token') };
@@ -424,6 +522,9 @@ export function parseConfig(raw: Raw): Config {
   const deadRedrive: DeadRedriveConfig = { cron: dr.optString('cron'), limit: dr.int('limit', 1, 1_000_000) };
   if (deadRedrive.cron !== null && !cron.validate(deadRedrive.cron)) fail('deadRedrive.cron', `"${deadRedrive.cron}" is not a cron expression`);
   dr.done();
+  const lg = r.section('log');
+  const log: LogConfig = { attempts: lg.string('attempts', { oneOf: ['all', 'failures', 'off'] }) as AttemptLogMode };
+  lg.done();
   r.done();
 
   return deepFreeze({
@@ -440,6 +541,7 @@ export function parseConfig(raw: Raw): Config {
     metrics,
     deadRedrive,
     logLevel,
+    log,
   });
 }
 
@@ -473,15 +575,24 @@ export function loadConfig(opts: { configFile?: string | null; env?: NodeJS.Proc
   return parseConfig(raw);
 }
 
-/** The AMQP URL with its password replaced, for logs and status. */
+/**
+ * An AMQP URL, or a comma-separated list of them, with every password
+ * replaced, for logs and status. Text that does not parse as a URL is
+ * scrubbed of every `//user:password@` it holds, wherever it is.
+ */
 export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
-  }
+  return url
+    .split(',')
+    .map((part) => {
+      try {
+        const u = new URL(part.trim());
+        if (u.password) u.password = '***';
+        return u.toString();
+      } catch {
+        return part.replace(/\/\/([^:@/\s,]+):[^@/\s,]*@/g, '//$1:***@');
+      }
+    })
+    .join(',');
 }
 
 /**

@@ -25,6 +25,10 @@ export const ErrorCodes = {
   BROKER_UNAVAILABLE: 'BROKER_UNAVAILABLE',
   /** The broker nacked a publish. */
   BROKER_NACK: 'BROKER_NACK',
+  /** The broker blocks publishing (memory or disk alarm); nothing was accepted. */
+  BROKER_BLOCKED: 'BROKER_BLOCKED',
+  /** Too much is under way already (requests or publishes past their cap); nothing was accepted. */
+  OVERLOADED: 'OVERLOADED',
   /** The daemon is draining and accepts nothing new. */
   DRAINING: 'DRAINING',
   /** The destination resolves to an address the SSRF guard refuses. */

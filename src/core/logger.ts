@@ -13,6 +13,7 @@ export const REDACT_PATHS = [
   'authorization', '*.authorization', 'headers.authorization', 'headers["webhook-signature"]',
   '*.headers.authorization', '*.headers["webhook-signature"]', 'amqpUrl', '*.amqpUrl',
   'signing.secrets', 'admin.token', 'ingress.token', 'config.signing.secrets', 'config.admin.token',
+  'tokens', '*.tokens', 'ingress.tokens', 'config.ingress.tokens', 'config.ingress.token', 'config.amqpUrl',
 ];
 
 /** How often buffered log lines are written out at the latest. */

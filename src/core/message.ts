@@ -28,6 +28,8 @@ export const H = Object.freeze({
   lastError: 'notify-last-error',
   deadReason: 'notify-dead-reason',
   redriven: 'notify-redriven',
+  /** The producer (ingress token name) that submitted the notification. */
+  producer: 'notify-producer',
 });
 
 export type DeadReason = 'exhausted' | 'invalid' | 'blocked' | `status-${number}`;
@@ -47,6 +49,12 @@ const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const MEDIA_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\r\n]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
 // eslint-disable-next-line no-control-regex
 const CTL_RE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+/**
+ * What an HTTP header value may hold: tab, visible ASCII, space and the
+ * Latin-1 range. undici refuses anything else (a character above U+00FF,
+ * say) when the request is made, so it is refused here instead.
+ */
+const HEADER_VALUE_RE = /^[\t\u0020-\u007e\u0080-\u00ff]*$/;
 /** Headers notifyd sets itself or that would let a caller smuggle a second request. */
 const RESERVED_HEADERS = new Set([
   'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer',
@@ -100,8 +108,26 @@ export function validateSuccess(v: unknown, field = 'success'): SuccessCriteria 
   return { status };
 }
 
+/**
+ * URLs checked before, with the limit they were checked against and their
+ * normalised form: one merchant endpoint serves many notifications, and
+ * parsing a URL per attempt shows in a tier worker's profile.
+ */
+const checkedUrls = new Map<string, { readonly max: number; readonly normalised: string }>();
+
 /** Checks a destination URL; returns it normalised by the WHATWG parser. */
 export function validateUrl(v: unknown, limits: LimitsConfig, field = 'url'): string {
+  if (typeof v === 'string') {
+    const hit = checkedUrls.get(v);
+    if (hit !== undefined && hit.max === limits.urlMaxLength) return hit.normalised;
+  }
+  const normalised = parseUrl(v, limits, field);
+  if (checkedUrls.size >= 4096) checkedUrls.clear();
+  checkedUrls.set(v as string, { max: limits.urlMaxLength, normalised });
+  return normalised;
+}
+
+function parseUrl(v: unknown, limits: LimitsConfig, field: string): string {
   if (typeof v !== 'string' || v.length === 0) bad(field, 'is required and must be a string');
   if (v.length > limits.urlMaxLength) bad(field, `is longer than ${limits.urlMaxLength} characters`);
   if (CTL_RE.test(v) || /\s/.test(v)) bad(field, 'must not contain whitespace or control characters');
@@ -117,18 +143,68 @@ export function validateUrl(v: unknown, limits: LimitsConfig, field = 'url'): st
   return u.toString();
 }
 
+/** Options of {@link validateNotification}. */
+export interface ValidateOptions {
+  /** The time that fills a missing `createdAt` (and a generated id). */
+  readonly now?: number;
+  /** A missing id is an error instead of being generated (messages read back from a queue). */
+  readonly requireId?: boolean;
+  /**
+   * Bytes of the JSON the notification was parsed from. Body and metadata
+   * can be no larger, so their (costly) serialised size is only computed
+   * when this exceeds their limits.
+   */
+  readonly sourceBytes?: number;
+}
+
+const KNOWN_FIELDS = new Set(['id', 'url', 'method', 'headers', 'body', 'contentType', 'success', 'metadata', 'createdAt']);
+
+/** Checks the notification's headers; returns them with lower-cased names. */
+function validateHeaders(v: unknown, limits: LimitsConfig): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (v === undefined) return headers;
+  if (!isPlainObject(v)) bad('headers', 'must be an object of name: value strings');
+  let count = 0;
+  for (const name in v) {
+    if (++count > limits.maxHeaders) bad('headers', `more than ${limits.maxHeaders} headers`);
+    const value = v[name];
+    const f = `headers.${name.slice(0, 64)}`;
+    if (!TOKEN_RE.test(name)) bad(f, 'is not a valid header name');
+    if (typeof value !== 'string') bad(f, 'value must be a string');
+    if (CTL_RE.test(value)) bad(f, 'value must not contain CR, LF or control characters');
+    if (!HEADER_VALUE_RE.test(value)) bad(f, 'value may hold only Latin-1 characters (encode others, e.g. percent-encoding)');
+    // A Latin-1 character is at most 2 bytes of UTF-8: count bytes only when that could matter.
+    if ((name.length + value.length) * 2 > limits.headerMaxBytes && Buffer.byteLength(name) + Buffer.byteLength(value) > limits.headerMaxBytes) {
+      bad(f, `is over ${limits.headerMaxBytes} bytes`);
+    }
+    // Compared case-insensitively: HTTP header names are, so `Host` is `host`.
+    const lower = name.toLowerCase();
+    if (RESERVED_HEADERS.has(lower) || lower.startsWith('proxy-')) bad(f, 'is set by notifyd and cannot be overridden');
+    if (headers[lower] !== undefined) bad(f, 'is given twice (header names are case-insensitive)');
+    headers[lower] = value;
+  }
+  return headers;
+}
+
+/** Content types seen before, known valid: the media-type grammar is a costly regex to run per attempt. */
+const VALID_CONTENT_TYPES = new Set<string>([JSON_TYPE, FORM_TYPE]);
+
+function validateContentType(v: unknown): string {
+  if (v === undefined) return JSON_TYPE;
+  if (typeof v === 'string' && VALID_CONTENT_TYPES.has(v)) return v;
+  if (typeof v !== 'string' || v.length > 200 || !MEDIA_TYPE_RE.test(v)) bad('contentType', 'must be a media type such as application/json');
+  if (VALID_CONTENT_TYPES.size < 256) VALID_CONTENT_TYPES.add(v);
+  return v;
+}
+
 /**
- * Validates untrusted input (ingress, client, or a message read back from a
- * queue) into a `Notification`. Throws `VALIDATION` naming the field.
+ * Validates a notification into a `Notification`: the one set of rules for
+ * every path (ingress, `NotifyClient`, and a message read back from a work
+ * queue, whoever published it). Throws `VALIDATION` naming the field.
  */
-export function validateNotification(
-  input: unknown,
-  limits: LimitsConfig,
-  opts: { now?: number; requireId?: boolean } = {},
-): Notification {
+export function validateNotification(input: unknown, limits: LimitsConfig, opts: ValidateOptions = {}): Notification {
   if (!isPlainObject(input)) bad('notification', 'must be a JSON object');
-  const known = new Set(['id', 'url', 'method', 'headers', 'body', 'contentType', 'success', 'metadata', 'createdAt']);
-  for (const k of Object.keys(input)) if (!known.has(k)) bad(k, 'unknown field');
+  for (const k in input) if (!KNOWN_FIELDS.has(k)) bad(k, 'unknown field');
 
   let id: string;
   if (input.id === undefined || input.id === null) {
@@ -150,49 +226,27 @@ export function validateNotification(
     method = m;
   }
 
-  const headers: Record<string, string> = {};
-  if (input.headers !== undefined) {
-    if (!isPlainObject(input.headers)) bad('headers', 'must be an object of name: value strings');
-    const entries = Object.entries(input.headers);
-    if (entries.length > limits.maxHeaders) bad('headers', `more than ${limits.maxHeaders} headers`);
-    for (const [name, value] of entries) {
-      const f = `headers.${name.slice(0, 64)}`;
-      if (!TOKEN_RE.test(name)) bad(f, 'is not a valid header name');
-      if (typeof value !== 'string') bad(f, 'value must be a string');
-      if (CTL_RE.test(value)) bad(f, 'value must not contain CR, LF or control characters');
-      if (Buffer.byteLength(name) + Buffer.byteLength(value) > limits.headerMaxBytes) bad(f, `is over ${limits.headerMaxBytes} bytes`);
-      const lower = name.toLowerCase();
-      if (RESERVED_HEADERS.has(lower) || lower.startsWith('proxy-')) bad(f, 'is set by notifyd and cannot be overridden');
-      headers[lower] = value;
-    }
-  }
-
-  let contentType = JSON_TYPE;
-  if (input.contentType !== undefined) {
-    if (typeof input.contentType !== 'string' || input.contentType.length > 200 || !MEDIA_TYPE_RE.test(input.contentType)) {
-      bad('contentType', 'must be a media type such as application/json');
-    }
-    contentType = input.contentType;
-  }
+  const headers = validateHeaders(input.headers, limits);
+  const contentType = validateContentType(input.contentType);
   const mediaType = mediaTypeOf(contentType);
+  const bounded = (max: number): boolean => opts.sourceBytes !== undefined && opts.sourceBytes <= max;
 
   const body = input.body;
-  let bodyBytes: number;
   if (typeof body === 'string') {
-    bodyBytes = Buffer.byteLength(body);
+    if (!bounded(limits.bodyMaxBytes) && Buffer.byteLength(body) > limits.bodyMaxBytes) bad('body', `is over ${limits.bodyMaxBytes} bytes`);
   } else if (isPlainObject(body)) {
     if (mediaType === FORM_TYPE) {
-      for (const [k, v] of Object.entries(body)) {
-        if (!['string', 'number', 'boolean'].includes(typeof v)) bad(`body.${k.slice(0, 64)}`, 'form fields must be strings, numbers or booleans');
+      for (const k in body) {
+        const t = typeof body[k];
+        if (t !== 'string' && t !== 'number' && t !== 'boolean') bad(`body.${k.slice(0, 64)}`, 'form fields must be strings, numbers or booleans');
       }
     } else if (mediaType !== JSON_TYPE && !mediaType.endsWith('+json')) {
       bad('body', `an object body needs contentType ${JSON_TYPE} or ${FORM_TYPE}`);
     }
-    bodyBytes = jsonBytes(body, 'body');
+    if (!bounded(limits.bodyMaxBytes) && jsonBytes(body, 'body') > limits.bodyMaxBytes) bad('body', `is over ${limits.bodyMaxBytes} bytes`);
   } else {
     bad('body', 'is required and must be a string or an object');
   }
-  if (bodyBytes > limits.bodyMaxBytes) bad('body', `is over ${limits.bodyMaxBytes} bytes`);
 
   const out: {
     -readonly [K in keyof Notification]: Notification[K];
@@ -200,7 +254,7 @@ export function validateNotification(
   if (input.success !== undefined && input.success !== null) out.success = validateSuccess(input.success);
   if (input.metadata !== undefined && input.metadata !== null) {
     if (!isPlainObject(input.metadata)) bad('metadata', 'must be an object');
-    if (jsonBytes(input.metadata, 'metadata') > METADATA_MAX_BYTES) bad('metadata', `is over ${METADATA_MAX_BYTES} bytes`);
+    if (!bounded(METADATA_MAX_BYTES) && jsonBytes(input.metadata, 'metadata') > METADATA_MAX_BYTES) bad('metadata', `is over ${METADATA_MAX_BYTES} bytes`);
     out.metadata = input.metadata;
   }
   if (input.createdAt !== undefined) {
@@ -231,51 +285,14 @@ export function encodeNotification(n: Notification): Buffer {
   return Buffer.from(JSON.stringify(n));
 }
 
-const STORED_URL_RE = /^https?:\/\/[^\s\u0000-\u001f\u007f]+$/i;
-
 /**
- * Pure shape check of a notification read back from a work queue. The full
- * input rules ran once at the ingress or client; repeating them in every tier
- * cost measurable CPU per attempt. What remains is what keeps the request
- * safe and the worker alive: types, an http(s) URL without whitespace, header
- * names that are tokens and values without CR/LF. (The URL is parsed by the
- * delivery step, which refuses what does not parse as `invalid`.)
+ * Reads a notification back from an AMQP body, with the same rules as the
+ * ingress: whoever published it (the ingress, `NotifyClient`, another
+ * program straight to the queue), nothing reaches a merchant that the
+ * ingress would have refused. Anything else throws `MESSAGE_INVALID` naming
+ * the field (the worker parks it as `invalid`).
  */
-function checkStored(v: unknown): Notification {
-  if (!isPlainObject(v)) bad('notification', 'must be a JSON object');
-  if (typeof v.id !== 'string' || v.id.length === 0 || v.id.length > 1024) bad('id', 'must be a non-empty string');
-  if (typeof v.url !== 'string' || v.url.length > 64 * 1024 || !STORED_URL_RE.test(v.url)) bad('url', 'must be an http(s) URL');
-  if (v.method !== undefined && v.method !== 'POST' && v.method !== 'PUT') bad('method', 'must be POST or PUT');
-  if (v.headers !== undefined) {
-    if (!isPlainObject(v.headers)) bad('headers', 'must be an object');
-    const headers = v.headers as Record<string, unknown>;
-    for (const name in headers) {
-      const value = headers[name];
-      if (!TOKEN_RE.test(name) || typeof value !== 'string' || CTL_RE.test(value)) bad(`headers.${name.slice(0, 64)}`, 'is not a valid header');
-    }
-  }
-  if (typeof v.body !== 'string' && !isPlainObject(v.body)) bad('body', 'must be a string or an object');
-  if (v.contentType !== undefined && (typeof v.contentType !== 'string' || CTL_RE.test(v.contentType))) bad('contentType', 'must be a media type');
-  if (v.metadata !== undefined && v.metadata !== null && !isPlainObject(v.metadata)) bad('metadata', 'must be an object');
-  if (v.createdAt !== undefined && (typeof v.createdAt !== 'number' || !Number.isFinite(v.createdAt))) bad('createdAt', 'must be a ms epoch number');
-  // `v` is a fresh object from JSON.parse that nothing else holds: fill the
-  // defaults in place rather than copying it per attempt.
-  const n = v as { -readonly [K in keyof Notification]?: Notification[K] };
-  if (n.method === undefined) n.method = 'POST';
-  if (n.headers === undefined) n.headers = {};
-  if (n.contentType === undefined) n.contentType = JSON_TYPE;
-  if (n.createdAt === undefined) n.createdAt = 0;
-  if (v.success === undefined || v.success === null) delete n.success;
-  else n.success = validateSuccess(v.success);
-  return n as Notification;
-}
-
-/**
- * Reads a notification back from an AMQP body. Anything that is not a
- * well-formed notification throws `MESSAGE_INVALID` naming the field (the
- * worker parks it as `invalid`).
- */
-export function decodeNotification(content: Buffer): Notification {
+export function decodeNotification(content: Buffer, limits: LimitsConfig, now = Date.now()): Notification {
   let parsed: unknown;
   try {
     parsed = JSON.parse(content.toString('utf8'));
@@ -283,7 +300,7 @@ export function decodeNotification(content: Buffer): Notification {
     throw new NotifyError(ErrorCodes.MESSAGE_INVALID, `body is not JSON: ${(err as Error).message}`, 'body');
   }
   try {
-    return checkStored(parsed);
+    return validateNotification(parsed, limits, { now, requireId: true, sourceBytes: content.length });
   } catch (err) {
     const e = err as NotifyError;
     throw new NotifyError(ErrorCodes.MESSAGE_INVALID, e.message, e.field, { cause: err });

@@ -21,6 +21,7 @@ export const METRIC_NAMES = Object.freeze([
   'notify_worker_restarts_total',
   'notify_queue_messages',
   'notify_ingress_requests_total',
+  'notify_handon_failures_total',
 ] as const);
 
 export type AttemptOutcomeLabel = 'success' | 'retry' | 'dead' | 'error';
@@ -36,6 +37,8 @@ export interface WorkerMetrics {
   readonly endToEnd: Histogram<string>;
   readonly inflight: Gauge<'tier'>;
   readonly ingressRequests: Counter<'status'>;
+  /** Hand-on publishes the broker did not take (and that are retried), by why. */
+  readonly handOnFailures: Counter<'tier' | 'reason'>;
   /**
    * Reports a tier's in-flight count through `fn`, read when the registry is
    * collected: two gauge updates per attempt showed in the hot-path profile.
@@ -71,6 +74,12 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
       },
     }),
     ingressRequests: new Counter({ name: 'notify_ingress_requests_total', help: 'Ingress HTTP requests by status', labelNames: ['status'], registers }),
+    handOnFailures: new Counter({
+      name: 'notify_handon_failures_total',
+      help: 'Hand-on publishes the broker did not take (refused: a nack, e.g. a max-length policy with reject-publish; unroutable: no queue took it; error), each retried',
+      labelNames: ['tier', 'reason'],
+      registers,
+    }),
     sampleInflight(tier, fn) {
       inflightSamplers.set(tier, fn);
     },

@@ -1,14 +1,11 @@
 /**
- * SSRF guard for webhook destinations (DESIGN §6, last bullet).
- *
- * Two checks are needed because Node skips the `lookup` hook entirely when the
- * host is already an IP literal: {@link AddressGuard.assertHostAllowed} covers
- * literal hosts before a request is made, and {@link AddressGuard.lookup} covers
- * names at connect time, on the very addresses the socket will use, so a name
- * that resolves differently between a check and the connect (DNS rebinding)
- * gains nothing.
+ * SSRF guard for webhook destinations (DESIGN §6, last bullet): the class of
+ * an address and whether the configuration allows it.
+ * {@link AddressGuard.assertHostAllowed} decides literal hosts before a
+ * request is made; names are decided by the connector (connector.ts) on the
+ * very addresses the socket then connects to, so a name that resolves
+ * differently between a check and the connect (DNS rebinding) gains nothing.
  */
-import dns from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 
@@ -44,20 +41,11 @@ export interface AddressGuard {
   /**
    * Throws a `NotifyError` with code `DESTINATION_BLOCKED` when a literal-IP
    * host is refused. Host names pass: they are checked at connect time by
-   * {@link AddressGuard.lookup}. Takes a hostname as `new URL().hostname` gives
+   * the connector. Takes a hostname as `new URL().hostname` gives
    * it (IPv6 in brackets); numeric forms WHATWG would turn into IPv4
    * (`0x7f.1`, `2130706433`) are normalised the same way first.
    */
   assertHostAllowed(hostname: string): void;
-  /**
-   * Drop-in for the `lookup` option of `net.connect`, `http.request` or an
-   * undici connector (same signature as `dns.lookup`). Supports `all: true`
-   * (used by `autoSelectFamily`) and the single-address form, and passes
-   * `family`, `hints` and `order`/`verbatim` through. If any address returned
-   * is refused the whole lookup fails with a `NotifyError` whose `code` is
-   * `DESTINATION_BLOCKED`.
-   */
-  lookup: (hostname: string, options: object, callback: (...args: any[]) => void) => void;
 }
 
 // --- parsing ---------------------------------------------------------------
@@ -248,22 +236,12 @@ function blocked(what: string, ip: string, cls: AddressClass): NotifyError {
   );
 }
 
-type LookupAllCallback = (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void;
-type Resolver = (hostname: string, options: dns.LookupAllOptions, callback: LookupAllCallback) => void;
-
-function familyOf(option: unknown): 0 | 4 | 6 {
-  if (option === 4 || option === 'IPv4') return 4;
-  if (option === 6 || option === 'IPv6') return 6;
-  return 0;
-}
-
 /**
- * Builds the guard. `resolve` defaults to `dns.lookup`; tests inject a fake.
+ * Builds the guard.
  * Throws `CONFIG_INVALID` (field `delivery.allowCidrs`) for a malformed entry.
  */
-export function createAddressGuard(opts: GuardOptions, resolve: typeof dns.lookup = dns.lookup): AddressGuard {
+export function createAddressGuard(opts: GuardOptions): AddressGuard {
   const allowList = buildAllowList(opts.allowCidrs);
-  const resolver = resolve as unknown as Resolver;
 
   function check(ip: string): { allowed: boolean; addressClass: AddressClass } {
     const bare = stripZone(ip);
@@ -290,34 +268,5 @@ export function createAddressGuard(opts: GuardOptions, resolve: typeof dns.looku
     if (!allowed) throw blocked(hostname, host, addressClass);
   }
 
-  function lookup(hostname: string, options: object, callback: (...args: any[]) => void): void {
-    // dns.lookup also accepts (hostname, callback) and a bare family number.
-    if (typeof options === 'function') {
-      callback = options as (...args: any[]) => void;
-      options = {};
-    }
-    const o: dns.LookupOptions = typeof options === 'number' ? { family: options } : { ...(options as object) };
-    const wantAll = o.all === true;
-    const family = familyOf(o.family);
-    resolver(hostname, { ...o, all: true }, (err, addresses) => {
-      if (err) return callback(err);
-      // An injected resolver may ignore `family`; never hand back what was not asked for.
-      const usable = family === 0 ? addresses : addresses.filter((a) => a.family === family);
-      if (usable.length === 0) {
-        const e: NodeJS.ErrnoException = new Error(`getaddrinfo ENOTFOUND ${hostname}`);
-        e.code = 'ENOTFOUND';
-        e.syscall = 'getaddrinfo';
-        return callback(e);
-      }
-      for (const a of usable) {
-        const { allowed, addressClass } = check(a.address);
-        if (!allowed) return callback(blocked(hostname, a.address, addressClass));
-      }
-      if (wantAll) return callback(null, usable);
-      const first = usable[0]!;
-      return callback(null, first.address, first.family);
-    });
-  }
-
-  return { check, assertHostAllowed, lookup };
+  return { check, assertHostAllowed };
 }

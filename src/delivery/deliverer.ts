@@ -1,6 +1,8 @@
 import { Agent, type Dispatcher } from 'undici';
 import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
+import { guardedConnector, type SelfAddresses } from './connector.js';
+import { DnsCache } from './dns-cache.js';
 import type { AttemptResult } from './outcome.js';
 
 /** One HTTP request to make. */
@@ -154,21 +156,23 @@ export class HttpDeliverer {
   private readonly verdicts = new Map<string, string | null>();
   private readonly targets = new Map<string, Target | null>();
 
+  /**
+   * `self` is the process's view of notifyd's own ports (shared across
+   * reloads, kept current by the master); a delivery never connects to them.
+   */
   constructor(
     cfg: DeliveryConfig,
     private readonly guard: AddressGuard | null,
+    self: SelfAddresses,
   ) {
     this.cfg = cfg;
-    this.agent = this.makeAgent(cfg);
-  }
-
-  private makeAgent(cfg: DeliveryConfig): Agent {
-    return new Agent({
+    const dns = new DnsCache({ servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: 16_384 });
+    this.agent = new Agent({
       connections: cfg.connectionsPerOrigin,
       keepAliveTimeout: 10_000,
       headersTimeout: cfg.headersTimeoutMs,
       bodyTimeout: cfg.timeoutMs,
-      connect: this.guard ? { timeout: cfg.connectTimeoutMs, lookup: this.guard.lookup } : { timeout: cfg.connectTimeoutMs },
+      connect: guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, guard, self }),
     });
   }
 

@@ -13,8 +13,17 @@ export type Outcome =
   | { readonly kind: 'retry'; readonly error: string }
   | { readonly kind: 'dead'; readonly reason: DeadReason; readonly error: string };
 
-/** Error codes that can never succeed on a later attempt. */
-const PERMANENT_ERROR_CODES = new Set(['DESTINATION_BLOCKED', 'INVALID_URL']);
+/**
+ * Error codes that can never succeed on a later attempt, with the reason they
+ * park under. undici's argument errors say the request itself is malformed
+ * (a header value it refuses, say): the same request fails the same way.
+ */
+const PERMANENT_ERROR_CODES: ReadonlyMap<string, DeadReason> = new Map([
+  ['DESTINATION_BLOCKED', 'blocked'],
+  ['INVALID_URL', 'invalid'],
+  ['UND_ERR_INVALID_ARG', 'invalid'],
+  ['UND_ERR_NOT_SUPPORTED', 'invalid'],
+]);
 
 /** Pure: does this response meet the success criteria? */
 export function isSuccess(status: number, body: string, criteria: SuccessCriteria): boolean {
@@ -51,8 +60,10 @@ export function classifyAttempt(
   if (result.kind === 'response' && deadOnStatus.includes(result.status)) {
     return { kind: 'dead', reason: `status-${result.status}`, error };
   }
-  if (result.kind === 'error' && PERMANENT_ERROR_CODES.has(result.code)) {
-    return { kind: 'dead', reason: result.code === 'DESTINATION_BLOCKED' ? 'blocked' : 'invalid', error };
-  }
-  return isLastTier ? { kind: 'dead', reason: 'exhausted', error } : { kind: 'retry', error };
+  const permanent = result.kind === 'error' ? PERMANENT_ERROR_CODES.get(result.code) : undefined;
+  if (permanent !== undefined) return { kind: 'dead', reason: permanent, error };
+  if (!isLastTier) return { kind: 'retry', error };
+  // A name that resolved only to refused addresses may be a passing DNS
+  // mistake, so it went down the ladder; at its end it parks as what it is.
+  return { kind: 'dead', reason: result.kind === 'error' && result.code === 'DNS_BLOCKED' ? 'blocked' : 'exhausted', error };
 }

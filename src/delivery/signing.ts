@@ -55,7 +55,10 @@ function checkTimestamp(timestampSec: number): void {
  * but the Node SDK's `checkNotifySign` only filters empty *keys* and would put
  * `k=` into its string, so keeping them in the body would fail one or the other.
  */
-function alipaySignContent(body: string, contentType: string): { fields: [string, string][]; content: string } {
+/** The form field that carries the notification id under `rsa2`. */
+export const NOTIFY_ID_FIELD = 'notify_id';
+
+function alipaySignContent(body: string, contentType: string, id: string): { fields: [string, string][]; content: string } {
   const [media, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
   if (media !== FORM_TYPE) {
     throw signingFailed(`rsa2: body must be ${FORM_TYPE} (got ${media || 'no content type'})`);
@@ -77,6 +80,9 @@ function alipaySignContent(body: string, contentType: string): { fields: [string
     if (k === '' || v === '') continue;
     fields.push([k, v]);
   }
+  // The id merchants deduplicate on, signed with the rest, as Alipay sends its
+  // own `notify_id`; a producer that set one keeps it.
+  if (!seen.has(NOTIFY_ID_FIELD)) fields.push([NOTIFY_ID_FIELD, id]);
   // `<` compares UTF-16 code units, exactly as the Node SDK's `Object.keys().sort()` and
   // Java's `TreeMap<String>` (Alipay's own) do; for ASCII keys that is byte order.
   const content = [...fields]
@@ -204,7 +210,7 @@ class RsaSigner implements Signer {
 
   async sign(input: SignInput): Promise<SignOutput> {
     if (this.closing !== null) throw signingFailed('signer is closed');
-    const { fields, content } = alipaySignContent(input.body, input.contentType);
+    const { fields, content } = alipaySignContent(input.body, input.contentType, input.id);
     const pool = this.getPool();
     let signature: string;
     try {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
-import { tokenMatches } from '../core/http-util.js';
+import { BearerTokens } from '../core/http-util.js';
 import type { Logger } from '../core/logger.js';
 import { mediaTypeOf, validateNotification, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
@@ -19,6 +19,8 @@ const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
   UNAUTHORIZED: 401,
   BROKER_UNAVAILABLE: 503,
   BROKER_NACK: 503,
+  BROKER_BLOCKED: 503,
+  OVERLOADED: 503,
   DRAINING: 503,
   TIER_UNKNOWN: 404,
   CONFIG_INVALID: 400,
@@ -40,6 +42,7 @@ export class IngressServer {
   private server: Server | null = null;
   private draining = false;
   private config: Config;
+  private tokens: BearerTokens;
   private readonly active = new Set<Promise<unknown>>();
 
   constructor(
@@ -49,15 +52,38 @@ export class IngressServer {
     private readonly metrics: WorkerMetrics | null,
   ) {
     this.config = config;
+    this.tokens = new BearerTokens(config.ingress.tokens);
   }
 
   reload(config: Config): void {
     this.config = config;
+    this.tokens = new BearerTokens(config.ingress.tokens);
+  }
+
+  /**
+   * Whether this ingress can take a notification now: broker link up, not
+   * blocked by a broker alarm, not draining. It depends on nothing else (not
+   * on the tiers), so a load balancer keeps an ingress in rotation while a
+   * tier elsewhere in the daemon restarts.
+   */
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (!this.publisher.connected) reasons.push('broker not connected');
+    const blocked = this.publisher.blocked;
+    if (blocked !== null) reasons.push(`broker blocks publishing (${blocked})`);
+    if (this.draining) reasons.push('draining');
+    return { ready: reasons.length === 0, reasons };
   }
 
   /** Listens; resolves with the bound port. */
   listen(port: number, host: string): Promise<number> {
     const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      if (this.active.size >= this.config.ingress.maxConcurrentRequests) {
+        // Refused before a byte of the body is read: memory stays bounded by the cap times the body limit.
+        req.resume();
+        res.setHeader('connection', 'close');
+        return this.sendError(res, new NotifyError(ErrorCodes.OVERLOADED, `${this.active.size} requests under way; retry later`));
+      }
       const p = this.route(req, res).catch((err: unknown) => {
         this.log.error({ err: toErrorData(err) }, 'ingress handler failed');
         if (!res.headersSent) this.sendError(res, new NotifyError(ErrorCodes.INTERNAL, 'internal error'));
@@ -90,6 +116,12 @@ export class IngressServer {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    if ((path === '/readyz' || path === '/healthz') && (req.method === 'GET' || req.method === 'HEAD')) {
+      req.resume();
+      if (path === '/healthz') return this.send(res, 200, { ok: true });
+      const r = this.readiness();
+      return this.send(res, r.ready ? 200 : 503, r);
+    }
     const single = path === '/v1/notifications';
     const batch = path === '/v1/notifications:batch';
     if (!single && !batch) {
@@ -101,13 +133,20 @@ export class IngressServer {
       res.setHeader('allow', 'POST');
       return this.sendError(res, new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST'));
     }
-    if (this.config.ingress.token && !tokenMatches(req.headers.authorization, this.config.ingress.token)) {
+    const producer = this.tokens.match(req.headers.authorization);
+    if (this.tokens.size > 0 && producer === null) {
       req.resume();
       return this.sendError(res, new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token'));
     }
     if (this.draining) {
       req.resume();
       return this.sendError(res, new NotifyError(ErrorCodes.DRAINING, 'notifyd is shutting down; retry on another instance'));
+    }
+    const blocked = this.publisher.blocked;
+    if (blocked !== null) {
+      // Answered before the body is read: nothing is buffered while the broker cannot take it.
+      req.resume();
+      return this.sendError(res, new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${blocked}); retry later`));
     }
     const ct = mediaTypeOf(req.headers['content-type'] ?? 'application/json');
     if (ct !== 'application/json') {
@@ -124,8 +163,8 @@ export class IngressServer {
       }
       return this.sendError(res, new NotifyError(ErrorCodes.BAD_JSON, `body is not valid JSON: ${(err as Error).message}`.slice(0, 200)));
     }
-    if (single) return this.handleOne(res, parsed);
-    return this.handleBatch(res, parsed);
+    if (single) return this.handleOne(res, parsed, producer);
+    return this.handleBatch(res, parsed, producer);
   }
 
   /** Validation plus what the configured signing scheme needs (rsa2 signs form bodies only). */
@@ -136,7 +175,7 @@ export class IngressServer {
     return n;
   }
 
-  private async handleOne(res: ServerResponse, parsed: unknown): Promise<void> {
+  private async handleOne(res: ServerResponse, parsed: unknown, producer: string | null): Promise<void> {
     let n: Notification;
     try {
       n = this.validate(parsed);
@@ -144,7 +183,7 @@ export class IngressServer {
       return this.sendError(res, err);
     }
     try {
-      await this.publisher.publish(n);
+      await this.publisher.publish(n, { producer });
     } catch (err) {
       this.log.warn({ id: n.id, err: toErrorData(err) }, 'publish failed; answered 503');
       return this.sendError(res, err);
@@ -152,7 +191,7 @@ export class IngressServer {
     this.send(res, 202, { id: n.id });
   }
 
-  private async handleBatch(res: ServerResponse, parsed: unknown): Promise<void> {
+  private async handleBatch(res: ServerResponse, parsed: unknown, producer: string | null): Promise<void> {
     const list = (parsed as { notifications?: unknown } | null)?.notifications;
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !Array.isArray(list)) {
       return this.sendError(res, new NotifyError(ErrorCodes.VALIDATION, 'notifications: must be an array', 'notifications'));
@@ -164,7 +203,7 @@ export class IngressServer {
       list.map(async (item, index): Promise<BatchItem> => {
         try {
           const n = this.validate(item);
-          await this.publisher.publish(n);
+          await this.publisher.publish(n, { producer });
           return { id: n.id, status: 202 };
         } catch (err) {
           const error = toErrorData(err);

@@ -29,6 +29,11 @@ export class IngressWorker implements ManagedWorker {
       scheduleMs: config.scheduleMs,
       name: `notifyd ingress pid ${process.pid}`,
       keepConnected: true,
+      maxInflight: () => this.config.ingress.maxInflightPublishes,
+      onBlocked: (blocked, reason) => {
+        if (blocked) log.warn({ reason }, 'the broker blocks publishing (memory or disk alarm); answering 503 BROKER_BLOCKED until it lifts');
+        else log.info('the broker unblocked publishing');
+      },
       onStateChange: (connected, err) => {
         if (connected) log.info('ingress connected to the broker');
         else log.warn({ err: err?.message }, 'ingress lost the broker; answering 503 until it is back');

@@ -2,8 +2,13 @@ import type { Config } from '../core/config.js';
 import type { ErrorData } from '../core/errors.js';
 import type { MetricsSnapshot } from '../core/metrics.js';
 
-/** Environment keys a forked worker reads (set by the master only). */
-export const WORKER_ENV = Object.freeze({ role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG', paused: 'NOTIFYD_START_PAUSED' });
+/**
+ * Environment keys a forked worker reads (set by the master only). The
+ * config is not among them: it holds secrets, and a process's environment
+ * is readable in /proc and inherited by whatever it runs; it comes down the
+ * IPC pipe (`init`).
+ */
+export const WORKER_ENV = Object.freeze({ role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', paused: 'NOTIFYD_START_PAUSED' });
 
 /** Worker states as the master reports them (DESIGN §7). */
 export type WorkerState = 'starting' | 'running' | 'paused' | 'backoff' | 'crashloop' | 'draining' | 'stopped';
@@ -12,11 +17,15 @@ export type WorkerRole = 'tier' | 'ingress';
 
 /** master → worker, over the cluster IPC pipe. */
 export type MasterMessage =
+  /** The answer to `hello`: the config to start with. */
+  | { readonly type: 'init'; readonly config: Config }
   | { readonly type: 'pause' }
   | { readonly type: 'resume' }
   | { readonly type: 'drain'; readonly deadlineMs: number }
   | { readonly type: 'reload'; readonly config: Config }
-  | { readonly type: 'stats'; readonly requestId: number };
+  | { readonly type: 'stats'; readonly requestId: number }
+  /** notifyd's own listening ports (admin, ingress): no delivery may target them. */
+  | { readonly type: 'ports'; readonly ports: readonly number[] };
 
 /** What a worker reports about itself. */
 export interface WorkerStats {
@@ -29,6 +38,8 @@ export interface WorkerStats {
 
 /** worker → master. */
 export type WorkerMessage =
+  /** The worker listens on the pipe and waits for its config (`init`). */
+  | { readonly type: 'hello' }
   /** Start-up finished; `state` is the worker's own (e.g. `starting` for an ingress without a broker). */
   | { readonly type: 'ready'; readonly role: WorkerRole; readonly tier: number | null; readonly state: WorkerState; readonly port?: number }
   | { readonly type: 'stats'; readonly requestId: number; readonly stats: WorkerStats }
@@ -46,8 +57,8 @@ export function wrap<T>(msg: T): Envelope<T> {
   return { [CONTROL_TAG]: 1, msg };
 }
 
-const MASTER_TYPES = new Set(['pause', 'resume', 'drain', 'reload', 'stats']);
-const WORKER_TYPES = new Set(['ready', 'stats', 'state', 'drained', 'reloaded', 'fatal']);
+const MASTER_TYPES = new Set(['init', 'pause', 'resume', 'drain', 'reload', 'stats', 'ports']);
+const WORKER_TYPES = new Set(['hello', 'ready', 'stats', 'state', 'drained', 'reloaded', 'fatal']);
 
 function unwrap(raw: unknown, types: Set<string>): unknown | null {
   if (typeof raw !== 'object' || raw === null || (raw as Record<string, unknown>)[CONTROL_TAG] !== 1) return null;

@@ -5,6 +5,7 @@ import { AdminServer } from '../admin/server.js';
 import { EX_CONFIG, loadConfig, type Config } from '../core/config.js';
 import { ErrorCodes, hasCode, toErrorData } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
+import { startupWarnings, stopTimeoutMs } from './startup-checks.js';
 import { Supervisor } from './supervisor.js';
 
 /** Finds a worker entry next to this module, compiled (`.js`) or under tsx (`.ts`). */
@@ -34,6 +35,7 @@ export function loadConfigOrExit(configFile: string | null): Config {
 export async function runMaster(configFile: string | null): Promise<void> {
   const config = loadConfigOrExit(configFile);
   const log = createLogger(config.logLevel, { role: 'master' });
+  for (const line of startupWarnings(config, { stopTimeoutMs: await stopTimeoutMs(process.env) })) log.warn(line);
   let admin: AdminServer | null = null;
   const supervisor = new Supervisor({
     config,

@@ -44,6 +44,17 @@ export interface ProcessTableOptions {
   readonly onAllStopped: () => void;
 }
 
+/**
+ * The master's environment with every `NOTIFY_*` variable taken out (set to
+ * undefined, which `fork` leaves out): they may hold secrets, and workers get
+ * the parsed config over the IPC pipe instead.
+ */
+function withoutNotifyVariables(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const k of Object.keys(env)) if (k.startsWith('NOTIFY_')) out[k] = undefined;
+  return out;
+}
+
 function policyOf(c: Config): RestartPolicy {
   const s = c.supervisor;
   return { baseMs: s.restartBaseMs, maxMs: s.restartMaxMs, resetMs: s.restartResetMs, crashloopRestarts: s.crashloopRestarts, windowMs: s.crashloopWindowMs };
@@ -90,17 +101,16 @@ export class ProcessTable {
   private fork(slot: Slot): void {
     slot.timer = null;
     if (this.draining) return;
-    const config = this.opts.config();
     cluster.setupPrimary({ exec: this.opts.entries[slot.role] });
     const worker = cluster.fork({
+      ...withoutNotifyVariables(process.env),
       [WORKER_ENV.role]: slot.role,
       [WORKER_ENV.tier]: slot.tier === null ? '' : String(slot.tier),
-      [WORKER_ENV.config]: JSON.stringify(config),
       // A paused tier's new worker must not take a single message before the pause would arrive.
       [WORKER_ENV.paused]: slot.paused ? '1' : '',
     });
     slot.worker = worker;
-    slot.forkedWith = config;
+    slot.forkedWith = null;
     slot.startedAt = Date.now();
     slot.stats = null;
     if (!slot.crashloop) slot.state = 'starting';
@@ -115,6 +125,12 @@ export class ProcessTable {
     const msg = parseWorkerMessage(raw);
     if (!msg) return;
     switch (msg.type) {
+      case 'hello': {
+        const config = this.opts.config();
+        slot.forkedWith = config;
+        this.send(slot, { type: 'init', config });
+        return;
+      }
       case 'ready': {
         // Messages sent while the worker was still loading its modules may have been
         // dropped (no listener yet): repeat what it must know now.

@@ -69,7 +69,12 @@ export class Supervisor {
       logger: opts.logger,
       entries: { tier: opts.tierEntry, ingress: opts.ingressEntry },
       config: () => this.config,
-      onReady: () => this.maybeLogListening(),
+      onReady: (slot) => {
+        this.maybeLogListening();
+        // Tiers must know notifyd's own ports to refuse them as destinations (a restarted ingress may have a new one).
+        if (slot.role === 'tier') this.table.send(slot, { type: 'ports', ports: this.ownPorts() });
+        else this.sendPorts();
+      },
       onExit: (_slot, last) => {
         if (last) this.ledger.retire(last.metrics);
       },
@@ -85,6 +90,17 @@ export class Supervisor {
   setAdminPort(port: number): void {
     this.adminPort = port;
     this.maybeLogListening();
+    this.sendPorts();
+  }
+
+  private ownPorts(): number[] {
+    const ingress = this.table.byRole('ingress')[0]?.port ?? null;
+    return [this.adminPort, ingress].filter((p): p is number => p !== null);
+  }
+
+  private sendPorts(): void {
+    const ports = this.ownPorts();
+    for (const slot of this.table.byRole('tier')) this.table.send(slot, { type: 'ports', ports });
   }
 
   /** Connects to the broker (retrying without end), declares the topology, forks the workers. */

@@ -12,15 +12,39 @@ export interface ManagedWorker {
   /** Idempotent; resolves once everything is closed. */
   drain(deadlineMs: number): Promise<void>;
   reload(config: Config): { restartRequired: boolean; notes: string[] };
+  /** notifyd's own ports, for workers that must never deliver to them. */
+  setSelfPorts?(ports: readonly number[]): void;
   readonly inflightCount: number;
   readonly currentState: WorkerState;
 }
 
-/** The config the master handed down at fork time. */
-export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const raw = env[WORKER_ENV.config];
-  if (!raw) throw new Error(`${WORKER_ENV.config} is not set: workers are started by the master (notifyd start)`);
-  return deepFreeze(JSON.parse(raw) as Config);
+/**
+ * Starts a worker process: from here on it ignores SIGHUP (systemd's
+ * `kill -s HUP` reaches the whole group; only the master reloads), says
+ * `hello` on the IPC pipe and resolves with the config the master answers
+ * with. The role and tier come from the environment.
+ */
+export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Config; tier: number | null; startPaused: boolean }> {
+  process.on('SIGHUP', () => undefined);
+  if (!process.send) return Promise.reject(new Error('no IPC pipe: workers are started by the master (notifyd start)'));
+  const tierText = process.env[WORKER_ENV.tier];
+  const tier = tierText ? Number(tierText) : null;
+  const startPaused = process.env[WORKER_ENV.paused] === '1';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off('message', onMessage);
+      reject(new Error(`no config from the master within ${timeoutMs}ms`));
+    }, timeoutMs);
+    function onMessage(raw: unknown): void {
+      const msg = parseMasterMessage(raw);
+      if (msg?.type !== 'init') return;
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve({ config: deepFreeze(msg.config), tier, startPaused });
+    }
+    process.on('message', onMessage);
+    sendToMaster({ type: 'hello' });
+  });
 }
 
 export function sendToMaster(msg: WorkerMessage): void {
@@ -90,6 +114,9 @@ export async function runManagedWorker(opts: {
     const msg = parseMasterMessage(raw);
     if (!msg) return;
     switch (msg.type) {
+      case 'init':
+        // Only the first one counts (received before this switch existed); a late repeat changes nothing.
+        return;
       case 'pause':
         void worker.pause().catch((err: unknown) => log.error({ err: toErrorData(err) }, 'pause failed'));
         return;
@@ -111,6 +138,9 @@ export async function runManagedWorker(opts: {
         }
         return;
       }
+      case 'ports':
+        worker.setSelfPorts?.(msg.ports);
+        return;
       case 'stats':
         void metrics.registry.getMetricsAsJSON().then((m) => {
           const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, metrics: m };

@@ -17,4 +17,6 @@ export interface ChannelLink {
   ack(msg: ConsumeMessage): void;
   /** Gives the message back to its queue now. */
   requeue(msg: ConsumeMessage): void;
+  /** The channel is gone (closed or replaced): its messages are the broker's to redeliver. */
+  readonly closed: boolean;
 }

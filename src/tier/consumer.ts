@@ -5,6 +5,7 @@ import { createAddressGuard } from '../delivery/address-guard.js';
 import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import type { WorkerState } from '../supervisor/control.js';
+import { SelfAddresses } from '../delivery/connector.js';
 import { HttpDeliverer } from '../delivery/deliverer.js';
 import { toErrorData } from '../core/errors.js';
 import type { ManagedWorker } from '../supervisor/worker-process.js';
@@ -56,6 +57,8 @@ export class TierWorker implements ManagedWorker {
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
   private resubscribe = false;
+  /** notifyd's own ports, which no delivery may target; kept across reloads (deliverers are rebuilt). */
+  private readonly self = new SelfAddresses();
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -72,7 +75,12 @@ export class TierWorker implements ManagedWorker {
 
   private makeDeliverer(cfg: Config): HttpDeliverer {
     const guard = cfg.delivery.allowPrivateNetworks ? null : createAddressGuard(cfg.delivery);
-    return new HttpDeliverer(cfg.delivery, guard);
+    return new HttpDeliverer(cfg.delivery, guard, this.self);
+  }
+
+  /** The master's word on which ports are notifyd's own (admin, ingress). */
+  setSelfPorts(ports: readonly number[]): void {
+    this.self.setPorts(ports);
   }
 
   get inflightCount(): number {
@@ -214,11 +222,15 @@ export class TierWorker implements ManagedWorker {
   private linkFor(ch: ConfirmChannel): ChannelLink {
     // Returned (unroutable) hand-ons fail their publish instead of counting as done.
     const returns = new ReturnTracker(ch);
+    const worker = this;
     return {
       publish: (exchange, routingKey, content, options, trackReturns = true) =>
         publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? returns : undefined),
       ack: (msg) => this.ack(ch, msg),
       requeue: (msg) => this.nackRequeue(ch, msg),
+      get closed() {
+        return worker.ch !== ch;
+      },
     };
   }
 

@@ -15,6 +15,8 @@ export interface OutcomeEvent {
   readonly error?: string;
   readonly at: number;
   readonly createdAt: number | null;
+  /** The producer (ingress token name) that submitted it, when known. */
+  readonly producer?: string;
   readonly metadata?: Readonly<Record<string, unknown>>;
 }
 

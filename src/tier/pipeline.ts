@@ -1,9 +1,9 @@
-import type { ConsumeMessage } from 'amqplib';
-import { sleep } from '../broker/connection.js';
+import type { ConsumeMessage, Options } from 'amqplib';
+import { reconnectDelay, sleep } from '../broker/connection.js';
 import { handOnOptions } from '../broker/confirm.js';
 import { routeForAttempt, type Names } from '../broker/topology.js';
 import type { Config } from '../core/config.js';
-import { toErrorData } from '../core/errors.js';
+import { ErrorCodes, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
@@ -11,7 +11,7 @@ import type { HttpDeliverer } from '../delivery/deliverer.js';
 import { classifyAttempt, type Outcome } from '../delivery/outcome.js';
 import { unsignableReason, type Signer } from '../delivery/signing.js';
 import type { ChannelLink } from './channel-link.js';
-import { OutcomeEmitter } from './outcome-events.js';
+import { OutcomeEmitter, type OutcomeEvent } from './outcome-events.js';
 
 export const USER_AGENT = 'notifyd/0.1.0';
 /** Pause before a message whose hand-on failed goes back to its queue. */
@@ -33,6 +33,18 @@ export interface PipelineDeps {
   readonly metrics: WorkerMetrics;
   /** Aborted when the worker stops: cuts short the pause before a requeue. */
   readonly stopSignal: AbortSignal;
+}
+
+/** The producer header, when the notification came through the ingress with a token. */
+function producerOf(headers: Record<string, unknown> | undefined): string | undefined {
+  const p = headers?.[H.producer];
+  return typeof p === 'string' && p !== '' ? p : undefined;
+}
+
+/** The optional fields of an outcome event: producer and metadata, when there are any. */
+function extras(n: Notification | null, headers: Record<string, unknown> | undefined): Pick<OutcomeEvent, 'producer' | 'metadata'> {
+  const producer = producerOf(headers);
+  return { ...(producer !== undefined ? { producer } : {}), ...(n?.metadata ? { metadata: n.metadata } : {}) };
 }
 
 interface DeadDetails {
@@ -106,7 +118,7 @@ export class AttemptPipeline {
     try {
       let n: Notification;
       try {
-        n = decodeNotification(msg.content);
+        n = decodeNotification(msg.content, this.settings.config.limits);
       } catch (err) {
         await this.parkDead(link, msg, null, { reason: 'invalid', error: (err as Error).message, attempts: this.tier, status: null, firstAttemptAt: null });
         this.log.warn({ messageId: msg.properties.messageId, tier: this.tier, err: (err as Error).message }, 'parked an invalid message');
@@ -149,7 +161,8 @@ export class AttemptPipeline {
       {
         url: n.url,
         method: n.method,
-        headers: { ...n.headers, ...signed.headers, 'content-type': rendered.contentType, 'user-agent': USER_AGENT },
+        // webhook-id on every request, whatever the scheme: it is what merchants deduplicate on.
+        headers: { ...n.headers, 'webhook-id': n.id, ...signed.headers, 'content-type': rendered.contentType, 'user-agent': USER_AGENT },
         body: signed.body,
       },
       criteria.bodyEquals !== undefined,
@@ -158,16 +171,18 @@ export class AttemptPipeline {
     const isLast = this.tier >= config.scheduleMs.length - 1;
     const outcome = classifyAttempt(result, criteria, config.delivery.deadOnStatus, isLast);
     const status = result.kind === 'response' ? result.status : null;
-    this.attemptLog.info(
-      {
+    const logMode = config.log.attempts;
+    if (logMode === 'all' || (logMode === 'failures' && outcome.kind !== 'delivered')) {
+      const producer = producerOf(headers);
+      const line = {
         id: n.id,
         attempt: this.tier,
         status: result.kind === 'response' ? result.status : result.code,
         ms: Math.round(result.durationMs),
         outcome: outcome.kind === 'delivered' ? 'success' : outcome.kind,
-      },
-      'attempt',
-    );
+      };
+      this.attemptLog.info(producer === undefined ? line : { ...line, producer }, 'attempt');
+    }
     await this.handOn(link, msg, n, outcome, status, startedAt);
   }
 
@@ -177,7 +192,7 @@ export class AttemptPipeline {
     const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
     switch (outcome.kind) {
       case 'delivered': {
-        await this.outcomes.emit(link, 'delivered', () => ({ id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...(n.metadata ? { metadata: n.metadata } : {}) }));
+        await this.outcomes.emit(link, 'delivered', () => ({ id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...extras(n, headers) }));
         link.ack(msg);
         this.m.attempts.success.inc();
         this.m.delivered.inc();
@@ -188,12 +203,13 @@ export class AttemptPipeline {
         const next = this.tier + 1;
         const route = routeForAttempt(this.names, config.scheduleMs, next);
         const now = Date.now();
-        await link.publish(route.exchange, route.routingKey, msg.content, handOnOptions(msg, {
+        const handed = await this.handOnPublish(link, msg, route.exchange, route.routingKey, handOnOptions(msg, {
           [H.attempt]: next,
           [H.firstAttemptAt]: firstAttemptAt,
           [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
           [H.lastError]: outcome.error,
         }));
+        if (!handed) return;
         link.ack(msg);
         this.m.attempts.retry.inc();
         return;
@@ -201,6 +217,40 @@ export class AttemptPipeline {
       case 'dead':
         await this.parkDead(link, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt });
         return;
+    }
+  }
+
+  /**
+   * Publishes a hand-on until the broker takes it, with backoff. The attempt
+   * behind it is made and its result kept: a hand-on the broker refuses (a
+   * nack, e.g. a max-length policy with `reject-publish`) or returns (no queue
+   * took it) is tried again, never turned into a second HTTP call by a
+   * requeue. False when it could not be done here: the channel is gone (the
+   * broker redelivers the message; the attempt will be made again, which
+   * at-least-once allows) or the worker stops (the message goes back now).
+   */
+  private async handOnPublish(link: ChannelLink, msg: ConsumeMessage, exchange: string, routingKey: string, options: Options.Publish): Promise<boolean> {
+    for (let tries = 0; ; tries++) {
+      try {
+        await link.publish(exchange, routingKey, msg.content, options);
+        if (tries > 0) this.log.info({ messageId: msg.properties.messageId, tries: tries + 1, to: routingKey }, 'hand-on went through');
+        return true;
+      } catch (err) {
+        if (link.closed) return false;
+        const e = toErrorData(err);
+        const reason = e.code === ErrorCodes.BROKER_NACK ? 'refused' : e.code === ErrorCodes.BROKER_UNAVAILABLE ? 'unroutable' : 'error';
+        this.metrics.handOnFailures.inc({ tier: String(this.tier), reason });
+        const delay = reconnectDelay(tries, 100, 5000);
+        // The first failure and every tenth, not one line per retry.
+        if (tries % 10 === 0) {
+          this.log.warn({ messageId: msg.properties.messageId, to: routingKey, reason, err: e, tries: tries + 1, retryInMs: delay }, `the broker did not take a hand-on (${reason}); keeping the attempt's result and retrying the publish`);
+        }
+        await sleep(delay, this.deps.stopSignal);
+        if (this.deps.stopSignal.aborted) {
+          link.requeue(msg);
+          return false;
+        }
+      }
     }
   }
 
@@ -218,7 +268,7 @@ export class AttemptPipeline {
       'notify-dead-tier': this.tier,
     };
     if (d.firstAttemptAt !== null) set[H.firstAttemptAt] = d.firstAttemptAt;
-    await link.publish('', this.names.dead, msg.content, handOnOptions(msg, set));
+    if (!(await this.handOnPublish(link, msg, '', this.names.dead, handOnOptions(msg, set)))) return;
     this.metrics.dead.inc({ reason: d.reason });
     await this.outcomes.emit(link, 'dead', () => ({
       id: n?.id ?? String(msg.properties.messageId ?? ''),
@@ -230,7 +280,7 @@ export class AttemptPipeline {
       error: d.error,
       at: Date.now(),
       createdAt: n?.createdAt ?? null,
-      ...(n?.metadata ? { metadata: n.metadata } : {}),
+      ...extras(n, msg.properties.headers),
     }));
     link.ack(msg);
     this.m.attempts.dead.inc();

@@ -466,3 +466,53 @@ describe('redactUrl', () => {
     assert.match(out, /user:\*\*\*@/);
   });
 });
+
+describe('ingress lock and producer tokens', () => {
+  const T1 = 'tok-aaaaaaaaaaaaaaaaaaaa';
+  const T2 = 'tok-bbbbbbbbbbbbbbbbbbbb';
+
+  it('listens on loopback by default, with no token needed there', () => {
+    const c = load();
+    assert.equal(c.ingress.host, '127.0.0.1');
+    assert.deepEqual(c.ingress.tokens, {});
+  });
+
+  it('bound anywhere else it needs producer tokens (exit 78 otherwise)', () => {
+    invalid(() => load({ NOTIFY_INGRESS_HOST: '0.0.0.0' }), 'ingress.tokens', /NOTIFY_INGRESS_TOKENS/);
+    invalid(() => load({ NOTIFY_INGRESS_HOST: '10.0.0.5' }), 'ingress.tokens');
+    assert.deepEqual(load({ NOTIFY_INGRESS_HOST: '0.0.0.0', NOTIFY_INGRESS_TOKENS: `billing:${T1},shop:${T2}` }).ingress.tokens, { billing: T1, shop: T2 });
+  });
+
+  it('the legacy single token is the producer "default"', () => {
+    assert.deepEqual(load({ NOTIFY_INGRESS_HOST: '0.0.0.0', NOTIFY_INGRESS_TOKEN: T1 }).ingress.tokens, { default: T1 });
+  });
+
+  it('refuses a nameless entry, a short token, a shared token, a bad name', () => {
+    invalid(() => load({ NOTIFY_INGRESS_TOKENS: T1 }), 'ingress.tokens.');
+    invalid(() => load({ NOTIFY_INGRESS_TOKENS: 'billing:short' }), 'ingress.tokens.billing', /16 characters/);
+    invalid(() => load({ NOTIFY_INGRESS_TOKENS: `a:${T1},b:${T1}` }), 'ingress.tokens', /own/);
+    invalid(() => load({ NOTIFY_INGRESS_TOKENS: `bad!:${T1}` }), 'ingress.tokens.bad!');
+  });
+});
+
+describe('delivery.dnsServers, log.attempts', () => {
+  it('takes IPv4, IPv4:port, IPv6 and [IPv6]:port', () => {
+    assert.deepEqual(load({ NOTIFY_DNS_SERVERS: '10.0.0.2, 127.0.0.1:5353,::1,[::1]:53' }).delivery.dnsServers, ['10.0.0.2', '127.0.0.1:5353', '::1', '[::1]:53']);
+    invalid(() => load({ NOTIFY_DNS_SERVERS: 'dns.example' }), 'delivery.dnsServers[0]');
+    invalid(() => load({ NOTIFY_DNS_SERVERS: '10.0.0.2:99999' }), 'delivery.dnsServers[0]');
+  });
+
+  it('log.attempts is all, failures or off', () => {
+    assert.equal(load().log.attempts, 'all');
+    assert.equal(load({ NOTIFY_LOG_ATTEMPTS: 'failures' }).log.attempts, 'failures');
+    invalid(() => load({ NOTIFY_LOG_ATTEMPTS: 'some' }), 'log.attempts');
+  });
+});
+
+describe('redactUrl on lists', () => {
+  it('hides the password of every URL of a comma list, parsable or not', () => {
+    const out = redactUrl('amqp://a:pw1@n1:5672,amqp://b:pw2@n2:5672 , amqp://c:pw3@[bad');
+    for (const pw of ['pw1', 'pw2', 'pw3']) assert.ok(!out.includes(pw), out);
+    assert.equal(out.split(',').length, 3);
+  });
+});

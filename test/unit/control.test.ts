@@ -20,14 +20,17 @@ const overIpc = <T>(v: T): unknown => JSON.parse(JSON.stringify(v));
 const config = loadConfig({ env: {}, configFile: null });
 
 const MASTER_MESSAGES: MasterMessage[] = [
+  { type: 'init', config },
   { type: 'pause' },
   { type: 'resume' },
   { type: 'drain', deadlineMs: 25_000 },
   { type: 'reload', config },
   { type: 'stats', requestId: 7 },
+  { type: 'ports', ports: [9464, 8080] },
 ];
 
 const WORKER_MESSAGES: WorkerMessage[] = [
+  { type: 'hello' },
   { type: 'ready', role: 'tier', tier: 2, state: 'running' },
   { type: 'ready', role: 'ingress', tier: null, state: 'starting', port: 8080 },
   {
@@ -96,8 +99,8 @@ describe('control envelope', () => {
     }
   });
 
-  it('covers every message type of DESIGN §7', () => {
-    assert.deepEqual(new Set(MASTER_MESSAGES.map((m) => m.type)), new Set(['pause', 'resume', 'drain', 'reload', 'stats']));
+  it('covers every message type of DESIGN §7, plus init and ports (README: differences from DESIGN)', () => {
+    assert.deepEqual(new Set(MASTER_MESSAGES.map((m) => m.type)), new Set(['pause', 'resume', 'drain', 'reload', 'stats', 'init', 'ports']));
     for (const t of ['ready', 'stats', 'drained', 'fatal']) assert.ok(WORKER_MESSAGES.some((m) => m.type === t), t);
   });
 
@@ -110,12 +113,12 @@ describe('control envelope', () => {
   });
 
   it('a message for the other direction is refused', () => {
-    for (const t of ['pause', 'resume', 'drain', 'reload'] as const) assert.equal(parseWorkerMessage(wrap({ type: t })), null, t);
-    for (const t of ['ready', 'state', 'drained', 'reloaded', 'fatal'] as const) assert.equal(parseMasterMessage(wrap({ type: t })), null, t);
+    for (const t of ['init', 'pause', 'resume', 'drain', 'reload', 'ports'] as const) assert.equal(parseWorkerMessage(wrap({ type: t })), null, t);
+    for (const t of ['hello', 'ready', 'state', 'drained', 'reloaded', 'fatal'] as const) assert.equal(parseMasterMessage(wrap({ type: t })), null, t);
   });
 
-  it('worker env keys are fixed', () => {
-    assert.deepEqual({ ...WORKER_ENV }, { role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', config: 'NOTIFYD_WORKER_CONFIG', paused: 'NOTIFYD_START_PAUSED' });
+  it('worker env keys are fixed, and the config is not among them (it comes over the pipe: it holds secrets)', () => {
+    assert.deepEqual({ ...WORKER_ENV }, { role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_TIER', paused: 'NOTIFYD_START_PAUSED' });
   });
 
   it('assertNever throws', () => {

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { DeliveryConfig } from '../../src/core/config.js';
 import { createAddressGuard } from '../../src/delivery/address-guard.js';
+import { SelfAddresses } from '../../src/delivery/connector.js';
 import { HttpDeliverer } from '../../src/delivery/deliverer.js';
 
 /** A local merchant: the path says how to answer. */
@@ -61,6 +62,8 @@ const CFG: DeliveryConfig = {
   success: { status: '2xx' },
   allowPrivateNetworks: true,
   allowCidrs: [],
+  dnsServers: [],
+  dnsTimeoutMs: 500,
 };
 
 const post = (url: string, body = 'a=1') => ({ url, method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
@@ -76,7 +79,7 @@ describe('HttpDeliverer', () => {
   });
 
   it('sends method, path, query, headers and body, and reads status and body', async () => {
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const r = await d.attempt(post(`${srv.base}/ok/success?x=1&y=2`, 'k=v&z=%E4%B8%AD'));
     assert.equal(r.kind, 'response');
     assert.ok(r.kind === 'response' && r.status === 200 && r.body === 'success');
@@ -86,14 +89,14 @@ describe('HttpDeliverer', () => {
   });
 
   it('reads the body of non-2xx answers', async () => {
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const r = await d.attempt(post(`${srv.base}/status/503`), false);
     assert.deepEqual({ ...r, durationMs: 0 }, { kind: 'response', status: 503, body: 'status 503', durationMs: 0 });
     await d.close();
   });
 
   it('skips the body of a 2xx when nobody needs it, and keeps the connection', async () => {
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const before = srv.connections();
     for (let i = 0; i < 3; i++) {
       const r = await d.attempt(post(`${srv.base}/big/5000`), false);
@@ -104,7 +107,7 @@ describe('HttpDeliverer', () => {
   });
 
   it('caps the body read at maxResponseBytes, dropping the connection only when there was more', async () => {
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const before = srv.connections();
     const exact = await d.attempt(post(`${srv.base}/big/${CFG.maxResponseBytes}`));
     assert.ok(exact.kind === 'response' && exact.body === 'x'.repeat(CFG.maxResponseBytes));
@@ -124,7 +127,7 @@ describe('HttpDeliverer', () => {
   });
 
   it('does not follow redirects', async () => {
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const n = srv.seen.length;
     const r = await d.attempt(post(`${srv.base}/redirect/x`), false);
     assert.ok(r.kind === 'response' && r.status === 302);
@@ -133,7 +136,7 @@ describe('HttpDeliverer', () => {
   });
 
   it('times out a merchant that never answers, or never finishes its body', async () => {
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     for (const path of ['/hang', '/slowbody']) {
       const r = await d.attempt(post(`${srv.base}${path}`));
       assert.equal(r.kind, 'error', path);
@@ -145,7 +148,7 @@ describe('HttpDeliverer', () => {
 
   it('counts time queued for a connection against the deadline, and recovers afterwards', async () => {
     // One connection per origin: the second attempt waits behind the hanging first.
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const [a, b] = await Promise.all([d.attempt(post(`${srv.base}/hang`)), d.attempt(post(`${srv.base}/ok/late`))]);
     assert.ok(a.kind === 'error' && a.code === 'TIMEOUT');
     assert.ok(b.kind === 'error' && b.code === 'TIMEOUT');
@@ -157,7 +160,7 @@ describe('HttpDeliverer', () => {
   });
 
   it('with a pool, every queued attempt times out and none of them is sent late', async () => {
-    const d = new HttpDeliverer({ ...CFG, connectionsPerOrigin: 2 }, null);
+    const d = new HttpDeliverer({ ...CFG, connectionsPerOrigin: 2 }, null, new SelfAddresses());
     const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => d.attempt(post(`${srv.base}/hang?pool=${i}`))));
     for (const r of rs) {
       assert.ok(r.kind === 'error' && r.code === 'TIMEOUT', JSON.stringify(r));
@@ -170,27 +173,27 @@ describe('HttpDeliverer', () => {
   });
 
   it('maps the headers deadline to HEADERS_TIMEOUT', async () => {
-    const d = new HttpDeliverer({ ...CFG, headersTimeoutMs: 50, timeoutMs: 5000 }, null);
+    const d = new HttpDeliverer({ ...CFG, headersTimeoutMs: 50, timeoutMs: 5000 }, null, new SelfAddresses());
     const r = await d.attempt(post(`${srv.base}/hang`));
     assert.ok(r.kind === 'error' && r.code === 'HEADERS_TIMEOUT', JSON.stringify(r));
     await d.close();
   });
 
-  it('applies the address guard: literal addresses before sending, names at connect time', async () => {
+  it('applies the address guard: literal addresses before sending (permanent), names at connect time (DNS_BLOCKED: DNS may be wrong for a while)', async () => {
     const guarded = { ...CFG, allowPrivateNetworks: false };
-    const literal = new HttpDeliverer(guarded, createAddressGuard(guarded));
+    const literal = new HttpDeliverer(guarded, createAddressGuard(guarded), new SelfAddresses());
     const n = srv.seen.length;
     const r = await literal.attempt(post(`${srv.base}/ok/x`));
     assert.ok(r.kind === 'error' && r.code === 'DESTINATION_BLOCKED', JSON.stringify(r));
     const port = new URL(srv.base).port;
     const named = await literal.attempt(post(`http://localhost:${port}/ok/x`));
-    assert.ok(named.kind === 'error' && named.code === 'DESTINATION_BLOCKED', JSON.stringify(named));
+    assert.ok(named.kind === 'error' && named.code === 'DNS_BLOCKED', JSON.stringify(named));
     assert.equal(srv.seen.length, n, 'the merchant saw nothing');
     await literal.close();
   });
 
   it('reports transport errors and bad URLs as error codes, never throws', async () => {
-    const d = new HttpDeliverer(CFG, null);
+    const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const refused = await d.attempt(post('http://127.0.0.1:1/x'));
     assert.ok(refused.kind === 'error' && refused.code === 'ECONNREFUSED', JSON.stringify(refused));
     const bad = await d.attempt(post('http://[::1/x'));

@@ -330,7 +330,7 @@ describe('renderBody', () => {
 describe('encodeNotification / decodeNotification', () => {
   function decodeFails(content: Buffer, field?: string): void {
     assert.throws(
-      () => decodeNotification(content),
+      () => decodeNotification(content, LIMITS),
       (err: unknown) => {
         assert.ok(hasCode(err, ErrorCodes.MESSAGE_INVALID), String((err as Error)?.message ?? err));
         if (field !== undefined) assert.equal((err as { field?: string }).field, field);
@@ -345,7 +345,7 @@ describe('encodeNotification / decodeNotification', () => {
       LIMITS,
       { now: 1_700_000_000_000 },
     );
-    assert.deepEqual(decodeNotification(encodeNotification(n)), n);
+    assert.deepEqual(decodeNotification(encodeNotification(n), LIMITS), n);
   });
 
   it('non-JSON → MESSAGE_INVALID', () => {
@@ -360,7 +360,7 @@ describe('encodeNotification / decodeNotification', () => {
     decodeFails(Buffer.from(JSON.stringify({ url: 'https://a.example/', body: 'x' })), 'id');
     decodeFails(Buffer.from(JSON.stringify({ id: 'n1', url: 'ftp://a.example/', body: 'x' })), 'url');
     assert.throws(
-      () => decodeNotification(Buffer.from(JSON.stringify({ id: 'n1', url: 'https://a.example/' }))),
+      () => decodeNotification(Buffer.from(JSON.stringify({ id: 'n1', url: 'https://a.example/' })), LIMITS),
       (err: unknown) => hasCode((err as Error).cause, ErrorCodes.VALIDATION),
     );
   });
@@ -393,10 +393,10 @@ describe('numberHeader', () => {
   });
 });
 
-describe('decodeNotification (the light check run in every tier)', () => {
+describe('decodeNotification (the ingress rules, run in every tier)', () => {
   const ok = { id: 'n1', url: 'https://a.example/hook', body: { a: 1 } };
   const fails = (v: unknown, field: string): void => {
-    assert.throws(() => decodeNotification(Buffer.from(JSON.stringify(v))), (err: unknown) => {
+    assert.throws(() => decodeNotification(Buffer.from(JSON.stringify(v)), LIMITS), (err: unknown) => {
       assert.ok(hasCode(err, ErrorCodes.MESSAGE_INVALID));
       assert.equal((err as { field?: string }).field, field);
       return true;
@@ -404,7 +404,7 @@ describe('decodeNotification (the light check run in every tier)', () => {
   };
 
   it('fills the defaults of absent fields', () => {
-    const n = decodeNotification(Buffer.from(JSON.stringify(ok)));
+    const n = decodeNotification(Buffer.from(JSON.stringify(ok)), LIMITS);
     assert.equal(n.method, 'POST');
     assert.deepEqual(n.headers, {});
     assert.equal(n.contentType, 'application/json');
@@ -425,5 +425,55 @@ describe('decodeNotification (the light check run in every tier)', () => {
     fails({ ...ok, createdAt: 'yesterday' }, 'createdAt');
     fails({ ...ok, success: { status: 'all' } }, 'success.status');
     fails({ ...ok, id: '' }, 'id');
+  });
+});
+
+describe('one validation for every path (a message published straight to a work queue)', () => {
+  const ok = { id: 'n1', url: 'https://a.example/hook', body: { a: 1 } };
+  const decodeFails = (v: unknown, field: string, limits: LimitsConfig = LIMITS): void => {
+    assert.throws(() => decodeNotification(Buffer.from(JSON.stringify(v)), limits), (err: unknown) => {
+      assert.ok(hasCode(err, ErrorCodes.MESSAGE_INVALID), String(err));
+      assert.equal((err as { field?: string }).field, field);
+      return true;
+    });
+  };
+
+  it('refuses reserved headers in any case, as the ingress does', () => {
+    for (const name of ['Host', 'HOST', 'Webhook-Signature', 'webhook-id', 'Transfer-Encoding', 'Content-Length', 'Proxy-Authorization', 'Connection', 'User-Agent']) {
+      decodeFails({ ...ok, headers: { [name]: 'x' } }, `headers.${name}`);
+      refused(minimal({ headers: { [name]: 'x' } }), `headers.${name}`);
+    }
+  });
+
+  it('refuses header values undici would refuse (above U+00FF), at the ingress too', () => {
+    decodeFails({ ...ok, headers: { 'x-note': '付款' } }, 'headers.x-note');
+    refused(minimal({ headers: { 'x-note': 'emoji 😀' } }), 'headers.x-note');
+    // Latin-1 is fine: it is what goes on the wire.
+    assert.equal(decodeNotification(Buffer.from(JSON.stringify({ ...ok, headers: { 'x-name': 'Müller' } })), LIMITS).headers['x-name'], 'Müller');
+  });
+
+  it('refuses the same header twice in different case', () => {
+    refused(minimal({ headers: { 'X-A': '1', 'x-a': '2' } }), 'headers.x-a');
+  });
+
+  it('applies the URL length and form, the body limit and unknown fields', () => {
+    decodeFails({ ...ok, url: `https://a.example/${'x'.repeat(3000)}` }, 'url');
+    decodeFails({ ...ok, url: 'https://user:pw@a.example/' }, 'url');
+    decodeFails({ ...ok, body: 'x'.repeat(300) }, 'body', { ...LIMITS, bodyMaxBytes: 100 });
+    decodeFails({ ...ok, body: { big: 'x'.repeat(300) } }, 'body', { ...LIMITS, bodyMaxBytes: 100 });
+    decodeFails({ ...ok, metadata: { big: 'x'.repeat(20_000) } }, 'metadata');
+    decodeFails({ ...ok, extra: 1 }, 'extra');
+    decodeFails({ ...ok, id: 'has space' }, 'id');
+  });
+
+  it('a stored notification without createdAt gets the decode time, not 0', () => {
+    const n = decodeNotification(Buffer.from(JSON.stringify(ok)), LIMITS, 1_700_000_000_000);
+    assert.equal(n.createdAt, 1_700_000_000_000);
+  });
+
+  it('a URL seen before with a larger limit is checked again under a smaller one', () => {
+    const url = `https://a.example/${'y'.repeat(100)}`;
+    assert.equal(validateUrl(url, LIMITS), url);
+    assert.throws(() => validateUrl(url, { ...LIMITS, urlMaxLength: 50 }), (err: unknown) => hasCode(err, ErrorCodes.VALIDATION));
   });
 });

@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
-import { EX_CONFIG } from '../../src/core/config.js';
+import { EX_CONFIG, loadConfig } from '../../src/core/config.js';
+import { parseSystemdTimespan, startupWarnings } from '../../src/supervisor/startup-checks.js';
 import { METRIC_NAMES, aggregateExposition, createMasterMetrics, createWorkerMetrics } from '../../src/core/metrics.js';
 import { parseDuration } from '../../src/core/schedule.js';
 
@@ -426,15 +427,9 @@ test('dashboard and alerts query only metrics that /metrics exposes', async () =
 
 /** systemd time span (`40`, `40s`, `1min 10s`, `500ms`) in ms. */
 function systemdSpanMs(v: string): number {
-  const unit: Record<string, number> = { ms: 1, msec: 1, s: 1000, sec: 1000, '': 1000, m: 60_000, min: 60_000, h: 3_600_000, hr: 3_600_000 };
-  let total = 0;
-  let matched = '';
-  for (const m of v.matchAll(/(\d+(?:\.\d+)?)\s*(msec|ms|sec|s|min|m|hr|h)?/g)) {
-    total += Number(m[1]) * unit[m[2] ?? '']!;
-    matched += m[0];
-  }
-  assert.ok(matched.replace(/\s/g, '') === v.replace(/\s/g, ''), `unparsed time span "${v}"`);
-  return total;
+  const ms = parseSystemdTimespan(v);
+  assert.ok(ms !== null, `unparsed time span "${v}"`);
+  return ms;
 }
 
 test('systemd unit: stop timeout longer than the drain, no restart on config errors', () => {
@@ -457,4 +452,21 @@ test('systemd unit: stop timeout longer than the drain, no restart on config err
   assert.equal(get('StandardOutput'), 'journal');
   // V8's JIT needs writable+executable memory.
   assert.equal(get('MemoryDenyWriteExecute'), undefined);
+  // notifyd is told the same stop timeout, and the shipped config fits in it without a warning.
+  const env = /^Environment=NOTIFY_STOP_TIMEOUT=(.*)$/m.exec(unit)?.[1];
+  assert.ok(env, 'Environment=NOTIFY_STOP_TIMEOUT set');
+  assert.equal(parseDuration(env), systemdSpanMs(stop), 'NOTIFY_STOP_TIMEOUT equals TimeoutStopSec');
+  assert.deepEqual(startupWarnings(loadConfig({ env: {} }), { stopTimeoutMs: systemdSpanMs(stop) }), []);
+  // One line per attempt would pass journald's default rate limit.
+  assert.equal(get('LogRateLimitIntervalSec'), '0');
+});
+
+test('start-up warnings: classic queues, a drain longer than the stop timeout', () => {
+  const base = loadConfig({ env: {} });
+  assert.match(startupWarnings(loadConfig({ env: { NOTIFY_QUEUE_TYPE: 'classic' } }), { stopTimeoutMs: null }).join('\n'), /at-most-once/);
+  const long = loadConfig({ env: { NOTIFY_DRAIN_TIMEOUT: '60s' } });
+  assert.match(startupWarnings(long, { stopTimeoutMs: 40_000 }).join('\n'), /TimeoutStopSec/);
+  assert.deepEqual(startupWarnings(base, { stopTimeoutMs: null }), []);
+  assert.equal(parseSystemdTimespan('1min 30s'), 90_000);
+  assert.equal(parseSystemdTimespan('infinity'), null);
 });

@@ -114,6 +114,20 @@ describe('classifyAttempt', () => {
     const o = classifyAttempt(error('INVALID_URL', 'unparsable URL'), ANY_2XX, DEAD_ON, false);
     assert.ok(o.kind === 'dead' && o.reason === 'invalid');
   });
+
+  it('DNS_BLOCKED (a name that resolved to refused addresses) follows the ladder, then parks as blocked', () => {
+    const mid = classifyAttempt(error('DNS_BLOCKED', 'merchant.example is 10.0.0.1 (private)'), ANY_2XX, DEAD_ON, false);
+    assert.equal(mid.kind, 'retry');
+    const last = classifyAttempt(error('DNS_BLOCKED', 'merchant.example is 10.0.0.1 (private)'), ANY_2XX, DEAD_ON, true);
+    assert.ok(last.kind === 'dead' && last.reason === 'blocked');
+  });
+
+  it("undici's argument errors are permanent: dead invalid at once, never retried", () => {
+    for (const code of ['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']) {
+      const o = classifyAttempt(error(code, 'invalid x-note header'), ANY_2XX, DEAD_ON, false);
+      assert.ok(o.kind === 'dead' && o.reason === 'invalid', code);
+    }
+  });
 });
 
 describe('describeFailure', () => {

@@ -191,6 +191,17 @@ describe('signing: rsa2 (Alipay)', () => {
     assert.equal(keys.filter((k) => k === 'sign').length, 1);
   });
 
+  it('adds the notification id as a signed notify_id field, unless the producer set one', async () => {
+    const plain = new URLSearchParams([['out_trade_no', 'T-2'], ['total_amount', '1.00']]).toString();
+    const out = await signer.sign({ id: 'order-20240001', timestampSec: nowSec(), body: plain, contentType: FORM });
+    const post = parsers.URLSearchParams(out.body);
+    assert.equal(post.notify_id, 'order-20240001');
+    assert.equal(sdk.checkNotifySign(post), true);
+    assert.equal(sdk.checkNotifySign({ ...post, notify_id: 'order-other' }), false, 'notify_id is covered by the signature');
+    const own = await signer.sign({ id: 'a3', timestampSec: nowSec(), body: notification, contentType: FORM });
+    assert.equal(parsers.URLSearchParams(own.body).notify_id, '2024010100222123456789');
+  });
+
   it('a changed field fails checkNotifySign', async () => {
     const out = await signer.sign({ id: 'a2', timestampSec: nowSec(), body: notification, contentType: FORM });
     const post = parsers.URLSearchParams(out.body);

@@ -1,0 +1,111 @@
+/**
+ * The socket side of a delivery: resolve the name (DnsCache), keep only the
+ * addresses the SSRF guard allows, never one that is notifyd itself, and
+ * connect to exactly that address, so what was checked is what is used.
+ */
+import { networkInterfaces } from 'node:os';
+import { isIP } from 'node:net';
+import { buildConnector } from 'undici';
+import { classifyAddress, type AddressGuard } from './address-guard.js';
+import { DnsError, type DnsCache, type ResolvedAddress } from './dns-cache.js';
+
+/** notifyd's own listening ports on this host, and the addresses that are this host. */
+export class SelfAddresses {
+  private ports = new Set<number>();
+  private local = new Set<string>();
+  private refreshedAt = -Infinity;
+
+  /** The ports notifyd listens on here (admin, ingress); a delivery never targets them on this host. */
+  setPorts(ports: Iterable<number>): void {
+    this.ports = new Set([...ports].filter((p) => Number.isInteger(p) && p > 0));
+  }
+
+  /** True when `address:port` is one of notifyd's own listeners. */
+  isSelf(address: string, port: number): boolean {
+    if (!this.ports.has(port)) return false;
+    const cls = classifyAddress(address);
+    if (cls === 'loopback' || cls === 'unspecified') return true;
+    return this.localAddresses().has(address.replace(/^::ffff:/i, '').toLowerCase());
+  }
+
+  private localAddresses(): Set<string> {
+    // Interfaces change rarely; a minute-old list is good enough and saves a syscall per connect.
+    if (Date.now() - this.refreshedAt > 60_000) {
+      this.refreshedAt = Date.now();
+      const out = new Set<string>();
+      for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) out.add(i.address.toLowerCase());
+      this.local = out;
+    }
+    return this.local;
+  }
+}
+
+/** A connect failure with a stable code (the attempt's error code). */
+export class ConnectRefusal extends Error {
+  constructor(
+    /** `DESTINATION_BLOCKED` for an address literal (never changes), `DNS_BLOCKED` for a name (DNS may be wrong for a while). */
+    readonly code: 'DESTINATION_BLOCKED' | 'DNS_BLOCKED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ConnectRefusal';
+  }
+}
+
+export interface GuardedConnectorOptions {
+  readonly timeoutMs: number;
+  readonly dns: DnsCache;
+  /** null: the guard is off (`allowPrivateNetworks`). */
+  readonly guard: AddressGuard | null;
+  readonly self: SelfAddresses;
+}
+
+type ConnectOptions = Parameters<buildConnector.connector>[0];
+type ConnectCallback = Parameters<buildConnector.connector>[1];
+
+/**
+ * An undici `connect` function. A name whose answer mixes allowed and
+ * refused addresses connects only to an allowed one (the refused ones are
+ * never tried); an answer with none allowed fails with `DNS_BLOCKED`, which
+ * the classification retries down the ladder, since DNS can be wrong for a
+ * while. The TLS server name stays the URL's host.
+ */
+export function guardedConnector(opts: GuardedConnectorOptions): buildConnector.connector {
+  const base = buildConnector({ timeout: opts.timeoutMs });
+  let turn = 0;
+  return (options: ConnectOptions, callback: ConnectCallback): void => {
+    const hostname = options.hostname;
+    const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
+    const literal = isIP(hostname) !== 0;
+    const pick = (addresses: readonly ResolvedAddress[]): void => {
+      let allowed = addresses;
+      if (opts.guard) {
+        const refused: string[] = [];
+        allowed = addresses.filter((a) => {
+          const v = opts.guard!.check(a.address);
+          if (!v.allowed) refused.push(`${a.address} (${v.addressClass})`);
+          return v.allowed;
+        });
+        if (allowed.length === 0) {
+          const what = `destination ${hostname} is ${refused.join(', ')}; allow it with delivery.allowPrivateNetworks or delivery.allowCidrs`;
+          return callback(new ConnectRefusal(literal ? 'DESTINATION_BLOCKED' : 'DNS_BLOCKED', what), null);
+        }
+      }
+      const notSelf = allowed.filter((a) => !opts.self.isSelf(a.address, port));
+      if (notSelf.length === 0) {
+        return callback(new ConnectRefusal(literal ? 'DESTINATION_BLOCKED' : 'DNS_BLOCKED', `destination ${hostname}:${port} is notifyd's own admin or ingress port`), null);
+      }
+      // Spread new connections over the allowed addresses of a multi-address answer.
+      const chosen = notSelf[turn++ % notSelf.length]!;
+      try {
+        base({ ...options, hostname: chosen.address }, callback);
+      } catch (err) {
+        callback(err as Error, null);
+      }
+    };
+    if (literal) return pick([{ address: hostname, family: isIP(hostname) as 4 | 6 }]);
+    opts.dns.resolve(hostname).then(pick, (err: unknown) => {
+      callback(err instanceof DnsError ? err : new DnsError('DNS_FAILURE', String((err as Error)?.message ?? err)), null);
+    });
+  };
+}

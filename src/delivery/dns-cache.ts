@@ -1,0 +1,190 @@
+/**
+ * Name resolution for deliveries, off Node's shared libuv thread pool.
+ *
+ * `dns.lookup` (getaddrinfo) runs on the pool's four threads: four lookups
+ * of a name whose DNS never answers hold all of them, and every other
+ * origin's lookup (and fs work) waits behind. c-ares (`dns.Resolver`) is
+ * asynchronous on the event loop, so a hanging name costs its own queries
+ * only. Answers are cached for their TTL (clamped), failures briefly, and
+ * concurrent lookups of one name share one query. `/etc/hosts` is read
+ * first, as getaddrinfo would, since c-ares queries DNS only.
+ */
+import dns from 'node:dns';
+import { readFile, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
+
+/** One address of an answer. */
+export interface ResolvedAddress {
+  readonly address: string;
+  readonly family: 4 | 6;
+}
+
+/** The queries the cache makes (c-ares by default; tests inject their own). */
+export interface DnsQueries {
+  resolve4(name: string): Promise<{ address: string; ttl: number }[]>;
+  resolve6(name: string): Promise<{ address: string; ttl: number }[]>;
+}
+
+export interface DnsCacheOptions {
+  /** DNS servers (`ip` or `ip:port`); empty means the system's (/etc/resolv.conf). */
+  readonly servers: readonly string[];
+  /** Per-query timeout; c-ares tries twice, doubling it, so a name that never answers fails after about 3× this. */
+  readonly timeoutMs: number;
+  /** Most names kept; the oldest entry goes first. */
+  readonly maxEntries: number;
+  /** TTLs are clamped to [minTtlMs, maxTtlMs]: a TTL of 0 would mean a query per connection. */
+  readonly minTtlMs?: number;
+  readonly maxTtlMs?: number;
+  /** How long a failed lookup is remembered (so a dead name is not asked again per connection). */
+  readonly negativeTtlMs?: number;
+  /** Hosts file read before DNS; null to skip. */
+  readonly hostsFile?: string | null;
+  readonly queries?: DnsQueries;
+  readonly now?: () => number;
+}
+
+/** A lookup failure with a stable code: `DNS_NOTFOUND`, `DNS_TIMEOUT` or `DNS_FAILURE`. */
+export class DnsError extends Error {
+  constructor(
+    readonly code: 'DNS_NOTFOUND' | 'DNS_TIMEOUT' | 'DNS_FAILURE',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DnsError';
+  }
+}
+
+type Entry = { readonly until: number; readonly value: readonly ResolvedAddress[] | DnsError };
+
+function cAres(servers: readonly string[], timeoutMs: number): DnsQueries {
+  const r = new dns.promises.Resolver({ timeout: timeoutMs, tries: 2 });
+  if (servers.length > 0) r.setServers([...servers]);
+  return {
+    resolve4: (name) => r.resolve4(name, { ttl: true }),
+    resolve6: (name) => r.resolve6(name, { ttl: true }),
+  };
+}
+
+function asDnsError(name: string, err: unknown): DnsError {
+  const code = (err as { code?: string })?.code;
+  if (code === 'ENOTFOUND' || code === 'ENODATA' || code === 'NXDOMAIN') return new DnsError('DNS_NOTFOUND', `${name} has no address (${code})`);
+  if (code === 'ETIMEOUT' || code === 'ETIMEDOUT') return new DnsError('DNS_TIMEOUT', `no DNS answer for ${name} in time`);
+  return new DnsError('DNS_FAILURE', `DNS lookup of ${name} failed (${code ?? String(err)})`);
+}
+
+/** Parses a hosts file into name → addresses (first address per family order kept). */
+export function parseHosts(text: string): Map<string, ResolvedAddress[]> {
+  const out = new Map<string, ResolvedAddress[]>();
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line) continue;
+    const [address, ...names] = line.split(/\s+/);
+    const family = isIP(address ?? '');
+    if (family === 0) continue;
+    for (const name of names) {
+      const key = name.toLowerCase();
+      const list = out.get(key) ?? [];
+      if (!list.some((a) => a.address === address)) list.push({ address: address!, family: family as 4 | 6 });
+      out.set(key, list);
+    }
+  }
+  return out;
+}
+
+/**
+ * Resolves names to addresses with a bounded, TTL-respecting cache. Never
+ * uses the libuv thread pool.
+ */
+export class DnsCache {
+  private readonly queries: DnsQueries;
+  private readonly entries = new Map<string, Entry>();
+  private readonly pending = new Map<string, Promise<readonly ResolvedAddress[]>>();
+  private readonly now: () => number;
+  private readonly minTtlMs: number;
+  private readonly maxTtlMs: number;
+  private readonly negativeTtlMs: number;
+  private hosts = new Map<string, ResolvedAddress[]>();
+  private hostsCheckedAt = -Infinity;
+  private hostsMtime = 0;
+
+  constructor(private readonly opts: DnsCacheOptions) {
+    this.queries = opts.queries ?? cAres(opts.servers, opts.timeoutMs);
+    this.now = opts.now ?? Date.now;
+    this.minTtlMs = opts.minTtlMs ?? 5_000;
+    this.maxTtlMs = opts.maxTtlMs ?? 300_000;
+    this.negativeTtlMs = opts.negativeTtlMs ?? 2_000;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The addresses of `name` (IPv4 first), or a `DnsError`. */
+  resolve(name: string): Promise<readonly ResolvedAddress[]> {
+    const key = name.toLowerCase();
+    const hit = this.entries.get(key);
+    if (hit !== undefined && hit.until > this.now()) {
+      return hit.value instanceof DnsError ? Promise.reject(hit.value) : Promise.resolve(hit.value);
+    }
+    let p = this.pending.get(key);
+    if (p === undefined) {
+      p = this.lookup(key).finally(() => this.pending.delete(key));
+      this.pending.set(key, p);
+    }
+    return p;
+  }
+
+  private remember(key: string, value: Entry['value'], ttlMs: number): void {
+    this.entries.delete(key);
+    if (this.entries.size >= this.opts.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(key, { until: this.now() + ttlMs, value });
+  }
+
+  private async lookup(key: string): Promise<readonly ResolvedAddress[]> {
+    const fromHosts = (await this.hostsTable()).get(key);
+    if (fromHosts !== undefined) return fromHosts;
+    if (key === 'localhost' || key.endsWith('.localhost')) {
+      // RFC 6761: always loopback, never asked of DNS.
+      return [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }];
+    }
+    const [v4, v6] = await Promise.allSettled([this.queries.resolve4(key), this.queries.resolve6(key)]);
+    const found: ResolvedAddress[] = [];
+    let ttl = Infinity;
+    for (const [r, family] of [[v4, 4], [v6, 6]] as const) {
+      if (r.status !== 'fulfilled') continue;
+      for (const a of r.value) {
+        found.push({ address: a.address, family });
+        ttl = Math.min(ttl, a.ttl * 1000);
+      }
+    }
+    if (found.length === 0) {
+      // Prefer the IPv4 failure's reason: it is the family nearly every merchant has.
+      const reason = v4.status === 'rejected' ? v4.reason : v6.status === 'rejected' ? v6.reason : Object.assign(new Error('no records'), { code: 'ENODATA' });
+      const err = asDnsError(key, reason);
+      this.remember(key, err, this.negativeTtlMs);
+      throw err;
+    }
+    this.remember(key, found, Math.min(this.maxTtlMs, Math.max(this.minTtlMs, ttl)));
+    return found;
+  }
+
+  /** The hosts file, re-read when it changed (checked at most every 5 s). */
+  private async hostsTable(): Promise<Map<string, ResolvedAddress[]>> {
+    const file = this.opts.hostsFile === undefined ? '/etc/hosts' : this.opts.hostsFile;
+    if (file === null || this.now() - this.hostsCheckedAt < 5_000) return this.hosts;
+    this.hostsCheckedAt = this.now();
+    try {
+      const { mtimeMs } = await stat(file);
+      if (mtimeMs !== this.hostsMtime) {
+        this.hosts = parseHosts(await readFile(file, 'utf8'));
+        this.hostsMtime = mtimeMs;
+      }
+    } catch {
+      this.hosts = new Map();
+    }
+    return this.hosts;
+  }
+}

@@ -1,0 +1,161 @@
+// The socket side of a delivery: DNS off the thread pool with a TTL cache,
+// the guard on the addresses actually connected to, never notifyd itself.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { DnsStub } from '../../bench/dns-stub.js';
+import type { DeliveryConfig } from '../../src/core/config.js';
+import { createAddressGuard } from '../../src/delivery/address-guard.js';
+import { SelfAddresses } from '../../src/delivery/connector.js';
+import { DnsCache, DnsError, parseHosts, type DnsQueries } from '../../src/delivery/dns-cache.js';
+import { HttpDeliverer } from '../../src/delivery/deliverer.js';
+
+describe('DnsCache', () => {
+  function fake(answers: Record<string, { v4?: string[]; v6?: string[]; ttl?: number; fail?: string }>): DnsQueries & { calls: string[] } {
+    const calls: string[] = [];
+    const q = (family: 'v4' | 'v6') => async (name: string) => {
+      calls.push(`${family}:${name}`);
+      const a = answers[name];
+      if (!a || a.fail) throw Object.assign(new Error('x'), { code: a?.fail ?? 'ENOTFOUND' });
+      const list = a[family];
+      if (!list) throw Object.assign(new Error('x'), { code: 'ENODATA' });
+      return list.map((address) => ({ address, ttl: a.ttl ?? 60 }));
+    };
+    return { calls, resolve4: q('v4'), resolve6: q('v6') };
+  }
+
+  it('caches answers for their TTL (clamped), IPv4 first, one query per name at a time', async () => {
+    let now = 1_000_000;
+    const q = fake({ 'a.test': { v4: ['203.0.113.1'], v6: ['2001:db8::1'], ttl: 30 } });
+    const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 10, hostsFile: null, queries: q, now: () => now });
+    const [x, y] = await Promise.all([c.resolve('a.test'), c.resolve('A.TEST')]);
+    assert.deepEqual(x.map((a) => a.address), ['203.0.113.1', '2001:db8::1']);
+    assert.equal(x, y, 'concurrent lookups share one query');
+    assert.equal(q.calls.length, 2);
+    now += 29_000;
+    await c.resolve('a.test');
+    assert.equal(q.calls.length, 2, 'cached within the TTL');
+    now += 2_000;
+    await c.resolve('a.test');
+    assert.equal(q.calls.length, 4, 'asked again after it');
+  });
+
+  it('remembers failures briefly, with stable codes', async () => {
+    let now = 0;
+    const q = fake({ 'slow.test': { fail: 'ETIMEOUT' } });
+    const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 10, hostsFile: null, negativeTtlMs: 1000, queries: q, now: () => now });
+    await assert.rejects(c.resolve('slow.test'), (e: unknown) => e instanceof DnsError && e.code === 'DNS_TIMEOUT');
+    await assert.rejects(c.resolve('nx.test'), (e: unknown) => e instanceof DnsError && e.code === 'DNS_NOTFOUND');
+    const calls = q.calls.length;
+    await assert.rejects(c.resolve('slow.test'));
+    assert.equal(q.calls.length, calls, 'negative answer cached');
+    now += 1001;
+    await assert.rejects(c.resolve('slow.test'));
+    assert.equal(q.calls.length, calls + 2);
+  });
+
+  it('keeps at most maxEntries names', async () => {
+    const answers: Record<string, { v4: string[] }> = {};
+    for (let i = 0; i < 50; i++) answers[`n${i}.test`] = { v4: [`203.0.113.${i}`] };
+    const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 8, hostsFile: null, queries: fake(answers) });
+    for (let i = 0; i < 50; i++) await c.resolve(`n${i}.test`);
+    assert.equal(c.size, 8);
+  });
+
+  it('reads the hosts file first and answers localhost itself', async () => {
+    assert.deepEqual(parseHosts('127.0.0.1 localhost box # c\n::1 localhost\n# x\n10.0.0.5 db.internal').get('localhost'), [
+      { address: '127.0.0.1', family: 4 },
+      { address: '::1', family: 6 },
+    ]);
+    const q = fake({});
+    const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 8, hostsFile: null, queries: q });
+    assert.deepEqual((await c.resolve('localhost')).map((a) => a.address), ['127.0.0.1', '::1']);
+    assert.equal(q.calls.length, 0);
+  });
+
+  it("talks to the configured server with c-ares: a name that never answers does not hold up another's", async () => {
+    const stub = new DnsStub();
+    await stub.start();
+    stub.set('good.test', { a: ['127.0.0.1'], ttl: 60 });
+    stub.set('hang.test', 'blackhole');
+    const c = new DnsCache({ servers: [stub.address], timeoutMs: 300, maxEntries: 8, hostsFile: null });
+    const hanging = Array.from({ length: 20 }, () => c.resolve(`hang.test`).catch((e: unknown) => e));
+    const started = Date.now();
+    const good = await c.resolve('good.test');
+    assert.deepEqual(good.map((a) => a.address), ['127.0.0.1']);
+    assert.ok(Date.now() - started < 250, `good.test answered while hang.test hung (${Date.now() - started} ms)`);
+    const errs = await Promise.all(hanging);
+    assert.ok(errs.every((e) => e instanceof DnsError && e.code === 'DNS_TIMEOUT'));
+    await stub.close();
+  });
+});
+
+describe('guarded connector (through HttpDeliverer)', () => {
+  let server: http.Server;
+  let port: number;
+  let hits = 0;
+  const stub = new DnsStub();
+  const cfg: DeliveryConfig = {
+    timeoutMs: 1000, connectTimeoutMs: 500, headersTimeoutMs: 1000, maxResponseBytes: 1024, concurrency: 8, connectionsPerOrigin: 2,
+    deadOnStatus: [], success: { status: '2xx' }, allowPrivateNetworks: false, allowCidrs: ['127.0.0.0/8'], dnsServers: [], dnsTimeoutMs: 150,
+  };
+  const post = (url: string) => ({ url, method: 'POST' as const, headers: {}, body: 'x' });
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      hits++;
+      req.resume();
+      res.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as AddressInfo).port;
+    await stub.start();
+    stub.set('mixed.test', { a: ['10.1.2.3', '127.0.0.1'] });
+    stub.set('private.test', { a: ['10.1.2.3'] });
+    stub.set('hang.test', 'blackhole');
+  });
+  after(async () => {
+    server.closeAllConnections();
+    server.close();
+    await stub.close();
+  });
+
+  const deliverer = (self = new SelfAddresses()) => new HttpDeliverer({ ...cfg, dnsServers: [stub.address] }, createAddressGuard(cfg), self);
+
+  it('a mixed answer connects only to the allowed address; none allowed is DNS_BLOCKED (retried), not DESTINATION_BLOCKED', async () => {
+    const d = deliverer();
+    for (let i = 0; i < 4; i++) {
+      const r = await d.attempt(post(`http://mixed.test:${port}/`));
+      assert.ok(r.kind === 'response' && r.status === 200, JSON.stringify(r));
+    }
+    const blocked = await d.attempt(post(`http://private.test:${port}/`));
+    assert.ok(blocked.kind === 'error' && blocked.code === 'DNS_BLOCKED', JSON.stringify(blocked));
+    await d.close();
+  });
+
+  it("never connects to notifyd's own ports, even with loopback allowed", async () => {
+    const self = new SelfAddresses();
+    self.setPorts([port]);
+    const d = deliverer(self);
+    const before = hits;
+    const literal = await d.attempt(post(`http://127.0.0.1:${port}/admin/dead/redrive?force=1`));
+    assert.ok(literal.kind === 'error' && literal.code === 'DESTINATION_BLOCKED', JSON.stringify(literal));
+    const named = await d.attempt(post(`http://localhost:${port}/admin/dead/redrive?force=1`));
+    assert.ok(named.kind === 'error' && named.code === 'DNS_BLOCKED', JSON.stringify(named));
+    assert.equal(hits, before, 'nothing reached the port');
+    self.setPorts([]);
+    const ok = await d.attempt(post(`http://127.0.0.1:${port}/`));
+    assert.ok(ok.kind === 'response', 'the same port is fine once it is not ours');
+    await d.close();
+  });
+
+  it('a name whose DNS never answers fails with DNS_TIMEOUT within the DNS timeout', async () => {
+    const d = deliverer();
+    const started = Date.now();
+    const r = await d.attempt(post(`http://hang.test:${port}/`));
+    assert.ok(r.kind === 'error' && r.code === 'DNS_TIMEOUT', JSON.stringify(r));
+    assert.ok(Date.now() - started < 1000);
+    await d.close();
+  });
+});
