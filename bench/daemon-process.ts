@@ -24,6 +24,8 @@ export interface DaemonOptions {
   readonly env?: Record<string, string>;
   /** Echo the daemon's output (debugging). */
   readonly echo?: boolean;
+  /** Run in its own process group, as systemd does, so `signalGroup` reaches every process of it. */
+  readonly detached?: boolean;
 }
 
 export interface LogLine {
@@ -59,6 +61,7 @@ export class DaemonProcess {
         ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: opts.detached ?? false,
     });
     let buf = '';
     this.proc.stdout!.on('data', (c: Buffer) => {
@@ -149,6 +152,12 @@ export class DaemonProcess {
 
   signal(sig: NodeJS.Signals): void {
     if (!this.exitInfo) this.proc.kill(sig);
+  }
+
+  /** Signals the whole process group (master and workers), as `systemctl kill` does; needs `detached`. */
+  signalGroup(sig: NodeJS.Signals): void {
+    if (!this.opts.detached) throw new Error('signalGroup needs a detached daemon');
+    if (!this.exitInfo) process.kill(-this.proc.pid!, sig);
   }
 
   waitExit(timeoutMs = 40_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {

@@ -45,6 +45,8 @@ export class NotificationPublisher {
   private returns: ReturnTracker | null = null;
   private blockedReason: string | null = null;
   private inflight = 0;
+  /** Publishes waiting for their confirm, to be failed at once when the broker blocks the connection. */
+  private readonly waiting = new Set<(err: Error) => void>();
 
   constructor(private readonly opts: PublisherOptions) {
     this.names = namesFor(opts.prefix);
@@ -89,6 +91,8 @@ export class NotificationPublisher {
     conn.on('blocked', (reason: string) => {
       if (this.conn !== conn) return;
       this.blockedReason = reason || 'blocked';
+      const err = new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
+      for (const fail of this.waiting) fail(err);
       this.opts.onBlocked?.(true, this.blockedReason);
     });
     conn.on('unblocked', () => {
@@ -189,18 +193,25 @@ export class NotificationPublisher {
       this.returns ?? undefined,
     );
     let timer: NodeJS.Timeout | undefined;
-    // A confirm that does not come in time is answered as a failure; the broker
-    // may still take the message later, which gives a duplicate (same id), never a loss.
-    const timeout = new Promise<never>((_, reject) => {
+    let stopWaiting: ((err: Error) => void) | undefined;
+    // A confirm that does not come in time is answered as a failure, and so is
+    // one caught by the broker blocking the connection (it says so only when
+    // the first publish after an alarm arrives, and then reads nothing until
+    // the alarm clears). The broker may still take the message later, which
+    // gives a duplicate (same id), never a loss.
+    const giveUp = new Promise<never>((_, reject) => {
+      stopWaiting = reject;
       timer = setTimeout(
         () => reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not confirm in time')),
         this.opts.confirmTimeoutMs ?? 10_000,
       );
     });
+    this.waiting.add(stopWaiting!);
     try {
-      await Promise.race([confirm, timeout]);
+      await Promise.race([confirm, giveUp]);
     } finally {
       clearTimeout(timer);
+      this.waiting.delete(stopWaiting!);
     }
   }
 

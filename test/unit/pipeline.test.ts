@@ -1,0 +1,152 @@
+// The attempt pipeline with a fake channel and a fake merchant: what it
+// publishes, acks and requeues for each kind of attempt result.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConsumeMessage, Options } from 'amqplib';
+import pino from 'pino';
+import { namesFor } from '../../src/broker/topology.js';
+import { loadConfig } from '../../src/core/config.js';
+import { ErrorCodes, NotifyError, type ErrorCode } from '../../src/core/errors.js';
+import { createWorkerMetrics } from '../../src/core/metrics.js';
+import type { HttpDeliverer, OutgoingRequest, TimedResult } from '../../src/delivery/deliverer.js';
+import { createSigner } from '../../src/delivery/signing.js';
+import type { ChannelLink } from '../../src/tier/channel-link.js';
+import { AttemptPipeline } from '../../src/tier/pipeline.js';
+
+const config = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s,2s', NOTIFY_PREFIX: 'p' } });
+const names = namesFor('p');
+const silent = pino({ level: 'silent' });
+
+interface Published {
+  exchange: string;
+  routingKey: string;
+  options: Options.Publish;
+}
+
+class FakeLink implements ChannelLink {
+  readonly published: Published[] = [];
+  acked = 0;
+  requeued = 0;
+  closed = false;
+  failures = 0;
+  constructor(
+    private readonly failFirst = 0,
+    private readonly failWith: ErrorCode = ErrorCodes.BROKER_NACK,
+  ) {}
+  async publish(exchange: string, routingKey: string, _content: Buffer, options: Options.Publish): Promise<void> {
+    if (exchange !== names.outcomes && this.failures < this.failFirst) {
+      this.failures++;
+      throw new NotifyError(this.failWith, 'broker refused the message (nack)');
+    }
+    this.published.push({ exchange, routingKey, options });
+  }
+  ack(): void {
+    this.acked++;
+  }
+  requeue(): void {
+    this.requeued++;
+  }
+}
+
+function fakeDeliverer(result: TimedResult): HttpDeliverer & { calls: OutgoingRequest[] } {
+  const calls: OutgoingRequest[] = [];
+  return {
+    calls,
+    attempt: async (req: OutgoingRequest) => {
+      calls.push(req);
+      return result;
+    },
+    close: async () => undefined,
+  } as unknown as HttpDeliverer & { calls: OutgoingRequest[] };
+}
+
+function message(tier: number, body: object = { id: 'n1', url: 'https://m.example/notify', body: { a: 1 } }): ConsumeMessage {
+  return {
+    content: Buffer.from(JSON.stringify(body)),
+    fields: { deliveryTag: 1, redelivered: false, exchange: names.work, routingKey: `tier.${tier}`, consumerTag: 'c' },
+    properties: { messageId: 'n1', headers: { 'notify-attempt': tier, 'notify-due-at': Date.now() }, contentType: 'application/json' },
+  } as unknown as ConsumeMessage;
+}
+
+function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController()) {
+  const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) }, false);
+  const p = new AttemptPipeline(
+    { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal },
+    { config, signer: createSigner(config.signing), deliverer },
+  );
+  return { p, metrics };
+}
+
+const counter = async (metrics: ReturnType<typeof createWorkerMetrics>, name: string, labels: Record<string, string>): Promise<number> => {
+  const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name);
+  return m?.values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value ?? 0;
+};
+
+describe('AttemptPipeline', () => {
+  it('a 500 on tier 0 goes to the next wait queue with the attempt headers, then is acked', async () => {
+    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
+    const { p } = pipeline(0, d);
+    const link = new FakeLink();
+    await p.handle(link, message(0));
+    assert.equal(d.calls.length, 1);
+    assert.equal(d.calls[0]!.headers['webhook-id'], 'n1');
+    const hand = link.published.find((x) => x.exchange !== names.outcomes)!;
+    assert.deepEqual([hand.exchange, hand.routingKey], ['', names.waitQueue(1)]);
+    assert.equal(hand.options.headers!['notify-attempt'], 1);
+    assert.match(String(hand.options.headers!['notify-last-error']), /status 500/);
+    assert.deepEqual([link.acked, link.requeued], [1, 0]);
+  });
+
+  it('a hand-on the broker refuses is published again with backoff; the merchant is called once', async () => {
+    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
+    const { p, metrics } = pipeline(0, d);
+    const link = new FakeLink(3);
+    const started = Date.now();
+    await p.handle(link, message(0));
+    assert.equal(d.calls.length, 1, 'one HTTP call, whatever the broker did');
+    assert.equal(link.failures, 3);
+    assert.equal(link.published.filter((x) => x.routingKey === names.waitQueue(1)).length, 1);
+    assert.deepEqual([link.acked, link.requeued], [1, 0]);
+    assert.equal(await counter(metrics, 'notify_handon_failures_total', { tier: '0', reason: 'refused' }), 3);
+    assert.ok(Date.now() - started >= 200, 'backed off between tries');
+  });
+
+  it('a hand-on whose channel is gone is left to the broker (no ack, no requeue on a dead channel)', async () => {
+    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
+    const { p } = pipeline(0, d);
+    const link = new FakeLink(100, ErrorCodes.BROKER_UNAVAILABLE);
+    link.closed = true;
+    await p.handle(link, message(0));
+    assert.deepEqual([d.calls.length, link.acked, link.requeued], [1, 0, 0]);
+  });
+
+  it('a worker that stops while a hand-on keeps failing gives the message back', async () => {
+    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
+    const stop = new AbortController();
+    const { p } = pipeline(0, d, stop);
+    const link = new FakeLink(100);
+    setTimeout(() => stop.abort(), 150);
+    await p.handle(link, message(0));
+    assert.deepEqual([link.acked, link.requeued], [0, 1]);
+  });
+
+  it('success is acked with no hand-on; the last tier parks exhausted; an invalid message parks at once', async () => {
+    const ok = fakeDeliverer({ kind: 'response', status: 200, body: '', durationMs: 1 });
+    const a = new FakeLink();
+    await pipeline(0, ok).p.handle(a, message(0));
+    assert.equal(a.published.filter((x) => x.exchange !== names.outcomes).length, 0);
+    assert.equal(a.acked, 1);
+
+    const fail = fakeDeliverer({ kind: 'response', status: 500, body: '', durationMs: 1 });
+    const b = new FakeLink();
+    await pipeline(2, fail).p.handle(b, message(2));
+    const parked = b.published.find((x) => x.routingKey === names.dead)!;
+    assert.equal(parked.options.headers!['notify-dead-reason'], 'exhausted');
+
+    const c = new FakeLink();
+    const never = fakeDeliverer({ kind: 'response', status: 200, body: '', durationMs: 1 });
+    await pipeline(0, never).p.handle(c, message(0, { id: 'n1', url: 'https://m.example/', body: 'x', headers: { Host: 'evil' } }));
+    assert.equal(never.calls.length, 0, 'never sent');
+    assert.equal(c.published.find((x) => x.routingKey === names.dead)!.options.headers!['notify-dead-reason'], 'invalid');
+  });
+});
