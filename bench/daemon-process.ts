@@ -225,6 +225,24 @@ export async function deletePrefix(prefix: string, schedule: string, queueType: 
   }
 }
 
+/** Parked notifications of a prefix, read without consuming them (they go back unacked). */
+export async function parkedMessages(prefix: string): Promise<{ id: string; headers: Record<string, unknown> }[]> {
+  const conn = await amqp.connect(AMQP_URL);
+  try {
+    const ch = await conn.createChannel();
+    const out: { id: string; headers: Record<string, unknown> }[] = [];
+    for (;;) {
+      const m = await ch.get(`${prefix}.dead`, { noAck: false });
+      if (!m) break;
+      out.push({ id: String(m.properties.messageId), headers: m.properties.headers ?? {} });
+    }
+    await ch.close(); // unacked: back to the queue
+    return out;
+  } finally {
+    await conn.close();
+  }
+}
+
 /** Messages currently in a queue (ready + unacked), or -1 if it does not exist. */
 export async function queueDepths(prefix: string, schedule: string): Promise<Record<string, number>> {
   const conn = await amqp.connect(AMQP_URL);

@@ -12,7 +12,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import amqp from 'amqplib';
 import { AlipaySdk } from 'alipay-sdk';
 import { Webhook } from 'standardwebhooks';
-import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, parkedMessages, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import { verifyWebhook } from '../../src/verify-webhook.js';
 
@@ -37,20 +37,7 @@ describe('security and bad input (real daemon)', () => {
   }
 
   async function deadHeaders(prefix: string): Promise<Record<string, unknown>[]> {
-    const conn = await amqp.connect(AMQP_URL);
-    try {
-      const ch = await conn.createChannel();
-      const out: Record<string, unknown>[] = [];
-      for (;;) {
-        const m = await ch.get(`${prefix}.dead`, { noAck: false });
-        if (!m) break;
-        out.push({ ...(m.properties.headers ?? {}), messageId: m.properties.messageId });
-      }
-      await ch.close(); // unacked: back to the queue
-      return out;
-    } finally {
-      await conn.close();
-    }
+    return (await parkedMessages(prefix)).map((m) => ({ ...m.headers, messageId: m.id }));
   }
 
   before(async () => {

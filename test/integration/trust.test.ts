@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import amqp from 'amqplib';
-import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, parkedMessages, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import { buildTopology } from '../../src/broker/topology.js';
 import { parseSchedule } from '../../src/core/schedule.js';
@@ -22,23 +22,6 @@ interface Status {
 
 function rabbitmqctl(...args: string[]): string {
   return execFileSync('rabbitmqctl', args, { encoding: 'utf8', timeout: 30_000 });
-}
-
-async function deadMessages(prefix: string): Promise<{ id: string; headers: Record<string, unknown> }[]> {
-  const conn = await amqp.connect(AMQP_URL);
-  try {
-    const ch = await conn.createChannel();
-    const out: { id: string; headers: Record<string, unknown> }[] = [];
-    for (;;) {
-      const m = await ch.get(`${prefix}.dead`, { noAck: false });
-      if (!m) break;
-      out.push({ id: String(m.properties.messageId), headers: m.properties.headers ?? {} });
-    }
-    await ch.close(); // unacked: back to the queue
-    return out;
-  } finally {
-    await conn.close();
-  }
 }
 
 function rssKiB(pid: number): number {
@@ -183,8 +166,8 @@ describe('trust holes (real daemon, real RabbitMQ)', () => {
         ch.publish(`${d.opts.prefix}.work`, 'tier.0', Buffer.from(JSON.stringify(n)), { messageId: n.id, persistent: true, headers: { 'notify-attempt': 0 } });
       }
       await ch.waitForConfirms();
-      await waitFor(async () => (await deadMessages(d.opts.prefix)).length === cases.length, 10_000, 'all parked');
-      const dead = await deadMessages(d.opts.prefix);
+      await waitFor(async () => (await parkedMessages(d.opts.prefix)).length === cases.length, 10_000, 'all parked');
+      const dead = await parkedMessages(d.opts.prefix);
       for (const m of dead) {
         assert.equal(m.headers['notify-dead-reason'], 'invalid', m.id);
         assert.equal(Number(m.headers['notify-attempt']), 0, `${m.id} parked at once, not down the ladder`);
@@ -287,8 +270,8 @@ describe('trust holes (real daemon, real RabbitMQ)', () => {
     const viaAdmin = await d.post({ url: `http://127.0.0.1:${d.adminPort}/admin/dead/redrive?force=1&limit=100`, body: 'x', contentType: 'text/plain' });
     const viaIngress = await d.post({ url: `http://localhost:${d.ingressPort}/v1/notifications`, body: { url: 'http://x.example/', body: 'loop' } });
     assert.deepEqual([viaAdmin.status, viaIngress.status], [202, 202]);
-    await waitFor(async () => (await deadMessages(d.opts.prefix)).length === 2, 10_000, 'both parked');
-    const dead = await deadMessages(d.opts.prefix);
+    await waitFor(async () => (await parkedMessages(d.opts.prefix)).length === 2, 10_000, 'both parked');
+    const dead = await parkedMessages(d.opts.prefix);
     for (const m of dead) {
       assert.equal(m.headers['notify-dead-reason'], 'blocked', m.id);
       assert.match(String(m.headers['notify-last-error']), /own admin or ingress port/);
