@@ -44,7 +44,29 @@ export const USAGE = `npm run bench -- [options]
   --daemon-env K=V   extra NOTIFY_* variable for the daemon (repeatable), e.g. NOTIFY_DELIVERY_CONCURRENCY=128
   --cpu-hog N        keep N extra processes spinning on the CPU for the whole bench: a noisy
                      neighbour on the shared VM, the same for every engine (default 0)
-  --skip-bullmq      --skip-precision      --echo (daemon logs to stdout)`;
+  --bad-merchant M[,M…]  origin isolation: the healthy merchant's deliveries/s beside a bad one, as a
+                     ratio to a control run (the bad share to a second healthy merchant), and its
+                     latency at a steady rate; M = hang, blackhole, slow, refused, dns or all
+  --bad-share P[,P]  percent of the notifications for the bad merchant (default 10)
+  --isolation-n N    notifications preloaded per isolation run (default 20000)
+  --isolation-rate R --isolation-seconds S  the steady part of each isolation run (default 2000/s, 5 s)
+  --origins K        also spread --origins-n notifications over K origins against one (e.g. 10000)
+  --origins-n N      notifications of the many-origins runs (default 40000)
+  --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
+
+/** How a bad merchant misbehaves in `--bad-merchant`. */
+export const BAD_MODES = ['hang', 'blackhole', 'slow', 'refused', 'dns'] as const;
+export type BadMode = (typeof BAD_MODES)[number];
+
+/** `hang,slow` or `all` → modes. */
+function parseModes(text: string | undefined): BadMode[] {
+  if (text === undefined) return [];
+  if (text === 'all') return [...BAD_MODES];
+  return text.split(',').map((m) => {
+    if (!(BAD_MODES as readonly string[]).includes(m)) throw new Error(`--bad-merchant: ${m} is not one of ${BAD_MODES.join(', ')}, all`);
+    return m as BadMode;
+  });
+}
 
 /** The schedule of the shared daemon and the ceiling's topology (config/default.json's). */
 export const DEFAULT_SCHEDULE = 'default';
@@ -78,6 +100,14 @@ export interface Flags {
   /** The daemon's `delivery.connectionsPerOrigin`: every engine's keep-alive pool to the merchant. */
   connections: number;
   cpuHog: number;
+  skipThroughput: boolean;
+  badModes: BadMode[];
+  badShares: number[];
+  isolationN: number;
+  isolationRate: number;
+  isolationSeconds: number;
+  origins: number;
+  originsN: number;
 }
 
 /** The command line (`--help` prints USAGE and exits). */
@@ -103,6 +133,14 @@ export function parseFlags(): Flags {
       echo: { type: 'boolean' },
       'daemon-env': { type: 'string', multiple: true },
       'cpu-hog': { type: 'string' },
+      'skip-throughput': { type: 'boolean' },
+      'bad-merchant': { type: 'string' },
+      'bad-share': { type: 'string' },
+      'isolation-n': { type: 'string' },
+      'isolation-rate': { type: 'string' },
+      'isolation-seconds': { type: 'string' },
+      origins: { type: 'string' },
+      'origins-n': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -145,6 +183,18 @@ export function parseFlags(): Flags {
     daemonEnv,
     ...daemonDelivery(daemonEnv),
     cpuHog: Math.floor(num(values['cpu-hog'], 0, 'cpu-hog')),
+    skipThroughput: values['skip-throughput'] ?? false,
+    badModes: parseModes(values['bad-merchant']),
+    badShares: (values['bad-share'] ?? '10').split(',').map((x) => {
+      const p = Number(x);
+      if (!(p > 0 && p < 100)) throw new Error(`--bad-share takes percents between 0 and 100, not ${x}`);
+      return p;
+    }),
+    isolationN: Math.max(100, Math.floor(num(values['isolation-n'], 20_000, 'isolation-n'))),
+    isolationRate: Math.max(1, num(values['isolation-rate'], 2000, 'isolation-rate')),
+    isolationSeconds: Math.max(1, num(values['isolation-seconds'], 5, 'isolation-seconds')),
+    origins: Math.floor(num(values.origins, 0, 'origins')),
+    originsN: Math.max(100, Math.floor(num(values['origins-n'], 40_000, 'origins-n'))),
   };
 }
 

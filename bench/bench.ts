@@ -22,6 +22,7 @@ import { MerchantProcess } from './merchant-process.js';
 import { pendingMemory } from './scenarios/pending-memory.js';
 import { retryPrecision } from './scenarios/retry-precision.js';
 import { throughput } from './scenarios/throughput.js';
+import { isolation } from './scenarios/isolation.js';
 
 /** Scenarios on the shared daemon (`ctx.daemon`), run in this order. */
 const ON_SHARED_DAEMON: readonly Scenario[] = [
@@ -32,6 +33,7 @@ const ON_SHARED_DAEMON: readonly Scenario[] = [
 /** Scenarios that start daemons of their own, run in this order after the shared daemon has been stopped. */
 const ON_OWN_DAEMONS: readonly Scenario[] = [
   pendingMemory, // --pending M
+  isolation, // --bad-merchant MODE[,…] --bad-share P[,…], --origins K
 ];
 
 /**
@@ -190,7 +192,7 @@ async function main(): Promise<void> {
 
     const ctx: BenchContext = { flags, res, merchant, daemon, ceilingPrefix };
     const reports: ScenarioReport[] = [];
-    for (const scenario of ON_SHARED_DAEMON) reports.push(await scenario(ctx));
+    for (const scenario of ON_SHARED_DAEMON) if (!(flags.skipThroughput && scenario === throughput)) reports.push(await scenario(ctx));
     await daemon.d.stop(40_000);
     for (const scenario of ON_OWN_DAEMONS) reports.push(await scenario(ctx));
 

@@ -8,9 +8,15 @@
  * `target`; `count` → `count {total}`; `gaps {prefix}` → `gaps {gapsMs,
  * arrivals, keys, paths, single}`: for each recorded path starting with
  * `prefix`, the time between its first and second request (needs `record:
- * true`); `clear`; `quit`.
+ * true`); `latencies {group}` → `latencies {count, p50, p99, max}`: for the
+ * requests to `/lat/<group>/<sent ms epoch>/…`, arrival minus sent; `clear`;
+ * `quit`.
+ *
+ * With `blackhole`, the child also listens on a second port that accepts TCP
+ * connections and never reads from them (a merchant whose server is wedged).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { MerchantStub } from './merchant-stub.js';
 import { Child, childArgs, toParent } from './bench-util.js';
@@ -20,18 +26,27 @@ export interface MerchantProcessOptions {
   readonly latencyMs?: number;
   /** Keep every request (needed for `gaps`). */
   readonly record?: boolean;
+  /** Also open a port that accepts connections and never reads (`blackholePort`). */
+  readonly blackhole?: boolean;
 }
 
 export class MerchantProcess {
   private constructor(
     private readonly child: Child,
     readonly base: string,
+    /** The port that accepts and never reads, with `blackhole`. */
+    readonly blackholePort: number | null,
   ) {}
 
   static async start(opts: MerchantProcessOptions = {}): Promise<MerchantProcess> {
     const child = Child.fork(fileURLToPath(import.meta.url), 'merchant', opts);
-    const { base } = await child.waitFor<{ base: string }>('ready', 15_000);
-    return new MerchantProcess(child, base);
+    const { base, blackholePort } = await child.waitFor<{ base: string; blackholePort: number | null }>('ready', 15_000);
+    return new MerchantProcess(child, base, blackholePort);
+  }
+
+  /** Arrival minus sending time of the requests to `/lat/<group>/<sent>/…` (ms). */
+  async latencies(group: string): Promise<{ count: number; p50: number; p99: number; max: number }> {
+    return this.child.request({ type: 'latencies', group }, 'latencies', 30_000);
   }
 
   get pid(): number | undefined {
@@ -69,6 +84,18 @@ export class MerchantProcess {
 async function childMain(opts: MerchantProcessOptions): Promise<void> {
   const stub = new MerchantStub({ failureRatio: opts.failureRatio ?? 0, latencyMs: opts.latencyMs ?? 0, record: opts.record ?? false });
   const base = await stub.start(0);
+  let blackholePort: number | null = null;
+  const held: Socket[] = [];
+  if (opts.blackhole) {
+    // Accepted, never read: the request sits in the socket buffers until the client gives up.
+    const hole = createNetServer({ pauseOnConnect: true }, (socket) => {
+      held.push(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+    blackholePort = (hole.address() as AddressInfo).port;
+  }
+  const lat = new Map<string, number[]>();
   let watch: number | null = null;
   const check = (): void => {
     if (watch !== null && stub.total >= watch) {
@@ -80,7 +107,16 @@ async function childMain(opts: MerchantProcessOptions): Promise<void> {
   // each answer so the clock stops at the N-th request, not at a poll tick.
   const server = (stub as unknown as { server?: Server }).server;
   if (server && typeof server.on === 'function') {
-    server.on('request', (_req: IncomingMessage, res: ServerResponse) => res.once('finish', check));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      res.once('finish', check);
+      const parts = (req.url ?? '').split('/');
+      if (parts[1] === 'lat') {
+        const sent = Number(parts[3]);
+        let a = lat.get(parts[2]!);
+        if (!a) lat.set(parts[2]!, (a = []));
+        if (Number.isFinite(sent)) a.push(Date.now() - sent);
+      }
+    });
   } else {
     setInterval(check, 1).unref();
   }
@@ -115,6 +151,12 @@ async function childMain(opts: MerchantProcessOptions): Promise<void> {
         toParent({ type: 'gaps', gapsMs, arrivals, keys, paths: byPath.size, single });
         return;
       }
+      case 'latencies': {
+        const a = [...(lat.get(String(m.group)) ?? [])].sort((x, y) => x - y);
+        const pick = (p: number): number => (a.length ? a[Math.min(a.length - 1, Math.ceil((p / 100) * a.length) - 1)]! : NaN);
+        toParent({ type: 'latencies', count: a.length, p50: pick(50), p99: pick(99), max: a.length ? a[a.length - 1]! : NaN });
+        return;
+      }
       case 'clear':
         stub.requests.length = 0;
         toParent({ type: 'cleared' });
@@ -125,7 +167,7 @@ async function childMain(opts: MerchantProcessOptions): Promise<void> {
     }
   });
   process.on('disconnect', () => void stub.close().finally(() => process.exit(0)));
-  toParent({ type: 'ready', base });
+  toParent({ type: 'ready', base, blackholePort });
 }
 
 const args = childArgs<MerchantProcessOptions>();

@@ -29,12 +29,21 @@ export interface MerchantOptions {
  * - `/bodythen/<text>/<k>/<key>`: 200 `<text>` for the first k requests, then 200 `success`
  * - `/slow/<ms>/<k>/<key>`: the first k requests take `<ms>` before answering, then 200 at once
  * - `/redirect/<key>`: 302 to `/fail/0/<key>` (must not be followed)
+ * - `/hang/<key>`: reads the request and never answers
+ * - `/delay/<ms>/<key>`: 200 `success` after `<ms>`, every time
+ * - `/mode/<key>/…`: as `setMode(key, …)` says: `ok` (200), `fail` (500) or `hang`
  * - anything else: 200 `success`, or per `failureRatio`/`latencyMs`
+ *
+ * Requests under way are counted per path, so tests can check how many
+ * concurrent requests one merchant got at most (`maxConcurrent`).
  */
 export class MerchantStub {
   private server: Server | null = null;
   readonly requests: SeenRequest[] = [];
   private readonly counts = new Map<string, number>();
+  private readonly modes = new Map<string, 'ok' | 'fail' | 'hang'>();
+  private readonly open = new Map<string, number>();
+  private readonly peak = new Map<string, number>();
   total = 0;
   port = 0;
 
@@ -62,7 +71,34 @@ export class MerchantStub {
     return this.counts.get(path) ?? 0;
   }
 
+  /** Requests to paths starting with `prefix`, all together. */
+  countPrefix(prefix: string): number {
+    let n = 0;
+    for (const [p, c] of this.counts) if (p.startsWith(prefix)) n += c;
+    return n;
+  }
+
+  /** How `/mode/<key>/…` answers from now on. */
+  setMode(key: string, mode: 'ok' | 'fail' | 'hang'): void {
+    this.modes.set(key, mode);
+  }
+
+  /** The most requests under way at once to paths under `/<kind>/<key>` (e.g. `/mode/bad`). */
+  maxConcurrent(prefix: string): number {
+    return this.peak.get(prefix) ?? 0;
+  }
+
+  /** Resets the concurrency peak of a prefix (to measure a phase). */
+  resetPeak(prefix: string): void {
+    this.peak.set(prefix, this.open.get(prefix) ?? 0);
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const group = (req.url ?? '/').split('/').slice(0, 3).join('/');
+    const open = (this.open.get(group) ?? 0) + 1;
+    this.open.set(group, open);
+    if (open > (this.peak.get(group) ?? 0)) this.peak.set(group, open);
+    res.on('close', () => this.open.set(group, (this.open.get(group) ?? 1) - 1));
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -102,6 +138,16 @@ export class MerchantStub {
       }
       case 'redirect':
         return send(302, '', { location: `/fail/0/${parts[1] ?? ''}` });
+      case 'hang':
+        return;
+      case 'delay':
+        setTimeout(() => send(200, 'success'), Number(parts[1])).unref();
+        return;
+      case 'mode': {
+        const mode = this.modes.get(parts[1] ?? '') ?? 'ok';
+        if (mode === 'hang') return;
+        return mode === 'fail' ? send(500, 'fail') : send(200, 'success');
+      }
       default: {
         const fail = (this.opts.failureRatio ?? 0) > 0 && Math.random() < this.opts.failureRatio!;
         const latency = this.opts.latencyMs ?? 0;

@@ -10,7 +10,7 @@ const USAGE = `notifyd — tiered HTTP notification delivery on RabbitMQ
   notifyd start [--config FILE]                 run the daemon (master + workers)
   notifyd publish --url URL --body JSON [--id ID] [--config FILE]
                                                 publish one notification (waits for the broker's confirm)
-  notifyd ctl status|pause N|resume N|reload|redrive [--limit N] [--force]
+  notifyd ctl status|origins|pause N|resume N|reload|redrive [--limit N] [--force]
               [--admin URL] [--token TOKEN]     talk to a running daemon's admin API
 
 Configuration: config/default.json, --config FILE / NOTIFY_CONFIG, NOTIFY_* variables (see README).`;
@@ -52,6 +52,11 @@ async function publish(values: Values): Promise<number> {
 function table(rows: (string | number)[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   return rows.map((r) => r.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+interface OriginsShape {
+  origins: { tier: number; origin: string; state: string; limit: number; inflight: number; waiting: number; deferred: number; skipped: number; lastError: string | null; lastErrorAt: number | null }[];
+  counts: { failing: number; limited: number };
 }
 
 interface StatusShape {
@@ -107,6 +112,18 @@ async function ctl(args: string[], values: Values): Promise<number> {
     case 'reload':
       r = await call('POST', '/admin/reload');
       break;
+    case 'origins': {
+      r = await call('GET', `/admin/origins?${new URLSearchParams({ limit: str(values, 'limit') ?? '20' })}`);
+      if (r.status === 200 && !values.json) {
+        const o = r.body as OriginsShape;
+        const ago = (at: number | null): string => (at === null ? '-' : `${Math.round((Date.now() - at) / 1000)}s ago`);
+        const rows: (string | number)[][] = [['TIER', 'ORIGIN', 'STATE', 'LIMIT', 'INFLIGHT', 'WAITING', 'DEFERRED', 'SKIPPED', 'LAST ERROR']];
+        for (const x of o.origins) rows.push([x.tier, x.origin, x.state, x.limit, x.inflight, x.waiting, x.deferred, x.skipped, x.lastError ? `${x.lastError} (${ago(x.lastErrorAt)})` : '-']);
+        process.stdout.write(`origins failing ${o.counts.failing}, limited ${o.counts.limited}\n${o.origins.length ? table(rows) : '(none limited, failing or with errors)'}\n`);
+        return 0;
+      }
+      break;
+    }
     case 'redrive': {
       const q = new URLSearchParams({ limit: str(values, 'limit') ?? '100' });
       if (values.force) q.set('force', '1');

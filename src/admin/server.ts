@@ -9,7 +9,7 @@ import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
-export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness'>;
+export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness' | 'origins'>;
 
 /**
  * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
@@ -70,6 +70,11 @@ export class AdminServer {
       return;
     }
     if (path === '/admin/status' && method === 'GET') return this.json(res, 200, await this.target.status());
+    if (path === '/admin/origins' && method === 'GET') {
+      const limitRaw = url.searchParams.get('limit') ?? '20';
+      if (!/^\d{1,4}$/.test(limitRaw) || Number(limitRaw) < 1) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: must be a positive integer', 'limit');
+      return this.json(res, 200, await this.target.origins(Number(limitRaw)));
+    }
     if (method !== 'POST') {
       if (path.startsWith('/admin/')) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
       throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);

@@ -1,5 +1,6 @@
 import type { Channel } from 'amqplib';
 import type { QueueType } from '../core/config.js';
+import { holdDelayMs } from '../core/schedule.js';
 
 /** Broker object names for one installation (DESIGN §3). */
 export interface Names {
@@ -8,6 +9,7 @@ export interface Names {
   readonly outcomes: string;
   workQueue(tier: number): string;
   waitQueue(tier: number): string;
+  holdQueue(tier: number): string;
   routingKey(tier: number): string;
 }
 
@@ -18,6 +20,7 @@ export function namesFor(prefix: string): Names {
     outcomes: `${prefix}.outcomes`,
     workQueue: (tier: number) => `${prefix}.work.${tier}`,
     waitQueue: (tier: number) => `${prefix}.wait.${tier}`,
+    holdQueue: (tier: number) => `${prefix}.hold.${tier}`,
     routingKey: (tier: number) => `tier.${tier}`,
   });
 }
@@ -65,22 +68,27 @@ export function buildTopology(prefix: string, scheduleMs: readonly number[], que
     workArgs['x-dead-letter-strategy'] = 'at-least-once';
     workArgs['x-overflow'] = 'reject-publish';
   }
+  /** A queue whose messages go back to tier `tier`'s work queue after `ttlMs`. */
+  const delayQueue = (name: string, ttlMs: number, tier: number): QueueDecl => {
+    const args: Record<string, string | number> = {
+      ...base,
+      'x-message-ttl': ttlMs,
+      'x-dead-letter-exchange': n.work,
+      'x-dead-letter-routing-key': n.routingKey(tier),
+    };
+    if (queueType === 'quorum') {
+      args['x-dead-letter-strategy'] = 'at-least-once';
+      args['x-overflow'] = 'reject-publish';
+    }
+    return { name, arguments: args };
+  };
   scheduleMs.forEach((delayMs, tier) => {
     queues.push({ name: n.workQueue(tier), arguments: { ...workArgs } });
     bindings.push({ queue: n.workQueue(tier), exchange: n.work, routingKey: n.routingKey(tier) });
-    if (delayMs > 0) {
-      const waitArgs: Record<string, string | number> = {
-        ...base,
-        'x-message-ttl': delayMs,
-        'x-dead-letter-exchange': n.work,
-        'x-dead-letter-routing-key': n.routingKey(tier),
-      };
-      if (queueType === 'quorum') {
-        waitArgs['x-dead-letter-strategy'] = 'at-least-once';
-        waitArgs['x-overflow'] = 'reject-publish';
-      }
-      queues.push({ name: n.waitQueue(tier), arguments: waitArgs });
-    }
+    if (delayMs > 0) queues.push(delayQueue(n.waitQueue(tier), delayMs, tier));
+    // Notifications for a saturated origin wait here, outside the tier's window, and come back to the same tier.
+    const holdMs = holdDelayMs(scheduleMs, tier);
+    if (holdMs > 0) queues.push(delayQueue(n.holdQueue(tier), holdMs, tier));
   });
   queues.push({ name: n.dead, arguments: { ...base } });
   return Object.freeze({

@@ -22,6 +22,27 @@ export interface SuccessCriteria {
   readonly bodyEquals?: string;
 }
 
+/** Per-origin isolation (DESIGN §6): limits, breaker and resources per merchant server. */
+export interface PerOriginConfig {
+  /** Most attempts in flight to one origin, per tier worker (the adaptive limit's cap). */
+  readonly maxConcurrency: number;
+  /** The limit an origin starts with; it grows as the origin answers. */
+  readonly initialLimit: number;
+  /** Failures in a row (timeouts, refused or reset connections, DNS) that mark an origin failing. */
+  readonly failureThreshold: number;
+  /** How long a failing origin waits for its first probe; doubles while probes fail. */
+  readonly probeIntervalMs: number;
+  readonly maxProbeIntervalMs: number;
+  /** How long a notification may be expected to wait in memory for its origin; past it, it is deferred to the hold queue. */
+  readonly queueTargetMs: number;
+  /** Origins whose learned state is kept (idle ones are forgotten first). */
+  readonly maxOrigins: number;
+  /** Keep-alive pools kept open; the least recently used idle one is closed past it. */
+  readonly maxPools: number;
+  /** A pool (and its sockets) unused this long is closed. */
+  readonly poolIdleMs: number;
+}
+
 export interface DeliveryConfig {
   /** Whole-attempt deadline (connect + headers + body), ms. */
   readonly timeoutMs: number;
@@ -31,8 +52,15 @@ export interface DeliveryConfig {
   readonly headersTimeoutMs: number;
   /** How much of the response body is read (the rest is discarded). */
   readonly maxResponseBytes: number;
-  /** In-flight attempts per tier worker; also the AMQP prefetch. */
+  /** HTTP attempts in flight per tier worker, all origins together. */
   readonly concurrency: number;
+  /**
+   * AMQP prefetch of a tier worker: the concurrency plus room for
+   * notifications waiting in memory for a busy origin (default twice the
+   * concurrency).
+   */
+  readonly prefetch: number;
+  readonly perOrigin: PerOriginConfig;
   /** Keep-alive connections per origin. */
   readonly connectionsPerOrigin: number;
   /** Statuses that park a notification at once instead of retrying. */
@@ -341,6 +369,24 @@ class Reader {
   }
 }
 
+function parsePerOrigin(o: Reader): PerOriginConfig {
+  const out: PerOriginConfig = {
+    maxConcurrency: o.int('maxConcurrency', 1, 10_000),
+    initialLimit: o.int('initialLimit', 1, 10_000),
+    failureThreshold: o.int('failureThreshold', 1, 1000),
+    probeIntervalMs: o.durationMs('probeInterval', 10, 3_600_000),
+    maxProbeIntervalMs: o.durationMs('maxProbeInterval', 10, 86_400_000),
+    queueTargetMs: o.durationMs('queueTarget', 1, 3_600_000),
+    maxOrigins: o.int('maxOrigins', 16, 10_000_000),
+    maxPools: o.int('maxPools', 1, 1_000_000),
+    poolIdleMs: o.durationMs('poolIdle', 100, 3_600_000),
+  };
+  o.done();
+  if (out.initialLimit > out.maxConcurrency) fail(o.fullKey('initialLimit'), `must not exceed maxConcurrency (${out.maxConcurrency})`);
+  if (out.maxProbeIntervalMs < out.probeIntervalMs) fail(o.fullKey('maxProbeInterval'), 'must not be shorter than probeInterval');
+  return out;
+}
+
 function parseSuccess(v: unknown, key: string): SuccessCriteria {
   if (!isObject(v)) fail(key, 'must be an object like {"status":"2xx","bodyEquals":"success"}');
   for (const k of Object.keys(v)) if (k !== 'status' && k !== 'bodyEquals') fail(`${key}.${k}`, 'unknown key');
@@ -430,6 +476,8 @@ export function parseConfig(raw: Raw): Config {
     headersTimeoutMs: d.durationMs('headersTimeout', 1, 10 * 60_000),
     maxResponseBytes: d.int('maxResponseBytes', 0, 16 * 1024 * 1024),
     concurrency: d.int('concurrency', 1, 10_000),
+    prefetch: 0,
+    perOrigin: parsePerOrigin(d.section('perOrigin')),
     connectionsPerOrigin: d.int('connectionsPerOrigin', 1, 10_000),
     deadOnStatus: deadOnStatusRaw as number[],
     success: parseSuccess(d.raw_('success'), d.fullKey('success')),
@@ -438,6 +486,8 @@ export function parseConfig(raw: Raw): Config {
     dnsServers: parseDnsServers(d.raw_('dnsServers'), d.fullKey('dnsServers')),
     dnsTimeoutMs: d.durationMs('dnsTimeout', 10, 60_000),
   };
+  const prefetchRaw = d.raw_('prefetch');
+  (delivery as { prefetch: number }).prefetch = prefetchRaw === null || prefetchRaw === undefined ? Math.min(65_535, delivery.concurrency * 2) : d.int('prefetch', delivery.concurrency, 65_535);
   d.done();
 
   const i = r.section('ingress');

@@ -30,6 +30,8 @@ export const H = Object.freeze({
   redriven: 'notify-redriven',
   /** The producer (ingress token name) that submitted the notification. */
   producer: 'notify-producer',
+  /** Times it was deferred to a hold queue (its origin was saturated); not attempts. */
+  deferred: 'notify-deferred',
 });
 
 export type DeadReason = 'exhausted' | 'invalid' | 'blocked' | `status-${number}`;

@@ -22,9 +22,11 @@ export const METRIC_NAMES = Object.freeze([
   'notify_queue_messages',
   'notify_ingress_requests_total',
   'notify_handon_failures_total',
+  'notify_deferrals_total',
+  'notify_origins',
 ] as const);
 
-export type AttemptOutcomeLabel = 'success' | 'retry' | 'dead' | 'error';
+export type AttemptOutcomeLabel = 'success' | 'retry' | 'dead' | 'error' | 'skipped';
 
 /** The metrics a tier or ingress worker updates; one registry per process. */
 export interface WorkerMetrics {
@@ -36,9 +38,14 @@ export interface WorkerMetrics {
   readonly lateness: Histogram<'tier'>;
   readonly endToEnd: Histogram<string>;
   readonly inflight: Gauge<'tier'>;
+  readonly origins: Gauge<'tier' | 'state'>;
   readonly ingressRequests: Counter<'status'>;
   /** Hand-on publishes the broker did not take (and that are retried), by why. */
   readonly handOnFailures: Counter<'tier' | 'reason'>;
+  /** Notifications handed to a hold queue because their origin was saturated (not attempts). */
+  readonly deferrals: Counter<'tier'>;
+  /** Reports a tier's counts of origins by state through `fn`, read at collection. */
+  sampleOrigins(tier: string, fn: () => { failing: number; limited: number }): void;
   /**
    * Reports a tier's in-flight count through `fn`, read when the registry is
    * collected: two gauge updates per attempt showed in the hot-path profile.
@@ -56,6 +63,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
   if (withDefaults) collectProcessMetrics(registry, defaultLabels);
   const registers = [registry];
   const inflightSamplers = new Map<string, () => number>();
+  const originSamplers = new Map<string, () => { failing: number; limited: number }>();
   return {
     registry,
     attempts: new Counter({ name: 'notify_attempts_total', help: 'HTTP attempts by tier and outcome', labelNames: ['tier', 'outcome'], registers }),
@@ -80,8 +88,26 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
       labelNames: ['tier', 'reason'],
       registers,
     }),
+    deferrals: new Counter({ name: 'notify_deferrals_total', help: 'Notifications deferred to a hold queue because their origin was saturated (waits, not attempts)', labelNames: ['tier'], registers }),
+    // Origins are never a label (their number is unbounded): only counts by state.
+    origins: new Gauge({
+      name: 'notify_origins',
+      help: 'Origins by state per tier worker: failing (breaker open, attempts skipped but probes) or limited (at their limit, notifications waiting or deferred)',
+      labelNames: ['tier', 'state'],
+      registers,
+      collect() {
+        for (const [tier, fn] of originSamplers) {
+          const c = fn();
+          this.set({ tier, state: 'failing' }, c.failing);
+          this.set({ tier, state: 'limited' }, c.limited);
+        }
+      },
+    }),
     sampleInflight(tier, fn) {
       inflightSamplers.set(tier, fn);
+    },
+    sampleOrigins(tier, fn) {
+      originSamplers.set(tier, fn);
     },
   };
 }

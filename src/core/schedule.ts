@@ -77,3 +77,31 @@ export function parseSchedule(input: string | readonly (string | number)[], fiel
   });
   return Object.freeze(delays);
 }
+
+/**
+ * Pure: how long a notification due for attempt `tier` may wait for its
+ * origin before the attempt is made or skipped: the delay before the next
+ * attempt (waiting longer would only push the rest of the ladder back), or,
+ * on the last tier, that tier's own delay.
+ */
+export function waitBudgetMs(scheduleMs: readonly number[], tier: number): number {
+  return scheduleMs[tier + 1] ?? scheduleMs[tier] ?? 0;
+}
+
+/** Shortest and longest stay in a tier's hold queue. */
+const HOLD_MIN_MS = 250;
+const HOLD_MAX_MS = 10_000;
+
+/**
+ * Pure: the TTL of tier `tier`'s hold queue, where notifications for a
+ * saturated origin wait outside the tier's window: half the wait budget, so
+ * a deferred notification gets a second look before its budget runs out,
+ * within [250 ms, 10 s] (shorter loops cost the broker, longer ones add
+ * lateness), and never longer than the budget itself. 0 (no hold queue)
+ * when the budget is 0: such a notification cannot wait at all.
+ */
+export function holdDelayMs(scheduleMs: readonly number[], tier: number): number {
+  const budget = waitBudgetMs(scheduleMs, tier);
+  if (budget <= 0) return 0;
+  return Math.min(budget, Math.max(HOLD_MIN_MS, Math.min(HOLD_MAX_MS, Math.round(budget / 2))));
+}

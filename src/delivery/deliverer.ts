@@ -1,8 +1,9 @@
-import { Agent, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
 import { guardedConnector, type SelfAddresses } from './connector.js';
 import { DnsCache } from './dns-cache.js';
+import { OriginPools } from './origin-pools.js';
 import type { AttemptResult } from './outcome.js';
 
 /** One HTTP request to make. */
@@ -14,8 +15,11 @@ export interface OutgoingRequest {
   readonly body: string;
 }
 
+/** What a request produced (an attempt the deliverer makes is never skipped). */
+export type HttpResult = Exclude<AttemptResult, { kind: 'skipped' }>;
+
 /** An attempt's result and its round-trip time. */
-export type TimedResult = AttemptResult & { readonly durationMs: number };
+export type TimedResult = HttpResult & { readonly durationMs: number };
 
 interface Target {
   readonly origin: string;
@@ -24,7 +28,7 @@ interface Target {
   readonly refused: string | null;
 }
 
-function timed(r: AttemptResult, started: number): TimedResult {
+function timed(r: HttpResult, started: number): TimedResult {
   return { ...r, durationMs: performance.now() - started };
 }
 
@@ -64,7 +68,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
   }
 
-  private settle(r: AttemptResult): void {
+  private settle(r: HttpResult): void {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
@@ -151,10 +155,14 @@ function errorCode(err: unknown): string {
  * connect time through the socket's `lookup`.
  */
 export class HttpDeliverer {
-  private readonly agent: Agent;
+  private readonly pools: OriginPools;
   private readonly cfg: DeliveryConfig;
   private readonly verdicts = new Map<string, string | null>();
   private readonly targets = new Map<string, Target | null>();
+  /** Parsed URLs and verdicts kept: enough for every origin the gate keeps, so 10,000 merchants do not thrash it. */
+  private readonly cacheSize: number;
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
 
   /**
    * `self` is the process's view of notifyd's own ports (shared across
@@ -166,14 +174,29 @@ export class HttpDeliverer {
     self: SelfAddresses,
   ) {
     this.cfg = cfg;
-    const dns = new DnsCache({ servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: 16_384 });
-    this.agent = new Agent({
-      connections: cfg.connectionsPerOrigin,
-      keepAliveTimeout: 10_000,
-      headersTimeout: cfg.headersTimeoutMs,
-      bodyTimeout: cfg.timeoutMs,
-      connect: guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, guard, self }),
+    this.cacheSize = Math.max(4096, cfg.perOrigin.maxOrigins * 2);
+    const dns = new DnsCache({ servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: Math.max(1024, cfg.perOrigin.maxOrigins) });
+    const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, guard, self });
+    this.pools = new OriginPools({
+      maxPools: cfg.perOrigin.maxPools,
+      idleMs: cfg.perOrigin.poolIdleMs,
+      create: (origin) =>
+        new Pool(origin, {
+          connections: cfg.connectionsPerOrigin,
+          // Shorter than the pool's own idle timeout: sockets go first, then the pool.
+          keepAliveTimeout: Math.min(10_000, cfg.perOrigin.poolIdleMs),
+          headersTimeout: cfg.headersTimeoutMs,
+          bodyTimeout: cfg.timeoutMs,
+          connect,
+        }),
     });
+    this.sweeper = setInterval(() => this.pools.sweep(), Math.max(1000, Math.min(10_000, cfg.perOrigin.poolIdleMs / 2)));
+    this.sweeper.unref();
+  }
+
+  /** Pools open now (at most `perOrigin.maxPools`). */
+  get poolCount(): number {
+    return this.pools.size;
   }
 
   /**
@@ -190,7 +213,7 @@ export class HttpDeliverer {
       } catch (err) {
         v = (err as Error).message;
       }
-      if (this.verdicts.size >= 4096) this.verdicts.clear();
+      if (this.verdicts.size >= this.cacheSize) this.verdicts.clear();
       this.verdicts.set(hostname, v);
     }
     return v;
@@ -210,7 +233,7 @@ export class HttpDeliverer {
       } catch {
         t = null;
       }
-      if (this.targets.size >= 4096) this.targets.clear();
+      if (this.targets.size >= this.cacheSize) this.targets.clear();
       this.targets.set(raw, t);
     }
     return t;
@@ -230,18 +253,30 @@ export class HttpDeliverer {
     const t = this.target(req.url);
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
     if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
+    if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
+    const pool = this.pools.acquire(t.origin);
     return new Promise<TimedResult>((resolve) => {
-      const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, this.cfg.timeoutMs, resolve);
+      const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, this.cfg.timeoutMs, (r) => {
+        this.pools.release(t.origin);
+        resolve(r);
+      });
       try {
-        this.agent.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
+        pool.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
       } catch (err) {
         handler.onResponseError(null, err as Error);
       }
     });
   }
 
+  /** The origin (scheme://host:port) of a URL, or null when it does not parse. Cached. */
+  originOf(url: string): string | null {
+    return this.target(url)?.origin ?? null;
+  }
+
   /** Closes the pools; idempotent. */
   async close(): Promise<void> {
-    await this.agent.close().catch(() => undefined);
+    this.closed = true;
+    clearInterval(this.sweeper);
+    await this.pools.close();
   }
 }

@@ -1,11 +1,16 @@
 import type { SuccessCriteria } from '../core/config.js';
 import type { DeadReason } from '../core/message.js';
 
-/** What one HTTP attempt produced, before any decision. */
+/** Why an attempt was made without a request (origin isolation, DESIGN §6). */
+export type SkipReason = 'origin-failing' | 'origin-saturated';
+
+/** What one attempt produced, before any decision. */
 export type AttemptResult =
   | { readonly kind: 'response'; readonly status: number; readonly body: string }
   /** No usable response: refused connection, timeout, reset, TLS error... */
-  | { readonly kind: 'error'; readonly code: string; readonly message: string };
+  | { readonly kind: 'error'; readonly code: string; readonly message: string }
+  /** No request was made: the origin is failing, or stayed saturated for the whole wait budget. */
+  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly message: string };
 
 /** What happens to the notification next. */
 export type Outcome =
@@ -40,7 +45,9 @@ export function describeFailure(result: AttemptResult, maxLength = 200): string 
   const text =
     result.kind === 'response'
       ? `status ${result.status}${body ? `: ${body}` : ''}`
-      : oneLine(`${result.code}: ${result.message}`);
+      : result.kind === 'error'
+        ? oneLine(`${result.code}: ${result.message}`)
+        : oneLine(`skipped (${result.reason}): ${result.message}`);
   return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
 }
 

@@ -1,6 +1,7 @@
 import type { Config } from '../core/config.js';
 import type { ErrorData } from '../core/errors.js';
 import type { MetricsSnapshot } from '../core/metrics.js';
+import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 
 /**
  * Environment keys a forked worker reads (set by the master only). The
@@ -34,6 +35,8 @@ export interface WorkerStats {
   readonly state: WorkerState;
   readonly inflight: number;
   readonly metrics: MetricsSnapshot;
+  /** A tier's worst origins (failing, limited, with errors), at most a few dozen. */
+  readonly origins?: readonly OriginSnapshot[];
 }
 
 /** worker → master. */

@@ -3,6 +3,7 @@ import type { RedriveResult } from '../broker/dead-letters.js';
 import { deepFreeze, diffConfig, isLoopbackHost, redactUrl, type Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { createMasterMetrics, type MasterMetrics, type MetricsSnapshot } from '../core/metrics.js';
 import { MasterBroker } from './master-broker.js';
 import { MetricsLedger } from './metrics-ledger.js';
@@ -16,6 +17,13 @@ export interface TierStatus {
   readonly pid: number | null;
   readonly restarts: number;
   readonly inflight: number;
+}
+
+/** Shape of `GET /admin/origins`. */
+export interface OriginsReport {
+  readonly origins: readonly (OriginSnapshot & { readonly tier: number })[];
+  /** Origins by state among those the tiers reported (each tier reports its 50 worst). */
+  readonly counts: { readonly failing: number; readonly limited: number };
 }
 
 /** Shape of `GET /admin/status` (DESIGN §7). */
@@ -205,6 +213,21 @@ export class Supervisor {
       ingress: { pid: ingress.worker?.process.pid ?? null, state: ingress.state, restarts: ingress.restarts, port: ingress.port },
       broker: { connected: this.broker.connected, url: redactUrl(this.config.amqpUrl) },
     };
+  }
+
+  /**
+   * The worst origins over every tier (`GET /admin/origins`): failing first,
+   * then limited, then those with errors; and how many of each per tier.
+   */
+  async origins(limit: number): Promise<OriginsReport> {
+    await this.table.collect(300);
+    const all: (OriginSnapshot & { tier: number })[] = [];
+    for (const s of this.table.byRole('tier')) for (const o of s.stats?.origins ?? []) all.push({ ...o, tier: s.tier ?? -1 });
+    const rank = { failing: 0, limited: 1, ok: 2 } as const;
+    all.sort((a, b) => rank[a.state] - rank[b.state] || b.waiting - a.waiting || b.deferred + b.skipped - (a.deferred + a.skipped) || (b.lastErrorAt ?? 0) - (a.lastErrorAt ?? 0));
+    const counts = { failing: 0, limited: 0 };
+    for (const o of all) if (o.state !== 'ok') counts[o.state]++;
+    return { origins: all.slice(0, limit), counts };
   }
 
   /** `/readyz`: broker connected and every worker up (a paused tier is up: it was paused on purpose). */

@@ -3,6 +3,7 @@ import { WORKER_ENV, assertNever, parseMasterMessage, wrap, type WorkerMessage, 
 import { toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { WorkerMetrics } from '../core/metrics.js';
+import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 
 /** What the process glue needs of a tier or ingress worker. */
 export interface ManagedWorker {
@@ -14,6 +15,8 @@ export interface ManagedWorker {
   reload(config: Config): { restartRequired: boolean; notes: string[] };
   /** notifyd's own ports, for workers that must never deliver to them. */
   setSelfPorts?(ports: readonly number[]): void;
+  /** The worst origins (tier workers). */
+  origins?(n: number): OriginSnapshot[];
   readonly inflightCount: number;
   readonly currentState: WorkerState;
 }
@@ -46,6 +49,9 @@ export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Confi
     sendToMaster({ type: 'hello' });
   });
 }
+
+/** How many of its worst origins a tier reports with its stats. */
+const ORIGINS_REPORTED = 50;
 
 export function sendToMaster(msg: WorkerMessage): void {
   if (process.send && process.connected) {
@@ -143,7 +149,8 @@ export async function runManagedWorker(opts: {
         return;
       case 'stats':
         void metrics.registry.getMetricsAsJSON().then((m) => {
-          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, metrics: m };
+          const origins = worker.origins?.(ORIGINS_REPORTED);
+          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, metrics: m, ...(origins ? { origins } : {}) };
           sendToMaster({ type: 'stats', requestId: msg.requestId, stats });
         });
         return;

@@ -15,6 +15,23 @@ import { createSigner } from '../delivery/signing.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import type { ChannelLink } from './channel-link.js';
 import { AttemptPipeline } from './pipeline.js';
+import { OriginGate, type GateOptions } from './origin-gate.js';
+import type { OriginSnapshot } from '../delivery/origin-limiter.js';
+
+const GATE_TICK_MS = 100;
+
+/** The gate's settings from the config. */
+function gateOptions(c: Config): GateOptions {
+  const o = c.delivery.perOrigin;
+  return {
+    policy: { maxConcurrency: o.maxConcurrency, initialLimit: o.initialLimit, failureThreshold: o.failureThreshold, probeIntervalMs: o.probeIntervalMs, maxProbeIntervalMs: o.maxProbeIntervalMs },
+    concurrency: c.delivery.concurrency,
+    queueTargetMs: o.queueTargetMs,
+    windowSpare: Math.max(0, c.delivery.prefetch - c.delivery.concurrency),
+    maxOrigins: o.maxOrigins,
+    idleMs: Math.max(60_000, o.poolIdleMs),
+  };
+}
 
 export interface TierWorkerDeps {
   readonly config: Config;
@@ -59,6 +76,9 @@ export class TierWorker implements ManagedWorker {
   private resubscribe = false;
   /** notifyd's own ports, which no delivery may target; kept across reloads (deliverers are rebuilt). */
   private readonly self = new SelfAddresses();
+  /** Per-origin admission; kept across reloads, so what was learned of each origin stays. */
+  private readonly gate: OriginGate;
+  private readonly gateTimer: NodeJS.Timeout;
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -66,16 +86,26 @@ export class TierWorker implements ManagedWorker {
     this.names = namesFor(deps.config.prefix);
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
+    this.gate = new OriginGate(gateOptions(deps.config));
     this.pipeline = new AttemptPipeline(
-      { tier: deps.tier, names: this.names, logger: deps.logger, attemptLogger: deps.attemptLogger ?? deps.logger, metrics: deps.metrics, stopSignal: this.stopSignal.signal },
+      { tier: deps.tier, names: this.names, logger: deps.logger, attemptLogger: deps.attemptLogger ?? deps.logger, metrics: deps.metrics, stopSignal: this.stopSignal.signal, gate: this.gate },
       { config: deps.config, signer: createSigner(deps.config.signing), deliverer: this.makeDeliverer(deps.config) },
     );
     deps.metrics.sampleInflight(String(deps.tier), () => this.inflight.size);
+    deps.metrics.sampleOrigins(String(deps.tier), () => this.gate.counts());
+    // Waits that ran out, queues past their bound, idle origins: a tenth of a second is fine-grained enough.
+    this.gateTimer = setInterval(() => this.gate.tick(), GATE_TICK_MS);
+    this.gateTimer.unref();
   }
 
   private makeDeliverer(cfg: Config): HttpDeliverer {
     const guard = cfg.delivery.allowPrivateNetworks ? null : createAddressGuard(cfg.delivery);
     return new HttpDeliverer(cfg.delivery, guard, this.self);
+  }
+
+  /** The worst origins of this tier (`GET /admin/origins`). */
+  origins(n: number): OriginSnapshot[] {
+    return this.gate.worst(n);
   }
 
   /** The master's word on which ports are notifyd's own (admin, ingress). */
@@ -132,7 +162,7 @@ export class TierWorker implements ManagedWorker {
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead]);
       // Read once: a reload during start-up must not give the batcher another window than the channel's.
-      const prefetch = this.config.delivery.concurrency;
+      const prefetch = this.config.delivery.prefetch;
       await ch.prefetch(prefetch);
       const lost = (): void => {
         if (this.conn !== conn) return;
@@ -160,7 +190,7 @@ export class TierWorker implements ManagedWorker {
       await this.syncConsumer();
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
-      this.log.info({ queue: this.names.workQueue(this.tier), prefetch: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
+      this.log.info({ queue: this.names.workQueue(this.tier), prefetch, concurrency: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
     } catch (err) {
       // Forget this connection first, so its close does not start a second reconnect loop.
       if (this.conn === conn) this.forgetChannel();
@@ -273,7 +303,8 @@ export class TierWorker implements ManagedWorker {
     // A new deliverer, not just new timeouts: the SSRF allowances may have changed too.
     const deliverer = this.makeDeliverer(next);
     (this.deps.attemptLogger ?? this.log).level = next.logLevel;
-    const prefetchChanged = next.delivery.concurrency !== this.config.delivery.concurrency;
+    const prefetchChanged = next.delivery.prefetch !== this.config.delivery.prefetch;
+    this.gate.configure(gateOptions(next));
     this.config = next;
     const old = this.pipeline.current;
     this.pipeline.configure({ config: next, signer, deliverer });
@@ -282,12 +313,12 @@ export class TierWorker implements ManagedWorker {
     void Promise.allSettled([...this.inflight])
       .then(() => old.signer.close())
       .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'closing the old signer failed'));
-    if (prefetchChanged) this.acker?.setPolicy(ackPolicyFor(next.delivery.concurrency));
+    if (prefetchChanged) this.acker?.setPolicy(ackPolicyFor(next.delivery.prefetch));
     if (prefetchChanged && this.ch) {
       // basic.qos applies to consumers created afterwards, so re-subscribe.
       const ch = this.ch;
       void ch
-        .prefetch(next.delivery.concurrency)
+        .prefetch(next.delivery.prefetch)
         .then(() => {
           this.resubscribe = true;
           return this.syncConsumer();
@@ -324,11 +355,14 @@ export class TierWorker implements ManagedWorker {
       this.stopping = true;
       this.setState('draining');
       await this.syncConsumer();
+      // Waiting for a busy origin is not worth the drain deadline: they were never attempted, so they go back now.
+      this.gate.requeueAll();
       const ch = this.ch;
       const deadline = sleep(Math.max(0, deadlineMs - Date.now())).then(() => 'deadline' as const);
       const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);
       if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
       this.stopSignal.abort();
+      clearInterval(this.gateTimer);
       this.acker?.flush();
       this.acker = null;
       const conn = this.conn;

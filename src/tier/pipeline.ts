@@ -8,7 +8,11 @@ import type { Logger } from '../core/logger.js';
 import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
 import type { HttpDeliverer } from '../delivery/deliverer.js';
-import { classifyAttempt, type Outcome } from '../delivery/outcome.js';
+import { classifyAttempt, type AttemptResult, type Outcome } from '../delivery/outcome.js';
+import type { TimedResult } from '../delivery/deliverer.js';
+import { signalOf } from '../delivery/origin-limiter.js';
+import { holdDelayMs, waitBudgetMs } from '../core/schedule.js';
+import type { Admission, OriginGate } from './origin-gate.js';
 import { unsignableReason, type Signer } from '../delivery/signing.js';
 import type { ChannelLink } from './channel-link.js';
 import { OutcomeEmitter, type OutcomeEvent } from './outcome-events.js';
@@ -33,6 +37,8 @@ export interface PipelineDeps {
   readonly metrics: WorkerMetrics;
   /** Aborted when the worker stops: cuts short the pause before a requeue. */
   readonly stopSignal: AbortSignal;
+  /** Per-origin admission of this tier worker (kept across reloads). */
+  readonly gate: OriginGate;
 }
 
 /** The producer header, when the notification came through the ingress with a token. */
@@ -70,9 +76,13 @@ export class AttemptPipeline {
   private readonly attemptLog: Logger;
   private readonly metrics: WorkerMetrics;
   readonly outcomes: OutcomeEmitter;
+  /** How long a notification of this tier may wait for its origin, and the hold queue's TTL. */
+  private budgetMs: number;
+  private holdMs: number;
   /** Label children bound once: the hot path then skips prom-client's label hashing. */
   private readonly m: {
-    readonly attempts: Readonly<Record<'success' | 'retry' | 'dead' | 'error', { inc(): void }>>;
+    readonly attempts: Readonly<Record<'success' | 'retry' | 'dead' | 'error' | 'skipped', { inc(): void }>>;
+    readonly deferrals: { inc(): void };
     readonly delivered: { inc(): void };
     readonly lateness: { observe(v: number): void };
     readonly duration: { observe(v: number): void };
@@ -84,6 +94,8 @@ export class AttemptPipeline {
   ) {
     this.settings = settings;
     this.tier = deps.tier;
+    this.budgetMs = waitBudgetMs(settings.config.scheduleMs, deps.tier);
+    this.holdMs = holdDelayMs(settings.config.scheduleMs, deps.tier);
     this.names = deps.names;
     this.log = deps.logger;
     this.attemptLog = deps.attemptLogger;
@@ -97,7 +109,9 @@ export class AttemptPipeline {
         retry: mt.attempts.labels({ tier, outcome: 'retry' }),
         dead: mt.attempts.labels({ tier, outcome: 'dead' }),
         error: mt.attempts.labels({ tier, outcome: 'error' }),
+        skipped: mt.attempts.labels({ tier, outcome: 'skipped' }),
       },
+      deferrals: mt.deferrals.labels({ tier }),
       delivered: mt.delivered.labels({ tier }),
       lateness: mt.lateness.labels({ tier }),
       duration: mt.attemptDuration.labels({ tier }),
@@ -137,9 +151,7 @@ export class AttemptPipeline {
   private async attemptAndHandOn(link: ChannelLink, msg: ConsumeMessage, n: Notification): Promise<void> {
     const { config, signer, deliverer } = this.settings;
     const headers = msg.properties.headers ?? {};
-    const startedAt = Date.now();
     const dueAt = numberHeader(headers, H.dueAt) ?? n.createdAt;
-    this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
 
     const rendered = renderBody(n);
     const unsignable = unsignableReason(signer.scheme, rendered.contentType);
@@ -150,43 +162,97 @@ export class AttemptPipeline {
       await this.parkDead(link, msg, n, { reason: 'invalid', error: `signing failed: ${unsignable}`, attempts: this.tier, status: null, firstAttemptAt });
       return;
     }
-    // Other signing failures (a pool restarting, a key file gone) are operational: they
-    // throw to handle(), which returns the message to the queue after a pause.
-    const signed =
-      signer.scheme === 'none'
-        ? { headers: {}, body: rendered.body }
-        : await signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
+
+    // Origin isolation: a slot of this origin's own, or a wait, a deferral or a skip.
+    const origin = deliverer.originOf(n.url);
+    let ticket: Extract<Admission, { kind: 'go' }> | null = null;
+    let skipped: Extract<AttemptResult, { kind: 'skipped' }> | null = null;
+    if (origin !== null) {
+      const pending = this.deps.gate.admit(origin, dueAt + this.budgetMs - Date.now(), this.holdMs > 0);
+      const admission = pending instanceof Promise ? await pending : pending;
+      switch (admission.kind) {
+        case 'requeue':
+          link.requeue(msg);
+          return;
+        case 'defer':
+          await this.defer(link, msg);
+          return;
+        case 'skip':
+          skipped = { kind: 'skipped', reason: admission.reason, message: `${origin}${admission.lastError ? ` (last error: ${admission.lastError})` : ''}` };
+          break;
+        case 'go':
+          ticket = admission;
+          break;
+      }
+    }
+
+    const startedAt = Date.now();
+    this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
     const criteria = n.success ?? config.delivery.success;
-    const result = await deliverer.attempt(
-      {
-        url: n.url,
-        method: n.method,
-        // webhook-id on every request, whatever the scheme: it is what merchants deduplicate on.
-        headers: { ...n.headers, 'webhook-id': n.id, ...signed.headers, 'content-type': rendered.contentType, 'user-agent': USER_AGENT },
-        body: signed.body,
-      },
-      criteria.bodyEquals !== undefined,
-    );
-    this.m.duration.observe(result.durationMs / 1000);
+    let result: TimedResult | (Extract<AttemptResult, { kind: 'skipped' }> & { durationMs: number });
+    if (skipped !== null) {
+      result = { ...skipped, durationMs: 0 };
+    } else {
+      try {
+        // Other signing failures (a pool restarting, a key file gone) are operational: they
+        // throw to handle(), which returns the message to the queue after a pause.
+        const signed =
+          signer.scheme === 'none'
+            ? { headers: {}, body: rendered.body }
+            : await signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
+        result = await deliverer.attempt(
+          {
+            url: n.url,
+            method: n.method,
+            // webhook-id on every request, whatever the scheme: it is what merchants deduplicate on.
+            headers: { ...n.headers, 'webhook-id': n.id, ...signed.headers, 'content-type': rendered.contentType, 'user-agent': USER_AGENT },
+            body: signed.body,
+          },
+          criteria.bodyEquals !== undefined,
+        );
+      } catch (err) {
+        ticket?.release('none', 0);
+        throw err;
+      }
+      // The slot is the origin's only while the request is under way, not while the hand-on publishes.
+      ticket?.release(signalOf(result), result.durationMs, result.kind === 'error' ? result.code : `status ${result.status}`);
+      this.m.duration.observe(result.durationMs / 1000);
+    }
     const isLast = this.tier >= config.scheduleMs.length - 1;
     const outcome = classifyAttempt(result, criteria, config.delivery.deadOnStatus, isLast);
     const status = result.kind === 'response' ? result.status : null;
     const logMode = config.log.attempts;
     if (logMode === 'all' || (logMode === 'failures' && outcome.kind !== 'delivered')) {
       const producer = producerOf(headers);
-      const line = {
+      const line: Record<string, unknown> = {
         id: n.id,
         attempt: this.tier,
-        status: result.kind === 'response' ? result.status : result.code,
+        status: result.kind === 'response' ? result.status : result.kind === 'error' ? result.code : 'SKIPPED',
         ms: Math.round(result.durationMs),
         outcome: outcome.kind === 'delivered' ? 'success' : outcome.kind,
       };
-      this.attemptLog.info(producer === undefined ? line : { ...line, producer }, 'attempt');
+      if (result.kind === 'skipped') line.skipped = result.reason;
+      if (producer !== undefined) line.producer = producer;
+      this.attemptLog.info(line, 'attempt');
     }
-    await this.handOn(link, msg, n, outcome, status, startedAt);
+    await this.handOn(link, msg, n, outcome, status, startedAt, result.kind === 'skipped');
   }
 
-  private async handOn(link: ChannelLink, msg: ConsumeMessage, n: Notification, outcome: Outcome, status: number | null, startedAt: number): Promise<void> {
+  /**
+   * Hands a notification whose origin is saturated to the tier's hold queue,
+   * out of the tier's window: it comes back to this tier after the hold TTL.
+   * Not an attempt: `notify-attempt` stays, `notify-deferred` counts it.
+   */
+  private async defer(link: ChannelLink, msg: ConsumeMessage): Promise<void> {
+    const headers = msg.properties.headers ?? {};
+    const deferred = (numberHeader(headers, H.deferred) ?? 0) + 1;
+    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, { [H.deferred]: deferred }));
+    if (!handed) return;
+    link.ack(msg);
+    this.m.deferrals.inc();
+  }
+
+  private async handOn(link: ChannelLink, msg: ConsumeMessage, n: Notification, outcome: Outcome, status: number | null, startedAt: number, skipped = false): Promise<void> {
     const { config } = this.settings;
     const headers = msg.properties.headers ?? {};
     const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
@@ -211,11 +277,11 @@ export class AttemptPipeline {
         }));
         if (!handed) return;
         link.ack(msg);
-        this.m.attempts.retry.inc();
+        (skipped ? this.m.attempts.skipped : this.m.attempts.retry).inc();
         return;
       }
       case 'dead':
-        await this.parkDead(link, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt });
+        await this.parkDead(link, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt }, skipped);
         return;
     }
   }
@@ -259,7 +325,7 @@ export class AttemptPipeline {
    * null when the message could not even be read (its id then comes from the
    * AMQP messageId).
    */
-  private async parkDead(link: ChannelLink, msg: ConsumeMessage, n: Notification | null, d: DeadDetails): Promise<void> {
+  private async parkDead(link: ChannelLink, msg: ConsumeMessage, n: Notification | null, d: DeadDetails, skipped = false): Promise<void> {
     const set: Record<string, unknown> = {
       [H.deadReason]: d.reason,
       [H.lastError]: d.error.slice(0, 500),
@@ -283,6 +349,6 @@ export class AttemptPipeline {
       ...extras(n, msg.properties.headers),
     }));
     link.ack(msg);
-    this.m.attempts.dead.inc();
+    (skipped ? this.m.attempts.skipped : this.m.attempts.dead).inc();
   }
 }

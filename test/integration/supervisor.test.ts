@@ -53,10 +53,23 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * These tests are about processes and signals. Their one merchant stub stands
+ * in for a whole population of merchants, so the per-origin limits (tested in
+ * isolation.test.ts) are lifted: only the tier's own concurrency binds, as
+ * before isolation existed. Otherwise a burst of 1,500 to one 100 ms origin
+ * would be throttled, deferred and, with this 0.9 s ladder, partly skipped,
+ * as isolation means it to be.
+ */
+const ONE_STUB_IS_MANY_MERCHANTS = JSON.stringify({ delivery: { perOrigin: { maxConcurrency: 10_000, initialLimit: 10_000 } } });
+
 describe('supervisor (real processes and signals)', () => {
   const prefixes: string[] = [];
   const daemons: DaemonProcess[] = [];
   const merchants: MerchantStub[] = [];
+  const configDir = mkdtempSync(join(tmpdir(), 'notifyd-sup-'));
+  const wide = join(configDir, 'wide.json');
+  writeFileSync(wide, ONE_STUB_IS_MANY_MERCHANTS);
 
   async function setup(label: string, latencyMs: number, env: Record<string, string> = {}): Promise<{ d: DaemonProcess; m: MerchantStub; prefix: string }> {
     const prefix = uniquePrefix(label);
@@ -64,7 +77,7 @@ describe('supervisor (real processes and signals)', () => {
     const m = new MerchantStub({ latencyMs });
     merchants.push(m);
     await m.start();
-    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'warn', ...env } });
+    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'warn', NOTIFY_CONFIG: wide, ...env } });
     daemons.push(d);
     await d.ready();
     return { d, m, prefix };
@@ -74,6 +87,7 @@ describe('supervisor (real processes and signals)', () => {
     for (const d of daemons) await d.stop().catch(() => d.proc.kill('SIGKILL'));
     for (const m of merchants) await m.close();
     for (const p of prefixes) await deletePrefix(p, SCHEDULE).catch(() => undefined);
+    rmSync(configDir, { recursive: true, force: true });
   });
 
   it('kill -9 of a tier worker under load: back running with a new pid in < 2 s, nothing lost', async (t: TestContext) => {
@@ -141,7 +155,7 @@ describe('supervisor (real processes and signals)', () => {
     assert.ok(tookMs < 12_000, `drain took ${tookMs}ms`);
     for (const pid of pids) assert.equal(alive(pid), false, `worker ${pid} gone`);
     const midway = deliveredCount(m, paths).delivered;
-    const d2 = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'warn' } });
+    const d2 = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'warn', NOTIFY_CONFIG: wide } });
     daemons.push(d2);
     await d2.ready();
     await waitFor(() => deliveredCount(m, paths).delivered === paths.length, 60_000, 'the new daemon delivers the rest');
@@ -174,7 +188,7 @@ describe('supervisor (real processes and signals)', () => {
 
   it('two daemons on one prefix share the work: both consume, none lost, none twice', async (t: TestContext) => {
     const { d, m, prefix } = await setup('pair', 30, { NOTIFY_LOG_LEVEL: 'info' });
-    const d2 = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'info' } });
+    const d2 = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'info', NOTIFY_CONFIG: wide } });
     daemons.push(d2);
     await d2.ready();
     const paths = [...(await load(d, m, 'pair', 1000)), ...(await load(d2, m, 'pair', 1000, 1000))];

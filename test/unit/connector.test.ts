@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DnsStub } from '../../bench/dns-stub.js';
-import type { DeliveryConfig } from '../../src/core/config.js';
+import { loadConfig, type DeliveryConfig } from '../../src/core/config.js';
 import { createAddressGuard } from '../../src/delivery/address-guard.js';
 import { SelfAddresses } from '../../src/delivery/connector.js';
 import { DnsCache, DnsError, parseHosts, type DnsQueries } from '../../src/delivery/dns-cache.js';
@@ -97,6 +97,7 @@ describe('guarded connector (through HttpDeliverer)', () => {
   let hits = 0;
   const stub = new DnsStub();
   const cfg: DeliveryConfig = {
+    ...loadConfig({ env: {} }).delivery,
     timeoutMs: 1000, connectTimeoutMs: 500, headersTimeoutMs: 1000, maxResponseBytes: 1024, concurrency: 8, connectionsPerOrigin: 2,
     deadOnStatus: [], success: { status: '2xx' }, allowPrivateNetworks: false, allowCidrs: ['127.0.0.0/8'], dnsServers: [], dnsTimeoutMs: 150,
   };

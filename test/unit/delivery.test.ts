@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { DeliveryConfig } from '../../src/core/config.js';
+import { loadConfig, type DeliveryConfig } from '../../src/core/config.js';
 import { createAddressGuard } from '../../src/delivery/address-guard.js';
 import { SelfAddresses } from '../../src/delivery/connector.js';
 import { HttpDeliverer } from '../../src/delivery/deliverer.js';
@@ -52,6 +52,7 @@ function startServer(): Promise<{ server: http.Server; base: string; seen: strin
 }
 
 const CFG: DeliveryConfig = {
+    ...loadConfig({ env: {} }).delivery,
   timeoutMs: 300,
   connectTimeoutMs: 200,
   headersTimeoutMs: 10_000,

@@ -311,6 +311,12 @@ tests:
         values: '0+10x100'
       - series: 'notify_ingress_requests_total{job="notifyd",instance="notifyd:9464",role="ingress",status="202"}'
         values: '0+10x100'
+      - series: 'notify_origins{job="notifyd",instance="notifyd:9464",role="tier",tier="0",state="failing"}'
+        values: '0x20 1x80'
+      - series: 'notify_origins{job="notifyd",instance="notifyd:9464",role="tier",tier="1",state="failing"}'
+        values: '0x20 1x80'
+      - series: 'notify_origins{job="notifyd",instance="notifyd:9464",role="tier",tier="0",state="limited"}'
+        values: '3x100'
     alert_rule_test:
       - eval_time: 1m
         alertname: NotifydDown
@@ -347,6 +353,13 @@ tests:
         alertname: NotifyIngressUnavailable
         exp_alerts:
           - exp_labels: { severity: critical }
+      - eval_time: 12m
+        alertname: NotifyOriginsFailing
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: NotifyOriginsFailing
+        exp_alerts:
+          - exp_labels: { severity: warning, instance: "notifyd:9464" }
 `;
 
 test('alert rules fire on realistic series (promtool test rules)', (t: TestContext) => {

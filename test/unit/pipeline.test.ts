@@ -11,11 +11,20 @@ import { createWorkerMetrics } from '../../src/core/metrics.js';
 import type { HttpDeliverer, OutgoingRequest, TimedResult } from '../../src/delivery/deliverer.js';
 import { createSigner } from '../../src/delivery/signing.js';
 import type { ChannelLink } from '../../src/tier/channel-link.js';
+import { OriginGate } from '../../src/tier/origin-gate.js';
 import { AttemptPipeline } from '../../src/tier/pipeline.js';
 
 const config = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s,2s', NOTIFY_PREFIX: 'p' } });
 const names = namesFor('p');
 const silent = pino({ level: 'silent' });
+const GATE = {
+  policy: { maxConcurrency: 4, initialLimit: 2, failureThreshold: 3, probeIntervalMs: 1000, maxProbeIntervalMs: 5000 },
+  concurrency: 8,
+  queueTargetMs: 200,
+  windowSpare: 8,
+  maxOrigins: 100,
+  idleMs: 60_000,
+};
 
 interface Published {
   exchange: string;
@@ -52,6 +61,7 @@ function fakeDeliverer(result: TimedResult): HttpDeliverer & { calls: OutgoingRe
   const calls: OutgoingRequest[] = [];
   return {
     calls,
+    originOf: (url: string) => new URL(url).origin,
     attempt: async (req: OutgoingRequest) => {
       calls.push(req);
       return result;
@@ -71,7 +81,7 @@ function message(tier: number, body: object = { id: 'n1', url: 'https://m.exampl
 function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController()) {
   const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) }, false);
   const p = new AttemptPipeline(
-    { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal },
+    { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal, gate: new OriginGate(GATE) },
     { config, signer: createSigner(config.signing), deliverer },
   );
   return { p, metrics };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseSchedule } from '../../src/core/schedule.js';
+import { holdDelayMs, parseSchedule, waitBudgetMs } from '../../src/core/schedule.js';
 import { buildTopology, namesFor, routeForAttempt, type QueueDecl, type Topology } from '../../src/broker/topology.js';
 
 const DEFAULT = parseSchedule('default'); // 0,1000,3000,5000,15000,30000
@@ -42,16 +42,36 @@ describe('buildTopology (quorum, default schedule)', () => {
     );
   });
 
-  it('declares work queues 0..5, wait queues 1..5 (none for the 0 delay) and P.dead', () => {
+  it('declares work queues 0..5, wait queues 1..5 (none for the 0 delay), hold queues 0..5 and P.dead', () => {
     const names = t.queues.map((q) => q.name).sort();
     const expected = [
       ...[0, 1, 2, 3, 4, 5].map((i) => `P.work.${i}`),
       ...[1, 2, 3, 4, 5].map((i) => `P.wait.${i}`),
+      ...[0, 1, 2, 3, 4, 5].map((i) => `P.hold.${i}`),
       'P.dead',
     ].sort();
     assert.deepEqual(names, expected);
     assert.equal(new Set(names).size, names.length, 'no duplicates');
     assert.ok(!names.includes('P.wait.0'));
+  });
+
+  it('hold queue i sends its messages back to tier i after half its wait budget (250 ms to 10 s), at-least-once', () => {
+    // Budgets of the default ladder 0s,1s,3s,5s,15s,30s: the next delay, and the last tier's own.
+    const holds = [500, 1500, 2500, 7500, 10_000, 10_000];
+    holds.forEach((ttl, i) => {
+      assert.deepEqual(queue(t, `P.hold.${i}`).arguments, {
+        'x-queue-type': 'quorum',
+        'x-message-ttl': ttl,
+        'x-dead-letter-exchange': 'P.work',
+        'x-dead-letter-routing-key': `tier.${i}`,
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
+      });
+    });
+    assert.deepEqual([waitBudgetMs([0, 300, 600], 0), holdDelayMs([0, 300, 600], 0)], [300, 250]);
+    assert.deepEqual([waitBudgetMs([0, 100], 0), holdDelayMs([0, 100], 0)], [100, 100], 'never longer than the budget');
+    assert.equal(holdDelayMs([0, 0, 0], 1), 0, 'no budget, no hold queue');
+    assert.ok(!buildTopology('P', [0, 0], 'quorum').queues.some((q) => q.name.startsWith('P.hold.')));
   });
 
   it('wait queue i has TTL = delay i and dead-letters to P.work with tier.<i>, at-least-once', () => {

@@ -1,0 +1,300 @@
+/**
+ * Origin isolation (`--bad-merchant MODE[,MODE…]`, `--bad-share P[,P]`, and
+ * `--origins N`), each on a daemon of its own; skipped when neither is given.
+ *
+ * Bad merchant: tier 0 is preloaded with `--isolation-n` notifications, P %
+ * of them for a bad merchant and the rest for a healthy one (A), and the
+ * healthy merchant's deliveries/s are measured from the resume until A has
+ * seen all of its share. The control run of the same bench sends the bad
+ * share to a second healthy merchant (B) instead: same counts, same daemon,
+ * so the control does the same amount of work. Then, at a steady
+ * `--isolation-rate` for `--isolation-seconds`, A's first-attempt latency
+ * (sent → merchant) beside the bad merchant, against the same with B. Modes:
+ * hang (reads, never answers), blackhole (accepts, never reads), slow (200
+ * after 3 s), refused (nothing listens), dns (its name never resolves).
+ * Every run meets a bad origin it has never seen, and the queues are emptied
+ * between runs.
+ *
+ * Many origins: the same preload spread over N origins (names of a local DNS
+ * stub, one merchant process behind them) against all of it for one origin.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readdirSync } from 'node:fs';
+import amqp from 'amqplib';
+import { namesFor } from '../../src/broker/topology.js';
+import { H, encodeNotification } from '../../src/core/message.js';
+import { parseSchedule } from '../../src/core/schedule.js';
+import { makeNotification, openConfirm, publishMany, queueInfo, round } from '../bench-util.js';
+import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BadMode, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { AMQP_URL, waitFor } from '../daemon-process.js';
+import { DnsStub } from '../dns-stub.js';
+import { MerchantProcess } from '../merchant-process.js';
+import { PssSampler } from '../pss.js';
+
+const SCHEDULE = 'default';
+
+/** Open file descriptors of a process (sockets, pipes, files). */
+function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Samples the largest fd count of `pid` every 200 ms. */
+function fdPeak(pid: number): { stop: () => number } {
+  let peak = fdCount(pid);
+  const t = setInterval(() => (peak = Math.max(peak, fdCount(pid))), 200);
+  return {
+    stop: () => {
+      clearInterval(t);
+      return Math.max(peak, fdCount(pid));
+    },
+  };
+}
+
+/** Empties every work, wait and hold queue of a daemon (P.dead kept) until nothing is left in flight either. */
+async function drainDaemon(daemon: DaemonHandle): Promise<void> {
+  const names = namesFor(daemon.prefix);
+  const schedule = parseSchedule(SCHEDULE);
+  const queues = schedule.flatMap((_d, i) => [names.workQueue(i), names.waitQueue(i), names.holdQueue(i)]);
+  const conn = await amqp.connect(AMQP_URL);
+  try {
+    let quiet = 0;
+    for (let round = 0; round < 60 && quiet < 2; round++) {
+      let left = 0;
+      for (const q of queues) {
+        const ch = await conn.createChannel();
+        ch.on('error', () => undefined);
+        try {
+          left += (await ch.purgeQueue(q)).messageCount;
+        } catch {
+          /* a wait queue of a 0 delay does not exist */
+        }
+        await ch.close().catch(() => undefined);
+      }
+      const inflight = (await daemon.d.admin<{ tiers: { inflight: number }[] }>('GET', '/admin/status')).body.tiers.reduce((n, t) => n + t.inflight, 0);
+      quiet = left === 0 && inflight === 0 ? quiet + 1 : 0;
+      await sleep(500);
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/** Preloads tier 0 with `n` notifications, the URL of the i-th chosen by `url(i)`, while tier 0 is paused. */
+async function preload(daemon: DaemonHandle, n: number, url: (i: number) => string, label: string): Promise<void> {
+  const names = namesFor(daemon.prefix);
+  const q0 = names.workQueue(0);
+  const p = await daemon.d.admin('POST', '/admin/tiers/0/pause');
+  if (p.status !== 200) throw new Error(`pause answered ${p.status}`);
+  await waitFor(async () => (await queueInfo(AMQP_URL, q0)).consumerCount === 0, 10_000, 'tier 0 consumer cancelled');
+  const { ch, close } = await openConfirm(AMQP_URL, `notifyd bench isolation ${daemon.prefix}`);
+  try {
+    const now = Date.now();
+    await publishMany(ch, n, (i) => {
+      const note = makeNotification(`${label}-${i}`, url(i), now);
+      return {
+        exchange: names.work,
+        routingKey: names.routingKey(0),
+        content: encodeNotification(note),
+        options: { messageId: note.id, persistent: true, mandatory: true, contentType: 'application/json', headers: { [H.attempt]: 0, [H.dueAt]: now } },
+      };
+    });
+  } finally {
+    await close();
+  }
+  await waitDepth(q0, n);
+}
+
+/** Sends notifications into tier 0 at `rate`/s for `seconds`, the URL of the i-th chosen by `url(i, sentAt)`. */
+async function steady(daemon: DaemonHandle, rate: number, seconds: number, url: (i: number, sentAt: number) => string, label: string): Promise<void> {
+  const names = namesFor(daemon.prefix);
+  const { ch, close } = await openConfirm(AMQP_URL, `notifyd bench steady ${daemon.prefix}`);
+  try {
+    const per10ms = rate / 100;
+    const started = Date.now();
+    let sent = 0;
+    while (Date.now() - started < seconds * 1000) {
+      const due = Math.floor(((Date.now() - started) / 10 + 1) * per10ms);
+      for (; sent < due; sent++) {
+        const now = Date.now();
+        const note = makeNotification(`${label}-${sent}`, url(sent, now), now);
+        ch.publish(names.work, names.routingKey(0), encodeNotification(note), { messageId: note.id, persistent: true, mandatory: true, contentType: 'application/json', headers: { [H.attempt]: 0, [H.dueAt]: now } });
+      }
+      await sleep(10);
+    }
+    await ch.waitForConfirms();
+  } finally {
+    await close();
+  }
+}
+
+interface BadRun {
+  mode: BadMode | 'control';
+  share: number;
+  healthyPerS: number;
+  ratio: number | null;
+  latencyP50: number;
+  latencyP99: number;
+  pssPeakMiB: number;
+  tier0Fds: number;
+}
+
+/** A bad merchant of `mode`, never seen by the daemon before: its base URL and how to stop it. */
+async function badMerchant(mode: BadMode, run: number, dns: DnsStub): Promise<{ base: string; stop: () => Promise<void> }> {
+  switch (mode) {
+    case 'hang':
+    case 'slow': {
+      const m = await MerchantProcess.start({});
+      return { base: `${m.base}/${mode === 'hang' ? 'hang' : 'delay/3000'}`, stop: () => m.stop() };
+    }
+    case 'blackhole': {
+      const m = await MerchantProcess.start({ blackhole: true });
+      return { base: `http://127.0.0.1:${m.blackholePort}/x`, stop: () => m.stop() };
+    }
+    case 'refused': {
+      // A port that was just free: nothing listens, the kernel refuses.
+      const m = await MerchantProcess.start({});
+      const base = m.base;
+      await m.stop();
+      return { base: `${base}/x`, stop: async () => undefined };
+    }
+    case 'dns': {
+      const name = `bad${run}.test`;
+      dns.set(name, 'blackhole');
+      return { base: `http://${name}:8080/x`, stop: async () => undefined };
+    }
+  }
+}
+
+async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; rows: Row[] }> {
+  const { flags, res } = ctx;
+  const dns = new DnsStub();
+  await dns.start();
+  res.stops.push(() => dns.close());
+  // Healthy merchants are reached by name through the stub too, so the dns mode
+  // shows whether one name that never answers holds up the others' lookups.
+  const a = await MerchantProcess.start({});
+  const b = await MerchantProcess.start({});
+  res.stops.push(() => a.stop(), () => b.stop());
+  dns.set('a.test', { a: ['127.0.0.1'], ttl: 300 });
+  dns.set('b.test', { a: ['127.0.0.1'], ttl: 300 });
+  const aBase = a.base.replace('127.0.0.1', 'a.test');
+  const bBase = b.base.replace('127.0.0.1', 'b.test');
+  const daemon = await startDaemon({ res, flags: { ...flags, daemonEnv: { NOTIFY_DNS_SERVERS: dns.address, NOTIFY_DRAIN_TIMEOUT: '3s', ...flags.daemonEnv } } }, SCHEDULE, 'iso');
+  const tier0 = (await daemon.status()).tiers[0]!.pid!;
+  const n = flags.isolationN;
+  const runs: BadRun[] = [];
+  let runNo = 0;
+  // Warm-up: the healthy origins' pools and limits, as in production where they are not new.
+  await preload(daemon, 2000, (i) => `${i % 2 ? aBase : bBase}/warm/${i}`, 'warm');
+  await timeUntilSeen(a, 1000, {}, async () => void (await daemon.d.admin('POST', '/admin/tiers/0/resume')));
+  await drainDaemon(daemon);
+  for (const share of flags.badShares) {
+    const every = Math.round(100 / share);
+    const isBad = (i: number): boolean => (share >= 50 ? i % every !== 0 : i % every === 0);
+    const badCount = Array.from({ length: n }, (_, i) => i).filter(isBad).length;
+    const healthyCount = n - badCount;
+    let controlPerS = NaN;
+    for (const mode of ['control' as const, ...flags.badModes]) {
+      runNo++;
+      const bad = mode === 'control' ? { base: `${bBase}/b`, stop: async () => undefined } : await badMerchant(mode, runNo, dns);
+      try {
+        log(`isolation: ${mode} at ${share} % (${badCount} of ${n} for ${mode === 'control' ? 'merchant B' : `a ${mode} merchant`})`);
+        await preload(daemon, n, (i) => (isBad(i) ? `${bad.base}/${runNo}-${i}` : `${aBase}/n/${runNo}-${i}`), `iso${runNo}`);
+        const sampler = new PssSampler(daemon.pids, 200).start();
+        const fds = fdPeak(tier0);
+        const m = await timeUntilSeen(a, healthyCount, { consumer: daemon.pids(), broker: BEAM() }, async () => {
+          const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
+          if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
+        });
+        const pss = await sampler.stop();
+        const tier0Fds = fds.stop();
+        if (mode === 'control') controlPerS = m.perS;
+        await drainDaemon(daemon);
+        // Latency at a steady rate: A's notifications carry their sending time in the path.
+        const group = `g${runNo}`;
+        await steady(daemon, flags.isolationRate, flags.isolationSeconds, (i, sentAt) => (isBad(i) ? `${bad.base}/s${runNo}-${i}` : `${aBase}/lat/${group}/${sentAt}/${i}`), `st${runNo}`);
+        await sleep(1500);
+        const lat = await a.latencies(group);
+        await drainDaemon(daemon);
+        runs.push({
+          mode,
+          share,
+          healthyPerS: round(m.perS),
+          ratio: mode === 'control' ? null : round(m.perS / controlPerS, 2),
+          latencyP50: lat.p50,
+          latencyP99: lat.p99,
+          pssPeakMiB: round(pss.peakMiB),
+          tier0Fds,
+        });
+      } finally {
+        await bad.stop();
+      }
+    }
+  }
+  const rows: Row[] = [['bad merchant', 'share', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds']];
+  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds]);
+  return { runs, rows };
+}
+
+interface OriginsRun {
+  origins: number;
+  perS: number;
+  ratio: number | null;
+  pssPeakMiB: number;
+  tier0Fds: number;
+}
+
+async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; rows: Row[] }> {
+  const { flags, res } = ctx;
+  const dns = new DnsStub();
+  await dns.start();
+  res.stops.push(() => dns.close());
+  dns.set('*.o.test', { a: ['127.0.0.1'], ttl: 300 });
+  const m = await MerchantProcess.start({});
+  res.stops.push(() => m.stop());
+  const port = new URL(m.base).port;
+  const daemon = await startDaemon({ res, flags: { ...flags, daemonEnv: { NOTIFY_DNS_SERVERS: dns.address, ...flags.daemonEnv } } }, SCHEDULE, 'origins');
+  const tier0 = (await daemon.status()).tiers[0]!.pid!;
+  const n = flags.originsN;
+  const runs: OriginsRun[] = [];
+  let one = NaN;
+  for (const k of [1, flags.origins]) {
+    log(`origins: ${n} notifications over ${k} origin(s)`);
+    await preload(daemon, n, (i) => `http://m${i % k}.o.test:${port}/n/${k}-${i}`, `o${k}`);
+    const sampler = new PssSampler(daemon.pids, 200).start();
+    const fds = fdPeak(tier0);
+    const r = await timeUntilSeen(m, n, { consumer: daemon.pids(), broker: BEAM() }, async () => {
+      const x = await daemon.d.admin('POST', '/admin/tiers/0/resume');
+      if (x.status !== 200) throw new Error(`resume answered ${x.status}`);
+    });
+    const pss = await sampler.stop();
+    if (k === 1) one = r.perS;
+    runs.push({ origins: k, perS: round(r.perS), ratio: k === 1 ? null : round(r.perS / one, 2), pssPeakMiB: round(pss.peakMiB), tier0Fds: fds.stop() });
+    await drainDaemon(daemon);
+  }
+  const rows: Row[] = [['origins', 'deliveries /s', 'vs one origin', 'PSS MiB', 'tier-0 fds']];
+  for (const r of runs) rows.push([r.origins, r.perS, r.ratio === null ? '-' : `${r.ratio}x`, r.pssPeakMiB, r.tier0Fds]);
+  return { runs, rows };
+}
+
+/** The scenario: bad merchants, then many origins, as the flags ask. */
+export async function isolation(ctx: BenchContext): Promise<ScenarioReport> {
+  const { flags } = ctx;
+  let head = '';
+  const record: Record<string, unknown> = { isolation: null, origins: null };
+  if (flags.badModes.length > 0) {
+    const { runs, rows } = await badMerchantRuns(ctx);
+    record.isolation = { n: flags.isolationN, rate: flags.isolationRate, seconds: flags.isolationSeconds, runs };
+    head += `\n== isolation: the healthy merchant beside a bad one (${flags.isolationN} preloaded in tier 0; latency at ${flags.isolationRate}/s for ${flags.isolationSeconds} s)\n${table(rows)}\n`;
+  }
+  if (flags.origins > 0) {
+    const { runs, rows } = await manyOrigins(ctx);
+    record.origins = { n: flags.originsN, runs };
+    head += `\n== many origins (${flags.originsN} preloaded in tier 0)\n${table(rows)}\n`;
+  }
+  return { record, head, memory: [], tail: '' };
+}

@@ -1,0 +1,144 @@
+// Origin isolation (issue 14) against the real daemon and RabbitMQ: one
+// hanging merchant does not hold up a healthy one, its notifications are
+// skipped or deferred (and say so), and when it comes back its backlog drains
+// at a bounded pace.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import amqp, { type ChannelModel } from 'amqplib';
+import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { MerchantStub } from '../../bench/merchant-stub.js';
+
+const SCHEDULE = '0s,1s,2s,4s,8s';
+const TIERS = 5;
+const CAP = 16;
+
+interface OriginsReport {
+  origins: { tier: number; origin: string; state: string; limit: number; inflight: number; lastError: string | null; skipped: number; deferred: number }[];
+  counts: { failing: number; limited: number };
+}
+
+describe('origin isolation (real daemon, real RabbitMQ)', () => {
+  const healthy = new MerchantStub({ record: false });
+  const bad = new MerchantStub({ record: false });
+  let daemon: DaemonProcess;
+  let conn: ChannelModel;
+  const prefix = uniquePrefix('iso');
+  const outcomes = new Map<string, { outcome: string; reason?: string; error?: string; attempts: number }>();
+  let tmp: string;
+
+  before(async () => {
+    await healthy.start();
+    await bad.start();
+    tmp = mkdtempSync(join(tmpdir(), 'notifyd-iso-'));
+    const cfg = join(tmp, 'config.json');
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        delivery: {
+          timeout: '1s',
+          headersTimeout: '1s',
+          perOrigin: { maxConcurrency: CAP, initialLimit: 4, failureThreshold: 3, probeInterval: '300ms', maxProbeInterval: '1s' },
+        },
+        log: { attempts: 'failures' },
+      }),
+    );
+    daemon = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_CONFIG: cfg } });
+    await daemon.ready();
+    conn = await amqp.connect(AMQP_URL);
+    const ch = await conn.createChannel();
+    const q = await ch.assertQueue('', { exclusive: true });
+    await ch.bindQueue(q.queue, `${prefix}.outcomes`, '#');
+    await ch.consume(q.queue, (m) => {
+      if (m) {
+        const e = JSON.parse(m.content.toString()) as { id: string; outcome: string; reason?: string; error?: string; attempts: number };
+        outcomes.set(e.id, e);
+      }
+    }, { noAck: true });
+  });
+
+  after(async () => {
+    await daemon?.stop().catch(() => undefined);
+    await conn?.close().catch(() => undefined);
+    await healthy.close();
+    await bad.close();
+    await deletePrefix(prefix, SCHEDULE);
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('a hanging merchant at 10 % does not hold up a healthy one; its attempts are skipped (and say so); it recovers, and its backlog drains at most CAP at a time per tier', async (t: TestContext) => {
+    bad.setMode('bad', 'hang');
+    // Warm the healthy origin up (its limit grows as it answers, and its round trip is known),
+    // and let the outcome binding be seen (events are skipped while unroutable).
+    const warm = Array.from({ length: 200 }, (_, i) => ({ id: `warm-${i}`, url: `${healthy.base}/warm/${i}`, body: 'x', contentType: 'text/plain' }));
+    assert.equal((await daemon.post({ notifications: warm }, '/v1/notifications:batch')).status, 202);
+    await waitFor(() => healthy.countPrefix('/warm/') === warm.length, 10_000, 'warm-up delivered');
+
+    const N = 300;
+    const items = Array.from({ length: N }, (_, i) =>
+      i % 10 === 0
+        ? { id: `bad-${i}`, url: `${bad.base}/mode/bad/${i}`, body: { i }, metadata: { merchant: 'bad' } }
+        : { id: `good-${i}`, url: `${healthy.base}/ok/${i}`, body: { i } },
+    );
+    const sent = Date.now();
+    for (let i = 0; i < N; i += 300) {
+      const r = await daemon.post({ notifications: items.slice(i, i + 300) }, '/v1/notifications:batch');
+      assert.equal(r.status, 202, JSON.stringify(r.body).slice(0, 300));
+    }
+    const goodCount = items.filter((x) => x.id.startsWith('good')).length;
+    await waitFor(() => healthy.countPrefix('/ok/') >= goodCount, 5000, 'healthy deliveries');
+    const healthyMs = Date.now() - sent;
+    t.diagnostic(`${goodCount} healthy notifications delivered within ${healthyMs} ms beside ${N - goodCount} for a hanging merchant (attempt timeout 1 s)`);
+    assert.ok(healthyMs < 1000, `the healthy merchant waited ${healthyMs} ms`);
+    assert.ok(bad.maxConcurrent('/mode/bad') <= CAP * TIERS, `the hanging merchant got ${bad.maxConcurrent('/mode/bad')} requests at once`);
+
+    // The bad origin is failing: its attempts are skipped, visible as such.
+    await waitFor(async () => (await daemon.admin<OriginsReport>('GET', '/admin/origins')).body.counts.failing >= 1, 5000, 'bad origin failing');
+    const report = (await daemon.admin<OriginsReport>('GET', '/admin/origins')).body;
+    const badOrigin = report.origins.find((o) => o.origin === bad.base);
+    assert.ok(badOrigin, JSON.stringify(report));
+    assert.equal(badOrigin.state, 'failing');
+    assert.match(String(badOrigin.lastError), /TIMEOUT/);
+    assert.ok(!report.origins.some((o) => o.origin === healthy.base && o.state === 'failing'), 'the healthy origin is not failing');
+    await waitFor(() => daemon.lines.some((l) => l.msg === 'attempt' && l.skipped === 'origin-failing'), 5000, 'a skipped attempt in the log');
+    // The counter moves once the skipped attempt's hand-on is confirmed, a moment after its log line.
+    await waitFor(async () => /notify_attempts_total\{[^}]*outcome="skipped"[^}]*\} [1-9]/.test((await daemon.admin<string>('GET', '/metrics')).body), 5000, 'skipped attempts counted');
+    assert.match((await daemon.admin<string>('GET', '/metrics')).body, /notify_origins\{[^}]*state="failing"[^}]*\} [1-9]/);
+
+    // It comes back: probes find it, the limit ramps from one, the backlog drains.
+    bad.resetPeak('/mode/bad');
+    bad.setMode('bad', 'ok');
+    const badIds = items.filter((x) => x.id.startsWith('bad')).map((x) => x.id);
+    await waitFor(() => badIds.every((id) => outcomes.has(id)), 30_000, 'every bad notification finished');
+    const delivered = badIds.filter((id) => outcomes.get(id)!.outcome === 'delivered').length;
+    const exhausted = badIds.filter((id) => outcomes.get(id)!.reason === 'exhausted');
+    t.diagnostic(`bad merchant: ${delivered} delivered after recovery, ${exhausted.length} parked exhausted (schedule ran out while it hung); at most ${bad.maxConcurrent('/mode/bad')} requests at once after recovery`);
+    assert.equal(delivered + exhausted.length, badIds.length, 'nothing lost: delivered or parked exhausted');
+    assert.ok(delivered > 0, 'its backlog was delivered once it recovered');
+    for (const id of exhausted) assert.match(String(outcomes.get(id)!.error), /skipped|TIMEOUT/);
+    assert.ok(bad.maxConcurrent('/mode/bad') <= CAP * TIERS, `after recovery: ${bad.maxConcurrent('/mode/bad')} at once, cap ${CAP} per tier`);
+    // Skipped at tier 0 while it hung, delivered by a later tier once it answered.
+    const late = badIds.filter((id) => outcomes.get(id)!.outcome === 'delivered' && outcomes.get(id)!.attempts >= 2).length;
+    assert.ok(late > 0, 'some were delivered down the ladder after being skipped');
+  });
+
+  it('a merchant slower than its share: notifications beyond what it can serve soon are deferred to the hold queue, not attempted (waits are not attempts)', async (t: TestContext) => {
+    // More than one tier worker can serve soon (16 at a time, 400 ms each) or keep in memory (its share of the window).
+    const N = 250;
+    const items = Array.from({ length: N }, (_, i) => ({ id: `slow-${i}`, url: `${bad.base}/delay/400/slow-${i}`, body: { i } }));
+    const r = await daemon.post({ notifications: items }, '/v1/notifications:batch');
+    assert.equal(r.status, 202);
+    await waitFor(() => items.every((x) => outcomes.has(x.id)), 40_000, 'every slow notification finished');
+    const metrics = (await daemon.admin<string>('GET', '/metrics')).body;
+    const deferrals = [...metrics.matchAll(/notify_deferrals_total\{tier="(\d+)"\} (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
+    const delivered = items.filter((x) => outcomes.get(x.id)!.outcome === 'delivered');
+    t.diagnostic(`${delivered.length}/${N} delivered, ${deferrals} deferrals, at most ${bad.maxConcurrent('/delay/400')} requests at once`);
+    assert.ok(deferrals > 0, 'some were deferred');
+    assert.ok(bad.maxConcurrent('/delay/400') <= CAP * TIERS);
+    // A deferral is not an attempt: a notification delivered at once counts one attempt however often it waited.
+    for (const x of delivered) assert.ok(outcomes.get(x.id)!.attempts <= TIERS);
+    assert.equal(items.filter((x) => { const o = outcomes.get(x.id)!; return o.outcome !== 'delivered' && o.reason !== 'exhausted'; }).length, 0);
+  });
+});

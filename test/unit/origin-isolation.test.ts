@@ -1,0 +1,267 @@
+// Per-origin limits (AIMD + breaker) and the admission gate of a tier worker,
+// driven by a fake clock.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { OriginState, acquire, decide, release, signalOf, type OriginPolicy } from '../../src/delivery/origin-limiter.js';
+import { OriginGate, type Admission, type GateOptions } from '../../src/tier/origin-gate.js';
+
+const P: OriginPolicy = { maxConcurrency: 16, initialLimit: 4, failureThreshold: 3, probeIntervalMs: 1000, maxProbeIntervalMs: 4000 };
+
+function run(s: OriginState, now: number): number {
+  const d = decide(s, now);
+  assert.ok(d === 'go' || d === 'probe', `expected room, got ${d}`);
+  acquire(s, d, now);
+  return now;
+}
+
+describe('origin limiter', () => {
+  it('starts at the initial limit and says full at it', () => {
+    const s = new OriginState(P, 0);
+    for (let i = 0; i < 4; i++) run(s, 0);
+    assert.equal(decide(s, 0), 'full');
+  });
+
+  it('grows while answers come and the limit is in use (slow start), not while it is idle', () => {
+    const s = new OriginState(P, 0);
+    const starts = [0, 1, 2, 3].map((t) => run(s, t));
+    release(s, P, starts[0]!, 'success', 10, 20);
+    assert.equal(s.limit, 5, 'in use: +1');
+    const idle = new OriginState(P, 0);
+    release(idle, P, run(idle, 0), 'success', 10, 20);
+    assert.equal(idle.limit, 4, 'one in flight of 4 proves nothing');
+    // Past ssthresh: about one per round trip.
+    const c = new OriginState(P, 0);
+    c.ssthresh = 4;
+    for (let i = 0; i < 4; i++) run(c, 0);
+    release(c, P, 0, 'success', 10, 10);
+    assert.ok(c.limit > 4 && c.limit < 4.5, String(c.limit));
+  });
+
+  it('halves on overload at most once per round trip, and never below one', () => {
+    const s = new OriginState(P, 0);
+    s.limit = 16;
+    for (let i = 0; i < 8; i++) run(s, 0);
+    release(s, P, 0, 'overload', 100, 100);
+    assert.equal(s.limit, 8);
+    release(s, P, 0, 'overload', 100, 150);
+    assert.equal(s.limit, 8, 'same round trip: no second cut');
+    release(s, P, 0, 'overload', 100, 300);
+    assert.equal(s.limit, 4);
+    assert.equal(s.breaker, 'closed', 'overload is not failure');
+  });
+
+  it('opens after failureThreshold failures in a row: skip, then one probe after the interval', () => {
+    const s = new OriginState(P, 0);
+    for (let i = 0; i < 3; i++) release(s, P, run(s, i * 10), 'failure', 5000, i * 10 + 5000, 'TIMEOUT');
+    assert.equal(s.breaker, 'open');
+    assert.equal(s.lastError, 'TIMEOUT');
+    assert.equal(decide(s, 5500), 'skip');
+    assert.equal(decide(s, 6020), 'probe');
+    acquire(s, 'probe', 6020);
+    assert.equal(s.breaker, 'probing');
+    assert.equal(decide(s, 6021), 'full', 'one probe at a time: the others wait for its answer');
+  });
+
+  it('a failed probe reopens with a doubled interval (capped); a good one closes with a limit of one that ramps up', () => {
+    const s = new OriginState(P, 0);
+    for (let i = 0; i < 3; i++) release(s, P, run(s, 0), 'failure', 10, 10);
+    let t = s.nextProbeAt;
+    assert.equal(t, 10 + 1000, 'first probe one interval after opening');
+    for (const gap of [1000, 2000, 4000, 4000]) {
+      acquire(s, 'probe', t);
+      release(s, P, t, 'failure', 10, t + 10);
+      assert.equal(s.nextProbeAt - (t + 10), gap);
+      t = s.nextProbeAt;
+    }
+    acquire(s, 'probe', t);
+    release(s, P, t, 'success', 10, t + 10);
+    assert.equal(s.breaker, 'closed');
+    assert.equal(s.limit, 1);
+    assert.equal(s.probeIntervalMs, P.probeIntervalMs, 'backoff reset');
+    // Ramp with a backlog (every freed slot is refilled at once): each answer while the
+    // limit is full adds one, so it doubles per round trip: 1 → 2 → 4 → 8.
+    let now = t + 20;
+    let inflight = [run(s, now)];
+    for (let round = 0; round < 3; round++) {
+      const next: number[] = [];
+      for (const st of inflight) {
+        release(s, P, st, 'success', 10, now + 10);
+        while (decide(s, now + 10) === 'go') next.push(run(s, now + 10));
+      }
+      inflight = next;
+      now += 10;
+    }
+    assert.equal(s.limit, 8);
+    assert.equal(inflight.length, 8);
+  });
+
+  it('maps results to signals', () => {
+    assert.equal(signalOf({ kind: 'response', status: 200 }), 'success');
+    assert.equal(signalOf({ kind: 'response', status: 500 }), 'success', 'an answer means it is up');
+    assert.equal(signalOf({ kind: 'response', status: 503 }), 'overload');
+    assert.equal(signalOf({ kind: 'response', status: 429 }), 'overload');
+    for (const code of ['TIMEOUT', 'HEADERS_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'DNS_TIMEOUT', 'DNS_NOTFOUND', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
+      assert.equal(signalOf({ kind: 'error', code }), 'failure', code);
+    }
+    assert.equal(signalOf({ kind: 'error', code: 'UND_ERR_INVALID_ARG' }), 'none');
+  });
+});
+
+class Clock {
+  t = 1_000_000;
+  now = (): number => this.t;
+}
+
+function gate(clock: Clock, over: Partial<GateOptions> = {}): OriginGate {
+  return new OriginGate({ policy: P, concurrency: 8, queueTargetMs: 200, windowSpare: 0, maxOrigins: 100, idleMs: 60_000, now: clock.now, ...over });
+}
+
+const go = (a: Admission | Promise<Admission>): Extract<Admission, { kind: 'go' }> => {
+  assert.ok(!(a instanceof Promise) && a.kind === 'go', `expected go, got ${a instanceof Promise ? 'a wait' : a.kind}`);
+  return a;
+};
+
+describe('origin gate', () => {
+  it('a healthy origin at its limit waits in memory and is served in order as slots free', async () => {
+    const c = new Clock();
+    const g = gate(c);
+    const tickets = [0, 1, 2, 3].map(() => go(g.admit('https://a', 1000, true)));
+    const w1 = g.admit('https://a', 1000, true);
+    const w2 = g.admit('https://a', 1000, true);
+    assert.ok(w1 instanceof Promise && w2 instanceof Promise);
+    const order: number[] = [];
+    void w1.then(() => order.push(1));
+    void w2.then(() => order.push(2));
+    tickets[0]!.release('success', 5);
+    tickets[1]!.release('success', 5);
+    const [a1, a2] = await Promise.all([w1, w2]);
+    assert.deepEqual([a1.kind, a2.kind, order], ['go', 'go', [1, 2]]);
+  });
+
+  it('a slow origin keeps few in memory: the rest is deferred; waiting ones past the bound are deferred as its round trip grows, and skipped once their budget is spent', async () => {
+    const c = new Clock();
+    // Capped at 4 (no slow start to count on), so what it serves soon is 4 × 200 ms / round trip.
+    const g = gate(c, { queueTargetMs: 200, policy: { ...P, maxConcurrency: 4 } });
+    for (let i = 0; i < 4; i++) go(g.admit('https://slow', 5000, true));
+    // Nothing answered yet, round trip unknown: optimistic, so some wait.
+    const front = g.admit('https://slow', 5000, true);
+    const back = g.admit('https://slow', 5000, true);
+    assert.ok(front instanceof Promise && back instanceof Promise);
+    c.t += 400; // the oldest attempt is now 400 ms old: 4 × 200 / 400 = 2 may wait
+    const third = g.admit('https://slow', 5000, true);
+    assert.equal(third instanceof Promise ? 'wait' : third.kind, 'defer');
+    c.t += 1200; // 4 × 200 / 1600 rounds to 0: 1 may wait, so the back one goes
+    g.tick();
+    assert.equal((await back).kind, 'defer');
+    c.t += 3500; // the front one's budget (5 s) is spent and its origin is still full
+    g.tick();
+    const f = await front;
+    assert.ok(f.kind === 'skip' && f.reason === 'origin-saturated');
+    const snap = g.worst(5)[0]!;
+    assert.deepEqual([snap.origin, snap.state, snap.deferred, snap.skipped], ['https://slow', 'limited', 2, 1]);
+  });
+
+  it('a slow origin may wait in memory up to its fair share of the spare window, one share always left for origins not waiting yet', () => {
+    const c = new Clock();
+    const g = gate(c, { windowSpare: 12, queueTargetMs: 1 });
+    // (queueTarget 1 ms: what a slow origin serves soon rounds to nothing, so only the share counts.)
+    for (let i = 0; i < 4; i++) go(g.admit('https://slow', 5000, true));
+    c.t += 1000; // slow: the round-trip rule alone would let one wait
+    const kinds = Array.from({ length: 8 }, () => g.admit('https://slow', 5000, true)).map((a) => (a instanceof Promise ? 'wait' : a.kind));
+    assert.deepEqual(kinds, ['wait', 'wait', 'wait', 'wait', 'wait', 'wait', 'defer', 'defer'], 'alone: 12 / (1 + 1) = 6 may wait');
+    for (let i = 0; i < 4; i++) go(g.admit('https://other', 5000, true));
+    c.t += 1000;
+    const other = Array.from({ length: 5 }, () => g.admit('https://other', 5000, true)).map((a) => (a instanceof Promise ? 'wait' : a.kind));
+    assert.deepEqual(other, ['wait', 'wait', 'wait', 'wait', 'defer'], 'two waiting: 12 / (2 + 1) = 4 each');
+  });
+
+  it('without a hold queue (canDefer false) a full origin past its bound is skipped as saturated', () => {
+    const c = new Clock();
+    const g = gate(c);
+    for (let i = 0; i < 4; i++) go(g.admit('https://x', 1000, false));
+    c.t += 10_000;
+    assert.ok(g.admit('https://x', 1000, false) instanceof Promise, 'one may always wait');
+    const a = g.admit('https://x', 1000, false);
+    assert.ok(!(a instanceof Promise) && a.kind === 'skip' && a.reason === 'origin-saturated');
+  });
+
+  it('in slow start an origin is counted on to reach its ssthresh: a burst waits instead of being deferred', () => {
+    const c = new Clock();
+    const g = gate(c, { queueTargetMs: 100 });
+    for (let i = 0; i < 4; i++) go(g.admit('https://new', 5000, true)).release('success', 10);
+    for (let i = 0; i < 4; i++) go(g.admit('https://new', 5000, true));
+    // Limit about 4-5 now, ssthresh 16: 16 × 100 / 10 ms = 160 may wait, not 4 × 100 / 10 = 40.
+    const kinds = Array.from({ length: 100 }, () => g.admit('https://new', 5000, true)).map((a) => (a instanceof Promise ? 'wait' : a.kind));
+    assert.ok(kinds.every((k) => k === 'wait' || k === 'go'), kinds.join(','));
+  });
+
+  it('a notification whose budget is spent is attempted if there is room, else skipped, never waits', () => {
+    const c = new Clock();
+    const g = gate(c);
+    go(g.admit('https://y', 0, true));
+    for (let i = 0; i < 3; i++) go(g.admit('https://y', 1000, true));
+    const a = g.admit('https://y', -5, true);
+    assert.ok(!(a instanceof Promise) && a.kind === 'skip' && a.reason === 'origin-saturated');
+  });
+
+  it('a failing origin: waiters and new arrivals are skipped, one probe later; other origins are untouched', async () => {
+    const c = new Clock();
+    const g = gate(c);
+    const t = [0, 1, 2, 3].map(() => go(g.admit('https://dead', 10_000, true)));
+    const waiter = g.admit('https://dead', 10_000, true);
+    for (const x of t.slice(0, 3)) x.release('failure', 5000, 'TIMEOUT');
+    const w = await waiter;
+    assert.ok(w.kind === 'skip' && w.reason === 'origin-failing' && w.lastError === 'TIMEOUT');
+    const next = g.admit('https://dead', 10_000, true);
+    assert.ok(!(next instanceof Promise) && next.kind === 'skip' && next.reason === 'origin-failing');
+    go(g.admit('https://healthy', 10_000, true));
+    t[3]!.release('failure', 5000);
+    c.t += 1001;
+    const probe = go(g.admit('https://dead', 10_000, true));
+    assert.equal(probe.probe, true);
+    assert.deepEqual(g.counts(), { failing: 1, limited: 0 });
+    probe.release('success', 20);
+    assert.deepEqual(g.counts().failing, 0);
+    assert.equal(g.worst(5).find((o) => o.origin === 'https://dead')!.limit, 1, 'back from one');
+  });
+
+  it('the tier-wide cap: others wait without a deadline and are served in turn across origins', async () => {
+    const c = new Clock();
+    const g = gate(c, { concurrency: 2 });
+    const a = go(g.admit('https://a', 1000, true));
+    const b = go(g.admit('https://b', 1000, true));
+    const wa = g.admit('https://a', 1000, true);
+    const wc = g.admit('https://c', 1000, true);
+    assert.ok(wa instanceof Promise && wc instanceof Promise);
+    c.t += 5000; // long past their budgets: the tier is busy, not their origins
+    g.tick();
+    b.release('success', 5);
+    const first = await Promise.race([wa.then(() => 'a'), wc.then(() => 'c')]);
+    assert.equal(first, 'a', 'served in arrival order of their origins');
+    a.release('success', 5);
+    assert.equal((await wc).kind, 'go');
+  });
+
+  it('requeueAll gives every waiter back unattempted', async () => {
+    const c = new Clock();
+    const g = gate(c, { concurrency: 1 });
+    go(g.admit('https://a', 1000, true));
+    const w = g.admit('https://b', 1000, true);
+    g.requeueAll();
+    assert.equal((await w).kind, 'requeue');
+  });
+
+  it('forgets idle origins and keeps at most maxOrigins', () => {
+    const c = new Clock();
+    const g = gate(c, { maxOrigins: 20, idleMs: 1000 });
+    for (let i = 0; i < 50; i++) go(g.admit(`https://m${i}`, 1000, true)).release('success', 1);
+    g.tick();
+    assert.ok(g.worst(100).length === 0);
+    for (let i = 0; i < 50; i++) go(g.admit(`https://n${i}`, 1000, true)).release('failure', 1, 'ECONNREFUSED');
+    g.tick();
+    assert.ok(g.worst(100).length <= 20, String(g.worst(100).length));
+    c.t += 2000;
+    g.tick();
+    assert.equal(g.worst(100).length, 0);
+  });
+});
