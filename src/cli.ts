@@ -4,23 +4,20 @@ import { NotifyClient } from './client.js';
 import { EX_CONFIG } from './core/config.js';
 import { toErrorData } from './core/errors.js';
 import { loadConfigOrExit, runMaster } from './supervisor/master.js';
+import { str, type Values } from './cli/args.js';
+import { CTL_USAGE, ctl } from './cli/ctl.js';
+import { migrateCommand } from './cli/migrate.js';
 
 const USAGE = `notifyd — tiered HTTP notification delivery on RabbitMQ
 
   notifyd start [--config FILE]                 run the daemon (master + workers)
   notifyd publish --url URL --body JSON [--id ID] [--config FILE]
                                                 publish one notification (waits for the broker's confirm)
-  notifyd ctl status|origins|pause N|resume N|reload|redrive [--limit N] [--force]
-              [--admin URL] [--token TOKEN]     talk to a running daemon's admin API
+  notifyd migrate [--config FILE]               bring the database up to date (the master also does it at start)
+  notifyd ctl …                                 talk to a running daemon's admin API:
+${CTL_USAGE.replace(/^/gm, '    ')}
 
 Configuration: config/default.json, --config FILE / NOTIFY_CONFIG, NOTIFY_* variables (see README).`;
-
-type Values = Record<string, string | boolean | undefined>;
-
-function str(v: Values, k: string): string | undefined {
-  const x = v[k];
-  return typeof x === 'string' ? x : undefined;
-}
 
 async function publish(values: Values): Promise<number> {
   const config = loadConfigOrExit(str(values, 'config') ?? null);
@@ -49,95 +46,6 @@ async function publish(values: Values): Promise<number> {
   }
 }
 
-function table(rows: (string | number)[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  return rows.map((r) => r.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
-}
-
-interface OriginsShape {
-  origins: { tier: number; origin: string; state: string; limit: number; inflight: number; waiting: number; deferred: number; skipped: number; lastError: string | null; lastErrorAt: number | null }[];
-  counts: { failing: number; limited: number };
-}
-
-interface StatusShape {
-  prefix: string;
-  tiers: { index: number; delayMs: number; state: string; pid: number | null; restarts: number; inflight: number }[];
-  ingress: { pid: number | null; state: string; restarts: number; port: number | null };
-  broker: { connected: boolean; url: string };
-}
-
-async function ctl(args: string[], values: Values): Promise<number> {
-  const [cmd, arg] = args;
-  let base = str(values, 'admin');
-  let token = str(values, 'token') ?? process.env.NOTIFY_ADMIN_TOKEN;
-  if (!base) {
-    const config = loadConfigOrExit(str(values, 'config') ?? null);
-    const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host;
-    base = `http://${host}:${config.admin.port}`;
-    token ??= config.admin.token ?? undefined;
-  }
-  const call = async (method: string, path: string): Promise<{ status: number; body: unknown }> => {
-    const res = await fetch(new URL(path, base), { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
-    const text = await res.text();
-    let body: unknown = text;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      /* keep text */
-    }
-    return { status: res.status, body };
-  };
-  let r: { status: number; body: unknown };
-  switch (cmd) {
-    case 'status': {
-      r = await call('GET', '/admin/status');
-      if (r.status === 200 && !values.json) {
-        const s = r.body as StatusShape;
-        const rows: (string | number)[][] = [['TIER', 'DELAY', 'STATE', 'PID', 'RESTARTS', 'INFLIGHT']];
-        for (const t of s.tiers) rows.push([t.index, `${t.delayMs}ms`, t.state, t.pid ?? '-', t.restarts, t.inflight]);
-        rows.push(['ingress', `:${s.ingress.port ?? '-'}`, s.ingress.state, s.ingress.pid ?? '-', s.ingress.restarts, '-']);
-        process.stdout.write(`prefix ${s.prefix}  broker ${s.broker.connected ? 'connected' : 'DISCONNECTED'} (${s.broker.url})\n${table(rows)}\n`);
-        return 0;
-      }
-      break;
-    }
-    case 'pause':
-    case 'resume':
-      if (!arg || !/^\d+$/.test(arg)) {
-        process.stderr.write(`notifyd ctl ${cmd} N: tier index required\n`);
-        return 64;
-      }
-      r = await call('POST', `/admin/tiers/${arg}/${cmd}`);
-      break;
-    case 'reload':
-      r = await call('POST', '/admin/reload');
-      break;
-    case 'origins': {
-      r = await call('GET', `/admin/origins?${new URLSearchParams({ limit: str(values, 'limit') ?? '20' })}`);
-      if (r.status === 200 && !values.json) {
-        const o = r.body as OriginsShape;
-        const ago = (at: number | null): string => (at === null ? '-' : `${Math.round((Date.now() - at) / 1000)}s ago`);
-        const rows: (string | number)[][] = [['TIER', 'ORIGIN', 'STATE', 'LIMIT', 'INFLIGHT', 'WAITING', 'DEFERRED', 'SKIPPED', 'LAST ERROR']];
-        for (const x of o.origins) rows.push([x.tier, x.origin, x.state, x.limit, x.inflight, x.waiting, x.deferred, x.skipped, x.lastError ? `${x.lastError} (${ago(x.lastErrorAt)})` : '-']);
-        process.stdout.write(`origins failing ${o.counts.failing}, limited ${o.counts.limited}\n${o.origins.length ? table(rows) : '(none limited, failing or with errors)'}\n`);
-        return 0;
-      }
-      break;
-    }
-    case 'redrive': {
-      const q = new URLSearchParams({ limit: str(values, 'limit') ?? '100' });
-      if (values.force) q.set('force', '1');
-      r = await call('POST', `/admin/dead/redrive?${q}`);
-      break;
-    }
-    default:
-      process.stderr.write(`${USAGE}\n`);
-      return 64;
-  }
-  process.stdout.write(`${JSON.stringify(r.body, null, 2)}\n`);
-  return r.status < 400 ? 0 : 1;
-}
-
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -152,6 +60,14 @@ async function main(argv: string[]): Promise<number> {
       limit: { type: 'string' },
       force: { type: 'boolean' },
       json: { type: 'boolean' },
+      name: { type: 'string' },
+      origins: { type: 'string' },
+      signing: { type: 'string' },
+      'max-concurrency': { type: 'string' },
+      'max-attempts': { type: 'string' },
+      grace: { type: 'string' },
+      reason: { type: 'string' },
+      cursor: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -168,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
       return publish(values);
     case 'ctl':
       return ctl(rest, values);
+    case 'migrate':
+      return migrateCommand(values);
     default:
       process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
       return 64;

@@ -2,14 +2,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
-import { closeServerNow, tokenMatches } from '../core/http-util.js';
-import { statusForError } from '../ingress/server.js';
+import { closeServerNow, statusForError, tokenMatches } from '../core/http-util.js';
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { merchantRoute } from './merchant-routes.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
-export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness' | 'origins'>;
+export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness' | 'origins' | 'merchants' | 'currentConfig'>;
 
 /**
  * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
@@ -30,6 +30,7 @@ export class AdminServer {
   listen(): Promise<number> {
     const server = createServer((req, res) => {
       this.route(req, res).catch((err: unknown) => {
+        req.resume();
         const data = toErrorData(err);
         if (data.code === ErrorCodes.INTERNAL) this.log.error({ err: data }, 'admin request failed');
         if (!res.headersSent) this.json(res, statusForError(data.code), { error: data });
@@ -49,20 +50,33 @@ export class AdminServer {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    req.resume();
     const url = new URL(req.url ?? '/', 'http://admin');
     const path = url.pathname;
     const method = req.method ?? 'GET';
     // Probes stay open (load balancers and systemd health checks carry no token); they reveal no secret.
-    if (path === '/healthz') return this.json(res, 200, { ok: true });
+    if (path === '/healthz') {
+      req.resume();
+      return this.json(res, 200, { ok: true });
+    }
     if (path === '/readyz') {
+      req.resume();
       const r = this.target.readiness();
       return this.json(res, r.ready ? 200 : 503, r);
     }
     const token = this.current().token;
     if (token && !tokenMatches(req.headers.authorization, token)) {
+      req.resume();
       throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
     }
+    const merchants = await merchantRoute(this.target.merchants, req, url, this.target.currentConfig.merchants.rotationGraceMs);
+    if (merchants !== null) {
+      if (merchants.status === 204) {
+        res.writeHead(204).end();
+        return;
+      }
+      return this.json(res, merchants.status, merchants.body);
+    }
+    req.resume();
     if (path === '/metrics' && method === 'GET') {
       const text = await this.target.metricsText();
       res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE });

@@ -19,7 +19,9 @@ export interface RedriveResult {
 }
 
 /**
- * Moves up to `limit` parked notifications from `P.dead` back to tier 0,
+ * Moves up to `limit` parked notifications from `P.dead` back to tier 0
+ * (`stuck` adds reasons of the moment to the sticky ones, e.g. a merchant
+ * still disabled),
  * keeping their history headers (first attempt, last error) and counting the
  * redrive. Each move is publish → confirm → ack. A skipped (sticky) one is put
  * back at the tail of `P.dead` the same way, marked with this scan's id, rather
@@ -27,7 +29,14 @@ export interface RedriveResult {
  * RabbitMQ 4 drop a message after 20 of those. Meeting a message marked with
  * this scan means the queue has been gone round once, so the scan stops.
  */
-export async function redrive(ch: ConfirmChannel, config: Config, limit: number, force: boolean, returns?: ReturnTracker): Promise<RedriveResult> {
+export async function redrive(
+  ch: ConfirmChannel,
+  config: Config,
+  limit: number,
+  force: boolean,
+  returns?: ReturnTracker,
+  stuck?: (reason: string, content: Buffer) => boolean,
+): Promise<RedriveResult> {
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
   const scanId = randomUUID();
@@ -42,7 +51,7 @@ export async function redrive(ch: ConfirmChannel, config: Config, limit: number,
       break;
     }
     const reason = String(old[H.deadReason] ?? '');
-    const sticky = !force && STICKY_REASONS.has(reason);
+    const sticky = !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false));
     try {
       if (sticky) {
         await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);

@@ -161,6 +161,28 @@ export interface DeadRedriveConfig {
   readonly limit: number;
 }
 
+export interface DatabaseConfig {
+  /** PostgreSQL URL (`NOTIFY_DATABASE_URL`); null: no merchants registry, no history, as before. */
+  readonly url: string | null;
+  /** Connections per process that queries (the master and the ingress); workers keep one. */
+  readonly poolSize: number;
+}
+
+export interface MerchantsConfig {
+  /** Refuse notifications without `merchant`. */
+  readonly required: boolean;
+  /** A merchant with only failed attempts for this long is disabled. */
+  readonly autoDisableAfterMs: number;
+  /** When to look for such merchants (node-cron, with seconds). */
+  readonly autoDisableCron: string;
+  /** How long a rotated-out secret keeps signing. */
+  readonly rotationGraceMs: number;
+  /** Full re-read of the registry, behind LISTEN/NOTIFY. */
+  readonly refreshMs: number;
+  /** AES-256-GCM key for secrets at rest (32 bytes, base64 or hex; `NOTIFY_SECRETS_KEY`); null stores them as they are (warned). */
+  readonly secretsKey: string | null;
+}
+
 /** The validated, frozen configuration every process receives. */
 export interface Config {
   readonly amqpUrl: string;
@@ -179,6 +201,8 @@ export interface Config {
   readonly deadRedrive: DeadRedriveConfig;
   readonly logLevel: LogLevel;
   readonly log: LogConfig;
+  readonly database: DatabaseConfig;
+  readonly merchants: MerchantsConfig;
 }
 
 type Raw = Record<string, unknown>;
@@ -247,6 +271,8 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
   str('NOTIFY_LOG_LEVEL', 'logLevel');
   str('NOTIFY_LOG_ATTEMPTS', 'log.attempts');
+  str('NOTIFY_DATABASE_URL', 'database.url');
+  str('NOTIFY_SECRETS_KEY', 'merchants.secretsKey');
   const secret = env.NOTIFY_SIGNING_SECRET;
   if (secret) set('signing.secrets', secret.split(/[\s,]+/).filter(Boolean));
   const cidrs = env.NOTIFY_ALLOW_CIDRS;
@@ -433,6 +459,13 @@ function parseDnsServers(v: unknown, key: string): readonly string[] {
   return v as string[];
 }
 
+/** The 32 bytes of an AES-256 key written in base64 or hex, or null when it is neither. */
+export function secretsKeyBytes(text: string): Buffer | null {
+  const t = text.trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(t) ? Buffer.from(t, 'hex') : /^[A-Za-z0-9+/]{43}=?$/.test(t) ? Buffer.from(t, 'base64') : null;
+  return key !== null && key.length === 32 ? key : null;
+}
+
 /** True for addresses only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
@@ -572,6 +605,27 @@ export function parseConfig(raw: Raw): Config {
   const deadRedrive: DeadRedriveConfig = { cron: dr.optString('cron'), limit: dr.int('limit', 1, 1_000_000) };
   if (deadRedrive.cron !== null && !cron.validate(deadRedrive.cron)) fail('deadRedrive.cron', `"${deadRedrive.cron}" is not a cron expression`);
   dr.done();
+  const db = r.section('database');
+  const database: DatabaseConfig = { url: db.optString('url'), poolSize: db.int('poolSize', 1, 100) };
+  if (database.url !== null && !/^postgres(ql)?:\/\/[^\s]+$/.test(database.url)) fail('database.url', 'must be a postgres:// or postgresql:// URL');
+  db.done();
+
+  const mc = r.section('merchants');
+  const merchants: MerchantsConfig = {
+    required: mc.bool('required'),
+    autoDisableAfterMs: mc.durationMs('autoDisableAfter', 1000, 365 * 86_400_000),
+    autoDisableCron: mc.string('autoDisableCron'),
+    rotationGraceMs: mc.durationMs('rotationGrace', 0, 30 * 86_400_000),
+    refreshMs: mc.durationMs('refresh', 100, 3_600_000),
+    secretsKey: mc.optString('secretsKey'),
+  };
+  if (!cron.validate(merchants.autoDisableCron)) fail('merchants.autoDisableCron', `"${merchants.autoDisableCron}" is not a cron expression`);
+  if (merchants.secretsKey !== null && secretsKeyBytes(merchants.secretsKey) === null) {
+    fail('merchants.secretsKey', 'must be 32 bytes in base64 (44 characters) or hex (64 characters): e.g. openssl rand -base64 32');
+  }
+  if (merchants.required && database.url === null) fail('merchants.required', 'needs a database (NOTIFY_DATABASE_URL): merchants live there');
+  mc.done();
+
   const lg = r.section('log');
   const log: LogConfig = { attempts: lg.string('attempts', { oneOf: ['all', 'failures', 'off'] }) as AttemptLogMode };
   lg.done();
@@ -592,6 +646,8 @@ export function parseConfig(raw: Raw): Config {
     deadRedrive,
     logLevel,
     log,
+    database,
+    merchants,
   });
 }
 

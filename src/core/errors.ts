@@ -31,6 +31,18 @@ export const ErrorCodes = {
   OVERLOADED: 'OVERLOADED',
   /** The daemon is draining and accepts nothing new. */
   DRAINING: 'DRAINING',
+  /** The notification names a merchant the registry does not know. */
+  UNKNOWN_MERCHANT: 'UNKNOWN_MERCHANT',
+  /** The notification's merchant is disabled. */
+  MERCHANT_DISABLED: 'MERCHANT_DISABLED',
+  /** No merchant with that id (admin API). */
+  MERCHANT_NOT_FOUND: 'MERCHANT_NOT_FOUND',
+  /** A merchant with that id exists already (admin API). */
+  MERCHANT_EXISTS: 'MERCHANT_EXISTS',
+  /** Merchants need a database (NOTIFY_DATABASE_URL), and none is configured. */
+  MERCHANTS_DISABLED: 'MERCHANTS_DISABLED',
+  /** The merchant registry cannot be read right now; nothing was accepted. */
+  REGISTRY_UNAVAILABLE: 'REGISTRY_UNAVAILABLE',
   /** The destination resolves to an address the SSRF guard refuses. */
   DESTINATION_BLOCKED: 'DESTINATION_BLOCKED',
   /** A message on a work queue could not be decoded; it is parked `invalid`. */

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import { ErrorCodes, NotifyError, type ErrorData } from './errors.js';
 
 /**
  * Constant-time check of an `Authorization: Bearer <token>` header. Both sides
@@ -44,4 +45,62 @@ export async function closeServerNow(server: Server | null): Promise<void> {
   if (!server) return;
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
+}
+
+const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
+  VALIDATION: 400,
+  BAD_JSON: 400,
+  BODY_TOO_LARGE: 413,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNAUTHORIZED: 401,
+  BROKER_UNAVAILABLE: 503,
+  BROKER_NACK: 503,
+  BROKER_BLOCKED: 503,
+  OVERLOADED: 503,
+  DRAINING: 503,
+  TIER_UNKNOWN: 404,
+  CONFIG_INVALID: 400,
+  UNKNOWN_MERCHANT: 400,
+  MERCHANT_DISABLED: 409,
+  MERCHANT_NOT_FOUND: 404,
+  MERCHANT_EXISTS: 409,
+  MERCHANTS_DISABLED: 501,
+  REGISTRY_UNAVAILABLE: 503,
+};
+
+/** HTTP status for an error code (anything unknown is a 500). */
+export function statusForError(code: ErrorData['code']): number {
+  return STATUS_FOR[code] ?? 500;
+}
+
+/** Reads a request body up to `limit` bytes; past it, fails with `BODY_TOO_LARGE` without buffering the rest. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      req.resume();
+      return reject(new NotifyError(ErrorCodes.BODY_TOO_LARGE, `body over ${limit} bytes`));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > limit) {
+        failed = true;
+        reject(new NotifyError(ErrorCodes.BODY_TOO_LARGE, `body over ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+    });
+  });
 }

@@ -14,6 +14,7 @@ export const REDACT_PATHS = [
   '*.headers.authorization', '*.headers["webhook-signature"]', 'amqpUrl', '*.amqpUrl',
   'signing.secrets', 'admin.token', 'ingress.token', 'config.signing.secrets', 'config.admin.token',
   'tokens', '*.tokens', 'ingress.tokens', 'config.ingress.tokens', 'config.ingress.token', 'config.amqpUrl',
+  'secretsKey', '*.secretsKey', 'config.merchants.secretsKey', 'database.url', 'config.database.url', 'databaseUrl', '*.databaseUrl',
 ];
 
 /** How often buffered log lines are written out at the latest. */

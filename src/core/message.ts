@@ -8,6 +8,8 @@ export const FORM_TYPE = 'application/x-www-form-urlencoded';
 /** A validated notification, as carried in the AMQP message body (DESIGN §4). */
 export interface Notification {
   readonly id: string;
+  /** The registered merchant it is for (DESIGN §10): its secrets sign it, its origins bound its URL. */
+  readonly merchant?: string;
   readonly url: string;
   readonly method: 'POST' | 'PUT';
   readonly headers: Readonly<Record<string, string>>;
@@ -34,7 +36,7 @@ export const H = Object.freeze({
   deferred: 'notify-deferred',
 });
 
-export type DeadReason = 'exhausted' | 'invalid' | 'blocked' | `status-${number}`;
+export type DeadReason = 'exhausted' | 'invalid' | 'blocked' | 'disabled' | `status-${number}`;
 
 /** UUID v7: time-ordered, so ids sort by creation (RFC 9562). */
 export function uuidv7(now = Date.now()): string {
@@ -159,7 +161,7 @@ export interface ValidateOptions {
   readonly sourceBytes?: number;
 }
 
-const KNOWN_FIELDS = new Set(['id', 'url', 'method', 'headers', 'body', 'contentType', 'success', 'metadata', 'createdAt']);
+const KNOWN_FIELDS = new Set(['id', 'merchant', 'url', 'method', 'headers', 'body', 'contentType', 'success', 'metadata', 'createdAt']);
 
 /** Checks the notification's headers; returns them with lower-cased names. */
 function validateHeaders(v: unknown, limits: LimitsConfig): Record<string, string> {
@@ -219,6 +221,14 @@ export function validateNotification(input: unknown, limits: LimitsConfig, opts:
     id = input.id;
   }
 
+  let merchant: string | undefined;
+  if (input.merchant !== undefined && input.merchant !== null) {
+    if (typeof input.merchant !== 'string' || !ID_RE.test(input.merchant) || input.merchant.length > 128) {
+      bad('merchant', 'must be a merchant id: letters, digits and . _ : @ - (up to 128, starting with a letter or digit)');
+    }
+    merchant = input.merchant;
+  }
+
   const url = validateUrl(input.url, limits);
 
   let method: 'POST' | 'PUT' = 'POST';
@@ -253,6 +263,7 @@ export function validateNotification(input: unknown, limits: LimitsConfig, opts:
   const out: {
     -readonly [K in keyof Notification]: Notification[K];
   } = { id, url, method, headers, body: body as Notification['body'], contentType, createdAt: 0 };
+  if (merchant !== undefined) out.merchant = merchant;
   if (input.success !== undefined && input.success !== null) out.success = validateSuccess(input.success);
   if (input.metadata !== undefined && input.metadata !== null) {
     if (!isPlainObject(input.metadata)) bad('metadata', 'must be an object');

@@ -24,6 +24,7 @@ export const METRIC_NAMES = Object.freeze([
   'notify_handon_failures_total',
   'notify_deferrals_total',
   'notify_origins',
+  'notify_registry_up',
 ] as const);
 
 export type AttemptOutcomeLabel = 'success' | 'retry' | 'dead' | 'error' | 'skipped';
@@ -39,6 +40,7 @@ export interface WorkerMetrics {
   readonly endToEnd: Histogram<string>;
   readonly inflight: Gauge<'tier'>;
   readonly origins: Gauge<'tier' | 'state'>;
+  readonly registryUp: Gauge<string>;
   readonly ingressRequests: Counter<'status'>;
   /** Hand-on publishes the broker did not take (and that are retried), by why. */
   readonly handOnFailures: Counter<'tier' | 'reason'>;
@@ -46,6 +48,8 @@ export interface WorkerMetrics {
   readonly deferrals: Counter<'tier'>;
   /** Reports a tier's counts of origins by state through `fn`, read at collection. */
   sampleOrigins(tier: string, fn: () => { failing: number; limited: number }): void;
+  /** Reports whether this process reaches the merchant registry, read at collection. */
+  sampleRegistry(fn: () => boolean): void;
   /**
    * Reports a tier's in-flight count through `fn`, read when the registry is
    * collected: two gauge updates per attempt showed in the hot-path profile.
@@ -64,6 +68,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
   const registers = [registry];
   const inflightSamplers = new Map<string, () => number>();
   const originSamplers = new Map<string, () => { failing: number; limited: number }>();
+  let registrySampler: (() => boolean) | null = null;
   return {
     registry,
     attempts: new Counter({ name: 'notify_attempts_total', help: 'HTTP attempts by tier and outcome', labelNames: ['tier', 'outcome'], registers }),
@@ -103,11 +108,24 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
         }
       },
     }),
+    // 1 only when every process reaches the registry: the master aggregates it with `min`.
+    registryUp: new Gauge({
+      name: 'notify_registry_up',
+      help: '1 while every process reaches the merchant registry (PostgreSQL); processes keep serving their last copy meanwhile',
+      registers,
+      aggregator: 'min',
+      collect() {
+        if (registrySampler) this.set(registrySampler() ? 1 : 0);
+      },
+    }),
     sampleInflight(tier, fn) {
       inflightSamplers.set(tier, fn);
     },
     sampleOrigins(tier, fn) {
       originSamplers.set(tier, fn);
+    },
+    sampleRegistry(fn) {
+      registrySampler = fn;
     },
   };
 }

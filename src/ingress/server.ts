@@ -2,34 +2,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
-import { BearerTokens } from '../core/http-util.js';
+import { BearerTokens, readBody, statusForError } from '../core/http-util.js';
 import type { Logger } from '../core/logger.js';
 import { mediaTypeOf, validateNotification, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
 import type { NotificationPublisher } from '../broker/publisher.js';
 import { unsignableReason } from '../delivery/signing.js';
-
-const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
-  VALIDATION: 400,
-  BAD_JSON: 400,
-  BODY_TOO_LARGE: 413,
-  NOT_FOUND: 404,
-  METHOD_NOT_ALLOWED: 405,
-  UNSUPPORTED_MEDIA_TYPE: 415,
-  UNAUTHORIZED: 401,
-  BROKER_UNAVAILABLE: 503,
-  BROKER_NACK: 503,
-  BROKER_BLOCKED: 503,
-  OVERLOADED: 503,
-  DRAINING: 503,
-  TIER_UNKNOWN: 404,
-  CONFIG_INVALID: 400,
-};
-
-/** HTTP status for an error code (anything unknown is a 500). */
-export function statusForError(code: ErrorData['code']): number {
-  return STATUS_FOR[code] ?? 500;
-}
+import type { MerchantLookup } from '../tier/merchant-check.js';
+import { merchantRules } from './merchant-rules.js';
 
 type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
 
@@ -50,6 +30,8 @@ export class IngressServer {
     private readonly publisher: NotificationPublisher,
     private readonly log: Logger,
     private readonly metrics: WorkerMetrics | null,
+    /** The merchant registry's copy in this process; null without a database. */
+    private readonly merchants: MerchantLookup | null = null,
   ) {
     this.config = config;
     this.tokens = new BearerTokens(config.ingress.tokens);
@@ -168,9 +150,10 @@ export class IngressServer {
   }
 
   /** Validation plus what the configured signing scheme needs (rsa2 signs form bodies only). */
-  private validate(input: unknown): Notification {
+  private async validate(input: unknown): Promise<Notification> {
     const n = validateNotification(input, this.config.limits);
-    const unsignable = unsignableReason(this.config.signing.scheme, n.contentType);
+    const scheme = await merchantRules(n, this.config, this.merchants);
+    const unsignable = unsignableReason(scheme, n.contentType);
     if (unsignable) throw new NotifyError(ErrorCodes.VALIDATION, `contentType: ${unsignable}`, 'contentType');
     return n;
   }
@@ -178,7 +161,7 @@ export class IngressServer {
   private async handleOne(res: ServerResponse, parsed: unknown, producer: string | null): Promise<void> {
     let n: Notification;
     try {
-      n = this.validate(parsed);
+      n = await this.validate(parsed);
     } catch (err) {
       return this.sendError(res, err);
     }
@@ -202,7 +185,7 @@ export class IngressServer {
     const results: BatchItem[] = await Promise.all(
       list.map(async (item, index): Promise<BatchItem> => {
         try {
-          const n = this.validate(item);
+          const n = await this.validate(item);
           await this.publisher.publish(n, { producer });
           return { id: n.id, status: 202 };
         } catch (err) {
@@ -228,34 +211,4 @@ export class IngressServer {
     server?.closeAllConnections();
     await closed;
   }
-}
-
-/** Reads a request body up to `limit` bytes; past it, fails with `BODY_TOO_LARGE` without buffering the rest. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      req.resume();
-      return reject(new NotifyError(ErrorCodes.BODY_TOO_LARGE, `body over ${limit} bytes`));
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      size += c.length;
-      if (size > limit) {
-        failed = true;
-        reject(new NotifyError(ErrorCodes.BODY_TOO_LARGE, `body over ${limit} bytes`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      if (!failed) resolve(Buffer.concat(chunks));
-    });
-    req.on('error', (err) => {
-      if (!failed) reject(err);
-    });
-  });
 }

@@ -5,6 +5,7 @@ import { IngressServer } from './server.js';
 import type { Logger } from '../core/logger.js';
 import type { WorkerMetrics } from '../core/metrics.js';
 import { NotificationPublisher } from '../broker/publisher.js';
+import { MerchantDirectory } from '../merchants/directory.js';
 import type { ManagedWorker } from '../supervisor/worker-process.js';
 
 /** The ingress process: HTTP server + confirmed publisher, drained ingress-first on shutdown. */
@@ -14,6 +15,7 @@ export class IngressWorker implements ManagedWorker {
   private state: WorkerState = 'starting';
   private config: Config;
   private drainPromise: Promise<void> | null = null;
+  private readonly directory: MerchantDirectory | null;
 
   constructor(
     config: Config,
@@ -41,7 +43,21 @@ export class IngressWorker implements ManagedWorker {
         if (this.state === 'running' || this.state === 'starting') this.setState(connected ? 'running' : 'starting');
       },
     });
-    this.server = new IngressServer(config, this.publisher, log, metrics);
+    this.directory =
+      config.database.url === null
+        ? null
+        : new MerchantDirectory({
+            url: config.database.url,
+            key: 'skip', // the ingress checks merchants; it never signs, so it keeps no secret
+            refreshMs: config.merchants.refreshMs,
+            name: `notifyd ingress pid ${process.pid}`,
+            log,
+          });
+    if (this.directory) {
+      const d = this.directory;
+      metrics.sampleRegistry(() => d.isUp);
+    }
+    this.server = new IngressServer(config, this.publisher, log, metrics, this.directory);
   }
 
   get inflightCount(): number {
@@ -60,6 +76,7 @@ export class IngressWorker implements ManagedWorker {
 
   async start(): Promise<{ port?: number }> {
     // Listen first: while the broker is away the API answers 503 rather than refusing connections.
+    this.directory?.start();
     const port = await this.server.listen(this.config.ingress.port, this.config.ingress.host);
     await this.publisher.start();
     this.setState(this.publisher.connected ? 'running' : 'starting');
@@ -86,6 +103,7 @@ export class IngressWorker implements ManagedWorker {
       this.setState('draining');
       await this.server.drain(deadlineMs);
       await this.publisher.close();
+      await this.directory?.close();
       this.setState('stopped');
       this.log.info('ingress closed');
     })();

@@ -1,8 +1,8 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { ReturnTracker } from '../broker/confirm.js';
+import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
-import { buildTopology, declareTopology, type Topology } from '../broker/topology.js';
+import { buildTopology, declareTopology, namesFor, type Topology } from '../broker/topology.js';
 import { redactUrl, type Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -99,15 +99,30 @@ export class MasterBroker {
     }
   }
 
-  /** Moves parked notifications back to tier 0 (one redrive at a time). */
-  redrive(limit: number, force: boolean): Promise<RedriveResult> {
+  /**
+   * Moves parked notifications back to tier 0 (one redrive at a time).
+   * `stuck` says which parked ones would only be parked again (a merchant
+   * still disabled), to be stepped over like `blocked` and `invalid` ones.
+   */
+  redrive(limit: number, force: boolean, stuck?: (reason: string, content: Buffer) => boolean): Promise<RedriveResult> {
     const run = this.redriving.then(() => {
       const ch = this.ch;
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-      return redrive(ch, this.config(), limit, force, this.returns ?? undefined);
+      return redrive(ch, this.config(), limit, force, this.returns ?? undefined, stuck);
     });
     this.redriving = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Publishes an operational event on `P.outcomes` (e.g. `merchant.disabled`),
+   * best effort: like outcome events, it reaches the queues bound to its key.
+   */
+  async publishEvent(key: string, body: object): Promise<void> {
+    const ch = this.ch;
+    if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+    const { outcomes } = namesFor(this.config().prefix);
+    await publishConfirmed(ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' });
   }
 
   /** Ready messages per queue of the topology; nothing when not connected. */

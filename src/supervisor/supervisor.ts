@@ -6,6 +6,8 @@ import type { Logger } from '../core/logger.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { createMasterMetrics, type MasterMetrics, type MetricsSnapshot } from '../core/metrics.js';
 import { MasterBroker } from './master-broker.js';
+import { MasterDatabase } from './master-db.js';
+import type { MerchantStore } from '../merchants/store.js';
 import { MetricsLedger } from './metrics-ledger.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
@@ -17,6 +19,16 @@ export interface TierStatus {
   readonly pid: number | null;
   readonly restarts: number;
   readonly inflight: number;
+}
+
+/** The `merchant` of a parked notification's body, or null. */
+function merchantOf(content: Buffer): string | null {
+  try {
+    const m = (JSON.parse(content.toString('utf8')) as { merchant?: unknown }).merchant;
+    return typeof m === 'string' ? m : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Shape of `GET /admin/origins`. */
@@ -59,6 +71,8 @@ export class Supervisor {
   private readonly broker: MasterBroker;
   private readonly metrics: MasterMetrics;
   private readonly ledger: MetricsLedger;
+  /** PostgreSQL (migrations, merchant store, registry copy, jobs); null without a database. */
+  private readonly db: MasterDatabase | null;
   private started = false;
   private shuttingDown = false;
   private firstSignalAt = 0;
@@ -73,6 +87,14 @@ export class Supervisor {
     this.metrics = createMasterMetrics();
     this.ledger = new MetricsLedger(opts.logger);
     this.broker = new MasterBroker(() => this.config, opts.logger);
+    this.db =
+      opts.config.database.url === null
+        ? null
+        : new MasterDatabase(opts.config, opts.logger, (d) => {
+            void this.broker.publishEvent('merchant.disabled', { type: 'merchant.disabled', merchant: d.id, reason: 'auto', failingSince: d.failingSince, at: Date.now() }).catch((err: unknown) =>
+              this.log.warn({ merchant: d.id, err: toErrorData(err) }, 'merchant.disabled event not published'),
+            );
+          });
     this.table = new ProcessTable({
       logger: opts.logger,
       entries: { tier: opts.tierEntry, ingress: opts.ingressEntry },
@@ -115,6 +137,7 @@ export class Supervisor {
   async start(): Promise<void> {
     // The ingress first: while the broker is away it answers 503 (and prints its port) instead of refusing connections.
     this.table.startRole('ingress');
+    void this.db?.start();
     await this.broker.connect();
     if (this.shuttingDown) return;
     this.started = true;
@@ -180,9 +203,22 @@ export class Supervisor {
     return { applied: true, restartRequired: diff.restartRequired, notes: diff.notes };
   }
 
-  /** Moves parked notifications back to tier 0. */
+  /** Moves parked notifications back to tier 0 (those of a merchant still disabled stay). */
   redrive(limit: number, force: boolean): Promise<RedriveResult> {
-    return this.broker.redrive(limit, force);
+    const directory = this.db?.directory;
+    const stuck = directory
+      ? (reason: string, content: Buffer): boolean => {
+          if (reason !== 'disabled') return false;
+          const merchant = merchantOf(content);
+          return merchant !== null && directory.get(merchant)?.enabled === false;
+        }
+      : undefined;
+    return this.broker.redrive(limit, force, stuck);
+  }
+
+  /** The merchant store for the admin API; null without a database. */
+  get merchants(): MerchantStore | null {
+    return this.db?.store ?? null;
   }
 
   /** Aggregated Prometheus exposition of master and all workers. Never waits on a restarting worker. */
@@ -268,6 +304,7 @@ export class Supervisor {
   private finish(): void {
     this.exitPromise ??= (async () => {
       for (const t of this.cronTasks) await t.destroy();
+      await this.db?.close();
       await this.broker.close();
       this.log.info('all workers stopped; exiting');
       this.opts.onExit(0);

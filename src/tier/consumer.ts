@@ -14,7 +14,12 @@ import type { WorkerMetrics } from '../core/metrics.js';
 import { createSigner } from '../delivery/signing.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import type { ChannelLink } from './channel-link.js';
-import { AttemptPipeline } from './pipeline.js';
+import { AttemptPipeline, type PipelineSettings } from './pipeline.js';
+import { secretsKeyBytes } from '../core/config.js';
+import { MerchantDirectory } from '../merchants/directory.js';
+import { FailureMarks } from '../merchants/failure-marks.js';
+import { MerchantSigners } from '../merchants/signers.js';
+import { MerchantSlots } from './merchant-slots.js';
 import { OriginGate, type GateOptions } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 
@@ -78,6 +83,8 @@ export class TierWorker implements ManagedWorker {
   private readonly self = new SelfAddresses();
   /** Per-origin admission; kept across reloads, so what was learned of each origin stays. */
   private readonly gate: OriginGate;
+  /** This process's copy of the merchant registry; null without a database. */
+  private readonly directory: MerchantDirectory | null;
   private readonly gateTimer: NodeJS.Timeout;
 
   constructor(private readonly deps: TierWorkerDeps) {
@@ -87,15 +94,45 @@ export class TierWorker implements ManagedWorker {
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
     this.gate = new OriginGate(gateOptions(deps.config));
+    const db = deps.config.database.url;
+    this.directory =
+      db === null
+        ? null
+        : new MerchantDirectory({
+            url: db,
+            key: deps.config.merchants.secretsKey === null ? null : secretsKeyBytes(deps.config.merchants.secretsKey),
+            refreshMs: deps.config.merchants.refreshMs,
+            name: `notifyd tier ${deps.tier} pid ${process.pid}`,
+            log: deps.logger,
+            onChange: (id) => deps.logger.info({ merchant: id }, 'merchant changed'),
+          });
+    const directory = this.directory;
     this.pipeline = new AttemptPipeline(
-      { tier: deps.tier, names: this.names, logger: deps.logger, attemptLogger: deps.attemptLogger ?? deps.logger, metrics: deps.metrics, stopSignal: this.stopSignal.signal, gate: this.gate },
-      { config: deps.config, signer: createSigner(deps.config.signing), deliverer: this.makeDeliverer(deps.config) },
+      {
+        tier: deps.tier,
+        names: this.names,
+        logger: deps.logger,
+        attemptLogger: deps.attemptLogger ?? deps.logger,
+        metrics: deps.metrics,
+        stopSignal: this.stopSignal.signal,
+        gate: this.gate,
+        merchants: directory,
+        slots: new MerchantSlots(),
+        failureMarks: directory === null ? null : new FailureMarks((id, failing) => directory.markFailing(id, failing)),
+      },
+      this.settingsFor(deps.config),
     );
+    if (directory) deps.metrics.sampleRegistry(() => directory.isUp);
     deps.metrics.sampleInflight(String(deps.tier), () => this.inflight.size);
     deps.metrics.sampleOrigins(String(deps.tier), () => this.gate.counts());
     // Waits that ran out, queues past their bound, idle origins: a tenth of a second is fine-grained enough.
     this.gateTimer = setInterval(() => this.gate.tick(), GATE_TICK_MS);
     this.gateTimer.unref();
+  }
+
+  /** What the pipeline signs and delivers with, built anew on a reload. */
+  private settingsFor(cfg: Config): PipelineSettings {
+    return { config: cfg, signer: createSigner(cfg.signing), merchantSigners: new MerchantSigners(cfg.signing), deliverer: this.makeDeliverer(cfg) };
   }
 
   private makeDeliverer(cfg: Config): HttpDeliverer {
@@ -129,6 +166,11 @@ export class TierWorker implements ManagedWorker {
 
   /** Connects and starts consuming; resolves once the first consumer is up. */
   async start(): Promise<{ port?: number }> {
+    if (this.directory) {
+      // Consume with the registry read, or notifications of merchants would wait for nothing; but not for long.
+      this.directory.start();
+      if (!(await this.directory.ready(5000))) this.log.warn('merchant registry not read yet; its merchants\' notifications wait until it is');
+    }
     await this.connectLoop();
     return {};
   }
@@ -299,19 +341,18 @@ export class TierWorker implements ManagedWorker {
   reload(next: Config): { restartRequired: boolean; notes: string[] } {
     const { restartRequired, notes } = diffConfig(this.config, next);
     // Build everything new first: if any of it throws, nothing has changed.
-    const signer = createSigner(next.signing);
     // A new deliverer, not just new timeouts: the SSRF allowances may have changed too.
-    const deliverer = this.makeDeliverer(next);
+    const settings = this.settingsFor(next);
     (this.deps.attemptLogger ?? this.log).level = next.logLevel;
     const prefetchChanged = next.delivery.prefetch !== this.config.delivery.prefetch;
     this.gate.configure(gateOptions(next));
     this.config = next;
     const old = this.pipeline.current;
-    this.pipeline.configure({ config: next, signer, deliverer });
+    this.pipeline.configure(settings);
     void old.deliverer.close();
     // Attempts already signing on the old pool finish on it; closing it now would fail them.
     void Promise.allSettled([...this.inflight])
-      .then(() => old.signer.close())
+      .then(() => Promise.all([old.signer.close(), old.merchantSigners.close()]))
       .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'closing the old signer failed'));
     if (prefetchChanged) this.acker?.setPolicy(ackPolicyFor(next.delivery.prefetch));
     if (prefetchChanged && this.ch) {
@@ -372,6 +413,8 @@ export class TierWorker implements ManagedWorker {
       await conn?.close().catch(() => undefined);
       await this.pipeline.current.deliverer.close();
       await this.pipeline.current.signer.close();
+      await this.pipeline.current.merchantSigners.close();
+      await this.directory?.close();
       this.setState('stopped');
     })();
     return this.drainPromise;

@@ -13,6 +13,11 @@ import type { TimedResult } from '../delivery/deliverer.js';
 import { signalOf } from '../delivery/origin-limiter.js';
 import { holdDelayMs, waitBudgetMs } from '../core/schedule.js';
 import type { Admission, OriginGate } from './origin-gate.js';
+import type { FailureMarks } from '../merchants/failure-marks.js';
+import type { MerchantEntry } from '../merchants/merchant.js';
+import type { MerchantSigners } from '../merchants/signers.js';
+import { checkMerchant, type MerchantLookup } from './merchant-check.js';
+import type { MerchantSlots } from './merchant-slots.js';
 import { unsignableReason, type Signer } from '../delivery/signing.js';
 import type { ChannelLink } from './channel-link.js';
 import { OutcomeEmitter, type OutcomeEvent } from './outcome-events.js';
@@ -24,7 +29,10 @@ const ERROR_REQUEUE_DELAY_MS = 1000;
 /** What the pipeline works with; replaced as a whole on a reload. */
 export interface PipelineSettings {
   readonly config: Config;
+  /** Signs notifications that name no merchant (the daemon's own scheme). */
   readonly signer: Signer;
+  /** Signs notifications of registered merchants. */
+  readonly merchantSigners: MerchantSigners;
   readonly deliverer: HttpDeliverer;
 }
 
@@ -39,6 +47,12 @@ export interface PipelineDeps {
   readonly stopSignal: AbortSignal;
   /** Per-origin admission of this tier worker (kept across reloads). */
   readonly gate: OriginGate;
+  /** The merchant registry's copy in this process; null without a database. */
+  readonly merchants: MerchantLookup | null;
+  /** Merchants' own caps on attempts in flight. */
+  readonly slots: MerchantSlots;
+  /** Feeds auto-disable; null without a database. */
+  readonly failureMarks: FailureMarks | null;
 }
 
 /** The producer header, when the notification came through the ingress with a token. */
@@ -149,46 +163,113 @@ export class AttemptPipeline {
   }
 
   private async attemptAndHandOn(link: ChannelLink, msg: ConsumeMessage, n: Notification): Promise<void> {
-    const { config, signer, deliverer } = this.settings;
+    const { config, deliverer } = this.settings;
     const headers = msg.properties.headers ?? {};
     const dueAt = numberHeader(headers, H.dueAt) ?? n.createdAt;
+    const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? null;
+    const budgetLeft = (): number => dueAt + this.budgetMs - Date.now();
+    const origin = deliverer.originOf(n.url);
 
+    // The merchant's word first (DESIGN §10): disabled, elsewhere, or not known yet.
+    const verdict = checkMerchant(n, origin, this.deps.merchants, budgetLeft());
+    if (verdict.kind === 'park') {
+      await this.parkDead(link, msg, n, { reason: verdict.reason, error: verdict.error, attempts: this.tier, status: null, firstAttemptAt });
+      return;
+    }
+    if (verdict.kind === 'wait') {
+      await this.waitForRegistry(link, msg, verdict.why);
+      return;
+    }
+    const merchant = verdict.kind === 'ok' ? verdict.entry : null;
+    const lastTier = Math.min(config.scheduleMs.length, merchant?.maxAttempts ?? Infinity) - 1;
+    if (this.tier > lastTier) {
+      // Its merchant allows fewer attempts than this ladder (maxAttempts lowered since): its schedule has run out.
+      await this.parkDead(link, msg, n, { reason: 'exhausted', error: `merchant ${merchant!.id} allows ${merchant!.maxAttempts} attempts`, attempts: this.tier, status: null, firstAttemptAt });
+      return;
+    }
+    const signer = merchant === null ? this.settings.signer : this.settings.merchantSigners.for(merchant);
     const rendered = renderBody(n);
-    const unsignable = unsignableReason(signer.scheme, rendered.contentType);
+    const unsignable = typeof signer === 'string' ? signer : unsignableReason(signer.scheme, rendered.contentType);
     if (unsignable) {
       // It fails the same way on every try: park it instead of requeueing it forever.
       this.log.warn({ id: n.id }, 'parked a notification that cannot be signed');
-      const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? null;
       await this.parkDead(link, msg, n, { reason: 'invalid', error: `signing failed: ${unsignable}`, attempts: this.tier, status: null, firstAttemptAt });
       return;
     }
+    const sign = signer as Signer;
 
-    // Origin isolation: a slot of this origin's own, or a wait, a deferral or a skip.
-    const origin = deliverer.originOf(n.url);
+    // Isolation: the merchant's own cap, then a slot of this origin's, or a wait, a deferral or a skip.
     let ticket: Extract<Admission, { kind: 'go' }> | null = null;
     let skipped: Extract<AttemptResult, { kind: 'skipped' }> | null = null;
-    if (origin !== null) {
-      const pending = this.deps.gate.admit(origin, dueAt + this.budgetMs - Date.now(), this.holdMs > 0);
-      const admission = pending instanceof Promise ? await pending : pending;
-      switch (admission.kind) {
-        case 'requeue':
-          link.requeue(msg);
-          return;
-        case 'defer':
+    let merchantSlot = false;
+    if (merchant?.maxConcurrency != null) {
+      merchantSlot = this.deps.slots.tryAcquire(merchant.id, merchant.maxConcurrency);
+      if (!merchantSlot) {
+        if (budgetLeft() > 0 && this.holdMs > 0) {
           await this.defer(link, msg);
           return;
-        case 'skip':
-          skipped = { kind: 'skipped', reason: admission.reason, message: `${origin}${admission.lastError ? ` (last error: ${admission.lastError})` : ''}` };
-          break;
-        case 'go':
-          ticket = admission;
-          break;
+        }
+        skipped = { kind: 'skipped', reason: 'origin-saturated', message: `merchant ${merchant.id} at its maxConcurrency (${merchant.maxConcurrency})` };
       }
     }
+    try {
+      if (origin !== null && skipped === null) {
+        const pending = this.deps.gate.admit(origin, budgetLeft(), this.holdMs > 0);
+        const admission = pending instanceof Promise ? await pending : pending;
+        switch (admission.kind) {
+          case 'requeue':
+            link.requeue(msg);
+            return;
+          case 'defer':
+            await this.defer(link, msg);
+            return;
+          case 'skip':
+            skipped = { kind: 'skipped', reason: admission.reason, message: `${origin}${admission.lastError ? ` (last error: ${admission.lastError})` : ''}` };
+            break;
+          case 'go':
+            ticket = admission;
+            break;
+        }
+      }
+      await this.attempt(link, msg, n, { sign, rendered, ticket, skipped, merchant, lastTier, dueAt });
+    } finally {
+      if (merchantSlot) this.deps.slots.release(merchant!.id);
+    }
+  }
 
+  /**
+   * The registry cannot say yet whether the notification's merchant exists:
+   * not an attempt; it waits in the hold queue (or, on a tier with none,
+   * back in its queue after a pause) and is looked at again.
+   */
+  private async waitForRegistry(link: ChannelLink, msg: ConsumeMessage, why: string): Promise<void> {
+    this.log.debug({ messageId: msg.properties.messageId, why }, 'waiting for the merchant registry');
+    if (this.holdMs > 0) return this.defer(link, msg);
+    await sleep(ERROR_REQUEUE_DELAY_MS, this.deps.stopSignal);
+    link.requeue(msg);
+  }
+
+  /** The attempt itself (or its skip), then the classification, the log line and the hand-on. */
+  private async attempt(
+    link: ChannelLink,
+    msg: ConsumeMessage,
+    n: Notification,
+    a: {
+      sign: Signer;
+      rendered: { body: string; contentType: string };
+      ticket: Extract<Admission, { kind: 'go' }> | null;
+      skipped: Extract<AttemptResult, { kind: 'skipped' }> | null;
+      merchant: MerchantEntry | null;
+      lastTier: number;
+      dueAt: number;
+    },
+  ): Promise<void> {
+    const { config, deliverer } = this.settings;
+    const { sign: signer, rendered, ticket, skipped, merchant, dueAt } = a;
+    const headers = msg.properties.headers ?? {};
     const startedAt = Date.now();
     this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
-    const criteria = n.success ?? config.delivery.success;
+    const criteria = n.success ?? merchant?.success ?? config.delivery.success;
     let result: TimedResult | (Extract<AttemptResult, { kind: 'skipped' }> & { durationMs: number });
     if (skipped !== null) {
       result = { ...skipped, durationMs: 0 };
@@ -218,8 +299,9 @@ export class AttemptPipeline {
       ticket?.release(signalOf(result), result.durationMs, result.kind === 'error' ? result.code : `status ${result.status}`);
       this.m.duration.observe(result.durationMs / 1000);
     }
-    const isLast = this.tier >= config.scheduleMs.length - 1;
-    const outcome = classifyAttempt(result, criteria, config.delivery.deadOnStatus, isLast);
+    const outcome = classifyAttempt(result, criteria, config.delivery.deadOnStatus, this.tier >= a.lastTier);
+    // Auto-disable (DESIGN §10) learns from real attempts only: a skip says nothing new.
+    if (merchant !== null && result.kind !== 'skipped') this.deps.failureMarks?.note(merchant.id, outcome.kind !== 'delivered', merchant.failing);
     const status = result.kind === 'response' ? result.status : null;
     const logMode = config.log.attempts;
     if (logMode === 'all' || (logMode === 'failures' && outcome.kind !== 'delivered')) {

@@ -12,6 +12,8 @@ import type { HttpDeliverer, OutgoingRequest, TimedResult } from '../../src/deli
 import { createSigner } from '../../src/delivery/signing.js';
 import type { ChannelLink } from '../../src/tier/channel-link.js';
 import { OriginGate } from '../../src/tier/origin-gate.js';
+import { MerchantSlots } from '../../src/tier/merchant-slots.js';
+import { MerchantSigners } from '../../src/merchants/signers.js';
 import { AttemptPipeline } from '../../src/tier/pipeline.js';
 
 const config = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s,2s', NOTIFY_PREFIX: 'p' } });
@@ -81,8 +83,8 @@ function message(tier: number, body: object = { id: 'n1', url: 'https://m.exampl
 function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController()) {
   const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) }, false);
   const p = new AttemptPipeline(
-    { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal, gate: new OriginGate(GATE) },
-    { config, signer: createSigner(config.signing), deliverer },
+    { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal, gate: new OriginGate(GATE), merchants: null, slots: new MerchantSlots(), failureMarks: null },
+    { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer },
   );
   return { p, metrics };
 }

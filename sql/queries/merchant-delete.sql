@@ -1,0 +1,1 @@
+DELETE FROM notify_merchants WHERE id = $1 RETURNING id

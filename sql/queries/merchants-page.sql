@@ -1,0 +1,13 @@
+-- A page of merchants in id order, after the cursor (keyset pagination), with secret metadata only.
+SELECT m.id, m.name, m.enabled, m.signing_scheme, m.allowed_origins, m.max_concurrency, m.max_attempts,
+       m.success, m.disabled_reason, m.failing_since, m.created_at, m.updated_at,
+       COALESCE(
+         (SELECT json_agg(json_build_object('seq', s.seq, 'fingerprint', s.fingerprint, 'createdAt', s.created_at, 'expiresAt', s.expires_at)
+                          ORDER BY s.seq DESC)
+            FROM notify_merchant_secrets s
+           WHERE s.merchant_id = m.id AND (s.expires_at IS NULL OR s.expires_at > now())),
+         '[]'::json) AS secrets
+  FROM notify_merchants m
+ WHERE $1::text IS NULL OR m.id > $1
+ ORDER BY m.id
+ LIMIT $2

@@ -1,0 +1,79 @@
+/**
+ * The merchant API on the admin port (DESIGN §10): create, list, show,
+ * change, delete, rotate the secret, enable and disable. A new secret is in
+ * the answer of the call that made it and nowhere else, ever.
+ */
+import type { IncomingMessage } from 'node:http';
+import { parseDuration } from '../core/schedule.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { readBody } from '../core/http-util.js';
+import type { MerchantStore } from '../merchants/store.js';
+
+/** Largest merchant request body. */
+const MAX_BODY = 64 * 1024;
+
+async function json(req: IncomingMessage): Promise<unknown> {
+  const text = (await readBody(req, MAX_BODY)).toString('utf8');
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new NotifyError(ErrorCodes.BAD_JSON, `body is not valid JSON: ${(err as Error).message}`.slice(0, 200));
+  }
+}
+
+/**
+ * Answers `/admin/merchants…`, or null when the path is not one of them.
+ * `graceMs` is the default rotation grace (`merchants.rotationGrace`).
+ */
+export async function merchantRoute(
+  store: MerchantStore | null,
+  req: IncomingMessage,
+  url: URL,
+  graceMs: number,
+): Promise<{ status: number; body: unknown } | null> {
+  const m = /^\/admin\/merchants(?:\/([^/]+))?(?:\/(rotate-secret|enable|disable))?$/.exec(url.pathname);
+  if (!m) return null;
+  if (store === null) throw new NotifyError(ErrorCodes.MERCHANTS_DISABLED, 'merchants need a database: set NOTIFY_DATABASE_URL');
+  const method = req.method ?? 'GET';
+  const id = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
+  const action = m[2];
+  if (id === undefined) {
+    if (method === 'GET') {
+      const limitRaw = url.searchParams.get('limit') ?? '50';
+      if (!/^\d{1,4}$/.test(limitRaw) || Number(limitRaw) < 1 || Number(limitRaw) > 1000) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: 1 to 1000', 'limit');
+      return { status: 200, body: await store.list(url.searchParams.get('cursor'), Number(limitRaw)) };
+    }
+    if (method === 'POST') return { status: 201, body: await store.create(await json(req)) };
+    throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET or POST');
+  }
+  if (action !== undefined) {
+    if (method !== 'POST') throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+    if (action === 'rotate-secret') {
+      const body = (await json(req)) as { grace?: unknown };
+      let grace = graceMs;
+      if (body.grace !== undefined) {
+        try {
+          grace = parseDuration(body.grace as string, 'grace');
+        } catch {
+          throw new NotifyError(ErrorCodes.VALIDATION, 'grace: must be a duration such as 24h', 'grace');
+        }
+      }
+      return { status: 200, body: await store.rotate(id, grace) };
+    }
+    const body = (await json(req)) as { reason?: unknown };
+    const reason = typeof body.reason === 'string' ? body.reason.slice(0, 500) : 'disabled by an operator';
+    return { status: 200, body: { merchant: await store.setEnabled(id, action === 'enable', reason) } };
+  }
+  switch (method) {
+    case 'GET':
+      return { status: 200, body: { merchant: await store.get(id) } };
+    case 'PATCH':
+      return { status: 200, body: await store.update(id, await json(req)) };
+    case 'DELETE':
+      await store.remove(id);
+      return { status: 204, body: null };
+    default:
+      throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET, PATCH or DELETE');
+  }
+}

@@ -1,0 +1,41 @@
+import { loadConfigOrExit } from '../supervisor/master.js';
+import { str, type Values } from './args.js';
+
+/** An answer of the admin API, parsed when it is JSON. */
+export interface AdminAnswer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/** Calls a running daemon's admin API: `--admin URL` or the configured address, `--token`, `NOTIFY_ADMIN_TOKEN` or `admin.token`. */
+export type AdminCall = (method: string, path: string, body?: unknown) => Promise<AdminAnswer>;
+
+export function adminClient(values: Values): AdminCall {
+  let base = str(values, 'admin');
+  let token = str(values, 'token') ?? process.env.NOTIFY_ADMIN_TOKEN;
+  if (!base) {
+    const config = loadConfigOrExit(str(values, 'config') ?? null);
+    const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host;
+    base = `http://${host}:${config.admin.port}`;
+    token ??= config.admin.token ?? undefined;
+  }
+  return async (method, path, body) => {
+    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(new URL(path, base), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* keep text */
+    }
+    return { status: res.status, body: parsed };
+  };
+}
+
+/** Prints an answer as JSON; the exit status says whether it was a success. */
+export function printAnswer(r: AdminAnswer): number {
+  process.stdout.write(`${JSON.stringify(r.body, null, 2)}\n`);
+  return r.status < 400 ? 0 : 1;
+}

@@ -1,0 +1,22 @@
+/** `notifyd migrate`: brings the database up to the migrations in sql/migrations (the master also does it at start). */
+import { redactUrl } from '../core/config.js';
+import { createLogger } from '../core/logger.js';
+import { migrate } from '../db/migrate.js';
+import { createDbPool } from '../db/pool.js';
+import { loadConfigOrExit } from '../supervisor/master.js';
+import { str, usage, type Values } from './args.js';
+
+export async function migrateCommand(values: Values): Promise<number> {
+  const config = loadConfigOrExit(str(values, 'config') ?? null);
+  if (config.database.url === null) return usage('notifyd migrate: no database configured (NOTIFY_DATABASE_URL)');
+  const log = createLogger(config.logLevel, { role: 'migrate' });
+  const pool = createDbPool(config.database.url, { max: 1, name: 'notifyd migrate', log });
+  try {
+    const applied = await migrate(pool, log);
+    process.stdout.write(`${JSON.stringify({ database: redactUrl(config.database.url), applied })}\n`);
+    return 0;
+  } finally {
+    await pool.end().catch(() => undefined);
+    log.flush();
+  }
+}

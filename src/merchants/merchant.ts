@@ -1,0 +1,129 @@
+/**
+ * Merchants (DESIGN §10): what a merchant is, as the admin API takes it and
+ * as every process keeps it. Pure: validation and shapes only.
+ */
+import type { SuccessCriteria } from '../core/config.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { validateSuccess } from '../core/message.js';
+
+export type MerchantScheme = 'standard' | 'rsa2' | 'none';
+
+/** What an operator sets (create or patch). */
+export interface MerchantSettings {
+  readonly name: string;
+  readonly signing: MerchantScheme;
+  /** Origins (`scheme://host[:port]`) its notifications may go to. */
+  readonly allowedOrigins: readonly string[];
+  /** Attempts in flight for this merchant per tier worker, on top of origin isolation; null: none. */
+  readonly maxConcurrency: number | null;
+  /** Attempts at most (≤ the daemon's tiers); null: the whole schedule. */
+  readonly maxAttempts: number | null;
+  /** Default success criteria of its notifications; null: the daemon's. */
+  readonly success: SuccessCriteria | null;
+}
+
+/** One secret as shown after creation: never the secret itself. */
+export interface SecretInfo {
+  readonly fingerprint: string;
+  readonly createdAt: string;
+  readonly expiresAt: string | null;
+}
+
+/** A merchant as the admin API answers (no secret value, ever). */
+export interface MerchantView extends MerchantSettings {
+  readonly id: string;
+  readonly enabled: boolean;
+  readonly disabledReason: string | null;
+  readonly failingSince: string | null;
+  readonly secrets: readonly SecretInfo[];
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+/** A merchant as every process keeps it in memory to route and sign. */
+export interface MerchantEntry {
+  readonly id: string;
+  readonly enabled: boolean;
+  readonly signing: MerchantScheme;
+  readonly allowedOrigins: ReadonlySet<string>;
+  readonly maxConcurrency: number | null;
+  readonly maxAttempts: number | null;
+  readonly success: SuccessCriteria | null;
+  /** Whether the registry holds it as failing (its `failing_since` is set). */
+  readonly failing: boolean;
+  /** `whsec_…` secrets that sign now, newest first (decrypted). */
+  readonly secrets: readonly string[];
+  /** Changes whenever anything that signs changes (the signer cache key). */
+  readonly version: string;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+const SCHEMES: readonly MerchantScheme[] = ['standard', 'rsa2', 'none'];
+const FIELDS = new Set(['id', 'name', 'signing', 'allowedOrigins', 'maxConcurrency', 'maxAttempts', 'success']);
+
+function bad(field: string, message: string): never {
+  throw new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
+}
+
+/** True for a merchant id (the same alphabet as notification ids). */
+export function isMerchantId(v: unknown): v is string {
+  return typeof v === 'string' && ID_RE.test(v);
+}
+
+/**
+ * `https://shop.example` (or a URL of it) as an origin, `scheme://host[:port]`
+ * lower-cased with the default port left out, as `new URL().origin` gives it.
+ */
+export function normalizeOrigin(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 300) bad(field, 'must be an origin such as https://shop.example');
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    bad(field, `"${v}" is not a URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') bad(field, 'must be http or https');
+  if (u.username || u.password) bad(field, 'must not carry credentials');
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) bad(field, 'an origin has no path, query or fragment');
+  return u.origin;
+}
+
+function optPositive(v: unknown, field: string, max: number): number | null {
+  if (v === undefined || v === null) return null;
+  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max) bad(field, `must be an integer from 1 to ${max}, or null`);
+  return v as number;
+}
+
+/**
+ * Validates admin input into settings: all of them for a create, the given
+ * ones over `current` for a patch. `tiers` bounds `maxAttempts`.
+ */
+export function validateMerchantSettings(input: unknown, tiers: number, current: MerchantSettings | null): MerchantSettings {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) bad('merchant', 'must be a JSON object');
+  const o = input as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!FIELDS.has(k)) bad(k, 'unknown field');
+  const has = (k: string): boolean => o[k] !== undefined;
+  let name = current?.name;
+  if (has('name') || current === null) {
+    if (typeof o.name !== 'string' || o.name.trim().length === 0 || o.name.length > 200) bad('name', 'is required: 1 to 200 characters');
+    name = o.name.trim();
+  }
+  let signing: MerchantScheme = current?.signing ?? 'standard';
+  if (has('signing')) {
+    if (!SCHEMES.includes(o.signing as MerchantScheme)) bad('signing', `must be one of ${SCHEMES.join(', ')}`);
+    signing = o.signing as MerchantScheme;
+  }
+  let allowedOrigins = current?.allowedOrigins ?? [];
+  if (has('allowedOrigins') || current === null) {
+    if (!Array.isArray(o.allowedOrigins) || o.allowedOrigins.length === 0 || o.allowedOrigins.length > 100) {
+      bad('allowedOrigins', 'is required: a list of 1 to 100 origins such as https://shop.example');
+    }
+    allowedOrigins = [...new Set(o.allowedOrigins.map((x, i) => normalizeOrigin(x, `allowedOrigins[${i}]`)))];
+  }
+  // null clears a limit; absent keeps it.
+  const maxConcurrency = has('maxConcurrency') ? optPositive(o.maxConcurrency, 'maxConcurrency', 10_000) : (current?.maxConcurrency ?? null);
+  const maxAttempts = has('maxAttempts') ? optPositive(o.maxAttempts, 'maxAttempts', tiers) : (current?.maxAttempts ?? null);
+  let success = current?.success ?? null;
+  if (has('success')) success = o.success === null ? null : validateSuccess(o.success);
+  return { name: name!, signing, allowedOrigins, maxConcurrency, maxAttempts, success };
+}

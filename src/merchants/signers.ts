@@ -1,0 +1,51 @@
+/**
+ * Signers of merchants: each `standard` merchant signs with its own secrets
+ * (so no merchant holds a key that verifies another's notifications), `rsa2`
+ * merchants share the daemon's RSA key (`signing.keyFile`), `none` signs
+ * nothing. Built on first use and kept while the merchant's secrets stay
+ * the same.
+ */
+import type { SigningConfig } from '../core/config.js';
+import { createSigner, type Signer } from '../delivery/signing.js';
+import type { MerchantEntry } from './merchant.js';
+
+/** Merchants whose signers are kept; past it the oldest built goes (and is built again when needed). */
+const MAX_KEPT = 10_000;
+
+export class MerchantSigners {
+  private readonly standard = new Map<string, { readonly version: string; readonly signer: Signer }>();
+  private readonly none: Signer;
+  private rsa: Signer | null = null;
+
+  constructor(private readonly signing: SigningConfig) {
+    this.none = createSigner({ scheme: 'none', secrets: [], keyFile: null, threads: 1 });
+  }
+
+  /** The signer of `m`, or why it cannot sign (the notification is then parked `invalid`). */
+  for(m: MerchantEntry): Signer | string {
+    switch (m.signing) {
+      case 'none':
+        return this.none;
+      case 'rsa2':
+        if (!this.signing.keyFile) return `merchant ${m.id} signs with rsa2 and this daemon has no signing.keyFile`;
+        this.rsa ??= createSigner({ scheme: 'rsa2', secrets: [], keyFile: this.signing.keyFile, threads: this.signing.threads });
+        return this.rsa;
+      case 'standard': {
+        if (m.secrets.length === 0) return `merchant ${m.id} has no secret that opens (NOTIFY_SECRETS_KEY?)`;
+        const kept = this.standard.get(m.id);
+        if (kept?.version === m.version) return kept.signer;
+        const signer = createSigner({ scheme: 'standard', secrets: m.secrets, keyFile: null, threads: 1 });
+        this.standard.delete(m.id);
+        if (this.standard.size >= MAX_KEPT) this.standard.delete(this.standard.keys().next().value as string);
+        this.standard.set(m.id, { version: m.version, signer });
+        return signer;
+      }
+    }
+  }
+
+  /** Closes the RSA pool (the others hold nothing); idempotent. */
+  async close(): Promise<void> {
+    this.standard.clear();
+    await this.rsa?.close();
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * What the master does in PostgreSQL (when `NOTIFY_DATABASE_URL` is set):
+ * migrate at start (under an advisory lock: daemons may start together),
+ * hold the merchant store for the admin API and a copy of the registry for
+ * redrives, and run the periodic jobs: auto-disable of merchants failing for
+ * too long, and removal of secrets past their grace period.
+ */
+import cron, { type ScheduledTask } from 'node-cron';
+import type pg from 'pg';
+import { redactUrl, secretsKeyBytes, type Config } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { migrate } from '../db/migrate.js';
+import { createDbPool } from '../db/pool.js';
+import { MerchantDirectory } from '../merchants/directory.js';
+import { MerchantStore } from '../merchants/store.js';
+
+/** How often secrets past their grace period are removed. */
+const PRUNE_CRON = '30 * * * * *';
+
+export class MasterDatabase {
+  readonly pool: pg.Pool;
+  readonly store: MerchantStore;
+  readonly directory: MerchantDirectory;
+  private readonly tasks: ScheduledTask[] = [];
+  private migrated: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    /** Says a merchant was disabled because it failed for too long (an event on P.outcomes). */
+    private readonly onAutoDisabled: (event: { id: string; failingSince: string }) => void,
+  ) {
+    const url = config.database.url!;
+    const key = config.merchants.secretsKey === null ? null : secretsKeyBytes(config.merchants.secretsKey);
+    this.pool = createDbPool(url, { max: config.database.poolSize, name: `notifyd master pid ${process.pid}`, log });
+    this.store = new MerchantStore(this.pool, { key, tiers: config.scheduleMs.length });
+    // The master's copy decides redrives only: it keeps no secret.
+    this.directory = new MerchantDirectory({ url, key: 'skip', refreshMs: config.merchants.refreshMs, name: `notifyd master registry pid ${process.pid}`, log });
+    if (key === null) log.warn('NOTIFY_SECRETS_KEY is not set: merchant secrets are stored unencrypted in PostgreSQL (set 32 random bytes, e.g. openssl rand -base64 32)');
+  }
+
+  /** Migrates (retrying until the database answers), then starts the registry copy and the jobs. Never throws. */
+  start(): Promise<void> {
+    this.migrated ??= (async () => {
+      for (let attempt = 0; !this.closed; attempt++) {
+        try {
+          await migrate(this.pool, this.log);
+          break;
+        } catch (err) {
+          if (attempt === 0) this.log.error({ db: redactUrl(this.config.database.url!), err: (err as Error).message }, 'cannot migrate the database; retrying');
+          await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** Math.min(attempt, 5))).unref());
+        }
+      }
+      if (this.closed) return;
+      this.directory.start();
+      this.tasks.push(cron.schedule(this.config.merchants.autoDisableCron, () => this.autoDisable(), { noOverlap: true }));
+      this.tasks.push(cron.schedule(PRUNE_CRON, () => this.prune(), { noOverlap: true }));
+    })();
+    return this.migrated;
+  }
+
+  private async autoDisable(): Promise<void> {
+    try {
+      for (const d of await this.store.autoDisable(this.config.merchants.autoDisableAfterMs)) {
+        this.log.warn({ merchant: d.id, failingSince: d.failingSince }, 'merchant disabled: no successful attempt for merchants.autoDisableAfter');
+        this.onAutoDisabled(d);
+      }
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'auto-disable check failed');
+    }
+  }
+
+  private async prune(): Promise<void> {
+    await this.store.pruneSecrets().catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'secret pruning failed'));
+  }
+
+  /** Stops the jobs, the registry copy and the pool; idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.tasks.splice(0)) await t.destroy();
+    await this.directory.close();
+    await this.pool.end().catch(() => undefined);
+  }
+}

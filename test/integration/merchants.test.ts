@@ -1,0 +1,276 @@
+// Merchants (issue 15) against the real daemon, RabbitMQ and PostgreSQL:
+// per-merchant secrets (no forgery across merchants), rotation, allowed
+// origins, disabled merchants, registry changes seen everywhere, PostgreSQL
+// down under load, auto-disable, and secrets nowhere but where they belong.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
+import amqp, { type ChannelModel } from 'amqplib';
+import { Webhook } from 'standardwebhooks';
+import { AMQP_URL, DaemonProcess, deletePrefix, parkedMessages, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { freshDatabase, type TestDatabase } from '../../bench/database.js';
+import { MerchantStub } from '../../bench/merchant-stub.js';
+
+const SCHEDULE = '0s,300ms,600ms';
+const ADMIN_TOKEN = `adm-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+const SECRETS_KEY = Buffer.alloc(32, 7).toString('base64');
+
+interface Merchant {
+  id: string;
+  enabled: boolean;
+  secrets: { fingerprint: string; expiresAt: string | null }[];
+}
+
+function pgCluster(action: 'start' | 'stop'): void {
+  const version = execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0]!;
+  execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action], { timeout: 60_000 });
+}
+
+describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
+  const merchant = new MerchantStub();
+  let db: TestDatabase;
+  let tmp: string;
+  let conn: ChannelModel;
+  const daemons: DaemonProcess[] = [];
+  const prefixes: string[] = [];
+  const events: { key: string; body: Record<string, unknown> }[] = [];
+
+  async function daemon(label: string, extra: Record<string, string> = {}, prefix = uniquePrefix(label)): Promise<DaemonProcess> {
+    if (!prefixes.includes(prefix)) prefixes.push(prefix);
+    const d = new DaemonProcess({
+      prefix,
+      schedule: SCHEDULE,
+      env: { NOTIFY_DATABASE_URL: db.url, NOTIFY_ADMIN_TOKEN: ADMIN_TOKEN, NOTIFY_SECRETS_KEY: SECRETS_KEY, NOTIFY_CONFIG: join(tmp, 'config.json'), NOTIFY_LOG_LEVEL: 'info', ...extra },
+    });
+    daemons.push(d);
+    return d.ready(30_000);
+  }
+
+  async function admin<T>(d: DaemonProcess, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const r = await fetch(`${d.adminUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await r.text();
+    const isJson = (r.headers.get('content-type') ?? '').includes('json');
+    return { status: r.status, body: (isJson && text ? JSON.parse(text) : text) as T };
+  }
+
+  async function create(d: DaemonProcess, id: string, extra: Record<string, unknown> = {}): Promise<{ merchant: Merchant; secret: string }> {
+    const r = await admin<{ merchant: Merchant; secret: string }>(d, 'POST', '/admin/merchants', { id, name: `Shop ${id}`, allowedOrigins: [merchant.base], ...extra });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body;
+  }
+
+  before(async () => {
+    await merchant.start();
+    db = await freshDatabase('merchants');
+    tmp = mkdtempSync(join(tmpdir(), 'notifyd-merchants-'));
+    // Changes are pushed (LISTEN/NOTIFY); the periodic re-read is only the backstop, made short here.
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify({ merchants: { refresh: '2s', autoDisableAfter: '2s', autoDisableCron: '* * * * * *' } }));
+    conn = await amqp.connect(AMQP_URL);
+  });
+
+  // Daemons sharing the database also share its jobs (auto-disable): each test's go when it ends.
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.stop().catch(() => d.proc.kill('SIGKILL'));
+  });
+
+  after(async () => {
+    for (const d of daemons) await d.stop().catch(() => d.proc.kill('SIGKILL'));
+    await conn?.close().catch(() => undefined);
+    await merchant.close();
+    for (const p of prefixes) await deletePrefix(p, SCHEDULE).catch(() => undefined);
+    await db?.drop().catch(() => undefined);
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('a notification for merchant B does not verify with merchant A\'s secret, and does with B\'s; during a rotation both old and new verify, after the grace only the new', async (t: TestContext) => {
+    const d = await daemon('forge');
+    const a = await create(d, 'shop-a');
+    const b = await create(d, 'shop-b');
+    assert.match(a.secret, /^whsec_/);
+    assert.notEqual(a.secret, b.secret);
+    const post = async (path: string): Promise<void> => {
+      const r = await d.post({ merchant: 'shop-b', url: `${merchant.base}${path}`, body: { order: 'B1' } });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      await waitFor(() => merchant.count(path) === 1, 5000, 'delivered');
+    };
+    const verify = (path: string, secret: string): boolean => {
+      const req = merchant.seen(path)[0]!;
+      try {
+        new Webhook(secret).verify(req.body.toString('utf8'), req.headers as Record<string, string>);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const p1 = `/fail/0/forge-${d.opts.prefix}`;
+    await post(p1);
+    assert.equal(verify(p1, a.secret), false, "A's secret must not verify B's notification");
+    assert.equal(verify(p1, b.secret), true, "B's secret verifies it");
+
+    const rot = await admin<{ merchant: Merchant; secret: string }>(d, 'POST', '/admin/merchants/shop-b/rotate-secret', { grace: '3s' });
+    assert.equal(rot.status, 200);
+    assert.equal(rot.body.merchant.secrets.length, 2, 'old and new');
+    const p2 = `/fail/0/rot-${d.opts.prefix}`;
+    await waitFor(async () => {
+      const path = `${p2}-${Date.now()}`;
+      await post(path);
+      return verify(path, rot.body.secret) && verify(path, b.secret);
+    }, 5000, 'both signatures during the grace');
+    await new Promise((r) => setTimeout(r, 3500)); // the grace ends
+    await waitFor(async () => {
+      const path = `${p2}-after-${Date.now()}`;
+      await post(path);
+      return verify(path, rot.body.secret) && !verify(path, b.secret);
+    }, 8000, 'only the new one after the grace');
+    t.diagnostic('forgery refused; rotation: both, then only the new one');
+  });
+
+  it("allowedOrigins: refused at the ingress (400) and parked invalid at the worker (direct publish); the merchant is never called elsewhere", async () => {
+    const d = await daemon('origins');
+    await create(d, 'shop-o', { allowedOrigins: ['https://shop-o.example'] });
+    const path = `/fail/0/origin-${d.opts.prefix}`;
+    const r = await d.post({ merchant: 'shop-o', url: `${merchant.base}${path}`, body: { a: 1 } });
+    assert.equal(r.status, 400);
+    assert.equal(r.body.error.field, 'url');
+    const unknown = await d.post({ merchant: 'nobody', url: `${merchant.base}${path}`, body: { a: 1 } });
+    assert.deepEqual([unknown.status, unknown.body.error.code], [400, 'UNKNOWN_MERCHANT']);
+    const ch = await conn.createConfirmChannel();
+    const n = { id: 'direct-o', merchant: 'shop-o', url: `${merchant.base}${path}`, body: { a: 1 } };
+    ch.publish(`${d.opts.prefix}.work`, 'tier.0', Buffer.from(JSON.stringify(n)), { messageId: n.id, persistent: true, headers: { 'notify-attempt': 0 } });
+    await ch.waitForConfirms();
+    await ch.close();
+    await waitFor(async () => (await parkedMessages(d.opts.prefix)).some((m) => m.id === 'direct-o'), 5000, 'parked');
+    const parked = (await parkedMessages(d.opts.prefix)).find((m) => m.id === 'direct-o')!;
+    assert.equal(parked.headers['notify-dead-reason'], 'invalid');
+    assert.match(String(parked.headers['notify-last-error']), /allowed origins/);
+    assert.equal(merchant.count(path), 0);
+  });
+
+  it('a disabled merchant: 409 at the ingress, queued ones parked `disabled`; redrive skips them until it is enabled, then they are delivered', async () => {
+    const d = await daemon('disabled');
+    await create(d, 'shop-d');
+    const path = `/fail/0/disabled-${d.opts.prefix}`;
+    // Tier 0 paused: the notification waits in its queue while the merchant is disabled.
+    await admin(d, 'POST', '/admin/tiers/0/pause');
+    const probe = await conn.createChannel();
+    await waitFor(async () => (await probe.checkQueue(`${d.opts.prefix}.work.0`)).consumerCount === 0, 5000, 'tier 0 consumer cancelled');
+    await probe.close();
+    const r = await d.post({ id: 'dis-1', merchant: 'shop-d', url: `${merchant.base}${path}`, body: { a: 1 } });
+    assert.equal(r.status, 202);
+    assert.equal((await admin(d, 'POST', '/admin/merchants/shop-d/disable', { reason: 'unpaid invoice' })).status, 200);
+    await waitFor(async () => (await d.post({ merchant: 'shop-d', url: `${merchant.base}${path}`, body: { a: 1 } })).status === 409, 3000, '409 at the ingress');
+    await admin(d, 'POST', '/admin/tiers/0/resume');
+    await waitFor(async () => (await parkedMessages(d.opts.prefix)).some((m) => m.id === 'dis-1'), 5000, 'parked');
+    assert.equal((await parkedMessages(d.opts.prefix)).find((m) => m.id === 'dis-1')!.headers['notify-dead-reason'], 'disabled');
+    const still = await admin<{ moved: number; skipped: number }>(d, 'POST', '/admin/dead/redrive?limit=10');
+    assert.deepEqual([still.body.moved, still.body.skipped], [0, 1], 'not redriven while the merchant is disabled');
+    await admin(d, 'POST', '/admin/merchants/shop-d/enable');
+    await waitFor(async () => (await admin<{ moved: number }>(d, 'POST', '/admin/dead/redrive?limit=10')).body.moved === 1, 5000, 'redriven once enabled');
+    await waitFor(() => merchant.count(path) === 1, 5000, 'delivered after enabling');
+  });
+
+  it('a registry change is seen by every tier worker of two daemons within 2 s', async (t: TestContext) => {
+    const prefix = uniquePrefix('twice');
+    const d1 = await daemon('twice', {}, prefix);
+    const d2 = await daemon('twice', {}, prefix);
+    const workerPids = async (d: DaemonProcess): Promise<number[]> => {
+      const s = (await admin<{ tiers: { pid: number }[] }>(d, 'GET', '/admin/status')).body;
+      return s.tiers.map((x) => x.pid);
+    };
+    const pids = [...(await workerPids(d1)), ...(await workerPids(d2))];
+    const changedAt = Date.now();
+    await create(d1, 'shop-new');
+    await waitFor(
+      () => pids.every((pid) => [...d1.lines, ...d2.lines].some((l) => l.msg === 'merchant changed' && l.merchant === 'shop-new' && l.pid === pid)),
+      2000,
+      'every tier worker of both daemons saw it',
+    );
+    t.diagnostic(`all ${pids.length} tier workers saw the new merchant within ${Date.now() - changedAt} ms`);
+  });
+
+  it('auto-disable: a merchant with only failures for merchants.autoDisableAfter is disabled, with a merchant.disabled event', async () => {
+    const d = await daemon('autodisable');
+    const ch = await conn.createChannel();
+    const q = await ch.assertQueue('', { exclusive: true });
+    await ch.bindQueue(q.queue, `${d.opts.prefix}.outcomes`, 'merchant.*');
+    await ch.consume(q.queue, (m) => m && events.push({ key: m.fields.routingKey, body: JSON.parse(m.content.toString()) }), { noAck: true });
+    await create(d, 'shop-fail');
+    for (let i = 0; i < 3; i++) assert.equal((await d.post({ merchant: 'shop-fail', url: `${merchant.base}/status/500/auto-${i}`, body: { i } })).status, 202);
+    await waitFor(() => events.some((e) => e.key === 'merchant.disabled' && e.body.merchant === 'shop-fail'), 15_000, 'merchant.disabled event').catch(async (err: unknown) => {
+      const row = (await db.query('SELECT enabled, failing_since, now() AS now FROM notify_merchants WHERE id = $1', ['shop-fail'])).rows[0];
+      throw new Error(`${(err as Error).message}; registry row ${JSON.stringify(row)}; master lines ${JSON.stringify(d.lines.filter((l) => l.role === 'master').slice(-5))}`);
+    });
+    const m = (await admin<{ merchant: Merchant & { disabledReason: string } }>(d, 'GET', '/admin/merchants/shop-fail')).body.merchant;
+    assert.equal(m.enabled, false);
+    assert.match(m.disabledReason, /auto/);
+    // Log lines are written in batches: the event can come first.
+    await waitFor(() => d.lines.some((l) => /merchant disabled/.test(String(l.msg)) && l.merchant === 'shop-fail'), 2000, 'the log line');
+  });
+
+  it('PostgreSQL stopped for 30 s under load: deliveries to known merchants go on, nothing is lost; the registry comes back', async (t: TestContext) => {
+    const d = await daemon('pgdown');
+    await create(d, 'shop-live');
+    const ids: string[] = [];
+    let n = 0;
+    const send = async (): Promise<void> => {
+      const id = `live-${n++}`;
+      const r = await d.post({ id, merchant: 'shop-live', url: `${merchant.base}/ok/pgdown/${id}`, body: { id } });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      ids.push(id);
+    };
+    for (let i = 0; i < 20; i++) await send();
+    pgCluster('stop');
+    let deliveredDuring = 0;
+    try {
+      const until = Date.now() + 30_000;
+      while (Date.now() < until) {
+        await send();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      deliveredDuring = ids.filter((id) => merchant.count(`/ok/pgdown/${id}`) > 0).length;
+      const metrics = (await admin<string>(d, 'GET', '/metrics')).body;
+      assert.match(metrics, /notify_registry_up 0/);
+    } finally {
+      pgCluster('start');
+    }
+    await waitFor(() => ids.every((id) => merchant.count(`/ok/pgdown/${id}`) > 0), 30_000, 'every accepted notification delivered');
+    t.diagnostic(`${ids.length} accepted, ${deliveredDuring} delivered while PostgreSQL was down, all ${ids.length} in the end`);
+    assert.ok(deliveredDuring >= ids.length - 20, 'deliveries went on while PostgreSQL was down');
+    await waitFor(async () => /notify_registry_up 1/.test((await admin<string>(d, 'GET', '/metrics')).body), 30_000, 'registry reachable again');
+  });
+
+  it('secrets are never in logs, status answers, error messages or GET answers', async () => {
+    const d = await daemon('secrets', { NOTIFY_LOG_LEVEL: 'debug' });
+    const c = await create(d, 'shop-s');
+    const rot = await admin<{ secret: string }>(d, 'POST', '/admin/merchants/shop-s/rotate-secret', {});
+    const path = `/fail/0/secrets-${d.opts.prefix}`;
+    assert.equal((await d.post({ merchant: 'shop-s', url: `${merchant.base}${path}`, body: { a: 1 } })).status, 202);
+    await waitFor(() => merchant.count(path) === 1, 5000, 'delivered');
+    const answers = [
+      JSON.stringify((await admin(d, 'GET', '/admin/merchants/shop-s')).body),
+      JSON.stringify((await admin(d, 'GET', '/admin/merchants')).body),
+      JSON.stringify((await admin(d, 'GET', '/admin/status')).body),
+      JSON.stringify((await admin(d, 'POST', '/admin/merchants', { id: 'shop-s', name: 'dup', allowedOrigins: [merchant.base] })).body),
+      JSON.stringify((await admin(d, 'PATCH', '/admin/merchants/shop-s', { maxAttempts: 99 })).body),
+      (await admin<string>(d, 'GET', '/metrics')).body as unknown as string,
+    ].join('\n');
+    const logs = d.lines.map((l) => JSON.stringify(l)).join('\n') + d.stderr.join('');
+    const stored = (await db.query<{ secret: Buffer }>('SELECT secret FROM notify_merchant_secrets WHERE merchant_id = $1', ['shop-s'])).rows;
+    for (const s of [c.secret, rot.body.secret]) {
+      for (const form of [s, s.slice(6)]) {
+        assert.ok(!answers.includes(form), 'a secret in an answer');
+        assert.ok(!logs.includes(form), 'a secret in the logs');
+        assert.ok(!stored.some((r) => r.secret.toString('utf8').includes(form)), 'a secret stored in clear with NOTIFY_SECRETS_KEY set');
+      }
+    }
+    assert.ok(!logs.includes(SECRETS_KEY) && !answers.includes(SECRETS_KEY), 'the secrets key leaked');
+    assert.ok(!logs.includes(db.url.split('@')[0]!.split('//')[1]!) || !db.url.includes(':'), 'database credentials in logs');
+  });
+});
