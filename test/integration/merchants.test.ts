@@ -3,14 +3,14 @@
 // origins, disabled merchants, registry changes seen everywhere, PostgreSQL
 // down under load, auto-disable, and secrets nowhere but where they belong.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
 import { Webhook } from 'standardwebhooks';
-import { AMQP_URL, DaemonProcess, deletePrefix, parkedMessages, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, parkedMessages, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 
@@ -244,6 +244,42 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     t.diagnostic(`${ids.length} accepted, ${deliveredDuring} delivered while PostgreSQL was down, all ${ids.length} in the end`);
     assert.ok(deliveredDuring >= ids.length - 20, 'deliveries went on while PostgreSQL was down');
     await waitFor(async () => /notify_registry_up 1/.test((await admin<string>(d, 'GET', '/metrics')).body), 30_000, 'registry reachable again');
+  });
+
+  it('notifyd ctl merchants add/list/show/rotate/disable/enable, and notifyd migrate on a fresh database', async () => {
+    const d = await daemon('ctl');
+    const ctl = (...args: string[]): { status: number; out: string } => {
+      const r = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'merchants', ...args, '--admin', d.adminUrl, '--token', ADMIN_TOKEN], { encoding: 'utf8', timeout: 20_000 });
+      return { status: r.status ?? -1, out: r.stdout + r.stderr };
+    };
+    const add = ctl('add', 'shop-ctl', '--name', 'Shop CTL', '--origins', merchant.base, '--max-concurrency', '4');
+    assert.equal(add.status, 0, add.out);
+    const secret = /\n(whsec_[A-Za-z0-9+/=]+)\n/.exec(add.out)?.[1];
+    assert.ok(secret, 'the secret is printed once');
+    const list = ctl('list');
+    assert.equal(list.status, 0);
+    assert.match(list.out, /shop-ctl\s+Shop CTL\s+yes\s+standard/);
+    assert.ok(!list.out.includes(secret!.slice(6)), 'list shows fingerprints only');
+    const rotated = ctl('rotate', 'shop-ctl', '--grace', '1h');
+    assert.equal(rotated.status, 0, rotated.out);
+    assert.match(rotated.out, /shown once/);
+    assert.equal(ctl('disable', 'shop-ctl', '--reason', 'test').status, 0);
+    assert.match(ctl('show', 'shop-ctl').out, /"enabled": false/);
+    assert.equal(ctl('enable', 'shop-ctl').status, 0);
+    assert.equal(ctl('show', 'nobody').status, 1);
+
+    const fresh = await freshDatabase('migrate');
+    try {
+      const r = spawnSync(process.execPath, [CLI_PATH, 'migrate'], { env: { PATH: process.env.PATH, NOTIFY_DATABASE_URL: fresh.url }, encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 0, r.stderr);
+      const result = (out: string): { applied: number[] } => JSON.parse(out.split('\n').find((l) => l.includes('"applied"'))!);
+      assert.deepEqual(result(r.stdout).applied, [1]);
+      const again = spawnSync(process.execPath, [CLI_PATH, 'migrate'], { env: { PATH: process.env.PATH, NOTIFY_DATABASE_URL: fresh.url }, encoding: 'utf8', timeout: 20_000 });
+      assert.deepEqual(result(again.stdout).applied, [], 'nothing twice');
+      assert.equal((await fresh.query('SELECT count(*)::int AS n FROM notify_schema_migrations')).rows[0]!.n, 1);
+    } finally {
+      await fresh.drop();
+    }
   });
 
   it('secrets are never in logs, status answers, error messages or GET answers', async () => {
