@@ -52,6 +52,8 @@ export const USAGE = `npm run bench -- [options]
   --isolation-rate R --isolation-seconds S  the steady part of each isolation run (default 2000/s, 5 s)
   --origins K        also spread --origins-n notifications over K origins against one (e.g. 10000)
   --origins-n N      notifications of the many-origins runs (default 40000)
+  --registry         throughput with a registered merchant on every notification (PostgreSQL) against
+                     the same without one (daemon-wide secret), --runs pairs
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
 /** How a bad merchant misbehaves in `--bad-merchant`. */
@@ -108,6 +110,7 @@ export interface Flags {
   isolationSeconds: number;
   origins: number;
   originsN: number;
+  registry: boolean;
 }
 
 /** The command line (`--help` prints USAGE and exits). */
@@ -141,6 +144,7 @@ export function parseFlags(): Flags {
       'isolation-seconds': { type: 'string' },
       origins: { type: 'string' },
       'origins-n': { type: 'string' },
+      registry: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -195,6 +199,7 @@ export function parseFlags(): Flags {
     isolationSeconds: Math.max(1, num(values['isolation-seconds'], 5, 'isolation-seconds')),
     origins: Math.floor(num(values.origins, 0, 'origins')),
     originsN: Math.max(100, Math.floor(num(values['origins-n'], 40_000, 'origins-n'))),
+    registry: values.registry ?? false,
   };
 }
 

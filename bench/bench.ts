@@ -23,6 +23,7 @@ import { pendingMemory } from './scenarios/pending-memory.js';
 import { retryPrecision } from './scenarios/retry-precision.js';
 import { throughput } from './scenarios/throughput.js';
 import { isolation } from './scenarios/isolation.js';
+import { registry } from './scenarios/registry.js';
 
 /** Scenarios on the shared daemon (`ctx.daemon`), run in this order. */
 const ON_SHARED_DAEMON: readonly Scenario[] = [
@@ -34,6 +35,7 @@ const ON_SHARED_DAEMON: readonly Scenario[] = [
 const ON_OWN_DAEMONS: readonly Scenario[] = [
   pendingMemory, // --pending M
   isolation, // --bad-merchant MODE[,…] --bad-share P[,…], --origins K
+  registry, // --registry
 ];
 
 /**
