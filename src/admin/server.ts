@@ -9,7 +9,11 @@ import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
-export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness'>;
+export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'listDead' | 'metricsText' | 'readiness'>;
+
+/** `GET /admin/dead` lists this many by default, and at most this many. */
+const DEAD_LIST_DEFAULT = 50;
+const DEAD_LIST_MAX = 1000;
 
 /**
  * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
@@ -70,6 +74,13 @@ export class AdminServer {
       return;
     }
     if (path === '/admin/status' && method === 'GET') return this.json(res, 200, await this.target.status());
+    if (path === '/admin/dead' && method === 'GET') {
+      const raw = url.searchParams.get('limit') ?? String(DEAD_LIST_DEFAULT);
+      if (!/^\d{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > DEAD_LIST_MAX) {
+        throw new NotifyError(ErrorCodes.VALIDATION, `limit: must be an integer from 1 to ${DEAD_LIST_MAX}`, 'limit');
+      }
+      return this.json(res, 200, await this.target.listDead(Number(raw)));
+    }
     if (method !== 'POST') {
       if (path.startsWith('/admin/')) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
       throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);

@@ -9,8 +9,8 @@ import { namesFor, routeForAttempt } from './topology.js';
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
 /** Most sticky messages stepped over in one scan. */
 const MAX_SKIPPED = 100_000;
-/** Marks a skipped message with the scan that put it back. */
-const SCAN_HEADER = 'notify-redrive-scan';
+/** Marks a message with the scan (a redrive or a listing) that put it back at the tail. */
+export const SCAN_HEADER = 'notify-redrive-scan';
 
 export interface RedriveResult {
   readonly moved: number;
