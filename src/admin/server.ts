@@ -7,6 +7,7 @@ import { statusForError } from '../ingress/server.js';
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { ConsoleFiles, isConsolePath } from './console-files.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
 export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'listDead' | 'metricsText' | 'readiness'>;
@@ -17,8 +18,9 @@ const DEAD_LIST_MAX = 1000;
 
 /**
  * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
- * (DESIGN §7–8). Loopback by default; when a token is configured every route
- * but the probes (`/healthz`, `/readyz`) requires it.
+ * (DESIGN §7–8), and the operator console's files (`/`, `/console/*`, DESIGN
+ * §12). Loopback by default; when a token is configured every route but the
+ * probes (`/healthz`, `/readyz`) and the console's files requires it.
  */
 export class AdminServer {
   private server: Server | null = null;
@@ -29,6 +31,7 @@ export class AdminServer {
     private readonly current: () => AdminConfig,
     private readonly target: AdminTarget,
     private readonly log: Logger,
+    private readonly console: ConsoleFiles = new ConsoleFiles(),
   ) {}
 
   listen(): Promise<number> {
@@ -63,6 +66,8 @@ export class AdminServer {
       const r = this.target.readiness();
       return this.json(res, r.ready ? 200 : 503, r);
     }
+    // The console's files hold no secret (the API calls it makes carry the token), so a browser can load the page that asks for it.
+    if (isConsolePath(path)) return this.console.serve(req, res, path);
     const token = this.current().token;
     if (token && !tokenMatches(req.headers.authorization, token)) {
       throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
