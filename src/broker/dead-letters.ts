@@ -24,8 +24,9 @@ export interface RedriveResult {
  * redrive. Each move is publish → confirm → ack. A skipped (sticky) one is put
  * back at the tail of `P.dead` the same way, marked with this scan's id, rather
  * than requeued: a requeue counts as a redelivery, and quorum queues on
- * RabbitMQ 4 drop a message after 20 of those. Meeting a message marked with
- * this scan means the queue has been gone round once, so the scan stops.
+ * RabbitMQ 4 drop a message after 20 of those. It reads at most what was
+ * parked when it started; meeting a message marked with this scan means the
+ * queue has been gone round once (someone else took messages), so it stops.
  */
 export async function redrive(ch: ConfirmChannel, config: Config, limit: number, force: boolean, returns?: ReturnTracker): Promise<RedriveResult> {
   const names = namesFor(config.prefix);
@@ -33,7 +34,10 @@ export async function redrive(ch: ConfirmChannel, config: Config, limit: number,
   const scanId = randomUUID();
   let moved = 0;
   let skipped = 0;
-  while (moved < limit && skipped < MAX_SKIPPED) {
+  // Only what is parked when the scan starts: a notification it moves that fails again at once (a 410, say)
+  // is parked again behind the others and must not be moved again by the same redrive.
+  let left = (await ch.checkQueue(names.dead)).messageCount;
+  while (moved < limit && skipped < MAX_SKIPPED && left-- > 0) {
     const msg = await ch.get(names.dead, { noAck: false });
     if (!msg) break;
     const old = msg.properties.headers ?? {};

@@ -3,6 +3,7 @@
 // copies it leaves behind were never delivered); a listing of the whole queue
 // keeps its order, a shorter one turns it by its limit; listings and redrives
 // run one at a time; what the broker dead-lettered itself keeps its reason.
+// And redrive moves each parked notification at most once per call.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import amqp from 'amqplib';
@@ -23,22 +24,28 @@ interface Peeked {
   headers: Record<string, unknown>;
 }
 
-/** Every message of P.dead in queue order, read once and given back by closing the channel (test-side only). */
+/**
+ * Every message of P.dead in queue order, read once and given back by closing
+ * the channel (test-side only). A quorum queue takes them back asynchronously,
+ * so this waits until they are all ready again, or the next step would see
+ * fewer.
+ */
 async function peek(prefix: string): Promise<Peeked[]> {
   const conn = await amqp.connect(AMQP_URL);
+  const out: Peeked[] = [];
   try {
     const ch = await conn.createChannel();
-    const out: Peeked[] = [];
     for (;;) {
       const m = await ch.get(`${prefix}.dead`, { noAck: false });
       if (!m) break;
       out.push({ id: String(m.properties.messageId), redelivered: m.fields.redelivered, headers: m.properties.headers ?? {} });
     }
     await ch.close();
-    return out;
   } finally {
     await conn.close();
   }
+  await waitFor(async () => (await deadCount(prefix)) === out.length, 10_000, 'peeked messages back in P.dead');
+  return out;
 }
 
 async function deadCount(prefix: string): Promise<number> {
@@ -179,6 +186,18 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
     assert.equal(copy.headers['notify-dead-reason'], 'broker-rejected', 'x-death does not survive a republish; its reason does');
     assert.equal(typeof copy.headers['notify-dead-at'], 'number');
     assert.equal((await d.admin('POST', '/admin/tiers/1/resume')).status, 200);
+  });
+
+  it('a redrive moves each parked notification once, even those that fail again at once and are parked behind the others', async () => {
+    const before = await list();
+    const goneBefore = [0, 1, 2].map((i) => merchant.count(`/status/410/gone-${i}-${prefix}`));
+    const r = await d.admin<{ moved: number; skipped: number; remaining: number }>('POST', '/admin/dead/redrive?limit=100&force=1');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.moved, before.total, 'each once, however large the limit');
+    const gone = (): number[] => [0, 1, 2].map((i) => merchant.count(`/status/410/gone-${i}-${prefix}`));
+    await waitFor(() => gone().every((n, i) => n >= goneBefore[i]! + 1), 10_000, 'the 410s tried again');
+    await new Promise((res) => setTimeout(res, 500));
+    assert.deepEqual(gone(), goneBefore.map((n) => n + 1), 'each 410 merchant called once more, not once per pass');
   });
 
   it('limit is validated', async () => {

@@ -1,10 +1,11 @@
-// The P.dead listing against a fake queue: every listed message is copied to
-// the tail and acked only after the broker confirmed the copy; never a nack;
-// a failed copy closes the channel (which gives the originals back).
+// The two scans of P.dead against a fake queue. The listing: every listed
+// message is copied to the tail and acked only after the broker confirmed the
+// copy; never a nack; a failed copy closes the channel (which gives the
+// originals back). Redrive: reads each parked message at most once.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
-import { SCAN_HEADER } from '../../src/broker/dead-letters.js';
+import { redrive, SCAN_HEADER } from '../../src/broker/dead-letters.js';
 import { listDead } from '../../src/broker/dead-listing.js';
 import { loadConfig } from '../../src/core/config.js';
 
@@ -27,6 +28,10 @@ class FakeDeadQueue {
   private publishes = 0;
   /** Called after each get (e.g. to take messages away as another daemon would). */
   afterGet: (() => void) | null = null;
+  /** Ids published anywhere but back to `p.dead` (a redrive's moves), in order. */
+  readonly moved: string[] = [];
+  /** Called for each move (e.g. to park it again at once, as a 410 would be). */
+  onMove: ((m: Stored) => void) | null = null;
 
   constructor(ids: string[], headers: (id: string) => Record<string, unknown> = () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-tier': 1 })) {
     this.queue = ids.map((id) => ({ content: Buffer.from(JSON.stringify({ id, url: `https://m.example/${id}` })), properties: { messageId: id, headers: headers(id) } }));
@@ -54,15 +59,20 @@ class FakeDeadQueue {
         return { content: m.content, fields: { deliveryTag, redelivered: false, exchange: '', routingKey: 'p.dead', messageCount: this.queue.length }, properties: m.properties } as unknown as GetMessage;
       },
       publish: (exchange: string, key: string, content: Buffer, options: Options.Publish, cb: (err: unknown) => void) => {
-        assert.equal(exchange, '');
-        assert.equal(key, 'p.dead');
         const n = this.publishes++;
         this.calls.push(`publish ${String(options.messageId)}`);
-        if (this.failPublish.has(n)) setImmediate(() => cb(new Error('nack')));
-        else {
-          this.queue.push({ content, properties: { messageId: String(options.messageId), headers: (options.headers ?? {}) as Record<string, unknown> } });
-          setImmediate(() => cb(null));
+        if (this.failPublish.has(n)) {
+          setImmediate(() => cb(new Error('nack')));
+          return true;
         }
+        const stored = { content, properties: { messageId: String(options.messageId), headers: (options.headers ?? {}) as Record<string, unknown> } };
+        if (exchange === '' && key === 'p.dead') this.queue.push(stored);
+        else {
+          assert.deepEqual([exchange, key], ['p.work', 'tier.0'], 'a move goes to tier 0');
+          this.moved.push(stored.properties.messageId);
+          this.onMove?.(stored);
+        }
+        setImmediate(() => cb(null));
         return true;
       },
       ack: (m: GetMessage) => {
@@ -154,5 +164,26 @@ describe('listDead', () => {
     assert.equal(h['notify-dead-reason'], 'broker-delivery_limit');
     assert.equal(h['notify-dead-at'], 1_780_000_000_000);
     assert.equal(h['x-death'], undefined, 'x- headers belong to the broker');
+  });
+});
+
+describe('redrive', () => {
+  it('moves each parked notification at most once, even when a moved one is parked again during the scan', async () => {
+    const q = new FakeDeadQueue(ids(3));
+    // Each move fails again at once (the merchant answers 410) and is parked again behind the others.
+    q.onMove = (m) => q.queue.push({ content: m.content, properties: { messageId: m.properties.messageId, headers: { 'notify-dead-reason': 'status-410' } } });
+    const r = await redrive(q.channel(), config, 100, false);
+    assert.deepEqual(q.moved, ['m0', 'm1', 'm2'], 'three moves, one each');
+    assert.equal(r.moved, 3);
+    assert.equal(r.remaining, 3, 'all three parked again, each once');
+    assert.deepEqual(q.ids, ['m0', 'm1', 'm2']);
+  });
+
+  it('steps over sticky ones (back to the tail, no nack) and moves up to the limit', async () => {
+    const q = new FakeDeadQueue(ids(4), (id) => ({ 'notify-dead-reason': id === 'm1' ? 'blocked' : 'exhausted' }));
+    const r = await redrive(q.channel(), config, 2, false);
+    assert.deepEqual(q.moved, ['m0', 'm2']);
+    assert.deepEqual(r, { moved: 2, skipped: 1, remaining: 2 });
+    assert.deepEqual(q.ids, ['m3', 'm1']);
   });
 });
