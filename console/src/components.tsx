@@ -28,7 +28,7 @@ const TONE: Readonly<Record<string, string>> = {
 /** A state as a labelled badge: the word, with a colour and a shape that repeat it. */
 export function StateBadge({ state }: { state: string }) {
   const tone = TONE[state] ?? 'info';
-  return <span class={`badge badge-${tone}`}>{state}</span>;
+  return <span class={`badge badge-${tone} state-${state.replace(/[^a-z0-9-]/gi, '')}`}>{state}</span>;
 }
 
 /** An API error, worded for an operator. */

@@ -125,7 +125,7 @@ export function Merchants() {
               <tbody>
                 {merchants.map((m) => (
                   <tr key={m.id}>
-                    <th scope="row" data-label="Id">
+                    <th scope="row" data-label="Id" class="nowrap">
                       {m.id}
                     </th>
                     <td data-label="Name">{m.name ?? '—'}</td>

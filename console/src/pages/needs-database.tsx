@@ -22,9 +22,7 @@ export function NeedsDatabase({ feature, err, what }: { feature: string; err: un
       <pre>
         <code>NOTIFY_DATABASE_URL=postgres://notifyd:…@db.example:5432/notifyd notifyd start</code>
       </pre>
-      <p class="muted small">
-        Or <code>databaseUrl</code> in the configuration file. See DESIGN §10–11 and <code>docs/configuration.md</code>.
-      </p>
+      <p class="muted small">Merchants and delivery history share that database (DESIGN §10–11).</p>
     </Unavailable>
   );
 }

@@ -18,7 +18,8 @@ export function Notification({ id }: { id: string | null }) {
   const [again, setAgain] = useState(0);
 
   useEffect(() => {
-    setDraft(id ?? '');
+    // Follow the address (a link from the Parked page, back/forward); never wipe what is being typed.
+    if (id) setDraft(id);
     setResend(null);
     if (!id) {
       setLookup({ state: 'idle' });
@@ -78,13 +79,11 @@ export function Notification({ id }: { id: string | null }) {
         <Timeline
           data={lookup.data}
           resend={
-            <>
-              <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id)}>
-                {resending ? 'Resending…' : 'Resend'}
-              </button>
-              <Live message={resend?.text ?? null} tone={resend?.tone} />
-            </>
+            <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id)}>
+              {resending ? 'Resending…' : 'Resend'}
+            </button>
           }
+          message={<Live message={resend?.text ?? null} tone={resend?.tone} />}
         />
       ) : null}
     </>
@@ -105,10 +104,11 @@ function LookupFailed({ id, error }: { id: string; error: unknown }) {
   return <ErrorNotice error={error} what={`look up ${id}`} />;
 }
 
-function Timeline({ data, resend }: { data: NotificationTimeline; resend: ComponentChildren }) {
+function Timeline({ data, resend, message }: { data: NotificationTimeline; resend: ComponentChildren; message: ComponentChildren }) {
   const n = data.notification;
   return (
     <Section title={`Notification ${n.id}`} id="timeline-title" actions={resend}>
+      {message}
       <dl class="facts">
         <dt>Status</dt>
         <dd>
@@ -136,9 +136,8 @@ function Timeline({ data, resend }: { data: NotificationTimeline; resend: Compon
                 {a.durationMs === null ? '' : ` · ${Math.round(a.durationMs)} ms`}
               </p>
               <p>
-                <StateBadge state={a.skipped ? 'skipped' : a.outcome} /> {a.status === null ? 'no answer' : `status ${a.status}`}
-                {a.skipped && a.reason ? ` · not sent: ${a.reason}` : ''}
-                {!a.skipped && a.reason ? ` · ${a.reason}` : ''}
+                <StateBadge state={a.skipped ? 'skipped' : a.outcome} />{' '}
+                {a.skipped ? `not sent${a.reason ? `: ${a.reason}` : ''}` : `${a.status === null ? 'no answer' : `status ${a.status}`}${a.reason ? ` · ${a.reason}` : ''}`}
               </p>
               {a.error ? <p class="muted wrap">{a.error}</p> : null}
             </li>

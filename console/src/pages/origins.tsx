@@ -113,7 +113,7 @@ export function Origins() {
                       <td data-label="Failures in a row" class="num">
                         {o.consecutiveFailures}
                       </td>
-                      <td data-label="Last error" class="wrap">
+                      <td data-label="Last error" class="text">
                         {o.lastError ?? '—'}
                         {o.lastErrorAt ? <span class="muted small"> ({f.ago(o.lastErrorAt)})</span> : null}
                       </td>

@@ -41,6 +41,11 @@ function queueOrder(name: string): [number, number, string] {
   return [Number.MAX_SAFE_INTEGER, 0, name];
 }
 
+/** `work.0` for `<prefix>.work.0`: the prefix is in the page head already. */
+function shortQueue(name: string, prefix: string | undefined): string {
+  return prefix && name.startsWith(`${prefix}.`) ? name.slice(prefix.length + 1) : name;
+}
+
 export function Overview() {
   const history = useRef<Scrape[]>([]);
   // What a pause/resume answered, and when; shown until a status asked for after it arrives.
@@ -212,36 +217,35 @@ export function Overview() {
             </dd>
           </dl>
         </Section>
-      </div>
-
-      <Section title="Queue depths" id="queues-title">
-        {snap.queues.length === 0 ? (
-          <p class="muted">No queue samples yet (sampled every few seconds once the broker is connected).</p>
-        ) : (
-          <table class="grid compact">
-            <thead>
-              <tr>
-                <th scope="col">Queue</th>
-                <th scope="col" class="num">
-                  Ready messages
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {snap.queues.map((q) => (
-                <tr key={q.queue}>
-                  <th scope="row" data-label="Queue">
-                    <code>{q.queue}</code>
+        <Section title="Queue depths" id="queues-title">
+          {snap.queues.length === 0 ? (
+            <p class="muted">No queue samples yet (sampled every few seconds once the broker is connected).</p>
+          ) : (
+            <table class="grid compact">
+              <thead>
+                <tr>
+                  <th scope="col">Queue</th>
+                  <th scope="col" class="num">
+                    Ready messages
                   </th>
-                  <td data-label="Ready" class="num">
-                    {f.count(q.messages)}
-                  </td>
                 </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </Section>
+              </thead>
+              <tbody>
+                {snap.queues.map((q) => (
+                  <tr key={q.queue}>
+                    <th scope="row" data-label="Queue" title={q.queue}>
+                      <code>{shortQueue(q.queue, status.prefix)}</code>
+                    </th>
+                    <td data-label="Ready" class="num">
+                      {f.count(q.messages)}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </Section>
+      </div>
     </>
   );
 }

@@ -1,9 +1,9 @@
 // What sits in P.dead, by reason, and redrive. Listing is not free (the
 // daemon reads each listed message and puts it back at the tail), so this
-// page loads once and on demand, never on a timer.
+// page lists once and on demand, never on a timer.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { listDead, redrive, type DeadListing, type RedriveResult } from '../api';
-import { ErrorNotice, Live, Section, StateBadge } from '../components';
+import { ErrorNotice, Live, Section } from '../components';
 import * as f from '../format';
 import { href } from '../router';
 import { usePoll } from '../use-poll';
@@ -16,21 +16,13 @@ function sortedReasons(byReason: Readonly<Record<string, number>>): [string, num
   return Object.entries(byReason).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
 }
 
-export function Parked() {
-  const [size, setSize] = useState<number>(SIZES[0]);
-  const listing = usePoll<DeadListing>(() => listDead(size), null);
-  const firstSize = useRef(true);
-  useEffect(() => {
-    // A new size lists again (the first one was listed on mount).
-    if (firstSize.current) firstSize.current = false;
-    else listing.refresh();
-  }, [size]);
+function RedriveForm({ onDone }: { onDone: () => void }) {
   const [limit, setLimit] = useState('100');
   const [force, setForce] = useState(false);
   const [running, setRunning] = useState(false);
   const [result, setResult] = useState<{ text: string; tone: 'good' | 'bad' } | null>(null);
 
-  async function onRedrive(e: Event): Promise<void> {
+  async function onSubmit(e: Event): Promise<void> {
     e.preventDefault();
     const n = Number(limit);
     if (!Number.isInteger(n) || n < 1) {
@@ -42,13 +34,45 @@ export function Parked() {
     try {
       const r: RedriveResult = await redrive(n, force);
       setResult({ text: `Redrive done: moved ${r.moved}, skipped ${r.skipped}, remaining ${r.remaining}.`, tone: 'good' });
-      listing.refresh();
+      onDone();
     } catch (err) {
       setResult({ text: `Redrive failed: ${(err as Error).message}`, tone: 'bad' });
     } finally {
       setRunning(false);
     }
   }
+
+  return (
+    <Section title="Redrive" id="redrive-title">
+      <p class="muted small">
+        Moves parked notifications from the head of the dead queue back to tier 0, keeping their history. <code>blocked</code> and <code>invalid</code> ones
+        would fail the same way again: they are stepped over unless forced.
+      </p>
+      <form class="inline-form" onSubmit={(e) => void onSubmit(e)}>
+        <label for="redrive-limit">Limit</label>
+        <input id="redrive-limit" type="number" inputMode="numeric" min={1} step={1} required value={limit} onInput={(e) => setLimit((e.target as HTMLInputElement).value)} />
+        <span class="check">
+          <input id="redrive-force" type="checkbox" checked={force} onChange={(e) => setForce((e.target as HTMLInputElement).checked)} />
+          <label for="redrive-force">Force (also blocked and invalid)</label>
+        </span>
+        <button type="submit" class="btn btn-primary" disabled={running}>
+          {running ? 'Redriving…' : 'Redrive'}
+        </button>
+      </form>
+      <Live message={result?.text ?? null} tone={result?.tone} />
+    </Section>
+  );
+}
+
+export function Parked() {
+  const [size, setSize] = useState<number>(SIZES[0]);
+  const listing = usePoll<DeadListing>(() => listDead(size), null);
+  const firstSize = useRef(true);
+  useEffect(() => {
+    // A new size lists again (the first one was listed on mount).
+    if (firstSize.current) firstSize.current = false;
+    else listing.refresh();
+  }, [size]);
 
   const data = listing.data;
   const shown = data?.messages.length ?? 0;
@@ -57,7 +81,35 @@ export function Parked() {
     <>
       <div class="page-head">
         <h1>Parked</h1>
-        <p class="muted">Notifications in the dead queue: their last tier failed, or they could never succeed.</p>
+        <p class="muted">The dead queue: notifications whose last tier failed, or that could never succeed.</p>
+      </div>
+      <ErrorNotice error={listing.error} what="list the dead queue" />
+
+      <div class="columns">
+        <Section title="By reason" id="reasons-title">
+          {!data ? (
+            <p class="muted">{listing.error ? '—' : 'Loading…'}</p>
+          ) : (
+            <div class="stats">
+              <p class="stat">
+                <span class="stat-value" data-testid="parked-total">
+                  {f.count(data.total)}
+                </span>
+                <span class="stat-label">parked</span>
+              </p>
+              {sortedReasons(data.byReason).map(([reason, n]) => (
+                <p class="stat" key={reason}>
+                  <span class="stat-value">{f.count(n)}</span>
+                  <span class="stat-label">
+                    <code>{reason}</code>
+                    {STICKY.has(reason) ? ' (needs force)' : ''}
+                  </span>
+                </p>
+              ))}
+            </div>
+          )}
+        </Section>
+        <RedriveForm onDone={listing.refresh} />
       </div>
 
       <Section
@@ -85,33 +137,13 @@ export function Parked() {
           </form>
         }
       >
-        <ErrorNotice error={listing.error} what="list the dead queue" />
-        {!data ? (
-          listing.error ? null : <p class="muted">Loading…</p>
-        ) : (
+        {!data ? null : (
           <>
-            <div class="stats">
-              <p class="stat">
-                <span class="stat-value" data-testid="parked-total">
-                  {f.count(data.total)}
-                </span>
-                <span class="stat-label">parked in total</span>
-              </p>
-              {sortedReasons(data.byReason).map(([reason, n]) => (
-                <p class="stat" key={reason}>
-                  <span class="stat-value">{f.count(n)}</span>
-                  <span class="stat-label">
-                    <code>{reason}</code>
-                    {STICKY.has(reason) ? ' (redriven only with force)' : ''}
-                  </span>
-                </p>
-              ))}
-            </div>
             <p class="muted small">
               {data.total > shown
-                ? `Counts by reason are over the first ${shown} of ${data.total}. Listing moved those ${shown} to the back of the queue (nothing is consumed), so a redrive with a small limit starts with the ones after them.`
-                : `Counts by reason are over all ${data.total}. Listing reads each message and puts it back in the same order; nothing is consumed.`}{' '}
-              Read {f.dateTime(listing.at)}.
+                ? `The first ${shown} of ${data.total} (counts by reason are over these). Listing moved them to the back of the queue (nothing is consumed), so a redrive with a small limit starts with the ones after them.`
+                : `All ${data.total}, oldest first. Listing reads each message and puts it back in the same order; nothing is consumed.`}{' '}
+              Listed {f.dateTime(listing.at)}.
             </p>
             {shown === 0 ? (
               <p class="empty">Nothing is parked.</p>
@@ -136,8 +168,8 @@ export function Parked() {
                           <a href={href('notifications', m.id)}>{m.id}</a>
                         </th>
                         <td data-label="Reason">
-                          <StateBadge state="dead" /> <code>{m.reason}</code>
-                          {m.redriven ? <span class="muted small"> (redriven {m.redriven}×)</span> : null}
+                          <code>{m.reason}</code>
+                          {m.redriven ? <span class="muted small"> · redriven {m.redriven}×</span> : null}
                         </td>
                         <td data-label="Tier" class="num">
                           {m.tier ?? '—'}
@@ -145,7 +177,7 @@ export function Parked() {
                         <td data-label="Attempts" class="num">
                           {m.attempts ?? '—'}
                         </td>
-                        <td data-label="Last error" class="wrap">
+                        <td data-label="Last error" class="text">
                           {m.lastError ?? '—'}
                         </td>
                         <td data-label="Parked">
@@ -162,25 +194,6 @@ export function Parked() {
             )}
           </>
         )}
-      </Section>
-
-      <Section title="Redrive" id="redrive-title">
-        <p class="muted small">
-          Moves parked notifications from the head of the dead queue back to tier 0, keeping their history headers. <code>blocked</code> and{' '}
-          <code>invalid</code> ones would fail the same way again: they are stepped over unless you force it.
-        </p>
-        <form class="inline-form" onSubmit={(e) => void onRedrive(e)}>
-          <label for="redrive-limit">Limit</label>
-          <input id="redrive-limit" type="number" inputMode="numeric" min={1} step={1} required value={limit} onInput={(e) => setLimit((e.target as HTMLInputElement).value)} />
-          <span class="check">
-            <input id="redrive-force" type="checkbox" checked={force} onChange={(e) => setForce((e.target as HTMLInputElement).checked)} />
-            <label for="redrive-force">Force (also blocked and invalid)</label>
-          </span>
-          <button type="submit" class="btn btn-primary" disabled={running}>
-            {running ? 'Redriving…' : 'Redrive'}
-          </button>
-        </form>
-        <Live message={result?.text ?? null} tone={result?.tone} />
       </Section>
     </>
   );
