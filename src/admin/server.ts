@@ -7,6 +7,7 @@ import { statusForError } from '../ingress/server.js';
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { foreignBrowserRequest } from './browser-guard.js';
 import { ConsoleFiles, isConsolePath } from './console-files.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
@@ -72,6 +73,8 @@ export class AdminServer {
     if (token && !tokenMatches(req.headers.authorization, token)) {
       throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
     }
+    const foreign = token ? null : foreignBrowserRequest(req.headers);
+    if (foreign) throw new NotifyError(ErrorCodes.FORBIDDEN, `refused ${foreign}: open the console at http://127.0.0.1:<admin port>/, or set admin.token`);
     if (path === '/metrics' && method === 'GET') {
       const text = await this.target.metricsText();
       res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE });

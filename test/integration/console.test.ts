@@ -374,7 +374,7 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
     await page.getByRole('heading', { name: 'Overview' }).waitFor({ timeout: UI_TIMEOUT });
   });
 
-  it('a daemon without an admin token (loopback) opens without asking', async () => {
+  it('a daemon without an admin token (loopback) opens without asking, and refuses another site', async () => {
     const open = await daemon('console-open');
     const p = await browser.newPage();
     watch(p, open.adminUrl);
@@ -385,6 +385,20 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
       assert.equal(await p.evaluate(() => sessionStorage.length), 0);
     } finally {
       await p.close();
+    }
+    // Without a token, another web page must not be able to drive the admin port through this browser.
+    const evil = await browser.newPage();
+    try {
+      await evil.goto(`${merchant.base}/evil-page`);
+      const sent = await evil.evaluate(async (url) => {
+        await fetch(url, { method: 'POST', mode: 'no-cors' });
+        return true;
+      }, `${open.adminUrl}/admin/tiers/0/pause`);
+      assert.equal(sent, true);
+      const tiers = (await open.admin<{ tiers: TierRow[] }>('GET', '/admin/status')).body.tiers;
+      assert.equal(tiers[0]!.state, 'running', 'a cross-site POST did not pause tier 0');
+    } finally {
+      await evil.close();
     }
   });
 
