@@ -237,6 +237,10 @@ export async function parkedMessages(prefix: string): Promise<{ id: string; head
       out.push({ id: String(m.properties.messageId), headers: m.properties.headers ?? {} });
     }
     await ch.close(); // unacked: back to the queue
+    // A quorum queue takes them back a moment after the close: wait, so a scan right after this sees them ready.
+    const check = await conn.createChannel();
+    for (let i = 0; i < 100 && (await check.checkQueue(`${prefix}.dead`)).messageCount < out.length; i++) await new Promise((r) => setTimeout(r, 20));
+    await check.close();
     return out;
   } finally {
     await conn.close();

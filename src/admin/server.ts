@@ -6,15 +6,25 @@ import { closeServerNow, statusForError, tokenMatches } from '../core/http-util.
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { foreignBrowserRequest } from './browser-guard.js';
+import { ConsoleFiles, isConsolePath } from './console-files.js';
 import { merchantRoute } from './merchant-routes.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
-export type AdminTarget = Pick<Supervisor, 'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'metricsText' | 'readiness' | 'origins' | 'merchants' | 'currentConfig'>;
+export type AdminTarget = Pick<
+  Supervisor,
+  'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'listDead' | 'metricsText' | 'readiness' | 'origins' | 'merchants' | 'currentConfig'
+>;
+
+/** `GET /admin/dead` lists this many by default, and at most this many. */
+const DEAD_LIST_DEFAULT = 50;
+const DEAD_LIST_MAX = 1000;
 
 /**
  * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
- * (DESIGN §7–8). Loopback by default; when a token is configured every route
- * but the probes (`/healthz`, `/readyz`) requires it.
+ * (DESIGN §7–8), and the operator console's files (`/`, `/console/*`, DESIGN
+ * §12). Loopback by default; when a token is configured every route but the
+ * probes (`/healthz`, `/readyz`) and the console's files requires it.
  */
 export class AdminServer {
   private server: Server | null = null;
@@ -25,6 +35,7 @@ export class AdminServer {
     private readonly current: () => AdminConfig,
     private readonly target: AdminTarget,
     private readonly log: Logger,
+    private readonly console: ConsoleFiles = new ConsoleFiles(),
   ) {}
 
   listen(): Promise<number> {
@@ -63,12 +74,21 @@ export class AdminServer {
       const r = this.target.readiness();
       return this.json(res, r.ready ? 200 : 503, r);
     }
+    // The console's files hold no secret (the API calls it makes carry the token), so a browser can load the page that asks for it.
+    if (isConsolePath(path)) return this.console.serve(req, res, path);
     const token = this.current().token;
     if (token && !tokenMatches(req.headers.authorization, token)) {
       req.resume();
       throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
     }
-    const merchants = await merchantRoute(this.target.merchants, req, url, this.target.currentConfig.merchants.rotationGraceMs);
+    const foreign = token ? null : foreignBrowserRequest(req.headers);
+    if (foreign) {
+      req.resume();
+      throw new NotifyError(ErrorCodes.FORBIDDEN, `refused ${foreign}: open the console at http://127.0.0.1:<admin port>/, or set admin.token`);
+    }
+    const merchants = path === '/admin/merchants' || path.startsWith('/admin/merchants/')
+      ? await merchantRoute(this.target.merchants, req, url, this.target.currentConfig.merchants.rotationGraceMs)
+      : null;
     if (merchants !== null) {
       if (merchants.status === 204) {
         res.writeHead(204).end();
@@ -88,6 +108,13 @@ export class AdminServer {
       const limitRaw = url.searchParams.get('limit') ?? '20';
       if (!/^\d{1,4}$/.test(limitRaw) || Number(limitRaw) < 1) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: must be a positive integer', 'limit');
       return this.json(res, 200, await this.target.origins(Number(limitRaw)));
+    }
+    if (path === '/admin/dead' && method === 'GET') {
+      const raw = url.searchParams.get('limit') ?? String(DEAD_LIST_DEFAULT);
+      if (!/^\d{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > DEAD_LIST_MAX) {
+        throw new NotifyError(ErrorCodes.VALIDATION, `limit: must be an integer from 1 to ${DEAD_LIST_MAX}`, 'limit');
+      }
+      return this.json(res, 200, await this.target.listDead(Number(raw)));
     }
     if (method !== 'POST') {
       if (path.startsWith('/admin/')) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');

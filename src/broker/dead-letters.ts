@@ -9,8 +9,8 @@ import { namesFor, routeForAttempt } from './topology.js';
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
 /** Most sticky messages stepped over in one scan. */
 const MAX_SKIPPED = 100_000;
-/** Marks a skipped message with the scan that put it back. */
-const SCAN_HEADER = 'notify-redrive-scan';
+/** Marks a message with the scan (a redrive or a listing) that put it back at the tail. */
+export const SCAN_HEADER = 'notify-redrive-scan';
 
 export interface RedriveResult {
   readonly moved: number;
@@ -26,8 +26,9 @@ export interface RedriveResult {
  * redrive. Each move is publish → confirm → ack. A skipped (sticky) one is put
  * back at the tail of `P.dead` the same way, marked with this scan's id, rather
  * than requeued: a requeue counts as a redelivery, and quorum queues on
- * RabbitMQ 4 drop a message after 20 of those. Meeting a message marked with
- * this scan means the queue has been gone round once, so the scan stops.
+ * RabbitMQ 4 drop a message after 20 of those. It reads at most what was
+ * parked when it started; meeting a message marked with this scan means the
+ * queue has been gone round once (someone else took messages), so it stops.
  */
 export async function redrive(
   ch: ConfirmChannel,
@@ -42,7 +43,10 @@ export async function redrive(
   const scanId = randomUUID();
   let moved = 0;
   let skipped = 0;
-  while (moved < limit && skipped < MAX_SKIPPED) {
+  // Only what is parked when the scan starts: a notification it moves that fails again at once (a 410, say)
+  // is parked again behind the others and must not be moved again by the same redrive.
+  let left = (await ch.checkQueue(names.dead)).messageCount;
+  while (moved < limit && skipped < MAX_SKIPPED && left-- > 0) {
     const msg = await ch.get(names.dead, { noAck: false });
     if (!msg) break;
     const old = msg.properties.headers ?? {};

@@ -21,6 +21,8 @@ export const ErrorCodes = {
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   /** Missing or wrong bearer token. */
   UNAUTHORIZED: 'UNAUTHORIZED',
+  /** A browser request the admin port refuses (from another site, or for a name that is not loopback). */
+  FORBIDDEN: 'FORBIDDEN',
   /** The broker is not connected or did not confirm; nothing was accepted. */
   BROKER_UNAVAILABLE: 'BROKER_UNAVAILABLE',
   /** The broker nacked a publish. */

@@ -2,6 +2,8 @@ import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
+import { listDead } from '../broker/dead-listing.js';
+import type { DeadListing } from '../broker/dead-summary.js';
 import { buildTopology, declareTopology, namesFor, type Topology } from '../broker/topology.js';
 import { redactUrl, type Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
@@ -16,7 +18,7 @@ export class MasterBroker {
   private conn: ChannelModel | null = null;
   private ch: ConfirmChannel | null = null;
   private returns: ReturnTracker | null = null;
-  /** Redrives run one at a time: two scans on one queue would keep re-marking each other's skips. */
+  /** Scans of P.dead (redrives, listings) run one at a time: two scans on one queue would keep re-marking each other's copies. */
   private redriving: Promise<unknown> = Promise.resolve();
   private readonly topology: Topology;
   private closed = false;
@@ -100,16 +102,30 @@ export class MasterBroker {
   }
 
   /**
-   * Moves parked notifications back to tier 0 (one redrive at a time).
+   * Moves parked notifications back to tier 0 (one scan of P.dead at a time).
    * `stuck` says which parked ones would only be parked again (a merchant
    * still disabled), to be stepped over like `blocked` and `invalid` ones.
    */
   redrive(limit: number, force: boolean, stuck?: (reason: string, content: Buffer) => boolean): Promise<RedriveResult> {
-    const run = this.redriving.then(() => {
+    return this.deadScan(() => {
       const ch = this.ch;
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
       return redrive(ch, this.config(), limit, force, this.returns ?? undefined, stuck);
     });
+  }
+
+  /** Lists parked notifications without consuming them (one scan of P.dead at a time). */
+  listDead(limit: number): Promise<DeadListing> {
+    return this.deadScan(() => {
+      const ch = this.ch;
+      if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+      return listDead(ch, this.config(), limit, this.returns ?? undefined);
+    });
+  }
+
+  /** Runs `scan` after every scan of P.dead asked for before it. */
+  private deadScan<T>(scan: () => Promise<T>): Promise<T> {
+    const run = this.redriving.then(scan);
     this.redriving = run.catch(() => undefined);
     return run;
   }

@@ -1,5 +1,6 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { RedriveResult } from '../broker/dead-letters.js';
+import type { DeadListing } from '../broker/dead-summary.js';
 import { deepFreeze, diffConfig, isLoopbackHost, redactUrl, type Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -219,6 +220,11 @@ export class Supervisor {
   /** The merchant store for the admin API; null without a database. */
   get merchants(): MerchantStore | null {
     return this.db?.store ?? null;
+  }
+
+  /** Lists up to `limit` parked notifications without consuming them (`GET /admin/dead`). */
+  listDead(limit: number): Promise<DeadListing> {
+    return this.broker.listDead(limit);
   }
 
   /** Aggregated Prometheus exposition of master and all workers. Never waits on a restarting worker. */

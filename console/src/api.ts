@@ -1,0 +1,267 @@
+// Every call the console makes, one small function each, all through
+// `request` (relative URLs: same origin, so CSP connect-src 'self' holds; the
+// token in a header, never a cookie). Endpoints that a later version adds
+// (origins, history, merchants) are here too, so wiring them is a matter of
+// the daemon answering.
+import { storedToken, unauthorized } from './auth';
+
+/** An answer other than 2xx, or no answer. `code` is the daemon's stable error code when it sent one. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+interface RequestOptions {
+  readonly method?: 'GET' | 'POST';
+  readonly query?: Readonly<Record<string, string | number | boolean | undefined>>;
+  readonly json?: unknown;
+  /** Send this token instead of the stored one, and do not treat a 401 as "log in again" (the token form). */
+  readonly token?: string | null;
+  readonly as?: 'json' | 'text';
+}
+
+/** One call to the admin port. Throws `ApiError`; a 401 also sends the page back to the token form. */
+export async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
+  const probe = opts.token !== undefined;
+  const token = probe ? opts.token : storedToken();
+  const headers: Record<string, string> = { accept: opts.as === 'text' ? 'text/plain' : 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (opts.json !== undefined) headers['content-type'] = 'application/json';
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== false) params.set(k, v === true ? '1' : String(v));
+  const qs = params.toString();
+  let res: Response;
+  try {
+    res = await fetch(qs ? `${path}?${qs}` : path, {
+      method: opts.method ?? 'GET',
+      headers,
+      body: opts.json === undefined ? undefined : JSON.stringify(opts.json),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch (err) {
+    throw new ApiError(0, 'NETWORK', `the admin port did not answer (${(err as Error).message})`);
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    if (res.status === 401 && !probe) unauthorized(token ?? null);
+    let code = `HTTP_${res.status}`;
+    let message = text.slice(0, 300) || res.statusText;
+    try {
+      const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+      if (typeof body.error?.code === 'string') code = body.error.code;
+      if (typeof body.error?.message === 'string') message = body.error.message;
+    } catch {
+      /* not JSON: keep the text */
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  if (opts.as === 'text') return text as T;
+  return (text ? JSON.parse(text) : null) as T;
+}
+
+/**
+ * True when the daemon has no such endpoint (an older or smaller version): a
+ * 404 "no route", or the 405 the admin port gives a GET on an unknown
+ * `/admin/` path. A feature that exists but is switched off answers 501 with
+ * its own code instead (see `isDisabled`).
+ */
+export function isMissingEndpoint(err: unknown): boolean {
+  if (!(err instanceof ApiError)) return false;
+  if (err.status === 405 && err.code === 'METHOD_NOT_ALLOWED') return true;
+  return err.status === 404 && err.code === 'NOT_FOUND' && /^no route/.test(err.message);
+}
+
+/** True for a 501 with the given code (e.g. `HISTORY_DISABLED`: no database configured). */
+export function isDisabled(err: unknown, code: string): boolean {
+  return err instanceof ApiError && err.status === 501 && err.code === code;
+}
+
+// ---- status, metrics, tiers ------------------------------------------------
+
+export type WorkerState = 'starting' | 'running' | 'paused' | 'backoff' | 'crashloop' | 'draining' | 'stopped';
+
+export interface TierStatus {
+  readonly index: number;
+  readonly delayMs: number;
+  readonly state: WorkerState;
+  readonly pid: number | null;
+  readonly restarts: number;
+  readonly inflight: number;
+}
+
+export interface DaemonStatus {
+  readonly prefix?: string;
+  readonly tiers: readonly TierStatus[];
+  readonly ingress: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number; readonly port?: number | null };
+  readonly broker: { readonly connected: boolean; readonly url?: string };
+}
+
+/** `GET /admin/status`. */
+export function getStatus(token?: string | null): Promise<DaemonStatus> {
+  return request<DaemonStatus>('admin/status', token === undefined ? {} : { token });
+}
+
+/** `GET /metrics` (Prometheus text). */
+export function getMetricsText(): Promise<string> {
+  return request<string>('metrics', { as: 'text' });
+}
+
+/** `POST /admin/tiers/<i>/pause|resume`; answers the tier's new status. */
+export function setTierPaused(index: number, paused: boolean): Promise<TierStatus> {
+  return request<TierStatus>(`admin/tiers/${index}/${paused ? 'pause' : 'resume'}`, { method: 'POST' });
+}
+
+// ---- parked (P.dead) -------------------------------------------------------
+
+export interface ParkedMessage {
+  readonly id: string;
+  readonly reason: string;
+  readonly tier: number | null;
+  readonly attempts: number | null;
+  readonly lastError: string | null;
+  readonly deadAt: number | null;
+  readonly url: string | null;
+  readonly merchant?: string | null;
+  readonly redriven?: number;
+}
+
+export interface DeadListing {
+  readonly total: number;
+  readonly byReason: Readonly<Record<string, number>>;
+  readonly messages: readonly ParkedMessage[];
+}
+
+export interface RedriveResult {
+  readonly moved: number;
+  readonly skipped: number;
+  readonly remaining: number;
+}
+
+/** `GET /admin/dead?limit=N`: the first N parked notifications, read without consuming them. */
+export function listDead(limit: number): Promise<DeadListing> {
+  return request<DeadListing>('admin/dead', { query: { limit } });
+}
+
+/** `POST /admin/dead/redrive?limit=N&force=1`. */
+export function redrive(limit: number, force: boolean): Promise<RedriveResult> {
+  return request<RedriveResult>('admin/dead/redrive', { method: 'POST', query: { limit, force } });
+}
+
+// ---- origins (origin isolation) --------------------------------------------
+
+export type OriginState = 'failing' | 'limited' | 'ok';
+
+export interface OriginRow {
+  readonly tier: number;
+  readonly origin: string;
+  readonly state: OriginState;
+  readonly limit: number;
+  readonly inflight: number;
+  readonly waiting: number;
+  readonly deferred: number;
+  readonly skipped: number;
+  readonly consecutiveFailures: number;
+  readonly lastError: string | null;
+  readonly lastErrorAt: number | null;
+  readonly nextProbeInMs: number | null;
+}
+
+export interface OriginsAnswer {
+  readonly origins: readonly OriginRow[];
+  readonly counts: { readonly failing: number; readonly limited: number };
+}
+
+/** `GET /admin/origins`: the limited and failing origins per tier. */
+export function getOrigins(): Promise<OriginsAnswer> {
+  return request<OriginsAnswer>('admin/origins');
+}
+
+// ---- history (needs NOTIFY_DATABASE_URL) -----------------------------------
+
+export interface NotificationRecord {
+  readonly id: string;
+  readonly merchant?: string | null;
+  readonly url: string;
+  readonly status: string;
+  readonly attempts: number;
+  readonly createdAt: number | string;
+  readonly [more: string]: unknown;
+}
+
+export interface AttemptRecord {
+  readonly attempt: number;
+  readonly tier: number;
+  readonly startedAt: number | string;
+  readonly durationMs: number | null;
+  readonly status: number | string | null;
+  readonly outcome: string;
+  readonly skipped: boolean;
+  readonly reason: string | null;
+  readonly error: string | null;
+}
+
+export interface NotificationTimeline {
+  readonly notification: NotificationRecord;
+  readonly attempts: readonly AttemptRecord[];
+}
+
+/** `GET /admin/notifications/<id>`: a notification and its attempts. */
+export function getNotification(id: string): Promise<NotificationTimeline> {
+  return request<NotificationTimeline>(`admin/notifications/${encodeURIComponent(id)}`);
+}
+
+/** `POST /admin/notifications/<id>/resend`. */
+export function resendNotification(id: string): Promise<unknown> {
+  return request<unknown>(`admin/notifications/${encodeURIComponent(id)}/resend`, { method: 'POST' });
+}
+
+// ---- merchants (needs NOTIFY_DATABASE_URL) ---------------------------------
+
+export interface Merchant {
+  readonly id: string;
+  readonly name?: string | null;
+  readonly enabled: boolean;
+  readonly scheme?: string | null;
+  readonly fingerprints?: readonly string[];
+  readonly allowedOrigins?: readonly string[];
+  readonly createdAt?: number | string | null;
+}
+
+export interface NewMerchant {
+  readonly id: string;
+  readonly name?: string;
+  readonly allowedOrigins: readonly string[];
+}
+
+/** What create and rotate answer: the merchant, and the new secret, shown this once. */
+export interface MerchantWithSecret {
+  readonly merchant: Merchant;
+  readonly secret: string;
+}
+
+/** `GET /admin/merchants`. */
+export function listMerchants(): Promise<{ merchants: readonly Merchant[] }> {
+  return request<{ merchants: readonly Merchant[] }>('admin/merchants');
+}
+
+/** `POST /admin/merchants`. */
+export function createMerchant(m: NewMerchant): Promise<MerchantWithSecret> {
+  return request<MerchantWithSecret>('admin/merchants', { method: 'POST', json: m });
+}
+
+/** `POST /admin/merchants/<id>/rotate-secret`. */
+export function rotateMerchantSecret(id: string): Promise<MerchantWithSecret> {
+  return request<MerchantWithSecret>(`admin/merchants/${encodeURIComponent(id)}/rotate-secret`, { method: 'POST' });
+}
+
+/** `POST /admin/merchants/<id>/enable|disable`. */
+export function setMerchantEnabled(id: string, enabled: boolean): Promise<Merchant> {
+  return request<Merchant>(`admin/merchants/${encodeURIComponent(id)}/${enabled ? 'enable' : 'disable'}`, { method: 'POST' });
+}

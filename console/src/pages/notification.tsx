@@ -1,0 +1,149 @@
+// Look up one notification by id: its status and the timeline of its
+// attempts, from the delivery history (PostgreSQL); resend it.
+import type { ComponentChildren } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { ApiError, getNotification, isDisabled, isMissingEndpoint, resendNotification, type NotificationTimeline } from '../api';
+import { ErrorNotice, Live, Section, StateBadge } from '../components';
+import * as f from '../format';
+import { href } from '../router';
+import { NeedsDatabase } from './needs-database';
+
+type Lookup = { state: 'idle' } | { state: 'loading'; id: string } | { state: 'done'; id: string; data: NotificationTimeline } | { state: 'failed'; id: string; error: unknown };
+
+export function Notification({ id }: { id: string | null }) {
+  const [draft, setDraft] = useState(id ?? '');
+  const [lookup, setLookup] = useState<Lookup>({ state: 'idle' });
+  const [resend, setResend] = useState<{ text: string; tone: 'good' | 'bad' } | null>(null);
+  const [resending, setResending] = useState(false);
+  const [again, setAgain] = useState(0);
+
+  useEffect(() => {
+    // Follow the address (a link from the Parked page, back/forward); never wipe what is being typed.
+    if (id) setDraft(id);
+    setResend(null);
+    if (!id) {
+      setLookup({ state: 'idle' });
+      return;
+    }
+    let current = true;
+    setLookup({ state: 'loading', id });
+    getNotification(id).then(
+      (data) => current && setLookup({ state: 'done', id, data }),
+      (error: unknown) => current && setLookup({ state: 'failed', id, error }),
+    );
+    return () => {
+      current = false;
+    };
+  }, [id, again]);
+
+  function onSearch(e: Event): void {
+    e.preventDefault();
+    const wanted = draft.trim();
+    if (!wanted) return;
+    // The id goes into the address, so a lookup can be linked and reloaded.
+    if (wanted === id) setAgain((n) => n + 1);
+    else location.hash = href('notifications', wanted);
+  }
+
+  async function onResend(target: string): Promise<void> {
+    setResending(true);
+    setResend(null);
+    try {
+      await resendNotification(target);
+      setResend({ text: `Notification ${target} was sent again (a new attempt at tier 0).`, tone: 'good' });
+    } catch (err) {
+      setResend({ text: `Resend failed: ${(err as Error).message}`, tone: 'bad' });
+    } finally {
+      setResending(false);
+    }
+  }
+
+  return (
+    <>
+      <div class="page-head">
+        <h1>Notification</h1>
+        <p class="muted">What happened to one notification: every attempt, when, and what the merchant answered.</p>
+      </div>
+      <Section title="Look up" id="lookup-title">
+        <form class="inline-form" role="search" onSubmit={onSearch}>
+          <label for="lookup-id">Notification id</label>
+          <input id="lookup-id" type="search" value={draft} placeholder="e.g. order-20240001" autocomplete="off" spellcheck={false} required onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
+          <button type="submit" class="btn btn-primary">
+            Look up
+          </button>
+        </form>
+      </Section>
+      {lookup.state === 'loading' ? <p class="muted">Looking up {lookup.id}…</p> : null}
+      {lookup.state === 'failed' ? <LookupFailed id={lookup.id} error={lookup.error} /> : null}
+      {lookup.state === 'done' ? (
+        <Timeline
+          data={lookup.data}
+          resend={
+            <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id)}>
+              {resending ? 'Resending…' : 'Resend'}
+            </button>
+          }
+          message={<Live message={resend?.text ?? null} tone={resend?.tone} />}
+        />
+      ) : null}
+    </>
+  );
+}
+
+function LookupFailed({ id, error }: { id: string; error: unknown }) {
+  if (isMissingEndpoint(error) || isDisabled(error, 'HISTORY_DISABLED')) {
+    return <NeedsDatabase feature="Delivery history" err={error} what={`With it, this page shows every attempt of ${id} and can resend it.`} />;
+  }
+  if (error instanceof ApiError && error.status === 404) {
+    return (
+      <div class="notice notice-info" role="status">
+        No notification <code>{id}</code> in the history (it may be older than the retention, or the id is mistyped).
+      </div>
+    );
+  }
+  return <ErrorNotice error={error} what={`look up ${id}`} />;
+}
+
+function Timeline({ data, resend, message }: { data: NotificationTimeline; resend: ComponentChildren; message: ComponentChildren }) {
+  const n = data.notification;
+  return (
+    <Section title={`Notification ${n.id}`} id="timeline-title" actions={resend}>
+      {message}
+      <dl class="facts">
+        <dt>Status</dt>
+        <dd>
+          <StateBadge state={n.status} />
+        </dd>
+        <dt>Merchant</dt>
+        <dd>{n.merchant ?? '—'}</dd>
+        <dt>URL</dt>
+        <dd class="wrap">
+          <code>{n.url}</code>
+        </dd>
+        <dt>Attempts</dt>
+        <dd>{n.attempts}</dd>
+        <dt>Created</dt>
+        <dd>{f.dateTime(n.createdAt)}</dd>
+      </dl>
+      {data.attempts.length === 0 ? (
+        <p class="empty">No attempt yet.</p>
+      ) : (
+        <ol class="timeline">
+          {data.attempts.map((a) => (
+            <li key={a.attempt}>
+              <p class="timeline-head">
+                <strong>Attempt {a.attempt + 1}</strong> · tier {a.tier} · {f.dateTime(a.startedAt)}
+                {a.durationMs === null ? '' : ` · ${Math.round(a.durationMs)} ms`}
+              </p>
+              <p>
+                <StateBadge state={a.skipped ? 'skipped' : a.outcome} />{' '}
+                {a.skipped ? `not sent${a.reason ? `: ${a.reason}` : ''}` : `${a.status === null ? 'no answer' : `status ${a.status}`}${a.reason ? ` · ${a.reason}` : ''}`}
+              </p>
+              {a.error ? <p class="muted wrap">{a.error}</p> : null}
+            </li>
+          ))}
+        </ol>
+      )}
+    </Section>
+  );
+}

@@ -1,0 +1,109 @@
+import { redactUrl } from '../core/config.js';
+import { H } from '../core/message.js';
+
+/** One parked notification as the admin API shows it (`GET /admin/dead`). */
+export interface ParkedSummary {
+  readonly id: string;
+  /** `notify-dead-reason`; `broker-<reason>` for what the broker dead-lettered itself (e.g. a delivery limit); else `unknown`. */
+  readonly reason: string;
+  /** The tier whose attempt parked it. */
+  readonly tier: number | null;
+  /** Attempts in its last pass down the ladder (the tier + 1, as in outcome events); a redrive starts a new pass. */
+  readonly attempts: number | null;
+  readonly lastError: string | null;
+  /** When it was parked (ms epoch). */
+  readonly deadAt: number | null;
+  /** The destination, password hidden; null when the body cannot be read. */
+  readonly url: string | null;
+  readonly merchant: string | null;
+  /** How many times it was redriven before. */
+  readonly redriven: number;
+}
+
+/** Shape of `GET /admin/dead`. */
+export interface DeadListing {
+  /** Messages in `P.dead` when the listing ended. */
+  readonly total: number;
+  /** Counts by reason over the listed messages. */
+  readonly byReason: Readonly<Record<string, number>>;
+  readonly messages: readonly ParkedSummary[];
+}
+
+/** The AMQP properties a summary reads. */
+export interface ParkedProperties {
+  readonly messageId?: unknown;
+  readonly headers?: Readonly<Record<string, unknown>> | undefined;
+}
+
+const MAX_TEXT = 500;
+const MAX_URL = 2048;
+
+function text(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return null;
+}
+
+function num(v: unknown): number | null {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'bigint' ? Number(v) : NaN;
+  return Number.isFinite(n) ? n : null;
+}
+
+function clip(s: string | null, max: number): string | null {
+  return s === null ? null : s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+/** The broker's own dead-lettering record (`x-death`, newest first), when there is one. */
+function brokerDeath(headers: Readonly<Record<string, unknown>>): { reason: string | null; at: number | null } | null {
+  const deaths = headers['x-death'];
+  if (!Array.isArray(deaths) || deaths.length === 0) return null;
+  const d = deaths[0] as Record<string, unknown>;
+  // AMQP timestamps are seconds; amqplib gives a number, some clients a { value } wrapper.
+  const t = num(d.time) ?? num((d.time as { value?: unknown } | undefined)?.value);
+  return { reason: text(d.reason), at: t === null ? null : t * 1000 };
+}
+
+/** The reason a parked message is shown under (see `ParkedSummary.reason`). */
+export function parkedReason(headers: Readonly<Record<string, unknown>>): string {
+  const own = text(headers[H.deadReason]);
+  if (own) return own;
+  const death = brokerDeath(headers);
+  return death?.reason ? `broker-${death.reason}` : 'unknown';
+}
+
+/**
+ * Summarises one message of `P.dead` from its properties and body, never
+ * throwing: a body that is not a notification still lists (id from the AMQP
+ * `messageId`, no url).
+ */
+export function summariseParked(props: ParkedProperties, content: Buffer): ParkedSummary {
+  const headers = props.headers ?? {};
+  let body: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(content.toString('utf8'));
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;
+  } catch {
+    /* not JSON: a message parked `invalid` may be anything */
+  }
+  const tier = num(headers['notify-dead-tier']) ?? num(headers[H.attempt]);
+  const url = typeof body.url === 'string' ? clip(redactUrl(body.url), MAX_URL) : null;
+  return {
+    id: text(props.messageId) ?? (typeof body.id === 'string' ? body.id : ''),
+    reason: parkedReason(headers),
+    tier,
+    attempts: tier === null ? null : tier + 1,
+    lastError: clip(text(headers[H.lastError]), MAX_TEXT),
+    deadAt: num(headers['notify-dead-at']) ?? brokerDeath(headers)?.at ?? null,
+    url,
+    merchant: typeof body.merchant === 'string' ? body.merchant : null,
+    redriven: num(headers[H.redriven]) ?? 0,
+  };
+}
+
+/** Counts summaries by reason. */
+export function countByReason(items: readonly Pick<ParkedSummary, 'reason'>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of items) out[m.reason] = (out[m.reason] ?? 0) + 1;
+  return out;
+}

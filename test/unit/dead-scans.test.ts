@@ -1,0 +1,189 @@
+// The two scans of P.dead against a fake queue. The listing: every listed
+// message is copied to the tail and acked only after the broker confirmed the
+// copy; never a nack; a failed copy closes the channel (which gives the
+// originals back). Redrive: reads each parked message at most once.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
+import { redrive, SCAN_HEADER } from '../../src/broker/dead-letters.js';
+import { listDead } from '../../src/broker/dead-listing.js';
+import { loadConfig } from '../../src/core/config.js';
+
+const config = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s', NOTIFY_PREFIX: 'p' } });
+
+interface Stored {
+  content: Buffer;
+  properties: { messageId: string; headers: Record<string, unknown> };
+}
+
+/** A queue `p.dead` behind the few channel calls a listing makes. */
+class FakeDeadQueue {
+  queue: Stored[];
+  readonly unacked = new Map<number, Stored>();
+  readonly calls: string[] = [];
+  closed = false;
+  private tag = 0;
+  /** Publishes whose confirm is a nack, by 0-based publish number. */
+  failPublish = new Set<number>();
+  private publishes = 0;
+  /** Called after each get (e.g. to take messages away as another daemon would). */
+  afterGet: (() => void) | null = null;
+  /** Ids published anywhere but back to `p.dead` (a redrive's moves), in order. */
+  readonly moved: string[] = [];
+  /** Called for each move (e.g. to park it again at once, as a 410 would be). */
+  onMove: ((m: Stored) => void) | null = null;
+
+  constructor(ids: string[], headers: (id: string) => Record<string, unknown> = () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-tier': 1 })) {
+    this.queue = ids.map((id) => ({ content: Buffer.from(JSON.stringify({ id, url: `https://m.example/${id}` })), properties: { messageId: id, headers: headers(id) } }));
+  }
+
+  get ids(): string[] {
+    return this.queue.map((m) => m.properties.messageId);
+  }
+
+  channel(): ConfirmChannel {
+    const ch = {
+      checkQueue: async (name: string) => {
+        assert.equal(name, 'p.dead');
+        return { queue: name, messageCount: this.queue.length, consumerCount: 0 };
+      },
+      get: async (name: string, opts: { noAck: boolean }): Promise<GetMessage | false> => {
+        assert.equal(name, 'p.dead');
+        assert.equal(opts.noAck, false);
+        const m = this.queue.shift();
+        if (!m) return false;
+        const deliveryTag = ++this.tag;
+        this.unacked.set(deliveryTag, m);
+        this.calls.push(`get ${m.properties.messageId}`);
+        this.afterGet?.();
+        return { content: m.content, fields: { deliveryTag, redelivered: false, exchange: '', routingKey: 'p.dead', messageCount: this.queue.length }, properties: m.properties } as unknown as GetMessage;
+      },
+      publish: (exchange: string, key: string, content: Buffer, options: Options.Publish, cb: (err: unknown) => void) => {
+        const n = this.publishes++;
+        this.calls.push(`publish ${String(options.messageId)}`);
+        if (this.failPublish.has(n)) {
+          setImmediate(() => cb(new Error('nack')));
+          return true;
+        }
+        const stored = { content, properties: { messageId: String(options.messageId), headers: (options.headers ?? {}) as Record<string, unknown> } };
+        if (exchange === '' && key === 'p.dead') this.queue.push(stored);
+        else {
+          assert.deepEqual([exchange, key], ['p.work', 'tier.0'], 'a move goes to tier 0');
+          this.moved.push(stored.properties.messageId);
+          this.onMove?.(stored);
+        }
+        setImmediate(() => cb(null));
+        return true;
+      },
+      ack: (m: GetMessage) => {
+        assert.ok(this.unacked.delete(m.fields.deliveryTag), 'ack of an unacked message');
+        this.calls.push(`ack ${String(m.properties.messageId)}`);
+      },
+      nack: () => assert.fail('a listing never nacks'),
+      reject: () => assert.fail('a listing never rejects'),
+      close: async () => {
+        // The broker gives back what is unacked.
+        this.closed = true;
+        this.queue.unshift(...[...this.unacked.values()]);
+        this.unacked.clear();
+      },
+    };
+    return ch as unknown as ConfirmChannel;
+  }
+}
+
+const ids = (n: number, p = 'm'): string[] => Array.from({ length: n }, (_, i) => `${p}${i}`);
+
+describe('listDead', () => {
+  it('a full listing copies each to the tail, acks it after the confirm, and leaves the order as it was', async () => {
+    const q = new FakeDeadQueue(ids(120));
+    const r = await listDead(q.channel(), config, 1000);
+    assert.equal(r.total, 120);
+    assert.deepEqual(r.messages.map((m) => m.id), ids(120));
+    assert.deepEqual(r.byReason, { exhausted: 120 });
+    assert.deepEqual(q.ids, ids(120), 'same order');
+    assert.equal(q.unacked.size, 0);
+    assert.equal(q.closed, false);
+    // Every ack comes after the publish of its copy.
+    for (const id of ids(120)) assert.ok(q.calls.indexOf(`publish ${id}`) < q.calls.indexOf(`ack ${id}`), id);
+    // Copies keep their headers and carry the scan's mark.
+    assert.equal(q.queue[0]!.properties.headers['notify-dead-reason'], 'exhausted');
+    assert.equal(typeof q.queue[0]!.properties.headers[SCAN_HEADER], 'string');
+  });
+
+  it('a shorter listing turns the queue by its limit', async () => {
+    const q = new FakeDeadQueue(ids(5));
+    const r = await listDead(q.channel(), config, 2);
+    assert.deepEqual(r.messages.map((m) => m.id), ['m0', 'm1']);
+    assert.equal(r.total, 5);
+    assert.deepEqual(q.ids, ['m2', 'm3', 'm4', 'm0', 'm1']);
+  });
+
+  it('an empty queue lists nothing', async () => {
+    const q = new FakeDeadQueue([]);
+    assert.deepEqual(await listDead(q.channel(), config, 50), { total: 0, byReason: {}, messages: [] });
+  });
+
+  it('a copy the broker refuses: nothing of that batch is acked, the channel is closed, the originals come back, no nack', async () => {
+    const q = new FakeDeadQueue(ids(70));
+    q.failPublish.add(55); // in the second batch of 50
+    await assert.rejects(listDead(q.channel(), config, 1000), /nack|refused/);
+    assert.equal(q.closed, true);
+    assert.equal(q.unacked.size, 0);
+    // Nothing lost: the first batch was copied and acked, the second's originals came back (its confirmed copies may be doubles).
+    const distinct = new Set(q.ids);
+    for (const id of ids(70)) assert.ok(distinct.has(id), id);
+    assert.equal(q.calls.filter((c) => c.startsWith('ack ')).length, 50);
+  });
+
+  it('meeting its own copy (someone took messages meanwhile) puts that one back too and stops', async () => {
+    const q = new FakeDeadQueue(ids(60));
+    let taken = 0;
+    // Another consumer takes 30 messages while the first batch is read.
+    q.afterGet = () => {
+      if (taken === 0 && q.calls.length === 1) {
+        q.queue.splice(0, 30);
+        taken = 30;
+      }
+    };
+    const r = await listDead(q.channel(), config, 1000);
+    const listedIds = r.messages.map((m) => m.id);
+    assert.equal(new Set(listedIds).size, listedIds.length, 'no message listed twice');
+    assert.equal(q.unacked.size, 0);
+    assert.equal(q.calls.filter((c) => c === 'get m0').length, 2, 'it went round once and met its copy of m0');
+    assert.equal(listedIds.length, 30);
+    assert.equal(q.ids.length, 30, 'the 30 left, each once');
+    assert.equal(new Set(q.ids).size, 30);
+  });
+
+  it('a message the broker dead-lettered keeps its x-death reason and time on the copy', async () => {
+    const q = new FakeDeadQueue(['b0'], () => ({ 'notify-attempt': 2, 'x-death': [{ reason: 'delivery_limit', time: 1_780_000_000, queue: 'p.work.2', count: 1 }] }));
+    const r = await listDead(q.channel(), config, 50);
+    assert.equal(r.messages[0]!.reason, 'broker-delivery_limit');
+    const h = q.queue[0]!.properties.headers;
+    assert.equal(h['notify-dead-reason'], 'broker-delivery_limit');
+    assert.equal(h['notify-dead-at'], 1_780_000_000_000);
+    assert.equal(h['x-death'], undefined, 'x- headers belong to the broker');
+  });
+});
+
+describe('redrive', () => {
+  it('moves each parked notification at most once, even when a moved one is parked again during the scan', async () => {
+    const q = new FakeDeadQueue(ids(3));
+    // Each move fails again at once (the merchant answers 410) and is parked again behind the others.
+    q.onMove = (m) => q.queue.push({ content: m.content, properties: { messageId: m.properties.messageId, headers: { 'notify-dead-reason': 'status-410' } } });
+    const r = await redrive(q.channel(), config, 100, false);
+    assert.deepEqual(q.moved, ['m0', 'm1', 'm2'], 'three moves, one each');
+    assert.equal(r.moved, 3);
+    assert.equal(r.remaining, 3, 'all three parked again, each once');
+    assert.deepEqual(q.ids, ['m0', 'm1', 'm2']);
+  });
+
+  it('steps over sticky ones (back to the tail, no nack) and moves up to the limit', async () => {
+    const q = new FakeDeadQueue(ids(4), (id) => ({ 'notify-dead-reason': id === 'm1' ? 'blocked' : 'exhausted' }));
+    const r = await redrive(q.channel(), config, 2, false);
+    assert.deepEqual(q.moved, ['m0', 'm2']);
+    assert.deepEqual(r, { moved: 2, skipped: 1, remaining: 2 });
+    assert.deepEqual(q.ids, ['m3', 'm1']);
+  });
+});
