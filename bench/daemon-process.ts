@@ -218,7 +218,7 @@ export async function deletePrefix(prefix: string, schedule: string, queueType: 
   try {
     const ch = await conn.createChannel();
     ch.on('error', () => undefined);
-    await deleteTopology(ch, buildTopology(prefix, parseSchedule(schedule), queueType));
+    await deleteTopology(ch, buildTopology(prefix, parseSchedule(schedule), queueType, { history: true }));
     await ch.close().catch(() => undefined);
   } finally {
     await conn.close().catch(() => undefined);

@@ -1,3 +1,4 @@
+import { newRunId } from './history/records.js';
 import { loadConfig, type LimitsConfig } from './core/config.js';
 import { validateNotification, type Notification } from './core/message.js';
 import { NotificationPublisher } from './broker/publisher.js';
@@ -36,7 +37,8 @@ export class NotifyClient {
   /** Validates (throws `VALIDATION` with `field`) and publishes; resolves with the id once confirmed. */
   async publish(input: unknown): Promise<{ id: string }> {
     const n: Notification = validateNotification(input, this.limits);
-    await this.publisher.publish(n);
+    // A ladder id of its own: the tier worker records it in the history, as a client's.
+    await this.publisher.publish(n, { run: newRunId() });
     return { id: n.id };
   }
 

@@ -4,6 +4,7 @@ import { handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.j
 import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
+import { newRunId } from '../history/records.js';
 
 /** Reasons that would fail again the same way; redriven only when forced. */
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
@@ -35,9 +36,15 @@ export async function redrive(
   config: Config,
   limit: number,
   force: boolean,
-  returns?: ReturnTracker,
-  stuck?: (reason: string, content: Buffer) => boolean,
+  opts: {
+    returns?: ReturnTracker;
+    /** Which parked ones would only be parked again (a merchant still disabled). */
+    stuck?: (reason: string, content: Buffer) => boolean;
+    /** Records each moved notification's new ladder in the history (never throws); absent without history. */
+    recordRun?: (content: Buffer, run: string, at: number) => Promise<void>;
+  } = {},
 ): Promise<RedriveResult> {
+  const { returns, stuck, recordRun } = opts;
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
   const scanId = randomUUID();
@@ -60,13 +67,20 @@ export async function redrive(
       if (sticky) {
         await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
       } else {
-        const set = {
+        const at = Date.now();
+        const run = newRunId(at);
+        const set: Record<string, unknown> = {
           [H.attempt]: 0,
-          [H.dueAt]: Date.now() + (config.scheduleMs[0] ?? 0),
+          [H.dueAt]: at + (config.scheduleMs[0] ?? 0),
           [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
           'notify-redriven-from': reason,
+          [H.run]: run,
         };
-        await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, [H.deadReason, SCAN_HEADER]), returns);
+        // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
+        const drop = [H.deadReason, SCAN_HEADER, ...(recordRun ? [] : [H.recorded])];
+        if (recordRun) set[H.recorded] = 1;
+        await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
+        await recordRun?.(msg.content, run, at);
       }
     } catch (err) {
       // Not moved: give it back rather than leave it unacked (invisible) on a long-lived channel.

@@ -1,9 +1,18 @@
-import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { connectBroker, reconnectDelay, sleep } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
+
+/** The headers a new ladder starts with. */
+function ladderHeaders(dueAt: number, opts: PublishOptions): Record<string, unknown> {
+  const h: Record<string, unknown> = { [H.attempt]: 0, [H.dueAt]: dueAt };
+  if (opts.producer) h[H.producer] = opts.producer;
+  if (opts.run !== undefined) h[H.run] = opts.run;
+  if (opts.recorded) h[H.recorded] = 1;
+  return h;
+}
 
 export interface PublisherOptions {
   readonly amqpUrl: string;
@@ -27,6 +36,12 @@ export interface PublisherOptions {
 export interface PublishOptions {
   /** The producer (ingress token name) that submitted it, carried as `notify-producer`. */
   readonly producer?: string | null;
+  /** The ladder's id (`notify-run`), for the history. */
+  readonly run?: string;
+  /** The publisher records the ladder's start in the history itself (`notify-recorded`). */
+  readonly recorded?: boolean;
+  /** The notification already encoded (`encodeNotification`), when the caller needed it too. */
+  readonly body?: Buffer;
 }
 
 /**
@@ -181,14 +196,14 @@ export class NotificationPublisher {
       ch,
       route.exchange,
       route.routingKey,
-      encodeNotification(n),
+      opts.body ?? encodeNotification(n),
       {
         messageId: n.id,
         persistent: true,
         mandatory: true,
         contentType: 'application/json',
         timestamp: Math.floor(n.createdAt / 1000),
-        headers: opts.producer ? { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0, [H.producer]: opts.producer } : { [H.attempt]: 0, [H.dueAt]: Date.now() + delay0 },
+        headers: ladderHeaders(Date.now() + delay0, opts),
       },
       this.returns ?? undefined,
     );
@@ -213,6 +228,16 @@ export class NotificationPublisher {
       clearTimeout(timer);
       this.waiting.delete(stopWaiting!);
     }
+  }
+
+  /**
+   * Publishes a finished body straight to one queue (history batches),
+   * with confirm; fails at once without a channel.
+   */
+  async publishToQueue(queue: string, body: Buffer, options: Options.Publish): Promise<void> {
+    const ch = this.ch;
+    if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+    await publishConfirmed(ch, '', queue, body, options, this.returns ?? undefined);
   }
 
   /** Closes channel then connection; idempotent. */

@@ -7,6 +7,8 @@ export interface Names {
   readonly work: string;
   readonly dead: string;
   readonly outcomes: string;
+  /** History records on their way to the recorder (DESIGN §11). */
+  readonly history: string;
   workQueue(tier: number): string;
   waitQueue(tier: number): string;
   holdQueue(tier: number): string;
@@ -18,6 +20,7 @@ export function namesFor(prefix: string): Names {
     work: `${prefix}.work`,
     dead: `${prefix}.dead`,
     outcomes: `${prefix}.outcomes`,
+    history: `${prefix}.history`,
     workQueue: (tier: number) => `${prefix}.work.${tier}`,
     waitQueue: (tier: number) => `${prefix}.wait.${tier}`,
     holdQueue: (tier: number) => `${prefix}.hold.${tier}`,
@@ -55,7 +58,7 @@ export interface Topology {
  * dead-lettering is at-least-once, which RabbitMQ only allows together with
  * `reject-publish` overflow.
  */
-export function buildTopology(prefix: string, scheduleMs: readonly number[], queueType: QueueType): Topology {
+export function buildTopology(prefix: string, scheduleMs: readonly number[], queueType: QueueType, opts: { history?: boolean } = {}): Topology {
   const n = namesFor(prefix);
   const base: Record<string, string | number> = { 'x-queue-type': queueType };
   const queues: QueueDecl[] = [];
@@ -91,6 +94,8 @@ export function buildTopology(prefix: string, scheduleMs: readonly number[], que
     if (holdMs > 0) queues.push(delayQueue(n.holdQueue(tier), holdMs, tier));
   });
   queues.push({ name: n.dead, arguments: { ...base } });
+  // Only with history on: nothing else would consume it.
+  if (opts.history) queues.push({ name: n.history, arguments: { ...base } });
   return Object.freeze({
     exchanges: Object.freeze([
       { name: n.work, type: 'direct' as const },

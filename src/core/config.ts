@@ -183,6 +183,20 @@ export interface MerchantsConfig {
   readonly secretsKey: string | null;
 }
 
+export interface HistoryConfig {
+  /** Record every notification and attempt in PostgreSQL (DESIGN §11); only with a database. */
+  readonly enabled: boolean;
+  /** How long history is kept, by the notification's createdAt; dropped a whole day at a time. */
+  readonly retentionMs: number;
+  /** When the master drops days past the retention and adds the coming ones (node-cron, with seconds). */
+  readonly retentionCron: string;
+}
+
+/** Whether this configuration records history: a database, and `history.enabled`. */
+export function historyOn(c: Pick<Config, 'database' | 'history'>): boolean {
+  return c.database.url !== null && c.history.enabled;
+}
+
 /** The validated, frozen configuration every process receives. */
 export interface Config {
   readonly amqpUrl: string;
@@ -203,6 +217,7 @@ export interface Config {
   readonly log: LogConfig;
   readonly database: DatabaseConfig;
   readonly merchants: MerchantsConfig;
+  readonly history: HistoryConfig;
 }
 
 type Raw = Record<string, unknown>;
@@ -626,6 +641,15 @@ export function parseConfig(raw: Raw): Config {
   if (merchants.required && database.url === null) fail('merchants.required', 'needs a database (NOTIFY_DATABASE_URL): merchants live there');
   mc.done();
 
+  const hc = r.section('history');
+  const history: HistoryConfig = {
+    enabled: hc.bool('enabled'),
+    retentionMs: hc.durationMs('retention', 86_400_000, 3650 * 86_400_000),
+    retentionCron: hc.string('retentionCron'),
+  };
+  if (!cron.validate(history.retentionCron)) fail('history.retentionCron', `"${history.retentionCron}" is not a cron expression`);
+  hc.done();
+
   const lg = r.section('log');
   const log: LogConfig = { attempts: lg.string('attempts', { oneOf: ['all', 'failures', 'off'] }) as AttemptLogMode };
   lg.done();
@@ -648,6 +672,7 @@ export function parseConfig(raw: Raw): Config {
     log,
     database,
     merchants,
+    history,
   });
 }
 

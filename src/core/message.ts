@@ -34,6 +34,10 @@ export const H = Object.freeze({
   producer: 'notify-producer',
   /** Times it was deferred to a hold queue (its origin was saturated); not attempts. */
   deferred: 'notify-deferred',
+  /** The ladder (from tier 0) this copy is on: set anew by the ingress, a client, a resend, a recover or a redrive. */
+  run: 'notify-run',
+  /** Present when whoever started the ladder recorded it in the history (with the notification). */
+  recorded: 'notify-recorded',
 });
 
 export type DeadReason = 'exhausted' | 'invalid' | 'blocked' | 'disabled' | `status-${number}`;
@@ -68,6 +72,8 @@ const RESERVED_HEADERS = new Set([
 const METADATA_MAX_BYTES = 16 * 1024;
 /** The largest Date (year 275760): anything above cannot be an epoch and breaks AMQP's timestamp encoding. */
 const MAX_EPOCH_MS = 8.64e15;
+/** How far ahead of the receiving clock a createdAt may be (clock skew, not scheduling). */
+const CREATED_AT_MAX_AHEAD_MS = 24 * 3600_000;
 
 /** Serialised size, refusing values JSON cannot serialise (too deeply nested) as input errors, not crashes. */
 function jsonBytes(v: unknown, field: string): number {
@@ -274,6 +280,8 @@ export function validateNotification(input: unknown, limits: LimitsConfig, opts:
     if (typeof input.createdAt !== 'number' || !Number.isFinite(input.createdAt) || input.createdAt < 0 || input.createdAt > MAX_EPOCH_MS) {
       bad('createdAt', 'must be a ms epoch number');
     }
+    // History keeps a notification by its createdAt's day (DESIGN §11): one far in the future would be kept for ever.
+    if (input.createdAt > (opts.now ?? Date.now()) + CREATED_AT_MAX_AHEAD_MS) bad('createdAt', 'is more than a day in the future');
     out.createdAt = input.createdAt;
   } else {
     out.createdAt = opts.now ?? Date.now();

@@ -25,6 +25,10 @@ export const METRIC_NAMES = Object.freeze([
   'notify_deferrals_total',
   'notify_origins',
   'notify_registry_up',
+  'notify_history_records_lost_total',
+  'notify_history_records_total',
+  'notify_history_lag_seconds',
+  'notify_history_up',
 ] as const);
 
 export type AttemptOutcomeLabel = 'success' | 'retry' | 'dead' | 'error' | 'skipped';
@@ -46,6 +50,8 @@ export interface WorkerMetrics {
   readonly handOnFailures: Counter<'tier' | 'reason'>;
   /** Notifications handed to a hold queue because their origin was saturated (not attempts). */
   readonly deferrals: Counter<'tier'>;
+  /** History records the broker did not take (delivery went on without them). */
+  readonly historyLost: Counter<string>;
   /** Reports a tier's counts of origins by state through `fn`, read at collection. */
   sampleOrigins(tier: string, fn: () => { failing: number; limited: number }): void;
   /** Reports whether this process reaches the merchant registry, read at collection. */
@@ -93,6 +99,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
       labelNames: ['tier', 'reason'],
       registers,
     }),
+    historyLost: new Counter({ name: 'notify_history_records_lost_total', help: 'History records the broker refused; delivery went on without them', registers }),
     deferrals: new Counter({ name: 'notify_deferrals_total', help: 'Notifications deferred to a hold queue because their origin was saturated (waits, not attempts)', labelNames: ['tier'], registers }),
     // Origins are never a label (their number is unbounded): only counts by state.
     origins: new Gauge({
@@ -141,6 +148,38 @@ const LINT_FAILING_DEFAULTS = Object.freeze(['nodejs_active_handles_total', 'nod
 function collectProcessMetrics(registry: Registry, labels: Record<string, string>): void {
   collectDefaultMetrics({ register: registry, labels });
   for (const name of LINT_FAILING_DEFAULTS) if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+}
+
+/** The recorder's own metrics (DESIGN §11), in its worker registry. */
+export interface RecorderMetrics {
+  /** Records by what became of them: written, duplicate (already there), refused (malformed). */
+  readonly records: Counter<'result'>;
+  /** 1 while the last write to PostgreSQL succeeded. */
+  readonly up: Gauge<string>;
+  /** Reports how far behind the recorder is (seconds) through `fn`, read at collection. */
+  sampleLag(fn: () => number): void;
+}
+
+/** Registers the recorder's metrics in `registry`. */
+export function createRecorderMetrics(registry: Registry): RecorderMetrics {
+  const registers = [registry];
+  let lagSampler: () => number = () => 0;
+  new Gauge({
+    name: 'notify_history_lag_seconds',
+    help: 'Age of the oldest history record the recorder is writing (0 when caught up); records still in P.history show in notify_queue_messages',
+    registers,
+    aggregator: 'max',
+    collect() {
+      this.set(lagSampler());
+    },
+  });
+  return {
+    records: new Counter({ name: 'notify_history_records_total', help: 'History records the recorder handled: written, duplicate (already there), refused (malformed)', labelNames: ['result'], registers }),
+    up: new Gauge({ name: 'notify_history_up', help: '1 while the recorder writes to PostgreSQL', registers, aggregator: 'min' }),
+    sampleLag(fn) {
+      lagSampler = fn;
+    },
+  };
 }
 
 /** Metrics only the master owns: worker liveness, restarts, queue depths. */

@@ -62,6 +62,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     private readonly started: number,
     private readonly cap: number,
     private readonly needBody: boolean,
+    /** Of a 2xx read for nobody, this many first bytes are kept all the same (for the history). */
+    private readonly headBytes: number,
     private readonly timeoutMs: number,
     private readonly resolve: (r: TimedResult) => void,
   ) {
@@ -102,18 +104,19 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     const limit = discard ? DRAIN_LIMIT_BYTES : this.cap;
     const room = limit - this.size;
     const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
-    this.size += part.length;
     if (!discard && part.length > 0) this.chunks.push(part);
+    else if (discard && this.size < this.headBytes) this.chunks.push(part.subarray(0, this.headBytes - this.size));
+    this.size += part.length;
     if (chunk.length > room) {
       // More than we read: settle with what fits and drop the socket rather
       // than reuse it, as a merchant sending too much is not worth draining.
-      this.settle({ kind: 'response', status: this.status, body: discard ? '' : this.body() });
+      this.settle({ kind: 'response', status: this.status, body: this.body() });
       controller.abort(new Error('response body over the cap'));
     }
   }
 
   onResponseEnd(): void {
-    this.settle({ kind: 'response', status: this.status, body: this.discarding ? '' : this.body() });
+    this.settle({ kind: 'response', status: this.status, body: this.body() });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
@@ -123,6 +126,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   }
 
   private body(): string {
+    if (this.chunks.length === 0) return '';
     const b = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
     return b.toString('utf8');
@@ -242,13 +246,14 @@ export class HttpDeliverer {
   /**
    * Makes one attempt; never throws (failures come back as `kind: 'error'`).
    * `needBody: false` lets a 2xx answer be discarded unread (nothing will look
-   * at it); otherwise up to `maxResponseBytes` is read.
+   * at it) but for its first `headBytes`; otherwise up to `maxResponseBytes`
+   * is read.
    *
    * It drives undici's dispatcher directly rather than `request()`: no
    * Readable stream, AbortController or promise chain per attempt, which
    * was a fifth of a tier worker's CPU under load.
    */
-  attempt(req: OutgoingRequest, needBody = true): Promise<TimedResult> {
+  attempt(req: OutgoingRequest, needBody = true, headBytes = 0): Promise<TimedResult> {
     const started = performance.now();
     const t = this.target(req.url);
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
@@ -256,7 +261,7 @@ export class HttpDeliverer {
     if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
     const pool = this.pools.acquire(t.origin);
     return new Promise<TimedResult>((resolve) => {
-      const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, this.cfg.timeoutMs, (r) => {
+      const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, headBytes, this.cfg.timeoutMs, (r) => {
         this.pools.release(t.origin);
         resolve(r);
       });

@@ -4,12 +4,14 @@ import type { Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
 import { BearerTokens, readBody, statusForError } from '../core/http-util.js';
 import type { Logger } from '../core/logger.js';
-import { mediaTypeOf, validateNotification, type Notification } from '../core/message.js';
+import { encodeNotification, mediaTypeOf, validateNotification, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
 import type { NotificationPublisher } from '../broker/publisher.js';
 import { unsignableReason } from '../delivery/signing.js';
 import type { MerchantLookup } from '../tier/merchant-check.js';
 import { merchantRules } from './merchant-rules.js';
+import { newRunId, type RunVia } from '../history/records.js';
+import type { HistorySink } from '../history/sink.js';
 
 type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
 
@@ -32,6 +34,8 @@ export class IngressServer {
     private readonly metrics: WorkerMetrics | null,
     /** The merchant registry's copy in this process; null without a database. */
     private readonly merchants: MerchantLookup | null = null,
+    /** Where accepted notifications are recorded (DESIGN §11); null without history. */
+    private readonly history: HistorySink | null = null,
   ) {
     this.config = config;
     this.tokens = new BearerTokens(config.ingress.tokens);
@@ -158,6 +162,32 @@ export class IngressServer {
     return n;
   }
 
+  /**
+   * Publishes a validated notification on a new ladder and, once the broker
+   * has it, records it in the history (before the 202, so an accepted
+   * notification is always in the history). A record the broker refuses
+   * does not undo the acceptance: it is counted and logged.
+   */
+  async accept(n: Notification, producer: string | null, via: RunVia = 'ingress'): Promise<{ run: string }> {
+    // Stamped before the publish: a tier may deliver it before this line runs again, and
+    // the history orders events by time (the ladder's start must come first).
+    const at = Date.now();
+    const run = newRunId(at);
+    if (this.history === null) {
+      await this.publisher.publish(n, { producer, run });
+      return { run };
+    }
+    const body = encodeNotification(n);
+    await this.publisher.publish(n, { producer, run, recorded: true, body });
+    try {
+      await this.history.record({ t: 'run', id: n.id, createdAt: n.createdAt, run, at, via, merchant: n.merchant ?? null, producer, url: n.url, content: body.toString('utf8') });
+    } catch (err) {
+      this.metrics?.historyLost.inc();
+      this.log.warn({ id: n.id, err: toErrorData(err) }, 'accepted, but its history record was not taken by the broker');
+    }
+    return { run };
+  }
+
   private async handleOne(res: ServerResponse, parsed: unknown, producer: string | null): Promise<void> {
     let n: Notification;
     try {
@@ -166,7 +196,7 @@ export class IngressServer {
       return this.sendError(res, err);
     }
     try {
-      await this.publisher.publish(n, { producer });
+      await this.accept(n, producer);
     } catch (err) {
       this.log.warn({ id: n.id, err: toErrorData(err) }, 'publish failed; answered 503');
       return this.sendError(res, err);
@@ -186,7 +216,7 @@ export class IngressServer {
       list.map(async (item, index): Promise<BatchItem> => {
         try {
           const n = await this.validate(item);
-          await this.publisher.publish(n, { producer });
+          await this.accept(n, producer);
           return { id: n.id, status: 202 };
         } catch (err) {
           const error = toErrorData(err);

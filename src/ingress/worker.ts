@@ -1,5 +1,7 @@
 import type { Config } from '../core/config.js';
-import { diffConfig } from '../core/config.js';
+import { diffConfig, historyOn } from '../core/config.js';
+import { namesFor } from '../broker/topology.js';
+import { HistorySink, historyPublishOptions } from '../history/sink.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { IngressServer } from './server.js';
 import type { Logger } from '../core/logger.js';
@@ -16,6 +18,7 @@ export class IngressWorker implements ManagedWorker {
   private config: Config;
   private drainPromise: Promise<void> | null = null;
   private readonly directory: MerchantDirectory | null;
+  private readonly history: HistorySink | null;
 
   constructor(
     config: Config,
@@ -57,7 +60,10 @@ export class IngressWorker implements ManagedWorker {
       const d = this.directory;
       metrics.sampleRegistry(() => d.isUp);
     }
-    this.server = new IngressServer(config, this.publisher, log, metrics, this.directory);
+    const names = namesFor(config.prefix);
+    const publisher = this.publisher;
+    this.history = historyOn(config) ? new HistorySink((body) => publisher.publishToQueue(names.history, body, historyPublishOptions())) : null;
+    this.server = new IngressServer(config, this.publisher, log, metrics, this.directory, this.history);
   }
 
   get inflightCount(): number {
@@ -102,6 +108,7 @@ export class IngressWorker implements ManagedWorker {
     this.drainPromise ??= (async () => {
       this.setState('draining');
       await this.server.drain(deadlineMs);
+      await this.history?.close();
       await this.publisher.close();
       await this.directory?.close();
       this.setState('stopped');

@@ -14,7 +14,7 @@ export const WORKER_ENV = Object.freeze({ role: 'NOTIFYD_ROLE', tier: 'NOTIFYD_T
 /** Worker states as the master reports them (DESIGN §7). */
 export type WorkerState = 'starting' | 'running' | 'paused' | 'backoff' | 'crashloop' | 'draining' | 'stopped';
 
-export type WorkerRole = 'tier' | 'ingress';
+export type WorkerRole = 'tier' | 'ingress' | 'recorder';
 
 /** master → worker, over the cluster IPC pipe. */
 export type MasterMessage =

@@ -5,9 +5,11 @@ import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
 import { buildTopology, declareTopology, namesFor, type Topology } from '../broker/topology.js';
-import { redactUrl, type Config } from '../core/config.js';
+import { historyOn, redactUrl, type Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { RunVia } from '../history/records.js';
+import { HistorySink, historyPublishOptions } from '../history/sink.js';
 
 /**
  * What the master does on the broker: one connection, kept up for as long
@@ -23,13 +25,50 @@ export class MasterBroker {
   private readonly topology: Topology;
   private closed = false;
   private readonly stop = new AbortController();
+  /** History records of the ladders the master starts (redrives); null without history. */
+  private readonly history: HistorySink | null;
+  private lastHistoryWarn = 0;
 
   constructor(
     private readonly config: () => Config,
     private readonly log: Logger,
   ) {
     const c = config();
-    this.topology = buildTopology(c.prefix, c.scheduleMs, c.queueType);
+    this.topology = buildTopology(c.prefix, c.scheduleMs, c.queueType, { history: historyOn(c) });
+    const queue = namesFor(c.prefix).history;
+    this.history = historyOn(c)
+      ? new HistorySink((body) => {
+          const ch = this.ch;
+          if (!ch) return Promise.reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected'));
+          return publishConfirmed(ch, '', queue, body, historyPublishOptions(), this.returns ?? undefined);
+        })
+      : null;
+  }
+
+  /**
+   * Records a ladder the master started (a redrive) from the notification's
+   * message body. Never throws: history must not hold up a redrive; a body
+   * that is not a notification (a forced redrive of an invalid one) has no
+   * history to add to.
+   */
+  async recordRun(content: Buffer, run: string, at: number, via: RunVia): Promise<void> {
+    if (!this.history) return;
+    let n: { id?: unknown; createdAt?: unknown; merchant?: unknown; url?: unknown };
+    try {
+      n = JSON.parse(content.toString('utf8')) as typeof n;
+    } catch {
+      return;
+    }
+    if (typeof n?.id !== 'string' || typeof n.createdAt !== 'number' || typeof n.url !== 'string') return;
+    const merchant = typeof n.merchant === 'string' ? n.merchant : null;
+    try {
+      await this.history.record({ t: 'run', id: n.id, createdAt: n.createdAt, run, at, via, merchant, producer: null, url: n.url, content: content.toString('utf8') });
+    } catch (err) {
+      if (Date.now() - this.lastHistoryWarn > 10_000) {
+        this.lastHistoryWarn = Date.now();
+        this.log.warn({ err: toErrorData(err) }, 'history record of a redrive not taken by the broker');
+      }
+    }
   }
 
   get connected(): boolean {
@@ -110,7 +149,11 @@ export class MasterBroker {
     return this.deadScan(() => {
       const ch = this.ch;
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-      return redrive(ch, this.config(), limit, force, this.returns ?? undefined, stuck);
+      return redrive(ch, this.config(), limit, force, {
+        returns: this.returns ?? undefined,
+        stuck,
+        ...(this.history ? { recordRun: (content: Buffer, run: string, at: number) => this.recordRun(content, run, at, 'redrive') } : {}),
+      });
     });
   }
 
@@ -169,6 +212,7 @@ export class MasterBroker {
   /** Stops reconnecting, closes channel then connection. Idempotent. */
   async close(): Promise<void> {
     this.halt();
+    await this.history?.close();
     const { ch, conn } = this;
     this.ch = null;
     this.conn = null;

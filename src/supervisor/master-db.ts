@@ -7,7 +7,8 @@
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
-import { redactUrl, secretsKeyBytes, type Config } from '../core/config.js';
+import { historyOn, redactUrl, secretsKeyBytes, type Config } from '../core/config.js';
+import { HistoryWriter } from '../history/writer.js';
 import type { Logger } from '../core/logger.js';
 import { migrate } from '../db/migrate.js';
 import { createDbPool } from '../db/pool.js';
@@ -21,6 +22,8 @@ export class MasterDatabase {
   readonly pool: pg.Pool;
   readonly store: MerchantStore;
   readonly directory: MerchantDirectory;
+  /** The history's partitions (retention); null when history is off. */
+  private readonly history: HistoryWriter | null;
   private readonly tasks: ScheduledTask[] = [];
   private migrated: Promise<void> | null = null;
   private closed = false;
@@ -36,6 +39,7 @@ export class MasterDatabase {
     this.pool = createDbPool(url, { max: config.database.poolSize, name: `notifyd master pid ${process.pid}`, log });
     this.store = new MerchantStore(this.pool, { key, tiers: config.scheduleMs.length });
     // The master's copy decides redrives only: it keeps no secret.
+    this.history = historyOn(config) ? new HistoryWriter(this.pool) : null;
     this.directory = new MerchantDirectory({ url, key: 'skip', refreshMs: config.merchants.refreshMs, name: `notifyd master registry pid ${process.pid}`, log });
     if (key === null) log.warn('NOTIFY_SECRETS_KEY is not set: merchant secrets are stored unencrypted in PostgreSQL (set 32 random bytes, e.g. openssl rand -base64 32)');
   }
@@ -56,6 +60,10 @@ export class MasterDatabase {
       this.directory.start();
       this.tasks.push(cron.schedule(this.config.merchants.autoDisableCron, () => this.autoDisable(), { noOverlap: true }));
       this.tasks.push(cron.schedule(PRUNE_CRON, () => this.prune(), { noOverlap: true }));
+      if (this.history) {
+        await this.retain();
+        this.tasks.push(cron.schedule(this.config.history.retentionCron, () => this.retain(), { noOverlap: true }));
+      }
     })();
     return this.migrated;
   }
@@ -68,6 +76,19 @@ export class MasterDatabase {
       }
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'auto-disable check failed');
+    }
+  }
+
+  /**
+   * History retention (DESIGN §11): drops the days past `history.retention`
+   * (whole partitions, no DELETE) and adds the partitions of the coming days.
+   */
+  private async retain(): Promise<void> {
+    try {
+      const dropped = await this.history!.retain(this.config.history.retentionMs);
+      if (dropped.length > 0) this.log.info({ days: dropped }, 'history: dropped days past the retention');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'history retention job failed; it runs again at its next time');
     }
   }
 

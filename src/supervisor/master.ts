@@ -42,6 +42,7 @@ export async function runMaster(configFile: string | null): Promise<void> {
     logger: log,
     tierEntry: workerEntry('tier'),
     ingressEntry: workerEntry('ingress'),
+    recorderEntry: workerEntry('recorder'),
     reloadConfig: () => loadConfig({ configFile }),
     onExit: (code) => {
       void (admin?.close() ?? Promise.resolve()).finally(() => {

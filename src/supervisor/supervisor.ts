@@ -1,7 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { RedriveResult } from '../broker/dead-letters.js';
 import type { DeadListing } from '../broker/dead-summary.js';
-import { deepFreeze, diffConfig, isLoopbackHost, redactUrl, type Config } from '../core/config.js';
+import { deepFreeze, diffConfig, historyOn, isLoopbackHost, redactUrl, type Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
@@ -45,6 +45,8 @@ export interface DaemonStatus {
   readonly tiers: readonly TierStatus[];
   readonly ingress: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number; readonly port: number | null };
   readonly broker: { readonly connected: boolean; readonly url: string };
+  /** The history recorder (DESIGN §11); null when history is off. */
+  readonly recorder: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number } | null;
 }
 
 export interface SupervisorOptions {
@@ -53,6 +55,8 @@ export interface SupervisorOptions {
   /** Compiled entry points of the two worker kinds. */
   readonly tierEntry: string;
   readonly ingressEntry: string;
+  /** The history recorder's entry point (forked only when history is on). */
+  readonly recorderEntry: string;
   /** Re-reads config from its sources (SIGHUP, `POST /admin/reload`). */
   readonly reloadConfig: () => Config;
   /** Called once when everything has stopped. */
@@ -98,7 +102,7 @@ export class Supervisor {
           });
     this.table = new ProcessTable({
       logger: opts.logger,
-      entries: { tier: opts.tierEntry, ingress: opts.ingressEntry },
+      entries: { tier: opts.tierEntry, ingress: opts.ingressEntry, recorder: opts.recorderEntry },
       config: () => this.config,
       onReady: (slot) => {
         this.maybeLogListening();
@@ -115,6 +119,7 @@ export class Supervisor {
     });
     this.config.scheduleMs.forEach((_d, i) => this.table.add(`tier-${i}`, 'tier', i));
     this.table.add('ingress', 'ingress', null);
+    if (historyOn(opts.config)) this.table.add('recorder', 'recorder', null);
   }
 
   /** Tells the master which admin port it bound (for the `listening` line). */
@@ -143,6 +148,7 @@ export class Supervisor {
     if (this.shuttingDown) return;
     this.started = true;
     this.table.startRole('tier');
+    this.table.startRole('recorder');
     this.cronTasks.push(cron.schedule(this.config.metrics.queueSampleCron, () => this.sampleQueues(), { noOverlap: true }));
     if (this.config.deadRedrive.cron) {
       this.cronTasks.push(
@@ -249,11 +255,13 @@ export class Supervisor {
   async status(): Promise<DaemonStatus> {
     await this.table.collect(300);
     const ingress = this.table.byRole('ingress')[0]!;
+    const recorder = this.table.byRole('recorder')[0];
     return {
       prefix: this.config.prefix,
       tiers: this.table.byRole('tier').map((s) => this.tierStatus(s)),
       ingress: { pid: ingress.worker?.process.pid ?? null, state: ingress.state, restarts: ingress.restarts, port: ingress.port },
       broker: { connected: this.broker.connected, url: redactUrl(this.config.amqpUrl) },
+      recorder: recorder ? { pid: recorder.worker?.process.pid ?? null, state: recorder.state, restarts: recorder.restarts } : null,
     };
   }
 
@@ -272,12 +280,16 @@ export class Supervisor {
     return { origins: all.slice(0, limit), counts };
   }
 
-  /** `/readyz`: broker connected and every worker up (a paused tier is up: it was paused on purpose). */
+  /**
+   * `/readyz`: broker connected and every delivering worker up (a paused tier
+   * is up: it was paused on purpose). The recorder is not among them: history
+   * waits in the broker while it restarts, and delivery goes on.
+   */
   readiness(): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
     if (!this.broker.connected) reasons.push('broker not connected');
     if (this.shuttingDown) reasons.push('draining');
-    for (const s of this.table.all()) if (s.state !== 'running' && s.state !== 'paused') reasons.push(`${s.key} ${s.state}`);
+    for (const s of this.table.all()) if (s.role !== 'recorder' && s.state !== 'running' && s.state !== 'paused') reasons.push(`${s.key} ${s.state}`);
     return { ready: reasons.length === 0, reasons };
   }
 

@@ -1,13 +1,13 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
-import { diffConfig, type Config } from '../core/config.js';
+import { diffConfig, historyOn, type Config } from '../core/config.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { SelfAddresses } from '../delivery/connector.js';
 import { HttpDeliverer } from '../delivery/deliverer.js';
-import { toErrorData } from '../core/errors.js';
+import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { ManagedWorker } from '../supervisor/worker-process.js';
 import type { Logger } from '../core/logger.js';
 import type { WorkerMetrics } from '../core/metrics.js';
@@ -20,6 +20,7 @@ import { MerchantDirectory } from '../merchants/directory.js';
 import { FailureMarks } from '../merchants/failure-marks.js';
 import { MerchantSigners } from '../merchants/signers.js';
 import { MerchantSlots } from './merchant-slots.js';
+import { HistorySink, historyPublishOptions } from '../history/sink.js';
 import { OriginGate, type GateOptions } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 
@@ -68,6 +69,10 @@ export class TierWorker implements ManagedWorker {
   private ch: ConfirmChannel | null = null;
   /** Acks of the current channel; replaced with it (tags never cross channels). */
   private acker: AckBatcher | null = null;
+  /** The pipeline's view of the current channel (what history batches go out on too). */
+  private link: ChannelLink | null = null;
+  /** Where this worker's history records go; null without history. */
+  private readonly history: HistorySink | null;
   private consumerTag: string | null = null;
   private paused = false;
   private stopping = false;
@@ -107,6 +112,7 @@ export class TierWorker implements ManagedWorker {
             onChange: (id) => deps.logger.info({ merchant: id }, 'merchant changed'),
           });
     const directory = this.directory;
+    this.history = historyOn(deps.config) ? new HistorySink((body) => this.publishHistory(body)) : null;
     this.pipeline = new AttemptPipeline(
       {
         tier: deps.tier,
@@ -119,6 +125,7 @@ export class TierWorker implements ManagedWorker {
         merchants: directory,
         slots: new MerchantSlots(),
         failureMarks: directory === null ? null : new FailureMarks((id, failing) => directory.markFailing(id, failing)),
+        history: this.history,
       },
       this.settingsFor(deps.config),
     );
@@ -202,7 +209,7 @@ export class TierWorker implements ManagedWorker {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       const ch = await conn.createConfirmChannel();
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
-      await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead]);
+      await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]);
       // Read once: a reload during start-up must not give the batcher another window than the channel's.
       const prefetch = this.config.delivery.prefetch;
       await ch.prefetch(prefetch);
@@ -221,6 +228,7 @@ export class TierWorker implements ManagedWorker {
       ch.on('close', lost);
       this.conn = conn;
       this.ch = ch;
+      this.link = this.linkFor(ch);
       this.acker = new AckBatcher((tag, multiple) => {
         if (this.ch !== ch) return;
         try {
@@ -245,6 +253,7 @@ export class TierWorker implements ManagedWorker {
   private forgetChannel(): void {
     this.conn = null;
     this.ch = null;
+    this.link = null;
     this.acker?.discard();
     this.acker = null;
     this.consumerTag = null;
@@ -309,7 +318,7 @@ export class TierWorker implements ManagedWorker {
   private async startConsumer(ch: ConfirmChannel): Promise<string> {
     // The batcher of this very channel: tags are never tracked on another one.
     const acker = this.acker;
-    const link = this.linkFor(ch);
+    const link = this.ch === ch && this.link ? this.link : this.linkFor(ch);
     const { consumerTag } = await ch.consume(this.names.workQueue(this.tier), (msg) => {
       if (msg === null) {
         this.log.warn('consumer cancelled by the broker (queue deleted?)');
@@ -322,6 +331,13 @@ export class TierWorker implements ManagedWorker {
       void p.finally(() => this.inflight.delete(p));
     });
     return consumerTag;
+  }
+
+  /** One batch of history records, on the current channel (a lost channel fails it: see AttemptPipeline.remember). */
+  private publishHistory(body: Buffer): Promise<void> {
+    const link = this.link;
+    if (!link) return Promise.reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'no broker channel for history records'));
+    return link.publish('', this.names.history, body, historyPublishOptions());
   }
 
   /** Cancels the consumer but keeps the channel (in-flight attempts still ack). */
@@ -404,6 +420,7 @@ export class TierWorker implements ManagedWorker {
       if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
       this.stopSignal.abort();
       clearInterval(this.gateTimer);
+      await this.history?.close();
       this.acker?.flush();
       this.acker = null;
       const conn = this.conn;

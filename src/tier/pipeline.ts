@@ -20,7 +20,10 @@ import { checkMerchant, type MerchantLookup } from './merchant-check.js';
 import type { MerchantSlots } from './merchant-slots.js';
 import { unsignableReason, type Signer } from '../delivery/signing.js';
 import type { ChannelLink } from './channel-link.js';
+import { attemptRecord, deadRecord, unrecordedStart, withStart } from './history-records.js';
 import { OutcomeEmitter, type OutcomeEvent } from './outcome-events.js';
+import { ANSWER_BYTES, type HistoryRecord } from '../history/records.js';
+import type { HistorySink } from '../history/sink.js';
 
 export const USER_AGENT = 'notifyd/0.1.0';
 /** Pause before a message whose hand-on failed goes back to its queue. */
@@ -53,6 +56,8 @@ export interface PipelineDeps {
   readonly slots: MerchantSlots;
   /** Feeds auto-disable; null without a database. */
   readonly failureMarks: FailureMarks | null;
+  /** Where attempts are recorded (DESIGN §11); null without history. */
+  readonly history: HistorySink | null;
 }
 
 /** The producer header, when the notification came through the ingress with a token. */
@@ -90,6 +95,7 @@ export class AttemptPipeline {
   private readonly attemptLog: Logger;
   private readonly metrics: WorkerMetrics;
   readonly outcomes: OutcomeEmitter;
+  private lastHistoryWarn = 0;
   /** How long a notification of this tier may wait for its origin, and the hold queue's TTL. */
   private budgetMs: number;
   private holdMs: number;
@@ -290,6 +296,7 @@ export class AttemptPipeline {
             body: signed.body,
           },
           criteria.bodyEquals !== undefined,
+          this.deps.history === null ? 0 : ANSWER_BYTES,
         );
       } catch (err) {
         ticket?.release('none', 0);
@@ -317,7 +324,31 @@ export class AttemptPipeline {
       if (producer !== undefined) line.producer = producer;
       this.attemptLog.info(line, 'attempt');
     }
-    await this.handOn(link, msg, n, outcome, status, startedAt, result.kind === 'skipped');
+    const recs = this.deps.history === null ? [] : withStart(unrecordedStart(msg, n, this.tier, startedAt), attemptRecord(msg, n, { tier: this.tier, startedAt, result, outcome }));
+    await this.handOn(link, msg, n, outcome, status, startedAt, result.kind === 'skipped', recs);
+  }
+
+  /**
+   * Sends history records, resolving once the broker has them, so the ack
+   * that follows never outruns them. Never rejects: history must not hold
+   * up delivery, so a batch the broker refused is counted and logged, and
+   * the notification goes on (a channel lost under it is the broker's to
+   * redeliver, and the attempt is then recorded again).
+   */
+  private async remember(link: ChannelLink, records: HistoryRecord[]): Promise<void> {
+    const sink = this.deps.history;
+    if (sink === null || records.length === 0) return;
+    try {
+      await sink.record(...records);
+    } catch (err) {
+      if (link.closed) return;
+      this.metrics.historyLost.inc(records.length);
+      const now = Date.now();
+      if (now - this.lastHistoryWarn > 10_000) {
+        this.lastHistoryWarn = now;
+        this.log.warn({ err: toErrorData(err), records: records.length }, 'history records not taken by the broker; delivery goes on without them');
+      }
+    }
   }
 
   /**
@@ -334,13 +365,25 @@ export class AttemptPipeline {
     this.m.deferrals.inc();
   }
 
-  private async handOn(link: ChannelLink, msg: ConsumeMessage, n: Notification, outcome: Outcome, status: number | null, startedAt: number, skipped = false): Promise<void> {
+  private async handOn(
+    link: ChannelLink,
+    msg: ConsumeMessage,
+    n: Notification,
+    outcome: Outcome,
+    status: number | null,
+    startedAt: number,
+    skipped: boolean,
+    records: HistoryRecord[],
+  ): Promise<void> {
     const { config } = this.settings;
     const headers = msg.properties.headers ?? {};
     const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? startedAt;
     switch (outcome.kind) {
       case 'delivered': {
-        await this.outcomes.emit(link, 'delivered', () => ({ id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...extras(n, headers) }));
+        await Promise.all([
+          this.outcomes.emit(link, 'delivered', () => ({ id: n.id, outcome: 'delivered', tier: this.tier, attempts: this.tier + 1, status, at: Date.now(), createdAt: n.createdAt, ...extras(n, headers) })),
+          this.remember(link, records),
+        ]);
         link.ack(msg);
         this.m.attempts.success.inc();
         this.m.delivered.inc();
@@ -351,19 +394,22 @@ export class AttemptPipeline {
         const next = this.tier + 1;
         const route = routeForAttempt(this.names, config.scheduleMs, next);
         const now = Date.now();
-        const handed = await this.handOnPublish(link, msg, route.exchange, route.routingKey, handOnOptions(msg, {
-          [H.attempt]: next,
-          [H.firstAttemptAt]: firstAttemptAt,
-          [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
-          [H.lastError]: outcome.error,
-        }));
+        const [handed] = await Promise.all([
+          this.handOnPublish(link, msg, route.exchange, route.routingKey, handOnOptions(msg, {
+            [H.attempt]: next,
+            [H.firstAttemptAt]: firstAttemptAt,
+            [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
+            [H.lastError]: outcome.error,
+          })),
+          this.remember(link, records),
+        ]);
         if (!handed) return;
         link.ack(msg);
         (skipped ? this.m.attempts.skipped : this.m.attempts.retry).inc();
         return;
       }
       case 'dead':
-        await this.parkDead(link, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt }, skipped);
+        await this.parkDead(link, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt }, skipped, records);
         return;
     }
   }
@@ -407,7 +453,7 @@ export class AttemptPipeline {
    * null when the message could not even be read (its id then comes from the
    * AMQP messageId).
    */
-  private async parkDead(link: ChannelLink, msg: ConsumeMessage, n: Notification | null, d: DeadDetails, skipped = false): Promise<void> {
+  private async parkDead(link: ChannelLink, msg: ConsumeMessage, n: Notification | null, d: DeadDetails, skipped = false, records?: HistoryRecord[]): Promise<void> {
     const set: Record<string, unknown> = {
       [H.deadReason]: d.reason,
       [H.lastError]: d.error.slice(0, 500),
@@ -416,7 +462,10 @@ export class AttemptPipeline {
       'notify-dead-tier': this.tier,
     };
     if (d.firstAttemptAt !== null) set[H.firstAttemptAt] = d.firstAttemptAt;
-    if (!(await this.handOnPublish(link, msg, '', this.names.dead, handOnOptions(msg, set)))) return;
+    // Parked before an attempt: that is its history's last word.
+    const recs = records ?? (n === null ? [] : withStart(unrecordedStart(msg, n, this.tier, Date.now()), deadRecord(msg, n, d.reason, d.error, Date.now())));
+    const [handed] = await Promise.all([this.handOnPublish(link, msg, '', this.names.dead, handOnOptions(msg, set)), this.remember(link, recs)]);
+    if (!handed) return;
     this.metrics.dead.inc({ reason: d.reason });
     await this.outcomes.emit(link, 'dead', () => ({
       id: n?.id ?? String(msg.properties.messageId ?? ''),

@@ -104,6 +104,12 @@ describe('HttpDeliverer', () => {
       assert.deepEqual({ ...r, durationMs: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0 });
     }
     assert.equal(srv.connections() - before, 1, 'one keep-alive connection for all three');
+    // With history on it keeps the first bytes all the same (and the connection).
+    const head = await d.attempt(post(`${srv.base}/big/5000`), false, 1024);
+    assert.deepEqual({ ...head, durationMs: 0 }, { kind: 'response', status: 200, body: 'x'.repeat(1024), durationMs: 0 });
+    const small = await d.attempt(post(`${srv.base}/ok/fine`), false, 1024);
+    assert.ok(small.kind === 'response' && small.body === 'fine');
+    assert.equal(srv.connections() - before, 1);
     await d.close();
   });
 

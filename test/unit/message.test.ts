@@ -277,6 +277,9 @@ describe('validateNotification: refuses with VALIDATION and field', () => {
 
   it('bad createdAt', () => {
     for (const createdAt of ['2024-01-01', -1, Number.NaN]) refused(minimal({ createdAt }), 'createdAt');
+    // More than a day ahead: the history would keep it for ever. A day's skew is allowed.
+    refused(minimal({ createdAt: Date.now() + 25 * 3600_000 }), 'createdAt');
+    assert.ok(validateNotification(minimal({ createdAt: Date.now() + 23 * 3600_000 }), LIMITS));
   });
 
   it('requireId refuses a missing id', () => {

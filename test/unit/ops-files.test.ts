@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
 import { EX_CONFIG, loadConfig } from '../../src/core/config.js';
 import { parseSystemdTimespan, startupWarnings } from '../../src/supervisor/startup-checks.js';
-import { METRIC_NAMES, aggregateExposition, createMasterMetrics, createWorkerMetrics } from '../../src/core/metrics.js';
+import { METRIC_NAMES, aggregateExposition, createMasterMetrics, createRecorderMetrics, createWorkerMetrics } from '../../src/core/metrics.js';
 import { parseDuration } from '../../src/core/schedule.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -143,6 +143,8 @@ function dashboardExprs(d: Dashboard): { where: string; expr: string }[] {
  */
 async function realExposition(): Promise<string> {
   const worker = createWorkerMetrics({ role: 'tier', tier: '0' });
+  // The recorder's own metrics live in its worker registry.
+  createRecorderMetrics(worker.registry);
   const master = createMasterMetrics();
   for (const registry of [worker.registry, master.registry]) {
     for (const metric of registry.getMetricsAsArray()) {
@@ -317,6 +319,12 @@ tests:
         values: '0x20 1x80'
       - series: 'notify_origins{job="notifyd",instance="notifyd:9464",role="tier",tier="0",state="limited"}'
         values: '3x100'
+      - series: 'notify_history_lag_seconds{job="notifyd",instance="notifyd:9464",role="recorder",tier=""}'
+        values: '0.05x40 30+15x60'
+      - series: 'notify_history_up{job="notifyd",instance="notifyd:9464",role="recorder",tier=""}'
+        values: '1x100'
+      - series: 'notify_history_records_lost_total{job="notifyd",instance="notifyd:9464",role="ingress",tier=""}'
+        values: '0x60 0+3x40'
     alert_rule_test:
       - eval_time: 1m
         alertname: NotifydDown
@@ -358,6 +366,20 @@ tests:
         exp_alerts: []
       - eval_time: 20m
         alertname: NotifyOriginsFailing
+        exp_alerts:
+          - exp_labels: { severity: warning, instance: "notifyd:9464" }
+      - eval_time: 10m
+        alertname: NotifyHistoryLagging
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: NotifyHistoryLagging
+        exp_alerts:
+          - exp_labels: { severity: warning, instance: "notifyd:9464" }
+      - eval_time: 14m
+        alertname: NotifyHistoryLost
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: NotifyHistoryLost
         exp_alerts:
           - exp_labels: { severity: warning, instance: "notifyd:9464" }
 `;

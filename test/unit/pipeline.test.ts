@@ -1,5 +1,7 @@
 // The attempt pipeline with a fake channel and a fake merchant: what it
 // publishes, acks and requeues for each kind of attempt result.
+import type { HistorySink } from '../../src/history/sink.js';
+import type { AttemptRecord, DeadRecord, HistoryRecord, RunRecord } from '../../src/history/records.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConsumeMessage, Options } from 'amqplib';
@@ -64,8 +66,8 @@ function fakeDeliverer(result: TimedResult): HttpDeliverer & { calls: OutgoingRe
   return {
     calls,
     originOf: (url: string) => new URL(url).origin,
-    attempt: async (req: OutgoingRequest) => {
-      calls.push(req);
+    attempt: async (req: OutgoingRequest, _needBody?: boolean, headBytes = 0) => {
+      calls.push({ ...req, headBytes } as OutgoingRequest);
       return result;
     },
     close: async () => undefined,
@@ -80,10 +82,10 @@ function message(tier: number, body: object = { id: 'n1', url: 'https://m.exampl
   } as unknown as ConsumeMessage;
 }
 
-function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController()) {
+function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController(), history: HistorySink | null = null) {
   const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) }, false);
   const p = new AttemptPipeline(
-    { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal, gate: new OriginGate(GATE), merchants: null, slots: new MerchantSlots(), failureMarks: null },
+    { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal, gate: new OriginGate(GATE), merchants: null, slots: new MerchantSlots(), failureMarks: null, history },
     { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer },
   );
   return { p, metrics };
@@ -160,5 +162,95 @@ describe('AttemptPipeline', () => {
     await pipeline(0, never).p.handle(c, message(0, { id: 'n1', url: 'https://m.example/', body: 'x', headers: { Host: 'evil' } }));
     assert.equal(never.calls.length, 0, 'never sent');
     assert.equal(c.published.find((x) => x.routingKey === names.dead)!.options.headers!['notify-dead-reason'], 'invalid');
+  });
+});
+
+describe('AttemptPipeline: history records', () => {
+  /** A sink that keeps what it is given (and fails when told to). */
+  function fakeSink(fail = false): HistorySink & { records: HistoryRecord[] } {
+    const records: HistoryRecord[] = [];
+    return {
+      records,
+      record: async (...r: HistoryRecord[]) => {
+        if (fail) throw new Error('nack');
+        records.push(...r);
+      },
+    } as unknown as HistorySink & { records: HistoryRecord[] };
+  }
+
+  function withHeaders(msg: ConsumeMessage, headers: Record<string, unknown>): ConsumeMessage {
+    return { ...msg, properties: { ...msg.properties, headers: { ...msg.properties.headers, ...headers } } } as ConsumeMessage;
+  }
+
+  it('tier 0 records the start of a ladder nobody recorded (with the notification), then the attempt', async () => {
+    const sink = fakeSink();
+    const { p } = pipeline(0, fakeDeliverer({ kind: 'response', status: 500, body: 'try later', durationMs: 3 }), new AbortController(), sink);
+    const link = new FakeLink();
+    await p.handle(link, message(0));
+    assert.deepEqual(
+      sink.records.map((r) => r.t),
+      ['run', 'attempt'],
+    );
+    const [start, a] = sink.records as [RunRecord, AttemptRecord];
+    assert.equal(start.via, 'direct');
+    assert.equal(start.run, '');
+    assert.equal(JSON.parse(start.content).id, 'n1');
+    assert.deepEqual([a.attempt, a.tier, a.status, a.outcome, a.answer, a.final], [0, 0, 500, 'retry', 'try later', null]);
+    assert.equal(link.acked, 1);
+  });
+
+  it('a ladder recorded by the ingress is not recorded again; the last attempt says how it ended', async () => {
+    const sink = fakeSink();
+    const { p } = pipeline(2, fakeDeliverer({ kind: 'response', status: 200, body: 'success', durationMs: 2 }), new AbortController(), sink);
+    await p.handle(new FakeLink(), withHeaders(message(2), { 'notify-run': 'r9', 'notify-recorded': 1 }));
+    assert.equal(sink.records.length, 1);
+    const a = sink.records[0] as AttemptRecord;
+    assert.deepEqual([a.run, a.tier, a.outcome, a.final], ['r9', 2, 'success', { status: 'delivered' }]);
+    // The last tier failing: dead, with its reason.
+    const sink2 = fakeSink();
+    const { p: p2 } = pipeline(2, fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 2 }), new AbortController(), sink2);
+    await p2.handle(new FakeLink(), withHeaders(message(2), { 'notify-run': 'r9', 'notify-recorded': 1 }));
+    assert.deepEqual((sink2.records[0] as AttemptRecord).final, { status: 'dead', reason: 'exhausted' });
+  });
+
+  it('a client ladder (run header, not recorded) is recorded by tier 0 as the client\'s', async () => {
+    const sink = fakeSink();
+    const { p } = pipeline(0, fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 }), new AbortController(), sink);
+    await p.handle(new FakeLink(), withHeaders(message(0), { 'notify-run': 'c1' }));
+    assert.deepEqual(
+      sink.records.map((r) => (r.t === 'run' ? `${r.t}:${r.via}:${r.run}` : r.t)),
+      ['run:client:c1', 'attempt'],
+    );
+  });
+
+  it('parked before an attempt (an unsignable notification): a dead record with the reason', async () => {
+    const sink = fakeSink();
+    const rsa = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s,2s', NOTIFY_PREFIX: 'p', NOTIFY_SIGNING_SCHEME: 'none' } });
+    const { p } = pipeline(1, fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 }), new AbortController(), sink);
+    p.configure({ ...p.current, config: rsa, signer: 'no key' as never });
+    await p.handle(new FakeLink(), withHeaders(message(1), { 'notify-run': 'r1', 'notify-recorded': 1 }));
+    assert.equal(sink.records.length, 1);
+    const d = sink.records[0] as DeadRecord;
+    assert.deepEqual([d.t, d.reason, d.run], ['dead', 'invalid', 'r1']);
+    assert.match(d.error, /signing failed: no key/);
+  });
+
+  it('history refused by the broker does not hold up delivery: acked all the same, counted', async () => {
+    const { p, metrics } = pipeline(0, fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 }), new AbortController(), fakeSink(true));
+    const link = new FakeLink();
+    await p.handle(link, message(0));
+    assert.equal(link.acked, 1);
+    assert.equal(await counter(metrics, 'notify_history_records_lost_total', {}), 2);
+  });
+
+  it('with history the first KiB of every answer is read; without, a 2xx nobody checks is not', async () => {
+    const withH = fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 });
+    await pipeline(0, withH, new AbortController(), fakeSink()).p.handle(new FakeLink(), message(0));
+    const without = fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 });
+    await pipeline(0, without).p.handle(new FakeLink(), message(0));
+    assert.deepEqual(
+      [withH, without].map((d) => (d.calls[0] as OutgoingRequest & { headBytes: number }).headBytes),
+      [1024, 0],
+    );
   });
 });

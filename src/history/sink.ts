@@ -1,0 +1,110 @@
+/**
+ * The sending end of the history (DESIGN §11): records go to `P.history` a
+ * batch per AMQP message, like acks are batched, so a notification costs the
+ * broker a fraction of one publish however many records it makes.
+ */
+import type { Options } from 'amqplib';
+import { encodeBatch, type HistoryRecord } from './records.js';
+
+let batchSeq = 0;
+
+/**
+ * AMQP properties of one batch: persistent, and `mandatory` with an id of
+ * its own, so a batch no queue takes (P.history not declared) fails instead
+ * of vanishing.
+ */
+export function historyPublishOptions(): Options.Publish {
+  return { persistent: true, mandatory: true, contentType: 'application/json', type: 'notify.history', messageId: `h${process.pid}-${++batchSeq}` };
+}
+
+/** Publishes one batch and resolves on the broker's confirm. */
+export type BatchPublish = (body: Buffer, count: number) => Promise<void>;
+
+/** When a batch goes out. */
+export interface SinkPolicy {
+  /** The longest a record waits for its batch (ms). */
+  readonly maxDelayMs: number;
+  /** A batch this full goes out on the next event-loop turn. */
+  readonly maxRecords: number;
+  /** ... or this big (bytes of JSON, roughly). */
+  readonly maxBytes: number;
+}
+
+export const DEFAULT_SINK_POLICY: SinkPolicy = Object.freeze({ maxDelayMs: 5, maxRecords: 500, maxBytes: 512 * 1024 });
+
+interface Pending {
+  readonly parts: string[];
+  bytes: number;
+  readonly waiters: { resolve: () => void; reject: (err: unknown) => void }[];
+}
+
+/**
+ * Collects records and publishes them in batches. `record` resolves once the
+ * batch holding its records is confirmed by the broker (so a caller that acks
+ * its own message only afterwards loses no record in a crash), and rejects
+ * when that publish failed.
+ */
+export class HistorySink {
+  private pending: Pending | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private readonly inflight = new Set<Promise<void>>();
+  private closed = false;
+
+  constructor(
+    private readonly publish: BatchPublish,
+    private readonly policy: SinkPolicy = DEFAULT_SINK_POLICY,
+  ) {}
+
+  /** Queues records for the next batch; resolves when it is confirmed. */
+  record(...records: HistoryRecord[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('history sink closed'));
+    const p = (this.pending ??= { parts: [], bytes: 2, waiters: [] });
+    for (const r of records) {
+      const json = JSON.stringify(r);
+      p.parts.push(json);
+      p.bytes += json.length + 1;
+    }
+    const done = new Promise<void>((resolve, reject) => p.waiters.push({ resolve, reject }));
+    if (p.parts.length >= this.policy.maxRecords || p.bytes >= this.policy.maxBytes) {
+      this.immediate ??= setImmediate(() => this.flush());
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.policy.maxDelayMs);
+    }
+    return done;
+  }
+
+  /** Sends what is queued now. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = null;
+    this.immediate = null;
+    const p = this.pending;
+    this.pending = null;
+    if (!p || p.parts.length === 0) return;
+    let sent: Promise<void>;
+    try {
+      sent = this.publish(encodeBatch(p.parts), p.parts.length);
+    } catch (err) {
+      sent = Promise.reject(err);
+    }
+    const settled = sent.then(
+      () => {
+        for (const w of p.waiters) w.resolve();
+      },
+      (err: unknown) => {
+        for (const w of p.waiters) w.reject(err);
+      },
+    );
+    this.inflight.add(settled);
+    void settled.finally(() => this.inflight.delete(settled));
+  }
+
+  /** Sends what is queued and waits for every batch's confirm (or failure); later records are refused. Idempotent. */
+  async close(): Promise<void> {
+    this.flush();
+    this.closed = true;
+    await Promise.allSettled([...this.inflight]);
+  }
+}

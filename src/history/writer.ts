@@ -1,0 +1,123 @@
+/**
+ * Writes folded history batches to PostgreSQL (DESIGN §11): one transaction
+ * per batch, three statements whatever its size (arrays through `unnest`),
+ * idempotent, so a batch written again after a crash changes nothing.
+ */
+import type pg from 'pg';
+import { inTransaction } from '../db/pool.js';
+import { query } from '../db/sql.js';
+import { countNewAttempts, type Folded } from './fold.js';
+
+/** What one write did. */
+export interface WriteResult {
+  /** Records that added a row (ladder or attempt) or changed a notification. */
+  readonly runsNew: number;
+  readonly attemptsNew: number;
+  /** Attempt and ladder rows that were there already. */
+  readonly duplicates: number;
+}
+
+/** PostgreSQL error codes worth a retry of the same batch: the database, not the data. */
+export function retryableDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string') return true; // no SQLSTATE: a socket error, a timeout, a refused connection
+  // 08 connection, 40 rollback (deadlock, serialization), 53 resources, 57 operator (shutdown), 58 system
+  return /^(08|40|53|57|58)/.test(code) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT';
+}
+
+/** `no partition of relation … found for row`: a day's partitions are missing (dropped, or never made). */
+export function missingPartition(err: unknown): boolean {
+  return (err as { code?: unknown })?.code === '23514' && /no partition of relation/.test(String((err as Error).message));
+}
+
+export class HistoryWriter {
+  /** Days whose partitions are known to exist. */
+  private readonly days = new Set<string>();
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** Makes sure the partitions of these days exist (cached; each creation is its own short transaction). */
+  async ensureDays(days: readonly string[]): Promise<void> {
+    for (const d of days) {
+      if (this.days.has(d)) continue;
+      await this.pool.query(query('history-add-day'), [d]);
+      this.days.add(d);
+    }
+  }
+
+  /** Forgets which partitions exist (after a "no partition" error: the retention job dropped one). */
+  forgetDays(): void {
+    this.days.clear();
+  }
+
+  /** Writes one folded batch in one transaction. */
+  async write(f: Folded): Promise<WriteResult> {
+    await this.ensureDays(f.days);
+    return inTransaction(this.pool, async (c) => {
+      let runsNew = 0;
+      if (f.runs.length > 0) {
+        const r = f.runs;
+        const res = await c.query(query('history-insert-runs'), [
+          r.map((x) => x.id),
+          r.map((x) => x.createdAt),
+          r.map((x) => x.run),
+          r.map((x) => x.at),
+          r.map((x) => x.via),
+          r.map((x) => x.producer),
+        ]);
+        runsNew = res.rowCount ?? 0;
+      }
+      let inserted: { id: string; createdAt: number }[] = [];
+      if (f.attempts.length > 0) {
+        const a = f.attempts;
+        const res = await c.query<{ notification_id: string; created_ms: number }>(query('history-insert-attempts'), [
+          a.map((x) => x.id),
+          a.map((x) => x.createdAt),
+          a.map((x) => x.run),
+          a.map((x) => x.attempt),
+          a.map((x) => x.tier),
+          a.map((x) => x.startedAt),
+          a.map((x) => x.durationMs),
+          a.map((x) => x.status),
+          a.map((x) => x.outcome),
+          a.map((x) => x.skipReason),
+          a.map((x) => x.error),
+          a.map((x) => x.answer),
+        ]);
+        inserted = res.rows.map((row) => ({ id: row.notification_id, createdAt: Math.round(Number(row.created_ms)) }));
+      }
+      // Counted on copies: a batch retried after a failed transaction must count from zero again.
+      const notes = f.notifications.map((n) => ({ ...n, attempts: 0 }));
+      countNewAttempts(notes, inserted);
+      if (notes.length > 0) {
+        await c.query(query('history-upsert-notifications'), [
+          notes.map((x) => x.id),
+          notes.map((x) => x.createdAt),
+          notes.map((x) => x.merchant),
+          notes.map((x) => x.producer),
+          notes.map((x) => x.url),
+          notes.map((x) => x.status),
+          notes.map((x) => x.statusAt),
+          notes.map((x) => x.deadReason),
+          notes.map((x) => x.attempts),
+          notes.map((x) => x.lastAttemptAt),
+          notes.map((x) => x.lastStatus),
+          notes.map((x) => x.lastError),
+          notes.map((x) => x.deliveredAt),
+          notes.map((x) => x.deadAt),
+          notes.map((x) => x.content),
+        ]);
+      }
+      return { runsNew, attemptsNew: inserted.length, duplicates: f.runs.length - runsNew + f.attempts.length - inserted.length };
+    });
+  }
+
+  /** Drops the days past the retention and adds today's and the next two (the retention job). Returns the days dropped. */
+  async retain(retentionMs: number, now = Date.now()): Promise<string[]> {
+    const ahead = [0, 1, 2].map((d) => new Date(now + d * 86_400_000).toISOString().slice(0, 10));
+    await this.ensureDays(ahead);
+    const res = await this.pool.query<{ day: string }>(query('history-drop-before'), [new Date(now - retentionMs)]);
+    if (res.rows.length > 0) this.forgetDays();
+    return res.rows.map((r) => r.day);
+  }
+}

@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { countNewAttempts, foldRecords, newerStatus } from '../../src/history/fold.js';
+import { answerText, checkRecord, decodeBatch, encodeBatch, newRunId, storableText, type AttemptRecord, type DeadRecord, type RunRecord } from '../../src/history/records.js';
+import { HistorySink } from '../../src/history/sink.js';
+import { retryableDbError, missingPartition } from '../../src/history/writer.js';
+
+const T0 = Date.UTC(2026, 11, 1, 10, 0, 0);
+
+function run(over: Partial<RunRecord> = {}): RunRecord {
+  return { t: 'run', id: 'n1', createdAt: T0, run: 'r1', at: T0, via: 'ingress', merchant: 'shop', producer: 'checkout', url: 'https://m.example/n', content: '{"id":"n1"}', ...over };
+}
+
+function attempt(over: Partial<AttemptRecord> = {}): AttemptRecord {
+  return {
+    t: 'attempt',
+    id: 'n1',
+    createdAt: T0,
+    run: 'r1',
+    attempt: 0,
+    tier: 0,
+    startedAt: T0 + 10,
+    durationMs: 5,
+    status: 500,
+    outcome: 'retry',
+    skipReason: null,
+    error: 'status 500',
+    answer: 'no',
+    merchant: 'shop',
+    url: 'https://m.example/n',
+    final: null,
+    ...over,
+  };
+}
+
+function dead(over: Partial<DeadRecord> = {}): DeadRecord {
+  return { t: 'dead', id: 'n1', createdAt: T0, run: 'r1', at: T0 + 50, reason: 'disabled', error: 'merchant shop is disabled', merchant: 'shop', url: 'https://m.example/n', ...over };
+}
+
+describe('history records', () => {
+  it('a batch round-trips, and what is not a record is counted and left out', () => {
+    const body = encodeBatch([JSON.stringify(run()), JSON.stringify(attempt()), JSON.stringify({ t: 'attempt', id: 'x' }), '42']);
+    const { records, refused } = decodeBatch(body);
+    assert.equal(records.length, 2);
+    assert.equal(refused, 2);
+    assert.deepEqual(records[0], run());
+    assert.throws(() => decodeBatch(Buffer.from('{"not":"an array"}')));
+    assert.throws(() => decodeBatch(Buffer.from('nope')));
+  });
+
+  it('checks every field a writer relies on', () => {
+    assert.ok(checkRecord(run()));
+    assert.ok(checkRecord(attempt({ final: { status: 'dead', reason: 'exhausted' } })));
+    assert.ok(checkRecord(dead()));
+    assert.equal(checkRecord(run({ via: 'fax' as never })), null);
+    assert.equal(checkRecord(run({ createdAt: -1 })), null);
+    assert.equal(checkRecord(run({ id: '' })), null);
+    assert.equal(checkRecord(attempt({ attempt: 1.5 })), null);
+    assert.equal(checkRecord(attempt({ outcome: 'maybe' as never })), null);
+    assert.equal(checkRecord(attempt({ final: { status: 'dead' } as never })), null);
+    assert.equal(checkRecord(dead({ reason: 3 as never })), null);
+    assert.equal(checkRecord(null), null);
+  });
+
+  it('text is made storable: no NUL, bounded; answers keep their first KiB', () => {
+    assert.equal(storableText('a\u0000b'), 'a\uFFFDb');
+    assert.equal(storableText(''), null);
+    assert.equal(storableText('x'.repeat(600))!.length, 500);
+    assert.equal(answerText('ok'), 'ok');
+    assert.equal(Buffer.byteLength(answerText('é'.repeat(2000))!), 1024);
+    assert.ok(Buffer.byteLength(answerText('中'.repeat(2000))!) <= 1026); // a cut character becomes one U+FFFD
+  });
+
+  it('run ids sort by time and differ', () => {
+    const a = newRunId(T0);
+    const b = newRunId(T0 + 1000);
+    assert.ok(a < b);
+    assert.notEqual(newRunId(T0), newRunId(T0));
+  });
+});
+
+describe('folding a batch', () => {
+  it('three attempts, the last delivering: one notification row, status delivered, three attempt rows', () => {
+    const f = foldRecords([
+      run(),
+      attempt({ attempt: 0, tier: 0, startedAt: T0 + 10 }),
+      attempt({ attempt: 1, tier: 1, startedAt: T0 + 1010 }),
+      attempt({ attempt: 2, tier: 2, startedAt: T0 + 4010, status: 200, outcome: 'success', error: null, answer: 'success', final: { status: 'delivered' } }),
+    ], T0 + 60_000);
+    assert.equal(f.notifications.length, 1);
+    assert.equal(f.attempts.length, 3);
+    assert.equal(f.runs.length, 1);
+    const n = f.notifications[0]!;
+    assert.equal(n.status, 'delivered');
+    assert.equal(n.statusAt, T0 + 4015);
+    assert.equal(n.lastStatus, 200);
+    assert.equal(n.deliveredAt, T0 + 4015);
+    assert.equal(n.content, '{"id":"n1"}');
+    assert.equal(n.producer, 'checkout');
+    assert.deepEqual(f.days, ['2026-12-01']);
+    assert.equal(f.oldestAt, T0);
+  });
+
+  it('order does not matter: the latest event sets the status, a start never undoes an end', () => {
+    const records = [attempt({ final: { status: 'delivered' }, status: 200, outcome: 'success' }), run()];
+    for (const order of [records, [...records].reverse()]) {
+      const n = foldRecords(order).notifications[0]!;
+      assert.equal(n.status, 'delivered');
+    }
+    // A resend after a death: the new ladder's start is later, so pending again.
+    const n = foldRecords([run(), attempt({ final: { status: 'dead', reason: 'exhausted' }, outcome: 'dead' }), run({ run: 'r2', at: T0 + 60_000, via: 'resend' })]).notifications[0]!;
+    assert.equal(n.status, 'pending');
+    assert.equal(n.deadAt, T0 + 15);
+  });
+
+  it('at the same instant an end beats a start', () => {
+    assert.equal(newerStatus(5, 'dead', 5, 'pending'), true);
+    assert.equal(newerStatus(5, 'pending', 5, 'dead'), false);
+    assert.equal(newerStatus(4, 'delivered', 5, 'pending'), false);
+    assert.equal(newerStatus(1, 'pending', null, null), true);
+    const n = foldRecords([run({ at: T0 + 50 }), dead({ at: T0 + 50 })]).notifications[0]!;
+    assert.equal(n.status, 'dead');
+    assert.equal(n.deadReason, 'disabled');
+  });
+
+  it('repeats collapse to one row each, sorted by key, and days are those of createdAt (UTC)', () => {
+    const late = Date.UTC(2026, 10, 30, 23, 59, 59);
+    const f = foldRecords([attempt({ id: 'b' }), attempt({ id: 'b' }), attempt({ id: 'a', createdAt: late }), run({ id: 'b' }), run({ id: 'b' })]);
+    assert.deepEqual(
+      f.attempts.map((a) => a.id),
+      ['a', 'b'],
+    );
+    assert.equal(f.runs.length, 1);
+    assert.deepEqual(
+      f.notifications.map((n) => n.id),
+      ['a', 'b'],
+    );
+    assert.deepEqual(f.days, ['2026-11-30', '2026-12-01']);
+  });
+
+  it('a skipped attempt keeps its reason; a createdAt with a fraction is kept whole', () => {
+    const f = foldRecords([attempt({ createdAt: T0 + 0.7, outcome: 'skipped', skipReason: 'origin-failing', status: null, durationMs: 0 })]);
+    assert.equal(f.attempts[0]!.skipReason, 'origin-failing');
+    assert.equal(f.attempts[0]!.createdAt, T0);
+    assert.equal(f.notifications[0]!.createdAt, T0);
+  });
+
+  it('the attempt count grows by the rows the database took as new only', () => {
+    const f = foldRecords([attempt({ attempt: 0 }), attempt({ attempt: 1 }), attempt({ id: 'n2', attempt: 0 })]);
+    const notes = f.notifications.map((n) => ({ ...n }));
+    countNewAttempts(notes, [{ id: 'n1', createdAt: T0 }]);
+    assert.deepEqual(
+      notes.map((n) => [n.id, n.attempts]),
+      [
+        ['n1', 1],
+        ['n2', 0],
+      ],
+    );
+  });
+});
+
+describe('HistorySink', () => {
+  it('batches records into one publish and resolves each caller on its confirm', async () => {
+    const sent: { body: string; count: number }[] = [];
+    const sink = new HistorySink(async (body, count) => {
+      sent.push({ body: body.toString(), count });
+    }, { maxDelayMs: 5, maxRecords: 100, maxBytes: 1 << 20 });
+    await Promise.all([sink.record(run()), sink.record(attempt(), attempt({ attempt: 1 }))]);
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.count, 3);
+    assert.equal(decodeBatch(Buffer.from(sent[0]!.body)).records.length, 3);
+    await sink.close();
+  });
+
+  it('a full batch goes out without waiting for the timer', async () => {
+    const sent: number[] = [];
+    const sink = new HistorySink(async (_b, count) => {
+      sent.push(count);
+    }, { maxDelayMs: 60_000, maxRecords: 2, maxBytes: 1 << 20 });
+    await Promise.all([sink.record(run()), sink.record(run({ id: 'n2' }))]);
+    assert.deepEqual(sent, [2]);
+    await sink.close();
+  });
+
+  it('a refused batch rejects its callers; close flushes, waits, and refuses later records', async () => {
+    let fail = true;
+    const sent: number[] = [];
+    const sink = new HistorySink(async (_b, count) => {
+      if (fail) throw new Error('nack');
+      sent.push(count);
+    }, { maxDelayMs: 1, maxRecords: 100, maxBytes: 1 << 20 });
+    await assert.rejects(sink.record(run()), /nack/);
+    fail = false;
+    const pending = sink.record(run());
+    await sink.close();
+    await pending;
+    assert.deepEqual(sent, [1]);
+    await assert.rejects(sink.record(run()), /closed/);
+    await sink.close();
+  });
+});
+
+describe('which database errors are retried', () => {
+  it('connection, rollback, resources and shutdown are; data errors are not', () => {
+    assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '08006' })), true);
+    assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '40P01' })), true);
+    assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '57P01' })), true);
+    assert.equal(retryableDbError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })), true);
+    assert.equal(retryableDbError(new Error('Connection terminated unexpectedly')), true);
+    assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '22021' })), false);
+    assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '23514' })), false);
+    assert.equal(missingPartition(Object.assign(new Error('no partition of relation "notify_attempts" found for row'), { code: '23514' })), true);
+    assert.equal(missingPartition(Object.assign(new Error('new row violates check constraint'), { code: '23514' })), false);
+  });
+});

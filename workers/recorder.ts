@@ -1,0 +1,11 @@
+// Entry point of the history recorder process (forked by the master with Node cluster when history is on).
+import { createLogger } from '../src/core/logger.js';
+import { createRecorderMetrics, createWorkerMetrics } from '../src/core/metrics.js';
+import { HistoryRecorder } from '../src/history/recorder.js';
+import { receiveWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
+
+const { config } = await receiveWorkerConfig();
+const log = createLogger(config.logLevel, { role: 'recorder' });
+const metrics = createWorkerMetrics({ role: 'recorder', tier: '' });
+const worker = new HistoryRecorder({ config, logger: log, metrics: createRecorderMetrics(metrics.registry), onState: (state) => sendToMaster({ type: 'state', state }) });
+await runManagedWorker({ worker, role: 'recorder', tier: null, config, log, metrics });
