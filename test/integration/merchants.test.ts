@@ -13,6 +13,7 @@ import { Webhook } from 'standardwebhooks';
 import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, parkedMessages, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
+import { migrations } from '../../src/db/sql.js';
 
 const SCHEDULE = '0s,300ms,600ms';
 const ADMIN_TOKEN = `adm-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
@@ -273,10 +274,10 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       const r = spawnSync(process.execPath, [CLI_PATH, 'migrate'], { env: { PATH: process.env.PATH, NOTIFY_DATABASE_URL: fresh.url }, encoding: 'utf8', timeout: 20_000 });
       assert.equal(r.status, 0, r.stderr);
       const result = (out: string): { applied: number[] } => JSON.parse(out.split('\n').find((l) => l.includes('"applied"'))!);
-      assert.deepEqual(result(r.stdout).applied, [1]);
+      assert.deepEqual(result(r.stdout).applied, migrations().map((m) => m.version), 'every migration, in order');
       const again = spawnSync(process.execPath, [CLI_PATH, 'migrate'], { env: { PATH: process.env.PATH, NOTIFY_DATABASE_URL: fresh.url }, encoding: 'utf8', timeout: 20_000 });
       assert.deepEqual(result(again.stdout).applied, [], 'nothing twice');
-      assert.equal((await fresh.query('SELECT count(*)::int AS n FROM notify_schema_migrations')).rows[0]!.n, 1);
+      assert.equal((await fresh.query('SELECT count(*)::int AS n FROM notify_schema_migrations')).rows[0]!.n, migrations().length);
     } finally {
       await fresh.drop();
     }
