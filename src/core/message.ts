@@ -34,6 +34,12 @@ export const H = Object.freeze({
   producer: 'notify-producer',
   /** Times it was deferred to a hold queue (its origin was saturated); not attempts. */
   deferred: 'notify-deferred',
+  /**
+   * When it started waiting for its origin in the tier it is in (set when
+   * it is first deferred, dropped when it moves on): its wait budget runs
+   * from there, not from its due time.
+   */
+  waitingSince: 'notify-waiting-since',
   /** The ladder (from tier 0) this copy is on: set anew by the ingress, a client, a resend, a recover or a redrive. */
   run: 'notify-run',
   /** Present when whoever started the ladder recorded it in the history (with the notification). */

@@ -11,9 +11,9 @@
  * longer). Past that it is deferred: handed to the tier's hold queue in the
  * broker, out of the window, to come back later. A failing origin's
  * notifications are skipped (except its probes). And once a notification has
- * waited as long as its wait budget (its next delay), it is attempted if its
- * origin has room, else skipped: it moves down the ladder, never waits
- * forever.
+ * waited for its origin as long as its wait budget (its next delay, counted
+ * from its arrival in the tier), it is attempted if its origin has room, else
+ * skipped: it moves down the ladder, never waits forever.
  */
 import { acquire, decide, release, OriginState, type OriginPolicy, type OriginSignal, type OriginSnapshot } from '../delivery/origin-limiter.js';
 import type { SkipReason } from '../delivery/outcome.js';

@@ -172,8 +172,12 @@ export class AttemptPipeline {
     const { config, deliverer } = this.settings;
     const headers = msg.properties.headers ?? {};
     const dueAt = numberHeader(headers, H.dueAt) ?? n.createdAt;
+    // The budget is for waiting on its origin (or the registry), from when it first reached this tier's
+    // worker: time spent in the tier's own backlog (a burst, a paused tier) is no merchant's doing, and
+    // counting it would skip a healthy merchant's notifications merely for being late.
+    const waitingSince = numberHeader(headers, H.waitingSince) ?? Date.now();
     const firstAttemptAt = numberHeader(headers, H.firstAttemptAt) ?? null;
-    const budgetLeft = (): number => dueAt + this.budgetMs - Date.now();
+    const budgetLeft = (): number => waitingSince + this.budgetMs - Date.now();
     const origin = deliverer.originOf(n.url);
 
     // The merchant's word first (DESIGN §10): disabled, elsewhere, or not known yet.
@@ -183,7 +187,7 @@ export class AttemptPipeline {
       return;
     }
     if (verdict.kind === 'wait') {
-      await this.waitForRegistry(link, msg, verdict.why);
+      await this.waitForRegistry(link, msg, verdict.why, waitingSince);
       return;
     }
     const merchant = verdict.kind === 'ok' ? verdict.entry : null;
@@ -212,7 +216,7 @@ export class AttemptPipeline {
       merchantSlot = this.deps.slots.tryAcquire(merchant.id, merchant.maxConcurrency);
       if (!merchantSlot) {
         if (budgetLeft() > 0 && this.holdMs > 0) {
-          await this.defer(link, msg);
+          await this.defer(link, msg, waitingSince);
           return;
         }
         skipped = { kind: 'skipped', reason: 'origin-saturated', message: `merchant ${merchant.id} at its maxConcurrency (${merchant.maxConcurrency})` };
@@ -227,7 +231,7 @@ export class AttemptPipeline {
             link.requeue(msg);
             return;
           case 'defer':
-            await this.defer(link, msg);
+            await this.defer(link, msg, waitingSince);
             return;
           case 'skip':
             skipped = { kind: 'skipped', reason: admission.reason, message: `${origin}${admission.lastError ? ` (last error: ${admission.lastError})` : ''}` };
@@ -248,9 +252,9 @@ export class AttemptPipeline {
    * not an attempt; it waits in the hold queue (or, on a tier with none,
    * back in its queue after a pause) and is looked at again.
    */
-  private async waitForRegistry(link: ChannelLink, msg: ConsumeMessage, why: string): Promise<void> {
+  private async waitForRegistry(link: ChannelLink, msg: ConsumeMessage, why: string, waitingSince: number): Promise<void> {
     this.log.debug({ messageId: msg.properties.messageId, why }, 'waiting for the merchant registry');
-    if (this.holdMs > 0) return this.defer(link, msg);
+    if (this.holdMs > 0) return this.defer(link, msg, waitingSince);
     await sleep(ERROR_REQUEUE_DELAY_MS, this.deps.stopSignal);
     link.requeue(msg);
   }
@@ -356,10 +360,10 @@ export class AttemptPipeline {
    * out of the tier's window: it comes back to this tier after the hold TTL.
    * Not an attempt: `notify-attempt` stays, `notify-deferred` counts it.
    */
-  private async defer(link: ChannelLink, msg: ConsumeMessage): Promise<void> {
+  private async defer(link: ChannelLink, msg: ConsumeMessage, waitingSince: number): Promise<void> {
     const headers = msg.properties.headers ?? {};
     const deferred = (numberHeader(headers, H.deferred) ?? 0) + 1;
-    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, { [H.deferred]: deferred }));
+    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, { [H.deferred]: deferred, [H.waitingSince]: waitingSince }));
     if (!handed) return;
     link.ack(msg);
     this.m.deferrals.inc();
@@ -400,7 +404,7 @@ export class AttemptPipeline {
             [H.firstAttemptAt]: firstAttemptAt,
             [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
             [H.lastError]: outcome.error,
-          })),
+          }, [H.waitingSince])),
           this.remember(link, records),
         ]);
         if (!handed) return;

@@ -254,3 +254,35 @@ describe('AttemptPipeline: history records', () => {
     );
   });
 });
+
+describe('AttemptPipeline: the wait budget', () => {
+  it('runs from when the notification reached the tier, not from when it was due: a late one waits for its busy origin instead of being skipped', async () => {
+    const calls: string[] = [];
+    const slow = {
+      originOf: (url: string) => new URL(url).origin,
+      attempt: async (req: OutgoingRequest) => {
+        calls.push(req.headers['webhook-id']!);
+        await new Promise((r) => setTimeout(r, 30));
+        return { kind: 'response', status: 200, body: 'ok', durationMs: 30 } as TimedResult;
+      },
+      close: async () => undefined,
+    } as unknown as HttpDeliverer;
+    const metrics = createWorkerMetrics({ role: 'tier', tier: '0' }, false);
+    // One request at a time to the origin: the second notification must wait for the first.
+    const gate = new OriginGate({ ...GATE, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
+    const p = new AttemptPipeline(
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics, stopSignal: new AbortController().signal, gate, merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null },
+      { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer: slow },
+    );
+    // Due an hour ago (a backlog, a paused tier): far past tier 0's 1 s budget if it counted from then.
+    const late = (id: string): ConsumeMessage => {
+      const m = message(0, { id, url: 'https://m.example/notify', body: { a: 1 } });
+      return { ...m, properties: { ...m.properties, messageId: id, headers: { 'notify-attempt': 0, 'notify-due-at': Date.now() - 3600_000 } } } as ConsumeMessage;
+    };
+    const link = new FakeLink();
+    await Promise.all([p.handle(link, late('a')), p.handle(link, late('b'))]);
+    assert.deepEqual(calls.sort(), ['a', 'b'], 'both attempted');
+    assert.equal(link.published.filter((x) => x.routingKey === names.waitQueue(1)).length, 0, 'none skipped down the ladder');
+    assert.equal(await counter(metrics, 'notify_attempts_total', { tier: '0', outcome: 'skipped' }), 0);
+  });
+});
