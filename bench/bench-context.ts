@@ -54,6 +54,8 @@ export const USAGE = `npm run bench -- [options]
   --origins-n N      notifications of the many-origins runs (default 40000)
   --registry         throughput with a registered merchant on every notification (PostgreSQL) against
                      the same without one (daemon-wide secret), --runs pairs
+  --history          throughput with the delivery history on against off (same database), --runs pairs,
+                     and the recorder's lag at --rate and at half the measured throughput (--seconds each)
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
 /** How a bad merchant misbehaves in `--bad-merchant`. */
@@ -111,6 +113,7 @@ export interface Flags {
   origins: number;
   originsN: number;
   registry: boolean;
+  history: boolean;
 }
 
 /** The command line (`--help` prints USAGE and exits). */
@@ -145,6 +148,7 @@ export function parseFlags(): Flags {
       origins: { type: 'string' },
       'origins-n': { type: 'string' },
       registry: { type: 'boolean' },
+      history: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -200,6 +204,7 @@ export function parseFlags(): Flags {
     origins: Math.floor(num(values.origins, 0, 'origins')),
     originsN: Math.max(100, Math.floor(num(values['origins-n'], 40_000, 'origins-n'))),
     registry: values.registry ?? false,
+    history: values.history ?? false,
   };
 }
 

@@ -24,6 +24,7 @@ import { retryPrecision } from './scenarios/retry-precision.js';
 import { throughput } from './scenarios/throughput.js';
 import { isolation } from './scenarios/isolation.js';
 import { registry } from './scenarios/registry.js';
+import { history } from './scenarios/history.js';
 
 /** Scenarios on the shared daemon (`ctx.daemon`), run in this order. */
 const ON_SHARED_DAEMON: readonly Scenario[] = [
@@ -36,6 +37,7 @@ const ON_OWN_DAEMONS: readonly Scenario[] = [
   pendingMemory, // --pending M
   isolation, // --bad-merchant MODE[,…] --bad-share P[,…], --origins K
   registry, // --registry
+  history, // --history
 ];
 
 /**
