@@ -17,6 +17,7 @@ import { namesFor } from '../../src/broker/topology.js';
 import { encodeNotification } from '../../src/core/message.js';
 import { makeNotification, median, openConfirm, preloadTier0, queueInfo, round, sleep, tier0Props } from '../bench-util.js';
 import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { CpuMeter, pidsByComm } from '../cpu.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { freshDatabase } from '../database.js';
 
@@ -28,7 +29,14 @@ async function recorded(daemon: DaemonHandle): Promise<number> {
   return sum;
 }
 
-async function throughputRun(ctx: BenchContext, daemon: DaemonHandle, label: string, history: boolean): Promise<{ perS: number; catchUpS: number | null }> {
+interface RunResult {
+  perS: number;
+  catchUpS: number | null;
+  /** CPU ms per 1,000 notifications from the resume until every record was written (or, off, delivered). */
+  cpu: Record<'tier0' | 'recorder' | 'postgres' | 'broker', number>;
+}
+
+async function throughputRun(ctx: BenchContext, daemon: DaemonHandle, label: string, history: boolean): Promise<RunResult> {
   const n = ctx.flags.n;
   const q0 = namesFor(daemon.prefix).workQueue(0);
   await daemon.d.admin('POST', '/admin/tiers/0/pause');
@@ -36,6 +44,8 @@ async function throughputRun(ctx: BenchContext, daemon: DaemonHandle, label: str
   await preloadTier0(AMQP_URL, daemon.prefix, n, (id) => `${ctx.merchant.base}/n/${id}`, label);
   await waitDepth(q0, n);
   const before = history ? await recorded(daemon) : 0;
+  const status = (await daemon.d.admin<{ tiers: { pid: number | null }[]; recorder: { pid: number | null } | null }>('GET', '/admin/status')).body;
+  const meter = new CpuMeter({ tier0: [status.tiers[0]?.pid ?? 0], recorder: status.recorder?.pid ? [status.recorder.pid] : [], postgres: pidsByComm('postgres'), broker: BEAM() }).start();
   const t0 = Date.now();
   const m = await timeUntilSeen(ctx.merchant, n, { consumer: daemon.pids(), broker: BEAM() }, async () => void (await daemon.d.admin('POST', '/admin/tiers/0/resume')));
   let catchUpS: number | null = null;
@@ -44,7 +54,9 @@ async function throughputRun(ctx: BenchContext, daemon: DaemonHandle, label: str
     await waitFor(async () => (await recorded(daemon)) - before >= 2 * n, 600_000, 'the recorder caught up', 250);
     catchUpS = (Date.now() - t0) / 1000;
   }
-  return { perS: m.perS, catchUpS };
+  const used = meter.stop();
+  const per1k = (g: string): number => round(((used[g] ?? 0) * 1000) / n, 1);
+  return { perS: m.perS, catchUpS, cpu: { tier0: per1k('tier0'), recorder: per1k('recorder'), postgres: per1k('postgres'), broker: per1k('broker') } };
 }
 
 /** Publishes `rate`/s to tier 0 for `seconds`, then the lag of those attempts' records. */
@@ -94,16 +106,17 @@ export async function history(ctx: BenchContext): Promise<ScenarioReport> {
   const pool = new pg.Pool({ connectionString: db.url, max: 2 });
   ctx.res.stops.push(() => pool.end());
 
-  const pairs: { on: number; off: number; catchUpS: number }[] = [];
+  const pairs: { on: number; off: number; catchUpS: number; cpuOn: RunResult['cpu']; cpuOff: RunResult['cpu'] }[] = [];
   for (let i = 0; i < ctx.flags.runs; i++) {
-    let a = { perS: 0, catchUpS: null as number | null };
-    let b = { perS: 0, catchUpS: null as number | null };
+    let a: RunResult | null = null;
+    let b: RunResult | null = null;
     for (const which of i % 2 === 0 ? ['on', 'off'] : ['off', 'on']) {
       if (which === 'on') a = await throughputRun(ctx, on, `hist${i}`, true);
       else b = await throughputRun(ctx, off, `nohist${i}`, false);
     }
-    log(`history run ${i + 1}: on ${round(a.perS)}/s (recorder caught up after ${round(a.catchUpS ?? 0, 1)} s), off ${round(b.perS)}/s`);
-    pairs.push({ on: a.perS, off: b.perS, catchUpS: a.catchUpS ?? 0 });
+    if (!a || !b) throw new Error('history run missing');
+    log(`history run ${i + 1}: on ${round(a.perS)}/s (recorder caught up after ${round(a.catchUpS ?? 0, 1)} s), off ${round(b.perS)}/s; CPU ms/1k on ${JSON.stringify(a.cpu)}, off ${JSON.stringify(b.cpu)}`);
+    pairs.push({ on: a.perS, off: b.perS, catchUpS: a.catchUpS ?? 0, cpuOn: a.cpu, cpuOff: b.cpu });
   }
   const ratio = median(pairs.map((p) => p.on / p.off));
   const rates = [...new Set([ctx.flags.rate, Math.round(median(pairs.map((p) => p.on)) / 2)])].sort((x, y) => x - y);
@@ -114,15 +127,17 @@ export async function history(ctx: BenchContext): Promise<ScenarioReport> {
     lags.push(l);
   }
 
-  const rows: Row[] = [['', 'history on (/s)', 'off (/s)', 'ratio', 'recorder caught up after (s)']];
-  pairs.forEach((p, i) => rows.push([`run ${i + 1}`, round(p.on), round(p.off), round(p.on / p.off, 3), round(p.catchUpS, 1)]));
+  const rows: Row[] = [['', 'history on (/s)', 'off (/s)', 'ratio', 'recorder caught up after (s)', 'CPU ms/1k on: tier 0', 'recorder', 'PostgreSQL', 'RabbitMQ', 'off: tier 0', 'RabbitMQ']];
+  pairs.forEach((p, i) =>
+    rows.push([`run ${i + 1}`, round(p.on), round(p.off), round(p.on / p.off, 3), round(p.catchUpS, 1), p.cpuOn.tier0, p.cpuOn.recorder, p.cpuOn.postgres, p.cpuOn.broker, p.cpuOff.tier0, p.cpuOff.broker]),
+  );
   const lagRows: Row[] = [['steady rate (/s)', 'attempts', 'lag p50 (ms)', 'p99 (ms)', 'max (ms)']];
   for (const l of lags) lagRows.push([l.rate, l.n, round(l.p50), round(l.p99), round(l.max)]);
   return {
     record: {
       history: {
         n: ctx.flags.n,
-        runs: pairs.map((p) => ({ on_per_s: round(p.on), off_per_s: round(p.off), catch_up_s: round(p.catchUpS, 1) })),
+        runs: pairs.map((p) => ({ on_per_s: round(p.on), off_per_s: round(p.off), catch_up_s: round(p.catchUpS, 1), cpu_ms_per_1k_on: p.cpuOn, cpu_ms_per_1k_off: p.cpuOff })),
         ratio: round(ratio, 3),
         lag: lags.map((l) => ({ rate: l.rate, n: l.n, p50_ms: round(l.p50), p99_ms: round(l.p99), max_ms: round(l.max) })),
       },

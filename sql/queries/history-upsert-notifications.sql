@@ -2,17 +2,18 @@
 -- order: the status is replaced only by a later event (at the same instant an
 -- end beats the start), the last attempt only by a later one; the attempt
 -- count grows by the attempts that were new; what was known is kept.
--- Times are ms epoch; a NULL status means "no status event in this batch".
+-- $1: a JSON array of rows (see NotificationRow in src/history/fold.ts); times
+-- are ms epoch; a null status means "no status event in this batch".
 INSERT INTO notify_notifications AS n
        (id, created_at, merchant, producer, url, status, status_at, dead_reason, attempts,
         last_attempt_at, last_status, last_error, delivered_at, dead_at, content)
-SELECT u.id, to_timestamp(u.created_ms / 1000.0), u.merchant, u.producer, u.url, COALESCE(u.status, 'pending'),
-       to_timestamp(u.status_ms / 1000.0), u.dead_reason, u.attempts, to_timestamp(u.last_attempt_ms / 1000.0),
-       u.last_status, u.last_error, to_timestamp(u.delivered_ms / 1000.0), to_timestamp(u.dead_ms / 1000.0), u.content
-  FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[],
-              $9::int[], $10::float8[], $11::int[], $12::text[], $13::float8[], $14::float8[], $15::text[])
-       AS u(id, created_ms, merchant, producer, url, status, status_ms, dead_reason, attempts, last_attempt_ms,
-            last_status, last_error, delivered_ms, dead_ms, content)
+SELECT u.id, to_timestamp(u."createdAt" / 1000.0), u.merchant, u.producer, u.url, COALESCE(u.status, 'pending'),
+       to_timestamp(u."statusAt" / 1000.0), u."deadReason", u.attempts, to_timestamp(u."lastAttemptAt" / 1000.0),
+       u."lastStatus", u."lastError", to_timestamp(u."deliveredAt" / 1000.0), to_timestamp(u."deadAt" / 1000.0), u.content
+  FROM json_to_recordset($1::json)
+       AS u(id text, "createdAt" float8, merchant text, producer text, url text, status text, "statusAt" float8,
+            "deadReason" text, attempts int, "lastAttemptAt" float8, "lastStatus" int, "lastError" text,
+            "deliveredAt" float8, "deadAt" float8, content text)
 ON CONFLICT (id, created_at) DO UPDATE SET
   merchant = COALESCE(n.merchant, EXCLUDED.merchant),
   producer = COALESCE(n.producer, EXCLUDED.producer),

@@ -5,6 +5,7 @@
  * it keeps retrying the same batch and leaves the rest in the broker: nothing
  * is lost, the lag grows and says so.
  */
+import { setPriority } from 'node:os';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
 import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
@@ -20,6 +21,8 @@ import { foldRecords } from './fold.js';
 import { decodeBatch, type HistoryRecord } from './records.js';
 import { HistoryWriter, missingPartition, retryableDbError } from './writer.js';
 
+/** The recorder's nice value (lower priority than the delivering processes, which stay at 0). */
+const RECORDER_NICE = 10;
 /** Unacked batches the broker lets the recorder hold. */
 const PREFETCH = 64;
 /** Most records written in one transaction. */
@@ -65,7 +68,7 @@ export class HistoryRecorder implements ManagedWorker {
     this.config = deps.config;
     this.log = deps.logger;
     this.names = namesFor(deps.config.prefix);
-    this.pool = createDbPool(deps.config.database.url!, { max: 2, name: `notifyd recorder pid ${process.pid}`, log: deps.logger });
+    this.pool = createDbPool(deps.config.database.url!, { max: 2, name: `notifyd recorder pid ${process.pid}`, log: deps.logger, idleMs: 0 });
     this.writer = new HistoryWriter(this.pool);
     deps.metrics.up.set(1);
     deps.metrics.sampleLag(() => (this.pendingOldest === null ? 0 : Math.max(0, Date.now() - this.pendingOldest) / 1000));
@@ -86,6 +89,13 @@ export class HistoryRecorder implements ManagedWorker {
   }
 
   async start(): Promise<{ port?: number }> {
+    try {
+      // Delivery first: under a burst the tier workers get the CPU, and the history catches up after
+      // (the records wait in P.history; the lag says how far behind it is).
+      setPriority(RECORDER_NICE);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'could not lower the recorder\'s CPU priority');
+    }
     await this.connectLoop();
     return {};
   }

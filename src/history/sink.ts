@@ -4,7 +4,7 @@
  * broker a fraction of one publish however many records it makes.
  */
 import type { Options } from 'amqplib';
-import { encodeBatch, type HistoryRecord } from './records.js';
+import { encodeBatch, serializeRecord, type HistoryRecord } from './records.js';
 
 let batchSeq = 0;
 
@@ -35,7 +35,22 @@ export const DEFAULT_SINK_POLICY: SinkPolicy = Object.freeze({ maxDelayMs: 5, ma
 interface Pending {
   readonly parts: string[];
   bytes: number;
-  readonly waiters: { resolve: () => void; reject: (err: unknown) => void }[];
+  /** Settles when this batch is confirmed or refused: one promise for all its callers, not one each. */
+  readonly done: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+function newPending(): Pending {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A batch nobody waits for any more (its callers gave up) must not be an unhandled rejection.
+  done.catch(() => undefined);
+  return { parts: [], bytes: 2, done, resolve, reject };
 }
 
 /**
@@ -59,19 +74,18 @@ export class HistorySink {
   /** Queues records for the next batch; resolves when it is confirmed. */
   record(...records: HistoryRecord[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('history sink closed'));
-    const p = (this.pending ??= { parts: [], bytes: 2, waiters: [] });
+    const p = (this.pending ??= newPending());
     for (const r of records) {
-      const json = JSON.stringify(r);
+      const json = serializeRecord(r);
       p.parts.push(json);
       p.bytes += json.length + 1;
     }
-    const done = new Promise<void>((resolve, reject) => p.waiters.push({ resolve, reject }));
     if (p.parts.length >= this.policy.maxRecords || p.bytes >= this.policy.maxBytes) {
       this.immediate ??= setImmediate(() => this.flush());
     } else if (!this.timer) {
       this.timer = setTimeout(() => this.flush(), this.policy.maxDelayMs);
     }
-    return done;
+    return p.done;
   }
 
   /** Sends what is queued now. */
@@ -90,12 +104,8 @@ export class HistorySink {
       sent = Promise.reject(err);
     }
     const settled = sent.then(
-      () => {
-        for (const w of p.waiters) w.resolve();
-      },
-      (err: unknown) => {
-        for (const w of p.waiters) w.reject(err);
-      },
+      () => p.resolve(),
+      (err: unknown) => p.reject(err),
     );
     this.inflight.add(settled);
     void settled.finally(() => this.inflight.delete(settled));
