@@ -13,6 +13,7 @@ interface StatusShape {
   tiers: { index: number; delayMs: number; state: string; pid: number | null; restarts: number; inflight: number }[];
   ingress: { pid: number | null; state: string; restarts: number; port: number | null };
   broker: { connected: boolean; url: string };
+  recorder?: { pid: number | null; state: string; restarts: number } | null;
 }
 
 export const CTL_USAGE = `notifyd ctl status|origins|pause N|resume N|reload|redrive [--limit N] [--force]
@@ -30,6 +31,7 @@ export async function ctl(args: string[], values: Values): Promise<number> {
       const rows: (string | number)[][] = [['TIER', 'DELAY', 'STATE', 'PID', 'RESTARTS', 'INFLIGHT']];
       for (const t of s.tiers) rows.push([t.index, `${t.delayMs}ms`, t.state, t.pid ?? '-', t.restarts, t.inflight]);
       rows.push(['ingress', `:${s.ingress.port ?? '-'}`, s.ingress.state, s.ingress.pid ?? '-', s.ingress.restarts, '-']);
+      if (s.recorder) rows.push(['recorder', '-', s.recorder.state, s.recorder.pid ?? '-', s.recorder.restarts, '-']);
       process.stdout.write(`prefix ${s.prefix}  broker ${s.broker.connected ? 'connected' : 'DISCONNECTED'} (${s.broker.url})\n${table(rows)}\n`);
       return 0;
     }

@@ -3,14 +3,14 @@
 // that nothing is lost when PostgreSQL stops or the recorder is killed;
 // retention drops whole days.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
 import amqp from 'amqplib';
 import pg from 'pg';
-import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import { NotifyClient } from '../../src/client.js';
@@ -131,6 +131,8 @@ describe('delivery history: the record path (real daemon, RabbitMQ, PostgreSQL)'
     const status = (await (await fetch(`${d.adminUrl}/admin/status`)).json()) as { recorder: { pid: number; state: string } | null };
     assert.equal(status.recorder?.state, 'running');
     assert.ok(status.recorder!.pid > 0);
+    const ctl = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'status', '--admin', d.adminUrl], { encoding: 'utf8', timeout: 20_000 });
+    assert.match(ctl.stdout, new RegExp(`recorder\\s+-\\s+running\\s+${status.recorder!.pid}\\s+0`));
   });
 
   it('a notification published straight to the broker (NotifyClient) is recorded by tier 0, with the notification', async () => {
