@@ -1,12 +1,22 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { connectBroker, reconnectDelay, sleep } from './connection.js';
+import { NodeRing, nodeRingFor, reconnectDelay, sleep } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
-import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
 
 export interface PublisherOptions {
+  /** One AMQP URL or the comma-separated nodes of one cluster. */
   readonly amqpUrl: string;
+  /** Whose connection this is, for the node it starts at (default: a library client's). */
+  readonly role?: 'ingress' | 'client';
+  /**
+   * How long a publish waits for a connection being opened (a failover to
+   * the next node) before it fails, and how long after a publish failed
+   * because its channel closed it may be sent once more on the new
+   * connection. Default 2 s.
+   */
+  readonly failoverWaitMs?: number;
   readonly prefix: string;
   /** Only entry 0 matters here: where a new notification waits for its first attempt. */
   readonly scheduleMs: readonly number[];
@@ -33,7 +43,11 @@ export interface PublishOptions {
  * Publishes new notifications into tier 0 with publisher confirms. Messages are
  * `mandatory`: one that no queue takes (topology missing) is returned and the
  * publish fails instead of being silently dropped. Not connected → fails fast
- * with `BROKER_UNAVAILABLE` so the caller can answer 503.
+ * with `BROKER_UNAVAILABLE` so the caller can answer 503, unless a connection
+ * is being opened (a failover to the next node): then it waits for it, a
+ * short while. A publish whose channel closed under it (its node went away)
+ * is sent once more on the next connection, with the same id: at worst a
+ * duplicate the merchant dedupes, never a loss.
  */
 export class NotificationPublisher {
   private conn: ChannelModel | null = null;
@@ -42,6 +56,7 @@ export class NotificationPublisher {
   private closed = false;
   private readonly stop = new AbortController();
   private readonly names: Names;
+  private readonly ring: NodeRing;
   private returns: ReturnTracker | null = null;
   private blockedReason: string | null = null;
   private inflight = 0;
@@ -50,10 +65,16 @@ export class NotificationPublisher {
 
   constructor(private readonly opts: PublisherOptions) {
     this.names = namesFor(opts.prefix);
+    this.ring = nodeRingFor(opts.amqpUrl, opts.role ?? 'client');
   }
 
   get connected(): boolean {
     return this.ch !== null;
+  }
+
+  /** `host:port` of the node this publisher is connected to, or null. */
+  get node(): string | null {
+    return this.ch ? (this.ring.node?.label ?? null) : null;
   }
 
   /** Why the broker blocks publishing on this connection (memory or disk alarm), or null. */
@@ -84,7 +105,7 @@ export class NotificationPublisher {
   }
 
   private async open(): Promise<void> {
-    const conn = await connectBroker(this.opts.amqpUrl, this.opts.name);
+    const conn = await this.ring.connect(this.opts.name);
     conn.on('error', () => undefined);
     // While blocked the broker reads nothing from this connection: publishes
     // would sit in memory until the alarm clears, so they are refused at once.
@@ -146,10 +167,28 @@ export class NotificationPublisher {
 
   private async reconnectUntilConnected(): Promise<void> {
     for (let attempt = 0; !this.closed && !this.ch; attempt++) {
-      await sleep(reconnectDelay(attempt), this.stop.signal);
+      // The first try goes at once (to the next node: a failover); later rounds back off.
+      if (attempt > 0) await sleep(reconnectDelay(attempt - 1), this.stop.signal);
       if (this.closed) return;
       await this.ensure().catch(() => undefined);
     }
+  }
+
+  /**
+   * The channel to publish on: the current one; else, while a connection is
+   * being opened (or, for a client, by opening one), the new one, waiting
+   * until `deadline` at most. Null when there is none by then.
+   */
+  private async channelBy(deadline: number): Promise<ConfirmChannel | null> {
+    if (this.ch) return this.ch;
+    const opening = this.opts.keepConnected ? this.connecting : this.ensure();
+    if (!opening) return null;
+    const left = deadline - Date.now();
+    if (left <= 0) return null;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([opening.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, left)))]);
+    clearTimeout(timer);
+    return this.ch;
   }
 
   /**
@@ -158,17 +197,21 @@ export class NotificationPublisher {
    * (`BROKER_BLOCKED`) or when `maxInflight` publishes already wait (`OVERLOADED`).
    */
   async publish(n: Notification, opts: PublishOptions = {}): Promise<void> {
-    if (!this.ch) {
-      if (this.opts.keepConnected) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-      await this.ensure();
-    }
-    const ch = this.ch;
+    const waitMs = this.opts.failoverWaitMs ?? 2000;
+    const ch = this.ch ?? (this.opts.keepConnected ? await this.channelBy(Date.now() + waitMs) : (await this.ensure(), this.ch));
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     if (this.blockedReason !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
     if (this.opts.maxInflight && this.inflight >= this.opts.maxInflight()) throw new NotifyError(ErrorCodes.OVERLOADED, `${this.inflight} publishes already wait for the broker; retry later`);
     this.inflight++;
     try {
       await this.publishOn(ch, n, opts);
+    } catch (err) {
+      // Only a publish its channel failed under (the node went away) goes again,
+      // once: not a nack, a block or a confirm timeout on a channel still up.
+      if (!hasCode(err, ErrorCodes.BROKER_UNAVAILABLE) || this.ch === ch || this.closed) throw err;
+      const next = await this.channelBy(Date.now() + waitMs);
+      if (!next || next === ch) throw err;
+      await this.publishOn(next, n, opts);
     } finally {
       this.inflight--;
     }

@@ -25,6 +25,7 @@ export class IngressWorker implements ManagedWorker {
     this.config = config;
     this.publisher = new NotificationPublisher({
       amqpUrl: config.amqpUrl,
+      role: 'ingress',
       prefix: config.prefix,
       scheduleMs: config.scheduleMs,
       name: `notifyd ingress pid ${process.pid}`,
@@ -35,8 +36,8 @@ export class IngressWorker implements ManagedWorker {
         else log.info('the broker unblocked publishing');
       },
       onStateChange: (connected, err) => {
-        if (connected) log.info('ingress connected to the broker');
-        else log.warn({ err: err?.message }, 'ingress lost the broker; answering 503 until it is back');
+        if (connected) log.info({ node: this.publisher.node }, 'ingress connected to the broker');
+        else log.warn({ err: err?.message }, 'ingress lost the broker; reconnecting to the next node (requests wait for it up to 2 s, then 503)');
         // Not running without a broker: /readyz must not send traffic to an ingress that can only answer 503.
         if (this.state === 'running' || this.state === 'starting') this.setState(connected ? 'running' : 'starting');
       },
@@ -50,6 +51,10 @@ export class IngressWorker implements ManagedWorker {
 
   get currentState(): WorkerState {
     return this.state;
+  }
+
+  get brokerNode(): string | null {
+    return this.publisher.node;
   }
 
   private setState(s: WorkerState): void {

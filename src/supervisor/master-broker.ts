@@ -1,6 +1,6 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker } from '../broker/confirm.js';
-import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
+import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { buildTopology, declareTopology, type Topology } from '../broker/topology.js';
 import { redactUrl, type Config } from '../core/config.js';
@@ -19,6 +19,7 @@ export class MasterBroker {
   /** Redrives run one at a time: two scans on one queue would keep re-marking each other's skips. */
   private redriving: Promise<unknown> = Promise.resolve();
   private readonly topology: Topology;
+  private readonly ring: NodeRing;
   private closed = false;
   private readonly stop = new AbortController();
 
@@ -28,10 +29,16 @@ export class MasterBroker {
   ) {
     const c = config();
     this.topology = buildTopology(c.prefix, c.scheduleMs, c.queueType);
+    this.ring = nodeRingFor(c.amqpUrl, 'master', null, c.scheduleMs.length);
   }
 
   get connected(): boolean {
     return this.ch !== null;
+  }
+
+  /** `host:port` of the node the master is connected to, or null. */
+  get node(): string | null {
+    return this.ch ? (this.ring.node?.label ?? null) : null;
   }
 
   get queues(): readonly string[] {
@@ -44,7 +51,7 @@ export class MasterBroker {
     for (let attempt = 0; !this.closed; attempt++) {
       const { amqpUrl, prefix, scheduleMs } = this.config();
       try {
-        const conn = await connectBroker(amqpUrl, `notifyd master pid ${process.pid}`);
+        const conn = await this.ring.connect(`notifyd master pid ${process.pid}`);
         conn.on('error', () => undefined);
         let ch: ConfirmChannel;
         try {
@@ -71,7 +78,7 @@ export class MasterBroker {
         this.conn = conn;
         this.ch = ch;
         this.returns = new ReturnTracker(ch);
-        this.log.info({ broker: redactUrl(amqpUrl), prefix, schedule: scheduleMs }, 'broker connected; topology declared');
+        this.log.info({ broker: redactUrl(amqpUrl), node: this.ring.node?.label, prefix, schedule: scheduleMs }, 'broker connected; topology declared');
         return;
       } catch (err) {
         const delay = reconnectDelay(attempt, 250, 5000);

@@ -2,7 +2,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqp
 import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
 import { diffConfig, type Config } from '../core/config.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
+import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { SelfAddresses } from '../delivery/connector.js';
@@ -40,6 +40,8 @@ export class TierWorker implements ManagedWorker {
   private config: Config;
   private readonly tier: number;
   private readonly names: Names;
+  /** The cluster's nodes as this tier walks them: its own first, the next one after a loss. */
+  private readonly ring: NodeRing;
   private readonly log: Logger;
   private readonly pipeline: AttemptPipeline;
   private conn: ChannelModel | null = null;
@@ -64,6 +66,7 @@ export class TierWorker implements ManagedWorker {
     this.config = deps.config;
     this.tier = deps.tier;
     this.names = namesFor(deps.config.prefix);
+    this.ring = nodeRingFor(deps.config.amqpUrl, 'tier', deps.tier, deps.config.scheduleMs.length);
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
     this.pipeline = new AttemptPipeline(
@@ -89,6 +92,11 @@ export class TierWorker implements ManagedWorker {
 
   get currentState(): WorkerState {
     return this.state;
+  }
+
+  /** `host:port` of the node this tier is connected to, or null. */
+  get brokerNode(): string | null {
+    return this.conn ? (this.ring.node?.label ?? null) : null;
   }
 
   private setState(s: WorkerState): void {
@@ -125,7 +133,7 @@ export class TierWorker implements ManagedWorker {
   }
 
   private async open(): Promise<void> {
-    const conn = await connectBroker(this.config.amqpUrl, `notifyd tier ${this.tier} pid ${process.pid}`);
+    const conn = await this.ring.connect(`notifyd tier ${this.tier} pid ${process.pid}`);
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       const ch = await conn.createConfirmChannel();
@@ -139,7 +147,7 @@ export class TierWorker implements ManagedWorker {
         this.forgetChannel();
         void conn.close().catch(() => undefined);
         if (!this.stopping) {
-          this.log.warn('broker connection lost; reconnecting');
+          this.log.warn({ node: this.ring.node?.label }, 'broker connection lost; reconnecting to the next node');
           this.setState('starting');
           void this.connectLoop();
         }
@@ -160,7 +168,7 @@ export class TierWorker implements ManagedWorker {
       await this.syncConsumer();
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
-      this.log.info({ queue: this.names.workQueue(this.tier), prefetch: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
+      this.log.info({ queue: this.names.workQueue(this.tier), node: this.ring.node?.label, prefetch: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
     } catch (err) {
       // Forget this connection first, so its close does not start a second reconnect loop.
       if (this.conn === conn) this.forgetChannel();
