@@ -56,9 +56,9 @@ function table(rows: (string | number)[][]): string {
 
 interface StatusShape {
   prefix: string;
-  tiers: { index: number; delayMs: number; state: string; pid: number | null; restarts: number; inflight: number }[];
-  ingress: { pid: number | null; state: string; restarts: number; port: number | null };
-  broker: { connected: boolean; url: string };
+  tiers: { index: number; delayMs: number; state: string; pid: number | null; restarts: number; inflight: number; brokerNode?: string | null }[];
+  ingress: { pid: number | null; state: string; restarts: number; port: number | null; brokerNode?: string | null };
+  broker: { connected: boolean; url: string; node?: string | null };
 }
 
 async function ctl(args: string[], values: Values): Promise<number> {
@@ -88,10 +88,11 @@ async function ctl(args: string[], values: Values): Promise<number> {
       r = await call('GET', '/admin/status');
       if (r.status === 200 && !values.json) {
         const s = r.body as StatusShape;
-        const rows: (string | number)[][] = [['TIER', 'DELAY', 'STATE', 'PID', 'RESTARTS', 'INFLIGHT']];
-        for (const t of s.tiers) rows.push([t.index, `${t.delayMs}ms`, t.state, t.pid ?? '-', t.restarts, t.inflight]);
-        rows.push(['ingress', `:${s.ingress.port ?? '-'}`, s.ingress.state, s.ingress.pid ?? '-', s.ingress.restarts, '-']);
-        process.stdout.write(`prefix ${s.prefix}  broker ${s.broker.connected ? 'connected' : 'DISCONNECTED'} (${s.broker.url})\n${table(rows)}\n`);
+        const rows: (string | number)[][] = [['TIER', 'DELAY', 'STATE', 'PID', 'RESTARTS', 'INFLIGHT', 'BROKER NODE']];
+        for (const t of s.tiers) rows.push([t.index, `${t.delayMs}ms`, t.state, t.pid ?? '-', t.restarts, t.inflight, t.brokerNode ?? '-']);
+        rows.push(['ingress', `:${s.ingress.port ?? '-'}`, s.ingress.state, s.ingress.pid ?? '-', s.ingress.restarts, '-', s.ingress.brokerNode ?? '-']);
+        const master = s.broker.connected ? `connected, master on ${s.broker.node ?? '?'}` : 'DISCONNECTED';
+        process.stdout.write(`prefix ${s.prefix}  broker ${master} (${s.broker.url})\n${table(rows)}\n`);
         return 0;
       }
       break;

@@ -16,6 +16,8 @@ export interface ManagedWorker {
   setSelfPorts?(ports: readonly number[]): void;
   readonly inflightCount: number;
   readonly currentState: WorkerState;
+  /** `host:port` of the broker node the worker is connected to, or null. */
+  readonly brokerNode: string | null;
 }
 
 /**
@@ -143,7 +145,7 @@ export async function runManagedWorker(opts: {
         return;
       case 'stats':
         void metrics.registry.getMetricsAsJSON().then((m) => {
-          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, metrics: m };
+          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, brokerNode: worker.brokerNode, metrics: m };
           sendToMaster({ type: 'stats', requestId: msg.requestId, stats });
         });
         return;
