@@ -20,6 +20,8 @@ export class MasterBroker {
   private redriving: Promise<unknown> = Promise.resolve();
   private readonly topology: Topology;
   private readonly ring: NodeRing;
+  /** Queues kept without the leader locator were reported once; every reconnect finds them again. */
+  private reportedLegacy = false;
   private closed = false;
   private readonly stop = new AbortController();
 
@@ -55,9 +57,16 @@ export class MasterBroker {
         conn.on('error', () => undefined);
         let ch: ConfirmChannel;
         try {
+          const declared = await declareTopology(conn, this.topology);
+          if (declared.withoutLeaderLocator.length > 0 && !this.reportedLegacy) {
+            this.reportedLegacy = true;
+            this.log.warn(
+              { queues: declared.withoutLeaderLocator },
+              'these quorum queues were declared by an older notifyd without x-queue-leader-locator: kept as they are (nothing to do; `rabbitmq-queues rebalance quorum` spreads their leaders over the cluster)',
+            );
+          }
           ch = await conn.createConfirmChannel();
           ch.on('error', () => undefined);
-          await declareTopology(ch, this.topology);
         } catch (err) {
           // Each failed try must give its connection back, or a retry loop piles them up on the broker.
           await conn.close().catch(() => undefined);
