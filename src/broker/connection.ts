@@ -90,10 +90,10 @@ export class NodeRing {
  * host and the daemon's master pid, which a worker knows as its parent
  * (Node cluster forks it), so no process needs to be told.
  */
-export function nodeRingFor(amqpUrl: string, role: ConnectionRole, tier: number | null = null, tierCount = 0): NodeRing {
+export function nodeRingFor(amqpUrl: string, role: ConnectionRole, tier: number | null = null, tierCount = 0, open: OpenNode = openNode): NodeRing {
   const nodes = parseBrokerNodes(amqpUrl);
   const daemonPid = role === 'tier' || role === 'ingress' ? process.ppid : process.pid;
-  return new NodeRing(nodes, startNodeIndex(`${hostname()}/${daemonPid}`, connectionSlot(role, tier, tierCount), nodes.length));
+  return new NodeRing(nodes, startNodeIndex(`${hostname()}/${daemonPid}`, connectionSlot(role, tier, tierCount), nodes.length), open);
 }
 
 /** Exponential backoff with jitter for reconnect loops. */

@@ -35,6 +35,7 @@ export class IngressWorker implements ManagedWorker {
         if (blocked) log.warn({ reason }, 'the broker blocks publishing (memory or disk alarm); answering 503 BROKER_BLOCKED until it lifts');
         else log.info('the broker unblocked publishing');
       },
+      onChannelRenewed: () => log.info('the broker nacked a publish; publishing on a new channel (nacked notifications are sent again on it)'),
       onStateChange: (connected, err) => {
         if (connected) log.info({ node: this.publisher.node }, 'ingress connected to the broker');
         else log.warn({ err: err?.message }, 'ingress lost the broker; reconnecting to the next node (requests wait for it up to 2 s, then 503)');
