@@ -3,7 +3,7 @@ import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
 import { diffConfig, type Config } from '../core/config.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
-import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
+import { PublishChannel } from '../broker/publish-channel.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { SelfAddresses } from '../delivery/connector.js';
 import { HttpDeliverer } from '../delivery/deliverer.js';
@@ -42,6 +42,8 @@ export class TierWorker implements ManagedWorker {
   private readonly names: Names;
   /** The cluster's nodes as this tier walks them: its own first, the next one after a loss. */
   private readonly ring: NodeRing;
+  /** Where hand-ons and outcome events go, per consumer channel: a spare channel after a nack (see PublishChannel). */
+  private readonly publishing = new WeakMap<ConfirmChannel, PublishChannel>();
   private readonly log: Logger;
   private readonly pipeline: AttemptPipeline;
   private conn: ChannelModel | null = null;
@@ -153,6 +155,7 @@ export class TierWorker implements ManagedWorker {
         }
       };
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
+      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m)));
       conn.on('close', lost);
       ch.on('close', lost);
       this.conn = conn;
@@ -228,12 +231,11 @@ export class TierWorker implements ManagedWorker {
 
   /** The pipeline's view of one channel: confirmed publishes, acks and requeues that stay on it. */
   private linkFor(ch: ConfirmChannel): ChannelLink {
-    // Returned (unroutable) hand-ons fail their publish instead of counting as done.
-    const returns = new ReturnTracker(ch);
+    // Returned (unroutable) hand-ons fail their publish instead of counting as done (PublishChannel tracks returns).
+    const pubs = this.publishing.get(ch)!;
     const worker = this;
     return {
-      publish: (exchange, routingKey, content, options, trackReturns = true) =>
-        publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? returns : undefined),
+      publish: (exchange, routingKey, content, options, trackReturns = true) => pubs.publish(exchange, routingKey, content, options, trackReturns),
       ack: (msg) => this.ack(ch, msg),
       requeue: (msg) => this.nackRequeue(ch, msg),
       get closed() {
