@@ -17,9 +17,9 @@ export interface PublisherOptions {
   readonly role?: 'ingress' | 'client';
   /**
    * How long a publish waits for a connection being opened (a failover to
-   * the next node) before it fails, and how long after a publish failed
-   * because its channel closed it may be sent once more on the new
-   * connection. Default 2 s.
+   * the next node) before it fails, and for how long after a first failure
+   * (a nack, its channel closed under it) it may be sent again on another
+   * channel. Default 2 s.
    */
   readonly failoverWaitMs?: number;
   readonly prefix: string;
@@ -55,8 +55,9 @@ export interface PublishOptions {
  * with `BROKER_UNAVAILABLE` so the caller can answer 503, unless a connection
  * is being opened (a failover to the next node): then it waits for it, a
  * short while. A publish whose channel closed under it (its node went away)
- * is sent once more on the next connection, with the same id: at worst a
- * duplicate the merchant dedupes, never a loss.
+ * or that the broker nacked is sent again on the next channel, for a short
+ * while, with the same id: at worst a duplicate the merchant dedupes, never
+ * a loss.
  */
 export class NotificationPublisher {
   private conn: ChannelModel | null = null;

@@ -229,7 +229,7 @@ export class TierWorker implements ManagedWorker {
     return this.syncing;
   }
 
-  /** The pipeline's view of one channel: confirmed publishes, acks and requeues that stay on it. */
+  /** The pipeline's view of one channel: acks and requeues that stay on it, confirmed publishes through its PublishChannel. */
   private linkFor(ch: ConfirmChannel): ChannelLink {
     // Returned (unroutable) hand-ons fail their publish instead of counting as done (PublishChannel tracks returns).
     const pubs = this.publishing.get(ch)!;
