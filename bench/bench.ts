@@ -189,8 +189,7 @@ async function main(): Promise<void> {
     res.prefixes.push({ prefix: ceilingPrefix, schedule: DEFAULT_SCHEDULE });
     {
       const conn = await amqp.connect(AMQP_URL);
-      const ch = await conn.createChannel();
-      await declareTopology(ch, buildTopology(ceilingPrefix, parseSchedule(DEFAULT_SCHEDULE), flags.queueType));
+      await declareTopology(conn, buildTopology(ceilingPrefix, parseSchedule(DEFAULT_SCHEDULE), flags.queueType));
       await conn.close();
     }
 

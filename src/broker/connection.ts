@@ -1,22 +1,99 @@
+import { hostname } from 'node:os';
 import amqp from 'amqplib';
 import type { ChannelModel } from 'amqplib';
+import { connectionSlot, parseBrokerNodes, rotation, startNodeIndex, type BrokerNode, type ConnectionRole } from '../core/broker-nodes.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 
-/** Short heartbeats so a dead broker is noticed in seconds, not minutes (unless the URL sets its own). */
+/**
+ * Short heartbeats so a silent peer (a VM gone, a cable cut) is noticed in
+ * 10-15 s (amqplib gives up after two missed intervals), not minutes; a node
+ * that stops or is killed closes its sockets and is noticed at once. Below
+ * 5 s, RabbitMQ's own docs warn of false positives under load (unless the
+ * URL sets its own).
+ */
 function withHeartbeat(url: string): string {
   return /[?&]heartbeat=/.test(url) ? url : `${url}${url.includes('?') ? '&' : '?'}heartbeat=5`;
 }
 
-/** Opens an AMQP connection named after its role (shown in the management UI). */
-export async function connectBroker(url: string, name: string): Promise<ChannelModel> {
-  try {
-    // Nagle stays on (amqplib's default): with TCP_NODELAY every coalesced ack
-    // went out as its own packet, and the bench measured tier 0 and RabbitMQ
-    // both slower (3 of 3 paired runs).
-    return await amqp.connect(withHeartbeat(url), { clientProperties: { connection_name: name }, timeout: 5000 });
-  } catch (err) {
-    throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `broker unreachable: ${(err as Error).message}`, undefined, { cause: err });
+/** Opens one AMQP connection to one node. */
+export type OpenNode = (node: BrokerNode, name: string) => Promise<ChannelModel>;
+
+const openNode: OpenNode = (node, name) =>
+  // Nagle stays on (amqplib's default): with TCP_NODELAY every coalesced ack
+  // went out as its own packet, and the bench measured tier 0 and RabbitMQ
+  // both slower (3 of 3 paired runs).
+  amqp.connect(withHeartbeat(node.url), { clientProperties: { connection_name: name }, timeout: 5000 });
+
+/** A connection and the node it is on. */
+export interface BrokerLink {
+  readonly conn: ChannelModel;
+  readonly index: number;
+  readonly node: BrokerNode;
+}
+
+/**
+ * Opens an AMQP connection named after its role (shown in the management UI)
+ * to the first node of `nodes` that answers, trying them in turn from
+ * `startIndex`. When none does, throws `BROKER_UNAVAILABLE` saying why for
+ * each node by `host:port`, never by URL.
+ */
+export async function connectBroker(nodes: readonly BrokerNode[], name: string, startIndex = 0, open: OpenNode = openNode): Promise<BrokerLink> {
+  const why: string[] = [];
+  let last: unknown;
+  for (const index of rotation(nodes.length, startIndex)) {
+    const node = nodes[index]!;
+    try {
+      return { conn: await open(node, name), index, node };
+    } catch (err) {
+      last = err;
+      why.push(nodes.length === 1 ? (err as Error).message : `${node.label}: ${(err as Error).message}`);
+    }
   }
+  throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `broker unreachable: ${why.join('; ')}`, undefined, { cause: last });
+}
+
+/**
+ * The cluster as one process walks it: it starts at its own node and, on
+ * every new connection, at the node after the one it was on, so a node that
+ * was lost is tried last rather than first (a node that vanished silently
+ * costs a 5 s connect timeout per try).
+ */
+export class NodeRing {
+  private next: number;
+  private current: BrokerNode | null = null;
+
+  constructor(
+    readonly nodes: readonly BrokerNode[],
+    start: number,
+    private readonly open: OpenNode = openNode,
+  ) {
+    this.next = start;
+  }
+
+  /** Connects to the first node that answers; see `connectBroker`. */
+  async connect(name: string): Promise<ChannelModel> {
+    const link = await connectBroker(this.nodes, name, this.next, this.open);
+    this.next = link.index + 1;
+    this.current = link.node;
+    return link.conn;
+  }
+
+  /** The node of the latest connection made; whether it is still up is the caller's to know. */
+  get node(): BrokerNode | null {
+    return this.current;
+  }
+}
+
+/**
+ * The ring of one process, from the config's `amqpUrl`. Each process of a
+ * daemon starts at its own node (see `startNodeIndex`); the seed is the
+ * host and the daemon's master pid, which a worker knows as its parent
+ * (Node cluster forks it), so no process needs to be told.
+ */
+export function nodeRingFor(amqpUrl: string, role: ConnectionRole, tier: number | null = null, tierCount = 0, open: OpenNode = openNode): NodeRing {
+  const nodes = parseBrokerNodes(amqpUrl);
+  const daemonPid = role === 'tier' || role === 'ingress' || role === 'recorder' ? process.ppid : process.pid;
+  return new NodeRing(nodes, startNodeIndex(`${hostname()}/${daemonPid}`, connectionSlot(role, tier, tierCount), nodes.length), open);
 }
 
 /** Exponential backoff with jitter for reconnect loops. */

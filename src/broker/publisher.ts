@@ -1,9 +1,14 @@
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
-import { connectBroker, reconnectDelay, sleep } from './connection.js';
+import { NodeRing, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
-import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
+
+/** Least time between two channel renewals after nacks. */
+const RENEW_GAP_MS = 250;
+/** Most sends of one publish (the first and what goes again after a nack or a lost channel). */
+const MAX_SENDS = 5;
 
 /** The headers a new ladder starts with. */
 function ladderHeaders(dueAt: number, opts: PublishOptions): Record<string, unknown> {
@@ -15,7 +20,17 @@ function ladderHeaders(dueAt: number, opts: PublishOptions): Record<string, unkn
 }
 
 export interface PublisherOptions {
+  /** One AMQP URL or the comma-separated nodes of one cluster. */
   readonly amqpUrl: string;
+  /** Whose connection this is, for the node it starts at (default: a library client's). */
+  readonly role?: 'ingress' | 'client';
+  /**
+   * How long a publish waits for a connection being opened (a failover to
+   * the next node) before it fails, and for how long after a first failure
+   * (a nack, its channel closed under it) it may be sent again on another
+   * channel. Default 2 s.
+   */
+  readonly failoverWaitMs?: number;
   readonly prefix: string;
   /** Only entry 0 matters here: where a new notification waits for its first attempt. */
   readonly scheduleMs: readonly number[];
@@ -28,6 +43,10 @@ export interface PublisherOptions {
   /** Most publishes waiting for their confirm at once (read per publish, so a reload applies); past it a publish fails with `OVERLOADED`. Default unbounded. */
   readonly maxInflight?: () => number;
   readonly onStateChange?: (connected: boolean, err?: Error) => void;
+  /** The broker nacked a publish and the channel was replaced (see `renewChannel`). */
+  readonly onChannelRenewed?: () => void;
+  /** How a connection to one node is opened (tests put a fake here). */
+  readonly openNode?: OpenNode;
   /** The broker blocked (a memory or disk alarm) or unblocked this connection. */
   readonly onBlocked?: (blocked: boolean, reason?: string) => void;
 }
@@ -48,7 +67,12 @@ export interface PublishOptions {
  * Publishes new notifications into tier 0 with publisher confirms. Messages are
  * `mandatory`: one that no queue takes (topology missing) is returned and the
  * publish fails instead of being silently dropped. Not connected → fails fast
- * with `BROKER_UNAVAILABLE` so the caller can answer 503.
+ * with `BROKER_UNAVAILABLE` so the caller can answer 503, unless a connection
+ * is being opened (a failover to the next node): then it waits for it, a
+ * short while. A publish whose channel closed under it (its node went away)
+ * or that the broker nacked is sent again on the next channel, for a short
+ * while, with the same id: at worst a duplicate the merchant dedupes, never
+ * a loss.
  */
 export class NotificationPublisher {
   private conn: ChannelModel | null = null;
@@ -57,7 +81,15 @@ export class NotificationPublisher {
   private closed = false;
   private readonly stop = new AbortController();
   private readonly names: Names;
-  private returns: ReturnTracker | null = null;
+  private readonly ring: NodeRing;
+  /** Returned-message trackers, one per channel. */
+  private readonly returns = new WeakMap<ConfirmChannel, ReturnTracker>();
+  /** Channels replaced on purpose: their close is not a lost connection. */
+  private readonly retired = new WeakSet<ConfirmChannel>();
+  /** What to do when the current connection is lost (set while there is one). */
+  private lost: (() => void) | null = null;
+  private renewing: Promise<void> | null = null;
+  private renewedAt = -Infinity;
   private blockedReason: string | null = null;
   private inflight = 0;
   /** Publishes waiting for their confirm, to be failed at once when the broker blocks the connection. */
@@ -65,10 +97,16 @@ export class NotificationPublisher {
 
   constructor(private readonly opts: PublisherOptions) {
     this.names = namesFor(opts.prefix);
+    this.ring = nodeRingFor(opts.amqpUrl, opts.role ?? 'client', null, 0, opts.openNode);
   }
 
   get connected(): boolean {
     return this.ch !== null;
+  }
+
+  /** `host:port` of the node this publisher is connected to, or null. */
+  get node(): string | null {
+    return this.ch ? (this.ring.node?.label ?? null) : null;
   }
 
   /** Why the broker blocks publishing on this connection (memory or disk alarm), or null. */
@@ -99,7 +137,7 @@ export class NotificationPublisher {
   }
 
   private async open(): Promise<void> {
-    const conn = await connectBroker(this.opts.amqpUrl, this.opts.name);
+    const conn = await this.ring.connect(this.opts.name);
     conn.on('error', () => undefined);
     // While blocked the broker reads nothing from this connection: publishes
     // would sit in memory until the alarm clears, so they are refused at once.
@@ -115,20 +153,11 @@ export class NotificationPublisher {
       this.blockedReason = null;
       this.opts.onBlocked?.(false);
     });
-    let ch: ConfirmChannel;
-    try {
-      ch = await conn.createConfirmChannel();
-    } catch (err) {
-      await conn.close().catch(() => undefined);
-      throw err;
-    }
-    ch.on('error', () => undefined);
-    const returns = new ReturnTracker(ch);
     const lost = (err?: Error): void => {
       if (this.conn !== conn) return;
       this.conn = null;
       this.ch = null;
-      this.returns = null;
+      this.lost = null;
       if (this.blockedReason !== null) {
         this.blockedReason = null;
         this.opts.onBlocked?.(false);
@@ -136,15 +165,62 @@ export class NotificationPublisher {
       this.opts.onStateChange?.(false, err);
       if (this.opts.keepConnected && !this.closed) void this.reconnectLoop();
     };
+    let ch: ConfirmChannel;
+    try {
+      ch = await this.newChannel(conn, lost);
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
     conn.on('close', lost);
+    this.conn = conn;
+    this.ch = ch;
+    this.lost = lost;
+    this.opts.onStateChange?.(true);
+  }
+
+  /** A confirm channel on `conn`; when it closes, unless it was replaced on purpose, the connection goes with it. */
+  private async newChannel(conn: ChannelModel, lost: () => void): Promise<ConfirmChannel> {
+    const ch = await conn.createConfirmChannel();
+    ch.on('error', () => undefined);
+    this.returns.set(ch, new ReturnTracker(ch));
     ch.on('close', () => {
+      if (this.retired.has(ch)) return;
       void conn.close().catch(() => undefined);
       lost();
     });
-    this.conn = conn;
-    this.ch = ch;
-    this.returns = returns;
-    this.opts.onStateChange?.(true);
+    return ch;
+  }
+
+  /**
+   * Replaces a channel the broker nacks on; the connection stays. RabbitMQ
+   * 3.10 was seen (test/cluster) to nack every publish to a quorum queue on a
+   * channel whose first publish to it came within about a second after the
+   * queue's leader was killed, for as long as that node stayed down, while a
+   * channel opened later published fine. Renewals are `RENEW_GAP_MS` apart at
+   * least: a nack for any other reason costs a channel now and then.
+   */
+  private renewChannel(bad: ConfirmChannel): Promise<void> {
+    if (this.ch !== bad) return this.renewing ?? Promise.resolve();
+    this.renewing ??= (async () => {
+      const wait = this.renewedAt + RENEW_GAP_MS - Date.now();
+      if (wait > 0) await sleep(wait, this.stop.signal);
+      const { conn, lost } = this;
+      if (this.ch !== bad || !conn || !lost) return;
+      this.renewedAt = Date.now();
+      const next = await this.newChannel(conn, lost);
+      if (this.ch !== bad) return void next.close().catch(() => undefined);
+      this.retired.add(bad);
+      this.ch = next;
+      this.opts.onChannelRenewed?.();
+      // Publishes still waiting on the old channel fail as closed and are sent again on this one.
+      void bad.close().catch(() => undefined);
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        this.renewing = null;
+      });
+    return this.renewing;
   }
 
   private reconnecting = false;
@@ -161,31 +237,76 @@ export class NotificationPublisher {
 
   private async reconnectUntilConnected(): Promise<void> {
     for (let attempt = 0; !this.closed && !this.ch; attempt++) {
-      await sleep(reconnectDelay(attempt), this.stop.signal);
+      // The first try goes at once (to the next node: a failover); later rounds back off.
+      if (attempt > 0) await sleep(reconnectDelay(attempt - 1), this.stop.signal);
       if (this.closed) return;
       await this.ensure().catch(() => undefined);
     }
   }
 
   /**
+   * A channel to publish on other than `not`: the current one; else the one
+   * being made (a renewal, a connection being opened, or for a client one it
+   * opens now), waiting until `deadline` at most. Null when there is none by then.
+   */
+  private async channelBy(deadline: number, not: ConfirmChannel | null = null): Promise<ConfirmChannel | null> {
+    if (this.ch && this.ch !== not) return this.ch;
+    const coming = this.renewing ?? (this.opts.keepConnected ? this.connecting : this.ch ? null : this.ensure());
+    const left = deadline - Date.now();
+    if (!coming || left <= 0) return null;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([coming.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, left)))]);
+    clearTimeout(timer);
+    return this.ch && this.ch !== not ? this.ch : null;
+  }
+
+  /**
    * Publishes one validated notification; resolves once the broker confirmed
    * it. Fails at once, accepting nothing, while the broker blocks publishing
-   * (`BROKER_BLOCKED`) or when `maxInflight` publishes already wait (`OVERLOADED`).
+   * (`BROKER_BLOCKED`) or when `maxInflight` publishes already wait
+   * (`OVERLOADED`). A publish the broker did not take because its channel
+   * closed under it (the node went away) or nacked it (the channel is
+   * renewed) is sent again on the next channel, for up to `failoverWaitMs`
+   * after the first failure and `MAX_SENDS` sends: same id, so at worst a
+   * duplicate (a confirm lost with its channel), never a loss. A confirm
+   * that times out on a channel still up is not sent again.
    */
   async publish(n: Notification, opts: PublishOptions = {}): Promise<void> {
-    if (!this.ch) {
-      if (this.opts.keepConnected) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-      await this.ensure();
-    }
-    const ch = this.ch;
+    const waitMs = this.opts.failoverWaitMs ?? 2000;
+    const ch = this.ch ?? (this.opts.keepConnected ? await this.channelBy(Date.now() + waitMs) : (await this.ensure(), this.ch));
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     if (this.blockedReason !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
     if (this.opts.maxInflight && this.inflight >= this.opts.maxInflight()) throw new NotifyError(ErrorCodes.OVERLOADED, `${this.inflight} publishes already wait for the broker; retry later`);
     this.inflight++;
     try {
-      await this.publishOn(ch, n, opts);
+      await this.withFailover(ch, (c) => this.publishOn(c, n, opts));
     } finally {
       this.inflight--;
+    }
+  }
+
+  /**
+   * Sends on `ch`, and again on the next channel when the broker nacked it
+   * (the channel is renewed) or the channel closed under it, for up to
+   * `failoverWaitMs` after the first failure and `MAX_SENDS` sends.
+   */
+  private async withFailover(first: ConfirmChannel, send: (ch: ConfirmChannel) => Promise<void>): Promise<void> {
+    const waitMs = this.opts.failoverWaitMs ?? 2000;
+    let ch = first;
+    let deadline = 0;
+    for (let sends = 1; ; sends++) {
+      try {
+        return await send(ch);
+      } catch (err) {
+        deadline ||= Date.now() + waitMs;
+        const nacked = hasCode(err, ErrorCodes.BROKER_NACK);
+        const closedUnder = hasCode(err, ErrorCodes.BROKER_UNAVAILABLE) && this.ch !== ch;
+        if (this.closed || sends >= MAX_SENDS || !(nacked || closedUnder)) throw err;
+        if (nacked) void this.renewChannel(ch);
+        const next = await this.channelBy(deadline, ch);
+        if (!next) throw err;
+        ch = next;
+      }
     }
   }
 
@@ -205,7 +326,7 @@ export class NotificationPublisher {
         timestamp: Math.floor(n.createdAt / 1000),
         headers: ladderHeaders(Date.now() + delay0, opts),
       },
-      this.returns ?? undefined,
+      this.returns.get(ch),
     );
     let timer: NodeJS.Timeout | undefined;
     let stopWaiting: ((err: Error) => void) | undefined;
@@ -231,13 +352,13 @@ export class NotificationPublisher {
   }
 
   /**
-   * Publishes a finished body straight to one queue (history batches),
-   * with confirm; fails at once without a channel.
+   * Publishes a finished body straight to one queue (history batches), with
+   * confirm, failing over like `publish`.
    */
   async publishToQueue(queue: string, body: Buffer, options: Options.Publish): Promise<void> {
-    const ch = this.ch;
+    const ch = this.ch ?? (await this.channelBy(Date.now() + (this.opts.failoverWaitMs ?? 2000)));
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-    await publishConfirmed(ch, '', queue, body, options, this.returns ?? undefined);
+    await this.withFailover(ch, (c) => publishConfirmed(c, '', queue, body, options, this.returns.get(c)));
   }
 
   /** Closes channel then connection; idempotent. */

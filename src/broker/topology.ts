@@ -51,16 +51,23 @@ export interface Topology {
   readonly bindings: readonly BindingDecl[];
 }
 
+/** The queue argument that places a new quorum queue's leader (RabbitMQ ≥ 3.10). */
+export const LEADER_LOCATOR = 'x-queue-leader-locator';
+
 /**
  * Pure: the declarations for a schedule. A wait queue exists only for a
  * positive delay; its TTL is that delay and expired messages dead-letter into
  * the work exchange with the tier's routing key. On quorum queues the
  * dead-lettering is at-least-once, which RabbitMQ only allows together with
- * `reject-publish` overflow.
+ * `reject-publish` overflow. Quorum queues are replicated on the broker's
+ * default group size (3 nodes) and their leaders are placed `balanced`: the
+ * default, `client-local`, would put every leader on the node the declaring
+ * master happens to be on, so that one node would do all the queue work and
+ * its loss would move every leader at once.
  */
 export function buildTopology(prefix: string, scheduleMs: readonly number[], queueType: QueueType, opts: { history?: boolean } = {}): Topology {
   const n = namesFor(prefix);
-  const base: Record<string, string | number> = { 'x-queue-type': queueType };
+  const base: Record<string, string | number> = queueType === 'quorum' ? { 'x-queue-type': queueType, [LEADER_LOCATOR]: 'balanced' } : { 'x-queue-type': queueType };
   const queues: QueueDecl[] = [];
   const bindings: BindingDecl[] = [];
   // A work queue dead-letters into P.dead: nothing does so on purpose, but a
@@ -116,11 +123,55 @@ export function routeForAttempt(names: Names, scheduleMs: readonly number[], tie
     : { exchange: names.work, routingKey: names.routingKey(tier) };
 }
 
-/** Declares the topology; idempotent for identical arguments. */
-export async function declareTopology(ch: Channel, topo: Topology): Promise<void> {
-  for (const e of topo.exchanges) await ch.assertExchange(e.name, e.type, { durable: true });
-  for (const q of topo.queues) await ch.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } });
-  for (const b of topo.bindings) await ch.bindQueue(b.queue, b.exchange, b.routingKey);
+/** Pure: the same queue without the leader locator (as earlier notifyd versions declared it). */
+export function withoutLeaderLocator(q: QueueDecl): QueueDecl {
+  const args: Record<string, string | number> = { ...q.arguments };
+  delete args[LEADER_LOCATOR];
+  return { name: q.name, arguments: args };
+}
+
+/** Pure: whether a declare failed only because the queue exists without (or with another) leader locator. */
+export function isLeaderLocatorConflict(err: unknown): boolean {
+  const msg = String((err as Error)?.message ?? err);
+  return /PRECONDITION/i.test(msg) && msg.includes(`'${LEADER_LOCATOR}'`);
+}
+
+/** What `declareTopology` found. */
+export interface DeclareResult {
+  /** Existing quorum queues kept as they are, without the leader locator. */
+  readonly withoutLeaderLocator: readonly string[];
+}
+
+/**
+ * Declares the topology on channels of its own (closed afterwards);
+ * idempotent for identical arguments. A quorum queue that exists without
+ * the leader locator (declared by an older notifyd) is accepted as it is:
+ * the locator only places a new queue's leader, and the broker refuses to
+ * re-declare a queue with another value (PRECONDITION_FAILED, which closes
+ * the channel). Any other difference fails as before.
+ */
+export async function declareTopology(conn: { createChannel(): Promise<Channel> }, topo: Topology): Promise<DeclareResult> {
+  const legacy: string[] = [];
+  let ch = await conn.createChannel();
+  ch.on('error', () => undefined);
+  try {
+    for (const e of topo.exchanges) await ch.assertExchange(e.name, e.type, { durable: true });
+    for (const q of topo.queues) {
+      try {
+        await ch.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } });
+      } catch (err) {
+        if (!(LEADER_LOCATOR in q.arguments) || !isLeaderLocatorConflict(err)) throw err;
+        ch = await conn.createChannel();
+        ch.on('error', () => undefined);
+        await ch.assertQueue(q.name, { durable: true, arguments: { ...withoutLeaderLocator(q).arguments } });
+        legacy.push(q.name);
+      }
+    }
+    for (const b of topo.bindings) await ch.bindQueue(b.queue, b.exchange, b.routingKey);
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+  return { withoutLeaderLocator: legacy };
 }
 
 /** Passive check that the queues exist (workers never redeclare). Throws if one is missing. */

@@ -10,10 +10,10 @@ interface OriginsShape {
 
 interface StatusShape {
   prefix: string;
-  tiers: { index: number; delayMs: number; state: string; pid: number | null; restarts: number; inflight: number }[];
-  ingress: { pid: number | null; state: string; restarts: number; port: number | null };
-  broker: { connected: boolean; url: string };
-  recorder?: { pid: number | null; state: string; restarts: number } | null;
+  tiers: { index: number; delayMs: number; state: string; pid: number | null; restarts: number; inflight: number; brokerNode?: string | null }[];
+  ingress: { pid: number | null; state: string; restarts: number; port: number | null; brokerNode?: string | null };
+  broker: { connected: boolean; url: string; node?: string | null };
+  recorder?: { pid: number | null; state: string; restarts: number; brokerNode?: string | null } | null;
 }
 
 export const CTL_USAGE = `notifyd ctl status|origins|pause N|resume N|reload|redrive [--limit N] [--force]
@@ -28,11 +28,12 @@ export async function ctl(args: string[], values: Values): Promise<number> {
       const r = await call('GET', '/admin/status');
       if (r.status !== 200 || values.json) return printAnswer(r);
       const s = r.body as StatusShape;
-      const rows: (string | number)[][] = [['TIER', 'DELAY', 'STATE', 'PID', 'RESTARTS', 'INFLIGHT']];
-      for (const t of s.tiers) rows.push([t.index, `${t.delayMs}ms`, t.state, t.pid ?? '-', t.restarts, t.inflight]);
-      rows.push(['ingress', `:${s.ingress.port ?? '-'}`, s.ingress.state, s.ingress.pid ?? '-', s.ingress.restarts, '-']);
-      if (s.recorder) rows.push(['recorder', '-', s.recorder.state, s.recorder.pid ?? '-', s.recorder.restarts, '-']);
-      process.stdout.write(`prefix ${s.prefix}  broker ${s.broker.connected ? 'connected' : 'DISCONNECTED'} (${s.broker.url})\n${table(rows)}\n`);
+      const rows: (string | number)[][] = [['TIER', 'DELAY', 'STATE', 'PID', 'RESTARTS', 'INFLIGHT', 'BROKER NODE']];
+      for (const t of s.tiers) rows.push([t.index, `${t.delayMs}ms`, t.state, t.pid ?? '-', t.restarts, t.inflight, t.brokerNode ?? '-']);
+      rows.push(['ingress', `:${s.ingress.port ?? '-'}`, s.ingress.state, s.ingress.pid ?? '-', s.ingress.restarts, '-', s.ingress.brokerNode ?? '-']);
+      if (s.recorder) rows.push(['recorder', '-', s.recorder.state, s.recorder.pid ?? '-', s.recorder.restarts, '-', s.recorder.brokerNode ?? '-']);
+      const master = s.broker.connected ? `connected, master on ${s.broker.node ?? '?'}` : 'DISCONNECTED';
+      process.stdout.write(`prefix ${s.prefix}  broker ${master} (${s.broker.url})\n${table(rows)}\n`);
       return 0;
     }
     case 'pause':

@@ -3,6 +3,7 @@ import { isIP, BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cron from 'node-cron';
+import { parseBrokerNodes } from './broker-nodes.js';
 import { ErrorCodes, NotifyError } from './errors.js';
 import { decodeWebhookSecret, loadRsaPrivateKey } from './keys.js';
 import { parseDuration, parseSchedule } from './schedule.js';
@@ -199,6 +200,7 @@ export function historyOn(c: Pick<Config, 'database' | 'history'>): boolean {
 
 /** The validated, frozen configuration every process receives. */
 export interface Config {
+  /** One AMQP URL, or the comma-separated nodes of one cluster (checked by `parseBrokerNodes`). */
   readonly amqpUrl: string;
   /** Name prefix of every broker object, so installations can share a broker. */
   readonly prefix: string;
@@ -501,7 +503,13 @@ export function deepFreeze<T>(value: T): T {
  */
 export function parseConfig(raw: Raw): Config {
   const r = new Reader(raw, '');
-  const amqpUrl = r.string('amqpUrl', { pattern: /^amqps?:\/\// });
+  const amqpUrl = r.string('amqpUrl');
+  try {
+    // Checked here so a bad entry stops start-up (exit 78); the message names the entry, never its text.
+    parseBrokerNodes(amqpUrl);
+  } catch (err) {
+    fail('amqpUrl', (err as Error).message.replace(/^amqpUrl: /, ''));
+  }
   const prefix = r.string('prefix', { pattern: /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$/ });
   const queueType = r.string('queueType', { oneOf: ['quorum', 'classic'] }) as QueueType;
   let scheduleMs: readonly number[];

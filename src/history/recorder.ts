@@ -8,7 +8,7 @@
 import { setPriority } from 'node:os';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
-import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
+import { nodeRingFor, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import { diffConfig, redactUrl, type Config } from '../core/config.js';
 import { toErrorData } from '../core/errors.js';
@@ -63,6 +63,8 @@ export class HistoryRecorder implements ManagedWorker {
   /** The oldest event of the batch being written (for the lag), or null when idle. */
   private pendingOldest: number | null = null;
   private dbDownSince = 0;
+  /** The cluster's nodes as this process walks them (it starts at its own). */
+  private readonly ring: NodeRing;
 
   constructor(private readonly deps: RecorderDeps) {
     this.config = deps.config;
@@ -70,12 +72,18 @@ export class HistoryRecorder implements ManagedWorker {
     this.names = namesFor(deps.config.prefix);
     this.pool = createDbPool(deps.config.database.url!, { max: 2, name: `notifyd recorder pid ${process.pid}`, log: deps.logger, idleMs: 0 });
     this.writer = new HistoryWriter(this.pool);
+    this.ring = nodeRingFor(deps.config.amqpUrl, 'recorder', null, deps.config.scheduleMs.length);
     deps.metrics.up.set(1);
     deps.metrics.sampleLag(() => (this.pendingOldest === null ? 0 : Math.max(0, Date.now() - this.pendingOldest) / 1000));
   }
 
   get inflightCount(): number {
     return this.buffer.length;
+  }
+
+  /** The broker node (`host:port`) this process is connected to, or null. */
+  get brokerNode(): string | null {
+    return this.conn ? (this.ring.node?.label ?? null) : null;
   }
 
   get currentState(): WorkerState {
@@ -119,7 +127,7 @@ export class HistoryRecorder implements ManagedWorker {
   }
 
   private async open(): Promise<void> {
-    const conn = await connectBroker(this.config.amqpUrl, `notifyd recorder pid ${process.pid}`);
+    const conn = await this.ring.connect(`notifyd recorder pid ${process.pid}`);
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       const ch = await conn.createChannel();
@@ -134,7 +142,7 @@ export class HistoryRecorder implements ManagedWorker {
         this.buffer = this.buffer.filter((d) => d.ch !== ch);
         void conn.close().catch(() => undefined);
         if (!this.stopping) {
-          this.log.warn('recorder lost the broker; reconnecting');
+          this.log.warn({ node: this.ring.node?.label }, 'recorder lost the broker; reconnecting to the next node');
           this.setState('starting');
           void this.connectLoop();
         }
@@ -149,7 +157,7 @@ export class HistoryRecorder implements ManagedWorker {
         this.kick();
       });
       if (!this.stopping) this.setState('running');
-      this.log.info({ queue: this.names.history }, 'recorder connected');
+      this.log.info({ queue: this.names.history, node: this.ring.node?.label }, 'recorder connected');
     } catch (err) {
       this.conn = null;
       this.ch = null;

@@ -30,6 +30,7 @@ export class IngressWorker implements ManagedWorker {
     this.config = config;
     this.publisher = new NotificationPublisher({
       amqpUrl: config.amqpUrl,
+      role: 'ingress',
       prefix: config.prefix,
       scheduleMs: config.scheduleMs,
       name: `notifyd ingress pid ${process.pid}`,
@@ -39,9 +40,10 @@ export class IngressWorker implements ManagedWorker {
         if (blocked) log.warn({ reason }, 'the broker blocks publishing (memory or disk alarm); answering 503 BROKER_BLOCKED until it lifts');
         else log.info('the broker unblocked publishing');
       },
+      onChannelRenewed: () => log.info('the broker nacked a publish; publishing on a new channel (nacked notifications are sent again on it)'),
       onStateChange: (connected, err) => {
-        if (connected) log.info('ingress connected to the broker');
-        else log.warn({ err: err?.message }, 'ingress lost the broker; answering 503 until it is back');
+        if (connected) log.info({ node: this.publisher.node }, 'ingress connected to the broker');
+        else log.warn({ err: err?.message }, 'ingress lost the broker; reconnecting to the next node (requests wait for it up to 2 s, then 503)');
         // Not running without a broker: /readyz must not send traffic to an ingress that can only answer 503.
         if (this.state === 'running' || this.state === 'starting') this.setState(connected ? 'running' : 'starting');
       },
@@ -72,6 +74,10 @@ export class IngressWorker implements ManagedWorker {
 
   get currentState(): WorkerState {
     return this.state;
+  }
+
+  get brokerNode(): string | null {
+    return this.publisher.node;
   }
 
   private setState(s: WorkerState): void {

@@ -34,6 +34,8 @@ export interface WorkerStats {
   readonly tier: number | null;
   readonly state: WorkerState;
   readonly inflight: number;
+  /** `host:port` of the broker node the worker is connected to, or null (never a URL: no credentials cross the pipe back). */
+  readonly brokerNode: string | null;
   readonly metrics: MetricsSnapshot;
   /** A tier's worst origins (failing, limited, with errors), at most a few dozen. */
   readonly origins?: readonly OriginSnapshot[];

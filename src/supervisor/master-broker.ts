@@ -1,6 +1,6 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
-import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
+import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
@@ -23,6 +23,9 @@ export class MasterBroker {
   /** Scans of P.dead (redrives, listings) run one at a time: two scans on one queue would keep re-marking each other's copies. */
   private redriving: Promise<unknown> = Promise.resolve();
   private readonly topology: Topology;
+  private readonly ring: NodeRing;
+  /** Queues kept without the leader locator were reported once; every reconnect finds them again. */
+  private reportedLegacy = false;
   private closed = false;
   private readonly stop = new AbortController();
   /** History records of the ladders the master starts (redrives); null without history. */
@@ -35,6 +38,7 @@ export class MasterBroker {
   ) {
     const c = config();
     this.topology = buildTopology(c.prefix, c.scheduleMs, c.queueType, { history: historyOn(c) });
+    this.ring = nodeRingFor(c.amqpUrl, 'master', null, c.scheduleMs.length);
     const queue = namesFor(c.prefix).history;
     this.history = historyOn(c)
       ? new HistorySink((body) => {
@@ -75,6 +79,11 @@ export class MasterBroker {
     return this.ch !== null;
   }
 
+  /** `host:port` of the node the master is connected to, or null. */
+  get node(): string | null {
+    return this.ch ? (this.ring.node?.label ?? null) : null;
+  }
+
   get queues(): readonly string[] {
     return this.topology.queues.map((q) => q.name);
   }
@@ -85,13 +94,20 @@ export class MasterBroker {
     for (let attempt = 0; !this.closed; attempt++) {
       const { amqpUrl, prefix, scheduleMs } = this.config();
       try {
-        const conn = await connectBroker(amqpUrl, `notifyd master pid ${process.pid}`);
+        const conn = await this.ring.connect(`notifyd master pid ${process.pid}`);
         conn.on('error', () => undefined);
         let ch: ConfirmChannel;
         try {
+          const declared = await declareTopology(conn, this.topology);
+          if (declared.withoutLeaderLocator.length > 0 && !this.reportedLegacy) {
+            this.reportedLegacy = true;
+            this.log.warn(
+              { queues: declared.withoutLeaderLocator },
+              'these quorum queues were declared by an older notifyd without x-queue-leader-locator: kept as they are (nothing to do; `rabbitmq-queues rebalance quorum` spreads their leaders over the cluster)',
+            );
+          }
           ch = await conn.createConfirmChannel();
           ch.on('error', () => undefined);
-          await declareTopology(ch, this.topology);
         } catch (err) {
           // Each failed try must give its connection back, or a retry loop piles them up on the broker.
           await conn.close().catch(() => undefined);
@@ -112,7 +128,7 @@ export class MasterBroker {
         this.conn = conn;
         this.ch = ch;
         this.returns = new ReturnTracker(ch);
-        this.log.info({ broker: redactUrl(amqpUrl), prefix, schedule: scheduleMs }, 'broker connected; topology declared');
+        this.log.info({ broker: redactUrl(amqpUrl), node: this.ring.node?.label, prefix, schedule: scheduleMs }, 'broker connected; topology declared');
         return;
       } catch (err) {
         const delay = reconnectDelay(attempt, 250, 5000);

@@ -20,6 +20,8 @@ export interface TierStatus {
   readonly pid: number | null;
   readonly restarts: number;
   readonly inflight: number;
+  /** `host:port` of the broker node the tier's worker is connected to, or null. */
+  readonly brokerNode: string | null;
 }
 
 /** The `merchant` of a parked notification's body, or null. */
@@ -43,10 +45,11 @@ export interface OriginsReport {
 export interface DaemonStatus {
   readonly prefix: string;
   readonly tiers: readonly TierStatus[];
-  readonly ingress: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number; readonly port: number | null };
-  readonly broker: { readonly connected: boolean; readonly url: string };
+  readonly ingress: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number; readonly port: number | null; readonly brokerNode: string | null };
+  /** `url` is every node of `amqpUrl`, redacted; `node` is the master's own (`host:port`). */
+  readonly broker: { readonly connected: boolean; readonly url: string; readonly node: string | null };
   /** The history recorder (DESIGN §11); null when history is off. */
-  readonly recorder: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number } | null;
+  readonly recorder: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number; readonly brokerNode: string | null } | null;
 }
 
 export interface SupervisorOptions {
@@ -249,6 +252,7 @@ export class Supervisor {
       pid: slot.worker?.process.pid ?? null,
       restarts: slot.restarts,
       inflight: slot.stats?.inflight ?? 0,
+      brokerNode: slot.worker ? (slot.stats?.brokerNode ?? null) : null,
     };
   }
 
@@ -259,9 +263,11 @@ export class Supervisor {
     return {
       prefix: this.config.prefix,
       tiers: this.table.byRole('tier').map((s) => this.tierStatus(s)),
-      ingress: { pid: ingress.worker?.process.pid ?? null, state: ingress.state, restarts: ingress.restarts, port: ingress.port },
-      broker: { connected: this.broker.connected, url: redactUrl(this.config.amqpUrl) },
-      recorder: recorder ? { pid: recorder.worker?.process.pid ?? null, state: recorder.state, restarts: recorder.restarts } : null,
+      ingress: { pid: ingress.worker?.process.pid ?? null, state: ingress.state, restarts: ingress.restarts, port: ingress.port, brokerNode: ingress.worker ? (ingress.stats?.brokerNode ?? null) : null },
+      broker: { connected: this.broker.connected, url: redactUrl(this.config.amqpUrl), node: this.broker.node },
+      recorder: recorder
+        ? { pid: recorder.worker?.process.pid ?? null, state: recorder.state, restarts: recorder.restarts, brokerNode: recorder.worker ? (recorder.stats?.brokerNode ?? null) : null }
+        : null,
     };
   }
 

@@ -19,6 +19,8 @@ export interface ManagedWorker {
   origins?(n: number): OriginSnapshot[];
   readonly inflightCount: number;
   readonly currentState: WorkerState;
+  /** `host:port` of the broker node the worker is connected to, or null. */
+  readonly brokerNode: string | null;
 }
 
 /**
@@ -150,7 +152,7 @@ export async function runManagedWorker(opts: {
       case 'stats':
         void metrics.registry.getMetricsAsJSON().then((m) => {
           const origins = worker.origins?.(ORIGINS_REPORTED);
-          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, metrics: m, ...(origins ? { origins } : {}) };
+          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, brokerNode: worker.brokerNode, metrics: m, ...(origins ? { origins } : {}) };
           sendToMaster({ type: 'stats', requestId: msg.requestId, stats });
         });
         return;

@@ -2,8 +2,8 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqp
 import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
 import { diffConfig, historyOn, type Config } from '../core/config.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { connectBroker, reconnectDelay, sleep } from '../broker/connection.js';
-import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
+import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
+import { PublishChannel } from '../broker/publish-channel.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { SelfAddresses } from '../delivery/connector.js';
 import { HttpDeliverer } from '../delivery/deliverer.js';
@@ -63,6 +63,10 @@ export class TierWorker implements ManagedWorker {
   private config: Config;
   private readonly tier: number;
   private readonly names: Names;
+  /** The cluster's nodes as this tier walks them: its own first, the next one after a loss. */
+  private readonly ring: NodeRing;
+  /** Where hand-ons and outcome events go, per consumer channel: a spare channel after a nack (see PublishChannel). */
+  private readonly publishing = new WeakMap<ConfirmChannel, PublishChannel>();
   private readonly log: Logger;
   private readonly pipeline: AttemptPipeline;
   private conn: ChannelModel | null = null;
@@ -96,6 +100,7 @@ export class TierWorker implements ManagedWorker {
     this.config = deps.config;
     this.tier = deps.tier;
     this.names = namesFor(deps.config.prefix);
+    this.ring = nodeRingFor(deps.config.amqpUrl, 'tier', deps.tier, deps.config.scheduleMs.length);
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
     this.gate = new OriginGate(gateOptions(deps.config));
@@ -165,6 +170,11 @@ export class TierWorker implements ManagedWorker {
     return this.state;
   }
 
+  /** `host:port` of the node this tier is connected to, or null. */
+  get brokerNode(): string | null {
+    return this.conn ? (this.ring.node?.label ?? null) : null;
+  }
+
   private setState(s: WorkerState): void {
     if (this.state === s) return;
     this.state = s;
@@ -204,7 +214,7 @@ export class TierWorker implements ManagedWorker {
   }
 
   private async open(): Promise<void> {
-    const conn = await connectBroker(this.config.amqpUrl, `notifyd tier ${this.tier} pid ${process.pid}`);
+    const conn = await this.ring.connect(`notifyd tier ${this.tier} pid ${process.pid}`);
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       const ch = await conn.createConfirmChannel();
@@ -218,12 +228,13 @@ export class TierWorker implements ManagedWorker {
         this.forgetChannel();
         void conn.close().catch(() => undefined);
         if (!this.stopping) {
-          this.log.warn('broker connection lost; reconnecting');
+          this.log.warn({ node: this.ring.node?.label }, 'broker connection lost; reconnecting to the next node');
           this.setState('starting');
           void this.connectLoop();
         }
       };
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
+      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m)));
       conn.on('close', lost);
       ch.on('close', lost);
       this.conn = conn;
@@ -240,7 +251,7 @@ export class TierWorker implements ManagedWorker {
       await this.syncConsumer();
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
-      this.log.info({ queue: this.names.workQueue(this.tier), prefetch, concurrency: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
+      this.log.info({ queue: this.names.workQueue(this.tier), node: this.ring.node?.label, prefetch, concurrency: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
     } catch (err) {
       // Forget this connection first, so its close does not start a second reconnect loop.
       if (this.conn === conn) this.forgetChannel();
@@ -299,14 +310,13 @@ export class TierWorker implements ManagedWorker {
     return this.syncing;
   }
 
-  /** The pipeline's view of one channel: confirmed publishes, acks and requeues that stay on it. */
+  /** The pipeline's view of one channel: acks and requeues that stay on it, confirmed publishes through its PublishChannel. */
   private linkFor(ch: ConfirmChannel): ChannelLink {
-    // Returned (unroutable) hand-ons fail their publish instead of counting as done.
-    const returns = new ReturnTracker(ch);
+    // Returned (unroutable) hand-ons fail their publish instead of counting as done (PublishChannel tracks returns).
+    const pubs = this.publishing.get(ch)!;
     const worker = this;
     return {
-      publish: (exchange, routingKey, content, options, trackReturns = true) =>
-        publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? returns : undefined),
+      publish: (exchange, routingKey, content, options, trackReturns = true) => pubs.publish(exchange, routingKey, content, options, trackReturns),
       ack: (msg) => this.ack(ch, msg),
       requeue: (msg) => this.nackRequeue(ch, msg),
       get closed() {

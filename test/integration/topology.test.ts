@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { AMQP_URL, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { parseSchedule } from '../../src/core/schedule.js';
-import { buildTopology, declareTopology, namesFor } from '../../src/broker/topology.js';
+import { buildTopology, declareTopology, namesFor, withoutLeaderLocator } from '../../src/broker/topology.js';
 
 const SCHEDULE = '0s,200ms';
 
@@ -18,8 +18,8 @@ describe('topology on RabbitMQ', () => {
 
   before(async () => {
     conn = await amqp.connect(AMQP_URL);
+    await declareTopology(conn, topo);
     ch = await conn.createConfirmChannel();
-    await declareTopology(ch, topo);
   });
 
   after(async () => {
@@ -28,7 +28,7 @@ describe('topology on RabbitMQ', () => {
   });
 
   it('declaring twice is a no-op (every daemon on a prefix declares it)', async () => {
-    await declareTopology(ch, topo);
+    assert.deepEqual(await declareTopology(conn, topo), { withoutLeaderLocator: [] });
     for (const q of topo.queues) assert.equal((await ch.checkQueue(q.name)).queue, q.name);
   });
 
@@ -51,5 +51,36 @@ describe('topology on RabbitMQ', () => {
     await waitFor(async () => (msg = await ch.get(n.workQueue(1), { noAck: true })) !== false, 5000, 'message in work.1', 10);
     assert.equal((msg as unknown as amqp.GetMessage).properties.messageId, 'topo-2');
     assert.ok(Date.now() - t0 >= 190, 'not before its TTL');
+  });
+});
+
+describe('topology declared by an older notifyd (quorum queues without the leader locator)', () => {
+  const prefix = uniquePrefix('topo-old');
+  const topo = buildTopology(prefix, parseSchedule(SCHEDULE), 'quorum');
+  let conn: ChannelModel;
+
+  before(async () => {
+    conn = await amqp.connect(AMQP_URL);
+    const ch = await conn.createChannel();
+    for (const q of topo.queues) await ch.assertQueue(q.name, { durable: true, arguments: { ...withoutLeaderLocator(q).arguments } });
+    await ch.close();
+  });
+
+  after(async () => {
+    await conn?.close().catch(() => undefined);
+    await deletePrefix(prefix, SCHEDULE);
+  });
+
+  it('is kept as it is and reported, not refused (the broker would refuse the new argument: PRECONDITION_FAILED)', async () => {
+    const r = await declareTopology(conn, topo);
+    assert.deepEqual([...r.withoutLeaderLocator].sort(), topo.queues.map((q) => q.name).sort());
+    const ch = await conn.createChannel();
+    for (const b of topo.bindings) await ch.bindQueue(b.queue, b.exchange, b.routingKey);
+    await ch.close();
+  });
+
+  it('any other difference (another schedule) is still refused', async () => {
+    const other = buildTopology(prefix, parseSchedule('0s,300ms'), 'quorum');
+    await assert.rejects(declareTopology(conn, other), /PRECONDITION_FAILED.*x-message-ttl/);
   });
 });

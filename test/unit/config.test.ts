@@ -320,6 +320,7 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
 
   it('bad amqp url, queue type, log level', () => {
     invalid(() => load({ NOTIFY_AMQP_URL: 'http://broker' }), 'amqpUrl');
+    invalid(() => load({ NOTIFY_AMQP_URL: 'http://u:hunter2@broker' }), 'amqpUrl', /^(?!.*hunter2)/);
     invalid(() => load({ NOTIFY_QUEUE_TYPE: 'stream' }), 'queueType');
     invalid(() => load({ NOTIFY_LOG_LEVEL: 'verbose' }), 'logLevel');
   });
@@ -506,6 +507,24 @@ describe('delivery.dnsServers, log.attempts', () => {
     assert.equal(load().log.attempts, 'all');
     assert.equal(load({ NOTIFY_LOG_ATTEMPTS: 'failures' }).log.attempts, 'failures');
     invalid(() => load({ NOTIFY_LOG_ATTEMPTS: 'some' }), 'log.attempts');
+  });
+});
+
+describe('amqpUrl as a list of cluster nodes', () => {
+  it('takes a comma-separated list as written', () => {
+    const list = 'amqp://a:pw1@n1:5672,amqp://b:pw2@n2:5672,amqp://c:pw3@n3:5672';
+    assert.equal(load({ NOTIFY_AMQP_URL: list }).amqpUrl, list);
+  });
+
+  it('a malformed entry: CONFIG_INVALID on amqpUrl saying which, with no password of any entry', () => {
+    for (const bad of ['amqp://a:pw1@n1:5672,amqp://b:pw2@[n2', 'amqp://a:pw1@n1:5672,,amqp://c:pw3@n3', 'amqp://a:pw1@n1,htp://b:pw2@n2']) {
+      invalid(() => load({ NOTIFY_AMQP_URL: bad }), 'amqpUrl', /entry 2 of /);
+      try {
+        load({ NOTIFY_AMQP_URL: bad });
+      } catch (err) {
+        for (const pw of ['pw1', 'pw2', 'pw3']) assert.ok(!(err as Error).message.includes(pw), (err as Error).message);
+      }
+    }
   });
 });
 

@@ -36,7 +36,7 @@ const WORKER_MESSAGES: WorkerMessage[] = [
   {
     type: 'stats',
     requestId: 7,
-    stats: { role: 'tier', tier: 0, state: 'running', inflight: 3, metrics: [{ name: 'notify_inflight', type: 'gauge', values: [] }] },
+    stats: { role: 'tier', tier: 0, state: 'running', inflight: 3, brokerNode: '127.0.0.1:5672', metrics: [{ name: 'notify_inflight', type: 'gauge', values: [] }] },
   },
   { type: 'state', state: 'paused' },
   { type: 'drained' },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { holdDelayMs, parseSchedule, waitBudgetMs } from '../../src/core/schedule.js';
-import { buildTopology, namesFor, routeForAttempt, type QueueDecl, type Topology } from '../../src/broker/topology.js';
+import { LEADER_LOCATOR, buildTopology, isLeaderLocatorConflict, namesFor, routeForAttempt, withoutLeaderLocator, type QueueDecl, type Topology } from '../../src/broker/topology.js';
 
 const DEFAULT = parseSchedule('default'); // 0,1000,3000,5000,15000,30000
 
@@ -66,6 +66,7 @@ describe('buildTopology (quorum, default schedule)', () => {
         'x-dead-letter-routing-key': `tier.${i}`,
         'x-dead-letter-strategy': 'at-least-once',
         'x-overflow': 'reject-publish',
+        [LEADER_LOCATOR]: 'balanced',
       });
     });
     assert.deepEqual([waitBudgetMs([0, 300, 600], 0), holdDelayMs([0, 300, 600], 0)], [300, 250]);
@@ -79,6 +80,7 @@ describe('buildTopology (quorum, default schedule)', () => {
       if (delay === 0) return;
       assert.deepEqual(queue(t, `P.wait.${i}`).arguments, {
         'x-queue-type': 'quorum',
+        'x-queue-leader-locator': 'balanced',
         'x-message-ttl': delay,
         'x-dead-letter-exchange': 'P.work',
         'x-dead-letter-routing-key': `tier.${i}`,
@@ -94,6 +96,7 @@ describe('buildTopology (quorum, default schedule)', () => {
     for (const name of [0, 1, 2, 3, 4, 5].map((i) => `P.work.${i}`)) {
       assert.deepEqual(queue(t, name).arguments, {
         'x-queue-type': 'quorum',
+        'x-queue-leader-locator': 'balanced',
         'x-dead-letter-exchange': '',
         'x-dead-letter-routing-key': 'P.dead',
         'x-dead-letter-strategy': 'at-least-once',
@@ -103,7 +106,14 @@ describe('buildTopology (quorum, default schedule)', () => {
   });
 
   it('P.dead is a plain quorum queue: nothing expires or leaves it by itself', () => {
-    assert.deepEqual(queue(t, 'P.dead').arguments, { 'x-queue-type': 'quorum' });
+    assert.deepEqual(queue(t, 'P.dead').arguments, { 'x-queue-type': 'quorum', 'x-queue-leader-locator': 'balanced' });
+  });
+
+  it('every quorum queue places its leader balanced (not all on the declaring node), and asks for no replica count (the broker default, 3)', () => {
+    for (const q of t.queues) {
+      assert.equal(q.arguments[LEADER_LOCATOR], 'balanced', q.name);
+      assert.ok(!('x-quorum-initial-group-size' in q.arguments), q.name);
+    }
   });
 
   it('binds tier.<i> → P.work.<i> on P.work, one binding per tier', () => {
@@ -134,9 +144,10 @@ describe('buildTopology (quorum, default schedule)', () => {
 describe('buildTopology (classic)', () => {
   const t = buildTopology('P', DEFAULT, 'classic');
 
-  it('wait queues carry neither x-dead-letter-strategy nor x-overflow', () => {
+  it('wait queues carry neither x-dead-letter-strategy nor x-overflow, nor a leader locator', () => {
     for (const q of t.queues) {
       assert.equal(q.arguments['x-queue-type'], 'classic');
+      assert.ok(!(LEADER_LOCATOR in q.arguments), q.name);
       assert.ok(!('x-dead-letter-strategy' in q.arguments), q.name);
       assert.ok(!('x-overflow' in q.arguments), q.name);
     }
@@ -197,5 +208,26 @@ describe('routeForAttempt', () => {
       if (r.exchange === '') assert.ok(t.queues.some((q) => q.name === r.routingKey));
       else assert.ok(t.bindings.some((b) => b.exchange === r.exchange && b.routingKey === r.routingKey));
     }
+  });
+});
+
+describe('queues declared by an older notifyd (no leader locator)', () => {
+  const broker = (got: string, current: string): Error =>
+    new Error(`Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - inequivalent arg '${got}' for queue 'P.work.0' in vhost '/': ${current}"`);
+
+  it('recognises the broker refusing only the leader locator (RabbitMQ 3.10 wording)', () => {
+    assert.equal(isLeaderLocatorConflict(broker('x-queue-leader-locator', "received the value 'balanced' of type 'longstr' but current is none")), true);
+    assert.equal(isLeaderLocatorConflict(broker('x-message-ttl', 'received 2000 but current is 1000')), false);
+    assert.equal(isLeaderLocatorConflict(new Error('connection closed')), false);
+    assert.equal(isLeaderLocatorConflict(undefined), false);
+  });
+
+  it('the fallback declaration differs only by the locator', () => {
+    const q = queue(buildTopology('P', DEFAULT, 'quorum'), 'P.wait.2');
+    const old = withoutLeaderLocator(q);
+    assert.equal(old.name, q.name);
+    assert.ok(!(LEADER_LOCATOR in old.arguments));
+    assert.deepEqual({ ...old.arguments, [LEADER_LOCATOR]: 'balanced' }, q.arguments);
+    assert.ok(LEADER_LOCATOR in q.arguments, 'the original is left alone');
   });
 });

@@ -1,0 +1,92 @@
+import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
+import { ReturnTracker, publishConfirmed } from './confirm.js';
+import { ErrorCodes, hasCode } from '../core/errors.js';
+
+/** Least time between two channel renewals after nacks. */
+const RENEW_GAP_MS = 250;
+
+/**
+ * Where a worker publishes with confirms (a tier's hand-ons and outcome
+ * events): the channel it was given, its consumer channel, until the broker
+ * nacks a publish there; then a channel of its own on the same connection,
+ * replaced in turn after a nack, at most every 250 ms.
+ *
+ * Why: RabbitMQ 3.10 was seen (test/cluster) to nack every publish to a
+ * quorum queue on a channel whose first publish to it came within about a
+ * second after the queue's leader was killed, for as long as that node stayed
+ * down, while a channel opened later published fine. A tier reconnecting
+ * after such a loss had every hand-on refused until the node was back. The
+ * consumer channel itself is never replaced for this: its deliveries would
+ * all be redelivered and their attempts repeated. Acks stay on the consumer
+ * channel; they follow the confirm, whichever channel it came on.
+ */
+export class PublishChannel {
+  private ch: ConfirmChannel;
+  private returns: ReturnTracker;
+  private readonly firstReturns: ReturnTracker;
+  private renewing: Promise<void> | null = null;
+  private renewedAt = -Infinity;
+  private closed = false;
+
+  constructor(
+    private readonly conn: Pick<ChannelModel, 'createConfirmChannel'>,
+    private readonly first: ConfirmChannel,
+    /** Told of every message returned on a channel opened here (the first one's owner listens on it already). */
+    private readonly onReturn: (m: Message) => void = () => undefined,
+  ) {
+    this.ch = first;
+    this.firstReturns = new ReturnTracker(first);
+    this.returns = this.firstReturns;
+  }
+
+  /** Publishes on the current channel and resolves on the confirm; see `publishConfirmed`. */
+  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, trackReturns = true): Promise<void> {
+    const ch = this.ch;
+    return publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined).catch((err: unknown) => {
+      if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch);
+      throw err;
+    });
+  }
+
+  /** Whether publishes go on a channel of their own (after a nack). */
+  get renewed(): boolean {
+    return this.ch !== this.first;
+  }
+
+  private renew(bad: ConfirmChannel): Promise<void> {
+    if (this.ch !== bad || this.closed) return this.renewing ?? Promise.resolve();
+    this.renewing ??= (async () => {
+      const wait = this.renewedAt + RENEW_GAP_MS - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (this.ch !== bad || this.closed) return;
+      this.renewedAt = Date.now();
+      const next = await this.conn.createConfirmChannel();
+      next.on('error', () => undefined);
+      next.on('return', this.onReturn);
+      // A channel of ours that closes under us (a channel error) hands publishing back to the first one.
+      next.on('close', () => {
+        if (this.ch !== next) return;
+        this.ch = this.first;
+        this.returns = this.firstReturns;
+      });
+      if (this.ch !== bad || this.closed) return void next.close().catch(() => undefined);
+      this.ch = next;
+      this.returns = new ReturnTracker(next);
+      if (bad !== this.first) void bad.close().catch(() => undefined);
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        this.renewing = null;
+      });
+    return this.renewing;
+  }
+
+  /** Closes the channels opened here (not the first one). Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const ch = this.ch;
+    this.ch = this.first;
+    this.returns = this.firstReturns;
+    if (ch !== this.first) await ch.close().catch(() => undefined);
+  }
+}

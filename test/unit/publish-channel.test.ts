@@ -1,0 +1,106 @@
+// PublishChannel: a tier's hand-ons move to a spare channel after a nack,
+// never replacing the consumer channel, with fake channels.
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { describe, it } from 'node:test';
+import type { ConfirmChannel, Message } from 'amqplib';
+import { PublishChannel } from '../../src/broker/publish-channel.js';
+import { ErrorCodes, hasCode } from '../../src/core/errors.js';
+
+class FakeChannel extends EventEmitter {
+  closed = false;
+  readonly sent: string[] = [];
+
+  constructor(public answer: 'ack' | 'nack') {
+    super();
+  }
+
+  publish(_ex: string, _key: string, _content: Buffer, opts: { messageId?: string }, cb: (err: Error | null) => void): boolean {
+    if (this.closed) throw new Error('Channel closed');
+    this.sent.push(String(opts.messageId));
+    setImmediate(() => cb(this.answer === 'ack' ? null : new Error('message nacked')));
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.emit('close');
+  }
+}
+
+function setup(first: 'ack' | 'nack', spares: ('ack' | 'nack')[]) {
+  const consumer = new FakeChannel(first);
+  const opened: FakeChannel[] = [];
+  const conn = {
+    createConfirmChannel: async () => {
+      const ch = new FakeChannel(spares[opened.length] ?? 'ack');
+      opened.push(ch);
+      return ch as unknown as ConfirmChannel;
+    },
+  };
+  const returned: Message[] = [];
+  const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel, (m) => returned.push(m));
+  const send = (id: string): Promise<unknown> => pubs.publish('', 'q', Buffer.from('x'), { messageId: id, mandatory: true }).then(() => 'ok', (e: unknown) => e);
+  return { consumer, opened, pubs, send, returned };
+}
+
+const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('PublishChannel', () => {
+  it('publishes on the consumer channel while it confirms: no extra channel', async () => {
+    const { consumer, opened, pubs, send } = setup('ack', []);
+    assert.equal(await send('a'), 'ok');
+    assert.equal(await send('b'), 'ok');
+    assert.deepEqual(consumer.sent, ['a', 'b']);
+    assert.equal(opened.length, 0);
+    assert.equal(pubs.renewed, false);
+  });
+
+  it('a nack fails that publish (the caller retries) and moves later ones to a spare channel; the consumer channel stays open', async () => {
+    const { consumer, opened, pubs, send } = setup('nack', ['ack']);
+    const err = await send('a');
+    assert.ok(hasCode(err, ErrorCodes.BROKER_NACK));
+    await tick();
+    assert.equal(pubs.renewed, true);
+    assert.equal(await send('a'), 'ok');
+    assert.deepEqual(opened[0]!.sent, ['a']);
+    assert.equal(consumer.closed, false, 'the consumer channel is never replaced');
+  });
+
+  it('a spare that nacks too is replaced, 250 ms after the previous renewal at the earliest, and closed', async () => {
+    const { opened, send } = setup('nack', ['nack', 'ack']);
+    await send('a');
+    await tick();
+    const t0 = Date.now();
+    assert.ok(hasCode(await send('b'), ErrorCodes.BROKER_NACK));
+    while (opened.length < 2) await tick();
+    assert.ok(Date.now() - t0 >= 200, `renewed after ${Date.now() - t0} ms`);
+    assert.equal(await send('b'), 'ok');
+    assert.equal(opened[0]!.closed, true);
+  });
+
+  it('a spare that closes under it hands publishing back to the consumer channel', async () => {
+    const { consumer, opened, send } = setup('nack', ['ack']);
+    await send('a');
+    await tick();
+    consumer.answer = 'ack';
+    await opened[0]!.close();
+    assert.equal(await send('b'), 'ok');
+    assert.deepEqual(consumer.sent, ['a', 'b']);
+  });
+
+  it('messages returned on a spare reach the owner, and fail a tracked publish', async () => {
+    const { opened, send, returned } = setup('nack', ['ack']);
+    await send('a');
+    await tick();
+    const spare = opened[0]!;
+    spare.publish = function (_ex, key, _c, opts, _cb) {
+      this.sent.push(String(opts.messageId));
+      setImmediate(() => this.emit('return', { fields: { exchange: '', routingKey: key }, properties: { messageId: opts.messageId } }));
+      return true;
+    };
+    const err = await send('r');
+    assert.ok(hasCode(err, ErrorCodes.BROKER_UNAVAILABLE), String(err));
+    assert.equal(returned.length, 1);
+  });
+});

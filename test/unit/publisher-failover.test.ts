@@ -1,0 +1,188 @@
+// NotificationPublisher across a failover, with fake connections and
+// channels: what is sent again (a nack, a channel closed under the publish),
+// what is not (a confirm timeout), and how long a publish waits for a
+// connection being opened.
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { describe, it } from 'node:test';
+import type { ChannelModel } from 'amqplib';
+import { NotificationPublisher } from '../../src/broker/publisher.js';
+import type { OpenNode } from '../../src/broker/connection.js';
+import { ErrorCodes, hasCode } from '../../src/core/errors.js';
+import { validateNotification, type Notification } from '../../src/core/message.js';
+import { loadConfig } from '../../src/core/config.js';
+
+type Answer = 'ack' | 'nack' | 'hold';
+
+class FakeChannel extends EventEmitter {
+  closed = false;
+  readonly sent: string[] = [];
+  private readonly held: ((err: Error | null) => void)[] = [];
+
+  constructor(readonly answer: Answer) {
+    super();
+  }
+
+  publish(_ex: string, _key: string, _content: Buffer, opts: { messageId?: string }, cb: (err: Error | null) => void): boolean {
+    if (this.closed) throw new Error('Channel closed');
+    this.sent.push(String(opts.messageId));
+    if (this.answer === 'ack') setImmediate(() => cb(null));
+    else if (this.answer === 'nack') setImmediate(() => cb(new Error('message nacked')));
+    else this.held.push(cb);
+    return true;
+  }
+
+  closeNow(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cb of this.held.splice(0)) cb(new Error('channel closed'));
+    this.emit('close');
+  }
+
+  async close(): Promise<void> {
+    this.closeNow();
+  }
+}
+
+class FakeConnection extends EventEmitter {
+  readonly channels: FakeChannel[] = [];
+
+  constructor(
+    readonly label: string,
+    private readonly answers: () => Answer,
+  ) {
+    super();
+  }
+
+  async createConfirmChannel(): Promise<FakeChannel> {
+    const ch = new FakeChannel(this.answers());
+    this.channels.push(ch);
+    return ch;
+  }
+
+  /** The node went away: every channel closes, then the connection. */
+  drop(): void {
+    for (const ch of this.channels) ch.closeNow();
+    this.emit('close', new Error('connection closed'));
+  }
+
+  async close(): Promise<void> {
+    this.drop();
+  }
+}
+
+const URLS = 'amqp://u:p@n1:5672,amqp://u:p@n2:5672,amqp://u:p@n3:5672';
+const limits = loadConfig({ env: {} }).limits;
+
+function note(id: string): Notification {
+  return validateNotification({ id, url: 'https://merchant.example/cb', body: 'x' }, limits);
+}
+
+/** A fake cluster: which nodes answer, how their channels answer, every connection made. */
+function fakeCluster(up: Set<string>, answers: (label: string, nth: number) => Answer = () => 'ack', delayMs: () => number = () => 0) {
+  const conns: FakeConnection[] = [];
+  const open: OpenNode = async (node) => {
+    if (delayMs() > 0) await new Promise((r) => setTimeout(r, delayMs()));
+    if (!up.has(node.label)) throw new Error(`connect ECONNREFUSED ${node.label}`);
+    let nth = 0;
+    const c = new FakeConnection(node.label, () => answers(node.label, nth++));
+    conns.push(c);
+    return c as unknown as ChannelModel;
+  };
+  return { open, conns };
+}
+
+function publisher(open: OpenNode, extra: Partial<ConstructorParameters<typeof NotificationPublisher>[0]> = {}): NotificationPublisher {
+  return new NotificationPublisher({ amqpUrl: URLS, prefix: 'P', scheduleMs: [0], name: 'test', keepConnected: true, role: 'ingress', openNode: open, ...extra });
+}
+
+describe('NotificationPublisher failover', () => {
+  it('a nacking channel is replaced and the nacked publish goes again on the new one', async () => {
+    // The first channel of the connection nacks everything (the RabbitMQ 3.10 case); later ones ack.
+    const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']), (_l, nth) => (nth === 0 ? 'nack' : 'ack'));
+    let renewed = 0;
+    const p = publisher(open, { onChannelRenewed: () => renewed++ });
+    await p.start();
+    await p.publish(note('a'));
+    const [c] = conns;
+    assert.equal(c!.channels.length, 2);
+    assert.deepEqual(c!.channels.map((ch) => ch.sent), [['a'], ['a']]);
+    assert.equal(c!.channels[0]!.closed, true, 'the nacking channel is closed');
+    assert.equal(renewed, 1);
+    assert.equal(p.connected, true, 'the connection stayed');
+    await p.publish(note('b'));
+    assert.deepEqual(c!.channels[1]!.sent, ['a', 'b']);
+    await p.close();
+  });
+
+  it('a broker that nacks on every channel: BROKER_NACK after a bounded number of sends, within the failover bound', async () => {
+    const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']), () => 'nack');
+    const p = publisher(open, { failoverWaitMs: 2000 });
+    await p.start();
+    const t0 = Date.now();
+    const err = await p.publish(note('a')).catch((e: unknown) => e);
+    assert.ok(hasCode(err, ErrorCodes.BROKER_NACK), String(err));
+    assert.ok(Date.now() - t0 <= 2100, `took ${Date.now() - t0} ms`);
+    const sends = conns[0]!.channels.flatMap((ch) => ch.sent).length;
+    assert.ok(sends >= 2 && sends <= 5, `sent ${sends} times`);
+    await p.close();
+  });
+
+  it('the channel closes under a publish (its node went away): sent again, at once, on the next node', async () => {
+    const up = new Set(['n1:5672', 'n2:5672', 'n3:5672']);
+    let firstNode: string | null = null;
+    // The first node never confirms; the others do.
+    const { open, conns } = fakeCluster(up, (label) => ((firstNode ??= label) === label ? 'hold' : 'ack'));
+    const p = publisher(open);
+    await p.start();
+    const first = conns[0]!;
+    const pending = p.publish(note('a'));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(first.channels[0]!.sent, ['a']);
+    const t0 = Date.now();
+    up.delete(first.label);
+    first.drop();
+    await pending;
+    assert.ok(Date.now() - t0 < 200, `took ${Date.now() - t0} ms`);
+    assert.equal(conns.length, 2);
+    assert.notEqual(conns[1]!.label, first.label);
+    assert.deepEqual(conns[1]!.channels[0]!.sent, ['a']);
+    assert.equal(p.node, conns[1]!.label);
+    await p.close();
+  });
+
+  it('a confirm that times out on a channel still up is not sent again', async () => {
+    const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']), () => 'hold');
+    const p = publisher(open, { confirmTimeoutMs: 50 });
+    await p.start();
+    const err = await p.publish(note('a')).catch((e: unknown) => e);
+    assert.ok(hasCode(err, ErrorCodes.BROKER_UNAVAILABLE));
+    assert.match((err as Error).message, /did not confirm in time/);
+    assert.deepEqual(conns.flatMap((c) => c.channels.flatMap((ch) => ch.sent)), ['a']);
+    await p.close();
+  });
+
+  it('while a connection is being opened a publish waits for it; with nothing under way it fails at once', async () => {
+    const up = new Set(['n1:5672', 'n2:5672', 'n3:5672']);
+    let delay = 100;
+    const { open, conns } = fakeCluster(up, () => 'ack', () => delay);
+    const p = publisher(open);
+    await p.start();
+    conns[0]!.drop();
+    // The reconnect is under way (100 ms): this publish waits for it instead of failing.
+    const t0 = Date.now();
+    await p.publish(note('a'));
+    assert.ok(Date.now() - t0 >= 50, 'it waited for the new connection');
+    assert.deepEqual(conns[1]!.channels[0]!.sent, ['a']);
+    // Now no node answers (refused at once): between reconnect rounds a publish fails fast.
+    delay = 0;
+    up.clear();
+    conns[1]!.drop();
+    await new Promise((r) => setTimeout(r, 400));
+    const t1 = Date.now();
+    const err = await p.publish(note('b')).catch((e: unknown) => e);
+    assert.ok(hasCode(err, ErrorCodes.BROKER_UNAVAILABLE));
+    assert.ok(Date.now() - t1 < 400, `took ${Date.now() - t1} ms`);
+    await p.close();
+  });
+});
