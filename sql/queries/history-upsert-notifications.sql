@@ -17,7 +17,8 @@ SELECT u.id, to_timestamp(u."createdAt" / 1000.0), u.merchant, u.producer, u.url
 ON CONFLICT (id, created_at) DO UPDATE SET
   merchant = COALESCE(n.merchant, EXCLUDED.merchant),
   producer = COALESCE(n.producer, EXCLUDED.producer),
-  url = CASE WHEN n.content IS NULL AND EXCLUDED.content IS NOT NULL THEN EXCLUDED.url ELSE n.url END,
+  -- '' until a record that knows the URL arrives (attempts do not repeat it).
+  url = CASE WHEN EXCLUDED.url <> '' AND (n.url = '' OR (n.content IS NULL AND EXCLUDED.content IS NOT NULL)) THEN EXCLUDED.url ELSE n.url END,
   content = COALESCE(n.content, EXCLUDED.content),
   attempts = n.attempts + EXCLUDED.attempts,
   status = CASE WHEN EXCLUDED.status_at IS NOT NULL AND (n.status_at IS NULL OR EXCLUDED.status_at > n.status_at

@@ -104,13 +104,16 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
 
   const noteFor = (r: HistoryRecord, createdAt: number): NotificationRow => {
     const key = notificationKey(r.id, createdAt);
+    // Attempts do not carry the URL and merchant: until a record that does arrives, the row has ''.
+    const merchant = r.t === 'attempt' ? null : r.merchant;
     let n = notes.get(key);
     if (!n) {
-      n = { id: r.id, createdAt, merchant: r.merchant, producer: null, url: r.url, content: null, status: null, statusAt: null, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
+      n = { id: r.id, createdAt, merchant, producer: null, url: r.t === 'attempt' ? '' : r.url, content: null, status: null, statusAt: null, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
       notes.set(key, n);
       days.add(dayOf(createdAt));
     }
-    n.merchant ??= r.merchant;
+    n.merchant ??= merchant;
+    if (n.url === '' && r.t !== 'attempt') n.url = r.url;
     return n;
   };
   const setStatus = (n: NotificationRow, status: HistoryStatus, at: number, deadReason: string | null): void => {

@@ -59,8 +59,6 @@ export function attemptRecord(
     skipReason: r.kind === 'skipped' ? r.reason : null,
     error: o.kind === 'delivered' ? null : storableText(r.kind === 'skipped' ? r.message : o.error),
     answer: r.kind === 'response' ? answerText(r.body) : null,
-    merchant: n.merchant ?? null,
-    url: n.url,
     final: o.kind === 'delivered' ? { status: 'delivered' } : o.kind === 'dead' ? { status: 'dead', reason: o.reason } : null,
   };
 }

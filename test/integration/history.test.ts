@@ -14,6 +14,7 @@ import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, uniquePrefix, waitFor 
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import { NotifyClient } from '../../src/client.js';
+import { encodeBatch, serializeRecord, type HistoryRecord } from '../../src/history/records.js';
 
 const SCHEDULE = '0s,300ms,600ms';
 const DAY = 86_400_000;
@@ -255,14 +256,14 @@ describe('delivery history: the record path (real daemon, RabbitMQ, PostgreSQL)'
     const [first] = await sql<{ created_ms: string; run: string }>("SELECT (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, run FROM notify_runs WHERE notification_id = 'k9-0'");
     const createdAt = Number(first!.created_ms);
     const url = `${merchant.base}${path('k9-0')}`;
-    const again = [
+    const again: HistoryRecord[] = [
       { t: 'run', id: 'k9-0', createdAt, run: first!.run, at: createdAt, via: 'ingress', merchant: null, producer: null, url, content: '{}' },
-      ...[0, 1].map((attempt) => ({ t: 'attempt', id: 'k9-0', createdAt, run: first!.run, attempt, tier: attempt, startedAt: createdAt + attempt, durationMs: 1, status: 200, outcome: 'success', skipReason: null, error: null, answer: 'x', merchant: null, url, final: null })),
+      ...[0, 1].map((attempt): HistoryRecord => ({ t: 'attempt', id: 'k9-0', createdAt, run: first!.run, attempt, tier: attempt, startedAt: createdAt + attempt, durationMs: 1, status: 200, outcome: 'success', skipReason: null, error: null, answer: 'x', final: null })),
     ];
     const conn = await amqp.connect(AMQP_URL);
     try {
       const ch = await conn.createConfirmChannel();
-      await new Promise<void>((resolve, reject) => ch.sendToQueue(`${d.opts.prefix}.history`, Buffer.from(JSON.stringify(again)), { persistent: true }, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) => ch.sendToQueue(`${d.opts.prefix}.history`, encodeBatch(again.map(serializeRecord)), { persistent: true }, (err) => (err ? reject(err) : resolve())));
     } finally {
       await conn.close();
     }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { countNewAttempts, foldRecords, newerStatus } from '../../src/history/fold.js';
-import { answerText, checkRecord, decodeBatch, encodeBatch, newRunId, storableText, type AttemptRecord, type DeadRecord, type RunRecord } from '../../src/history/records.js';
+import { answerText, checkRecord, decodeBatch, encodeBatch, newRunId, serializeRecord, storableText, type AttemptRecord, type DeadRecord, type RunRecord } from '../../src/history/records.js';
 import { HistorySink } from '../../src/history/sink.js';
 import { retryableDbError, missingPartition } from '../../src/history/writer.js';
 
@@ -26,8 +26,6 @@ function attempt(over: Partial<AttemptRecord> = {}): AttemptRecord {
     skipReason: null,
     error: 'status 500',
     answer: 'no',
-    merchant: 'shop',
-    url: 'https://m.example/n',
     final: null,
     ...over,
   };
@@ -39,27 +37,32 @@ function dead(over: Partial<DeadRecord> = {}): DeadRecord {
 
 describe('history records', () => {
   it('a batch round-trips, and what is not a record is counted and left out', () => {
-    const body = encodeBatch([JSON.stringify(run()), JSON.stringify(attempt()), JSON.stringify({ t: 'attempt', id: 'x' }), '42']);
+    const finals = [attempt({ final: { status: 'delivered' } }), attempt({ final: { status: 'dead', reason: 'status-410' } })];
+    const body = encodeBatch([...[run(), attempt(), dead(), ...finals].map(serializeRecord), JSON.stringify({ t: 'attempt', id: 'x' }), '42', '["a","x"]', '["z","n1",1,"r"]']);
     const { records, refused } = decodeBatch(body);
-    assert.equal(records.length, 2);
-    assert.equal(refused, 2);
-    assert.deepEqual(records[0], run());
+    assert.deepEqual(records, [run(), attempt(), dead(), ...finals]);
+    assert.equal(refused, 4);
+    // The notification goes unescaped: the batch is smaller than with it as a string.
+    assert.ok(serializeRecord(run()).endsWith(',{"id":"n1"}]'));
     assert.throws(() => decodeBatch(Buffer.from('{"not":"an array"}')));
     assert.throws(() => decodeBatch(Buffer.from('nope')));
   });
 
   it('checks every field a writer relies on', () => {
-    assert.ok(checkRecord(run()));
-    assert.ok(checkRecord(attempt({ final: { status: 'dead', reason: 'exhausted' } })));
-    assert.ok(checkRecord(dead()));
-    assert.equal(checkRecord(run({ via: 'fax' as never })), null);
-    assert.equal(checkRecord(run({ createdAt: -1 })), null);
-    assert.equal(checkRecord(run({ id: '' })), null);
-    assert.equal(checkRecord(attempt({ attempt: 1.5 })), null);
-    assert.equal(checkRecord(attempt({ outcome: 'maybe' as never })), null);
-    assert.equal(checkRecord(attempt({ final: { status: 'dead' } as never })), null);
-    assert.equal(checkRecord(dead({ reason: 3 as never })), null);
+    const wire = (r: Parameters<typeof serializeRecord>[0]): unknown => JSON.parse(serializeRecord(r));
+    assert.ok(checkRecord(wire(run())));
+    assert.ok(checkRecord(wire(attempt({ final: { status: 'dead', reason: 'exhausted' } }))));
+    assert.ok(checkRecord(wire(dead())));
+    assert.equal(checkRecord(wire(run({ via: 'fax' as never }))), null);
+    assert.equal(checkRecord(wire(run({ createdAt: -1 }))), null);
+    assert.equal(checkRecord(wire(run({ id: '' }))), null);
+    assert.equal(checkRecord(wire(attempt({ attempt: 1.5 }))), null);
+    assert.equal(checkRecord(wire(attempt({ outcome: 'maybe' as never }))), null);
+    assert.equal(checkRecord(wire(attempt({ final: { status: 'dead' } as never }))), null);
+    assert.equal(checkRecord(wire(dead({ reason: 3 as never }))), null);
+    assert.equal(checkRecord(['r', 'n1', T0, 'r1', T0, 'ingress', null, null, 'https://m.example/n', 42]), null, 'a ladder without its notification');
     assert.equal(checkRecord(null), null);
+    assert.equal(checkRecord(run()), null, 'objects are not the wire format');
   });
 
   it('text is made storable: no NUL, bounded; answers keep their first KiB', () => {
