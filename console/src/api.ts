@@ -224,19 +224,32 @@ export function resendNotification(id: string): Promise<unknown> {
 
 // ---- merchants (needs NOTIFY_DATABASE_URL) ---------------------------------
 
+/** One signing secret as the admin API shows it: never the secret, only its fingerprint. */
+export interface MerchantSecret {
+  readonly fingerprint: string;
+  readonly createdAt: string;
+  /** Set on an older secret still valid for the rotation grace. */
+  readonly expiresAt: string | null;
+}
+
+/** A merchant as `GET /admin/merchants` answers it (src/merchants/merchant.ts MerchantView). */
 export interface Merchant {
   readonly id: string;
-  readonly name?: string | null;
+  readonly name: string;
   readonly enabled: boolean;
-  readonly scheme?: string | null;
-  readonly fingerprints?: readonly string[];
-  readonly allowedOrigins?: readonly string[];
-  readonly createdAt?: number | string | null;
+  readonly disabledReason: string | null;
+  readonly failingSince: string | null;
+  readonly signing: string;
+  readonly secrets: readonly MerchantSecret[];
+  readonly allowedOrigins: readonly string[];
+  readonly maxConcurrency: number | null;
+  readonly maxAttempts: number | null;
+  readonly createdAt: string;
 }
 
 export interface NewMerchant {
   readonly id: string;
-  readonly name?: string;
+  readonly name: string;
   readonly allowedOrigins: readonly string[];
 }
 
@@ -262,6 +275,7 @@ export function rotateMerchantSecret(id: string): Promise<MerchantWithSecret> {
 }
 
 /** `POST /admin/merchants/<id>/enable|disable`. */
-export function setMerchantEnabled(id: string, enabled: boolean): Promise<Merchant> {
-  return request<Merchant>(`admin/merchants/${encodeURIComponent(id)}/${enabled ? 'enable' : 'disable'}`, { method: 'POST' });
+export function setMerchantEnabled(id: string, enabled: boolean): Promise<{ merchant: Merchant }> {
+  const json = enabled ? {} : { reason: 'disabled from the console' };
+  return request<{ merchant: Merchant }>(`admin/merchants/${encodeURIComponent(id)}/${enabled ? 'enable' : 'disable'}`, { method: 'POST', json });
 }
