@@ -94,13 +94,26 @@ export interface TierStatus {
   readonly pid: number | null;
   readonly restarts: number;
   readonly inflight: number;
+  /** The RabbitMQ node (`host:port`) its connection is on. */
+  readonly brokerNode?: string | null;
+}
+
+/** A supervised process other than a tier (ingress, recorder). */
+export interface ProcessStatus {
+  readonly pid: number | null;
+  readonly state: WorkerState;
+  readonly restarts: number;
+  readonly brokerNode?: string | null;
 }
 
 export interface DaemonStatus {
   readonly prefix?: string;
   readonly tiers: readonly TierStatus[];
-  readonly ingress: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number; readonly port?: number | null };
-  readonly broker: { readonly connected: boolean; readonly url?: string };
+  readonly ingress: ProcessStatus & { readonly port?: number | null };
+  /** `node`: the master's own node. */
+  readonly broker: { readonly connected: boolean; readonly url?: string; readonly node?: string | null };
+  /** The history recorder; null (or absent) when history is off. */
+  readonly recorder?: ProcessStatus | null;
 }
 
 /** `GET /admin/status`. */
@@ -135,6 +148,8 @@ export interface ParkedMessage {
 export interface DeadListing {
   readonly total: number;
   readonly byReason: Readonly<Record<string, number>>;
+  /** Counts by merchant over the listed ones (`-`: no merchant). */
+  readonly byMerchant?: Readonly<Record<string, number>>;
   readonly messages: readonly ParkedMessage[];
 }
 

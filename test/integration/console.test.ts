@@ -157,6 +157,11 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
     await waitFor(async () => /\d/.test(await page.locator('tr[data-tier="0"] td[data-label="Attempts/s"]').innerText()), UI_TIMEOUT, 'attempts/s of tier 0');
     await waitFor(async () => Number(await page.locator('tr[data-tier="0"] td[data-label="Attempts/s"]').innerText()) > 0, UI_TIMEOUT, 'a positive rate');
     await sees('work.0');
+    // The broker node of each process, as /admin/status says.
+    const status = (await (await fetch(`${d.adminUrl}/admin/status`, { headers: { authorization: `Bearer ${token}` } })).json()) as { tiers: { brokerNode: string }[]; broker: { node: string } };
+    assert.match(status.tiers[0]!.brokerNode, /^127\.0\.0\.1:\d+$/);
+    await waitFor(async () => (await page.locator('tr[data-tier="0"] td[data-label="Broker node"]').innerText()).trim() === status.tiers[0]!.brokerNode, UI_TIMEOUT, 'tier 0 broker node shown');
+    assert.equal((await page.getByTestId('broker-node').innerText()).trim(), status.broker.node);
     await shot('overview');
   });
 
