@@ -12,6 +12,8 @@ import type { MerchantLookup } from '../tier/merchant-check.js';
 import { merchantRules } from './merchant-rules.js';
 import { newRunId, type RunVia } from '../history/records.js';
 import type { HistorySink } from '../history/sink.js';
+import type { HistoryReader } from '../history/reader.js';
+import { IngressHistoryRoutes } from './history-routes.js';
 
 type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
 
@@ -26,6 +28,7 @@ export class IngressServer {
   private config: Config;
   private tokens: BearerTokens;
   private readonly active = new Set<Promise<unknown>>();
+  private readonly historyRoutes: IngressHistoryRoutes;
 
   constructor(
     config: Config,
@@ -36,9 +39,12 @@ export class IngressServer {
     private readonly merchants: MerchantLookup | null = null,
     /** Where accepted notifications are recorded (DESIGN §11); null without history. */
     private readonly history: HistorySink | null = null,
+    /** Reads the history for its API (DESIGN §11); null without history (the API then answers 501). */
+    historyReader: HistoryReader | null = null,
   ) {
     this.config = config;
     this.tokens = new BearerTokens(config.ingress.tokens);
+    this.historyRoutes = new IngressHistoryRoutes(historyReader, (n, producer, via) => this.accept(n, producer, via), () => this.config);
   }
 
   reload(config: Config): void {
@@ -107,6 +113,26 @@ export class IngressServer {
       if (path === '/healthz') return this.send(res, 200, { ok: true });
       const r = this.readiness();
       return this.send(res, r.ready ? 200 : 503, r);
+    }
+    let historyRoute;
+    try {
+      historyRoute = this.historyRoutes.match(req.method ?? 'GET', path ?? '/');
+    } catch (err) {
+      req.resume();
+      return this.sendError(res, err);
+    }
+    if (historyRoute) {
+      const who = this.tokens.match(req.headers.authorization);
+      if (this.tokens.size > 0 && who === null) {
+        req.resume();
+        return this.sendError(res, new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token'));
+      }
+      try {
+        const a = await this.historyRoutes.answer(historyRoute, req, who);
+        return this.send(res, a.status, a.body);
+      } catch (err) {
+        return this.sendError(res, err);
+      }
     }
     const single = path === '/v1/notifications';
     const batch = path === '/v1/notifications:batch';
