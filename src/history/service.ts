@@ -41,6 +41,8 @@ export interface RecoverResult {
 
 /** Dead notifications read per query of a recover. */
 const RECOVER_PAGE = 200;
+/** Resends of a recover waiting for the broker's confirm at once. */
+const RECOVER_PARALLEL = 16;
 /** Failures listed in a recover's answer (the count is complete). */
 const RECOVER_REPORT_MAX = 100;
 
@@ -91,17 +93,19 @@ export class HistoryService {
     let after: ListCursor | null = null;
     for (;;) {
       const page = await this.reader.deadOfMerchant(r.merchant, r.since, r.until, after, RECOVER_PAGE);
+      const ready: Notification[] = [];
       for (const d of page) {
         matched++;
-        let n: Notification;
         try {
-          n = this.resendable(d.id, d.content);
+          ready.push(this.resendable(d.id, d.content));
         } catch (err) {
           if (failed.length < RECOVER_REPORT_MAX) failed.push({ id: d.id, error: toErrorData(err) });
-          continue;
         }
-        await this.startLadder(n, 'recover', producer);
-        resent++;
+      }
+      // A few publishes wait for their confirm at once: one at a time, a recover of thousands would take minutes.
+      for (let i = 0; i < ready.length; i += RECOVER_PARALLEL) {
+        await Promise.all(ready.slice(i, i + RECOVER_PARALLEL).map((n) => this.startLadder(n, 'recover', producer)));
+        resent += Math.min(RECOVER_PARALLEL, ready.length - i);
       }
       if (page.length < RECOVER_PAGE) break;
       after = page[page.length - 1]!.key;
