@@ -78,7 +78,7 @@ export async function answerHistory(
   now = Date.now(),
 ): Promise<{ status: number; body: unknown }> {
   if (route.kind !== 'recover') req.resume();
-  if (service === null) {
+  if (!service) {
     req.resume();
     throw new NotifyError(ErrorCodes.HISTORY_DISABLED, 'delivery history needs a database: set NOTIFY_DATABASE_URL');
   }

@@ -8,7 +8,8 @@ import { loadConfig } from '../../src/core/config.js';
 import type { Notification } from '../../src/core/message.js';
 import { decodeCursor, encodeCursor, parseInstant, parseListQuery, parseRecoverBody, LIST_LIMIT_DEFAULT } from '../../src/history/query-params.js';
 import type { DeadEntry, HistoryReader, NotificationTimeline, NotificationView } from '../../src/history/reader.js';
-import { matchHistoryRoute } from '../../src/history/routes.js';
+import { answerHistory, matchHistoryRoute } from '../../src/history/routes.js';
+import type { IncomingMessage } from 'node:http';
 import { HistoryService } from '../../src/history/service.js';
 
 const NOW = Date.UTC(2026, 11, 1, 12, 0, 0);
@@ -102,6 +103,21 @@ describe('history API: routes', () => {
     assert.deepEqual(matchHistoryRoute('/admin', 'POST', '/admin/notifications/n1/resend'), { kind: 'resend', id: 'n1' });
     assert.equal(matchHistoryRoute('/v1', 'GET', '/v1/notifications/a/b'), null);
     assert.equal(matchHistoryRoute('/v1', 'GET', '/admin/notifications/a'), null);
+  });
+
+  it('without a history every call is 501 HISTORY_DISABLED, and a database that is away is 503 HISTORY_UNAVAILABLE', async () => {
+    let resumed = 0;
+    const req = { resume: () => resumed++ } as unknown as IncomingMessage;
+    for (const route of [{ kind: 'list' }, { kind: 'recover' }, { kind: 'get', id: 'x' }, { kind: 'resend', id: 'x' }] as const) {
+      await assert.rejects(answerHistory(null, route, req, new URL('http://x/v1/notifications'), null), { code: 'HISTORY_DISABLED' });
+    }
+    assert.ok(resumed >= 4, 'the request body is drained');
+    const away = new HistoryService(
+      { stored: async () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })) } as unknown as HistoryReader,
+      async () => ({ run: 'r' }),
+      () => loadConfig({ configFile: null, env: {} }).limits,
+    );
+    await assert.rejects(answerHistory(away, { kind: 'resend', id: 'x' }, req, new URL('http://x/v1/notifications/x/resend'), null), { code: 'HISTORY_UNAVAILABLE' });
   });
 
   it('a wrong method on a history path is a coded 405', () => {
