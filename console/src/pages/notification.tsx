@@ -158,6 +158,11 @@ function Timeline({ data, resend, message }: { data: NotificationTimeline; resen
                 {a.skipped ? `not sent${a.reason ? `: ${a.reason}` : ''}` : `${a.status === null ? 'no answer' : `status ${a.status}`}${a.reason ? ` · ${a.reason}` : ''}`}
               </p>
               {a.error ? <p class="muted wrap">{a.error}</p> : null}
+              {a.answer ? (
+                <p class="muted wrap">
+                  Answer: <code>{a.answer}</code>
+                </p>
+              ) : null}
             </li>
           ))}
         </ol>
