@@ -266,6 +266,18 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     }
   });
 
+  it('a notification the history holds only attempts of is not resendable: 409 NOT_RESENDABLE, nothing sent', async () => {
+    // As the recorder leaves it for a message published straight to a later tier: attempts, no notification body.
+    const path = `/fail/0/bare-${d.opts.prefix}`;
+    await db.query("INSERT INTO notify_notifications (id, created_at, url, status, status_at, dead_reason, attempts) VALUES ('bare', now(), $1, 'dead', now(), 'exhausted', 1)", [`${merchant.base}${path}`]);
+    const t = (await timeline('bare'))!;
+    assert.deepEqual([t.notification.status, t.notification.resendable], ['dead', false]);
+    const r = await api('POST', '/v1/notifications/bare/resend');
+    assert.deepEqual([r.status, r.body.error.code], [409, 'NOT_RESENDABLE']);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(merchant.count(path), 0);
+  });
+
   it('without a database every history call answers 501 HISTORY_DISABLED (ingress and admin)', async () => {
     const prefix = uniquePrefix('hapi-off');
     prefixes.push(prefix);
