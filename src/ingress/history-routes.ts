@@ -11,10 +11,12 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../core/config.js';
+import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
+import type { BearerTokens } from '../core/http-util.js';
 import type { Notification } from '../core/message.js';
 import type { RunVia } from '../history/records.js';
 import type { HistoryReader } from '../history/reader.js';
-import { answerHistory, matchHistoryRoute, type HistoryRoute } from '../history/routes.js';
+import { answerHistory, matchHistoryRoute } from '../history/routes.js';
 import { HistoryService } from '../history/service.js';
 
 export class IngressHistoryRoutes {
@@ -29,13 +31,23 @@ export class IngressHistoryRoutes {
     this.service = reader === null ? null : new HistoryService(reader, (n, via, producer) => accept(n, producer, via), () => config().limits);
   }
 
-  /** The history call of this request, or null (throws a coded 405 for a wrong method on a history path). */
-  match(method: string, path: string): HistoryRoute | null {
-    return matchHistoryRoute('/v1', method, path);
-  }
-
-  /** Answers it, for `producer` (already authenticated). */
-  answer(route: HistoryRoute, req: IncomingMessage, producer: string | null): Promise<{ status: number; body: unknown }> {
-    return answerHistory(this.service, route, req, new URL(req.url ?? '/', 'http://ingress'), producer);
+  /**
+   * Answers the request when it is a history call (after the same token
+   * check as a submit), or null when it is not one. Refusals come back as
+   * `{error}` for the server to send with its coded status.
+   */
+  async serve(req: IncomingMessage, path: string, tokens: BearerTokens): Promise<{ status: number; body: unknown } | { error: unknown } | null> {
+    try {
+      const route = matchHistoryRoute('/v1', req.method ?? 'GET', path);
+      if (route === null) return null;
+      const producer = tokens.match(req.headers.authorization);
+      if (tokens.size > 0 && producer === null) throw new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
+      return await answerHistory(this.service, route, req, new URL(req.url ?? '/', 'http://ingress'), producer);
+    } catch (error) {
+      req.resume();
+      // Something unexpected (a bug, not a refusal) goes up to the server's handler, which logs it and answers 500.
+      if (toErrorData(error).code === ErrorCodes.INTERNAL) throw error;
+      return { error };
+    }
   }
 }

@@ -114,26 +114,8 @@ export class IngressServer {
       const r = this.readiness();
       return this.send(res, r.ready ? 200 : 503, r);
     }
-    let historyRoute;
-    try {
-      historyRoute = this.historyRoutes.match(req.method ?? 'GET', path ?? '/');
-    } catch (err) {
-      req.resume();
-      return this.sendError(res, err);
-    }
-    if (historyRoute) {
-      const who = this.tokens.match(req.headers.authorization);
-      if (this.tokens.size > 0 && who === null) {
-        req.resume();
-        return this.sendError(res, new NotifyError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token'));
-      }
-      try {
-        const a = await this.historyRoutes.answer(historyRoute, req, who);
-        return this.send(res, a.status, a.body);
-      } catch (err) {
-        return this.sendError(res, err);
-      }
-    }
+    const history = await this.historyRoutes.serve(req, path ?? '/', this.tokens);
+    if (history) return 'error' in history ? this.sendError(res, history.error) : this.send(res, history.status, history.body);
     const single = path === '/v1/notifications';
     const batch = path === '/v1/notifications:batch';
     if (!single && !batch) {
