@@ -211,6 +211,9 @@ export interface NotificationRecord {
 }
 
 export interface AttemptRecord {
+  /** The ladder it belongs to (a resend, recover or redrive starts a new one; '' when its start was not recorded). */
+  readonly run?: string;
+  /** 0-based within its ladder. */
   readonly attempt: number;
   readonly tier: number;
   readonly startedAt: number | string;
@@ -220,10 +223,21 @@ export interface AttemptRecord {
   readonly skipped: boolean;
   readonly reason: string | null;
   readonly error: string | null;
+  /** The first KiB of the merchant's answer. */
+  readonly answer?: string | null;
+}
+
+/** One ladder from tier 0: accepted (`ingress`, `client`, `direct`), `resend`, `recover` or `redrive`. */
+export interface RunRecord {
+  readonly run: string;
+  readonly startedAt: number;
+  readonly via: string;
+  readonly producer: string | null;
 }
 
 export interface NotificationTimeline {
   readonly notification: NotificationRecord;
+  readonly runs?: readonly RunRecord[];
   readonly attempts: readonly AttemptRecord[];
 }
 
@@ -232,9 +246,9 @@ export function getNotification(id: string): Promise<NotificationTimeline> {
   return request<NotificationTimeline>(`admin/notifications/${encodeURIComponent(id)}`);
 }
 
-/** `POST /admin/notifications/<id>/resend`. */
-export function resendNotification(id: string): Promise<unknown> {
-  return request<unknown>(`admin/notifications/${encodeURIComponent(id)}/resend`, { method: 'POST' });
+/** `POST /admin/notifications/<id>/resend[?force=1]`: 409 `NOTIFICATION_PENDING` while it is under way, unless forced. */
+export function resendNotification(id: string, force = false): Promise<unknown> {
+  return request<unknown>(`admin/notifications/${encodeURIComponent(id)}/resend`, { method: 'POST', query: { force } });
 }
 
 // ---- merchants (needs NOTIFY_DATABASE_URL) ---------------------------------
