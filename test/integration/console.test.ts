@@ -321,6 +321,45 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
     }
   });
 
+  it('looks up a notification in the delivery history (a real database): its attempts, then resends it and sees the second ladder', async () => {
+    const db = await freshDatabase('consolehist');
+    const p = await browser.newPage();
+    try {
+      const withDb = await daemon('console-hist', { NOTIFY_DATABASE_URL: db.url, NOTIFY_ADMIN_TOKEN: TOKEN });
+      watch(p, withDb.adminUrl);
+      await p.setViewportSize(DESKTOP);
+      // Fails once (tier 0), delivered by tier 1.
+      const id = `order-${withDb.opts.prefix}`;
+      assert.equal((await withDb.post({ id, url: `${merchant.base}/fail/1/${id}`, body: { orderId: id, amount: '100.00' } })).status, 202);
+      type Timeline = { notification: { status: string }; attempts: { attempt: number; tier: number; status: number | null }[]; runs: unknown[] };
+      const timeline = async (): Promise<Timeline | null> => {
+        const r = await fetch(`${withDb.adminUrl}/admin/notifications/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+        return r.status === 200 ? ((await r.json()) as Timeline) : null;
+      };
+      await waitFor(async () => (await timeline())?.notification.status === 'delivered', 20_000, 'delivered and recorded');
+      await p.goto(`${withDb.adminUrl}/#/notifications`);
+      await p.getByLabel('Token', { exact: true }).fill(TOKEN);
+      await p.getByRole('button', { name: 'Continue' }).click();
+      await p.getByLabel('Notification id', { exact: true }).fill(id);
+      await p.getByRole('button', { name: 'Look up' }).click();
+      await sees('Attempt 2', p);
+      const text = await p.locator('main').innerText();
+      assert.match(text, /delivered/);
+      assert.match(text, /Attempt 1[\s\S]*500[\s\S]*Attempt 2[\s\S]*200/, 'the failed attempt (500) then the delivered one (200), in order');
+      await shot('notification-timeline', p);
+
+      await p.getByRole('button', { name: 'Resend', exact: true }).click();
+      await sees('was sent again', p);
+      await waitFor(async () => ((await timeline())?.attempts.length ?? 0) === 3, 20_000, 'the resend recorded as a third attempt');
+      const after = (await timeline())!;
+      assert.equal(after.runs.length, 2, 'a second ladder');
+      assert.equal(after.notification.status, 'delivered');
+    } finally {
+      await p.close();
+      await db.drop();
+    }
+  });
+
   it('renders the answers of the APIs still to come (origins, history), stubbed in the browser', async () => {
     // Held-back origins and a history timeline need load and a database; their rendering is exercised against the real shapes here.
     const json = (status: number, body: unknown) => ({ status, contentType: 'application/json', body: JSON.stringify(body) });
