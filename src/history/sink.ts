@@ -20,17 +20,24 @@ export function historyPublishOptions(): Options.Publish {
 /** Publishes one batch and resolves on the broker's confirm. */
 export type BatchPublish = (body: Buffer, count: number) => Promise<void>;
 
-/** When a batch goes out. */
+/**
+ * When a batch goes out. There is no timer: a batch goes out on the next
+ * event-loop turn while fewer than `maxInflight` are waiting for their
+ * confirm, so an idle worker's record leaves at once, and a busy one's
+ * records pile up behind the batches in flight and leave together when a
+ * confirm comes back (group commit). A timer (5 ms before) held every
+ * delivery's ack that long, and at a fixed concurrency that is throughput.
+ */
 export interface SinkPolicy {
-  /** The longest a record waits for its batch (ms). */
-  readonly maxDelayMs: number;
-  /** A batch this full goes out on the next event-loop turn. */
+  /** Batches published and not yet confirmed before the next one waits for a confirm. */
+  readonly maxInflight: number;
+  /** A batch this full goes out on the next event-loop turn, in flight or not. */
   readonly maxRecords: number;
   /** ... or this big (bytes of JSON, roughly). */
   readonly maxBytes: number;
 }
 
-export const DEFAULT_SINK_POLICY: SinkPolicy = Object.freeze({ maxDelayMs: 5, maxRecords: 500, maxBytes: 512 * 1024 });
+export const DEFAULT_SINK_POLICY: SinkPolicy = Object.freeze({ maxInflight: 2, maxRecords: 500, maxBytes: 512 * 1024 });
 
 interface Pending {
   readonly parts: string[];
@@ -61,7 +68,6 @@ function newPending(): Pending {
  */
 export class HistorySink {
   private pending: Pending | null = null;
-  private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private readonly inflight = new Set<Promise<void>>();
   private closed = false;
@@ -80,19 +86,21 @@ export class HistorySink {
       p.parts.push(json);
       p.bytes += json.length + 1;
     }
-    if (p.parts.length >= this.policy.maxRecords || p.bytes >= this.policy.maxBytes) {
-      this.immediate ??= setImmediate(() => this.flush());
-    } else if (!this.timer) {
-      this.timer = setTimeout(() => this.flush(), this.policy.maxDelayMs);
-    }
+    if (p.parts.length >= this.policy.maxRecords || p.bytes >= this.policy.maxBytes || this.inflight.size < this.policy.maxInflight) this.schedule();
     return p.done;
+  }
+
+  /** Flushes on the next turn: whatever the callbacks of this turn record joins the batch. */
+  private schedule(): void {
+    this.immediate ??= setImmediate(() => {
+      this.immediate = null;
+      this.flush();
+    });
   }
 
   /** Sends what is queued now. */
   flush(): void {
-    if (this.timer) clearTimeout(this.timer);
     if (this.immediate) clearImmediate(this.immediate);
-    this.timer = null;
     this.immediate = null;
     const p = this.pending;
     this.pending = null;
@@ -108,7 +116,11 @@ export class HistorySink {
       (err: unknown) => p.reject(err),
     );
     this.inflight.add(settled);
-    void settled.finally(() => this.inflight.delete(settled));
+    void settled.finally(() => {
+      this.inflight.delete(settled);
+      // Records that waited for a confirm go now.
+      if (this.pending !== null && !this.closed) this.schedule();
+    });
   }
 
   /** Sends what is queued and waits for every batch's confirm (or failure); later records are refused. Idempotent. */

@@ -167,7 +167,7 @@ describe('HistorySink', () => {
     const sent: { body: string; count: number }[] = [];
     const sink = new HistorySink(async (body, count) => {
       sent.push({ body: body.toString(), count });
-    }, { maxDelayMs: 5, maxRecords: 100, maxBytes: 1 << 20 });
+    }, { maxInflight: 2, maxRecords: 100, maxBytes: 1 << 20 });
     await Promise.all([sink.record(run()), sink.record(attempt(), attempt({ attempt: 1 }))]);
     assert.equal(sent.length, 1);
     assert.equal(sent[0]!.count, 3);
@@ -175,13 +175,38 @@ describe('HistorySink', () => {
     await sink.close();
   });
 
-  it('a full batch goes out without waiting for the timer', async () => {
+  it('while batches wait for their confirm, records wait too and then leave together (group commit); a full batch does not wait', async () => {
     const sent: number[] = [];
-    const sink = new HistorySink(async (_b, count) => {
-      sent.push(count);
-    }, { maxDelayMs: 60_000, maxRecords: 2, maxBytes: 1 << 20 });
-    await Promise.all([sink.record(run()), sink.record(run({ id: 'n2' }))]);
-    assert.deepEqual(sent, [2]);
+    const confirms: (() => void)[] = [];
+    const sink = new HistorySink(
+      (_b, count) =>
+        new Promise<void>((resolve) => {
+          sent.push(count);
+          confirms.push(resolve);
+        }),
+      { maxInflight: 1, maxRecords: 3, maxBytes: 1 << 20 },
+    );
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const first = sink.record(run());
+    await turn();
+    assert.deepEqual(sent, [1], 'an idle sink sends at once (next turn)');
+    const later = [sink.record(run({ id: 'n2' }))];
+    await turn();
+    later.push(sink.record(run({ id: 'n3' })));
+    await turn();
+    assert.deepEqual(sent, [1], 'the others wait for the confirm in flight');
+    confirms[0]!();
+    await first;
+    // The sink hears of the confirm a microtask after its callers, then sends on the next turn.
+    await turn();
+    await turn();
+    assert.deepEqual(sent, [1, 2], 'then go as one batch');
+    // A full batch goes even with a batch in flight.
+    const full = [sink.record(run({ id: 'a' })), sink.record(run({ id: 'b' }), run({ id: 'c' }))];
+    await turn();
+    assert.deepEqual(sent, [1, 2, 3]);
+    for (const c of confirms.slice(1)) c();
+    await Promise.all([...later, ...full]);
     await sink.close();
   });
 
@@ -191,7 +216,7 @@ describe('HistorySink', () => {
     const sink = new HistorySink(async (_b, count) => {
       if (fail) throw new Error('nack');
       sent.push(count);
-    }, { maxDelayMs: 1, maxRecords: 100, maxBytes: 1 << 20 });
+    }, { maxInflight: 2, maxRecords: 100, maxBytes: 1 << 20 });
     await assert.rejects(sink.record(run()), /nack/);
     fail = false;
     const pending = sink.record(run());
