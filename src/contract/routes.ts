@@ -38,6 +38,7 @@ export function contractSchemas(c: ContractLimits): Record<string, TSchema> {
     MerchantWithSecret: R.MerchantWithSecret,
     MerchantPage: R.MerchantPage,
     RotateInput: Type.Object({ grace: Type.Optional(Type.String({ description: 'how long the old secret keeps signing, e.g. 24h (default merchants.rotationGrace)' })) }, { additionalProperties: true }),
+    OpenApiDocument: Type.Object({ openapi: Type.Literal('3.1.0'), info: Type.Object({}), paths: Type.Object({}) }, { description: 'an OpenAPI 3.1 document' }),
     DisableInput: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: true }),
   };
 }
@@ -81,7 +82,7 @@ const probes = (port: Port): Route[] => [
     summary: port === 'ingress' ? 'this ingress can accept (broker link up, not draining), for load balancers' : 'broker reachable and every tier running',
     answers: { 200: { description: 'ready', schema: 'Readiness' }, 503: { description: 'not ready, with the reasons', schema: 'Readiness' } },
   },
-  { port, method: 'get', path: '/openapi.json', open: true, summary: 'this document', answers: { 200: { description: 'the OpenAPI 3.1 document of this port' } } },
+  { port, method: 'get', path: '/openapi.json', open: true, summary: 'this document', answers: { 200: { description: 'the OpenAPI 3.1 document of this port', schema: 'OpenApiDocument' } } },
 ];
 
 /** Every route of both ports. */
