@@ -45,3 +45,9 @@ export function errorPath(e: ErrorObject): string[] {
   else if (e.propertyName !== undefined) path.push(e.propertyName);
   return path;
 }
+
+/**
+ * For reports that list every problem (`notifyd config check`): same
+ * options, but ajv goes on past the first error. Never on a hot path.
+ */
+export const ajvAllErrors = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true, formats: { uri: true, 'media-type': isMediaType } });

@@ -1,12 +1,14 @@
 /**
  * Writes the contract documents into docs/ at build time (`npm run build`):
- * the OpenAPI documents of both ports, from config/default.json's limits
+ * the OpenAPI documents of both ports, from config/default.json's limits,
+ * and the configuration's JSON Schema
  * (not the environment's, so the files are the same on every machine).
  * A unit test checks that the committed files are what this writes.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ConfigSchema } from './config-schema.js';
 import { openApiText } from './openapi.js';
 import type { ContractLimits } from './routes.js';
 
@@ -28,6 +30,7 @@ export function contractDocs(root = repoRoot()): Record<string, string> {
   return {
     'docs/openapi-ingress.json': openApiText('ingress', c),
     'docs/openapi-admin.json': openApiText('admin', c),
+    'docs/config.schema.json': `${JSON.stringify({ $schema: 'https://json-schema.org/draft/2020-12/schema', ...(JSON.parse(JSON.stringify(ConfigSchema)) as object) }, null, 2)}\n`,
   };
 }
 
