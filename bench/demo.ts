@@ -7,17 +7,24 @@
 // the answer (its `attempt` log line) and the outcome event from
 // `<prefix>.outcomes`. Then it stops the daemon (SIGTERM, graceful drain) and
 // deletes the prefix's queues. Needs RabbitMQ on NOTIFY_AMQP_URL (default
-// amqp://guest:guest@127.0.0.1:5672) and a build (`npm run build`).
+// amqp://guest:guest@127.0.0.1:5672) and a build (`npm run build`). With
+// NOTIFY_DATABASE_URL set (PostgreSQL), the daemon records the delivery
+// history there and the demo ends with a lookup through the history API
+// (`GET /v1/notifications/<id>`), printed as `notifyd ctl show` prints it.
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { redactUrl } from '../src/core/config.js';
 import { SCHEDULE_PRESETS, formatDuration, parseSchedule } from '../src/core/schedule.js';
 import type { OutcomeEvent } from '../src/tier/outcome-events.js';
+import { formatPage, formatTimeline } from '../src/cli/ctl-history.js';
+import type { NotificationPage, NotificationTimeline } from '../src/history/reader.js';
 import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor, type LogLine } from './daemon-process.js';
 import { MerchantStub, type SeenRequest } from './merchant-stub.js';
 
 const SCHEDULE = '0s,1s,2s,4s';
 const DELAYS = parseSchedule(SCHEDULE);
 const OUTCOME_TIMEOUT_MS = 30_000;
+/** PostgreSQL for the delivery history, when given. */
+const DATABASE_URL = process.env.NOTIFY_DATABASE_URL ?? null;
 
 interface Case {
   readonly name: string;
@@ -78,7 +85,7 @@ async function main(): Promise<number> {
   out(`merchant stub on ${base}`);
 
   const t0 = Date.now();
-  const d = new DaemonProcess({ prefix, schedule: SCHEDULE });
+  const d = new DaemonProcess({ prefix, schedule: SCHEDULE, ...(DATABASE_URL ? { env: { NOTIFY_DATABASE_URL: DATABASE_URL } } : {}) });
   daemon = d;
   try {
     await d.ready(30_000);
@@ -211,6 +218,9 @@ async function main(): Promise<number> {
     ok &&= good;
   }
 
+  if (DATABASE_URL) ok = (await historyLookup(d, cases)) && ok;
+  else out('\n(set NOTIFY_DATABASE_URL to a PostgreSQL database to see the delivery history lookup here too)');
+
   out('\n== stopping the daemon (SIGTERM: workers drain, the master exits 0)');
   const stopAt = Date.now();
   const exit = await d.stop().catch((err: unknown) => ({ code: null, signal: null, err }));
@@ -220,6 +230,44 @@ async function main(): Promise<number> {
   out(`deleted the queues and exchanges of ${prefix}`);
   out(`\ndemo ${ok ? 'finished' : 'FAILED'} in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   return ok ? 0 : 1;
+}
+
+/**
+ * Asks the history API what happened to two of the notifications (the one
+ * delivered on its third attempt, the one parked on a 410), as a producer
+ * would, and prints the timeline; lists the dead ones. The recorder writes
+ * a few ms behind delivery, so it waits for the records.
+ */
+async function historyLookup(d: DaemonProcess, cases: readonly Case[]): Promise<boolean> {
+  out(`\n== delivery history (PostgreSQL ${redactUrl(DATABASE_URL!)}), read through the ingress API`);
+  const get = async <T>(path: string): Promise<{ status: number; body: T }> => {
+    const r = await fetch(`${d.ingressUrl}${path}`, { headers: { connection: 'close' } });
+    return { status: r.status, body: (await r.json()) as T };
+  };
+  let ok = true;
+  for (const c of cases.filter((x) => x.name === 'twice' || x.name === 'gone')) {
+    let t: NotificationTimeline | null = null;
+    try {
+      await waitFor(async () => {
+        const r = await get<NotificationTimeline>(`/v1/notifications/${encodeURIComponent(c.id!)}`);
+        t = r.status === 200 ? r.body : null;
+        return t !== null && t.notification.status !== 'pending' && t.attempts.length === c.expect.attempts;
+      }, 10_000, `history of ${c.name}`);
+    } catch {
+      out(`GET /v1/notifications/${c.id} did not show its ${c.expect.attempts} attempt(s) in 10 s`);
+      ok = false;
+      continue;
+    }
+    out(`\nGET /v1/notifications/${c.id}  [${c.name}]`);
+    out(formatTimeline(t!).replace(/^(?=.)/gm, '  '));
+  }
+  const since = new Date(Date.now() - 600_000).toISOString();
+  const dead = await get<NotificationPage>(`/v1/notifications?status=dead&since=${encodeURIComponent(since)}&limit=10`);
+  out(`\nGET /v1/notifications?status=dead&since=<10 min ago>  → ${dead.status}`);
+  if (dead.status === 200) out(formatPage(dead.body).replace(/^(?=.)/gm, '  '));
+  else ok = false;
+  out('(the same from a terminal: notifyd ctl show <id>, notifyd ctl find --status dead --since 10m)');
+  return ok;
 }
 
 main().then(

@@ -71,6 +71,10 @@ async function main(argv: string[]): Promise<number> {
       grace: { type: 'string' },
       reason: { type: 'string' },
       cursor: { type: 'string' },
+      merchant: { type: 'string' },
+      status: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

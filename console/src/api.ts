@@ -94,13 +94,26 @@ export interface TierStatus {
   readonly pid: number | null;
   readonly restarts: number;
   readonly inflight: number;
+  /** The RabbitMQ node (`host:port`) its connection is on. */
+  readonly brokerNode?: string | null;
+}
+
+/** A supervised process other than a tier (ingress, recorder). */
+export interface ProcessStatus {
+  readonly pid: number | null;
+  readonly state: WorkerState;
+  readonly restarts: number;
+  readonly brokerNode?: string | null;
 }
 
 export interface DaemonStatus {
   readonly prefix?: string;
   readonly tiers: readonly TierStatus[];
-  readonly ingress: { readonly pid: number | null; readonly state: WorkerState; readonly restarts: number; readonly port?: number | null };
-  readonly broker: { readonly connected: boolean; readonly url?: string };
+  readonly ingress: ProcessStatus & { readonly port?: number | null };
+  /** `node`: the master's own node. */
+  readonly broker: { readonly connected: boolean; readonly url?: string; readonly node?: string | null };
+  /** The history recorder; null (or absent) when history is off. */
+  readonly recorder?: ProcessStatus | null;
 }
 
 /** `GET /admin/status`. */
@@ -135,6 +148,8 @@ export interface ParkedMessage {
 export interface DeadListing {
   readonly total: number;
   readonly byReason: Readonly<Record<string, number>>;
+  /** Counts by merchant over the listed ones (`-`: no merchant). */
+  readonly byMerchant?: Readonly<Record<string, number>>;
   readonly messages: readonly ParkedMessage[];
 }
 
@@ -196,6 +211,9 @@ export interface NotificationRecord {
 }
 
 export interface AttemptRecord {
+  /** The ladder it belongs to (a resend, recover or redrive starts a new one; '' when its start was not recorded). */
+  readonly run?: string;
+  /** 0-based within its ladder. */
   readonly attempt: number;
   readonly tier: number;
   readonly startedAt: number | string;
@@ -205,10 +223,21 @@ export interface AttemptRecord {
   readonly skipped: boolean;
   readonly reason: string | null;
   readonly error: string | null;
+  /** The first KiB of the merchant's answer. */
+  readonly answer?: string | null;
+}
+
+/** One ladder from tier 0: accepted (`ingress`, `client`, `direct`), `resend`, `recover` or `redrive`. */
+export interface RunRecord {
+  readonly run: string;
+  readonly startedAt: number;
+  readonly via: string;
+  readonly producer: string | null;
 }
 
 export interface NotificationTimeline {
   readonly notification: NotificationRecord;
+  readonly runs?: readonly RunRecord[];
   readonly attempts: readonly AttemptRecord[];
 }
 
@@ -217,26 +246,39 @@ export function getNotification(id: string): Promise<NotificationTimeline> {
   return request<NotificationTimeline>(`admin/notifications/${encodeURIComponent(id)}`);
 }
 
-/** `POST /admin/notifications/<id>/resend`. */
-export function resendNotification(id: string): Promise<unknown> {
-  return request<unknown>(`admin/notifications/${encodeURIComponent(id)}/resend`, { method: 'POST' });
+/** `POST /admin/notifications/<id>/resend[?force=1]`: 409 `NOTIFICATION_PENDING` while it is under way, unless forced. */
+export function resendNotification(id: string, force = false): Promise<unknown> {
+  return request<unknown>(`admin/notifications/${encodeURIComponent(id)}/resend`, { method: 'POST', query: { force } });
 }
 
 // ---- merchants (needs NOTIFY_DATABASE_URL) ---------------------------------
 
+/** One signing secret as the admin API shows it: never the secret, only its fingerprint. */
+export interface MerchantSecret {
+  readonly fingerprint: string;
+  readonly createdAt: string;
+  /** Set on an older secret still valid for the rotation grace. */
+  readonly expiresAt: string | null;
+}
+
+/** A merchant as `GET /admin/merchants` answers it (src/merchants/merchant.ts MerchantView). */
 export interface Merchant {
   readonly id: string;
-  readonly name?: string | null;
+  readonly name: string;
   readonly enabled: boolean;
-  readonly scheme?: string | null;
-  readonly fingerprints?: readonly string[];
-  readonly allowedOrigins?: readonly string[];
-  readonly createdAt?: number | string | null;
+  readonly disabledReason: string | null;
+  readonly failingSince: string | null;
+  readonly signing: string;
+  readonly secrets: readonly MerchantSecret[];
+  readonly allowedOrigins: readonly string[];
+  readonly maxConcurrency: number | null;
+  readonly maxAttempts: number | null;
+  readonly createdAt: string;
 }
 
 export interface NewMerchant {
   readonly id: string;
-  readonly name?: string;
+  readonly name: string;
   readonly allowedOrigins: readonly string[];
 }
 
@@ -262,6 +304,7 @@ export function rotateMerchantSecret(id: string): Promise<MerchantWithSecret> {
 }
 
 /** `POST /admin/merchants/<id>/enable|disable`. */
-export function setMerchantEnabled(id: string, enabled: boolean): Promise<Merchant> {
-  return request<Merchant>(`admin/merchants/${encodeURIComponent(id)}/${enabled ? 'enable' : 'disable'}`, { method: 'POST' });
+export function setMerchantEnabled(id: string, enabled: boolean): Promise<{ merchant: Merchant }> {
+  const json = enabled ? {} : { reason: 'disabled from the console' };
+  return request<{ merchant: Merchant }>(`admin/merchants/${encodeURIComponent(id)}/${enabled ? 'enable' : 'disable'}`, { method: 'POST', json });
 }

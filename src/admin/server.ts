@@ -10,11 +10,12 @@ import { openApiText } from '../contract/openapi.js';
 import { foreignBrowserRequest } from './browser-guard.js';
 import { ConsoleFiles, isConsolePath } from './console-files.js';
 import { merchantRoute } from './merchant-routes.js';
+import { answerHistory, matchHistoryRoute } from '../history/routes.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
 export type AdminTarget = Pick<
   Supervisor,
-  'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'listDead' | 'metricsText' | 'readiness' | 'origins' | 'merchants' | 'currentConfig'
+  'status' | 'pause' | 'resume' | 'reload' | 'redrive' | 'listDead' | 'metricsText' | 'readiness' | 'origins' | 'merchants' | 'currentConfig' | 'history'
 >;
 
 /** `GET /admin/dead` lists this many by default, and at most this many. */
@@ -105,6 +106,11 @@ export class AdminServer {
         return;
       }
       return this.json(res, merchants.status, merchants.body);
+    }
+    const history = matchHistoryRoute('/admin', method, path);
+    if (history !== null) {
+      const a = await answerHistory(this.target.history, history, req, url, null);
+      return this.json(res, a.status, a.body);
     }
     req.resume();
     if (path === '/metrics' && method === 'GET') {

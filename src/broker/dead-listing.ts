@@ -4,7 +4,7 @@ import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
 import { SCAN_HEADER } from './dead-letters.js';
-import { countByReason, parkedReason, summariseParked, type DeadListing, type ParkedSummary } from './dead-summary.js';
+import { countByMerchant, countByReason, parkedReason, summariseParked, type DeadListing, type ParkedSummary } from './dead-summary.js';
 import { namesFor } from './topology.js';
 
 /** Messages read before their copies are published together (bounds memory to this many bodies). */
@@ -64,7 +64,7 @@ export async function listDead(ch: ConfirmChannel, config: Config, limit: number
     for (const m of batch) if (m.properties.headers?.[SCAN_HEADER] !== scanId) listed.push(summariseParked(m.properties, m.content));
   }
   const total = (await ch.checkQueue(dead)).messageCount;
-  return { total, byReason: countByReason(listed), messages: listed };
+  return { total, byReason: countByReason(listed), byMerchant: countByMerchant(listed), messages: listed };
 }
 
 /** Headers to set on the copy: this scan's mark, and what only the broker's `x-death` said. */

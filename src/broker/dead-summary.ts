@@ -26,6 +26,8 @@ export interface DeadListing {
   readonly total: number;
   /** Counts by reason over the listed messages. */
   readonly byReason: Readonly<Record<string, number>>;
+  /** Counts by merchant over the listed messages (`-` for a notification without one). */
+  readonly byMerchant: Readonly<Record<string, number>>;
   readonly messages: readonly ParkedSummary[];
 }
 
@@ -105,5 +107,15 @@ export function summariseParked(props: ParkedProperties, content: Buffer): Parke
 export function countByReason(items: readonly Pick<ParkedSummary, 'reason'>[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const m of items) out[m.reason] = (out[m.reason] ?? 0) + 1;
+  return out;
+}
+
+/** Counts by merchant; `-` stands for notifications without one (the daemon's global signing). */
+export function countByMerchant(items: readonly Pick<ParkedSummary, 'merchant'>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of items) {
+    const k = m.merchant ?? '-';
+    out[k] = (out[k] ?? 0) + 1;
+  }
   return out;
 }

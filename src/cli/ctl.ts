@@ -2,6 +2,7 @@
 import { adminClient, printAnswer } from './admin-client.js';
 import { str, table, usage, type Values } from './args.js';
 import { merchantsCommand } from './ctl-merchants.js';
+import { HISTORY_USAGE, historyCommand } from './ctl-history.js';
 
 interface OriginsShape {
   origins: { tier: number; origin: string; state: string; limit: number; inflight: number; waiting: number; deferred: number; skipped: number; lastError: string | null; lastErrorAt: number | null }[];
@@ -18,6 +19,7 @@ interface StatusShape {
 
 export const CTL_USAGE = `notifyd ctl status|origins|pause N|resume N|reload|redrive [--limit N] [--force]
 notifyd ctl merchants list|add|show|rotate|enable|disable …   (notifyd ctl merchants for its usage)
+${HISTORY_USAGE}
             [--admin URL] [--token TOKEN] [--json]`;
 
 export async function ctl(args: string[], values: Values): Promise<number> {
@@ -59,6 +61,11 @@ export async function ctl(args: string[], values: Values): Promise<number> {
     }
     case 'merchants':
       return merchantsCommand(args.slice(1), values, call);
+    case 'show':
+    case 'find':
+    case 'resend':
+    case 'recover':
+      return historyCommand(cmd, arg, values, call);
     default:
       return usage(CTL_USAGE);
   }

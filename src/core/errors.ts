@@ -59,6 +59,14 @@ export const ErrorCodes = {
   TIER_UNKNOWN: 'TIER_UNKNOWN',
   /** The change asked for needs a restart (e.g. a new schedule). */
   RESTART_REQUIRED: 'RESTART_REQUIRED',
+  /** Delivery history needs a database (NOTIFY_DATABASE_URL), and none is configured. */
+  HISTORY_DISABLED: 'HISTORY_DISABLED',
+  /** A resend of a notification still under way (pending); `force` resends it anyway. */
+  NOTIFICATION_PENDING: 'NOTIFICATION_PENDING',
+  /** The history holds no notification that can be sent again (never seen whole, or no longer valid). */
+  NOT_RESENDABLE: 'NOT_RESENDABLE',
+  /** The history cannot be read right now (database away). */
+  HISTORY_UNAVAILABLE: 'HISTORY_UNAVAILABLE',
   /** Something unexpected; the message says what. */
   INTERNAL: 'INTERNAL',
 } as const;

@@ -69,6 +69,10 @@ const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
   MERCHANT_EXISTS: 409,
   MERCHANTS_DISABLED: 501,
   REGISTRY_UNAVAILABLE: 503,
+  HISTORY_DISABLED: 501,
+  NOTIFICATION_PENDING: 409,
+  NOT_RESENDABLE: 409,
+  HISTORY_UNAVAILABLE: 503,
 };
 
 /** HTTP status for an error code (anything unknown is a 500). */

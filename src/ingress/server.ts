@@ -14,6 +14,8 @@ import type { MerchantLookup } from '../tier/merchant-check.js';
 import { merchantRules } from './merchant-rules.js';
 import { newRunId, type RunVia } from '../history/records.js';
 import type { HistorySink } from '../history/sink.js';
+import type { HistoryReader } from '../history/reader.js';
+import { IngressHistoryRoutes } from './history-routes.js';
 
 type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
 
@@ -28,6 +30,7 @@ export class IngressServer {
   private config: Config;
   private tokens: BearerTokens;
   private readonly active = new Set<Promise<unknown>>();
+  private readonly historyRoutes: IngressHistoryRoutes;
 
   constructor(
     config: Config,
@@ -38,9 +41,12 @@ export class IngressServer {
     private readonly merchants: MerchantLookup | null = null,
     /** Where accepted notifications are recorded (DESIGN §11); null without history. */
     private readonly history: HistorySink | null = null,
+    /** Reads the history for its API (DESIGN §11); null without history (the API then answers 501). */
+    historyReader: HistoryReader | null = null,
   ) {
     this.config = config;
     this.tokens = new BearerTokens(config.ingress.tokens);
+    this.historyRoutes = new IngressHistoryRoutes(historyReader, (n, producer, via) => this.accept(n, producer, via), () => this.config);
   }
 
   reload(config: Config): void {
@@ -121,6 +127,8 @@ export class IngressServer {
       req.resume();
       return this.sendText(res, openApiText('ingress', { limits: this.config.limits, maxBatch: this.config.ingress.maxBatch }));
     }
+    const history = await this.historyRoutes.serve(req, path ?? '/', this.tokens);
+    if (history) return 'error' in history ? this.sendError(res, history.error) : this.send(res, history.status, history.body);
     const single = path === '/v1/notifications';
     const batch = path === '/v1/notifications:batch';
     if (!single && !batch) {

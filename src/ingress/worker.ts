@@ -2,6 +2,9 @@ import type { Config } from '../core/config.js';
 import { diffConfig, historyOn } from '../core/config.js';
 import { namesFor } from '../broker/topology.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
+import { HistoryReader } from '../history/reader.js';
+import { createDbPool } from '../db/pool.js';
+import type pg from 'pg';
 import type { WorkerState } from '../supervisor/control.js';
 import { IngressServer } from './server.js';
 import type { Logger } from '../core/logger.js';
@@ -19,6 +22,8 @@ export class IngressWorker implements ManagedWorker {
   private drainPromise: Promise<void> | null = null;
   private readonly directory: MerchantDirectory | null;
   private readonly history: HistorySink | null;
+  /** Reads the history for the API; null without history. */
+  private readonly historyPool: pg.Pool | null;
 
   constructor(
     config: Config,
@@ -65,7 +70,9 @@ export class IngressWorker implements ManagedWorker {
     const names = namesFor(config.prefix);
     const publisher = this.publisher;
     this.history = historyOn(config) ? new HistorySink((body) => publisher.publishToQueue(names.history, body, historyPublishOptions())) : null;
-    this.server = new IngressServer(config, this.publisher, log, metrics, this.directory, this.history);
+    // A few connections: reads are short and the API is for lookups, not bulk export.
+    this.historyPool = historyOn(config) ? createDbPool(config.database.url!, { max: 4, name: `notifyd ingress history pid ${process.pid}`, log }) : null;
+    this.server = new IngressServer(config, this.publisher, log, metrics, this.directory, this.history, this.historyPool ? new HistoryReader(this.historyPool) : null);
   }
 
   get inflightCount(): number {
@@ -117,6 +124,7 @@ export class IngressWorker implements ManagedWorker {
       await this.history?.close();
       await this.publisher.close();
       await this.directory?.close();
+      await this.historyPool?.end().catch(() => undefined);
       this.setState('stopped');
       this.log.info('ingress closed');
     })();

@@ -4,11 +4,12 @@ import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connecti
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
-import { buildTopology, declareTopology, namesFor, type Topology } from '../broker/topology.js';
+import { buildTopology, declareTopology, namesFor, routeForAttempt, type Topology } from '../broker/topology.js';
+import { H, encodeNotification, type Notification } from '../core/message.js';
 import { historyOn, redactUrl, type Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { RunVia } from '../history/records.js';
+import { newRunId, type RunVia } from '../history/records.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
 
 /**
@@ -73,6 +74,35 @@ export class MasterBroker {
         this.log.warn({ err: toErrorData(err) }, 'history record of a redrive not taken by the broker');
       }
     }
+  }
+
+  /**
+   * Starts a new ladder for a notification from the history (an operator's
+   * resend or recover, DESIGN §11): published to tier 0 with the same id,
+   * confirmed, then recorded as a run. Stamped before the publish, like the
+   * ingress's: the tier may attempt it before this returns, and the history
+   * orders a ladder's start before its attempts by time.
+   */
+  async startLadder(n: Notification, via: RunVia): Promise<{ run: string }> {
+    const ch = this.ch;
+    if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+    const c = this.config();
+    const at = Date.now();
+    const run = newRunId(at);
+    const body = encodeNotification(n);
+    const route = routeForAttempt(namesFor(c.prefix), c.scheduleMs, 0);
+    const headers: Record<string, unknown> = { [H.attempt]: 0, [H.dueAt]: at + (c.scheduleMs[0] ?? 0), [H.run]: run };
+    if (this.history) headers[H.recorded] = 1;
+    await publishConfirmed(
+      ch,
+      route.exchange,
+      route.routingKey,
+      body,
+      { messageId: n.id, persistent: true, mandatory: true, contentType: 'application/json', timestamp: Math.floor(n.createdAt / 1000), headers },
+      this.returns ?? undefined,
+    );
+    await this.recordRun(body, run, at, via);
+    return { run };
   }
 
   get connected(): boolean {

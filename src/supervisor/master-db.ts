@@ -9,6 +9,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
 import { historyOn, redactUrl, secretsKeyBytes, type Config } from '../core/config.js';
 import { HistoryWriter } from '../history/writer.js';
+import { HistoryReader } from '../history/reader.js';
 import type { Logger } from '../core/logger.js';
 import { migrate } from '../db/migrate.js';
 import { createDbPool } from '../db/pool.js';
@@ -24,6 +25,8 @@ export class MasterDatabase {
   readonly directory: MerchantDirectory;
   /** The history's partitions (retention); null when history is off. */
   private readonly history: HistoryWriter | null;
+  /** Reads the history for the admin API; null when history is off. */
+  readonly historyReader: HistoryReader | null;
   private readonly tasks: ScheduledTask[] = [];
   private migrated: Promise<void> | null = null;
   private closed = false;
@@ -40,6 +43,7 @@ export class MasterDatabase {
     this.store = new MerchantStore(this.pool, { key, tiers: config.scheduleMs.length });
     // The master's copy decides redrives only: it keeps no secret.
     this.history = historyOn(config) ? new HistoryWriter(this.pool) : null;
+    this.historyReader = historyOn(config) ? new HistoryReader(this.pool) : null;
     this.directory = new MerchantDirectory({ url, key: 'skip', refreshMs: config.merchants.refreshMs, name: `notifyd master registry pid ${process.pid}`, log });
     if (key === null) log.warn('NOTIFY_SECRETS_KEY is not set: merchant secrets are stored unencrypted in PostgreSQL (set 32 random bytes, e.g. openssl rand -base64 32)');
   }

@@ -9,6 +9,7 @@ import { createMasterMetrics, type MasterMetrics, type MetricsSnapshot } from '.
 import { MasterBroker } from './master-broker.js';
 import { MasterDatabase } from './master-db.js';
 import type { MerchantStore } from '../merchants/store.js';
+import { HistoryService } from '../history/service.js';
 import { MetricsLedger } from './metrics-ledger.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
@@ -88,6 +89,8 @@ export class Supervisor {
   private loggedListening = false;
   private adminPort: number | null = null;
   private exitPromise: Promise<void> | null = null;
+  /** The history API of the admin port (DESIGN §11); null when history is off. */
+  readonly history: HistoryService | null;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.config = opts.config;
@@ -123,6 +126,8 @@ export class Supervisor {
     this.config.scheduleMs.forEach((_d, i) => this.table.add(`tier-${i}`, 'tier', i));
     this.table.add('ingress', 'ingress', null);
     if (historyOn(opts.config)) this.table.add('recorder', 'recorder', null);
+    const reader = this.db?.historyReader ?? null;
+    this.history = reader === null ? null : new HistoryService(reader, (n, via) => this.broker.startLadder(n, via), () => this.config.limits);
   }
 
   /** Tells the master which admin port it bound (for the `listening` line). */

@@ -201,8 +201,11 @@ describe('core delivery (real daemon, real RabbitMQ)', () => {
     const big = await daemon.post({ url: 'http://x/', body: 'a'.repeat(5 * 1024 * 1024) });
     assert.equal(big.status, 413);
     assert.equal(big.body.error.code, 'BODY_TOO_LARGE');
-    const r = await fetch(`${daemon.ingressUrl}/v1/notifications`, { method: 'GET' });
+    const r = await fetch(`${daemon.ingressUrl}/v1/notifications`, { method: 'PUT' });
     assert.equal(r.status, 405);
+    // GET lists the delivery history (issue 16), which needs a database this daemon has not got.
+    const list = await fetch(`${daemon.ingressUrl}/v1/notifications`, { method: 'GET' });
+    assert.deepEqual([list.status, ((await list.json()) as { error: { code: string } }).error.code], [501, 'HISTORY_DISABLED']);
   });
 
   it('leaves no message behind once everything finished', async () => {

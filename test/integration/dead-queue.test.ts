@@ -15,6 +15,7 @@ const SCHEDULE = '0s,200ms';
 interface Listing {
   total: number;
   byReason: Record<string, number>;
+  byMerchant: Record<string, number>;
   messages: { id: string; reason: string; tier: number | null; attempts: number | null; lastError: string | null; deadAt: number | null; url: string | null; redriven?: number }[];
 }
 
@@ -93,6 +94,7 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
     assert.equal(first.total, 5);
     assert.equal(first.messages.length, 5);
     assert.deepEqual(first.byReason, { 'status-410': 3, exhausted: 1, invalid: 1 });
+    assert.deepEqual(first.byMerchant, { '-': 5 }, 'none of these names a merchant');
     const byId = new Map(first.messages.map((m) => [m.id, m]));
     assert.deepEqual([...byId.keys()].sort(), ['garbage-0', 'gone-0', 'gone-1', 'gone-2', 'tired-0']);
     const gone = byId.get('gone-1')!;

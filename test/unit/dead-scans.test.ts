@@ -121,7 +121,7 @@ describe('listDead', () => {
 
   it('an empty queue lists nothing', async () => {
     const q = new FakeDeadQueue([]);
-    assert.deepEqual(await listDead(q.channel(), config, 50), { total: 0, byReason: {}, messages: [] });
+    assert.deepEqual(await listDead(q.channel(), config, 50), { total: 0, byReason: {}, byMerchant: {}, messages: [] });
   });
 
   it('a copy the broker refuses: nothing of that batch is acked, the channel is closed, the originals come back, no nack', async () => {

@@ -2,7 +2,7 @@
 // body, never throwing, whatever sits in P.dead.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { countByReason, parkedReason, summariseParked } from '../../src/broker/dead-summary.js';
+import { countByMerchant, countByReason, parkedReason, summariseParked } from '../../src/broker/dead-summary.js';
 
 const body = (o: unknown): Buffer => Buffer.from(JSON.stringify(o));
 
@@ -107,5 +107,12 @@ describe('countByReason', () => {
   it('counts each reason', () => {
     assert.deepEqual(countByReason([{ reason: 'exhausted' }, { reason: 'status-410' }, { reason: 'exhausted' }]), { exhausted: 2, 'status-410': 1 });
     assert.deepEqual(countByReason([]), {});
+  });
+});
+
+describe('countByMerchant', () => {
+  it('counts each merchant, and those without one under "-"', () => {
+    assert.deepEqual(countByMerchant([{ merchant: 'shop-a' }, { merchant: null }, { merchant: 'shop-a' }, { merchant: 'shop-b' }]), { 'shop-a': 2, 'shop-b': 1, '-': 1 });
+    assert.deepEqual(countByMerchant([]), {});
   });
 });

@@ -75,7 +75,7 @@ export function Merchants() {
   const onCreate = (e: Event): void => {
     e.preventDefault();
     void act('create', async () => {
-      const created = await createMerchant({ id: id.trim(), name: name.trim() || undefined, allowedOrigins: parseOrigins(origins) });
+      const created = await createMerchant({ id: id.trim(), name: name.trim(), allowedOrigins: parseOrigins(origins) });
       setSecret(created);
       setId('');
       setName('');
@@ -92,7 +92,7 @@ export function Merchants() {
 
   const toggle = (m: Merchant): void =>
     void act(`toggle ${m.id}`, async () => {
-      const next = await setMerchantEnabled(m.id, !m.enabled);
+      const next = (await setMerchantEnabled(m.id, !m.enabled)).merchant;
       setMessage({ text: `Merchant ${m.id} ${next.enabled ? 'enabled' : 'disabled'}.`, tone: 'good' });
     });
 
@@ -128,19 +128,24 @@ export function Merchants() {
                     <th scope="row" data-label="Id" class="nowrap">
                       {m.id}
                     </th>
-                    <td data-label="Name">{m.name ?? '—'}</td>
+                    <td data-label="Name">{m.name}</td>
                     <td data-label="State">
-                      <StateBadge state={m.enabled ? 'enabled' : 'disabled'} />
+                      <StateBadge state={m.enabled ? (m.failingSince ? 'failing' : 'enabled') : 'disabled'} />
+                      {!m.enabled && m.disabledReason ? <div class="muted small">{m.disabledReason}</div> : null}
+                      {m.enabled && m.failingSince ? <div class="muted small">failing since {f.dateTime(m.failingSince)}</div> : null}
                     </td>
                     <td data-label="Fingerprints" class="wrap">
-                      {(m.fingerprints ?? []).map((fp) => (
-                        <code key={fp}>{fp} </code>
+                      {m.secrets.map((s) => (
+                        <div key={s.fingerprint}>
+                          <code>{s.fingerprint}</code>
+                          {s.expiresAt ? <span class="muted small"> (old, valid until {f.dateTime(s.expiresAt)})</span> : null}
+                        </div>
                       ))}
                     </td>
                     <td data-label="Origins" class="wrap">
                       {(m.allowedOrigins ?? []).join(', ') || '—'}
                     </td>
-                    <td data-label="Created">{f.dateTime(m.createdAt ?? null)}</td>
+                    <td data-label="Created">{f.dateTime(m.createdAt)}</td>
                     <td class="actions">
                       <button type="button" class="btn" disabled={busy !== null} onClick={() => rotate(m)} aria-label={`Rotate the secret of ${m.id}`}>
                         Rotate secret
@@ -160,8 +165,8 @@ export function Merchants() {
         <form class="stack-form" onSubmit={onCreate}>
           <label for="merchant-id">Id</label>
           <input id="merchant-id" required value={id} autocomplete="off" onInput={(e) => setId((e.target as HTMLInputElement).value)} />
-          <label for="merchant-name">Name (optional)</label>
-          <input id="merchant-name" value={name} autocomplete="off" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+          <label for="merchant-name">Name</label>
+          <input id="merchant-name" required value={name} autocomplete="off" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
           <label for="merchant-origins">Allowed origins (one per line, e.g. https://shop.example)</label>
           <textarea id="merchant-origins" rows={3} value={origins} onInput={(e) => setOrigins((e.target as HTMLTextAreaElement).value)} />
           <div>

@@ -13,7 +13,7 @@ type Lookup = { state: 'idle' } | { state: 'loading'; id: string } | { state: 'd
 export function Notification({ id }: { id: string | null }) {
   const [draft, setDraft] = useState(id ?? '');
   const [lookup, setLookup] = useState<Lookup>({ state: 'idle' });
-  const [resend, setResend] = useState<{ text: string; tone: 'good' | 'bad' } | null>(null);
+  const [resend, setResend] = useState<{ text: string; tone: 'good' | 'bad'; pending?: boolean } | null>(null);
   const [resending, setResending] = useState(false);
   const [again, setAgain] = useState(0);
 
@@ -45,14 +45,16 @@ export function Notification({ id }: { id: string | null }) {
     else location.hash = href('notifications', wanted);
   }
 
-  async function onResend(target: string): Promise<void> {
+  async function onResend(target: string, force = false): Promise<void> {
     setResending(true);
     setResend(null);
     try {
-      await resendNotification(target);
+      await resendNotification(target, force);
       setResend({ text: `Notification ${target} was sent again (a new attempt at tier 0).`, tone: 'good' });
     } catch (err) {
-      setResend({ text: `Resend failed: ${(err as Error).message}`, tone: 'bad' });
+      // Still under way: sending it again now means the merchant may get it twice at once; the operator decides.
+      if (err instanceof ApiError && err.code === 'NOTIFICATION_PENDING') setResend({ text: `${target} is still pending (its attempts are under way).`, tone: 'bad', pending: true });
+      else setResend({ text: `Resend failed: ${(err as Error).message}`, tone: 'bad' });
     } finally {
       setResending(false);
     }
@@ -79,9 +81,16 @@ export function Notification({ id }: { id: string | null }) {
         <Timeline
           data={lookup.data}
           resend={
-            <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id)}>
-              {resending ? 'Resending…' : 'Resend'}
-            </button>
+            <>
+              <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id)}>
+                {resending ? 'Resending…' : 'Resend'}
+              </button>
+              {resend?.pending ? (
+                <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id, true)}>
+                  Resend anyway
+                </button>
+              ) : null}
+            </>
           }
           message={<Live message={resend?.text ?? null} tone={resend?.tone} />}
         />
@@ -102,6 +111,14 @@ function LookupFailed({ id, error }: { id: string; error: unknown }) {
     );
   }
   return <ErrorNotice error={error} what={`look up ${id}`} />;
+}
+
+/** Which ladder an attempt is on, when there was more than one (a resend, recover or redrive numbers its attempts from 1 again). */
+function runLabel(data: NotificationTimeline, run: string | undefined): string {
+  const runs = data.runs ?? [];
+  if (runs.length < 2 || run === undefined) return '';
+  const i = runs.findIndex((r) => r.run === run);
+  return i < 0 ? ' · run ?' : ` · run ${i + 1} (${runs[i]!.via})`;
 }
 
 function Timeline({ data, resend, message }: { data: NotificationTimeline; resend: ComponentChildren; message: ComponentChildren }) {
@@ -130,9 +147,10 @@ function Timeline({ data, resend, message }: { data: NotificationTimeline; resen
       ) : (
         <ol class="timeline">
           {data.attempts.map((a) => (
-            <li key={a.attempt}>
+            <li key={`${a.run ?? ''}/${a.attempt}`}>
               <p class="timeline-head">
-                <strong>Attempt {a.attempt + 1}</strong> · tier {a.tier} · {f.dateTime(a.startedAt)}
+                <strong>Attempt {a.attempt + 1}</strong>
+                {runLabel(data, a.run)} · tier {a.tier} · {f.dateTime(a.startedAt)}
                 {a.durationMs === null ? '' : ` · ${Math.round(a.durationMs)} ms`}
               </p>
               <p>
@@ -140,6 +158,11 @@ function Timeline({ data, resend, message }: { data: NotificationTimeline; resen
                 {a.skipped ? `not sent${a.reason ? `: ${a.reason}` : ''}` : `${a.status === null ? 'no answer' : `status ${a.status}`}${a.reason ? ` · ${a.reason}` : ''}`}
               </p>
               {a.error ? <p class="muted wrap">{a.error}</p> : null}
+              {a.answer ? (
+                <p class="muted wrap">
+                  Answer: <code>{a.answer}</code>
+                </p>
+              ) : null}
             </li>
           ))}
         </ol>

@@ -130,6 +130,7 @@ export function Overview() {
               <th scope="col">Delay</th>
               <th scope="col">State</th>
               <th scope="col" class="num">PID</th>
+              <th scope="col">Broker node</th>
               <th scope="col" class="num">Restarts</th>
               <th scope="col" class="num">In flight</th>
               <th scope="col" class="num">Attempts/s</th>
@@ -154,6 +155,9 @@ export function Overview() {
                   </td>
                   <td data-label="PID" class="num">
                     {t.pid ?? '—'}
+                  </td>
+                  <td data-label="Broker node" class="tier-node">
+                    {t.brokerNode ? <code>{t.brokerNode}</code> : '—'}
                   </td>
                   <td data-label="Restarts" class="num">
                     {t.restarts}
@@ -203,15 +207,35 @@ export function Overview() {
             <dd>{status.ingress.pid ?? '—'}</dd>
             <dt>Restarts</dt>
             <dd>{status.ingress.restarts}</dd>
+            <dt>Broker node</dt>
+            <dd>{status.ingress.brokerNode ? <code>{status.ingress.brokerNode}</code> : '—'}</dd>
           </dl>
         </Section>
+        {status.recorder ? (
+          <Section title="History recorder" id="recorder-title">
+            <dl class="facts">
+              <dt>State</dt>
+              <dd>
+                <StateBadge state={status.recorder.state} />
+              </dd>
+              <dt>PID</dt>
+              <dd>{status.recorder.pid ?? '—'}</dd>
+              <dt>Restarts</dt>
+              <dd>{status.recorder.restarts}</dd>
+              <dt>Broker node</dt>
+              <dd>{status.recorder.brokerNode ? <code>{status.recorder.brokerNode}</code> : '—'}</dd>
+            </dl>
+          </Section>
+        ) : null}
         <Section title="Broker" id="broker-title">
           <dl class="facts">
             <dt>Link</dt>
             <dd>
               <StateBadge state={status.broker.connected ? 'connected' : 'disconnected'} />
             </dd>
-            <dt>URL</dt>
+            <dt>Master's node</dt>
+            <dd data-testid="broker-node">{status.broker.node ? <code>{status.broker.node}</code> : '—'}</dd>
+            <dt>Nodes</dt>
             <dd class="wrap">
               <code>{status.broker.url ?? '—'}</code>
             </dd>

@@ -109,6 +109,18 @@ export function Parked() {
             </div>
           )}
         </Section>
+        {data && data.byMerchant && Object.keys(data.byMerchant).some((m) => m !== '-') ? (
+          <Section title="By merchant" id="merchants-title">
+            <div class="stats">
+              {sortedReasons(data.byMerchant).map(([merchant, n]) => (
+                <p class="stat" key={merchant}>
+                  <span class="stat-value">{f.count(n)}</span>
+                  <span class="stat-label">{merchant === '-' ? 'no merchant' : <code>{merchant}</code>}</span>
+                </p>
+              ))}
+            </div>
+          </Section>
+        ) : null}
         <RedriveForm onDone={listing.refresh} />
       </div>
 
@@ -154,6 +166,7 @@ export function Parked() {
                     <tr>
                       <th scope="col">Id</th>
                       <th scope="col">Reason</th>
+                      <th scope="col">Merchant</th>
                       <th scope="col" class="num">Tier</th>
                       <th scope="col" class="num">Attempts</th>
                       <th scope="col">Last error</th>
@@ -171,6 +184,7 @@ export function Parked() {
                           <code>{m.reason}</code>
                           {m.redriven ? <span class="muted small"> · redriven {m.redriven}×</span> : null}
                         </td>
+                        <td data-label="Merchant">{m.merchant ? <code>{m.merchant}</code> : '—'}</td>
                         <td data-label="Tier" class="num">
                           {m.tier ?? '—'}
                         </td>

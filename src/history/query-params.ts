@@ -1,0 +1,150 @@
+/**
+ * Pure: the parameters of the history API (DESIGN §11) read from a query
+ * string or a JSON body, with one coded 400 (`VALIDATION` + `field`) per bad
+ * value, and the opaque keyset cursor of a listing.
+ */
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { parseDuration } from '../core/schedule.js';
+import type { HistoryStatus } from './fold.js';
+
+/** A listing page holds this many by default, and at most `LIST_LIMIT_MAX`. */
+export const LIST_LIMIT_DEFAULT = 50;
+export const LIST_LIMIT_MAX = 500;
+
+const STATUSES: readonly HistoryStatus[] = ['pending', 'delivered', 'dead'];
+
+/**
+ * Where the previous page ended: the last row's `created_at` to the
+ * microsecond (PostgreSQL keeps microseconds; a millisecond would skip or
+ * repeat rows created within the same millisecond) and its id.
+ */
+export interface ListCursor {
+  /** `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as PostgreSQL printed it. */
+  readonly at: string;
+  readonly id: string;
+}
+
+/** A listing's filters; times are ms epoch, `since` inclusive, `until` exclusive. */
+export interface ListFilter {
+  readonly merchant: string | null;
+  readonly status: HistoryStatus | null;
+  readonly since: number | null;
+  readonly until: number | null;
+  readonly limit: number;
+  readonly cursor: ListCursor | null;
+}
+
+/** A bulk recover's window (`POST …/notifications:recover`). */
+export interface RecoverRequest {
+  readonly merchant: string;
+  readonly since: number;
+  readonly until: number;
+}
+
+const bad = (field: string, message: string): NotifyError => new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
+
+const MICRO_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+const ISO_LIKE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/;
+
+/** The opaque text of a cursor (base64url of a small JSON array). */
+export function encodeCursor(c: ListCursor): string {
+  return Buffer.from(JSON.stringify([c.at, c.id]), 'utf8').toString('base64url');
+}
+
+/** Reads a cursor back; anything not made by `encodeCursor` is a 400 on `cursor`. */
+export function decodeCursor(text: string): ListCursor {
+  let v: unknown;
+  try {
+    if (!/^[A-Za-z0-9_-]{1,2000}$/.test(text)) throw new Error('not base64url');
+    v = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+  } catch {
+    throw bad('cursor', 'is not a cursor this API returned');
+  }
+  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string' || !MICRO_ISO.test(v[0]) || Number.isNaN(Date.parse(v[0]))) {
+    throw bad('cursor', 'is not a cursor this API returned');
+  }
+  return { at: v[0], id: v[1] };
+}
+
+/**
+ * A point in time: an ISO 8601 date or date-time (UTC unless it says
+ * otherwise), or a duration back from `now` (`90s`, `30m`, `1h`, `2d`).
+ */
+export function parseInstant(text: string, now: number, field: string): number {
+  const s = text.trim();
+  if (ISO_LIKE.test(s)) {
+    // A date-time without an offset is UTC (as the history's days are), not the server's local time.
+    const withZone = /(?:Z|[+-]\d{2}:?\d{2})$/.test(s) || !s.includes(':') ? s : `${s}Z`;
+    const t = Date.parse(withZone.replace(' ', 'T'));
+    if (Number.isFinite(t)) return t;
+    throw bad(field, `"${s.slice(0, 40)}" is not a valid date`);
+  }
+  try {
+    return now - parseDuration(s, field);
+  } catch {
+    throw bad(field, 'must be an ISO 8601 time (2026-01-31T12:00:00Z) or a duration back from now (30m, 1h, 2d)');
+  }
+}
+
+function merchantValue(v: string, field = 'merchant'): string {
+  if (v.length === 0 || v.length > 200) throw bad(field, 'must be 1 to 200 characters');
+  return v;
+}
+
+function checkWindow(since: number | null, until: number | null): void {
+  if (since !== null && until !== null && since >= until) throw bad('until', 'must be after since');
+}
+
+const LIST_KEYS = new Set(['merchant', 'status', 'since', 'until', 'limit', 'cursor']);
+
+/** The filters of `GET …/notifications?merchant=&status=&since=&until=&limit=&cursor=`. */
+export function parseListQuery(q: URLSearchParams, now: number): ListFilter {
+  for (const k of q.keys()) if (!LIST_KEYS.has(k)) throw bad(k, 'unknown parameter');
+  for (const k of LIST_KEYS) if (q.getAll(k).length > 1) throw bad(k, 'given more than once');
+  const merchant = q.get('merchant');
+  const status = q.get('status');
+  if (status !== null && !(STATUSES as readonly string[]).includes(status)) throw bad('status', `must be one of ${STATUSES.join(', ')}`);
+  const since = q.get('since');
+  const until = q.get('until');
+  const limitRaw = q.get('limit');
+  let limit = LIST_LIMIT_DEFAULT;
+  if (limitRaw !== null) {
+    if (!/^\d{1,6}$/.test(limitRaw) || Number(limitRaw) < 1 || Number(limitRaw) > LIST_LIMIT_MAX) throw bad('limit', `must be an integer from 1 to ${LIST_LIMIT_MAX}`);
+    limit = Number(limitRaw);
+  }
+  const cursor = q.get('cursor');
+  const out: ListFilter = {
+    merchant: merchant === null ? null : merchantValue(merchant),
+    status: status as HistoryStatus | null,
+    since: since === null ? null : parseInstant(since, now, 'since'),
+    until: until === null ? null : parseInstant(until, now, 'until'),
+    limit,
+    cursor: cursor === null || cursor === '' ? null : decodeCursor(cursor),
+  };
+  checkWindow(out.since, out.until);
+  return out;
+}
+
+/** The body of a recover: `{merchant, since, until?}` (`until` defaults to now). */
+export function parseRecoverBody(body: unknown, now: number): RecoverRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('body', 'must be a JSON object {merchant, since, until}');
+  const b = body as Record<string, unknown>;
+  for (const k of Object.keys(b)) if (k !== 'merchant' && k !== 'since' && k !== 'until') throw bad(k, 'unknown field');
+  if (typeof b.merchant !== 'string') throw bad('merchant', 'required (a string)');
+  const time = (k: 'since' | 'until'): number => {
+    const v = b[k];
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+    if (typeof v === 'string') return parseInstant(v, now, k);
+    throw bad(k, 'must be a ms epoch number, an ISO 8601 time or a duration back from now');
+  };
+  if (b.since === undefined) throw bad('since', 'required');
+  const since = time('since');
+  const until = b.until === undefined ? now : time('until');
+  checkWindow(since, until);
+  return { merchant: merchantValue(b.merchant), since, until };
+}
+
+/** Whether a `force` query parameter says yes. */
+export function forceParam(q: URLSearchParams): boolean {
+  return /^(1|true|yes)$/i.test(q.get('force') ?? '');
+}

@@ -1,0 +1,271 @@
+// The history API's pure parts (issue 16): cursors, query and body parsing,
+// route matching, the resend/recover rules with a fake reader, and the
+// timeline `ctl show` prints.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatPage, formatTimeline, shortDuration } from '../../src/cli/ctl-history.js';
+import { loadConfig } from '../../src/core/config.js';
+import type { Notification } from '../../src/core/message.js';
+import { decodeCursor, encodeCursor, parseInstant, parseListQuery, parseRecoverBody, LIST_LIMIT_DEFAULT } from '../../src/history/query-params.js';
+import type { DeadEntry, HistoryReader, NotificationTimeline, NotificationView } from '../../src/history/reader.js';
+import { answerHistory, matchHistoryRoute } from '../../src/history/routes.js';
+import type { IncomingMessage } from 'node:http';
+import { HistoryService } from '../../src/history/service.js';
+
+const NOW = Date.UTC(2026, 11, 1, 12, 0, 0);
+const H = 3_600_000;
+
+function fieldOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    assert.equal((err as { code?: string }).code, 'VALIDATION');
+    return (err as { field?: string }).field;
+  }
+  assert.fail('expected a VALIDATION error');
+}
+
+describe('history API: cursors', () => {
+  it('round-trips and is opaque text (base64url)', () => {
+    const c = { at: '2026-12-01T11:59:59.123456Z', id: 'order/1 é' };
+    const text = encodeCursor(c);
+    assert.match(text, /^[A-Za-z0-9_-]+$/);
+    assert.deepEqual(decodeCursor(text), c);
+  });
+
+  it('refuses what it did not make, naming the cursor field', () => {
+    for (const bad of ['', 'not a cursor', Buffer.from('[1,2]').toString('base64url'), Buffer.from('["2026-12-01T11:59:59Z","x"]').toString('base64url'), Buffer.from('{"at":"x"}').toString('base64url')]) {
+      assert.equal(fieldOf(() => decodeCursor(bad)), 'cursor', bad);
+    }
+  });
+});
+
+describe('history API: times and filters', () => {
+  it('reads ISO times (UTC unless they say) and durations back from now', () => {
+    assert.equal(parseInstant('1h', NOW, 'since'), NOW - H);
+    assert.equal(parseInstant('30m', NOW, 'since'), NOW - H / 2);
+    assert.equal(parseInstant('2d', NOW, 'since'), NOW - 48 * H);
+    assert.equal(parseInstant('2026-12-01T10:00:00Z', NOW, 'since'), Date.UTC(2026, 11, 1, 10));
+    assert.equal(parseInstant('2026-12-01T10:00:00', NOW, 'since'), Date.UTC(2026, 11, 1, 10), 'no offset: UTC');
+    assert.equal(parseInstant('2026-12-01T10:00:00+02:00', NOW, 'since'), Date.UTC(2026, 11, 1, 8));
+    assert.equal(parseInstant('2026-12-01', NOW, 'since'), Date.UTC(2026, 11, 1));
+    assert.equal(fieldOf(() => parseInstant('yesterday', NOW, 'until')), 'until');
+    assert.equal(fieldOf(() => parseInstant('2026-13-45', NOW, 'since')), 'since');
+  });
+
+  it('parses a listing query with defaults', () => {
+    assert.deepEqual(parseListQuery(new URLSearchParams(''), NOW), { merchant: null, status: null, since: null, until: null, limit: LIST_LIMIT_DEFAULT, cursor: null });
+    const cursor = encodeCursor({ at: '2026-12-01T11:00:00.000001Z', id: 'n9' });
+    assert.deepEqual(parseListQuery(new URLSearchParams({ merchant: 'shop-a', status: 'dead', since: '1h', until: '2026-12-01T12:00:00Z', limit: '500', cursor }), NOW), {
+      merchant: 'shop-a',
+      status: 'dead',
+      since: NOW - H,
+      until: NOW,
+      limit: 500,
+      cursor: { at: '2026-12-01T11:00:00.000001Z', id: 'n9' },
+    });
+  });
+
+  it('answers a bad listing parameter with its field', () => {
+    const cases: [string, string][] = [
+      ['limit=0', 'limit'],
+      ['limit=501', 'limit'],
+      ['limit=ten', 'limit'],
+      ['status=lost', 'status'],
+      ['since=soon', 'since'],
+      ['since=1h&until=2h', 'until'],
+      ['merchant=', 'merchant'],
+      ['cursor=%%%', 'cursor'],
+      ['colour=red', 'colour'],
+      ['limit=1&limit=2', 'limit'],
+    ];
+    for (const [q, field] of cases) assert.equal(fieldOf(() => parseListQuery(new URLSearchParams(q), NOW)), field, q);
+  });
+
+  it('parses a recover body: merchant and since required, until defaults to now', () => {
+    assert.deepEqual(parseRecoverBody({ merchant: 'shop-a', since: '2h' }, NOW), { merchant: 'shop-a', since: NOW - 2 * H, until: NOW });
+    assert.deepEqual(parseRecoverBody({ merchant: 'shop-a', since: NOW - H, until: '2026-12-01T11:30:00Z' }, NOW), { merchant: 'shop-a', since: NOW - H, until: NOW - H / 2 });
+    assert.equal(fieldOf(() => parseRecoverBody({ since: '1h' }, NOW)), 'merchant');
+    assert.equal(fieldOf(() => parseRecoverBody({ merchant: 'm' }, NOW)), 'since');
+    assert.equal(fieldOf(() => parseRecoverBody({ merchant: 'm', since: '1h', until: '2h' }, NOW)), 'until');
+    assert.equal(fieldOf(() => parseRecoverBody({ merchant: 'm', since: '1h', extra: 1 }, NOW)), 'extra');
+    assert.equal(fieldOf(() => parseRecoverBody([], NOW)), 'body');
+  });
+});
+
+describe('history API: routes', () => {
+  it('matches the history calls under a base and leaves the submit route alone', () => {
+    assert.deepEqual(matchHistoryRoute('/v1', 'GET', '/v1/notifications'), { kind: 'list' });
+    assert.equal(matchHistoryRoute('/v1', 'POST', '/v1/notifications'), null, 'POST submits');
+    assert.equal(matchHistoryRoute('/v1', 'POST', '/v1/notifications:batch'), null);
+    assert.deepEqual(matchHistoryRoute('/v1', 'POST', '/v1/notifications:recover'), { kind: 'recover' });
+    assert.deepEqual(matchHistoryRoute('/v1', 'GET', '/v1/notifications/order%2F1'), { kind: 'get', id: 'order/1' });
+    assert.deepEqual(matchHistoryRoute('/admin', 'POST', '/admin/notifications/n1/resend'), { kind: 'resend', id: 'n1' });
+    assert.equal(matchHistoryRoute('/v1', 'GET', '/v1/notifications/a/b'), null);
+    assert.equal(matchHistoryRoute('/v1', 'GET', '/admin/notifications/a'), null);
+  });
+
+  it('without a history every call is 501 HISTORY_DISABLED, and a database that is away is 503 HISTORY_UNAVAILABLE', async () => {
+    let resumed = 0;
+    const req = { resume: () => resumed++ } as unknown as IncomingMessage;
+    for (const route of [{ kind: 'list' }, { kind: 'recover' }, { kind: 'get', id: 'x' }, { kind: 'resend', id: 'x' }] as const) {
+      await assert.rejects(answerHistory(null, route, req, new URL('http://x/v1/notifications'), null), { code: 'HISTORY_DISABLED' });
+    }
+    assert.ok(resumed >= 4, 'the request body is drained');
+    const away = new HistoryService(
+      { stored: async () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })) } as unknown as HistoryReader,
+      async () => ({ run: 'r' }),
+      () => loadConfig({ configFile: null, env: {} }).limits,
+    );
+    await assert.rejects(answerHistory(away, { kind: 'resend', id: 'x' }, req, new URL('http://x/v1/notifications/x/resend'), null), { code: 'HISTORY_UNAVAILABLE' });
+  });
+
+  it('a wrong method on a history path is a coded 405', () => {
+    for (const [m, p] of [
+      ['GET', '/v1/notifications/n1/resend'],
+      ['DELETE', '/v1/notifications/n1'],
+      ['GET', '/v1/notifications:recover'],
+    ]) {
+      assert.throws(() => matchHistoryRoute('/v1', m!, p!), { code: 'METHOD_NOT_ALLOWED' });
+    }
+  });
+});
+
+function view(over: Partial<NotificationView> = {}): NotificationView {
+  return {
+    id: 'n1',
+    createdAt: NOW - H,
+    merchant: 'shop-a',
+    producer: 'checkout',
+    url: 'https://shop-a.example/notify',
+    status: 'dead',
+    deadReason: 'status-410',
+    attempts: 1,
+    lastAttemptAt: NOW - H,
+    lastStatus: 410,
+    lastError: 'HTTP 410',
+    deliveredAt: null,
+    deadAt: NOW - H,
+    resendable: true,
+    ...over,
+  };
+}
+
+const content = (id: string): string => JSON.stringify({ id, url: 'https://shop-a.example/notify', body: { order: 1 }, contentType: 'application/json', createdAt: NOW - H });
+
+function fakeReader(rows: Record<string, { view: NotificationView; content: string | null }>, dead: DeadEntry[] = []): HistoryReader {
+  return {
+    stored: async (id: string) => (rows[id] ? { ...rows[id]!, key: '2026-12-01T11:00:00.000000Z' } : null),
+    get: async () => null,
+    list: async () => ({ notifications: [], nextCursor: null }),
+    deadOfMerchant: async (_m: string, _s: number, _u: number, after: { id: string } | null, limit: number) => {
+      const from = after ? dead.findIndex((d) => d.id === after.id) + 1 : 0;
+      return dead.slice(from, from + limit);
+    },
+  } as unknown as HistoryReader;
+}
+
+describe('history API: resend and recover rules', () => {
+  const limits = loadConfig({ configFile: null, env: {} }).limits;
+
+  it('resends a stored notification with the same id; refuses a pending one unless forced', async () => {
+    const started: [string, string, string | null][] = [];
+    const svc = new HistoryService(
+      fakeReader({ dead: { view: view(), content: content('dead') }, busy: { view: view({ id: 'busy', status: 'pending' }), content: content('busy') } }),
+      async (n: Notification, via, producer) => {
+        started.push([n.id, via, producer]);
+        return { run: `run-${started.length}` };
+      },
+      () => limits,
+    );
+    assert.deepEqual(await svc.resend('dead', false, 'checkout'), { id: 'dead', run: 'run-1', previousStatus: 'dead' });
+    await assert.rejects(svc.resend('busy', false, null), { code: 'NOTIFICATION_PENDING' });
+    assert.deepEqual(await svc.resend('busy', true, null), { id: 'busy', run: 'run-2', previousStatus: 'pending' });
+    await assert.rejects(svc.resend('nobody', true, null), { code: 'NOT_FOUND' });
+    assert.deepEqual(started, [
+      ['dead', 'resend', 'checkout'],
+      ['busy', 'resend', null],
+    ]);
+  });
+
+  it('NOT_RESENDABLE when only attempts were recorded or the stored body is no longer valid', async () => {
+    const svc = new HistoryService(
+      fakeReader({ bare: { view: view({ id: 'bare', resendable: false }), content: null }, broken: { view: view({ id: 'broken' }), content: '{"id":"broken","url":"ftp://x"}' } }),
+      async () => assert.fail('nothing may be published'),
+      () => limits,
+    );
+    await assert.rejects(svc.resend('bare', false, null), { code: 'NOT_RESENDABLE' });
+    await assert.rejects(svc.resend('broken', false, null), { code: 'NOT_RESENDABLE' });
+  });
+
+  it('recover pages through every dead one, counts, and reports those it cannot resend', async () => {
+    const dead: DeadEntry[] = Array.from({ length: 450 }, (_, i) => ({ id: `d${i}`, key: { at: '2026-12-01T11:00:00.000000Z', id: `d${i}` }, content: i === 7 ? null : content(`d${i}`) }));
+    const sent: string[] = [];
+    const svc = new HistoryService(
+      fakeReader({}, dead),
+      async (n, via) => {
+        assert.equal(via, 'recover');
+        sent.push(n.id);
+        return { run: 'r' };
+      },
+      () => limits,
+    );
+    const r = await svc.recover({ merchant: 'shop-a', since: NOW - 2 * H, until: NOW }, null);
+    assert.deepEqual([r.matched, r.resent, r.failed.map((f) => [f.id, f.error.code])], [450, 449, [['d7', 'NOT_RESENDABLE']]]);
+    assert.equal(new Set(sent).size, 449, 'each once');
+  });
+});
+
+describe('history API: ctl output', () => {
+  const t: NotificationTimeline = {
+    notification: view({ id: 'order-1', status: 'delivered', deadReason: null, attempts: 3, deliveredAt: NOW - H + 5000, deadAt: null, lastStatus: 200 }),
+    runs: [{ run: 'r1', startedAt: NOW - H, via: 'ingress', producer: 'checkout' }],
+    attempts: [
+      { run: 'r1', attempt: 0, tier: 0, startedAt: NOW - H, durationMs: 87, status: 500, outcome: 'retry', skipped: false, reason: null, error: 'HTTP 500', answer: 'oops' },
+      { run: 'r1', attempt: 1, tier: 1, startedAt: NOW - H + 1000, durationMs: 0, status: null, outcome: 'skipped', skipped: true, reason: 'origin-failing', error: null, answer: null },
+      { run: 'r1', attempt: 2, tier: 2, startedAt: NOW - H + 4000, durationMs: 1234, status: 200, outcome: 'success', skipped: false, reason: null, error: null, answer: 'success' },
+    ],
+  };
+
+  it('prints a timeline: one line per attempt with tier, time, duration, status, outcome and why', () => {
+    assert.equal(
+      formatTimeline(t),
+      [
+        'notification order-1  DELIVERED  merchant shop-a  producer checkout',
+        'url      https://shop-a.example/notify',
+        'created  2026-12-01T11:00:00.000Z   attempts 3   delivered 2026-12-01T11:00:05.000Z',
+        '',
+        'run r1  ingress  2026-12-01T11:00:00.000Z  by checkout',
+        '  #  TIER  TIME                      DURATION  STATUS  OUTCOME  NOTE',
+        '  1  0     2026-12-01T11:00:00.000Z  87ms      500     retry    HTTP 500',
+        '  2  1     2026-12-01T11:00:01.000Z  0ms       -       skipped  skipped: origin-failing',
+        '  3  2     2026-12-01T11:00:04.000Z  1.2s      200     success',
+      ].join('\n'),
+    );
+  });
+
+  it('shows attempts of a ladder whose start was not recorded, and a dead reason', () => {
+    const out = formatTimeline({ notification: view({ resendable: false }), runs: [], attempts: [{ ...t.attempts[0]!, run: '' }] });
+    assert.match(out, /^notification n1 {2}DEAD \(status-410\)/);
+    assert.match(out, /not resendable/);
+    assert.match(out, /^run \(start not recorded\)$/m);
+  });
+
+  it('prints a page and where the next starts', () => {
+    const out = formatPage({ notifications: [view(), view({ id: 'n2', status: 'delivered', deadReason: null, lastStatus: 200 })], nextCursor: 'abc' });
+    assert.equal(
+      out,
+      [
+        'ID  CREATED                   MERCHANT  STATUS     ATTEMPTS  LAST',
+        'n1  2026-12-01T11:00:00.000Z  shop-a    dead       1         status-410',
+        'n2  2026-12-01T11:00:00.000Z  shop-a    delivered  1         200',
+        'more: --cursor abc',
+      ].join('\n'),
+    );
+    assert.equal(formatPage({ notifications: [], nextCursor: null }), '(no notification matches)');
+  });
+
+  it('short durations', () => {
+    assert.deepEqual([shortDuration(87), shortDuration(1234), shortDuration(184_000)], ['87ms', '1.2s', '3m04s']);
+  });
+});
