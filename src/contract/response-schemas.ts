@@ -72,6 +72,7 @@ export const RedriveAnswer = Type.Object({ moved: Type.Integer({ minimum: 0 }), 
 export const DeadListing = Type.Object({
   total: Type.Integer({ minimum: 0 }),
   byReason: Type.Record(Type.String(), Type.Integer()),
+  byMerchant: Type.Record(Type.String(), Type.Integer(), { description: '`-` for notifications without a merchant' }),
   messages: Type.Array(
     Type.Object({
       id: Type.String(),
@@ -153,3 +154,82 @@ export const MerchantAnswer = Type.Object({ merchant: Merchant }, { additionalPr
 /** Create, patch and rotate: the new secret (`whsec_…`) is here, in this answer only, or null when none was made. */
 export const MerchantWithSecret = Type.Object({ merchant: Merchant, secret: nullable(Type.String()) }, { additionalProperties: false });
 export const MerchantPage = Type.Object({ merchants: Type.Array(Merchant), nextCursor: nullable(Type.String()) }, { additionalProperties: false });
+
+// --- the delivery history (DESIGN §11) ---------------------------------------
+
+const HistoryStatus = stringEnum(['pending', 'delivered', 'dead']);
+
+/** A notification as the history shows it; times are ms epoch. */
+export const HistoryNotification = Type.Object(
+  {
+    id: Type.String(),
+    createdAt: Type.Number(),
+    merchant: nullable(Type.String()),
+    producer: nullable(Type.String({ description: 'the ingress token that submitted it' })),
+    url: Type.String(),
+    status: HistoryStatus,
+    deadReason: nullable(Type.String({ description: 'exhausted, status-410, disabled, …' })),
+    attempts: Type.Integer({ minimum: 0, description: 'over every ladder' }),
+    lastAttemptAt: nullable(Type.Number()),
+    lastStatus: nullable(Type.Integer()),
+    lastError: nullable(Type.String()),
+    deliveredAt: nullable(Type.Number()),
+    deadAt: nullable(Type.Number()),
+    resendable: Type.Boolean({ description: 'the history holds the notification itself' }),
+  },
+  { additionalProperties: false },
+);
+
+/** `GET …/notifications/<id>`: the notification, its ladders and its attempts. */
+export const HistoryTimeline = Type.Object(
+  {
+    notification: HistoryNotification,
+    runs: Type.Array(Type.Object({ run: Type.String(), startedAt: Type.Number(), via: Type.String(), producer: nullable(Type.String()) }, { additionalProperties: false })),
+    attempts: Type.Array(
+      Type.Object(
+        {
+          run: Type.String({ description: "its ladder ('' when the ladder's start was never recorded)" }),
+          attempt: Type.Integer({ minimum: 0 }),
+          tier: Type.Integer({ minimum: 0 }),
+          startedAt: Type.Number(),
+          durationMs: Type.Number(),
+          status: nullable(Type.Integer()),
+          outcome: stringEnum(['success', 'retry', 'dead', 'skipped']),
+          skipped: Type.Boolean(),
+          reason: nullable(Type.String()),
+          error: nullable(Type.String()),
+          answer: nullable(Type.String({ description: "the first KiB of the merchant's answer" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** `GET …/notifications?…`: a page, newest first, and the cursor of the next one (null on the last). */
+export const HistoryPage = Type.Object({ notifications: Type.Array(HistoryNotification), nextCursor: nullable(Type.String()) }, { additionalProperties: false });
+
+/** `POST …/notifications/<id>/resend`: a new ladder. */
+export const ResendAnswer = Type.Object({ id: Type.String(), run: Type.String(), previousStatus: Type.String() }, { additionalProperties: false });
+
+/** `POST …/notifications:recover`: the merchant's dead ones in the window. */
+export const RecoverInput = Type.Object(
+  {
+    merchant: Type.String({ minLength: 1, maxLength: 200 }),
+    since: Type.String({ description: 'ISO 8601 time, or a duration back from now (2d)' }),
+    until: Type.Optional(Type.String({ description: 'ISO 8601 time, or a duration back from now; default now' })),
+  },
+  { additionalProperties: false },
+);
+export const RecoverAnswer = Type.Object(
+  {
+    merchant: Type.String(),
+    since: Type.Number(),
+    until: Type.Number(),
+    matched: Type.Integer({ minimum: 0 }),
+    resent: Type.Integer({ minimum: 0 }),
+    failed: Type.Array(Type.Object({ id: Type.String(), error: ErrorBody.properties.error }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);

@@ -39,6 +39,11 @@ export function contractSchemas(c: ContractLimits): Record<string, TSchema> {
     MerchantPage: R.MerchantPage,
     RotateInput: Type.Object({ grace: Type.Optional(Type.String({ description: 'how long the old secret keeps signing, e.g. 24h (default merchants.rotationGrace)' })) }, { additionalProperties: true }),
     OpenApiDocument: Type.Object({ openapi: Type.Literal('3.1.0'), info: Type.Object({}), paths: Type.Object({}) }, { description: 'an OpenAPI 3.1 document' }),
+    HistoryTimeline: R.HistoryTimeline,
+    HistoryPage: R.HistoryPage,
+    ResendAnswer: R.ResendAnswer,
+    RecoverInput: R.RecoverInput,
+    RecoverAnswer: R.RecoverAnswer,
     DisableInput: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: true }),
   };
 }
@@ -85,6 +90,61 @@ const probes = (port: Port): Route[] => [
   { port, method: 'get', path: '/openapi.json', open: true, summary: 'this document', answers: { 200: { description: 'the OpenAPI 3.1 document of this port', schema: 'OpenApiDocument' } } },
 ];
 
+/**
+ * The history API (DESIGN §11), mounted under `/v1` on the ingress (producer
+ * tokens) and under `/admin` on the admin port: the same four calls.
+ */
+const history = (port: Port, base: '/v1' | '/admin'): Route[] => {
+  const off = err('no database (HISTORY_DISABLED)');
+  const away = err('the history database cannot be reached (HISTORY_UNAVAILABLE); retry');
+  return [
+    {
+      port,
+      method: 'get',
+      path: `${base}/notifications`,
+      summary: 'list notifications from the history, newest first (keyset pages)',
+      query: {
+        merchant: { schema: Type.String(), description: 'only this merchant' },
+        status: { schema: Type.Unsafe({ type: 'string', enum: ['pending', 'delivered', 'dead'] }), description: 'only this status' },
+        since: { schema: Type.String(), description: 'ISO 8601 time or a duration back from now (2d), inclusive' },
+        until: { schema: Type.String(), description: 'ISO 8601 time or a duration back from now, exclusive' },
+        ...limit(500, 50),
+        cursor: { schema: Type.String(), description: 'nextCursor of the previous page' },
+      },
+      answers: { 200: { description: 'a page', schema: 'HistoryPage' }, 400: err('a bad parameter (VALIDATION with field)'), 501: off, 503: away },
+    },
+    {
+      port,
+      method: 'get',
+      path: `${base}/notifications/{id}`,
+      summary: 'one notification: its ladders and every attempt',
+      answers: { 200: { description: 'the timeline', schema: 'HistoryTimeline' }, 404: err('not in the history (NOT_FOUND)'), 501: off, 503: away },
+    },
+    {
+      port,
+      method: 'post',
+      path: `${base}/notifications/{id}/resend`,
+      summary: 'send a notification again, on a new ladder from tier 0',
+      query: { force: { schema: Type.Boolean(), description: 'resend one still pending too' } },
+      answers: {
+        202: { description: 'a new ladder started', schema: 'ResendAnswer' },
+        404: err('not in the history'),
+        409: err('still pending (NOTIFICATION_PENDING; force resends it), or not resendable (NOT_RESENDABLE)'),
+        501: off,
+        503: away,
+      },
+    },
+    {
+      port,
+      method: 'post',
+      path: `${base}/notifications:recover`,
+      summary: "send again a merchant's dead notifications of a time window",
+      body: 'RecoverInput',
+      answers: { 202: { description: 'what was resent', schema: 'RecoverAnswer' }, 400: err('a bad window (VALIDATION with field)'), 501: off, 503: away },
+    },
+  ];
+};
+
 /** Every route of both ports. */
 export const ROUTES: readonly Route[] = [
   ...probes('ingress'),
@@ -120,6 +180,7 @@ export const ROUTES: readonly Route[] = [
       503: { description: 'nothing accepted: every item failed with 503, or refused before reading', schema: ['BatchAnswer', 'Error'] },
     },
   },
+  ...history('ingress', '/v1'),
   ...probes('admin'),
   { port: 'admin', method: 'get', path: '/metrics', summary: 'Prometheus metrics of every process', answers: { 200: { description: 'Prometheus text exposition', text: 'text/plain; version=0.0.4' } } },
   { port: 'admin', method: 'get', path: '/admin/status', summary: 'tiers, ingress, recorder and broker', answers: { 200: { description: 'status', schema: 'DaemonStatus' } } },
@@ -183,4 +244,5 @@ export const ROUTES: readonly Route[] = [
     body: 'DisableInput',
     answers: { 200: { description: 'the merchant', schema: 'MerchantAnswer' }, 404: err('no such merchant'), 501: err('no database') },
   })),
+  ...history('admin', '/admin'),
 ];

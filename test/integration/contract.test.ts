@@ -131,7 +131,7 @@ describe('contract: real answers match the OpenAPI documents', () => {
     assert.equal((await expect('ingress', 'POST', '/v1/notifications', 401, { token: 'wrong', body: { url, body: 'x' } })).error.code, 'UNAUTHORIZED');
     assert.equal((await expect('ingress', 'POST', '/v1/notifications', 413, { body: { url, body: 'x'.repeat(70 * 1024) } })).error.code, 'BODY_TOO_LARGE');
     assert.equal((await expect('ingress', 'POST', '/v1/notifications', 415, { raw: 'url=x', contentType: 'application/x-www-form-urlencoded' })).error.code, 'UNSUPPORTED_MEDIA_TYPE');
-    const wrongMethod = await call(main.ingressUrl, 'GET', '/v1/notifications', { token: INGRESS_TOKEN });
+    const wrongMethod = await call(main.ingressUrl, 'PUT', '/v1/notifications', { token: INGRESS_TOKEN, body: {} });
     assert.equal(wrongMethod.status, 405);
     ingress.check('POST', '/v1/notifications', 405, wrongMethod.body);
     // An unknown path answers with the error body every route documents as its default.
@@ -185,6 +185,40 @@ describe('contract: real answers match the OpenAPI documents', () => {
     await expect('admin', 'DELETE', '/admin/merchants/{id}', 204, { path: `/admin/merchants/${id}` });
   });
 
+  it('history: one notification, a listing, resend, recover, and their refusals, on both ports', async () => {
+    const id = `h-${randomBytes(3).toString('hex')}`;
+    await expect('ingress', 'POST', '/v1/notifications', 202, { body: { id, url: `${merchant.base}/ok/history`, body: 'x' } });
+    // The recorder writes in batches: wait until the history has it delivered.
+    await waitFor(async () => {
+      const r = await call(main.ingressUrl, 'GET', `/v1/notifications/${id}`, { token: INGRESS_TOKEN });
+      return r.status === 200 && (r.body as { notification: { status: string } }).notification.status === 'delivered';
+    }, 20_000, 'delivered in the history');
+    const timeline = await expect('ingress', 'GET', '/v1/notifications/{id}', 200, { path: `/v1/notifications/${id}` });
+    assert.equal(timeline.attempts.length, 1);
+    await expect('admin', 'GET', '/admin/notifications/{id}', 200, { path: `/admin/notifications/${id}` });
+    assert.equal((await expect('ingress', 'GET', '/v1/notifications/{id}', 404, { path: '/v1/notifications/never-seen' })).error.code, 'NOT_FOUND');
+    const page = await expect('ingress', 'GET', '/v1/notifications', 200, { path: '/v1/notifications?limit=5&since=1h' });
+    assert.ok(page.notifications.some((n: { id: string }) => n.id === id));
+    await expect('admin', 'GET', '/admin/notifications', 200, { path: '/admin/notifications?status=delivered' });
+    assert.equal((await expect('ingress', 'GET', '/v1/notifications', 400, { path: '/v1/notifications?status=lost' })).error.field, 'status');
+    const resent = await expect('ingress', 'POST', '/v1/notifications/{id}/resend', 202, { path: `/v1/notifications/${id}/resend` });
+    assert.equal(resent.previousStatus, 'delivered');
+    await expect('admin', 'POST', '/admin/notifications/{id}/resend', 202, { path: `/admin/notifications/${id}/resend?force=1` });
+    // A merchant's dead ones in a window, sent again.
+    const m = `hm-${randomBytes(3).toString('hex')}`;
+    await expect('admin', 'POST', '/admin/merchants', 201, { body: { id: m, name: 'Gone', allowedOrigins: [merchant.base] } });
+    const goneId = `${m}-1`;
+    await waitFor(async () => (await call(main.ingressUrl, 'POST', '/v1/notifications', { token: INGRESS_TOKEN, body: { id: goneId, merchant: m, url: `${merchant.base}/status/410/${m}`, body: 'x' } })).status === 202, 10_000, 'the ingress knows the merchant');
+    await waitFor(async () => {
+      const r = await call(main.adminUrl, 'GET', `/admin/notifications/${goneId}`, { token: ADMIN_TOKEN });
+      return r.status === 200 && (r.body as { notification: { status: string } }).notification.status === 'dead';
+    }, 20_000, 'dead in the history');
+    const recovered = await expect('ingress', 'POST', '/v1/notifications:recover', 202, { body: { merchant: m, since: '1h' } });
+    assert.equal(recovered.matched, 1);
+    await expect('admin', 'POST', '/admin/notifications:recover', 202, { body: { merchant: m, since: '1h' } });
+    assert.equal((await expect('ingress', 'POST', '/v1/notifications:recover', 400, { body: { merchant: m, since: 'yesterday-ish' } })).error.field, 'since');
+  });
+
   it('without a broker: 503 on the ingress (single and batch), readiness 503; without a database: 501', async () => {
     const d = start('contract-nobroker', { NOTIFY_AMQP_URL: 'amqp://guest:guest@127.0.0.1:1' });
     await waitFor(() => d.ingressPort > 0 && d.adminPort > 0, 30_000, 'listening');
@@ -198,6 +232,8 @@ describe('contract: real answers match the OpenAPI documents', () => {
     await expect('admin', 'GET', '/readyz', 503, { daemon: d, token: '-' });
     assert.equal((await expect('admin', 'GET', '/admin/merchants', 501, { daemon: d, token: '-' })).error.code, 'MERCHANTS_DISABLED');
     assert.equal((await expect('admin', 'POST', '/admin/merchants', 501, { daemon: d, token: '-', body: { id: 'a' } })).error.code, 'MERCHANTS_DISABLED');
+    assert.equal((await expect('ingress', 'GET', '/v1/notifications/{id}', 501, { daemon: d, token: '-', path: '/v1/notifications/x' })).error.code, 'HISTORY_DISABLED');
+    assert.equal((await expect('admin', 'GET', '/admin/notifications', 501, { daemon: d, token: '-' })).error.code, 'HISTORY_DISABLED');
   });
 
   it('checked every answer the documents list for the routes it called', () => {
