@@ -42,8 +42,9 @@ export const ajv = new Ajv({
   logger: { log: console.log, warn: quietDeprecation, error: console.error },
 });
 
-/** A compiled validator for schema `S`. */
+/** A compiled validator. */
 export type Validator = ValidateFunction;
+/** One error of a validator (`validator.errors`). */
 export type { ErrorObject };
 
 /**

@@ -28,6 +28,7 @@ const METHOD_PATTERN = '^([Pp][Oo][Ss][Tt]|[Pp][Uu][Tt])$';
 export const MAX_EPOCH_MS = 8.64e15;
 /** Largest serialised `metadata`, bytes. */
 export const METADATA_MAX_BYTES = 16 * 1024;
+/** Longest merchant id. */
 export const MERCHANT_ID_MAX = 128;
 
 /**

@@ -40,7 +40,9 @@ export const BatchItem = Type.Union([
 /** `POST /v1/notifications:batch`: 202 all accepted, 207 a mix, 503 all refused by the broker. */
 export const BatchAnswer = Type.Object({ accepted: Type.Integer({ minimum: 0 }), results: Type.Array(BatchItem) }, { additionalProperties: false });
 
+/** `GET /healthz`. */
 export const Health = Type.Object({ ok: Type.Literal(true) }, { additionalProperties: false });
+/** `GET /readyz` (200 ready, 503 not, with the reasons). */
 export const Readiness = Type.Object({ ready: Type.Boolean(), reasons: Type.Array(Type.String()) }, { additionalProperties: false });
 
 const WorkerState = stringEnum(['starting', 'running', 'paused', 'backoff', 'crashloop', 'draining', 'stopped']);
@@ -65,7 +67,9 @@ export const DaemonStatus = Type.Object({
   recorder: nullable(Type.Object({ pid: nullable(Type.Integer()), state: WorkerState, restarts: Type.Integer(), brokerNode: nullable(Type.String()) })),
 });
 
+/** `POST /admin/reload`. */
 export const ReloadAnswer = Type.Object({ applied: Type.Boolean(), restartRequired: Type.Boolean(), notes: Type.Array(Type.String()) });
+/** `POST /admin/dead/redrive`. */
 export const RedriveAnswer = Type.Object({ moved: Type.Integer({ minimum: 0 }), skipped: Type.Integer({ minimum: 0 }), remaining: Type.Integer({ minimum: 0 }) });
 
 /** `GET /admin/dead`: parked notifications, listed without consuming them. */
@@ -150,9 +154,11 @@ export const Merchant = Type.Object(
   { additionalProperties: false },
 );
 
+/** Show, enable, disable: the merchant. */
 export const MerchantAnswer = Type.Object({ merchant: Merchant }, { additionalProperties: false });
 /** Create, patch and rotate: the new secret (`whsec_…`) is here, in this answer only, or null when none was made. */
 export const MerchantWithSecret = Type.Object({ merchant: Merchant, secret: nullable(Type.String()) }, { additionalProperties: false });
+/** `GET /admin/merchants`: a page by id, and the cursor of the next one. */
 export const MerchantPage = Type.Object({ merchants: Type.Array(Merchant), nextCursor: nullable(Type.String()) }, { additionalProperties: false });
 
 // --- the delivery history (DESIGN §11) ---------------------------------------
@@ -222,6 +228,7 @@ export const RecoverInput = Type.Object(
   },
   { additionalProperties: false },
 );
+/** What a recover resent, and what it could not. */
 export const RecoverAnswer = Type.Object(
   {
     merchant: Type.String(),

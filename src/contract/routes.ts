@@ -48,7 +48,9 @@ export function contractSchemas(c: ContractLimits): Record<string, TSchema> {
   };
 }
 
+/** The name of one of {@link contractSchemas}. */
 export type SchemaName = keyof ReturnType<typeof contractSchemas>;
+/** The daemon's two HTTP ports, one document each. */
 export type Port = 'ingress' | 'admin';
 
 /** One answer: a JSON body of a named schema (or one of several), plain text, or no body. */
