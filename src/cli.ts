@@ -4,7 +4,8 @@ import { NotifyClient } from './client.js';
 import { EX_CONFIG } from './core/config.js';
 import { toErrorData } from './core/errors.js';
 import { loadConfigOrExit, runMaster } from './supervisor/master.js';
-import { str, type Values } from './cli/args.js';
+import { str, usage, type Values } from './cli/args.js';
+import { configCheck } from './cli/config-check.js';
 import { CTL_USAGE, ctl } from './cli/ctl.js';
 import { migrateCommand } from './cli/migrate.js';
 
@@ -14,6 +15,8 @@ const USAGE = `notifyd — tiered HTTP notification delivery on RabbitMQ
   notifyd publish --url URL --body JSON [--id ID] [--config FILE]
                                                 publish one notification (waits for the broker's confirm)
   notifyd migrate [--config FILE]               bring the database up to date (the master also does it at start)
+  notifyd config check [--config FILE]          list every problem of a configuration (exit 78 when invalid);
+                                                its JSON Schema is docs/config.schema.json
   notifyd ctl …                                 talk to a running daemon's admin API:
 ${CTL_USAGE.replace(/^/gm, '    ')}
 
@@ -90,6 +93,9 @@ async function main(argv: string[]): Promise<number> {
       return ctl(rest, values);
     case 'migrate':
       return migrateCommand(values);
+    case 'config':
+      if (rest[0] !== 'check') return usage('usage: notifyd config check [--config FILE]');
+      return configCheck(str(values, 'config') ?? null);
     default:
       process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
       return 64;

@@ -6,6 +6,7 @@ import { closeServerNow, statusForError, tokenMatches } from '../core/http-util.
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { openApiText } from '../contract/openapi.js';
 import { foreignBrowserRequest } from './browser-guard.js';
 import { ConsoleFiles, isConsolePath } from './console-files.js';
 import { merchantRoute } from './merchant-routes.js';
@@ -74,6 +75,15 @@ export class AdminServer {
       req.resume();
       const r = this.target.readiness();
       return this.json(res, r.ready ? 200 : 503, r);
+    }
+    // The document says what the API is, nothing of this daemon's state: open, like the probes.
+    if (path === '/openapi.json' && method === 'GET') {
+      req.resume();
+      const c = this.target.currentConfig;
+      const text = openApiText('admin', { limits: c.limits, maxBatch: c.ingress.maxBatch });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
     }
     // The console's files hold no secret (the API calls it makes carry the token), so a browser can load the page that asks for it.
     if (isConsolePath(path)) return this.console.serve(req, res, path);

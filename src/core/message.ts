@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { LimitsConfig, SuccessCriteria } from './config.js';
 import { ErrorCodes, NotifyError } from './errors.js';
+import { checkNotificationShape, checkSuccessShape } from '../contract/notification-check.js';
+import { METADATA_MAX_BYTES, URL_PATTERN } from '../contract/notification-schema.js';
 
 export const JSON_TYPE = 'application/json';
 export const FORM_TYPE = 'application/x-www-form-urlencoded';
@@ -58,26 +60,12 @@ export function uuidv7(now = Date.now()): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/;
-const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const MEDIA_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\r\n]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
-// eslint-disable-next-line no-control-regex
-const CTL_RE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
-/**
- * What an HTTP header value may hold: tab, visible ASCII, space and the
- * Latin-1 range. undici refuses anything else (a character above U+00FF,
- * say) when the request is made, so it is refused here instead.
- */
-const HEADER_VALUE_RE = /^[\t\u0020-\u007e\u0080-\u00ff]*$/;
-/** Headers notifyd sets itself or that would let a caller smuggle a second request. */
+/** Headers notifyd sets itself or that would let a caller smuggle a second request (in any case: header names are case-insensitive). */
 const RESERVED_HEADERS = new Set([
   'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer',
   'expect', 'proxy-authorization', 'proxy-connection', 'content-type', 'user-agent',
   'webhook-id', 'webhook-timestamp', 'webhook-signature',
 ]);
-const METADATA_MAX_BYTES = 16 * 1024;
-/** The largest Date (year 275760): anything above cannot be an epoch and breaks AMQP's timestamp encoding. */
-const MAX_EPOCH_MS = 8.64e15;
 /** How far ahead of the receiving clock a createdAt may be (clock skew, not scheduling). */
 const CREATED_AT_MAX_AHEAD_MS = 24 * 3600_000;
 
@@ -101,27 +89,16 @@ function bad(field: string, message: string): never {
   throw new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Checks the success criteria of one notification (or merchant) against their schema. */
+export function validateSuccess(v: unknown, field = 'success'): SuccessCriteria {
+  checkSuccessShape(v, field);
+  return successOf(v as SuccessCriteria);
 }
 
-/** Checks the success criteria of one notification. */
-export function validateSuccess(v: unknown, field = 'success'): SuccessCriteria {
-  if (!isPlainObject(v)) bad(field, 'must be an object');
-  for (const k of Object.keys(v)) if (k !== 'status' && k !== 'bodyEquals') bad(`${field}.${k}`, 'unknown field');
-  let status: SuccessCriteria['status'] = '2xx';
-  if (v.status !== undefined && v.status !== '2xx') {
-    if (!Array.isArray(v.status) || v.status.length === 0 || v.status.length > 50 ||
-        !v.status.every((s) => Number.isInteger(s) && s >= 100 && s <= 599)) {
-      bad(`${field}.status`, 'must be "2xx" or a list of HTTP statuses');
-    }
-    status = v.status as number[];
-  }
-  if (v.bodyEquals !== undefined) {
-    if (typeof v.bodyEquals !== 'string' || v.bodyEquals.length > 1024) bad(`${field}.bodyEquals`, 'must be a string of at most 1024 characters');
-    return { status, bodyEquals: v.bodyEquals };
-  }
-  return { status };
+/** Success criteria that passed their schema, with the default status filled in. */
+function successOf(s: { readonly status?: SuccessCriteria['status']; readonly bodyEquals?: string }): SuccessCriteria {
+  const status = s.status ?? '2xx';
+  return s.bodyEquals === undefined ? { status } : { status, bodyEquals: s.bodyEquals };
 }
 
 /**
@@ -146,7 +123,7 @@ export function validateUrl(v: unknown, limits: LimitsConfig, field = 'url'): st
 function parseUrl(v: unknown, limits: LimitsConfig, field: string): string {
   if (typeof v !== 'string' || v.length === 0) bad(field, 'is required and must be a string');
   if (v.length > limits.urlMaxLength) bad(field, `is longer than ${limits.urlMaxLength} characters`);
-  if (CTL_RE.test(v) || /\s/.test(v)) bad(field, 'must not contain whitespace or control characters');
+  if (!URL_RE.test(v)) bad(field, 'must not contain whitespace or control characters');
   let u: URL;
   try {
     u = new URL(v);
@@ -158,6 +135,7 @@ function parseUrl(v: unknown, limits: LimitsConfig, field: string): string {
   if (!u.hostname) bad(field, 'has no host');
   return u.toString();
 }
+const URL_RE = new RegExp(URL_PATTERN, 'u');
 
 /** Options of {@link validateNotification}. */
 export interface ValidateOptions {
@@ -173,27 +151,16 @@ export interface ValidateOptions {
   readonly sourceBytes?: number;
 }
 
-const KNOWN_FIELDS = new Set(['id', 'merchant', 'url', 'method', 'headers', 'body', 'contentType', 'success', 'metadata', 'createdAt']);
-
-/** Checks the notification's headers; returns them with lower-cased names. */
-function validateHeaders(v: unknown, limits: LimitsConfig): Record<string, string> {
+/** What the schema cannot say about headers: reserved names, names given twice in other cases, bytes. Returns them lower-cased. */
+function checkHeaders(v: Readonly<Record<string, string>> | undefined, limits: LimitsConfig): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (v === undefined) return headers;
-  if (!isPlainObject(v)) bad('headers', 'must be an object of name: value strings');
-  let count = 0;
   for (const name in v) {
-    if (++count > limits.maxHeaders) bad('headers', `more than ${limits.maxHeaders} headers`);
-    const value = v[name];
+    const value = v[name]!;
     const f = `headers.${name.slice(0, 64)}`;
-    if (!TOKEN_RE.test(name)) bad(f, 'is not a valid header name');
-    if (typeof value !== 'string') bad(f, 'value must be a string');
-    if (CTL_RE.test(value)) bad(f, 'value must not contain CR, LF or control characters');
-    if (!HEADER_VALUE_RE.test(value)) bad(f, 'value may hold only Latin-1 characters (encode others, e.g. percent-encoding)');
     // A Latin-1 character is at most 2 bytes of UTF-8: count bytes only when that could matter.
     if ((name.length + value.length) * 2 > limits.headerMaxBytes && Buffer.byteLength(name) + Buffer.byteLength(value) > limits.headerMaxBytes) {
       bad(f, `is over ${limits.headerMaxBytes} bytes`);
     }
-    // Compared case-insensitively: HTTP header names are, so `Host` is `host`.
     const lower = name.toLowerCase();
     if (RESERVED_HEADERS.has(lower) || lower.startsWith('proxy-')) bad(f, 'is set by notifyd and cannot be overridden');
     if (headers[lower] !== undefined) bad(f, 'is given twice (header names are case-insensitive)');
@@ -202,63 +169,48 @@ function validateHeaders(v: unknown, limits: LimitsConfig): Record<string, strin
   return headers;
 }
 
-/** Content types seen before, known valid: the media-type grammar is a costly regex to run per attempt. */
-const VALID_CONTENT_TYPES = new Set<string>([JSON_TYPE, FORM_TYPE]);
-
-function validateContentType(v: unknown): string {
-  if (v === undefined) return JSON_TYPE;
-  if (typeof v === 'string' && VALID_CONTENT_TYPES.has(v)) return v;
-  if (typeof v !== 'string' || v.length > 200 || !MEDIA_TYPE_RE.test(v)) bad('contentType', 'must be a media type such as application/json');
-  if (VALID_CONTENT_TYPES.size < 256) VALID_CONTENT_TYPES.add(v);
-  return v;
+/** The notification as its schema ({@link checkNotificationShape}) lets it through. */
+interface Shaped {
+  id?: string | null;
+  merchant?: string | null;
+  url: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body: string | Record<string, unknown>;
+  contentType?: string;
+  success?: SuccessCriteria | null;
+  metadata?: Record<string, unknown> | null;
+  createdAt?: number;
 }
 
 /**
  * Validates a notification into a `Notification`: the one set of rules for
  * every path (ingress, `NotifyClient`, and a message read back from a work
- * queue, whoever published it). Throws `VALIDATION` naming the field.
+ * queue, whoever published it). Its schema (`contract/notification-schema.ts`)
+ * comes first; then what a schema cannot say. Throws `VALIDATION` naming the field.
  */
 export function validateNotification(input: unknown, limits: LimitsConfig, opts: ValidateOptions = {}): Notification {
-  if (!isPlainObject(input)) bad('notification', 'must be a JSON object');
-  for (const k in input) if (!KNOWN_FIELDS.has(k)) bad(k, 'unknown field');
+  checkNotificationShape(input, limits);
+  const v = input as Shaped;
 
   let id: string;
-  if (input.id === undefined || input.id === null) {
+  if (v.id === undefined || v.id === null) {
     if (opts.requireId) bad('id', 'is required');
     id = uuidv7(opts.now);
   } else {
-    if (typeof input.id !== 'string' || input.id.length === 0) bad('id', 'must be a non-empty string');
-    if (input.id.length > limits.idMaxLength) bad('id', `is longer than ${limits.idMaxLength} characters`);
-    if (!ID_RE.test(input.id)) bad('id', 'may hold only letters, digits and . _ : @ - (starting with a letter or digit)');
-    id = input.id;
+    id = v.id;
   }
-
-  let merchant: string | undefined;
-  if (input.merchant !== undefined && input.merchant !== null) {
-    if (typeof input.merchant !== 'string' || !ID_RE.test(input.merchant) || input.merchant.length > 128) {
-      bad('merchant', 'must be a merchant id: letters, digits and . _ : @ - (up to 128, starting with a letter or digit)');
-    }
-    merchant = input.merchant;
-  }
-
-  const url = validateUrl(input.url, limits);
-
-  let method: 'POST' | 'PUT' = 'POST';
-  if (input.method !== undefined) {
-    const m = typeof input.method === 'string' ? input.method.toUpperCase() : '';
-    if (m !== 'POST' && m !== 'PUT') bad('method', 'must be POST or PUT');
-    method = m;
-  }
-
-  const headers = validateHeaders(input.headers, limits);
-  const contentType = validateContentType(input.contentType);
+  const url = validateUrl(v.url, limits);
+  const method = v.method === undefined || v.method === 'POST' ? 'POST' : (v.method.toUpperCase() as 'POST' | 'PUT');
+  const headers = checkHeaders(v.headers, limits);
+  const contentType = v.contentType ?? JSON_TYPE;
   const mediaType = mediaTypeOf(contentType);
   const bounded = (max: number): boolean => opts.sourceBytes !== undefined && opts.sourceBytes <= max;
 
-  const body = input.body;
+  const body = v.body;
   if (typeof body === 'string') {
     if (!bounded(limits.bodyMaxBytes) && Buffer.byteLength(body) > limits.bodyMaxBytes) bad('body', `is over ${limits.bodyMaxBytes} bytes`);
-  } else if (isPlainObject(body)) {
+  } else {
     if (mediaType === FORM_TYPE) {
       for (const k in body) {
         const t = typeof body[k];
@@ -268,27 +220,21 @@ export function validateNotification(input: unknown, limits: LimitsConfig, opts:
       bad('body', `an object body needs contentType ${JSON_TYPE} or ${FORM_TYPE}`);
     }
     if (!bounded(limits.bodyMaxBytes) && jsonBytes(body, 'body') > limits.bodyMaxBytes) bad('body', `is over ${limits.bodyMaxBytes} bytes`);
-  } else {
-    bad('body', 'is required and must be a string or an object');
   }
 
   const out: {
     -readonly [K in keyof Notification]: Notification[K];
-  } = { id, url, method, headers, body: body as Notification['body'], contentType, createdAt: 0 };
-  if (merchant !== undefined) out.merchant = merchant;
-  if (input.success !== undefined && input.success !== null) out.success = validateSuccess(input.success);
-  if (input.metadata !== undefined && input.metadata !== null) {
-    if (!isPlainObject(input.metadata)) bad('metadata', 'must be an object');
-    if (!bounded(METADATA_MAX_BYTES) && jsonBytes(input.metadata, 'metadata') > METADATA_MAX_BYTES) bad('metadata', `is over ${METADATA_MAX_BYTES} bytes`);
-    out.metadata = input.metadata;
+  } = { id, url, method, headers, body, contentType, createdAt: 0 };
+  if (v.merchant !== undefined && v.merchant !== null) out.merchant = v.merchant;
+  if (v.success !== undefined && v.success !== null) out.success = successOf(v.success);
+  if (v.metadata !== undefined && v.metadata !== null) {
+    if (!bounded(METADATA_MAX_BYTES) && jsonBytes(v.metadata, 'metadata') > METADATA_MAX_BYTES) bad('metadata', `is over ${METADATA_MAX_BYTES} bytes`);
+    out.metadata = v.metadata;
   }
-  if (input.createdAt !== undefined) {
-    if (typeof input.createdAt !== 'number' || !Number.isFinite(input.createdAt) || input.createdAt < 0 || input.createdAt > MAX_EPOCH_MS) {
-      bad('createdAt', 'must be a ms epoch number');
-    }
+  if (v.createdAt !== undefined) {
     // History keeps a notification by its createdAt's day (DESIGN §11): one far in the future would be kept for ever.
-    if (input.createdAt > (opts.now ?? Date.now()) + CREATED_AT_MAX_AHEAD_MS) bad('createdAt', 'is more than a day in the future');
-    out.createdAt = input.createdAt;
+    if (v.createdAt > (opts.now ?? Date.now()) + CREATED_AT_MAX_AHEAD_MS) bad('createdAt', 'is more than a day in the future');
+    out.createdAt = v.createdAt;
   } else {
     out.createdAt = opts.now ?? Date.now();
   }

@@ -2,6 +2,9 @@ import { ErrorCodes, NotifyError } from './errors.js';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
+/** A duration as text: the configuration's JSON Schema carries the same pattern. */
+export const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/;
+
 /**
  * Parses `500ms`, `15s`, `3m`, `1h`, `1d` (or a bare number of milliseconds) into ms.
  * Fractions are allowed (`1.5s`); negatives and empty strings are not.
@@ -11,7 +14,7 @@ export function parseDuration(input: string | number, field = 'duration'): numbe
     if (Number.isFinite(input) && input >= 0) return Math.round(input);
     throw new NotifyError(ErrorCodes.DURATION_INVALID, `${field}: ${input} is not a non-negative duration`, field);
   }
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(input);
+  const m = DURATION_RE.exec(input);
   if (!m) {
     throw new NotifyError(
       ErrorCodes.DURATION_INVALID,

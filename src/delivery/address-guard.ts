@@ -7,6 +7,7 @@
  * differently between a check and the connect (DNS rebinding) gains nothing.
  */
 import { BlockList, isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 
 /** What kind of network an address belongs to; everything but `public` is refused by default. */
@@ -48,134 +49,107 @@ export interface AddressGuard {
   assertHostAllowed(hostname: string): void;
 }
 
-// --- parsing ---------------------------------------------------------------
-
 /** Strips an IPv6 zone id (`fe80::1%eth0`): the zone picks an interface, not a different address. */
 function stripZone(ip: string): string {
   const i = ip.indexOf('%');
   return i === -1 ? ip : ip.slice(0, i);
 }
 
-function parseV4(ip: string): number {
-  const p = ip.split('.').map(Number);
-  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
-}
-
-/** Eight 16-bit groups; the input has already passed `isIP(...) === 6`. */
-function parseV6(ip: string): number[] {
-  let text = ip;
-  const tail: number[] = [];
-  // A trailing dotted quad (`::ffff:1.2.3.4`) stands for the last two groups.
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    const v4n = parseV4(text.slice(lastColon + 1));
-    tail.push(v4n >>> 16, v4n & 0xffff);
-    text = text.slice(0, lastColon);
-    // `::1.2.3.4` and `a::1.2.3.4` lose one colon of their `::` above.
-    if (text.endsWith(':')) text += ':';
-  }
-  const groups = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
-  const gap = text.indexOf('::');
-  if (gap === -1) return [...groups(text), ...tail];
-  const left = groups(text.slice(0, gap));
-  const right = [...groups(text.slice(gap + 2)), ...tail];
-  return [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
-}
-
 // --- classification --------------------------------------------------------
+//
+// ipaddr.js's range() names the IANA special-purpose ranges; notifyd adds
+// only its own policy: the cloud metadata addresses, what an IPv6 address
+// carrying an IPv4 one is, and that nothing outside 2000::/3 is public.
 
-type V4Rule = readonly [base: number, prefix: number, cls: AddressClass];
+type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
+const cidr = (text: string): Cidr => (text.includes('/') ? ipaddr.parseCIDR(text) : [ipaddr.parse(text), text.includes(':') ? 128 : 32]);
 
-function v4(cidr: string, cls: AddressClass): V4Rule {
-  const [addr, len] = cidr.split('/');
-  return [parseV4(addr!), len === undefined ? 32 : Number(len), cls];
-}
+/** Instance metadata services: a request there reads the cloud credentials of the host. */
+const METADATA: readonly Cidr[] = [
+  '169.254.169.254', // AWS, GCP, Azure, OpenStack, DigitalOcean
+  '100.100.100.200', // Alibaba Cloud
+  '192.0.0.192', // Oracle Cloud
+  'fd00:ec2::254', // AWS IPv6 IMDS
+].map(cidr);
 
-// First match wins, so the single metadata addresses sit ahead of the
-// link-local, CGNAT and reserved ranges that contain them.
-const V4_RULES: readonly V4Rule[] = [
-  v4('169.254.169.254', 'metadata'), // AWS, GCP, Azure, OpenStack, DigitalOcean
-  v4('100.100.100.200', 'metadata'), // Alibaba Cloud
-  v4('192.0.0.192', 'metadata'), // Oracle Cloud
-  v4('0.0.0.0/8', 'unspecified'),
-  v4('127.0.0.0/8', 'loopback'),
-  v4('10.0.0.0/8', 'private'),
-  v4('172.16.0.0/12', 'private'),
-  v4('192.168.0.0/16', 'private'),
-  v4('169.254.0.0/16', 'link-local'),
-  v4('100.64.0.0/10', 'cgnat'),
-  v4('224.0.0.0/4', 'multicast'),
-  v4('240.0.0.0/4', 'reserved'), // includes 255.255.255.255
-  v4('192.0.0.0/24', 'reserved'), // IETF protocol assignments
-  v4('192.0.2.0/24', 'reserved'), // TEST-NET-1
-  v4('192.88.99.0/24', 'reserved'), // deprecated 6to4 relay anycast
-  v4('198.18.0.0/15', 'reserved'), // benchmarking
-  v4('198.51.100.0/24', 'reserved'), // TEST-NET-2
-  v4('203.0.113.0/24', 'reserved'), // TEST-NET-3
-];
+const V4_CLASS: Readonly<Record<string, AddressClass>> = {
+  unspecified: 'unspecified',
+  broadcast: 'reserved',
+  multicast: 'multicast',
+  linkLocal: 'link-local',
+  loopback: 'loopback',
+  carrierGradeNat: 'cgnat',
+  private: 'private',
+  reserved: 'reserved',
+  // as112 and amt are public anycast services: reachable, as any public address.
+};
 
-function classifyV4(n: number): AddressClass {
-  for (const [base, prefix, cls] of V4_RULES) {
-    const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
-    if (((n & mask) >>> 0) === base) return cls;
-  }
-  return 'public';
-}
+const V6_CLASS: Readonly<Record<string, AddressClass>> = {
+  unspecified: 'unspecified',
+  loopback: 'loopback',
+  linkLocal: 'link-local',
+  multicast: 'multicast',
+  uniqueLocal: 'unique-local',
+  deprecatedSiteLocal: 'private', // the old ULA
+  discard: 'reserved',
+  // IETF protocol assignments in 2001::/23, Teredo among them, whose embedded
+  // client address is obfuscated and which no merchant endpoint needs.
+  teredo: 'reserved',
+  benchmarking: 'reserved',
+  amt: 'reserved',
+  deprecatedOrchid: 'reserved',
+  orchid2: 'reserved',
+  droneRemoteIdProtocolEntityTags: 'reserved',
+  segmentRouting: 'reserved',
+  reserved: 'reserved',
+};
 
-/** True when the first `bits` bits of `g` equal those of `prefix` (groups, zero-padded). */
-function hasPrefix(g: readonly number[], prefix: readonly number[], bits: number): boolean {
-  for (let i = 0; bits > 0; i++, bits -= 16) {
-    const take = Math.min(16, bits);
-    const mask = (0xffff << (16 - take)) & 0xffff;
-    if ((g[i]! & mask) !== ((prefix[i] ?? 0) & mask)) return false;
-  }
-  return true;
-}
+const NAT64_WELL_KNOWN = cidr('64:ff9b::/96');
+const IETF_ASSIGNMENTS = cidr('2001::/23');
+const GLOBAL_UNICAST = cidr('2000::/3');
 
-const embedded = (hi: number, lo: number): number => ((hi << 16) | lo) >>> 0;
+const v4Of = (b: readonly number[], at: number): ipaddr.IPv4 => new ipaddr.IPv4([b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!]);
 
 /**
  * The IPv4 address an IPv6 address stands for, when the stack or a translator
  * would actually deliver to that IPv4 address: otherwise `::ffff:127.0.0.1`,
  * NAT64 or 6to4 would be a way round the IPv4 rules.
  */
-function embeddedV4(g: readonly number[]): number | undefined {
-  const zero5 = g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0;
-  if (zero5 && g[5] === 0xffff) return embedded(g[6]!, g[7]!); // ::ffff:0:0/96 mapped
-  if (zero5 && g[5] === 0) return embedded(g[6]!, g[7]!); // ::/96 compatible (deprecated)
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0xffff && g[5] === 0) {
-    return embedded(g[6]!, g[7]!); // ::ffff:0:0:0/96 SIIT translated
+function embeddedV4(a: ipaddr.IPv6, range: string): ipaddr.IPv4 | undefined {
+  const b = a.toByteArray();
+  switch (range) {
+    case 'ipv4Mapped': // ::ffff:0:0/96
+    case 'rfc6145': // ::ffff:0:0:0/96 SIIT translated
+      return v4Of(b, 12);
+    case 'rfc6052': // NAT64: the well-known prefix only (see classifyV6)
+      return a.match(NAT64_WELL_KNOWN) ? v4Of(b, 12) : undefined;
+    case '6to4': // 2002::/16
+      return v4Of(b, 2);
+    default:
+      // ::/96 IPv4-compatible (deprecated); :: and ::1 have ranges of their own.
+      return range === 'unicast' && a.parts.slice(0, 6).every((p) => p === 0) ? v4Of(b, 12) : undefined;
   }
-  if (hasPrefix(g, [0x64, 0xff9b], 96)) return embedded(g[6]!, g[7]!); // NAT64 well-known prefix
-  if (g[0] === 0x2002) return embedded(g[1]!, g[2]!); // 6to4
-  return undefined;
 }
 
-function classifyV6(g: readonly number[]): AddressClass {
-  const isAll = (last: number): boolean => g.slice(0, 7).every((x) => x === 0) && g[7] === last;
-  if (isAll(0)) return 'unspecified';
-  if (isAll(1)) return 'loopback';
-  const v4n = embeddedV4(g);
-  if (v4n !== undefined) return classifyV4(v4n);
-  if (hasPrefix(g, [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254], 128)) return 'metadata'; // AWS IPv6 IMDS
-  if (hasPrefix(g, [0xff00], 8)) return 'multicast';
-  if (hasPrefix(g, [0xfe80], 10)) return 'link-local';
-  if (hasPrefix(g, [0xfec0], 10)) return 'private'; // deprecated site-local, the old ULA
-  if (hasPrefix(g, [0xfc00], 7)) return 'unique-local';
+function classifyV4(a: ipaddr.IPv4): AddressClass {
+  if (METADATA.some((m) => m[0].kind() === 'ipv4' && a.match(m))) return 'metadata';
+  return V4_CLASS[a.range()] ?? 'public';
+}
+
+function classifyV6(a: ipaddr.IPv6): AddressClass {
+  const range = a.range();
+  const v4 = embeddedV4(a, range);
+  if (v4 !== undefined) return classifyV4(v4);
+  if (METADATA.some((m) => m[0].kind() === 'ipv6' && a.match(m))) return 'metadata';
   // Local-use NAT64 (RFC 8215): where the IPv4 sits depends on the operator's
   // prefix length, so it cannot be decoded; refuse it rather than guess.
-  if (hasPrefix(g, [0x64, 0xff9b, 0x1], 48)) return 'reserved';
-  if (hasPrefix(g, [0x100], 64)) return 'reserved'; // discard-only
-  if (hasPrefix(g, [0x2001, 0xdb8], 32)) return 'reserved'; // documentation
-  // IETF protocol assignments, Teredo among them, whose embedded client
-  // address is obfuscated and which no merchant endpoint needs.
-  if (hasPrefix(g, [0x2001], 23)) return 'reserved';
-  if (hasPrefix(g, [0x3fff], 20)) return 'reserved'; // documentation (RFC 9637)
-  if (hasPrefix(g, [0x5f00], 16)) return 'reserved'; // SRv6 SIDs (RFC 9602)
+  if (range === 'rfc6052') return 'reserved';
+  if (range === 'as112v6' && a.match(IETF_ASSIGNMENTS)) return 'reserved';
+  const cls = V6_CLASS[range];
+  if (cls !== undefined) return cls;
   // Only 2000::/3 is allocated as global unicast; anything else is not a
   // destination on the public Internet.
-  if (!hasPrefix(g, [0x2000], 3)) return 'reserved';
-  return 'public';
+  return a.match(GLOBAL_UNICAST) ? 'public' : 'reserved';
 }
 
 /**
@@ -186,11 +160,13 @@ function classifyV6(g: readonly number[]): AddressClass {
  */
 export function classifyAddress(ip: string): AddressClass {
   const bare = stripZone(ip);
+  // node's isIP decides what an address is (only dotted quads for IPv4), as the connector sees it:
+  // ipaddr.js would also read `0x7f.1` or `127.1` as addresses.
   switch (isIP(bare)) {
     case 4:
-      return classifyV4(parseV4(bare));
+      return classifyV4(ipaddr.IPv4.parse(bare));
     case 6:
-      return classifyV6(parseV6(bare));
+      return classifyV6(ipaddr.IPv6.parse(bare));
     default:
       return 'reserved';
   }

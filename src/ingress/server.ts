@@ -8,6 +8,8 @@ import { encodeNotification, mediaTypeOf, validateNotification, type Notificatio
 import type { WorkerMetrics } from '../core/metrics.js';
 import type { NotificationPublisher } from '../broker/publisher.js';
 import { unsignableReason } from '../delivery/signing.js';
+import { checkBatchShape } from '../contract/notification-check.js';
+import { openApiText } from '../contract/openapi.js';
 import type { MerchantLookup } from '../tier/merchant-check.js';
 import { merchantRules } from './merchant-rules.js';
 import { newRunId, type RunVia } from '../history/records.js';
@@ -101,6 +103,13 @@ export class IngressServer {
     this.metrics?.ingressRequests.inc({ status: String(status) });
   }
 
+  /** A JSON text as it is (the OpenAPI document, serialised once). */
+  private sendText(res: ServerResponse, text: string): void {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    this.metrics?.ingressRequests.inc({ status: '200' });
+  }
+
   private sendError(res: ServerResponse, err: unknown): void {
     const data = toErrorData(err);
     this.send(res, statusForError(data.code), { error: data });
@@ -113,6 +122,10 @@ export class IngressServer {
       if (path === '/healthz') return this.send(res, 200, { ok: true });
       const r = this.readiness();
       return this.send(res, r.ready ? 200 : 503, r);
+    }
+    if (path === '/openapi.json' && (req.method === 'GET' || req.method === 'HEAD')) {
+      req.resume();
+      return this.sendText(res, openApiText('ingress', { limits: this.config.limits, maxBatch: this.config.ingress.maxBatch }));
     }
     const history = await this.historyRoutes.serve(req, path ?? '/', this.tokens);
     if (history) return 'error' in history ? this.sendError(res, history.error) : this.send(res, history.status, history.body);
@@ -213,13 +226,12 @@ export class IngressServer {
   }
 
   private async handleBatch(res: ServerResponse, parsed: unknown, producer: string | null): Promise<void> {
-    const list = (parsed as { notifications?: unknown } | null)?.notifications;
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !Array.isArray(list)) {
-      return this.sendError(res, new NotifyError(ErrorCodes.VALIDATION, 'notifications: must be an array', 'notifications'));
+    try {
+      checkBatchShape(parsed, this.config.ingress.maxBatch);
+    } catch (err) {
+      return this.sendError(res, err);
     }
-    if (list.length === 0 || list.length > this.config.ingress.maxBatch) {
-      return this.sendError(res, new NotifyError(ErrorCodes.VALIDATION, `notifications: must hold 1 to ${this.config.ingress.maxBatch} items`, 'notifications'));
-    }
+    const list = (parsed as { notifications: unknown[] }).notifications;
     const results: BatchItem[] = await Promise.all(
       list.map(async (item, index): Promise<BatchItem> => {
         try {

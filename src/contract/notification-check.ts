@@ -1,0 +1,117 @@
+import type { LimitsConfig } from '../core/config.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { ajv, errorPath, type ErrorObject, type Validator } from './ajv.js';
+import { MERCHANT_ID_MAX, SuccessSchema, batchSchema, notificationSchema } from './notification-schema.js';
+
+/**
+ * The schema checks of a notification, compiled once per set of limits
+ * (a reload with other limits compiles anew), and the translation of ajv's
+ * first error into notifyd's stable `VALIDATION` error and `field`.
+ */
+
+type ShapeLimits = Pick<LimitsConfig, 'idMaxLength' | 'urlMaxLength' | 'maxHeaders'>;
+
+const compiled = new Map<string, Validator>();
+
+function compiledFor(key: string, make: () => Validator): Validator {
+  let v = compiled.get(key);
+  if (v === undefined) {
+    v = make();
+    compiled.set(key, v);
+  }
+  return v;
+}
+
+/** The validator used last, and for which limits (one process has one configuration at a time). */
+let last: { limits: ShapeLimits | null; validate: Validator | null } = { limits: null, validate: null };
+const successValidator = ajv.compile(SuccessSchema);
+
+/** The message for an error on a top-level field (as worded before the schema existed). */
+function messageFor(path: readonly string[], e: ErrorObject, limits: ShapeLimits, input: unknown): string {
+  const [top, sub] = path;
+  switch (top) {
+    case 'id':
+      if (e.keyword === 'maxLength') return `is longer than ${limits.idMaxLength} characters`;
+      if (e.keyword === 'pattern') return 'may hold only letters, digits and . _ : @ - (starting with a letter or digit)';
+      return 'must be a non-empty string';
+    case 'merchant':
+      return `must be a merchant id: letters, digits and . _ : @ - (up to ${MERCHANT_ID_MAX}, starting with a letter or digit)`;
+    case 'url':
+      if (e.keyword === 'maxLength') return `is longer than ${limits.urlMaxLength} characters`;
+      if (e.keyword === 'pattern') return 'must not contain whitespace or control characters';
+      return 'is required and must be a string';
+    case 'method':
+      return 'must be POST or PUT';
+    case 'headers':
+      if (sub === undefined) return e.keyword === 'maxProperties' ? `more than ${limits.maxHeaders} headers` : 'must be an object of name: value strings';
+      if (e.keyword === 'additionalProperties') return 'is not a valid header name';
+      if (e.keyword === 'type') return 'value must be a string';
+      // eslint-disable-next-line no-control-regex
+      return /[\u0000-\u0008\u000a-\u001f\u007f]/.test(String((input as { headers: Record<string, unknown> }).headers[sub]))
+        ? 'value must not contain CR, LF or control characters'
+        : 'value may hold only Latin-1 characters (encode others, e.g. percent-encoding)';
+    case 'body':
+      return 'is required and must be a string or an object';
+    case 'contentType':
+      return 'must be a media type such as application/json';
+    case 'success':
+      return successMessage(path.slice(1), e);
+    case 'metadata':
+      return 'must be an object';
+    case 'createdAt':
+      return 'must be a ms epoch number';
+    default:
+      return 'unknown field';
+  }
+}
+
+function successMessage(path: readonly string[], e: ErrorObject): string {
+  if (path.length === 0) return 'must be an object';
+  if (e.keyword === 'additionalProperties') return 'unknown field';
+  return path[0] === 'status' ? 'must be "2xx" or a list of HTTP statuses' : 'must be a string of at most 1024 characters';
+}
+
+/** `a.b` of a path: header names are cut to 64 characters, list indexes dropped (the field is the list). */
+function fieldOf(path: readonly string[]): string {
+  if (path.length === 0) return 'notification';
+  if (path[0] === 'headers' && path.length > 1) return `headers.${path[1]!.slice(0, 64)}`;
+  if (path[0] === 'success' && path.length > 1) return `success.${path[1]}`;
+  return path[0]!;
+}
+
+function fail(field: string, message: string): never {
+  throw new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
+}
+
+/**
+ * Checks a notification against its schema; throws `VALIDATION` naming the
+ * first offending field. The value is not changed (no defaults filled in).
+ */
+export function checkNotificationShape(input: unknown, limits: ShapeLimits): void {
+  // By the (frozen) limits object first: building a key string or a map lookup per call shows in the ingress's profile.
+  if (limits !== last.limits) {
+    last = { limits, validate: compiledFor(`${limits.idMaxLength}/${limits.urlMaxLength}/${limits.maxHeaders}`, () => ajv.compile(notificationSchema(limits))) };
+  }
+  const validate = last.validate!;
+  if (validate(input)) return;
+  const e = validate.errors![0]!;
+  const path = errorPath(e);
+  fail(fieldOf(path), messageFor(path, e, limits, input));
+}
+
+/** Checks success criteria (of a notification, of a merchant); throws `VALIDATION` naming `field` or one of its keys. */
+export function checkSuccessShape(v: unknown, field: string): void {
+  if (successValidator(v)) return;
+  const e = successValidator.errors![0]!;
+  const path = errorPath(e);
+  fail(path.length === 0 ? field : `${field}.${path[0]}`, successMessage(path, e));
+}
+
+/** Checks the envelope of a batch request; throws `VALIDATION` on `notifications`. */
+export function checkBatchShape(parsed: unknown, maxBatch: number): void {
+  const validate = compiledFor(`batch/${maxBatch}`, () => ajv.compile(batchSchema(maxBatch)));
+  if (validate(parsed)) return;
+  const e = validate.errors![0]!;
+  if (e.keyword === 'minItems' || e.keyword === 'maxItems') fail('notifications', `must hold 1 to ${maxBatch} items`);
+  fail('notifications', 'must be an array');
+}
