@@ -5,6 +5,8 @@
 import type { SuccessCriteria } from '../core/config.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { validateSuccess } from '../core/message.js';
+import { ajv, errorPath } from '../contract/ajv.js';
+import { MerchantInput } from '../contract/response-schemas.js';
 
 export type MerchantScheme = 'standard' | 'rsa2' | 'none';
 
@@ -58,8 +60,8 @@ export interface MerchantEntry {
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
-const SCHEMES: readonly MerchantScheme[] = ['standard', 'rsa2', 'none'];
-const FIELDS = new Set(['id', 'name', 'signing', 'allowedOrigins', 'maxConcurrency', 'maxAttempts', 'success']);
+/** Types, ranges and unknown keys: the admin API's documented schema (docs/openapi-admin.json), compiled once. */
+const checkInput = ajv.compile(MerchantInput);
 
 function bad(field: string, message: string): never {
   throw new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
@@ -88,42 +90,41 @@ export function normalizeOrigin(v: unknown, field: string): string {
   return u.origin;
 }
 
-function optPositive(v: unknown, field: string, max: number): number | null {
-  if (v === undefined || v === null) return null;
-  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max) bad(field, `must be an integer from 1 to ${max}, or null`);
-  return v as number;
+interface Input {
+  readonly name?: string;
+  readonly signing?: MerchantScheme;
+  readonly allowedOrigins?: readonly string[];
+  readonly maxConcurrency?: number | null;
+  readonly maxAttempts?: number | null;
+  readonly success?: unknown;
 }
 
 /**
  * Validates admin input into settings: all of them for a create, the given
- * ones over `current` for a patch. `tiers` bounds `maxAttempts`.
+ * ones over `current` for a patch. `tiers` bounds `maxAttempts`. The schema
+ * checks types and ranges; what it cannot say (required on create only, an
+ * origin's normal form, the daemon's tier count) is checked here.
  */
 export function validateMerchantSettings(input: unknown, tiers: number, current: MerchantSettings | null): MerchantSettings {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) bad('merchant', 'must be a JSON object');
-  const o = input as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!FIELDS.has(k)) bad(k, 'unknown field');
-  const has = (k: string): boolean => o[k] !== undefined;
-  let name = current?.name;
-  if (has('name') || current === null) {
-    if (typeof o.name !== 'string' || o.name.trim().length === 0 || o.name.length > 200) bad('name', 'is required: 1 to 200 characters');
-    name = o.name.trim();
+  if (!checkInput(input)) {
+    const e = checkInput.errors![0]!;
+    const [top, index] = errorPath(e);
+    bad(top === undefined ? 'merchant' : index === undefined ? top : `${top}[${index}]`, e.keyword === 'additionalProperties' ? 'unknown field' : (e.message ?? 'is invalid'));
   }
-  let signing: MerchantScheme = current?.signing ?? 'standard';
-  if (has('signing')) {
-    if (!SCHEMES.includes(o.signing as MerchantScheme)) bad('signing', `must be one of ${SCHEMES.join(', ')}`);
-    signing = o.signing as MerchantScheme;
-  }
-  let allowedOrigins = current?.allowedOrigins ?? [];
-  if (has('allowedOrigins') || current === null) {
-    if (!Array.isArray(o.allowedOrigins) || o.allowedOrigins.length === 0 || o.allowedOrigins.length > 100) {
-      bad('allowedOrigins', 'is required: a list of 1 to 100 origins such as https://shop.example');
-    }
-    allowedOrigins = [...new Set(o.allowedOrigins.map((x, i) => normalizeOrigin(x, `allowedOrigins[${i}]`)))];
-  }
+  const o = input as Input;
+  const name = o.name !== undefined ? o.name.trim() : current?.name;
+  if (!name) bad('name', 'is required: 1 to 200 characters');
+  if (o.allowedOrigins === undefined && current === null) bad('allowedOrigins', 'is required: a list of 1 to 100 origins such as https://shop.example');
+  const allowedOrigins = o.allowedOrigins === undefined ? current!.allowedOrigins : [...new Set(o.allowedOrigins.map((x, i) => normalizeOrigin(x, `allowedOrigins[${i}]`)))];
+  if (typeof o.maxAttempts === 'number' && o.maxAttempts > tiers) bad('maxAttempts', `must be an integer from 1 to ${tiers}, or null`);
   // null clears a limit; absent keeps it.
-  const maxConcurrency = has('maxConcurrency') ? optPositive(o.maxConcurrency, 'maxConcurrency', 10_000) : (current?.maxConcurrency ?? null);
-  const maxAttempts = has('maxAttempts') ? optPositive(o.maxAttempts, 'maxAttempts', tiers) : (current?.maxAttempts ?? null);
-  let success = current?.success ?? null;
-  if (has('success')) success = o.success === null ? null : validateSuccess(o.success);
-  return { name: name!, signing, allowedOrigins, maxConcurrency, maxAttempts, success };
+  return {
+    name,
+    signing: o.signing ?? current?.signing ?? 'standard',
+    allowedOrigins,
+    maxConcurrency: o.maxConcurrency !== undefined ? o.maxConcurrency : (current?.maxConcurrency ?? null),
+    maxAttempts: o.maxAttempts !== undefined ? o.maxAttempts : (current?.maxAttempts ?? null),
+    success: o.success === undefined ? (current?.success ?? null) : o.success === null ? null : validateSuccess(o.success),
+  };
 }
