@@ -28,6 +28,8 @@ function quietDeprecation(...args: unknown[]): void {
 export const ajv = new Ajv({
   strict: true,
   allErrors: false,
+  // Errors carry the failing keyword's schema, where `x-error` says what to tell the producer (see errorMessage).
+  verbose: true,
   formats: { uri: true, 'media-type': isMediaType },
   // Inherited properties are not checked for being own ones (ownProperties), as notifyd never did: a
   // `__proto__` key in parsed JSON is an own key, so an unknown field all the same, and the check costs on the hot path.
@@ -41,6 +43,22 @@ export const ajv = new Ajv({
   unicode: false,
   logger: { log: console.log, warn: quietDeprecation, error: console.error },
 });
+
+/**
+ * `x-error` on a schema: what a producer is told when a value fails it,
+ * a string, or one per keyword (`{maxLength: '…', default: '…'}`). An
+ * annotation (OpenAPI keeps `x-` keywords); the wording lives beside the
+ * rule it explains instead of in a table keyed by field.
+ */
+ajv.addKeyword({ keyword: 'x-error', schemaType: ['string', 'object'] });
+
+/** The `x-error` message for an error of a validator compiled with `verbose`, else ajv's own. */
+export function errorMessage(e: ErrorObject): string {
+  const own = (e.parentSchema as { 'x-error'?: string | Record<string, string> } | undefined)?.['x-error'];
+  if (e.keyword === 'additionalProperties' && (typeof own !== 'object' || own.additionalProperties === undefined)) return 'unknown field';
+  if (typeof own === 'string') return own;
+  return own?.[e.keyword] ?? own?.default ?? e.message ?? 'is invalid';
+}
 
 /** A compiled validator. */
 export type Validator = ValidateFunction;
@@ -64,3 +82,4 @@ export function errorPath(e: ErrorObject): string[] {
  * options, but ajv goes on past the first error. Never on a hot path.
  */
 export const ajvAllErrors = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true, formats: { uri: true, 'media-type': isMediaType } });
+ajvAllErrors.addKeyword({ keyword: 'x-error', schemaType: ['string', 'object'] });

@@ -1,7 +1,7 @@
 import type { LimitsConfig } from '../core/config.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
-import { ajv, errorPath, type ErrorObject, type Validator } from './ajv.js';
-import { MERCHANT_ID_MAX, SuccessSchema, batchSchema, notificationSchema } from './notification-schema.js';
+import { ajv, errorMessage, errorPath, type Validator } from './ajv.js';
+import { SuccessSchema, batchSchema, notificationSchema } from './notification-schema.js';
 
 /**
  * The schema checks of a notification, compiled once per set of limits
@@ -25,51 +25,6 @@ function compiledFor(key: string, make: () => Validator): Validator {
 /** The validator used last, and for which limits (one process has one configuration at a time). */
 let last: { limits: ShapeLimits | null; validate: Validator | null } = { limits: null, validate: null };
 const successValidator = ajv.compile(SuccessSchema);
-
-/** The message for an error on a top-level field (as worded before the schema existed). */
-function messageFor(path: readonly string[], e: ErrorObject, limits: ShapeLimits, input: unknown): string {
-  const [top, sub] = path;
-  switch (top) {
-    case 'id':
-      if (e.keyword === 'maxLength') return `is longer than ${limits.idMaxLength} characters`;
-      if (e.keyword === 'pattern') return 'may hold only letters, digits and . _ : @ - (starting with a letter or digit)';
-      return 'must be a non-empty string';
-    case 'merchant':
-      return `must be a merchant id: letters, digits and . _ : @ - (up to ${MERCHANT_ID_MAX}, starting with a letter or digit)`;
-    case 'url':
-      if (e.keyword === 'maxLength') return `is longer than ${limits.urlMaxLength} characters`;
-      if (e.keyword === 'pattern') return 'must not contain whitespace or control characters';
-      return 'is required and must be a string';
-    case 'method':
-      return 'must be POST or PUT';
-    case 'headers':
-      if (sub === undefined) return e.keyword === 'maxProperties' ? `more than ${limits.maxHeaders} headers` : 'must be an object of name: value strings';
-      if (e.keyword === 'additionalProperties') return 'is not a valid header name';
-      if (e.keyword === 'type') return 'value must be a string';
-      // eslint-disable-next-line no-control-regex
-      return /[\u0000-\u0008\u000a-\u001f\u007f]/.test(String((input as { headers: Record<string, unknown> }).headers[sub]))
-        ? 'value must not contain CR, LF or control characters'
-        : 'value may hold only Latin-1 characters (encode others, e.g. percent-encoding)';
-    case 'body':
-      return 'is required and must be a string or an object';
-    case 'contentType':
-      return 'must be a media type such as application/json';
-    case 'success':
-      return successMessage(path.slice(1), e);
-    case 'metadata':
-      return 'must be an object';
-    case 'createdAt':
-      return 'must be a ms epoch number';
-    default:
-      return 'unknown field';
-  }
-}
-
-function successMessage(path: readonly string[], e: ErrorObject): string {
-  if (path.length === 0) return 'must be an object';
-  if (e.keyword === 'additionalProperties') return 'unknown field';
-  return path[0] === 'status' ? 'must be "2xx" or a list of HTTP statuses' : 'must be a string of at most 1024 characters';
-}
 
 /** `a.b` of a path: header names are cut to 64 characters, list indexes dropped (the field is the list). */
 function fieldOf(path: readonly string[]): string {
@@ -95,8 +50,7 @@ export function checkNotificationShape(input: unknown, limits: ShapeLimits): voi
   const validate = last.validate!;
   if (validate(input)) return;
   const e = validate.errors![0]!;
-  const path = errorPath(e);
-  fail(fieldOf(path), messageFor(path, e, limits, input));
+  fail(fieldOf(errorPath(e)), errorMessage(e));
 }
 
 /** Checks success criteria (of a notification, of a merchant); throws `VALIDATION` naming `field` or one of its keys. */
@@ -104,7 +58,7 @@ export function checkSuccessShape(v: unknown, field: string): void {
   if (successValidator(v)) return;
   const e = successValidator.errors![0]!;
   const path = errorPath(e);
-  fail(path.length === 0 ? field : `${field}.${path[0]}`, successMessage(path, e));
+  fail(path.length === 0 ? field : `${field}.${path[0]}`, errorMessage(e));
 }
 
 /** Checks the envelope of a batch request; throws `VALIDATION` on `notifications`. */
