@@ -10,6 +10,7 @@ import { MasterBroker } from './master-broker.js';
 import { MasterDatabase } from './master-db.js';
 import type { MerchantStore } from '../merchants/store.js';
 import { HistoryService } from '../history/service.js';
+import { admission } from '../history/admission.js';
 import { MetricsLedger } from './metrics-ledger.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
@@ -127,7 +128,9 @@ export class Supervisor {
     this.table.add('ingress', 'ingress', null);
     if (historyOn(opts.config)) this.table.add('recorder', 'recorder', null);
     const reader = this.db?.historyReader ?? null;
-    this.history = reader === null ? null : new HistoryService(reader, (n, via) => this.broker.startLadder(n, via), () => this.config.limits);
+    const claims = this.db?.historyClaims ?? null;
+    const admit = admission({ draining: () => this.shuttingDown, blocked: () => this.broker.blocked, config: () => this.config, merchants: this.db?.directory ?? null });
+    this.history = reader === null || claims === null ? null : new HistoryService(reader, claims, (n, via, _producer, at) => this.broker.startLadder(n, via, at), () => this.config.limits, admit);
   }
 
   /** Tells the master which admin port it bound (for the `listening` line). */
