@@ -216,9 +216,15 @@ export class MasterBroker {
   /**
    * Moves parked notifications back to tier 0 (one scan of P.dead at a time).
    * `stuck` says which parked ones would only be parked again (a merchant
-   * still disabled), to be stepped over like `blocked` and `invalid` ones.
+   * still disabled), to be stepped over like `blocked` and `invalid` ones;
+   * `superseded` which ones the history shows were resent since (dropped).
    */
-  redrive(limit: number, force: boolean, stuck?: (reason: string, content: Buffer) => boolean): Promise<RedriveResult> {
+  redrive(
+    limit: number,
+    force: boolean,
+    stuck?: (reason: string, content: Buffer) => boolean,
+    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly boolean[]>,
+  ): Promise<RedriveResult> {
     return this.deadScan(() => {
       const ch = this.ch;
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
@@ -226,6 +232,13 @@ export class MasterBroker {
         returns: this.returns ?? undefined,
         stuck,
         ...(this.history ? { recordRun: (content: Buffer, run: string, at: number) => this.recordRun(content, run, at, 'redrive') } : {}),
+        ...(superseded
+          ? {
+              superseded,
+              onSuperseded: (id: string, reason: string) =>
+                this.log.info({ id, reason }, 'redrive dropped a parked copy: the notification was resent or recovered after it was parked (moving it would deliver it twice)'),
+            }
+          : {}),
       });
     });
   }

@@ -11,6 +11,7 @@ import { MasterDatabase } from './master-db.js';
 import type { MerchantStore } from '../merchants/store.js';
 import { HistoryService } from '../history/service.js';
 import { admission } from '../history/admission.js';
+import { databaseAway, historyUnavailable } from '../history/database-away.js';
 import { MetricsLedger } from './metrics-ledger.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
@@ -221,7 +222,11 @@ export class Supervisor {
     return { applied: true, restartRequired: diff.restartRequired, notes: diff.notes };
   }
 
-  /** Moves parked notifications back to tier 0 (those of a merchant still disabled stay). */
+  /**
+   * Moves parked notifications back to tier 0 (those of a merchant still
+   * disabled stay); with history, copies of notifications resent since they
+   * were parked are dropped (`superseded`).
+   */
   redrive(limit: number, force: boolean): Promise<RedriveResult> {
     const directory = this.db?.directory;
     const stuck = directory
@@ -231,7 +236,8 @@ export class Supervisor {
           return merchant !== null && directory.get(merchant)?.enabled === false;
         }
       : undefined;
-    return this.broker.redrive(limit, force, stuck);
+    const superseded = this.db?.superseded;
+    return this.broker.redrive(limit, force, stuck, superseded ? (copies) => superseded.check(copies).catch((err: unknown) => Promise.reject(databaseAway(err) ? historyUnavailable(err) : err)) : undefined);
   }
 
   /** The merchant store for the admin API; null without a database. */
