@@ -93,6 +93,30 @@ describe('history API: times and filters', () => {
     assert.equal(fieldOf(() => parseRecoverBody({ merchant: 'm', since: '1h', extra: 1 }, NOW)), 'extra');
     assert.equal(fieldOf(() => parseRecoverBody([], NOW)), 'body');
   });
+
+  it('bad times are 400 VALIDATION on their field, never a 500: out of 1970..9999, dates that do not exist, digits without a unit (issue 16 review)', () => {
+    const codeOf = (fn: () => unknown): [string, string] => {
+      try {
+        fn();
+      } catch (err) {
+        return [(err as { code: string }).code, (err as { field: string }).field];
+      }
+      return ['none', ''];
+    };
+    for (const q of ['since=999999999d', 'since=0000-01-01', 'since=2026-02-30', 'since=2026-02-29', 'since=2026-04-31T10:00:00Z', 'since=2026-12-01T24:00:00Z', 'since=1969-12-31', 'since=5000']) {
+      assert.deepEqual(codeOf(() => parseListQuery(new URLSearchParams(q), NOW)), ['VALIDATION', 'since'], q);
+    }
+    assert.equal(parseInstant('2028-02-29', NOW, 'since'), Date.UTC(2028, 1, 29), 'a leap day that exists');
+    assert.equal(parseInstant('9999-12-31T23:59:59Z', NOW, 'until'), Date.UTC(9999, 11, 31, 23, 59, 59));
+    for (const since of [1e20, -1, Number.MAX_SAFE_INTEGER, '0000-01-01', '2026-02-30', '1735689600000']) {
+      assert.deepEqual(codeOf(() => parseRecoverBody({ merchant: 'm', since }, NOW)), ['VALIDATION', 'since'], String(since));
+    }
+    assert.equal(parseRecoverBody({ merchant: 'm', since: 0 }, NOW).since, 0, 'a JSON number is ms since the epoch');
+    // A tampered cursor with a time PostgreSQL rejects or Date rolls over.
+    for (const at of ['0000-01-01T00:00:00.000000Z', '2026-02-30T00:00:00.000000Z', '2026-12-01T25:00:00.000000Z']) {
+      assert.deepEqual(codeOf(() => decodeCursor(encodeCursor({ at, id: 'x' }))), ['VALIDATION', 'cursor'], at);
+    }
+  });
 });
 
 describe('history API: routes', () => {
