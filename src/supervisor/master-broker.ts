@@ -113,7 +113,7 @@ export class MasterBroker {
         this.returns ?? undefined,
       ),
       LADDER_CONFIRM_TIMEOUT_MS,
-      () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker did not confirm within ${LADDER_CONFIRM_TIMEOUT_MS / 1000} s; the notification may or may not have been taken (a retry is refused while it is pending)`),
+      () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker did not confirm within ${LADDER_CONFIRM_TIMEOUT_MS / 1000} s; the broker may still take it: look the notification up before resending it`),
     );
     await this.recordRun(body, run, at, via);
     return { run };
