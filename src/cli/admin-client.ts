@@ -18,7 +18,7 @@ export interface AdminAnswer {
 /** Calls a running daemon's admin API: `--admin URL` or the configured address, `--token`, `NOTIFY_ADMIN_TOKEN` or `admin.token`. */
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<AdminAnswer>;
 
-export function adminClient(values: Values): AdminCall {
+export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS): AdminCall {
   let base = str(values, 'admin');
   let token = str(values, 'token') ?? process.env.NOTIFY_ADMIN_TOKEN;
   if (!base) {
@@ -34,11 +34,11 @@ export function adminClient(values: Values): AdminCall {
     let res: Response;
     let text: string;
     try {
-      res = await fetch(url, { method, headers, signal: AbortSignal.timeout(ADMIN_REQUEST_TIMEOUT_MS), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      res = await fetch(url, { method, headers, signal: AbortSignal.timeout(timeoutMs), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
       text = await res.text();
     } catch (err) {
       if ((err as Error)?.name === 'TimeoutError') {
-        throw new NotifyError(ErrorCodes.REQUEST_TIMEOUT, `no answer from the admin API at ${url.origin} within ${ADMIN_REQUEST_TIMEOUT_MS / 1000} s (${method} ${url.pathname}); what it was doing may have happened`);
+        throw new NotifyError(ErrorCodes.REQUEST_TIMEOUT, `no answer from the admin API at ${url.origin} within ${timeoutMs / 1000} s (${method} ${url.pathname}); what it was doing may have happened`);
       }
       throw err;
     }

@@ -7,7 +7,6 @@ export function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error
   let timer: NodeJS.Timeout | undefined;
   const giveUp = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(onTimeout()), ms);
-    timer.unref();
   });
   p.catch(() => undefined);
   return Promise.race([p, giveUp]).finally(() => clearTimeout(timer));

@@ -38,6 +38,8 @@ export class MasterBroker {
   private lastHistoryWarn = 0;
   /** Why the broker blocks this connection's publishes (a memory or disk alarm), or null. */
   private blockedReason: string | null = null;
+  /** How long `startLadder` waits for a confirm (a field so tests can shorten it). */
+  ladderConfirmTimeoutMs = LADDER_CONFIRM_TIMEOUT_MS;
 
   constructor(
     private readonly config: () => Config,
@@ -112,8 +114,8 @@ export class MasterBroker {
         { messageId: n.id, persistent: true, mandatory: true, contentType: 'application/json', timestamp: Math.floor(n.createdAt / 1000), headers },
         this.returns ?? undefined,
       ),
-      LADDER_CONFIRM_TIMEOUT_MS,
-      () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker did not confirm within ${LADDER_CONFIRM_TIMEOUT_MS / 1000} s; the broker may still take it: look the notification up before resending it`),
+      this.ladderConfirmTimeoutMs,
+      () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker did not confirm within ${this.ladderConfirmTimeoutMs / 1000} s; the broker may still take it: look the notification up before resending it`),
     );
     await this.recordRun(body, run, at, via);
     return { run };
