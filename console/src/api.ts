@@ -156,6 +156,8 @@ export interface DeadListing {
 export interface RedriveResult {
   readonly moved: number;
   readonly skipped: number;
+  /** Dropped, not moved: copies of notifications resent or recovered since they were parked (history on). */
+  readonly superseded?: number;
   readonly remaining: number;
 }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ConfirmChannel } from 'amqplib';
+import type { ConfirmChannel, GetMessage } from 'amqplib';
 import { handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
 import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
@@ -16,8 +16,13 @@ export const SCAN_HEADER = 'notify-redrive-scan';
 export interface RedriveResult {
   readonly moved: number;
   readonly skipped: number;
+  /** Dropped: copies of notifications resent or recovered after they were parked (history on only). */
+  readonly superseded: number;
   readonly remaining: number;
 }
+
+/** Parked copies read before the history is asked which are superseded (one query per batch). */
+const BATCH = 50;
 
 /**
  * Moves up to `limit` parked notifications from `P.dead` back to tier 0
@@ -30,6 +35,8 @@ export interface RedriveResult {
  * RabbitMQ 4 drop a message after 20 of those. It reads at most what was
  * parked when it started; meeting a message marked with this scan means the
  * queue has been gone round once (someone else took messages), so it stops.
+ * Copies are read in batches so the history (`superseded`) is asked once
+ * per batch.
  */
 export async function redrive(
   ch: ConfirmChannel,
@@ -42,55 +49,93 @@ export async function redrive(
     stuck?: (reason: string, content: Buffer) => boolean;
     /** Records each moved notification's new ladder in the history (never throws); absent without history. */
     recordRun?: (content: Buffer, run: string, at: number) => Promise<void>;
+    /**
+     * Which of a batch of parked copies the history shows were resent after
+     * they were parked: those are dropped (acked, counted `superseded`), even
+     * when forced, since moving them would deliver them twice. Absent without
+     * history. A failure fails the redrive (the batch is given back).
+     */
+    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly boolean[]>;
+    /** Told each dropped copy (for the log). */
+    onSuperseded?: (messageId: string, reason: string) => void;
   } = {},
 ): Promise<RedriveResult> {
-  const { returns, stuck, recordRun } = opts;
+  const { returns, stuck, recordRun, superseded: lookup, onSuperseded } = opts;
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
   const scanId = randomUUID();
   let moved = 0;
   let skipped = 0;
+  let superseded = 0;
   // Only what is parked when the scan starts: a notification it moves that fails again at once (a 410, say)
   // is parked again behind the others and must not be moved again by the same redrive.
   let left = (await ch.checkQueue(names.dead)).messageCount;
-  while (moved < limit && skipped < MAX_SKIPPED && left-- > 0) {
-    const msg = await ch.get(names.dead, { noAck: false });
-    if (!msg) break;
-    const old = msg.properties.headers ?? {};
-    if (old[SCAN_HEADER] === scanId) {
-      ch.nack(msg, false, true);
-      break;
-    }
-    const reason = String(old[H.deadReason] ?? '');
-    const sticky = !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false));
-    try {
-      if (sticky) {
-        await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
-      } else {
-        const at = Date.now();
-        const run = newRunId(at);
-        const set: Record<string, unknown> = {
-          [H.attempt]: 0,
-          [H.dueAt]: at + (config.scheduleMs[0] ?? 0),
-          [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
-          'notify-redriven-from': reason,
-          [H.run]: run,
-        };
-        // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
-        const drop = [H.deadReason, SCAN_HEADER, ...(recordRun ? [] : [H.recorded])];
-        if (recordRun) set[H.recorded] = 1;
-        await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
-        await recordRun?.(msg.content, run, at);
+  let done = false;
+  while (!done && moved < limit && skipped < MAX_SKIPPED && left > 0) {
+    // A batch at most as large as what may still be moved, so the limit is never passed.
+    const want = Math.min(BATCH, limit - moved, left);
+    const batch: GetMessage[] = [];
+    while (batch.length < want) {
+      const msg = await ch.get(names.dead, { noAck: false });
+      if (!msg) {
+        done = true;
+        break;
       }
+      left--;
+      if ((msg.properties.headers ?? {})[SCAN_HEADER] === scanId) {
+        ch.nack(msg, false, true);
+        done = true;
+        break;
+      }
+      batch.push(msg);
+    }
+    let dropped: readonly boolean[] = [];
+    try {
+      if (lookup && batch.length > 0) dropped = await lookup(batch.map((m) => ({ content: m.content, headers: m.properties.headers ?? {} })));
     } catch (err) {
-      // Not moved: give it back rather than leave it unacked (invisible) on a long-lived channel.
-      ch.nack(msg, false, true);
+      for (const m of batch) ch.nack(m, false, true);
       throw err;
     }
-    ch.ack(msg);
-    if (sticky) skipped++;
-    else moved++;
+    for (let i = 0; i < batch.length; i++) {
+      const msg = batch[i]!;
+      const old = msg.properties.headers ?? {};
+      const reason = String(old[H.deadReason] ?? '');
+      if (dropped[i]) {
+        ch.ack(msg);
+        superseded++;
+        onSuperseded?.(String(msg.properties.messageId ?? ''), reason);
+        continue;
+      }
+      const sticky = !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false));
+      try {
+        if (sticky) {
+          await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
+        } else {
+          const at = Date.now();
+          const run = newRunId(at);
+          const set: Record<string, unknown> = {
+            [H.attempt]: 0,
+            [H.dueAt]: at + (config.scheduleMs[0] ?? 0),
+            [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
+            'notify-redriven-from': reason,
+            [H.run]: run,
+          };
+          // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
+          const drop = [H.deadReason, SCAN_HEADER, ...(recordRun ? [] : [H.recorded])];
+          if (recordRun) set[H.recorded] = 1;
+          await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
+          await recordRun?.(msg.content, run, at);
+        }
+      } catch (err) {
+        // Not moved: give it (and the rest of the batch) back rather than leave them unacked (invisible) on a long-lived channel.
+        for (const m of batch.slice(i)) ch.nack(m, false, true);
+        throw err;
+      }
+      ch.ack(msg);
+      if (sticky) skipped++;
+      else moved++;
+    }
   }
   const after = await ch.checkQueue(names.dead);
-  return { moved, skipped, remaining: after.messageCount };
+  return { moved, skipped, superseded, remaining: after.messageCount };
 }

@@ -1,5 +1,13 @@
 import { loadConfigOrExit } from '../supervisor/master.js';
 import { str, type Values } from './args.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+
+/**
+ * How long ctl waits for the admin API's answer. Long enough for a recover
+ * of thousands (each resend waits for the broker's confirm, at most 10 s);
+ * without a bound a daemon that never answers kept ctl waiting for ever.
+ */
+export const ADMIN_REQUEST_TIMEOUT_MS = 120_000;
 
 /** An answer of the admin API, parsed when it is JSON. */
 export interface AdminAnswer {
@@ -10,7 +18,7 @@ export interface AdminAnswer {
 /** Calls a running daemon's admin API: `--admin URL` or the configured address, `--token`, `NOTIFY_ADMIN_TOKEN` or `admin.token`. */
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<AdminAnswer>;
 
-export function adminClient(values: Values): AdminCall {
+export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS): AdminCall {
   let base = str(values, 'admin');
   let token = str(values, 'token') ?? process.env.NOTIFY_ADMIN_TOKEN;
   if (!base) {
@@ -22,8 +30,18 @@ export function adminClient(values: Values): AdminCall {
   return async (method, path, body) => {
     const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(new URL(path, base), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-    const text = await res.text();
+    const url = new URL(path, base);
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, { method, headers, signal: AbortSignal.timeout(timeoutMs), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      text = await res.text();
+    } catch (err) {
+      if ((err as Error)?.name === 'TimeoutError') {
+        throw new NotifyError(ErrorCodes.REQUEST_TIMEOUT, `no answer from the admin API at ${url.origin} within ${timeoutMs / 1000} s (${method} ${url.pathname}); what it was doing may have happened`);
+      }
+      throw err;
+    }
     let parsed: unknown = text;
     try {
       parsed = JSON.parse(text);

@@ -67,6 +67,8 @@ export const ErrorCodes = {
   NOT_RESENDABLE: 'NOT_RESENDABLE',
   /** The history cannot be read right now (database away). */
   HISTORY_UNAVAILABLE: 'HISTORY_UNAVAILABLE',
+  /** A call (ctl to the admin API) got no answer in time; what it asked for may or may not have happened. */
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   /** Something unexpected; the message says what. */
   INTERNAL: 'INTERNAL',
 } as const;

@@ -73,6 +73,7 @@ const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
   NOTIFICATION_PENDING: 409,
   NOT_RESENDABLE: 409,
   HISTORY_UNAVAILABLE: 503,
+  REQUEST_TIMEOUT: 504,
 };
 
 /** HTTP status for an error code (anything unknown is a 500). */

@@ -6,8 +6,26 @@ import { redactUrl } from '../core/config.js';
  * A pg pool for one process. Idle clients that lose their connection emit
  * 'error' on the pool; heard, it only costs a reconnect on the next query.
  */
-export function createDbPool(url: string, opts: { max: number; name: string; log: Logger; /** 0 keeps idle connections open (a process that writes all the time). */ idleMs?: number }): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max: opts.max, application_name: opts.name, connectionTimeoutMillis: 5000, idleTimeoutMillis: opts.idleMs ?? 30_000 });
+export function createDbPool(
+  url: string,
+  opts: {
+    max: number;
+    name: string;
+    log: Logger;
+    /** 0 keeps idle connections open (a process that writes all the time). */
+    idleMs?: number;
+    /** PostgreSQL cancels any statement of this pool running longer (SQLSTATE 57014); none when absent. */
+    statementTimeoutMs?: number;
+  },
+): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max,
+    application_name: opts.name,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: opts.idleMs ?? 30_000,
+    ...(opts.statementTimeoutMs ? { statement_timeout: opts.statementTimeoutMs } : {}),
+  });
   pool.on('error', (err) => opts.log.warn({ db: redactUrl(url), err: err.message }, 'database connection lost'));
   return pool;
 }

@@ -46,6 +46,12 @@ const bad = (field: string, message: string): NotifyError => new NotifyError(Err
 const MICRO_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const ISO_LIKE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/;
 
+/** A cursor's time: a real date in the range PostgreSQL and the API share (a tampered one is a 400, not a 500). */
+function validTime(iso: string): boolean {
+  const t = Date.parse(iso);
+  return Number.isFinite(t) && t >= TIME_MIN && t <= TIME_MAX && roundTrips(iso);
+}
+
 /** The opaque text of a cursor (base64url of a small JSON array). */
 export function encodeCursor(c: ListCursor): string {
   return Buffer.from(JSON.stringify([c.at, c.id]), 'utf8').toString('base64url');
@@ -60,30 +66,64 @@ export function decodeCursor(text: string): ListCursor {
   } catch {
     throw bad('cursor', 'is not a cursor this API returned');
   }
-  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string' || !MICRO_ISO.test(v[0]) || Number.isNaN(Date.parse(v[0]))) {
+  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string' || !MICRO_ISO.test(v[0]) || !validTime(v[0])) {
     throw bad('cursor', 'is not a cursor this API returned');
   }
   return { at: v[0], id: v[1] };
 }
 
+/** Times the history accepts: from the epoch to the end of year 9999 (PostgreSQL and `Date` both hold them; year 0 is not a PostgreSQL year). */
+export const TIME_MIN = 0;
+export const TIME_MAX = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+function inRange(t: number, field: string): number {
+  if (!Number.isFinite(t) || t < TIME_MIN || t > TIME_MAX) throw bad(field, 'must be a time between 1970-01-01 and 9999-12-31');
+  return t;
+}
+
+/**
+ * Whether the calendar fields written in `s` are the ones they name: `Date`
+ * rolls 2026-02-30 over to March 2 and 24:00 to the next day without a word.
+ */
+function roundTrips(s: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?/.exec(s);
+  if (!m) return false;
+  const [y, mo, d, h = 0, mi = 0, sec = 0] = m.slice(1).map((x) => (x === undefined ? undefined : Number(x))) as number[];
+  const t = new Date(Date.UTC(y!, mo! - 1, d!, h, mi, sec));
+  // Date.UTC maps years 0..99 to 1900..1999: set the year again to compare.
+  t.setUTCFullYear(y!, mo! - 1, d!);
+  return t.getUTCFullYear() === y && t.getUTCMonth() === mo! - 1 && t.getUTCDate() === d && t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === sec;
+}
+
 /**
  * A point in time: an ISO 8601 date or date-time (UTC unless it says
- * otherwise), or a duration back from `now` (`90s`, `30m`, `1h`, `2d`).
+ * otherwise), or a duration back from `now` with its unit (`90s`, `30m`,
+ * `1h`, `2d`). Digits alone are refused: as a duration they would be ms
+ * back from now, as a time ms since the epoch (what a JSON number means in
+ * a recover body), and a reader cannot tell which. Every time must fall
+ * between 1970 and 9999, and a date must exist (2026-02-30 is refused, not
+ * rolled over to March).
  */
 export function parseInstant(text: string, now: number, field: string): number {
   const s = text.trim();
   if (ISO_LIKE.test(s)) {
+    if (!roundTrips(s)) throw bad(field, `"${s.slice(0, 40)}" is not a valid date`);
     // A date-time without an offset is UTC (as the history's days are), not the server's local time.
     const withZone = /(?:Z|[+-]\d{2}:?\d{2})$/.test(s) || !s.includes(':') ? s : `${s}Z`;
     const t = Date.parse(withZone.replace(' ', 'T'));
-    if (Number.isFinite(t)) return t;
-    throw bad(field, `"${s.slice(0, 40)}" is not a valid date`);
+    if (!Number.isFinite(t)) throw bad(field, `"${s.slice(0, 40)}" is not a valid date`);
+    return inRange(t, field);
   }
+  if (/^\d+(?:\.\d+)?$/.test(s)) {
+    throw bad(field, 'digits alone are ambiguous: give a duration with its unit (90s, 30m, 1h, 2d), an ISO 8601 time, or (in a JSON body) ms since the epoch as a number');
+  }
+  let back: number;
   try {
-    return now - parseDuration(s, field);
+    back = parseDuration(s, field);
   } catch {
     throw bad(field, 'must be an ISO 8601 time (2026-01-31T12:00:00Z) or a duration back from now (30m, 1h, 2d)');
   }
+  return inRange(now - back, field);
 }
 
 function merchantValue(v: string, field = 'merchant'): string {
@@ -133,7 +173,8 @@ export function parseRecoverBody(body: unknown, now: number): RecoverRequest {
   if (typeof b.merchant !== 'string') throw bad('merchant', 'required (a string)');
   const time = (k: 'since' | 'until'): number => {
     const v = b[k];
-    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+    // A JSON number is ms since the epoch (never a duration: a duration is a string with its unit).
+    if (typeof v === 'number') return inRange(v, k);
     if (typeof v === 'string') return parseInstant(v, now, k);
     throw bad(k, 'must be a ms epoch number, an ISO 8601 time or a duration back from now');
   };

@@ -80,6 +80,13 @@ export interface DeadEntry {
   readonly content: string | null;
 }
 
+/**
+ * The history API's pools cancel a statement after this long (a 503 to
+ * retry): their few connections serve every lookup, and one slow listing
+ * must not hold them for minutes.
+ */
+export const HISTORY_STATEMENT_TIMEOUT_MS = 10_000;
+
 type Row = Record<string, unknown>;
 
 const ms = (v: unknown): number | null => (v === null || v === undefined ? null : Math.round(Number(v)));

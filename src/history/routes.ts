@@ -6,7 +6,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
-import { readBody } from '../core/http-util.js';
+import { readBody, statusForError } from '../core/http-util.js';
+import { databaseAway, historyUnavailable } from './database-away.js';
 import { forceParam, parseListQuery, parseRecoverBody } from './query-params.js';
 import type { HistoryService } from './service.js';
 
@@ -57,12 +58,6 @@ async function jsonBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-/** A database that cannot be reached is a 503 to retry, not a 500 (pg's connection errors and SQLSTATE classes 08 and 57P). */
-function databaseAway(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown };
-  if (typeof e?.code === 'string' && (/^(08|57P)/.test(e.code) || /^E(CONNREFUSED|CONNRESET|HOSTUNREACH|TIMEDOUT|PIPE)$/.test(e.code))) return true;
-  return typeof e?.message === 'string' && /timeout exceeded when trying to connect|Connection terminated/i.test(e.message);
-}
 
 /**
  * Answers a matched history call; `HISTORY_DISABLED` (501) without a
@@ -85,7 +80,7 @@ export async function answerHistory(
   try {
     return await answer(service, route, req, url, producer, now);
   } catch (err) {
-    if (databaseAway(err)) throw new NotifyError(ErrorCodes.HISTORY_UNAVAILABLE, 'the history database cannot be reached; retry later', undefined, { cause: err });
+    if (databaseAway(err)) throw historyUnavailable(err);
     throw err;
   }
 }
@@ -98,7 +93,11 @@ async function answer(service: HistoryService, route: HistoryRoute, req: Incomin
       return { status: 200, body: await service.list(parseListQuery(url.searchParams, now)) };
     case 'resend':
       return { status: 202, body: await service.resend(route.id, forceParam(url.searchParams), producer) };
-    case 'recover':
-      return { status: 202, body: await service.recover(parseRecoverBody(await jsonBody(req), now), producer) };
+    case 'recover': {
+      const r = await service.recover(parseRecoverBody(await jsonBody(req), now), producer);
+      if (r.stopped === null) return { status: 202, body: r };
+      // Stopped part-way: the error's status (503: retry), with what was done so a retry is informed.
+      return { status: statusForError(r.stopped.error.code), body: { error: r.stopped.error, ...r } };
+    }
   }
 }

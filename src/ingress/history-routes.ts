@@ -15,20 +15,29 @@ import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { BearerTokens } from '../core/http-util.js';
 import type { Notification } from '../core/message.js';
 import type { RunVia } from '../history/records.js';
+import type { HistoryClaims } from '../history/claims.js';
 import type { HistoryReader } from '../history/reader.js';
 import { answerHistory, matchHistoryRoute } from '../history/routes.js';
-import { HistoryService } from '../history/service.js';
+import { HistoryService, type AdmitLadder } from '../history/service.js';
+
+/** The history database as the API uses it: reads, and the claims of resends. */
+export interface HistoryDb {
+  readonly reader: HistoryReader;
+  readonly claims: HistoryClaims;
+}
 
 export class IngressHistoryRoutes {
   private readonly service: HistoryService | null;
 
   constructor(
-    reader: HistoryReader | null,
-    /** The ingress's own publish-and-record (`IngressServer.accept`). */
-    accept: (n: Notification, producer: string | null, via: RunVia) => Promise<{ run: string }>,
+    db: HistoryDb | null,
+    /** The ingress's own publish-and-record (`IngressServer.accept`), the ladder starting at `at`. */
+    accept: (n: Notification, producer: string | null, via: RunVia, at: number) => Promise<{ run: string }>,
     config: () => Config,
+    /** The ingress's refusals of a new notification (draining, blocked broker, merchant rules). */
+    admit: AdmitLadder,
   ) {
-    this.service = reader === null ? null : new HistoryService(reader, (n, via, producer) => accept(n, producer, via), () => config().limits);
+    this.service = db === null ? null : new HistoryService(db.reader, db.claims, (n, via, producer, at) => accept(n, producer, via, at), () => config().limits, admit);
   }
 
   /**

@@ -14,8 +14,8 @@ import type { MerchantLookup } from '../tier/merchant-check.js';
 import { merchantRules } from './merchant-rules.js';
 import { newRunId, type RunVia } from '../history/records.js';
 import type { HistorySink } from '../history/sink.js';
-import type { HistoryReader } from '../history/reader.js';
-import { IngressHistoryRoutes } from './history-routes.js';
+import { admission } from '../history/admission.js';
+import { IngressHistoryRoutes, type HistoryDb } from './history-routes.js';
 
 type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
 
@@ -41,12 +41,13 @@ export class IngressServer {
     private readonly merchants: MerchantLookup | null = null,
     /** Where accepted notifications are recorded (DESIGN §11); null without history. */
     private readonly history: HistorySink | null = null,
-    /** Reads the history for its API (DESIGN §11); null without history (the API then answers 501). */
-    historyReader: HistoryReader | null = null,
+    /** Reads the history for its API and claims resends (DESIGN §11); null without history (the API then answers 501). */
+    historyDb: HistoryDb | null = null,
   ) {
     this.config = config;
     this.tokens = new BearerTokens(config.ingress.tokens);
-    this.historyRoutes = new IngressHistoryRoutes(historyReader, (n, producer, via) => this.accept(n, producer, via), () => this.config);
+    const admit = admission({ draining: () => this.draining, blocked: () => this.publisher.blocked, config: () => this.config, merchants: this.merchants });
+    this.historyRoutes = new IngressHistoryRoutes(historyDb, (n, producer, via, at) => this.accept(n, producer, via, at), () => this.config, admit);
   }
 
   reload(config: Config): void {
@@ -189,10 +190,9 @@ export class IngressServer {
    * notification is always in the history). A record the broker refuses
    * does not undo the acceptance: it is counted and logged.
    */
-  async accept(n: Notification, producer: string | null, via: RunVia = 'ingress'): Promise<{ run: string }> {
-    // Stamped before the publish: a tier may deliver it before this line runs again, and
-    // the history orders events by time (the ladder's start must come first).
-    const at = Date.now();
+  async accept(n: Notification, producer: string | null, via: RunVia = 'ingress', at = Date.now()): Promise<{ run: string }> {
+    // Stamped before the publish (a resend's claim time, given): a tier may deliver it before this line
+    // runs again, and the history orders events by time (the ladder's start must come first).
     const run = newRunId(at);
     if (this.history === null) {
       await this.publisher.publish(n, { producer, run });

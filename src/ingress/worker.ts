@@ -2,7 +2,8 @@ import type { Config } from '../core/config.js';
 import { diffConfig, historyOn } from '../core/config.js';
 import { namesFor } from '../broker/topology.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
-import { HistoryReader } from '../history/reader.js';
+import { HistoryClaims } from '../history/claims.js';
+import { HISTORY_STATEMENT_TIMEOUT_MS, HistoryReader } from '../history/reader.js';
 import { createDbPool } from '../db/pool.js';
 import type pg from 'pg';
 import type { WorkerState } from '../supervisor/control.js';
@@ -71,8 +72,8 @@ export class IngressWorker implements ManagedWorker {
     const publisher = this.publisher;
     this.history = historyOn(config) ? new HistorySink((body) => publisher.publishToQueue(names.history, body, historyPublishOptions())) : null;
     // A few connections: reads are short and the API is for lookups, not bulk export.
-    this.historyPool = historyOn(config) ? createDbPool(config.database.url!, { max: 4, name: `notifyd ingress history pid ${process.pid}`, log }) : null;
-    this.server = new IngressServer(config, this.publisher, log, metrics, this.directory, this.history, this.historyPool ? new HistoryReader(this.historyPool) : null);
+    this.historyPool = historyOn(config) ? createDbPool(config.database.url!, { max: 4, name: `notifyd ingress history pid ${process.pid}`, log, statementTimeoutMs: HISTORY_STATEMENT_TIMEOUT_MS }) : null;
+    this.server = new IngressServer(config, this.publisher, log, metrics, this.directory, this.history, this.historyPool ? { reader: new HistoryReader(this.historyPool), claims: new HistoryClaims(this.historyPool) } : null);
   }
 
   get inflightCount(): number {

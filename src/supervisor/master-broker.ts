@@ -11,6 +11,10 @@ import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { newRunId, type RunVia } from '../history/records.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
+import { withTimeout } from '../core/with-timeout.js';
+
+/** How long a resend or recover waits for the broker's confirm, as the ingress does (`confirmTimeoutMs`). */
+export const LADDER_CONFIRM_TIMEOUT_MS = 10_000;
 
 /**
  * What the master does on the broker: one connection, kept up for as long
@@ -32,6 +36,10 @@ export class MasterBroker {
   /** History records of the ladders the master starts (redrives); null without history. */
   private readonly history: HistorySink | null;
   private lastHistoryWarn = 0;
+  /** Why the broker blocks this connection's publishes (a memory or disk alarm), or null. */
+  private blockedReason: string | null = null;
+  /** How long `startLadder` waits for a confirm (a field so tests can shorten it). */
+  ladderConfirmTimeoutMs = LADDER_CONFIRM_TIMEOUT_MS;
 
   constructor(
     private readonly config: () => Config,
@@ -81,28 +89,41 @@ export class MasterBroker {
    * resend or recover, DESIGN §11): published to tier 0 with the same id,
    * confirmed, then recorded as a run. Stamped before the publish, like the
    * ingress's: the tier may attempt it before this returns, and the history
-   * orders a ladder's start before its attempts by time.
+   * orders a ladder's start before its attempts by time (`at`: the resend's
+   * claim time). Bounded like the ingress's publishes: `BROKER_BLOCKED` at
+   * once while the broker blocks publishing, `BROKER_UNAVAILABLE` when no
+   * confirm comes within `LADDER_CONFIRM_TIMEOUT_MS` (an admin call must not
+   * hang on a broker that reads nothing).
    */
-  async startLadder(n: Notification, via: RunVia): Promise<{ run: string }> {
+  async startLadder(n: Notification, via: RunVia, at = Date.now()): Promise<{ run: string }> {
     const ch = this.ch;
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+    if (this.blockedReason !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
     const c = this.config();
-    const at = Date.now();
     const run = newRunId(at);
     const body = encodeNotification(n);
     const route = routeForAttempt(namesFor(c.prefix), c.scheduleMs, 0);
     const headers: Record<string, unknown> = { [H.attempt]: 0, [H.dueAt]: at + (c.scheduleMs[0] ?? 0), [H.run]: run };
     if (this.history) headers[H.recorded] = 1;
-    await publishConfirmed(
-      ch,
-      route.exchange,
-      route.routingKey,
-      body,
-      { messageId: n.id, persistent: true, mandatory: true, contentType: 'application/json', timestamp: Math.floor(n.createdAt / 1000), headers },
-      this.returns ?? undefined,
+    await withTimeout(
+      publishConfirmed(
+        ch,
+        route.exchange,
+        route.routingKey,
+        body,
+        { messageId: n.id, persistent: true, mandatory: true, contentType: 'application/json', timestamp: Math.floor(n.createdAt / 1000), headers },
+        this.returns ?? undefined,
+      ),
+      this.ladderConfirmTimeoutMs,
+      () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker did not confirm within ${this.ladderConfirmTimeoutMs / 1000} s; the broker may still take it: look the notification up before resending it`),
     );
     await this.recordRun(body, run, at, via);
     return { run };
+  }
+
+  /** Why the broker blocks publishing on the master's connection (a memory or disk alarm), or null. */
+  get blocked(): string | null {
+    return this.ch ? this.blockedReason : null;
   }
 
   get connected(): boolean {
@@ -155,6 +176,14 @@ export class MasterBroker {
         };
         conn.on('close', lost);
         ch.on('close', lost);
+        // While blocked the broker reads nothing from this connection: a publish would wait for ever.
+        this.blockedReason = null;
+        conn.on('blocked', (reason: string) => {
+          if (this.conn === conn) this.blockedReason = reason || 'blocked';
+        });
+        conn.on('unblocked', () => {
+          if (this.conn === conn) this.blockedReason = null;
+        });
         this.conn = conn;
         this.ch = ch;
         this.returns = new ReturnTracker(ch);
@@ -189,9 +218,15 @@ export class MasterBroker {
   /**
    * Moves parked notifications back to tier 0 (one scan of P.dead at a time).
    * `stuck` says which parked ones would only be parked again (a merchant
-   * still disabled), to be stepped over like `blocked` and `invalid` ones.
+   * still disabled), to be stepped over like `blocked` and `invalid` ones;
+   * `superseded` which ones the history shows were resent since (dropped).
    */
-  redrive(limit: number, force: boolean, stuck?: (reason: string, content: Buffer) => boolean): Promise<RedriveResult> {
+  redrive(
+    limit: number,
+    force: boolean,
+    stuck?: (reason: string, content: Buffer) => boolean,
+    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly boolean[]>,
+  ): Promise<RedriveResult> {
     return this.deadScan(() => {
       const ch = this.ch;
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
@@ -199,6 +234,13 @@ export class MasterBroker {
         returns: this.returns ?? undefined,
         stuck,
         ...(this.history ? { recordRun: (content: Buffer, run: string, at: number) => this.recordRun(content, run, at, 'redrive') } : {}),
+        ...(superseded
+          ? {
+              superseded,
+              onSuperseded: (id: string, reason: string) =>
+                this.log.info({ id, reason }, 'redrive dropped a parked copy: the notification was resent or recovered after it was parked (moving it would deliver it twice)'),
+            }
+          : {}),
       });
     });
   }

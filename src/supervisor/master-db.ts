@@ -9,7 +9,9 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
 import { historyOn, redactUrl, secretsKeyBytes, type Config } from '../core/config.js';
 import { HistoryWriter } from '../history/writer.js';
-import { HistoryReader } from '../history/reader.js';
+import { HISTORY_STATEMENT_TIMEOUT_MS, HistoryReader } from '../history/reader.js';
+import { HistoryClaims } from '../history/claims.js';
+import { SupersededLookup } from '../history/superseded.js';
 import type { Logger } from '../core/logger.js';
 import { migrate } from '../db/migrate.js';
 import { createDbPool } from '../db/pool.js';
@@ -27,6 +29,16 @@ export class MasterDatabase {
   private readonly history: HistoryWriter | null;
   /** Reads the history for the admin API; null when history is off. */
   readonly historyReader: HistoryReader | null;
+  /** Claims of resends and recovers on the admin port; null without history. */
+  readonly historyClaims: HistoryClaims | null;
+  /**
+   * The admin port's history API has its own small pool with a statement
+   * timeout: a slow listing must not hold the connections the merchant
+   * registry, the migrations and the retention job need.
+   */
+  private readonly historyPool: pg.Pool | null;
+  /** Which parked copies a redrive drops (resent since they were parked); null without history. */
+  readonly superseded: SupersededLookup | null;
   private readonly tasks: ScheduledTask[] = [];
   private migrated: Promise<void> | null = null;
   private closed = false;
@@ -43,7 +55,10 @@ export class MasterDatabase {
     this.store = new MerchantStore(this.pool, { key, tiers: config.scheduleMs.length });
     // The master's copy decides redrives only: it keeps no secret.
     this.history = historyOn(config) ? new HistoryWriter(this.pool) : null;
-    this.historyReader = historyOn(config) ? new HistoryReader(this.pool) : null;
+    this.historyPool = historyOn(config) ? createDbPool(url, { max: 2, name: `notifyd master history pid ${process.pid}`, log, statementTimeoutMs: HISTORY_STATEMENT_TIMEOUT_MS }) : null;
+    this.historyReader = this.historyPool ? new HistoryReader(this.historyPool) : null;
+    this.historyClaims = this.historyPool ? new HistoryClaims(this.historyPool) : null;
+    this.superseded = this.historyPool ? new SupersededLookup(this.historyPool) : null;
     this.directory = new MerchantDirectory({ url, key: 'skip', refreshMs: config.merchants.refreshMs, name: `notifyd master registry pid ${process.pid}`, log });
     if (key === null) log.warn('NOTIFY_SECRETS_KEY is not set: merchant secrets are stored unencrypted in PostgreSQL (set 32 random bytes, e.g. openssl rand -base64 32)');
   }
@@ -105,6 +120,7 @@ export class MasterDatabase {
     this.closed = true;
     for (const t of this.tasks.splice(0)) await t.destroy();
     await this.directory.close();
+    await this.historyPool?.end().catch(() => undefined);
     await this.pool.end().catch(() => undefined);
   }
 }

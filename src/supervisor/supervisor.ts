@@ -10,6 +10,8 @@ import { MasterBroker } from './master-broker.js';
 import { MasterDatabase } from './master-db.js';
 import type { MerchantStore } from '../merchants/store.js';
 import { HistoryService } from '../history/service.js';
+import { admission } from '../history/admission.js';
+import { databaseAway, historyUnavailable } from '../history/database-away.js';
 import { MetricsLedger } from './metrics-ledger.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
@@ -127,7 +129,9 @@ export class Supervisor {
     this.table.add('ingress', 'ingress', null);
     if (historyOn(opts.config)) this.table.add('recorder', 'recorder', null);
     const reader = this.db?.historyReader ?? null;
-    this.history = reader === null ? null : new HistoryService(reader, (n, via) => this.broker.startLadder(n, via), () => this.config.limits);
+    const claims = this.db?.historyClaims ?? null;
+    const admit = admission({ draining: () => this.shuttingDown, blocked: () => this.broker.blocked, config: () => this.config, merchants: this.db?.directory ?? null });
+    this.history = reader === null || claims === null ? null : new HistoryService(reader, claims, (n, via, _producer, at) => this.broker.startLadder(n, via, at), () => this.config.limits, admit);
   }
 
   /** Tells the master which admin port it bound (for the `listening` line). */
@@ -218,7 +222,11 @@ export class Supervisor {
     return { applied: true, restartRequired: diff.restartRequired, notes: diff.notes };
   }
 
-  /** Moves parked notifications back to tier 0 (those of a merchant still disabled stay). */
+  /**
+   * Moves parked notifications back to tier 0 (those of a merchant still
+   * disabled stay); with history, copies of notifications resent since they
+   * were parked are dropped (`superseded`).
+   */
   redrive(limit: number, force: boolean): Promise<RedriveResult> {
     const directory = this.db?.directory;
     const stuck = directory
@@ -228,7 +236,8 @@ export class Supervisor {
           return merchant !== null && directory.get(merchant)?.enabled === false;
         }
       : undefined;
-    return this.broker.redrive(limit, force, stuck);
+    const superseded = this.db?.superseded;
+    return this.broker.redrive(limit, force, stuck, superseded ? (copies) => superseded.check(copies).catch((err: unknown) => Promise.reject(databaseAway(err) ? historyUnavailable(err) : err)) : undefined);
   }
 
   /** The merchant store for the admin API; null without a database. */

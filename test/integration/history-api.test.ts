@@ -278,6 +278,61 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     assert.equal(merchant.count(path), 0);
   });
 
+  it('two resends at once start one ladder (409 NOTIFICATION_PENDING for the other), a re-run recover resends nothing, and a redrive drops the parked copy a resend superseded (issue 16 review)', async () => {
+    const path = `/status/410/twice-${d.opts.prefix}`;
+    assert.equal((await api('POST', '/v1/notifications', { id: 'twice', merchant: 'shop-a', url: `${merchant.base}${path}`, body: {} })).status, 202);
+    await waitFor(async () => (await timeline('twice'))?.notification.status === 'dead', 10_000, 'twice dead');
+    // Both see "dead" in the history: the claim in the database decides, not the recorder.
+    const both = await Promise.all([api('POST', '/v1/notifications/twice/resend'), admin('POST', '/admin/notifications/twice/resend')]);
+    assert.deepEqual(both.map((r) => r.status).sort(), [202, 409], JSON.stringify(both.map((r) => r.body)));
+    assert.equal(both.find((r) => r.status === 409)!.body.error.code, 'NOTIFICATION_PENDING');
+    await waitFor(() => merchant.count(path) === 2, 10_000, 'resent once');
+    await waitFor(async () => (await timeline('twice'))?.notification.status === 'dead' && (await timeline('twice'))!.runs.length === 2, 10_000, 'the resend died again');
+    // Until 1 s from now: the window must hold 'twice'; everything else of shop-a in it is dead and gets resent once.
+    const until = new Date(Date.now() + 1000).toISOString();
+    const first = await admin('POST', '/admin/notifications:recover', { merchant: 'shop-a', since: '1h', until });
+    assert.equal(first.status, 202, JSON.stringify(first.body));
+    assert.ok(first.body.resent >= 1);
+    assert.equal(first.body.stopped, null);
+    const again = await admin('POST', '/admin/notifications:recover', { merchant: 'shop-a', since: '1h', until });
+    assert.equal(again.status, 202, JSON.stringify(again.body));
+    assert.equal(again.body.resent, 0, 'claimed by the first recover: nothing is still dead');
+    await waitFor(() => merchant.count(path) === 3, 10_000, 'recovered once');
+    await waitFor(async () => (await timeline('twice'))?.notification.status === 'dead' && (await timeline('twice'))!.runs.length === 3, 10_000, 'the recover died again');
+    // P.dead holds three copies of 'twice': two superseded (a ladder started after each was parked), the last one current.
+    const r = await admin('POST', '/admin/dead/redrive?limit=1000');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.ok(r.body.superseded >= 2, JSON.stringify(r.body));
+    await waitFor(() => merchant.count(path) === 4, 10_000, 'the current copy redriven');
+    await new Promise((res) => setTimeout(res, 1000));
+    assert.equal(merchant.count(path), 4, 'the superseded copies were not delivered again');
+  });
+
+  it('bad times are 400 VALIDATION with the field, not 500; a resend for a disabled merchant is 409 MERCHANT_DISABLED, nothing sent (issue 16 review)', async () => {
+    for (const q of ['since=999999999d', 'since=0000-01-01', 'since=2026-02-30', 'since=5000']) {
+      const r = await api('GET', `/v1/notifications?${q}`);
+      assert.deepEqual([r.status, r.body.error?.code, r.body.error?.field], [400, 'VALIDATION', 'since'], q);
+    }
+    const huge = await admin('POST', '/admin/notifications:recover', { merchant: 'shop-a', since: 1e20 });
+    assert.deepEqual([huge.status, huge.body.error?.code, huge.body.error?.field], [400, 'VALIDATION', 'since']);
+    const cursor = Buffer.from(JSON.stringify(['0000-01-01T00:00:00.000000Z', 'x'])).toString('base64url');
+    const tampered = await api('GET', `/v1/notifications?cursor=${cursor}`);
+    assert.deepEqual([tampered.status, tampered.body.error?.field], [400, 'cursor']);
+
+    assert.equal((await admin('POST', '/admin/merchants', { id: 'shop-c', name: 'shop-c', allowedOrigins: [merchant.base] })).status, 201);
+    const path = `/status/410/offc-${d.opts.prefix}`;
+    assert.equal((await api('POST', '/v1/notifications', { id: 'offc', merchant: 'shop-c', url: `${merchant.base}${path}`, body: {} })).status, 202);
+    await waitFor(async () => (await timeline('offc'))?.notification.status === 'dead', 10_000, 'offc dead');
+    assert.equal((await admin('POST', '/admin/merchants/shop-c/disable', {})).status, 200);
+    // The ingress's registry copy sees the change when a new notification for shop-c is refused.
+    await waitFor(async () => (await api('POST', '/v1/notifications', { id: `probe-${Date.now()}`, merchant: 'shop-c', url: `${merchant.base}/fail/0/probe`, body: {} })).status === 409, 10_000, 'ingress sees shop-c disabled');
+    const r = await api('POST', '/v1/notifications/offc/resend');
+    assert.deepEqual([r.status, r.body.error?.code], [409, 'MERCHANT_DISABLED']);
+    assert.equal((await timeline('offc'))!.notification.status, 'dead', 'not claimed');
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(merchant.count(path), 1);
+  });
+
   it('without a database every history call answers 501 HISTORY_DISABLED (ingress and admin)', async () => {
     const prefix = uniquePrefix('hapi-off');
     prefixes.push(prefix);

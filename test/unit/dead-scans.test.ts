@@ -183,7 +183,38 @@ describe('redrive', () => {
     const q = new FakeDeadQueue(ids(4), (id) => ({ 'notify-dead-reason': id === 'm1' ? 'blocked' : 'exhausted' }));
     const r = await redrive(q.channel(), config, 2, false);
     assert.deepEqual(q.moved, ['m0', 'm2']);
-    assert.deepEqual(r, { moved: 2, skipped: 1, remaining: 2 });
+    assert.deepEqual(r, { moved: 2, skipped: 1, superseded: 0, remaining: 2 });
     assert.deepEqual(q.ids, ['m3', 'm1']);
+  });
+
+  it('drops the copies the history says were resent since they were parked (acked, counted, told), even when forced; asks once per batch', async () => {
+    const q = new FakeDeadQueue(ids(60), (id) => ({ 'notify-dead-reason': id === 'm3' ? 'blocked' : 'exhausted', 'notify-dead-at': 1000 }));
+    const asked: number[] = [];
+    const told: string[] = [];
+    const r = await redrive(q.channel(), config, 100, true, {
+      superseded: async (copies) => {
+        asked.push(copies.length);
+        return copies.map((c) => ['m1', 'm3', 'm55'].includes(JSON.parse(c.content.toString()).id as string));
+      },
+      onSuperseded: (id) => told.push(id),
+    });
+    assert.deepEqual(asked, [50, 10], 'one lookup per batch');
+    assert.deepEqual(told, ['m1', 'm3', 'm55']);
+    assert.deepEqual(r, { moved: 57, skipped: 0, superseded: 3, remaining: 0 });
+    assert.equal(q.moved.includes('m1') || q.moved.includes('m55'), false, 'never moved');
+    assert.equal(q.unacked.size, 0, 'dropped ones are acked');
+  });
+
+  it('a history that cannot be asked fails the redrive and gives the batch back, moving nothing of it', async () => {
+    const q = new FakeDeadQueue(ids(3));
+    const nacked: string[] = [];
+    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
+    ch.nack = (m: GetMessage) => {
+      nacked.push(String(m.properties.messageId));
+      q.unacked.delete(m.fields.deliveryTag);
+    };
+    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { superseded: async () => Promise.reject(new Error('database away')) }), /database away/);
+    assert.deepEqual(nacked, ['m0', 'm1', 'm2']);
+    assert.deepEqual(q.moved, []);
   });
 });

@@ -11,6 +11,8 @@ import type { DeadEntry, HistoryReader, NotificationTimeline, NotificationView }
 import { answerHistory, matchHistoryRoute } from '../../src/history/routes.js';
 import type { IncomingMessage } from 'node:http';
 import { HistoryService } from '../../src/history/service.js';
+import type { HistoryClaims } from '../../src/history/claims.js';
+import { NotifyError } from '../../src/core/errors.js';
 
 const NOW = Date.UTC(2026, 11, 1, 12, 0, 0);
 const H = 3_600_000;
@@ -91,6 +93,30 @@ describe('history API: times and filters', () => {
     assert.equal(fieldOf(() => parseRecoverBody({ merchant: 'm', since: '1h', extra: 1 }, NOW)), 'extra');
     assert.equal(fieldOf(() => parseRecoverBody([], NOW)), 'body');
   });
+
+  it('bad times are 400 VALIDATION on their field, never a 500: out of 1970..9999, dates that do not exist, digits without a unit (issue 16 review)', () => {
+    const codeOf = (fn: () => unknown): [string, string] => {
+      try {
+        fn();
+      } catch (err) {
+        return [(err as { code: string }).code, (err as { field: string }).field];
+      }
+      return ['none', ''];
+    };
+    for (const q of ['since=999999999d', 'since=0000-01-01', 'since=2026-02-30', 'since=2026-02-29', 'since=2026-04-31T10:00:00Z', 'since=2026-12-01T24:00:00Z', 'since=1969-12-31', 'since=5000']) {
+      assert.deepEqual(codeOf(() => parseListQuery(new URLSearchParams(q), NOW)), ['VALIDATION', 'since'], q);
+    }
+    assert.equal(parseInstant('2028-02-29', NOW, 'since'), Date.UTC(2028, 1, 29), 'a leap day that exists');
+    assert.equal(parseInstant('9999-12-31T23:59:59Z', NOW, 'until'), Date.UTC(9999, 11, 31, 23, 59, 59));
+    for (const since of [1e20, -1, Number.MAX_SAFE_INTEGER, '0000-01-01', '2026-02-30', '1735689600000']) {
+      assert.deepEqual(codeOf(() => parseRecoverBody({ merchant: 'm', since }, NOW)), ['VALIDATION', 'since'], String(since));
+    }
+    assert.equal(parseRecoverBody({ merchant: 'm', since: 0 }, NOW).since, 0, 'a JSON number is ms since the epoch');
+    // A tampered cursor with a time PostgreSQL rejects or Date rolls over.
+    for (const at of ['0000-01-01T00:00:00.000000Z', '2026-02-30T00:00:00.000000Z', '2026-12-01T25:00:00.000000Z']) {
+      assert.deepEqual(codeOf(() => decodeCursor(encodeCursor({ at, id: 'x' }))), ['VALIDATION', 'cursor'], at);
+    }
+  });
 });
 
 describe('history API: routes', () => {
@@ -114,6 +140,7 @@ describe('history API: routes', () => {
     assert.ok(resumed >= 4, 'the request body is drained');
     const away = new HistoryService(
       { stored: async () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })) } as unknown as HistoryReader,
+      fakeClaims({}),
       async () => ({ run: 'r' }),
       () => loadConfig({ configFile: null, env: {} }).limits,
     );
@@ -165,13 +192,35 @@ function fakeReader(rows: Record<string, { view: NotificationView; content: stri
   } as unknown as HistoryReader;
 }
 
+/** Claims as the database makes them (history-claim.sql): one status per id, changed atomically. */
+function fakeClaims(rows: Record<string, { view: NotificationView }>, dead: readonly DeadEntry[] = []): HistoryClaims & { status: Map<string, string>; released: string[] } {
+  const status = new Map<string, string>([...Object.entries(rows).map(([id, r]) => [id, r.view.status] as const), ...dead.map((d) => [d.id, 'dead'] as const)]);
+  const released: string[] = [];
+  return {
+    status,
+    released,
+    claim: async (id: string, key: string, at: number, from: readonly string[]) => {
+      const was = status.get(id);
+      if (was === undefined || !from.includes(was)) return null;
+      status.set(id, 'pending');
+      return { id, key, at, previousStatus: was, previousStatusAt: null, previousDeadReason: null };
+    },
+    release: async (c: { id: string; previousStatus: string }) => {
+      released.push(c.id);
+      status.set(c.id, c.previousStatus);
+    },
+  } as unknown as HistoryClaims & { status: Map<string, string>; released: string[] };
+}
+
 describe('history API: resend and recover rules', () => {
   const limits = loadConfig({ configFile: null, env: {} }).limits;
 
   it('resends a stored notification with the same id; refuses a pending one unless forced', async () => {
     const started: [string, string, string | null][] = [];
+    const rows = { dead: { view: view(), content: content('dead') }, busy: { view: view({ id: 'busy', status: 'pending' as const }), content: content('busy') } };
     const svc = new HistoryService(
-      fakeReader({ dead: { view: view(), content: content('dead') }, busy: { view: view({ id: 'busy', status: 'pending' }), content: content('busy') } }),
+      fakeReader(rows),
+      fakeClaims(rows),
       async (n: Notification, via, producer) => {
         started.push([n.id, via, producer]);
         return { run: `run-${started.length}` };
@@ -189,8 +238,10 @@ describe('history API: resend and recover rules', () => {
   });
 
   it('NOT_RESENDABLE when only attempts were recorded or the stored body is no longer valid', async () => {
+    const rows = { bare: { view: view({ id: 'bare', resendable: false }), content: null }, broken: { view: view({ id: 'broken' }), content: '{"id":"broken","url":"ftp://x"}' } };
     const svc = new HistoryService(
-      fakeReader({ bare: { view: view({ id: 'bare', resendable: false }), content: null }, broken: { view: view({ id: 'broken' }), content: '{"id":"broken","url":"ftp://x"}' } }),
+      fakeReader(rows),
+      fakeClaims(rows),
       async () => assert.fail('nothing may be published'),
       () => limits,
     );
@@ -203,6 +254,7 @@ describe('history API: resend and recover rules', () => {
     const sent: string[] = [];
     const svc = new HistoryService(
       fakeReader({}, dead),
+      fakeClaims({}, dead),
       async (n, via) => {
         assert.equal(via, 'recover');
         sent.push(n.id);
@@ -213,6 +265,97 @@ describe('history API: resend and recover rules', () => {
     const r = await svc.recover({ merchant: 'shop-a', since: NOW - 2 * H, until: NOW }, null);
     assert.deepEqual([r.matched, r.resent, r.failed.map((f) => [f.id, f.error.code])], [450, 449, [['d7', 'NOT_RESENDABLE']]]);
     assert.equal(new Set(sent).size, 449, 'each once');
+  });
+});
+
+describe('history API: resends claim before they publish (issue 16 review)', () => {
+  const limits = loadConfig({ configFile: null, env: {} }).limits;
+
+  it('two resends at once of a dead notification start one ladder; the other is NOTIFICATION_PENDING', async () => {
+    const rows = { d: { view: view({ id: 'd' }), content: content('d') } };
+    let started = 0;
+    const svc = new HistoryService(fakeReader(rows), fakeClaims(rows), async () => {
+      started++;
+      await new Promise((r) => setTimeout(r, 5));
+      return { run: `r${started}` };
+    }, () => limits);
+    // The reader still says dead for both (the recorder has not caught up): the claim decides.
+    const [a, b] = await Promise.allSettled([svc.resend('d', false, null), svc.resend('d', false, null)]);
+    assert.equal(started, 1);
+    assert.deepEqual([a.status, b.status].sort(), ['fulfilled', 'rejected']);
+    const refused = [a, b].find((x) => x.status === 'rejected') as PromiseRejectedResult;
+    assert.equal((refused.reason as NotifyError).code, 'NOTIFICATION_PENDING');
+  });
+
+  it('the ladder starts at the claim time; a publish that fails gives the claim back so a retry can resend', async () => {
+    const rows = { d: { view: view({ id: 'd' }), content: content('d') } };
+    const claims = fakeClaims(rows);
+    const ats: number[] = [];
+    const originalClaim = claims.claim.bind(claims);
+    claims.claim = async (...args: Parameters<HistoryClaims['claim']>) => {
+      ats.push(args[2]);
+      return originalClaim(...args);
+    };
+    let fail = true;
+    const svc = new HistoryService(fakeReader(rows), claims, async (_n, _v, _p, at) => {
+      ats.push(at);
+      if (fail) throw new NotifyError('BROKER_UNAVAILABLE', 'broker not connected');
+      return { run: 'r' };
+    }, () => limits);
+    await assert.rejects(svc.resend('d', false, null), { code: 'BROKER_UNAVAILABLE' });
+    assert.deepEqual(claims.released, ['d']);
+    assert.equal(claims.status.get('d'), 'dead');
+    fail = false;
+    assert.deepEqual(await svc.resend('d', false, null), { id: 'd', run: 'r', previousStatus: 'dead' });
+    assert.equal(ats.length, 4);
+    assert.equal(ats[0], ats[1], 'the run starts at the claim time');
+    assert.equal(ats[2], ats[3]);
+  });
+
+  it('a recover run twice resends each dead one once; one resent meanwhile is left alone', async () => {
+    const dead: DeadEntry[] = Array.from({ length: 5 }, (_, i) => ({ id: `d${i}`, key: { at: '2026-12-01T11:00:00.000000Z', id: `d${i}` }, content: content(`d${i}`) }));
+    const claims = fakeClaims({}, dead);
+    claims.status.set('d3', 'pending'); // resent a moment ago; the listing still says dead
+    const sent: string[] = [];
+    const svc = new HistoryService(fakeReader({}, dead), claims, async (n) => {
+      sent.push(n.id);
+      return { run: 'r' };
+    }, () => limits);
+    const first = await svc.recover({ merchant: 'shop-a', since: NOW - 2 * H, until: NOW }, null);
+    const again = await svc.recover({ merchant: 'shop-a', since: NOW - 2 * H, until: NOW }, null);
+    assert.deepEqual([first.matched, first.resent, first.stopped], [5, 4, null]);
+    assert.deepEqual([again.matched, again.resent], [5, 0]);
+    assert.deepEqual(sent.sort(), ['d0', 'd1', 'd2', 'd4']);
+  });
+
+  it('a broker failure mid-way stops the recover with partial counts and where it stopped', async () => {
+    const dead: DeadEntry[] = Array.from({ length: 40 }, (_, i) => ({ id: `d${String(i).padStart(2, '0')}`, key: { at: '2026-12-01T11:00:00.000000Z', id: `d${i}` }, content: content(`d${i}`) }));
+    const claims = fakeClaims({}, dead);
+    let n = 0;
+    const svc = new HistoryService(fakeReader({}, dead), claims, async (x) => {
+      if (++n > 20) throw new NotifyError('BROKER_UNAVAILABLE', 'broker not connected');
+      return { run: x.id };
+    }, () => limits);
+    const r = await svc.recover({ merchant: 'shop-a', since: NOW - 2 * H, until: NOW }, null);
+    assert.equal(r.resent, 20);
+    assert.equal(r.stopped?.error.code, 'BROKER_UNAVAILABLE');
+    assert.equal(r.stopped?.at, 'd20');
+    assert.deepEqual(r.failed, []);
+    // What was not resent is dead again, for the next recover.
+    assert.equal([...claims.status.values()].filter((s) => s === 'dead').length, 20);
+  });
+
+  it('the admission refuses as the ingress would: a disabled merchant is a 409 before any claim, a recover reports it per notification', async () => {
+    const rows = { d: { view: view({ id: 'd' }), content: content('d') } };
+    const claims = fakeClaims(rows);
+    const admit = async (): Promise<void> => {
+      throw new NotifyError('MERCHANT_DISABLED', 'merchant shop-a is disabled', 'merchant');
+    };
+    const svc = new HistoryService(fakeReader(rows, [{ id: 'd', key: { at: '2026-12-01T11:00:00.000000Z', id: 'd' }, content: content('d') }]), claims, async () => assert.fail('nothing may be published'), () => limits, admit);
+    await assert.rejects(svc.resend('d', false, null), { code: 'MERCHANT_DISABLED' });
+    assert.equal(claims.status.get('d'), 'dead', 'not claimed');
+    const r = await svc.recover({ merchant: 'shop-a', since: NOW - 2 * H, until: NOW }, null);
+    assert.deepEqual([r.matched, r.resent, r.failed.map((f) => f.error.code), r.stopped], [1, 0, ['MERCHANT_DISABLED'], null]);
   });
 });
 

@@ -33,7 +33,7 @@ function RedriveForm({ onDone }: { onDone: () => void }) {
     setResult(null);
     try {
       const r: RedriveResult = await redrive(n, force);
-      setResult({ text: `Redrive done: moved ${r.moved}, skipped ${r.skipped}, remaining ${r.remaining}.`, tone: 'good' });
+      setResult({ text: `Redrive done: moved ${r.moved}, skipped ${r.skipped}, remaining ${r.remaining}.${r.superseded ? ` Dropped ${r.superseded} resent since they were parked.` : ''}`, tone: 'good' });
       onDone();
     } catch (err) {
       setResult({ text: `Redrive failed: ${(err as Error).message}`, tone: 'bad' });
