@@ -70,7 +70,12 @@ export const DaemonStatus = Type.Object({
 /** `POST /admin/reload`. */
 export const ReloadAnswer = Type.Object({ applied: Type.Boolean(), restartRequired: Type.Boolean(), notes: Type.Array(Type.String()) });
 /** `POST /admin/dead/redrive`. */
-export const RedriveAnswer = Type.Object({ moved: Type.Integer({ minimum: 0 }), skipped: Type.Integer({ minimum: 0 }), remaining: Type.Integer({ minimum: 0 }) });
+export const RedriveAnswer = Type.Object({
+  moved: Type.Integer({ minimum: 0 }),
+  skipped: Type.Integer({ minimum: 0 }),
+  superseded: Type.Integer({ minimum: 0, description: 'copies dropped because the history shows the notification sent again after it was parked' }),
+  remaining: Type.Integer({ minimum: 0 }),
+});
 
 /** `GET /admin/dead`: parked notifications, listed without consuming them. */
 export const DeadListing = Type.Object({
@@ -237,6 +242,14 @@ export const RecoverAnswer = Type.Object(
     matched: Type.Integer({ minimum: 0 }),
     resent: Type.Integer({ minimum: 0 }),
     failed: Type.Array(Type.Object({ id: Type.String(), error: ErrorBody.properties.error }, { additionalProperties: false })),
+    stopped: nullable(
+      Type.Object(
+        { error: ErrorBody.properties.error, at: nullable(Type.String({ description: 'createdAt of the oldest notification not resent' })) },
+        { additionalProperties: false, description: 'set when the broker or the database failed part-way: what was resent so far is counted' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
+/** A recover that stopped (503): the error, and the counts so far. */
+export const RecoverStopped = Type.Object({ error: ErrorBody.properties.error, ...Type.Partial(RecoverAnswer).properties }, { additionalProperties: false, description: "the counts are absent when it failed before the first page" });

@@ -44,6 +44,7 @@ export function contractSchemas(c: ContractLimits): Record<string, TSchema> {
     ResendAnswer: R.ResendAnswer,
     RecoverInput: R.RecoverInput,
     RecoverAnswer: R.RecoverAnswer,
+    RecoverStopped: R.RecoverStopped,
     DisableInput: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: true }),
   };
 }
@@ -131,9 +132,10 @@ const history = (port: Port, base: '/v1' | '/admin'): Route[] => {
       answers: {
         202: { description: 'a new ladder started', schema: 'ResendAnswer' },
         404: err('not in the history'),
-        409: err('still pending (NOTIFICATION_PENDING; force resends it), or not resendable (NOT_RESENDABLE)'),
+        400: err('what the ingress would refuse for it now (UNKNOWN_MERCHANT, VALIDATION with field url or contentType)'),
+        409: err('still pending (NOTIFICATION_PENDING; force resends it), not resendable (NOT_RESENDABLE), or its merchant disabled (MERCHANT_DISABLED)'),
         501: off,
-        503: away,
+        503: err('the history database or the broker cannot take it now (HISTORY_UNAVAILABLE, BROKER_UNAVAILABLE, BROKER_BLOCKED, DRAINING, REGISTRY_UNAVAILABLE); retry'),
       },
     },
     {
@@ -142,7 +144,12 @@ const history = (port: Port, base: '/v1' | '/admin'): Route[] => {
       path: `${base}/notifications:recover`,
       summary: "send again a merchant's dead notifications of a time window",
       body: 'RecoverInput',
-      answers: { 202: { description: 'what was resent', schema: 'RecoverAnswer' }, 400: err('a bad window (VALIDATION with field)'), 501: off, 503: away },
+      answers: {
+        202: { description: 'what was resent', schema: 'RecoverAnswer' },
+        400: err('a bad window (VALIDATION with field)'),
+        501: off,
+        503: { description: 'stopped part-way (HISTORY_UNAVAILABLE, BROKER_UNAVAILABLE, BROKER_BLOCKED, DRAINING): the error and what was resent so far', schema: 'RecoverStopped' },
+      },
     },
   ];
 };
