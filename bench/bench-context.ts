@@ -64,6 +64,7 @@ export const USAGE = `npm run bench -- [options]
   --cold-seconds S   seconds of retry load per run (default 10)   --cold-warm W  tier-0 warm-up, s (default 3)
   --cold-n N         fail-once notifications for the retry ceiling (default 20000)
   --cold-ceiling R   take R/s as the retry ceiling instead of measuring it
+  --cold-compare     also run the daemon with its tier warm-up off (NOTIFY_DELIVERY_WARM_UP=0) in turn
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
 /** How a bad merchant misbehaves in `--bad-merchant`. */
@@ -130,6 +131,7 @@ export interface Flags {
   coldN: number;
   /** 0: measure it. */
   coldCeiling: number;
+  coldCompare: boolean;
 }
 
 /** The command line (`--help` prints USAGE and exits). */
@@ -172,6 +174,7 @@ export function parseFlags(): Flags {
       'cold-warm': { type: 'string' },
       'cold-n': { type: 'string' },
       'cold-ceiling': { type: 'string' },
+      'cold-compare': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -239,6 +242,7 @@ export function parseFlags(): Flags {
     coldWarm: Math.max(1, num(values['cold-warm'], 3, 'cold-warm')),
     coldN: Math.max(1000, Math.floor(num(values['cold-n'], 20_000, 'cold-n'))),
     coldCeiling: num(values['cold-ceiling'], 0, 'cold-ceiling'),
+    coldCompare: values['cold-compare'] ?? false,
   };
 }
 

@@ -108,9 +108,9 @@ async function purge(prefix: string): Promise<void> {
 }
 
 /** One cold run of notifyd at `rate`: a fresh daemon, tier 0 warmed, tier 1 idle since start. */
-async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string): Promise<ColdRun> {
+async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, env: Record<string, string> = {}): Promise<ColdRun> {
   const { flags } = ctx;
-  const daemon = await startDaemon({ res: ctx.res, flags }, DEFAULT_SCHEDULE, 'cold');
+  const daemon = await startDaemon({ res: ctx.res, flags: { ...flags, daemonEnv: { ...flags.daemonEnv, ...env } } }, DEFAULT_SCHEDULE, 'cold');
   const names = namesFor(daemon.prefix);
   const { ch, close } = await openConfirm(AMQP_URL, 'notifyd bench cold');
   try {
@@ -198,6 +198,15 @@ interface RateResult {
   rate: number;
   notifyd: ColdRun[];
   bare: ColdRun[];
+  /** `--cold-compare`: the same daemon with its warm-up off (NOTIFY_DELIVERY_WARM_UP=0). */
+  unwarmed: ColdRun[];
+}
+
+type Arm = 'notifyd' | 'bare' | 'unwarmed';
+
+/** Run r's order: each arm goes first in turn, so none always meets the machine fresh or tired. */
+function armOrder(r: number, arms: readonly Arm[]): Arm[] {
+  return arms.map((_, i) => arms[(i + r) % arms.length]!);
 }
 
 const p = (r: ColdRun, q: number): number => (r.all.length ? percentile(r.all, q) : NaN);
@@ -215,13 +224,14 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
   const results: RateResult[] = [];
   for (const share of flags.coldShares) {
     const rate = Math.max(1, Math.round((ceiling * share) / 100));
-    const res: RateResult = { share, rate, notifyd: [], bare: [] };
+    const res: RateResult = { share, rate, notifyd: [], bare: [], unwarmed: [] };
+    const arms: Arm[] = flags.coldCompare ? ['notifyd', 'bare', 'unwarmed'] : ['notifyd', 'bare'];
     for (let r = 0; r < flags.coldRuns; r++) {
-      for (const who of r % 2 === 0 ? (['notifyd', 'bare'] as const) : (['bare', 'notifyd'] as const)) {
-        if (who === 'notifyd') {
-          const run = await coldDaemon(ctx, m, rate, `c${share}r${r}`);
-          res.notifyd.push(run);
-          log(`cold ${share}% (${rate}/s) run ${r + 1}: notifyd p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
+      for (const who of armOrder(r, arms)) {
+        if (who === 'notifyd' || who === 'unwarmed') {
+          const run = await coldDaemon(ctx, m, rate, `${who[0]}${share}r${r}`, who === 'unwarmed' ? { NOTIFY_DELIVERY_WARM_UP: '0' } : {});
+          res[who].push(run);
+          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
         } else {
           const run = await bareMechanism(ctx, rate);
           res.bare.push(run);
@@ -236,18 +246,26 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
   let tail = `\n== cold retry tiers: fresh daemon, tier 0 warmed ${flags.coldWarm}s, tier 1 idle since start; ${flags.coldSeconds}s of fail-once load; retry ceiling ${round(ceiling)}/s${flags.coldCeiling ? ' (given)' : ' (hand-written loops, measured)'}; medians of ${flags.coldRuns} runs\n`;
   const record: Record<string, unknown>[] = [];
   for (const r of results) {
-    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99']];
+    const cmp = r.unwarmed.length > 0;
+    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...(cmp ? ['no warm-up p50', 'no warm-up p99'] : [])]];
     for (let s = 0; s < flags.coldSeconds; s++) {
-      rows.push([`second ${s + 1}`, medianAt(r.notifyd, (x) => x.p50BySecond[s]!), medianAt(r.notifyd, (x) => x.p99BySecond[s]!), medianAt(r.bare, (x) => x.p50BySecond[s]!), medianAt(r.bare, (x) => x.p99BySecond[s]!)]);
+      rows.push([
+        `second ${s + 1}`,
+        medianAt(r.notifyd, (x) => x.p50BySecond[s]!),
+        medianAt(r.notifyd, (x) => x.p99BySecond[s]!),
+        medianAt(r.bare, (x) => x.p50BySecond[s]!),
+        medianAt(r.bare, (x) => x.p99BySecond[s]!),
+        ...(cmp ? [medianAt(r.unwarmed, (x) => x.p50BySecond[s]!), medianAt(r.unwarmed, (x) => x.p99BySecond[s]!)] : []),
+      ]);
     }
     const np99 = medianAt(r.notifyd, (x) => p(x, 99));
     const bp99 = medianAt(r.bare, (x) => p(x, 99));
-    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99]);
+    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99, ...(cmp ? [medianAt(r.unwarmed, (x) => p(x, 50)), medianAt(r.unwarmed, (x) => p(x, 99))] : [])]);
     const first = medianAt(r.notifyd, (x) => x.p99BySecond[0]!);
     const last = medianAt(r.notifyd, (x) => x.p99BySecond[flags.coldSeconds - 1]!);
     const bound = round(1.5 * bp99 + 20, 1);
     tail += `\n${table(rows)}\n`;
-    tail += `p99 of every run: notifyd ${r.notifyd.map((x) => round(p(x, 99))).join(', ')}; bare ${r.bare.map((x) => round(p(x, 99))).join(', ')}\n`;
+    tail += `p99 of every run: notifyd ${r.notifyd.map((x) => round(p(x, 99))).join(', ')}; bare ${r.bare.map((x) => round(p(x, 99))).join(', ')}${cmp ? `; no warm-up ${r.unwarmed.map((x) => round(p(x, 99))).join(', ')}` : ''}\n`;
     tail += `target p99 ≤ 1.5 × bare + 20 = ${bound} ms: ${np99 <= bound ? 'met' : 'missed'} (${np99} ms); first second p99 ≤ 2 × last: ${first <= 2 * last ? 'met' : 'missed'} (${first} against ${last} ms)\n`;
     record.push({
       share_percent: r.share,
@@ -263,6 +281,15 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
       bare_p50_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.bare, (x) => x.p50BySecond[s]!)),
       bare_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.bare, (x) => x.p99BySecond[s]!)),
       notifyd_p99_by_second_runs: r.notifyd.map((x) => x.p99BySecond),
+      ...(cmp
+        ? {
+            unwarmed_p50_ms: medianAt(r.unwarmed, (x) => p(x, 50)),
+            unwarmed_p99_ms: medianAt(r.unwarmed, (x) => p(x, 99)),
+            unwarmed_p99_runs_ms: r.unwarmed.map((x) => round(p(x, 99), 1)),
+            unwarmed_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.unwarmed, (x) => x.p99BySecond[s]!)),
+            unwarmed_p99_by_second_runs: r.unwarmed.map((x) => x.p99BySecond),
+          }
+        : {}),
       seen: r.notifyd.map((x) => `${x.seen}/${x.sent}`),
       bound_ms: bound,
       p99_target_met: np99 <= bound,

@@ -64,6 +64,12 @@ export interface DeliveryConfig {
   readonly perOrigin: PerOriginConfig;
   /** Keep-alive connections per origin. */
   readonly connectionsPerOrigin: number;
+  /**
+   * Synthetic notifications each tier worker runs through a throwaway copy of
+   * its pipeline at start, so its first real burst meets optimised code
+   * (issue 18; see src/tier/warm-up.ts). 0 = none.
+   */
+  readonly warmUp: number;
   /** Statuses that park a notification at once instead of retrying. */
   readonly deadOnStatus: readonly number[];
   /** Default success criteria; a notification may carry its own. */
@@ -285,6 +291,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_SIGNING_KEY_FILE', 'signing.keyFile');
   str('NOTIFY_ALLOW_PRIVATE_NETWORKS', 'delivery.allowPrivateNetworks');
   str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
+  str('NOTIFY_DELIVERY_WARM_UP', 'delivery.warmUp');
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
   str('NOTIFY_LOG_LEVEL', 'logLevel');
   str('NOTIFY_LOG_ATTEMPTS', 'log.attempts');
@@ -535,6 +542,7 @@ export function parseConfig(raw: Raw): Config {
     prefetch: 0,
     perOrigin: parsePerOrigin(d.section('perOrigin')),
     connectionsPerOrigin: d.int('connectionsPerOrigin', 1, 10_000),
+    warmUp: d.int('warmUp', 0, 100_000),
     deadOnStatus: deadOnStatusRaw as number[],
     success: parseSuccess(d.raw_('success'), d.fullKey('success')),
     allowPrivateNetworks: d.bool('allowPrivateNetworks'),
