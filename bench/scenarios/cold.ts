@@ -12,18 +12,19 @@
  *   `--cold-seconds` of notifications whose first attempt fails, so each goes
  *   through tier 1. Lateness = arrival of attempt 2 − arrival of attempt 1 −
  *   schedule[1], at the merchant (attempt 1's answer and hand-on included).
- * - bare: the same rate published straight into the ceiling topology's
- *   `P.wait.1` (TTL schedule[1], dead-lettering into `P.work.1`), read by a
- *   plain consumer in the bench: arrival − publish − schedule[1].
+ * - bare: the same rate published straight into `P.wait.1` of a topology
+ *   declared for the run (TTL schedule[1], dead-lettering into `P.work.1`;
+ *   as old as the daemon's queues when the load starts), read by a plain
+ *   consumer in the bench: arrival − publish − schedule[1].
  * Runs alternate which goes first; per-second p50/p99 are medians over runs.
  */
 import amqp from 'amqplib';
 import { encodeNotification } from '../../src/core/message.js';
 import { parseSchedule } from '../../src/core/schedule.js';
-import { namesFor } from '../../src/broker/topology.js';
+import { buildTopology, declareTopology, namesFor } from '../../src/broker/topology.js';
 import { makeNotification, median, openConfirm, percentile, preloadTier0, round, sleep, tier0Props } from '../bench-util.js';
 import { CeilingProcess } from '../ceiling.js';
-import { AMQP_URL, deletePrefix } from '../daemon-process.js';
+import { AMQP_URL, deletePrefix, uniquePrefix } from '../daemon-process.js';
 import { MerchantProcess } from '../merchant-process.js';
 import { DEFAULT_SCHEDULE, log, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
@@ -148,11 +149,21 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
   }
 }
 
-/** The bare mechanism at `rate`: publish into `P.wait.1` of the ceiling topology, a plain consumer on `P.work.1`. */
+/** The bare mechanism at `rate`: publish into `P.wait.1` of a fresh topology, a plain consumer on `P.work.1`. */
 async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> {
   const { flags } = ctx;
-  const names = namesFor(ctx.ceilingPrefix);
-  await purge(ctx.ceilingPrefix);
+  // A topology of its own, as old as the daemon's queues are when its load starts: the same
+  // fresh quorum queues on both sides, so what differs is notifyd, not the broker's state.
+  const prefix = uniquePrefix('bare');
+  const names = namesFor(prefix);
+  const owned = { prefix, schedule: DEFAULT_SCHEDULE };
+  ctx.res.prefixes.push(owned);
+  {
+    const c = await amqp.connect(AMQP_URL);
+    await declareTopology(c, buildTopology(prefix, parseSchedule(DEFAULT_SCHEDULE), flags.queueType));
+    await c.close();
+  }
+  await sleep((flags.coldWarm + 1) * 1000);
   const total = Math.round(rate * flags.coldSeconds);
   const conn = await amqp.connect(AMQP_URL, { clientProperties: { connection_name: 'notifyd bench cold bare consumer' } });
   const samples: { sec: number; late: number }[] = [];
@@ -184,6 +195,8 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
   } finally {
     await close().catch(() => undefined);
     await conn.close().catch(() => undefined);
+    await deletePrefix(prefix, DEFAULT_SCHEDULE, flags.queueType).catch((e: unknown) => log(`deletePrefix ${prefix}: ${String(e)}`));
+    ctx.res.prefixes.splice(ctx.res.prefixes.indexOf(owned), 1);
   }
 }
 
