@@ -26,7 +26,7 @@ import { makeNotification, median, openConfirm, percentile, preloadTier0, round,
 import { CeilingProcess } from '../ceiling.js';
 import { AMQP_URL, deletePrefix, uniquePrefix } from '../daemon-process.js';
 import { MerchantProcess } from '../merchant-process.js';
-import { DEFAULT_SCHEDULE, log, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
+import { DEFAULT_SCHEDULE, histogramPercentileMs, log, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
 
 const DELAY1 = parseSchedule(DEFAULT_SCHEDULE)[1]!;
@@ -40,6 +40,31 @@ interface ColdRun {
   sent: number;
   /** CLOCK_MONOTONIC µs of the load (for bench/cpuprofile-top.ts --from/--to). */
   windowUs: [number, number];
+  /** notifyd only: what tier 1 said of itself (its metrics, its warm-up line). */
+  tier1?: Tier1Report;
+}
+
+interface Tier1Report {
+  /** notify_attempts_total{tier="1"} by outcome. */
+  attempts: Record<string, number>;
+  deferrals: number;
+  /** Upper bound of the bucket of its own schedule-lateness p99 (start of attempt − due time), ms. */
+  latenessP99LeMs: number | null;
+  /** How long its warm-up took at start, ms (null: none logged). */
+  warmUpMs: number | null;
+}
+
+/** Tier 1's own view of a run, from the daemon's /metrics and its start-up log. */
+function tier1Report(metrics: string, lines: readonly { msg?: string; tier?: unknown; ms?: unknown }[]): Tier1Report {
+  const attempts: Record<string, number> = {};
+  for (const m of metrics.matchAll(/^notify_attempts_total\{([^}]*)\}\s+(\S+)$/gm)) {
+    if (!/tier="1"/.test(m[1]!)) continue;
+    const outcome = /outcome="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
+    attempts[outcome] = (attempts[outcome] ?? 0) + Number(m[2]);
+  }
+  const deferrals = [...metrics.matchAll(/^notify_deferrals_total\{([^}]*)\}\s+(\S+)$/gm)].filter((m) => /tier="1"/.test(m[1]!)).reduce((a, m) => a + Number(m[2]), 0);
+  const warm = lines.find((l) => l.msg === 'tier worker warmed up' && Number(l.tier) === 1);
+  return { attempts, deferrals, latenessP99LeMs: histogramPercentileMs(metrics, '1', 99), warmUpMs: warm ? Number(warm.ms) : null };
 }
 
 /** p50/p99 per second of load from (second index, lateness) pairs. */
@@ -137,7 +162,9 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
     const g = await m.gaps(`/fail/1/${tag}-`);
     const samples = g.gapsMs.map((gap, i) => ({ sec: Math.floor(Number(g.keys[i]) / rate), late: gap - DELAY1 }));
     const { p50, p99 } = perSecond(samples, flags.coldSeconds);
-    return { all: samples.map((s) => s.late).sort((a, b) => a - b), p50BySecond: p50, p99BySecond: p99, seen: g.gapsMs.length, sent: total, windowUs: [m0, m1] };
+    const metrics = String((await daemon.d.admin<string>('GET', '/metrics')).body);
+    const tier1 = tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]);
+    return { all: samples.map((s) => s.late).sort((a, b) => a - b), p50BySecond: p50, p99BySecond: p99, seen: g.gapsMs.length, sent: total, windowUs: [m0, m1], tier1 };
   } finally {
     await close().catch(() => undefined);
     await daemon.d.stop(40_000).catch((e: unknown) => log(`cold daemon stop: ${String(e)}`));
@@ -244,7 +271,9 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
         if (who === 'notifyd' || who === 'unwarmed') {
           const run = await coldDaemon(ctx, m, rate, `${who[0]}${share}r${r}`, who === 'unwarmed' ? { NOTIFY_DELIVERY_WARM_UP: '0' } : {});
           res[who].push(run);
-          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
+          const t1 = run.tier1;
+          const own = t1 ? `; tier 1: attempts ${JSON.stringify(t1.attempts)}, deferrals ${t1.deferrals}, own lateness p99 ≤ ${t1.latenessP99LeMs} ms, warm-up ${t1.warmUpMs ?? '-'} ms` : '';
+          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
         } else {
           const run = await bareMechanism(ctx, rate);
           res.bare.push(run);
@@ -304,6 +333,8 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
           }
         : {}),
       seen: r.notifyd.map((x) => `${x.seen}/${x.sent}`),
+      tier1_runs: r.notifyd.map((x) => x.tier1 ?? null),
+      ...(cmp ? { unwarmed_tier1_runs: r.unwarmed.map((x) => x.tier1 ?? null) } : {}),
       bound_ms: bound,
       p99_target_met: np99 <= bound,
       first_second_target_met: first <= 2 * last,
