@@ -205,7 +205,7 @@ export class TierWorker implements ManagedWorker {
   /** Runs the hot path on synthetic notifications before consuming (src/tier/warm-up.ts); a failure only costs the warmth. */
   private async warmUp(): Promise<void> {
     const count = this.config.delivery.warmUp;
-    if (count <= 0) return;
+    if (count <= 0 || !this.config.delivery.warmUpTiers.includes(this.tier)) return;
     const { signer, merchantSigners } = this.pipeline.current;
     const r = await warmUp(this.config, this.tier, gateOptions(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) });
     if (r.error) this.log.warn({ err: toErrorData(r.error), attempts: r.attempts, ms: r.ms }, 'warm-up failed; the tier starts cold');

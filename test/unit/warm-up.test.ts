@@ -49,8 +49,9 @@ describe('tier warm-up', () => {
     assert.equal(r.attempts, 0);
   });
 
-  it('is configured by delivery.warmUp (NOTIFY_DELIVERY_WARM_UP)', () => {
+  it('is configured by delivery.warmUp (NOTIFY_DELIVERY_WARM_UP) and delivery.warmUpTiers', () => {
     assert.equal(config.delivery.warmUp, 2000);
+    assert.deepEqual(config.delivery.warmUpTiers, [1]);
     assert.equal(loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP: '0' } }).delivery.warmUp, 0);
     assert.throws(() => loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP: '-1' } }));
   });
