@@ -56,6 +56,15 @@ export const USAGE = `npm run bench -- [options]
                      the same without one (daemon-wide secret), --runs pairs
   --history          throughput with the delivery history on against off (same database), --runs pairs,
                      and the recorder's lag at --rate and at half the measured throughput (--seconds each)
+  --cold             cold retry tiers (issue 18): a fresh daemon per run, tier 0 warm, tier 1 idle since
+                     start, fail-once load; retry lateness per second of load beside the bare TTL +
+                     dead-letter mechanism at the same rate, at shares of the measured retry ceiling
+  --cold-shares P[,P]  percent of the retry ceiling to load with (default 25,50)
+  --cold-runs K      runs per share, notifyd and the bare mechanism in turn (default 3)
+  --cold-seconds S   seconds of retry load per run (default 10)   --cold-warm W  tier-0 warm-up, s (default 3)
+  --cold-n N         fail-once notifications for the retry ceiling (default 20000)
+  --cold-ceiling R   take R/s as the retry ceiling instead of measuring it
+  --cold-compare     also run the daemon with its tier warm-up off (NOTIFY_DELIVERY_WARM_UP=0) in turn
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
 /** How a bad merchant misbehaves in `--bad-merchant`. */
@@ -114,6 +123,15 @@ export interface Flags {
   originsN: number;
   registry: boolean;
   history: boolean;
+  cold: boolean;
+  coldShares: number[];
+  coldRuns: number;
+  coldSeconds: number;
+  coldWarm: number;
+  coldN: number;
+  /** 0: measure it. */
+  coldCeiling: number;
+  coldCompare: boolean;
 }
 
 /** The command line (`--help` prints USAGE and exits). */
@@ -149,6 +167,14 @@ export function parseFlags(): Flags {
       'origins-n': { type: 'string' },
       registry: { type: 'boolean' },
       history: { type: 'boolean' },
+      cold: { type: 'boolean' },
+      'cold-shares': { type: 'string' },
+      'cold-runs': { type: 'string' },
+      'cold-seconds': { type: 'string' },
+      'cold-warm': { type: 'string' },
+      'cold-n': { type: 'string' },
+      'cold-ceiling': { type: 'string' },
+      'cold-compare': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -205,6 +231,18 @@ export function parseFlags(): Flags {
     originsN: Math.max(100, Math.floor(num(values['origins-n'], 40_000, 'origins-n'))),
     registry: values.registry ?? false,
     history: values.history ?? false,
+    cold: values.cold ?? false,
+    coldShares: (values['cold-shares'] ?? '25,50').split(',').map((x) => {
+      const p = Number(x);
+      if (!(p > 0 && p <= 100)) throw new Error(`--cold-shares takes percents between 0 and 100, not ${x}`);
+      return p;
+    }),
+    coldRuns: Math.max(1, Math.round(num(values['cold-runs'], 3, 'cold-runs'))),
+    coldSeconds: Math.max(1, Math.round(num(values['cold-seconds'], 10, 'cold-seconds'))),
+    coldWarm: Math.max(1, num(values['cold-warm'], 3, 'cold-warm')),
+    coldN: Math.max(1000, Math.floor(num(values['cold-n'], 20_000, 'cold-n'))),
+    coldCeiling: num(values['cold-ceiling'], 0, 'cold-ceiling'),
+    coldCompare: values['cold-compare'] ?? false,
   };
 }
 

@@ -25,6 +25,7 @@ import { throughput } from './scenarios/throughput.js';
 import { isolation } from './scenarios/isolation.js';
 import { registry } from './scenarios/registry.js';
 import { history } from './scenarios/history.js';
+import { cold } from './scenarios/cold.js';
 
 /** Scenarios on the shared daemon (`ctx.daemon`), run in this order. */
 const ON_SHARED_DAEMON: readonly Scenario[] = [
@@ -38,6 +39,7 @@ const ON_OWN_DAEMONS: readonly Scenario[] = [
   isolation, // --bad-merchant MODE[,…] --bad-share P[,…], --origins K
   registry, // --registry
   history, // --history
+  cold, // --cold (issue 18)
 ];
 
 /**

@@ -64,6 +64,20 @@ export interface DeliveryConfig {
   readonly perOrigin: PerOriginConfig;
   /** Keep-alive connections per origin. */
   readonly connectionsPerOrigin: number;
+  /**
+   * Synthetic notifications each tier worker runs through a throwaway copy of
+   * its pipeline at start, so its first real burst meets optimised code
+   * (issue 18; see src/tier/warm-up.ts). 0 = none.
+   */
+  readonly warmUp: number;
+  /**
+   * The tiers that warm up. Each warmed worker holds about 18 MiB more from
+   * its start (V8 heap and code, undici's parser), which a tier pays anyway
+   * on its first burst but an idle tier never does: by default only tier 1,
+   * where a merchant outage's failures land first (tier 0 is kept warm by
+   * new notifications).
+   */
+  readonly warmUpTiers: readonly number[];
   /** Statuses that park a notification at once instead of retrying. */
   readonly deadOnStatus: readonly number[];
   /** Default success criteria; a notification may carry its own. */
@@ -285,6 +299,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_SIGNING_KEY_FILE', 'signing.keyFile');
   str('NOTIFY_ALLOW_PRIVATE_NETWORKS', 'delivery.allowPrivateNetworks');
   str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
+  str('NOTIFY_DELIVERY_WARM_UP', 'delivery.warmUp');
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
   str('NOTIFY_LOG_LEVEL', 'logLevel');
   str('NOTIFY_LOG_ATTEMPTS', 'log.attempts');
@@ -468,6 +483,13 @@ function isDnsServer(x: unknown): boolean {
   return isIP(host) !== 0 && (port === null || (Number(port) >= 1 && Number(port) <= 65535));
 }
 
+/** A list of tier indices (`delivery.warmUpTiers`); tiers past the schedule are simply never started. */
+function parseTierList(v: unknown, key: string): readonly number[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((t) => Number.isInteger(t) && t >= 0 && t < 100)) fail(key, 'must be a list of tier indices (0–99)');
+  return v as number[];
+}
+
 function parseDnsServers(v: unknown, key: string): readonly string[] {
   if (!Array.isArray(v)) fail(key, 'must be a list of DNS servers such as ["10.0.0.2", "127.0.0.1:5353"]');
   v.forEach((x, i) => {
@@ -535,6 +557,8 @@ export function parseConfig(raw: Raw): Config {
     prefetch: 0,
     perOrigin: parsePerOrigin(d.section('perOrigin')),
     connectionsPerOrigin: d.int('connectionsPerOrigin', 1, 10_000),
+    warmUp: d.int('warmUp', 0, 100_000),
+    warmUpTiers: parseTierList(d.raw_('warmUpTiers'), d.fullKey('warmUpTiers')),
     deadOnStatus: deadOnStatusRaw as number[],
     success: parseSuccess(d.raw_('success'), d.fullKey('success')),
     allowPrivateNetworks: d.bool('allowPrivateNetworks'),

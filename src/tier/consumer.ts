@@ -23,8 +23,17 @@ import { MerchantSlots } from './merchant-slots.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
 import { OriginGate, type GateOptions } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
+import { warmUp } from './warm-up.js';
 
 const GATE_TICK_MS = 100;
+/**
+ * The warm-up's bounds: a slow or crowded machine must not hold a worker's
+ * start (and so the supervisor's) for long; what has run by then is warm.
+ * Its concurrency is that of a small burst: enough to exercise the origin
+ * gate's waiting path, not so much that one notification takes long.
+ */
+const WARM_UP_BUDGET_MS = 5000;
+const WARM_UP_CONCURRENCY = 32;
 
 /** The gate's settings from the config. */
 function gateOptions(c: Config): GateOptions {
@@ -188,8 +197,19 @@ export class TierWorker implements ManagedWorker {
       this.directory.start();
       if (!(await this.directory.ready(5000))) this.log.warn('merchant registry not read yet; its merchants\' notifications wait until it is');
     }
+    await this.warmUp();
     await this.connectLoop();
     return {};
+  }
+
+  /** Runs the hot path on synthetic notifications before consuming (src/tier/warm-up.ts); a failure only costs the warmth. */
+  private async warmUp(): Promise<void> {
+    const count = this.config.delivery.warmUp;
+    if (count <= 0 || !this.config.delivery.warmUpTiers.includes(this.tier)) return;
+    const { signer, merchantSigners } = this.pipeline.current;
+    const r = await warmUp(this.config, this.tier, gateOptions(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) });
+    if (r.error) this.log.warn({ err: toErrorData(r.error), attempts: r.attempts, ms: r.ms }, 'warm-up failed; the tier starts cold');
+    else this.log.info({ attempts: r.attempts, ms: r.ms }, 'tier worker warmed up');
   }
 
   /** One reconnect loop at a time, however many close events arrive. */

@@ -1,0 +1,187 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ConsumeMessage } from 'amqplib';
+import pino from 'pino';
+import { namesFor } from '../broker/topology.js';
+import { historyOn, type Config } from '../core/config.js';
+import { H, encodeNotification, validateNotification } from '../core/message.js';
+import { createWorkerMetrics } from '../core/metrics.js';
+import { SelfAddresses } from '../delivery/connector.js';
+import { HttpDeliverer } from '../delivery/deliverer.js';
+import type { Signer } from '../delivery/signing.js';
+import type { MerchantSigners } from '../merchants/signers.js';
+import { HistorySink } from '../history/sink.js';
+import type { ChannelLink } from './channel-link.js';
+import { MerchantSlots } from './merchant-slots.js';
+import { OriginGate, type GateOptions } from './origin-gate.js';
+import { AttemptPipeline } from './pipeline.js';
+
+/**
+ * Why this exists (issue 18): a tier worker idle since start meets its first
+ * burst with every function of its hot path still interpreted (the profile of
+ * a cold tier 1 showed 3–4× the CPU per attempt of the same worker a few
+ * seconds later, spread over undici, the pipeline, decoding and metrics, no
+ * single hot spot). Retries then wait on the CPU, not on their TTL. So each
+ * tier worker runs a few thousand synthetic notifications through a
+ * throwaway copy of its own pipeline at start, against an HTTP server inside
+ * the process, before it consumes: V8 optimises the shared code, and the
+ * first real retry runs on it.
+ *
+ * Nothing of it is seen outside the process: no broker (a link that
+ * resolves every publish at once), no merchant, no log line (a logger to
+ * nowhere), no metric (a private registry), a gate and an HTTP pool of its
+ * own, all dropped afterwards.
+ */
+
+/** What a warm-up did. */
+export interface WarmUpReport {
+  /** Synthetic notifications that went through the pipeline. */
+  readonly attempts: number;
+  readonly ms: number;
+}
+
+/** How much warm-up: `count` notifications, but not longer than `budgetMs`; `concurrency` in flight. */
+export interface WarmUpOptions {
+  readonly count: number;
+  readonly budgetMs: number;
+  readonly concurrency: number;
+}
+
+/** The worker's signers: signing is pure, and warming them starts their lazy pools (RSA workers) before a real attempt needs them. */
+export interface WarmUpSigners {
+  readonly signer: Signer;
+  readonly merchantSigners: MerchantSigners;
+}
+
+/** Path of the i-th synthetic attempt: every other one answered 500, so both the retry and the delivered hand-on get used. */
+export function warmUpPath(i: number): string {
+  return i % 2 === 0 ? `/fail/w-${i}` : `/ok/w-${i}`;
+}
+
+/** The in-process server's answer to a path of `warmUpPath`. */
+export function warmUpStatus(path: string): number {
+  return path.startsWith('/fail/') ? 500 : 200;
+}
+
+/**
+ * The i-th synthetic delivery of `tier`: a payment callback of the usual size
+ * to `base` with the headers a hand-on from the tier before sets (what the
+ * pipeline reads: attempt, due time, first attempt).
+ */
+export function warmUpMessage(tier: number, i: number, base: string, now: number): ConsumeMessage {
+  const id = `warm-up-${tier}-${i}`;
+  const n = validateNotification(
+    {
+      id,
+      url: `${base}${warmUpPath(i)}`,
+      body: { event: 'payment.succeeded', out_trade_no: id, total_amount: '88.88', currency: 'CNY', trade_status: 'TRADE_SUCCESS', gmt_payment: new Date(now).toISOString() },
+      createdAt: now,
+    },
+    { urlMaxLength: 2048, idMaxLength: 128, maxHeaders: 32, headerMaxBytes: 4096, bodyMaxBytes: 262_144 },
+    { requireId: true },
+  );
+  const headers: Record<string, unknown> = { [H.attempt]: tier, [H.dueAt]: now };
+  if (tier > 0) Object.assign(headers, { [H.firstAttemptAt]: now, [H.lastError]: 'status 500' });
+  return {
+    content: encodeNotification(n),
+    fields: { deliveryTag: i + 1, redelivered: false, exchange: '', routingKey: '', consumerTag: 'warm-up' },
+    properties: {
+      contentType: 'application/json',
+      contentEncoding: undefined,
+      headers,
+      deliveryMode: 2,
+      priority: undefined,
+      correlationId: undefined,
+      replyTo: undefined,
+      expiration: undefined,
+      messageId: id,
+      timestamp: Math.floor(now / 1000),
+      type: undefined,
+      userId: undefined,
+      appId: undefined,
+      clusterId: undefined,
+    },
+  };
+}
+
+/** A channel that takes every publish at once and forgets every ack. */
+const NOWHERE: ChannelLink = {
+  publish: () => Promise.resolve(),
+  ack: () => undefined,
+  requeue: () => undefined,
+  closed: false,
+};
+
+function listen(): Promise<Server> {
+  const server = createServer((req, res) => {
+    // Read the body as a merchant would, so the request side runs whole.
+    req.resume();
+    req.on('end', () => {
+      const status = warmUpStatus(req.url ?? '');
+      res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'success' : 'fail');
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+/**
+ * Runs synthetic notifications through a throwaway pipeline of `tier` built
+ * from `config` (see the module comment). Never throws: a warm-up that
+ * fails leaves the worker as cold as it was, nothing worse; the error is
+ * returned for the log.
+ */
+export async function warmUp(config: Config, tier: number, gate: GateOptions, signers: WarmUpSigners, opts: WarmUpOptions): Promise<WarmUpReport & { error?: Error }> {
+  const started = Date.now();
+  if (opts.count <= 0) return { attempts: 0, ms: 0 };
+  let server: Server | null = null;
+  let deliverer: HttpDeliverer | null = null;
+  let history: HistorySink | null = null;
+  let attempts = 0;
+  try {
+    server = await listen();
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // The real delivery settings, with the loopback allowed: it is this process's own server.
+    deliverer = new HttpDeliverer({ ...config.delivery, allowPrivateNetworks: true }, null, new SelfAddresses());
+    const quiet = pino({ level: config.logLevel === 'silent' ? 'info' : config.logLevel }, { write: () => undefined });
+    history = historyOn(config) ? new HistorySink(() => Promise.resolve()) : null;
+    const pipeline = new AttemptPipeline(
+      {
+        tier,
+        names: namesFor(config.prefix),
+        logger: quiet,
+        attemptLogger: quiet,
+        metrics: createWorkerMetrics({}, false),
+        stopSignal: new AbortController().signal,
+        gate: new OriginGate(gate),
+        merchants: null,
+        slots: new MerchantSlots(),
+        failureMarks: null,
+        history,
+      },
+      { config, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
+    );
+    const deadline = started + opts.budgetMs;
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < opts.count && Date.now() < deadline) {
+        const i = next++;
+        await pipeline.handle(NOWHERE, warmUpMessage(tier, i, base, Date.now()));
+        attempts++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, opts.concurrency) }, lane));
+    return { attempts, ms: Date.now() - started };
+  } catch (err) {
+    return { attempts, ms: Date.now() - started, error: err as Error };
+  } finally {
+    await history?.close().catch(() => undefined);
+    await deliverer?.close().catch(() => undefined);
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server!.close(() => r()));
+    }
+  }
+}

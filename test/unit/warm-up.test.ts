@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/core/config.js';
+import { H, decodeNotification } from '../../src/core/message.js';
+import { createSigner } from '../../src/delivery/signing.js';
+import { MerchantSigners } from '../../src/merchants/signers.js';
+import type { GateOptions } from '../../src/tier/origin-gate.js';
+import { warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+
+const config = loadConfig({ configFile: null, env: {} });
+const o = config.delivery.perOrigin;
+const gate: GateOptions = {
+  policy: { maxConcurrency: o.maxConcurrency, initialLimit: o.initialLimit, failureThreshold: o.failureThreshold, probeIntervalMs: o.probeIntervalMs, maxProbeIntervalMs: o.maxProbeIntervalMs },
+  concurrency: config.delivery.concurrency,
+  queueTargetMs: o.queueTargetMs,
+  windowSpare: 0,
+  maxOrigins: o.maxOrigins,
+  idleMs: 60_000,
+};
+const signers = () => ({ signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing) });
+
+describe('tier warm-up', () => {
+  it('builds deliveries the pipeline accepts, as a hand-on from the tier before would', () => {
+    const now = Date.now();
+    const msg = warmUpMessage(2, 7, 'http://127.0.0.1:9', now);
+    const n = decodeNotification(msg.content, config.limits, now);
+    assert.equal(n.id, 'warm-up-2-7');
+    assert.equal(n.url, `http://127.0.0.1:9${warmUpPath(7)}`);
+    assert.equal(msg.properties.messageId, n.id);
+    assert.equal(msg.properties.headers?.[H.attempt], 2);
+    assert.equal(msg.properties.headers?.[H.dueAt], now);
+    assert.equal(msg.properties.headers?.[H.firstAttemptAt], now);
+    assert.equal(warmUpMessage(0, 0, 'http://127.0.0.1:9', now).properties.headers?.[H.firstAttemptAt], undefined);
+  });
+
+  it('answers every other one with a 500, so the retry hand-on is warmed as well as the delivered one', () => {
+    assert.deepEqual([0, 1, 2, 3].map((i) => warmUpStatus(warmUpPath(i))), [500, 200, 500, 200]);
+  });
+
+  it('runs the count through the pipeline without a broker, and reports it', async () => {
+    const r = await warmUp(config, 1, gate, signers(), { count: 40, budgetMs: 10_000, concurrency: 4 });
+    assert.equal(r.error, undefined);
+    assert.equal(r.attempts, 40);
+  });
+
+  it('does nothing for a count of 0, and stops at its budget', async () => {
+    assert.deepEqual(await warmUp(config, 1, gate, signers(), { count: 0, budgetMs: 10_000, concurrency: 4 }), { attempts: 0, ms: 0 });
+    const r = await warmUp(config, 1, gate, signers(), { count: 1000, budgetMs: 0, concurrency: 4 });
+    assert.equal(r.attempts, 0);
+  });
+
+  it('is configured by delivery.warmUp (NOTIFY_DELIVERY_WARM_UP) and delivery.warmUpTiers', () => {
+    assert.equal(config.delivery.warmUp, 2000);
+    assert.deepEqual(config.delivery.warmUpTiers, [1]);
+    assert.equal(loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP: '0' } }).delivery.warmUp, 0);
+    assert.throws(() => loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP: '-1' } }));
+  });
+});
