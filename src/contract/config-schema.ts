@@ -54,6 +54,8 @@ export const ConfigSchema = Type.Partial(
         concurrency: int(1, 10_000, 'HTTP attempts in flight per tier worker'),
         prefetch: Type.Unsafe({ type: ['integer', 'string', 'null'], minimum: 1, maximum: 65_535, description: 'null: twice the concurrency' }),
         connectionsPerOrigin: int(1, 10_000),
+        warmUp: int(0, 100_000, 'synthetic notifications a warmed tier worker runs through its own pipeline at start (no broker, no network), at most 5 s'),
+        warmUpTiers: Type.Array(Type.Integer({ minimum: 0, maximum: 99 }), { description: 'the tiers that warm up at start (default [1]: the first retry tier, idle until a burst of failures)' }),
         perOrigin: section({
           maxConcurrency: int(1, 10_000),
           initialLimit: int(1, 10_000),
