@@ -207,6 +207,11 @@ export class AttemptPipeline {
       return;
     }
     const sign = signer as Signer;
+    // On the last rung a skip for saturation would park the notification exhausted without one more
+    // request to a merchant that answers (seen on a cold tier whose origin limits were still ramping up):
+    // there it waits for a slot, deferred to the hold queue as long as it takes. A failing origin's
+    // attempt is still skipped (its probes decide), as on every rung.
+    const gateBudget = this.tier === lastTier ? (): number => Infinity : budgetLeft;
 
     // Isolation: the merchant's own cap, then a slot of this origin's, or a wait, a deferral or a skip.
     let ticket: Extract<Admission, { kind: 'go' }> | null = null;
@@ -215,7 +220,7 @@ export class AttemptPipeline {
     if (merchant?.maxConcurrency != null) {
       merchantSlot = this.deps.slots.tryAcquire(merchant.id, merchant.maxConcurrency);
       if (!merchantSlot) {
-        if (budgetLeft() > 0 && this.holdMs > 0) {
+        if (gateBudget() > 0 && this.holdMs > 0) {
           await this.defer(link, msg, waitingSince);
           return;
         }
@@ -224,7 +229,7 @@ export class AttemptPipeline {
     }
     try {
       if (origin !== null && skipped === null) {
-        const pending = this.deps.gate.admit(origin, budgetLeft(), this.holdMs > 0);
+        const pending = this.deps.gate.admit(origin, gateBudget(), this.holdMs > 0);
         const admission = pending instanceof Promise ? await pending : pending;
         switch (admission.kind) {
           case 'requeue':

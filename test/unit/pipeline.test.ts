@@ -285,4 +285,46 @@ describe('AttemptPipeline: the wait budget', () => {
     assert.equal(link.published.filter((x) => x.routingKey === names.waitQueue(1)).length, 0, 'none skipped down the ladder');
     assert.equal(await counter(metrics, 'notify_attempts_total', { tier: '0', outcome: 'skipped' }), 0);
   });
+
+  it('the last rung never skips for saturation: a notification past its wait budget waits for a slot there, not parked without a request', async () => {
+    const calls: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const slow = {
+      originOf: (url: string) => new URL(url).origin,
+      attempt: async (req: OutgoingRequest) => {
+        calls.push(req.headers['webhook-id']!);
+        if (calls.length === 1) await held;
+        return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
+      },
+      close: async () => undefined,
+    } as unknown as HttpDeliverer;
+    const gate = new OriginGate({ ...GATE, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
+    const run = (tier: number) =>
+      new AttemptPipeline(
+        { tier, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: String(tier) }, false), stopSignal: new AbortController().signal, gate, merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null },
+        { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer: slow },
+      );
+    // Waiting in the tier since long before its budget, its origin busy with another attempt (limit 1).
+    const overdue = (tier: number, id: string): ConsumeMessage => {
+      const m = message(tier, { id, url: 'https://m.example/notify', body: { a: 1 } });
+      return { ...m, properties: { ...m.properties, messageId: id, headers: { 'notify-attempt': tier, 'notify-due-at': Date.now(), 'notify-waiting-since': Date.now() - 60_000 } } } as ConsumeMessage;
+    };
+    const busy = run(2).handle(new FakeLink(), overdue(2, 'first'));
+    await new Promise((r) => setImmediate(r));
+    // An earlier rung: skipped down the ladder at once (its next rung will try).
+    const middle = new FakeLink();
+    await run(1).handle(middle, overdue(1, 'middle'));
+    assert.equal(middle.published.filter((x) => x.routingKey === names.waitQueue(2)).length, 1, 'tier 1 skipped it on to tier 2');
+    // The last rung (tier 2 of 0s,1s,2s): it waits for the slot instead of being parked exhausted unattempted.
+    const last = new FakeLink();
+    const lastDone = run(2).handle(last, overdue(2, 'last'));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(last.published.length, 0, 'neither parked nor handed on while it waits');
+    release();
+    await Promise.all([busy, lastDone]);
+    assert.deepEqual(calls, ['first', 'last'], 'attempted once the slot was free');
+    assert.equal(last.acked, 1);
+    assert.equal(last.published.filter((x) => x.exchange === names.dead || x.routingKey === names.dead).length, 0, 'not parked');
+  });
 });
