@@ -588,7 +588,7 @@ async function userIds(user: string): Promise<{ uid: number; gid: number }> {
   throw new Error(`no user ${user} in /etc/passwd (is rabbitmq-server installed?)`);
 }
 
-/** The nodes' file log level: `RABBIT_CLUSTER_LOG_LEVEL` when it is one RabbitMQ knows, else `info`. */
+/** The nodes' file log level: `RABBIT_CLUSTER_LOG_LEVEL` (default `info`); a typo fails the start instead of logging nothing. */
 function logLevel(): string {
   const level = process.env.RABBIT_CLUSTER_LOG_LEVEL ?? 'info';
   if (!['debug', 'info', 'warning', 'error'].includes(level)) throw new Error(`RABBIT_CLUSTER_LOG_LEVEL must be debug, info, warning or error, got ${level}`);
