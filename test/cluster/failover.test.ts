@@ -278,6 +278,12 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
   async function queueDepths(t: TestContext, what: string, prefix: string): Promise<void> {
     const rows = JSON.parse(await cluster.ctl(0, ['-q', 'list_queues', 'name', 'messages', 'messages_ready', 'messages_unacknowledged', 'leader', '--formatter', 'json'])) as { name: string }[];
     for (const r of rows) if (r.name.startsWith(`${prefix}.`)) t.diagnostic(`${what}: ${JSON.stringify(r)}`);
+    // Which node runs a dead-letter worker for which of these queues: a queue whose leader's node has none
+    // keeps its expired retries for good (RabbitMQ 3.10.8, rabbitmq-server #7677/#16203).
+    const workers = `[{Nd, catch element(4, element(2, sys:get_state(C, 5000)))} || Nd <- [node() | nodes()], {_, C, _, _} <- rpc:call(Nd, supervisor, which_children, [rabbit_fifo_dlx_sup])].`;
+    const out = await cluster.ctl(0, ['eval', workers]).catch((err: unknown) => String(err));
+    const mine = out.replace(/\s+/g, ' ').match(new RegExp(`\\{'[^']+', ?<<"${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.[a-z]+\\.?\\d*">>\\}`, 'g'));
+    t.diagnostic(`${what}: dead-letter workers (node, queue): ${mine?.join(' ') ?? out.slice(0, 500)}`);
   }
 
   /**
