@@ -247,6 +247,8 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     // FAILOVER_LOG_DIR=dir keeps every daemon's log lines for a post-mortem.
     const keep = process.env.FAILOVER_LOG_DIR;
     if (keep) for (const [k, d] of daemons.entries()) writeFileSync(join(keep, `${d.opts.prefix}-${k}.log`), rawOut.get(d)!.join(''));
+    // The nodes' logs too (RABBIT_CLUSTER_LOG_LEVEL=debug for the dead-letter workers): the broker's side of a loss.
+    if (keep && cluster) await cluster.copyLogs(join(keep, 'rabbitmq')).catch(() => undefined);
     await merchant.close();
     await cluster?.teardown();
   });
@@ -266,10 +268,43 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     return !where.has('none') && (notOn === null || !where.has(notOn));
   }
 
-  /** Where undelivered notifications sit, for the report when some are missing. */
+  /**
+   * Where undelivered notifications sit, for the report when some are missing.
+   * `messages` is there because ready + unacknowledged leaves out what a quorum
+   * queue with at-least-once dead-lettering holds for its dead-letter worker
+   * (expired from a wait queue, not yet confirmed by the next tier's queue):
+   * `messages` above the other two is that.
+   */
   async function queueDepths(t: TestContext, what: string, prefix: string): Promise<void> {
-    const rows = JSON.parse(await cluster.ctl(0, ['-q', 'list_queues', 'name', 'messages_ready', 'messages_unacknowledged', 'leader', '--formatter', 'json'])) as { name: string }[];
+    const rows = JSON.parse(await cluster.ctl(0, ['-q', 'list_queues', 'name', 'messages', 'messages_ready', 'messages_unacknowledged', 'leader', '--formatter', 'json'])) as { name: string }[];
     for (const r of rows) if (r.name.startsWith(`${prefix}.`)) t.diagnostic(`${what}: ${JSON.stringify(r)}`);
+    // Which node runs a dead-letter worker for which of these queues: a queue whose leader's node has none
+    // keeps its expired retries for good (RabbitMQ 3.10.8, rabbitmq-server #7677/#16203).
+    const workers = `[{Nd, catch element(4, element(2, sys:get_state(C, 5000)))} || Nd <- [node() | nodes()], {_, C, _, _} <- rpc:call(Nd, supervisor, which_children, [rabbit_fifo_dlx_sup])].`;
+    const out = await cluster.ctl(0, ['eval', workers]).catch((err: unknown) => String(err));
+    const mine = out.replace(/\s+/g, ' ').match(new RegExp(`\\{'[^']+', ?<<"${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.[a-z]+\\.?\\d*">>\\}`, 'g'));
+    t.diagnostic(`${what}: dead-letter workers (node, queue): ${mine?.join(' ') ?? out.slice(0, 500)}`);
+  }
+
+  /**
+   * What the missing ones have in common, for the report: how many merchant
+   * requests each got (0: never attempted; 1: the retry never came), when they
+   * were sent relative to the loss, and the daemon's attempt outcomes per tier
+   * (many `skipped` means the origin gate skipped attempts, a busy machine's
+   * doing, not the broker's).
+   */
+  async function lostDetail(t: TestContext, what: string, o: Outcome, load: SteadyLoad, lossAt: number, d: DaemonProcess): Promise<void> {
+    const byCount = new Map<number, number>();
+    for (const id of o.lost) {
+      const n = merchant.count(load.path(id));
+      byCount.set(n, (byCount.get(n) ?? 0) + 1);
+    }
+    t.diagnostic(`${what}: missing ones by merchant requests received: ${JSON.stringify(Object.fromEntries(byCount))}`);
+    const sent = new Map(load.sent.map((s) => [s.id, s.sentAt]));
+    const at = o.lost.map((id) => sent.get(id)! - lossAt);
+    t.diagnostic(`${what}: missing ones sent ${(Math.min(...at) / 1000).toFixed(2)} s .. ${(Math.max(...at) / 1000).toFixed(2)} s after the loss began`);
+    const metrics = (await d.admin<string>('GET', '/metrics')).body;
+    t.diagnostic(`${what}: ${metrics.split('\n').filter((l) => /^notify_attempts_total\{/.test(l)).join('; ')}`);
   }
 
   function report(t: TestContext, what: string, o: Outcome, lossAt: number, load: SteadyLoad, backAt: number): void {
@@ -412,7 +447,10 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
 
     const o = await settle(merchant, load, 2);
     report(t, 'retries', o, lossAt, load, backAt);
-    if (o.lost.length > 0) await queueDepths(t, 'retries', d.opts.prefix);
+    if (o.lost.length > 0) {
+      await queueDepths(t, 'retries', d.opts.prefix);
+      await lostDetail(t, 'retries', o, load, lossAt, d);
+    }
     const refused = /notify_handon_failures_total\{tier="0",reason="refused"\} (\d+)/.exec((await d.admin<string>('GET', '/metrics')).body)?.[1] ?? '0';
     t.diagnostic(`retries: hand-ons the broker refused: ${refused}`);
     assert.deepEqual(o.lost.slice(0, 10), [], `${o.lost.length} accepted notifications never got their second attempt`);

@@ -19,6 +19,11 @@
  * - The nodes run as the `rabbitmq` user when we are root (runuser); as any
  *   other user they run as that user.
  *
+ * Node logs are at `info`; `RABBIT_CLUSTER_LOG_LEVEL=debug` gives the
+ * broker's own account of leader changes and of its dead-letter workers
+ * (`started rabbit_fifo_dlx_worker …`), which `info` leaves out.
+ * `copyLogs(dest)` keeps them past the teardown.
+ *
  * Teardown SIGKILLs every process whose command line carries `-home <dir>`
  * (nodes and any CLI still running) and removes the dir. `cleanupLeftovers()`
  * does the same for dirs of runs whose owning process is gone (a crashed
@@ -229,6 +234,12 @@ export class RabbitCluster {
     return res.stdout;
   }
 
+  /** Copies the nodes' log files into `dest` (created if missing), for a post-mortem after the teardown. */
+  async copyLogs(dest: string): Promise<void> {
+    await fsp.mkdir(dest, { recursive: true });
+    for (const f of await fsp.readdir(join(this.dir, 'log'))) await fsp.copyFile(join(this.dir, 'log', f), join(dest, f));
+  }
+
   /** Stops every node (SIGKILL: the data is thrown away) and removes the temp dir. Idempotent. */
   teardown(): Promise<void> {
     this.torn ??= (async () => {
@@ -292,7 +303,7 @@ export class RabbitCluster {
         [
           `listeners.tcp.default = 127.0.0.1:${n.amqpPort}`,
           'log.console = false',
-          'log.file.level = info',
+          `log.file.level = ${logLevel()}`,
           '',
         ].join('\n'),
       );
@@ -575,6 +586,13 @@ async function userIds(user: string): Promise<{ uid: number; gid: number }> {
     if (f[0] === user) return { uid: Number(f[2]), gid: Number(f[3]) };
   }
   throw new Error(`no user ${user} in /etc/passwd (is rabbitmq-server installed?)`);
+}
+
+/** The nodes' file log level: `RABBIT_CLUSTER_LOG_LEVEL` (default `info`); a typo fails the start instead of logging nothing. */
+function logLevel(): string {
+  const level = process.env.RABBIT_CLUSTER_LOG_LEVEL ?? 'info';
+  if (!['debug', 'info', 'warning', 'error'].includes(level)) throw new Error(`RABBIT_CLUSTER_LOG_LEVEL must be debug, info, warning or error, got ${level}`);
+  return level;
 }
 
 function randomCookie(): string {
