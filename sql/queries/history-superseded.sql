@@ -1,13 +1,14 @@
 -- For a batch of parked copies (a redrive), what the history knows of each
--- notification since: its status, when that status was set and when its
--- latest ladder started (ms epoch). A notification the history does not
--- know has no row.
--- $1 ids, $2 their created_at (ms epoch), same order.
-SELECT n.id,
+-- notification since: its status, when that status was set, and when the
+-- latest ladder other than the copy's own started (ms epoch, whole). One row
+-- per copy, in the batch's order (ord); a notification the history does not
+-- know has none.
+-- $1 ids, $2 their created_at (ms epoch), $3 the copies' own ladders ('' for none), same order.
+SELECT b.ord,
        n.status,
-       EXTRACT(EPOCH FROM n.status_at) * 1000 AS status_ms,
-       (SELECT EXTRACT(EPOCH FROM max(r.started_at)) * 1000
+       round(EXTRACT(EPOCH FROM n.status_at) * 1000)::bigint AS status_ms,
+       (SELECT round(EXTRACT(EPOCH FROM max(r.started_at)) * 1000)::bigint
           FROM notify_runs r
-         WHERE r.notification_id = n.id AND r.created_at = n.created_at) AS last_run_ms
-  FROM unnest($1::text[], $2::float8[]) AS b(id, created_ms)
+         WHERE r.notification_id = n.id AND r.created_at = n.created_at AND r.run <> b.run) AS other_run_ms
+  FROM unnest($1::text[], $2::float8[], $3::text[]) WITH ORDINALITY AS b(id, created_ms, run, ord)
   JOIN notify_notifications n ON n.id = b.id AND n.created_at = to_timestamp(b.created_ms / 1000.0)

@@ -21,12 +21,12 @@ export interface HistorySince {
   readonly status: string;
   /** When the status was set (ms epoch). */
   readonly statusAt: number | null;
-  /** When its latest ladder started (ms epoch), as far as the recorder has written. */
-  readonly lastRunAt: number | null;
+  /** When the latest ladder other than the copy's own started (ms epoch), as far as the recorder has written. */
+  readonly otherRunAt: number | null;
 }
 
-/** The notification a copy is of, and when it was parked; null when the copy does not say (then it is never dropped). */
-export function copyKey(c: ParkedCopy): { id: string; createdAt: number; deadAt: number } | null {
+/** The notification a copy is of, its own ladder and when it was parked; null when the copy does not say (then it is never dropped). */
+export function copyKey(c: ParkedCopy): { id: string; createdAt: number; run: string; deadAt: number } | null {
   const deadAt = Number(c.headers['notify-dead-at']);
   if (!Number.isFinite(deadAt) || deadAt <= 0) return null;
   let n: { id?: unknown; createdAt?: unknown };
@@ -36,20 +36,23 @@ export function copyKey(c: ParkedCopy): { id: string; createdAt: number; deadAt:
     return null;
   }
   if (typeof n?.id !== 'string' || typeof n.createdAt !== 'number' || !Number.isFinite(n.createdAt)) return null;
+  const run = c.headers['notify-run'];
   // The recorder keys a notification by its createdAt without the fraction of a ms (fold.ts).
-  return { id: n.id, createdAt: Math.trunc(n.createdAt), deadAt };
+  return { id: n.id, createdAt: Math.trunc(n.createdAt), run: typeof run === 'string' ? run : '', deadAt };
 }
 
 /**
- * Pure: whether a copy parked at `deadAt` is superseded. Strictly after:
- * the copy's own ladder started before it was parked, and its own dead
- * event is not "other than dead". A history that lags (the recorder behind)
- * only makes a copy look current, never superseded: it is moved as before.
+ * Pure: whether a copy parked at `deadAt` is superseded: another ladder
+ * (not the copy's own, whose start may be recorded a ms after its dead time)
+ * started after it was parked, or the notification was delivered since. A
+ * resend's claim alone does not count: a claim whose ladder was never
+ * published (a crash between the two) must not cost the only copy. A
+ * history that lags only makes a copy look current: it is moved as before.
  */
 export function isSuperseded(deadAt: number, h: HistorySince | undefined): boolean {
   if (!h) return false;
-  if (h.lastRunAt !== null && h.lastRunAt > deadAt) return true;
-  return h.status !== 'dead' && h.statusAt !== null && h.statusAt > deadAt;
+  if (h.otherRunAt !== null && h.otherRunAt > deadAt) return true;
+  return h.status === 'delivered' && h.statusAt !== null && h.statusAt > deadAt;
 }
 
 /** Looks a batch of parked copies up in the history: one boolean per copy, in order. */
@@ -58,11 +61,16 @@ export class SupersededLookup {
 
   async check(copies: readonly ParkedCopy[]): Promise<boolean[]> {
     const keys = copies.map(copyKey);
-    const asked = keys.filter((k): k is NonNullable<typeof k> => k !== null);
+    const asked = keys.flatMap((k, i) => (k === null ? [] : [{ ...k, i }]));
     if (asked.length === 0) return copies.map(() => false);
-    const { rows } = await this.pool.query<Record<string, unknown>>(query('history-superseded'), [asked.map((k) => k.id), asked.map((k) => k.createdAt)]);
+    const { rows } = await this.pool.query<Record<string, unknown>>(query('history-superseded'), [asked.map((k) => k.id), asked.map((k) => k.createdAt), asked.map((k) => k.run)]);
     const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-    const known = new Map<string, HistorySince>(rows.map((r) => [r.id as string, { status: r.status as string, statusAt: num(r.status_ms), lastRunAt: num(r.last_run_ms) }]));
-    return keys.map((k) => k !== null && isSuperseded(k.deadAt, known.get(k.id)));
+    // By position in the batch, not by id: two notifications may share an id (a producer's retry with another createdAt).
+    const out = copies.map(() => false);
+    for (const r of rows) {
+      const k = asked[Number(r.ord) - 1]!;
+      out[k.i] = isSuperseded(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) });
+    }
+    return out;
   }
 }
