@@ -207,7 +207,8 @@ export class TierWorker implements ManagedWorker {
     const count = this.config.delivery.warmUp;
     if (count <= 0 || !this.config.delivery.warmUpTiers.includes(this.tier)) return;
     const { signer, merchantSigners } = this.pipeline.current;
-    const r = await warmUp(this.config, this.tier, gateOptions(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) });
+    const r = await warmUp(this.config, this.tier, gateOptions(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) }, this.stopSignal.signal);
+    if (this.stopSignal.signal.aborted) return;
     if (r.error) this.log.warn({ err: toErrorData(r.error), attempts: r.attempts, ms: r.ms }, 'warm-up failed; the tier starts cold');
     else this.log.info({ attempts: r.attempts, ms: r.ms }, 'tier worker warmed up');
   }

@@ -133,7 +133,15 @@ function listen(): Promise<Server> {
  * fails leaves the worker as cold as it was, nothing worse; the error is
  * returned for the log.
  */
-export async function warmUp(config: Config, tier: number, gate: GateOptions, signers: WarmUpSigners, opts: WarmUpOptions): Promise<WarmUpReport & { error?: Error }> {
+export async function warmUp(
+  config: Config,
+  tier: number,
+  gate: GateOptions,
+  signers: WarmUpSigners,
+  opts: WarmUpOptions,
+  /** The worker's: a worker stopping during its warm-up closes its signers, so the lanes end at once. */
+  stop: AbortSignal = new AbortController().signal,
+): Promise<WarmUpReport & { error?: Error }> {
   const started = Date.now();
   if (opts.count <= 0) return { attempts: 0, ms: 0 };
   let server: Server | null = null;
@@ -154,7 +162,7 @@ export async function warmUp(config: Config, tier: number, gate: GateOptions, si
         logger: quiet,
         attemptLogger: quiet,
         metrics: createWorkerMetrics({}, false),
-        stopSignal: new AbortController().signal,
+        stopSignal: stop,
         gate: new OriginGate(gate),
         merchants: null,
         slots: new MerchantSlots(),
@@ -166,7 +174,7 @@ export async function warmUp(config: Config, tier: number, gate: GateOptions, si
     const deadline = started + opts.budgetMs;
     let next = 0;
     const lane = async (): Promise<void> => {
-      while (next < opts.count && Date.now() < deadline) {
+      while (next < opts.count && Date.now() < deadline && !stop.aborted) {
         const i = next++;
         await pipeline.handle(NOWHERE, warmUpMessage(tier, i, base, Date.now()));
         attempts++;

@@ -49,6 +49,16 @@ describe('tier warm-up', () => {
     assert.equal(r.attempts, 0);
   });
 
+  it('ends when its worker stops (the worker then closes the signers it uses)', async () => {
+    const stop = new AbortController();
+    const running = warmUp(config, 1, gate, signers(), { count: 100_000, budgetMs: 60_000, concurrency: 4 }, stop.signal);
+    setTimeout(() => stop.abort(), 50);
+    const t0 = Date.now();
+    const r = await running;
+    assert.ok(Date.now() - t0 < 5000, 'ended soon after the stop, not at its budget');
+    assert.ok(r.attempts < 100_000);
+  });
+
   it('is configured by delivery.warmUp (NOTIFY_DELIVERY_WARM_UP) and delivery.warmUpTiers', () => {
     assert.equal(config.delivery.warmUp, 2000);
     assert.deepEqual(config.delivery.warmUpTiers, [1]);
