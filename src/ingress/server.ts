@@ -19,6 +19,9 @@ import { IngressHistoryRoutes, type HistoryDb } from './history-routes.js';
 
 type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
 
+/** Largest over-limit request body read and dropped so that its client gets the 413 (see BODY_TOO_LARGE). */
+const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
+
 /**
  * The ingress API (DESIGN §5): validates, publishes with confirm, answers 202
  * only after the broker confirmed. Every refusal is a 4xx with a code; 503 means
@@ -166,7 +169,11 @@ export class IngressServer {
       parsed = JSON.parse((await readBody(req, this.config.ingress.maxBodyBytes)).toString('utf8'));
     } catch (err) {
       if ((err as NotifyError).code === ErrorCodes.BODY_TOO_LARGE) {
-        res.setHeader('connection', 'close');
+        // Closing at once cuts a client still sending its body: it sees EPIPE, not the 413. A body of a
+        // declared size up to DISCARD_MAX_BYTES is read to its end and dropped (Node does so after the
+        // answer), so the client reads the 413; a larger or undeclared one is cut.
+        const declared = Number(req.headers['content-length']);
+        if (!(Number.isFinite(declared) && declared <= DISCARD_MAX_BYTES)) res.setHeader('connection', 'close');
         return this.sendError(res, err);
       }
       return this.sendError(res, new NotifyError(ErrorCodes.BAD_JSON, `body is not valid JSON: ${(err as Error).message}`.slice(0, 200)));
