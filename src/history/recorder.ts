@@ -21,8 +21,15 @@ import { foldRecords } from './fold.js';
 import { decodeBatch, type HistoryRecord } from './records.js';
 import { HistoryWriter, missingPartition, retryableDbError } from './writer.js';
 
-/** The recorder's nice value (lower priority than the delivering processes, which stay at 0). */
-const RECORDER_NICE = 10;
+/**
+ * The recorder's nice value: the lowest priority. Under a burst that takes
+ * every core, the tier workers (nice 0) get the CPU and the recorder, and so
+ * the database work it sends, waits: the records wait in the broker and are
+ * written when the burst is over (`notify_history_lag_seconds` shows the
+ * wait). At nice 10 it still took about a tenth of a busy core, and
+ * PostgreSQL as much again for what it sent.
+ */
+const RECORDER_NICE = 19;
 /** Unacked batches the broker lets the recorder hold. */
 const PREFETCH = 64;
 /** Most records written in one transaction. */
