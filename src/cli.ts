@@ -5,7 +5,6 @@ import { EX_CONFIG } from './core/config.js';
 import { toErrorData } from './core/errors.js';
 import { loadConfigOrExit, runMaster } from './supervisor/master.js';
 import { str, usage, type Values } from './cli/args.js';
-import { configCheck } from './cli/config-check.js';
 import { CTL_USAGE, ctl } from './cli/ctl.js';
 import { migrateCommand } from './cli/migrate.js';
 
@@ -95,7 +94,8 @@ async function main(argv: string[]): Promise<number> {
       return migrateCommand(values);
     case 'config':
       if (rest[0] !== 'check') return usage('usage: notifyd config check [--config FILE]');
-      return configCheck(str(values, 'config') ?? null);
+      // Imported here: its schema builders (TypeBox) would weigh on the master that `start` runs.
+      return (await import('./cli/config-check.js')).configCheck(str(values, 'config') ?? null);
     default:
       process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
       return 64;

@@ -6,7 +6,6 @@ import { closeServerNow, statusForError, tokenMatches } from '../core/http-util.
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
-import { openApiText } from '../contract/openapi.js';
 import { foreignBrowserRequest } from './browser-guard.js';
 import { ConsoleFiles, isConsolePath } from './console-files.js';
 import { merchantRoute } from './merchant-routes.js';
@@ -80,6 +79,8 @@ export class AdminServer {
     if (path === '/openapi.json' && method === 'GET') {
       req.resume();
       const c = this.target.currentConfig;
+      // Loaded when asked for: the document's builders (TypeBox) would cost the master ~14 MB.
+      const { openApiText } = await import('../contract/openapi.js');
       const text = openApiText('admin', { limits: c.limits, maxBatch: c.ingress.maxBatch });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);

@@ -16,7 +16,7 @@ let validator: Validator | null = null;
 
 /** A configuration's problems against the schema, one `key: message` line each, every one. */
 export function schemaProblems(raw: unknown): string[] {
-  validator ??= ajvAllErrors.compile(ConfigSchema);
+  validator ??= ajvAllErrors().compile(ConfigSchema);
   if (validator(raw)) return [];
   const out = new Set<string>();
   for (const e of validator.errors ?? []) {

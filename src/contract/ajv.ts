@@ -81,5 +81,12 @@ export function errorPath(e: ErrorObject): string[] {
  * For reports that list every problem (`notifyd config check`): same
  * options, but ajv goes on past the first error. Never on a hot path.
  */
-export const ajvAllErrors = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true, formats: { uri: true, 'media-type': isMediaType } });
-ajvAllErrors.addKeyword({ keyword: 'x-error', schemaType: ['string', 'object'] });
+export function ajvAllErrors(): Ajv {
+  if (allErrors === null) {
+    allErrors = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true, formats: { uri: true, 'media-type': isMediaType } });
+    allErrors.addKeyword({ keyword: 'x-error', schemaType: ['string', 'object'] });
+  }
+  return allErrors;
+}
+/** Made on first use (the CLI's check), not in every process that imports this module. */
+let allErrors: Ajv | null = null;

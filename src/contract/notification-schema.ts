@@ -1,10 +1,11 @@
-import { Type, type TSchema } from '@sinclair/typebox';
 import type { LimitsConfig } from '../core/config.js';
 
 /**
  * JSON Schemas of a notification as producers send it (DESIGN §4–5), one
- * definition for the validator (compiled by ajv), the OpenAPI documents and
- * the TypeScript types. The limits come from the configuration, so the
+ * definition for the validator (compiled by ajv) and the OpenAPI documents.
+ * Plain objects, not TypeBox builders: every worker validates with them,
+ * and importing TypeBox cost each process about 14 MB (the documents, built
+ * by `npm run build`, wrap them with `Type.Unsafe`). The limits come from the configuration, so the
  * schemas are functions of it. What JSON Schema cannot say (a URL's
  * normal form, header names reserved in any case, sizes in bytes, a time
  * relative to now) stays in `core/message.ts`, after the schema passed.
@@ -31,6 +32,9 @@ export const METADATA_MAX_BYTES = 16 * 1024;
 /** Longest merchant id. */
 export const MERCHANT_ID_MAX = 128;
 
+/** A JSON Schema object, as ajv and OpenAPI 3.1 take it. */
+export type JsonSchema = Readonly<Record<string, unknown>>;
+
 /**
  * Nullable and two-typed values are written as JSON Schema type lists
  * (`type: ['string', 'null']`), not `anyOf`: keywords of one type apply only
@@ -39,97 +43,92 @@ export const MERCHANT_ID_MAX = 128;
  * the hot path of the ingress). OpenAPI 3.1 takes type lists as they are.
  */
 const successFields = {
-  status: Type.Optional(
-    Type.Unsafe<'2xx' | number[]>({
-      type: ['string', 'array'],
-      pattern: '^2xx$',
-      items: { type: 'integer', minimum: 100, maximum: 599 },
-      minItems: 1,
-      maxItems: 50,
-      description: '"2xx" (the default) or a list of HTTP statuses',
-      'x-error': 'must be "2xx" or a list of HTTP statuses',
-    }),
-  ),
-  bodyEquals: Type.Optional(
-    Type.String({ maxLength: 1024, description: 'the response body, trimmed, must equal this (Alipay: `success`)', 'x-error': 'must be a string of at most 1024 characters' }),
-  ),
+  status: {
+    type: ['string', 'array'],
+    pattern: '^2xx$',
+    items: { type: 'integer', minimum: 100, maximum: 599 },
+    minItems: 1,
+    maxItems: 50,
+    description: '"2xx" (the default) or a list of HTTP statuses',
+    'x-error': 'must be "2xx" or a list of HTTP statuses',
+  },
+  bodyEquals: { type: 'string', maxLength: 1024, description: 'the response body, trimmed, must equal this (Alipay: `success`)', 'x-error': 'must be a string of at most 1024 characters' },
 };
 
 /** Success criteria: a status list and/or an exact body (DESIGN §6). */
-export const SuccessSchema = Type.Object(successFields, { additionalProperties: false, 'x-error': 'must be an object' });
+export const SuccessSchema: JsonSchema = { type: 'object', properties: successFields, additionalProperties: false, 'x-error': 'must be an object' };
 
 /** A JSON object of any content, or null (same as absent). */
-const objectOrNull = (description: string): TSchema => Type.Unsafe({ type: ['object', 'null'], description, 'x-error': 'must be an object' });
+const objectOrNull = (description: string): JsonSchema => ({ type: ['object', 'null'], description, 'x-error': 'must be an object' });
 
 /** The notification a producer sends, for the given limits. */
-export function notificationSchema(limits: Pick<LimitsConfig, 'idMaxLength' | 'urlMaxLength' | 'maxHeaders'>): TSchema {
-  return Type.Object(
-    {
-      id: Type.Optional(
-        Type.Unsafe<string | null>({
-          type: ['string', 'null'],
-          minLength: 1,
-          maxLength: limits.idMaxLength,
-          pattern: ID_PATTERN,
-          description: 'stable id the merchant deduplicates on; generated (UUID v7) when absent or null',
-          'x-error': {
-            maxLength: `is longer than ${limits.idMaxLength} characters`,
-            pattern: 'may hold only letters, digits and . _ : @ - (starting with a letter or digit)',
-            default: 'must be a non-empty string',
-          },
-        }),
-      ),
-      merchant: Type.Optional(
-        Type.Unsafe<string | null>({
-          type: ['string', 'null'],
-          maxLength: MERCHANT_ID_MAX,
-          pattern: ID_PATTERN,
-          description: 'a registered merchant (needs a database)',
-          'x-error': `must be a merchant id: letters, digits and . _ : @ - (up to ${MERCHANT_ID_MAX}, starting with a letter or digit)`,
-        }),
-      ),
+export function notificationSchema(limits: Pick<LimitsConfig, 'idMaxLength' | 'urlMaxLength' | 'maxHeaders'>): JsonSchema {
+  return {
+    type: 'object',
+    required: ['url', 'body'],
+    properties: {
+      id: {
+        type: ['string', 'null'],
+        minLength: 1,
+        maxLength: limits.idMaxLength,
+        pattern: ID_PATTERN,
+        description: 'stable id the merchant deduplicates on; generated (UUID v7) when absent or null',
+        'x-error': {
+          maxLength: `is longer than ${limits.idMaxLength} characters`,
+          pattern: 'may hold only letters, digits and . _ : @ - (starting with a letter or digit)',
+          default: 'must be a non-empty string',
+        },
+      },
+      merchant: {
+        type: ['string', 'null'],
+        maxLength: MERCHANT_ID_MAX,
+        pattern: ID_PATTERN,
+        description: 'a registered merchant (needs a database)',
+        'x-error': `must be a merchant id: letters, digits and . _ : @ - (up to ${MERCHANT_ID_MAX}, starting with a letter or digit)`,
+      },
       // No whitespace or control characters either (URL_PATTERN): checked with the WHATWG parse that normalises it,
       // only for a URL not seen before, rather than per notification here.
-      url: Type.String({
+      url: {
+        type: 'string',
         minLength: 1,
         maxLength: limits.urlMaxLength,
         format: 'uri',
         description: 'absolute http(s) URL without credentials, whitespace or control characters',
         'x-error': { maxLength: `is longer than ${limits.urlMaxLength} characters`, default: 'must be a non-empty string' },
-      }),
-      method: Type.Optional(Type.String({ pattern: METHOD_PATTERN, default: 'POST', description: 'POST or PUT (any case)', 'x-error': 'must be POST or PUT' })),
-      headers: Type.Optional(
-        // patternProperties rather than propertyNames plus additionalProperties: one pass over the headers, not two.
-        Type.Object({}, {
-          patternProperties: {
-            [TOKEN_PATTERN]: Type.String({
-              pattern: HEADER_VALUE_PATTERN,
-              'x-error': { type: 'value must be a string', default: 'value may hold only tab, visible ASCII and Latin-1 characters, no CR, LF or control characters (encode others, e.g. percent-encoding)' },
-            }),
+      },
+      method: { type: 'string', pattern: METHOD_PATTERN, default: 'POST', description: 'POST or PUT (any case)', 'x-error': 'must be POST or PUT' },
+      // patternProperties rather than propertyNames plus additionalProperties: one pass over the headers, not two.
+      headers: {
+        type: 'object',
+        properties: {},
+        patternProperties: {
+          [TOKEN_PATTERN]: {
+            type: 'string',
+            pattern: HEADER_VALUE_PATTERN,
+            'x-error': { type: 'value must be a string', default: 'value may hold only tab, visible ASCII and Latin-1 characters, no CR, LF or control characters (encode others, e.g. percent-encoding)' },
           },
-          additionalProperties: false,
-          maxProperties: limits.maxHeaders,
-          'x-error': { maxProperties: `more than ${limits.maxHeaders} headers`, additionalProperties: 'is not a valid header name', default: 'must be an object of name: value strings' },
-          description: 'extra request headers; names are case-insensitive, and those notifyd sets (content-type, user-agent, webhook-*, host, proxy-*, …) are refused',
-        }),
-      ),
-      body: Type.Unsafe<string | Record<string, unknown>>({
+        },
+        additionalProperties: false,
+        maxProperties: limits.maxHeaders,
+        description: 'extra request headers; names are case-insensitive, and those notifyd sets (content-type, user-agent, webhook-*, host, proxy-*, …) are refused',
+        'x-error': { maxProperties: `more than ${limits.maxHeaders} headers`, additionalProperties: 'is not a valid header name', default: 'must be an object of name: value strings' },
+      },
+      body: {
         type: ['string', 'object'],
         description: 'a string is sent as is; an object is sent as JSON, or form-encoded (scalar fields only) under application/x-www-form-urlencoded',
         'x-error': 'must be a string or an object',
-      }),
-      contentType: Type.Optional(Type.String({ maxLength: 200, format: 'media-type', default: 'application/json', 'x-error': 'must be a media type such as application/json' })),
-      success: Type.Optional(Type.Unsafe({ ...Type.Object(successFields, { additionalProperties: false }), type: ['object', 'null'], 'x-error': 'must be an object' })),
-      metadata: Type.Optional(objectOrNull('copied into outcome events (at most 16 KiB as JSON)')),
-      createdAt: Type.Optional(
-        Type.Number({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'ms epoch; at most a day ahead; defaults to the time it is received', 'x-error': 'must be a ms epoch number' }),
-      ),
+      },
+      contentType: { type: 'string', maxLength: 200, format: 'media-type', default: 'application/json', 'x-error': 'must be a media type such as application/json' },
+      success: { type: ['object', 'null'], properties: successFields, additionalProperties: false, 'x-error': 'must be an object' },
+      metadata: objectOrNull('copied into outcome events (at most 16 KiB as JSON)'),
+      createdAt: { type: 'number', minimum: 0, maximum: MAX_EPOCH_MS, description: 'ms epoch; at most a day ahead; defaults to the time it is received', 'x-error': 'must be a ms epoch number' },
     },
-    { additionalProperties: false, 'x-error': { required: 'is required', type: 'must be a JSON object' } },
-  );
+    additionalProperties: false,
+    'x-error': { required: 'is required', type: 'must be a JSON object' },
+  };
 }
 
 /** The envelope of `POST /v1/notifications:batch`; each item is checked on its own (answers are per item). */
-export function batchSchema(maxBatch: number, item: TSchema = Type.Unknown()): TSchema {
-  return Type.Object({ notifications: Type.Array(item, { minItems: 1, maxItems: maxBatch }) });
+export function batchSchema(maxBatch: number, item: JsonSchema = {}): JsonSchema {
+  return { type: 'object', required: ['notifications'], properties: { notifications: { type: 'array', items: item, minItems: 1, maxItems: maxBatch } } };
 }

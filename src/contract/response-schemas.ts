@@ -1,5 +1,6 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { ErrorCodes } from '../core/errors.js';
+import { MerchantInputSchema } from './merchant-input.js';
 
 /**
  * JSON Schemas of what the ingress and admin ports answer: the error body
@@ -126,18 +127,7 @@ const Success = Type.Object({
 const MerchantScheme = stringEnum(['standard', 'rsa2', 'none']);
 
 /** What an operator sends to create (all but the optional ones) or patch (any) a merchant. */
-export const MerchantInput = Type.Object(
-  {
-    id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$', description: 'required on create; never changed' })),
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'required on create' })),
-    signing: Type.Optional(MerchantScheme),
-    allowedOrigins: Type.Optional(Type.Array(Type.String(), { minItems: 1, maxItems: 100, description: 'required on create: origins such as https://shop.example' })),
-    maxConcurrency: Type.Optional(nullable(Type.Integer({ minimum: 1, maximum: 10_000 }))),
-    maxAttempts: Type.Optional(nullable(Type.Integer({ minimum: 1, description: 'at most the number of tiers' }))),
-    success: Type.Optional(nullable(Type.Object({}, { additionalProperties: true, description: 'as a notification\'s success' }))),
-  },
-  { additionalProperties: false },
-);
+export const MerchantInput = Type.Unsafe<Record<string, unknown>>(MerchantInputSchema);
 
 /** A merchant as the admin API shows it: never a secret, only fingerprints. */
 export const Merchant = Type.Object(

@@ -20,8 +20,8 @@ export interface ContractLimits {
 /** The named schemas, `#/components/schemas/<name>` in the documents. */
 export function contractSchemas(c: ContractLimits): Record<string, TSchema> {
   return {
-    Notification: notificationSchema(c.limits),
-    NotificationBatch: batchSchema(c.maxBatch, Type.Unsafe({ $ref: '#/components/schemas/Notification' })),
+    Notification: Type.Unsafe(notificationSchema(c.limits)),
+    NotificationBatch: Type.Unsafe(batchSchema(c.maxBatch, { $ref: '#/components/schemas/Notification' })),
     Accepted: R.Accepted,
     BatchAnswer: R.BatchAnswer,
     Error: R.ErrorBody,

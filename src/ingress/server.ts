@@ -9,7 +9,6 @@ import type { WorkerMetrics } from '../core/metrics.js';
 import type { NotificationPublisher } from '../broker/publisher.js';
 import { unsignableReason } from '../delivery/signing.js';
 import { checkBatchShape } from '../contract/notification-check.js';
-import { openApiText } from '../contract/openapi.js';
 import type { MerchantLookup } from '../tier/merchant-check.js';
 import { merchantRules } from './merchant-rules.js';
 import { newRunId, type RunVia } from '../history/records.js';
@@ -129,6 +128,8 @@ export class IngressServer {
     }
     if (path === '/openapi.json' && (req.method === 'GET' || req.method === 'HEAD')) {
       req.resume();
+      // Loaded when asked for: the document's builders (TypeBox) would cost every ingress process ~14 MB.
+      const { openApiText } = await import('../contract/openapi.js');
       return this.sendText(res, openApiText('ingress', { limits: this.config.limits, maxBatch: this.config.ingress.maxBatch }));
     }
     const history = await this.historyRoutes.serve(req, path ?? '/', this.tokens);

@@ -6,7 +6,7 @@ import type { SuccessCriteria } from '../core/config.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { validateSuccess } from '../core/message.js';
 import { ajv, errorPath } from '../contract/ajv.js';
-import { MerchantInput } from '../contract/response-schemas.js';
+import { MerchantInputSchema } from '../contract/merchant-input.js';
 
 export type MerchantScheme = 'standard' | 'rsa2' | 'none';
 
@@ -61,7 +61,7 @@ export interface MerchantEntry {
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 /** Types, ranges and unknown keys: the admin API's documented schema (docs/openapi-admin.json), compiled once. */
-const checkInput = ajv.compile(MerchantInput);
+const checkInput = ajv.compile(MerchantInputSchema);
 
 function bad(field: string, message: string): never {
   throw new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
