@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import amqp from 'amqplib';
 import type { ChannelModel } from 'amqplib';
 import { connectionSlot, parseBrokerNodes, rotation, startNodeIndex, type BrokerNode, type ConnectionRole } from '../core/broker-nodes.js';
-import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 
 /**
  * Short heartbeats so a silent peer (a VM gone, a cable cut) is noticed in
@@ -100,6 +101,24 @@ export function nodeRingFor(amqpUrl: string, role: ConnectionRole, tier: number 
 export function reconnectDelay(attempt: number, baseMs = 100, maxMs = 5000): number {
   const d = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
   return Math.round(d * (0.8 + Math.random() * 0.4));
+}
+
+/**
+ * Calls `open` until it succeeds or `stopped()` says to give up, backing off
+ * between tries (200 ms doubling to 5 s, with jitter) and logging each
+ * failure as `what`: the reconnect loop of a worker's broker link.
+ */
+export async function openUntil(open: () => Promise<void>, o: { readonly stopped: () => boolean; readonly signal: AbortSignal; readonly log: Logger; readonly what: string }): Promise<void> {
+  for (let attempt = 0; !o.stopped(); attempt++) {
+    try {
+      await open();
+      return;
+    } catch (err) {
+      const delay = reconnectDelay(attempt, 200, 5000);
+      o.log.warn({ err: toErrorData(err), retryInMs: delay }, o.what);
+      await sleep(delay, o.signal);
+    }
+  }
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

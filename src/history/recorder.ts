@@ -8,7 +8,7 @@
 import { setPriority } from 'node:os';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
-import { nodeRingFor, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
+import { nodeRingFor, openUntil, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import { diffConfig, redactUrl, type Config } from '../core/config.js';
 import { toErrorData } from '../core/errors.js';
@@ -116,18 +116,7 @@ export class HistoryRecorder implements ManagedWorker {
   }
 
   private connectLoop(): Promise<void> {
-    this.connecting ??= (async () => {
-      for (let attempt = 0; !this.stopping; attempt++) {
-        try {
-          await this.open();
-          return;
-        } catch (err) {
-          const delay = reconnectDelay(attempt, 200, 5000);
-          this.log.warn({ err: toErrorData(err), retryInMs: delay }, 'recorder cannot reach the broker');
-          await sleep(delay, this.stopSignal.signal);
-        }
-      }
-    })().finally(() => {
+    this.connecting ??= openUntil(() => this.open(), { stopped: () => this.stopping, signal: this.stopSignal.signal, log: this.log, what: 'recorder cannot reach the broker' }).finally(() => {
       this.connecting = null;
     });
     return this.connecting;

@@ -2,7 +2,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqp
 import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
 import { diffConfig, historyOn, type Config } from '../core/config.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
+import { NodeRing, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { SelfAddresses } from '../delivery/connector.js';
@@ -221,17 +221,8 @@ export class TierWorker implements ManagedWorker {
     return this.connecting;
   }
 
-  private async connectUntilOpen(): Promise<void> {
-    for (let attempt = 0; !this.stopping; attempt++) {
-      try {
-        await this.open();
-        return;
-      } catch (err) {
-        const delay = reconnectDelay(attempt, 200, 5000);
-        this.log.warn({ err: toErrorData(err), retryInMs: delay }, 'tier worker cannot reach the broker');
-        await sleep(delay, this.stopSignal.signal);
-      }
-    }
+  private connectUntilOpen(): Promise<void> {
+    return openUntil(() => this.open(), { stopped: () => this.stopping, signal: this.stopSignal.signal, log: this.log, what: 'tier worker cannot reach the broker' });
   }
 
   private async open(): Promise<void> {
