@@ -290,6 +290,9 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     await waitFor(async () => (await timeline('twice'))?.notification.status === 'dead' && (await timeline('twice'))!.runs.length === 2, 10_000, 'the resend died again');
     // Until 1 s from now: the window must hold 'twice'; everything else of shop-a in it is dead and gets resent once.
     const until = new Date(Date.now() + 1000).toISOString();
+    // Tier 0 paused: what the first recover resends stays pending (a 410 would park it again within ms,
+    // dead once more and rightly resendable); the second recover must find it claimed, not dead.
+    assert.equal((await admin('POST', '/admin/tiers/0/pause')).status, 200);
     const first = await admin('POST', '/admin/notifications:recover', { merchant: 'shop-a', since: '1h', until });
     assert.equal(first.status, 202, JSON.stringify(first.body));
     assert.ok(first.body.resent >= 1);
@@ -297,6 +300,7 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     const again = await admin('POST', '/admin/notifications:recover', { merchant: 'shop-a', since: '1h', until });
     assert.equal(again.status, 202, JSON.stringify(again.body));
     assert.equal(again.body.resent, 0, 'claimed by the first recover: nothing is still dead');
+    assert.equal((await admin('POST', '/admin/tiers/0/resume')).status, 200);
     await waitFor(() => merchant.count(path) === 3, 10_000, 'recovered once');
     await waitFor(async () => (await timeline('twice'))?.notification.status === 'dead' && (await timeline('twice'))!.runs.length === 3, 10_000, 'the recover died again');
     // P.dead holds three copies of 'twice': two superseded (a ladder started after each was parked), the last one current.
