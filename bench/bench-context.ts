@@ -4,7 +4,9 @@
  * fresh prefix and measuring it, and the context and report types a scenario
  * takes and returns. bench/bench.ts sets the context up and runs the scenarios.
  */
-import { dirname, resolve } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import amqp from 'amqplib';
@@ -299,6 +301,19 @@ export interface DaemonHandle {
   /** Master, tiers…, ingress, as they were once every worker ran. */
   pids: () => number[];
   status: () => Promise<Status>;
+}
+
+/**
+ * A configuration file with the history off (`NOTIFY_CONFIG`), removed at
+ * cleanup: a daemon with a database records everything unless told not to,
+ * and a scenario that compares something else must not pay for it.
+ */
+export function historyOffConfig(res: Resources): string {
+  const dir = mkdtempSync(join(tmpdir(), 'notifyd-bench-'));
+  res.stops.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'history-off.json');
+  writeFileSync(file, JSON.stringify({ history: { enabled: false } }));
+  return file;
 }
 
 /**

@@ -9,14 +9,11 @@
  * throughput): for every attempt, the time from its end (the tier worker's
  * clock) to its commit in PostgreSQL (`recorded_at`), p50/p99/max.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { namesFor } from '../../src/broker/topology.js';
 import { encodeNotification } from '../../src/core/message.js';
 import { makeNotification, median, openConfirm, preloadTier0, queueInfo, round, sleep, tier0Props } from '../bench-util.js';
-import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { BEAM, log, historyOffConfig, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
 import { CpuMeter, pidsByComm } from '../cpu.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { freshDatabase } from '../database.js';
@@ -97,10 +94,7 @@ export async function history(ctx: BenchContext): Promise<ScenarioReport> {
   if (!ctx.flags.history) return { record: { history: null }, head: '', memory: [], tail: '' };
   const db = await freshDatabase('bench');
   ctx.res.stops.push(() => db.drop());
-  const dir = mkdtempSync(join(tmpdir(), 'notifyd-bench-history-'));
-  ctx.res.stops.push(async () => rmSync(dir, { recursive: true, force: true }));
-  const offFile = join(dir, 'off.json');
-  writeFileSync(offFile, JSON.stringify({ history: { enabled: false } }));
+  const offFile = historyOffConfig(ctx.res);
   const on = await startDaemon({ res: ctx.res, flags: { ...ctx.flags, daemonEnv: { NOTIFY_DATABASE_URL: db.url, ...ctx.flags.daemonEnv } } }, 'default', 'history');
   const off = await startDaemon({ res: ctx.res, flags: { ...ctx.flags, daemonEnv: { NOTIFY_DATABASE_URL: db.url, NOTIFY_CONFIG: offFile, ...ctx.flags.daemonEnv } } }, 'default', 'nohistory');
   const pool = new pg.Pool({ connectionString: db.url, max: 2 });

@@ -6,13 +6,10 @@
  * daemon-wide secret): the same HMAC work either way, so the ratio is the
  * registry's own cost. `--runs` pairs, alternating which goes first.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { H, encodeNotification } from '../../src/core/message.js';
 import { namesFor } from '../../src/broker/topology.js';
 import { makeNotification, median, openConfirm, publishMany, round } from '../bench-util.js';
-import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { BEAM, log, historyOffConfig, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { queueInfo } from '../bench-util.js';
 import { freshDatabase } from '../database.js';
@@ -45,10 +42,7 @@ export async function registry(ctx: BenchContext): Promise<ScenarioReport> {
   const db = await freshDatabase('bench');
   ctx.res.stops.push(() => db.drop());
   // The registry alone: with a database the history is on by default, and its cost is --history's to measure.
-  const dir = mkdtempSync(join(tmpdir(), 'notifyd-bench-registry-'));
-  ctx.res.stops.push(async () => rmSync(dir, { recursive: true, force: true }));
-  const noHistory = join(dir, 'no-history.json');
-  writeFileSync(noHistory, JSON.stringify({ history: { enabled: false } }));
+  const noHistory = historyOffConfig(ctx.res);
   const withDb = await startDaemon({ res: ctx.res, flags: { ...ctx.flags, daemonEnv: { NOTIFY_DATABASE_URL: db.url, NOTIFY_CONFIG: noHistory, ...ctx.flags.daemonEnv } } }, 'default', 'registry');
   const withoutDb = await startDaemon({ res: ctx.res, flags: { ...ctx.flags, daemonEnv: { NOTIFY_SIGNING_SECRET: SECRET, ...ctx.flags.daemonEnv } } }, 'default', 'noregistry');
   const r = await fetch(`${withDb.d.adminUrl}/admin/merchants`, {
