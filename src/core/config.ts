@@ -38,9 +38,9 @@ export interface PerOriginConfig {
   readonly queueTargetMs: number;
   /** Origins whose learned state is kept (idle ones are forgotten first). */
   readonly maxOrigins: number;
-  /** Keep-alive pools kept open; the least recently used idle one is closed past it. */
+  /** Origins whose keep-alive connections are kept; the least recently used idle one is closed past it. */
   readonly maxPools: number;
-  /** A pool (and its sockets) unused this long is closed. */
+  /** An origin's connections unused this long are closed. */
   readonly poolIdleMs: number;
 }
 

@@ -5,7 +5,8 @@
  */
 import { networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector as Connector } from 'undici';
+import { buildConnector } from './undici-core.js';
 import { classifyAddress, type AddressGuard } from './address-guard.js';
 import { DnsError, type DnsCache, type ResolvedAddress } from './dns-cache.js';
 
@@ -60,8 +61,8 @@ export interface GuardedConnectorOptions {
   readonly self: SelfAddresses;
 }
 
-type ConnectOptions = Parameters<buildConnector.connector>[0];
-type ConnectCallback = Parameters<buildConnector.connector>[1];
+type ConnectOptions = Parameters<Connector.connector>[0];
+type ConnectCallback = Parameters<Connector.connector>[1];
 
 /**
  * An undici `connect` function. A name whose answer mixes allowed and
@@ -70,7 +71,7 @@ type ConnectCallback = Parameters<buildConnector.connector>[1];
  * the classification retries down the ladder, since DNS can be wrong for a
  * while. The TLS server name stays the URL's host.
  */
-export function guardedConnector(opts: GuardedConnectorOptions): buildConnector.connector {
+export function guardedConnector(opts: GuardedConnectorOptions): Connector.connector {
   const base = buildConnector({ timeout: opts.timeoutMs });
   let turn = 0;
   return (options: ConnectOptions, callback: ConnectCallback): void => {

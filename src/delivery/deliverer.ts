@@ -1,9 +1,10 @@
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
 import { guardedConnector, type SelfAddresses } from './connector.js';
 import { DnsCache } from './dns-cache.js';
 import { OriginPools } from './origin-pools.js';
+import { Client } from './undici-core.js';
 import type { AttemptResult } from './outcome.js';
 
 /** One HTTP request to make. */
@@ -183,11 +184,11 @@ export class HttpDeliverer {
     const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, guard, self });
     this.pools = new OriginPools({
       maxPools: cfg.perOrigin.maxPools,
+      connectionsPerOrigin: cfg.connectionsPerOrigin,
       idleMs: cfg.perOrigin.poolIdleMs,
       create: (origin) =>
-        new Pool(origin, {
-          connections: cfg.connectionsPerOrigin,
-          // Shorter than the pool's own idle timeout: sockets go first, then the pool.
+        new Client(origin, {
+          // Shorter than the origin's own idle timeout: sockets go first, then the origin's clients.
           keepAliveTimeout: Math.min(10_000, cfg.perOrigin.poolIdleMs),
           headersTimeout: cfg.headersTimeoutMs,
           bodyTimeout: cfg.timeoutMs,
@@ -259,14 +260,14 @@ export class HttpDeliverer {
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
     if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
     if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
-    const pool = this.pools.acquire(t.origin);
+    const client = this.pools.acquire(t.origin);
     return new Promise<TimedResult>((resolve) => {
       const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, headBytes, this.cfg.timeoutMs, (r) => {
-        this.pools.release(t.origin);
+        this.pools.release(t.origin, client);
         resolve(r);
       });
       try {
-        pool.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
+        client.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
       } catch (err) {
         handler.onResponseError(null, err as Error);
       }

@@ -1,26 +1,47 @@
 /**
- * Keep-alive connection pools, one per origin, with a cap on how many are
- * kept. undici's Agent keeps a pool for every origin that still has a
- * connection open, so 10,000 merchants mean 10,000 pools and sockets; here
- * the least recently used idle pool is closed once `maxPools` are open, and
- * a pool unused for `idleMs` is closed too. Open sockets are then at most
+ * Keep-alive connections per origin, with a cap on the origins kept. Each
+ * origin has a small set of undici Clients (one connection each), not an
+ * undici Pool: a Pool carries a 2,048-slot request queue (16 KB) that
+ * notifyd never fills, as the origin gate already caps the attempts in
+ * flight per origin, and 10,000 merchants made that 160 MB per tier. The
+ * least recently used idle origin is closed once `maxPools` are kept, and an
+ * origin unused for `idleMs` is closed too. Open sockets are then at most
  * `maxPools × connectionsPerOrigin`, whatever the number of merchants.
  */
-import { Pool } from 'undici';
+import type { Client } from './undici-core.js';
+
+/**
+ * The reason given to the sockets of an origin closed while idle. One shared
+ * error: `close()` makes a new one per connection, and Node reads its stack
+ * when the socket is destroyed, which was a twentieth of a tier's CPU when
+ * many origins came and went.
+ */
+const RETIRED = Object.assign(new Error('idle keep-alive connection closed by notifyd'), { code: 'POOL_RETIRED' });
+void RETIRED.stack;
 
 export interface OriginPoolsOptions {
+  /** Origins whose connections are kept. */
   readonly maxPools: number;
-  /** A pool with nothing in flight for this long is closed. */
+  /** Connections (Clients) per origin, at most. */
+  readonly connectionsPerOrigin: number;
+  /** An origin with nothing in flight for this long is closed. */
   readonly idleMs: number;
-  /** Builds the pool of an origin. */
-  readonly create: (origin: string) => Pool;
+  /** Builds one connection's Client for an origin. */
+  readonly create: (origin: string) => Client;
   readonly now?: () => number;
 }
 
 interface Entry {
-  readonly pool: Pool;
+  readonly clients: Client[];
+  /** Attempts in flight on `clients[i]`. */
+  readonly busy: number[];
   active: number;
   lastUsed: number;
+}
+
+/** Closes an idle origin's clients (nothing in flight: `destroy` aborts nothing). */
+function retire(e: Entry): void {
+  for (const c of e.clients) void c.destroy(RETIRED).catch(() => undefined);
 }
 
 export class OriginPools {
@@ -33,46 +54,73 @@ export class OriginPools {
     this.now = opts.now ?? Date.now;
   }
 
+  /** Origins kept now. */
   get size(): number {
     return this.entries.size;
   }
 
-  /** The pool for `origin`, counted as in use until `release(origin)`. */
-  acquire(origin: string): Pool {
+  /**
+   * A connection for `origin`, counted as in use until `release(origin, client)`:
+   * the first idle one (so traffic stays on few sockets and the rest time
+   * out), else a new one up to `connectionsPerOrigin`, else the least busy.
+   */
+  acquire(origin: string): Client {
     let e = this.entries.get(origin);
     if (e === undefined) {
-      e = { pool: this.opts.create(origin), active: 0, lastUsed: 0 };
+      e = { clients: [], busy: [], active: 0, lastUsed: 0 };
       if (this.entries.size >= this.opts.maxPools) this.evict(this.entries.size - this.opts.maxPools + 1);
     } else {
       this.entries.delete(origin);
     }
     this.entries.set(origin, e);
+    let pick = -1;
+    let least = -1;
+    for (let i = 0; i < e.busy.length; i++) {
+      if (e.busy[i] === 0) {
+        pick = i;
+        break;
+      }
+      if (least < 0 || e.busy[i]! < e.busy[least]!) least = i;
+    }
+    if (pick < 0) {
+      if (e.clients.length < this.opts.connectionsPerOrigin) {
+        e.clients.push(this.opts.create(origin));
+        e.busy.push(0);
+        pick = e.clients.length - 1;
+      } else {
+        pick = least;
+      }
+    }
+    e.busy[pick]!++;
     e.active++;
     e.lastUsed = this.now();
-    return e.pool;
+    return e.clients[pick]!;
   }
 
-  /** One attempt on `origin`'s pool is over. */
-  release(origin: string): void {
+  /** One attempt on `origin` through `client` is over. */
+  release(origin: string, client: Client): void {
     const e = this.entries.get(origin);
-    if (e !== undefined) {
-      e.active = Math.max(0, e.active - 1);
-      e.lastUsed = this.now();
+    if (e === undefined) return;
+    const i = e.clients.indexOf(client);
+    if (i >= 0 && e.busy[i]! > 0) {
+      e.busy[i]!--;
+      e.active--;
     }
+    e.lastUsed = this.now();
   }
 
-  /** Closes up to `n` idle pools, least recently used first (busy ones are never closed). */
+  /** Closes up to `n` idle origins, least recently used first (busy ones are never closed). */
   private evict(n: number): void {
     for (const [origin, e] of this.entries) {
       if (n <= 0) break;
       if (e.active > 0) continue;
       this.entries.delete(origin);
-      void e.pool.close().catch(() => undefined);
+      retire(e);
       n--;
     }
   }
 
-  /** Closes pools idle for longer than `idleMs` (call now and then). */
+  /** Closes origins idle for longer than `idleMs` (call now and then). */
   sweep(): void {
     const cutoff = this.now() - this.opts.idleMs;
     for (const [origin, e] of this.entries) {
@@ -80,16 +128,16 @@ export class OriginPools {
       if (e.lastUsed > cutoff) break;
       if (e.active > 0) continue;
       this.entries.delete(origin);
-      void e.pool.close().catch(() => undefined);
+      retire(e);
     }
   }
 
-  /** Closes every pool; idempotent. */
+  /** Closes every connection, letting attempts under way finish; idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const pools = [...this.entries.values()].map((e) => e.pool);
+    const clients = [...this.entries.values()].flatMap((e) => e.clients);
     this.entries.clear();
-    await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
+    await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
   }
 }

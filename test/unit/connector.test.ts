@@ -25,20 +25,22 @@ describe('DnsCache', () => {
     return { calls, resolve4: q('v4'), resolve6: q('v6') };
   }
 
-  it('caches answers for their TTL (clamped), IPv4 first, one query per name at a time', async () => {
+  it('caches answers for their TTL (clamped), IPv4 when there is one, one query per name at a time', async () => {
     let now = 1_000_000;
-    const q = fake({ 'a.test': { v4: ['203.0.113.1'], v6: ['2001:db8::1'], ttl: 30 } });
+    const q = fake({ 'a.test': { v4: ['203.0.113.1'], v6: ['2001:db8::1'], ttl: 30 }, 'six.test': { v6: ['2001:db8::6'], ttl: 30 } });
     const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 10, hostsFile: null, queries: q, now: () => now });
     const [x, y] = await Promise.all([c.resolve('a.test'), c.resolve('A.TEST')]);
-    assert.deepEqual(x.map((a) => a.address), ['203.0.113.1', '2001:db8::1']);
+    assert.deepEqual(x.map((a) => a.address), ['203.0.113.1']);
     assert.equal(x, y, 'concurrent lookups share one query');
-    assert.equal(q.calls.length, 2);
+    assert.deepEqual(q.calls, ['v4:a.test'], 'no AAAA query for a name with an A record');
     now += 29_000;
     await c.resolve('a.test');
-    assert.equal(q.calls.length, 2, 'cached within the TTL');
+    assert.equal(q.calls.length, 1, 'cached within the TTL');
     now += 2_000;
     await c.resolve('a.test');
-    assert.equal(q.calls.length, 4, 'asked again after it');
+    assert.equal(q.calls.length, 2, 'asked again after it');
+    assert.deepEqual((await c.resolve('six.test')).map((a) => a.address), ['2001:db8::6'], 'an IPv6-only name is found through AAAA');
+    assert.deepEqual(q.calls.slice(2), ['v4:six.test', 'v6:six.test']);
   });
 
   it('remembers failures briefly, with stable codes', async () => {
@@ -52,7 +54,7 @@ describe('DnsCache', () => {
     assert.equal(q.calls.length, calls, 'negative answer cached');
     now += 1001;
     await assert.rejects(c.resolve('slow.test'));
-    assert.equal(q.calls.length, calls + 2);
+    assert.deepEqual(q.calls.slice(calls), ['v4:slow.test'], 'asked again after the negative TTL; a timed-out A is not followed by AAAA');
   });
 
   it('keeps at most maxEntries names', async () => {

@@ -1,0 +1,18 @@
+/**
+ * The two parts of undici that deliveries use, loaded without the rest.
+ * `import 'undici'` loads fetch, WebSocket, caches, mocks and more, about
+ * 3 MB of heap and 6 MB of resident code in every tier worker that never
+ * uses them. undici 7 has no `exports` map, so its files load by path; the
+ * types still come from the package (pinned in package.json, so the paths
+ * cannot move under us).
+ */
+import { createRequire } from 'node:module';
+import type { Client as ClientType, buildConnector as BuildConnectorType } from 'undici';
+
+const require = createRequire(import.meta.url);
+
+/** undici's one-connection HTTP/1.1 client. */
+export const Client = require('undici/lib/dispatcher/client.js') as typeof ClientType;
+export type Client = ClientType;
+/** undici's socket connector (timeouts, TLS session reuse), wrapped by connector.ts. */
+export const buildConnector = require('undici/lib/core/connect.js') as typeof BuildConnectorType;
