@@ -60,8 +60,8 @@ export function errorMessage(e: ErrorObject): string {
   return own?.[e.keyword] ?? own?.default ?? e.message ?? 'is invalid';
 }
 
-/** A compiled validator. */
-export type Validator = ValidateFunction;
+/** A compiled validator; `T` is what a value that passes is. */
+export type Validator<T = unknown> = ValidateFunction<T>;
 /** One error of a validator (`validator.errors`). */
 export type { ErrorObject };
 

@@ -214,15 +214,6 @@ export const HistoryPage = Type.Object({ notifications: Type.Array(HistoryNotifi
 /** `POST …/notifications/<id>/resend`: a new ladder. */
 export const ResendAnswer = Type.Object({ id: Type.String(), run: Type.String(), previousStatus: Type.String() }, { additionalProperties: false });
 
-/** `POST …/notifications:recover`: the merchant's dead ones in the window. */
-export const RecoverInput = Type.Object(
-  {
-    merchant: Type.String({ minLength: 1, maxLength: 200 }),
-    since: Type.String({ description: 'ISO 8601 time, or a duration back from now (2d)' }),
-    until: Type.Optional(Type.String({ description: 'ISO 8601 time, or a duration back from now; default now' })),
-  },
-  { additionalProperties: false },
-);
 /** What a recover resent, and what it could not. */
 export const RecoverAnswer = Type.Object(
   {

@@ -1,6 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { LimitsConfig } from '../core/config.js';
-import { batchSchema, notificationSchema } from './notification-schema.js';
+import { ListQuerySchema, RecoverInputSchema } from './history-params.js';
+import { batchSchema, notificationSchema, type JsonSchema } from './notification-schema.js';
 import * as R from './response-schemas.js';
 
 /**
@@ -42,7 +43,7 @@ export function contractSchemas(c: ContractLimits): Record<string, TSchema> {
     HistoryTimeline: R.HistoryTimeline,
     HistoryPage: R.HistoryPage,
     ResendAnswer: R.ResendAnswer,
-    RecoverInput: R.RecoverInput,
+    RecoverInput: Type.Unsafe(RecoverInputSchema),
     RecoverAnswer: R.RecoverAnswer,
     RecoverStopped: R.RecoverStopped,
     DisableInput: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: true }),
@@ -78,6 +79,9 @@ export interface Route {
 
 const err = (description: string): Answer => ({ description, schema: 'Error' });
 const limit = (max: number, dflt: number): Route['query'] => ({ limit: { schema: Type.Integer({ minimum: 1, maximum: max, default: dflt }), description: 'how many at most' } });
+/** One query parameter per property of the object schema the daemon checks a query with, its description on the parameter. */
+const queryOf = (s: JsonSchema): Route['query'] =>
+  Object.fromEntries(Object.entries(s.properties as Record<string, JsonSchema>).map(([name, { description, ...schema }]) => [name, { schema: Type.Unsafe(schema), description: String(description) }]));
 
 /** Answers common to every route of a port. */
 const probes = (port: Port): Route[] => [
@@ -106,14 +110,7 @@ const history = (port: Port, base: '/v1' | '/admin'): Route[] => {
       method: 'get',
       path: `${base}/notifications`,
       summary: 'list notifications from the history, newest first (keyset pages)',
-      query: {
-        merchant: { schema: Type.String(), description: 'only this merchant' },
-        status: { schema: Type.Unsafe({ type: 'string', enum: ['pending', 'delivered', 'dead'] }), description: 'only this status' },
-        since: { schema: Type.String(), description: 'ISO 8601 time or a duration back from now (2d), inclusive' },
-        until: { schema: Type.String(), description: 'ISO 8601 time or a duration back from now, exclusive' },
-        ...limit(500, 50),
-        cursor: { schema: Type.String(), description: 'nextCursor of the previous page' },
-      },
+      query: queryOf(ListQuerySchema),
       answers: { 200: { description: 'a page', schema: 'HistoryPage' }, 400: err('a bad parameter (VALIDATION with field)'), 501: off, 503: away },
     },
     {

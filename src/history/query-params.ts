@@ -1,17 +1,18 @@
 /**
  * Pure: the parameters of the history API (DESIGN §11) read from a query
  * string or a JSON body, with one coded 400 (`VALIDATION` + `field`) per bad
- * value, and the opaque keyset cursor of a listing.
+ * value, and the opaque keyset cursor of a listing. Shapes, types and ranges
+ * are the documented schemas' (contract/history-params.ts); what they cannot
+ * say (times relative to now, dates that exist, since before until, what a
+ * cursor holds) is checked here once they passed.
  */
+import { ajv, errorMessage, errorPath, type Validator } from '../contract/ajv.js';
+import { LIST_LIMIT_DEFAULT, ListQuerySchema, RecoverInputSchema, TIME_MAX, TIME_MIN, TIME_RANGE_ERROR } from '../contract/history-params.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { parseDuration } from '../core/schedule.js';
 import type { HistoryStatus } from './fold.js';
 
-/** A listing page holds this many by default, and at most `LIST_LIMIT_MAX`. */
-export const LIST_LIMIT_DEFAULT = 50;
-export const LIST_LIMIT_MAX = 500;
-
-const STATUSES: readonly HistoryStatus[] = ['pending', 'delivered', 'dead'];
+export { LIST_LIMIT_DEFAULT };
 
 /**
  * Where the previous page ended: the last row's `created_at` to the
@@ -42,6 +43,15 @@ export interface RecoverRequest {
 }
 
 const bad = (field: string, message: string): NotifyError => new NotifyError(ErrorCodes.VALIDATION, `${field}: ${message}`, field);
+const listValidator = ajv.compile<{ merchant?: string; status?: HistoryStatus; since?: string; until?: string; limit?: number; cursor?: string }>(ListQuerySchema);
+const recoverValidator = ajv.compile<{ merchant: string; since: number | string; until?: number | string }>(RecoverInputSchema);
+
+/** Throws ajv's first error as `VALIDATION` on the top-level field it is about (`root` for the value as a whole). */
+function check<T>(validate: Validator<T>, value: unknown, root: string): asserts value is T {
+  if (validate(value)) return;
+  const e = validate.errors![0]!;
+  throw bad(errorPath(e)[0] ?? root, errorMessage(e));
+}
 
 const MICRO_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const ISO_LIKE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$/;
@@ -72,12 +82,8 @@ export function decodeCursor(text: string): ListCursor {
   return { at: v[0], id: v[1] };
 }
 
-/** Times the history accepts: from the epoch to the end of year 9999 (PostgreSQL and `Date` both hold them; year 0 is not a PostgreSQL year). */
-export const TIME_MIN = 0;
-export const TIME_MAX = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
-
 function inRange(t: number, field: string): number {
-  if (!Number.isFinite(t) || t < TIME_MIN || t > TIME_MAX) throw bad(field, 'must be a time between 1970-01-01 and 9999-12-31');
+  if (!Number.isFinite(t) || t < TIME_MIN || t > TIME_MAX) throw bad(field, TIME_RANGE_ERROR);
   return t;
 }
 
@@ -126,63 +132,36 @@ export function parseInstant(text: string, now: number, field: string): number {
   return inRange(now - back, field);
 }
 
-function merchantValue(v: string, field = 'merchant'): string {
-  if (v.length === 0 || v.length > 200) throw bad(field, 'must be 1 to 200 characters');
-  return v;
+/** The window's order, which a schema cannot compare. */
+function ordered<W extends { since: number | null; until: number | null }>(w: W): W {
+  if (w.since !== null && w.until !== null && w.since >= w.until) throw bad('until', 'must be after since');
+  return w;
 }
-
-function checkWindow(since: number | null, until: number | null): void {
-  if (since !== null && until !== null && since >= until) throw bad('until', 'must be after since');
-}
-
-const LIST_KEYS = new Set(['merchant', 'status', 'since', 'until', 'limit', 'cursor']);
 
 /** The filters of `GET …/notifications?merchant=&status=&since=&until=&limit=&cursor=`. */
 export function parseListQuery(q: URLSearchParams, now: number): ListFilter {
-  for (const k of q.keys()) if (!LIST_KEYS.has(k)) throw bad(k, 'unknown parameter');
-  for (const k of LIST_KEYS) if (q.getAll(k).length > 1) throw bad(k, 'given more than once');
-  const merchant = q.get('merchant');
-  const status = q.get('status');
-  if (status !== null && !(STATUSES as readonly string[]).includes(status)) throw bad('status', `must be one of ${STATUSES.join(', ')}`);
-  const since = q.get('since');
-  const until = q.get('until');
-  const limitRaw = q.get('limit');
-  let limit = LIST_LIMIT_DEFAULT;
-  if (limitRaw !== null) {
-    if (!/^\d{1,6}$/.test(limitRaw) || Number(limitRaw) < 1 || Number(limitRaw) > LIST_LIMIT_MAX) throw bad('limit', `must be an integer from 1 to ${LIST_LIMIT_MAX}`);
-    limit = Number(limitRaw);
-  }
-  const cursor = q.get('cursor');
-  const out: ListFilter = {
-    merchant: merchant === null ? null : merchantValue(merchant),
-    status: status as HistoryStatus | null,
-    since: since === null ? null : parseInstant(since, now, 'since'),
-    until: until === null ? null : parseInstant(until, now, 'until'),
+  for (const k of Object.keys(ListQuerySchema.properties as object)) if (q.getAll(k).length > 1) throw bad(k, 'given more than once');
+  const p: Record<string, unknown> = Object.fromEntries(q);
+  // A query string holds text: digits become the integer the schema bounds, anything else stays text and fails its type.
+  if (/^\d{1,6}$/.test(q.get('limit') ?? '')) p.limit = Number(p.limit);
+  check(listValidator, p, 'query');
+  const { merchant = null, status = null, since, until, limit = LIST_LIMIT_DEFAULT, cursor } = p;
+  return ordered({
+    merchant,
+    status,
+    since: since === undefined ? null : parseInstant(since, now, 'since'),
+    until: until === undefined ? null : parseInstant(until, now, 'until'),
     limit,
-    cursor: cursor === null || cursor === '' ? null : decodeCursor(cursor),
-  };
-  checkWindow(out.since, out.until);
-  return out;
+    cursor: cursor ? decodeCursor(cursor) : null,
+  });
 }
 
 /** The body of a recover: `{merchant, since, until?}` (`until` defaults to now). */
 export function parseRecoverBody(body: unknown, now: number): RecoverRequest {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('body', 'must be a JSON object {merchant, since, until}');
-  const b = body as Record<string, unknown>;
-  for (const k of Object.keys(b)) if (k !== 'merchant' && k !== 'since' && k !== 'until') throw bad(k, 'unknown field');
-  if (typeof b.merchant !== 'string') throw bad('merchant', 'required (a string)');
-  const time = (k: 'since' | 'until'): number => {
-    const v = b[k];
-    // A JSON number is ms since the epoch (never a duration: a duration is a string with its unit).
-    if (typeof v === 'number') return inRange(v, k);
-    if (typeof v === 'string') return parseInstant(v, now, k);
-    throw bad(k, 'must be a ms epoch number, an ISO 8601 time or a duration back from now');
-  };
-  if (b.since === undefined) throw bad('since', 'required');
-  const since = time('since');
-  const until = b.until === undefined ? now : time('until');
-  checkWindow(since, until);
-  return { merchant: merchantValue(b.merchant), since, until };
+  check(recoverValidator, body, 'body');
+  // A number passed the schema's range; only text needs reading.
+  const at = (v: number | string, k: string): number => (typeof v === 'number' ? v : parseInstant(v, now, k));
+  return ordered({ merchant: body.merchant, since: at(body.since, 'since'), until: body.until === undefined ? now : at(body.until, 'until') });
 }
 
 /** Whether a `force` query parameter says yes. */
