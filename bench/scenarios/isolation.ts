@@ -140,6 +140,8 @@ interface BadRun {
   latencyP99: number;
   pssPeakMiB: number;
   tier0Fds: number;
+  /** CPU ms per 1,000 of the healthy merchant's deliveries: the daemon's processes, the broker, merchant A. */
+  cpuPer1k: { consumer: number; broker: number; merchant: number };
 }
 
 /** A bad merchant of `mode`, never seen by the daemon before: its base URL and how to stop it. */
@@ -229,14 +231,15 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           latencyP99: lat.p99,
           pssPeakMiB: round(pss.peakMiB),
           tier0Fds,
+          cpuPer1k: m.cpuPer1k,
         });
       } finally {
         await bad.stop();
       }
     }
   }
-  const rows: Row[] = [['bad merchant', 'share', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds']];
-  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds]);
+  const rows: Row[] = [['bad merchant', 'share', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker']];
+  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker]);
   return { runs, rows };
 }
 
