@@ -190,6 +190,8 @@ export class HttpDeliverer {
         new Client(origin, {
           // Shorter than the origin's own idle timeout: sockets go first, then the origin's clients.
           keepAliveTimeout: Math.min(10_000, cfg.perOrigin.poolIdleMs),
+          // A merchant's `Keep-Alive: timeout=N` may shorten that, never lengthen it (undici's own cap is 600 s).
+          keepAliveMaxTimeout: Math.min(10_000, cfg.perOrigin.poolIdleMs),
           headersTimeout: cfg.headersTimeoutMs,
           bodyTimeout: cfg.timeoutMs,
           connect,

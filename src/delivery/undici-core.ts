@@ -11,8 +11,12 @@ import type { Client as ClientType, buildConnector as BuildConnectorType } from 
 
 const require = createRequire(import.meta.url);
 
-/** undici's one-connection HTTP/1.1 client. */
-export const Client = require('undici/lib/dispatcher/client.js') as typeof ClientType;
-export type Client = ClientType;
+/**
+ * undici's one-connection HTTP/1.1 client, typed down to what loading it by
+ * path provides: `request()`, `stream()` and the like are mixed in by the
+ * package's index, which is not loaded, so they are not in the type either.
+ */
+export type Client = Pick<ClientType, 'dispatch' | 'close' | 'destroy'>;
+export const Client = require('undici/lib/dispatcher/client.js') as new (url: string, options?: ClientType.Options) => Client;
 /** undici's socket connector (timeouts, TLS session reuse), wrapped by connector.ts. */
 export const buildConnector = require('undici/lib/core/connect.js') as typeof BuildConnectorType;

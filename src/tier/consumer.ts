@@ -21,7 +21,7 @@ import { FailureMarks } from '../merchants/failure-marks.js';
 import { MerchantSigners } from '../merchants/signers.js';
 import { MerchantSlots } from './merchant-slots.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
-import { OriginGate, type GateOptions } from './origin-gate.js';
+import { OriginGate, gateOptionsOf } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { warmUp } from './warm-up.js';
 
@@ -34,19 +34,6 @@ const GATE_TICK_MS = 100;
  */
 const WARM_UP_BUDGET_MS = 5000;
 const WARM_UP_CONCURRENCY = 32;
-
-/** The gate's settings from the config. */
-function gateOptions(c: Config): GateOptions {
-  const o = c.delivery.perOrigin;
-  return {
-    policy: { maxConcurrency: o.maxConcurrency, initialLimit: o.initialLimit, failureThreshold: o.failureThreshold, probeIntervalMs: o.probeIntervalMs, maxProbeIntervalMs: o.maxProbeIntervalMs },
-    concurrency: c.delivery.concurrency,
-    queueTargetMs: o.queueTargetMs,
-    windowSpare: Math.max(0, c.delivery.prefetch - c.delivery.concurrency),
-    maxOrigins: o.maxOrigins,
-    idleMs: Math.max(60_000, o.poolIdleMs),
-  };
-}
 
 export interface TierWorkerDeps {
   readonly config: Config;
@@ -112,7 +99,7 @@ export class TierWorker implements ManagedWorker {
     this.ring = nodeRingFor(deps.config.amqpUrl, 'tier', deps.tier, deps.config.scheduleMs.length);
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
-    this.gate = new OriginGate(gateOptions(deps.config));
+    this.gate = new OriginGate(gateOptionsOf(deps.config));
     const db = deps.config.database.url;
     this.directory =
       db === null
@@ -207,7 +194,7 @@ export class TierWorker implements ManagedWorker {
     const count = this.config.delivery.warmUp;
     if (count <= 0 || !this.config.delivery.warmUpTiers.includes(this.tier)) return;
     const { signer, merchantSigners } = this.pipeline.current;
-    const r = await warmUp(this.config, this.tier, gateOptions(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) }, this.stopSignal.signal);
+    const r = await warmUp(this.config, this.tier, gateOptionsOf(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) }, this.stopSignal.signal);
     if (this.stopSignal.signal.aborted) return;
     if (r.error) this.log.warn({ err: toErrorData(r.error), attempts: r.attempts, ms: r.ms }, 'warm-up failed; the tier starts cold');
     else this.log.info({ attempts: r.attempts, ms: r.ms }, 'tier worker warmed up');
@@ -383,7 +370,7 @@ export class TierWorker implements ManagedWorker {
     const settings = this.settingsFor(next);
     (this.deps.attemptLogger ?? this.log).level = next.logLevel;
     const prefetchChanged = next.delivery.prefetch !== this.config.delivery.prefetch;
-    this.gate.configure(gateOptions(next));
+    this.gate.configure(gateOptionsOf(next));
     this.config = next;
     const old = this.pipeline.current;
     this.pipeline.configure(settings);

@@ -17,6 +17,7 @@
  */
 import { acquire, decide, release, OriginState, type OriginPolicy, type OriginSignal, type OriginSnapshot } from '../delivery/origin-limiter.js';
 import type { SkipReason } from '../delivery/outcome.js';
+import type { Config } from '../core/config.js';
 
 /** What happens to one notification. */
 export type Admission =
@@ -46,6 +47,22 @@ export interface GateOptions {
   /** An origin unused this long is forgotten. */
   readonly idleMs: number;
   readonly now?: () => number;
+}
+
+/** The gate's settings from the config. */
+export function gateOptionsOf(c: Config): GateOptions {
+  const o = c.delivery.perOrigin;
+  // An origin never has more attempts in flight than connections: past that, an attempt would queue
+  // on one connection behind a slow answer while another connection of the origin sat free.
+  const maxConcurrency = Math.min(o.maxConcurrency, c.delivery.connectionsPerOrigin);
+  return {
+    policy: { maxConcurrency, initialLimit: Math.min(o.initialLimit, maxConcurrency), failureThreshold: o.failureThreshold, probeIntervalMs: o.probeIntervalMs, maxProbeIntervalMs: o.maxProbeIntervalMs },
+    concurrency: c.delivery.concurrency,
+    queueTargetMs: o.queueTargetMs,
+    windowSpare: Math.max(0, c.delivery.prefetch - c.delivery.concurrency),
+    maxOrigins: o.maxOrigins,
+    idleMs: Math.max(60_000, o.poolIdleMs),
+  };
 }
 
 interface Waiter {
