@@ -262,17 +262,25 @@ export class HttpDeliverer {
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
     if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
     if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
-    const client = this.pools.acquire(t.origin);
+    const got = this.pools.acquire(t.origin);
     return new Promise<TimedResult>((resolve) => {
+      let client: Client | null = null;
+      // The deadline runs from here, so it covers a wait for one of the origin's connections too.
       const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, headBytes, this.cfg.timeoutMs, (r) => {
-        this.pools.release(t.origin, client);
+        if (client !== null) this.pools.release(t.origin, client);
         resolve(r);
       });
-      try {
-        client.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
-      } catch (err) {
-        handler.onResponseError(null, err as Error);
-      }
+      const go = (c: Client | null): void => {
+        if (c === null) return handler.onResponseError(null, Object.assign(new Error('the deliverer is closed'), { code: 'UND_ERR_CLOSED' }));
+        client = c;
+        try {
+          c.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
+        } catch (err) {
+          handler.onResponseError(null, err as Error);
+        }
+      };
+      if (got instanceof Promise) void got.then(go);
+      else go(got);
     });
   }
 

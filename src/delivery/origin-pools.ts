@@ -35,6 +35,9 @@ interface Entry {
   readonly clients: Client[];
   /** Attempts in flight on `clients[i]`. */
   readonly busy: number[];
+  /** Attempts waiting for one of the origin's connections, first come first served. */
+  readonly waiters: ((client: Client | null) => void)[];
+  /** Attempts in flight or waiting. */
   active: number;
   lastUsed: number;
 }
@@ -62,51 +65,48 @@ export class OriginPools {
   /**
    * A connection for `origin`, counted as in use until `release(origin, client)`:
    * the first idle one (so traffic stays on few sockets and the rest time
-   * out), else a new one up to `connectionsPerOrigin`, else the least busy.
+   * out), else a new one up to `connectionsPerOrigin`; past that, a promise
+   * of the first one released (as an undici Pool's shared queue would), or
+   * of null if the pools close first.
    */
-  acquire(origin: string): Client {
+  acquire(origin: string): Client | Promise<Client | null> {
     let e = this.entries.get(origin);
     if (e === undefined) {
-      e = { clients: [], busy: [], active: 0, lastUsed: 0 };
+      e = { clients: [], busy: [], waiters: [], active: 0, lastUsed: 0 };
       if (this.entries.size >= this.opts.maxPools) this.evict(this.entries.size - this.opts.maxPools + 1);
     } else {
       this.entries.delete(origin);
     }
     this.entries.set(origin, e);
-    let pick = -1;
-    let least = -1;
-    for (let i = 0; i < e.busy.length; i++) {
-      if (e.busy[i] === 0) {
-        pick = i;
-        break;
-      }
-      if (least < 0 || e.busy[i]! < e.busy[least]!) least = i;
-    }
-    if (pick < 0) {
-      if (e.clients.length < this.opts.connectionsPerOrigin) {
-        e.clients.push(this.opts.create(origin));
-        e.busy.push(0);
-        pick = e.clients.length - 1;
-      } else {
-        pick = least;
-      }
-    }
-    e.busy[pick]!++;
     e.active++;
     e.lastUsed = this.now();
+    let pick = e.busy.indexOf(0);
+    if (pick < 0) {
+      if (e.clients.length >= this.opts.connectionsPerOrigin) {
+        // Not pinned to one busy connection: it takes whichever is released first.
+        const waiters = e.waiters;
+        return new Promise((resolve) => waiters.push(resolve));
+      }
+      e.clients.push(this.opts.create(origin));
+      e.busy.push(0);
+      pick = e.clients.length - 1;
+    }
+    e.busy[pick]!++;
     return e.clients[pick]!;
   }
 
-  /** One attempt on `origin` through `client` is over. */
+  /** One attempt on `origin` through `client` is over: the connection goes to the next waiter, if any. */
   release(origin: string, client: Client): void {
     const e = this.entries.get(origin);
     if (e === undefined) return;
     const i = e.clients.indexOf(client);
-    if (i >= 0 && e.busy[i]! > 0) {
-      e.busy[i]!--;
-      e.active--;
-    }
+    if (i < 0 || e.busy[i]! <= 0) return;
     e.lastUsed = this.now();
+    const next = e.waiters.shift();
+    // Handed on as it is: one attempt ends and one starts on the same connection, the counts stay.
+    if (next !== undefined) return next(client);
+    e.busy[i]!--;
+    e.active--;
   }
 
   /** Closes up to `n` idle origins, least recently used first (busy ones are never closed). */
@@ -136,8 +136,10 @@ export class OriginPools {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const clients = [...this.entries.values()].flatMap((e) => e.clients);
+    const entries = [...this.entries.values()];
     this.entries.clear();
+    for (const e of entries) for (const w of e.waiters.splice(0)) w(null);
+    const clients = entries.flatMap((e) => e.clients);
     await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
   }
 }

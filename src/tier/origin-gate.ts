@@ -52,11 +52,8 @@ export interface GateOptions {
 /** The gate's settings from the config. */
 export function gateOptionsOf(c: Config): GateOptions {
   const o = c.delivery.perOrigin;
-  // An origin never has more attempts in flight than connections: past that, an attempt would queue
-  // on one connection behind a slow answer while another connection of the origin sat free.
-  const maxConcurrency = Math.min(o.maxConcurrency, c.delivery.connectionsPerOrigin);
   return {
-    policy: { maxConcurrency, initialLimit: Math.min(o.initialLimit, maxConcurrency), failureThreshold: o.failureThreshold, probeIntervalMs: o.probeIntervalMs, maxProbeIntervalMs: o.maxProbeIntervalMs },
+    policy: { maxConcurrency: o.maxConcurrency, initialLimit: o.initialLimit, failureThreshold: o.failureThreshold, probeIntervalMs: o.probeIntervalMs, maxProbeIntervalMs: o.maxProbeIntervalMs },
     concurrency: c.delivery.concurrency,
     queueTargetMs: o.queueTargetMs,
     windowSpare: Math.max(0, c.delivery.prefetch - c.delivery.concurrency),

@@ -3,8 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OriginState, acquire, decide, release, signalOf, type OriginPolicy } from '../../src/delivery/origin-limiter.js';
-import { OriginGate, gateOptionsOf, type Admission, type GateOptions } from '../../src/tier/origin-gate.js';
-import { loadConfig } from '../../src/core/config.js';
+import { OriginGate, type Admission, type GateOptions } from '../../src/tier/origin-gate.js';
 
 const P: OriginPolicy = { maxConcurrency: 16, initialLimit: 4, failureThreshold: 3, probeIntervalMs: 1000, maxProbeIntervalMs: 4000 };
 
@@ -267,14 +266,3 @@ describe('origin gate', () => {
   });
 });
 
-describe('gate options from the config', () => {
-  it('caps an origin\'s attempts in flight at its connections, so none queues behind a slow answer on a shared connection', () => {
-    const c = loadConfig({ env: {} });
-    assert.equal(gateOptionsOf(c).policy.maxConcurrency, Math.min(c.delivery.perOrigin.maxConcurrency, c.delivery.connectionsPerOrigin));
-    const few = { ...c, delivery: { ...c.delivery, connectionsPerOrigin: 4 } };
-    assert.equal(gateOptionsOf(few).policy.maxConcurrency, 4);
-    assert.equal(gateOptionsOf(few).policy.initialLimit, 4, 'the initial limit follows it down');
-    const many = { ...c, delivery: { ...c.delivery, connectionsPerOrigin: 1000 } };
-    assert.equal(gateOptionsOf(many).policy.maxConcurrency, c.delivery.perOrigin.maxConcurrency);
-  });
-});

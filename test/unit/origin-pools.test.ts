@@ -15,42 +15,65 @@ function fakes() {
   return { closed, create };
 }
 
+/** A connection that was free at once (not a wait). */
+function ready(x: Client | Promise<Client | null>): Client {
+  assert.ok(!(x instanceof Promise), 'a connection at once, not a wait');
+  return x as Client;
+}
+
 describe('OriginPools', () => {
   it('reuses the connection of an origin and closes the least recently used idle origin past the cap', async () => {
     const { closed, create } = fakes();
     let now = 0;
     const pools = new OriginPools({ maxPools: 2, connectionsPerOrigin: 4, idleMs: 60_000, create, now: () => now });
-    const a = pools.acquire('https://a');
-    pools.release('https://a', a);
+    const a = ready(pools.acquire('https://a'));
+    pools.release('https://a', ready(a));
     assert.equal(pools.acquire('https://a'), a, 'same connection again');
     pools.release('https://a', a);
     now = 1;
-    pools.release('https://b', pools.acquire('https://b'));
+    pools.release('https://b', ready(pools.acquire('https://b')));
     now = 2;
-    pools.release('https://a', pools.acquire('https://a')); // a is now the most recent
+    pools.release('https://a', ready(pools.acquire('https://a'))); // a is now the most recent
     pools.acquire('https://c');
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(closed, ['https://b'], 'b was the least recently used');
     assert.equal(pools.size, 2);
   });
 
-  it('opens a connection per concurrent attempt up to the cap, then shares the least busy, and reuses the first idle one', () => {
+  it('opens a connection per concurrent attempt up to the cap, then the next waits for whichever is released first', async () => {
     const { create } = fakes();
     let made = 0;
     const pools = new OriginPools({ maxPools: 10, connectionsPerOrigin: 2, idleMs: 60_000, create: (o) => (made++, create(o)) });
-    const c1 = pools.acquire('https://m');
-    const c2 = pools.acquire('https://m');
+    const c1 = ready(pools.acquire('https://m'));
+    const c2 = ready(pools.acquire('https://m'));
     assert.notEqual(c1, c2, 'a second attempt in flight gets its own connection');
-    const c3 = pools.acquire('https://m');
+    const third = pools.acquire('https://m');
+    const fourth = pools.acquire('https://m');
+    assert.ok(third instanceof Promise && fourth instanceof Promise, 'past the cap they wait');
     assert.equal(made, 2, 'no more than connectionsPerOrigin');
-    assert.ok(c3 === c1 || c3 === c2);
     pools.release('https://m', c2);
-    assert.equal(pools.acquire('https://m'), c2, 'c2 is idle again: the least busy');
+    assert.equal(await third, c2, 'the first waiter gets the first connection released, not a busy one');
     pools.release('https://m', c1);
-    pools.release('https://m', c3);
+    assert.equal(await fourth, c1);
     pools.release('https://m', c2);
+    pools.release('https://m', c1);
     pools.release('https://m', c1); // one release too many is ignored
-    assert.equal(pools.acquire('https://m'), c1, 'the first idle connection goes first');
+    assert.equal(ready(pools.acquire('https://m')), c1, 'the first idle connection goes first');
+  });
+
+  it('a waiter gets null when the pools close, and an origin with waiters is never evicted', async () => {
+    const { closed, create } = fakes();
+    const pools = new OriginPools({ maxPools: 1, connectionsPerOrigin: 1, idleMs: 60_000, create });
+    const busy = ready(pools.acquire('https://w'));
+    const waiting = pools.acquire('https://w');
+    pools.release('https://w', busy); // handed to the waiter: the origin stays busy
+    assert.equal(await waiting, busy);
+    pools.acquire('https://other');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(closed, [], 'w still has an attempt under way');
+    const late = pools.acquire('https://w');
+    await pools.close();
+    assert.equal(await late, null);
   });
 
   it('never closes an origin with attempts under way, even past the cap', async () => {
@@ -67,9 +90,9 @@ describe('OriginPools', () => {
     const { closed, create } = fakes();
     let now = 0;
     const pools = new OriginPools({ maxPools: 10, connectionsPerOrigin: 4, idleMs: 1000, create, now: () => now });
-    for (const o of ['https://x', 'https://y']) pools.release(o, pools.acquire(o));
+    for (const o of ['https://x', 'https://y']) pools.release(o, ready(pools.acquire(o)));
     now = 500;
-    pools.release('https://z', pools.acquire('https://z'));
+    pools.release('https://z', ready(pools.acquire('https://z')));
     now = 1200;
     pools.sweep();
     await new Promise((r) => setImmediate(r));
