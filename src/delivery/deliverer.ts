@@ -3,7 +3,7 @@ import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
 import { guardedConnector, type SelfAddresses } from './connector.js';
 import { DnsCache } from './dns-cache.js';
-import { OriginPools } from './origin-pools.js';
+import { ConnectionWait, OriginPools } from './origin-pools.js';
 import { Client } from './undici-core.js';
 import type { AttemptResult } from './outcome.js';
 
@@ -37,6 +37,9 @@ function timed(r: HttpResult, started: number): TimedResult {
 const DRAIN_LIMIT_BYTES = 128 * 1024;
 
 /** Thrown into a request whose whole-response deadline passed. */
+/** Time left under which an attempt handed a connection counts as out of time. */
+const EXPIRY_SLACK_MS = 5;
+
 class AttemptTimeout extends Error {
   override readonly name = 'TimeoutError';
 }
@@ -44,11 +47,12 @@ class AttemptTimeout extends Error {
 /**
  * One attempt as an undici dispatch handler: collects up to `cap` bytes of the
  * body, settles exactly once, and enforces the whole-response deadline. The
- * deadline also covers time queued for a free connection. A timed-out attempt
- * settles only when undici lets go of the request (aborted on its socket, or
- * the moment a queued one would be written): settling earlier would free the
- * caller's slot while the dead request still queues in the pool, and against
- * a slow merchant such requests could pile up without bound.
+ * deadline also covers time waiting for one of the origin's connections: such
+ * an attempt leaves the wait and settles at once, without a request. One
+ * already handed to undici settles only when undici lets go of it (aborted on
+ * its socket, or the moment a queued one would be written): settling earlier
+ * would free the caller's slot while the dead request still queues, and
+ * against a slow merchant such requests could pile up without bound.
  */
 class AttemptHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
@@ -67,6 +71,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     private readonly headBytes: number,
     private readonly timeoutMs: number,
     private readonly resolve: (r: TimedResult) => void,
+    /** At the deadline, before the request reached undici: leaves the wait for a connection; true if it was still waiting. */
+    private readonly leaveWait: () => boolean = () => false,
   ) {
     this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
   }
@@ -78,8 +84,18 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.resolve(timed(r, this.started));
   }
 
+  /**
+   * The deadline has passed, or is too close for a request to make sense: an
+   * attempt handed a connection in the same moment its own timer is due
+   * (its timer not run yet) must not send a request only to abort it.
+   */
+  get expired(): boolean {
+    return this.timedOut || performance.now() - this.started >= this.timeoutMs - EXPIRY_SLACK_MS;
+  }
+
   private onDeadline(): void {
     this.timedOut = true;
+    if (this.controller === null && this.leaveWait()) return this.onResponseError(null, new AttemptTimeout('deadline'));
     // Queued requests have no controller yet: onRequestStart aborts them.
     this.controller?.abort(new AttemptTimeout('deadline'));
   }
@@ -266,20 +282,29 @@ export class HttpDeliverer {
     return new Promise<TimedResult>((resolve) => {
       let client: Client | null = null;
       // The deadline runs from here, so it covers a wait for one of the origin's connections too.
-      const handler = new AttemptHandler(started, this.cfg.maxResponseBytes, needBody, headBytes, this.cfg.timeoutMs, (r) => {
-        if (client !== null) this.pools.release(t.origin, client);
-        resolve(r);
-      });
-      const go = (c: Client | null): void => {
-        if (c === null) return handler.onResponseError(null, Object.assign(new Error('the deliverer is closed'), { code: 'UND_ERR_CLOSED' }));
+      const handler = new AttemptHandler(
+        started,
+        this.cfg.maxResponseBytes,
+        needBody,
+        headBytes,
+        this.cfg.timeoutMs,
+        (r) => {
+          if (client !== null) this.pools.release(t.origin, client);
+          resolve(r);
+        },
+        () => got instanceof ConnectionWait && got.cancel(),
+      );
+      const go = (c: Client): void => {
         client = c;
+        // Out of time by the moment it got the connection: no request (an abort would cost the socket).
+        if (handler.expired) return handler.onResponseError(null, new AttemptTimeout('deadline'));
         try {
           c.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
         } catch (err) {
           handler.onResponseError(null, err as Error);
         }
       };
-      if (got instanceof Promise) void got.then(go);
+      if (got instanceof ConnectionWait) void got.client.then(go);
       else go(got);
     });
   }

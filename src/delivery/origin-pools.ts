@@ -36,10 +36,31 @@ interface Entry {
   /** Attempts in flight on `clients[i]`. */
   readonly busy: number[];
   /** Attempts waiting for one of the origin's connections, first come first served. */
-  readonly waiters: ((client: Client | null) => void)[];
+  readonly waiters: ConnectionWait[];
   /** Attempts in flight or waiting. */
   active: number;
   lastUsed: number;
+}
+
+/** An attempt waiting for one of its origin's connections (all in use, as many as allowed). */
+export class ConnectionWait {
+  /** The connection, once one is released to this wait. */
+  readonly client: Promise<Client>;
+  private give!: (c: Client) => void;
+
+  constructor(private readonly leave: (w: ConnectionWait) => boolean) {
+    this.client = new Promise((resolve) => (this.give = resolve));
+  }
+
+  /** Hands it the connection (OriginPools only). */
+  serve(c: Client): void {
+    this.give(c);
+  }
+
+  /** Gives up the wait (its deadline passed): true if it was still waiting, and then `client` never resolves. */
+  cancel(): boolean {
+    return this.leave(this);
+  }
 }
 
 /** Closes an idle origin's clients (nothing in flight: `destroy` aborts nothing). */
@@ -51,7 +72,9 @@ export class OriginPools {
   /** In least-recently-used order: a used entry is moved to the end. */
   private readonly entries = new Map<string, Entry>();
   private readonly now: () => number;
-  private closed = false;
+  private closing: Promise<void> | null = null;
+  /** Set while close() waits for the last attempt to end. */
+  private allIdle: (() => void) | null = null;
 
   constructor(private readonly opts: OriginPoolsOptions) {
     this.now = opts.now ?? Date.now;
@@ -65,11 +88,10 @@ export class OriginPools {
   /**
    * A connection for `origin`, counted as in use until `release(origin, client)`:
    * the first idle one (so traffic stays on few sockets and the rest time
-   * out), else a new one up to `connectionsPerOrigin`; past that, a promise
-   * of the first one released (as an undici Pool's shared queue would), or
-   * of null if the pools close first.
+   * out), else a new one up to `connectionsPerOrigin`; past that, a wait
+   * for the first one released (as an undici Pool's shared queue would).
    */
-  acquire(origin: string): Client | Promise<Client | null> {
+  acquire(origin: string): Client | ConnectionWait {
     let e = this.entries.get(origin);
     if (e === undefined) {
       e = { clients: [], busy: [], waiters: [], active: 0, lastUsed: 0 };
@@ -84,8 +106,16 @@ export class OriginPools {
     if (pick < 0) {
       if (e.clients.length >= this.opts.connectionsPerOrigin) {
         // Not pinned to one busy connection: it takes whichever is released first.
-        const waiters = e.waiters;
-        return new Promise((resolve) => waiters.push(resolve));
+        const entry = e;
+        const w = new ConnectionWait((me) => {
+          const at = entry.waiters.indexOf(me);
+          if (at < 0) return false;
+          entry.waiters.splice(at, 1);
+          this.ended(entry);
+          return true;
+        });
+        e.waiters.push(w);
+        return w;
       }
       e.clients.push(this.opts.create(origin));
       e.busy.push(0);
@@ -101,12 +131,24 @@ export class OriginPools {
     if (e === undefined) return;
     const i = e.clients.indexOf(client);
     if (i < 0 || e.busy[i]! <= 0) return;
-    e.lastUsed = this.now();
     const next = e.waiters.shift();
-    // Handed on as it is: one attempt ends and one starts on the same connection, the counts stay.
-    if (next !== undefined) return next(client);
+    if (next !== undefined) {
+      // The connection goes on to the next attempt, still busy; the waiter was counted active already.
+      this.ended(e);
+      return next.serve(client);
+    }
     e.busy[i]!--;
+    this.ended(e);
+  }
+
+  /** One attempt of `e` is over (done or gave up waiting). */
+  private ended(e: Entry): void {
     e.active--;
+    e.lastUsed = this.now();
+    if (this.allIdle !== null && e.active === 0 && ![...this.entries.values()].some((x) => x.active > 0)) {
+      this.allIdle();
+      this.allIdle = null;
+    }
   }
 
   /** Closes up to `n` idle origins, least recently used first (busy ones are never closed). */
@@ -132,14 +174,18 @@ export class OriginPools {
     }
   }
 
-  /** Closes every connection, letting attempts under way finish; idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    const entries = [...this.entries.values()];
-    this.entries.clear();
-    for (const e of entries) for (const w of e.waiters.splice(0)) w(null);
-    const clients = entries.flatMap((e) => e.clients);
-    await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+  /**
+   * Closes every connection once the attempts under way, and those waiting
+   * for a connection, have ended (a reload closes the old deliverer: its
+   * waiting attempts are served, not failed); idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if ([...this.entries.values()].some((e) => e.active > 0)) await new Promise<void>((resolve) => (this.allIdle = resolve));
+      const clients = [...this.entries.values()].flatMap((e) => e.clients);
+      this.entries.clear();
+      await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+    })();
+    return this.closing;
   }
 }

@@ -168,12 +168,14 @@ describe('HttpDeliverer', () => {
 
   it('with a pool, every queued attempt times out and none of them is sent late', async () => {
     const d = new HttpDeliverer({ ...CFG, connectionsPerOrigin: 2 }, null, new SelfAddresses());
+    const before = srv.connections();
     const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => d.attempt(post(`${srv.base}/hang?pool=${i}`))));
     for (const r of rs) {
       assert.ok(r.kind === 'error' && r.code === 'TIMEOUT', JSON.stringify(r));
       assert.ok(r.durationMs < CFG.timeoutMs + 1000, String(r.durationMs));
     }
     assert.ok(srv.seen.filter((l) => l.includes('?pool=')).length <= 2, 'only the two on a connection reached the merchant');
+    assert.equal(srv.connections() - before, 2, 'an attempt out of time while waiting for a connection opens none (no connect just to abort)');
     const ok = await d.attempt(post(`${srv.base}/ok/pool`));
     assert.ok(ok.kind === 'response' && ok.body === 'pool');
     await d.close();

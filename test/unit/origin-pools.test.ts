@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Client } from '../../src/delivery/undici-core.js';
-import { OriginPools } from '../../src/delivery/origin-pools.js';
+import { ConnectionWait, OriginPools } from '../../src/delivery/origin-pools.js';
 
 function fakes() {
   const closed: string[] = [];
@@ -16,9 +16,14 @@ function fakes() {
 }
 
 /** A connection that was free at once (not a wait). */
-function ready(x: Client | Promise<Client | null>): Client {
-  assert.ok(!(x instanceof Promise), 'a connection at once, not a wait');
+function ready(x: Client | ConnectionWait): Client {
+  assert.ok(!(x instanceof ConnectionWait), 'a connection at once, not a wait');
   return x as Client;
+}
+
+function waiting(x: Client | ConnectionWait): ConnectionWait {
+  assert.ok(x instanceof ConnectionWait, 'a wait, not a connection');
+  return x;
 }
 
 describe('OriginPools', () => {
@@ -27,7 +32,7 @@ describe('OriginPools', () => {
     let now = 0;
     const pools = new OriginPools({ maxPools: 2, connectionsPerOrigin: 4, idleMs: 60_000, create, now: () => now });
     const a = ready(pools.acquire('https://a'));
-    pools.release('https://a', ready(a));
+    pools.release('https://a', a);
     assert.equal(pools.acquire('https://a'), a, 'same connection again');
     pools.release('https://a', a);
     now = 1;
@@ -47,33 +52,55 @@ describe('OriginPools', () => {
     const c1 = ready(pools.acquire('https://m'));
     const c2 = ready(pools.acquire('https://m'));
     assert.notEqual(c1, c2, 'a second attempt in flight gets its own connection');
-    const third = pools.acquire('https://m');
-    const fourth = pools.acquire('https://m');
-    assert.ok(third instanceof Promise && fourth instanceof Promise, 'past the cap they wait');
+    const third = waiting(pools.acquire('https://m'));
+    const fourth = waiting(pools.acquire('https://m'));
     assert.equal(made, 2, 'no more than connectionsPerOrigin');
     pools.release('https://m', c2);
-    assert.equal(await third, c2, 'the first waiter gets the first connection released, not a busy one');
+    assert.equal(await third.client, c2, 'the first waiter gets the first connection released, not a busy one');
     pools.release('https://m', c1);
-    assert.equal(await fourth, c1);
+    assert.equal(await fourth.client, c1);
     pools.release('https://m', c2);
     pools.release('https://m', c1);
     pools.release('https://m', c1); // one release too many is ignored
     assert.equal(ready(pools.acquire('https://m')), c1, 'the first idle connection goes first');
   });
 
-  it('a waiter gets null when the pools close, and an origin with waiters is never evicted', async () => {
+  it('counts a handed-on connection once: the origin can be closed after its last attempt', async () => {
     const { closed, create } = fakes();
     const pools = new OriginPools({ maxPools: 1, connectionsPerOrigin: 1, idleMs: 60_000, create });
     const busy = ready(pools.acquire('https://w'));
-    const waiting = pools.acquire('https://w');
+    const w = waiting(pools.acquire('https://w'));
     pools.release('https://w', busy); // handed to the waiter: the origin stays busy
-    assert.equal(await waiting, busy);
-    pools.acquire('https://other');
+    assert.equal(await w.client, busy);
+    pools.release('https://other', ready(pools.acquire('https://other')));
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(closed, [], 'w still has an attempt under way');
-    const late = pools.acquire('https://w');
-    await pools.close();
-    assert.equal(await late, null);
+    pools.release('https://w', busy);
+    pools.acquire('https://third');
+    await new Promise((r) => setImmediate(r));
+    assert.ok((closed as string[]).includes('https://w'), `after its last attempt, w is idle and can be evicted (closed: ${closed.join(', ')})`);
+  });
+
+  it('a wait given up (its deadline) leaves the queue and is never served; close() serves the waiters before it closes', async () => {
+    const { closed, create } = fakes();
+    const pools = new OriginPools({ maxPools: 10, connectionsPerOrigin: 1, idleMs: 60_000, create });
+    const c = ready(pools.acquire('https://s'));
+    const gaveUp = waiting(pools.acquire('https://s'));
+    const next = waiting(pools.acquire('https://s'));
+    assert.equal(gaveUp.cancel(), true);
+    assert.equal(gaveUp.cancel(), false, 'only once');
+    const closing = pools.close();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(closed, [], 'an attempt is under way and one waits: nothing closed yet');
+    pools.release('https://s', c);
+    assert.equal(await next.client, c, 'the waiter is served, not failed, while the pools close');
+    pools.release('https://s', c);
+    await closing;
+    assert.deepEqual(closed, ['https://s']);
+    let served = false;
+    void gaveUp.client.then(() => (served = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(served, false);
   });
 
   it('never closes an origin with attempts under way, even past the cap', async () => {
