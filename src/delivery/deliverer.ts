@@ -36,10 +36,10 @@ function timed(r: HttpResult, started: number): TimedResult {
 /** How much of an unread 2xx body is drained to keep its connection (undici's dump() default). */
 const DRAIN_LIMIT_BYTES = 128 * 1024;
 
-/** Thrown into a request whose whole-response deadline passed. */
 /** Time left under which an attempt handed a connection counts as out of time. */
 const EXPIRY_SLACK_MS = 5;
 
+/** Thrown into a request whose whole-response deadline passed. */
 class AttemptTimeout extends Error {
   override readonly name = 'TimeoutError';
 }

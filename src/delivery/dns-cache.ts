@@ -65,13 +65,6 @@ function cAres(servers: readonly string[], timeoutMs: number): DnsQueries {
   };
 }
 
-function settle<T>(p: Promise<T>): Promise<PromiseSettledResult<T>> {
-  return p.then(
-    (value) => ({ status: 'fulfilled', value }),
-    (reason: unknown) => ({ status: 'rejected', reason }),
-  );
-}
-
 function asDnsError(name: string, err: unknown): DnsError {
   const code = (err as { code?: string })?.code;
   if (code === 'ENOTFOUND' || code === 'ENODATA' || code === 'NXDOMAIN') return new DnsError('DNS_NOTFOUND', `${name} has no address (${code})`);
@@ -160,9 +153,9 @@ export class DnsCache {
     // AAAA only when the name has no A record: a merchant with IPv4 is reached over IPv4,
     // and a second query per name was half the resolver's cost with thousands of merchants.
     // A timeout or NXDOMAIN is not asked again for AAAA, which would only double the wait.
-    const v4 = await settle(this.queries.resolve4(key));
+    const [v4] = await Promise.allSettled([this.queries.resolve4(key)]);
     const noA = v4.status === 'fulfilled' ? v4.value.length === 0 : (v4.reason as { code?: string })?.code === 'ENODATA';
-    const v6: PromiseSettledResult<{ address: string; ttl: number }[]> = noA ? await settle(this.queries.resolve6(key)) : { status: 'fulfilled', value: [] };
+    const [v6] = noA ? await Promise.allSettled([this.queries.resolve6(key)]) : [{ status: 'fulfilled' as const, value: [] }];
     const found: ResolvedAddress[] = [];
     let ttl = Infinity;
     for (const [r, family] of [[v4, 4], [v6, 6]] as const) {

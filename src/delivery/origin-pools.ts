@@ -73,6 +73,8 @@ export class OriginPools {
   private readonly entries = new Map<string, Entry>();
   private readonly now: () => number;
   private closing: Promise<void> | null = null;
+  /** Attempts in flight or waiting, all origins together (close() waits for none). */
+  private attempts = 0;
   /** Set while close() waits for the last attempt to end. */
   private allIdle: (() => void) | null = null;
 
@@ -101,6 +103,7 @@ export class OriginPools {
     }
     this.entries.set(origin, e);
     e.active++;
+    this.attempts++;
     e.lastUsed = this.now();
     let pick = e.busy.indexOf(0);
     if (pick < 0) {
@@ -144,8 +147,9 @@ export class OriginPools {
   /** One attempt of `e` is over (done or gave up waiting). */
   private ended(e: Entry): void {
     e.active--;
+    this.attempts--;
     e.lastUsed = this.now();
-    if (this.allIdle !== null && e.active === 0 && ![...this.entries.values()].some((x) => x.active > 0)) {
+    if (this.allIdle !== null && this.attempts === 0) {
       this.allIdle();
       this.allIdle = null;
     }
@@ -181,7 +185,7 @@ export class OriginPools {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if ([...this.entries.values()].some((e) => e.active > 0)) await new Promise<void>((resolve) => (this.allIdle = resolve));
+      if (this.attempts > 0) await new Promise<void>((resolve) => (this.allIdle = resolve));
       const clients = [...this.entries.values()].flatMap((e) => e.clients);
       this.entries.clear();
       await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
