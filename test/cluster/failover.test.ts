@@ -10,7 +10,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { CLI_PATH, DaemonProcess, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
@@ -231,8 +232,24 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
   // Distinct passwords per node URL (users created on the cluster), so each one is looked for.
   const passwords = [1, 2, 3].map((k) => `pw-node${k}-${randomBytes(5).toString('hex')}`);
   let amqpList = '';
+  /**
+   * The daemons' config file. One local stub is every merchant here, sharing
+   * a 2-core machine with three broker nodes and the load generator: while a
+   * node boots and rejoins, the stub can take seconds to answer. The origin
+   * gate would then rightly hold it to a few attempts and skip what waits
+   * longer than a 1-s rung, or open its breaker on timeouts, and the short
+   * schedule would park those notifications: an isolation outcome
+   * (test/integration/isolation.test.ts covers it), not the broker's. So the
+   * one merchant may use the tier's whole window, and a slow answer is not a
+   * timeout before 30 s.
+   */
+  let configDir = '';
+  let configFile = '';
 
   before(async () => {
+    configDir = mkdtempSync(join(tmpdir(), 'notifyd-failover-'));
+    configFile = join(configDir, 'notifyd.json');
+    writeFileSync(configFile, JSON.stringify({ delivery: { timeout: '30s', perOrigin: { maxConcurrency: 256, initialLimit: 256 } } }));
     cluster = await RabbitCluster.start();
     for (const [k, pw] of passwords.entries()) {
       await cluster.ctl(0, ['add_user', `notifyd${k + 1}`, pw]);
@@ -251,10 +268,11 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     if (keep && cluster) await cluster.copyLogs(join(keep, 'rabbitmq')).catch(() => undefined);
     await merchant.close();
     await cluster?.teardown();
+    if (configDir) rmSync(configDir, { recursive: true, force: true });
   });
 
   function startDaemon(prefix: string, schedule = SCHEDULE): DaemonProcess {
-    const d = new DaemonProcess({ prefix, schedule, env: { NOTIFY_AMQP_URL: amqpList, NOTIFY_LOG_ATTEMPTS: 'failures' } });
+    const d = new DaemonProcess({ prefix, schedule, env: { NOTIFY_AMQP_URL: amqpList, NOTIFY_LOG_ATTEMPTS: 'failures', NOTIFY_CONFIG: configFile } });
     const raw: string[] = [];
     d.proc.stdout!.on('data', (c: Buffer) => raw.push(c.toString()));
     rawOut.set(d, raw);
