@@ -7,27 +7,19 @@
  * expressions, keys, rules between keys). Exit 0 when valid, 78 when not.
  */
 import { readFileSync } from 'node:fs';
-import { ajvAllErrors, errorPath, type Validator } from '../contract/ajv.js';
-import { ConfigSchema, DURATION_PATTERN, INT_TEXT_PATTERN } from '../contract/config-schema.js';
+import { ajvAllErrors, type Validator } from '../contract/ajv.js';
+import { ConfigSchema, configProblem } from '../contract/config-schema.js';
 import { EX_CONFIG, defaultConfigPath, loadConfig, mergeRaw } from '../core/config.js';
 import { toErrorData } from '../core/errors.js';
 
 let validator: Validator | null = null;
 
-/** A configuration's problems against the schema, one `key: message` line each, every one. */
+/** A configuration's problems against the schema, one `key: message` line each (worded as the loader words them), every one. */
 export function schemaProblems(raw: unknown): string[] {
   validator ??= ajvAllErrors().compile(ConfigSchema);
   if (validator(raw)) return [];
-  const out = new Set<string>();
-  for (const e of validator.errors ?? []) {
-    const key = errorPath(e).join('.') || '(file)';
-    if (e.keyword === 'additionalProperties') out.add(`${key}: unknown key`);
-    else if (e.keyword === 'pattern' && e.params.pattern === DURATION_PATTERN) out.add(`${key}: must be a duration such as 500ms, 15s, 3m, 1h, 1d`);
-    else if (e.keyword === 'pattern' && e.params.pattern === INT_TEXT_PATTERN) out.add(`${key}: must be an integer`);
-    else if (e.keyword === 'enum') out.add(`${key}: must be one of ${(e.params.allowedValues as unknown[]).map((x) => JSON.stringify(x)).join(', ')}`);
-    else out.add(`${key}: ${e.message ?? 'is invalid'}`);
-  }
-  return [...out];
+  // A value can fail several keywords of one rule (type and range): the same line once.
+  return [...new Set((validator.errors ?? []).map((e) => configProblem(e, raw)).map(({ key, why }) => `${key || '(file)'}: ${why}`))];
 }
 
 function readJson(path: string): Record<string, unknown> {

@@ -83,7 +83,7 @@ export function errorPath(e: ErrorObject): string[] {
  */
 export function ajvAllErrors(): Ajv {
   if (allErrors === null) {
-    allErrors = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true, formats: { uri: true, 'media-type': isMediaType } });
+    allErrors = new Ajv({ strict: true, allErrors: true, verbose: true, allowUnionTypes: true, formats: { uri: true, 'media-type': isMediaType } });
     allErrors.addKeyword({ keyword: 'x-error', schemaType: ['string', 'object'] });
   }
   return allErrors;

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { configCheck, schemaProblems } from '../../src/cli/config-check.js';
+import { intTextPattern } from '../../src/contract/config-schema.js';
 import { repoRoot } from '../../src/contract/write-docs.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'notifyd-config-check-'));
@@ -33,17 +34,34 @@ describe('notifyd config check', () => {
     assert.equal(r.code, 78);
     assert.deepEqual(r.lines.slice(0, -1).sort(), [
       'delivery.perOrigin.typo: unknown key',
-      'delivery.timeout: must be a duration such as 500ms, 15s, 3m, 1h, 1d',
+      'delivery.timeout: must be a duration such as 500ms, 15s, 3m, 1h, 1d (got "5 parsecs")',
       'extra: unknown key',
-      'ingress.maxBatch: must be >= 1',
-      'ingress.port: must be an integer',
-      'queueType: must be one of "quorum", "classic"',
+      'ingress.maxBatch: must be an integer from 1 to 10000 (got 0)',
+      'ingress.port: must be an integer from 0 to 65535 (got "x")',
+      'queueType: must be one of quorum, classic (got "lazy")',
     ]);
     assert.equal(r.lines.at(-1)!.endsWith(': 6 problems'), true);
   });
 
   it('accepts numbers and booleans written as text, as the loader does', () => {
     assert.equal(check({ ingress: { port: '8081' }, delivery: { allowPrivateNetworks: 'on' } }).code, 0);
+  });
+
+  it('holds numbers written as text to their range, and reads boolean words in any case, as the loader does', () => {
+    const r = check({ ingress: { port: '70000', maxBatch: ' 0 ' }, delivery: { allowPrivateNetworks: 'tRuE' } });
+    assert.equal(r.code, 78);
+    assert.deepEqual(r.lines.slice(0, -1).sort(), ['ingress.maxBatch: must be an integer from 1 to 10000 (got " 0 ")', 'ingress.port: must be an integer from 0 to 65535 (got "70000")']);
+  });
+
+  it('the pattern of integer text takes exactly the integers of its range', () => {
+    for (const [min, max] of [[0, 65535], [16, 10_000_000], [1024, 64 * 1024 * 1024], [99, 101]] as const) {
+      const re = new RegExp(intTextPattern(min, max), 'u');
+      for (const n of [0, 1, 9, 10, 15, 16, 98, 99, 100, 101, 102, 1023, 1024, 65535, 65536, 9_999_999, 10_000_000, 10_000_001, 67_108_864, 67_108_865]) {
+        assert.equal(re.test(String(n)), n >= min && n <= max, `${n} in ${min}..${max}`);
+        assert.equal(re.test(` 00${n} `), n >= min && n <= max, `" 00${n} " in ${min}..${max}`);
+      }
+      for (const text of ['', '-1', '1.5', '1e3', '0x10', 'x']) assert.equal(re.test(text), false, text);
+    }
   });
 
   it('runs the loader for what a schema cannot say (a schedule, rules between keys, the environment)', () => {
