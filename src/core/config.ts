@@ -3,6 +3,8 @@ import { isIP, BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cron from 'node-cron';
+import { ajv, type Validator } from '../contract/ajv.js';
+import { configProblem, MergedConfigSchema, type MergedConfig } from '../contract/config-schema.js';
 import { parseBrokerNodes } from './broker-nodes.js';
 import { ErrorCodes, NotifyError } from './errors.js';
 import { decodeWebhookSecret, loadRsaPrivateKey } from './keys.js';
@@ -331,15 +333,11 @@ const PRODUCER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Shorter bearer tokens are guessable; 16 characters of a random alphabet are not. */
 const MIN_TOKEN_LENGTH = 16;
 
-function parseTokens(v: unknown, legacy: string | null, key: string): Readonly<Record<string, string>> {
-  if (v === undefined || v === null) v = {};
-  if (!isObject(v)) fail(key, 'must be an object of producer name: token (or NOTIFY_INGRESS_TOKENS=name:token,…)');
+function parseTokens(v: Readonly<Record<string, string>> | null | undefined, legacy: string | null, key: string): Readonly<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const [name, token] of Object.entries(v)) {
+  for (const [name, token] of Object.entries(v ?? {})) {
     if (!PRODUCER_NAME.test(name)) fail(`${key}.${name.slice(0, 64)}`, 'a producer name is letters, digits and . _ - (up to 64), written name:token');
-    if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || /[\s,]/.test(token)) {
-      fail(`${key}.${name}`, `must be a token of at least ${MIN_TOKEN_LENGTH} characters without spaces or commas`);
-    }
+    if (token.length < MIN_TOKEN_LENGTH || /[\s,]/.test(token)) fail(`${key}.${name}`, `must be a token of at least ${MIN_TOKEN_LENGTH} characters without spaces or commas`);
     out[name] = token;
   }
   if (legacy !== null) {
@@ -354,126 +352,54 @@ function parseTokens(v: unknown, legacy: string | null, key: string): Readonly<R
   return out;
 }
 
-class Reader {
-  private readonly known = new Set<string>();
+/** A boolean the schema passed, maybe written as a word (`on`, `No`). */
+const flag = (v: boolean | string): boolean => (typeof v === 'boolean' ? v : /^(1|true|yes|on)$/i.test(v));
+/** An optional string the schema passed: null, empty or missing are all "not set". */
+const orNull = <T extends string>(v: T | null | undefined): Exclude<T, ''> | null => (v === undefined || v === null || v === '' ? null : (v as Exclude<T, ''>));
 
-  constructor(
-    private readonly raw: Raw,
-    private readonly path: string,
-  ) {}
-
-  private key(k: string): string {
-    return this.path ? `${this.path}.${k}` : k;
-  }
-  private get(k: string): unknown {
-    this.known.add(k);
-    return this.raw[k];
-  }
-  section(k: string): Reader {
-    const v = this.get(k) ?? {};
-    if (!isObject(v)) fail(this.key(k), 'must be an object');
-    return new Reader(v, this.key(k));
-  }
-  string(k: string, opts: { pattern?: RegExp; oneOf?: readonly string[]; nullable?: boolean } = {}): string {
-    const v = this.get(k);
-    if (typeof v !== 'string' || v === '') fail(this.key(k), `must be a non-empty string (got ${JSON.stringify(v)})`);
-    if (opts.oneOf && !opts.oneOf.includes(v)) fail(this.key(k), `must be one of ${opts.oneOf.join(', ')} (got "${v}")`);
-    if (opts.pattern && !opts.pattern.test(v)) fail(this.key(k), `"${v}" does not match ${opts.pattern}`);
-    return v;
-  }
-  optString(k: string): string | null {
-    const v = this.get(k);
-    if (v === undefined || v === null || v === '') return null;
-    if (typeof v !== 'string') fail(this.key(k), 'must be a string');
-    return v;
-  }
-  int(k: string, min: number, max: number): number {
-    const v = this.get(k);
-    const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-      fail(this.key(k), `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
-    }
-    return n;
-  }
-  bool(k: string): boolean {
-    const v = this.get(k);
-    if (typeof v === 'boolean') return v;
-    if (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v)) return true;
-    if (typeof v === 'string' && /^(0|false|no|off)$/i.test(v)) return false;
-    fail(this.key(k), `must be true or false (got ${JSON.stringify(v)})`);
-  }
-  durationMs(k: string, minMs = 0, maxMs = 7 * 86_400_000): number {
-    const v = this.get(k);
-    if (typeof v !== 'string' && typeof v !== 'number') fail(this.key(k), 'must be a duration such as 5s');
-    let ms: number;
-    try {
-      ms = parseDuration(v, this.key(k));
-    } catch (err) {
-      fail(this.key(k), (err as Error).message.replace(`${this.key(k)}: `, ''));
-    }
-    if (ms < minMs || ms > maxMs) fail(this.key(k), `must be between ${minMs}ms and ${maxMs}ms (got ${ms}ms)`);
+/**
+ * Reads durations of the section at `path` as ms, each held to its range:
+ * a range of durations written as text is no schema pattern.
+ */
+function durations<S extends object>(section: S, path: string): (k: keyof S & string, minMs: number, maxMs: number) => number {
+  return (k, minMs, maxMs) => {
+    const ms = parseDuration(section[k] as string | number, `${path}.${k}`);
+    if (ms < minMs || ms > maxMs) fail(`${path}.${k}`, `must be between ${minMs}ms and ${maxMs}ms (got ${ms}ms)`);
     return ms;
-  }
-  raw_(k: string): unknown {
-    return this.get(k);
-  }
-  fullKey(k: string): string {
-    return this.key(k);
-  }
-  /** Fails on keys nobody asked for: a typo in a config file must not be silently ignored. */
-  done(): void {
-    const unknown = Object.keys(this.raw).find((k) => !this.known.has(k) && !k.startsWith('$'));
-    if (unknown !== undefined) fail(this.key(unknown), 'unknown key');
-  }
+  };
 }
 
-function parsePerOrigin(o: Reader): PerOriginConfig {
+function parsePerOrigin(o: MergedConfig['delivery']['perOrigin']): PerOriginConfig {
+  const ms = durations(o, 'delivery.perOrigin');
   const out: PerOriginConfig = {
-    maxConcurrency: o.int('maxConcurrency', 1, 10_000),
-    initialLimit: o.int('initialLimit', 1, 10_000),
-    failureThreshold: o.int('failureThreshold', 1, 1000),
-    probeIntervalMs: o.durationMs('probeInterval', 10, 3_600_000),
-    maxProbeIntervalMs: o.durationMs('maxProbeInterval', 10, 86_400_000),
-    queueTargetMs: o.durationMs('queueTarget', 1, 3_600_000),
-    maxOrigins: o.int('maxOrigins', 16, 10_000_000),
-    maxPools: o.int('maxPools', 1, 1_000_000),
-    poolIdleMs: o.durationMs('poolIdle', 100, 3_600_000),
+    maxConcurrency: Number(o.maxConcurrency),
+    initialLimit: Number(o.initialLimit),
+    failureThreshold: Number(o.failureThreshold),
+    probeIntervalMs: ms('probeInterval', 10, 3_600_000),
+    maxProbeIntervalMs: ms('maxProbeInterval', 10, 86_400_000),
+    queueTargetMs: ms('queueTarget', 1, 3_600_000),
+    maxOrigins: Number(o.maxOrigins),
+    maxPools: Number(o.maxPools),
+    poolIdleMs: ms('poolIdle', 100, 3_600_000),
   };
-  o.done();
-  if (out.initialLimit > out.maxConcurrency) fail(o.fullKey('initialLimit'), `must not exceed maxConcurrency (${out.maxConcurrency})`);
-  if (out.maxProbeIntervalMs < out.probeIntervalMs) fail(o.fullKey('maxProbeInterval'), 'must not be shorter than probeInterval');
+  if (out.initialLimit > out.maxConcurrency) fail('delivery.perOrigin.initialLimit', `must not exceed maxConcurrency (${out.maxConcurrency})`);
+  if (out.maxProbeIntervalMs < out.probeIntervalMs) fail('delivery.perOrigin.maxProbeInterval', 'must not be shorter than probeInterval');
   return out;
 }
 
-function parseSuccess(v: unknown, key: string): SuccessCriteria {
-  if (!isObject(v)) fail(key, 'must be an object like {"status":"2xx","bodyEquals":"success"}');
-  for (const k of Object.keys(v)) if (k !== 'status' && k !== 'bodyEquals') fail(`${key}.${k}`, 'unknown key');
-  let status: SuccessCriteria['status'] = '2xx';
-  if (v.status !== undefined && v.status !== '2xx') {
-    if (!Array.isArray(v.status) || v.status.length === 0 || !v.status.every((s) => Number.isInteger(s) && s >= 100 && s <= 599)) {
-      fail(`${key}.status`, 'must be "2xx" or a non-empty list of HTTP statuses');
-    }
-    status = Object.freeze([...(v.status as number[])]);
-  }
-  if (v.bodyEquals !== undefined && typeof v.bodyEquals !== 'string') fail(`${key}.bodyEquals`, 'must be a string');
-  return v.bodyEquals === undefined ? { status } : { status, bodyEquals: v.bodyEquals as string };
-}
-
-function parseCidrs(v: unknown, key: string): readonly string[] {
-  if (!Array.isArray(v)) fail(key, 'must be a list of CIDRs such as 127.0.0.0/8');
+function parseCidrs(v: readonly string[], key: string): readonly string[] {
   const probe = new BlockList();
   return v.map((c, i) => {
-    const m = typeof c === 'string' ? /^([^/]+)\/(\d{1,3})$/.exec(c) : null;
+    const m = /^([^/]+)\/(\d{1,3})$/.exec(c);
     const family = m ? isIP(m[1]!) : 0;
-    if (!m || family === 0 || Number(m[2]) > (family === 4 ? 32 : 128)) fail(`${key}[${i}]`, `"${String(c)}" is not a CIDR`);
+    if (!m || family === 0 || Number(m[2]) > (family === 4 ? 32 : 128)) fail(`${key}[${i}]`, `"${c}" is not a CIDR`);
     probe.addSubnet(m[1]!, Number(m[2]), family === 4 ? 'ipv4' : 'ipv6');
-    return c as string;
+    return c;
   });
 }
 
 /** A DNS server: `ip`, `ip:port` (IPv4) or `[ipv6]:port`. */
-function isDnsServer(x: unknown): boolean {
-  if (typeof x !== 'string') return false;
+function isDnsServer(x: string): boolean {
   let host = x;
   let port: string | null = null;
   const bracketed = /^\[(.+)\]:(\d{1,5})$/.exec(x);
@@ -481,21 +407,6 @@ function isDnsServer(x: unknown): boolean {
   if (bracketed) [, host, port] = bracketed as unknown as [string, string, string];
   else if (v4WithPort) [, host, port] = v4WithPort as unknown as [string, string, string];
   return isIP(host) !== 0 && (port === null || (Number(port) >= 1 && Number(port) <= 65535));
-}
-
-/** A list of tier indices (`delivery.warmUpTiers`); tiers past the schedule are simply never started. */
-function parseTierList(v: unknown, key: string): readonly number[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every((t) => Number.isInteger(t) && t >= 0 && t < 100)) fail(key, 'must be a list of tier indices (0–99)');
-  return v as number[];
-}
-
-function parseDnsServers(v: unknown, key: string): readonly string[] {
-  if (!Array.isArray(v)) fail(key, 'must be a list of DNS servers such as ["10.0.0.2", "127.0.0.1:5353"]');
-  v.forEach((x, i) => {
-    if (!isDnsServer(x)) fail(`${key}[${i}]`, `"${String(x)}" is not an IP address with an optional port ([ipv6]:port for IPv6)`);
-  });
-  return v as string[];
 }
 
 /** The 32 bytes of an AES-256 key written in base64 or hex, or null when it is neither. */
@@ -519,104 +430,95 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** The loader's validator, compiled on first use from the shared first-error ajv: it reports one problem, `config check` all. */
+let validator: Validator<MergedConfig> | null = null;
+
 /**
  * Validates a raw (merged) configuration and returns the frozen `Config`.
- * Throws `CONFIG_INVALID` naming the first bad key.
+ * Throws `CONFIG_INVALID` naming the first bad key. Types, ranges, fixed
+ * sets and unknown keys are the schema's (`MergedConfigSchema`); what
+ * follows converts text and checks what depends on several keys, files
+ * or parsers.
  */
 export function parseConfig(raw: Raw): Config {
-  const r = new Reader(raw, '');
-  const amqpUrl = r.string('amqpUrl');
+  validator ??= ajv.compile<MergedConfig>(MergedConfigSchema);
+  if (!validator(raw)) {
+    const { key, why } = configProblem(validator.errors![0]!, raw);
+    fail(key || 'config', why);
+  }
+  const { amqpUrl, prefix, queueType, logLevel } = raw;
   try {
     // Checked here so a bad entry stops start-up (exit 78); the message names the entry, never its text.
     parseBrokerNodes(amqpUrl);
   } catch (err) {
     fail('amqpUrl', (err as Error).message.replace(/^amqpUrl: /, ''));
   }
-  const prefix = r.string('prefix', { pattern: /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$/ });
-  const queueType = r.string('queueType', { oneOf: ['quorum', 'classic'] }) as QueueType;
   let scheduleMs: readonly number[];
-  const scheduleRaw = r.raw_('schedule');
   try {
-    scheduleMs = parseSchedule(scheduleRaw as string);
+    scheduleMs = parseSchedule(raw.schedule);
   } catch (err) {
     fail('schedule', (err as Error).message.replace(/^schedule: /, ''));
   }
-  const logLevel = r.string('logLevel', { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }) as LogLevel;
 
-  const d = r.section('delivery');
-  const deadOnStatusRaw = d.raw_('deadOnStatus');
-  if (!Array.isArray(deadOnStatusRaw) || !deadOnStatusRaw.every((s) => Number.isInteger(s) && s >= 100 && s <= 599)) {
-    fail(d.fullKey('deadOnStatus'), 'must be a list of HTTP statuses');
-  }
+  const d = raw.delivery;
+  const dms = durations(d, 'delivery');
+  const concurrency = Number(d.concurrency);
+  const prefetch = d.prefetch === null || d.prefetch === undefined ? Math.min(65_535, concurrency * 2) : Number(d.prefetch);
+  if (prefetch < concurrency) fail('delivery.prefetch', `must be an integer from ${concurrency} to 65535 (got ${JSON.stringify(d.prefetch)})`);
+  d.dnsServers.forEach((x, i) => {
+    if (!isDnsServer(x)) fail(`delivery.dnsServers[${i}]`, `"${x}" is not an IP address with an optional port ([ipv6]:port for IPv6)`);
+  });
   const delivery: DeliveryConfig = {
-    timeoutMs: d.durationMs('timeout', 1, 10 * 60_000),
-    connectTimeoutMs: d.durationMs('connectTimeout', 1, 10 * 60_000),
-    headersTimeoutMs: d.durationMs('headersTimeout', 1, 10 * 60_000),
-    maxResponseBytes: d.int('maxResponseBytes', 0, 16 * 1024 * 1024),
-    concurrency: d.int('concurrency', 1, 10_000),
-    prefetch: 0,
-    perOrigin: parsePerOrigin(d.section('perOrigin')),
-    connectionsPerOrigin: d.int('connectionsPerOrigin', 1, 10_000),
-    warmUp: d.int('warmUp', 0, 100_000),
-    warmUpTiers: parseTierList(d.raw_('warmUpTiers'), d.fullKey('warmUpTiers')),
-    deadOnStatus: deadOnStatusRaw as number[],
-    success: parseSuccess(d.raw_('success'), d.fullKey('success')),
-    allowPrivateNetworks: d.bool('allowPrivateNetworks'),
-    allowCidrs: parseCidrs(d.raw_('allowCidrs'), d.fullKey('allowCidrs')),
-    dnsServers: parseDnsServers(d.raw_('dnsServers'), d.fullKey('dnsServers')),
-    dnsTimeoutMs: d.durationMs('dnsTimeout', 10, 60_000),
+    timeoutMs: dms('timeout', 1, 10 * 60_000),
+    connectTimeoutMs: dms('connectTimeout', 1, 10 * 60_000),
+    headersTimeoutMs: dms('headersTimeout', 1, 10 * 60_000),
+    maxResponseBytes: Number(d.maxResponseBytes),
+    concurrency,
+    prefetch,
+    perOrigin: parsePerOrigin(d.perOrigin),
+    connectionsPerOrigin: Number(d.connectionsPerOrigin),
+    warmUp: Number(d.warmUp),
+    warmUpTiers: d.warmUpTiers ?? [],
+    deadOnStatus: d.deadOnStatus,
+    success: { status: Array.isArray(d.success.status) ? [...d.success.status] : '2xx', ...(d.success.bodyEquals === undefined ? {} : { bodyEquals: d.success.bodyEquals }) },
+    allowPrivateNetworks: flag(d.allowPrivateNetworks),
+    allowCidrs: parseCidrs(d.allowCidrs, 'delivery.allowCidrs'),
+    dnsServers: d.dnsServers,
+    dnsTimeoutMs: dms('dnsTimeout', 10, 60_000),
   };
-  const prefetchRaw = d.raw_('prefetch');
-  (delivery as { prefetch: number }).prefetch = prefetchRaw === null || prefetchRaw === undefined ? Math.min(65_535, delivery.concurrency * 2) : d.int('prefetch', delivery.concurrency, 65_535);
-  d.done();
 
-  const i = r.section('ingress');
+  const i = raw.ingress;
   const ingress: IngressConfig = {
-    port: i.int('port', 0, 65535),
-    host: i.string('host'),
-    maxBodyBytes: i.int('maxBodyBytes', 1024, 64 * 1024 * 1024),
-    maxBatch: i.int('maxBatch', 1, 10_000),
-    tokens: parseTokens(i.raw_('tokens'), i.optString('token'), i.fullKey('tokens')),
-    maxConcurrentRequests: i.int('maxConcurrentRequests', 1, 100_000),
-    maxInflightPublishes: i.int('maxInflightPublishes', 1, 1_000_000),
+    port: Number(i.port),
+    host: i.host,
+    maxBodyBytes: Number(i.maxBodyBytes),
+    maxBatch: Number(i.maxBatch),
+    tokens: parseTokens(i.tokens, orNull(i.token), 'ingress.tokens'),
+    maxConcurrentRequests: Number(i.maxConcurrentRequests),
+    maxInflightPublishes: Number(i.maxInflightPublishes),
   };
-  i.done();
   if (!isLoopbackHost(ingress.host) && Object.keys(ingress.tokens).length === 0) {
     fail('ingress.tokens', `required when ingress.host (${ingress.host}) is not loopback, or anyone who reaches the port can have notifications signed and sent: set NOTIFY_INGRESS_TOKENS=name:token`);
   }
 
-  const a = r.section('admin');
-  const admin: AdminConfig = { port: a.int('port', 0, 65535), host: a.string('host'), token: a.optString('token') };
-  a.done();
+  const admin: AdminConfig = { port: Number(raw.admin.port), host: raw.admin.host, token: orNull(raw.admin.token) };
   if (!isLoopbackHost(admin.host) && !admin.token) {
     fail('admin.token', `required when admin.host (${admin.host}) is not loopback: set NOTIFY_ADMIN_TOKEN`);
   }
 
-  const l = r.section('limits');
+  const l = raw.limits;
   const limits: LimitsConfig = {
-    urlMaxLength: l.int('urlMaxLength', 16, 64 * 1024),
-    idMaxLength: l.int('idMaxLength', 8, 1024),
-    maxHeaders: l.int('maxHeaders', 0, 1000),
-    headerMaxBytes: l.int('headerMaxBytes', 16, 64 * 1024),
-    bodyMaxBytes: l.int('bodyMaxBytes', 1, 64 * 1024 * 1024),
+    urlMaxLength: Number(l.urlMaxLength),
+    idMaxLength: Number(l.idMaxLength),
+    maxHeaders: Number(l.maxHeaders),
+    headerMaxBytes: Number(l.headerMaxBytes),
+    bodyMaxBytes: Number(l.bodyMaxBytes),
   };
-  l.done();
 
-  const s = r.section('signing');
-  const secretsRaw = s.raw_('secrets') ?? [];
-  if (!Array.isArray(secretsRaw) || !secretsRaw.every((x) => typeof x === 'string' && /^whsec_[A-Za-z0-9+/=]{8,}$/.test(x))) {
-    fail(s.fullKey('secrets'), 'must be a list of whsec_<base64> secrets');
-  }
-  const schemeRaw = s.optString('scheme');
-  const scheme = (schemeRaw ?? (secretsRaw.length > 0 ? 'standard' : 'none')) as SigningScheme;
-  if (!['none', 'standard', 'rsa2'].includes(scheme)) fail(s.fullKey('scheme'), `must be none, standard or rsa2 (got "${scheme}")`);
-  const signing: SigningConfig = {
-    scheme,
-    secrets: secretsRaw as string[],
-    keyFile: s.optString('keyFile'),
-    threads: s.int('threads', 1, 64),
-  };
-  s.done();
+  const s = raw.signing;
+  const secrets = s.secrets ?? [];
+  const scheme: SigningScheme = orNull(s.scheme) ?? (secrets.length > 0 ? 'standard' : 'none');
+  const signing: SigningConfig = { scheme, secrets, keyFile: orNull(s.keyFile), threads: Number(s.threads) };
   if (scheme === 'standard' && signing.secrets.length === 0) fail('signing.secrets', 'scheme standard needs NOTIFY_SIGNING_SECRET');
   if (scheme === 'rsa2') {
     if (!signing.keyFile) fail('signing.keyFile', 'scheme rsa2 needs NOTIFY_SIGNING_KEY_FILE');
@@ -632,60 +534,45 @@ export function parseConfig(raw: Raw): Config {
     if (decodeWebhookSecret(secret) === null) fail('signing.secrets', `secret #${i + 1} is not whsec_<base64>`);
   });
 
-  const sv = r.section('supervisor');
+  const svms = durations(raw.supervisor, 'supervisor');
   const supervisor: SupervisorConfig = {
-    drainTimeoutMs: sv.durationMs('drainTimeout', 0, 3_600_000),
-    restartBaseMs: sv.durationMs('restartBase', 1, 60_000),
-    restartMaxMs: sv.durationMs('restartMax', 1, 3_600_000),
-    restartResetMs: sv.durationMs('restartReset', 1, 3_600_000),
-    crashloopRestarts: sv.int('crashloopRestarts', 1, 1000),
-    crashloopWindowMs: sv.durationMs('crashloopWindow', 1, 3_600_000),
+    drainTimeoutMs: svms('drainTimeout', 0, 3_600_000),
+    restartBaseMs: svms('restartBase', 1, 60_000),
+    restartMaxMs: svms('restartMax', 1, 3_600_000),
+    restartResetMs: svms('restartReset', 1, 3_600_000),
+    crashloopRestarts: Number(raw.supervisor.crashloopRestarts),
+    crashloopWindowMs: svms('crashloopWindow', 1, 3_600_000),
   };
-  sv.done();
 
-  const m = r.section('metrics');
-  const metrics: MetricsConfig = { queueSampleCron: m.string('queueSampleCron') };
+  const metrics: MetricsConfig = { queueSampleCron: raw.metrics.queueSampleCron };
   if (!cron.validate(metrics.queueSampleCron)) fail('metrics.queueSampleCron', `"${metrics.queueSampleCron}" is not a cron expression`);
-  m.done();
 
-  const dr = r.section('deadRedrive');
-  const deadRedrive: DeadRedriveConfig = { cron: dr.optString('cron'), limit: dr.int('limit', 1, 1_000_000) };
+  const deadRedrive: DeadRedriveConfig = { cron: orNull(raw.deadRedrive.cron), limit: Number(raw.deadRedrive.limit) };
   if (deadRedrive.cron !== null && !cron.validate(deadRedrive.cron)) fail('deadRedrive.cron', `"${deadRedrive.cron}" is not a cron expression`);
-  dr.done();
-  const db = r.section('database');
-  const database: DatabaseConfig = { url: db.optString('url'), poolSize: db.int('poolSize', 1, 100) };
-  if (database.url !== null && !/^postgres(ql)?:\/\/[^\s]+$/.test(database.url)) fail('database.url', 'must be a postgres:// or postgresql:// URL');
-  db.done();
+  const database: DatabaseConfig = { url: orNull(raw.database.url), poolSize: Number(raw.database.poolSize) };
 
-  const mc = r.section('merchants');
+  const mc = raw.merchants;
+  const mcms = durations(mc, 'merchants');
   const merchants: MerchantsConfig = {
-    required: mc.bool('required'),
-    autoDisableAfterMs: mc.durationMs('autoDisableAfter', 1000, 365 * 86_400_000),
-    autoDisableCron: mc.string('autoDisableCron'),
-    rotationGraceMs: mc.durationMs('rotationGrace', 0, 30 * 86_400_000),
-    refreshMs: mc.durationMs('refresh', 100, 3_600_000),
-    secretsKey: mc.optString('secretsKey'),
+    required: flag(mc.required),
+    autoDisableAfterMs: mcms('autoDisableAfter', 1000, 365 * 86_400_000),
+    autoDisableCron: mc.autoDisableCron,
+    rotationGraceMs: mcms('rotationGrace', 0, 30 * 86_400_000),
+    refreshMs: mcms('refresh', 100, 3_600_000),
+    secretsKey: orNull(mc.secretsKey),
   };
   if (!cron.validate(merchants.autoDisableCron)) fail('merchants.autoDisableCron', `"${merchants.autoDisableCron}" is not a cron expression`);
   if (merchants.secretsKey !== null && secretsKeyBytes(merchants.secretsKey) === null) {
     fail('merchants.secretsKey', 'must be 32 bytes in base64 (44 characters) or hex (64 characters): e.g. openssl rand -base64 32');
   }
   if (merchants.required && database.url === null) fail('merchants.required', 'needs a database (NOTIFY_DATABASE_URL): merchants live there');
-  mc.done();
 
-  const hc = r.section('history');
   const history: HistoryConfig = {
-    enabled: hc.bool('enabled'),
-    retentionMs: hc.durationMs('retention', 86_400_000, 3650 * 86_400_000),
-    retentionCron: hc.string('retentionCron'),
+    enabled: flag(raw.history.enabled),
+    retentionMs: durations(raw.history, 'history')('retention', 86_400_000, 3650 * 86_400_000),
+    retentionCron: raw.history.retentionCron,
   };
   if (!cron.validate(history.retentionCron)) fail('history.retentionCron', `"${history.retentionCron}" is not a cron expression`);
-  hc.done();
-
-  const lg = r.section('log');
-  const log: LogConfig = { attempts: lg.string('attempts', { oneOf: ['all', 'failures', 'off'] }) as AttemptLogMode };
-  lg.done();
-  r.done();
 
   return deepFreeze({
     amqpUrl,
@@ -701,7 +588,7 @@ export function parseConfig(raw: Raw): Config {
     metrics,
     deadRedrive,
     logLevel,
-    log,
+    log: { attempts: raw.log.attempts },
     database,
     merchants,
     history,

@@ -377,6 +377,40 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
   it('section that is not an object', () => {
     invalid(() => load({}, writeConfig({ delivery: 'fast' })), 'delivery');
   });
+
+  it('a value the schema refuses is worded by its kind, the same from a file or the environment', () => {
+    const message = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (err) {
+        assert.ok(hasCode(err, ErrorCodes.CONFIG_INVALID));
+        return (err as Error).message;
+      }
+      assert.fail('expected CONFIG_INVALID');
+    };
+    assert.equal(message(() => load({ NOTIFY_INGRESS_PORT: '70000' })), 'config: ingress.port: must be an integer from 0 to 65535 (got "70000")');
+    assert.equal(message(() => load({}, writeConfig({ ingress: { port: 70000 } }))), 'config: ingress.port: must be an integer from 0 to 65535 (got 70000)');
+    assert.equal(message(() => load({}, writeConfig({ delivery: { perOrigin: { maxPools: 'x' } } }))), 'config: delivery.perOrigin.maxPools: must be an integer from 1 to 1000000 (got "x")');
+    assert.equal(message(() => load({ NOTIFY_QUEUE_TYPE: 'stream' })), 'config: queueType: must be one of quorum, classic (got "stream")');
+    assert.equal(message(() => load({ NOTIFY_ALLOW_PRIVATE_NETWORKS: 'maybe' })), 'config: delivery.allowPrivateNetworks: must be true or false (got "maybe")');
+    assert.equal(message(() => load({ NOTIFY_DRAIN_TIMEOUT: '5 minutes' })), 'config: supervisor.drainTimeout: must be a duration such as 500ms, 15s, 3m, 1h, 1d (got "5 minutes")');
+    assert.equal(message(() => load({}, writeConfig({ delivery: { timeout: '11m' } }))), 'config: delivery.timeout: must be between 1ms and 600000ms (got 660000ms)');
+    assert.equal(message(() => load({}, writeConfig({ delivery: { deadOnStatus: [410, 999] } }))), 'config: delivery.deadOnStatus: entry #2 must be an integer from 100 to 599 (got 999)');
+    assert.equal(message(() => load({}, writeConfig({ delivery: { perOrigin: { typo: 1 } } }))), 'config: delivery.perOrigin.typo: unknown key');
+    assert.equal(message(() => load({ NOTIFY_SIGNING_SCHEME: 'hmac' })), 'config: signing.scheme: must be one of none, standard, rsa2 (got "hmac")');
+    assert.equal(message(() => load({ NOTIFY_DATABASE_URL: 'mysql://u:hunter2@db' })), 'config: database.url: must match /^(postgres(ql)?://\\S+)?$/');
+    assert.equal(message(() => load({}, writeConfig({ signing: { secrets: SECRET_A } }))), 'config: signing.secrets: must be a list or null (got a string)');
+    const partial = defaultsRaw();
+    delete (partial.limits as Raw).maxHeaders;
+    assert.equal(message(() => parseConfig(partial)), 'config: limits.maxHeaders: must be an integer from 0 to 1000 (got undefined)');
+  });
+
+  it('reads boolean words in any case, null for an optional list, and $ keys of any value as comments', () => {
+    assert.equal(load({ NOTIFY_ALLOW_PRIVATE_NETWORKS: 'tRuE' }).delivery.allowPrivateNetworks, true);
+    const c = load({}, writeConfig({ $schema: 5, delivery: { warmUpTiers: null, $note: { any: 1 } }, signing: { secrets: null } }));
+    assert.deepEqual(c.delivery.warmUpTiers, []);
+    assert.deepEqual(c.signing.secrets, []);
+  });
 });
 
 describe('mergeRaw', () => {
