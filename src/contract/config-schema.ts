@@ -134,7 +134,7 @@ export const MergedConfigSchema = Type.Object(
     }),
     signing: section({
       scheme: Type.Optional(Type.Unsafe<'none' | 'standard' | 'rsa2' | null | ''>({ type: ['string', 'null'], enum: ['none', 'standard', 'rsa2', null, ''] })),
-      secrets: optList(Type.String({ pattern: '^whsec_[A-Za-z0-9+/=]{8,}$' })),
+      secrets: optList(Type.String({ pattern: '^whsec_[A-Za-z0-9+/=]{8,}$', 'x-error': 'must be a whsec_<base64> secret' })),
       keyFile: optStr('PEM private key for rsa2'),
       threads: int(1, 64),
     }),
@@ -148,7 +148,7 @@ export const MergedConfigSchema = Type.Object(
     }),
     metrics: section({ queueSampleCron: str('node-cron expression (with seconds)') }),
     deadRedrive: section({ cron: optStr('node-cron expression; null: off'), limit: int(1, 1_000_000) }),
-    database: section({ url: Type.Optional(Type.Unsafe<string | null>({ type: ['string', 'null'], pattern: '^(postgres(ql)?://\\S+)?$' })), poolSize: int(1, 100) }),
+    database: section({ url: Type.Optional(Type.Unsafe<string | null>({ type: ['string', 'null'], pattern: '^(postgres(ql)?://\\S+)?$', 'x-error': 'must be a postgres:// or postgresql:// URL' })), poolSize: int(1, 100) }),
     merchants: section({
       required: bool(),
       autoDisableAfter: duration(),
@@ -169,7 +169,7 @@ export type MergedConfig = Static<typeof MergedConfigSchema>;
 export const ConfigSchema = JSON.parse(JSON.stringify(MergedConfigSchema), (k, v: unknown) => (k === 'required' && Array.isArray(v) ? undefined : v)) as TSchema;
 
 /** The part of a schema node an error's wording is made from. */
-type Node = { type?: string | string[]; enum?: unknown[]; pattern?: string; minimum?: number; maximum?: number; minLength?: number; properties?: Record<string, Node> };
+type Node = { type?: string | string[]; enum?: unknown[]; pattern?: string; minimum?: number; maximum?: number; minLength?: number; properties?: Record<string, Node>; 'x-error'?: unknown };
 
 const TYPE_WORDS: Record<string, string> = { integer: 'an integer', number: 'a number', string: 'a string', boolean: 'true or false', array: 'a list', object: 'an object', null: 'null' };
 
@@ -187,7 +187,7 @@ function wording(s: Node, data: unknown, keyword: string, message: string | unde
   if (s.minLength === 1) return `must be a non-empty string (got ${got})`;
   if (keyword === 'type') return `must be ${types.map((t) => TYPE_WORDS[t] ?? t).join(' or ')} (got ${kindOf(data)})`;
   // The value is not repeated: a URL or a secret that fails its pattern would be logged.
-  if (keyword === 'pattern') return `must match /${s.pattern}/`;
+  if (keyword === 'pattern') return typeof s['x-error'] === 'string' ? s['x-error'] : `must match /${s.pattern}/`;
   return message ?? 'is invalid';
 }
 

@@ -398,7 +398,8 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
     assert.equal(message(() => load({}, writeConfig({ delivery: { deadOnStatus: [410, 999] } }))), 'config: delivery.deadOnStatus: entry #2 must be an integer from 100 to 599 (got 999)');
     assert.equal(message(() => load({}, writeConfig({ delivery: { perOrigin: { typo: 1 } } }))), 'config: delivery.perOrigin.typo: unknown key');
     assert.equal(message(() => load({ NOTIFY_SIGNING_SCHEME: 'hmac' })), 'config: signing.scheme: must be one of none, standard, rsa2 (got "hmac")');
-    assert.equal(message(() => load({ NOTIFY_DATABASE_URL: 'mysql://u:hunter2@db' })), 'config: database.url: must match /^(postgres(ql)?://\\S+)?$/');
+    assert.equal(message(() => load({ NOTIFY_DATABASE_URL: 'mysql://u:hunter2@db' })), 'config: database.url: must be a postgres:// or postgresql:// URL');
+    assert.equal(message(() => load({ NOTIFY_SIGNING_SECRET: 'not-a-whsec' })), 'config: signing.secrets: entry #1 must be a whsec_<base64> secret');
     assert.equal(message(() => load({}, writeConfig({ signing: { secrets: SECRET_A } }))), 'config: signing.secrets: must be a list or null (got a string)');
     const partial = defaultsRaw();
     delete (partial.limits as Raw).maxHeaders;
