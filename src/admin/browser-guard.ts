@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { isLoopbackHost } from '../core/config.js';
+import { isLoopbackHost } from '../core/config-model.js';
 
 /** The host name of a `Host` header (`127.0.0.1:9464` → `127.0.0.1`, `[::1]:9464` → `::1`). */
 function hostName(host: string): string {

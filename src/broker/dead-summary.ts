@@ -1,4 +1,4 @@
-import { redactUrl } from '../core/config.js';
+import { redactUrl } from '../core/config-model.js';
 import { H } from '../core/message.js';
 
 /** One parked notification as the admin API shows it (`GET /admin/dead`). */

@@ -1,5 +1,5 @@
 /** `notifyd migrate`: brings the database up to the migrations in sql/migrations (the master also does it at start). */
-import { redactUrl } from '../core/config.js';
+import { redactUrl } from '../core/config-model.js';
 import { createLogger } from '../core/logger.js';
 import { migrate } from '../db/migrate.js';
 import { createDbPool } from '../db/pool.js';

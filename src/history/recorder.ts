@@ -10,7 +10,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
 import { nodeRingFor, openUntil, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
-import { diffConfig, redactUrl, type Config } from '../core/config.js';
+import { diffConfig, redactUrl, type Config } from '../core/config-model.js';
 import { toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { RecorderMetrics } from '../core/metrics.js';

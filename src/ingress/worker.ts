@@ -1,5 +1,5 @@
-import type { Config } from '../core/config.js';
-import { diffConfig, historyOn } from '../core/config.js';
+import type { Config } from '../core/config-model.js';
+import { diffConfig, historyOn } from '../core/config-model.js';
 import { namesFor } from '../broker/topology.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
 import { HistoryClaims } from '../history/claims.js';

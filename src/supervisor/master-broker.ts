@@ -6,7 +6,7 @@ import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
 import { buildTopology, declareTopology, namesFor, routeForAttempt, type Topology } from '../broker/topology.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
-import { historyOn, redactUrl, type Config } from '../core/config.js';
+import { historyOn, redactUrl, type Config } from '../core/config-model.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { newRunId, type RunVia } from '../history/records.js';

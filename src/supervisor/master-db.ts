@@ -7,7 +7,7 @@
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
-import { historyOn, redactUrl, secretsKeyBytes, type Config } from '../core/config.js';
+import { historyOn, redactUrl, secretsKeyBytes, type Config } from '../core/config-model.js';
 import { HistoryWriter } from '../history/writer.js';
 import { HISTORY_STATEMENT_TIMEOUT_MS, HistoryReader } from '../history/reader.js';
 import { HistoryClaims } from '../history/claims.js';

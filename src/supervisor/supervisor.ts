@@ -1,7 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { RedriveResult } from '../broker/dead-letters.js';
 import type { DeadListing } from '../broker/dead-summary.js';
-import { deepFreeze, diffConfig, historyOn, isLoopbackHost, redactUrl, type Config } from '../core/config.js';
+import { deepFreeze, diffConfig, historyOn, isLoopbackHost, redactUrl, type Config } from '../core/config-model.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';

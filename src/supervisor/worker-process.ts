@@ -1,4 +1,4 @@
-import { deepFreeze, type Config } from '../core/config.js';
+import { deepFreeze, type Config } from '../core/config-model.js';
 import { WORKER_ENV, assertNever, parseMasterMessage, wrap, type WorkerMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
 import { toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';

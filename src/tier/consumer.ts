@@ -1,6 +1,6 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
-import { diffConfig, historyOn, type Config } from '../core/config.js';
+import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { NodeRing, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
 import { PublishChannel } from '../broker/publish-channel.js';
@@ -15,7 +15,7 @@ import { createSigner } from '../delivery/signing.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import type { ChannelLink } from './channel-link.js';
 import { AttemptPipeline, type PipelineSettings } from './pipeline.js';
-import { secretsKeyBytes } from '../core/config.js';
+import { secretsKeyBytes } from '../core/config-model.js';
 import { MerchantDirectory } from '../merchants/directory.js';
 import { FailureMarks } from '../merchants/failure-marks.js';
 import { MerchantSigners } from '../merchants/signers.js';

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ConsumeMessage } from 'amqplib';
 import pino from 'pino';
 import { namesFor } from '../broker/topology.js';
-import { historyOn, type Config } from '../core/config.js';
+import { historyOn, type Config } from '../core/config-model.js';
 import { H, encodeNotification, validateNotification } from '../core/message.js';
 import { createWorkerMetrics } from '../core/metrics.js';
 import { SelfAddresses } from '../delivery/connector.js';
