@@ -1,6 +1,10 @@
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
-import { redactUrl } from '../core/config.js';
+import { redactUrl } from '../core/config-model.js';
+
+/** pg loads with the first pool: a worker of a daemon without a database never needs it. */
+const require = createRequire(import.meta.url);
 
 /**
  * A pg pool for one process. Idle clients that lose their connection emit
@@ -18,7 +22,7 @@ export function createDbPool(
     statementTimeoutMs?: number;
   },
 ): pg.Pool {
-  const pool = new pg.Pool({
+  const pool = new (require('pg') as typeof pg).Pool({
     connectionString: url,
     max: opts.max,
     application_name: opts.name,

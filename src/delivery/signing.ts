@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type { SigningConfig, SigningScheme } from '../core/config.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { decodeWebhookSecret, loadRsaPrivateKey } from '../core/keys.js';
@@ -169,6 +169,15 @@ class StandardSigner implements Signer {
   }
 }
 
+/**
+ * piscina, loaded by the first RSA pool: only `rsa2` signs in threads, and
+ * every other process (the ingress, tiers signing with HMAC or not at all)
+ * would carry it for nothing.
+ */
+function loadPiscina(): typeof Piscina {
+  return (createRequire(import.meta.url)('piscina') as { Piscina: typeof Piscina }).Piscina;
+}
+
 class RsaSigner implements Signer {
   readonly scheme = 'rsa2' as const;
   private pool: Piscina<RsaSignTask, string> | null = null;
@@ -185,7 +194,7 @@ class RsaSigner implements Signer {
     if (this.pool === null) {
       const filename = workerFile();
       const execArgv = workerExecArgv(filename);
-      const pool = new Piscina<RsaSignTask, string>({
+      const pool = new (loadPiscina())<RsaSignTask, string>({
         filename,
         maxThreads: this.threads,
         minThreads: 0,

@@ -5,8 +5,8 @@
  * process of every daemon within about a second. While PostgreSQL is away
  * the last copy keeps serving: deliveries to known merchants go on.
  */
-import pg from 'pg';
-import { redactUrl } from '../core/config.js';
+import type pg from 'pg';
+import { redactUrl } from '../core/config-model.js';
 import type { Logger } from '../core/logger.js';
 import { query } from '../db/sql.js';
 import type { MerchantEntry } from './merchant.js';
@@ -134,7 +134,9 @@ export class MerchantDirectory {
     if (this.connecting) return this.connecting;
     this.connecting = (async () => {
       for (let attempt = 0; !this.closed && this.client === null; attempt++) {
-        const c = new pg.Client({ connectionString: this.opts.url, application_name: this.opts.name, connectionTimeoutMillis: 5000 });
+        // pg loads with the first connection: a process without a registry never needs it.
+        const { default: pgLib } = await import('pg');
+        const c = new pgLib.Client({ connectionString: this.opts.url, application_name: this.opts.name, connectionTimeoutMillis: 5000 });
         try {
           c.on('error', () => this.lost(c));
           c.on('end', () => this.lost(c));
