@@ -85,4 +85,38 @@ describe('import graph', () => {
     const found = cycles(graph).map((c) => c.map((f) => relative(root, f)).sort().join(' → '));
     assert.deepEqual(found, []);
   });
+
+  it('a worker loads neither the config loader nor a package only some configurations use', () => {
+    // Workers are handed their config over the IPC pipe; the loader brings the schema (TypeBox: ~14 MB
+    // resident per process, 45-55 MiB of the idle daemon) and node-cron. pg and piscina load when a
+    // database or an RSA pool is first used. Only imports that run at load time count here:
+    // `import type` is erased and `import()` waits until it is called.
+    const runtime = (text: string): string[] => {
+      const out: string[] = [];
+      const re = /^(?:import|export)\s+(?!type\s)(?:[^'"]*?\sfrom\s*)?['"]([^'"]+)['"]/gm;
+      for (const m of text.matchAll(re)) out.push(m[1]!);
+      return out;
+    };
+    assert.deepEqual(runtime("import type { A } from 'pg';\nimport { b } from './b.js';\nimport 'x';\nexport * from './c.js';"), ['./b.js', 'x', './c.js']);
+    const banned = new Set(['@sinclair/typebox', 'node-cron', 'pg', 'piscina']);
+    for (const entry of readdirSync(join(root, 'workers')).filter((n) => n.endsWith('.ts'))) {
+      const seen = new Set<string>();
+      const reached: string[] = [];
+      const walk = (file: string, via: string[]): void => {
+        if (seen.has(file)) return;
+        seen.add(file);
+        for (const spec of runtime(readFileSync(file, 'utf8'))) {
+          if (spec.startsWith('.')) {
+            const dep = resolve(dirname(file), spec.replace(/\.js$/, '.ts'));
+            if (dep === join(root, 'src', 'core', 'config.ts')) reached.push([...via, relative(root, file), 'src/core/config.ts'].join(' → '));
+            else walk(dep, [...via, relative(root, file)]);
+          } else if (banned.has(spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/'))) {
+            reached.push([...via, relative(root, file), spec].join(' → '));
+          }
+        }
+      };
+      walk(join(root, 'workers', entry), []);
+      assert.deepEqual(reached, [], `workers/${entry}`);
+    }
+  });
 });
