@@ -106,7 +106,7 @@ export const MergedConfigSchema = Type.Object(
       }),
       deadOnStatus: statuses,
       success: Type.Object(
-        { status: Type.Optional(Type.Unsafe<string | number[]>({ type: ['string', 'array'], pattern: '^2xx$', minItems: 1, items: { type: 'integer', minimum: 100, maximum: 599 } })), bodyEquals: Type.Optional(Type.String()) },
+        { status: Type.Optional(Type.Unsafe<string | number[]>({ type: ['string', 'array'], pattern: '^2xx$', minItems: 1, items: { type: 'integer', minimum: 100, maximum: 599 }, 'x-error': { pattern: 'must be "2xx" or a list of HTTP statuses', minItems: 'must hold at least one HTTP status' } })), bodyEquals: Type.Optional(Type.String()) },
         { additionalProperties: false },
       ),
       allowPrivateNetworks: bool('deliver to loopback and private addresses too (SSRF guard off)'),
@@ -179,7 +179,10 @@ const kindOf = (v: unknown): string => (v === undefined ? 'nothing' : v === null
 /** The wording for a value `data` that fails `s` by `keyword`: one per kind of value (number, duration, fixed set...). */
 function wording(s: Node, data: unknown, keyword: string, message: string | undefined): string {
   const types = [s.type ?? []].flat();
-  const got = JSON.stringify(data);
+  // A scalar is shown; a list or an object only by its kind: it may hold URLs with passwords (a cluster's amqpUrl as a list).
+  const got = data !== null && typeof data === 'object' ? kindOf(data) : JSON.stringify(data);
+  const own = s['x-error'];
+  if (own !== null && typeof own === 'object' && typeof (own as Record<string, unknown>)[keyword] === 'string') return (own as Record<string, string>)[keyword]!;
   if (s.enum) return `must be one of ${s.enum.filter((v) => v !== null && v !== '').join(', ')} (got ${got})`;
   if (s.pattern === DURATION_PATTERN) return `must be a duration such as 500ms, 15s, 3m, 1h, 1d (got ${got})`;
   if (types.includes('integer')) return `must be an integer from ${s.minimum} to ${s.maximum}${types.includes('null') ? ', or null' : ''} (got ${got})`;
@@ -187,7 +190,7 @@ function wording(s: Node, data: unknown, keyword: string, message: string | unde
   if (s.minLength === 1) return `must be a non-empty string (got ${got})`;
   if (keyword === 'type') return `must be ${types.map((t) => TYPE_WORDS[t] ?? t).join(' or ')} (got ${kindOf(data)})`;
   // The value is not repeated: a URL or a secret that fails its pattern would be logged.
-  if (keyword === 'pattern') return typeof s['x-error'] === 'string' ? s['x-error'] : `must match /${s.pattern}/`;
+  if (keyword === 'pattern') return typeof own === 'string' ? own : `must match /${s.pattern}/`;
   return message ?? 'is invalid';
 }
 

@@ -249,7 +249,7 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
   before(async () => {
     configDir = mkdtempSync(join(tmpdir(), 'notifyd-failover-'));
     configFile = join(configDir, 'notifyd.json');
-    writeFileSync(configFile, JSON.stringify({ delivery: { timeout: '30s', perOrigin: { maxConcurrency: 256, initialLimit: 256 } } }));
+    writeFileSync(configFile, JSON.stringify({ delivery: { timeout: '30s', headersTimeout: '30s', perOrigin: { maxConcurrency: 256, initialLimit: 256 } } }));
     cluster = await RabbitCluster.start();
     for (const [k, pw] of passwords.entries()) {
       await cluster.ctl(0, ['add_user', `notifyd${k + 1}`, pw]);

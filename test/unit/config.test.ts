@@ -399,6 +399,10 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
     assert.equal(message(() => load({}, writeConfig({ delivery: { perOrigin: { typo: 1 } } }))), 'config: delivery.perOrigin.typo: unknown key');
     assert.equal(message(() => load({ NOTIFY_SIGNING_SCHEME: 'hmac' })), 'config: signing.scheme: must be one of none, standard, rsa2 (got "hmac")');
     assert.equal(message(() => load({ NOTIFY_DATABASE_URL: 'mysql://u:hunter2@db' })), 'config: database.url: must be a postgres:// or postgresql:// URL');
+    // A list or an object is named by its kind, never shown: a cluster's URLs as a list carry passwords.
+    assert.equal(message(() => load({}, writeConfig({ amqpUrl: ['amqp://u:hunter2@h'] }))), 'config: amqpUrl: must be a non-empty string (got a list)');
+    assert.equal(message(() => load({}, writeConfig({ delivery: { success: { status: [] } } }))), 'config: delivery.success.status: must hold at least one HTTP status');
+    assert.equal(message(() => load({}, writeConfig({ delivery: { success: { status: '3xx' } } }))), 'config: delivery.success.status: must be "2xx" or a list of HTTP statuses');
     assert.equal(message(() => load({ NOTIFY_SIGNING_SECRET: 'not-a-whsec' })), 'config: signing.secrets: entry #1 must be a whsec_<base64> secret');
     assert.equal(message(() => load({}, writeConfig({ signing: { secrets: SECRET_A } }))), 'config: signing.secrets: must be a list or null (got a string)');
     const partial = defaultsRaw();
