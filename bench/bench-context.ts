@@ -67,6 +67,10 @@ export const USAGE = `npm run bench -- [options]
   --cold-n N         fail-once notifications for the retry ceiling (default 20000)
   --cold-ceiling R   take R/s as the retry ceiling instead of measuring it
   --cold-compare     also run the daemon with its tier warm-up off (NOTIFY_DELIVERY_WARM_UP=0) in turn
+  --ingress          ingress requests/s (POST /v1/notifications, tier 0 paused so only the ingress and the
+                     broker work), rounds alternating between this build and --ingress-baseline
+  --ingress-baseline DIR  another checkout, built (npm ci && npm run build), measured in turn with this one
+  --ingress-rounds K --ingress-seconds S --ingress-inflight C  (default 6 rounds of 5 s, 64 requests in flight)
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
 /** How a bad merchant misbehaves in `--bad-merchant`. */
@@ -134,6 +138,12 @@ export interface Flags {
   /** 0: measure it. */
   coldCeiling: number;
   coldCompare: boolean;
+  ingress: boolean;
+  /** A built checkout whose daemon the ingress rounds alternate with, or null. */
+  ingressBaseline: string | null;
+  ingressRounds: number;
+  ingressSeconds: number;
+  ingressInflight: number;
 }
 
 /** The command line (`--help` prints USAGE and exits). */
@@ -177,6 +187,11 @@ export function parseFlags(): Flags {
       'cold-n': { type: 'string' },
       'cold-ceiling': { type: 'string' },
       'cold-compare': { type: 'boolean' },
+      ingress: { type: 'boolean' },
+      'ingress-baseline': { type: 'string' },
+      'ingress-rounds': { type: 'string' },
+      'ingress-seconds': { type: 'string' },
+      'ingress-inflight': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -245,6 +260,11 @@ export function parseFlags(): Flags {
     coldN: Math.max(1000, Math.floor(num(values['cold-n'], 20_000, 'cold-n'))),
     coldCeiling: num(values['cold-ceiling'], 0, 'cold-ceiling'),
     coldCompare: values['cold-compare'] ?? false,
+    ingress: values.ingress ?? false,
+    ingressBaseline: values['ingress-baseline'] ?? null,
+    ingressRounds: Math.max(1, Math.round(num(values['ingress-rounds'], 6, 'ingress-rounds'))),
+    ingressSeconds: Math.max(1, num(values['ingress-seconds'], 5, 'ingress-seconds')),
+    ingressInflight: Math.max(1, Math.round(num(values['ingress-inflight'], 64, 'ingress-inflight'))),
   };
 }
 
@@ -320,7 +340,7 @@ export function historyOffConfig(res: Resources): string {
  * Starts the real daemon on a fresh prefix (registered in `res` for cleanup);
  * afterwards its stdout is drained cheaply (no JSON parsing in the bench).
  */
-export async function startDaemon({ res, flags }: { res: Resources; flags: Flags }, schedule: string, label: string): Promise<DaemonHandle> {
+export async function startDaemon({ res, flags }: { res: Resources; flags: Flags }, schedule: string, label: string, cliPath?: string): Promise<DaemonHandle> {
   const prefix = uniquePrefix(label);
   const env: Record<string, string> = { NOTIFY_LOG_LEVEL: flags.logLevel, NOTIFY_QUEUE_TYPE: flags.queueType, ...flags.daemonEnv };
   if (flags.cpuProf) {
@@ -328,7 +348,7 @@ export async function startDaemon({ res, flags }: { res: Resources; flags: Flags
     env.NODE_OPTIONS = `--import=${resolve(dirname(fileURLToPath(import.meta.url)), 'cpu-prof-preload.js')}`;
     env.BENCH_CPU_PROF_DIR = flags.cpuProf;
   }
-  const d = new DaemonProcess({ prefix, schedule, env, echo: flags.echo });
+  const d = new DaemonProcess({ prefix, schedule, env, echo: flags.echo, ...(cliPath ? { cliPath } : {}) });
   res.daemons.push({ d, prefix, schedule });
   await d.ready(30_000);
   if (!flags.echo) {

@@ -26,6 +26,7 @@ import { isolation } from './scenarios/isolation.js';
 import { registry } from './scenarios/registry.js';
 import { history } from './scenarios/history.js';
 import { cold } from './scenarios/cold.js';
+import { ingress } from './scenarios/ingress.js';
 
 /** Scenarios on the shared daemon (`ctx.daemon`), run in this order. */
 const ON_SHARED_DAEMON: readonly Scenario[] = [
@@ -40,6 +41,7 @@ const ON_OWN_DAEMONS: readonly Scenario[] = [
   registry, // --registry
   history, // --history
   cold, // --cold (issue 18)
+  ingress, // --ingress [--ingress-baseline DIR] (issue 20)
 ];
 
 /**

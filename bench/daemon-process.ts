@@ -26,6 +26,8 @@ export interface DaemonOptions {
   readonly echo?: boolean;
   /** Run in its own process group, as systemd does, so `signalGroup` reaches every process of it. */
   readonly detached?: boolean;
+  /** Another build's `dist/src/cli.js` (the bench's baselines); this one's by default. */
+  readonly cliPath?: string;
 }
 
 export interface LogLine {
@@ -47,7 +49,7 @@ export class DaemonProcess {
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(readonly opts: DaemonOptions) {
-    this.proc = spawn(process.execPath, [CLI_PATH, 'start'], {
+    this.proc = spawn(process.execPath, [opts.cliPath ?? CLI_PATH, 'start'], {
       env: {
         PATH: process.env.PATH,
         NOTIFY_AMQP_URL: AMQP_URL,

@@ -1,0 +1,117 @@
+/**
+ * Ingress requests/s (`--ingress`, issue 20): how many single notifications
+ * the ingress accepts per second (POST /v1/notifications, answered 202 once
+ * the broker confirmed), with tier 0 paused so that only the ingress and the
+ * broker work. With `--ingress-baseline DIR` (another checkout, built) its
+ * daemon is measured too, rounds alternating between the two builds, each
+ * round's queue purged: the ratio this/baseline is the claim, both sides
+ * measured in the same run on the same broker. Each build first has one
+ * round that is not counted (its code is not optimised yet).
+ */
+import amqp from 'amqplib';
+import { resolve } from 'node:path';
+import { Pool } from 'undici';
+import { namesFor } from '../../src/broker/topology.js';
+import { median, queueInfo, round } from '../bench-util.js';
+import { log, startDaemon, table, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { AMQP_URL, waitFor } from '../daemon-process.js';
+import { cpuMs } from '../cpu.js';
+
+interface Build {
+  readonly label: string;
+  readonly daemon: DaemonHandle;
+  readonly perS: number[];
+  /** The ingress process's CPU per 1,000 accepted, per round: what req/s alone hides on a shared machine. */
+  readonly cpuPer1k: number[];
+}
+
+/** `seconds` of POSTs, `inflight` at a time, to one daemon's ingress: accepted per second and how many (anything but 202 stops the bench). */
+async function blast(daemon: DaemonHandle, merchantBase: string, tag: string, seconds: number, inflight: number): Promise<{ perS: number; accepted: number }> {
+  const pool = new Pool(daemon.d.ingressUrl, { connections: inflight, pipelining: 1 });
+  let accepted = 0;
+  let failure: string | null = null;
+  let seq = 0;
+  const until = performance.now() + seconds * 1000;
+  const started = performance.now();
+  const lane = async (): Promise<void> => {
+    while (performance.now() < until && failure === null) {
+      const id = `${tag}-${seq++}`;
+      const r = await pool.request({
+        path: '/v1/notifications',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id, url: `${merchantBase}/n/${id}`, body: { orderId: id, amount: 100, status: 'paid' } }),
+      });
+      const text = await r.body.text();
+      if (r.statusCode === 202) accepted++;
+      else failure = `${r.statusCode} ${text.slice(0, 200)}`;
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, lane));
+  const elapsed = (performance.now() - started) / 1000;
+  await pool.close();
+  if (failure !== null) throw new Error(`ingress answered ${failure}`);
+  return { perS: accepted / elapsed, accepted };
+}
+
+export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
+  const { flags } = ctx;
+  if (!flags.ingress) return { record: { ingress: null }, head: '', memory: [], tail: '' };
+  const builds: Build[] = [{ label: 'this build', daemon: await startDaemon(ctx, 'default', 'ingress'), perS: [], cpuPer1k: [] }];
+  if (flags.ingressBaseline !== null) {
+    const cli = resolve(flags.ingressBaseline, 'dist', 'src', 'cli.js');
+    builds.push({ label: `baseline ${flags.ingressBaseline}`, daemon: await startDaemon(ctx, 'default', 'ingressbase', cli), perS: [], cpuPer1k: [] });
+  }
+  const conn = await amqp.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  try {
+    for (const b of builds) {
+      const q0 = namesFor(b.daemon.prefix).workQueue(0);
+      await b.daemon.d.admin('POST', '/admin/tiers/0/pause');
+      await waitFor(async () => (await queueInfo(AMQP_URL, q0)).consumerCount === 0, 10_000, 'tier 0 paused');
+    }
+    // One unmeasured round each first: a fresh ingress runs its first seconds on unoptimised code.
+    for (const b of builds) {
+      await blast(b.daemon, ctx.merchant.base, `inw${builds.indexOf(b)}`, Math.min(3, flags.ingressSeconds), flags.ingressInflight);
+      await ch.purgeQueue(namesFor(b.daemon.prefix).workQueue(0));
+    }
+    for (let r = 0; r < flags.ingressRounds; r++) {
+      // Alternating which goes first, so a machine getting busier or quieter weighs on both.
+      for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
+        const pid = (await b.daemon.status()).ingress.pid!;
+        const cpuBefore = cpuMs(pid) ?? 0;
+        const { perS, accepted } = await blast(b.daemon, ctx.merchant.base, `in${r}${builds.indexOf(b)}`, flags.ingressSeconds, flags.ingressInflight);
+        const cpu = (((cpuMs(pid) ?? 0) - cpuBefore) * 1000) / Math.max(1, accepted);
+        b.perS.push(perS);
+        b.cpuPer1k.push(cpu);
+        log(`ingress round ${r + 1}, ${b.label}: ${Math.round(perS)} accepted/s, ingress CPU ${Math.round(cpu)} ms per 1k`);
+        // An ever longer queue is not what is measured.
+        await ch.purgeQueue(namesFor(b.daemon.prefix).workQueue(0));
+      }
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+  const [mine, base] = builds;
+  const ratio = base ? round(median(mine!.perS) / median(base.perS), 3) : null;
+  const cpuRatio = base ? round(median(mine!.cpuPer1k) / median(base.cpuPer1k), 3) : null;
+  const rows: Row[] = builds.map((b) => [b.label, round(median(b.perS)), b.perS.map((x) => Math.round(x)).join(', '), round(median(b.cpuPer1k)), b.cpuPer1k.map((x) => Math.round(x)).join(', ')]);
+  const head =
+    `\n== ingress: POST /v1/notifications, ${flags.ingressInflight} in flight, tier 0 paused; ${flags.ingressRounds} rounds of ${flags.ingressSeconds} s per build, alternating\n` +
+    `${table([['build', 'median accepted/s', 'every round', 'ingress CPU ms/1k', 'every round'], ...rows])}\n` +
+    (ratio !== null ? `this build / baseline: accepted/s ${ratio}, ingress CPU per request ${cpuRatio}\n` : '');
+  return {
+    record: {
+      ingress: {
+        inflight: flags.ingressInflight,
+        seconds: flags.ingressSeconds,
+        builds: builds.map((b) => ({ label: b.label, median_per_s: round(median(b.perS)), per_s: b.perS.map((x) => round(x)), cpu_ms_per_1k: b.cpuPer1k.map((x) => round(x)) })),
+        ratio,
+        cpu_ratio: cpuRatio,
+      },
+    },
+    head,
+    memory: [],
+    tail: '',
+  };
+}
