@@ -4,7 +4,8 @@
  * the broker confirmed), with tier 0 paused so that only the ingress and the
  * broker work. With `--ingress-baseline DIR` (another checkout, built) its
  * daemon is measured too, rounds alternating between the two builds, each
- * round's queue purged: the ratio this/baseline is the claim, both sides
+ * round's queue purged, and then tier 0 of each draining the same preloaded
+ * notifications in turn: the ratios this/baseline are the claim, both sides
  * measured in the same run on the same broker. Each build first has one
  * round that is not counted (its code is not optimised yet).
  */
@@ -12,8 +13,9 @@ import amqp from 'amqplib';
 import { resolve } from 'node:path';
 import { Pool } from 'undici';
 import { namesFor } from '../../src/broker/topology.js';
-import { median, queueInfo, round } from '../bench-util.js';
-import { log, startDaemon, table, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { H, encodeNotification } from '../../src/core/message.js';
+import { makeNotification, median, openConfirm, publishMany, queueInfo, round } from '../bench-util.js';
+import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { cpuMs } from '../cpu.js';
 
@@ -23,6 +25,30 @@ interface Build {
   readonly perS: number[];
   /** The ingress process's CPU per 1,000 accepted, per round: what req/s alone hides on a shared machine. */
   readonly cpuPer1k: number[];
+  /** Tier 0 draining `n` preloaded notifications to the merchant, per round (with a baseline only). */
+  readonly tier0PerS: number[];
+  /** The daemon's CPU (all its processes, tier 0 the one working) per 1,000 of those, per round. */
+  readonly tier0CpuPer1k: number[];
+}
+
+/** `n` notifications preloaded into the paused tier 0, then resumed: delivered per second until the merchant saw them all. */
+async function drainTier0(ctx: BenchContext, daemon: DaemonHandle, n: number, tag: string): Promise<{ perS: number; cpuPer1k: number }> {
+  const names = namesFor(daemon.prefix);
+  const { ch, close } = await openConfirm(AMQP_URL, `notifyd bench baseline ${tag}`);
+  try {
+    const now = Date.now();
+    await publishMany(ch, n, (i) => {
+      const note = makeNotification(`${tag}-${i}`, `${ctx.merchant.base}/n/${tag}-${i}`, now);
+      return { exchange: names.work, routingKey: names.routingKey(0), content: encodeNotification(note), options: { messageId: note.id, persistent: true, mandatory: true, contentType: 'application/json', headers: { [H.attempt]: 0, [H.dueAt]: now } } };
+    });
+  } finally {
+    await close();
+  }
+  await waitDepth(names.workQueue(0), n);
+  const m = await timeUntilSeen(ctx.merchant, n, { consumer: daemon.pids(), broker: BEAM() }, async () => void (await daemon.d.admin('POST', '/admin/tiers/0/resume')));
+  await daemon.d.admin('POST', '/admin/tiers/0/pause');
+  await waitFor(async () => (await queueInfo(AMQP_URL, names.workQueue(0))).consumerCount === 0, 10_000, 'tier 0 paused');
+  return { perS: m.perS, cpuPer1k: m.cpuPer1k.consumer };
 }
 
 /** `seconds` of POSTs, `inflight` at a time, to one daemon's ingress: accepted per second and how many (anything but 202 stops the bench). */
@@ -57,10 +83,10 @@ async function blast(daemon: DaemonHandle, merchantBase: string, tag: string, se
 export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   const { flags } = ctx;
   if (!flags.ingress) return { record: { ingress: null }, head: '', memory: [], tail: '' };
-  const builds: Build[] = [{ label: 'this build', daemon: await startDaemon(ctx, 'default', 'ingress'), perS: [], cpuPer1k: [] }];
+  const builds: Build[] = [{ label: 'this build', daemon: await startDaemon(ctx, 'default', 'ingress'), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] }];
   if (flags.ingressBaseline !== null) {
     const cli = resolve(flags.ingressBaseline, 'dist', 'src', 'cli.js');
-    builds.push({ label: `baseline ${flags.ingressBaseline}`, daemon: await startDaemon(ctx, 'default', 'ingressbase', cli), perS: [], cpuPer1k: [] });
+    builds.push({ label: `baseline ${flags.ingressBaseline}`, daemon: await startDaemon(ctx, 'default', 'ingressbase', cli), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] });
   }
   const conn = await amqp.connect(AMQP_URL);
   const ch = await conn.createChannel();
@@ -89,17 +115,37 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
         await ch.purgeQueue(namesFor(b.daemon.prefix).workQueue(0));
       }
     }
+    if (builds.length > 1) {
+      // The tier's hot path too (decode and validate, sign, deliver, ack), the same notifications for both.
+      const n = Math.min(flags.n, 20_000);
+      // Uncounted first, as for the ingress: tier 0 has delivered nothing yet.
+      for (const b of builds) await drainTier0(ctx, b.daemon, Math.ceil(n / 4), `tzw${builds.indexOf(b)}`);
+      for (let r = 0; r < flags.ingressRounds; r++) {
+        for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
+          const { perS, cpuPer1k } = await drainTier0(ctx, b.daemon, n, `tz${r}${builds.indexOf(b)}`);
+          b.tier0PerS.push(perS);
+          b.tier0CpuPer1k.push(cpuPer1k);
+          log(`tier 0 round ${r + 1}, ${b.label}: ${Math.round(perS)} delivered/s, daemon CPU ${Math.round(cpuPer1k)} ms per 1k`);
+        }
+      }
+    }
   } finally {
     await conn.close().catch(() => undefined);
   }
   const [mine, base] = builds;
   const ratio = base ? round(median(mine!.perS) / median(base.perS), 3) : null;
   const cpuRatio = base ? round(median(mine!.cpuPer1k) / median(base.cpuPer1k), 3) : null;
+  const tier0Ratio = base ? round(median(mine!.tier0PerS) / median(base.tier0PerS), 3) : null;
+  const tier0CpuRatio = base ? round(median(mine!.tier0CpuPer1k) / median(base.tier0CpuPer1k), 3) : null;
   const rows: Row[] = builds.map((b) => [b.label, round(median(b.perS)), b.perS.map((x) => Math.round(x)).join(', '), round(median(b.cpuPer1k)), b.cpuPer1k.map((x) => Math.round(x)).join(', ')]);
   const head =
     `\n== ingress: POST /v1/notifications, ${flags.ingressInflight} in flight, tier 0 paused; ${flags.ingressRounds} rounds of ${flags.ingressSeconds} s per build, alternating\n` +
     `${table([['build', 'median accepted/s', 'every round', 'ingress CPU ms/1k', 'every round'], ...rows])}\n` +
-    (ratio !== null ? `this build / baseline: accepted/s ${ratio}, ingress CPU per request ${cpuRatio}\n` : '');
+    (ratio !== null ? `this build / baseline: accepted/s ${ratio}, ingress CPU per request ${cpuRatio}\n` : '') +
+    (base
+      ? `tier 0 draining ${Math.min(flags.n, 20_000)} preloaded, delivered/s: this build ${builds[0]!.tier0PerS.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0PerS.map((x) => Math.round(x)).join(', ')}; ratio of medians ${tier0Ratio}\n` +
+        `  daemon CPU ms per 1,000: this build ${builds[0]!.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; ratio of medians ${tier0CpuRatio}\n`
+      : '');
   return {
     record: {
       ingress: {
@@ -108,6 +154,10 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
         builds: builds.map((b) => ({ label: b.label, median_per_s: round(median(b.perS)), per_s: b.perS.map((x) => round(x)), cpu_ms_per_1k: b.cpuPer1k.map((x) => round(x)) })),
         ratio,
         cpu_ratio: cpuRatio,
+        tier0_per_s: builds.map((b) => b.tier0PerS.map((x) => round(x))),
+        tier0_ratio: tier0Ratio,
+        tier0_cpu_ms_per_1k: builds.map((b) => b.tier0CpuPer1k.map((x) => round(x))),
+        tier0_cpu_ratio: tier0CpuRatio,
       },
     },
     head,
