@@ -31,6 +31,13 @@ interface Build {
   readonly tier0CpuPer1k: number[];
 }
 
+/** A tier 0 pause or resume, refused loudly: a baseline without the route must not pass for a slow one. */
+async function tier0(daemon: DaemonHandle, what: 'pause' | 'resume'): Promise<void> {
+  const r = await daemon.d.admin('POST', `/admin/tiers/0/${what}`);
+  if (r.status !== 200) throw new Error(`POST /admin/tiers/0/${what} answered ${r.status}`);
+  if (what === 'pause') await waitFor(async () => (await queueInfo(AMQP_URL, namesFor(daemon.prefix).workQueue(0))).consumerCount === 0, 10_000, 'tier 0 paused');
+}
+
 /** `n` notifications preloaded into the paused tier 0, then resumed: delivered per second until the merchant saw them all. */
 async function drainTier0(ctx: BenchContext, daemon: DaemonHandle, n: number, tag: string): Promise<{ perS: number; cpuPer1k: number }> {
   const names = namesFor(daemon.prefix);
@@ -45,9 +52,8 @@ async function drainTier0(ctx: BenchContext, daemon: DaemonHandle, n: number, ta
     await close();
   }
   await waitDepth(names.workQueue(0), n);
-  const m = await timeUntilSeen(ctx.merchant, n, { consumer: daemon.pids(), broker: BEAM() }, async () => void (await daemon.d.admin('POST', '/admin/tiers/0/resume')));
-  await daemon.d.admin('POST', '/admin/tiers/0/pause');
-  await waitFor(async () => (await queueInfo(AMQP_URL, names.workQueue(0))).consumerCount === 0, 10_000, 'tier 0 paused');
+  const m = await timeUntilSeen(ctx.merchant, n, { consumer: daemon.pids(), broker: BEAM() }, () => tier0(daemon, 'resume'));
+  await tier0(daemon, 'pause');
   return { perS: m.perS, cpuPer1k: m.cpuPer1k.consumer };
 }
 
@@ -62,27 +68,49 @@ async function blast(daemon: DaemonHandle, merchantBase: string, tag: string, se
   const lane = async (): Promise<void> => {
     while (performance.now() < until && failure === null) {
       const id = `${tag}-${seq++}`;
-      const r = await pool.request({
-        path: '/v1/notifications',
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id, url: `${merchantBase}/n/${id}`, body: { orderId: id, amount: 100, status: 'paid' } }),
-      });
-      const text = await r.body.text();
-      if (r.statusCode === 202) accepted++;
-      else failure = `${r.statusCode} ${text.slice(0, 200)}`;
+      try {
+        const r = await pool.request({
+          path: '/v1/notifications',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ id, url: `${merchantBase}/n/${id}`, body: { orderId: id, amount: 100, status: 'paid' } }),
+        });
+        const text = await r.body.text();
+        if (r.statusCode === 202) accepted++;
+        else failure = `${r.statusCode} ${text.slice(0, 200)}`;
+      } catch (err) {
+        failure = String(err);
+      }
     }
   };
-  await Promise.all(Array.from({ length: inflight }, lane));
-  const elapsed = (performance.now() - started) / 1000;
-  await pool.close();
+  let elapsed: number;
+  try {
+    await Promise.all(Array.from({ length: inflight }, lane));
+    elapsed = (performance.now() - started) / 1000;
+  } finally {
+    await pool.close();
+  }
   if (failure !== null) throw new Error(`ingress answered ${failure}`);
   return { perS: accepted / elapsed, accepted };
+}
+
+/** CPU ms of a process; a process gone (an ingress restarted mid-round) stops the bench rather than reading as 0. */
+function cpuOf(pid: number): number {
+  const ms = cpuMs(pid);
+  if (ms === null) throw new Error(`process ${pid} is gone: the ingress restarted during a round`);
+  return ms;
+}
+
+/** Median of this build's value over the baseline's, round by round (adjacent in time), so drift cancels. */
+function pairedRatio(mine: readonly number[], base: readonly number[]): number {
+  return round(median(mine.map((x, i) => x / base[i]!)), 3);
 }
 
 export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   const { flags } = ctx;
   if (!flags.ingress) return { record: { ingress: null }, head: '', memory: [], tail: '' };
+  // Every attempt must succeed at once: a failed one is retried by tier 1 a second later, into another round's count.
+  if (flags.failureRatio > 0 || flags.latencyMs > 0) throw new Error('--ingress measures with a merchant that answers at once: leave out --failure-ratio and --latency-ms');
   const builds: Build[] = [{ label: 'this build', daemon: await startDaemon(ctx, 'default', 'ingress'), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] }];
   if (flags.ingressBaseline !== null) {
     const cli = resolve(flags.ingressBaseline, 'dist', 'src', 'cli.js');
@@ -91,11 +119,7 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   const conn = await amqp.connect(AMQP_URL);
   const ch = await conn.createChannel();
   try {
-    for (const b of builds) {
-      const q0 = namesFor(b.daemon.prefix).workQueue(0);
-      await b.daemon.d.admin('POST', '/admin/tiers/0/pause');
-      await waitFor(async () => (await queueInfo(AMQP_URL, q0)).consumerCount === 0, 10_000, 'tier 0 paused');
-    }
+    for (const b of builds) await tier0(b.daemon, 'pause');
     // One unmeasured round each first: a fresh ingress runs its first seconds on unoptimised code.
     for (const b of builds) {
       await blast(b.daemon, ctx.merchant.base, `inw${builds.indexOf(b)}`, Math.min(3, flags.ingressSeconds), flags.ingressInflight);
@@ -105,9 +129,9 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
       // Alternating which goes first, so a machine getting busier or quieter weighs on both.
       for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
         const pid = (await b.daemon.status()).ingress.pid!;
-        const cpuBefore = cpuMs(pid) ?? 0;
+        const cpuBefore = cpuOf(pid);
         const { perS, accepted } = await blast(b.daemon, ctx.merchant.base, `in${r}${builds.indexOf(b)}`, flags.ingressSeconds, flags.ingressInflight);
-        const cpu = (((cpuMs(pid) ?? 0) - cpuBefore) * 1000) / Math.max(1, accepted);
+        const cpu = ((cpuOf(pid) - cpuBefore) * 1000) / Math.max(1, accepted);
         b.perS.push(perS);
         b.cpuPer1k.push(cpu);
         log(`ingress round ${r + 1}, ${b.label}: ${Math.round(perS)} accepted/s, ingress CPU ${Math.round(cpu)} ms per 1k`);
@@ -133,18 +157,18 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
     await conn.close().catch(() => undefined);
   }
   const [mine, base] = builds;
-  const ratio = base ? round(median(mine!.perS) / median(base.perS), 3) : null;
-  const cpuRatio = base ? round(median(mine!.cpuPer1k) / median(base.cpuPer1k), 3) : null;
-  const tier0Ratio = base ? round(median(mine!.tier0PerS) / median(base.tier0PerS), 3) : null;
-  const tier0CpuRatio = base ? round(median(mine!.tier0CpuPer1k) / median(base.tier0CpuPer1k), 3) : null;
+  const ratio = base ? pairedRatio(mine!.perS, base.perS) : null;
+  const cpuRatio = base ? pairedRatio(mine!.cpuPer1k, base.cpuPer1k) : null;
+  const tier0Ratio = base ? pairedRatio(mine!.tier0PerS, base.tier0PerS) : null;
+  const tier0CpuRatio = base ? pairedRatio(mine!.tier0CpuPer1k, base.tier0CpuPer1k) : null;
   const rows: Row[] = builds.map((b) => [b.label, round(median(b.perS)), b.perS.map((x) => Math.round(x)).join(', '), round(median(b.cpuPer1k)), b.cpuPer1k.map((x) => Math.round(x)).join(', ')]);
   const head =
     `\n== ingress: POST /v1/notifications, ${flags.ingressInflight} in flight, tier 0 paused; ${flags.ingressRounds} rounds of ${flags.ingressSeconds} s per build, alternating\n` +
     `${table([['build', 'median accepted/s', 'every round', 'ingress CPU ms/1k', 'every round'], ...rows])}\n` +
-    (ratio !== null ? `this build / baseline: accepted/s ${ratio}, ingress CPU per request ${cpuRatio}\n` : '') +
+    (ratio !== null ? `this build / baseline (median of per-round ratios): accepted/s ${ratio}, ingress CPU per request ${cpuRatio}\n` : '') +
     (base
-      ? `tier 0 draining ${Math.min(flags.n, 20_000)} preloaded, delivered/s: this build ${builds[0]!.tier0PerS.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0PerS.map((x) => Math.round(x)).join(', ')}; ratio of medians ${tier0Ratio}\n` +
-        `  daemon CPU ms per 1,000: this build ${builds[0]!.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; ratio of medians ${tier0CpuRatio}\n`
+      ? `tier 0 draining ${Math.min(flags.n, 20_000)} preloaded, delivered/s: this build ${builds[0]!.tier0PerS.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0PerS.map((x) => Math.round(x)).join(', ')}; median of per-round ratios ${tier0Ratio}\n` +
+        `  daemon CPU ms per 1,000: this build ${builds[0]!.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; median of per-round ratios ${tier0CpuRatio}\n`
       : '');
   return {
     record: {
