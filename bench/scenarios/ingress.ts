@@ -13,9 +13,8 @@ import amqp from 'amqplib';
 import { resolve } from 'node:path';
 import { Pool } from 'undici';
 import { namesFor } from '../../src/broker/topology.js';
-import { H, encodeNotification } from '../../src/core/message.js';
-import { makeNotification, median, openConfirm, publishMany, queueInfo, round } from '../bench-util.js';
-import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { median, queueInfo, round } from '../bench-util.js';
+import { daemonThroughput, log, startDaemon, table, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { cpuMs } from '../cpu.js';
 
@@ -31,30 +30,11 @@ interface Build {
   readonly tier0CpuPer1k: number[];
 }
 
-/** A tier 0 pause or resume, refused loudly: a baseline without the route must not pass for a slow one. */
-async function tier0(daemon: DaemonHandle, what: 'pause' | 'resume'): Promise<void> {
-  const r = await daemon.d.admin('POST', `/admin/tiers/0/${what}`);
-  if (r.status !== 200) throw new Error(`POST /admin/tiers/0/${what} answered ${r.status}`);
-  if (what === 'pause') await waitFor(async () => (await queueInfo(AMQP_URL, namesFor(daemon.prefix).workQueue(0))).consumerCount === 0, 10_000, 'tier 0 paused');
-}
-
-/** `n` notifications preloaded into the paused tier 0, then resumed: delivered per second until the merchant saw them all. */
-async function drainTier0(ctx: BenchContext, daemon: DaemonHandle, n: number, tag: string): Promise<{ perS: number; cpuPer1k: number }> {
-  const names = namesFor(daemon.prefix);
-  const { ch, close } = await openConfirm(AMQP_URL, `notifyd bench baseline ${tag}`);
-  try {
-    const now = Date.now();
-    await publishMany(ch, n, (i) => {
-      const note = makeNotification(`${tag}-${i}`, `${ctx.merchant.base}/n/${tag}-${i}`, now);
-      return { exchange: names.work, routingKey: names.routingKey(0), content: encodeNotification(note), options: { messageId: note.id, persistent: true, mandatory: true, contentType: 'application/json', headers: { [H.attempt]: 0, [H.dueAt]: now } } };
-    });
-  } finally {
-    await close();
-  }
-  await waitDepth(names.workQueue(0), n);
-  const m = await timeUntilSeen(ctx.merchant, n, { consumer: daemon.pids(), broker: BEAM() }, () => tier0(daemon, 'resume'));
-  await tier0(daemon, 'pause');
-  return { perS: m.perS, cpuPer1k: m.cpuPer1k.consumer };
+/** Pauses tier 0, refused loudly: a baseline without the route must not pass for a slow one. */
+async function pauseTier0(daemon: DaemonHandle): Promise<void> {
+  const r = await daemon.d.admin('POST', '/admin/tiers/0/pause');
+  if (r.status !== 200) throw new Error(`POST /admin/tiers/0/pause answered ${r.status}`);
+  await waitFor(async () => (await queueInfo(AMQP_URL, namesFor(daemon.prefix).workQueue(0))).consumerCount === 0, 10_000, 'tier 0 paused');
 }
 
 /** `seconds` of POSTs, `inflight` at a time, to one daemon's ingress: accepted per second and how many (anything but 202 stops the bench). */
@@ -119,7 +99,7 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   const conn = await amqp.connect(AMQP_URL);
   const ch = await conn.createChannel();
   try {
-    for (const b of builds) await tier0(b.daemon, 'pause');
+    for (const b of builds) await pauseTier0(b.daemon);
     // One unmeasured round each first: a fresh ingress runs its first seconds on unoptimised code.
     for (const b of builds) {
       await blast(b.daemon, ctx.merchant.base, `inw${builds.indexOf(b)}`, Math.min(3, flags.ingressSeconds), flags.ingressInflight);
@@ -143,10 +123,11 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
       // The tier's hot path too (decode and validate, sign, deliver, ack), the same notifications for both.
       const n = Math.min(flags.n, 20_000);
       // Uncounted first, as for the ingress: tier 0 has delivered nothing yet.
-      for (const b of builds) await drainTier0(ctx, b.daemon, Math.ceil(n / 4), `tzw${builds.indexOf(b)}`);
+      for (const b of builds) await daemonThroughput(b.daemon, ctx.merchant, Math.ceil(n / 4), `tzw${builds.indexOf(b)}`);
       for (let r = 0; r < flags.ingressRounds; r++) {
         for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
-          const { perS, cpuPer1k } = await drainTier0(ctx, b.daemon, n, `tz${r}${builds.indexOf(b)}`);
+          const { perS, cpuPer1k: cpu } = await daemonThroughput(b.daemon, ctx.merchant, n, `tz${r}${builds.indexOf(b)}`);
+          const cpuPer1k = cpu.consumer;
           b.tier0PerS.push(perS);
           b.tier0CpuPer1k.push(cpuPer1k);
           log(`tier 0 round ${r + 1}, ${b.label}: ${Math.round(perS)} delivered/s, daemon CPU ${Math.round(cpuPer1k)} ms per 1k`);
