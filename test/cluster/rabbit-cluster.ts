@@ -217,7 +217,9 @@ export class RabbitCluster {
     const running = await this.runningNodes(k);
     const missing = expected.filter((n) => !running.includes(n));
     if (missing.length > 0) throw new Error(`${this.nodes[k]!.name} restarted but does not see ${missing.join(', ')}`);
-    await waitForAmqp(this.nodes[k]!.amqpPort, 30_000);
+    // It takes connections only once it has recovered every quorum queue it holds: on 2 busy cores that
+    // took over 30 s once (CI). A wait for the environment; what notifyd must do meanwhile is asserted elsewhere.
+    await waitForAmqp(this.nodes[k]!.amqpPort, 60_000);
     this.log(`started ${this.nodes[k]!.name}`, t0);
   }
 
