@@ -215,8 +215,8 @@ export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: n
 }
 
 /** Deletes every queue and exchange of a prefix (after a test or bench run). */
-export async function deletePrefix(prefix: string, schedule: string, queueType: 'quorum' | 'classic' = 'quorum'): Promise<void> {
-  const conn = await amqp.connect(AMQP_URL);
+export async function deletePrefix(prefix: string, schedule: string, queueType: 'quorum' | 'classic' = 'quorum', amqpUrl = AMQP_URL): Promise<void> {
+  const conn = await amqp.connect(amqpUrl);
   try {
     const ch = await conn.createChannel();
     ch.on('error', () => undefined);
