@@ -19,6 +19,8 @@ import { MerchantStub } from '../../bench/merchant-stub.js';
 import { RabbitCluster } from './rabbit-cluster.js';
 
 const SCHEDULE = '0s,1s';
+/** The retries case's: tiers after tier 1, so an attempt that fails there for another reason is not parked. */
+const RETRY_SCHEDULE = '0s,1s,1s,1s';
 /** Notifications per second through the ingresses. */
 const RATE = 250;
 /** How long the load goes on after the node is gone, before it is started again. */
@@ -277,6 +279,11 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     if (configDir) rmSync(configDir, { recursive: true, force: true });
   });
 
+  /** Deletes a finished prefix's queues through the first node (the tests kill nodes only in between). */
+  function dropTopology(prefix: string, schedule: string): Promise<void> {
+    return deletePrefix(prefix, schedule, 'quorum', amqpList.split(',')[0]!);
+  }
+
   function startDaemon(prefix: string, schedule = SCHEDULE): DaemonProcess {
     const d = new DaemonProcess({ prefix, schedule, env: { NOTIFY_AMQP_URL: amqpList, NOTIFY_LOG_ATTEMPTS: 'failures', NOTIFY_CONFIG: configFile } });
     const raw: string[] = [];
@@ -392,7 +399,7 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     const exit = await d.stop();
     assert.equal(exit.code, 0);
     // Fewer quorum queues for a node of a later test to recover when it restarts.
-    await deletePrefix(d.opts.prefix, SCHEDULE, 'quorum', amqpList.split(',')[0]!);
+    await dropTopology(d.opts.prefix, SCHEDULE);
     t.diagnostic(`test took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
 
@@ -436,7 +443,7 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     const byDaemon = pair.map((d) => d.lines.filter((l) => l.msg === 'tier worker connected').length);
     assert.ok(byDaemon.every((n) => n >= 2), `tier workers connected per daemon: ${byDaemon}`);
     for (const d of pair) assert.equal((await d.stop()).code, 0);
-    await deletePrefix(pair[0]!.opts.prefix, SCHEDULE, 'quorum', amqpList.split(',')[0]!);
+    await dropTopology(pair[0]!.opts.prefix, SCHEDULE);
     t.diagnostic(`test took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
 
@@ -449,7 +456,7 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     for (let tries = 0; tries < 12 && victim < 0; tries++) {
       const prefix = uniquePrefix('fo3');
       // Tiers after tier 1, so an attempt that fails there for another reason (a timeout on a busy machine) is not parked.
-      d = await startDaemon(prefix, '0s,1s,1s,1s').ready(60_000);
+      d = await startDaemon(prefix, RETRY_SCHEDULE).ready(60_000);
       const tier0 = (JSON.parse(await (await fetch(`${d.adminUrl}/admin/status`)).text()) as Status).tiers[0]!.brokerNode!;
       const leader = await leaderOf(cluster, 0, `${prefix}.wait.1`);
       if (tier0 === `127.0.0.1:${cluster.nodes[leader]!.amqpPort}`) victim = leader;
@@ -457,7 +464,7 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
         assert.equal((await d.stop()).code, 0);
         // Its queues go too: a node restarted later recovers every quorum queue it holds before it takes
         // AMQP connections, and a dozen left-over topologies made that longer than the wait for it (CI).
-        await deletePrefix(prefix, '0s,1s,1s,1s', 'quorum', amqpList.split(',')[0]!);
+        await dropTopology(prefix, RETRY_SCHEDULE);
       }
     }
     if (victim < 0 || !d) return t.skip('no daemon with tier 0 on the leader of its wait queue in 12 tries');
