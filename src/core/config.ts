@@ -167,7 +167,7 @@ function parseCidrs(v: readonly string[], key: string): readonly string[] {
   return v.map((c, i) => {
     const m = /^([^/]+)\/(\d{1,3})$/.exec(c);
     const family = m ? isIP(m[1]!) : 0;
-    if (!m || family === 0 || Number(m[2]) > (family === 4 ? 32 : 128)) fail(`${key}[${i}]`, `"${c}" is not a CIDR`);
+    if (!m || family === 0 || Number(m[2]) > (family === 4 ? 32 : 128)) fail(key, `entry #${i + 1} "${c}" is not a CIDR`);
     probe.addSubnet(m[1]!, Number(m[2]), family === 4 ? 'ipv4' : 'ipv6');
     return c;
   });
@@ -220,7 +220,7 @@ export function parseConfig(raw: Raw): Config {
   const prefetch = d.prefetch === null || d.prefetch === undefined ? Math.min(65_535, concurrency * 2) : Number(d.prefetch);
   if (prefetch < concurrency) fail('delivery.prefetch', `must be an integer from ${concurrency} to 65535 (got ${JSON.stringify(d.prefetch)})`);
   d.dnsServers.forEach((x, i) => {
-    if (!isDnsServer(x)) fail(`delivery.dnsServers[${i}]`, `"${x}" is not an IP address with an optional port ([ipv6]:port for IPv6)`);
+    if (!isDnsServer(x)) fail('delivery.dnsServers', `entry #${i + 1} "${x}" is not an IP address with an optional port ([ipv6]:port for IPv6)`);
   });
   const delivery: DeliveryConfig = {
     timeoutMs: dms('timeout', 1, 10 * 60_000),

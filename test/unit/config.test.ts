@@ -330,10 +330,10 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
   });
 
   it('bad cidr', () => {
-    invalid(() => load({ NOTIFY_ALLOW_CIDRS: '10.0.0.0/8,10.0.0.0/33' }), 'delivery.allowCidrs[1]');
-    invalid(() => load({ NOTIFY_ALLOW_CIDRS: 'localhost/8' }), 'delivery.allowCidrs[0]');
-    invalid(() => load({ NOTIFY_ALLOW_CIDRS: '10.0.0.1' }), 'delivery.allowCidrs[0]');
-    invalid(() => load({ NOTIFY_ALLOW_CIDRS: '::1/129' }), 'delivery.allowCidrs[0]');
+    invalid(() => load({ NOTIFY_ALLOW_CIDRS: '10.0.0.0/8,10.0.0.0/33' }), 'delivery.allowCidrs', /entry #2 /);
+    invalid(() => load({ NOTIFY_ALLOW_CIDRS: 'localhost/8' }), 'delivery.allowCidrs', /entry #1 /);
+    invalid(() => load({ NOTIFY_ALLOW_CIDRS: '10.0.0.1' }), 'delivery.allowCidrs', /entry #1 /);
+    invalid(() => load({ NOTIFY_ALLOW_CIDRS: '::1/129' }), 'delivery.allowCidrs', /entry #1 /);
     invalid(() => load({}, writeConfig({ delivery: { allowCidrs: '127.0.0.0/8' } })), 'delivery.allowCidrs');
   });
 
@@ -538,8 +538,8 @@ describe('ingress lock and producer tokens', () => {
 describe('delivery.dnsServers, log.attempts', () => {
   it('takes IPv4, IPv4:port, IPv6 and [IPv6]:port', () => {
     assert.deepEqual(load({ NOTIFY_DNS_SERVERS: '10.0.0.2, 127.0.0.1:5353,::1,[::1]:53' }).delivery.dnsServers, ['10.0.0.2', '127.0.0.1:5353', '::1', '[::1]:53']);
-    invalid(() => load({ NOTIFY_DNS_SERVERS: 'dns.example' }), 'delivery.dnsServers[0]');
-    invalid(() => load({ NOTIFY_DNS_SERVERS: '10.0.0.2:99999' }), 'delivery.dnsServers[0]');
+    invalid(() => load({ NOTIFY_DNS_SERVERS: 'dns.example' }), 'delivery.dnsServers', /entry #1 /);
+    invalid(() => load({ NOTIFY_DNS_SERVERS: '10.0.0.2:99999' }), 'delivery.dnsServers', /entry #1 /);
   });
 
   it('log.attempts is all, failures or off', () => {
