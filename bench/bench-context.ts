@@ -347,6 +347,8 @@ export async function startDaemon({ res, flags }: { res: Resources; flags: Flags
     // node refuses --cpu-prof in NODE_OPTIONS; a preloaded inspector profiler does the same job in master and workers.
     env.NODE_OPTIONS = `--import=${resolve(dirname(fileURLToPath(import.meta.url)), 'cpu-prof-preload.js')}`;
     env.BENCH_CPU_PROF_DIR = flags.cpuProf;
+    // A coarser interval (the preload's default is 500 µs) when the profiler's own cost would distort the load.
+    if (process.env.BENCH_CPU_PROF_INTERVAL_US) env.BENCH_CPU_PROF_INTERVAL_US = process.env.BENCH_CPU_PROF_INTERVAL_US;
   }
   const d = new DaemonProcess({ prefix, schedule, env, echo: flags.echo, ...(cliPath ? { cliPath } : {}) });
   res.daemons.push({ d, prefix, schedule });
