@@ -70,6 +70,7 @@ export const USAGE = `npm run bench -- [options]
   --ingress          ingress requests/s (POST /v1/notifications, tier 0 paused so only the ingress and the
                      broker work), rounds alternating between this build and --ingress-baseline
   --ingress-baseline DIR  another checkout, built (npm ci && npm run build), measured in turn with this one
+  --ingress-build DIR  measure that checkout (built) in this one's place, e.g. a commit against its parent
   --ingress-rounds K --ingress-seconds S --ingress-inflight C  (default 6 rounds of 5 s, 64 requests in flight)
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
@@ -141,6 +142,8 @@ export interface Flags {
   ingress: boolean;
   /** A built checkout whose daemon the ingress rounds alternate with, or null. */
   ingressBaseline: string | null;
+  /** A built checkout measured in place of this one (`--ingress-build`); null: this checkout. */
+  ingressBuild: string | null;
   ingressRounds: number;
   ingressSeconds: number;
   ingressInflight: number;
@@ -189,6 +192,7 @@ export function parseFlags(): Flags {
       'cold-compare': { type: 'boolean' },
       ingress: { type: 'boolean' },
       'ingress-baseline': { type: 'string' },
+      'ingress-build': { type: 'string' },
       'ingress-rounds': { type: 'string' },
       'ingress-seconds': { type: 'string' },
       'ingress-inflight': { type: 'string' },
@@ -262,6 +266,7 @@ export function parseFlags(): Flags {
     coldCompare: values['cold-compare'] ?? false,
     ingress: values.ingress ?? false,
     ingressBaseline: values['ingress-baseline'] ?? null,
+    ingressBuild: values['ingress-build'] ?? null,
     ingressRounds: Math.max(1, Math.round(num(values['ingress-rounds'], 6, 'ingress-rounds'))),
     ingressSeconds: Math.max(1, num(values['ingress-seconds'], 5, 'ingress-seconds')),
     ingressInflight: Math.max(1, Math.round(num(values['ingress-inflight'], 64, 'ingress-inflight'))),

@@ -91,7 +91,10 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   if (!flags.ingress) return { record: { ingress: null }, head: '', memory: [], tail: '' };
   // Every attempt must succeed at once: a failed one is retried by tier 1 a second later, into another round's count.
   if (flags.failureRatio > 0 || flags.latencyMs > 0) throw new Error('--ingress measures with a merchant that answers at once: leave out --failure-ratio and --latency-ms');
-  const builds: Build[] = [{ label: 'this build', daemon: await startDaemon(ctx, 'default', 'ingress'), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] }];
+  // --ingress-build measures another checkout in this build's place: two commits of the past against each other.
+  const own = flags.ingressBuild === null ? undefined : resolve(flags.ingressBuild, 'dist', 'src', 'cli.js');
+  const label = flags.ingressBuild === null ? 'this build' : `build ${flags.ingressBuild}`;
+  const builds: Build[] = [{ label, daemon: await startDaemon(ctx, 'default', 'ingress', own), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] }];
   if (flags.ingressBaseline !== null) {
     const cli = resolve(flags.ingressBaseline, 'dist', 'src', 'cli.js');
     builds.push({ label: `baseline ${flags.ingressBaseline}`, daemon: await startDaemon(ctx, 'default', 'ingressbase', cli), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] });
@@ -146,10 +149,10 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   const head =
     `\n== ingress: POST /v1/notifications, ${flags.ingressInflight} in flight, tier 0 paused; ${flags.ingressRounds} rounds of ${flags.ingressSeconds} s per build, alternating\n` +
     `${table([['build', 'median accepted/s', 'every round', 'ingress CPU ms/1k', 'every round'], ...rows])}\n` +
-    (ratio !== null ? `this build / baseline (median of per-round ratios): accepted/s ${ratio}, ingress CPU per request ${cpuRatio}\n` : '') +
+    (ratio !== null ? `${label} / baseline (median of per-round ratios): accepted/s ${ratio}, ingress CPU per request ${cpuRatio}\n` : '') +
     (base
-      ? `tier 0 draining ${Math.min(flags.n, 20_000)} preloaded, delivered/s: this build ${builds[0]!.tier0PerS.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0PerS.map((x) => Math.round(x)).join(', ')}; median of per-round ratios ${tier0Ratio}\n` +
-        `  daemon CPU ms per 1,000: this build ${builds[0]!.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; median of per-round ratios ${tier0CpuRatio}\n`
+      ? `tier 0 draining ${Math.min(flags.n, 20_000)} preloaded, delivered/s: ${label} ${builds[0]!.tier0PerS.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0PerS.map((x) => Math.round(x)).join(', ')}; median of per-round ratios ${tier0Ratio}\n` +
+        `  daemon CPU ms per 1,000: ${label} ${builds[0]!.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; baseline ${base.tier0CpuPer1k.map((x) => Math.round(x)).join(', ')}; median of per-round ratios ${tier0CpuRatio}\n`
       : '');
   return {
     record: {
