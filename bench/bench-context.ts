@@ -38,7 +38,8 @@ export const USAGE = `npm run bench -- [options]
                      are paused during the runs so the clock counts first attempts only
   --queue-type T     quorum (default, as shipped) or classic, for the daemon and the ceiling alike
   --cpu-prof DIR     profile the daemon (every process, via bench/cpu-prof-preload.ts) and the ceiling
-                     (node --cpu-prof) into DIR; prints each window for bench/cpuprofile-top.ts
+                     (node --cpu-prof) into DIR; prints each window for bench/cpuprofile-top.ts;
+                     BENCH_CPU_PROF_INTERVAL_US=N samples the daemon every N µs (default 500)
   --tuned-ceiling P[,single]  also run the loop with prefetch P and one 'multiple' ack per
                      event-loop turn (',single': acks one by one) — what a tuned tier worker could
                      reach; reported apart, not in the ratio
@@ -70,7 +71,9 @@ export const USAGE = `npm run bench -- [options]
   --ingress          ingress requests/s (POST /v1/notifications, tier 0 paused so only the ingress and the
                      broker work), rounds alternating between this build and --ingress-baseline
   --ingress-baseline DIR  another checkout, built (npm ci && npm run build), measured in turn with this one
-  --ingress-build DIR  measure that checkout (built) in this one's place, e.g. a commit against its parent
+                     (or with the --ingress-build checkout)
+  --ingress-build DIR  measure that checkout (built) in this one's place, e.g. a commit against its parent,
+                     or a build against itself (A/A: the bench's own spread); results name both commits
   --ingress-rounds K --ingress-seconds S --ingress-inflight C  (default 6 rounds of 5 s, 64 requests in flight)
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
@@ -216,6 +219,10 @@ export function parseFlags(): Flags {
       return [kv.slice(0, i), kv.slice(i + 1)];
     }),
   );
+  // A build named for the ingress bench without --ingress would be silently ignored.
+  if (!values.ingress && (values['ingress-baseline'] !== undefined || values['ingress-build'] !== undefined)) {
+    throw new Error('--ingress-baseline and --ingress-build need --ingress');
+  }
   return {
     n: Math.max(1, Math.floor(num(values.n, 20_000, 'n'))),
     runs: Math.max(1, Math.floor(num(values.runs, 1, 'runs'))),

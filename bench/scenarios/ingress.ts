@@ -7,10 +7,14 @@
  * round's queue purged, and then tier 0 of each draining the same preloaded
  * notifications in turn: the ratios this/baseline are the claim, both sides
  * measured in the same run on the same broker. Each build first has one
- * round that is not counted (its code is not optimised yet).
+ * round that is not counted (its code is not optimised yet). `--ingress-build
+ * DIR` measures another built checkout in this one's place (a commit against
+ * its parent, or a build against itself: an A/A run, the bench's own spread).
  */
 import amqp from 'amqplib';
-import { resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { namesFor } from '../../src/broker/topology.js';
 import { median, queueInfo, round } from '../bench-util.js';
@@ -20,6 +24,9 @@ import { cpuMs } from '../cpu.js';
 
 interface Build {
   readonly label: string;
+  /** The checkout measured (absolute) and its commit, so a result on disk says what it measured. */
+  readonly dir: string;
+  readonly commit: string | null;
   readonly daemon: DaemonHandle;
   readonly perS: number[];
   /** The ingress process's CPU per 1,000 accepted, per round: what req/s alone hides on a shared machine. */
@@ -28,6 +35,21 @@ interface Build {
   readonly tier0PerS: number[];
   /** The daemon's CPU (all its processes, tier 0 the one working) per 1,000 of those, per round. */
   readonly tier0CpuPer1k: number[];
+}
+
+/** The commit a checkout is at; null when it is not a git checkout. */
+function commitOf(dir: string): string | null {
+  try {
+    return execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+/** This checkout's root (bench/scenarios/ from the sources, dist/bench/scenarios/ built). */
+function ownRoot(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return here.includes('/dist/') ? resolve(here, '../../..') : resolve(here, '../..');
 }
 
 /** Pauses tier 0, refused loudly: a baseline without the route must not pass for a slow one. */
@@ -92,12 +114,14 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   // Every attempt must succeed at once: a failed one is retried by tier 1 a second later, into another round's count.
   if (flags.failureRatio > 0 || flags.latencyMs > 0) throw new Error('--ingress measures with a merchant that answers at once: leave out --failure-ratio and --latency-ms');
   // --ingress-build measures another checkout in this build's place: two commits of the past against each other.
-  const own = flags.ingressBuild === null ? undefined : resolve(flags.ingressBuild, 'dist', 'src', 'cli.js');
+  const ownDir = flags.ingressBuild === null ? ownRoot() : resolve(flags.ingressBuild);
+  const own = flags.ingressBuild === null ? undefined : resolve(ownDir, 'dist', 'src', 'cli.js');
   const label = flags.ingressBuild === null ? 'this build' : `build ${flags.ingressBuild}`;
-  const builds: Build[] = [{ label, daemon: await startDaemon(ctx, 'default', 'ingress', own), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] }];
+  const builds: Build[] = [{ label, dir: ownDir, commit: commitOf(ownDir), daemon: await startDaemon(ctx, 'default', 'ingress', own), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] }];
   if (flags.ingressBaseline !== null) {
-    const cli = resolve(flags.ingressBaseline, 'dist', 'src', 'cli.js');
-    builds.push({ label: `baseline ${flags.ingressBaseline}`, daemon: await startDaemon(ctx, 'default', 'ingressbase', cli), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] });
+    const baseDir = resolve(flags.ingressBaseline);
+    const cli = resolve(baseDir, 'dist', 'src', 'cli.js');
+    builds.push({ label: `baseline ${flags.ingressBaseline}`, dir: baseDir, commit: commitOf(baseDir), daemon: await startDaemon(ctx, 'default', 'ingressbase', cli), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] });
   }
   const conn = await amqp.connect(AMQP_URL);
   const ch = await conn.createChannel();
@@ -159,7 +183,7 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
       ingress: {
         inflight: flags.ingressInflight,
         seconds: flags.ingressSeconds,
-        builds: builds.map((b) => ({ label: b.label, median_per_s: round(median(b.perS)), per_s: b.perS.map((x) => round(x)), cpu_ms_per_1k: b.cpuPer1k.map((x) => round(x)) })),
+        builds: builds.map((b) => ({ label: b.label, dir: b.dir, commit: b.commit, median_per_s: round(median(b.perS)), per_s: b.perS.map((x) => round(x)), cpu_ms_per_1k: b.cpuPer1k.map((x) => round(x)) })),
         ratio,
         cpu_ratio: cpuRatio,
         tier0_per_s: builds.map((b) => b.tier0PerS.map((x) => round(x))),
