@@ -18,16 +18,21 @@
  *
  *   node --import tsx test/cluster/dlx-probe.ts [--rate 250] [--down-ms 10000]
  *     [--watch-s 240] [--work-on 0|1|2] [--pub-on-victim 1] [--keep-logs DIR]
+ *     [--dlx-confirm-timeout-ms 10000]
  *
  * `--work-on 0` puts the work queue's leader on the killed node too;
  * `--pub-on-victim 1` has the publisher on the killed node (as tier 0 was),
  * moving to node 2 and sending again what was not confirmed.
+ * `--dlx-confirm-timeout-ms N` sets the nodes' re-send of dead letters their
+ * target rejected (`dead_letter_worker_publisher_confirm_timeout`); the
+ * default is the harness's 10 s, `--dlx-confirm-timeout-ms 0` keeps the
+ * broker's own (180 s on 3.10.8), what a stock node does.
  * `RABBIT_CLUSTER_LOG_LEVEL=debug` logs the dead-letter workers' starts.
  * Exits 1 when a confirmed message never came out.
  */
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RabbitCluster } from './rabbit-cluster.js';
+import { DLX_CONFIRM_TIMEOUT_MS, RabbitCluster } from './rabbit-cluster.js';
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -52,7 +57,8 @@ const VICTIM = 0;
 const PUB = 1;
 const CON = 2;
 
-const cluster = await RabbitCluster.start({ verbose: true });
+const DLX_CONFIRM_MS = option('dlx-confirm-timeout-ms', DLX_CONFIRM_TIMEOUT_MS);
+const cluster = await RabbitCluster.start({ verbose: true, dlxConfirmTimeoutMs: DLX_CONFIRM_MS === 0 ? null : DLX_CONFIRM_MS });
 let missing = -1;
 try {
   say(`cluster ${cluster.dir}: ${cluster.nodes.map((n) => `${n.name} ${n.amqpPort}`).join(', ')}`);
