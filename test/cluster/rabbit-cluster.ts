@@ -229,10 +229,7 @@ export class RabbitCluster {
     this.slowStarts.length = 0;
     await this.launch(k);
     const expected = this.nodes.filter((_, j) => this.running[j]).map((n) => n.name);
-    await this.ctl(k, ['await_online_nodes', String(expected.length), '--timeout', '60']);
-    const running = await this.runningNodes(k);
-    const missing = expected.filter((n) => !running.includes(n));
-    if (missing.length > 0) throw new Error(`${this.nodes[k]!.name} restarted but does not see ${missing.join(', ')}`);
+    await this.rejoined(k, expected);
     // It takes connections only once it has recovered every quorum queue it holds: on 2 busy cores that
     // took over 30 s once (CI). A wait for the environment; what notifyd must do meanwhile is asserted elsewhere.
     const name = this.nodes[k]!.name;
@@ -256,10 +253,7 @@ export class RabbitCluster {
         try {
           await this.killNode(k);
           await this.launch(k);
-          await this.ctl(k, ['await_online_nodes', String(expected.length), '--timeout', '60']);
-          const again = await this.runningNodes(k);
-          const gone = expected.filter((n) => !again.includes(n));
-          if (gone.length > 0) throw new Error(`${name} restarted but does not see ${gone.join(', ')}`);
+          await this.rejoined(k, expected);
           await waitForAmqp(this.nodes[k]!.amqpPort, 60_000);
           this.slowStarts.push(`${name} was started a second time; it answered AMQP ${Date.now() - t0} ms after the first start`);
         } catch (err) {
@@ -270,6 +264,14 @@ export class RabbitCluster {
       }
     }
     this.log(`started ${this.nodes[k]!.name}`, t0);
+  }
+
+  /** Waits until restarted node i is online with `expected` (node names) and its cluster_status lists them all. */
+  private async rejoined(i: number, expected: string[]): Promise<void> {
+    await this.ctl(i, ['await_online_nodes', String(expected.length), '--timeout', '60']);
+    const running = await this.runningNodes(i);
+    const missing = expected.filter((n) => !running.includes(n));
+    if (missing.length > 0) throw new Error(`${this.nodes[i]!.name} restarted but does not see ${missing.join(', ')}`);
   }
 
   /** What node i says about itself (is rabbit running, its listeners, its log's tail), for an error message; never throws. */
