@@ -14,12 +14,11 @@
 import amqp from 'amqplib';
 import { execFileSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { namesFor } from '../../src/broker/topology.js';
 import { median, queueInfo, round } from '../bench-util.js';
 import { daemonThroughput, log, startDaemon, table, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
-import { AMQP_URL, waitFor } from '../daemon-process.js';
+import { AMQP_URL, CLI_PATH, waitFor } from '../daemon-process.js';
 import { cpuMs } from '../cpu.js';
 
 interface Build {
@@ -44,12 +43,6 @@ function commitOf(dir: string): string | null {
   } catch {
     return null;
   }
-}
-
-/** This checkout's root (bench/scenarios/ from the sources, dist/bench/scenarios/ built). */
-function ownRoot(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return here.includes('/dist/') ? resolve(here, '../../..') : resolve(here, '../..');
 }
 
 /** Pauses tier 0, refused loudly: a baseline without the route must not pass for a slow one. */
@@ -114,7 +107,7 @@ export async function ingress(ctx: BenchContext): Promise<ScenarioReport> {
   // Every attempt must succeed at once: a failed one is retried by tier 1 a second later, into another round's count.
   if (flags.failureRatio > 0 || flags.latencyMs > 0) throw new Error('--ingress measures with a merchant that answers at once: leave out --failure-ratio and --latency-ms');
   // --ingress-build measures another checkout in this build's place: two commits of the past against each other.
-  const ownDir = flags.ingressBuild === null ? ownRoot() : resolve(flags.ingressBuild);
+  const ownDir = flags.ingressBuild === null ? resolve(dirname(CLI_PATH), '..', '..') : resolve(flags.ingressBuild);
   const own = flags.ingressBuild === null ? undefined : resolve(ownDir, 'dist', 'src', 'cli.js');
   const label = flags.ingressBuild === null ? 'this build' : `build ${flags.ingressBuild}`;
   const builds: Build[] = [{ label, dir: ownDir, commit: commitOf(ownDir), daemon: await startDaemon(ctx, 'default', 'ingress', own), perS: [], cpuPer1k: [], tier0PerS: [], tier0CpuPer1k: [] }];
