@@ -19,7 +19,7 @@ import { MerchantStub } from '../../bench/merchant-stub.js';
 import { RabbitCluster } from './rabbit-cluster.js';
 
 const SCHEDULE = '0s,1s';
-/** The retries case's: tiers after tier 1, so an attempt that fails there for another reason is not parked. */
+/** The retries case's: tiers after tier 1, so an attempt that fails there for another reason (a timeout on a busy machine) is not parked. */
 const RETRY_SCHEDULE = '0s,1s,1s,1s';
 /** Notifications per second through the ingresses. */
 const RATE = 250;
@@ -49,12 +49,13 @@ interface Sent {
   doneAt: number;
 }
 
+/** Loads started and not stopped: a test that fails mid-way leaves its timer running, and the run would never end. */
+const running = new Set<SteadyLoad>();
+
 /**
  * A steady stream of notifications with unique ids, spread over the given
  * ingresses: at every 10 ms tick it sends what the rate owes since the start.
  */
-/** Loads started and not stopped: a test that fails mid-way leaves its timer running, and the run would never end. */
-const running = new Set<SteadyLoad>();
 
 class SteadyLoad {
   readonly sent: Sent[] = [];
@@ -457,7 +458,6 @@ describe('broker cluster: node loss under load (3-node RabbitMQ)', { skip: !exis
     let victim = -1;
     for (let tries = 0; tries < 12 && victim < 0; tries++) {
       const prefix = uniquePrefix('fo3');
-      // Tiers after tier 1, so an attempt that fails there for another reason (a timeout on a busy machine) is not parked.
       d = await startDaemon(prefix, RETRY_SCHEDULE).ready(60_000);
       const tier0 = (JSON.parse(await (await fetch(`${d.adminUrl}/admin/status`)).text()) as Status).tiers[0]!.brokerNode!;
       const leader = await leaderOf(cluster, 0, `${prefix}.wait.1`);
