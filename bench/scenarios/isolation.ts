@@ -25,7 +25,7 @@ import { namesFor } from '../../src/broker/topology.js';
 import { H, encodeNotification } from '../../src/core/message.js';
 import { parseSchedule } from '../../src/core/schedule.js';
 import { makeNotification, openConfirm, publishMany, queueInfo, round } from '../bench-util.js';
-import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BadMode, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { BEAM, log, startDaemon, table, timeUntilSeen, waitDepth, type BadMode, type BenchContext, type DaemonHandle, type Measured, type Row, type ScenarioReport } from '../bench-context.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { DnsStub } from '../dns-stub.js';
 import { MerchantProcess } from '../merchant-process.js';
@@ -248,7 +248,11 @@ interface OriginsRun {
   perS: number;
   ratio: number | null;
   pssPeakMiB: number;
+  /** Tier 0's share of that peak: the process that holds the origins. */
+  tier0PssMiB: number;
   tier0Fds: number;
+  /** CPU ms per 1,000 deliveries: the daemon (and its tier 0), the merchant process, the broker (who pays for the new connections). */
+  cpuPer1k: Measured['cpuPer1k'];
 }
 
 async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; rows: Row[] }> {
@@ -270,17 +274,18 @@ async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; row
     await preload(daemon, n, (i) => `http://m${i % k}.o.test:${port}/n/${k}-${i}`, `o${k}`);
     const sampler = new PssSampler(daemon.pids, 200).start();
     const fds = fdPeak(tier0);
-    const r = await timeUntilSeen(m, n, { consumer: daemon.pids(), broker: BEAM() }, async () => {
+    const r = await timeUntilSeen(m, n, { consumer: daemon.pids(), tier0: [tier0], broker: BEAM() }, async () => {
       const x = await daemon.d.admin('POST', '/admin/tiers/0/resume');
       if (x.status !== 200) throw new Error(`resume answered ${x.status}`);
     });
     const pss = await sampler.stop();
+    if (flags.cpuProf) log(`origins ${k} window --from ${r.monoUs[0]} --to ${r.monoUs[1]}`);
     if (k === 1) one = r.perS;
-    runs.push({ origins: k, perS: round(r.perS), ratio: k === 1 ? null : round(r.perS / one, 2), pssPeakMiB: round(pss.peakMiB), tier0Fds: fds.stop() });
+    runs.push({ origins: k, perS: round(r.perS), ratio: k === 1 ? null : round(r.perS / one, 2), pssPeakMiB: round(pss.peakMiB), tier0PssMiB: pss.perPid[tier0] ?? NaN, tier0Fds: fds.stop(), cpuPer1k: r.cpuPer1k });
     await drainDaemon(daemon);
   }
-  const rows: Row[] = [['origins', 'deliveries /s', 'vs one origin', 'PSS MiB', 'tier-0 fds']];
-  for (const r of runs) rows.push([r.origins, r.perS, r.ratio === null ? '-' : `${r.ratio}x`, r.pssPeakMiB, r.tier0Fds]);
+  const rows: Row[] = [['origins', 'deliveries /s', 'vs one origin', 'PSS MiB', 'tier 0', 'tier-0 fds', 'CPU ms/1k daemon', 'tier 0', 'merchant', 'broker']];
+  for (const r of runs) rows.push([r.origins, r.perS, r.ratio === null ? '-' : `${r.ratio}x`, r.pssPeakMiB, r.tier0PssMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.tier0 ?? '-', r.cpuPer1k.merchant, r.cpuPer1k.broker]);
   return { runs, rows };
 }
 
