@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { Pool } from 'undici';
 import { CLI_PATH, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { loadConfig } from '../../src/core/config.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import { RabbitCluster } from './rabbit-cluster.js';
 
@@ -64,12 +65,15 @@ const running = new Set<SteadyLoad>();
  */
 const MAX_UNDER_WAY = RATE * 10;
 
+/** Requests an ingress handles at once (its default: the daemons here do not set it); more get 503 `OVERLOADED`. */
+const INGRESS_AT_ONCE = loadConfig({ configFile: null, env: {} }).ingress.maxConcurrentRequests;
+
 /**
  * A steady stream of notifications with unique ids, spread over the given
  * ingresses: at every 10 ms tick it sends what the rate owes since the start.
  * Each ingress gets a pool of as many connections as it handles requests at
- * once (`ingress.maxConcurrentRequests`, 256): more would only be refused
- * with OVERLOADED and closed, a new socket per request.
+ * once: more would only be refused with OVERLOADED and closed, a new socket
+ * per request.
  */
 class SteadyLoad {
   readonly sent: Sent[] = [];
@@ -88,7 +92,7 @@ class SteadyLoad {
     /** The merchant path of a notification (the stub answers by path). */
     readonly path: (id: string) => string = (id) => `/d/${id}`,
   ) {
-    this.pools = ingresses.map((d) => new Pool(d.ingressUrl, { connections: 256 }));
+    this.pools = ingresses.map((d) => new Pool(d.ingressUrl, { connections: INGRESS_AT_ONCE }));
   }
 
   start(): void {
