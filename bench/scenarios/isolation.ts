@@ -284,7 +284,7 @@ async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; row
     runs.push({ origins: k, perS: round(r.perS), ratio: k === 1 ? null : round(r.perS / one, 2), pssPeakMiB: round(pss.peakMiB), tier0PssMiB: pss.perPid[tier0] ?? NaN, tier0Fds: fds.stop(), cpuPer1k: r.cpuPer1k });
     await drainDaemon(daemon);
   }
-  const rows: Row[] = [['origins', 'deliveries /s', 'vs one origin', 'PSS MiB', 'tier 0', 'tier-0 fds', 'CPU ms/1k daemon', 'tier 0', 'merchant', 'broker']];
+  const rows: Row[] = [['origins', 'deliveries /s', 'vs one origin', 'PSS MiB', 'of it tier 0', 'tier-0 fds', 'CPU ms/1k daemon', 'of it tier 0', 'merchant', 'broker']];
   for (const r of runs) rows.push([r.origins, r.perS, r.ratio === null ? '-' : `${r.ratio}x`, r.pssPeakMiB, r.tier0PssMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.tier0 ?? '-', r.cpuPer1k.merchant, r.cpuPer1k.broker]);
   return { runs, rows };
 }
