@@ -68,6 +68,7 @@ export const USAGE = `npm run bench -- [options]
   --cold-n N         fail-once notifications for the retry ceiling (default 20000)
   --cold-ceiling R   take R/s as the retry ceiling instead of measuring it
   --cold-compare     also run the daemon with its tier warm-up off (NOTIFY_DELIVERY_WARM_UP=0) in turn
+  --cold-loops       also run the ceiling's hand-written loops under the same load, in turn
   --ingress          ingress requests/s (POST /v1/notifications, tier 0 paused so only the ingress and the
                      broker work), rounds alternating between this build and --ingress-baseline
   --ingress-baseline DIR  another checkout, built (npm ci && npm run build), measured in turn with this one
@@ -142,6 +143,8 @@ export interface Flags {
   /** 0: measure it. */
   coldCeiling: number;
   coldCompare: boolean;
+  /** `--cold-loops`: the hand-written loops under the cold load too (what the machine allows any consumer). */
+  coldLoops: boolean;
   ingress: boolean;
   /** A built checkout whose daemon the ingress rounds alternate with, or null. */
   ingressBaseline: string | null;
@@ -193,6 +196,7 @@ export function parseFlags(): Flags {
       'cold-n': { type: 'string' },
       'cold-ceiling': { type: 'string' },
       'cold-compare': { type: 'boolean' },
+      'cold-loops': { type: 'boolean' },
       ingress: { type: 'boolean' },
       'ingress-baseline': { type: 'string' },
       'ingress-build': { type: 'string' },
@@ -271,6 +275,7 @@ export function parseFlags(): Flags {
     coldN: Math.max(1000, Math.floor(num(values['cold-n'], 20_000, 'cold-n'))),
     coldCeiling: num(values['cold-ceiling'], 0, 'cold-ceiling'),
     coldCompare: values['cold-compare'] ?? false,
+    coldLoops: values['cold-loops'] ?? false,
     ingress: values.ingress ?? false,
     ingressBaseline: values['ingress-baseline'] ?? null,
     ingressBuild: values['ingress-build'] ?? null,

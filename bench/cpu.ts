@@ -25,6 +25,18 @@ export function cpuMs(pid: number): number | null {
   }
 }
 
+/**
+ * Clock ticks the whole machine spent busy, and in all, since boot (first
+ * line of /proc/stat): two reads give how busy it was in between. Busy is
+ * user, nice, system, irq, softirq and steal; idle and iowait are not.
+ */
+export function machineTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
 /** Pids whose /proc/<pid>/comm is `name` (e.g. `beam.smp`, `redis-server`). */
 export function pidsByComm(name: string): number[] {
   const out: number[] = [];

@@ -16,6 +16,10 @@
  *   declared for the run (TTL schedule[1], dead-lettering into `P.work.1`;
  *   as old as the daemon's queues when the load starts), read by a plain
  *   consumer in the bench: arrival − publish − schedule[1].
+ * - loops (`--cold-loops`): the ceiling's hand-written loops on a fresh
+ *   topology, under notifyd's load, measured as notifyd is.
+ * notifyd and loops runs also report how busy the machine was during the
+ * fail-once load and the CPU per second of each party.
  * Runs alternate which goes first; per-second p50/p99 are medians over runs.
  */
 import amqp from 'amqplib';
@@ -26,7 +30,8 @@ import { makeNotification, median, openConfirm, percentile, preloadTier0, round,
 import { CeilingProcess } from '../ceiling.js';
 import { AMQP_URL, deletePrefix, uniquePrefix } from '../daemon-process.js';
 import { MerchantProcess } from '../merchant-process.js';
-import { DEFAULT_SCHEDULE, histogramPercentileMs, log, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
+import { BEAM, DEFAULT_SCHEDULE, histogramPercentileMs, log, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
+import { CpuMeter, machineTicks } from '../cpu.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
 
 const DELAY1 = parseSchedule(DEFAULT_SCHEDULE)[1]!;
@@ -42,6 +47,12 @@ interface ColdRun {
   windowUs: [number, number];
   /** notifyd only: what tier 1 said of itself (its metrics, its warm-up line). */
   tier1?: Tier1Report;
+  /**
+   * During the fail-once load (not bare): how busy the whole machine was, and
+   * the CPU ms per second of the pipeline under test (the daemon's processes
+   * or the loops), the broker, the merchant and the bench's publisher.
+   */
+  cpu?: { machineBusyPct: number; msPerS: Record<string, number> };
 }
 
 interface Tier1Report {
@@ -142,11 +153,16 @@ async function purge(prefix: string): Promise<void> {
   }
 }
 
-/** One cold run of notifyd at `rate`: a fresh daemon, tier 0 warmed, tier 1 idle since start. */
-async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, env: Record<string, string> = {}): Promise<ColdRun> {
+/**
+ * The load of one run, against whatever consumes tier 0 of `prefix` (a
+ * daemon, or the hand-written loops): `--cold-warm` seconds of notifications
+ * that succeed at once (tier 0 warm, tier 1 untouched), a second of quiet,
+ * then `--cold-seconds` of fail-once notifications. Lateness of attempt 2 at
+ * the merchant, and the CPU of `groups` and of the machine during that load.
+ */
+async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>): Promise<ColdRun> {
   const { flags } = ctx;
-  const daemon = await startDaemon({ res: ctx.res, flags: { ...flags, daemonEnv: { ...flags.daemonEnv, ...env } } }, DEFAULT_SCHEDULE, 'cold');
-  const names = namesFor(daemon.prefix);
+  const names = namesFor(prefix);
   const { ch, close } = await openConfirm(AMQP_URL, 'notifyd bench cold');
   try {
     const proto = makeNotification('cold-0', `${m.base}/n/cold-0`);
@@ -164,23 +180,83 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
     const total = Math.round(rate * flags.coldSeconds);
     const reached = m.watch(base + warmN + 2 * total, 60_000 + flags.coldSeconds * 1000);
     const m0 = monoUs();
+    const cpu = new CpuMeter({ ...groups, broker: BEAM(), merchant: m.pid === undefined ? [] : [m.pid], bench: [process.pid] }).start();
+    const ticks0 = machineTicks();
     await steady(rate, flags.coldSeconds, (i) => publish(`${tag}-${i}`, `${m.base}/fail/1/${tag}-${i}`));
     await ch.waitForConfirms();
     await reached.catch((e: unknown) => log(`cold: not every attempt 2 arrived: ${String(e)}`));
     const m1 = monoUs();
+    const ms = cpu.stop();
+    const ticks1 = machineTicks();
+    const seconds = (m1 - m0) / 1e6;
     const g = await m.gaps(`/fail/1/${tag}-`);
     const samples = g.gapsMs.map((gap, i) => ({ sec: Math.floor(Number(g.keys[i]) / rate), late: gap - DELAY1 }));
     const { p50, p99 } = perSecond(samples, flags.coldSeconds);
-    const metrics = String((await daemon.d.admin<string>('GET', '/metrics')).body);
-    const tier1 = tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]);
-    return { all: samples.map((s) => s.late).sort((a, b) => a - b), p50BySecond: p50, p99BySecond: p99, seen: g.gapsMs.length, sent: total, windowUs: [m0, m1], tier1 };
+    return {
+      all: samples.map((s) => s.late).sort((a, b) => a - b),
+      p50BySecond: p50,
+      p99BySecond: p99,
+      seen: g.gapsMs.length,
+      sent: total,
+      windowUs: [m0, m1],
+      cpu: {
+        machineBusyPct: round((100 * (ticks1.busy - ticks0.busy)) / Math.max(1, ticks1.total - ticks0.total)),
+        msPerS: Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, round(v / seconds)])),
+      },
+    };
   } finally {
     await close().catch(() => undefined);
+  }
+}
+
+/** One cold run of notifyd at `rate`: a fresh daemon, tier 0 warmed, tier 1 idle since start. */
+async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, env: Record<string, string> = {}): Promise<ColdRun> {
+  const { flags } = ctx;
+  const daemon = await startDaemon({ res: ctx.res, flags: { ...flags, daemonEnv: { ...flags.daemonEnv, ...env } } }, DEFAULT_SCHEDULE, 'cold');
+  try {
+    const run = await coldLoad(ctx, m, rate, tag, daemon.prefix, { pipeline: daemon.pids() });
+    const metrics = String((await daemon.d.admin<string>('GET', '/metrics')).body);
+    return { ...run, tier1: tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]) };
+  } finally {
     await daemon.d.stop(40_000).catch((e: unknown) => log(`cold daemon stop: ${String(e)}`));
     // Not kept for the final clean-up: a run's queues go now.
     const i = ctx.res.daemons.findIndex((x) => x.d === daemon.d);
     if (i >= 0) ctx.res.daemons.splice(i, 1);
     await deletePrefix(daemon.prefix, DEFAULT_SCHEDULE, flags.queueType).catch((e: unknown) => log(`deletePrefix ${daemon.prefix}: ${String(e)}`));
+    await m.clear();
+  }
+}
+
+/**
+ * `--cold-loops`: the hand-written loops of the ceiling (bench/ceiling.ts,
+ * fresh processes on a fresh topology) under the same load as notifyd. The
+ * least a consumer can do per attempt, on the same broker, merchant and
+ * machine: what is left of its lateness is the machine's, not notifyd's.
+ */
+async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string): Promise<ColdRun> {
+  const { flags } = ctx;
+  const prefix = uniquePrefix('loops');
+  const names = namesFor(prefix);
+  const owned = { prefix, schedule: DEFAULT_SCHEDULE };
+  ctx.res.prefixes.push(owned);
+  const stages: Awaited<ReturnType<typeof CeilingProcess.start>>[] = [];
+  try {
+    {
+      const c = await amqp.connect(AMQP_URL);
+      await declareTopology(c, buildTopology(prefix, parseSchedule(DEFAULT_SCHEDULE), flags.queueType));
+      await c.close();
+    }
+    for (const tier of [0, 1]) {
+      stages.push(
+        await CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: parseSchedule(DEFAULT_SCHEDULE)[tier + 1]!, prefetch: flags.concurrency, connections: flags.connections }),
+      );
+    }
+    await Promise.all(stages.map((s) => s.go()));
+    return await coldLoad(ctx, m, rate, tag, prefix, { pipeline: stages.map((s) => s.pid).filter((x): x is number => x !== undefined) });
+  } finally {
+    for (const s of stages) await s.stop().catch((e: unknown) => log(`cold loops stop: ${String(e)}`));
+    await deletePrefix(prefix, DEFAULT_SCHEDULE, flags.queueType).catch((e: unknown) => log(`deletePrefix ${prefix}: ${String(e)}`));
+    ctx.res.prefixes.splice(ctx.res.prefixes.indexOf(owned), 1);
     await m.clear();
   }
 }
@@ -249,9 +325,17 @@ interface RateResult {
   bare: ColdRun[];
   /** `--cold-compare`: the same daemon with its warm-up off (NOTIFY_DELIVERY_WARM_UP=0). */
   unwarmed: ColdRun[];
+  /** `--cold-loops`: the hand-written loops under the same load. */
+  loops: ColdRun[];
 }
 
-type Arm = 'notifyd' | 'bare' | 'unwarmed';
+type Arm = 'notifyd' | 'bare' | 'unwarmed' | 'loops';
+
+/** `machine 96 % busy; CPU ms/s pipeline 700, broker 600, …` for a run's log line. */
+function cpuText(run: ColdRun): string {
+  if (!run.cpu) return '';
+  return `; machine ${run.cpu.machineBusyPct} % busy, CPU ms/s ${Object.entries(run.cpu.msPerS).map(([k, v]) => `${k} ${v}`).join(', ')}`;
+}
 
 /** Run r's order: each arm goes first in turn, so none always meets the machine fresh or tired. */
 function armOrder(r: number, arms: readonly Arm[]): Arm[] {
@@ -273,8 +357,8 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
   const results: RateResult[] = [];
   for (const share of flags.coldShares) {
     const rate = Math.max(1, Math.round((ceiling * share) / 100));
-    const res: RateResult = { share, rate, notifyd: [], bare: [], unwarmed: [] };
-    const arms: Arm[] = flags.coldCompare ? ['notifyd', 'bare', 'unwarmed'] : ['notifyd', 'bare'];
+    const res: RateResult = { share, rate, notifyd: [], bare: [], unwarmed: [], loops: [] };
+    const arms: Arm[] = ['notifyd', 'bare', ...(flags.coldCompare ? (['unwarmed'] as const) : []), ...(flags.coldLoops ? (['loops'] as const) : [])];
     for (let r = 0; r < flags.coldRuns; r++) {
       for (const who of armOrder(r, arms)) {
         if (who === 'notifyd' || who === 'unwarmed') {
@@ -282,7 +366,11 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
           res[who].push(run);
           const t1 = run.tier1;
           const own = t1 ? `; tier 1: attempts ${JSON.stringify(t1.attempts)}, deferrals ${t1.deferrals}, own lateness p99 ≤ ${t1.latenessP99LeMs} ms, warm-up ${t1.warmUpMs ?? '-'} ms${t1.tier0SkippedOrDeferred > 0 ? `; FLAGGED: tier 0 skipped or deferred ${t1.tier0SkippedOrDeferred} (machine too busy for tier 0)` : ''}` : '';
-          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
+          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}${cpuText(run)}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
+        } else if (who === 'loops') {
+          const run = await coldLoops(ctx, m, rate, `l${share}r${r}`);
+          res.loops.push(run);
+          log(`cold ${share}% (${rate}/s) run ${r + 1}: loops p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${cpuText(run)}`);
         } else {
           const run = await bareMechanism(ctx, rate);
           res.bare.push(run);
@@ -298,7 +386,8 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
   const record: Record<string, unknown>[] = [];
   for (const r of results) {
     const cmp = r.unwarmed.length > 0;
-    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...(cmp ? ['no warm-up p50', 'no warm-up p99'] : [])]];
+    const lp = r.loops.length > 0;
+    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...(cmp ? ['no warm-up p50', 'no warm-up p99'] : []), ...(lp ? ['loops p50', 'loops p99'] : [])]];
     for (let s = 0; s < flags.coldSeconds; s++) {
       rows.push([
         `second ${s + 1}`,
@@ -307,16 +396,19 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
         medianAt(r.bare, (x) => x.p50BySecond[s]!),
         medianAt(r.bare, (x) => x.p99BySecond[s]!),
         ...(cmp ? [medianAt(r.unwarmed, (x) => x.p50BySecond[s]!), medianAt(r.unwarmed, (x) => x.p99BySecond[s]!)] : []),
+        ...(lp ? [medianAt(r.loops, (x) => x.p50BySecond[s]!), medianAt(r.loops, (x) => x.p99BySecond[s]!)] : []),
       ]);
     }
     const np99 = medianAt(r.notifyd, (x) => p(x, 99));
     const bp99 = medianAt(r.bare, (x) => p(x, 99));
-    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99, ...(cmp ? [medianAt(r.unwarmed, (x) => p(x, 50)), medianAt(r.unwarmed, (x) => p(x, 99))] : [])]);
+    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99, ...(cmp ? [medianAt(r.unwarmed, (x) => p(x, 50)), medianAt(r.unwarmed, (x) => p(x, 99))] : []), ...(lp ? [medianAt(r.loops, (x) => p(x, 50)), medianAt(r.loops, (x) => p(x, 99))] : [])]);
     const first = medianAt(r.notifyd, (x) => x.p99BySecond[0]!);
     const last = medianAt(r.notifyd, (x) => x.p99BySecond[flags.coldSeconds - 1]!);
     const bound = round(1.5 * bp99 + 20, 1);
     tail += `\n${table(rows)}\n`;
-    tail += `p99 of every run: notifyd ${r.notifyd.map((x) => round(p(x, 99))).join(', ')}; bare ${r.bare.map((x) => round(p(x, 99))).join(', ')}${cmp ? `; no warm-up ${r.unwarmed.map((x) => round(p(x, 99))).join(', ')}` : ''}\n`;
+    tail += `p99 of every run: notifyd ${r.notifyd.map((x) => round(p(x, 99))).join(', ')}; bare ${r.bare.map((x) => round(p(x, 99))).join(', ')}${cmp ? `; no warm-up ${r.unwarmed.map((x) => round(p(x, 99))).join(', ')}` : ''}${lp ? `; loops ${r.loops.map((x) => round(p(x, 99))).join(', ')}` : ''}\n`;
+    const busy = (runs: readonly ColdRun[]): string => runs.map((x) => x.cpu?.machineBusyPct ?? '-').join(', ');
+    tail += `machine busy during the fail-once load (%): notifyd ${busy(r.notifyd)}${lp ? `; loops ${busy(r.loops)}` : ''}\n`;
     const flagged = [...r.notifyd, ...r.unwarmed].filter((x) => (x.tier1?.tier0SkippedOrDeferred ?? 0) > 0).length;
     if (flagged > 0) tail += `${flagged} run(s) flagged: tier 0 skipped or deferred attempt 1 (its origin looked saturated: the machine was too busy for tier 0), so their gaps are not attempt 1 → 2\n`;
     tail += `target p99 ≤ 1.5 × bare + 20 = ${bound} ms: ${np99 <= bound ? 'met' : 'missed'} (${np99} ms); first second p99 ≤ 2 × last: ${first <= 2 * last ? 'met' : 'missed'} (${first} against ${last} ms)\n`;
@@ -345,6 +437,16 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
         : {}),
       seen: r.notifyd.map((x) => `${x.seen}/${x.sent}`),
       tier1_runs: r.notifyd.map((x) => x.tier1 ?? null),
+      cpu_runs: r.notifyd.map((x) => x.cpu ?? null),
+      ...(lp
+        ? {
+            loops_p50_ms: medianAt(r.loops, (x) => p(x, 50)),
+            loops_p99_ms: medianAt(r.loops, (x) => p(x, 99)),
+            loops_p99_runs_ms: r.loops.map((x) => round(p(x, 99), 1)),
+            loops_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.loops, (x) => x.p99BySecond[s]!)),
+            loops_cpu_runs: r.loops.map((x) => x.cpu ?? null),
+          }
+        : {}),
       ...(cmp ? { unwarmed_tier1_runs: r.unwarmed.map((x) => x.tier1 ?? null) } : {}),
       bound_ms: bound,
       p99_target_met: np99 <= bound,
