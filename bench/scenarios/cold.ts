@@ -48,11 +48,13 @@ interface ColdRun {
   /** notifyd only: what tier 1 said of itself (its metrics, its warm-up line). */
   tier1?: Tier1Report;
   /**
-   * During the fail-once load (not bare): how busy the whole machine was, and
-   * the CPU ms per second of the pipeline under test (the daemon's processes
-   * or the loops), the broker, the merchant and the bench's publisher.
+   * From the first fail-once publish until the last attempt 2 arrived
+   * (`windowS`; not bare): how busy the whole machine was, and the CPU ms per
+   * second of the pipeline under test (the daemon's processes or the loops),
+   * the broker, the merchant and the bench process (the publisher, and for a
+   * daemon also the reader of its log lines).
    */
-  cpu?: { machineBusyPct: number; msPerS: Record<string, number> };
+  cpu?: { windowS: number; machineBusyPct: number; msPerS: Record<string, number> };
 }
 
 interface Tier1Report {
@@ -200,6 +202,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
       sent: total,
       windowUs: [m0, m1],
       cpu: {
+        windowS: round(seconds, 1),
         machineBusyPct: round((100 * (ticks1.busy - ticks0.busy)) / Math.max(1, ticks1.total - ticks0.total)),
         msPerS: Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, round(v / seconds)])),
       },
@@ -255,10 +258,24 @@ async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, ta
     return await coldLoad(ctx, m, rate, tag, prefix, { pipeline: stages.map((s) => s.pid).filter((x): x is number => x !== undefined) });
   } finally {
     for (const s of stages) await s.stop().catch((e: unknown) => log(`cold loops stop: ${String(e)}`));
-    await deletePrefix(prefix, DEFAULT_SCHEDULE, flags.queueType).catch((e: unknown) => log(`deletePrefix ${prefix}: ${String(e)}`));
-    ctx.res.prefixes.splice(ctx.res.prefixes.indexOf(owned), 1);
+    await dropPrefix(ctx, owned);
     await m.clear();
   }
+}
+
+/**
+ * Deletes a run's own topology now; only once that worked is it struck off the
+ * bench's final clean-up, which otherwise tries again at the end.
+ */
+async function dropPrefix(ctx: BenchContext, owned: { prefix: string; schedule: string }): Promise<void> {
+  try {
+    await deletePrefix(owned.prefix, owned.schedule, ctx.flags.queueType);
+  } catch (e) {
+    log(`deletePrefix ${owned.prefix}: ${String(e)}`);
+    return;
+  }
+  const i = ctx.res.prefixes.indexOf(owned);
+  if (i >= 0) ctx.res.prefixes.splice(i, 1);
 }
 
 /** The bare mechanism at `rate`: publish into `P.wait.1` of a fresh topology, a plain consumer on `P.work.1`. */
@@ -307,8 +324,7 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
   } finally {
     await close().catch(() => undefined);
     await conn.close().catch(() => undefined);
-    await deletePrefix(prefix, DEFAULT_SCHEDULE, flags.queueType).catch((e: unknown) => log(`deletePrefix ${prefix}: ${String(e)}`));
-    ctx.res.prefixes.splice(ctx.res.prefixes.indexOf(owned), 1);
+    await dropPrefix(ctx, owned);
   }
 }
 
@@ -334,7 +350,7 @@ type Arm = 'notifyd' | 'bare' | 'unwarmed' | 'loops';
 /** `machine 96 % busy; CPU ms/s pipeline 700, broker 600, …` for a run's log line. */
 function cpuText(run: ColdRun): string {
   if (!run.cpu) return '';
-  return `; machine ${run.cpu.machineBusyPct} % busy, CPU ms/s ${Object.entries(run.cpu.msPerS).map(([k, v]) => `${k} ${v}`).join(', ')}`;
+  return `; over ${run.cpu.windowS} s: machine ${run.cpu.machineBusyPct} % busy, CPU ms/s ${Object.entries(run.cpu.msPerS).map(([k, v]) => `${k} ${v}`).join(', ')}`;
 }
 
 /** Run r's order: each arm goes first in turn, so none always meets the machine fresh or tired. */
@@ -433,6 +449,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
             unwarmed_p99_runs_ms: r.unwarmed.map((x) => round(p(x, 99), 1)),
             unwarmed_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.unwarmed, (x) => x.p99BySecond[s]!)),
             unwarmed_p99_by_second_runs: r.unwarmed.map((x) => x.p99BySecond),
+            unwarmed_cpu_runs: r.unwarmed.map((x) => x.cpu ?? null),
           }
         : {}),
       seen: r.notifyd.map((x) => `${x.seen}/${x.sent}`),
@@ -444,6 +461,8 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
             loops_p99_ms: medianAt(r.loops, (x) => p(x, 99)),
             loops_p99_runs_ms: r.loops.map((x) => round(p(x, 99), 1)),
             loops_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.loops, (x) => x.p99BySecond[s]!)),
+            loops_p99_by_second_runs: r.loops.map((x) => x.p99BySecond),
+            loops_seen: r.loops.map((x) => `${x.seen}/${x.sent}`),
             loops_cpu_runs: r.loops.map((x) => x.cpu ?? null),
           }
         : {}),
