@@ -234,7 +234,8 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
  * `--cold-loops`: the hand-written loops of the ceiling (bench/ceiling.ts,
  * fresh processes on a fresh topology) under the same load as notifyd. The
  * least a consumer can do per attempt, on the same broker, merchant and
- * machine: what is left of its lateness is the machine's, not notifyd's.
+ * machine: what is left of its lateness is the machine's and its own cold
+ * start's (fresh processes, no warm-up), not notifyd's.
  */
 async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string): Promise<ColdRun> {
   const { flags } = ctx;
@@ -347,7 +348,7 @@ interface RateResult {
 
 type Arm = 'notifyd' | 'bare' | 'unwarmed' | 'loops';
 
-/** `machine 96 % busy; CPU ms/s pipeline 700, broker 600, …` for a run's log line. */
+/** `; over 11 s: machine 86 % busy, CPU ms/s pipeline 700, broker 600, …` for a run's log line. */
 function cpuText(run: ColdRun): string {
   if (!run.cpu) return '';
   return `; over ${run.cpu.windowS} s: machine ${run.cpu.machineBusyPct} % busy, CPU ms/s ${Object.entries(run.cpu.msPerS).map(([k, v]) => `${k} ${v}`).join(', ')}`;
