@@ -329,6 +329,19 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
   }
 }
 
+/** One arm's fields in the bench record, named after `key` (`unwarmed_p99_ms`, `loops_p99_ms`, …). */
+function armRecord(key: string, runs: readonly ColdRun[], seconds: number): Record<string, unknown> {
+  return {
+    [`${key}_p50_ms`]: medianAt(runs, (x) => p(x, 50)),
+    [`${key}_p99_ms`]: medianAt(runs, (x) => p(x, 99)),
+    [`${key}_p99_runs_ms`]: runs.map((x) => round(p(x, 99), 1)),
+    [`${key}_p99_by_second`]: Array.from({ length: seconds }, (_, s) => medianAt(runs, (x) => x.p99BySecond[s]!)),
+    [`${key}_p99_by_second_runs`]: runs.map((x) => x.p99BySecond),
+    [`${key}_seen`]: runs.map((x) => `${x.seen}/${x.sent}`),
+    [`${key}_cpu_runs`]: runs.map((x) => x.cpu ?? null),
+  };
+}
+
 /** Median of a column over runs (NaN-free). */
 function medianAt(runs: readonly ColdRun[], pick: (r: ColdRun) => number): number {
   const xs = runs.map(pick).filter((x) => Number.isFinite(x));
@@ -404,7 +417,9 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
   for (const r of results) {
     const cmp = r.unwarmed.length > 0;
     const lp = r.loops.length > 0;
-    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...(cmp ? ['no warm-up p50', 'no warm-up p99'] : []), ...(lp ? ['loops p50', 'loops p99'] : [])]];
+    // The arms beside notifyd and bare that ran: their label in the report, their key in the record.
+    const extras = ([['no warm-up', 'unwarmed', r.unwarmed], ['loops', 'loops', r.loops]] as const).filter(([, , runs]) => runs.length > 0);
+    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...extras.flatMap(([label]) => [`${label} p50`, `${label} p99`])]];
     for (let s = 0; s < flags.coldSeconds; s++) {
       rows.push([
         `second ${s + 1}`,
@@ -412,18 +427,17 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
         medianAt(r.notifyd, (x) => x.p99BySecond[s]!),
         medianAt(r.bare, (x) => x.p50BySecond[s]!),
         medianAt(r.bare, (x) => x.p99BySecond[s]!),
-        ...(cmp ? [medianAt(r.unwarmed, (x) => x.p50BySecond[s]!), medianAt(r.unwarmed, (x) => x.p99BySecond[s]!)] : []),
-        ...(lp ? [medianAt(r.loops, (x) => x.p50BySecond[s]!), medianAt(r.loops, (x) => x.p99BySecond[s]!)] : []),
+        ...extras.flatMap(([, , runs]) => [medianAt(runs, (x) => x.p50BySecond[s]!), medianAt(runs, (x) => x.p99BySecond[s]!)]),
       ]);
     }
     const np99 = medianAt(r.notifyd, (x) => p(x, 99));
     const bp99 = medianAt(r.bare, (x) => p(x, 99));
-    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99, ...(cmp ? [medianAt(r.unwarmed, (x) => p(x, 50)), medianAt(r.unwarmed, (x) => p(x, 99))] : []), ...(lp ? [medianAt(r.loops, (x) => p(x, 50)), medianAt(r.loops, (x) => p(x, 99))] : [])]);
+    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99, ...extras.flatMap(([, , runs]) => [medianAt(runs, (x) => p(x, 50)), medianAt(runs, (x) => p(x, 99))])]);
     const first = medianAt(r.notifyd, (x) => x.p99BySecond[0]!);
     const last = medianAt(r.notifyd, (x) => x.p99BySecond[flags.coldSeconds - 1]!);
     const bound = round(1.5 * bp99 + 20, 1);
     tail += `\n${table(rows)}\n`;
-    tail += `p99 of every run: notifyd ${r.notifyd.map((x) => round(p(x, 99))).join(', ')}; bare ${r.bare.map((x) => round(p(x, 99))).join(', ')}${cmp ? `; no warm-up ${r.unwarmed.map((x) => round(p(x, 99))).join(', ')}` : ''}${lp ? `; loops ${r.loops.map((x) => round(p(x, 99))).join(', ')}` : ''}\n`;
+    tail += `p99 of every run: notifyd ${r.notifyd.map((x) => round(p(x, 99))).join(', ')}; bare ${r.bare.map((x) => round(p(x, 99))).join(', ')}${extras.map(([label, , runs]) => `; ${label} ${runs.map((x) => round(p(x, 99))).join(', ')}`).join('')}\n`;
     const busy = (runs: readonly ColdRun[]): string => runs.map((x) => x.cpu?.machineBusyPct ?? '-').join(', ');
     tail += `machine busy during the fail-once load (%): notifyd ${busy(r.notifyd)}${lp ? `; loops ${busy(r.loops)}` : ''}\n`;
     const flagged = [...r.notifyd, ...r.unwarmed].filter((x) => (x.tier1?.tier0SkippedOrDeferred ?? 0) > 0).length;
@@ -443,30 +457,10 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
       bare_p50_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.bare, (x) => x.p50BySecond[s]!)),
       bare_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.bare, (x) => x.p99BySecond[s]!)),
       notifyd_p99_by_second_runs: r.notifyd.map((x) => x.p99BySecond),
-      ...(cmp
-        ? {
-            unwarmed_p50_ms: medianAt(r.unwarmed, (x) => p(x, 50)),
-            unwarmed_p99_ms: medianAt(r.unwarmed, (x) => p(x, 99)),
-            unwarmed_p99_runs_ms: r.unwarmed.map((x) => round(p(x, 99), 1)),
-            unwarmed_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.unwarmed, (x) => x.p99BySecond[s]!)),
-            unwarmed_p99_by_second_runs: r.unwarmed.map((x) => x.p99BySecond),
-            unwarmed_cpu_runs: r.unwarmed.map((x) => x.cpu ?? null),
-          }
-        : {}),
       seen: r.notifyd.map((x) => `${x.seen}/${x.sent}`),
       tier1_runs: r.notifyd.map((x) => x.tier1 ?? null),
       cpu_runs: r.notifyd.map((x) => x.cpu ?? null),
-      ...(lp
-        ? {
-            loops_p50_ms: medianAt(r.loops, (x) => p(x, 50)),
-            loops_p99_ms: medianAt(r.loops, (x) => p(x, 99)),
-            loops_p99_runs_ms: r.loops.map((x) => round(p(x, 99), 1)),
-            loops_p99_by_second: Array.from({ length: flags.coldSeconds }, (_, s) => medianAt(r.loops, (x) => x.p99BySecond[s]!)),
-            loops_p99_by_second_runs: r.loops.map((x) => x.p99BySecond),
-            loops_seen: r.loops.map((x) => `${x.seen}/${x.sent}`),
-            loops_cpu_runs: r.loops.map((x) => x.cpu ?? null),
-          }
-        : {}),
+      ...Object.assign({}, ...extras.map(([, key, runs]) => armRecord(key, runs, flags.coldSeconds))),
       ...(cmp ? { unwarmed_tier1_runs: r.unwarmed.map((x) => x.tier1 ?? null) } : {}),
       bound_ms: bound,
       p99_target_met: np99 <= bound,
