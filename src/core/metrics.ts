@@ -144,9 +144,19 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
  */
 const LINT_FAILING_DEFAULTS = Object.freeze(['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']);
 
+/**
+ * How often the event-loop lag is sampled (`nodejs_eventloop_lag_*`).
+ * prom-client's default, 10 ms, is a timer firing 100 times a second in
+ * every process, busy or idle: with eight processes it was most of an idle
+ * daemon's wake-ups. A stall still shows in full at 100 ms, as it delays the
+ * next sample by its length; stalls shorter than that are caught in
+ * proportion to their length.
+ */
+const EVENT_LOOP_SAMPLE_MS = 100;
+
 /** prom-client's default process metrics, labelled, minus the ones that fail the Prometheus lint. */
 function collectProcessMetrics(registry: Registry, labels: Record<string, string>): void {
-  collectDefaultMetrics({ register: registry, labels });
+  collectDefaultMetrics({ register: registry, labels, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   for (const name of LINT_FAILING_DEFAULTS) if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
 }
 
