@@ -76,6 +76,9 @@ export const USAGE = `npm run bench -- [options]
   --ingress-build DIR  measure that checkout (built) in this one's place, e.g. a commit against its parent,
                      or a build against itself (A/A: the bench's own spread); results name both commits
   --ingress-rounds K --ingress-seconds S --ingress-inflight C  (default 6 rounds of 5 s, 64 requests in flight)
+  --idle             an idle daemon's CPU ms/s and event-loop wake-ups/s, all processes, after it settled
+  --idle-baseline DIR  another checkout, built, idling beside this one over the same window (ratios)
+  --idle-seconds S   seconds measured (default 30)
   --skip-bullmq      --skip-precision      --skip-throughput      --echo (daemon logs to stdout)`;
 
 /** How a bad merchant misbehaves in `--bad-merchant`. */
@@ -148,6 +151,12 @@ export interface Flags {
   ingress: boolean;
   /** A built checkout whose daemon the ingress rounds alternate with, or null. */
   ingressBaseline: string | null;
+  /** Measure an idle daemon's CPU and wake-ups (`--idle`). */
+  idle: boolean;
+  /** A built checkout idling beside this one (`--idle-baseline`); null: none. */
+  idleBaseline: string | null;
+  /** Seconds the idle daemons are measured. */
+  idleSeconds: number;
   /** A built checkout measured in place of this one (`--ingress-build`); null: this checkout. */
   ingressBuild: string | null;
   ingressRounds: number;
@@ -203,6 +212,9 @@ export function parseFlags(): Flags {
       'ingress-rounds': { type: 'string' },
       'ingress-seconds': { type: 'string' },
       'ingress-inflight': { type: 'string' },
+      idle: { type: 'boolean' },
+      'idle-baseline': { type: 'string' },
+      'idle-seconds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -224,6 +236,9 @@ export function parseFlags(): Flags {
     }),
   );
   // A build named for the ingress bench without --ingress would be silently ignored.
+  if (!values.idle && (values['idle-baseline'] !== undefined || values['idle-seconds'] !== undefined)) {
+    throw new Error('--idle-baseline and --idle-seconds need --idle');
+  }
   if (!values.ingress && (values['ingress-baseline'] !== undefined || values['ingress-build'] !== undefined)) {
     throw new Error('--ingress-baseline and --ingress-build need --ingress');
   }
@@ -282,6 +297,9 @@ export function parseFlags(): Flags {
     ingressRounds: Math.max(1, Math.round(num(values['ingress-rounds'], 6, 'ingress-rounds'))),
     ingressSeconds: Math.max(1, num(values['ingress-seconds'], 5, 'ingress-seconds')),
     ingressInflight: Math.max(1, Math.round(num(values['ingress-inflight'], 64, 'ingress-inflight'))),
+    idle: values.idle ?? false,
+    idleBaseline: values['idle-baseline'] ?? null,
+    idleSeconds: Math.max(5, num(values['idle-seconds'], 30, 'idle-seconds')),
   };
 }
 

@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import amqp from 'amqplib';
 import type { ConfirmChannel } from 'amqplib';
 import type { LimitsConfig } from '../src/core/config.js';
@@ -251,4 +251,13 @@ export function childArgs<T>(): T | null {
 
 export function toParent(msg: object): void {
   process.send?.(msg);
+}
+
+/** The commit a checkout is at; null when it is not a git checkout. */
+export function commitOf(dir: string): string | null {
+  try {
+    return execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
 }

@@ -27,6 +27,7 @@ import { registry } from './scenarios/registry.js';
 import { history } from './scenarios/history.js';
 import { cold } from './scenarios/cold.js';
 import { ingress } from './scenarios/ingress.js';
+import { idle } from './scenarios/idle.js';
 
 /** Scenarios on the shared daemon (`ctx.daemon`), run in this order. */
 const ON_SHARED_DAEMON: readonly Scenario[] = [
@@ -42,6 +43,7 @@ const ON_OWN_DAEMONS: readonly Scenario[] = [
   history, // --history
   cold, // --cold (issue 18)
   ingress, // --ingress [--ingress-baseline DIR] (issue 20)
+  idle, // --idle [--idle-baseline DIR]
 ];
 
 /**

@@ -12,11 +12,10 @@
  * its parent, or a build against itself: an A/A run, the bench's own spread).
  */
 import amqp from 'amqplib';
-import { execFileSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { Pool } from 'undici';
 import { namesFor } from '../../src/broker/topology.js';
-import { median, queueInfo, round } from '../bench-util.js';
+import { commitOf, median, queueInfo, round } from '../bench-util.js';
 import { daemonThroughput, log, startDaemon, table, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
 import { AMQP_URL, CLI_PATH, waitFor } from '../daemon-process.js';
 import { cpuMs } from '../cpu.js';
@@ -34,15 +33,6 @@ interface Build {
   readonly tier0PerS: number[];
   /** The daemon's CPU (all its processes, tier 0 the one working) per 1,000 of those, per round. */
   readonly tier0CpuPer1k: number[];
-}
-
-/** The commit a checkout is at; null when it is not a git checkout. */
-function commitOf(dir: string): string | null {
-  try {
-    return execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return null;
-  }
 }
 
 /** Pauses tier 0, refused loudly: a baseline without the route must not pass for a slow one. */
