@@ -44,8 +44,8 @@ export interface ProcessLoggers {
 /**
  * The pino loggers of one process, JSON lines on stdout. Writes are buffered
  * and asynchronous so the hot path never waits on the pipe; a timer flushes
- * them at least every 200 ms, and only when a line was logged since the last
- * flush: sonic-boom's `flush()` on an empty buffer still sends an empty write
+ * them at least every 200 ms, and only when a line was logged or a write went
+ * out since the last flush: sonic-boom's `flush()` on an empty buffer still sends an empty write
  * through libuv's thread pool, which woke every idle process five times a
  * second for nothing.
  */
@@ -53,7 +53,14 @@ export function createLoggers(level: LogLevel, bindings: Record<string, unknown>
   // 4 KiB batches: larger ones measured slower per line (5.5 µs at 32 KiB vs
   // 3 µs), the pending string growing faster than the saved writes pay back.
   const dest = pino.destination({ dest: output.fd ?? 1, sync: false, minLength: 4096 });
+  // Set by every line, and by every write that moved bytes: a flush that comes
+  // while a write is in flight does nothing, and lines logged meanwhile would
+  // otherwise sit below `minLength` until the next line. The empty write that
+  // a flush of nothing makes moves no bytes, so an idle process stays asleep.
   let logged = false;
+  dest.on('write', (n: number) => {
+    if (n > 0) logged = true;
+  });
   const common = {
     level,
     base: { pid: process.pid, ...bindings },
@@ -77,9 +84,10 @@ export function createLoggers(level: LogLevel, bindings: Record<string, unknown>
   setInterval(() => {
     if (!logged) return;
     try {
-      dest.flush();
       logged = false;
+      dest.flush();
     } catch {
+      logged = true;
       /* not ready yet */
     }
   }, output.flushEveryMs ?? FLUSH_EVERY_MS).unref();

@@ -7,15 +7,38 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLoggers } from '../../src/core/logger.js';
 
-/** Counts the asynchronous writes sonic-boom sends to `fd` (it calls `fs.write` on the shared module). */
-function countWrites(fd: number): { count: () => number; restore: () => void } {
+/**
+ * Counts the asynchronous writes sonic-boom sends to `fd` (it calls `fs.write`
+ * on the shared module); with `slowMs`, each one reports completion that much
+ * later, as a pipe the reader is slow to empty would.
+ */
+function countWrites(fd: number, slowMs = 0): { count: () => number; restore: () => void } {
   const original = fs.write;
   let n = 0;
   (fs as { write: unknown }).write = function (this: unknown, ...args: unknown[]) {
-    if (args[0] === fd) n++;
+    if (args[0] !== fd) return (original as (...a: unknown[]) => unknown).apply(this, args);
+    n++;
+    const done = args[args.length - 1] as (...r: unknown[]) => void;
+    args[args.length - 1] = (...r: unknown[]) => void setTimeout(() => done(...r), slowMs);
     return (original as (...a: unknown[]) => unknown).apply(this, args);
   };
   return { count: () => n, restore: () => void ((fs as { write: unknown }).write = original) };
+}
+
+/** A temporary file to log into. */
+function logFile(): { file: string; fd: number; lines: () => Record<string, unknown>[]; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'notifyd-log-'));
+  const file = join(dir, 'out.log');
+  const fd = openSync(file, 'a');
+  return {
+    file,
+    fd,
+    lines: () => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>),
+    remove: () => {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 async function until(what: string, fn: () => boolean, ms = 3000): Promise<void> {
@@ -28,19 +51,17 @@ async function until(what: string, fn: () => boolean, ms = 3000): Promise<void> 
 
 describe('process loggers', () => {
   it('write a buffered line out within the flush interval, and send no write while nothing is logged', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'notifyd-log-'));
-    const file = join(dir, 'out.log');
-    const fd = openSync(file, 'a');
-    const writes = countWrites(fd);
+    const out = logFile();
+    const writes = countWrites(out.fd);
+    const { log, attempt, flush } = createLoggers('info', { role: 'test' }, { fd: out.fd, flushEveryMs: 20 });
     try {
-      const { log, attempt } = createLoggers('info', { role: 'test' }, { fd, flushEveryMs: 20 });
       await sleep(200);
       assert.equal(writes.count(), 0, 'an idle logger sent writes');
 
       log.info({ secret: 'hunter2', merchant: 'm1' }, 'hello');
       attempt.info({ id: 'n1', status: 200 }, 'attempt');
-      await until('both lines in the file', () => readFileSync(file, 'utf8').split('\n').filter(Boolean).length === 2);
-      const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      await until('both lines in the file', () => out.lines().length === 2);
+      const lines = out.lines();
       assert.equal(lines[0]!.msg, 'hello');
       assert.equal(lines[0]!.secret, '[redacted]');
       assert.equal(lines[0]!.role, 'test');
@@ -53,8 +74,29 @@ describe('process loggers', () => {
       assert.equal(writes.count(), after, 'writes went on after the buffer was written out');
     } finally {
       writes.restore();
-      closeSync(fd);
-      rmSync(dir, { recursive: true, force: true });
+      // Whatever is still buffered goes out before the file closes: at exit sonic-boom would retry a closed fd for ever.
+      flush();
+      out.remove();
+    }
+  });
+
+  it('write out a line logged while an earlier write was still in flight, with nothing logged after it', async () => {
+    const out = logFile();
+    // Each write completes 150 ms late: the flush timer (20 ms) comes round while it is in flight.
+    const writes = countWrites(out.fd, 150);
+    const { log, flush } = createLoggers('info', { role: 'test' }, { fd: out.fd, flushEveryMs: 20 });
+    try {
+      log.info('first');
+      await until('the first write under way', () => writes.count() === 1);
+      log.info('second');
+      // A flush now finds the first write in flight and does nothing; the second line must still go out.
+      await until('both lines in the file', () => out.lines().length === 2);
+      assert.deepEqual(out.lines().map((l) => l.msg), ['first', 'second']);
+    } finally {
+      writes.restore();
+      // Whatever is still buffered goes out before the file closes: at exit sonic-boom would retry a closed fd for ever.
+      flush();
+      out.remove();
     }
   });
 });
