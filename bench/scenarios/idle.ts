@@ -44,12 +44,14 @@ interface Sample {
   readonly wake: number;
 }
 
-function sample(pids: readonly number[]): Map<number, Sample> {
+/** Every process's counters; one that cannot be read (it died or restarted while settling) fails the measurement. */
+function sample(pids: readonly number[], label: string): Map<number, Sample> {
   const out = new Map<number, Sample>();
   for (const pid of pids) {
     const cpu = cpuMs(pid);
     const wake = wakeUps(pid);
-    if (cpu !== null && wake !== null) out.set(pid, { cpu, wake });
+    if (cpu === null || wake === null) throw new Error(`idle: ${label} process ${pid} cannot be read (did it restart?)`);
+    out.set(pid, { cpu, wake });
   }
   return out;
 }
@@ -79,10 +81,10 @@ export async function idle(ctx: BenchContext): Promise<ScenarioReport> {
   }
   log(`idle: ${sides.length} daemon(s) settling ${SETTLE_MS / 1000} s, then ${flags.idleSeconds} s measured side by side`);
   await sleep(SETTLE_MS);
-  const before = sides.map((s) => sample(s.daemon.pids()));
+  const before = sides.map((s) => sample(s.daemon.pids(), s.label));
   const t0 = performance.now();
   await sleep(flags.idleSeconds * 1000);
-  const after = sides.map((s) => sample(s.daemon.pids()));
+  const after = sides.map((s) => sample(s.daemon.pids(), s.label));
   const seconds = (performance.now() - t0) / 1000;
   const measured = sides.map((s, i) => ({ side: s, ...rates(before[i]!, after[i]!, seconds, s.label) }));
   for (const m of measured) {
@@ -97,7 +99,8 @@ export async function idle(ctx: BenchContext): Promise<ScenarioReport> {
   for (const m of measured) rows.push([m.side.label, m.cpuMsPerS, m.wakeUpsPerS, m.side.commit?.slice(0, 10) ?? '-']);
   const base = measured[1];
   const ratio = (a: number, b: number): number | null => (b > 0 ? round(a / b, 2) : null);
-  if (base) rows.push(['this / baseline', `${ratio(measured[0]!.cpuMsPerS, base.cpuMsPerS)}x`, `${ratio(measured[0]!.wakeUpsPerS, base.wakeUpsPerS)}x`, '']);
+  const times = (r: number | null): string => (r === null ? '-' : `${r}x`);
+  if (base) rows.push(['this / baseline', times(ratio(measured[0]!.cpuMsPerS, base.cpuMsPerS)), times(ratio(measured[0]!.wakeUpsPerS, base.wakeUpsPerS)), '']);
   return {
     record: {
       idle: {

@@ -148,9 +148,10 @@ const LINT_FAILING_DEFAULTS = Object.freeze(['nodejs_active_handles_total', 'nod
  * How often the event-loop lag is sampled (`nodejs_eventloop_lag_*`).
  * prom-client's default, 10 ms, is a timer firing 100 times a second in
  * every process, busy or idle: with eight processes it was most of an idle
- * daemon's wake-ups. A stall still shows in full at 100 ms, as it delays the
- * next sample by its length; stalls shorter than that are caught in
- * proportion to their length.
+ * daemon's wake-ups. Each raw sample is the whole gap between two firings,
+ * so an idle process now reads 0.1 s (it read 0.01 s): the dashboard's panel
+ * subtracts the interval. A stall of L then shows as L − 100 ms to L, and
+ * stalls shorter than the interval are caught in proportion to their length.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
 
