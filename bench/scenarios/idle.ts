@@ -8,8 +8,9 @@
  * ratios this/baseline are the claim.
  *
  * Wake-ups are the main thread's voluntary context switches
- * (`/proc/<pid>/status`): each is the event loop going to sleep in
- * `epoll_wait` and being woken by a timer or I/O.
+ * (`/proc/<pid>/status`): nearly all are the event loop going to sleep in
+ * `epoll_wait` and being woken by a timer or I/O (a wait on a lock counts
+ * too, so the figure is an approximation).
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

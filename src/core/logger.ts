@@ -45,9 +45,9 @@ export interface ProcessLoggers {
  * The pino loggers of one process, JSON lines on stdout. Writes are buffered
  * and asynchronous so the hot path never waits on the pipe; a timer flushes
  * them at least every 200 ms, and only when a line was logged or a write went
- * out since the last flush: sonic-boom's `flush()` on an empty buffer still sends an empty write
- * through libuv's thread pool, which woke every idle process five times a
- * second for nothing.
+ * out since the last flush: sonic-boom's `flush()` on an empty buffer still
+ * sends an empty write through libuv's thread pool, which woke every idle
+ * process five times a second for nothing.
  */
 export function createLoggers(level: LogLevel, bindings: Record<string, unknown>, output: LogOutput = {}): ProcessLoggers {
   // 4 KiB batches: larger ones measured slower per line (5.5 µs at 32 KiB vs
