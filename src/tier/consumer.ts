@@ -90,7 +90,8 @@ export class TierWorker implements ManagedWorker {
   private readonly gate: OriginGate;
   /** This process's copy of the merchant registry; null without a database. */
   private readonly directory: MerchantDirectory | null;
-  private readonly gateTimer: NodeJS.Timeout;
+  /** Runs the gate's tick while it tracks an origin; null while it tracks none (an idle tier sleeps). */
+  private gateTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -99,7 +100,7 @@ export class TierWorker implements ManagedWorker {
     this.ring = nodeRingFor(deps.config.amqpUrl, 'tier', deps.tier, deps.config.scheduleMs.length);
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
-    this.gate = new OriginGate(gateOptionsOf(deps.config));
+    this.gate = new OriginGate(gateOptionsOf(deps.config), () => this.startGateTick());
     const db = deps.config.database.url;
     this.directory =
       db === null
@@ -133,9 +134,26 @@ export class TierWorker implements ManagedWorker {
     if (directory) deps.metrics.sampleRegistry(() => directory.isUp);
     deps.metrics.sampleInflight(String(deps.tier), () => this.inflight.size);
     deps.metrics.sampleOrigins(String(deps.tier), () => this.gate.counts());
-    // Waits that ran out, queues past their bound, idle origins: a tenth of a second is fine-grained enough.
-    this.gateTimer = setInterval(() => this.gate.tick(), GATE_TICK_MS);
-    this.gateTimer.unref();
+  }
+
+  /**
+   * Waits that ran out, queues past their bound, idle origins: a tenth of a
+   * second is fine-grained enough. The timer stops once the gate has
+   * forgotten its last origin and starts again with the next one.
+   */
+  private startGateTick(): void {
+    if (this.gateTimer !== null) return;
+    const timer = setInterval(() => {
+      this.gate.tick();
+      if (this.gate.idle && this.gateTimer === timer) this.stopGateTick();
+    }, GATE_TICK_MS);
+    timer.unref();
+    this.gateTimer = timer;
+  }
+
+  private stopGateTick(): void {
+    if (this.gateTimer !== null) clearInterval(this.gateTimer);
+    this.gateTimer = null;
   }
 
   /** What the pipeline signs and delivers with, built anew on a reload. */
@@ -428,7 +446,7 @@ export class TierWorker implements ManagedWorker {
       const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);
       if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
       this.stopSignal.abort();
-      clearInterval(this.gateTimer);
+      this.stopGateTick();
       await this.history?.close();
       this.acker?.flush();
       this.acker = null;

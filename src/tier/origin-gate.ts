@@ -81,9 +81,19 @@ export class OriginGate {
   private readonly now: () => number;
   private opts: GateOptions;
 
-  constructor(opts: GateOptions) {
+  /**
+   * @param wake called when the gate starts tracking an origin while it
+   *   tracked none: its owner runs `tick()` from then until `idle` is true
+   *   again, so a tier with no traffic has no timer waking it.
+   */
+  constructor(opts: GateOptions, private readonly wake: () => void = () => undefined) {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+  }
+
+  /** Nothing tracked: no origin state, so nothing waiting, in flight or to forget; `tick()` has nothing to do. */
+  get idle(): boolean {
+    return this.states.size === 0;
   }
 
   /** New limits apply from the next decision (a reload). */
@@ -100,6 +110,7 @@ export class OriginGate {
     if (s === undefined) {
       s = new OriginState(this.opts.policy, now);
       this.states.set(origin, s);
+      if (this.states.size === 1) this.wake();
     }
     return s;
   }

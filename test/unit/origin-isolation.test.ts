@@ -264,5 +264,39 @@ describe('origin gate', () => {
     g.tick();
     assert.equal(g.worst(100).length, 0);
   });
+
+  it('wakes its owner when it starts tracking an origin, and is idle once it has forgotten the last one', async () => {
+    const c = new Clock();
+    let wakes = 0;
+    const g = new OriginGate({ policy: P, concurrency: 8, queueTargetMs: 200, windowSpare: 0, maxOrigins: 100, idleMs: 1000, now: c.now }, () => wakes++);
+    assert.equal(g.idle, true);
+    const a = go(g.admit('https://a', 1000, true));
+    assert.equal(wakes, 1);
+    assert.equal(g.idle, false);
+    go(g.admit('https://b', 1000, true)).release('success', 1);
+    assert.equal(wakes, 1, 'a second origin while one is tracked wakes no one');
+    c.t += 2000;
+    g.tick();
+    assert.equal(g.idle, false, 'an origin with an attempt in flight is kept');
+    a.release('success', 1);
+    c.t += 2000;
+    g.tick();
+    assert.equal(g.idle, true);
+    // A waiter keeps it busy until it is served: the timer must run while anything waits.
+    const held = [0, 1, 2, 3].map(() => go(g.admit('https://c', 1000, true)));
+    assert.equal(wakes, 2);
+    const waiting = g.admit('https://c', 1000, true);
+    assert.ok(waiting instanceof Promise);
+    c.t += 5000;
+    g.tick();
+    assert.equal(g.idle, false);
+    for (const t of held) t.release('success', 1);
+    const served = await waiting;
+    assert.ok(served.kind === 'go' || served.kind === 'skip', served.kind);
+    if (served.kind === 'go') served.release('success', 1);
+    c.t += 2000;
+    g.tick();
+    assert.equal(g.idle, true);
+  });
 });
 
