@@ -163,6 +163,8 @@ export async function warmUp(
         attemptLogger: quiet,
         metrics: createWorkerMetrics({}, false),
         stopSignal: stop,
+        // No tick: the synthetic merchant answers at once, so nothing waits
+        // past a release (which serves waiters), and this gate dies with the warm-up.
         gate: new OriginGate(gate),
         merchants: null,
         slots: new MerchantSlots(),
