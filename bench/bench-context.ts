@@ -235,12 +235,12 @@ export function parseFlags(): Flags {
       return [kv.slice(0, i), kv.slice(i + 1)];
     }),
   );
-  // A build named for the ingress bench without --ingress would be silently ignored.
-  if (!values.idle && (values['idle-baseline'] !== undefined || values['idle-seconds'] !== undefined)) {
-    throw new Error('--idle-baseline and --idle-seconds need --idle');
-  }
+  // A build named for the ingress or idle bench without --ingress or --idle would be silently ignored.
   if (!values.ingress && (values['ingress-baseline'] !== undefined || values['ingress-build'] !== undefined)) {
     throw new Error('--ingress-baseline and --ingress-build need --ingress');
+  }
+  if (!values.idle && (values['idle-baseline'] !== undefined || values['idle-seconds'] !== undefined)) {
+    throw new Error('--idle-baseline and --idle-seconds need --idle');
   }
   return {
     n: Math.max(1, Math.floor(num(values.n, 20_000, 'n'))),
@@ -410,8 +410,8 @@ export async function startDaemon({ res, flags }: { res: Resources; flags: Flags
 }
 
 /** `master 60, tier0 30, …` for pids in `startDaemon`'s order (master, tiers, ingress). */
-export function byRole(pids: readonly number[], perPidMiB: Record<number, number>): string {
-  return pids.map((pid, i) => `${i === 0 ? 'master' : i === pids.length - 1 ? 'ingress' : `tier${i - 1}`} ${perPidMiB[pid] ?? '?'}`).join(', ');
+export function byRole(pids: readonly number[], perPid: Record<number, number | string>): string {
+  return pids.map((pid, i) => `${i === 0 ? 'master' : i === pids.length - 1 ? 'ingress' : `tier${i - 1}`} ${perPid[pid] ?? '?'}`).join(', ');
 }
 
 export interface Measured {

@@ -222,10 +222,8 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
     return { ...run, tier1: tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]) };
   } finally {
     await daemon.d.stop(40_000).catch((e: unknown) => log(`cold daemon stop: ${String(e)}`));
-    // Not kept for the final clean-up: a run's queues go now.
-    const i = ctx.res.daemons.findIndex((x) => x.d === daemon.d);
-    if (i >= 0) ctx.res.daemons.splice(i, 1);
-    await deletePrefix(daemon.prefix, DEFAULT_SCHEDULE, flags.queueType).catch((e: unknown) => log(`deletePrefix ${daemon.prefix}: ${String(e)}`));
+    const entry = ctx.res.daemons.find((x) => x.d === daemon.d);
+    if (entry) await dropPrefix(ctx, entry, ctx.res.daemons);
     await m.clear();
   }
 }
@@ -259,24 +257,25 @@ async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, ta
     return await coldLoad(ctx, m, rate, tag, prefix, { pipeline: stages.map((s) => s.pid).filter((x): x is number => x !== undefined) });
   } finally {
     for (const s of stages) await s.stop().catch((e: unknown) => log(`cold loops stop: ${String(e)}`));
-    await dropPrefix(ctx, owned);
+    await dropPrefix(ctx, owned, ctx.res.prefixes);
     await m.clear();
   }
 }
 
 /**
- * Deletes a run's own topology now; only once that worked is it struck off the
- * bench's final clean-up, which otherwise tries again at the end.
+ * Deletes a run's own topology now (a prefix it declared, or a stopped
+ * daemon's); only once that worked is it struck off `from`, the bench's final
+ * clean-up list, which otherwise tries again at the end.
  */
-async function dropPrefix(ctx: BenchContext, owned: { prefix: string; schedule: string }): Promise<void> {
+async function dropPrefix<T extends { prefix: string; schedule: string }>(ctx: BenchContext, owned: T, from: T[]): Promise<void> {
   try {
     await deletePrefix(owned.prefix, owned.schedule, ctx.flags.queueType);
   } catch (e) {
     log(`deletePrefix ${owned.prefix}: ${String(e)}`);
     return;
   }
-  const i = ctx.res.prefixes.indexOf(owned);
-  if (i >= 0) ctx.res.prefixes.splice(i, 1);
+  const i = from.indexOf(owned);
+  if (i >= 0) from.splice(i, 1);
 }
 
 /** The bare mechanism at `rate`: publish into `P.wait.1` of a fresh topology, a plain consumer on `P.work.1`. */
@@ -325,7 +324,7 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
   } finally {
     await close().catch(() => undefined);
     await conn.close().catch(() => undefined);
-    await dropPrefix(ctx, owned);
+    await dropPrefix(ctx, owned, ctx.res.prefixes);
   }
 }
 

@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { commitOf, round } from '../bench-util.js';
-import { log, startDaemon, table, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { byRole, log, startDaemon, table, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
 import { CLI_PATH } from '../daemon-process.js';
 import { cpuMs } from '../cpu.js';
 
@@ -89,12 +89,8 @@ export async function idle(ctx: BenchContext): Promise<ScenarioReport> {
   const seconds = (performance.now() - t0) / 1000;
   const measured = sides.map((s, i) => ({ side: s, ...rates(before[i]!, after[i]!, seconds, s.label) }));
   for (const m of measured) {
-    const roles = m.side.daemon.pids().map((pid, i, all) => {
-      const p = m.perProcess.find((x) => x.pid === pid);
-      const role = i === 0 ? 'master' : i === all.length - 1 ? 'ingress' : `tier${i - 1}`;
-      return p ? `${role} ${p.cpuMsPerS}/${p.wakeUpsPerS}` : `${role} -`;
-    });
-    log(`idle ${m.side.label}: ${m.cpuMsPerS} ms of CPU/s, ${m.wakeUpsPerS} wake-ups/s (per process, CPU ms/s / wake-ups/s: ${roles.join(', ')})`);
+    const perPid = Object.fromEntries(m.perProcess.map((p) => [p.pid, `${p.cpuMsPerS}/${p.wakeUpsPerS}`]));
+    log(`idle ${m.side.label}: ${m.cpuMsPerS} ms of CPU/s, ${m.wakeUpsPerS} wake-ups/s (per process, CPU ms/s / wake-ups/s: ${byRole(m.side.daemon.pids(), perPid)})`);
   }
   const rows: Row[] = [['idle daemon', 'CPU ms/s', 'wake-ups/s', 'commit']];
   for (const m of measured) rows.push([m.side.label, m.cpuMsPerS, m.wakeUpsPerS, m.side.commit?.slice(0, 10) ?? '-']);
