@@ -388,13 +388,9 @@ export async function startDaemon({ res, flags }: { res: Resources; flags: Flags
   const d = new DaemonProcess({ prefix, schedule, env, echo: flags.echo, ...(cliPath ? { cliPath } : {}) });
   res.daemons.push({ d, prefix, schedule });
   await d.ready(30_000);
-  if (!flags.echo) {
-    // The per-attempt log lines still go to a pipe as in production; the bench
-    // just no longer parses and keeps them.
-    const out = d.proc.stdout!;
-    out.removeAllListeners('data');
-    out.on('data', () => undefined);
-  }
+  // The per-attempt log lines still go to a pipe as in production; the bench
+  // keeps only the warm-up lines (the cold scenario reports them).
+  d.keepOnly('warm');
   const status = async (): Promise<Status> => (await d.admin<Status>('GET', '/admin/status')).body;
   let pidList: number[] = [];
   const refresh = async (): Promise<void> => {

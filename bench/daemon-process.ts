@@ -46,6 +46,8 @@ export class DaemonProcess {
   adminPort = 0;
   ingressPort = 0;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  /** Set by `keepOnly`: only lines holding it are parsed and kept. */
+  private needle: string | null = null;
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(readonly opts: DaemonOptions) {
@@ -66,23 +68,40 @@ export class DaemonProcess {
       detached: opts.detached ?? false,
     });
     let buf = '';
+    const take = (line: string): void => {
+      try {
+        const parsed = JSON.parse(line) as LogLine;
+        this.lines.push(parsed);
+        if (parsed.msg === 'listening') {
+          this.adminPort = Number(parsed.admin);
+          this.ingressPort = Number(parsed.ingress);
+        }
+      } catch {
+        /* not JSON: ignore */
+      }
+    };
     this.proc.stdout!.on('data', (c: Buffer) => {
       buf += c.toString();
+      const needle = this.needle;
+      if (needle !== null && !opts.echo) {
+        const end = buf.lastIndexOf('\n');
+        if (end < 0) return;
+        const whole = buf.slice(0, end);
+        buf = buf.slice(end + 1);
+        for (let at = whole.indexOf(needle); at >= 0; ) {
+          const from = whole.lastIndexOf('\n', at) + 1;
+          const to = whole.indexOf('\n', at);
+          take(whole.slice(from, to < 0 ? whole.length : to));
+          at = to < 0 ? -1 : whole.indexOf(needle, to);
+        }
+        return;
+      }
       let i: number;
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         if (opts.echo) process.stdout.write(`[daemon] ${line}\n`);
-        try {
-          const parsed = JSON.parse(line) as LogLine;
-          this.lines.push(parsed);
-          if (parsed.msg === 'listening') {
-            this.adminPort = Number(parsed.admin);
-            this.ingressPort = Number(parsed.ingress);
-          }
-        } catch {
-          /* not JSON: ignore */
-        }
+        if (needle === null || line.includes(needle)) take(line);
       }
     });
     this.proc.stderr!.on('data', (c: Buffer) => {
@@ -179,6 +198,26 @@ export class DaemonProcess {
       this.proc.kill('SIGKILL');
       throw err;
     }
+  }
+
+  /**
+   * From now on, parse and keep only the log lines holding `needle`. For a
+   * bench: parsing every per-attempt line would put the bench's own CPU into
+   * what it measures, and dropping them all would lose a worker's line that
+   * comes after it reports running (its logger flushes on a timer).
+   */
+  keepOnly(needle: string): void {
+    this.needle = needle;
+  }
+
+  /**
+   * What the daemon said went wrong: its error and fatal lines, workers that
+   * exited, and its stderr. For a failing test's message, so a failure that
+   * does not reproduce still says what the daemon saw.
+   */
+  troubles(): string {
+    const said = this.lines.filter((l) => l.level === 'error' || l.level === 'fatal' || /exited/.test(String(l.msg ?? '')));
+    return [...said.map((l) => JSON.stringify(l)), ...this.stderr].join('\n');
   }
 
   /** Log lines with `msg === m`. */

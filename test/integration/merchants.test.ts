@@ -239,6 +239,7 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     };
     for (let i = 0; i < 20; i++) await send();
     pgCluster('stop');
+    const stoppedAt = Date.now();
     let deliveredDuring = 0;
     try {
       const until = Date.now() + 30_000;
@@ -249,6 +250,10 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       deliveredDuring = ids.filter((id) => merchant.count(`/ok/pgdown/${id}`) > 0).length;
       const metrics = (await admin<string>(d, 'GET', '/metrics')).body;
       assert.match(metrics, /notify_registry_up 0/);
+    } catch (err) {
+      // One README run failed here once (the ingress refused a connection) and
+      // it has not come back since: say what the daemon saw if it does.
+      throw new Error(`${(err as Error).message} (${Date.now() - stoppedAt} ms after PostgreSQL stopped); the daemon's errors and exits:\n${d.troubles()}`, { cause: err });
     } finally {
       pgCluster('start');
     }
