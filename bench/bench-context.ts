@@ -373,7 +373,7 @@ export function historyOffConfig(res: Resources): string {
 
 /**
  * Starts the real daemon on a fresh prefix (registered in `res` for cleanup);
- * afterwards its stdout is drained cheaply (no JSON parsing in the bench).
+ * once it is ready, only its workers' warm-up lines are parsed from its stdout.
  */
 export async function startDaemon({ res, flags }: { res: Resources; flags: Flags }, schedule: string, label: string, cliPath?: string): Promise<DaemonHandle> {
   const prefix = uniquePrefix(label);
@@ -389,8 +389,9 @@ export async function startDaemon({ res, flags }: { res: Resources; flags: Flags
   res.daemons.push({ d, prefix, schedule });
   await d.ready(30_000);
   // The per-attempt log lines still go to a pipe as in production; the bench
-  // keeps only the warm-up lines (the cold scenario reports them).
-  d.keepOnly('warm');
+  // keeps only the warm-up lines (the cold scenario reports them). Not just
+  // 'warm': the throughput and isolation scenarios' warm-up ids hold it.
+  d.keepOnly('tier worker warmed up');
   const status = async (): Promise<Status> => (await d.admin<Status>('GET', '/admin/status')).body;
   let pidList: number[] = [];
   const refresh = async (): Promise<void> => {

@@ -204,20 +204,24 @@ export class DaemonProcess {
    * From now on, parse and keep only the log lines holding `needle`. For a
    * bench: parsing every per-attempt line would put the bench's own CPU into
    * what it measures, and dropping them all would lose a worker's line that
-   * comes after it reports running (its logger flushes on a timer).
+   * comes after it reports running (its logger flushes on a timer). Call it
+   * after `ready()`: the `listening` line that gives the ports is not kept.
    */
   keepOnly(needle: string): void {
+    // An empty needle would match at every position forever; a newline would cut lines apart.
+    if (needle === '' || needle.includes('\n')) throw new Error(`keepOnly: needle must be non-empty text on one line, not ${JSON.stringify(needle)}`);
     this.needle = needle;
   }
 
   /**
    * What the daemon said went wrong: its error and fatal lines, workers that
-   * exited, and its stderr. For a failing test's message, so a failure that
-   * does not reproduce still says what the daemon saw.
+   * exited, and its stderr (of the lines kept: see `keepOnly`). For a
+   * failing test's message, so a failure that does not reproduce still says
+   * what the daemon saw.
    */
   troubles(): string {
     const said = this.lines.filter((l) => l.level === 'error' || l.level === 'fatal' || /exited/.test(String(l.msg ?? '')));
-    return [...said.map((l) => JSON.stringify(l)), ...this.stderr].join('\n');
+    return [...said.map((l) => JSON.stringify(l)), this.stderr.join('')].join('\n');
   }
 
   /** Log lines with `msg === m`. */

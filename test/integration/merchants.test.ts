@@ -252,7 +252,9 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       assert.match(metrics, /notify_registry_up 0/);
     } catch (err) {
       // One README run failed here once (the ingress refused a connection) and
-      // it has not come back since: say what the daemon saw if it does.
+      // it has not come back since: say what the daemon saw if it does, after
+      // its loggers' next flush (every 200 ms) has come through.
+      await new Promise((r) => setTimeout(r, 500));
       throw new Error(`${(err as Error).message} (${Date.now() - stoppedAt} ms after PostgreSQL stopped); the daemon's errors and exits:\n${d.troubles()}`, { cause: err });
     } finally {
       pgCluster('start');
