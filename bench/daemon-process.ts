@@ -68,40 +68,24 @@ export class DaemonProcess {
       detached: opts.detached ?? false,
     });
     let buf = '';
-    const take = (line: string): void => {
-      try {
-        const parsed = JSON.parse(line) as LogLine;
-        this.lines.push(parsed);
-        if (parsed.msg === 'listening') {
-          this.adminPort = Number(parsed.admin);
-          this.ingressPort = Number(parsed.ingress);
-        }
-      } catch {
-        /* not JSON: ignore */
-      }
-    };
     this.proc.stdout!.on('data', (c: Buffer) => {
       buf += c.toString();
-      const needle = this.needle;
-      if (needle !== null && !opts.echo) {
-        const end = buf.lastIndexOf('\n');
-        if (end < 0) return;
-        const whole = buf.slice(0, end);
-        buf = buf.slice(end + 1);
-        for (let at = whole.indexOf(needle); at >= 0; ) {
-          const from = whole.lastIndexOf('\n', at) + 1;
-          const to = whole.indexOf('\n', at);
-          take(whole.slice(from, to < 0 ? whole.length : to));
-          at = to < 0 ? -1 : whole.indexOf(needle, to);
-        }
-        return;
-      }
       let i: number;
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         if (opts.echo) process.stdout.write(`[daemon] ${line}\n`);
-        if (needle === null || line.includes(needle)) take(line);
+        if (this.needle !== null && !line.includes(this.needle)) continue;
+        try {
+          const parsed = JSON.parse(line) as LogLine;
+          this.lines.push(parsed);
+          if (parsed.msg === 'listening') {
+            this.adminPort = Number(parsed.admin);
+            this.ingressPort = Number(parsed.ingress);
+          }
+        } catch {
+          /* not JSON: ignore */
+        }
       }
     });
     this.proc.stderr!.on('data', (c: Buffer) => {
@@ -208,14 +192,14 @@ export class DaemonProcess {
    * after `ready()`: the `listening` line that gives the ports is not kept.
    */
   keepOnly(needle: string): void {
-    // An empty needle would match at every position forever; a newline would cut lines apart.
+    // An empty needle would keep every line, and one with a newline none.
     if (needle === '' || needle.includes('\n')) throw new Error(`keepOnly: needle must be non-empty text on one line, not ${JSON.stringify(needle)}`);
     this.needle = needle;
   }
 
   /**
-   * What the daemon said went wrong: its error and fatal lines, workers that
-   * exited, and its stderr (of the lines kept: see `keepOnly`). For a
+   * What the daemon said went wrong: its error and fatal lines and workers
+   * that exited (of the lines kept: see `keepOnly`), and its stderr. For a
    * failing test's message, so a failure that does not reproduce still says
    * what the daemon saw.
    */

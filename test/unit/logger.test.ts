@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLoggers } from '../../src/core/logger.js';
+import { waitFor } from '../../bench/daemon-process.js';
 
 /**
  * Counts the asynchronous writes sonic-boom sends to `fd` (it calls `fs.write`
@@ -40,13 +41,8 @@ function logFile(): { file: string; fd: number; lines: () => Record<string, unkn
   };
 }
 
-async function until(what: string, fn: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+/** The project's poll (bench/daemon-process.ts), at the 10-ms grain these timings need. */
+const until = (what: string, fn: () => boolean, ms = 3000): Promise<void> => waitFor(fn, ms, what, 10);
 
 describe('process loggers', () => {
   it('write a buffered line out within the flush interval, and send no write while nothing is logged', async () => {
