@@ -259,12 +259,15 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
  */
 function ratioSummary(runs: readonly BadRun[]): Row[] {
   const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)']];
-  const keys = [...new Set(runs.filter((r) => r.ratio !== null).map((r) => `${r.mode}|${r.share}`))];
-  for (const key of keys) {
-    const [mode, share] = key.split('|') as [string, string];
-    const mine = runs.filter((r) => r.mode === mode && String(r.share) === share && r.ratio !== null);
+  const groups = new Map<string, BadRun[]>();
+  for (const r of runs) {
+    if (r.ratio === null) continue;
+    const key = `${r.mode}|${r.share}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  for (const mine of groups.values()) {
     const ratios = mine.map((r) => r.ratio!).sort((x, y) => x - y);
-    rows.push([mode, `${share} %`, ratios.length, `${round(median(ratios), 2)}x`, `${ratios[0]}–${ratios[ratios.length - 1]}x`, `${ratios.filter((x) => x >= 0.9).length} of ${ratios.length}`, round(median(mine.map((r) => r.latencyP99)))]);
+    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, ratios.length, `${round(median(ratios), 2)}x`, `${ratios[0]}–${ratios[ratios.length - 1]}x`, `${ratios.filter((x) => x >= 0.9).length} of ${ratios.length}`, round(median(mine.map((r) => r.latencyP99)))]);
   }
   return rows;
 }
