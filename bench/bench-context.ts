@@ -49,7 +49,9 @@ export const USAGE = `npm run bench -- [options]
                      neighbour on the shared VM, the same for every engine (default 0)
   --bad-merchant M[,M…]  origin isolation: the healthy merchant's deliveries/s beside a bad one, as a
                      ratio to a control run (the bad share to a second healthy merchant), and its
-                     latency at a steady rate; M = hang, blackhole, slow, refused, dns or all
+                     latency at a steady rate; M = hang, blackhole, slow, refused, dns or all. Each run also
+                     counts the deferrals, skips and hand-ons of every tier within its window: each is a
+                     publish into a quorum queue, the broker's dearest work there
   --bad-share P[,P]  percent of the notifications for the bad merchant (default 10)
   --isolation-n N    notifications preloaded per isolation run (default 20000)
   --isolation-runs K repeat each share's control and bad runs K times, the modes' order turning

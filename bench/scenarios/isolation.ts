@@ -144,6 +144,33 @@ interface BadRun {
   tier0Fds: number;
   /** CPU ms per 1,000 of the healthy merchant's deliveries: the daemon's processes, the broker, merchant A. */
   cpuPer1k: { consumer: number; broker: number; merchant: number };
+  /** What the tiers did with notifications other than deliver them, while the healthy merchant's share was measured. */
+  handling: Handling;
+}
+
+/** Counts summed over every tier: deferrals to a hold queue, attempts skipped, attempts handed on to a wait queue (retry or error). */
+export interface Handling {
+  deferred: number;
+  skipped: number;
+  handedOn: number;
+}
+
+/**
+ * Pure: the handling counters of a daemon's /metrics text. Each of them is a
+ * publish into a quorum queue that dead-letters at least once, the broker's
+ * dearest work here; a healthy delivery publishes none.
+ */
+export function handlingCounts(metrics: string): Handling {
+  const sum = (re: RegExp): number => [...metrics.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+  return {
+    deferred: sum(/^notify_deferrals_total\{[^}]*\}\s+(\S+)$/gm),
+    skipped: sum(/^notify_attempts_total\{[^}]*outcome="skipped"[^}]*\}\s+(\S+)$/gm),
+    handedOn: sum(/^notify_attempts_total\{[^}]*outcome="(?:retry|error)"[^}]*\}\s+(\S+)$/gm),
+  };
+}
+
+async function handlingNow(daemon: DaemonHandle): Promise<Handling> {
+  return handlingCounts(String((await daemon.d.admin<string>('GET', '/metrics')).body));
 }
 
 /** A bad merchant of `mode`, never seen by the daemon before: its base URL and how to stop it. */
@@ -214,10 +241,12 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           await preload(daemon, n, (i) => (isBad(i) ? `${bad.base}/${runNo}-${i}` : `${aBase}/n/${runNo}-${i}`), `iso${runNo}`);
           const sampler = new PssSampler(daemon.pids, 200).start();
           const fds = fdPeak(tier0);
+          const before = await handlingNow(daemon);
           const m = await timeUntilSeen(a, healthyCount, { consumer: daemon.pids(), broker: BEAM() }, async () => {
             const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
             if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
           });
+          const after = await handlingNow(daemon);
           const pss = await sampler.stop();
           const tier0Fds = fds.stop();
           if (mode === 'control') controlPerS = m.perS;
@@ -239,6 +268,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             pssPeakMiB: round(pss.peakMiB),
             tier0Fds,
             cpuPer1k: m.cpuPer1k,
+            handling: { deferred: after.deferred - before.deferred, skipped: after.skipped - before.skipped, handedOn: after.handedOn - before.handedOn },
           });
         } finally {
           await bad.stop();
@@ -246,8 +276,8 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
       }
     }
   }
-  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker']];
-  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker]);
+  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'handed on']];
+  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.handedOn]);
   return { runs, rows, summary: flags.isolationRuns > 1 ? ratioSummary(runs) : null };
 }
 
