@@ -50,8 +50,9 @@ export const USAGE = `npm run bench -- [options]
   --bad-merchant M[,M…]  origin isolation: the healthy merchant's deliveries/s beside a bad one, as a
                      ratio to a control run (the bad share to a second healthy merchant), and its
                      latency at a steady rate; M = hang, blackhole, slow, refused, dns or all. Each run also
-                     counts the deferrals, skips and hand-ons of every tier within its window: each is a
-                     publish into a quorum queue, the broker's dearest work there
+                     counts the deferrals, skipped attempts and failed attempts handed on, all tiers, within
+                     its window: each is a publish into a wait, hold or dead queue, dearer to the broker
+                     than a delivery
   --bad-share P[,P]  percent of the notifications for the bad merchant (default 10)
   --isolation-n N    notifications preloaded per isolation run (default 20000)
   --isolation-runs K repeat each share's control and bad runs K times, the modes' order turning
@@ -487,24 +488,9 @@ export async function timeUntilSeen(merchant: MerchantProcess, n: number, groups
   return { perS: (n / ms) * 1000, ms, monoUs: [m0, m1], cpuPer1k: per1k(used, n) };
 }
 
-/** Upper bound (ms) of the histogram bucket holding the p-th percentile of `notify_schedule_lateness_seconds{tier}`. */
-export function histogramPercentileMs(metrics: string, tier: string, p: number): number | null {
-  const re = /^notify_schedule_lateness_seconds_bucket\{([^}]*)\}\s+(\S+)$/gm;
-  const buckets: { le: number; count: number }[] = [];
-  for (let m; (m = re.exec(metrics)); ) {
-    const labels = m[1]!;
-    if (!new RegExp(`(^|,)tier="${tier}"(,|$)`).test(labels)) continue;
-    const le = /le="([^"]+)"/.exec(labels)?.[1];
-    if (!le) continue;
-    buckets.push({ le: le === '+Inf' ? Infinity : Number(le), count: Number(m[2]) });
-  }
-  if (buckets.length === 0) return null;
-  buckets.sort((a, b) => a.le - b.le);
-  const total = buckets[buckets.length - 1]!.count;
-  if (total === 0) return null;
-  const want = (p / 100) * total;
-  const b = buckets.find((x) => x.count >= want)!;
-  return b.le === Infinity ? Infinity : b.le * 1000;
+/** A daemon's Prometheus text, every process's metrics as the master aggregates them (read it with bench/metrics-text.ts). */
+export async function metricsText(daemon: DaemonProcess): Promise<string> {
+  return String((await daemon.admin<string>('GET', '/metrics')).body);
 }
 
 /** Largest number of ready messages (`messageCount` of a passive declare) seen per queue, sampled every 250 ms. */

@@ -30,7 +30,8 @@ import { makeNotification, median, openConfirm, percentile, preloadTier0, round,
 import { CeilingProcess } from '../ceiling.js';
 import { AMQP_URL, deletePrefix, uniquePrefix } from '../daemon-process.js';
 import { MerchantProcess } from '../merchant-process.js';
-import { BEAM, DEFAULT_SCHEDULE, histogramPercentileMs, log, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
+import { BEAM, DEFAULT_SCHEDULE, log, metricsText, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
+import { counterSum, histogramPercentileMs, samples } from '../metrics-text.js';
 import { CpuMeter, machineTicks } from '../cpu.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
 
@@ -77,15 +78,14 @@ interface Tier1Report {
 /** Tier 1's own view of a run, from the daemon's /metrics and its start-up log. */
 function tier1Report(metrics: string, lines: readonly { msg?: string; tier?: unknown; ms?: unknown }[]): Tier1Report {
   const attempts: Record<string, number> = {};
-  for (const m of metrics.matchAll(/^notify_attempts_total\{([^}]*)\}\s+(\S+)$/gm)) {
-    if (!/tier="1"/.test(m[1]!)) continue;
-    const outcome = /outcome="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
-    attempts[outcome] = (attempts[outcome] ?? 0) + Number(m[2]);
+  for (const x of samples(metrics, 'notify_attempts_total')) {
+    if (x.labels.tier !== '1') continue;
+    const outcome = x.labels.outcome ?? '?';
+    attempts[outcome] = (attempts[outcome] ?? 0) + x.value;
   }
-  const deferrals = [...metrics.matchAll(/^notify_deferrals_total\{([^}]*)\}\s+(\S+)$/gm)].filter((m) => /tier="1"/.test(m[1]!)).reduce((a, m) => a + Number(m[2]), 0);
+  const deferrals = counterSum(metrics, 'notify_deferrals_total', { tier: '1' });
   const warm = lines.find((l) => l.msg === 'tier worker warmed up' && Number(l.tier) === 1);
-  const t0 = (re: RegExp): number => [...metrics.matchAll(re)].filter((m) => /tier="0"/.test(m[1]!)).reduce((a, m) => a + Number(m[2]), 0);
-  const tier0SkippedOrDeferred = t0(/^notify_attempts_total\{([^}]*outcome="skipped"[^}]*)\}\s+(\S+)$/gm) + t0(/^notify_deferrals_total\{([^}]*)\}\s+(\S+)$/gm);
+  const tier0SkippedOrDeferred = counterSum(metrics, 'notify_attempts_total', { tier: '0', outcome: 'skipped' }) + counterSum(metrics, 'notify_deferrals_total', { tier: '0' });
   return { attempts, deferrals, latenessP99LeMs: histogramPercentileMs(metrics, '1', 99), warmUpMs: warm ? Number(warm.ms) : null, tier0SkippedOrDeferred };
 }
 
@@ -218,7 +218,7 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
   const daemon = await startDaemon({ res: ctx.res, flags: { ...flags, daemonEnv: { ...flags.daemonEnv, ...env } } }, DEFAULT_SCHEDULE, 'cold');
   try {
     const run = await coldLoad(ctx, m, rate, tag, daemon.prefix, { pipeline: daemon.pids() });
-    const metrics = String((await daemon.d.admin<string>('GET', '/metrics')).body);
+    const metrics = await metricsText(daemon.d);
     return { ...run, tier1: tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]) };
   } finally {
     await daemon.d.stop(40_000).catch((e: unknown) => log(`cold daemon stop: ${String(e)}`));

@@ -13,17 +13,15 @@ import pg from 'pg';
 import { namesFor } from '../../src/broker/topology.js';
 import { encodeNotification } from '../../src/core/message.js';
 import { makeNotification, median, openConfirm, preloadTier0, queueInfo, round, sleep, tier0Props } from '../bench-util.js';
-import { BEAM, log, historyOffConfig, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
+import { BEAM, log, historyOffConfig, metricsText, startDaemon, table, timeUntilSeen, waitDepth, type BenchContext, type DaemonHandle, type Row, type ScenarioReport } from '../bench-context.js';
 import { CpuMeter, pidsByComm } from '../cpu.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { freshDatabase } from '../database.js';
+import { counterSum } from '../metrics-text.js';
 
 /** History records written so far by a daemon's recorder (written + duplicates), from its /metrics. */
 async function recorded(daemon: DaemonHandle): Promise<number> {
-  const text = (await daemon.d.admin<string>('GET', '/metrics')).body;
-  let sum = 0;
-  for (const m of text.matchAll(/^notify_history_records_total\{result="(?:written|duplicate)"\} (\S+)/gm)) sum += Number(m[1]);
-  return sum;
+  return counterSum(await metricsText(daemon.d), 'notify_history_records_total', { result: /^(?:written|duplicate)$/ });
 }
 
 interface RunResult {

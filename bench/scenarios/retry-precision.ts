@@ -14,7 +14,8 @@ import { CpuMeter } from '../cpu.js';
 import { AMQP_URL, type DaemonProcess } from '../daemon-process.js';
 import { MerchantProcess } from '../merchant-process.js';
 import { PssSampler } from '../pss.js';
-import { BEAM, DEFAULT_SCHEDULE, DepthSampler, histogramPercentileMs, log, monoUs, per1k, table } from '../bench-context.js';
+import { BEAM, DEFAULT_SCHEDULE, DepthSampler, log, metricsText, monoUs, per1k, table } from '../bench-context.js';
+import { histogramPercentileMs } from '../metrics-text.js';
 import type { BenchContext, Flags, Row, ScenarioReport } from '../bench-context.js';
 
 interface PrecisionResult {
@@ -101,7 +102,7 @@ async function measurePrecision(prefix: string, consumers: () => number[], flags
       (bySecond[sec] ??= []).push(gap - delay1);
     });
     const p99BySecond = Array.from(bySecond, (xs) => (xs ? round(percentile(xs.sort((a, b) => a - b), 99)) : NaN));
-    const metrics = daemon ? String((await daemon.admin<string>('GET', '/metrics')).body) : null;
+    const metrics = daemon ? await metricsText(daemon) : null;
     const pss = sampler ? await sampler.stop() : null;
     const maxDepth = await depths.stop();
     return {
