@@ -13,7 +13,8 @@ export interface Sample {
 export function samples(metrics: string, name: string): Sample[] {
   const out: Sample[] = [];
   for (const line of metrics.split('\n')) {
-    if (!line.startsWith(name) || line.startsWith('#')) continue;
+    // `# HELP` and `# TYPE` lines start with '#', never with a metric's name.
+    if (!line.startsWith(name)) continue;
     const rest = line.slice(name.length);
     let labels: Record<string, string> = {};
     let valueText: string;

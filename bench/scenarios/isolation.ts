@@ -299,7 +299,9 @@ function ratioSummary(runs: readonly BadRun[]): Row[] {
   for (const r of runs) {
     if (r.ratio === null) continue;
     const key = `${r.mode}|${r.share}`;
-    groups.set(key, [...(groups.get(key) ?? []), r]);
+    const group = groups.get(key);
+    if (group) group.push(r);
+    else groups.set(key, [r]);
   }
   for (const mine of groups.values()) {
     const ratios = mine.map((r) => r.ratio!).sort((x, y) => x - y);
