@@ -362,13 +362,16 @@ export class AttemptPipeline {
 
   /**
    * Hands a notification whose origin is saturated to the tier's hold queue,
-   * out of the tier's window: it comes back to this tier after the hold TTL.
+   * out of the tier's window: it comes back to this tier after the hold
+   * (`notify-held-until`: a worker consuming the hold queue keeps it in
+   * memory until then; the queue's TTL brings back what none took).
    * Not an attempt: `notify-attempt` stays, `notify-deferred` counts it.
    */
   private async defer(link: ChannelLink, msg: ConsumeMessage, waitingSince: number): Promise<void> {
     const headers = msg.properties.headers ?? {};
     const deferred = (numberHeader(headers, H.deferred) ?? 0) + 1;
-    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, { [H.deferred]: deferred, [H.waitingSince]: waitingSince }));
+    const set = { [H.deferred]: deferred, [H.waitingSince]: waitingSince, [H.heldUntil]: Date.now() + this.holdMs };
+    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, set));
     if (!handed) return;
     link.ack(msg);
     this.m.deferrals.inc();
@@ -409,7 +412,7 @@ export class AttemptPipeline {
             [H.firstAttemptAt]: firstAttemptAt,
             [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
             [H.lastError]: outcome.error,
-          }, [H.waitingSince])),
+          }, [H.waitingSince, H.heldUntil])),
           this.remember(link, records),
         ]);
         if (!handed) return;
