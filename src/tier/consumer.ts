@@ -418,7 +418,7 @@ export class TierWorker implements ManagedWorker {
    */
   private holdLinkFor(hch: Channel, pubs: PublishChannel): ChannelLink {
     const worker = this;
-    return {
+    const link: ChannelLink = {
       publish: (exchange, routingKey, content, options, trackReturns = true) => pubs.publish(exchange, routingKey, content, options, trackReturns),
       ack: (msg) => {
         if (this.holdCh === hch) this.holdAcker?.complete(msg.fields.deliveryTag);
@@ -435,7 +435,14 @@ export class TierWorker implements ManagedWorker {
       get closed() {
         return worker.holdCh !== hch;
       },
+      holdAgain: (msg, untilMs) => {
+        // Not while the consumer is stopped: a pause or drain has given back what was held, and this goes with it.
+        if (this.holdCh !== hch || this.holdTag === null) return false;
+        this.held.push({ link, msg }, untilMs);
+        return true;
+      },
     };
+    return link;
   }
 
   /** One message into the pipeline, tracked until it is done (drain waits for it). */

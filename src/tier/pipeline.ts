@@ -368,6 +368,11 @@ export class AttemptPipeline {
    * Not an attempt: `notify-attempt` stays, `notify-deferred` counts it.
    */
   private async defer(link: ChannelLink, msg: ConsumeMessage, waitingSince: number): Promise<void> {
+    // Back from the hold queue and still waiting: it stays in memory, outside the window, with no broker work.
+    if (link.holdAgain?.(msg, Date.now() + this.holdMs)) {
+      this.m.deferrals.inc();
+      return;
+    }
     const headers = msg.properties.headers ?? {};
     const deferred = (numberHeader(headers, H.deferred) ?? 0) + 1;
     const set = { [H.deferred]: deferred, [H.waitingSince]: waitingSince, [H.heldUntil]: Date.now() + this.holdMs };
