@@ -30,6 +30,7 @@ import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { DnsStub } from '../dns-stub.js';
 import { counterSum } from '../metrics-text.js';
 import { MerchantProcess } from '../merchant-process.js';
+import { CpuMeter } from '../cpu.js';
 import { PssSampler } from '../pss.js';
 
 const SCHEDULE = 'default';
@@ -55,11 +56,23 @@ function fdPeak(pid: number): { stop: () => number } {
   };
 }
 
-/** Empties every work, wait and hold queue of a daemon (P.dead kept) until nothing is left in flight either. */
+/**
+ * Empties every work, wait and hold queue of a daemon (P.dead kept) until
+ * nothing is left in flight either. The tiers are paused meanwhile, so what
+ * a worker holds in memory from its hold queue goes back there to be purged
+ * too (it would otherwise be handled in the next run), then resumed.
+ */
 async function drainDaemon(daemon: DaemonHandle): Promise<void> {
   const names = namesFor(daemon.prefix);
   const schedule = parseSchedule(SCHEDULE);
   const queues = schedule.flatMap((_d, i) => [names.workQueue(i), names.waitQueue(i), names.holdQueue(i)]);
+  const tiers = async (what: 'pause' | 'resume'): Promise<void> => {
+    for (let i = 0; i < schedule.length; i++) {
+      const r = await daemon.d.admin('POST', `/admin/tiers/${i}/${what}`);
+      if (r.status !== 200) throw new Error(`${what} of tier ${i} answered ${r.status}`);
+    }
+  };
+  await tiers('pause');
   const conn = await amqp.connect(AMQP_URL);
   try {
     let quiet = 0;
@@ -82,6 +95,29 @@ async function drainDaemon(daemon: DaemonHandle): Promise<void> {
   } finally {
     await conn.close().catch(() => undefined);
   }
+  await tiers('resume');
+}
+
+/** Tier 0's attempts of every outcome, skips included: a notification's tier-0 rung is over once it is counted here. */
+async function tier0Rungs(daemon: DaemonHandle): Promise<number> {
+  return counterSum(await metricsText(daemon.d), 'notify_attempts_total', { tier: '0' });
+}
+
+/**
+ * The broker's CPU from the start of a run until all `n` notifications had
+ * their tier-0 rung (delivered, failed or skipped, deferrals on the way
+ * included), per 1,000: what one rung of the mix costs the broker, whenever
+ * within or after the healthy merchant's window it is spent. The healthy
+ * merchant's rate alone does not show that: work a build puts off until its
+ * window is over is not in it.
+ */
+async function tier0Done(daemon: DaemonHandle, meter: CpuMeter, startedAt: number, before: number, n: number): Promise<{ s: number; brokerPer1k: number }> {
+  const t0 = Date.now();
+  for (;;) {
+    if ((await tier0Rungs(daemon)) - before >= n || Date.now() - t0 > 60_000) break;
+    await sleep(250);
+  }
+  return { s: round((Date.now() - startedAt) / 1000, 1), brokerPer1k: round(((meter.stop().broker ?? 0) * 1000) / n, 1) };
 }
 
 /** Preloads tier 0 with `n` notifications, the URL of the i-th chosen by `url(i)`, while tier 0 is paused. */
@@ -147,6 +183,8 @@ interface BadRun {
   cpuPer1k: { consumer: number; broker: number; merchant: number };
   /** What the tiers did other than deliver while the healthy merchant's share was measured. */
   handling: Handling;
+  /** Until every notification had its tier-0 rung: seconds from the start, and the broker's CPU ms per 1,000 of them (see tier0Done). */
+  tier0: { s: number; brokerPer1k: number };
 }
 
 /**
@@ -248,11 +286,15 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           const sampler = new PssSampler(daemon.pids, 200).start();
           const fds = fdPeak(tier0);
           const before = await handlingNow(daemon);
+          const rungsBefore = await tier0Rungs(daemon);
+          const rungMeter = new CpuMeter({ broker: BEAM() }).start();
+          const runStart = Date.now();
           const m = await timeUntilSeen(a, healthyCount, { consumer: daemon.pids(), broker: BEAM() }, async () => {
             const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
             if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
           });
           const after = await handlingNow(daemon);
+          const rungs = await tier0Done(daemon, rungMeter, runStart, rungsBefore, n);
           const pss = await sampler.stop();
           const tier0Fds = fds.stop();
           if (mode === 'control') controlPerS = m.perS;
@@ -275,6 +317,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             tier0Fds,
             cpuPer1k: m.cpuPer1k,
             handling: { deferred: after.deferred - before.deferred, skipped: after.skipped - before.skipped, failedHandedOn: after.failedHandedOn - before.failedHandedOn },
+            tier0: rungs,
           });
         } finally {
           await bad.stop();
@@ -282,8 +325,8 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
       }
     }
   }
-  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on']];
-  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn]);
+  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'tier 0 done s', 'broker ms/1k rungs']];
+  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.tier0.s, r.tier0.brokerPer1k]);
   return { runs, rows, summary: flags.isolationRuns > 1 ? ratioSummary(runs) : null };
 }
 
@@ -294,18 +337,23 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
  * (stop 20). The count at 0.9× is of the ratios as rounded to two places.
  */
 function ratioSummary(runs: readonly BadRun[]): Row[] {
-  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)']];
+  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)', 'broker ms/1k rungs (median)']];
   const groups = new Map<string, BadRun[]>();
   for (const r of runs) {
-    if (r.ratio === null) continue;
     const key = `${r.mode}|${r.share}`;
     const group = groups.get(key);
     if (group) group.push(r);
     else groups.set(key, [r]);
   }
   for (const mine of groups.values()) {
+    const rungCost = round(median(mine.map((r) => r.tier0.brokerPer1k)), 1);
+    const p99 = round(median(mine.map((r) => r.latencyP99)));
+    if (mine[0]!.mode === 'control') {
+      rows.push(['control', `${mine[0]!.share} %`, mine.length, '-', '-', '-', p99, rungCost]);
+      continue;
+    }
     const ratios = mine.map((r) => r.ratio!).sort((x, y) => x - y);
-    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, ratios.length, `${round(median(ratios), 2)}x`, `${ratios[0]}–${ratios[ratios.length - 1]}x`, `${ratios.filter((x) => x >= 0.9).length} of ${ratios.length}`, round(median(mine.map((r) => r.latencyP99)))]);
+    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, ratios.length, `${round(median(ratios), 2)}x`, `${ratios[0]}–${ratios[ratios.length - 1]}x`, `${ratios.filter((x) => x >= 0.9).length} of ${ratios.length}`, p99, rungCost]);
   }
   return rows;
 }

@@ -30,6 +30,15 @@ import { H, numberHeader } from '../core/message.js';
 
 const GATE_TICK_MS = 100;
 /**
+ * The longest one delivery from the hold queue is kept in memory, hold after
+ * hold: past it, a notification still waiting is deferred through the broker
+ * again (a fresh delivery). Far below RabbitMQ's `consumer_timeout` (30 min),
+ * which closes a channel that keeps a delivery unacked longer; and short
+ * enough that one saturated origin does not keep slots of the hold window,
+ * and the hold channel's ack batching, for long.
+ */
+const MAX_HELD_MS = 60_000;
+/**
  * The warm-up's bounds: a slow or crowded machine must not hold a worker's
  * start (and so the supervisor's) for long; what has run by then is warm.
  * Its concurrency is that of a small burst: enough to exercise the origin
@@ -110,6 +119,8 @@ export class TierWorker implements ManagedWorker {
     // A channel lost meanwhile: the broker has them back already.
     if (!link.closed) this.dispatch(link, msg);
   });
+  /** When each delivery of the hold queue arrived (performance.now()): see MAX_HELD_MS. */
+  private readonly heldSince = new WeakMap<ConsumeMessage, number>();
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -384,12 +395,15 @@ export class TierWorker implements ManagedWorker {
     const hch = this.holdCh;
     if (hch === null) return;
     const want = this.ch !== null && !this.paused && !this.stopping;
-    if (this.holdTag !== null && !want) {
-      const tag = this.holdTag;
-      this.holdTag = null;
-      await hch.cancel(tag).catch(() => undefined);
-      for (const { link, msg } of this.held.takeAll()) link.requeue(msg);
-    } else if (this.holdTag === null && want) {
+    if (!want) {
+      if (this.holdTag !== null) {
+        const tag = this.holdTag;
+        this.holdTag = null;
+        await hch.cancel(tag).catch(() => undefined);
+      }
+      // Whether or not a consumer was still up (the broker may have cancelled it): nothing held is handled while unwanted.
+      this.giveBackHeld();
+    } else if (this.holdTag === null) {
       const tag = await this.startHoldConsumer(hch);
       if (this.holdCh === hch) this.holdTag = tag;
     }
@@ -402,13 +416,23 @@ export class TierWorker implements ManagedWorker {
     const { consumerTag } = await hch.consume(this.names.holdQueue(this.tier), (msg) => {
       if (msg === null) {
         this.log.warn('hold consumer cancelled by the broker (queue deleted?)');
-        if (this.holdCh === hch) this.holdTag = null;
+        if (this.holdCh === hch) {
+          this.holdTag = null;
+          this.giveBackHeld();
+        }
         return;
       }
       acker?.track(msg.fields.deliveryTag);
-      this.held.push({ link, msg }, heldUntil(numberHeader(msg.properties.headers ?? {}, H.heldUntil), Date.now(), holdMs));
+      this.heldSince.set(msg, performance.now());
+      const now = Date.now();
+      this.held.push({ link, msg }, heldUntil(numberHeader(msg.properties.headers ?? {}, H.heldUntil), now, holdMs) - now);
     });
     return consumerTag;
+  }
+
+  /** What the hold buffer keeps goes back to the hold queue, unhandled (its TTL returns it to the work queue). */
+  private giveBackHeld(): void {
+    for (const { link, msg } of this.held.takeAll()) link.requeue(msg);
   }
 
   /**
@@ -438,7 +462,8 @@ export class TierWorker implements ManagedWorker {
       holdAgain: (msg, untilMs) => {
         // Not while the consumer is stopped: a pause or drain has given back what was held, and this goes with it.
         if (this.holdCh !== hch || this.holdTag === null) return false;
-        this.held.push({ link, msg }, untilMs);
+        if (performance.now() - (this.heldSince.get(msg) ?? -Infinity) > MAX_HELD_MS) return false;
+        this.held.push({ link, msg }, untilMs - Date.now());
         return true;
       },
     };
@@ -520,9 +545,8 @@ export class TierWorker implements ManagedWorker {
     void Promise.allSettled([...this.inflight])
       .then(() => Promise.all([old.signer.close(), old.merchantSigners.close()]))
       .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'closing the old signer failed'));
+    // The hold channel keeps the window it was opened with (and its acks their batching) until the next connection.
     if (prefetchChanged) this.acker?.setPolicy(ackPolicyFor(next.delivery.prefetch));
-    // The hold channel keeps the window it was opened with until the next connection; its acks batch to the new one.
-    if (prefetchChanged) this.holdAcker?.setPolicy(ackPolicyFor(next.delivery.prefetch));
     if (prefetchChanged && this.ch) {
       // basic.qos applies to consumers created afterwards, so re-subscribe.
       const ch = this.ch;

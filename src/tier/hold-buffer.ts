@@ -14,6 +14,7 @@
 
 /** The timer a buffer uses (injected by tests). */
 export interface HoldTimers {
+  /** A monotonic clock, ms: a wall clock stepped back would hold everything longer. */
   now(): number;
   /** Runs `fn` after `ms`; returns a cancel function. */
   later(fn: () => void, ms: number): () => void;
@@ -21,7 +22,7 @@ export interface HoldTimers {
 
 /** Node's timers; unref'd, so a held message never keeps a process alive. */
 export const nodeHoldTimers: HoldTimers = {
-  now: () => Date.now(),
+  now: () => performance.now(),
   later(fn, ms) {
     const t = setTimeout(fn, ms);
     t.unref();
@@ -56,8 +57,9 @@ export class HoldBuffer<T> {
     return this.items.length;
   }
 
-  /** Keeps `item` until `dueAt`; one already due is released on the next timer turn, not synchronously. */
-  push(item: T, dueAt: number): void {
+  /** Keeps `item` for `delayMs`; one already due (0 or less) is released on the next timer turn, not synchronously. */
+  push(item: T, delayMs: number): void {
+    const dueAt = this.timers.now() + delayMs;
     // Arrivals come in queue order, so nearly always at the back: search from there.
     let i = this.items.length;
     while (i > 0 && this.items[i - 1]!.dueAt > dueAt) i--;

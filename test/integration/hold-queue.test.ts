@@ -35,8 +35,8 @@ describe('hold queue consumed by its tier (real daemon, real RabbitMQ)', () => {
     await deletePrefix(prefix, SCHEDULE);
   });
 
-  /** Puts a notification into P.hold.0 as a deferral would: waiting since now, held until `heldUntil`. */
-  async function hold(id: string, heldUntil: number): Promise<string> {
+  /** Puts a notification into P.hold.0 as a deferral would: waiting since now, held until `heldUntil`; confirmed by the caller. */
+  function hold(id: string, heldUntil: number): string {
     const path = `/ok/${id}`;
     const n = { id, url: `${merchant.base}${path}`, method: 'POST', headers: {}, body: { id }, contentType: 'application/json', createdAt: Date.now() };
     ch.sendToQueue(`${prefix}.hold.0`, Buffer.from(JSON.stringify(n)), {
@@ -44,14 +44,15 @@ describe('hold queue consumed by its tier (real daemon, real RabbitMQ)', () => {
       messageId: id,
       headers: { 'notify-attempt': 0, 'notify-deferred': 1, 'notify-waiting-since': Date.now(), 'notify-held-until': heldUntil },
     });
-    await ch.waitForConfirms();
     return path;
   }
+  const ready = async (): Promise<number> => (await ch.checkQueue(`${prefix}.hold.0`)).messageCount;
 
   it('a held notification is attempted once its hold is over, not before, and not only when the TTL sends it back', async () => {
     assert.equal(ttlMs, 10_000);
     const heldUntil = Date.now() + 800;
-    const path = await hold('held-1', heldUntil);
+    const path = hold('held-1', heldUntil);
+    await ch.waitForConfirms();
     await waitFor(() => merchant.count(path) === 1, ttlMs / 2, 'attempted well before the hold TTL');
     const at = merchant.seen(path)[0]!.at;
     // A timer may round a millisecond early; nothing should come sooner than that.
@@ -60,31 +61,36 @@ describe('hold queue consumed by its tier (real daemon, real RabbitMQ)', () => {
     assert.equal(merchant.count(path), 1, 'attempted once');
   });
 
-  it('a paused tier gives what it holds back and attempts nothing; on resume it is attempted', async () => {
+  it('a paused tier does not take from its hold queue; on resume it does', async () => {
     assert.equal((await daemon.admin('POST', '/admin/tiers/0/pause')).status, 200);
+    let path: string;
     try {
-      const path = await hold('held-paused', Date.now() + 300);
+      path = hold('held-paused', Date.now() + 300);
+      await ch.waitForConfirms();
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(merchant.count(path), 0, 'nothing attempted while paused');
+      assert.equal(await ready(), 1, 'left in the queue');
     } finally {
       assert.equal((await daemon.admin('POST', '/admin/tiers/0/resume')).status, 200);
     }
-    await waitFor(() => merchant.count('/ok/held-paused') === 1, ttlMs / 2, 'attempted after resume');
+    await waitFor(() => merchant.count(path) === 1, ttlMs / 2, 'attempted after resume');
   });
 
-  it('held notifications given back when the tier pauses are attempted after resume, each once', async () => {
+  it('what a tier holds in memory goes back to the hold queue when it pauses, unattempted, and is attempted after resume, each once', async () => {
     const paths: string[] = [];
-    for (let i = 0; i < 20; i++) paths.push(await hold(`held-many-${i}`, Date.now() + 2000));
-    // Taken from the queue and held in memory by now; the pause hands them back unattempted.
-    await new Promise((r) => setTimeout(r, 300));
+    const until = Date.now() + 8000;
+    for (let i = 0; i < 20; i++) paths.push(hold(`held-many-${i}`, until));
+    await ch.waitForConfirms();
+    await waitFor(async () => (await ready()) === 0, 5000, 'taken from the queue (held in memory)');
     assert.equal((await daemon.admin('POST', '/admin/tiers/0/pause')).status, 200);
     try {
-      await new Promise((r) => setTimeout(r, 2500));
+      await waitFor(async () => (await ready()) === 20, 3000, 'given back to the hold queue');
+      await new Promise((r) => setTimeout(r, 1000));
       assert.equal(paths.filter((p) => merchant.count(p) > 0).length, 0, 'nothing attempted while paused');
     } finally {
       assert.equal((await daemon.admin('POST', '/admin/tiers/0/resume')).status, 200);
     }
-    await waitFor(() => paths.every((p) => merchant.count(p) === 1), ttlMs / 2, 'each attempted after resume');
+    await waitFor(() => paths.every((p) => merchant.count(p) === 1), 15_000, 'each attempted after resume');
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(paths.map((p) => merchant.count(p)), paths.map(() => 1), 'each once');
   });
