@@ -56,23 +56,11 @@ function fdPeak(pid: number): { stop: () => number } {
   };
 }
 
-/**
- * Empties every work, wait and hold queue of a daemon (P.dead kept) until
- * nothing is left in flight either. The tiers are paused meanwhile, so what
- * a worker holds in memory from its hold queue goes back there to be purged
- * too (it would otherwise be handled in the next run), then resumed.
- */
+/** Empties every work, wait and hold queue of a daemon (P.dead kept) until nothing is left in flight either. */
 async function drainDaemon(daemon: DaemonHandle): Promise<void> {
   const names = namesFor(daemon.prefix);
   const schedule = parseSchedule(SCHEDULE);
   const queues = schedule.flatMap((_d, i) => [names.workQueue(i), names.waitQueue(i), names.holdQueue(i)]);
-  const tiers = async (what: 'pause' | 'resume'): Promise<void> => {
-    for (let i = 0; i < schedule.length; i++) {
-      const r = await daemon.d.admin('POST', `/admin/tiers/${i}/${what}`);
-      if (r.status !== 200) throw new Error(`${what} of tier ${i} answered ${r.status}`);
-    }
-  };
-  await tiers('pause');
   const conn = await amqp.connect(AMQP_URL);
   try {
     let quiet = 0;
@@ -95,29 +83,34 @@ async function drainDaemon(daemon: DaemonHandle): Promise<void> {
   } finally {
     await conn.close().catch(() => undefined);
   }
-  await tiers('resume');
 }
 
-/** Tier 0's attempts of every outcome, skips included: a notification's tier-0 rung is over once it is counted here. */
+/**
+ * Tier 0's attempts that ended its rung, skips included (not `error`: a
+ * hand-on that failed is requeued, and its rung ends later).
+ */
 async function tier0Rungs(daemon: DaemonHandle): Promise<number> {
-  return counterSum(await metricsText(daemon.d), 'notify_attempts_total', { tier: '0' });
+  return counterSum(await metricsText(daemon.d), 'notify_attempts_total', { tier: '0', outcome: /^(success|retry|dead|skipped)$/ });
 }
 
 /**
  * The broker's CPU from the start of a run until all `n` notifications had
  * their tier-0 rung (delivered, failed or skipped, deferrals on the way
- * included), per 1,000: what one rung of the mix costs the broker, whenever
- * within or after the healthy merchant's window it is spent. The healthy
- * merchant's rate alone does not show that: work a build puts off until its
- * window is over is not in it.
+ * included), per 1,000 notifications: whenever it is spent, within or after
+ * the healthy merchant's window (the healthy rate alone misses work a build
+ * puts off until the window is over). Not a per-rung price: the later tiers'
+ * work on what tier 0 handed on meanwhile is in it too. NaN when tier 0 had
+ * not finished within a minute.
  */
 async function tier0Done(daemon: DaemonHandle, meter: CpuMeter, startedAt: number, before: number, n: number): Promise<{ s: number; brokerPer1k: number }> {
   const t0 = Date.now();
-  for (;;) {
-    if ((await tier0Rungs(daemon)) - before >= n || Date.now() - t0 > 60_000) break;
-    await sleep(250);
+  let done = false;
+  while (!done && Date.now() - t0 <= 60_000) {
+    done = (await tier0Rungs(daemon)) - before >= n;
+    if (!done) await sleep(250);
   }
-  return { s: round((Date.now() - startedAt) / 1000, 1), brokerPer1k: round(((meter.stop().broker ?? 0) * 1000) / n, 1) };
+  const broker = meter.stop().broker ?? 0;
+  return { s: round((Date.now() - startedAt) / 1000, 1), brokerPer1k: done ? round((broker * 1000) / n, 1) : NaN };
 }
 
 /** Preloads tier 0 with `n` notifications, the URL of the i-th chosen by `url(i)`, while tier 0 is paused. */
@@ -325,7 +318,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
       }
     }
   }
-  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'tier 0 done s', 'broker ms/1k rungs']];
+  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'tier 0 done s', 'broker ms/1k to tier 0 done']];
   for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.tier0.s, r.tier0.brokerPer1k]);
   return { runs, rows, summary: flags.isolationRuns > 1 ? ratioSummary(runs) : null };
 }
@@ -337,7 +330,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
  * (stop 20). The count at 0.9× is of the ratios as rounded to two places.
  */
 function ratioSummary(runs: readonly BadRun[]): Row[] {
-  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)', 'broker ms/1k rungs (median)']];
+  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)', 'broker ms/1k to tier 0 done (median)']];
   const groups = new Map<string, BadRun[]>();
   for (const r of runs) {
     const key = `${r.mode}|${r.share}`;
@@ -346,7 +339,8 @@ function ratioSummary(runs: readonly BadRun[]): Row[] {
     else groups.set(key, [r]);
   }
   for (const mine of groups.values()) {
-    const rungCost = round(median(mine.map((r) => r.tier0.brokerPer1k)), 1);
+    const costs = mine.map((r) => r.tier0.brokerPer1k).filter(Number.isFinite);
+    const rungCost = costs.length === 0 ? NaN : round(median(costs), 1);
     const p99 = round(median(mine.map((r) => r.latencyP99)));
     if (mine[0]!.mode === 'control') {
       rows.push(['control', `${mine[0]!.share} %`, mine.length, '-', '-', '-', p99, rungCost]);

@@ -122,7 +122,7 @@ export async function redrive(
           };
           // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
           // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0.
-          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.heldUntil, ...(recordRun ? [] : [H.recorded])];
+          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, ...(recordRun ? [] : [H.recorded])];
           if (recordRun) set[H.recorded] = 1;
           await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
           await recordRun?.(msg.content, run, at);

@@ -42,8 +42,6 @@ export const H = Object.freeze({
    * from there, not from its due time.
    */
   waitingSince: 'notify-waiting-since',
-  /** When a deferred copy's hold is over (set on each deferral): the worker that takes it straight from the hold queue keeps it until then. */
-  heldUntil: 'notify-held-until',
   /** The ladder (from tier 0) this copy is on: set anew by the ingress, a client, a resend, a recover or a redrive. */
   run: 'notify-run',
   /** Present when whoever started the ladder recorded it in the history (with the notification). */

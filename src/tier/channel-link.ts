@@ -19,11 +19,4 @@ export interface ChannelLink {
   requeue(msg: ConsumeMessage): void;
   /** The channel is gone (closed or replaced): its messages are the broker's to redeliver. */
   readonly closed: boolean;
-  /**
-   * Only on a hold queue's link: keeps a message that came from the hold
-   * queue in memory until `untilMs` instead of deferring it through the
-   * broker again (it is out of the tier's window already). False when it
-   * cannot (the hold consumer stopped): defer it as usual.
-   */
-  holdAgain?(msg: ConsumeMessage, untilMs: number): boolean;
 }

@@ -1,4 +1,4 @@
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
@@ -24,20 +24,8 @@ import { HistorySink, historyPublishOptions } from '../history/sink.js';
 import { OriginGate, gateOptionsOf } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { warmUp } from './warm-up.js';
-import { HoldBuffer, heldUntil } from './hold-buffer.js';
-import { holdDelayMs } from '../core/schedule.js';
-import { H, numberHeader } from '../core/message.js';
 
 const GATE_TICK_MS = 100;
-/**
- * The longest one delivery from the hold queue is kept in memory, hold after
- * hold: past it, a notification still waiting is deferred through the broker
- * again (a fresh delivery). Far below RabbitMQ's `consumer_timeout` (30 min),
- * which closes a channel that keeps a delivery unacked longer; and short
- * enough that one saturated origin does not keep slots of the hold window,
- * and the hold channel's ack batching, for long.
- */
-const MAX_HELD_MS = 60_000;
 /**
  * The warm-up's bounds: a slow or crowded machine must not hold a worker's
  * start (and so the supervisor's) for long; what has run by then is warm.
@@ -104,23 +92,6 @@ export class TierWorker implements ManagedWorker {
   private readonly directory: MerchantDirectory | null;
   /** Runs the gate's tick while it tracks an origin; null while it tracks none (an idle tier sleeps). */
   private gateTimer: NodeJS.Timeout | null = null;
-  /**
-   * The tier's hold queue, consumed straight (src/tier/hold-buffer.ts) on a
-   * channel of its own: its messages stay unacked for their whole hold, and
-   * on the work channel they would break up its batched acks. Null on a tier
-   * without a hold queue.
-   */
-  private holdCh: Channel | null = null;
-  private holdAcker: AckBatcher | null = null;
-  private holdLink: ChannelLink | null = null;
-  private holdTag: string | null = null;
-  /** Deferred notifications taken from the hold queue, until their hold is over. */
-  private readonly held = new HoldBuffer<{ readonly link: ChannelLink; readonly msg: ConsumeMessage }>(({ link, msg }) => {
-    // A channel lost meanwhile: the broker has them back already.
-    if (!link.closed) this.dispatch(link, msg);
-  });
-  /** When each delivery of the hold queue arrived (performance.now()): see MAX_HELD_MS. */
-  private readonly heldSince = new WeakMap<ConsumeMessage, number>();
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -265,18 +236,10 @@ export class TierWorker implements ManagedWorker {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       const ch = await conn.createConfirmChannel();
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
-      const holdMs = holdDelayMs(this.config.scheduleMs, this.tier);
-      await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : []), ...(holdMs > 0 ? [this.names.holdQueue(this.tier)] : [])]);
+      await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]);
       // Read once: a reload during start-up must not give the batcher another window than the channel's.
       const prefetch = this.config.delivery.prefetch;
       await ch.prefetch(prefetch);
-      // The hold consumer's window is the tier's prefetch too: enough for a tier-0 hold of 500 ms to carry
-      // about 2 × prefetch deferrals a second; past that they wait in the queue and its TTL brings them back.
-      const holdCh = holdMs > 0 ? await conn.createChannel() : null;
-      if (holdCh) {
-        holdCh.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker hold channel error'));
-        await holdCh.prefetch(prefetch);
-      }
       const lost = (): void => {
         if (this.conn !== conn) return;
         this.forgetChannel();
@@ -291,7 +254,6 @@ export class TierWorker implements ManagedWorker {
       this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m)));
       conn.on('close', lost);
       ch.on('close', lost);
-      holdCh?.on('close', lost);
       this.conn = conn;
       this.ch = ch;
       this.link = this.linkFor(ch);
@@ -303,18 +265,6 @@ export class TierWorker implements ManagedWorker {
           /* channel closing: the broker redelivers */
         }
       }, ackPolicyFor(prefetch));
-      if (holdCh) {
-        this.holdCh = holdCh;
-        this.holdLink = this.holdLinkFor(holdCh, this.publishing.get(ch)!);
-        this.holdAcker = new AckBatcher((tag, multiple) => {
-          if (this.holdCh !== holdCh) return;
-          try {
-            holdCh.ack({ fields: { deliveryTag: tag } } as Message, multiple);
-          } catch {
-            /* channel closing: the broker redelivers */
-          }
-        }, ackPolicyFor(prefetch));
-      }
       await this.syncConsumer();
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
@@ -335,13 +285,6 @@ export class TierWorker implements ManagedWorker {
     this.acker?.discard();
     this.acker = null;
     this.consumerTag = null;
-    this.holdCh = null;
-    this.holdLink = null;
-    this.holdAcker?.discard();
-    this.holdAcker = null;
-    this.holdTag = null;
-    // The broker requeues them with the channel.
-    this.held.takeAll();
   }
 
   /**
@@ -373,9 +316,7 @@ export class TierWorker implements ManagedWorker {
           if (this.ch === ch) this.consumerTag = tag;
         }
         if (this.consumerTag === null) this.resubscribe = false;
-        await this.syncHoldConsumer();
-        const wanted = this.ch !== null && !this.paused && !this.stopping;
-        const settled = wanted === (this.consumerTag !== null) && (this.holdCh === null || wanted === (this.holdTag !== null)) && !this.resubscribe;
+        const settled = (this.ch !== null && !this.paused && !this.stopping) === (this.consumerTag !== null) && !this.resubscribe;
         if (settled && !this.syncAgain) return;
       }
     })()
@@ -384,97 +325,6 @@ export class TierWorker implements ManagedWorker {
         this.syncing = null;
       });
     return this.syncing;
-  }
-
-  /**
-   * The hold consumer follows the work consumer's wish. When it stops (pause,
-   * drain) what it holds goes back to the hold queue, whose TTL returns it to
-   * the work queue: a paused tier attempts nothing, as before.
-   */
-  private async syncHoldConsumer(): Promise<void> {
-    const hch = this.holdCh;
-    if (hch === null) return;
-    const want = this.ch !== null && !this.paused && !this.stopping;
-    if (!want) {
-      if (this.holdTag !== null) {
-        const tag = this.holdTag;
-        this.holdTag = null;
-        await hch.cancel(tag).catch(() => undefined);
-      }
-      // Whether or not a consumer was still up (the broker may have cancelled it): nothing held is handled while unwanted.
-      this.giveBackHeld();
-    } else if (this.holdTag === null) {
-      const tag = await this.startHoldConsumer(hch);
-      if (this.holdCh === hch) this.holdTag = tag;
-    }
-  }
-
-  private async startHoldConsumer(hch: Channel): Promise<string> {
-    const acker = this.holdAcker;
-    const link = this.holdLink!;
-    const holdMs = holdDelayMs(this.config.scheduleMs, this.tier);
-    const { consumerTag } = await hch.consume(this.names.holdQueue(this.tier), (msg) => {
-      if (msg === null) {
-        this.log.warn('hold consumer cancelled by the broker (queue deleted?)');
-        if (this.holdCh === hch) {
-          this.holdTag = null;
-          this.giveBackHeld();
-        }
-        return;
-      }
-      acker?.track(msg.fields.deliveryTag);
-      this.heldSince.set(msg, performance.now());
-      const now = Date.now();
-      this.held.push({ link, msg }, heldUntil(numberHeader(msg.properties.headers ?? {}, H.heldUntil), now, holdMs) - now);
-    });
-    return consumerTag;
-  }
-
-  /** What the hold buffer keeps goes back to the hold queue, unhandled (its TTL returns it to the work queue). */
-  private giveBackHeld(): void {
-    for (const { link, msg } of this.held.takeAll()) link.requeue(msg);
-  }
-
-  /**
-   * The hold channel's link: acks and requeues stay on it; hand-ons go out
-   * through the work channel's PublishChannel (same connection: they are
-   * lost together), and the ack follows the confirm as on the work channel.
-   */
-  private holdLinkFor(hch: Channel, pubs: PublishChannel): ChannelLink {
-    const worker = this;
-    const link: ChannelLink = {
-      publish: (exchange, routingKey, content, options, trackReturns = true) => pubs.publish(exchange, routingKey, content, options, trackReturns),
-      ack: (msg) => {
-        if (this.holdCh === hch) this.holdAcker?.complete(msg.fields.deliveryTag);
-      },
-      requeue: (msg) => {
-        if (this.holdCh !== hch) return;
-        this.holdAcker?.forget(msg.fields.deliveryTag);
-        try {
-          hch.nack(msg, false, true);
-        } catch {
-          /* channel closing: the broker redelivers */
-        }
-      },
-      get closed() {
-        return worker.holdCh !== hch;
-      },
-      holdAgain: (msg, untilMs) => {
-        // Not while the consumer is stopped: a pause or drain has given back what was held, and this goes with it.
-        if (this.holdCh !== hch || this.holdTag === null) return false;
-        if (performance.now() - (this.heldSince.get(msg) ?? -Infinity) > MAX_HELD_MS) return false;
-        this.held.push({ link, msg }, untilMs - Date.now());
-        return true;
-      },
-    };
-    return link;
-  }
-
-  /** One message into the pipeline, tracked until it is done (drain waits for it). */
-  private dispatch(link: ChannelLink, msg: ConsumeMessage): void {
-    const p = this.pipeline.handle(link, msg);
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
   }
 
   /** The pipeline's view of one channel: acks and requeues that stay on it, confirmed publishes through its PublishChannel. */
@@ -503,7 +353,9 @@ export class TierWorker implements ManagedWorker {
         return;
       }
       acker?.track(msg.fields.deliveryTag);
-      this.dispatch(link, msg);
+      const p = this.pipeline.handle(link, msg);
+      this.inflight.add(p);
+      void p.finally(() => this.inflight.delete(p));
     });
     return consumerTag;
   }
@@ -545,7 +397,6 @@ export class TierWorker implements ManagedWorker {
     void Promise.allSettled([...this.inflight])
       .then(() => Promise.all([old.signer.close(), old.merchantSigners.close()]))
       .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'closing the old signer failed'));
-    // The hold channel keeps the window it was opened with (and its acks their batching) until the next connection.
     if (prefetchChanged) this.acker?.setPolicy(ackPolicyFor(next.delivery.prefetch));
     if (prefetchChanged && this.ch) {
       // basic.qos applies to consumers created afterwards, so re-subscribe.
@@ -599,14 +450,9 @@ export class TierWorker implements ManagedWorker {
       await this.history?.close();
       this.acker?.flush();
       this.acker = null;
-      this.holdAcker?.flush();
-      this.holdAcker = null;
       const conn = this.conn;
-      const holdCh = this.holdCh;
       this.ch = null;
-      this.holdCh = null;
       this.conn = null;
-      await holdCh?.close().catch(() => undefined);
       await ch?.close().catch(() => undefined);
       await conn?.close().catch(() => undefined);
       await this.pipeline.current.deliverer.close();

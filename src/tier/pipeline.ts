@@ -28,8 +28,6 @@ import type { HistorySink } from '../history/sink.js';
 export const USER_AGENT = 'notifyd/0.1.0';
 /** Pause before a message whose hand-on failed goes back to its queue. */
 const ERROR_REQUEUE_DELAY_MS = 1000;
-/** The shortest hold: one whose budget is all but spent must not spin through the pipeline. */
-const MIN_HOLD_MS = 50;
 
 /** What the pipeline works with; replaced as a whole on a reload. */
 export interface PipelineSettings {
@@ -223,7 +221,7 @@ export class AttemptPipeline {
       merchantSlot = this.deps.slots.tryAcquire(merchant.id, merchant.maxConcurrency);
       if (!merchantSlot) {
         if (gateBudget() > 0 && this.holdMs > 0) {
-          await this.defer(link, msg, waitingSince, gateBudget());
+          await this.defer(link, msg, waitingSince);
           return;
         }
         skipped = { kind: 'skipped', reason: 'origin-saturated', message: `merchant ${merchant.id} at its maxConcurrency (${merchant.maxConcurrency})` };
@@ -238,7 +236,7 @@ export class AttemptPipeline {
             link.requeue(msg);
             return;
           case 'defer':
-            await this.defer(link, msg, waitingSince, gateBudget());
+            await this.defer(link, msg, waitingSince);
             return;
           case 'skip':
             skipped = { kind: 'skipped', reason: admission.reason, message: `${origin}${admission.lastError ? ` (last error: ${admission.lastError})` : ''}` };
@@ -261,7 +259,7 @@ export class AttemptPipeline {
    */
   private async waitForRegistry(link: ChannelLink, msg: ConsumeMessage, why: string, waitingSince: number): Promise<void> {
     this.log.debug({ messageId: msg.properties.messageId, why }, 'waiting for the merchant registry');
-    if (this.holdMs > 0) return this.defer(link, msg, waitingSince, Infinity);
+    if (this.holdMs > 0) return this.defer(link, msg, waitingSince);
     await sleep(ERROR_REQUEUE_DELAY_MS, this.deps.stopSignal);
     link.requeue(msg);
   }
@@ -364,24 +362,13 @@ export class AttemptPipeline {
 
   /**
    * Hands a notification whose origin is saturated to the tier's hold queue,
-   * out of the tier's window: it comes back to this tier after the hold
-   * (`notify-held-until`: a worker consuming the hold queue keeps it in
-   * memory until then; the queue's TTL brings back what none took).
-   * The hold ends no later than the wait budget (`budgetLeftMs`): then it
-   * is attempted or skipped, not held past it.
+   * out of the tier's window: it comes back to this tier after the hold TTL.
    * Not an attempt: `notify-attempt` stays, `notify-deferred` counts it.
    */
-  private async defer(link: ChannelLink, msg: ConsumeMessage, waitingSince: number, budgetLeftMs: number): Promise<void> {
-    const until = Date.now() + Math.max(MIN_HOLD_MS, Math.min(this.holdMs, budgetLeftMs));
-    // Back from the hold queue and still waiting: it stays in memory, outside the window, with no broker work.
-    if (link.holdAgain?.(msg, until)) {
-      this.m.deferrals.inc();
-      return;
-    }
+  private async defer(link: ChannelLink, msg: ConsumeMessage, waitingSince: number): Promise<void> {
     const headers = msg.properties.headers ?? {};
     const deferred = (numberHeader(headers, H.deferred) ?? 0) + 1;
-    const set = { [H.deferred]: deferred, [H.waitingSince]: waitingSince, [H.heldUntil]: until };
-    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, set));
+    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, { [H.deferred]: deferred, [H.waitingSince]: waitingSince }));
     if (!handed) return;
     link.ack(msg);
     this.m.deferrals.inc();
@@ -422,7 +409,7 @@ export class AttemptPipeline {
             [H.firstAttemptAt]: firstAttemptAt,
             [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
             [H.lastError]: outcome.error,
-          }, [H.waitingSince, H.heldUntil])),
+          }, [H.waitingSince])),
           this.remember(link, records),
         ]);
         if (!handed) return;

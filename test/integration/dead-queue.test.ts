@@ -209,4 +209,42 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
       assert.equal(r.body.error.code, 'VALIDATION');
     }
   });
+
+  it('a redriven notification waits afresh: the wait budget it spent before it was parked is not carried to tier 0 (stop 22 review)', async () => {
+    // Tier 0 paused, so the redriven copies stay on P.work.0 to be read.
+    assert.equal((await d.admin('POST', '/admin/tiers/0/pause')).status, 200);
+    try {
+      await waitFor(async () => (await d.admin<{ tiers: { state: string }[] }>('GET', '/admin/status')).body.tiers[0]!.state === 'paused', 5000, 'tier 0 paused');
+      const conn = await amqp.connect(AMQP_URL);
+      try {
+        const ch = await conn.createConfirmChannel();
+        // Parked on its last tier after waiting for a saturated origin: its headers still say since when.
+        const body = JSON.stringify({ id: 'waited-0', url: `${merchant.base}/status/200/waited-${prefix}`, body: 'x', createdAt: Date.now() });
+        const headers = { 'notify-attempt': 1, 'notify-dead-reason': 'exhausted', 'notify-deferred': 3, 'notify-waiting-since': Date.now() - 60_000 };
+        ch.sendToQueue(`${prefix}.dead`, Buffer.from(body), { persistent: true, messageId: 'waited-0', headers });
+        await ch.waitForConfirms();
+        const r = await d.admin<{ moved: number }>('POST', '/admin/dead/redrive?limit=1000&force=1');
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        let copy: amqp.GetMessage | false = false;
+        const seen: amqp.GetMessage[] = [];
+        await waitFor(async () => {
+          for (let m = await ch.get(`${prefix}.work.0`, { noAck: false }); m; m = await ch.get(`${prefix}.work.0`, { noAck: false })) {
+            seen.push(m);
+            if (m.properties.messageId === 'waited-0') copy = m;
+          }
+          return copy !== false;
+        }, 5000, 'the redriven copy on work.0');
+        const h = (copy as unknown as amqp.GetMessage).properties.headers ?? {};
+        assert.equal(h['notify-waiting-since'], undefined, 'its wait budget starts again in tier 0');
+        assert.equal(h['notify-attempt'], 0);
+        assert.equal(h['notify-deferred'], 3, 'the count of deferrals is history and stays');
+        for (const m of seen) ch.nack(m, false, true);
+        await ch.close();
+      } finally {
+        await conn.close();
+      }
+    } finally {
+      assert.equal((await d.admin('POST', '/admin/tiers/0/resume')).status, 200);
+    }
+  });
 });

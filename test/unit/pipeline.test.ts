@@ -170,9 +170,8 @@ describe('AttemptPipeline: deferrals (issue 14)', () => {
   const deferring = { admit: () => ({ kind: 'defer' }) } as unknown as OriginGate;
   const withHeaders = (msg: ConsumeMessage, headers: Record<string, unknown>): ConsumeMessage =>
     ({ ...msg, properties: { ...msg.properties, headers: { ...msg.properties.headers, ...headers } } }) as ConsumeMessage;
-  // Schedule 0s,1s,2s: tier 0 may wait 1 s for its origin, its hold is 500 ms.
 
-  it('through the broker: to the hold queue with its hold\'s end, never past its wait budget; acked, counted, not attempted', async () => {
+  it('to the hold queue, counted in notify-deferred, its wait kept from the first deferral; acked, counted, not attempted', async () => {
     const d = fakeDeliverer({ kind: 'response', status: 200, body: '', durationMs: 1 });
     const { p, metrics } = pipeline(0, d, new AbortController(), null, deferring);
     const fresh = new FakeLink();
@@ -180,46 +179,26 @@ describe('AttemptPipeline: deferrals (issue 14)', () => {
     await p.handle(fresh, message(0));
     const h = fresh.published.find((x) => x.routingKey === names.holdQueue(0))!;
     assert.ok(h, 'published to the hold queue');
-    const until = Number(h.options.headers!['notify-held-until']);
-    assert.ok(until >= t0 + 500 && until <= Date.now() + 500, `a full hold: ${until - t0} ms`);
     assert.equal(h.options.headers!['notify-deferred'], 1);
+    assert.equal(h.options.headers!['notify-attempt'], 0, 'a wait is not an attempt');
+    const since = Number(h.options.headers!['notify-waiting-since']);
+    assert.ok(since >= t0 && since <= Date.now());
     assert.deepEqual([d.calls.length, fresh.acked, fresh.requeued], [0, 1, 0]);
 
-    // 800 ms of its 1 s budget spent: held 200 ms, to be attempted or skipped when its wait is over, not 300 ms later.
-    const late = new FakeLink();
-    const t1 = Date.now();
-    await p.handle(late, withHeaders(message(0), { 'notify-waiting-since': t1 - 800, 'notify-deferred': 1 }));
-    const h2 = late.published.find((x) => x.routingKey === names.holdQueue(0))!;
-    const until2 = Number(h2.options.headers!['notify-held-until']);
-    assert.ok(until2 >= t1 + 150 && until2 <= Date.now() + 200, `held ${until2 - t1} ms`);
+    const again = new FakeLink();
+    await p.handle(again, withHeaders(message(0), { 'notify-waiting-since': t0 - 300, 'notify-deferred': 1 }));
+    const h2 = again.published.find((x) => x.routingKey === names.holdQueue(0))!;
     assert.equal(h2.options.headers!['notify-deferred'], 2);
+    assert.equal(h2.options.headers!['notify-waiting-since'], t0 - 300, 'the budget runs from the first deferral');
     assert.equal(await counter(metrics, 'notify_deferrals_total', { tier: '0' }), 2);
   });
 
-  it('back from the hold queue and still saturated: held again in memory, no publish, no ack; through the broker when the link cannot', async () => {
-    const d = fakeDeliverer({ kind: 'response', status: 200, body: '', durationMs: 1 });
-    const { p, metrics } = pipeline(0, d, new AbortController(), null, deferring);
-    const holds: number[] = [];
-    const holding = Object.assign(new FakeLink(), { holdAgain: (_m: ConsumeMessage, until: number) => (holds.push(until), true) });
-    const t0 = Date.now();
-    await p.handle(holding, message(0));
-    assert.equal(holds.length, 1);
-    assert.ok(holds[0]! >= t0 + 500 && holds[0]! <= Date.now() + 500);
-    assert.deepEqual([holding.published.length, holding.acked, holding.requeued, d.calls.length], [0, 0, 0, 0]);
-    const refusing = Object.assign(new FakeLink(), { holdAgain: () => false });
-    await p.handle(refusing, message(0));
-    assert.equal(refusing.published.filter((x) => x.routingKey === names.holdQueue(0)).length, 1);
-    assert.equal(refusing.acked, 1);
-    assert.equal(await counter(metrics, 'notify_deferrals_total', { tier: '0' }), 2, 'both count as deferrals');
-  });
-
-  it('moving down the ladder drops the hold and the wait: the next tier waits afresh', async () => {
+  it('moving down the ladder drops the wait: the next tier waits afresh', async () => {
     const d = fakeDeliverer({ kind: 'response', status: 500, body: '', durationMs: 1 });
     const { p } = pipeline(0, d);
     const link = new FakeLink();
-    await p.handle(link, withHeaders(message(0), { 'notify-waiting-since': Date.now() - 100, 'notify-held-until': Date.now() - 10, 'notify-deferred': 1 }));
+    await p.handle(link, withHeaders(message(0), { 'notify-waiting-since': Date.now() - 100, 'notify-deferred': 1 }));
     const next = link.published.find((x) => x.routingKey === names.waitQueue(1))!;
-    assert.equal(next.options.headers!['notify-held-until'], undefined);
     assert.equal(next.options.headers!['notify-waiting-since'], undefined);
     assert.equal(next.options.headers!['notify-deferred'], 1, 'the count of deferrals stays');
   });
