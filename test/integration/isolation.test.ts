@@ -10,6 +10,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
 import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
+import { counterSum } from '../../bench/metrics-text.js';
 
 const SCHEDULE = '0s,1s,2s,4s,8s';
 const TIERS = 5;
@@ -133,7 +134,7 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
     // About 11 s on a quiet machine (250 × 400 ms over 16 slots, plus the holds); the bound is for a busy one.
     await waitFor(() => items.every((x) => outcomes.has(x.id)), 90_000, 'every slow notification finished');
     const metrics = (await daemon.admin<string>('GET', '/metrics')).body;
-    const deferrals = [...metrics.matchAll(/notify_deferrals_total\{tier="(\d+)"\} (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
+    const deferrals = counterSum(metrics, 'notify_deferrals_total');
     const delivered = items.filter((x) => outcomes.get(x.id)!.outcome === 'delivered');
     t.diagnostic(`${delivered.length}/${N} delivered, ${deferrals} deferrals, at most ${bad.maxConcurrent('/delay/400')} requests at once`);
     assert.ok(deferrals > 0, 'some were deferred');
