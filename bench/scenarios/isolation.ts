@@ -90,7 +90,10 @@ async function drainDaemon(daemon: DaemonHandle): Promise<void> {
  * hand-on that failed is requeued, and its rung ends later).
  */
 async function tier0Rungs(daemon: DaemonHandle): Promise<number> {
-  return counterSum(await metricsText(daemon.d), 'notify_attempts_total', { tier: '0', outcome: /^(success|retry|dead|skipped)$/ });
+  const m = await metricsText(daemon.d);
+  // An error body (no such metric) must not read as 0: the next good read would count every earlier run.
+  if (!m.includes('notify_attempts_total')) return NaN;
+  return counterSum(m, 'notify_attempts_total', { tier: '0', outcome: /^(success|retry|dead|skipped)$/ });
 }
 
 /**
@@ -99,18 +102,22 @@ async function tier0Rungs(daemon: DaemonHandle): Promise<number> {
  * included), per 1,000 notifications: whenever it is spent, within or after
  * the healthy merchant's window (the healthy rate alone misses work a build
  * puts off until the window is over). Not a per-rung price: the later tiers'
- * work on what tier 0 handed on meanwhile is in it too. NaN when tier 0 had
- * not finished within a minute.
+ * work on what tier 0 handed on meanwhile is in it too. It ends at the
+ * first read (every 250 ms, each a collection of the workers' metrics) that
+ * finds tier 0 done, and not before the healthy window's end. NaN when tier
+ * 0 had not finished within a minute, or the count could not be read at
+ * the start.
  */
 async function tier0Done(daemon: DaemonHandle, meter: CpuMeter, startedAt: number, before: number, n: number): Promise<{ s: number; brokerPer1k: number }> {
   const t0 = Date.now();
   let done = false;
-  while (!done && Date.now() - t0 <= 60_000) {
+  while (!done && Number.isFinite(before) && Date.now() - t0 <= 60_000) {
     done = (await tier0Rungs(daemon)) - before >= n;
     if (!done) await sleep(250);
   }
   const broker = meter.stop().broker ?? 0;
-  return { s: round((Date.now() - startedAt) / 1000, 1), brokerPer1k: done ? round((broker * 1000) / n, 1) : NaN };
+  if (!done) return { s: NaN, brokerPer1k: NaN };
+  return { s: round((Date.now() - startedAt) / 1000, 1), brokerPer1k: BEAM().length === 0 ? NaN : round((broker * 1000) / n, 1) };
 }
 
 /** Preloads tier 0 with `n` notifications, the URL of the i-th chosen by `url(i)`, while tier 0 is paused. */
@@ -287,9 +294,10 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
           });
           const after = await handlingNow(daemon);
-          const rungs = await tier0Done(daemon, rungMeter, runStart, rungsBefore, n);
+          // Peaks of the healthy window, as before this measure: not of the wait for tier 0 below.
           const pss = await sampler.stop();
           const tier0Fds = fds.stop();
+          const rungs = await tier0Done(daemon, rungMeter, runStart, rungsBefore, n);
           if (mode === 'control') controlPerS = m.perS;
           await drainDaemon(daemon);
           // Latency at a steady rate: A's notifications carry their sending time in the path.

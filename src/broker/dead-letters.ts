@@ -121,8 +121,9 @@ export async function redrive(
             [H.run]: run,
           };
           // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
-          // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0.
-          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, ...(recordRun ? [] : [H.recorded])];
+          // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0. And its
+          // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
+          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, 'notify-dead-at', 'notify-dead-tier', ...(recordRun ? [] : [H.recorded])];
           if (recordRun) set[H.recorded] = 1;
           await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
           await recordRun?.(msg.content, run, at);
