@@ -89,11 +89,10 @@ async function drainDaemon(daemon: DaemonHandle): Promise<void> {
  * Tier 0's attempts that ended its rung, skips included (not `error`: a
  * hand-on that failed is requeued, and its rung ends later).
  */
-async function tier0Rungs(daemon: DaemonHandle): Promise<number> {
-  const m = await metricsText(daemon.d);
+function tier0Rungs(metrics: string): number {
   // An error body (no such metric) must not read as 0: the next good read would count every earlier run.
-  if (!m.includes('notify_attempts_total')) return NaN;
-  return counterSum(m, 'notify_attempts_total', { tier: '0', outcome: /^(success|retry|dead|skipped)$/ });
+  if (!metrics.includes('notify_attempts_total')) return NaN;
+  return counterSum(metrics, 'notify_attempts_total', { tier: '0', outcome: /^(success|retry|dead|skipped)$/ });
 }
 
 /**
@@ -112,12 +111,12 @@ async function tier0Done(daemon: DaemonHandle, meter: CpuMeter, startedAt: numbe
   const t0 = Date.now();
   let done = false;
   while (!done && Number.isFinite(before) && Date.now() - t0 <= 60_000) {
-    done = (await tier0Rungs(daemon)) - before >= n;
+    done = tier0Rungs(await metricsText(daemon.d)) - before >= n;
     if (!done) await sleep(250);
   }
-  const broker = meter.stop().broker ?? 0;
+  const broker = meter.stop().broker;
   if (!done) return { s: NaN, brokerPer1k: NaN };
-  return { s: round((Date.now() - startedAt) / 1000, 1), brokerPer1k: BEAM().length === 0 ? NaN : round((broker * 1000) / n, 1) };
+  return { s: round((Date.now() - startedAt) / 1000, 1), brokerPer1k: broker === undefined ? NaN : round((broker * 1000) / n, 1) };
 }
 
 /** Preloads tier 0 with `n` notifications, the URL of the i-th chosen by `url(i)`, while tier 0 is paused. */
@@ -208,8 +207,7 @@ interface Handling {
  * to read (the master collects the workers' metrics, up to 500 ms): a few
  * against the thousands of a bad run.
  */
-async function handlingNow(daemon: DaemonHandle): Promise<Handling> {
-  const m = await metricsText(daemon.d);
+function handlingOf(m: string): Handling {
   return {
     deferred: counterSum(m, 'notify_deferrals_total'),
     skipped: counterSum(m, 'notify_attempts_total', { outcome: 'skipped' }),
@@ -285,15 +283,19 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           await preload(daemon, n, (i) => (isBad(i) ? `${bad.base}/${runNo}-${i}` : `${aBase}/n/${runNo}-${i}`), `iso${runNo}`);
           const sampler = new PssSampler(daemon.pids, 200).start();
           const fds = fdPeak(tier0);
-          const before = await handlingNow(daemon);
-          const rungsBefore = await tier0Rungs(daemon);
-          const rungMeter = new CpuMeter({ broker: BEAM() }).start();
+          // One collection of the workers' metrics for both counts.
+          const start = await metricsText(daemon.d);
+          const before = handlingOf(start);
+          const rungsBefore = tier0Rungs(start);
+          const broker = BEAM();
+          // Without a local broker process there is nothing to meter: the cost is NaN, not 0.
+          const rungMeter = new CpuMeter(broker.length > 0 ? { broker } : {}).start();
           const runStart = Date.now();
-          const m = await timeUntilSeen(a, healthyCount, { consumer: daemon.pids(), broker: BEAM() }, async () => {
+          const m = await timeUntilSeen(a, healthyCount, { consumer: daemon.pids(), broker }, async () => {
             const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
             if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
           });
-          const after = await handlingNow(daemon);
+          const after = handlingOf(await metricsText(daemon.d));
           // Peaks of the healthy window, as before this measure: not of the wait for tier 0 below.
           const pss = await sampler.stop();
           const tier0Fds = fds.stop();

@@ -69,6 +69,12 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
     return r.body;
   };
 
+  /** Pauses tier `i` and waits until its worker says so (the admin call answers before). */
+  const pauseTier = async (i: number): Promise<void> => {
+    assert.equal((await d.admin('POST', `/admin/tiers/${i}/pause`)).status, 200);
+    await waitFor(async () => (await d.admin<{ tiers: { state: string }[] }>('GET', '/admin/status')).body.tiers[i]!.state === 'paused', 5000, `tier ${i} paused`);
+  };
+
   before(async () => {
     await merchant.start();
     d = await new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_LOG_LEVEL: 'warn' } }).ready();
@@ -162,8 +168,7 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
 
   it('a message the broker dead-lettered itself is listed as broker-<reason>, and its copy keeps that reason', async () => {
     // Tier 1 paused, a message on its work queue rejected without requeue: the broker dead-letters it into P.dead.
-    assert.equal((await d.admin('POST', '/admin/tiers/1/pause')).status, 200);
-    await waitFor(async () => (await d.admin<{ tiers: { state: string }[] }>('GET', '/admin/status')).body.tiers[1]!.state === 'paused', 5000, 'tier 1 paused');
+    await pauseTier(1);
     const conn = await amqp.connect(AMQP_URL);
     try {
       const ch = await conn.createConfirmChannel();
@@ -212,9 +217,8 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
 
   it('a redriven notification waits afresh: the wait budget it spent before it was parked is not carried to tier 0 (stop 22 review)', async () => {
     // Tier 0 paused, so the redriven copies stay on P.work.0 to be read.
-    assert.equal((await d.admin('POST', '/admin/tiers/0/pause')).status, 200);
+    await pauseTier(0);
     try {
-      await waitFor(async () => (await d.admin<{ tiers: { state: string }[] }>('GET', '/admin/status')).body.tiers[0]!.state === 'paused', 5000, 'tier 0 paused');
       const conn = await amqp.connect(AMQP_URL);
       try {
         const ch = await conn.createConfirmChannel();

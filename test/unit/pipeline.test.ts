@@ -82,6 +82,11 @@ function message(tier: number, body: object = { id: 'n1', url: 'https://m.exampl
   } as unknown as ConsumeMessage;
 }
 
+/** The same message with more headers. */
+function withHeaders(msg: ConsumeMessage, headers: Record<string, unknown>): ConsumeMessage {
+  return { ...msg, properties: { ...msg.properties, headers: { ...msg.properties.headers, ...headers } } } as ConsumeMessage;
+}
+
 function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController(), history: HistorySink | null = null, gate: OriginGate = new OriginGate(GATE)) {
   const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) }, false);
   const p = new AttemptPipeline(
@@ -168,8 +173,6 @@ describe('AttemptPipeline', () => {
 describe('AttemptPipeline: deferrals (issue 14)', () => {
   /** A gate that defers every notification: its origin is saturated. */
   const deferring = { admit: () => ({ kind: 'defer' }) } as unknown as OriginGate;
-  const withHeaders = (msg: ConsumeMessage, headers: Record<string, unknown>): ConsumeMessage =>
-    ({ ...msg, properties: { ...msg.properties, headers: { ...msg.properties.headers, ...headers } } }) as ConsumeMessage;
 
   it('to the hold queue, counted in notify-deferred, its wait kept from the first deferral; acked, counted, not attempted', async () => {
     const d = fakeDeliverer({ kind: 'response', status: 200, body: '', durationMs: 1 });
@@ -217,9 +220,6 @@ describe('AttemptPipeline: history records', () => {
     } as unknown as HistorySink & { records: HistoryRecord[] };
   }
 
-  function withHeaders(msg: ConsumeMessage, headers: Record<string, unknown>): ConsumeMessage {
-    return { ...msg, properties: { ...msg.properties, headers: { ...msg.properties.headers, ...headers } } } as ConsumeMessage;
-  }
 
   it('tier 0 records the start of a ladder nobody recorded (with the notification), then the attempt', async () => {
     const sink = fakeSink();
