@@ -57,7 +57,9 @@ export const USAGE = `npm run bench -- [options]
   --isolation-n N    notifications preloaded per isolation run (default 20000)
   --isolation-runs K repeat each share's control and bad runs K times, the modes' order turning
                      each round; ratios against the control of the same round, reported with
-                     their median and range when K > 1 (default 1)
+                     their median and range when K > 1, and then also against the mean of
+                     that control and the next round's (a closing control follows the last
+                     round) (default 1)
   --isolation-rate R --isolation-seconds S  the steady part of each isolation run (default 2000/s, 5 s)
   --origins K        also spread --origins-n notifications over K origins against one (e.g. 10000)
   --origins-n N      notifications of the many-origins runs (default 40000)

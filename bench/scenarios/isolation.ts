@@ -174,6 +174,13 @@ interface BadRun {
   round: number;
   healthyPerS: number;
   ratio: number | null;
+  /**
+   * Against the mean of its round's control and the next one (the closing
+   * control after the last round): a control on each side, so drift over a
+   * round and one control's own luck weigh less. Null for controls, and for
+   * a single round.
+   */
+  ratioAround: number | null;
   latencyP50: number;
   latencyP99: number;
   pssPeakMiB: number;
@@ -270,12 +277,15 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
     const isBad = (i: number): boolean => (share >= 50 ? i % every !== 0 : i % every === 0);
     const badCount = Array.from({ length: n }, (_, i) => i).filter(isBad).length;
     const healthyCount = n - badCount;
-    for (let roundNo = 1; roundNo <= flags.isolationRuns; roundNo++) {
+    // Over several rounds, a closing control after the last one, so every bad run has a control after it too.
+    const closing = flags.isolationRuns > 1 ? 1 : 0;
+    for (let roundNo = 1; roundNo <= flags.isolationRuns + closing; roundNo++) {
       let controlPerS = NaN;
       // The control first, then the modes in an order that turns by one each round: drift within a round
       // (the machine, the broker's periodic work) does not always fall on the same mode.
       const turn = (roundNo - 1) % flags.badModes.length;
-      for (const mode of ['control' as const, ...flags.badModes.slice(turn), ...flags.badModes.slice(0, turn)]) {
+      const modes = roundNo > flags.isolationRuns ? [] : [...flags.badModes.slice(turn), ...flags.badModes.slice(0, turn)];
+      for (const mode of ['control' as const, ...modes]) {
         runNo++;
         const bad = mode === 'control' ? { base: `${bBase}/b`, stop: async () => undefined } : await badMerchant(mode, runNo, dns);
         try {
@@ -314,6 +324,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             round: roundNo,
             healthyPerS: round(m.perS),
             ratio: mode === 'control' ? null : round(m.perS / controlPerS, 2),
+            ratioAround: null,
             latencyP50: lat.p50,
             latencyP99: lat.p99,
             pssPeakMiB: round(pss.peakMiB),
@@ -328,9 +339,22 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
       }
     }
   }
-  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'tier 0 done s', 'broker ms/1k to tier 0 done']];
-  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.tier0.s, r.tier0.brokerPer1k]);
+  bracket(runs);
+  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'vs controls around', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'tier 0 done s', 'broker ms/1k to tier 0 done']];
+  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.ratioAround === null ? '-' : `${r.ratioAround}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.tier0.s, r.tier0.brokerPer1k]);
   return { runs, rows, summary: flags.isolationRuns > 1 ? ratioSummary(runs) : null };
+}
+
+/** Sets each bad run's `ratioAround` from the controls of its round and the next (same share). */
+function bracket(runs: BadRun[]): void {
+  const control = new Map<string, number>();
+  for (const r of runs) if (r.mode === 'control') control.set(`${r.share}|${r.round}`, r.healthyPerS);
+  for (const r of runs) {
+    if (r.mode === 'control') continue;
+    const before = control.get(`${r.share}|${r.round}`);
+    const after = control.get(`${r.share}|${r.round + 1}`);
+    if (before !== undefined && after !== undefined) r.ratioAround = round((2 * r.healthyPerS) / (before + after), 2);
+  }
 }
 
 /**
@@ -340,7 +364,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
  * (stop 20). The count at 0.9× is of the ratios as rounded to two places.
  */
 function ratioSummary(runs: readonly BadRun[]): Row[] {
-  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)', 'broker ms/1k to tier 0 done (median)']];
+  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'median vs controls around', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)', 'broker ms/1k to tier 0 done (median)']];
   const groups = new Map<string, BadRun[]>();
   for (const r of runs) {
     const key = `${r.mode}|${r.share}`;
@@ -353,11 +377,15 @@ function ratioSummary(runs: readonly BadRun[]): Row[] {
     const rungCost = costs.length === 0 ? NaN : round(median(costs), 1);
     const p99 = round(median(mine.map((r) => r.latencyP99)));
     if (mine[0]!.mode === 'control') {
-      rows.push(['control', `${mine[0]!.share} %`, mine.length, '-', '-', '-', p99, rungCost]);
+      rows.push(['control', `${mine[0]!.share} %`, mine.length, '-', '-', '-', '-', '-', '-', p99, rungCost]);
       continue;
     }
-    const ratios = mine.map((r) => r.ratio!).sort((x, y) => x - y);
-    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, ratios.length, `${round(median(ratios), 2)}x`, `${ratios[0]}–${ratios[ratios.length - 1]}x`, `${ratios.filter((x) => x >= 0.9).length} of ${ratios.length}`, p99, rungCost]);
+    const spread = (xs: number[]): string[] => {
+      const sorted = [...xs].sort((x, y) => x - y);
+      if (sorted.length === 0) return ['-', '-', '-'];
+      return [`${round(median(sorted), 2)}x`, `${sorted[0]}–${sorted[sorted.length - 1]}x`, `${sorted.filter((x) => x >= 0.9).length} of ${sorted.length}`];
+    };
+    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, mine.length, ...spread(mine.map((r) => r.ratio!)), ...spread(mine.flatMap((r) => (r.ratioAround === null ? [] : [r.ratioAround]))), p99, rungCost]);
   }
   return rows;
 }
@@ -417,7 +445,7 @@ export async function isolation(ctx: BenchContext): Promise<ScenarioReport> {
     const { runs, rows, summary } = await badMerchantRuns(ctx);
     record.isolation = { n: flags.isolationN, rate: flags.isolationRate, seconds: flags.isolationSeconds, rounds: flags.isolationRuns, runs };
     head += `\n== isolation: the healthy merchant beside a bad one (${flags.isolationN} preloaded in tier 0; latency at ${flags.isolationRate}/s for ${flags.isolationSeconds} s)\n${table(rows)}\n`;
-    if (summary !== null) head += `\n== isolation over ${flags.isolationRuns} rounds (each ratio against its own round's control)\n${table(summary)}\n`;
+    if (summary !== null) head += `\n== isolation over ${flags.isolationRuns} rounds (each ratio against its own round's control, and against the mean of that control and the next round's; a closing control follows the last round)\n${table(summary)}\n`;
   }
   if (flags.origins > 0) {
     const { runs, rows } = await manyOrigins(ctx);
