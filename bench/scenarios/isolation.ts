@@ -170,7 +170,7 @@ async function steady(daemon: DaemonHandle, rate: number, seconds: number, url: 
 interface BadRun {
   mode: BadMode | 'control';
   share: number;
-  /** Which round of `--isolation-runs` (from 1); its ratio is against that round's control. */
+  /** Which round of `--isolation-runs` (from 1); its ratio is against that round's control. The closing control's is K + 1. */
   round: number;
   healthyPerS: number;
   ratio: number | null;
@@ -289,7 +289,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
         runNo++;
         const bad = mode === 'control' ? { base: `${bBase}/b`, stop: async () => undefined } : await badMerchant(mode, runNo, dns);
         try {
-          log(`isolation: ${mode} at ${share} % (${badCount} of ${n} for ${mode === 'control' ? 'merchant B' : `a ${mode} merchant`})${flags.isolationRuns > 1 ? `, round ${roundNo} of ${flags.isolationRuns}` : ''}`);
+          log(`isolation: ${mode} at ${share} % (${badCount} of ${n} for ${mode === 'control' ? 'merchant B' : `a ${mode} merchant`})${flags.isolationRuns > 1 ? (roundNo > flags.isolationRuns ? ', closing control' : `, round ${roundNo} of ${flags.isolationRuns}`) : ''}`);
           await preload(daemon, n, (i) => (isBad(i) ? `${bad.base}/${runNo}-${i}` : `${aBase}/n/${runNo}-${i}`), `iso${runNo}`);
           const sampler = new PssSampler(daemon.pids, 200).start();
           const fds = fdPeak(tier0);
@@ -445,7 +445,7 @@ export async function isolation(ctx: BenchContext): Promise<ScenarioReport> {
     const { runs, rows, summary } = await badMerchantRuns(ctx);
     record.isolation = { n: flags.isolationN, rate: flags.isolationRate, seconds: flags.isolationSeconds, rounds: flags.isolationRuns, runs };
     head += `\n== isolation: the healthy merchant beside a bad one (${flags.isolationN} preloaded in tier 0; latency at ${flags.isolationRate}/s for ${flags.isolationSeconds} s)\n${table(rows)}\n`;
-    if (summary !== null) head += `\n== isolation over ${flags.isolationRuns} rounds (each ratio against its own round's control, and against the mean of that control and the next round's; a closing control follows the last round)\n${table(summary)}\n`;
+    if (summary !== null) head += `\n== isolation over ${flags.isolationRuns} rounds (and a closing control; each ratio against its own round's control, and against the mean of that control and the next round's)\n${table(summary)}\n`;
   }
   if (flags.origins > 0) {
     const { runs, rows } = await manyOrigins(ctx);
