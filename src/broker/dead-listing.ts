@@ -75,7 +75,7 @@ function keep(m: GetMessage, scanId: string): Record<string, unknown> {
   if (headers[H.deadReason] === undefined && reason.startsWith('broker-')) {
     set[H.deadReason] = reason;
     const at = summariseParked(m.properties, Buffer.alloc(0)).deadAt;
-    if (headers['notify-dead-at'] === undefined && at !== null) set['notify-dead-at'] = at;
+    if (headers[H.deadAt] === undefined && at !== null) set[H.deadAt] = at;
   }
   return set;
 }

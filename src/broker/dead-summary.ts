@@ -88,7 +88,7 @@ export function summariseParked(props: ParkedProperties, content: Buffer): Parke
   } catch {
     /* not JSON: a message parked `invalid` may be anything */
   }
-  const tier = num(headers['notify-dead-tier']) ?? num(headers[H.attempt]);
+  const tier = num(headers[H.deadTier]) ?? num(headers[H.attempt]);
   const url = typeof body.url === 'string' ? clip(redactUrl(body.url), MAX_URL) : null;
   return {
     id: text(props.messageId) ?? (typeof body.id === 'string' ? body.id : ''),
@@ -96,7 +96,7 @@ export function summariseParked(props: ParkedProperties, content: Buffer): Parke
     tier,
     attempts: tier === null ? null : tier + 1,
     lastError: clip(text(headers[H.lastError]), MAX_TEXT),
-    deadAt: num(headers['notify-dead-at']) ?? brokerDeath(headers)?.at ?? null,
+    deadAt: num(headers[H.deadAt]) ?? brokerDeath(headers)?.at ?? null,
     url,
     merchant: typeof body.merchant === 'string' ? body.merchant : null,
     redriven: num(headers[H.redriven]) ?? 0,

@@ -31,6 +31,10 @@ export const H = Object.freeze({
   dueAt: 'notify-due-at',
   lastError: 'notify-last-error',
   deadReason: 'notify-dead-reason',
+  /** When notifyd parked it on `P.dead` (ms since epoch). */
+  deadAt: 'notify-dead-at',
+  /** The tier that parked it. */
+  deadTier: 'notify-dead-tier',
   redriven: 'notify-redriven',
   /** The producer (ingress token name) that submitted the notification. */
   producer: 'notify-producer',

@@ -8,6 +8,7 @@
  * batch of copies (`history-superseded.sql`).
  */
 import type pg from 'pg';
+import { H } from '../core/message.js';
 import { query } from '../db/sql.js';
 
 /** What the redrive knows of a parked copy. */
@@ -27,7 +28,7 @@ export interface HistorySince {
 
 /** The notification a copy is of, its own ladder and when it was parked; null when the copy does not say (then it is never dropped). */
 export function copyKey(c: ParkedCopy): { id: string; createdAt: number; run: string; deadAt: number } | null {
-  const deadAt = Number(c.headers['notify-dead-at']);
+  const deadAt = Number(c.headers[H.deadAt]);
   if (!Number.isFinite(deadAt) || deadAt <= 0) return null;
   let n: { id?: unknown; createdAt?: unknown };
   try {
@@ -36,7 +37,7 @@ export function copyKey(c: ParkedCopy): { id: string; createdAt: number; run: st
     return null;
   }
   if (typeof n?.id !== 'string' || typeof n.createdAt !== 'number' || !Number.isFinite(n.createdAt)) return null;
-  const run = c.headers['notify-run'];
+  const run = c.headers[H.run];
   // The recorder keys a notification by its createdAt without the fraction of a ms (fold.ts).
   return { id: n.id, createdAt: Math.trunc(n.createdAt), run: typeof run === 'string' ? run : '', deadAt };
 }

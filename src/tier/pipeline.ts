@@ -467,8 +467,8 @@ export class AttemptPipeline {
       [H.deadReason]: d.reason,
       [H.lastError]: d.error.slice(0, 500),
       [H.attempt]: this.tier,
-      'notify-dead-at': Date.now(),
-      'notify-dead-tier': this.tier,
+      [H.deadAt]: Date.now(),
+      [H.deadTier]: this.tier,
     };
     if (d.firstAttemptAt !== null) set[H.firstAttemptAt] = d.firstAttemptAt;
     // Parked before an attempt: that is its history's last word.

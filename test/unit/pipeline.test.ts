@@ -220,7 +220,6 @@ describe('AttemptPipeline: history records', () => {
     } as unknown as HistorySink & { records: HistoryRecord[] };
   }
 
-
   it('tier 0 records the start of a ladder nobody recorded (with the notification), then the attempt', async () => {
     const sink = fakeSink();
     const { p } = pipeline(0, fakeDeliverer({ kind: 'response', status: 500, body: 'try later', durationMs: 3 }), new AbortController(), sink);
