@@ -76,6 +76,14 @@ export interface DeliveryConfig {
    * new notifications).
    */
   readonly warmUpTiers: readonly number[];
+  /**
+   * Most skips or deferrals bound for the same queue within a few
+   * milliseconds that travel as one broker message (a bundle, opened by the
+   * tier that consumes it; src/broker/bundle.ts). A failing merchant's
+   * notifications are skipped many at once, and each rung alone costs the
+   * broker several deliveries' worth of work (issue 14). 0 or 1: each alone.
+   */
+  readonly bundleMax: number;
   /** Statuses that park a notification at once instead of retrying. */
   readonly deadOnStatus: readonly number[];
   /** Default success criteria; a notification may carry its own. */

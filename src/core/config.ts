@@ -77,6 +77,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_ALLOW_PRIVATE_NETWORKS', 'delivery.allowPrivateNetworks');
   str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
   str('NOTIFY_DELIVERY_WARM_UP', 'delivery.warmUp');
+  str('NOTIFY_DELIVERY_BUNDLE_MAX', 'delivery.bundleMax');
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
   str('NOTIFY_LOG_LEVEL', 'logLevel');
   str('NOTIFY_LOG_ATTEMPTS', 'log.attempts');
@@ -233,6 +234,7 @@ export function parseConfig(raw: Raw): Config {
     connectionsPerOrigin: Number(d.connectionsPerOrigin),
     warmUp: Number(d.warmUp),
     warmUpTiers: d.warmUpTiers ?? [],
+    bundleMax: Number(d.bundleMax),
     deadOnStatus: d.deadOnStatus,
     success: { status: Array.isArray(d.success.status) ? [...d.success.status] : '2xx', ...(d.success.bodyEquals === undefined ? {} : { bodyEquals: d.success.bodyEquals }) },
     allowPrivateNetworks: flag(d.allowPrivateNetworks),

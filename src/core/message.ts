@@ -50,6 +50,8 @@ export const H = Object.freeze({
   run: 'notify-run',
   /** Present when whoever started the ladder recorded it in the history (with the notification). */
   recorded: 'notify-recorded',
+  /** On a bundle only: how many hand-ons it carries (src/broker/bundle.ts). */
+  bundle: 'notify-bundle',
 });
 
 export type DeadReason = 'exhausted' | 'invalid' | 'blocked' | 'disabled' | `status-${number}`;

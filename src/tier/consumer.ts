@@ -24,6 +24,9 @@ import { HistorySink, historyPublishOptions } from '../history/sink.js';
 import { OriginGate, gateOptionsOf } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { warmUp } from './warm-up.js';
+import { HandOnBundler, type BundlerOptions } from './hand-on-bundler.js';
+import { handleBundle } from './bundle-delivery.js';
+import { isBundle } from '../broker/bundle.js';
 
 const GATE_TICK_MS = 100;
 /**
@@ -34,6 +37,19 @@ const GATE_TICK_MS = 100;
  */
 const WARM_UP_BUDGET_MS = 5000;
 const WARM_UP_CONCURRENCY = 32;
+/**
+ * A bundle's first skip or deferral waits this long for others: a failing
+ * origin's notifications arrive within a few milliseconds of each other, and
+ * a rung's delay (a second or more) hides it.
+ */
+const BUNDLE_LINGER_MS = 10;
+/** Far below RabbitMQ's largest message, and a bundle's entries are decoded at once. */
+const BUNDLE_MAX_BYTES = 512 * 1024;
+
+/** Pure: the bundler's options from the configuration. */
+function bundlerOptions(cfg: Config): BundlerOptions {
+  return { max: cfg.delivery.bundleMax, maxBytes: BUNDLE_MAX_BYTES, lingerMs: BUNDLE_LINGER_MS };
+}
 
 export interface TierWorkerDeps {
   readonly config: Config;
@@ -92,6 +108,8 @@ export class TierWorker implements ManagedWorker {
   private readonly directory: MerchantDirectory | null;
   /** Runs the gate's tick while it tracks an origin; null while it tracks none (an idle tier sleeps). */
   private gateTimer: NodeJS.Timeout | null = null;
+  /** Skips and deferrals sharing broker messages; kept across reloads. */
+  private readonly bundler: HandOnBundler;
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -115,6 +133,8 @@ export class TierWorker implements ManagedWorker {
           });
     const directory = this.directory;
     this.history = historyOn(deps.config) ? new HistorySink((body) => this.publishHistory(body)) : null;
+    const bundles = deps.metrics.bundles.labels({ tier: String(deps.tier) });
+    this.bundler = new HandOnBundler(bundlerOptions(deps.config), () => bundles.inc());
     this.pipeline = new AttemptPipeline(
       {
         tier: deps.tier,
@@ -128,6 +148,7 @@ export class TierWorker implements ManagedWorker {
         slots: new MerchantSlots(),
         failureMarks: directory === null ? null : new FailureMarks((id, failing) => directory.markFailing(id, failing)),
         history: this.history,
+        bundler: this.bundler,
       },
       this.settingsFor(deps.config),
     );
@@ -353,11 +374,16 @@ export class TierWorker implements ManagedWorker {
         return;
       }
       acker?.track(msg.fields.deliveryTag);
-      const p = this.pipeline.handle(link, msg);
+      const p = isBundle(msg) ? handleBundle(link, msg, (l, m) => this.pipeline.handle(l, m), this.ownRoute) : this.pipeline.handle(link, msg);
       this.inflight.add(p);
       void p.finally(() => this.inflight.delete(p));
     });
     return consumerTag;
+  }
+
+  /** Where an entry of a bundle goes back to when it is requeued: this tier's own queue. */
+  private get ownRoute(): { exchange: string; routingKey: string } {
+    return { exchange: this.names.work, routingKey: this.names.routingKey(this.tier) };
   }
 
   /** One batch of history records, on the current channel (a lost channel fails it: see AttemptPipeline.remember). */
@@ -389,6 +415,7 @@ export class TierWorker implements ManagedWorker {
     (this.deps.attemptLogger ?? this.log).level = next.logLevel;
     const prefetchChanged = next.delivery.prefetch !== this.config.delivery.prefetch;
     this.gate.configure(gateOptionsOf(next));
+    this.bundler.configure(bundlerOptions(next));
     this.config = next;
     const old = this.pipeline.current;
     this.pipeline.configure(settings);
@@ -441,6 +468,8 @@ export class TierWorker implements ManagedWorker {
       await this.syncConsumer();
       // Waiting for a busy origin is not worth the drain deadline: they were never attempted, so they go back now.
       this.gate.requeueAll();
+      // Skips and deferrals waiting for company go now (later ones still go after the linger).
+      this.bundler.flushAll();
       const ch = this.ch;
       const deadline = sleep(Math.max(0, deadlineMs - Date.now())).then(() => 'deadline' as const);
       const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);

@@ -24,6 +24,7 @@ import { attemptRecord, deadRecord, unrecordedStart, withStart } from './history
 import { OutcomeEmitter, type OutcomeEvent } from './outcome-events.js';
 import { ANSWER_BYTES, type HistoryRecord } from '../history/records.js';
 import type { HistorySink } from '../history/sink.js';
+import type { HandOnBundler } from './hand-on-bundler.js';
 
 export const USER_AGENT = 'notifyd/0.1.0';
 /** Pause before a message whose hand-on failed goes back to its queue. */
@@ -58,6 +59,8 @@ export interface PipelineDeps {
   readonly failureMarks: FailureMarks | null;
   /** Where attempts are recorded (DESIGN §11); null without history. */
   readonly history: HistorySink | null;
+  /** Groups skips and deferrals into bundles (src/tier/hand-on-bundler.ts); null or absent: each is published alone. */
+  readonly bundler?: HandOnBundler | null;
 }
 
 /** The producer header, when the notification came through the ingress with a token. */
@@ -368,7 +371,7 @@ export class AttemptPipeline {
   private async defer(link: ChannelLink, msg: ConsumeMessage, waitingSince: number): Promise<void> {
     const headers = msg.properties.headers ?? {};
     const deferred = (numberHeader(headers, H.deferred) ?? 0) + 1;
-    const handed = await this.handOnPublish(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, { [H.deferred]: deferred, [H.waitingSince]: waitingSince }));
+    const handed = await this.handOnBundled(link, msg, '', this.names.holdQueue(this.tier), handOnOptions(msg, { [H.deferred]: deferred, [H.waitingSince]: waitingSince }));
     if (!handed) return;
     link.ack(msg);
     this.m.deferrals.inc();
@@ -403,13 +406,16 @@ export class AttemptPipeline {
         const next = this.tier + 1;
         const route = routeForAttempt(this.names, config.scheduleMs, next);
         const now = Date.now();
+        const options = handOnOptions(msg, {
+          [H.attempt]: next,
+          [H.firstAttemptAt]: firstAttemptAt,
+          [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
+          [H.lastError]: outcome.error,
+        }, [H.waitingSince]);
+        // Skips come many at once (a failing origin) and share a broker message; a failed attempt goes
+        // alone: failures come one answer at a time, and waiting for others would make its retry late.
         const [handed] = await Promise.all([
-          this.handOnPublish(link, msg, route.exchange, route.routingKey, handOnOptions(msg, {
-            [H.attempt]: next,
-            [H.firstAttemptAt]: firstAttemptAt,
-            [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
-            [H.lastError]: outcome.error,
-          }, [H.waitingSince])),
+          skipped ? this.handOnBundled(link, msg, route.exchange, route.routingKey, options) : this.handOnPublish(link, msg, route.exchange, route.routingKey, options),
           this.remember(link, records),
         ]);
         if (!handed) return;
@@ -421,6 +427,13 @@ export class AttemptPipeline {
         await this.parkDead(link, msg, n, { reason: outcome.reason, error: outcome.error, attempts: this.tier + 1, status, firstAttemptAt }, skipped, records);
         return;
     }
+  }
+
+  /** A hand-on that may travel in a bundle; alone (with `handOnPublish`'s retries) when the bundle was not taken. */
+  private async handOnBundled(link: ChannelLink, msg: ConsumeMessage, exchange: string, routingKey: string, options: Options.Publish): Promise<boolean> {
+    const bundler = this.deps.bundler;
+    if (bundler && (await bundler.add(link, exchange, routingKey, { content: msg.content, options }))) return true;
+    return this.handOnPublish(link, msg, exchange, routingKey, options);
   }
 
   /**

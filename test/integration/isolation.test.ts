@@ -4,6 +4,7 @@
 // at a bounded pace.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -142,5 +143,26 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
     // A deferral is not an attempt: a notification delivered at once counts one attempt however often it waited.
     for (const x of delivered) assert.ok(outcomes.get(x.id)!.attempts <= TIERS);
     assert.equal(items.filter((x) => { const o = outcomes.get(x.id)!; return o.outcome !== 'delivered' && o.reason !== 'exhausted'; }).length, 0);
+  });
+
+  it('a refused merchant: its notifications are skipped down the ladder many to a broker message (bundles), and every one is parked exhausted', async (t: TestContext) => {
+    // A port nothing listens on: every connect is refused at once, so the origin's breaker opens.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const before = counterSum((await daemon.admin<string>('GET', '/metrics')).body, 'notify_bundles_total');
+    const N = 400;
+    const items = Array.from({ length: N }, (_, i) => ({ id: `refused-${i}`, url: `http://127.0.0.1:${port}/n/${i}`, body: { i } }));
+    assert.equal((await daemon.post({ notifications: items }, '/v1/notifications:batch')).status, 202);
+    // The ladder is 0s,1s,2s,4s,8s: about 15 s, more on a busy machine.
+    await waitFor(() => items.every((x) => outcomes.has(x.id)), 90_000, 'every refused notification finished');
+    const metrics = (await daemon.admin<string>('GET', '/metrics')).body;
+    const bundles = counterSum(metrics, 'notify_bundles_total') - before;
+    const notExhausted = items.filter((x) => { const o = outcomes.get(x.id)!; return o.outcome !== 'dead' || o.reason !== 'exhausted' || o.attempts !== TIERS; });
+    t.diagnostic(`${N} notifications for a refused merchant: ${bundles} bundles`);
+    assert.deepEqual(notExhausted.map((x) => [x.id, outcomes.get(x.id)]), [], 'each parked exhausted once its five rungs were made or skipped');
+    assert.ok(bundles > 0, 'skips went down the ladder in bundles');
+    assert.ok(items.some((x) => /skipped/.test(String(outcomes.get(x.id)!.error))), 'skipped rungs say so');
   });
 });

@@ -1,0 +1,263 @@
+// Bundles (issue 14): many skips or deferrals to one queue as one broker
+// message; the codec, the bundler that groups them, and the tier side that
+// opens one and acks it only when every entry is done.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConsumeMessage, Options } from 'amqplib';
+import pino from 'pino';
+import { BUNDLE_CONTENT_TYPE, bundleable, decodeBundle, encodeBundle, isBundle, type BundleEntry } from '../../src/broker/bundle.js';
+import { namesFor } from '../../src/broker/topology.js';
+import { loadConfig } from '../../src/core/config.js';
+import { ErrorCodes, NotifyError } from '../../src/core/errors.js';
+import { createWorkerMetrics } from '../../src/core/metrics.js';
+import type { HttpDeliverer } from '../../src/delivery/deliverer.js';
+import { createSigner } from '../../src/delivery/signing.js';
+import { MerchantSigners } from '../../src/merchants/signers.js';
+import { handleBundle } from '../../src/tier/bundle-delivery.js';
+import type { ChannelLink } from '../../src/tier/channel-link.js';
+import { HandOnBundler } from '../../src/tier/hand-on-bundler.js';
+import { MerchantSlots } from '../../src/tier/merchant-slots.js';
+import type { OriginGate } from '../../src/tier/origin-gate.js';
+import { AttemptPipeline } from '../../src/tier/pipeline.js';
+
+interface Sent {
+  exchange: string;
+  routingKey: string;
+  content: Buffer;
+  options: Options.Publish;
+}
+
+class Link implements ChannelLink {
+  readonly sent: Sent[] = [];
+  readonly acked: ConsumeMessage[] = [];
+  readonly requeued: ConsumeMessage[] = [];
+  closed = false;
+  fail = false;
+  async publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void> {
+    await Promise.resolve();
+    if (this.fail) throw new NotifyError(ErrorCodes.BROKER_NACK, 'nack');
+    this.sent.push({ exchange, routingKey, content, options });
+  }
+  ack(m: ConsumeMessage): void {
+    this.acked.push(m);
+  }
+  requeue(m: ConsumeMessage): void {
+    this.requeued.push(m);
+  }
+}
+
+const entry = (id: string, headers: Record<string, unknown> = { 'notify-attempt': 1 }): BundleEntry => ({
+  content: Buffer.from(JSON.stringify({ id, url: 'https://m.example/n', body: { id } })),
+  options: { messageId: id, contentType: 'application/json', timestamp: 1_700_000_000, headers, persistent: true, mandatory: true },
+});
+
+/** A delivery of `content` with `options`, as the consumer would get it. */
+const delivered = (content: Buffer, options: Options.Publish, tag = 7): ConsumeMessage =>
+  ({
+    content,
+    fields: { deliveryTag: tag, redelivered: false, exchange: '', routingKey: 'p.work.1', consumerTag: 'c' },
+    properties: { messageId: options.messageId, contentType: options.contentType, timestamp: options.timestamp, headers: options.headers },
+  }) as unknown as ConsumeMessage;
+
+describe('bundle codec', () => {
+  it('carries each entry\'s content, id, type, timestamp and headers, and keeps the delivery\'s fields', () => {
+    const es = [entry('a'), entry('b', { 'notify-attempt': 2, 'notify-last-error': 'ECONNREFUSED', 'notify-deferred': 3, flag: true, none: null }), entry('c')];
+    const b = encodeBundle(es, Date.UTC(2026, 0, 1));
+    assert.equal(b.options.contentType, BUNDLE_CONTENT_TYPE);
+    assert.equal(b.options.headers!['notify-bundle'], 3);
+    assert.equal(b.options.persistent, true);
+    assert.equal(b.options.mandatory, true);
+    const msg = delivered(b.content, b.options);
+    assert.equal(isBundle(msg), true);
+    const out = decodeBundle(msg);
+    assert.equal(out.length, 3);
+    out.forEach((m, i) => {
+      assert.deepEqual(m.content, es[i]!.content);
+      assert.equal(m.properties.messageId, es[i]!.options.messageId);
+      assert.equal(m.properties.contentType, 'application/json');
+      assert.equal(m.properties.timestamp, 1_700_000_000);
+      assert.deepEqual(m.properties.headers, es[i]!.options.headers);
+      assert.equal(m.fields.deliveryTag, 7);
+      assert.equal(isBundle(m), false);
+    });
+  });
+
+  it('refuses what is not a bundle with MESSAGE_INVALID', () => {
+    for (const body of ['not json', '{"v":2,"entries":[{}]}', '{"v":1,"entries":[]}', '{"v":1,"entries":[{"headers":{}}]}', '{"v":1,"entries":[{"body":"","headers":[]}]}']) {
+      assert.throws(
+        () => decodeBundle(delivered(Buffer.from(body), { headers: { 'notify-bundle': 1 } })),
+        (e: unknown) => (e as NotifyError).code === ErrorCodes.MESSAGE_INVALID,
+        body,
+      );
+    }
+  });
+
+  it('leaves out headers JSON cannot carry', () => {
+    assert.equal(bundleable(entry('a').options), true);
+    assert.equal(bundleable({ headers: { raw: Buffer.from('x') } }), false);
+    assert.equal(bundleable({ headers: { table: { a: 1 } } }), false);
+    assert.equal(bundleable({ headers: { n: Number.NaN } }), false);
+  });
+});
+
+describe('HandOnBundler', () => {
+  const opts = { max: 4, maxBytes: 1_000_000, lingerMs: 5 };
+
+  it('sends hand-ons to one queue within the linger as one bundle, and tells each caller', async () => {
+    const link = new Link();
+    const sizes: number[] = [];
+    const b = new HandOnBundler(opts, (n) => sizes.push(n));
+    const r = await Promise.all([b.add(link, '', 'p.wait.1', entry('a')), b.add(link, '', 'p.wait.1', entry('b')), b.add(link, '', 'p.wait.1', entry('c'))]);
+    assert.deepEqual(r, [true, true, true]);
+    assert.equal(link.sent.length, 1);
+    assert.equal(link.sent[0]!.routingKey, 'p.wait.1');
+    assert.deepEqual(
+      decodeBundle(delivered(link.sent[0]!.content, link.sent[0]!.options)).map((m) => m.properties.messageId),
+      ['a', 'b', 'c'],
+    );
+    assert.deepEqual(sizes, [3]);
+  });
+
+  it('sends at once when full, and keeps queues apart', async () => {
+    const link = new Link();
+    const b = new HandOnBundler({ ...opts, lingerMs: 60_000 });
+    const full = Promise.all(['a', 'b', 'c', 'd'].map((id) => b.add(link, '', 'p.wait.1', entry(id))));
+    const other = b.add(link, '', 'p.hold.0', entry('e'));
+    assert.deepEqual(await full, [true, true, true, true]);
+    assert.equal(link.sent.length, 1);
+    b.flushAll();
+    assert.equal(await other, false, 'a lone hand-on is published by its caller');
+    assert.equal(link.sent.length, 1);
+  });
+
+  it('a lone hand-on, an unbundleable one, a refused bundle and a closed link all leave the publish to the caller', async () => {
+    const link = new Link();
+    const b = new HandOnBundler(opts);
+    assert.equal(await b.add(link, '', 'q', entry('a')), false);
+    assert.equal(await b.add(link, '', 'q', { content: Buffer.from('{}'), options: { headers: { raw: Buffer.from('x') } } }), false);
+    link.fail = true;
+    assert.deepEqual(await Promise.all([b.add(link, '', 'q', entry('a')), b.add(link, '', 'q', entry('b'))]), [false, false]);
+    link.fail = false;
+    link.closed = true;
+    assert.equal(await b.add(link, '', 'q', entry('a')), false);
+    assert.equal(link.sent.length, 0);
+    assert.equal(await new HandOnBundler({ ...opts, max: 1 }).add(new Link(), '', 'q', entry('a')), false, 'max 1: never bundled');
+  });
+
+  it('starts a new bundle past the byte bound or on another channel', async () => {
+    const one = new Link();
+    const two = new Link();
+    const b = new HandOnBundler({ max: 100, maxBytes: 600, lingerMs: 5 });
+    const r = await Promise.all([b.add(one, '', 'q', entry('a')), b.add(one, '', 'q', entry('b')), b.add(one, '', 'q', entry('c')), b.add(two, '', 'q', entry('d')), b.add(two, '', 'q', entry('e'))]);
+    const sizes = [...one.sent, ...two.sent].map((s) => decodeBundle(delivered(s.content, s.options)).length);
+    assert.ok(sizes.every((n) => n >= 2), `bundles ${sizes.join()}`);
+    assert.equal(r.filter((x) => x).length, sizes.reduce((a, n) => a + n, 0), 'every entry in a bundle was told so, the rest publish alone');
+    assert.equal(two.sent.length, 1, 'the other channel\'s entries went on it');
+  });
+});
+
+describe('handleBundle', () => {
+  const backTo = { exchange: 'p.work', routingKey: 'tier.1' };
+  const bundleOf = (...ids: string[]): ConsumeMessage => {
+    const b = encodeBundle(ids.map((id) => entry(id)));
+    return delivered(b.content, b.options);
+  };
+
+  it('hands every entry on as its own message and acks the bundle once all are done', async () => {
+    const link = new Link();
+    const seen: string[] = [];
+    const msg = bundleOf('a', 'b', 'c');
+    await handleBundle(link, msg, async (l, m) => {
+      seen.push(String(m.properties.messageId));
+      await l.publish('', 'p.wait.2', m.content, { messageId: m.properties.messageId });
+      l.ack(m);
+    }, backTo);
+    assert.deepEqual(seen, ['a', 'b', 'c']);
+    assert.deepEqual(link.sent.map((s) => s.options.messageId), ['a', 'b', 'c']);
+    assert.deepEqual(link.acked, [msg]);
+    assert.equal(link.requeued.length, 0);
+  });
+
+  it('gives a requeued entry back to its tier\'s queue, alone', async () => {
+    const link = new Link();
+    const msg = bundleOf('a', 'b');
+    await handleBundle(link, msg, async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m)), backTo);
+    assert.equal(link.sent.length, 1);
+    assert.deepEqual([link.sent[0]!.exchange, link.sent[0]!.routingKey, link.sent[0]!.options.messageId], ['p.work', 'tier.1', 'b']);
+    assert.deepEqual(link.sent[0]!.options.headers, entry('b').options.headers);
+    assert.equal(link.sent[0]!.options.persistent, true);
+    assert.deepEqual(link.acked, [msg]);
+  });
+
+  it('sends the whole bundle back when an entry could not be given back or was left undone', async () => {
+    const link = new Link();
+    link.fail = true;
+    const msg = bundleOf('a', 'b');
+    await handleBundle(link, msg, async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m)), backTo);
+    assert.deepEqual(link.requeued, [msg]);
+    assert.equal(link.acked.length, 0);
+
+    const again = new Link();
+    await handleBundle(again, msg, async (l, m) => (m.properties.messageId === 'b' ? undefined : l.ack(m)), backTo);
+    assert.deepEqual(again.requeued, [msg], 'an entry neither acked nor requeued: the bundle is redelivered, never acked');
+  });
+
+  it('passes an unreadable bundle on as it came (the pipeline parks it invalid)', async () => {
+    const link = new Link();
+    const msg = delivered(Buffer.from('garbage'), { messageId: 'x', headers: { 'notify-bundle': 2 } });
+    const seen: ConsumeMessage[] = [];
+    await handleBundle(link, msg, async (_l, m) => void seen.push(m), backTo);
+    assert.deepEqual(seen, [msg]);
+  });
+});
+
+describe('AttemptPipeline with a bundler', () => {
+  const config = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s,2s', NOTIFY_PREFIX: 'p' } });
+  const names = namesFor('p');
+  const silent = pino({ level: 'silent' });
+  const noHttp = { originOf: (u: string) => new URL(u).origin, attempt: async () => assert.fail('no request for a skip or a deferral'), close: async () => undefined } as unknown as HttpDeliverer;
+  const make = (gate: OriginGate) => {
+    const metrics = createWorkerMetrics({ role: 'tier', tier: '0' }, false);
+    const bundler = new HandOnBundler({ max: 64, maxBytes: 512 * 1024, lingerMs: 5 });
+    const p = new AttemptPipeline(
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics, stopSignal: new AbortController().signal, gate, merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null, bundler },
+      { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer: noHttp },
+    );
+    return { p, metrics };
+  };
+  const msg = (id: string): ConsumeMessage =>
+    delivered(Buffer.from(JSON.stringify({ id, url: 'https://down.example/n', body: {} })), { messageId: id, contentType: 'application/json', headers: { 'notify-attempt': 0, 'notify-due-at': Date.now() } });
+  const count = async (metrics: ReturnType<typeof createWorkerMetrics>, name: string, labels: Record<string, string>) =>
+    (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name)!.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
+
+  it('skips past a failing origin travel as one bundle to the next rung; each is acked and counted', async () => {
+    const failing = { admit: () => ({ kind: 'skip', reason: 'origin-failing', lastError: 'ECONNREFUSED' }) } as unknown as OriginGate;
+    const { p, metrics } = make(failing);
+    const link = new Link();
+    const ms = ['a', 'b', 'c'].map(msg);
+    await Promise.all(ms.map((m) => p.handle(link, m)));
+    const toWait = link.sent.filter((s) => s.routingKey === names.waitQueue(1));
+    assert.equal(toWait.length, 1);
+    const entries = decodeBundle(delivered(toWait[0]!.content, toWait[0]!.options));
+    assert.deepEqual(entries.map((e) => e.properties.messageId), ['a', 'b', 'c']);
+    for (const e of entries) {
+      assert.equal(e.properties.headers!['notify-attempt'], 1, 'the skip moved it down the ladder');
+      assert.match(String(e.properties.headers!['notify-last-error']), /origin-failing|ECONNREFUSED/);
+    }
+    assert.equal(link.acked.length, 3);
+    assert.equal(await count(metrics, 'notify_attempts_total', { tier: '0', outcome: 'skipped' }), 3);
+  });
+
+  it('deferrals for a saturated origin travel as one bundle to the hold queue', async () => {
+    const saturated = { admit: () => ({ kind: 'defer' }) } as unknown as OriginGate;
+    const { p, metrics } = make(saturated);
+    const link = new Link();
+    await Promise.all(['a', 'b'].map((id) => p.handle(link, msg(id))));
+    assert.equal(link.sent.length, 1);
+    assert.equal(link.sent[0]!.routingKey, names.holdQueue(0));
+    const entries = decodeBundle(delivered(link.sent[0]!.content, link.sent[0]!.options));
+    assert.deepEqual(entries.map((e) => e.properties.headers!['notify-deferred']), [1, 1]);
+    assert.equal(link.acked.length, 2);
+    assert.equal(await count(metrics, 'notify_deferrals_total', { tier: '0' }), 2);
+  });
+});
