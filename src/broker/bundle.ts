@@ -21,9 +21,9 @@ export interface BundleEntry {
   readonly options: Options.Publish;
 }
 
-/** Pure: whether a delivery is a bundle (by the header notifyd sets on it). */
+/** Pure: whether a delivery is a bundle (by the header and content type notifyd sets on it). */
 export function isBundle(msg: Pick<Message, 'properties'>): boolean {
-  return typeof msg.properties.headers?.[H.bundle] === 'number';
+  return typeof msg.properties.headers?.[H.bundle] === 'number' && msg.properties.contentType === BUNDLE_CONTENT_TYPE;
 }
 
 /**
@@ -39,12 +39,15 @@ export function bundleable(options: Options.Publish): boolean {
   return true;
 }
 
-/** Pure: the bytes an entry adds to a bundle, before it is encoded (to keep bundles under a bound). */
+/** Pure: the bytes an entry adds to an encoded bundle, at most (to keep bundles under a bound). */
 export function entrySize(e: BundleEntry): number {
-  return Math.ceil(e.content.length / 3) * 4 + 64 + JSON.stringify(e.options.headers ?? {}).length;
+  const o = e.options;
+  const text = JSON.stringify([o.messageId ?? null, o.contentType ?? null, o.timestamp ?? null, o.headers ?? {}]);
+  // base64 of the body, the JSON of the rest, and the entry's keys and punctuation.
+  return Math.ceil(e.content.length / 3) * 4 + Buffer.byteLength(text) + 64;
 }
 
-/** Pure: the content and publish options of a bundle of `entries` (two or more). */
+/** The content and publish options of a bundle of `entries` (two or more); its id is new. */
 export function encodeBundle(entries: readonly BundleEntry[], now = Date.now()): { content: Buffer; options: Options.Publish } {
   const body = {
     v: VERSION,

@@ -19,4 +19,10 @@ export interface ChannelLink {
   requeue(msg: ConsumeMessage): void;
   /** The channel is gone (closed or replaced): its messages are the broker's to redeliver. */
   readonly closed: boolean;
+  /**
+   * The link of the channel this one publishes on, when this one stands for
+   * part of a delivery (a bundle's entry): hand-ons from every entry of one
+   * channel share bundles. Absent: this link is its channel's own.
+   */
+  readonly root?: ChannelLink;
 }

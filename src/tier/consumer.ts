@@ -25,7 +25,7 @@ import { OriginGate, gateOptionsOf } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { warmUp } from './warm-up.js';
 import { HandOnBundler, type BundlerOptions } from './hand-on-bundler.js';
-import { handleBundle } from './bundle-delivery.js';
+import { handleBundle, type BundleHandling } from './bundle-delivery.js';
 import { isBundle } from '../broker/bundle.js';
 
 const GATE_TICK_MS = 100;
@@ -45,6 +45,8 @@ const WARM_UP_CONCURRENCY = 32;
 const BUNDLE_LINGER_MS = 10;
 /** Far below RabbitMQ's largest message, and a bundle's entries are decoded at once. */
 const BUNDLE_MAX_BYTES = 512 * 1024;
+/** As the pipeline's pause before a requeue: a bundle given back whole comes straight back. */
+const BUNDLE_REQUEUE_PAUSE_MS = 1000;
 
 /** Pure: the bundler's options from the configuration. */
 function bundlerOptions(cfg: Config): BundlerOptions {
@@ -110,6 +112,8 @@ export class TierWorker implements ManagedWorker {
   private gateTimer: NodeJS.Timeout | null = null;
   /** Skips and deferrals sharing broker messages; kept across reloads. */
   private readonly bundler: HandOnBundler;
+  /** How this tier opens bundles: entries through the pipeline, given back to its own queue. */
+  private readonly bundles: BundleHandling;
 
   constructor(private readonly deps: TierWorkerDeps) {
     this.config = deps.config;
@@ -135,6 +139,11 @@ export class TierWorker implements ManagedWorker {
     this.history = historyOn(deps.config) ? new HistorySink((body) => this.publishHistory(body)) : null;
     const bundles = deps.metrics.bundles.labels({ tier: String(deps.tier) });
     this.bundler = new HandOnBundler(bundlerOptions(deps.config), () => bundles.inc());
+    this.bundles = {
+      handle: (l, m) => this.pipeline.handle(l, m),
+      backTo: { exchange: this.names.work, routingKey: this.names.routingKey(this.tier) },
+      pause: () => sleep(BUNDLE_REQUEUE_PAUSE_MS, this.stopSignal.signal),
+    };
     this.pipeline = new AttemptPipeline(
       {
         tier: deps.tier,
@@ -374,17 +383,13 @@ export class TierWorker implements ManagedWorker {
         return;
       }
       acker?.track(msg.fields.deliveryTag);
-      const p = isBundle(msg) ? handleBundle(link, msg, (l, m) => this.pipeline.handle(l, m), this.ownRoute) : this.pipeline.handle(link, msg);
+      const p = isBundle(msg) ? handleBundle(link, msg, this.bundles) : this.pipeline.handle(link, msg);
       this.inflight.add(p);
       void p.finally(() => this.inflight.delete(p));
     });
     return consumerTag;
   }
 
-  /** Where an entry of a bundle goes back to when it is requeued: this tier's own queue. */
-  private get ownRoute(): { exchange: string; routingKey: string } {
-    return { exchange: this.names.work, routingKey: this.names.routingKey(this.tier) };
-  }
 
   /** One batch of history records, on the current channel (a lost channel fails it: see AttemptPipeline.remember). */
   private publishHistory(body: Buffer): Promise<void> {

@@ -43,12 +43,14 @@ export class HandOnBundler {
   }
 
   /** Resolves true once a bundle holding the hand-on is confirmed; false: publish it alone. Never rejects. */
-  add(link: ChannelLink, exchange: string, routingKey: string, entry: BundleEntry): Promise<boolean> {
+  add(from: ChannelLink, exchange: string, routingKey: string, entry: BundleEntry): Promise<boolean> {
+    const link = from.root ?? from;
     const size = entrySize(entry);
     if (this.opts.max < 2 || link.closed || size > this.opts.maxBytes || !bundleable(entry.options)) return Promise.resolve(false);
     const key = `${exchange}\u0000${routingKey}`;
     let o = this.open.get(key);
     // A bundle is published on one channel: a replaced channel's bundle goes (and fails) on its own.
+    // Entries of delivered bundles share their channel's root link, so they share bundles too.
     if (o !== undefined && (o.link !== link || o.bytes + size > this.opts.maxBytes)) {
       this.flush(key, o);
       o = undefined;
@@ -88,7 +90,10 @@ export class HandOnBundler {
       for (const s of settle) s(false);
       return;
     }
-    o.link.publish(o.exchange, o.routingKey, b.content, b.options).then(
+    // Never synchronously: a throw here would leave the callers of `add` unsettled.
+    Promise.resolve()
+      .then(() => o.link.publish(o.exchange, o.routingKey, b.content, b.options))
+      .then(
       () => {
         this.onBundle(entries.length);
         for (const s of settle) s(true);

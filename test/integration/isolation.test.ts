@@ -151,14 +151,14 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const port = (probe.address() as AddressInfo).port;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const before = counterSum((await daemon.admin<string>('GET', '/metrics')).body, 'notify_bundles_total');
+    const bundlesBefore = counterSum((await daemon.admin<string>('GET', '/metrics')).body, 'notify_bundles_total');
     const N = 400;
     const items = Array.from({ length: N }, (_, i) => ({ id: `refused-${i}`, url: `http://127.0.0.1:${port}/n/${i}`, body: { i } }));
     assert.equal((await daemon.post({ notifications: items }, '/v1/notifications:batch')).status, 202);
     // The ladder is 0s,1s,2s,4s,8s: about 15 s, more on a busy machine.
     await waitFor(() => items.every((x) => outcomes.has(x.id)), 90_000, 'every refused notification finished');
     const metrics = (await daemon.admin<string>('GET', '/metrics')).body;
-    const bundles = counterSum(metrics, 'notify_bundles_total') - before;
+    const bundles = counterSum(metrics, 'notify_bundles_total') - bundlesBefore;
     const notExhausted = items.filter((x) => { const o = outcomes.get(x.id)!; return o.outcome !== 'dead' || o.reason !== 'exhausted' || o.attempts !== TIERS; });
     t.diagnostic(`${N} notifications for a refused merchant: ${bundles} bundles`);
     assert.deepEqual(notExhausted.map((x) => [x.id, outcomes.get(x.id)]), [], 'each parked exhausted once its five rungs were made or skipped');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConsumeMessage, Options } from 'amqplib';
 import pino from 'pino';
-import { BUNDLE_CONTENT_TYPE, bundleable, decodeBundle, encodeBundle, isBundle, type BundleEntry } from '../../src/broker/bundle.js';
+import { BUNDLE_CONTENT_TYPE, bundleable, decodeBundle, encodeBundle, entrySize, isBundle, type BundleEntry } from '../../src/broker/bundle.js';
 import { namesFor } from '../../src/broker/topology.js';
 import { loadConfig } from '../../src/core/config.js';
 import { ErrorCodes, NotifyError } from '../../src/core/errors.js';
@@ -33,9 +33,15 @@ class Link implements ChannelLink {
   readonly requeued: ConsumeMessage[] = [];
   closed = false;
   fail = false;
+  /** Publishes refused before any goes through. */
+  failFirst = 0;
   async publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void> {
     await Promise.resolve();
     if (this.fail) throw new NotifyError(ErrorCodes.BROKER_NACK, 'nack');
+    if (this.failFirst > 0) {
+      this.failFirst--;
+      throw new NotifyError(ErrorCodes.BROKER_NACK, 'nack');
+    }
     this.sent.push({ exchange, routingKey, content, options });
   }
   ack(m: ConsumeMessage): void {
@@ -52,10 +58,10 @@ const entry = (id: string, headers: Record<string, unknown> = { 'notify-attempt'
 });
 
 /** A delivery of `content` with `options`, as the consumer would get it. */
-const delivered = (content: Buffer, options: Options.Publish, tag = 7): ConsumeMessage =>
+const delivered = (content: Buffer, options: Options.Publish, tag = 7, redelivered = false): ConsumeMessage =>
   ({
     content,
-    fields: { deliveryTag: tag, redelivered: false, exchange: '', routingKey: 'p.work.1', consumerTag: 'c' },
+    fields: { deliveryTag: tag, redelivered, exchange: '', routingKey: 'p.work.1', consumerTag: 'c' },
     properties: { messageId: options.messageId, contentType: options.contentType, timestamp: options.timestamp, headers: options.headers },
   }) as unknown as ConsumeMessage;
 
@@ -144,20 +150,33 @@ describe('HandOnBundler', () => {
     assert.equal(await new HandOnBundler({ ...opts, max: 1 }).add(new Link(), '', 'q', entry('a')), false, 'max 1: never bundled');
   });
 
-  it('starts a new bundle past the byte bound or on another channel', async () => {
+  it('starts a new bundle past the byte bound, and its encoded entries stay within it', async () => {
+    const link = new Link();
+    const maxBytes = Math.floor(entrySize(entry('a')) * 2.5);
+    const b = new HandOnBundler({ max: 100, maxBytes, lingerMs: 5 });
+    const r = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => b.add(link, '', 'q', entry(id))));
+    assert.deepEqual(r, [true, true, true, true, false], 'two bundles of two; the fifth alone');
+    assert.deepEqual(link.sent.map((s) => decodeBundle(delivered(s.content, s.options)).map((m) => m.properties.messageId)), [['a', 'b'], ['c', 'd']]);
+    for (const s of link.sent) assert.ok(s.content.length <= maxBytes, `${s.content.length} bytes against ${maxBytes}`);
+  });
+
+  it('keeps channels apart, and puts hand-ons from the entries of one channel\'s bundles together', async () => {
     const one = new Link();
     const two = new Link();
-    const b = new HandOnBundler({ max: 100, maxBytes: 600, lingerMs: 5 });
-    const r = await Promise.all([b.add(one, '', 'q', entry('a')), b.add(one, '', 'q', entry('b')), b.add(one, '', 'q', entry('c')), b.add(two, '', 'q', entry('d')), b.add(two, '', 'q', entry('e'))]);
-    const sizes = [...one.sent, ...two.sent].map((s) => decodeBundle(delivered(s.content, s.options)).length);
-    assert.ok(sizes.every((n) => n >= 2), `bundles ${sizes.join()}`);
-    assert.equal(r.filter((x) => x).length, sizes.reduce((a, n) => a + n, 0), 'every entry in a bundle was told so, the rest publish alone');
-    assert.equal(two.sent.length, 1, 'the other channel\'s entries went on it');
+    const b = new HandOnBundler({ max: 100, maxBytes: 1_000_000, lingerMs: 5 });
+    // Links standing for entries of two delivered bundles, both on channel one.
+    const entryOf = (root: Link): ChannelLink => ({ publish: (exchange, routingKey, content, options) => root.publish(exchange, routingKey, content, options), ack: () => undefined, requeue: () => undefined, closed: false, root });
+    const r = await Promise.all([b.add(entryOf(one), '', 'q', entry('a')), b.add(one, '', 'q', entry('b')), b.add(entryOf(one), '', 'q', entry('c')), b.add(two, '', 'q', entry('d')), b.add(two, '', 'q', entry('e'))]);
+    assert.deepEqual(r, [true, true, true, true, true]);
+    assert.deepEqual(one.sent.map((s) => decodeBundle(delivered(s.content, s.options)).length), [3]);
+    assert.deepEqual(two.sent.map((s) => decodeBundle(delivered(s.content, s.options)).length), [2]);
   });
 });
 
 describe('handleBundle', () => {
   const backTo = { exchange: 'p.work', routingKey: 'tier.1' };
+  let pauses = 0;
+  const using = (handle: (l: ChannelLink, m: ConsumeMessage) => Promise<void>) => ({ handle, backTo, pause: async () => void pauses++ });
   const bundleOf = (...ids: string[]): ConsumeMessage => {
     const b = encodeBundle(ids.map((id) => entry(id)));
     return delivered(b.content, b.options);
@@ -167,11 +186,11 @@ describe('handleBundle', () => {
     const link = new Link();
     const seen: string[] = [];
     const msg = bundleOf('a', 'b', 'c');
-    await handleBundle(link, msg, async (l, m) => {
+    await handleBundle(link, msg, using(async (l, m) => {
       seen.push(String(m.properties.messageId));
       await l.publish('', 'p.wait.2', m.content, { messageId: m.properties.messageId });
       l.ack(m);
-    }, backTo);
+    }));
     assert.deepEqual(seen, ['a', 'b', 'c']);
     assert.deepEqual(link.sent.map((s) => s.options.messageId), ['a', 'b', 'c']);
     assert.deepEqual(link.acked, [msg]);
@@ -181,7 +200,7 @@ describe('handleBundle', () => {
   it('gives a requeued entry back to its tier\'s queue, alone', async () => {
     const link = new Link();
     const msg = bundleOf('a', 'b');
-    await handleBundle(link, msg, async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m)), backTo);
+    await handleBundle(link, msg, using(async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m))));
     assert.equal(link.sent.length, 1);
     assert.deepEqual([link.sent[0]!.exchange, link.sent[0]!.routingKey, link.sent[0]!.options.messageId], ['p.work', 'tier.1', 'b']);
     assert.deepEqual(link.sent[0]!.options.headers, entry('b').options.headers);
@@ -193,20 +212,52 @@ describe('handleBundle', () => {
     const link = new Link();
     link.fail = true;
     const msg = bundleOf('a', 'b');
-    await handleBundle(link, msg, async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m)), backTo);
+    pauses = 0;
+    await handleBundle(link, msg, using(async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m))));
     assert.deepEqual(link.requeued, [msg]);
     assert.equal(link.acked.length, 0);
+    assert.equal(pauses, 1, 'after a pause: it comes straight back');
 
     const again = new Link();
-    await handleBundle(again, msg, async (l, m) => (m.properties.messageId === 'b' ? undefined : l.ack(m)), backTo);
+    await handleBundle(again, msg, using(async (l, m) => (m.properties.messageId === 'b' ? undefined : l.ack(m))));
     assert.deepEqual(again.requeued, [msg], 'an entry neither acked nor requeued: the bundle is redelivered, never acked');
+
+    const twice = new Link();
+    await handleBundle(twice, msg, using(async (l, m) => {
+      if (m.properties.messageId === 'a') {
+        l.ack(m);
+        l.ack(m);
+      }
+    }));
+    assert.deepEqual(twice.requeued, [msg], 'one entry acked twice does not stand for another');
+
+    const gone = new Link();
+    gone.closed = true;
+    await handleBundle(gone, msg, using(async () => undefined));
+    assert.equal(gone.requeued.length + gone.acked.length, 0, 'a closed channel: left to the broker');
+  });
+
+  it('gives a redelivered bundle\'s entries back alone instead of handling it again', async () => {
+    const link = new Link();
+    const b = encodeBundle(['a', 'b', 'c'].map((id) => entry(id)));
+    const msg = delivered(b.content, b.options, 9, true);
+    await handleBundle(link, msg, using(async () => assert.fail('not handled as a whole again')));
+    assert.deepEqual(link.sent.map((s) => [s.exchange, s.routingKey, s.options.messageId]), [['p.work', 'tier.1', 'a'], ['p.work', 'tier.1', 'b'], ['p.work', 'tier.1', 'c']]);
+    assert.deepEqual(link.acked, [msg]);
+
+    const refusing = new Link();
+    refusing.failFirst = 1;
+    pauses = 0;
+    await handleBundle(refusing, msg, using(async () => undefined));
+    assert.deepEqual(refusing.requeued, [msg], 'one could not be given back: the bundle goes back, after a pause');
+    assert.equal(pauses, 1);
   });
 
   it('passes an unreadable bundle on as it came (the pipeline parks it invalid)', async () => {
     const link = new Link();
     const msg = delivered(Buffer.from('garbage'), { messageId: 'x', headers: { 'notify-bundle': 2 } });
     const seen: ConsumeMessage[] = [];
-    await handleBundle(link, msg, async (_l, m) => void seen.push(m), backTo);
+    await handleBundle(link, msg, using(async (_l, m) => void seen.push(m)));
     assert.deepEqual(seen, [msg]);
   });
 });
@@ -246,6 +297,16 @@ describe('AttemptPipeline with a bundler', () => {
     }
     assert.equal(link.acked.length, 3);
     assert.equal(await count(metrics, 'notify_attempts_total', { tier: '0', outcome: 'skipped' }), 3);
+  });
+
+  it('a bundle the broker refuses: each hand-on is published alone, then acked', async () => {
+    const failing = { admit: () => ({ kind: 'skip', reason: 'origin-failing', lastError: 'ECONNREFUSED' }) } as unknown as OriginGate;
+    const { p } = make(failing);
+    const link = new Link();
+    link.failFirst = 1;
+    await Promise.all(['a', 'b'].map((id) => p.handle(link, msg(id))));
+    assert.deepEqual(link.sent.map((s) => [s.routingKey, s.options.messageId, isBundle(delivered(s.content, s.options))]).sort(), [[names.waitQueue(1), 'a', false], [names.waitQueue(1), 'b', false]]);
+    assert.equal(link.acked.length, 2);
   });
 
   it('deferrals for a saturated origin travel as one bundle to the hold queue', async () => {
