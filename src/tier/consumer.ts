@@ -390,7 +390,6 @@ export class TierWorker implements ManagedWorker {
     return consumerTag;
   }
 
-
   /** One batch of history records, on the current channel (a lost channel fails it: see AttemptPipeline.remember). */
   private publishHistory(body: Buffer): Promise<void> {
     const link = this.link;

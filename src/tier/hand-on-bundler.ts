@@ -94,13 +94,13 @@ export class HandOnBundler {
     Promise.resolve()
       .then(() => o.link.publish(o.exchange, o.routingKey, b.content, b.options))
       .then(
-      () => {
-        this.onBundle(entries.length);
-        for (const s of settle) s(true);
-      },
-      () => {
-        for (const s of settle) s(false);
-      },
-    );
+        () => {
+          this.onBundle(entries.length);
+          for (const s of settle) s(true);
+        },
+        () => {
+          for (const s of settle) s(false);
+        },
+      );
   }
 }
