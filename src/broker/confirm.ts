@@ -1,6 +1,5 @@
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
-import { H } from '../core/message.js';
 
 /**
  * Turns `basic.return`s of one channel into publish failures. A `mandatory`
@@ -90,12 +89,11 @@ export function publishConfirmed(
  * tier 0): same id and properties, persistent, `mandatory` (a hand-on no queue
  * takes must fail, not be acked away), and its own headers minus the broker's
  * `x-` ones (x-death and friends grow with every hop and mean nothing to the
- * next stop), `notify-bundle` (what is handed on is one message, whatever it
- * was read as) and `drop`, plus `set`.
+ * next stop) and `drop`, plus `set`.
  */
 export function handOnOptions(msg: Message, set: Record<string, unknown>, drop: readonly string[] = []): Options.Publish {
   const headers: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(msg.properties.headers ?? {})) if (!k.startsWith('x-') && k !== H.bundle && !drop.includes(k)) headers[k] = v;
+  for (const [k, v] of Object.entries(msg.properties.headers ?? {})) if (!k.startsWith('x-') && !drop.includes(k)) headers[k] = v;
   Object.assign(headers, set);
   return {
     messageId: msg.properties.messageId,

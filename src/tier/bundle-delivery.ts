@@ -1,6 +1,16 @@
 import type { ConsumeMessage, Options } from 'amqplib';
 import { decodeBundle } from '../broker/bundle.js';
+import { reconnectDelay, sleep } from '../broker/connection.js';
 import type { ChannelLink } from './channel-link.js';
+
+/**
+ * A bundle delivered this many times is split instead of handled again as a
+ * whole (quorum queues count deliveries in `x-delivery-count`): one that
+ * keeps failing never reaches the broker's delivery limit and is parked
+ * whole, and a single channel loss (a failover) does not turn every open
+ * bundle into single messages.
+ */
+const SPLIT_AFTER_DELIVERIES = 2;
 
 /** How a tier opens a bundle. */
 export interface BundleHandling {
@@ -8,12 +18,10 @@ export interface BundleHandling {
   readonly handle: (link: ChannelLink, msg: ConsumeMessage) => Promise<void>;
   /** The tier's own work queue, where an entry goes back alone. */
   readonly backTo: { readonly exchange: string; readonly routingKey: string };
-  /**
-   * Waited before a whole bundle goes back to its queue (an entry could not
-   * be given back): it comes straight back, and a lasting refusal must not be
-   * a hot loop.
-   */
-  readonly pause: () => Promise<void>;
+  /** Aborted when the worker stops: a give-back the broker refuses is then retried no more. */
+  readonly stopSignal: AbortSignal;
+  /** Told of each give-back the broker did not take (it is retried with backoff). */
+  readonly onRefused?: (err: unknown, tries: number) => void;
 }
 
 /** Publish options of an entry given back alone: its own id and headers. */
@@ -22,18 +30,24 @@ function alone(m: ConsumeMessage): Options.Publish {
   return { messageId: p.messageId, contentType: p.contentType, timestamp: p.timestamp, headers: p.headers, persistent: true, mandatory: true };
 }
 
+/** Pure: how many times the broker says it has delivered this message before (quorum queues only). */
+function earlierDeliveries(msg: ConsumeMessage): number {
+  const n = msg.properties.headers?.['x-delivery-count'];
+  return typeof n === 'number' ? n : 0;
+}
+
 /**
  * Handles a delivered bundle (src/broker/bundle.ts): every entry goes through
  * the pipeline as the message it stands for, on a link whose acks only count
- * and whose requeues publish the entry back to the tier's queue alone. The
- * bundle is acked once every entry is done; if any entry could not be
- * finished or given back, the whole bundle goes back instead, so an entry is
- * handled twice rather than lost (at least once, as after a crash before an
- * ack). A redelivered bundle (its worker or channel went while it was open)
- * is not handled again as a whole: its entries go back to the queue alone,
- * so a bundle that keeps failing can never reach the broker's delivery limit
- * and be parked whole. An unreadable bundle goes to the pipeline as it came,
- * which parks it `invalid`.
+ * and whose requeues publish the entry back to the tier's work queue alone
+ * (retried with backoff while the broker refuses). The bundle is acked once
+ * every entry is acked or given back; if its channel goes first, the broker
+ * redelivers the whole bundle, so an entry is handled twice rather than lost
+ * (at least once, as after a crash before an ack). Only when the worker
+ * stops with a give-back still refused does the bundle go back whole. A
+ * bundle already delivered `SPLIT_AFTER_DELIVERIES` times is not handled
+ * again: its entries go back alone. An unreadable bundle goes to the
+ * pipeline as it came, which parks it `invalid`.
  */
 export async function handleBundle(link: ChannelLink, msg: ConsumeMessage, h: BundleHandling): Promise<void> {
   let entries: ConsumeMessage[];
@@ -42,23 +56,29 @@ export async function handleBundle(link: ChannelLink, msg: ConsumeMessage, h: Bu
   } catch {
     return h.handle(link, msg);
   }
-  const giveBack = (m: ConsumeMessage): Promise<boolean> =>
-    link.publish(h.backTo.exchange, h.backTo.routingKey, m.content, alone(m)).then(
-      () => true,
-      () => false,
-    );
-  if (msg.fields.redelivered) {
-    const back = await Promise.all(entries.map(giveBack));
-    if (back.every((x) => x)) link.ack(msg);
-    else if (!link.closed) {
-      await h.pause();
-      link.requeue(msg);
+  const giveBack = async (m: ConsumeMessage): Promise<boolean> => {
+    for (let tries = 0; ; tries++) {
+      try {
+        await Promise.resolve().then(() => link.publish(h.backTo.exchange, h.backTo.routingKey, m.content, alone(m)));
+        return true;
+      } catch (err) {
+        if (link.closed || h.stopSignal.aborted) return false;
+        h.onRefused?.(err, tries + 1);
+        await sleep(reconnectDelay(tries, 100, 5000), h.stopSignal);
+      }
     }
+  };
+  const finish = (allBack: boolean): void => {
+    if (allBack) link.ack(msg);
+    // Given back whole only when the worker stops with a give-back refused; a closed channel's delivery is the broker's.
+    else if (!link.closed) link.requeue(msg);
+  };
+  if (earlierDeliveries(msg) >= SPLIT_AFTER_DELIVERIES) {
+    finish((await Promise.all(entries.map(giveBack))).every((x) => x));
     return;
   }
   const settled = new Set<ConsumeMessage>();
-  let lost = false;
-  const givingBack: Promise<void>[] = [];
+  const givingBack: Promise<boolean>[] = [];
   const sub: ChannelLink = {
     publish: (exchange, routingKey, content, options, trackReturns) => link.publish(exchange, routingKey, content, options, trackReturns),
     ack: (m) => {
@@ -66,11 +86,7 @@ export async function handleBundle(link: ChannelLink, msg: ConsumeMessage, h: Bu
     },
     requeue: (m) => {
       settled.add(m);
-      givingBack.push(
-        giveBack(m).then((ok) => {
-          if (!ok) lost = true;
-        }),
-      );
+      givingBack.push(giveBack(m));
     },
     get closed() {
       return link.closed;
@@ -78,13 +94,7 @@ export async function handleBundle(link: ChannelLink, msg: ConsumeMessage, h: Bu
     root: link.root ?? link,
   };
   await Promise.all(entries.map((e) => h.handle(sub, e)));
-  await Promise.all(givingBack);
+  const back = await Promise.all(givingBack);
   // An entry neither acked nor given back was left to the broker's redelivery (its channel went): so is the bundle.
-  if (!lost && entries.every((e) => settled.has(e))) {
-    link.ack(msg);
-    return;
-  }
-  if (link.closed) return;
-  await h.pause();
-  link.requeue(msg);
+  finish(back.every((x) => x) && entries.every((e) => settled.has(e)));
 }

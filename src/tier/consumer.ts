@@ -45,8 +45,6 @@ const WARM_UP_CONCURRENCY = 32;
 const BUNDLE_LINGER_MS = 10;
 /** Far below RabbitMQ's largest message, and a bundle's entries are decoded at once. */
 const BUNDLE_MAX_BYTES = 512 * 1024;
-/** As the pipeline's pause before a requeue: a bundle given back whole comes straight back. */
-const BUNDLE_REQUEUE_PAUSE_MS = 1000;
 
 /** Pure: the bundler's options from the configuration. */
 function bundlerOptions(cfg: Config): BundlerOptions {
@@ -142,7 +140,14 @@ export class TierWorker implements ManagedWorker {
     this.bundles = {
       handle: (l, m) => this.pipeline.handle(l, m),
       backTo: { exchange: this.names.work, routingKey: this.names.routingKey(this.tier) },
-      pause: () => sleep(BUNDLE_REQUEUE_PAUSE_MS, this.stopSignal.signal),
+      stopSignal: this.stopSignal.signal,
+      onRefused: (err, tries) => {
+        const e = toErrorData(err);
+        const reason = e.code === ErrorCodes.BROKER_NACK ? 'refused' : e.code === ErrorCodes.BROKER_UNAVAILABLE ? 'unroutable' : 'error';
+        deps.metrics.handOnFailures.inc({ tier: String(deps.tier), reason });
+        // The first refusal and every tenth, not one line per retry.
+        if (tries % 10 === 1) this.log.warn({ err: e, reason, tries }, `the broker did not take a bundle entry given back to ${this.names.workQueue(deps.tier)} (${reason}); retrying`);
+      },
     };
     this.pipeline = new AttemptPipeline(
       {

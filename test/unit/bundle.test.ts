@@ -152,11 +152,13 @@ describe('HandOnBundler', () => {
 
   it('starts a new bundle past the byte bound, and its encoded entries stay within it', async () => {
     const link = new Link();
-    const maxBytes = Math.floor(entrySize(entry('a')) * 2.5);
+    // Non-ASCII headers and long ids: the bound counts bytes, not characters.
+    const big = (id: string) => entry(`${id}-${'x'.repeat(80)}`, { 'notify-attempt': 1, 'notify-last-error': 'connexion refusée — 拒绝连接' });
+    const maxBytes = 2 * entrySize(big('a'));
     const b = new HandOnBundler({ max: 100, maxBytes, lingerMs: 5 });
-    const r = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => b.add(link, '', 'q', entry(id))));
+    const r = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => b.add(link, '', 'q', big(id))));
     assert.deepEqual(r, [true, true, true, true, false], 'two bundles of two; the fifth alone');
-    assert.deepEqual(link.sent.map((s) => decodeBundle(delivered(s.content, s.options)).map((m) => m.properties.messageId)), [['a', 'b'], ['c', 'd']]);
+    assert.deepEqual(link.sent.map((s) => decodeBundle(delivered(s.content, s.options)).map((m) => String(m.properties.messageId).slice(0, 1))), [['a', 'b'], ['c', 'd']]);
     for (const s of link.sent) assert.ok(s.content.length <= maxBytes, `${s.content.length} bytes against ${maxBytes}`);
   });
 
@@ -175,12 +177,20 @@ describe('HandOnBundler', () => {
 
 describe('handleBundle', () => {
   const backTo = { exchange: 'p.work', routingKey: 'tier.1' };
-  let pauses = 0;
-  const using = (handle: (l: ChannelLink, m: ConsumeMessage) => Promise<void>) => ({ handle, backTo, pause: async () => void pauses++ });
+  let refusals = 0;
+  const using = (handle: (l: ChannelLink, m: ConsumeMessage) => Promise<void>, stop = new AbortController()) => ({
+    handle,
+    backTo,
+    stopSignal: stop.signal,
+    onRefused: () => void refusals++,
+  });
   const bundleOf = (...ids: string[]): ConsumeMessage => {
     const b = encodeBundle(ids.map((id) => entry(id)));
     return delivered(b.content, b.options);
   };
+  /** The bundle as the broker hands it out once more (a quorum queue counts earlier deliveries). */
+  const deliveredAgain = (msg: ConsumeMessage, count: number): ConsumeMessage =>
+    ({ ...msg, fields: { ...msg.fields, redelivered: true }, properties: { ...msg.properties, headers: { ...msg.properties.headers, 'x-delivery-count': count } } }) as ConsumeMessage;
 
   it('hands every entry on as its own message and acks the bundle once all are done', async () => {
     const link = new Link();
@@ -197,31 +207,42 @@ describe('handleBundle', () => {
     assert.equal(link.requeued.length, 0);
   });
 
-  it('gives a requeued entry back to its tier\'s queue, alone', async () => {
+  it('gives a requeued entry back to its tier\'s work queue alone, retrying while the broker refuses', async () => {
     const link = new Link();
+    link.failFirst = 2;
+    refusals = 0;
     const msg = bundleOf('a', 'b');
     await handleBundle(link, msg, using(async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m))));
+    assert.equal(refusals, 2, 'two refusals, told of, then it went');
     assert.equal(link.sent.length, 1);
     assert.deepEqual([link.sent[0]!.exchange, link.sent[0]!.routingKey, link.sent[0]!.options.messageId], ['p.work', 'tier.1', 'b']);
     assert.deepEqual(link.sent[0]!.options.headers, entry('b').options.headers);
     assert.equal(link.sent[0]!.options.persistent, true);
     assert.deepEqual(link.acked, [msg]);
+    assert.equal(link.requeued.length, 0);
   });
 
-  it('sends the whole bundle back when an entry could not be given back or was left undone', async () => {
+  it('goes back whole only when the worker stops with a give-back refused; a closed channel leaves it to the broker', async () => {
     const link = new Link();
     link.fail = true;
+    const stop = new AbortController();
     const msg = bundleOf('a', 'b');
-    pauses = 0;
-    await handleBundle(link, msg, using(async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m))));
+    const done = handleBundle(link, msg, using(async (l, m) => (m.properties.messageId === 'b' ? l.requeue(m) : l.ack(m)), stop));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(link.acked.length + link.requeued.length, 0, 'still retrying while the worker runs');
+    stop.abort();
+    await done;
     assert.deepEqual(link.requeued, [msg]);
     assert.equal(link.acked.length, 0);
-    assert.equal(pauses, 1, 'after a pause: it comes straight back');
 
-    const again = new Link();
-    await handleBundle(again, msg, using(async (l, m) => (m.properties.messageId === 'b' ? undefined : l.ack(m))));
-    assert.deepEqual(again.requeued, [msg], 'an entry neither acked nor requeued: the bundle is redelivered, never acked');
+    const gone = new Link();
+    gone.closed = true;
+    await handleBundle(gone, msg, using(async () => undefined));
+    assert.equal(gone.requeued.length + gone.acked.length, 0);
+  });
 
+  it('never lets one entry stand for another: an entry left undone keeps the bundle unacked', async () => {
+    const msg = bundleOf('a', 'b');
     const twice = new Link();
     await handleBundle(twice, msg, using(async (l, m) => {
       if (m.properties.messageId === 'a') {
@@ -229,36 +250,41 @@ describe('handleBundle', () => {
         l.ack(m);
       }
     }));
-    assert.deepEqual(twice.requeued, [msg], 'one entry acked twice does not stand for another');
-
-    const gone = new Link();
-    gone.closed = true;
-    await handleBundle(gone, msg, using(async () => undefined));
-    assert.equal(gone.requeued.length + gone.acked.length, 0, 'a closed channel: left to the broker');
+    assert.equal(twice.acked.length, 0, 'entry a acked twice does not stand for b');
+    assert.deepEqual(twice.requeued, [msg]);
   });
 
-  it('gives a redelivered bundle\'s entries back alone instead of handling it again', async () => {
-    const link = new Link();
+  it('splits a bundle delivered twice before into single messages instead of handling it again; once before, it is handled', async () => {
     const b = encodeBundle(['a', 'b', 'c'].map((id) => entry(id)));
-    const msg = delivered(b.content, b.options, 9, true);
-    await handleBundle(link, msg, using(async () => assert.fail('not handled as a whole again')));
+    const first = delivered(b.content, b.options, 9);
+    const link = new Link();
+    await handleBundle(link, deliveredAgain(first, 2), using(async () => assert.fail('not handled as a whole again')));
     assert.deepEqual(link.sent.map((s) => [s.exchange, s.routingKey, s.options.messageId]), [['p.work', 'tier.1', 'a'], ['p.work', 'tier.1', 'b'], ['p.work', 'tier.1', 'c']]);
-    assert.deepEqual(link.acked, [msg]);
+    for (const s of link.sent) assert.equal(s.options.headers!['x-delivery-count'], undefined, 'an entry carries its own headers only');
+    assert.equal(link.acked.length, 1);
 
-    const refusing = new Link();
-    refusing.failFirst = 1;
-    pauses = 0;
-    await handleBundle(refusing, msg, using(async () => undefined));
-    assert.deepEqual(refusing.requeued, [msg], 'one could not be given back: the bundle goes back, after a pause');
-    assert.equal(pauses, 1);
+    const again = new Link();
+    const seen: string[] = [];
+    await handleBundle(again, deliveredAgain(first, 1), using(async (l, m) => {
+      seen.push(String(m.properties.messageId));
+      l.ack(m);
+    }));
+    assert.deepEqual(seen, ['a', 'b', 'c'], 'one channel loss (a failover) does not split it');
+    assert.equal(again.acked.length, 1);
   });
 
   it('passes an unreadable bundle on as it came (the pipeline parks it invalid)', async () => {
     const link = new Link();
-    const msg = delivered(Buffer.from('garbage'), { messageId: 'x', headers: { 'notify-bundle': 2 } });
+    const msg = delivered(Buffer.from('garbage'), { messageId: 'x', contentType: BUNDLE_CONTENT_TYPE, headers: { 'notify-bundle': 2 } });
+    assert.equal(isBundle(msg), true);
     const seen: ConsumeMessage[] = [];
     await handleBundle(link, msg, using(async (_l, m) => void seen.push(m)));
     assert.deepEqual(seen, [msg]);
+  });
+
+  it('is known by its header and its content type together', () => {
+    assert.equal(isBundle(delivered(Buffer.from('[]'), { contentType: 'application/json', headers: { 'notify-bundle': 2 } })), false);
+    assert.equal(isBundle(delivered(Buffer.from('[]'), { contentType: BUNDLE_CONTENT_TYPE, headers: {} })), false);
   });
 });
 
