@@ -84,6 +84,11 @@ export function publishConfirmed(
   });
 }
 
+/** Pure: the `reason` label of `notify_handon_failures_total` for a publish that failed with `err`. */
+export function handOnFailureReason(err: { code?: string }): 'refused' | 'unroutable' | 'error' {
+  return err.code === ErrorCodes.BROKER_NACK ? 'refused' : err.code === ErrorCodes.BROKER_UNAVAILABLE ? 'unroutable' : 'error';
+}
+
 /**
  * Publish options that hand a message on (to a wait queue, `P.dead`, back to
  * tier 0): same id and properties, persistent, `mandatory` (a hand-on no queue

@@ -1,5 +1,6 @@
-import type { ConsumeMessage, Options } from 'amqplib';
+import type { ConsumeMessage } from 'amqplib';
 import { decodeBundle } from '../broker/bundle.js';
+import { handOnOptions } from '../broker/confirm.js';
 import { reconnectDelay, sleep } from '../broker/connection.js';
 import type { ChannelLink } from './channel-link.js';
 
@@ -22,12 +23,6 @@ export interface BundleHandling {
   readonly stopSignal: AbortSignal;
   /** Told of each give-back the broker did not take (it is retried with backoff). */
   readonly onRefused?: (err: unknown, tries: number) => void;
-}
-
-/** Publish options of an entry given back alone: its own id and headers. */
-function alone(m: ConsumeMessage): Options.Publish {
-  const p = m.properties;
-  return { messageId: p.messageId, contentType: p.contentType, timestamp: p.timestamp, headers: p.headers, persistent: true, mandatory: true };
 }
 
 /** Pure: how many times the broker says it has delivered this message before (quorum queues only). */
@@ -59,7 +54,7 @@ export async function handleBundle(link: ChannelLink, msg: ConsumeMessage, h: Bu
   const giveBack = async (m: ConsumeMessage): Promise<boolean> => {
     for (let tries = 0; ; tries++) {
       try {
-        await Promise.resolve().then(() => link.publish(h.backTo.exchange, h.backTo.routingKey, m.content, alone(m)));
+        await Promise.resolve().then(() => link.publish(h.backTo.exchange, h.backTo.routingKey, m.content, handOnOptions(m, {})));
         return true;
       } catch (err) {
         if (link.closed || h.stopSignal.aborted) return false;

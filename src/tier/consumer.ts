@@ -27,6 +27,7 @@ import { warmUp } from './warm-up.js';
 import { HandOnBundler, type BundlerOptions } from './hand-on-bundler.js';
 import { handleBundle, type BundleHandling } from './bundle-delivery.js';
 import { isBundle } from '../broker/bundle.js';
+import { handOnFailureReason } from '../broker/confirm.js';
 
 const GATE_TICK_MS = 100;
 /**
@@ -143,7 +144,7 @@ export class TierWorker implements ManagedWorker {
       stopSignal: this.stopSignal.signal,
       onRefused: (err, tries) => {
         const e = toErrorData(err);
-        const reason = e.code === ErrorCodes.BROKER_NACK ? 'refused' : e.code === ErrorCodes.BROKER_UNAVAILABLE ? 'unroutable' : 'error';
+        const reason = handOnFailureReason(e);
         deps.metrics.handOnFailures.inc({ tier: String(deps.tier), reason });
         // The first refusal and every tenth, not one line per retry.
         if (tries % 10 === 1) this.log.warn({ err: e, reason, tries }, `the broker did not take a bundle entry given back to ${this.names.workQueue(deps.tier)} (${reason}); retrying`);

@@ -45,8 +45,9 @@ export class HandOnBundler {
   /** Resolves true once a bundle holding the hand-on is confirmed; false: publish it alone. Never rejects. */
   add(from: ChannelLink, exchange: string, routingKey: string, entry: BundleEntry): Promise<boolean> {
     const link = from.root ?? from;
+    if (this.opts.max < 2 || link.closed || !bundleable(entry.options)) return Promise.resolve(false);
     const size = entrySize(entry);
-    if (this.opts.max < 2 || link.closed || size > this.opts.maxBytes || !bundleable(entry.options)) return Promise.resolve(false);
+    if (size > this.opts.maxBytes) return Promise.resolve(false);
     const key = `${exchange}\u0000${routingKey}`;
     let o = this.open.get(key);
     // A bundle is published on one channel: a replaced channel's bundle goes (and fails) on its own.

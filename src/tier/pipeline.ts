@@ -1,9 +1,9 @@
 import type { ConsumeMessage, Options } from 'amqplib';
 import { reconnectDelay, sleep } from '../broker/connection.js';
-import { handOnOptions } from '../broker/confirm.js';
+import { handOnFailureReason, handOnOptions } from '../broker/confirm.js';
 import { routeForAttempt, type Names } from '../broker/topology.js';
 import type { Config } from '../core/config.js';
-import { ErrorCodes, toErrorData } from '../core/errors.js';
+import { toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
@@ -454,7 +454,7 @@ export class AttemptPipeline {
       } catch (err) {
         if (link.closed) return false;
         const e = toErrorData(err);
-        const reason = e.code === ErrorCodes.BROKER_NACK ? 'refused' : e.code === ErrorCodes.BROKER_UNAVAILABLE ? 'unroutable' : 'error';
+        const reason = handOnFailureReason(e);
         this.metrics.handOnFailures.inc({ tier: String(this.tier), reason });
         const delay = reconnectDelay(tries, 100, 5000);
         // The first failure and every tenth, not one line per retry.
