@@ -7,6 +7,8 @@ export interface AckTimers {
   later(fn: () => void, ms: number): () => void;
   /** Runs `fn` on the next event-loop turn; returns a cancel function. */
   soon(fn: () => void): () => void;
+  /** Milliseconds on a monotonic clock; absent: `performance.now()`. */
+  now?(): number;
 }
 
 /** Node's timers; the delay timer is unref'd, so a pending ack never keeps a process alive. */
@@ -54,6 +56,15 @@ export function ackPolicyFor(prefetch: number): AckBatchPolicy {
 }
 
 /**
+ * What a flush could not ack in one frame: `singles` deliveries finished
+ * behind an unfinished one that has been on the channel `headAgeMs`.
+ */
+export interface AckStall {
+  readonly singles: number;
+  readonly headAgeMs: number;
+}
+
+/**
  * Coalesces acks of one channel. Deliveries are registered in arrival order
  * (delivery tags grow on a channel); completions mark them done, and a flush
  * acks the longest completed prefix with a single `multiple` ack, then any
@@ -63,17 +74,23 @@ export function ackPolicyFor(prefetch: number): AckBatchPolicy {
  * `maxBatch` completions wait, whichever comes first.
  */
 export class AckBatcher {
-  /** Outstanding tags in arrival order, and which of them are done. */
+  /** Outstanding tags in arrival order, when each arrived, and which of them are done. */
   private readonly pending: number[] = [];
+  private readonly arrived: number[] = [];
   private readonly done = new Set<number>();
   private cancelTimer: (() => void) | null = null;
   private cancelSoon: (() => void) | null = null;
+  private readonly now: () => number;
 
   constructor(
     private readonly ack: AckFn,
     private policy: AckBatchPolicy,
     private readonly timers: AckTimers = nodeAckTimers,
-  ) {}
+    /** Told after a flush that had to ack some deliveries one by one (see `AckStall`). */
+    private readonly onStall?: (stall: AckStall) => void,
+  ) {
+    this.now = timers.now ? () => timers.now!() : () => performance.now();
+  }
 
   /** Applies to completions from now on (the prefetch changed on a reload). */
   setPolicy(policy: AckBatchPolicy): void {
@@ -83,6 +100,7 @@ export class AckBatcher {
   /** Registers a delivery when it arrives. */
   track(tag: number): void {
     this.pending.push(tag);
+    this.arrived.push(this.now());
   }
 
   /** Marks a delivery finished; its ack goes out on a later flush. */
@@ -99,7 +117,10 @@ export class AckBatcher {
   /** Forgets a delivery that will not be acked here (nacked, or its channel is gone). */
   forget(tag: number): void {
     const i = this.pending.indexOf(tag);
-    if (i >= 0) this.pending.splice(i, 1);
+    if (i >= 0) {
+      this.pending.splice(i, 1);
+      this.arrived.splice(i, 1);
+    }
     this.done.delete(tag);
   }
 
@@ -114,14 +135,24 @@ export class AckBatcher {
       this.ack(last, prefix > 1);
       for (let i = 0; i < prefix; i++) this.done.delete(this.pending[i]!);
       this.pending.splice(0, prefix);
+      this.arrived.splice(0, prefix);
     }
     if (this.done.size > 0) {
+      const singles = this.done.size;
+      const headAgeMs = this.arrived.length > 0 ? this.now() - this.arrived[0]! : 0;
       for (const tag of this.done) this.ack(tag, false);
-      for (const tag of this.done) {
-        const i = this.pending.indexOf(tag);
-        if (i >= 0) this.pending.splice(i, 1);
+      // One pass that keeps the unfinished ones, in order, with their arrival times.
+      let kept = 0;
+      for (let i = 0; i < this.pending.length; i++) {
+        if (this.done.has(this.pending[i]!)) continue;
+        this.pending[kept] = this.pending[i]!;
+        this.arrived[kept] = this.arrived[i]!;
+        kept++;
       }
+      this.pending.length = kept;
+      this.arrived.length = kept;
       this.done.clear();
+      this.onStall?.({ singles, headAgeMs });
     }
   }
 
@@ -129,6 +160,7 @@ export class AckBatcher {
   discard(): void {
     this.cancelTimers();
     this.pending.length = 0;
+    this.arrived.length = 0;
     this.done.clear();
   }
 

@@ -27,6 +27,8 @@ export class PublishChannel {
   private renewing: Promise<void> | null = null;
   private renewedAt = -Infinity;
   private closed = false;
+  /** Publishes not yet confirmed or refused, on whichever channel they went. */
+  private readonly unsettled = new Set<Promise<void>>();
 
   constructor(
     private readonly conn: Pick<ChannelModel, 'createConfirmChannel'>,
@@ -42,10 +44,17 @@ export class PublishChannel {
   /** Publishes on the current channel and resolves on the confirm; see `publishConfirmed`. */
   publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, trackReturns = true): Promise<void> {
     const ch = this.ch;
-    return publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined).catch((err: unknown) => {
+    const p = publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined).catch((err: unknown) => {
       if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch);
       throw err;
     });
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.unsettled.add(settled);
+    void settled.then(() => this.unsettled.delete(settled));
+    return p;
   }
 
   /** Whether publishes go on a channel of their own (after a nack). */
@@ -79,6 +88,11 @@ export class PublishChannel {
         this.renewing = null;
       });
     return this.renewing;
+  }
+
+  /** Resolves once every publish made here so far is confirmed, refused or failed, each. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.unsettled]);
   }
 
   /** Closes the channels opened here (not the first one). Idempotent. */

@@ -84,6 +84,14 @@ export interface DeliveryConfig {
    * broker several deliveries' worth of work (issue 14). 0 or 1: each alone.
    */
   readonly bundleMax: number;
+  /**
+   * Old consumer channels ("lanes") a tier worker keeps while their
+   * long-held deliveries finish, after moving its consumer to a new channel
+   * so that those deliveries stop its acks from going out together
+   * (src/broker/consumer-lanes.ts). A worker holds at most
+   * `(consumerLanes + 1) × prefetch` unacked deliveries. 0: never moves.
+   */
+  readonly consumerLanes: number;
   /** Statuses that park a notification at once instead of retrying. */
   readonly deadOnStatus: readonly number[];
   /** Default success criteria; a notification may carry its own. */

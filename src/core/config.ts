@@ -78,6 +78,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
   str('NOTIFY_DELIVERY_WARM_UP', 'delivery.warmUp');
   str('NOTIFY_DELIVERY_BUNDLE_MAX', 'delivery.bundleMax');
+  str('NOTIFY_DELIVERY_CONSUMER_LANES', 'delivery.consumerLanes');
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
   str('NOTIFY_LOG_LEVEL', 'logLevel');
   str('NOTIFY_LOG_ATTEMPTS', 'log.attempts');
@@ -235,6 +236,7 @@ export function parseConfig(raw: Raw): Config {
     warmUp: Number(d.warmUp),
     warmUpTiers: d.warmUpTiers ?? [],
     bundleMax: Number(d.bundleMax),
+    consumerLanes: Number(d.consumerLanes),
     deadOnStatus: d.deadOnStatus,
     success: { status: Array.isArray(d.success.status) ? [...d.success.status] : '2xx', ...(d.success.bodyEquals === undefined ? {} : { bodyEquals: d.success.bodyEquals }) },
     allowPrivateNetworks: flag(d.allowPrivateNetworks),

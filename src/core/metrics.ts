@@ -24,6 +24,7 @@ export const METRIC_NAMES = Object.freeze([
   'notify_handon_failures_total',
   'notify_deferrals_total',
   'notify_bundles_total',
+  'notify_consumer_lane_moves_total',
   'notify_origins',
   'notify_registry_up',
   'notify_history_records_lost_total',
@@ -53,6 +54,7 @@ export interface WorkerMetrics {
   readonly deferrals: Counter<'tier'>;
   /** Bundles the broker took: one message carrying several skips or deferrals. */
   readonly bundles: Counter<'tier'>;
+  readonly laneMoves: Counter<'tier'>;
   /** History records the broker did not take (delivery went on without them). */
   readonly historyLost: Counter<string>;
   /** Reports a tier's counts of origins by state through `fn`, read at collection. */
@@ -105,6 +107,12 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
     historyLost: new Counter({ name: 'notify_history_records_lost_total', help: 'History records the broker refused; delivery went on without them', registers }),
     deferrals: new Counter({ name: 'notify_deferrals_total', help: 'Notifications deferred to a hold queue because their origin was saturated (waits, not attempts)', labelNames: ['tier'], registers }),
     bundles: new Counter({ name: 'notify_bundles_total', help: 'Broker messages that each carried several skips or deferrals to one queue (bundles)', labelNames: ['tier'], registers }),
+    laneMoves: new Counter({
+      name: 'notify_consumer_lane_moves_total',
+      help: 'Times a tier worker moved its consumer to a new channel because long-held deliveries kept its acks from going out together',
+      labelNames: ['tier'],
+      registers,
+    }),
     // Origins are never a label (their number is unbounded): only counts by state.
     origins: new Gauge({
       name: 'notify_origins',

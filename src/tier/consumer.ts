@@ -1,5 +1,6 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
-import { AckBatcher, ackPolicyFor } from '../broker/ack-batcher.js';
+import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broker/ack-batcher.js';
+import { lanePolicy, shouldMoveLane } from '../broker/consumer-lanes.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { NodeRing, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
@@ -86,6 +87,16 @@ export class TierWorker implements ManagedWorker {
   private ch: ConfirmChannel | null = null;
   /** Acks of the current channel; replaced with it (tags never cross channels). */
   private acker: AckBatcher | null = null;
+  /**
+   * Earlier consumer channels of this connection that still hold unfinished
+   * deliveries, with their acks (src/broker/consumer-lanes.ts); each is
+   * closed once it holds none.
+   */
+  private readonly retired = new Map<ConfirmChannel, AckBatcher>();
+  /** Old lanes whose consumer is not cancelled yet: they may still get deliveries, so they stay open. */
+  private readonly cancelling = new Set<ConfirmChannel>();
+  private movingLane = false;
+  private lastLaneMoveAt = -Infinity;
   /** The pipeline's view of the current channel (what history batches go out on too). */
   private link: ChannelLink | null = null;
   /** Where this worker's history records go; null without history. */
@@ -276,31 +287,15 @@ export class TierWorker implements ManagedWorker {
       // Read once: a reload during start-up must not give the batcher another window than the channel's.
       const prefetch = this.config.delivery.prefetch;
       await ch.prefetch(prefetch);
-      const lost = (): void => {
-        if (this.conn !== conn) return;
-        this.forgetChannel();
-        void conn.close().catch(() => undefined);
-        if (!this.stopping) {
-          this.log.warn({ node: this.ring.node?.label }, 'broker connection lost; reconnecting to the next node');
-          this.setState('starting');
-          void this.connectLoop();
-        }
-      };
+      const lost = (): void => this.connectionLost(conn);
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
       this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m)));
       conn.on('close', lost);
-      ch.on('close', lost);
+      ch.on('close', () => this.channelClosed(ch, conn));
       this.conn = conn;
       this.ch = ch;
       this.link = this.linkFor(ch);
-      this.acker = new AckBatcher((tag, multiple) => {
-        if (this.ch !== ch) return;
-        try {
-          ch.ack({ fields: { deliveryTag: tag } } as Message, multiple);
-        } catch {
-          /* channel closing: the broker redelivers */
-        }
-      }, ackPolicyFor(prefetch));
+      this.acker = this.ackerFor(ch, prefetch);
       await this.syncConsumer();
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
@@ -320,7 +315,135 @@ export class TierWorker implements ManagedWorker {
     this.link = null;
     this.acker?.discard();
     this.acker = null;
+    for (const a of this.retired.values()) a.discard();
+    this.retired.clear();
+    this.cancelling.clear();
     this.consumerTag = null;
+  }
+
+  /** The connection (or its consumer channel) is gone: forget it and reconnect, unless stopping. */
+  private connectionLost(conn: ChannelModel): void {
+    if (this.conn !== conn) return;
+    this.forgetChannel();
+    void conn.close().catch(() => undefined);
+    if (!this.stopping) {
+      this.log.warn({ node: this.ring.node?.label }, 'broker connection lost; reconnecting to the next node');
+      this.setState('starting');
+      void this.connectLoop();
+    }
+  }
+
+  /**
+   * A consumer channel closed. The current one or an old lane (closed by the
+   * broker): the connection is treated as lost, as before lanes, so what was
+   * in flight on any of its channels (history batches too) is redelivered
+   * and done again. One closed here on purpose was forgotten first.
+   */
+  private channelClosed(ch: ConfirmChannel, conn: ChannelModel): void {
+    if (this.ch === ch || this.retired.has(ch)) this.connectionLost(conn);
+  }
+
+  /** Whether a delivery of `ch` can still be acked there. */
+  private isLive(ch: ConfirmChannel): boolean {
+    return ch === this.ch || this.retired.has(ch);
+  }
+
+  private ackerOf(ch: ConfirmChannel): AckBatcher | null {
+    return ch === this.ch ? this.acker : (this.retired.get(ch) ?? null);
+  }
+
+  /** The ack batcher of one consumer channel; an old lane is closed after the ack that leaves it empty. */
+  private ackerFor(ch: ConfirmChannel, prefetch: number): AckBatcher {
+    return new AckBatcher(
+      (tag, multiple) => {
+        if (!this.isLive(ch)) return;
+        try {
+          ch.ack({ fields: { deliveryTag: tag } } as Message, multiple);
+        } catch {
+          /* channel closing: the broker redelivers */
+        }
+        // After the flush has dropped what it acked.
+        if (this.retired.has(ch)) queueMicrotask(() => this.closeLaneIfEmpty(ch));
+      },
+      ackPolicyFor(prefetch),
+      nodeAckTimers,
+      (stall) => this.onAckStall(ch, stall),
+    );
+  }
+
+  /** A flush of the current channel acked deliveries one by one behind a long-held one: maybe move to a new lane. */
+  private onAckStall(ch: ConfirmChannel, stall: AckStall): void {
+    if (ch !== this.ch) return;
+    const busy = this.movingLane || this.syncing !== null || this.connecting !== null || this.paused || this.stopping || this.consumerTag === null;
+    const state = { sinceLastMoveMs: performance.now() - this.lastLaneMoveAt, retired: this.retired.size, busy };
+    if (!shouldMoveLane(stall, state, lanePolicy(this.config.delivery.consumerLanes))) return;
+    void this.moveLane();
+  }
+
+  /**
+   * Consumes on a new channel of the same connection and cancels the old
+   * channel's consumer; the old channel keeps its deliveries, acks them as
+   * they finish and is closed once it holds none (src/broker/consumer-lanes.ts).
+   * Gives up, leaving things as they were, if anything changed meanwhile.
+   */
+  private async moveLane(): Promise<void> {
+    const conn = this.conn;
+    const old = this.ch;
+    const oldTag = this.consumerTag;
+    const oldAcker = this.acker;
+    if (conn === null || old === null || oldTag === null || oldAcker === null || this.movingLane) return;
+    this.movingLane = true;
+    this.lastLaneMoveAt = performance.now();
+    let next: ConfirmChannel | null = null;
+    try {
+      next = await conn.createConfirmChannel();
+      const ch = next;
+      ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
+      const prefetch = this.config.delivery.prefetch;
+      await ch.prefetch(prefetch);
+      // A reload that changed the prefetch meanwhile applied it to the old channel: give up, a later stall moves again.
+      if (this.conn !== conn || this.ch !== old || this.consumerTag !== oldTag || this.paused || this.stopping || this.config.delivery.prefetch !== prefetch) {
+        await ch.close().catch(() => undefined);
+        return;
+      }
+      ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
+      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m)));
+      ch.on('close', () => this.channelClosed(ch, conn));
+      this.cancelling.add(old);
+      this.retired.set(old, oldAcker);
+      this.ch = ch;
+      this.acker = this.ackerFor(ch, prefetch);
+      this.link = this.linkFor(ch);
+      this.consumerTag = null;
+      // The new consumer first, so the queue never waits for one; what the old one still gets stays on its channel.
+      await this.syncConsumer();
+      await old.cancel(oldTag).catch(() => undefined);
+      this.cancelling.delete(old);
+      if (this.ch === ch && this.consumerTag !== null) this.deps.metrics.laneMoves.inc({ tier: String(this.tier) });
+      this.closeLaneIfEmpty(old);
+    } catch (err) {
+      if (next !== null && this.ch !== next) await next.close().catch(() => undefined);
+      this.log.warn({ err: toErrorData(err) }, 'moving the consumer to a new channel failed');
+    } finally {
+      this.movingLane = false;
+    }
+  }
+
+  /**
+   * Closes an old lane that holds no delivery any more, once what was
+   * published on it is confirmed: a history batch sent while it was current
+   * may cover deliveries of other channels.
+   */
+  private closeLaneIfEmpty(ch: ConfirmChannel): void {
+    const acker = this.retired.get(ch);
+    if (acker === undefined || acker.outstanding > 0 || this.cancelling.has(ch)) return;
+    this.retired.delete(ch);
+    const pubs = this.publishing.get(ch);
+    void (async () => {
+      await pubs?.settled();
+      await pubs?.close();
+      await ch.close().catch(() => undefined);
+    })();
   }
 
   /**
@@ -373,7 +496,7 @@ export class TierWorker implements ManagedWorker {
       ack: (msg) => this.ack(ch, msg),
       requeue: (msg) => this.nackRequeue(ch, msg),
       get closed() {
-        return worker.ch !== ch;
+        return !worker.isLive(ch);
       },
     };
   }
@@ -452,18 +575,19 @@ export class TierWorker implements ManagedWorker {
   private ack(ch: ConfirmChannel, msg: ConsumeMessage): void {
     // A tag belongs to its channel: after a reconnect the broker has already
     // requeued it, and acking it on a new channel would be a protocol error.
-    if (ch !== this.ch) return;
-    this.acker?.complete(msg.fields.deliveryTag);
+    this.ackerOf(ch)?.complete(msg.fields.deliveryTag);
   }
 
   private nackRequeue(ch: ConfirmChannel, msg: ConsumeMessage): void {
-    if (ch !== this.ch) return;
-    this.acker?.forget(msg.fields.deliveryTag);
+    const acker = this.ackerOf(ch);
+    if (acker === null) return;
+    acker.forget(msg.fields.deliveryTag);
     try {
       ch.nack(msg, false, true);
     } catch {
       /* channel closing: the broker redelivers */
     }
+    if (ch !== this.ch) this.closeLaneIfEmpty(ch);
   }
 
   /**
@@ -480,7 +604,6 @@ export class TierWorker implements ManagedWorker {
       this.gate.requeueAll();
       // Skips and deferrals waiting for company go now (later ones still go after the linger).
       this.bundler.flushAll();
-      const ch = this.ch;
       const deadline = sleep(Math.max(0, deadlineMs - Date.now())).then(() => 'deadline' as const);
       const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);
       if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
@@ -489,9 +612,15 @@ export class TierWorker implements ManagedWorker {
       await this.history?.close();
       this.acker?.flush();
       this.acker = null;
+      for (const a of this.retired.values()) a.flush();
+      const lanes = [...this.retired.keys()];
+      this.retired.clear();
+      // The current channel now: a lane may have moved during the drain.
+      const ch = this.ch;
       const conn = this.conn;
       this.ch = null;
       this.conn = null;
+      await Promise.all(lanes.map((c) => c.close().catch(() => undefined)));
       await ch?.close().catch(() => undefined);
       await conn?.close().catch(() => undefined);
       await this.pipeline.current.deliverer.close();

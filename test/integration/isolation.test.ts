@@ -3,6 +3,7 @@
 // skipped or deferred (and say so), and when it comes back its backlog drains
 // at a bounded pace.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -143,6 +144,47 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
     // A deferral is not an attempt: a notification delivered at once counts one attempt however often it waited.
     for (const x of delivered) assert.ok(outcomes.get(x.id)!.attempts <= TIERS);
     assert.equal(items.filter((x) => { const o = outcomes.get(x.id)!; return o.outcome !== 'delivered' && o.reason !== 'exhausted'; }).length, 0);
+  });
+
+  it('attempts held at the head of a channel (a hanging merchant): the tier moves its consumer to a new channel, acks every delivery on the channel it came on, and loses nothing', async (t: TestContext) => {
+    const hanging = new MerchantStub({ record: false });
+    await hanging.start();
+    t.after(() => hanging.close());
+    hanging.setMode('h', 'hang');
+    const movesBefore = counterSum((await daemon.admin<string>('GET', '/metrics')).body, 'notify_consumer_lane_moves_total');
+    const linesBefore = daemon.lines.length;
+    // Its first attempts (the origin's initial limit) hang for the 1 s timeout at the head of tier 0's channel ...
+    const stuck = Array.from({ length: 20 }, (_, i) => ({ id: `lane-bad-${i}`, url: `${hanging.base}/mode/h/${i}`, body: { i } }));
+    assert.equal((await daemon.post({ notifications: stuck }, '/v1/notifications:batch')).status, 202);
+    await waitFor(() => hanging.maxConcurrent('/mode/h') >= 1, 5000, 'the hanging merchant reached');
+    // ... while healthy notifications keep coming behind them for longer than a lane's stall (250 ms).
+    const good: { id: string; url: string; body: { i: number } }[] = [];
+    for (let round = 0; round < 8; round++) {
+      const batch = Array.from({ length: 40 }, (_, i) => ({ id: `lane-good-${round}-${i}`, url: `${healthy.base}/lane/${round}/${i}`, body: { i } }));
+      good.push(...batch);
+      assert.equal((await daemon.post({ notifications: batch }, '/v1/notifications:batch')).status, 202);
+      await new Promise((r) => setTimeout(r, 60));
+    }
+    await waitFor(() => healthy.countPrefix('/lane/') >= good.length, 10_000, 'healthy deliveries');
+    const moves = counterSum((await daemon.admin<string>('GET', '/metrics')).body, 'notify_consumer_lane_moves_total') - movesBefore;
+    t.diagnostic(`${moves} consumer lane moves while ${good.length} healthy notifications went past ${stuck.length} hanging ones`);
+    assert.ok(moves >= 1, 'the consumer moved to a new channel');
+    // It answers again; every notification ends delivered or parked exhausted, each once.
+    hanging.setMode('h', 'ok');
+    const all = [...stuck, ...good];
+    await waitFor(() => all.every((x) => outcomes.has(x.id)), 60_000, 'every notification finished');
+    const unfinished = all.filter((x) => { const o = outcomes.get(x.id)!; return o.outcome !== 'delivered' && o.reason !== 'exhausted'; });
+    assert.deepEqual(unfinished.map((x) => [x.id, outcomes.get(x.id)]), []);
+    assert.ok(good.every((x) => outcomes.get(x.id)!.outcome === 'delivered'));
+    // Acks on the old channels went to their own channel: a tag acked on another closes it (a channel error, then a reconnect).
+    const troubles = daemon.lines.slice(linesBefore).filter((l) => ['broker channel error', 'broker connection lost; reconnecting to the next node', 'moving the consumer to a new channel failed'].includes(String(l.msg)));
+    assert.deepEqual(troubles, [], JSON.stringify(troubles).slice(0, 500));
+    // Nothing left on tier 0's queue, ready or unacked, once all is done (a delivery an old lane never acked would show here).
+    const tier0 = (): string => {
+      const rows = execFileSync('rabbitmqctl', ['-q', 'list_queues', '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged'], { encoding: 'utf8', timeout: 30_000 });
+      return rows.split('\n').find((r) => r.split(/\s+/)[0] === `${prefix}.work.0`) ?? '';
+    };
+    await waitFor(() => /\s0\s+0\s*$/.test(tier0()), 15_000, 'tier 0 empty and nothing unacked');
   });
 
   it('a refused merchant: its notifications are skipped down the ladder many to a broker message (bundles), and every one is parked exhausted', async (t: TestContext) => {

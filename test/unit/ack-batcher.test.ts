@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckBatchPolicy, type AckTimers } from '../../src/broker/ack-batcher.js';
+import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckBatchPolicy, type AckStall, type AckTimers } from '../../src/broker/ack-batcher.js';
 
 /** Timers the test fires by hand; each kind holds at most what the batcher armed and did not cancel. */
 function fakeTimers(): AckTimers & { fireLater: () => void; fireSoon: () => void; armed: () => { later: number[]; soon: number } } {
@@ -169,6 +169,71 @@ describe('AckBatcher', () => {
     b.track(1);
     b.complete(1);
     assert.deepEqual(timers.armed(), { later: [], soon: 1 });
+  });
+});
+
+describe('AckBatcher stalls', () => {
+  /** A batcher on a clock the test moves, with the stalls it reported. */
+  function clocked() {
+    let t = 1000;
+    const acks: [number, boolean][] = [];
+    const stalls: AckStall[] = [];
+    const timers = { ...fakeTimers(), now: () => t };
+    const b = new AckBatcher((tag, multiple) => acks.push([tag, multiple]), { maxDelayMs: 5, maxBatch: 100 }, timers, (s) => stalls.push(s));
+    return { b, acks, stalls, advance: (ms: number) => (t += ms) };
+  }
+
+  it('a flush that acks one by one behind an unfinished head reports how many and how old the head is', () => {
+    const { b, acks, stalls, advance } = clocked();
+    b.track(1);
+    advance(300);
+    for (const tag of [2, 3, 4]) b.track(tag);
+    advance(100);
+    for (const tag of [2, 3, 4]) b.complete(tag);
+    b.flush();
+    assert.deepEqual(acks, [
+      [2, false],
+      [3, false],
+      [4, false],
+    ]);
+    assert.deepEqual(stalls, [{ singles: 3, headAgeMs: 400 }]);
+  });
+
+  it('a flush that acks only a prefix reports nothing, and the head age follows the new head', () => {
+    const { b, stalls, advance } = clocked();
+    b.track(1);
+    b.track(2);
+    advance(50);
+    b.track(3);
+    b.track(4);
+    b.complete(1);
+    b.flush();
+    assert.deepEqual(stalls, []);
+    advance(10);
+    b.complete(3);
+    b.flush();
+    // Tag 2 (arrived at 1000) is the head now, 60 ms old.
+    assert.deepEqual(stalls, [{ singles: 1, headAgeMs: 60 }]);
+    b.complete(2);
+    b.complete(4);
+    b.flush();
+    assert.equal(b.outstanding, 0);
+    assert.equal(stalls.length, 1);
+  });
+
+  it('keeps arrival times aligned when a tag in the middle is forgotten', () => {
+    const { b, stalls, advance } = clocked();
+    b.track(1);
+    advance(100);
+    b.track(2);
+    advance(100);
+    b.track(3);
+    b.forget(1);
+    advance(100);
+    b.complete(3);
+    b.flush();
+    // The head is tag 2, tracked 200 ms ago, not tag 1's 300.
+    assert.deepEqual(stalls, [{ singles: 1, headAgeMs: 200 }]);
   });
 });
 

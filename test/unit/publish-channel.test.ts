@@ -103,4 +103,30 @@ describe('PublishChannel', () => {
     assert.ok(hasCode(err, ErrorCodes.BROKER_UNAVAILABLE), String(err));
     assert.equal(returned.length, 1);
   });
+
+  it('settled() waits for every publish made so far, each confirmed or refused, not only until the first refusal', async () => {
+    const consumer = new FakeChannel('ack');
+    // Confirms come when the test says: a nack first, then an ack.
+    const callbacks: ((err: Error | null) => void)[] = [];
+    consumer.publish = (_ex, _key, _content, opts, cb) => {
+      consumer.sent.push(String(opts.messageId));
+      callbacks.push(cb);
+      return true;
+    };
+    const pubs = new PublishChannel({ createConfirmChannel: async () => new FakeChannel('ack') as unknown as ConfirmChannel }, consumer as unknown as ConfirmChannel);
+    const a = pubs.publish('', 'q', Buffer.from('x'), { messageId: 'a' }).catch((e: unknown) => e);
+    const b = pubs.publish('', 'q', Buffer.from('x'), { messageId: 'b' });
+    let settled = false;
+    const done = pubs.settled().then(() => (settled = true));
+    callbacks[0]!(new Error('message nacked'));
+    await a;
+    await tick();
+    assert.equal(settled, false, 'b is still unconfirmed');
+    callbacks[1]!(null);
+    await b;
+    await done;
+    assert.equal(settled, true);
+    // Nothing in flight: at once.
+    await pubs.settled();
+  });
 });

@@ -1,0 +1,58 @@
+import type { AckStall } from './ack-batcher.js';
+
+/**
+ * When a tier worker moves its consumer to a fresh channel (a new "lane")
+ * because a few long-held deliveries keep its acks from going out together.
+ *
+ * Why: a `multiple` ack covers every delivery up to its tag, so one delivery
+ * that stays unfinished at the head of a channel (an attempt to a merchant
+ * that hangs until the timeout, a notification waiting for its origin) makes
+ * every delivery behind it be acked by a frame of its own. On a quorum queue
+ * each frame is a command the queue's one process appends to its log: with a
+ * hanging merchant at 10 % of tier 0's traffic, 20,000 deliveries took about
+ * 20,000 ack frames instead of about 2,800, and the broker spent 40–43 ms of
+ * CPU per 1,000 healthy deliveries instead of 28–31 (docs/performance.md,
+ * stop 25). A consumer on a new channel starts with a clear head; the old
+ * channel keeps its unfinished deliveries (they are acked there, one by one,
+ * as they finish) and is closed once it holds none.
+ */
+export interface LanePolicy {
+  /** The head must have been unfinished this long: a merchant's ordinary latency never moves a lane. */
+  readonly stallMs: number;
+  /** At least this many deliveries acked one by one in the flush that reports it. */
+  readonly minSingles: number;
+  /** Least time between two moves. */
+  readonly minGapMs: number;
+  /**
+   * Old channels still holding deliveries, at most. Each holds at most a
+   * prefetch window, so a worker never holds more than `(maxRetired + 1) ×
+   * prefetch` unacked deliveries; past it, acks go one by one as before.
+   */
+  readonly maxRetired: number;
+}
+
+/** The defaults: a quarter of a second of stall, a move at most every quarter second, three old lanes (`delivery.consumerLanes`). */
+export const DEFAULT_LANE_POLICY: LanePolicy = Object.freeze({ stallMs: 250, minSingles: 8, minGapMs: 250, maxRetired: 3 });
+
+/** Pure: the policy with `delivery.consumerLanes` old lanes at most (0: never moves). */
+export function lanePolicy(consumerLanes: number): LanePolicy {
+  return Object.freeze({ ...DEFAULT_LANE_POLICY, maxRetired: consumerLanes });
+}
+
+/** What the worker knows when a flush reports a stall. */
+export interface LaneState {
+  /** Milliseconds since the last move (Infinity before the first). */
+  readonly sinceLastMoveMs: number;
+  /** Old channels not yet closed. */
+  readonly retired: number;
+  /** A move, a pause, a reconnect or a drain is under way, or the tier is not consuming. */
+  readonly busy: boolean;
+}
+
+/** Pure: whether this stall is worth a new lane. */
+export function shouldMoveLane(stall: AckStall, state: LaneState, policy: LanePolicy = DEFAULT_LANE_POLICY): boolean {
+  if (state.busy) return false;
+  if (state.retired >= policy.maxRetired) return false;
+  if (state.sinceLastMoveMs < policy.minGapMs) return false;
+  return stall.headAgeMs >= policy.stallMs && stall.singles >= policy.minSingles;
+}
