@@ -57,11 +57,13 @@ export function ackPolicyFor(prefetch: number): AckBatchPolicy {
 
 /**
  * What a flush could not ack in one frame: `singles` deliveries finished
- * behind an unfinished one that has been on the channel `headAgeMs`.
+ * behind an unfinished one that has been on the channel `headAgeMs`; those
+ * had been on it `singlesAgeMs` on average (about how long a delivery takes).
  */
 export interface AckStall {
   readonly singles: number;
   readonly headAgeMs: number;
+  readonly singlesAgeMs: number;
 }
 
 /**
@@ -139,12 +141,17 @@ export class AckBatcher {
     }
     if (this.done.size > 0) {
       const singles = this.done.size;
-      const headAgeMs = this.arrived.length > 0 ? this.now() - this.arrived[0]! : 0;
+      const now = this.now();
+      const headAgeMs = this.arrived.length > 0 ? now - this.arrived[0]! : 0;
       for (const tag of this.done) this.ack(tag, false);
       // One pass that keeps the unfinished ones, in order, with their arrival times.
       let kept = 0;
+      let ages = 0;
       for (let i = 0; i < this.pending.length; i++) {
-        if (this.done.has(this.pending[i]!)) continue;
+        if (this.done.has(this.pending[i]!)) {
+          ages += now - this.arrived[i]!;
+          continue;
+        }
         this.pending[kept] = this.pending[i]!;
         this.arrived[kept] = this.arrived[i]!;
         kept++;
@@ -152,7 +159,7 @@ export class AckBatcher {
       this.pending.length = kept;
       this.arrived.length = kept;
       this.done.clear();
-      this.onStall?.({ singles, headAgeMs });
+      this.onStall?.({ singles, headAgeMs, singlesAgeMs: ages / singles });
     }
   }
 

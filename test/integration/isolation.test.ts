@@ -30,6 +30,8 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
   let conn: ChannelModel;
   const prefix = uniquePrefix('iso');
   const outcomes = new Map<string, { outcome: string; reason?: string; error?: string; attempts: number }>();
+  /** Outcome events per notification: more than one means it was handled twice. */
+  const events = new Map<string, number>();
   let tmp: string;
 
   before(async () => {
@@ -58,6 +60,7 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
       if (m) {
         const e = JSON.parse(m.content.toString()) as { id: string; outcome: string; reason?: string; error?: string; attempts: number };
         outcomes.set(e.id, e);
+        events.set(e.id, (events.get(e.id) ?? 0) + 1);
       }
     }, { noAck: true });
   });
@@ -176,6 +179,9 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
     const unfinished = all.filter((x) => { const o = outcomes.get(x.id)!; return o.outcome !== 'delivered' && o.reason !== 'exhausted'; });
     assert.deepEqual(unfinished.map((x) => [x.id, outcomes.get(x.id)]), []);
     assert.ok(good.every((x) => outcomes.get(x.id)!.outcome === 'delivered'));
+    // No delivery was handled twice (a lane closed under its unacked deliveries would have them redelivered).
+    assert.deepEqual(all.filter((x) => events.get(x.id) !== 1).map((x) => [x.id, events.get(x.id)]), []);
+    assert.deepEqual(good.filter((x) => healthy.count(new URL(x.url).pathname) !== 1).map((x) => x.id), [], 'each healthy notification requested once');
     // Acks on the old channels went to their own channel: a tag acked on another closes it (a channel error, then a reconnect).
     const troubles = daemon.lines.slice(linesBefore).filter((l) => ['broker channel error', 'broker connection lost; reconnecting to the next node', 'moving the consumer to a new channel failed'].includes(String(l.msg)));
     assert.deepEqual(troubles, [], JSON.stringify(troubles).slice(0, 500));

@@ -196,7 +196,8 @@ describe('AckBatcher stalls', () => {
       [3, false],
       [4, false],
     ]);
-    assert.deepEqual(stalls, [{ singles: 3, headAgeMs: 400 }]);
+    // Tags 2–4 were tracked 100 ms before the flush.
+    assert.deepEqual(stalls, [{ singles: 3, headAgeMs: 400, singlesAgeMs: 100 }]);
   });
 
   it('a flush that acks only a prefix reports nothing, and the head age follows the new head', () => {
@@ -213,7 +214,7 @@ describe('AckBatcher stalls', () => {
     b.complete(3);
     b.flush();
     // Tag 2 (arrived at 1000) is the head now, 60 ms old.
-    assert.deepEqual(stalls, [{ singles: 1, headAgeMs: 60 }]);
+    assert.deepEqual(stalls, [{ singles: 1, headAgeMs: 60, singlesAgeMs: 10 }]);
     b.complete(2);
     b.complete(4);
     b.flush();
@@ -233,7 +234,7 @@ describe('AckBatcher stalls', () => {
     b.complete(3);
     b.flush();
     // The head is tag 2, tracked 200 ms ago, not tag 1's 300.
-    assert.deepEqual(stalls, [{ singles: 1, headAgeMs: 200 }]);
+    assert.deepEqual(stalls, [{ singles: 1, headAgeMs: 200, singlesAgeMs: 100 }]);
   });
 });
 
