@@ -20,10 +20,11 @@ export interface LanePolicy {
   /** The head must have been unfinished at least this long ... */
   readonly stallMs: number;
   /**
-   * ... and this many times as long as the deliveries acked one by one
-   * behind it: a merchant's ordinary latency, however long, never moves a
-   * lane (every lane would stall alike); one delivery far slower than the
-   * rest does.
+   * ... and this many times the mean age of the deliveries acked one by one
+   * behind it: when every delivery is about as slow (one slow merchant
+   * taking all the traffic) every lane would stall alike, so nothing moves;
+   * deliveries far slower than the rest (a hanging merchant among healthy
+   * ones) move a lane.
    */
   readonly stallFactor: number;
   /** At least this many deliveries acked one by one in the flush that reports it. */

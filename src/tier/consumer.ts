@@ -95,7 +95,8 @@ export class TierWorker implements ManagedWorker {
   private readonly retired = new Map<ConfirmChannel, AckBatcher>();
   /** Old lanes whose consumer is not cancelled yet: they may still get deliveries, so they stay open. */
   private readonly cancelling = new Set<ConfirmChannel>();
-  private movingLane = false;
+  /** The lane move under way, awaited by a drain before it counts what is in flight. */
+  private movingLane: Promise<void> | null = null;
   private lastLaneMoveAt = -Infinity;
   /** The pipeline's view of the current channel (what history batches go out on too). */
   private link: ChannelLink | null = null;
@@ -374,10 +375,12 @@ export class TierWorker implements ManagedWorker {
   /** A flush of the current channel acked deliveries one by one behind a long-held one: maybe move to a new lane. */
   private onAckStall(ch: ConfirmChannel, stall: AckStall): void {
     if (ch !== this.ch) return;
-    const busy = this.movingLane || this.syncing !== null || this.connecting !== null || this.paused || this.stopping || this.consumerTag === null;
+    const busy = this.movingLane !== null || this.syncing !== null || this.connecting !== null || this.paused || this.stopping || this.consumerTag === null;
     const state = { sinceLastMoveMs: performance.now() - this.lastLaneMoveAt, retired: this.retired.size, busy };
     if (!shouldMoveLane(stall, state, lanePolicy(this.config.delivery.consumerLanes))) return;
-    void this.moveLane();
+    this.movingLane = this.moveLane().finally(() => {
+      this.movingLane = null;
+    });
   }
 
   /**
@@ -391,8 +394,7 @@ export class TierWorker implements ManagedWorker {
     const old = this.ch;
     const oldTag = this.consumerTag;
     const oldAcker = this.acker;
-    if (conn === null || old === null || oldTag === null || oldAcker === null || this.movingLane) return;
-    this.movingLane = true;
+    if (conn === null || old === null || oldTag === null || oldAcker === null) return;
     this.lastLaneMoveAt = performance.now();
     let next: ConfirmChannel | null = null;
     try {
@@ -417,6 +419,12 @@ export class TierWorker implements ManagedWorker {
       this.consumerTag = null;
       // The new consumer first, so the queue never waits for one; what the old one still gets stays on its channel.
       await this.syncConsumer();
+      if (this.ch === ch && this.consumerTag === null && !this.paused && !this.stopping) {
+        // The new channel took no consumer (and did not close): start over on a new connection rather than consume nothing.
+        this.log.warn('the consumer did not start on its new channel; reconnecting');
+        this.connectionLost(conn);
+        return;
+      }
       await old.cancel(oldTag).catch(() => undefined);
       this.cancelling.delete(old);
       if (this.ch === ch && this.consumerTag !== null) this.deps.metrics.laneMoves.inc({ tier: String(this.tier) });
@@ -424,8 +432,6 @@ export class TierWorker implements ManagedWorker {
     } catch (err) {
       if (next !== null && this.ch !== next) await next.close().catch(() => undefined);
       this.log.warn({ err: toErrorData(err) }, 'moving the consumer to a new channel failed');
-    } finally {
-      this.movingLane = false;
     }
   }
 
@@ -599,6 +605,8 @@ export class TierWorker implements ManagedWorker {
     this.drainPromise ??= (async () => {
       this.stopping = true;
       this.setState('draining');
+      // A lane move under way finishes first (its old consumer cancelled), so what is in flight below is all there is.
+      await this.movingLane;
       await this.syncConsumer();
       // Waiting for a busy origin is not worth the drain deadline: they were never attempted, so they go back now.
       this.gate.requeueAll();
@@ -615,6 +623,7 @@ export class TierWorker implements ManagedWorker {
       for (const a of this.retired.values()) a.flush();
       const lanes = [...this.retired.keys()];
       this.retired.clear();
+      this.cancelling.clear();
       // The current channel now: a lane may have moved during the drain.
       const ch = this.ch;
       const conn = this.conn;

@@ -30,6 +30,9 @@ interface Open {
  */
 export class HandOnBundler {
   private readonly open = new Map<string, Open>();
+  /** Open bundles are per channel as well as per queue: a worker's old consumer channels hand on beside its current one. */
+  private readonly linkIds = new WeakMap<ChannelLink, number>();
+  private nextLinkId = 0;
 
   constructor(
     private opts: BundlerOptions,
@@ -48,11 +51,16 @@ export class HandOnBundler {
     if (this.opts.max < 2 || link.closed || !bundleable(entry.options)) return Promise.resolve(false);
     const size = entrySize(entry);
     if (size > this.opts.maxBytes) return Promise.resolve(false);
-    const key = `${exchange}\u0000${routingKey}`;
+    let id = this.linkIds.get(link);
+    if (id === undefined) {
+      id = this.nextLinkId++;
+      this.linkIds.set(link, id);
+    }
+    const key = `${id}\u0000${exchange}\u0000${routingKey}`;
     let o = this.open.get(key);
-    // A bundle is published on one channel: a replaced channel's bundle goes (and fails) on its own.
+    // A bundle is published on its entries' channel: a channel that goes takes only its own bundles.
     // Entries of delivered bundles share their channel's root link, so they share bundles too.
-    if (o !== undefined && (o.link !== link || o.bytes + size > this.opts.maxBytes)) {
+    if (o !== undefined && o.bytes + size > this.opts.maxBytes) {
       this.flush(key, o);
       o = undefined;
     }

@@ -173,6 +173,16 @@ describe('HandOnBundler', () => {
     assert.deepEqual(one.sent.map((s) => decodeBundle(delivered(s.content, s.options)).length), [3]);
     assert.deepEqual(two.sent.map((s) => decodeBundle(delivered(s.content, s.options)).length), [2]);
   });
+
+  it('hand-ons of two channels arriving in turn (a worker\'s old and new consumer channels) still share a bundle per channel', async () => {
+    const one = new Link();
+    const two = new Link();
+    const b = new HandOnBundler({ max: 100, maxBytes: 1_000_000, lingerMs: 5 });
+    const r = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => b.add(i % 2 === 0 ? one : two, '', 'q', entry(id))));
+    assert.deepEqual(r, [true, true, true, true, true, true]);
+    assert.deepEqual(one.sent.map((s) => decodeBundle(delivered(s.content, s.options)).map((m) => m.properties.messageId)), [['a', 'c', 'e']]);
+    assert.deepEqual(two.sent.map((s) => decodeBundle(delivered(s.content, s.options)).map((m) => m.properties.messageId)), [['b', 'd', 'f']]);
+  });
 });
 
 describe('handleBundle', () => {
