@@ -33,8 +33,9 @@ export interface LanePolicy {
   readonly minGapMs: number;
   /**
    * Old channels still holding deliveries, at most. Each holds at most a
-   * prefetch window, so a worker never holds more than `(maxRetired + 1) ×
-   * prefetch` unacked deliveries; past it, acks go one by one as before.
+   * prefetch window, so a worker holds about `(maxRetired + 1) × prefetch`
+   * unacked deliveries at most (a prefetch reload can add a window for a
+   * moment); past it, acks go one by one as before.
    */
   readonly maxRetired: number;
 }

@@ -88,8 +88,8 @@ export interface DeliveryConfig {
    * Old consumer channels ("lanes") a tier worker keeps while their
    * long-held deliveries finish, after moving its consumer to a new channel
    * so that those deliveries stop its acks from going out together
-   * (src/broker/consumer-lanes.ts). A worker holds at most
-   * `(consumerLanes + 1) × prefetch` unacked deliveries. 0: never moves.
+   * (src/broker/consumer-lanes.ts). A worker holds about
+   * `(consumerLanes + 1) × prefetch` unacked deliveries at most. 0: never moves.
    */
   readonly consumerLanes: number;
   /** Statuses that park a notification at once instead of retrying. */

@@ -54,6 +54,7 @@ export interface WorkerMetrics {
   readonly deferrals: Counter<'tier'>;
   /** Bundles the broker took: one message carrying several skips or deferrals. */
   readonly bundles: Counter<'tier'>;
+  /** Consumer moves to a new channel past long-held deliveries (src/broker/consumer-lanes.ts). */
   readonly laneMoves: Counter<'tier'>;
   /** History records the broker did not take (delivery went on without them). */
   readonly historyLost: Counter<string>;
