@@ -27,8 +27,9 @@ export class PublishChannel {
   private renewing: Promise<void> | null = null;
   private renewedAt = -Infinity;
   private closed = false;
-  /** Publishes not yet confirmed or refused, on whichever channel they went. */
-  private readonly unsettled = new Set<Promise<void>>();
+  /** Publishes not yet confirmed or refused, on whichever channel they went, and who waits for none. */
+  private unsettled = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly conn: Pick<ChannelModel, 'createConfirmChannel'>,
@@ -44,17 +45,22 @@ export class PublishChannel {
   /** Publishes on the current channel and resolves on the confirm; see `publishConfirmed`. */
   publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, trackReturns = true): Promise<void> {
     const ch = this.ch;
-    const p = publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined).catch((err: unknown) => {
-      if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch);
-      throw err;
-    });
-    const settled = p.then(
-      () => undefined,
-      () => undefined,
+    this.unsettled++;
+    return publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined).then(
+      () => this.settledOne(),
+      (err: unknown) => {
+        this.settledOne();
+        if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch);
+        throw err;
+      },
     );
-    this.unsettled.add(settled);
-    void settled.then(() => this.unsettled.delete(settled));
-    return p;
+  }
+
+  private settledOne(): void {
+    if (--this.unsettled > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** Whether publishes go on a channel of their own (after a nack). */
@@ -90,9 +96,14 @@ export class PublishChannel {
     return this.renewing;
   }
 
-  /** Resolves once every publish made here so far is confirmed, refused or failed, each. */
-  async settled(): Promise<void> {
-    await Promise.all([...this.unsettled]);
+  /**
+   * Resolves once no publish made here is waiting for its confirm (each
+   * confirmed, refused or failed). For a channel nothing new is published
+   * on (an old consumer lane), that is every publish made so far.
+   */
+  settled(): Promise<void> {
+    if (this.unsettled === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Closes the channels opened here (not the first one). Idempotent. */

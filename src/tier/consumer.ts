@@ -1,6 +1,6 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broker/ack-batcher.js';
-import { lanePolicy, shouldMoveLane } from '../broker/consumer-lanes.js';
+import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-lanes.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { NodeRing, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
@@ -98,6 +98,8 @@ export class TierWorker implements ManagedWorker {
   /** The lane move under way, awaited by a drain before it counts what is in flight. */
   private movingLane: Promise<void> | null = null;
   private lastLaneMoveAt = -Infinity;
+  /** When to move (from `delivery.consumerLanes`), built once per configuration: stalls are reported every few milliseconds. */
+  private lanePolicy: LanePolicy;
   /** The pipeline's view of the current channel (what history batches go out on too). */
   private link: ChannelLink | null = null;
   /** Where this worker's history records go; null without history. */
@@ -133,6 +135,7 @@ export class TierWorker implements ManagedWorker {
     this.ring = nodeRingFor(deps.config.amqpUrl, 'tier', deps.tier, deps.config.scheduleMs.length);
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
+    this.lanePolicy = lanePolicy(deps.config.delivery.consumerLanes);
     this.gate = new OriginGate(gateOptionsOf(deps.config), () => this.startGateTick());
     const db = deps.config.database.url;
     this.directory =
@@ -377,7 +380,7 @@ export class TierWorker implements ManagedWorker {
     if (ch !== this.ch) return;
     const busy = this.movingLane !== null || this.syncing !== null || this.connecting !== null || this.paused || this.stopping || this.consumerTag === null;
     const state = { sinceLastMoveMs: performance.now() - this.lastLaneMoveAt, retired: this.retired.size, busy };
-    if (!shouldMoveLane(stall, state, lanePolicy(this.config.delivery.consumerLanes))) return;
+    if (!shouldMoveLane(stall, state, this.lanePolicy)) return;
     this.movingLane = this.moveLane().finally(() => {
       this.movingLane = null;
     });
@@ -556,6 +559,7 @@ export class TierWorker implements ManagedWorker {
     this.gate.configure(gateOptionsOf(next));
     this.bundler.configure(bundlerOptions(next));
     this.config = next;
+    this.lanePolicy = lanePolicy(next.delivery.consumerLanes);
     const old = this.pipeline.current;
     this.pipeline.configure(settings);
     void old.deliverer.close();
