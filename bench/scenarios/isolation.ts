@@ -209,6 +209,9 @@ interface Handling {
   failedHandedOn: number;
   /** Times a tier worker moved its consumer to a new channel past long-held deliveries (`delivery.consumerLanes`). */
   laneMoves: number;
+  /** Ack frames the tier workers sent, and those of them for one delivery each (behind an unfinished one, mostly). */
+  ackFrames: number;
+  singleAcks: number;
 }
 
 /**
@@ -222,6 +225,8 @@ function handlingOf(m: string): Handling {
     skipped: counterSum(m, 'notify_attempts_total', { outcome: 'skipped' }),
     failedHandedOn: counterSum(m, 'notify_attempts_total', { outcome: 'retry' }),
     laneMoves: counterSum(m, 'notify_consumer_lane_moves_total'),
+    ackFrames: counterSum(m, 'notify_ack_frames_total'),
+    singleAcks: counterSum(m, 'notify_ack_frames_total', { kind: 'single' }),
   };
 }
 
@@ -333,7 +338,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             pssPeakMiB: round(pss.peakMiB),
             tier0Fds,
             cpuPer1k: m.cpuPer1k,
-            handling: { deferred: after.deferred - before.deferred, skipped: after.skipped - before.skipped, failedHandedOn: after.failedHandedOn - before.failedHandedOn, laneMoves: after.laneMoves - before.laneMoves },
+            handling: { deferred: after.deferred - before.deferred, skipped: after.skipped - before.skipped, failedHandedOn: after.failedHandedOn - before.failedHandedOn, laneMoves: after.laneMoves - before.laneMoves, ackFrames: after.ackFrames - before.ackFrames, singleAcks: after.singleAcks - before.singleAcks },
             tier0: rungs,
           });
         } finally {
@@ -343,8 +348,8 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
     }
   }
   bracket(runs);
-  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'vs controls around', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'lane moves', 'tier 0 done s', 'broker ms/1k to tier 0 done']];
-  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.ratioAround === null ? '-' : `${r.ratioAround}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.handling.laneMoves, r.tier0.s, r.tier0.brokerPer1k]);
+  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'vs controls around', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'lane moves', 'ack frames', 'single', 'tier 0 done s', 'broker ms/1k to tier 0 done']];
+  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.ratioAround === null ? '-' : `${r.ratioAround}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.handling.laneMoves, r.handling.ackFrames, r.handling.singleAcks, r.tier0.s, r.tier0.brokerPer1k]);
   return { runs, rows, summary: flags.isolationRuns > 1 ? ratioSummary(runs) : null };
 }
 

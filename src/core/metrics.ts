@@ -25,6 +25,7 @@ export const METRIC_NAMES = Object.freeze([
   'notify_deferrals_total',
   'notify_bundles_total',
   'notify_consumer_lane_moves_total',
+  'notify_ack_frames_total',
   'notify_origins',
   'notify_registry_up',
   'notify_history_records_lost_total',
@@ -56,6 +57,8 @@ export interface WorkerMetrics {
   readonly bundles: Counter<'tier'>;
   /** Consumer moves to a new channel past long-held deliveries (src/broker/consumer-lanes.ts). */
   readonly laneMoves: Counter<'tier'>;
+  /** Ack frames a tier worker sent: `multiple` ones covering a run of deliveries, `single` ones each for one delivery finished behind an unfinished one. */
+  readonly ackFrames: Counter<'tier' | 'kind'>;
   /** History records the broker did not take (delivery went on without them). */
   readonly historyLost: Counter<string>;
   /** Reports a tier's counts of origins by state through `fn`, read at collection. */
@@ -112,6 +115,12 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
       name: 'notify_consumer_lane_moves_total',
       help: 'Times a tier worker moved its consumer to a new channel because long-held deliveries kept its acks from going out together',
       labelNames: ['tier'],
+      registers,
+    }),
+    ackFrames: new Counter({
+      name: 'notify_ack_frames_total',
+      help: 'Ack frames sent to the broker by kind: multiple (one frame for a run of finished deliveries) or single (one delivery; a lone one, or one finished behind an unfinished one)',
+      labelNames: ['tier', 'kind'],
       registers,
     }),
     // Origins are never a label (their number is unbounded): only counts by state.

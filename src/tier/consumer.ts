@@ -93,6 +93,9 @@ export class TierWorker implements ManagedWorker {
    * closed once it holds none.
    */
   private readonly retired = new Map<ConfirmChannel, AckBatcher>();
+  /** `notify_ack_frames_total` of this tier, bound once: a frame goes out every few milliseconds. */
+  private readonly multipleAcks: { inc(): void };
+  private readonly singleAcks: { inc(): void };
   /** Old lanes whose consumer is not cancelled yet: they may still get deliveries, so they stay open. */
   private readonly cancelling = new Set<ConfirmChannel>();
   /** The lane move under way, awaited by a drain before it counts what is in flight. */
@@ -136,6 +139,8 @@ export class TierWorker implements ManagedWorker {
     this.log = deps.logger;
     this.paused = deps.startPaused ?? false;
     this.lanePolicy = lanePolicy(deps.config.delivery.consumerLanes);
+    this.multipleAcks = deps.metrics.ackFrames.labels({ tier: String(deps.tier), kind: 'multiple' });
+    this.singleAcks = deps.metrics.ackFrames.labels({ tier: String(deps.tier), kind: 'single' });
     this.gate = new OriginGate(gateOptionsOf(deps.config), () => this.startGateTick());
     const db = deps.config.database.url;
     this.directory =
@@ -363,6 +368,7 @@ export class TierWorker implements ManagedWorker {
         if (!this.isLive(ch)) return;
         try {
           ch.ack({ fields: { deliveryTag: tag } } as Message, multiple);
+          (multiple ? this.multipleAcks : this.singleAcks).inc();
         } catch {
           /* channel closing: the broker redelivers */
         }
