@@ -30,7 +30,27 @@ export interface AckBatchPolicy {
   readonly maxDelayMs: number;
   /** This many finished deliveries are acked on the next event-loop turn, without waiting. */
   readonly maxBatch: number;
+  /**
+   * How long a delivery finished behind an unfinished one may wait for those
+   * before it, so that one multiple ack covers it instead of an ack of its
+   * own; 0: acked alone on the next flush. Never once `maxBatch` finished
+   * ones wait.
+   */
+  readonly holdMs: number;
 }
+
+/**
+ * How long a delivery finished behind an unfinished one waits for a
+ * multiple ack. With two merchants whose deliveries wait for their origins'
+ * slots unevenly (one merchant's in its origin's queue, the other's not),
+ * most deliveries finish out of order, a few tens of milliseconds apart (a
+ * window of 512 at 5,500/s turns over in about 90 ms): acked one by one
+ * after 5 ms they made 700 single frames a second in the bench's control
+ * runs. Held up to 100 ms, almost none (stop 26 in docs/performance.md); a
+ * head held longer than that (a hanging merchant's attempt) is what consumer
+ * lanes are for.
+ */
+const HOLD_MS = 100;
 
 /**
  * The policy of a channel with `prefetch` unacked deliveries at most: acks
@@ -48,17 +68,19 @@ export interface AckBatchPolicy {
  * window that throughput fell back to 17,400/s. Below a prefetch of 4 the
  * bound is 1: every ack goes out on the next turn, as before.
  * The cost is a wider crash window: up to 5 ms (more under CPU load) of
- * attempts made but not yet acked are made again after a crash or a lost
+ * attempts made but not yet acked, and up to 100 ms of those finished
+ * behind an unfinished one, are made again after a crash or a lost
  * connection, which at-least-once delivery allows.
  */
 export function ackPolicyFor(prefetch: number): AckBatchPolicy {
-  return { maxDelayMs: 5, maxBatch: Math.max(1, Math.floor(prefetch / 2)) };
+  return { maxDelayMs: 5, maxBatch: Math.max(1, Math.floor(prefetch / 2)), holdMs: HOLD_MS };
 }
 
 /**
  * What a flush could not ack in one frame: `singles` deliveries finished
  * behind an unfinished one that has been on the channel `headAgeMs`; those
- * had been on it `singlesAgeMs` on average (about how long a delivery takes).
+ * took `singlesAgeMs` on average from arrival to completion (about how long a
+ * delivery takes).
  */
 export interface AckStall {
   readonly singles: number;
@@ -69,18 +91,22 @@ export interface AckStall {
 /**
  * Coalesces acks of one channel. Deliveries are registered in arrival order
  * (delivery tags grow on a channel); completions mark them done, and a flush
- * acks the longest completed prefix with a single `multiple` ack, then any
- * completed ones behind a slow head one by one, so a slow attempt never holds
- * finished ones (and their prefetch slots) hostage. A flush happens
- * `maxDelayMs` after the first completion it covers, or on the next turn once
- * `maxBatch` completions wait, whichever comes first.
+ * acks the longest completed prefix with a single `multiple` ack. A flush
+ * happens `maxDelayMs` after the first completion it covers, or on the next
+ * turn once `maxBatch` completions wait, whichever comes first. Completed
+ * ones behind an unfinished head wait up to `holdMs` for the prefix to reach
+ * them, then are acked one by one, so a slow attempt never holds finished
+ * ones (and their prefetch slots) hostage for long.
  */
 export class AckBatcher {
-  /** Outstanding tags in arrival order, when each arrived, and which of them are done. */
+  /** Outstanding tags in arrival order, and when each arrived. */
   private readonly pending: number[] = [];
   private readonly arrived: number[] = [];
-  private readonly done = new Set<number>();
+  /** The finished ones among them, with when each finished. */
+  private readonly done = new Map<number, number>();
   private cancelTimer: (() => void) | null = null;
+  /** When the armed timer fires (`Infinity`: none armed). */
+  private timerAt = Infinity;
   private cancelSoon: (() => void) | null = null;
   private readonly now: () => number;
 
@@ -107,12 +133,13 @@ export class AckBatcher {
 
   /** Marks a delivery finished; its ack goes out on a later flush. */
   complete(tag: number): void {
-    this.done.add(tag);
+    const now = this.now();
+    this.done.set(tag, now);
     if (this.cancelSoon !== null) return;
     if (this.done.size >= this.policy.maxBatch) {
-      this.cancelSoon = this.timers.soon(() => this.flush());
-    } else if (this.cancelTimer === null) {
-      this.cancelTimer = this.timers.later(() => this.flush(), this.policy.maxDelayMs);
+      this.cancelSoon = this.timers.soon(() => this.send(false));
+    } else {
+      this.armIn(this.policy.maxDelayMs, now);
     }
   }
 
@@ -126,41 +153,9 @@ export class AckBatcher {
     this.done.delete(tag);
   }
 
-  /** Sends the acks now. */
+  /** Sends every ack now, held ones too (a drain). */
   flush(): void {
-    this.cancelTimers();
-    if (this.done.size === 0) return;
-    let prefix = 0;
-    while (prefix < this.pending.length && this.done.has(this.pending[prefix]!)) prefix++;
-    if (prefix > 0) {
-      const last = this.pending[prefix - 1]!;
-      this.ack(last, prefix > 1);
-      for (let i = 0; i < prefix; i++) this.done.delete(this.pending[i]!);
-      this.pending.splice(0, prefix);
-      this.arrived.splice(0, prefix);
-    }
-    if (this.done.size > 0) {
-      const singles = this.done.size;
-      const now = this.now();
-      const headAgeMs = this.arrived.length > 0 ? now - this.arrived[0]! : 0;
-      for (const tag of this.done) this.ack(tag, false);
-      // One pass that keeps the unfinished ones, in order, with their arrival times.
-      let kept = 0;
-      let ages = 0;
-      for (let i = 0; i < this.pending.length; i++) {
-        if (this.done.has(this.pending[i]!)) {
-          ages += now - this.arrived[i]!;
-          continue;
-        }
-        this.pending[kept] = this.pending[i]!;
-        this.arrived[kept] = this.arrived[i]!;
-        kept++;
-      }
-      this.pending.length = kept;
-      this.arrived.length = kept;
-      this.done.clear();
-      this.onStall?.({ singles, headAgeMs, singlesAgeMs: ages / singles });
-    }
+    this.send(true);
   }
 
   /** Drops what is pending without acking it (the channel is gone; the broker requeues). Idempotent. */
@@ -175,9 +170,70 @@ export class AckBatcher {
     return this.pending.length;
   }
 
+  /** Acks the completed prefix, then those behind it that have waited long enough (all of them when `all`). */
+  private send(all: boolean): void {
+    this.cancelTimers();
+    if (this.done.size === 0) return;
+    let prefix = 0;
+    while (prefix < this.pending.length && this.done.has(this.pending[prefix]!)) prefix++;
+    if (prefix > 0) {
+      const last = this.pending[prefix - 1]!;
+      this.ack(last, prefix > 1);
+      for (let i = 0; i < prefix; i++) this.done.delete(this.pending[i]!);
+      this.pending.splice(0, prefix);
+      this.arrived.splice(0, prefix);
+    }
+    if (this.done.size === 0) return;
+    const now = this.now();
+    const hold = all || this.done.size >= this.policy.maxBatch ? 0 : this.policy.holdMs;
+    let nextDue = Infinity;
+    let sent: Map<number, number> | null = null;
+    for (const [tag, at] of this.done) {
+      if (now - at >= hold) (sent ??= new Map()).set(tag, at);
+      else nextDue = Math.min(nextDue, at + hold);
+    }
+    if (sent !== null) {
+      const headAgeMs = this.arrived.length > 0 ? now - this.arrived[0]! : 0;
+      for (const tag of sent.keys()) {
+        this.done.delete(tag);
+        this.ack(tag, false);
+      }
+      // One pass that keeps the unsent ones, in order, with their arrival times.
+      let kept = 0;
+      let took = 0;
+      for (let i = 0; i < this.pending.length; i++) {
+        const at = sent.get(this.pending[i]!);
+        if (at !== undefined) {
+          took += at - this.arrived[i]!;
+          continue;
+        }
+        this.pending[kept] = this.pending[i]!;
+        this.arrived[kept] = this.arrived[i]!;
+        kept++;
+      }
+      this.pending.length = kept;
+      this.arrived.length = kept;
+      this.onStall?.({ singles: sent.size, headAgeMs, singlesAgeMs: took / sent.size });
+    }
+    if (this.done.size > 0) this.armIn(nextDue - now, now);
+  }
+
+  /** Arms the timer to flush `ms` from `now`, unless it already fires sooner. */
+  private armIn(ms: number, now: number): void {
+    if (this.cancelTimer !== null && this.timerAt <= now + ms) return;
+    this.cancelTimer?.();
+    this.timerAt = now + ms;
+    this.cancelTimer = this.timers.later(() => {
+      this.cancelTimer = null;
+      this.timerAt = Infinity;
+      this.send(false);
+    }, ms);
+  }
+
   private cancelTimers(): void {
     this.cancelTimer?.();
     this.cancelTimer = null;
+    this.timerAt = Infinity;
     this.cancelSoon?.();
     this.cancelSoon = null;
   }

@@ -32,7 +32,7 @@ function fakeTimers(): AckTimers & { fireLater: () => void; fireSoon: () => void
   };
 }
 
-function harness(policy: AckBatchPolicy = { maxDelayMs: 5, maxBatch: 100 }) {
+function harness(policy: AckBatchPolicy = { maxDelayMs: 5, maxBatch: 100, holdMs: 0 }) {
   const acks: [number, boolean][] = [];
   const timers = fakeTimers();
   const b = new AckBatcher((tag, multiple) => acks.push([tag, multiple]), policy, timers);
@@ -84,7 +84,7 @@ describe('AckBatcher', () => {
   });
 
   it('below the batch size, acks wait for one timer of maxDelayMs armed by the first completion', () => {
-    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 3 });
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 3, holdMs: 0 });
     for (const t of [1, 2, 3]) b.track(t);
     b.complete(1);
     b.complete(2);
@@ -96,7 +96,7 @@ describe('AckBatcher', () => {
   });
 
   it('reaching the batch size sends on the next turn and cancels the timer', () => {
-    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 3 });
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 3, holdMs: 0 });
     for (const t of [1, 2, 3, 4]) b.track(t);
     b.complete(1);
     b.complete(2);
@@ -119,7 +119,7 @@ describe('AckBatcher', () => {
   });
 
   it('an explicit flush sends at once and disarms both timers', () => {
-    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 2 });
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 2, holdMs: 0 });
     for (const t of [1, 2]) b.track(t);
     b.complete(1);
     b.complete(2);
@@ -141,7 +141,7 @@ describe('AckBatcher', () => {
   });
 
   it('after a flush, the next completion arms a new timer (steady state)', () => {
-    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 100 });
+    const { b, acks, timers } = harness({ maxDelayMs: 5, maxBatch: 100, holdMs: 0 });
     for (const t of [1, 2]) b.track(t);
     b.complete(1);
     timers.fireLater();
@@ -164,8 +164,8 @@ describe('AckBatcher', () => {
   });
 
   it('a new policy applies to later completions', () => {
-    const { b, timers } = harness({ maxDelayMs: 5, maxBatch: 100 });
-    b.setPolicy({ maxDelayMs: 5, maxBatch: 1 });
+    const { b, timers } = harness({ maxDelayMs: 5, maxBatch: 100, holdMs: 0 });
+    b.setPolicy({ maxDelayMs: 5, maxBatch: 1, holdMs: 0 });
     b.track(1);
     b.complete(1);
     assert.deepEqual(timers.armed(), { later: [], soon: 1 });
@@ -179,7 +179,7 @@ describe('AckBatcher stalls', () => {
     const acks: [number, boolean][] = [];
     const stalls: AckStall[] = [];
     const timers = { ...fakeTimers(), now: () => t };
-    const b = new AckBatcher((tag, multiple) => acks.push([tag, multiple]), { maxDelayMs: 5, maxBatch: 100 }, timers, (s) => stalls.push(s));
+    const b = new AckBatcher((tag, multiple) => acks.push([tag, multiple]), { maxDelayMs: 5, maxBatch: 100, holdMs: 0 }, timers, (s) => stalls.push(s));
     return { b, acks, stalls, advance: (ms: number) => (t += ms) };
   }
 
@@ -238,11 +238,112 @@ describe('AckBatcher stalls', () => {
   });
 });
 
+describe('AckBatcher holds', () => {
+  /** A batcher holding finished deliveries 30 ms behind an unfinished head, on a clock the test moves. */
+  function holding(maxBatch = 100) {
+    let t = 1000;
+    const acks: [number, boolean][] = [];
+    const stalls: AckStall[] = [];
+    const timers = { ...fakeTimers(), now: () => t };
+    const b = new AckBatcher((tag, multiple) => acks.push([tag, multiple]), { maxDelayMs: 5, maxBatch, holdMs: 30 }, timers, (s) => stalls.push(s));
+    return { b, acks, stalls, timers, advance: (ms: number) => (t += ms) };
+  }
+
+  it('a delivery finished behind an unfinished head waits for it, then one multiple ack covers all', () => {
+    const { b, acks, stalls, timers, advance } = holding();
+    for (const t of [1, 2, 3]) b.track(t);
+    b.complete(2);
+    b.complete(3);
+    advance(5);
+    timers.fireLater();
+    assert.deepEqual(acks, [], 'held: the head may finish soon');
+    assert.deepEqual(timers.armed(), { later: [25], soon: 0 }, 'until 30 ms after the first of them finished');
+    advance(10);
+    b.complete(1);
+    assert.deepEqual(timers.armed(), { later: [5], soon: 0 }, 'the head finishing brings the flush forward to maxDelayMs');
+    advance(5);
+    timers.fireLater();
+    assert.deepEqual(acks, [[3, true]]);
+    assert.deepEqual(stalls, []);
+    assert.equal(b.outstanding, 0);
+    assert.deepEqual(timers.armed(), { later: [], soon: 0 });
+  });
+
+  it('past holdMs they are acked one by one, each once, and the stall says how long they took', () => {
+    const { b, acks, stalls, timers, advance } = holding();
+    for (const t of [1, 2, 3, 4]) b.track(t);
+    advance(4);
+    b.complete(2);
+    advance(6);
+    b.complete(3);
+    advance(5);
+    timers.fireLater(); // t = 1015: nothing due yet
+    assert.deepEqual(acks, []);
+    advance(19);
+    timers.fireLater(); // t = 1034: tag 2 (finished at 1004) is due, tag 3 (1010) not yet
+    assert.deepEqual(acks, [[2, false]]);
+    assert.deepEqual(stalls, [{ singles: 1, headAgeMs: 34, singlesAgeMs: 4 }]);
+    assert.deepEqual(timers.armed(), { later: [6], soon: 0 });
+    advance(6);
+    timers.fireLater();
+    assert.deepEqual(acks, [
+      [2, false],
+      [3, false],
+    ]);
+    assert.deepEqual(stalls[1], { singles: 1, headAgeMs: 40, singlesAgeMs: 10 });
+    b.complete(1);
+    b.complete(4);
+    timers.fireLater();
+    assert.deepEqual(acks.slice(2), [[4, true]], 'the prefix ack covers 1 and 4 only; 2 and 3 are gone from it');
+    assert.equal(b.outstanding, 0);
+  });
+
+  it('never holds once maxBatch finished ones wait: the window is half done', () => {
+    const { b, acks, stalls, timers } = holding(3);
+    for (const t of [1, 2, 3, 4]) b.track(t);
+    b.complete(2);
+    b.complete(3);
+    assert.equal(timers.armed().soon, 0);
+    b.complete(4);
+    assert.equal(timers.armed().soon, 1);
+    timers.fireSoon();
+    assert.deepEqual(acks, [
+      [2, false],
+      [3, false],
+      [4, false],
+    ]);
+    assert.equal(stalls[0]!.singles, 3);
+  });
+
+  it('an explicit flush (a drain) sends held ones too', () => {
+    const { b, acks, timers } = holding();
+    for (const t of [1, 2]) b.track(t);
+    b.complete(2);
+    b.flush();
+    assert.deepEqual(acks, [[2, false]]);
+    assert.deepEqual(timers.armed(), { later: [], soon: 0 });
+  });
+
+  it('a held one whose head is forgotten (nacked) goes with the next prefix ack', () => {
+    const { b, acks, timers, advance } = holding();
+    for (const t of [1, 2]) b.track(t);
+    b.complete(2);
+    advance(5);
+    timers.fireLater();
+    assert.deepEqual(acks, []);
+    b.forget(1);
+    advance(25);
+    timers.fireLater();
+    assert.deepEqual(acks, [[2, false]], 'the only one left, acked as the prefix');
+    assert.equal(b.outstanding, 0);
+  });
+});
+
 describe('ackPolicyFor', () => {
-  it('holds acks up to 5 ms or half the prefetch window, never less than one', () => {
-    assert.deepEqual(ackPolicyFor(256), { maxDelayMs: 5, maxBatch: 128 });
-    assert.deepEqual(ackPolicyFor(3), { maxDelayMs: 5, maxBatch: 1 });
-    assert.deepEqual(ackPolicyFor(1), { maxDelayMs: 5, maxBatch: 1 });
+  it('holds acks up to 5 ms or half the prefetch window, never less than one, and out-of-order ones up to 100 ms', () => {
+    assert.deepEqual(ackPolicyFor(256), { maxDelayMs: 5, maxBatch: 128, holdMs: 100 });
+    assert.deepEqual(ackPolicyFor(3), { maxDelayMs: 5, maxBatch: 1, holdMs: 100 });
+    assert.deepEqual(ackPolicyFor(1), { maxDelayMs: 5, maxBatch: 1, holdMs: 100 });
   });
 });
 
