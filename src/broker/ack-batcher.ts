@@ -95,8 +95,9 @@ export interface AckStall {
  * happens `maxDelayMs` after the first completion it covers, or on the next
  * turn once `maxBatch` completions wait, whichever comes first. Completed
  * ones behind an unfinished head wait up to `holdMs` for the prefix to reach
- * them, then are acked one by one, so a slow attempt never holds finished
- * ones (and their prefetch slots) hostage for long.
+ * them, then are acked one by one (with those whose hold ends within
+ * `maxDelayMs` after), so a slow attempt never holds finished ones (and
+ * their prefetch slots) hostage for long.
  */
 export class AckBatcher {
   /** Outstanding tags in arrival order, and when each arrived. */
@@ -139,7 +140,9 @@ export class AckBatcher {
     if (this.done.size >= this.policy.maxBatch) {
       this.cancelSoon = this.timers.soon(() => this.send(false));
     } else {
-      this.armIn(this.policy.maxDelayMs, now);
+      // Behind an unfinished head nothing can go before its hold is over (or the head finishes, which arms the short delay).
+      const behind = this.policy.holdMs > 0 && tag !== this.pending[0];
+      this.armIn(behind ? this.policy.holdMs : this.policy.maxDelayMs, now);
     }
   }
 
@@ -151,6 +154,8 @@ export class AckBatcher {
       this.arrived.splice(i, 1);
     }
     this.done.delete(tag);
+    // A forgotten head may leave a finished prefix behind it: it goes out as any other, not after its hold.
+    if (i === 0 && this.done.size > 0 && this.cancelSoon === null) this.armIn(this.policy.maxDelayMs, this.now());
   }
 
   /** Sends every ack now, held ones too (a drain). */
@@ -186,10 +191,13 @@ export class AckBatcher {
     if (this.done.size === 0) return;
     const now = this.now();
     const hold = all || this.done.size >= this.policy.maxBatch ? 0 : this.policy.holdMs;
+    // Those due within the next short delay go with the ones due now: one flush every few milliseconds,
+    // not one per completion, and a stall report that counts what a few milliseconds finished.
+    const sendAt = Math.max(0, hold - this.policy.maxDelayMs);
     let nextDue = Infinity;
     let sent: Map<number, number> | null = null;
     for (const [tag, at] of this.done) {
-      if (now - at >= hold) (sent ??= new Map()).set(tag, at);
+      if (now - at >= sendAt) (sent ??= new Map()).set(tag, at);
       else nextDue = Math.min(nextDue, at + hold);
     }
     if (sent !== null) {

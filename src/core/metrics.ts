@@ -57,7 +57,12 @@ export interface WorkerMetrics {
   readonly bundles: Counter<'tier'>;
   /** Consumer moves to a new channel past long-held deliveries (src/broker/consumer-lanes.ts). */
   readonly laneMoves: Counter<'tier'>;
-  /** Ack frames a tier worker sent: `multiple` ones covering a run of deliveries, `single` ones each for one delivery finished behind an unfinished one. */
+  /**
+   * Ack frames a tier worker sent: `multiple` ones covering a run of
+   * deliveries, `single` ones each for one delivery (a lone one, as on a
+   * quiet tier, or one finished behind an unfinished one: after its hold,
+   * at once when half the window waits so, or at a drain).
+   */
   readonly ackFrames: Counter<'tier' | 'kind'>;
   /** History records the broker did not take (delivery went on without them). */
   readonly historyLost: Counter<string>;

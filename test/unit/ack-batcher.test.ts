@@ -324,18 +324,47 @@ describe('AckBatcher holds', () => {
     assert.deepEqual(timers.armed(), { later: [], soon: 0 });
   });
 
-  it('a held one whose head is forgotten (nacked) goes with the next prefix ack', () => {
+  it('a held one whose head is forgotten (nacked) goes as a prefix within maxDelayMs, not after its hold', () => {
     const { b, acks, timers, advance } = holding();
-    for (const t of [1, 2]) b.track(t);
+    for (const t of [1, 2, 3]) b.track(t);
     b.complete(2);
+    b.complete(3);
     advance(5);
     timers.fireLater();
     assert.deepEqual(acks, []);
     b.forget(1);
-    advance(25);
+    assert.deepEqual(timers.armed(), { later: [5], soon: 0 }, 'brought forward from the hold');
+    advance(5);
     timers.fireLater();
-    assert.deepEqual(acks, [[2, false]], 'the only one left, acked as the prefix');
+    assert.deepEqual(acks, [[3, true]], 'one multiple ack for the prefix the forgotten head left');
     assert.equal(b.outstanding, 0);
+  });
+
+  it('a completion behind an unfinished head arms the hold, not the short delay: no wake-up that could send nothing', () => {
+    const { b, timers } = holding();
+    for (const t of [1, 2]) b.track(t);
+    b.complete(2);
+    assert.deepEqual(timers.armed(), { later: [30], soon: 0 });
+  });
+
+  it('a flush past the hold also takes those due within maxDelayMs, so a stall report counts a few milliseconds of completions', () => {
+    const { b, acks, stalls, timers, advance } = holding();
+    b.track(1);
+    for (let tag = 2; tag <= 21; tag++) b.track(tag);
+    // One completion per millisecond behind the stuck head, as at 1,000/s.
+    for (let tag = 2; tag <= 21; tag++) {
+      b.complete(tag);
+      advance(1);
+    }
+    advance(10); // t = 1030: tag 2 finished at 1000 is due
+    timers.fireLater();
+    // Tags 2–7 finished at 1000–1005, within 5 ms of the first: one flush, one report of 6.
+    assert.deepEqual(
+      acks,
+      [2, 3, 4, 5, 6, 7].map((t) => [t, false]),
+    );
+    assert.deepEqual(stalls, [{ singles: 6, headAgeMs: 30, singlesAgeMs: 2.5 }]);
+    assert.deepEqual(timers.armed(), { later: [6], soon: 0 }, 'next: tag 8, finished at 1006, due at 1036');
   });
 });
 
