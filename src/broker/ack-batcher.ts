@@ -124,6 +124,8 @@ export class AckBatcher {
   /** Applies to completions from now on (the prefetch changed on a reload). */
   setPolicy(policy: AckBatchPolicy): void {
     this.policy = policy;
+    // A smaller window may already have half of it finished and waiting.
+    if (this.cancelSoon === null && this.done.size > 0 && this.done.size >= policy.maxBatch) this.cancelSoon = this.timers.soon(() => this.send(false));
   }
 
   /** Registers a delivery when it arrives. */
@@ -155,7 +157,7 @@ export class AckBatcher {
     }
     this.done.delete(tag);
     // A forgotten head may leave a finished prefix behind it: it goes out as any other, not after its hold.
-    if (i === 0 && this.done.size > 0 && this.cancelSoon === null) this.armIn(this.policy.maxDelayMs, this.now());
+    if (i === 0 && this.pending.length > 0 && this.done.has(this.pending[0]!) && this.cancelSoon === null) this.armIn(this.policy.maxDelayMs, this.now());
   }
 
   /** Sends every ack now, held ones too (a drain). */

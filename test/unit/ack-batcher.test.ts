@@ -340,6 +340,29 @@ describe('AckBatcher holds', () => {
     assert.equal(b.outstanding, 0);
   });
 
+  it('a forgotten head whose successor is unfinished too arms nothing new: the held ones keep their hold', () => {
+    const { b, timers } = holding();
+    for (const t of [1, 2, 3]) b.track(t);
+    b.complete(3);
+    b.forget(1);
+    assert.deepEqual(timers.armed(), { later: [30], soon: 0 });
+  });
+
+  it('a policy with a smaller window flushes on the next turn when half of it is already finished and waiting', () => {
+    const { b, acks, timers } = holding(100);
+    for (const t of [1, 2, 3, 4]) b.track(t);
+    for (const t of [2, 3, 4]) b.complete(t);
+    assert.equal(timers.armed().soon, 0);
+    b.setPolicy({ maxDelayMs: 5, maxBatch: 2, holdMs: 30 });
+    assert.equal(timers.armed().soon, 1);
+    timers.fireSoon();
+    assert.deepEqual(acks, [
+      [2, false],
+      [3, false],
+      [4, false],
+    ]);
+  });
+
   it('a completion behind an unfinished head arms the hold, not the short delay: no wake-up that could send nothing', () => {
     const { b, timers } = holding();
     for (const t of [1, 2]) b.track(t);
