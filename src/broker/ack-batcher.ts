@@ -125,7 +125,7 @@ export class AckBatcher {
   setPolicy(policy: AckBatchPolicy): void {
     this.policy = policy;
     // A smaller window may already have half of it finished and waiting.
-    if (this.cancelSoon === null && this.done.size > 0 && this.done.size >= policy.maxBatch) this.cancelSoon = this.timers.soon(() => this.send(false));
+    if (this.cancelSoon === null) this.sendSoonIfHalfDone();
   }
 
   /** Registers a delivery when it arrives. */
@@ -138,14 +138,17 @@ export class AckBatcher {
   complete(tag: number): void {
     const now = this.now();
     this.done.set(tag, now);
-    if (this.cancelSoon !== null) return;
-    if (this.done.size >= this.policy.maxBatch) {
-      this.cancelSoon = this.timers.soon(() => this.send(false));
-    } else {
-      // Behind an unfinished head nothing can go before its hold is over (or the head finishes, which arms the short delay).
-      const behind = this.policy.holdMs > 0 && tag !== this.pending[0];
-      this.armIn(behind ? this.policy.holdMs : this.policy.maxDelayMs, now);
-    }
+    if (this.cancelSoon !== null || this.sendSoonIfHalfDone()) return;
+    // Behind an unfinished head nothing can go before its hold is over (or the head finishes, which arms the short delay).
+    const behind = this.policy.holdMs > 0 && tag !== this.pending[0];
+    this.armIn(behind ? this.policy.holdMs : this.policy.maxDelayMs, now);
+  }
+
+  /** Once `maxBatch` finished ones wait (half the window), they go on the next turn, held or not. */
+  private sendSoonIfHalfDone(): boolean {
+    if (this.done.size === 0 || this.done.size < this.policy.maxBatch) return false;
+    this.cancelSoon = this.timers.soon(() => this.send(false));
+    return true;
   }
 
   /** Forgets a delivery that will not be acked here (nacked, or its channel is gone). */
@@ -157,7 +160,7 @@ export class AckBatcher {
     }
     this.done.delete(tag);
     // A forgotten head may leave a finished prefix behind it: it goes out as any other, not after its hold.
-    if (i === 0 && this.pending.length > 0 && this.done.has(this.pending[0]!) && this.cancelSoon === null) this.armIn(this.policy.maxDelayMs, this.now());
+    if (i === 0 && this.done.has(this.pending[0]!) && this.cancelSoon === null) this.armIn(this.policy.maxDelayMs, this.now());
   }
 
   /** Sends every ack now, held ones too (a drain). */

@@ -39,6 +39,9 @@ function harness(policy: AckBatchPolicy = { maxDelayMs: 5, maxBatch: 100, holdMs
   return { b, acks, timers };
 }
 
+/** The acks of `tags` sent one by one, in order. */
+const singles = (...tags: number[]): [number, boolean][] => tags.map((t) => [t, false]);
+
 describe('AckBatcher', () => {
   it('acks an in-order run with one multiple ack', () => {
     const { b, acks, timers } = harness();
@@ -191,11 +194,7 @@ describe('AckBatcher stalls', () => {
     advance(100);
     for (const tag of [2, 3, 4]) b.complete(tag);
     b.flush();
-    assert.deepEqual(acks, [
-      [2, false],
-      [3, false],
-      [4, false],
-    ]);
+    assert.deepEqual(acks, singles(2, 3, 4));
     // Tags 2–4 were tracked 100 ms before the flush.
     assert.deepEqual(stalls, [{ singles: 3, headAgeMs: 400, singlesAgeMs: 100 }]);
   });
@@ -307,11 +306,7 @@ describe('AckBatcher holds', () => {
     b.complete(4);
     assert.equal(timers.armed().soon, 1);
     timers.fireSoon();
-    assert.deepEqual(acks, [
-      [2, false],
-      [3, false],
-      [4, false],
-    ]);
+    assert.deepEqual(acks, singles(2, 3, 4));
     assert.equal(stalls[0]!.singles, 3);
   });
 
@@ -356,11 +351,7 @@ describe('AckBatcher holds', () => {
     b.setPolicy({ maxDelayMs: 5, maxBatch: 2, holdMs: 30 });
     assert.equal(timers.armed().soon, 1);
     timers.fireSoon();
-    assert.deepEqual(acks, [
-      [2, false],
-      [3, false],
-      [4, false],
-    ]);
+    assert.deepEqual(acks, singles(2, 3, 4));
   });
 
   it('a completion behind an unfinished head arms the hold, not the short delay: no wake-up that could send nothing', () => {
@@ -382,10 +373,7 @@ describe('AckBatcher holds', () => {
     advance(10); // t = 1030: tag 2 finished at 1000 is due
     timers.fireLater();
     // Tags 2–7 finished at 1000–1005, within 5 ms of the first: one flush, one report of 6.
-    assert.deepEqual(
-      acks,
-      [2, 3, 4, 5, 6, 7].map((t) => [t, false]),
-    );
+    assert.deepEqual(acks, singles(2, 3, 4, 5, 6, 7));
     assert.deepEqual(stalls, [{ singles: 6, headAgeMs: 30, singlesAgeMs: 2.5 }]);
     assert.deepEqual(timers.armed(), { later: [6], soon: 0 }, 'next: tag 8, finished at 1006, due at 1036');
   });
