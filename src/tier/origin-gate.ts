@@ -12,7 +12,8 @@
  * broker, out of the window, to come back later. A failing origin's
  * notifications are skipped (except its probes). And once a notification has
  * waited for its origin as long as its wait budget (its next delay, counted
- * from its arrival in the tier), it is attempted if its origin has room, else
+ * from its arrival in the tier), it is attempted if its origin has room or
+ * frees a slot soon (only at its cap, answering within `queueTarget`), else
  * skipped: it moves down the ladder, never waits forever.
  */
 import { acquire, decide, release, OriginState, type OriginPolicy, type OriginSignal, type OriginSnapshot } from '../delivery/origin-limiter.js';
@@ -131,8 +132,8 @@ export class OriginGate {
       return this.start(origin, s, d, now);
     }
     if (budgetLeftMs <= 0) {
-      // Its wait is over: only a free slot helps now.
-      return roomHere ? this.waitFor(origin, s, now, canDefer) : this.skip(s, 'origin-saturated');
+      // Its wait is over: a free slot, or one soon from an origin that is only at its cap.
+      return roomHere || this.answersSoon(s, now) ? this.waitFor(origin, s, now, canDefer) : this.skip(s, 'origin-saturated');
     }
     if (!roomHere && (queue?.length ?? 0) >= this.queueBound(origin, s, now)) {
       if (canDefer) return this.defer(s, now);
@@ -149,6 +150,20 @@ export class OriginGate {
       s.waiting++;
       if (decide(s, this.now()) === 'go') this.ready.add(origin);
     });
+  }
+
+  /**
+   * The origin is only at its cap, not slow: its breaker is closed and none
+   * of its attempts in flight has taken `queueTarget` yet, so a slot frees
+   * within about that. A notification whose wait budget is spent keeps
+   * waiting for it rather than being skipped: the tier's own load (a burst,
+   * a starved event loop) is no fault of the merchant's, and a skip would
+   * send the notification down the ladder without a request to a merchant
+   * that answers. Waiting stays bounded: the origin serves its queue in
+   * order, and the queue is bounded by the window.
+   */
+  private answersSoon(s: OriginState, now: number): boolean {
+    return s.breaker === 'closed' && s.oldestInflightAge(now) < this.opts.queueTargetMs;
   }
 
   /**
@@ -244,9 +259,10 @@ export class OriginGate {
   /**
    * Periodic upkeep (every ~100 ms): waiters whose budget ran out are
    * skipped, unless their origin has room and only the tier-wide cap holds
-   * them (then they keep waiting: the tier being busy is no fault of the
-   * merchant's); queues longer than their bound (the round trip grew) are
-   * cut from the back, deferring; idle origin states are forgotten.
+   * them, or it is only at its cap (`answersSoon`): then they keep waiting,
+   * the tier being busy is no fault of the merchant's; queues longer than
+   * their bound (the round trip grew) are cut from the back, deferring; idle
+   * origin states are forgotten.
    */
   tick(): void {
     const now = this.now();
@@ -259,11 +275,12 @@ export class OriginGate {
       }
       const bound = this.queueBound(origin, s, now);
       const room = d !== 'full';
+      const soon = room || this.answersSoon(s, now);
       let over = q.length - bound;
       // From the back: the newest wait longest anyway.
       for (let i = q.length - 1; i >= 0; i--) {
         const w = q[i]!;
-        if (!room && now >= w.deadline) {
+        if (!soon && now >= w.deadline) {
           q.splice(i, 1);
           s.waiting--;
           w.resolve(this.skip(s, 'origin-saturated'));

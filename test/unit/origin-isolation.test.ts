@@ -195,13 +195,41 @@ describe('origin gate', () => {
     assert.ok(kinds.every((k) => k === 'wait' || k === 'go'), kinds.join(','));
   });
 
-  it('a notification whose budget is spent is attempted if there is room, else skipped, never waits', () => {
+  it('a notification whose budget is spent is attempted if there is room, waits for a slot if its origin is only at its cap, and is skipped if its origin is slow', async () => {
     const c = new Clock();
-    const g = gate(c);
-    go(g.admit('https://y', 0, true));
+    const g = gate(c, { policy: { ...P, maxConcurrency: 4 } }); // queueTarget 200 ms; capped at 4, so no growth frees a slot
+    const first = go(g.admit('https://y', 0, true));
     for (let i = 0; i < 3; i++) go(g.admit('https://y', 1000, true));
-    const a = g.admit('https://y', -5, true);
-    assert.ok(!(a instanceof Promise) && a.kind === 'skip' && a.reason === 'origin-saturated');
+    // At its cap, its attempts 50 ms old: a slot frees soon, so skipping would only punish the merchant for the tier's load.
+    c.t += 50;
+    const soon = g.admit('https://y', -5, true);
+    assert.ok(soon instanceof Promise, 'waits');
+    first.release('success', 50);
+    const s = await soon;
+    assert.equal(s.kind, 'go');
+    // Now its oldest attempt has taken queueTarget: it is slow, not only busy, and the spent budget means a skip.
+    c.t += 150;
+    const late = g.admit('https://y', -5, true);
+    assert.ok(!(late instanceof Promise) && late.kind === 'skip' && late.reason === 'origin-saturated');
+  });
+
+  it('upkeep keeps a waiter past its budget while its origin is only at its cap, and skips it once the origin turns slow', async () => {
+    const c = new Clock();
+    const g = gate(c, { policy: { ...P, initialLimit: 2, maxConcurrency: 2 } });
+    go(g.admit('https://z', 1000, true));
+    go(g.admit('https://z', 1000, true));
+    const w = g.admit('https://z', 100, true);
+    assert.ok(w instanceof Promise);
+    let settled: Admission | null = null;
+    void w.then((a) => (settled = a));
+    c.t += 150; // its budget (100 ms) is spent; the attempts ahead of it are 150 ms old, under queueTarget
+    g.tick();
+    await Promise.resolve();
+    assert.equal(settled, null, 'still waiting');
+    c.t += 60; // 210 ms: the origin now holds attempts past queueTarget
+    g.tick();
+    const a = await w;
+    assert.ok(a.kind === 'skip' && a.reason === 'origin-saturated');
   });
 
   it('a failing origin: waiters and new arrivals are skipped, one probe later; other origins are untouched', async () => {

@@ -337,7 +337,8 @@ describe('AttemptPipeline: the wait budget', () => {
       },
       close: async () => undefined,
     } as unknown as HttpDeliverer;
-    const gate = new OriginGate({ ...GATE, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
+    // queueTarget 10 ms: the first attempt, held, soon counts as slow (not an origin only at its cap, which would be waited for).
+    const gate = new OriginGate({ ...GATE, queueTargetMs: 10, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
     const run = (tier: number) =>
       new AttemptPipeline(
         { tier, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: String(tier) }, false), stopSignal: new AbortController().signal, gate, merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null },
@@ -349,8 +350,8 @@ describe('AttemptPipeline: the wait budget', () => {
       return { ...m, properties: { ...m.properties, messageId: id, headers: { 'notify-attempt': tier, 'notify-due-at': Date.now(), 'notify-waiting-since': Date.now() - 60_000 } } } as ConsumeMessage;
     };
     const busy = run(2).handle(new FakeLink(), overdue(2, 'first'));
-    await new Promise((r) => setImmediate(r));
-    // An earlier rung: skipped down the ladder at once (its next rung will try).
+    await new Promise((r) => setTimeout(r, 20));
+    // An earlier rung, its origin's attempt in flight past queueTarget: skipped down the ladder at once (its next rung will try).
     const middle = new FakeLink();
     await run(1).handle(middle, overdue(1, 'middle'));
     assert.equal(middle.published.filter((x) => x.routingKey === names.waitQueue(2)).length, 1, 'tier 1 skipped it on to tier 2');
