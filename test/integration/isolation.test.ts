@@ -160,9 +160,9 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
     const stuck = Array.from({ length: 20 }, (_, i) => ({ id: `lane-bad-${i}`, url: `${hanging.base}/mode/h/${i}`, body: { i } }));
     assert.equal((await daemon.post({ notifications: stuck }, '/v1/notifications:batch')).status, 202);
     await waitFor(() => hanging.maxConcurrent('/mode/h') >= 1, 5000, 'the hanging merchant reached');
-    // ... while healthy notifications keep coming behind them for longer than a lane's stall (50 ms and four times the others' age).
+    // ... while healthy notifications keep coming behind them for longer than a lane's stall (250 ms and four times the others' age).
     const good: { id: string; url: string; body: { i: number } }[] = [];
-    for (let round = 0; round < 6; round++) {
+    for (let round = 0; round < 12; round++) {
       const batch = Array.from({ length: 100 }, (_, i) => ({ id: `lane-good-${round}-${i}`, url: `${healthy.base}/lane/${round}/${i}`, body: { i } }));
       good.push(...batch);
       assert.equal((await daemon.post({ notifications: batch }, '/v1/notifications:batch')).status, 202);

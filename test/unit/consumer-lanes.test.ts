@@ -36,10 +36,11 @@ describe('shouldMoveLane', () => {
     assert.equal(shouldMoveLane({ singles: 50, headAgeMs: 1000, singlesAgeMs: 10 }, { ...calm, busy: true }, policy), false);
   });
 
-  it('the defaults are frozen; with them a hanging merchant behind healthy deliveries moves a lane within 50 ms', () => {
+  it('the defaults are frozen; with them a hanging merchant behind healthy deliveries moves a lane within 250 ms, a healthy one waiting its turn for tens of milliseconds does not', () => {
     assert.ok(Object.isFrozen(DEFAULT_LANE_POLICY));
-    assert.equal(shouldMoveLane({ singles: 30, headAgeMs: 50, singlesAgeMs: 8 }, calm), true);
-    assert.equal(shouldMoveLane({ singles: 30, headAgeMs: 49, singlesAgeMs: 8 }, calm), false);
+    assert.equal(shouldMoveLane({ singles: 30, headAgeMs: 250, singlesAgeMs: 8 }, calm), true);
+    assert.equal(shouldMoveLane({ singles: 30, headAgeMs: 249, singlesAgeMs: 8 }, calm), false);
+    assert.equal(shouldMoveLane({ singles: 300, headAgeMs: 120, singlesAgeMs: 20 }, calm), false);
   });
 });
 
