@@ -49,7 +49,7 @@ export interface LanePolicy {
  * heads for tens of milliseconds, and a move then adds a window of
  * deliveries to that merchant's queue, which the gate defers as too long
  * (docs/performance.md, stop 28: with 50 ms, controls without any bad
- * merchant moved 0–16 times per run and deferred up to 1,541 healthy
+ * merchant moved 0–16 times per run and deferred up to 340 healthy
  * notifications; with 250 ms none moved or deferred).
  */
 export const DEFAULT_LANE_POLICY: LanePolicy = Object.freeze({ stallMs: 250, stallFactor: 4, minSingles: 8, minGapMs: 100, maxRetired: 8 });
