@@ -32,7 +32,10 @@ export interface PerOriginConfig {
   /** How long a failing origin waits for its first probe; doubles while probes fail. */
   readonly probeIntervalMs: number;
   readonly maxProbeIntervalMs: number;
-  /** How long a notification may be expected to wait in memory for its origin; past it, it is deferred to the hold queue. */
+  /**
+   * How long a notification may be expected to wait in memory for its origin; past it, it is deferred to the hold queue.
+   * Also how long an attempt may take before its origin counts as slow (a notification past its wait budget is then skipped).
+   */
   readonly queueTargetMs: number;
   /** Origins whose learned state is kept (idle ones are forgotten first). */
   readonly maxOrigins: number;

@@ -13,8 +13,9 @@
  * notifications are skipped (except its probes). And once a notification has
  * waited for its origin as long as its wait budget (its next delay, counted
  * from its arrival in the tier), it is attempted if its origin has room or
- * frees a slot soon (only at its cap, answering within `queueTarget`), else
- * skipped: it moves down the ladder, never waits forever.
+ * frees a slot soon (only at its limit, answering within `queueTarget`: then
+ * it waits in memory, in order, never deferred again), else skipped: it moves
+ * down the ladder, never waits forever.
  */
 import { acquire, decide, release, OriginState, type OriginPolicy, type OriginSignal, type OriginSnapshot } from '../delivery/origin-limiter.js';
 import type { SkipReason } from '../delivery/outcome.js';
@@ -132,7 +133,7 @@ export class OriginGate {
       return this.start(origin, s, d, now);
     }
     if (budgetLeftMs <= 0) {
-      // Its wait is over: a free slot, or one soon from an origin that is only at its cap.
+      // Its wait is over: a free slot, or one soon from an origin that is only at its limit.
       return roomHere || this.answersSoon(s, now) ? this.waitFor(origin, s, now, canDefer) : this.skip(s, 'origin-saturated');
     }
     if (!roomHere && (queue?.length ?? 0) >= this.queueBound(origin, s, now)) {
@@ -153,14 +154,18 @@ export class OriginGate {
   }
 
   /**
-   * The origin is only at its cap, not slow: its breaker is closed and none
+   * The origin is only at its limit, not slow: its breaker is closed and none
    * of its attempts in flight has taken `queueTarget` yet, so a slot frees
    * within about that. A notification whose wait budget is spent keeps
    * waiting for it rather than being skipped: the tier's own load (a burst,
    * a starved event loop) is no fault of the merchant's, and a skip would
    * send the notification down the ladder without a request to a merchant
-   * that answers. Waiting stays bounded: the origin serves its queue in
-   * order, and the queue is bounded by the window.
+   * that answers. Waiting stays bounded: such a notification is never
+   * deferred (it would come back still past its budget), the origin serves
+   * its queue in order, and the queue is bounded by the window. "At its
+   * limit" is the adaptive one: a merchant answering 429 or 503 quickly, or
+   * ramping up after a probe, is waited for too (it answers; it only asks
+   * for fewer at once).
    */
   private answersSoon(s: OriginState, now: number): boolean {
     return s.breaker === 'closed' && s.oldestInflightAge(now) < this.opts.queueTargetMs;
@@ -259,7 +264,7 @@ export class OriginGate {
   /**
    * Periodic upkeep (every ~100 ms): waiters whose budget ran out are
    * skipped, unless their origin has room and only the tier-wide cap holds
-   * them, or it is only at its cap (`answersSoon`): then they keep waiting,
+   * them, or it is only at its limit (`answersSoon`): then they keep waiting,
    * the tier being busy is no fault of the merchant's; queues longer than
    * their bound (the round trip grew) are cut from the back, deferring; idle
    * origin states are forgotten.
@@ -277,15 +282,17 @@ export class OriginGate {
       const room = d !== 'full';
       const soon = room || this.answersSoon(s, now);
       let over = q.length - bound;
-      // From the back: the newest wait longest anyway.
+      // Cut from the back: the newest wait longest anyway. Never one whose budget is spent: it would come back
+      // from the hold queue still spent, join at the back and be cut again, round after round, never attempted.
       for (let i = q.length - 1; i >= 0; i--) {
         const w = q[i]!;
-        if (!soon && now >= w.deadline) {
+        const spent = now >= w.deadline;
+        if (spent && !soon) {
           q.splice(i, 1);
           s.waiting--;
           w.resolve(this.skip(s, 'origin-saturated'));
           over--;
-        } else if (!room && over > 0 && w.canDefer) {
+        } else if (!spent && !room && over > 0 && w.canDefer) {
           q.splice(i, 1);
           s.waiting--;
           w.resolve(this.defer(s, now));

@@ -162,7 +162,7 @@ describe('origin isolation (real daemon, real RabbitMQ)', () => {
     await waitFor(() => hanging.maxConcurrent('/mode/h') >= 1, 5000, 'the hanging merchant reached');
     // ... while healthy notifications keep coming behind them for longer than a lane's stall (250 ms and four times the others' age).
     const good: { id: string; url: string; body: { i: number } }[] = [];
-    for (let round = 0; round < 12; round++) {
+    for (let round = 0; round < 16; round++) {
       const batch = Array.from({ length: 100 }, (_, i) => ({ id: `lane-good-${round}-${i}`, url: `${healthy.base}/lane/${round}/${i}`, body: { i } }));
       good.push(...batch);
       assert.equal((await daemon.post({ notifications: batch }, '/v1/notifications:batch')).status, 202);

@@ -195,7 +195,7 @@ describe('origin gate', () => {
     assert.ok(kinds.every((k) => k === 'wait' || k === 'go'), kinds.join(','));
   });
 
-  it('a notification whose budget is spent is attempted if there is room, waits for a slot if its origin is only at its cap, and is skipped if its origin is slow', async () => {
+  it('a notification whose budget is spent waits for a slot if its origin is only at its limit, and is skipped if its origin is slow', async () => {
     const c = new Clock();
     const g = gate(c, { policy: { ...P, maxConcurrency: 4 } }); // queueTarget 200 ms; capped at 4, so no growth frees a slot
     const first = go(g.admit('https://y', 0, true));
@@ -230,6 +230,30 @@ describe('origin gate', () => {
     g.tick();
     const a = await w;
     assert.ok(a.kind === 'skip' && a.reason === 'origin-saturated');
+  });
+
+  it('upkeep never defers a waiter whose budget is spent (it would come back still spent, join at the back and be cut again, round after round): it keeps its place in the queue', async () => {
+    const c = new Clock();
+    const g = gate(c, { policy: { ...P, initialLimit: 2, maxConcurrency: 2 } });
+    go(g.admit('https://q', 1000, true)).release('success', 100); // it answers in 100 ms
+    const first = go(g.admit('https://q', 1000, true));
+    const second = go(g.admit('https://q', 1000, true));
+    const a = g.admit('https://q', 1000, true);
+    const b = g.admit('https://q', 1000, true);
+    // Back from the hold queue with its budget spent: the origin is only at its limit, so it waits, at the back.
+    const late = g.admit('https://q', -5, true);
+    assert.ok(a instanceof Promise && b instanceof Promise && late instanceof Promise);
+    const settled: string[] = [];
+    void b.then((x) => settled.push(`b:${x.kind}`));
+    void late.then((x) => settled.push(`late:${x.kind}`));
+    c.t += 150; // bound: 2 × 200 / 150 = 2 of the 3 waiting
+    g.tick();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(settled, ['b:defer'], 'the newest one within its budget is cut, not the spent one behind it');
+    first.release('success', 150);
+    assert.equal((await a).kind, 'go');
+    second.release('success', 150);
+    assert.equal((await late).kind, 'go', 'then the spent one, attempted');
   });
 
   it('a failing origin: waiters and new arrivals are skipped, one probe later; other origins are untouched', async () => {
