@@ -101,7 +101,8 @@ const HOLD_MAX_MS = 10_000;
  * a deferred notification gets a second look before its budget runs out,
  * within [250 ms, 10 s] (shorter loops cost the broker, longer ones add
  * lateness), and never longer than the budget itself. 0 (no hold queue)
- * when the budget is 0: such a notification cannot wait at all.
+ * when the budget is 0: such a notification is never deferred (it waits in
+ * memory only for an origin that frees a slot soon).
  */
 export function holdDelayMs(scheduleMs: readonly number[], tier: number): number {
   const budget = waitBudgetMs(scheduleMs, tier);
