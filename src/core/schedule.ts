@@ -102,7 +102,7 @@ const HOLD_MAX_MS = 10_000;
  * within [250 ms, 10 s] (shorter loops cost the broker, longer ones add
  * lateness), and never longer than the budget itself. 0 (no hold queue)
  * when the budget is 0: such a notification is never deferred (it waits in
- * memory only for an origin that frees a slot soon).
+ * memory only while its origin has room or frees a slot soon).
  */
 export function holdDelayMs(scheduleMs: readonly number[], tier: number): number {
   const budget = waitBudgetMs(scheduleMs, tier);

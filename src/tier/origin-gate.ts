@@ -13,9 +13,9 @@
  * notifications are skipped (except its probes). And once a notification has
  * waited for its origin as long as its wait budget (its next delay, counted
  * from its arrival in the tier), it is attempted if its origin has room or
- * frees a slot soon (only at its limit, answering within `queueTarget`: then
- * it waits in memory, in order, never deferred again), else skipped: it moves
- * down the ladder, never waits forever.
+ * frees a slot soon (only at its limit, answering within `queueTarget`, its
+ * queue within the bound: then it waits in memory, never deferred again),
+ * else skipped: it moves down the ladder, never waits forever.
  */
 import { acquire, decide, release, OriginState, type OriginPolicy, type OriginSignal, type OriginSnapshot } from '../delivery/origin-limiter.js';
 import type { SkipReason } from '../delivery/outcome.js';
@@ -133,8 +133,10 @@ export class OriginGate {
       return this.start(origin, s, d, now);
     }
     if (budgetLeftMs <= 0) {
-      // Its wait is over: a free slot, or one soon from an origin that is only at its limit.
-      return roomHere || this.answersSoon(s, now) ? this.waitFor(origin, s, now, canDefer) : this.skip(s, 'origin-saturated');
+      // Its wait is over: a free slot, or one soon from an origin that is only at its limit and will get to it
+      // within queueTarget (its queue within the bound: a merchant answering 429s at a limit of 1 must not fill the window).
+      const waits = roomHere || (this.answersSoon(s, now) && (queue?.length ?? 0) < this.queueBound(origin, s, now));
+      return waits ? this.waitFor(origin, s, now, canDefer) : this.skip(s, 'origin-saturated');
     }
     if (!roomHere && (queue?.length ?? 0) >= this.queueBound(origin, s, now)) {
       if (canDefer) return this.defer(s, now);
@@ -160,9 +162,10 @@ export class OriginGate {
    * waiting for it rather than being skipped: the tier's own load (a burst,
    * a starved event loop) is no fault of the merchant's, and a skip would
    * send the notification down the ladder without a request to a merchant
-   * that answers. Waiting stays bounded: such a notification is never
-   * deferred (it would come back still past its budget), the origin serves
-   * its queue in order, and the queue is bounded by the window. "At its
+   * that answers. Waiting stays bounded: it waits only while its origin's
+   * queue is within the bound (`queueBound`: what the origin serves within
+   * `queueTarget`, or its share of the window), past that it is skipped,
+   * never deferred (it would come back still past its budget). "At its
    * limit" is the adaptive one: a merchant answering 429 or 503 quickly, or
    * ramping up after a probe, is waited for too (it answers; it only asks
    * for fewer at once).
@@ -264,9 +267,10 @@ export class OriginGate {
   /**
    * Periodic upkeep (every ~100 ms): waiters whose budget ran out are
    * skipped, unless their origin has room and only the tier-wide cap holds
-   * them, or it is only at its limit (`answersSoon`): then they keep waiting,
-   * the tier being busy is no fault of the merchant's; queues longer than
-   * their bound (the round trip grew) are cut from the back, deferring; idle
+   * them, or it is only at its limit (`answersSoon`) and their queue within
+   * its bound: then they keep waiting, the tier being busy is no fault of
+   * the merchant's; queues longer than their bound (the round trip grew) are
+   * cut from the back, deferring (skipping those past their budget); idle
    * origin states are forgotten.
    */
   tick(): void {
@@ -282,12 +286,12 @@ export class OriginGate {
       const room = d !== 'full';
       const soon = room || this.answersSoon(s, now);
       let over = q.length - bound;
-      // Cut from the back: the newest wait longest anyway. Never one whose budget is spent: it would come back
-      // from the hold queue still spent, join at the back and be cut again, round after round, never attempted.
+      // Cut from the back: the newest wait longest anyway. One whose budget is spent is skipped, never deferred: it
+      // would come back from the hold queue still spent, join at the back and be cut again, round after round.
       for (let i = q.length - 1; i >= 0; i--) {
         const w = q[i]!;
         const spent = now >= w.deadline;
-        if (spent && !soon) {
+        if (spent && (!soon || (!room && over > 0))) {
           q.splice(i, 1);
           s.waiting--;
           w.resolve(this.skip(s, 'origin-saturated'));

@@ -232,7 +232,7 @@ describe('origin gate', () => {
     assert.ok(a.kind === 'skip' && a.reason === 'origin-saturated');
   });
 
-  it('upkeep never defers a waiter whose budget is spent (it would come back still spent, join at the back and be cut again, round after round): it keeps its place in the queue', async () => {
+  it('a waiter whose budget is spent is skipped, never deferred, when its queue is over the bound (back from the hold queue still spent, it would be cut again round after round); within the bound it keeps its place', async () => {
     const c = new Clock();
     const g = gate(c, { policy: { ...P, initialLimit: 2, maxConcurrency: 2 } });
     go(g.admit('https://q', 1000, true)).release('success', 100); // it answers in 100 ms
@@ -249,11 +249,14 @@ describe('origin gate', () => {
     c.t += 150; // bound: 2 × 200 / 150 = 2 of the 3 waiting
     g.tick();
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(settled, ['b:defer'], 'the newest one within its budget is cut, not the spent one behind it');
+    assert.deepEqual(settled, ['late:skip'], 'the spent one over the bound moves down the ladder; the others keep their places');
+    // A spent arrival finds the queue at its bound (2): skipped at once, not queued past it.
+    const over = g.admit('https://q', -5, true);
+    assert.ok(!(over instanceof Promise) && over.kind === 'skip' && over.reason === 'origin-saturated');
     first.release('success', 150);
     assert.equal((await a).kind, 'go');
     second.release('success', 150);
-    assert.equal((await late).kind, 'go', 'then the spent one, attempted');
+    assert.equal((await b).kind, 'go');
   });
 
   it('a failing origin: waiters and new arrivals are skipped, one probe later; other origins are untouched', async () => {
