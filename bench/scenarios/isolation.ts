@@ -25,7 +25,7 @@ import { namesFor } from '../../src/broker/topology.js';
 import { H, encodeNotification } from '../../src/core/message.js';
 import { parseSchedule } from '../../src/core/schedule.js';
 import { makeNotification, median, openConfirm, publishMany, queueInfo, round } from '../bench-util.js';
-import { BEAM, log, metricsText, monoUs, startDaemon, table, timeUntilSeen, waitDepth, type BadMode, type BenchContext, type DaemonHandle, type Measured, type Row, type ScenarioReport } from '../bench-context.js';
+import { BEAM, log, metricsText, startDaemon, table, timeUntilSeen, waitDepth, type BadMode, type BenchContext, type DaemonHandle, type Measured, type Row, type ScenarioReport } from '../bench-context.js';
 import { AMQP_URL, waitFor } from '../daemon-process.js';
 import { DnsStub } from '../dns-stub.js';
 import { counterSum } from '../metrics-text.js';
@@ -309,12 +309,11 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           // Without a local broker process there is nothing to meter: the cost is NaN, not 0.
           const rungMeter = new CpuMeter(broker.length > 0 ? { broker } : {}).start();
           const runStart = Date.now();
-          const m0 = monoUs();
           const m = await timeUntilSeen(a, healthyCount, { consumer: daemon.pids(), broker }, async () => {
             const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
             if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
           });
-          if (flags.cpuProf) log(`isolation ${mode} at ${share} % window --from ${m0} --to ${monoUs()}`);
+          if (flags.cpuProf) log(`isolation ${mode} at ${share} % window --from ${m.monoUs[0]} --to ${m.monoUs[1]}`);
           const after = handlingOf(await metricsText(daemon.d));
           // Peaks of the healthy window, as before this measure: not of the wait for tier 0 below.
           const pss = await sampler.stop();
