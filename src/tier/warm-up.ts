@@ -15,6 +15,7 @@ import type { ChannelLink } from './channel-link.js';
 import { MerchantSlots } from './merchant-slots.js';
 import { OriginGate, type GateOptions } from './origin-gate.js';
 import { AttemptPipeline } from './pipeline.js';
+import { deathHeaders, encodeAck, encodePublish, loadCodec, throughFrames } from './warm-up-frames.js';
 
 /**
  * Why this exists (issue 18): a tier worker idle since start meets its first
@@ -25,7 +26,9 @@ import { AttemptPipeline } from './pipeline.js';
  * tier worker runs a few thousand synthetic notifications through a
  * throwaway copy of its own pipeline at start, against an HTTP server inside
  * the process, before it consumes: V8 optimises the shared code, and the
- * first real retry runs on it.
+ * first real retry runs on it. Each synthetic delivery comes out of
+ * amqplib's frame codec with the dead-letter headers the broker adds
+ * (src/tier/warm-up-frames.ts), so the consumer's decoding is warm too.
  *
  * Nothing of it is seen outside the process: no broker (a link that
  * resolves every publish at once), no merchant, no log line (a logger to
@@ -38,6 +41,8 @@ export interface WarmUpReport {
   /** Synthetic notifications that went through the pipeline. */
   readonly attempts: number;
   readonly ms: number;
+  /** Its deliveries went through amqplib's frame codec (false: that amqplib does not have it where expected). */
+  readonly frames: boolean;
 }
 
 /** How much warm-up: `count` notifications, but not longer than `budgetMs`; `concurrency` in flight. */
@@ -68,7 +73,7 @@ export function warmUpStatus(path: string): number {
  * to `base` with the headers a hand-on from the tier before sets (what the
  * pipeline reads: attempt, due time, first attempt).
  */
-export function warmUpMessage(tier: number, i: number, base: string, now: number): ConsumeMessage {
+export function warmUpMessage(tier: number, i: number, base: string, now: number, waitQueue: (i: number) => string = (k) => `wait.${k}`): ConsumeMessage {
   const id = `warm-up-${tier}-${i}`;
   const n = validateNotification(
     {
@@ -81,7 +86,7 @@ export function warmUpMessage(tier: number, i: number, base: string, now: number
     { requireId: true },
   );
   const headers: Record<string, unknown> = { [H.attempt]: tier, [H.dueAt]: now };
-  if (tier > 0) Object.assign(headers, { [H.firstAttemptAt]: now, [H.lastError]: 'status 500' });
+  if (tier > 0) Object.assign(headers, { [H.firstAttemptAt]: now, [H.lastError]: 'status 500' }, deathHeaders(tier, waitQueue, Math.floor(now / 1000)));
   return {
     content: encodeNotification(n),
     fields: { deliveryTag: i + 1, redelivered: false, exchange: '', routingKey: '', consumerTag: 'warm-up' },
@@ -104,10 +109,15 @@ export function warmUpMessage(tier: number, i: number, base: string, now: number
   };
 }
 
-/** A channel that takes every publish at once and forgets every ack. */
+/** A channel that takes every publish at once and forgets every ack, once amqplib has encoded them (nothing is sent). */
 const NOWHERE: ChannelLink = {
-  publish: () => Promise.resolve(),
-  ack: () => undefined,
+  publish: (exchange, routingKey, content, options) => {
+    encodePublish(exchange, routingKey, content, options);
+    return Promise.resolve();
+  },
+  ack: (msg) => {
+    encodeAck(msg.fields.deliveryTag);
+  },
   requeue: () => undefined,
   closed: false,
 };
@@ -143,11 +153,12 @@ export async function warmUp(
   stop: AbortSignal = new AbortController().signal,
 ): Promise<WarmUpReport & { error?: Error }> {
   const started = Date.now();
-  if (opts.count <= 0) return { attempts: 0, ms: 0 };
+  if (opts.count <= 0) return { attempts: 0, ms: 0, frames: false };
   let server: Server | null = null;
   let deliverer: HttpDeliverer | null = null;
   let history: HistorySink | null = null;
   let attempts = 0;
+  let frames = false;
   try {
     server = await listen();
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -155,10 +166,11 @@ export async function warmUp(
     deliverer = new HttpDeliverer({ ...config.delivery, allowPrivateNetworks: true }, null, new SelfAddresses());
     const quiet = pino({ level: config.logLevel === 'silent' ? 'info' : config.logLevel }, { write: () => undefined });
     history = historyOn(config) ? new HistorySink(() => Promise.resolve()) : null;
+    const names = namesFor(config.prefix);
     const pipeline = new AttemptPipeline(
       {
         tier,
-        names: namesFor(config.prefix),
+        names,
         logger: quiet,
         attemptLogger: quiet,
         metrics: createWorkerMetrics({}, false),
@@ -173,19 +185,21 @@ export async function warmUp(
       },
       { config, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
     );
+    frames = loadCodec() !== null;
     const deadline = started + opts.budgetMs;
     let next = 0;
     const lane = async (): Promise<void> => {
       while (next < opts.count && Date.now() < deadline && !stop.aborted) {
         const i = next++;
-        await pipeline.handle(NOWHERE, warmUpMessage(tier, i, base, Date.now()));
+        const m = warmUpMessage(tier, i, base, Date.now(), names.waitQueue);
+        await pipeline.handle(NOWHERE, frames ? throughFrames(m) : m);
         attempts++;
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, opts.concurrency) }, lane));
-    return { attempts, ms: Date.now() - started };
+    return { attempts, ms: Date.now() - started, frames };
   } catch (err) {
-    return { attempts, ms: Date.now() - started, error: err as Error };
+    return { attempts, ms: Date.now() - started, frames, error: err as Error };
   } finally {
     await history?.close().catch(() => undefined);
     await deliverer?.close().catch(() => undefined);

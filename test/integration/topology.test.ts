@@ -6,6 +6,7 @@ import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { AMQP_URL, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { parseSchedule } from '../../src/core/schedule.js';
 import { buildTopology, declareTopology, namesFor, withoutLeaderLocator } from '../../src/broker/topology.js';
+import { deathHeaders } from '../../src/tier/warm-up-frames.js';
 
 const SCHEDULE = '0s,200ms';
 
@@ -51,6 +52,12 @@ describe('topology on RabbitMQ', () => {
     await waitFor(async () => (msg = await ch.get(n.workQueue(1), { noAck: true })) !== false, 5000, 'message in work.1', 10);
     assert.equal((msg as unknown as amqp.GetMessage).properties.messageId, 'topo-2');
     assert.ok(Date.now() - t0 >= 190, 'not before its TTL');
+    // The tier warm-up decodes these very headers (src/tier/warm-up-frames.ts): the same names, values and types.
+    const headers = { ...(msg as unknown as amqp.GetMessage).properties.headers };
+    // basic.get on a quorum queue adds it; a consumer (a tier worker) sees it only on redeliveries.
+    delete headers['x-delivery-count'];
+    const sec = (headers['x-death'] as unknown as { time: { value: number } }[])[0]!.time.value;
+    assert.deepEqual(headers, deathHeaders(1, n.waitQueue, sec));
   });
 });
 

@@ -6,6 +6,7 @@ import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import type { GateOptions } from '../../src/tier/origin-gate.js';
 import { warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+import { deathHeaders, encodeAck, encodePublish, loadCodec, throughFrames } from '../../src/tier/warm-up-frames.js';
 
 const config = loadConfig({ configFile: null, env: {} });
 const o = config.delivery.perOrigin;
@@ -33,6 +34,32 @@ describe('tier warm-up', () => {
     assert.equal(warmUpMessage(0, 0, 'http://127.0.0.1:9', now).properties.headers?.[H.firstAttemptAt], undefined);
   });
 
+  it("carries the broker's dead-letter headers of a retry tier: one x-death table per wait queue passed, the latest first", () => {
+    const now = 1_796_000_000_000;
+    const wait = (i: number): string => `P.wait.${i}`;
+    const h = warmUpMessage(2, 0, 'http://127.0.0.1:9', now, wait).properties.headers ?? {};
+    assert.deepEqual(
+      (h['x-death'] as unknown as { queue: string }[]).map((d) => d.queue),
+      ['P.wait.2', 'P.wait.1'],
+    );
+    assert.deepEqual((h['x-death'] as unknown as Record<string, unknown>[])[1], { count: 1, reason: 'expired', queue: 'P.wait.1', time: { '!': 'timestamp', value: now / 1000 }, exchange: '', 'routing-keys': ['P.wait.1'] });
+    assert.equal(h['x-first-death-queue'], 'P.wait.1');
+    assert.deepEqual(deathHeaders(0, wait, 0), {}, 'tier 0 is not dead-lettered into');
+  });
+
+  it("goes through amqplib's own frame codec, as a delivery from the socket does (the pinned amqplib has it where expected)", () => {
+    assert.notEqual(loadCodec(), null);
+    const msg = warmUpMessage(3, 5, 'http://127.0.0.1:9', Date.now(), (i) => `P.wait.${i}`);
+    const got = throughFrames(msg);
+    assert.notEqual(got, msg, 'decoded anew, not the same object');
+    assert.deepEqual(got.content, msg.content);
+    assert.equal(got.fields.deliveryTag, msg.fields.deliveryTag);
+    assert.equal(got.properties.messageId, msg.properties.messageId);
+    assert.deepEqual(got.properties.headers, msg.properties.headers);
+    assert.ok(encodePublish('P.wait', 'r.4', msg.content, { persistent: true, headers: msg.properties.headers, mandatory: true }) > msg.content.length);
+    assert.ok(encodeAck(5) > 0);
+  });
+
   it('answers every other one with a 500, so the retry hand-on is warmed as well as the delivered one', () => {
     assert.deepEqual([0, 1, 2, 3].map((i) => warmUpStatus(warmUpPath(i))), [500, 200, 500, 200]);
   });
@@ -41,10 +68,11 @@ describe('tier warm-up', () => {
     const r = await warmUp(config, 1, gate, signers(), { count: 40, budgetMs: 10_000, concurrency: 4 });
     assert.equal(r.error, undefined);
     assert.equal(r.attempts, 40);
+    assert.equal(r.frames, true, "its deliveries were decoded by amqplib's codec");
   });
 
   it('does nothing for a count of 0, and stops at its budget', async () => {
-    assert.deepEqual(await warmUp(config, 1, gate, signers(), { count: 0, budgetMs: 10_000, concurrency: 4 }), { attempts: 0, ms: 0 });
+    assert.deepEqual(await warmUp(config, 1, gate, signers(), { count: 0, budgetMs: 10_000, concurrency: 4 }), { attempts: 0, ms: 0, frames: false });
     const r = await warmUp(config, 1, gate, signers(), { count: 1000, budgetMs: 0, concurrency: 4 });
     assert.equal(r.attempts, 0);
   });
