@@ -270,7 +270,7 @@ export class TierWorker implements ManagedWorker {
     const { signer, merchantSigners } = this.pipeline.current;
     const r = await warmUp(this.config, this.tier, gateOptionsOf(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) }, this.stopSignal.signal);
     if (this.stopSignal.signal.aborted) return;
-    if (r.error) this.log.warn({ err: toErrorData(r.error), attempts: r.attempts, ms: r.ms }, 'warm-up failed; the tier starts cold');
+    if (r.error) this.log.warn({ err: toErrorData(r.error), attempts: r.attempts, ms: r.ms, frames: r.frames }, 'warm-up failed; the tier starts cold');
     else this.log.info({ attempts: r.attempts, ms: r.ms, frames: r.frames }, 'tier worker warmed up');
   }
 

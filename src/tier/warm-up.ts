@@ -15,7 +15,7 @@ import type { ChannelLink } from './channel-link.js';
 import { MerchantSlots } from './merchant-slots.js';
 import { OriginGate, type GateOptions } from './origin-gate.js';
 import { AttemptPipeline } from './pipeline.js';
-import { deathHeaders, encodeAck, encodePublish, loadCodec, throughFrames } from './warm-up-frames.js';
+import { WarmUpFrames, deathHeaders } from './warm-up-frames.js';
 
 /**
  * Why this exists (issue 18): a tier worker idle since start meets its first
@@ -41,8 +41,8 @@ export interface WarmUpReport {
   /** Synthetic notifications that went through the pipeline. */
   readonly attempts: number;
   readonly ms: number;
-  /** Its deliveries went through amqplib's frame codec (false: that amqplib does not have it where expected). */
-  readonly frames: boolean;
+  /** Of them, deliveries decoded by amqplib's frame codec (0: that amqplib does not have it where expected). */
+  readonly frames: number;
 }
 
 /** How much warm-up: `count` notifications, but not longer than `budgetMs`; `concurrency` in flight. */
@@ -71,9 +71,10 @@ export function warmUpStatus(path: string): number {
 /**
  * The i-th synthetic delivery of `tier`: a payment callback of the usual size
  * to `base` with the headers a hand-on from the tier before sets (what the
- * pipeline reads: attempt, due time, first attempt).
+ * pipeline reads: attempt, due time, first attempt) and, when it comes from
+ * the wait queue `from`, those the broker adds on dead-lettering it.
  */
-export function warmUpMessage(tier: number, i: number, base: string, now: number, waitQueue: (i: number) => string = (k) => `wait.${k}`): ConsumeMessage {
+export function warmUpMessage(tier: number, i: number, base: string, now: number, from: string | null = null): ConsumeMessage {
   const id = `warm-up-${tier}-${i}`;
   const n = validateNotification(
     {
@@ -86,7 +87,8 @@ export function warmUpMessage(tier: number, i: number, base: string, now: number
     { requireId: true },
   );
   const headers: Record<string, unknown> = { [H.attempt]: tier, [H.dueAt]: now };
-  if (tier > 0) Object.assign(headers, { [H.firstAttemptAt]: now, [H.lastError]: 'status 500' }, deathHeaders(tier, waitQueue, Math.floor(now / 1000)));
+  if (tier > 0) Object.assign(headers, { [H.firstAttemptAt]: now, [H.lastError]: 'status 500' });
+  if (from !== null) Object.assign(headers, deathHeaders(from, Math.floor(now / 1000)));
   return {
     content: encodeNotification(n),
     fields: { deliveryTag: i + 1, redelivered: false, exchange: '', routingKey: '', consumerTag: 'warm-up' },
@@ -110,17 +112,17 @@ export function warmUpMessage(tier: number, i: number, base: string, now: number
 }
 
 /** A channel that takes every publish at once and forgets every ack, once amqplib has encoded them (nothing is sent). */
-const NOWHERE: ChannelLink = {
-  publish: (exchange, routingKey, content, options) => {
-    encodePublish(exchange, routingKey, content, options);
-    return Promise.resolve();
-  },
-  ack: (msg) => {
-    encodeAck(msg.fields.deliveryTag);
-  },
-  requeue: () => undefined,
-  closed: false,
-};
+function nowhere(frames: WarmUpFrames): ChannelLink {
+  return {
+    publish: (exchange, routingKey, content, options) => {
+      frames.publish(exchange, routingKey, content, options);
+      return Promise.resolve();
+    },
+    ack: (msg) => frames.ack(msg.fields.deliveryTag),
+    requeue: () => undefined,
+    closed: false,
+  };
+}
 
 function listen(): Promise<Server> {
   const server = createServer((req, res) => {
@@ -153,12 +155,12 @@ export async function warmUp(
   stop: AbortSignal = new AbortController().signal,
 ): Promise<WarmUpReport & { error?: Error }> {
   const started = Date.now();
-  if (opts.count <= 0) return { attempts: 0, ms: 0, frames: false };
+  if (opts.count <= 0) return { attempts: 0, ms: 0, frames: 0 };
   let server: Server | null = null;
   let deliverer: HttpDeliverer | null = null;
   let history: HistorySink | null = null;
   let attempts = 0;
-  let frames = false;
+  const frames = new WarmUpFrames();
   try {
     server = await listen();
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -185,21 +187,22 @@ export async function warmUp(
       },
       { config, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
     );
-    frames = loadCodec() !== null;
+    // Tier 0 and an undelayed tier are published to straight; the others get what their wait queue dead-letters.
+    const from = tier > 0 && (config.scheduleMs[tier] ?? 0) > 0 ? names.waitQueue(tier) : null;
+    const link = nowhere(frames);
     const deadline = started + opts.budgetMs;
     let next = 0;
     const lane = async (): Promise<void> => {
       while (next < opts.count && Date.now() < deadline && !stop.aborted) {
         const i = next++;
-        const m = warmUpMessage(tier, i, base, Date.now(), names.waitQueue);
-        await pipeline.handle(NOWHERE, frames ? throughFrames(m) : m);
+        await pipeline.handle(link, frames.delivery(warmUpMessage(tier, i, base, Date.now(), from)));
         attempts++;
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, opts.concurrency) }, lane));
-    return { attempts, ms: Date.now() - started, frames };
+    return { attempts, ms: Date.now() - started, frames: frames.decoded };
   } catch (err) {
-    return { attempts, ms: Date.now() - started, frames, error: err as Error };
+    return { attempts, ms: Date.now() - started, frames: frames.decoded, error: err as Error };
   } finally {
     await history?.close().catch(() => undefined);
     await deliverer?.close().catch(() => undefined);

@@ -6,7 +6,7 @@ import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import type { GateOptions } from '../../src/tier/origin-gate.js';
 import { warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
-import { deathHeaders, encodeAck, encodePublish, loadCodec, throughFrames } from '../../src/tier/warm-up-frames.js';
+import { WarmUpFrames, decodeFrames, encodeAck, encodePublish, loadCodec } from '../../src/tier/warm-up-frames.js';
 
 const config = loadConfig({ configFile: null, env: {} });
 const o = config.delivery.perOrigin;
@@ -34,30 +34,60 @@ describe('tier warm-up', () => {
     assert.equal(warmUpMessage(0, 0, 'http://127.0.0.1:9', now).properties.headers?.[H.firstAttemptAt], undefined);
   });
 
-  it("carries the broker's dead-letter headers of a retry tier: one x-death table per wait queue passed, the latest first", () => {
+  it("carries the headers the broker adds when it dead-letters a retry from its wait queue (one x-death table: a hand-on drops the x- headers it got)", () => {
     const now = 1_796_000_000_000;
-    const wait = (i: number): string => `P.wait.${i}`;
-    const h = warmUpMessage(2, 0, 'http://127.0.0.1:9', now, wait).properties.headers ?? {};
-    assert.deepEqual(
-      (h['x-death'] as unknown as { queue: string }[]).map((d) => d.queue),
-      ['P.wait.2', 'P.wait.1'],
-    );
-    assert.deepEqual((h['x-death'] as unknown as Record<string, unknown>[])[1], { count: 1, reason: 'expired', queue: 'P.wait.1', time: { '!': 'timestamp', value: now / 1000 }, exchange: '', 'routing-keys': ['P.wait.1'] });
-    assert.equal(h['x-first-death-queue'], 'P.wait.1');
-    assert.deepEqual(deathHeaders(0, wait, 0), {}, 'tier 0 is not dead-lettered into');
+    const h = warmUpMessage(2, 0, 'http://127.0.0.1:9', now, 'P.wait.2').properties.headers ?? {};
+    assert.deepEqual(h['x-death'], [{ count: { '!': 'long', value: 1 }, reason: 'expired', queue: 'P.wait.2', time: { '!': 'timestamp', value: now / 1000 }, exchange: '', 'routing-keys': ['P.wait.2'] }]);
+    assert.equal(h['x-first-death-queue'], 'P.wait.2');
+    assert.equal(h['x-first-death-reason'], 'expired');
+    assert.equal(warmUpMessage(2, 0, 'http://127.0.0.1:9', now).properties.headers?.['x-death'], undefined, 'none for a tier published to straight');
   });
 
   it("goes through amqplib's own frame codec, as a delivery from the socket does (the pinned amqplib has it where expected)", () => {
-    assert.notEqual(loadCodec(), null);
-    const msg = warmUpMessage(3, 5, 'http://127.0.0.1:9', Date.now(), (i) => `P.wait.${i}`);
-    const got = throughFrames(msg);
+    const codec = loadCodec();
+    assert.notEqual(codec, null);
+    const frames = new WarmUpFrames(codec);
+    const msg = warmUpMessage(3, 5, 'http://127.0.0.1:9', Date.now(), 'P.wait.3');
+    const got = frames.delivery(msg);
     assert.notEqual(got, msg, 'decoded anew, not the same object');
+    assert.equal(frames.decoded, 1);
     assert.deepEqual(got.content, msg.content);
-    assert.equal(got.fields.deliveryTag, msg.fields.deliveryTag);
+    assert.deepEqual(got.fields, msg.fields);
     assert.equal(got.properties.messageId, msg.properties.messageId);
-    assert.deepEqual(got.properties.headers, msg.properties.headers);
-    assert.ok(encodePublish('P.wait', 'r.4', msg.content, { persistent: true, headers: msg.properties.headers, mandatory: true }) > msg.content.length);
-    assert.ok(encodeAck(5) > 0);
+    assert.equal(got.properties.deliveryMode, 2);
+    // As the broker's: the long and the timestamp come back as amqplib decodes them.
+    const deaths = got.properties.headers?.['x-death'] as unknown as Record<string, unknown>[];
+    assert.equal(deaths[0]!.count, 1);
+    assert.deepEqual(deaths[0]!.time, (msg.properties.headers?.['x-death'] as unknown as Record<string, unknown>[])[0]!.time);
+    assert.equal(got.properties.headers?.[H.attempt], 3);
+  });
+
+  it('encodes a hand-on and an ack as the channel does (options turned into fields and properties first)', () => {
+    const codec = loadCodec()!;
+    const content = Buffer.from('{"id":"x"}');
+    const [method, header, body] = decodeFrames(codec, encodePublish(codec, '', 'P.wait.4', content, { persistent: true, mandatory: true, messageId: 'x', headers: { [H.attempt]: 4 } }));
+    assert.equal(method!.id, codec.defs.BasicPublish);
+    assert.deepEqual([method!.fields!.exchange, method!.fields!.routingKey, method!.fields!.mandatory], ['', 'P.wait.4', true]);
+    assert.equal(header!.fields!.deliveryMode, 2, 'persistent becomes deliveryMode 2, as amqplib does');
+    assert.equal(header!.fields!.messageId, 'x');
+    assert.deepEqual(header!.fields!.headers, { [H.attempt]: 4 });
+    assert.deepEqual(body!.content, content);
+    const [ack] = decodeFrames(codec, encodeAck(codec, 7));
+    assert.deepEqual([ack!.id, ack!.fields!.deliveryTag, ack!.fields!.multiple], [codec.defs.BasicAck, 7, false]);
+  });
+
+  it('turns itself off at the first codec error, and the warm-up goes on without frames', () => {
+    const broken = { ...loadCodec()!, frame: { ...loadCodec()!.frame, parseFrame: () => { throw new Error('moved'); } } };
+    const frames = new WarmUpFrames(broken);
+    const msg = warmUpMessage(1, 0, 'http://127.0.0.1:9', Date.now(), 'P.wait.1');
+    assert.equal(frames.delivery(msg), msg);
+    assert.equal(frames.delivery(msg), msg);
+    assert.equal(frames.decoded, 0);
+    const throwing = { ...loadCodec()!, args: { ...loadCodec()!.args, publish: () => { throw new TypeError('bad option'); } } };
+    const f2 = new WarmUpFrames(throwing);
+    assert.doesNotThrow(() => f2.publish('', 'q', Buffer.from('x'), { expiration: 5 }));
+    assert.equal(f2.delivery(msg), msg, 'off after the publish error');
+    assert.equal(new WarmUpFrames(null).delivery(msg), msg);
   });
 
   it('answers every other one with a 500, so the retry hand-on is warmed as well as the delivered one', () => {
@@ -68,11 +98,11 @@ describe('tier warm-up', () => {
     const r = await warmUp(config, 1, gate, signers(), { count: 40, budgetMs: 10_000, concurrency: 4 });
     assert.equal(r.error, undefined);
     assert.equal(r.attempts, 40);
-    assert.equal(r.frames, true, "its deliveries were decoded by amqplib's codec");
+    assert.equal(r.frames, 40, "every delivery was decoded by amqplib's codec");
   });
 
   it('does nothing for a count of 0, and stops at its budget', async () => {
-    assert.deepEqual(await warmUp(config, 1, gate, signers(), { count: 0, budgetMs: 10_000, concurrency: 4 }), { attempts: 0, ms: 0, frames: false });
+    assert.deepEqual(await warmUp(config, 1, gate, signers(), { count: 0, budgetMs: 10_000, concurrency: 4 }), { attempts: 0, ms: 0, frames: 0 });
     const r = await warmUp(config, 1, gate, signers(), { count: 1000, budgetMs: 0, concurrency: 4 });
     assert.equal(r.attempts, 0);
   });
