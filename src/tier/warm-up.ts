@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConsumeMessage } from 'amqplib';
 import pino from 'pino';
-import { namesFor } from '../broker/topology.js';
+import { namesFor, routeForAttempt, type Names } from '../broker/topology.js';
 import { historyOn, type Config } from '../core/config-model.js';
 import { H, encodeNotification, validateNotification } from '../core/message.js';
 import { createWorkerMetrics } from '../core/metrics.js';
@@ -111,6 +111,17 @@ export function warmUpMessage(tier: number, i: number, base: string, now: number
   };
 }
 
+/**
+ * Pure: the wait queue whose dead-lettering brings `tier` its deliveries, or
+ * null when a hand-on publishes to it straight (no delay): the route a
+ * hand-on to it takes (src/broker/topology.ts), so the warm-up's headers
+ * follow the schedule.
+ */
+export function deadLetteredFrom(names: Names, scheduleMs: readonly number[], tier: number): string | null {
+  const route = routeForAttempt(names, scheduleMs, tier);
+  return route.exchange === '' ? route.routingKey : null;
+}
+
 /** A channel that takes every publish at once and forgets every ack, once amqplib has encoded them (nothing is sent). */
 function nowhere(frames: WarmUpFrames): ChannelLink {
   return {
@@ -187,8 +198,7 @@ export async function warmUp(
       },
       { config, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
     );
-    // Tier 0 and an undelayed tier are published to straight; the others get what their wait queue dead-letters.
-    const from = tier > 0 && (config.scheduleMs[tier] ?? 0) > 0 ? names.waitQueue(tier) : null;
+    const from = deadLetteredFrom(names, config.scheduleMs, tier);
     const link = nowhere(frames);
     const deadline = started + opts.budgetMs;
     let next = 0;

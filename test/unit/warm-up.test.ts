@@ -5,7 +5,8 @@ import { H, decodeNotification } from '../../src/core/message.js';
 import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import type { GateOptions } from '../../src/tier/origin-gate.js';
-import { warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+import { deadLetteredFrom, warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+import { namesFor } from '../../src/broker/topology.js';
 import { WarmUpFrames, decodeFrames, encodeAck, encodePublish, loadCodec } from '../../src/tier/warm-up-frames.js';
 
 const config = loadConfig({ configFile: null, env: {} });
@@ -41,6 +42,14 @@ describe('tier warm-up', () => {
     assert.equal(h['x-first-death-queue'], 'P.wait.2');
     assert.equal(h['x-first-death-reason'], 'expired');
     assert.equal(warmUpMessage(2, 0, 'http://127.0.0.1:9', now).properties.headers?.['x-death'], undefined, 'none for a tier published to straight');
+  });
+
+  it('takes the dead-letter headers from the wait queue a hand-on to the tier goes through, none for a tier without a delay', () => {
+    const names = namesFor('P');
+    assert.equal(deadLetteredFrom(names, [0, 1000, 3000], 1), names.waitQueue(1));
+    assert.equal(deadLetteredFrom(names, [0, 1000, 3000], 0), null);
+    assert.equal(deadLetteredFrom(names, [0, 0, 3000], 1), null);
+    assert.equal(deadLetteredFrom(names, [500, 1000], 0), names.waitQueue(0), 'a delayed first attempt comes through wait.0');
   });
 
   it("goes through amqplib's own frame codec, as a delivery from the socket does (the pinned amqplib has it where expected)", () => {
