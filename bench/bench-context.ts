@@ -40,6 +40,7 @@ export const USAGE = `npm run bench -- [options]
   --cpu-prof DIR     profile the daemon (every process, via bench/cpu-prof-preload.ts) and the ceiling
                      (node --cpu-prof) into DIR; prints each window for bench/cpuprofile-top.ts;
                      BENCH_CPU_PROF_INTERVAL_US=N samples the daemon every N µs (default 500)
+                     BENCH_CPU_PROF_ONLY=ROLE profiles one daemon process alone (tier1, tier0, master, ingress)
   --tuned-ceiling P[,single]  also run the loop with prefetch P and one 'multiple' ack per
                      event-loop turn (',single': acks one by one) — what a tuned tier worker could
                      reach; reported apart, not in the ratio
@@ -399,6 +400,7 @@ export async function startDaemon({ res, flags }: { res: Resources; flags: Flags
     env.BENCH_CPU_PROF_DIR = flags.cpuProf;
     // A coarser interval (the preload's default is 500 µs) when the profiler's own cost would distort the load.
     if (process.env.BENCH_CPU_PROF_INTERVAL_US) env.BENCH_CPU_PROF_INTERVAL_US = process.env.BENCH_CPU_PROF_INTERVAL_US;
+    if (process.env.BENCH_CPU_PROF_ONLY) env.BENCH_CPU_PROF_ONLY = process.env.BENCH_CPU_PROF_ONLY;
   }
   const d = new DaemonProcess({ prefix, schedule, env, echo: flags.echo, ...(cliPath ? { cliPath } : {}) });
   res.daemons.push({ d, prefix, schedule });

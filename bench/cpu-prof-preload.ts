@@ -10,7 +10,10 @@ import { Session } from 'node:inspector';
 import { join } from 'node:path';
 
 const dir = process.env.BENCH_CPU_PROF_DIR;
-if (dir) {
+const role = process.env.NOTIFYD_ROLE ? `${process.env.NOTIFYD_ROLE}${process.env.NOTIFYD_TIER ?? ''}` : 'master';
+// BENCH_CPU_PROF_ONLY=tier1: one process alone, so the others' profilers do not load the machine it runs on.
+const only = process.env.BENCH_CPU_PROF_ONLY;
+if (dir && (!only || only === role)) {
   const session = new Session();
   session.connect();
   session.post('Profiler.enable');
@@ -23,7 +26,6 @@ if (dir) {
     // A same-thread inspector session answers synchronously, so this works in 'exit'.
     session.post('Profiler.stop', (err, res) => {
       if (err || !res) return;
-      const role = process.env.NOTIFYD_ROLE ? `${process.env.NOTIFYD_ROLE}${process.env.NOTIFYD_TIER ?? ''}` : 'master';
       try {
         writeFileSync(join(dir, `CPU.${process.pid}.${role}.cpuprofile`), JSON.stringify(res.profile));
       } catch {

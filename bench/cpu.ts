@@ -75,3 +75,76 @@ export class CpuMeter {
     return out;
   }
 }
+
+/** One reading of a `CpuTimeline`: when (ms on `performance.now()`'s clock), the process's CPU ms, the machine's ticks. */
+export interface CpuReading {
+  readonly at: number;
+  readonly cpuMs: number | null;
+  readonly busy: number;
+  readonly total: number;
+}
+
+/**
+ * Pure: per window of `windowMs` from `startAt` (`count` of them), the CPU ms
+ * the process spent and how busy the machine was (%), from readings in time
+ * order. Each bound takes the last reading at or before it, so a window is as
+ * exact as the sampling interval; NaN where readings do not cover it.
+ */
+export function cpuByWindow(readings: readonly CpuReading[], startAt: number, windowMs: number, count: number): { cpuMs: number[]; busyPct: number[] } {
+  const at = (t: number): CpuReading | null => {
+    let last: CpuReading | null = null;
+    for (const r of readings) {
+      if (r.at > t) break;
+      last = r;
+    }
+    return last;
+  };
+  const cpu: number[] = [];
+  const busy: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const a = at(startAt + i * windowMs);
+    const b = at(startAt + (i + 1) * windowMs);
+    const covered = a !== null && b !== null && b !== a && readings[readings.length - 1]!.at >= startAt + (i + 1) * windowMs;
+    cpu.push(covered && a.cpuMs !== null && b.cpuMs !== null ? Math.round(b.cpuMs - a.cpuMs) : NaN);
+    busy.push(covered ? Math.round((100 * (b.busy - a.busy)) / Math.max(1, b.total - a.total)) : NaN);
+  }
+  return { cpuMs: cpu, busyPct: busy };
+}
+
+/**
+ * Samples one process's CPU time and the machine's ticks every `everyMs`
+ * (for what a run spends second by second: the cold bench's tier 1 in the
+ * second its first retries arrive, against later seconds).
+ */
+export class CpuTimeline {
+  readonly readings: CpuReading[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly pid: number | null,
+    private readonly everyMs = 100,
+  ) {}
+
+  start(): this {
+    this.read();
+    this.timer = setInterval(() => this.read(), this.everyMs);
+    // A run that fails must not be kept alive by its sampler.
+    this.timer.unref();
+    return this;
+  }
+
+  /** Takes a last reading and stops. Idempotent. */
+  stop(): readonly CpuReading[] {
+    if (this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+      this.read();
+    }
+    return this.readings;
+  }
+
+  private read(): void {
+    const m = machineTicks();
+    this.readings.push({ at: performance.now(), cpuMs: this.pid === null ? null : cpuMs(this.pid), busy: m.busy, total: m.total });
+  }
+}

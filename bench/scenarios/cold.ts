@@ -32,7 +32,7 @@ import { AMQP_URL, deletePrefix, uniquePrefix } from '../daemon-process.js';
 import { MerchantProcess } from '../merchant-process.js';
 import { BEAM, DEFAULT_SCHEDULE, log, metricsText, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
 import { counterSum, histogramPercentileMs, samples } from '../metrics-text.js';
-import { CpuMeter, machineTicks } from '../cpu.js';
+import { CpuMeter, CpuTimeline, cpuByWindow, machineTicks } from '../cpu.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
 
 const DELAY1 = parseSchedule(DEFAULT_SCHEDULE)[1]!;
@@ -56,6 +56,14 @@ interface ColdRun {
    * daemon also the reader of its log lines).
    */
   cpu?: { windowS: number; machineBusyPct: number; msPerS: Record<string, number> };
+  /**
+   * Second by second of load (not bare): the CPU ms tier 1's process (the
+   * daemon's tier 1 worker, or the loops' tier 1) spent in the second that
+   * second's retries were due in (one delay later), and how busy the whole
+   * machine was then (%). Tells a tier that is cold (more CPU for the same
+   * retries) from a machine that is short of CPU at the step in load.
+   */
+  bySecond?: { tier1CpuMs: number[]; machineBusyPct: number[] };
 }
 
 interface Tier1Report {
@@ -162,10 +170,11 @@ async function purge(prefix: string): Promise<void> {
  * then `--cold-seconds` of fail-once notifications. Lateness of attempt 2 at
  * the merchant, and the CPU of `groups` and of the machine during that load.
  */
-async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>): Promise<ColdRun> {
+async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
   const { flags } = ctx;
   const names = namesFor(prefix);
   const { ch, close } = await openConfirm(AMQP_URL, 'notifyd bench cold');
+  let timeline: CpuTimeline | null = null;
   try {
     const proto = makeNotification('cold-0', `${m.base}/n/cold-0`);
     const publish = (id: string, url: string): void => {
@@ -184,12 +193,15 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
     const m0 = monoUs();
     const cpu = new CpuMeter({ ...groups, broker: BEAM(), merchant: m.pid === undefined ? [] : [m.pid], bench: [process.pid] }).start();
     const ticks0 = machineTicks();
+    timeline = new CpuTimeline(tier1Pid).start();
+    const loadAt = performance.now();
     await steady(rate, flags.coldSeconds, (i) => publish(`${tag}-${i}`, `${m.base}/fail/1/${tag}-${i}`));
     await ch.waitForConfirms();
     await reached.catch((e: unknown) => log(`cold: not every attempt 2 arrived: ${String(e)}`));
     const m1 = monoUs();
     const ms = cpu.stop();
     const ticks1 = machineTicks();
+    const t1 = cpuByWindow(timeline.stop(), loadAt + DELAY1, 1000, flags.coldSeconds);
     const seconds = (m1 - m0) / 1e6;
     const g = await m.gaps(`/fail/1/${tag}-`);
     const samples = g.gapsMs.map((gap, i) => ({ sec: Math.floor(Number(g.keys[i]) / rate), late: gap - DELAY1 }));
@@ -206,8 +218,10 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
         machineBusyPct: round((100 * (ticks1.busy - ticks0.busy)) / Math.max(1, ticks1.total - ticks0.total)),
         msPerS: Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, round(v / seconds)])),
       },
+      bySecond: { tier1CpuMs: t1.cpuMs, machineBusyPct: t1.busyPct },
     };
   } finally {
+    timeline?.stop();
     await close().catch(() => undefined);
   }
 }
@@ -217,7 +231,7 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
   const { flags } = ctx;
   const daemon = await startDaemon({ res: ctx.res, flags: { ...flags, daemonEnv: { ...flags.daemonEnv, ...env } } }, DEFAULT_SCHEDULE, 'cold');
   try {
-    const run = await coldLoad(ctx, m, rate, tag, daemon.prefix, { pipeline: daemon.pids() });
+    const run = await coldLoad(ctx, m, rate, tag, daemon.prefix, { pipeline: daemon.pids() }, (await daemon.status()).tiers[1]?.pid ?? null);
     const metrics = await metricsText(daemon.d);
     return { ...run, tier1: tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]) };
   } finally {
@@ -254,7 +268,7 @@ async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, ta
       );
     }
     await Promise.all(stages.map((s) => s.go()));
-    return await coldLoad(ctx, m, rate, tag, prefix, { pipeline: stages.map((s) => s.pid).filter((x): x is number => x !== undefined) });
+    return await coldLoad(ctx, m, rate, tag, prefix, { pipeline: stages.map((s) => s.pid).filter((x): x is number => x !== undefined) }, stages[1]?.pid ?? null);
   } finally {
     for (const s of stages) await s.stop().catch((e: unknown) => log(`cold loops stop: ${String(e)}`));
     await dropPrefix(ctx, owned, ctx.res.prefixes);
@@ -338,6 +352,7 @@ function armRecord(key: string, runs: readonly ColdRun[], seconds: number): Reco
     [`${key}_p99_by_second_runs`]: runs.map((x) => x.p99BySecond),
     [`${key}_seen`]: runs.map((x) => `${x.seen}/${x.sent}`),
     [`${key}_cpu_runs`]: runs.map((x) => x.cpu ?? null),
+    [`${key}_by_second_runs`]: runs.map((x) => x.bySecond ?? null),
   };
 }
 
@@ -363,7 +378,8 @@ type Arm = 'notifyd' | 'bare' | 'unwarmed' | 'loops';
 /** `; over 11 s: machine 86 % busy, CPU ms/s pipeline 700, broker 600, …` for a run's log line. */
 function cpuText(run: ColdRun): string {
   if (!run.cpu) return '';
-  return `; over ${run.cpu.windowS} s: machine ${run.cpu.machineBusyPct} % busy, CPU ms/s ${Object.entries(run.cpu.msPerS).map(([k, v]) => `${k} ${v}`).join(', ')}`;
+  const by = run.bySecond ? `; by second of retries: tier 1 CPU ms ${run.bySecond.tier1CpuMs.join(' ')}, machine busy % ${run.bySecond.machineBusyPct.join(' ')}` : '';
+  return `; over ${run.cpu.windowS} s: machine ${run.cpu.machineBusyPct} % busy, CPU ms/s ${Object.entries(run.cpu.msPerS).map(([k, v]) => `${k} ${v}`).join(', ')}${by}`;
 }
 
 /** Run r's order: each arm goes first in turn, so none always meets the machine fresh or tired. */
@@ -418,7 +434,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
     const lp = r.loops.length > 0;
     // The arms beside notifyd and bare that ran: their label in the report, their key in the record.
     const extras = ([['no warm-up', 'unwarmed', r.unwarmed], ['loops', 'loops', r.loops]] as const).filter(([, , runs]) => runs.length > 0);
-    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...extras.flatMap(([label]) => [`${label} p50`, `${label} p99`])]];
+    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...extras.flatMap(([label]) => [`${label} p50`, `${label} p99`]), 'notifyd tier 1 CPU ms', 'machine busy %']];
     for (let s = 0; s < flags.coldSeconds; s++) {
       rows.push([
         `second ${s + 1}`,
@@ -427,11 +443,13 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
         medianAt(r.bare, (x) => x.p50BySecond[s]!),
         medianAt(r.bare, (x) => x.p99BySecond[s]!),
         ...extras.flatMap(([, , runs]) => [medianAt(runs, (x) => x.p50BySecond[s]!), medianAt(runs, (x) => x.p99BySecond[s]!)]),
+        medianAt(r.notifyd, (x) => x.bySecond?.tier1CpuMs[s] ?? NaN),
+        medianAt(r.notifyd, (x) => x.bySecond?.machineBusyPct[s] ?? NaN),
       ]);
     }
     const np99 = medianAt(r.notifyd, (x) => p(x, 99));
     const bp99 = medianAt(r.bare, (x) => p(x, 99));
-    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99, ...extras.flatMap(([, , runs]) => [medianAt(runs, (x) => p(x, 50)), medianAt(runs, (x) => p(x, 99))])]);
+    rows.push(['all seconds', medianAt(r.notifyd, (x) => p(x, 50)), np99, medianAt(r.bare, (x) => p(x, 50)), bp99, ...extras.flatMap(([, , runs]) => [medianAt(runs, (x) => p(x, 50)), medianAt(runs, (x) => p(x, 99))]), '', '']);
     const first = medianAt(r.notifyd, (x) => x.p99BySecond[0]!);
     const last = medianAt(r.notifyd, (x) => x.p99BySecond[flags.coldSeconds - 1]!);
     const bound = round(1.5 * bp99 + 20, 1);
@@ -459,6 +477,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
       seen: r.notifyd.map((x) => `${x.seen}/${x.sent}`),
       tier1_runs: r.notifyd.map((x) => x.tier1 ?? null),
       cpu_runs: r.notifyd.map((x) => x.cpu ?? null),
+      notifyd_by_second_runs: r.notifyd.map((x) => x.bySecond ?? null),
       ...Object.assign({}, ...extras.map(([, key, runs]) => armRecord(key, runs, flags.coldSeconds))),
       ...(cmp ? { unwarmed_tier1_runs: r.unwarmed.map((x) => x.tier1 ?? null) } : {}),
       bound_ms: bound,
