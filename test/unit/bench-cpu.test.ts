@@ -22,12 +22,15 @@ describe('bench: CPU by window', () => {
   });
 
   it('takes the last reading at or before each bound, and NaN for windows the readings do not cover', () => {
-    const r = cpuByWindow(readings(15, () => 10), 250, 1000, 2);
-    // 250 → the reading at 200, 1250 → the reading at 1200: ten ticks.
-    assert.equal(r.cpuMs[0], 100);
+    const r = cpuByWindow(readings(15, (i) => i), 250, 1000, 2);
+    // 250 → the reading at 200, 1250 → the reading at 1200: ticks 2..11 (65 ms; "at or after" would give 75).
+    assert.equal(r.cpuMs[0], 65);
     assert.ok(Number.isNaN(r.cpuMs[1]!), 'readings end at 1500, before the second window does');
     assert.ok(Number.isNaN(r.busyPct[1]!));
     assert.deepEqual(cpuByWindow([], 0, 1000, 1).cpuMs.map(Number.isNaN), [true]);
+    assert.ok(Number.isNaN(cpuByWindow(readings(15, () => 10), -500, 1000, 1).cpuMs[0]!), 'a window starting before the first reading');
+    const gap = [{ at: 0, cpuMs: 0, busy: 0, total: 10 }, { at: 3000, cpuMs: 30, busy: 5, total: 20 }];
+    assert.ok(Number.isNaN(cpuByWindow(gap, 500, 1000, 1).cpuMs[0]!), 'no reading inside a window longer gap');
   });
 
   it('gives NaN CPU but the machine share for a process that was gone', () => {
