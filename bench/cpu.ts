@@ -84,6 +84,11 @@ export interface CpuReading {
   readonly total: number;
 }
 
+/** Pure: how busy the machine was between two readings of its ticks, % (unrounded). */
+export function busyPctBetween(a: { busy: number; total: number }, b: { busy: number; total: number }): number {
+  return (100 * (b.busy - a.busy)) / Math.max(1, b.total - a.total);
+}
+
 /**
  * Pure: per window of `windowMs` from `startAt` (`count` of them), the CPU ms
  * the process spent and how busy the machine was (%), from readings in time
@@ -106,7 +111,7 @@ export function cpuByWindow(readings: readonly CpuReading[], startAt: number, wi
     const b = at(startAt + (i + 1) * windowMs);
     const covered = a !== null && b !== null && b !== a && readings[readings.length - 1]!.at >= startAt + (i + 1) * windowMs;
     cpu.push(covered && a.cpuMs !== null && b.cpuMs !== null ? Math.round(b.cpuMs - a.cpuMs) : NaN);
-    busy.push(covered ? Math.round((100 * (b.busy - a.busy)) / Math.max(1, b.total - a.total)) : NaN);
+    busy.push(covered ? Math.round(busyPctBetween(a, b)) : NaN);
   }
   return { cpuMs: cpu, busyPct: busy };
 }

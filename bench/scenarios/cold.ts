@@ -32,7 +32,7 @@ import { AMQP_URL, deletePrefix, uniquePrefix } from '../daemon-process.js';
 import { MerchantProcess } from '../merchant-process.js';
 import { BEAM, DEFAULT_SCHEDULE, log, metricsText, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
 import { counterSum, histogramPercentileMs, samples } from '../metrics-text.js';
-import { CpuMeter, CpuTimeline, cpuByWindow, machineTicks } from '../cpu.js';
+import { CpuMeter, CpuTimeline, busyPctBetween, cpuByWindow } from '../cpu.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
 
 const DELAY1 = parseSchedule(DEFAULT_SCHEDULE)[1]!;
@@ -192,7 +192,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
     const reached = m.watch(base + warmN + 2 * total, 60_000 + flags.coldSeconds * 1000);
     const m0 = monoUs();
     const cpu = new CpuMeter({ ...groups, broker: BEAM(), merchant: m.pid === undefined ? [] : [m.pid], bench: [process.pid] }).start();
-    const ticks0 = machineTicks();
+    // Its first and last readings bound the whole load's busy share as well.
     timeline = new CpuTimeline(tier1Pid).start();
     const loadAt = performance.now();
     await steady(rate, flags.coldSeconds, (i) => publish(`${tag}-${i}`, `${m.base}/fail/1/${tag}-${i}`));
@@ -200,8 +200,8 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
     await reached.catch((e: unknown) => log(`cold: not every attempt 2 arrived: ${String(e)}`));
     const m1 = monoUs();
     const ms = cpu.stop();
-    const ticks1 = machineTicks();
-    const t1 = cpuByWindow(timeline.stop(), loadAt + DELAY1, 1000, flags.coldSeconds);
+    const readings = timeline.stop();
+    const t1 = cpuByWindow(readings, loadAt + DELAY1, 1000, flags.coldSeconds);
     const seconds = (m1 - m0) / 1e6;
     const g = await m.gaps(`/fail/1/${tag}-`);
     const samples = g.gapsMs.map((gap, i) => ({ sec: Math.floor(Number(g.keys[i]) / rate), late: gap - DELAY1 }));
@@ -215,7 +215,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
       windowUs: [m0, m1],
       cpu: {
         windowS: round(seconds, 1),
-        machineBusyPct: round((100 * (ticks1.busy - ticks0.busy)) / Math.max(1, ticks1.total - ticks0.total)),
+        machineBusyPct: round(busyPctBetween(readings[0]!, readings[readings.length - 1]!)),
         msPerS: Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, round(v / seconds)])),
       },
       bySecond: { tier1CpuMs: t1.cpuMs, machineBusyPct: t1.busyPct },
@@ -434,7 +434,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
     const lp = r.loops.length > 0;
     // The arms beside notifyd and bare that ran: their label in the report, their key in the record.
     const extras = ([['no warm-up', 'unwarmed', r.unwarmed], ['loops', 'loops', r.loops]] as const).filter(([, , runs]) => runs.length > 0);
-    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...extras.flatMap(([label]) => [`${label} p50`, `${label} p99`]), 'notifyd tier 1 CPU ms', 'machine busy %']];
+    const rows: Row[] = [[`${r.share}% = ${r.rate}/s: lateness of attempt 2 (ms), by second of load`, 'notifyd p50', 'notifyd p99', 'bare p50', 'bare p99', ...extras.flatMap(([label]) => [`${label} p50`, `${label} p99`]), 'notifyd tier 1 CPU ms', 'notifyd machine busy %']];
     for (let s = 0; s < flags.coldSeconds; s++) {
       rows.push([
         `second ${s + 1}`,
