@@ -387,6 +387,9 @@ export function historyOffConfig(res: Resources): string {
   return file;
 }
 
+/** The roles cpu-prof-preload.ts names its processes by (NOTIFYD_ROLE, with the tier's number). */
+const CPU_PROF_ROLE = /^(master|ingress|recorder|tier\d+)$/;
+
 /**
  * Starts the real daemon on a fresh prefix (registered in `res` for cleanup);
  * once it is ready, only its workers' warm-up lines are parsed from its stdout.
@@ -400,7 +403,12 @@ export async function startDaemon({ res, flags }: { res: Resources; flags: Flags
     env.BENCH_CPU_PROF_DIR = flags.cpuProf;
     // A coarser interval (the preload's default is 500 µs) when the profiler's own cost would distort the load.
     if (process.env.BENCH_CPU_PROF_INTERVAL_US) env.BENCH_CPU_PROF_INTERVAL_US = process.env.BENCH_CPU_PROF_INTERVAL_US;
-    if (process.env.BENCH_CPU_PROF_ONLY) env.BENCH_CPU_PROF_ONLY = process.env.BENCH_CPU_PROF_ONLY;
+    const only = process.env.BENCH_CPU_PROF_ONLY;
+    if (only !== undefined && only !== '') {
+      // A mistyped role would match no process and profile nothing, silently.
+      if (!CPU_PROF_ROLE.test(only)) throw new Error(`BENCH_CPU_PROF_ONLY=${only}: not a daemon process (master, ingress, recorder, tier0, tier1, ...)`);
+      env.BENCH_CPU_PROF_ONLY = only;
+    }
   }
   const d = new DaemonProcess({ prefix, schedule, env, echo: flags.echo, ...(cliPath ? { cliPath } : {}) });
   res.daemons.push({ d, prefix, schedule });
