@@ -150,28 +150,35 @@ function listen(): Promise<Server> {
   });
 }
 
+/** A throwaway pipeline of a tier and the HTTP server it delivers to, for one warm-up. */
+export interface WarmUpRig {
+  readonly pipeline: AttemptPipeline;
+  /** The in-process merchant's origin, for `warmUpMessage`. */
+  readonly base: string;
+  /** The wait queue the tier's deliveries are dead-lettered from (`deadLetteredFrom`). */
+  readonly from: string | null;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
 /**
- * Runs synthetic notifications through a throwaway pipeline of `tier` built
- * from `config` (see the module comment). Never throws: a warm-up that
- * fails leaves the worker as cold as it was, nothing worse; the error is
- * returned for the log.
+ * Builds the throwaway pipeline of `tier` from `config` and the HTTP server
+ * it delivers to (see the module comment). The caller closes it.
  */
-export async function warmUp(
-  config: Config,
-  tier: number,
-  gate: GateOptions,
-  signers: WarmUpSigners,
-  opts: WarmUpOptions,
-  /** The worker's: a worker stopping during its warm-up closes its signers, so the lanes end at once. */
-  stop: AbortSignal = new AbortController().signal,
-): Promise<WarmUpReport & { error?: Error }> {
-  const started = Date.now();
-  if (opts.count <= 0) return { attempts: 0, ms: 0, frames: 0 };
+export async function openWarmUpRig(config: Config, tier: number, gate: GateOptions, signers: WarmUpSigners, stop: AbortSignal): Promise<WarmUpRig> {
   let server: Server | null = null;
   let deliverer: HttpDeliverer | null = null;
   let history: HistorySink | null = null;
-  let attempts = 0;
-  const frames = new WarmUpFrames();
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      await history?.close().catch(() => undefined);
+      await deliverer?.close().catch(() => undefined);
+      if (server) {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server!.close(() => r()));
+      }
+    })());
   try {
     server = await listen();
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -198,7 +205,36 @@ export async function warmUp(
       },
       { config, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
     );
-    const from = deadLetteredFrom(names, config.scheduleMs, tier);
+    return { pipeline, base, from: deadLetteredFrom(names, config.scheduleMs, tier), close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/**
+ * Runs synthetic notifications through a throwaway pipeline of `tier` built
+ * from `config` (see the module comment). Never throws: a warm-up that
+ * fails leaves the worker as cold as it was, nothing worse; the error is
+ * returned for the log.
+ */
+export async function warmUp(
+  config: Config,
+  tier: number,
+  gate: GateOptions,
+  signers: WarmUpSigners,
+  opts: WarmUpOptions,
+  /** The worker's: a worker stopping during its warm-up closes its signers, so the lanes end at once. */
+  stop: AbortSignal = new AbortController().signal,
+): Promise<WarmUpReport & { error?: Error }> {
+  const started = Date.now();
+  if (opts.count <= 0) return { attempts: 0, ms: 0, frames: 0 };
+  let rig: WarmUpRig | null = null;
+  let attempts = 0;
+  const frames = new WarmUpFrames();
+  try {
+    rig = await openWarmUpRig(config, tier, gate, signers, stop);
+    const { pipeline, base, from } = rig;
     const link = nowhere(frames);
     const deadline = started + opts.budgetMs;
     let next = 0;
@@ -214,11 +250,6 @@ export async function warmUp(
   } catch (err) {
     return { attempts, ms: Date.now() - started, frames: frames.decoded, error: err as Error };
   } finally {
-    await history?.close().catch(() => undefined);
-    await deliverer?.close().catch(() => undefined);
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server!.close(() => r()));
-    }
+    await rig?.close();
   }
 }
