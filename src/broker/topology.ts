@@ -13,6 +13,12 @@ export interface Names {
   waitQueue(tier: number): string;
   holdQueue(tier: number): string;
   routingKey(tier: number): string;
+  /**
+   * A private queue of one tier worker's warm-up through the broker
+   * (src/tier/broker-warm-up.ts): exclusive to its connection, deleted after
+   * the warm-up, never part of the topology.
+   */
+  warmUpQueue(tier: number, owner: string, part: string): string;
 }
 
 export function namesFor(prefix: string): Names {
@@ -25,6 +31,7 @@ export function namesFor(prefix: string): Names {
     waitQueue: (tier: number) => `${prefix}.wait.${tier}`,
     holdQueue: (tier: number) => `${prefix}.hold.${tier}`,
     routingKey: (tier: number) => `tier.${tier}`,
+    warmUpQueue: (tier: number, owner: string, part: string) => `${prefix}.warm-up.${tier}.${owner}.${part}`,
   });
 }
 

@@ -72,6 +72,16 @@ export interface DeliveryConfig {
    */
   readonly warmUp: number;
   /**
+   * Synthetic notifications a warmed tier worker then sends through the
+   * broker to itself before it consumes: on its own connection, through
+   * private exclusive queues under the prefix, so the code that reads
+   * deliveries off the socket, acks them and publishes with confirms is
+   * optimised for the objects it will really see (issue 18; see
+   * src/tier/broker-warm-up.ts). Only with `warmUp` on, once per process.
+   * 0 = none.
+   */
+  readonly warmUpThroughBroker: number;
+  /**
    * The tiers that warm up. Each warmed worker holds about 18 MiB more from
    * its start (V8 heap and code, undici's parser), which a tier pays anyway
    * on its first burst but an idle tier never does: by default only tier 1,

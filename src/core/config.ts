@@ -77,6 +77,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_ALLOW_PRIVATE_NETWORKS', 'delivery.allowPrivateNetworks');
   str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
   str('NOTIFY_DELIVERY_WARM_UP', 'delivery.warmUp');
+  str('NOTIFY_DELIVERY_WARM_UP_BROKER', 'delivery.warmUpThroughBroker');
   str('NOTIFY_DELIVERY_BUNDLE_MAX', 'delivery.bundleMax');
   str('NOTIFY_DELIVERY_CONSUMER_LANES', 'delivery.consumerLanes');
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
@@ -234,6 +235,7 @@ export function parseConfig(raw: Raw): Config {
     perOrigin: parsePerOrigin(d.perOrigin),
     connectionsPerOrigin: Number(d.connectionsPerOrigin),
     warmUp: Number(d.warmUp),
+    warmUpThroughBroker: Number(d.warmUpThroughBroker),
     warmUpTiers: d.warmUpTiers ?? [],
     bundleMax: Number(d.bundleMax),
     consumerLanes: Number(d.consumerLanes),

@@ -132,4 +132,15 @@ describe('tier warm-up', () => {
     assert.equal(loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP: '0' } }).delivery.warmUp, 0);
     assert.throws(() => loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP: '-1' } }));
   });
+
+  it('then goes through the broker: delivery.warmUpThroughBroker (NOTIFY_DELIVERY_WARM_UP_BROKER), 0 for none, on private queues under the prefix', () => {
+    assert.equal(config.delivery.warmUpThroughBroker, 2000);
+    assert.equal(loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP_BROKER: '0' } }).delivery.warmUpThroughBroker, 0);
+    assert.throws(() => loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP_BROKER: '-1' } }));
+    assert.throws(() => loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP_BROKER: 'many' } }));
+    const n = namesFor('acme');
+    assert.equal(n.warmUpQueue(1, '4242-0a1b2c3d', 'work'), 'acme.warm-up.1.4242-0a1b2c3d.work');
+    // Not a name of the topology: a tier's own queues and a warm-up's never meet.
+    assert.ok(![n.workQueue(1), n.waitQueue(1), n.holdQueue(1), n.dead, n.history].includes(n.warmUpQueue(1, '4242-0a1b2c3d', 'work')));
+  });
 });

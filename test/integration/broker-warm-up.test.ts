@@ -1,0 +1,137 @@
+// The tier warm-up through the broker (issue 18, src/tier/broker-warm-up.ts)
+// on the real RabbitMQ: it handles its count through private queues of its own
+// and leaves none behind, touches no queue of the topology, ends when its
+// worker stops, and a broken connection only ends it (never throws). Then in a
+// real daemon: tier 1 warms up through the broker before it consumes.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import amqp, { type ChannelModel } from 'amqplib';
+import { AMQP_URL, DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { MerchantStub } from '../../bench/merchant-stub.js';
+import { namesFor } from '../../src/broker/topology.js';
+import { loadConfig } from '../../src/core/config.js';
+import { createSigner } from '../../src/delivery/signing.js';
+import { MerchantSigners } from '../../src/merchants/signers.js';
+import { warmUpThroughBroker } from '../../src/tier/broker-warm-up.js';
+import { gateOptionsOf } from '../../src/tier/origin-gate.js';
+
+const SCHEDULE = '0s,200ms,400ms';
+
+/**
+ * Whether a queue exists: a passive declare on a channel of its own. Only a
+ * 404 means gone; another connection's exclusive queue answers 405 (there).
+ */
+async function exists(conn: ChannelModel, queue: string): Promise<boolean> {
+  const ch = await conn.createChannel();
+  ch.on('error', () => undefined);
+  try {
+    await ch.checkQueue(queue);
+    await ch.close();
+    return true;
+  } catch (err) {
+    const code = (err as { code?: number }).code;
+    if (code === 404) return false;
+    if (code === 405) return true;
+    throw err;
+  }
+}
+
+describe('tier warm-up through the broker (real RabbitMQ)', () => {
+  const prefixes: string[] = [];
+  const conns: ChannelModel[] = [];
+  const setup = async (): Promise<{ conn: ChannelModel; prefix: string; run: (count: number, stop?: AbortSignal) => ReturnType<typeof warmUpThroughBroker> }> => {
+    const prefix = uniquePrefix('bwarm');
+    prefixes.push(prefix);
+    const config = loadConfig({ configFile: null, env: { NOTIFY_PREFIX: prefix, NOTIFY_SCHEDULE: SCHEDULE, NOTIFY_LOG_LEVEL: 'silent' } });
+    const conn = await amqp.connect(AMQP_URL);
+    conns.push(conn);
+    const signers = { signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing) };
+    const run = (count: number, stop = new AbortController().signal) =>
+      warmUpThroughBroker(conn, config, 1, gateOptionsOf(config), signers, { count, budgetMs: 10_000, prefetch: 64 }, stop);
+    return { conn, prefix, run };
+  };
+
+  after(async () => {
+    for (const c of conns) await c.close().catch(() => undefined);
+    for (const p of prefixes) await deletePrefix(p, SCHEDULE);
+  });
+
+  it('handles its count through private queues under the prefix, leaves none, and the connection serves on', async () => {
+    const { conn, prefix, run } = await setup();
+    const r = await run(300);
+    assert.equal(r.error, undefined, String(r.error));
+    assert.equal(r.attempts, 300);
+    const n = namesFor(prefix);
+    assert.deepEqual(r.queues.map((q) => q.split('.').pop()), ['work', 'wait', 'sink']);
+    for (const q of r.queues) {
+      assert.ok(q.startsWith(`${prefix}.warm-up.1.${process.pid}-`), q);
+      assert.equal(await exists(conn, q), false, q);
+    }
+    // No queue of the topology was declared or fed: the hand-ons went to the private sink.
+    for (const tier of [0, 1, 2]) {
+      assert.equal(await exists(conn, n.workQueue(tier)), false);
+      assert.equal(await exists(conn, n.waitQueue(tier)), false);
+    }
+    assert.equal(await exists(conn, n.dead), false);
+    const ch = await conn.createChannel();
+    await ch.close();
+  });
+
+  it('does nothing for a count of 0, and ends early when its worker stops, cleaning up', async () => {
+    const { conn, prefix, run } = await setup();
+    assert.deepEqual(await run(0), { attempts: 0, ms: 0, queues: [] });
+    const stop = new AbortController();
+    const started = Date.now();
+    const pending = run(100_000, stop.signal);
+    setTimeout(() => stop.abort(), 300);
+    const r = await pending;
+    assert.equal(r.error, undefined, String(r.error));
+    assert.ok(r.attempts < 100_000, `${r.attempts}`);
+    assert.ok(Date.now() - started < 8000, 'ended with its worker, not at its budget');
+    assert.equal(r.queues.length, 3);
+    for (const q of r.queues) assert.ok(q.startsWith(`${prefix}.warm-up.`) && !(await exists(conn, q)), q);
+  });
+
+  it('a channel or connection lost under it ends it, never a throw, and nothing of it goes on afterwards', async () => {
+    const { conn, run } = await setup();
+    const pending = run(100_000);
+    setTimeout(() => void conn.close().catch(() => undefined), 200);
+    const started = Date.now();
+    const r = await pending;
+    assert.ok(r.attempts < 100_000);
+    assert.ok(Date.now() - started < 9000, 'ended with its connection, not at its budget');
+    // Its attempts' hand-ons see a closed link and give up: no retry loop keeps this process (and the test file) alive.
+  });
+
+  it('a daemon: tier 1 warms up through the broker before it consumes; nothing reaches a merchant or stays on the broker', async () => {
+    const merchant = new MerchantStub();
+    await merchant.start();
+    const prefix = uniquePrefix('bwarmd');
+    prefixes.push(prefix);
+    const d = await new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_DELIVERY_WARM_UP_BROKER: '500' } }).ready(30_000);
+    try {
+      await waitFor(() => d.find('tier worker warmed up through the broker').length === 1, 20_000, 'tier 1 warmed up through the broker');
+      const line = d.find('tier worker warmed up through the broker')[0]!;
+      assert.deepEqual([line.tier, line.attempts], [1, 500]);
+      // Before it consumes: its line comes before tier 1's 'connected' (logged once consuming).
+      const connected = d.lines.findIndex((l) => l.msg === 'tier worker connected' && l.tier === 1);
+      assert.ok(connected > d.lines.indexOf(line), 'warmed up before consuming');
+      // Only the warmed tier does it.
+      assert.equal(d.find('tier worker warmed up through the broker').filter((l) => l.tier !== 1).length, 0);
+      const conn = await amqp.connect(AMQP_URL);
+      conns.push(conn);
+      const queues = line.queues as string[];
+      assert.equal(queues.length, 3);
+      for (const q of queues) assert.equal(await exists(conn, q), false, q);
+      assert.deepEqual(Object.values(await queueDepths(prefix, SCHEDULE)).filter((v) => v !== 0), []);
+      assert.equal(merchant.total, 0, 'no merchant was called');
+      // And it consumes afterwards: a notification failing once is retried by tier 1.
+      const path = '/fail/1/after-warm-up';
+      assert.equal((await d.post({ id: 'after-warm-up', url: `${merchant.base}${path}`, body: {} })).status, 202);
+      await waitFor(() => merchant.count(path) === 2, 10_000, 'retried by tier 1');
+    } finally {
+      await d.stop();
+      await merchant.close();
+    }
+  });
+});
