@@ -74,6 +74,8 @@ interface Tier1Report {
   latenessP99LeMs: number | null;
   /** How long its warm-up took at start, ms (null: none logged). */
   warmUpMs: number | null;
+  /** How long its warm-up through the broker took after it connected, ms (null: none logged). */
+  brokerWarmUpMs: number | null;
   /**
    * Tier 0's skipped and deferred notifications: a notification whose attempt 1
    * was skipped (its origin looked saturated to a tier 0 behind) reaches the
@@ -93,8 +95,9 @@ function tier1Report(metrics: string, lines: readonly { msg?: string; tier?: unk
   }
   const deferrals = counterSum(metrics, 'notify_deferrals_total', { tier: '1' });
   const warm = lines.find((l) => l.msg === 'tier worker warmed up' && Number(l.tier) === 1);
+  const broker = lines.find((l) => l.msg === 'tier worker warmed up through the broker' && Number(l.tier) === 1);
   const tier0SkippedOrDeferred = counterSum(metrics, 'notify_attempts_total', { tier: '0', outcome: 'skipped' }) + counterSum(metrics, 'notify_deferrals_total', { tier: '0' });
-  return { attempts, deferrals, latenessP99LeMs: histogramPercentileMs(metrics, '1', 99), warmUpMs: warm ? Number(warm.ms) : null, tier0SkippedOrDeferred };
+  return { attempts, deferrals, latenessP99LeMs: histogramPercentileMs(metrics, '1', 99), warmUpMs: warm ? Number(warm.ms) : null, brokerWarmUpMs: broker ? Number(broker.ms) : null, tier0SkippedOrDeferred };
 }
 
 /** p50/p99 per second of load from (second index, lateness) pairs. */
@@ -410,7 +413,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
           const run = await coldDaemon(ctx, m, rate, `${who[0]}${share}r${r}`, who === 'unwarmed' ? { NOTIFY_DELIVERY_WARM_UP: '0' } : {});
           res[who].push(run);
           const t1 = run.tier1;
-          const own = t1 ? `; tier 1: attempts ${JSON.stringify(t1.attempts)}, deferrals ${t1.deferrals}, own lateness p99 ≤ ${t1.latenessP99LeMs} ms, warm-up ${t1.warmUpMs ?? '-'} ms${t1.tier0SkippedOrDeferred > 0 ? `; FLAGGED: tier 0 skipped or deferred ${t1.tier0SkippedOrDeferred} (machine too busy for tier 0)` : ''}` : '';
+          const own = t1 ? `; tier 1: attempts ${JSON.stringify(t1.attempts)}, deferrals ${t1.deferrals}, own lateness p99 ≤ ${t1.latenessP99LeMs} ms, warm-up ${t1.warmUpMs ?? '-'} ms${t1.brokerWarmUpMs !== null ? ` + ${t1.brokerWarmUpMs} ms through the broker` : ''}${t1.tier0SkippedOrDeferred > 0 ? `; FLAGGED: tier 0 skipped or deferred ${t1.tier0SkippedOrDeferred} (machine too busy for tier 0)` : ''}` : '';
           log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}${cpuText(run)}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
         } else if (who === 'loops') {
           const run = await coldLoops(ctx, m, rate, `l${share}r${r}`);
