@@ -83,7 +83,9 @@ export interface DeliveryConfig {
   readonly warmUpThroughBroker: number;
   /**
    * The tiers that warm up. Each warmed worker holds about 18 MiB more from
-   * its start (V8 heap and code, undici's parser), which a tier pays anyway
+   * its start (V8 heap and code, undici's parser), and about 25 MiB more
+   * again with `warmUpThroughBroker` (V8's young generation at its 32-MiB
+   * ceiling; docs/performance.md, stop 34), which a tier pays anyway
    * on its first burst but an idle tier never does: by default only tier 1,
    * where a merchant outage's failures land first (tier 0 is kept warm by
    * new notifications).
