@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { ChannelModel, ConsumeMessage, Message, Options } from 'amqplib';
 import { AckBatcher, ackPolicyFor, nodeAckTimers } from '../broker/ack-batcher.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import { namesFor } from '../broker/topology.js';
-import { ErrorCodes, NotifyError } from '../core/errors.js';
 import type { Config } from '../core/config-model.js';
 import type { ChannelLink } from './channel-link.js';
 import type { GateOptions } from './origin-gate.js';
@@ -25,12 +24,18 @@ import { openWarmUpRig, warmUpMessage, type WarmUpRig, type WarmUpSigners } from
  * batching, run through a throwaway pipeline against the in-process HTTP
  * server, their hand-ons published (confirmed) to a private sink.
  *
- * Nothing of it is seen outside the process but three exclusive queues
- * under the prefix (`P.warm-up.<tier>.<pid>-<random>.{wait,work,sink}`)
- * that live for the warm-up (and would die with the connection): no queue
- * of the topology is touched, no merchant called, nothing logged or
- * metered. It ends at its count, its budget, its worker's stop, the
- * broker blocking the connection (a resource alarm) or the first broker
+ * It runs on a connection of its own, to the node the worker will use,
+ * closed afterwards: the worker's own connection never publishes before it
+ * consumes (a broker in a memory or disk alarm blocks a connection only
+ * once it publishes, and a blocked one would hold up the worker's start),
+ * and the three exclusive queues it declares under the prefix
+ * (`P.warm-up.<tier>.<pid>-<random>.{wait,work,sink}`) go with that
+ * connection whatever happens. The objects are of the same classes as the
+ * worker's own (amqplib's connection, channel and socket), so V8 optimises
+ * the same shapes. Nothing else is seen outside the process: no queue of
+ * the topology is touched, no merchant called, nothing logged or metered.
+ * It ends at its count, its budget (set-up included), its worker's stop,
+ * the broker blocking the connection or closing it, or the first broker
  * error, whichever comes first; its teardown is bounded too.
  */
 
@@ -39,7 +44,7 @@ export interface BrokerWarmUpReport {
   /** Synthetic notifications handled (received from the broker and run through the pipeline). */
   readonly attempts: number;
   readonly ms: number;
-  /** The private queues it declared (and deleted), for the log. */
+  /** The private queues it declared (gone with its connection), for the log. */
   readonly queues: readonly string[];
 }
 
@@ -60,10 +65,6 @@ function within<T>(p: Promise<T> | undefined, ms = SETTLE_MS): Promise<T | null 
   return Promise.race([Promise.resolve(p).catch(() => null), late]).finally(() => clearTimeout(timer));
 }
 
-/** `fn()` as a bounded step: amqplib throws at once on a channel already closed, so through a promise either way. */
-function step<T>(fn: () => Promise<T> | undefined): Promise<T | null | undefined> {
-  return within(Promise.resolve().then(fn));
-}
 
 /** A link that acks through `acker` on the warm-up's channel and publishes every hand-on to `sink`; closed once `over()`. */
 function sinkLink(pubs: PublishChannel, sink: string, acker: AckBatcher, over: () => boolean): ChannelLink {
@@ -87,12 +88,12 @@ function publishOptions(msg: ConsumeMessage): Options.Publish {
 
 /**
  * Runs synthetic notifications through the broker and a throwaway pipeline
- * of `tier` (see the module comment), on a channel of its own of `conn`,
- * closed afterwards. Never throws: a warm-up that fails only leaves the
- * worker colder; the error is returned for the log.
+ * of `tier` (see the module comment), on a connection of its own made by
+ * `connect` and closed afterwards. Never throws: a warm-up that fails only
+ * leaves the worker colder; the error is returned for the log.
  */
 export async function warmUpThroughBroker(
-  conn: ChannelModel,
+  connect: () => Promise<ChannelModel>,
   config: Config,
   tier: number,
   gate: GateOptions,
@@ -102,41 +103,38 @@ export async function warmUpThroughBroker(
 ): Promise<BrokerWarmUpReport & { error?: Error }> {
   const started = Date.now();
   if (opts.count <= 0 || stop.aborted) return { attempts: 0, ms: 0, queues: [] };
-  // Blocked already (a memory or disk alarm): its publishes would only wait for the alarm to clear.
-  if ((conn as unknown as { connection?: { blocked?: boolean } }).connection?.blocked === true) {
-    return { attempts: 0, ms: 0, queues: [], error: new NotifyError(ErrorCodes.BROKER_BLOCKED, 'the broker has blocked the connection (a resource alarm): no warm-up through it') };
-  }
   const prefetch = Math.max(1, opts.prefetch);
-  let rig: WarmUpRig | null = null;
-  let ch: ConfirmChannel | null = null;
-  let pubs: PublishChannel | null = null;
-  let acker: AckBatcher | null = null;
-  let consumerTag: string | null = null;
+  // What the body has opened so far, for the teardown (set inside the body, so not narrowed away).
+  const got: { rig: WarmUpRig | null; conn: ChannelModel | null; pubs: PublishChannel | null; acker: AckBatcher | null } = { rig: null, conn: null, pubs: null, acker: null };
   let handled = 0;
   let over = false;
-  let ownClosed = false;
+  let error: Error | undefined;
   let allDone: () => void = () => undefined;
   const done = new Promise<void>((r) => (allDone = r));
   const end = (): void => {
     over = true;
     allDone();
   };
-  let budget: NodeJS.Timeout | undefined;
   const queues: string[] = [];
   const inflight = new Set<Promise<void>>();
+  // The budget covers the set-up too: a connect or a declare that hangs ends the warm-up, not the start.
+  const budget = setTimeout(end, opts.budgetMs);
   stop.addEventListener('abort', end);
-  // A resource alarm blocks the connection: publishing on would only wait for it.
-  conn.on('blocked', end);
-  try {
-    rig = await openWarmUpRig(config, tier, gate, signers, stop);
+  const body = async (): Promise<void> => {
+    const rig = await openWarmUpRig(config, tier, gate, signers, stop);
+    got.rig = rig;
     const { pipeline, base } = rig;
-    ch = await conn.createConfirmChannel();
-    const own = ch;
+    if (over) return;
+    const c = await connect();
+    got.conn = c;
+    c.on('error', () => undefined);
+    // A resource alarm (publishing on would only wait for it to clear), or the connection gone.
+    c.on('blocked', end);
+    c.on('close', end);
+    if (over) return;
+    const own = await c.createConfirmChannel();
     own.on('error', () => undefined);
-    own.on('close', () => {
-      ownClosed = true;
-      end();
-    });
+    own.on('close', end);
     const queue = { durable: false, exclusive: true, autoDelete: false };
     const classic = { 'x-queue-type': 'classic' };
     const names = namesFor(config.prefix);
@@ -144,7 +142,6 @@ export async function warmUpThroughBroker(
     const owner = `${process.pid}-${randomBytes(4).toString('hex')}`;
     const declare = async (part: string, args: Record<string, unknown>): Promise<string> => {
       const name = names.warmUpQueue(tier, owner, part);
-      // Listed before the declare: one that succeeds but whose answer is lost is still deleted.
       queues.push(name);
       return (await own.assertQueue(name, { ...queue, arguments: { ...classic, ...args } })).queue;
     };
@@ -153,7 +150,8 @@ export async function warmUpThroughBroker(
     const wait = await declare('wait', { 'x-message-ttl': 0, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': work });
     // Hand-ons land here; only the latest is kept.
     const sink = await declare('sink', { 'x-max-length': 1 });
-    pubs = new PublishChannel(conn, own);
+    const publisher = new PublishChannel(c, own);
+    got.pubs = publisher;
     const batcher = new AckBatcher(
       (tag, multiple) => {
         try {
@@ -165,61 +163,57 @@ export async function warmUpThroughBroker(
       ackPolicyFor(prefetch),
       nodeAckTimers,
     );
-    acker = batcher;
-    const link = sinkLink(pubs, sink, batcher, () => over);
+    got.acker = batcher;
+    const link = sinkLink(publisher, sink, batcher, () => over);
     await own.prefetch(prefetch);
-    consumerTag = (
-      await own.consume(work, (msg) => {
-        if (msg === null) return end();
-        // Over: left unacked, it goes with its queue.
-        if (over) return;
-        batcher.track(msg.fields.deliveryTag);
-        const p = pipeline.handle(link, msg).finally(() => {
-          inflight.delete(p);
-          if (++handled >= opts.count) end();
-        });
-        inflight.add(p);
-      })
-    ).consumerTag;
-    budget = setTimeout(end, Math.max(0, started + opts.budgetMs - Date.now()));
-    // A prefetch window at a time, each confirmed before the next: the broker is never handed more than the
-    // warm-up can take, and the end (count, budget, stop, a closed channel) stops the publishing too.
+    await own.consume(work, (msg) => {
+      if (msg === null) return end();
+      // Over: left unacked, it goes with its queue.
+      if (over) return;
+      batcher.track(msg.fields.deliveryTag);
+      const p = pipeline.handle(link, msg).finally(() => {
+        inflight.delete(p);
+        if (++handled >= opts.count) end();
+      });
+      inflight.add(p);
+    });
+    // A prefetch window at a time, each confirmed before the next, so the end (count, budget, stop, a closed
+    // channel) cuts the publishing short; what is published but not yet consumed goes with the queue.
     for (let i = 0; i < opts.count && !over; ) {
       const batch: Promise<void>[] = [];
       for (const last = Math.min(opts.count, i + prefetch); i < last; i++) {
         const m = warmUpMessage(tier, i, base, Date.now());
-        batch.push(pubs.publish('', wait, m.content, publishOptions(m)));
+        batch.push(publisher.publish('', wait, m.content, publishOptions(m)));
       }
       await Promise.race([Promise.all(batch), done]);
     }
-    await done;
-    return { attempts: handled, ms: Date.now() - started, queues };
-  } catch (err) {
-    return { attempts: handled, ms: Date.now() - started, queues, error: err as Error };
+  };
+  try {
+    // The body may still hang in a broker call once the end came: the race lets go of it, and closing the
+    // connection below settles it (its error then ignored).
+    await Promise.race([
+      body().then(
+        () => done,
+        (err: unknown) => {
+          error = err as Error;
+        },
+      ),
+      done,
+    ]);
   } finally {
     over = true;
     clearTimeout(budget);
     stop.removeEventListener('abort', end);
-    conn.off('blocked', end);
-    // In order, each step bounded: no new deliveries; the last attempts finish; their acks and hand-ons go out;
-    // then the queues and the channel go, and the rig.
-    const own = ch;
-    const tag = consumerTag;
-    if (own !== null && tag !== null && !ownClosed) await step(() => own.cancel(tag));
+    // In order, each step bounded: the last attempts finish (their hand-ons give up on the closed link), their
+    // acks go out, the publishes settle; then the connection goes, its queues with it, and the rig.
     await within(Promise.allSettled([...inflight]));
-    acker?.flush();
-    acker?.discard();
-    await within(pubs?.settled());
-    await within(pubs?.close());
-    // Exclusive queues live as long as the connection, which stays: deleted here, on a fresh channel if the
-    // warm-up's own was closed by an error.
-    if (queues.length > 0) {
-      const via = own !== null && !ownClosed ? own : await step(() => conn.createChannel());
-      via?.on('error', () => undefined);
-      for (const q of queues) if (via) await step(() => via.deleteQueue(q));
-      if (via && via !== own) await step(() => via.close());
-    }
-    if (own !== null && !ownClosed) await step(() => own.close());
-    await within(rig?.close());
+    got.acker?.flush();
+    got.acker?.discard();
+    await within(got.pubs?.settled());
+    const c = got.conn;
+    // amqplib closes a blocked connection at once instead of waiting for the broker.
+    if (c !== null) await within(Promise.resolve().then(() => c.close()));
+    await within(got.rig?.close());
   }
+  return { attempts: handled, ms: Date.now() - started, queues, ...(error ? { error } : {}) };
 }

@@ -101,10 +101,6 @@ export class TierWorker implements ManagedWorker {
   private readonly cancelling = new Set<ConfirmChannel>();
   /** The lane move under way, awaited by a drain before it counts what is in flight. */
   private movingLane: Promise<void> | null = null;
-  /** Whether the broker warm-up ran (once per process, on the first connection: a reconnect must not wait for it). */
-  private warmedThroughBroker = false;
-  /** The broker warm-up is running: no consumer yet, whatever a resume or a reload asks meanwhile. */
-  private warmingUp = false;
   private lastLaneMoveAt = -Infinity;
   /** When to move (from `delivery.consumerLanes`), built once per configuration: stalls are reported every few milliseconds. */
   private lanePolicy: LanePolicy;
@@ -264,6 +260,7 @@ export class TierWorker implements ManagedWorker {
       if (!(await this.directory.ready(5000))) this.log.warn('merchant registry not read yet; its merchants\' notifications wait until it is');
     }
     await this.warmUp();
+    await this.warmUpThroughBroker();
     await this.connectLoop();
     return {};
   }
@@ -279,12 +276,20 @@ export class TierWorker implements ManagedWorker {
     else this.log.info({ attempts: r.attempts, ms: r.ms, frames: r.frames }, 'tier worker warmed up');
   }
 
-  /** Sends synthetic notifications through the broker to itself before the first consume (src/tier/broker-warm-up.ts). */
-  private async warmUpThroughBroker(conn: ChannelModel, prefetch: number): Promise<void> {
+  /**
+   * Then sends synthetic notifications through the broker to itself, on a
+   * connection of its own to the node it will use (src/tier/broker-warm-up.ts);
+   * once per process, before its first connection.
+   */
+  private async warmUpThroughBroker(): Promise<void> {
     const count = this.config.delivery.warmUpThroughBroker;
     if (count <= 0 || this.config.delivery.warmUp <= 0 || !this.config.delivery.warmUpTiers.includes(this.tier)) return;
     const { signer, merchantSigners } = this.pipeline.current;
-    const r = await warmUpThroughBroker(conn, this.config, this.tier, gateOptionsOf(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, prefetch }, this.stopSignal.signal);
+    const prefetch = this.config.delivery.prefetch;
+    // A ring of its own, from the same start: the worker's ring must not move on to the next node for it.
+    const ring = nodeRingFor(this.config.amqpUrl, 'tier', this.tier, this.config.scheduleMs.length);
+    const connect = (): Promise<ChannelModel> => ring.connect(`notifyd tier ${this.tier} warm-up pid ${process.pid}`);
+    const r = await warmUpThroughBroker(connect, this.config, this.tier, gateOptionsOf(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, prefetch }, this.stopSignal.signal);
     if (this.stopSignal.signal.aborted) return;
     if (r.error) this.log.warn({ err: toErrorData(r.error), attempts: r.attempts, ms: r.ms, queues: r.queues }, 'warm-up through the broker failed; the tier starts less warm');
     else this.log.info({ attempts: r.attempts, ms: r.ms, queues: r.queues }, 'tier worker warmed up through the broker');
@@ -321,18 +326,7 @@ export class TierWorker implements ManagedWorker {
       this.ch = ch;
       this.link = this.linkFor(ch);
       this.acker = this.ackerFor(ch, prefetch);
-      if (!this.warmedThroughBroker) {
-        this.warmedThroughBroker = true;
-        this.warmingUp = true;
-        try {
-          await this.warmUpThroughBroker(conn, prefetch);
-        } finally {
-          this.warmingUp = false;
-        }
-      }
       await this.syncConsumer();
-      // A drain meanwhile forgot the channel on purpose: nothing to report.
-      if (this.stopping) return;
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
       this.log.info({ queue: this.names.workQueue(this.tier), node: this.ring.node?.label, prefetch, concurrency: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
@@ -503,7 +497,7 @@ export class TierWorker implements ManagedWorker {
       for (let rounds = 0; rounds < 10; rounds++) {
         this.syncAgain = false;
         const ch = this.ch;
-        const want = ch !== null && !this.paused && !this.stopping && !this.warmingUp;
+        const want = ch !== null && !this.paused && !this.stopping;
         if (ch && this.consumerTag && (!want || this.resubscribe)) {
           const tag = this.consumerTag;
           this.consumerTag = null;
@@ -578,8 +572,7 @@ export class TierWorker implements ManagedWorker {
   async resume(): Promise<void> {
     this.paused = false;
     await this.syncConsumer();
-    // During the broker warm-up the worker is still starting: open() says running once it consumes.
-    if (this.ch && !this.stopping && !this.warmingUp) this.setState('running');
+    if (this.ch && !this.stopping) this.setState('running');
   }
 
   /** Applies what can change without a restart; reports what cannot. */

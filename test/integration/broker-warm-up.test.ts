@@ -39,16 +39,33 @@ async function exists(conn: ChannelModel, queue: string): Promise<boolean> {
 describe('tier warm-up through the broker (real RabbitMQ)', () => {
   const prefixes: string[] = [];
   const conns: ChannelModel[] = [];
-  const setup = async (): Promise<{ conn: ChannelModel; prefix: string; run: (count: number, stop?: AbortSignal) => ReturnType<typeof warmUpThroughBroker> }> => {
+  /** A connection of the test's own to look with, and a warm-up whose connections are recorded in `made`. */
+  const setup = async (): Promise<{ conn: ChannelModel; prefix: string; made: ChannelModel[]; run: (count: number, stop?: AbortSignal) => ReturnType<typeof warmUpThroughBroker> }> => {
     const prefix = uniquePrefix('bwarm');
     prefixes.push(prefix);
     const config = loadConfig({ configFile: null, env: { NOTIFY_PREFIX: prefix, NOTIFY_SCHEDULE: SCHEDULE, NOTIFY_LOG_LEVEL: 'silent' } });
     const conn = await amqp.connect(AMQP_URL);
     conns.push(conn);
+    const made: ChannelModel[] = [];
+    const connect = async (): Promise<ChannelModel> => {
+      const c = await amqp.connect(AMQP_URL);
+      made.push(c);
+      return c;
+    };
     const signers = { signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing) };
     const run = (count: number, stop = new AbortController().signal) =>
-      warmUpThroughBroker(conn, config, 1, gateOptionsOf(config), signers, { count, budgetMs: 10_000, prefetch: 64 }, stop);
-    return { conn, prefix, run };
+      warmUpThroughBroker(connect, config, 1, gateOptionsOf(config), signers, { count, budgetMs: 10_000, prefetch: 64 }, stop);
+    return { conn, prefix, made, run };
+  };
+
+  /** Whether a connection was closed (amqplib: no more channels can be made on it). */
+  const isClosed = async (c: ChannelModel): Promise<boolean> => {
+    try {
+      await (await c.createChannel()).close();
+      return false;
+    } catch {
+      return true;
+    }
   };
 
   after(async () => {
@@ -56,8 +73,8 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
     for (const p of prefixes) await deletePrefix(p, SCHEDULE);
   });
 
-  it('handles its count through private queues under the prefix, leaves none, and the connection serves on', async () => {
-    const { conn, prefix, run } = await setup();
+  it('handles its count on a connection of its own through private queues under the prefix, and leaves neither', async () => {
+    const { conn, prefix, made, run } = await setup();
     const r = await run(300);
     assert.equal(r.error, undefined, String(r.error));
     assert.equal(r.attempts, 300);
@@ -73,13 +90,14 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
       assert.equal(await exists(conn, n.waitQueue(tier)), false);
     }
     assert.equal(await exists(conn, n.dead), false);
-    const ch = await conn.createChannel();
-    await ch.close();
+    assert.equal(made.length, 1);
+    assert.equal(await isClosed(made[0]!), true, 'its connection is closed');
   });
 
   it('does nothing for a count of 0, and ends early when its worker stops, cleaning up', async () => {
-    const { conn, prefix, run } = await setup();
+    const { conn, prefix, made, run } = await setup();
     assert.deepEqual(await run(0), { attempts: 0, ms: 0, queues: [] });
+    assert.equal(made.length, 0, 'no connection for nothing');
     const stop = new AbortController();
     const started = Date.now();
     const pending = run(100_000, stop.signal);
@@ -90,12 +108,13 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
     assert.ok(Date.now() - started < 8000, 'ended with its worker, not at its budget');
     assert.equal(r.queues.length, 3);
     for (const q of r.queues) assert.ok(q.startsWith(`${prefix}.warm-up.`) && !(await exists(conn, q)), q);
+    assert.equal(await isClosed(made[0]!), true);
   });
 
-  it('a channel or connection lost under it ends it, never a throw, and nothing of it goes on afterwards', async () => {
-    const { conn, run } = await setup();
+  it('its connection lost under it ends it, never a throw, and nothing of it goes on afterwards', async () => {
+    const { made, run } = await setup();
     const pending = run(100_000);
-    setTimeout(() => void conn.close().catch(() => undefined), 200);
+    setTimeout(() => void made[0]?.close().catch(() => undefined), 300);
     const started = Date.now();
     const r = await pending;
     assert.ok(r.attempts < 100_000);
@@ -113,7 +132,7 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
       await waitFor(() => d.find('tier worker warmed up through the broker').length === 1, 20_000, 'tier 1 warmed up through the broker');
       const line = d.find('tier worker warmed up through the broker')[0]!;
       assert.deepEqual([line.tier, line.attempts], [1, 500]);
-      // Before it consumes: its line comes before tier 1's 'connected' (logged once consuming).
+      // Before it consumes: its line comes before tier 1's 'connected' (logged once consuming on its own connection).
       const connected = d.lines.findIndex((l) => l.msg === 'tier worker connected' && l.tier === 1);
       assert.ok(connected > d.lines.indexOf(line), 'warmed up before consuming');
       // Only the warmed tier does it.
