@@ -92,7 +92,7 @@ export const MergedConfigSchema = Type.Object(
       prefetch: Type.Optional(Type.Unsafe<number | string | null>({ type: ['integer', 'string', 'null'], minimum: 1, maximum: 65_535, pattern: intTextPattern(1, 65_535), description: 'null: twice the concurrency' })),
       connectionsPerOrigin: int(1, 10_000),
       warmUp: int(0, 100_000, 'synthetic notifications a warmed tier worker runs through its own pipeline at start (no broker, no network), at most 5 s'),
-      warmUpThroughBroker: int(0, 100_000, 'synthetic notifications a warmed tier worker then sends through the broker to itself, on its own connection and private queues, before it consumes (stops after 5 s, its teardown bounded; 0: none)'),
+      warmUpThroughBroker: int(0, 100_000, 'synthetic notifications a warmed tier worker then sends through the broker to itself, on a connection and private queues of its own, before it consumes (stops after 5 s, its teardown bounded; 0: none)'),
       bundleMax: int(0, 1000, 'most skips or deferrals to one queue that share a broker message (0 or 1: each alone)'),
       consumerLanes: int(0, 16, 'old consumer channels a tier worker keeps while their long-held deliveries finish (0: never moves its consumer); about (consumerLanes + 1) × prefetch unacked at most'),
       warmUpTiers: optList(Type.Integer({ minimum: 0, maximum: 99 }), 'the tiers that warm up at start (default [1]: the first retry tier, idle until a burst of failures)'),

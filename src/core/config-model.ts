@@ -73,8 +73,9 @@ export interface DeliveryConfig {
   readonly warmUp: number;
   /**
    * Synthetic notifications a warmed tier worker then sends through the
-   * broker to itself before it consumes: on its own connection, through
-   * private exclusive queues under the prefix, so the code that reads
+   * broker to itself before it connects to consume: on a connection of its
+   * own (closed afterwards), through private exclusive queues under the
+   * prefix, so the code that reads
    * deliveries off the socket, acks them and publishes with confirms is
    * optimised for the objects it will really see (issue 18; see
    * src/tier/broker-warm-up.ts). Only with `warmUp` on, once per process.
