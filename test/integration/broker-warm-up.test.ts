@@ -132,9 +132,11 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
       await waitFor(() => d.find('tier worker warmed up through the broker').length === 1, 20_000, 'tier 1 warmed up through the broker');
       const line = d.find('tier worker warmed up through the broker')[0]!;
       assert.deepEqual([line.tier, line.attempts], [1, 500]);
-      // Before it consumes: its line comes before tier 1's 'connected' (logged once consuming on its own connection).
-      const connected = d.lines.findIndex((l) => l.msg === 'tier worker connected' && l.tier === 1);
-      assert.ok(connected > d.lines.indexOf(line), 'warmed up before consuming');
+      // Before it consumes: its line comes before tier 1's 'connected' (logged once consuming on its own connection;
+      // both from the one process, so in order). Waited for: tier 1 may not have connected yet.
+      const isConnected = (l: { msg?: string; tier?: unknown }): boolean => l.msg === 'tier worker connected' && l.tier === 1;
+      await waitFor(() => d.lines.some(isConnected), 20_000, 'tier 1 connected');
+      assert.ok(d.lines.findIndex(isConnected) > d.lines.indexOf(line), 'warmed up before consuming');
       // Only the warmed tier does it.
       assert.equal(d.find('tier worker warmed up through the broker').filter((l) => l.tier !== 1).length, 0);
       const conn = await amqp.connect(AMQP_URL);
