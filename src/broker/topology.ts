@@ -15,8 +15,8 @@ export interface Names {
   routingKey(tier: number): string;
   /**
    * A private queue of one tier worker's warm-up through the broker
-   * (src/tier/broker-warm-up.ts): exclusive to its connection, deleted after
-   * the warm-up, never part of the topology.
+   * (src/tier/broker-warm-up.ts): exclusive to the warm-up's own
+   * connection and gone with it, never part of the topology.
    */
   warmUpQueue(tier: number, owner: string, part: string): string;
 }

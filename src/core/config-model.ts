@@ -75,9 +75,9 @@ export interface DeliveryConfig {
    * Synthetic notifications a warmed tier worker then sends through the
    * broker to itself before it connects to consume: on a connection of its
    * own (closed afterwards), through private exclusive queues under the
-   * prefix, so the code that reads
-   * deliveries off the socket, acks them and publishes with confirms is
-   * optimised for the objects it will really see (issue 18; see
+   * prefix, so the code that reads deliveries off the socket, acks them and
+   * publishes with confirms is optimised for the objects it will really
+   * see (issue 18; see
    * src/tier/broker-warm-up.ts). Only with `warmUp` on, once per process.
    * 0 = none.
    */

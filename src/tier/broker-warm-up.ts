@@ -16,9 +16,9 @@ import { openWarmUpRig, warmUpMessage, type WarmUpRig, type WarmUpSigners } from
  * a burst showed about 90 functions compiled for the first time (amqplib's
  * frame reading and dispatch, the socket's stream code, acks) and about 50
  * optimised ones thrown away ("wrong map": the real socket and deliveries)
- * in the burst's first seconds. So, once connected and before consuming its
- * queue, the worker sends a few hundred synthetic notifications through the
- * broker to itself, on its own connection: published with confirms to a
+ * in the burst's first seconds. So, before it connects to consume its queue,
+ * the worker sends synthetic notifications (2,000 by default) through the
+ * broker to itself: published with confirms to a
  * private queue that dead-letters them at once (so they carry the broker's
  * own dead-letter headers), consumed with the tier's prefetch and ack
  * batching, run through a throwaway pipeline against the in-process HTTP
@@ -58,13 +58,15 @@ export interface BrokerWarmUpOptions {
 /** How long a warm-up's last attempts may take to finish once it is over, and each step of its teardown. */
 const SETTLE_MS = 2000;
 
-/** `p`'s value, or null once it failed or `ms` went by (a step of a teardown that must not hang start-up); never rejects. */
-function within<T>(p: Promise<T> | undefined, ms = SETTLE_MS): Promise<T | null | undefined> {
+/** Resolves once `p` settles or `ms` went by, whichever is first (a step of a teardown that must not hang start-up); never rejects. */
+function within(p: Promise<unknown> | undefined, ms = SETTLE_MS): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<null>((r) => (timer = setTimeout(() => r(null), ms)));
-  return Promise.race([Promise.resolve(p).catch(() => null), late]).finally(() => clearTimeout(timer));
+  const late = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+  return Promise.race([Promise.resolve(p).then(
+    () => undefined,
+    () => undefined,
+  ), late]).finally(() => clearTimeout(timer));
 }
-
 
 /** A link that acks through `acker` on the warm-up's channel and publishes every hand-on to `sink`; closed once `over()`. */
 function sinkLink(pubs: PublishChannel, sink: string, acker: AckBatcher, over: () => boolean): ChannelLink {
@@ -108,6 +110,8 @@ export async function warmUpThroughBroker(
   const got: { rig: WarmUpRig | null; conn: ChannelModel | null; pubs: PublishChannel | null; acker: AckBatcher | null } = { rig: null, conn: null, pubs: null, acker: null };
   let handled = 0;
   let over = false;
+  // Set once the teardown has taken what the body opened: a connect or a rig the body gets later is its to close.
+  let tornDown = false;
   let error: Error | undefined;
   let allDone: () => void = () => undefined;
   const done = new Promise<void>((r) => (allDone = r));
@@ -122,10 +126,12 @@ export async function warmUpThroughBroker(
   stop.addEventListener('abort', end);
   const body = async (): Promise<void> => {
     const rig = await openWarmUpRig(config, tier, gate, signers, stop);
+    if (tornDown) return void (await rig.close());
     got.rig = rig;
     const { pipeline, base } = rig;
     if (over) return;
     const c = await connect();
+    if (tornDown) return void (await c.close().catch(() => undefined));
     got.conn = c;
     c.on('error', () => undefined);
     // A resource alarm (publishing on would only wait for it to clear), or the connection gone.
@@ -210,10 +216,11 @@ export async function warmUpThroughBroker(
     got.acker?.flush();
     got.acker?.discard();
     await within(got.pubs?.settled());
-    const c = got.conn;
+    tornDown = true;
+    const { conn: c, rig } = got;
     // amqplib closes a blocked connection at once instead of waiting for the broker.
     if (c !== null) await within(Promise.resolve().then(() => c.close()));
-    await within(got.rig?.close());
+    await within(rig?.close());
   }
   return { attempts: handled, ms: Date.now() - started, queues, ...(error ? { error } : {}) };
 }

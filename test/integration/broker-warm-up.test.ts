@@ -111,6 +111,26 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
     assert.equal(await isClosed(made[0]!), true);
   });
 
+  it('a connection that comes only after its worker stopped is closed, not kept', async () => {
+    const prefix = uniquePrefix('bwarm');
+    prefixes.push(prefix);
+    const config = loadConfig({ configFile: null, env: { NOTIFY_PREFIX: prefix, NOTIFY_SCHEDULE: SCHEDULE, NOTIFY_LOG_LEVEL: 'silent' } });
+    let late: ChannelModel | null = null;
+    // A connect slower than the stop: the warm-up has ended (and torn down) before it resolves.
+    const connect = async (): Promise<ChannelModel> => {
+      await new Promise((r) => setTimeout(r, 800));
+      late = await amqp.connect(AMQP_URL);
+      return late;
+    };
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 100);
+    const signers = { signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing) };
+    const r = await warmUpThroughBroker(connect, config, 1, gateOptionsOf(config), signers, { count: 100, budgetMs: 10_000, prefetch: 64 }, stop.signal);
+    assert.equal(r.attempts, 0);
+    await waitFor(() => late !== null, 5000, 'the late connect');
+    await waitFor(async () => isClosed(late!), 5000, 'the late connection closed');
+  });
+
   it('its connection lost under it ends it, never a throw, and nothing of it goes on afterwards', async () => {
     const { made, run } = await setup();
     const pending = run(100_000);
