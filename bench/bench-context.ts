@@ -61,6 +61,10 @@ export const USAGE = `npm run bench -- [options]
                      their median and range when K > 1, and then also against the mean of
                      that control and the next round's (a closing control follows the last
                      round) (default 1)
+  --broker-probe     each isolation run also asks tier 0's quorum queue, every 50 ms, for its ready
+                     messages and its consumers' unsettled deliveries and credit (bench/broker-probe.erl
+                     through rabbitmqctl eval; the local broker): how often the lane's window was full,
+                     what moved lanes held, how long the queue took to answer
   --isolation-rate R --isolation-seconds S  the steady part of each isolation run (default 2000/s, 5 s)
   --origins K        also spread --origins-n notifications over K origins against one (e.g. 10000)
   --origins-n N      notifications of the many-origins runs (default 40000)
@@ -118,6 +122,8 @@ export interface Flags {
   failureRatio: number;
   queueType: 'quorum' | 'classic';
   cpuProf: string | null;
+  /** `--broker-probe`: sample tier 0's queue from inside the broker during isolation runs (bench/broker-probe.ts). */
+  brokerProbe: boolean;
   skipBullmq: boolean;
   bullmqKeepCompleted: boolean;
   tunedPrefetch: number;
@@ -189,6 +195,7 @@ export function parseFlags(): Flags {
       'failure-ratio': { type: 'string' },
       'queue-type': { type: 'string' },
       'cpu-prof': { type: 'string' },
+      'broker-probe': { type: 'boolean' },
       'skip-bullmq': { type: 'boolean' },
       'bullmq-keep-completed': { type: 'boolean' },
       'tuned-ceiling': { type: 'string' },
@@ -265,6 +272,7 @@ export function parseFlags(): Flags {
     queueType: values['queue-type'] === 'classic' ? 'classic' : 'quorum',
     failureRatio: Math.min(1, num(values['failure-ratio'], 0, 'failure-ratio')),
     cpuProf: values['cpu-prof'] ? resolve(values['cpu-prof']) : null,
+    brokerProbe: values['broker-probe'] === true,
     skipBullmq: values['skip-bullmq'] ?? false,
     bullmqKeepCompleted: values['bullmq-keep-completed'] ?? false,
     tunedPrefetch: Math.floor(num(values['tuned-ceiling']?.split(',')[0], 0, 'tuned-ceiling')),

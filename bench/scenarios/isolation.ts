@@ -32,6 +32,8 @@ import { counterSum } from '../metrics-text.js';
 import { MerchantProcess } from '../merchant-process.js';
 import { CpuMeter } from '../cpu.js';
 import { PssSampler } from '../pss.js';
+import { BrokerProbe, summarizeProbe, type ProbeSummary } from '../broker-probe.js';
+import { badHandlingCost, type WindowCpu } from '../handling-cost.js';
 
 const SCHEDULE = 'default';
 
@@ -191,6 +193,14 @@ interface BadRun {
   handling: Handling;
   /** Until every notification had its tier-0 rung: seconds from the start, and the broker's CPU ms per 1,000 of them (see tier0Done). */
   tier0: { s: number; brokerPer1k: number };
+  /**
+   * What one bad notification cost the daemon and the broker within the
+   * window, as a multiple of one notification in the round's control
+   * (bench/handling-cost.ts; issue 14 asks for 1 or less). Null for controls.
+   */
+  badCost: number | null;
+  /** `--broker-probe`: tier 0's queue as the broker saw it while the healthy merchant's share was measured; null without. */
+  probe: ProbeSummary | null;
 }
 
 /**
@@ -212,6 +222,8 @@ interface Handling {
   /** Ack frames the tier workers sent, and those of them for one delivery each (behind an unfinished one, mostly). */
   ackFrames: number;
   singleAcks: number;
+  /** Broker messages that each carried several of the skips and deferrals (bundles). */
+  bundles: number;
 }
 
 /**
@@ -227,6 +239,7 @@ function handlingOf(m: string): Handling {
     laneMoves: counterSum(m, 'notify_consumer_lane_moves_total'),
     ackFrames: counterSum(m, 'notify_ack_frames_total'),
     singleAcks: counterSum(m, 'notify_ack_frames_total', { kind: 'single' }),
+    bundles: counterSum(m, 'notify_bundles_total'),
   };
 }
 
@@ -289,6 +302,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
     const closing = flags.isolationRuns > 1 ? 1 : 0;
     for (let roundNo = 1; roundNo <= flags.isolationRuns + closing; roundNo++) {
       let controlPerS = NaN;
+      let controlCpu: WindowCpu = { consumer: NaN, broker: NaN };
       // The control first, then the modes in an order that turns by one each round: drift within a round
       // (the machine, the broker's periodic work) does not always fall on the same mode.
       const turn = (roundNo - 1) % flags.badModes.length;
@@ -296,9 +310,12 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
       for (const mode of ['control' as const, ...modes]) {
         runNo++;
         const bad = mode === 'control' ? { base: `${bBase}/b`, stop: async () => undefined } : await badMerchant(mode, runNo, dns);
+        let probe: BrokerProbe | null = null;
         try {
           log(`isolation: ${mode} at ${share} % (${badCount} of ${n} for ${mode === 'control' ? 'merchant B' : `a ${mode} merchant`})${flags.isolationRuns > 1 ? (roundNo > flags.isolationRuns ? ', closing control' : `, round ${roundNo} of ${flags.isolationRuns}`) : ''}`);
           await preload(daemon, n, (i) => (isBad(i) ? `${bad.base}/${runNo}-${i}` : `${aBase}/n/${runNo}-${i}`), `iso${runNo}`);
+          // Started before the other meters: rabbitmqctl is an Erlang VM of its own, and its start is done before the resume.
+          probe = flags.brokerProbe ? await BrokerProbe.start(namesFor(daemon.prefix).workQueue(0)) : null;
           const sampler = new PssSampler(daemon.pids, 200).start();
           const fds = fdPeak(tier0);
           // One collection of the workers' metrics for both counts.
@@ -313,13 +330,18 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             const r = await daemon.d.admin('POST', '/admin/tiers/0/resume');
             if (r.status !== 200) throw new Error(`resume answered ${r.status}`);
           });
+          const runEnd = Date.now();
           if (flags.cpuProf) log(`isolation ${mode} at ${share} % window --from ${m.monoUs[0]} --to ${m.monoUs[1]}`);
           const after = handlingOf(await metricsText(daemon.d));
           // Peaks of the healthy window, as before this measure: not of the wait for tier 0 below.
           const pss = await sampler.stop();
           const tier0Fds = fds.stop();
           const rungs = await tier0Done(daemon, rungMeter, runStart, rungsBefore, n);
-          if (mode === 'control') controlPerS = m.perS;
+          const probed = probe ? summarizeProbe(await probe.stop(), runStart, runEnd) : null;
+          if (mode === 'control') {
+            controlPerS = m.perS;
+            controlCpu = m.cpuPer1k;
+          }
           await drainDaemon(daemon);
           // Latency at a steady rate: A's notifications carry their sending time in the path.
           const group = `g${runNo}`;
@@ -333,24 +355,36 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             round: roundNo,
             healthyPerS: round(m.perS),
             ratio: mode === 'control' ? null : round(m.perS / controlPerS, 2),
+            badCost: mode === 'control' ? null : round(badHandlingCost(controlCpu, m.cpuPer1k, healthyCount, badCount), 2),
             ratioAround: null,
             latencyP50: lat.p50,
             latencyP99: lat.p99,
             pssPeakMiB: round(pss.peakMiB),
             tier0Fds,
             cpuPer1k: m.cpuPer1k,
-            handling: { deferred: after.deferred - before.deferred, skipped: after.skipped - before.skipped, failedHandedOn: after.failedHandedOn - before.failedHandedOn, laneMoves: after.laneMoves - before.laneMoves, ackFrames: after.ackFrames - before.ackFrames, singleAcks: after.singleAcks - before.singleAcks },
+            handling: { deferred: after.deferred - before.deferred, skipped: after.skipped - before.skipped, failedHandedOn: after.failedHandedOn - before.failedHandedOn, laneMoves: after.laneMoves - before.laneMoves, ackFrames: after.ackFrames - before.ackFrames, singleAcks: after.singleAcks - before.singleAcks, bundles: after.bundles - before.bundles },
             tier0: rungs,
+            probe: probed,
           });
         } finally {
+          await probe?.stop();
+          probe = null;
           await bad.stop();
         }
       }
     }
   }
   bracket(runs);
-  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'vs controls around', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'lane moves', 'ack frames', 'single', 'tier 0 done s', 'broker ms/1k to tier 0 done']];
-  for (const r of runs) rows.push([r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.ratioAround === null ? '-' : `${r.ratioAround}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.handling.laneMoves, r.handling.ackFrames, r.handling.singleAcks, r.tier0.s, r.tier0.brokerPer1k]);
+  const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'vs controls around', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'lane moves', 'ack frames', 'single', 'bundles', 'tier 0 done s', 'broker ms/1k to tier 0 done', 'bad ÷ delivery CPU']];
+  if (flags.brokerProbe) rows[0]!.push('probe samples', 'window full %', 'window in use', 'held by moved lanes', 'queue reply ms p50', 'p90');
+  for (const r of runs) {
+    const row: Row = [r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.ratioAround === null ? '-' : `${r.ratioAround}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.handling.laneMoves, r.handling.ackFrames, r.handling.singleAcks, r.handling.bundles, r.tier0.s, r.tier0.brokerPer1k, r.badCost === null ? '-' : `${r.badCost}x`];
+    if (flags.brokerProbe) {
+      const p = r.probe;
+      row.push(...(p ? [p.samples, p.windowFullPct, p.upCheckedOutMean, p.cancelledCheckedOutMean, p.replyP50Ms, p.replyP90Ms] : ['-', '-', '-', '-', '-', '-']));
+    }
+    rows.push(row);
+  }
   return { runs, rows, summary: flags.isolationRuns > 1 ? ratioSummary(runs) : null };
 }
 
@@ -373,7 +407,7 @@ function bracket(runs: BadRun[]): void {
  * (stop 20). The count at 0.9× is of the ratios as rounded to two places.
  */
 function ratioSummary(runs: readonly BadRun[]): Row[] {
-  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'median vs controls around', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)', 'broker ms/1k to tier 0 done (median)']];
+  const rows: Row[] = [['bad merchant', 'share', 'runs', 'median vs control', 'range', 'runs ≥ 0.9x', 'median vs controls around', 'range', 'runs ≥ 0.9x', 'healthy p99 ms (median)', 'broker ms/1k to tier 0 done (median)', 'bad ÷ delivery CPU (median)']];
   const groups = new Map<string, BadRun[]>();
   for (const r of runs) {
     const key = `${r.mode}|${r.share}`;
@@ -386,7 +420,7 @@ function ratioSummary(runs: readonly BadRun[]): Row[] {
     const rungCost = costs.length === 0 ? NaN : round(median(costs), 1);
     const p99 = round(median(mine.map((r) => r.latencyP99)));
     if (mine[0]!.mode === 'control') {
-      rows.push(['control', `${mine[0]!.share} %`, mine.length, '-', '-', '-', '-', '-', '-', p99, rungCost]);
+      rows.push(['control', `${mine[0]!.share} %`, mine.length, '-', '-', '-', '-', '-', '-', p99, rungCost, '-']);
       continue;
     }
     const spread = (xs: number[]): string[] => {
@@ -394,7 +428,7 @@ function ratioSummary(runs: readonly BadRun[]): Row[] {
       if (sorted.length === 0) return ['-', '-', '-'];
       return [`${round(median(sorted), 2)}x`, `${sorted[0]}–${sorted[sorted.length - 1]}x`, `${sorted.filter((x) => x >= 0.9).length} of ${sorted.length}`];
     };
-    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, mine.length, ...spread(mine.map((r) => r.ratio!)), ...spread(mine.flatMap((r) => (r.ratioAround === null ? [] : [r.ratioAround]))), p99, rungCost]);
+    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, mine.length, ...spread(mine.map((r) => r.ratio!)), ...spread(mine.flatMap((r) => (r.ratioAround === null ? [] : [r.ratioAround]))), p99, rungCost, `${round(median(mine.map((r) => r.badCost!).filter(Number.isFinite)), 2)}x`]);
   }
   return rows;
 }
