@@ -63,8 +63,9 @@ export const USAGE = `npm run bench -- [options]
                      round) (default 1)
   --broker-probe     each isolation run also asks tier 0's quorum queue, every 50 ms, for its ready
                      messages and its consumers' unsettled deliveries and credit (bench/broker-probe.erl
-                     through rabbitmqctl eval; the local broker): how often the lane's window was full,
-                     what moved lanes held, how long the queue took to answer
+                     through rabbitmqctl eval, run as root or rabbitmq on the broker's host; quorum
+                     queues only): how often the lane's window was full, what moved lanes held, how
+                     long the queue took to answer. The probe's CPU is the broker's, in its figures
   --isolation-rate R --isolation-seconds S  the steady part of each isolation run (default 2000/s, 5 s)
   --origins K        also spread --origins-n notifications over K origins against one (e.g. 10000)
   --origins-n N      notifications of the many-origins runs (default 40000)
@@ -254,6 +255,10 @@ export function parseFlags(): Flags {
       return [kv.slice(0, i), kv.slice(i + 1)];
     }),
   );
+  // The probe asks a quorum queue's state machine; on a classic queue's process that call is foreign.
+  if (values['broker-probe'] && ((values['queue-type'] ?? 'quorum') !== 'quorum' || (daemonEnv.NOTIFY_QUEUE_TYPE ?? 'quorum') !== 'quorum')) {
+    throw new Error('--broker-probe probes quorum queues only');
+  }
   // A build named for the ingress or idle bench without --ingress or --idle would be silently ignored.
   if (!values.ingress && (values['ingress-baseline'] !== undefined || values['ingress-build'] !== undefined)) {
     throw new Error('--ingress-baseline and --ingress-build need --ingress');

@@ -1,9 +1,11 @@
 %% Evaluated by bench/broker-probe.ts through `rabbitmqctl eval` (RabbitMQ
-%% 3.10's quorum queues; @NAME@ placeholders are filled in first). It spawns a
-%% process inside the broker that, every @INTERVAL@ ms until @STOP@ exists
-%% or @MAX_MS@ ms have passed, asks the quorum queue @QUEUE@ (vhost "/") for
-%% its ready messages and, per consumer, its status, deliveries checked out
-%% (unsettled) and credit left, and appends one line to @OUT@:
+%% 3.10's quorum queues; the at-sign placeholders are filled in first). It
+%% looks the quorum queue up in vhost "/" and creates the output file, and
+%% returns ok, or {error, Why} without starting anything. Then a process
+%% inside the broker, every INTERVAL ms until the stop file exists or
+%% MAX_MS have passed, asks the queue for its ready messages and, per
+%% consumer, its status, deliveries checked out (unsettled) and credit
+%% left, and appends one line to the output file:
 %%   ms_since_epoch reply_us ready consumer...   consumer = status:checked_out:credit
 %% then "end". The reply time is how long the queue's own process took to
 %% answer: a backlog there shows in it. Read-only: a local query of the
@@ -22,30 +24,41 @@ begin
     end
   end,
   Query = fun(St) -> {maps:get(num_ready_messages, rabbit_fifo:overview(St), -1), Consumers(St)} end,
-  spawn(fun() ->
-    file:write_file(Out, <<>>),
-    Loop = fun Loop() ->
-      case filelib:is_file(Stop) orelse erlang:monotonic_time(millisecond) > Deadline of
-        true -> file:write_file(Out, <<"end\n">>, [append]);
-        false ->
-          Line = case rabbit_amqqueue:lookup(QName) of
-            {ok, Q} ->
-              T0 = erlang:monotonic_time(microsecond),
-              case catch ra:local_query(amqqueue:get_pid(Q), Query, 2000) of
-                {ok, {_, {Ready, Cs}}, _} ->
-                  Us = erlang:monotonic_time(microsecond) - T0,
-                  [integer_to_list(os:system_time(millisecond)), $\s, integer_to_list(Us), $\s, integer_to_list(Ready),
-                   [[$\s, atom_to_list(S), $:, integer_to_list(N), $:, integer_to_list(C)] || {S, N, C} <- Cs, is_atom(S), is_integer(C)], $\n];
-                _ -> []
-              end;
-            _ -> []
-          end,
-          file:write_file(Out, Line, [append]),
-          timer:sleep(@INTERVAL@),
-          Loop()
-      end
-    end,
-    Loop()
-  end),
-  ok
+  Found = case rabbit_amqqueue:lookup(QName) of
+    {ok, Q0} ->
+      case amqqueue:get_type(Q0) of
+        rabbit_quorum_queue -> {ok, amqqueue:get_pid(Q0)};
+        Type -> {error, {not_a_quorum_queue, Type}}
+      end;
+    Other -> {error, {lookup, Other}}
+  end,
+  case Found of
+    {ok, Server} ->
+      case file:write_file(Out, <<>>) of
+        ok ->
+          spawn(fun() ->
+            Loop = fun Loop() ->
+              case filelib:is_file(Stop) orelse erlang:monotonic_time(millisecond) > Deadline of
+                true -> file:write_file(Out, <<"end", 10>>, [append]);
+                false ->
+                  T0 = erlang:monotonic_time(microsecond),
+                  Line = case catch ra:local_query(Server, Query, 2000) of
+                    {ok, {_, {Ready, Cs}}, _} ->
+                      Us = erlang:monotonic_time(microsecond) - T0,
+                      [integer_to_list(os:system_time(millisecond)), 32, integer_to_list(Us), 32, integer_to_list(Ready),
+                       [[32, atom_to_list(S), 58, integer_to_list(N), 58, integer_to_list(C)] || {S, N, C} <- Cs, is_atom(S), is_integer(C)], 10];
+                    _ -> []
+                  end,
+                  file:write_file(Out, Line, [append]),
+                  timer:sleep(@INTERVAL@),
+                  Loop()
+              end
+            end,
+            Loop()
+          end),
+          ok;
+        {error, Why} -> {error, {write, Why}}
+      end;
+    Error -> Error
+  end
 end.

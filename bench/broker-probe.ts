@@ -8,12 +8,12 @@
  * allows is in the worker, unacked).
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { median } from './bench-util.js';
+import { median, percentile } from './bench-util.js';
 
 /** One consumer of the queue, as its state machine holds it. */
 export interface ProbeConsumer {
@@ -39,7 +39,8 @@ export interface ProbeSample {
 export function parseProbe(text: string): { samples: ProbeSample[]; ended: boolean } {
   const samples: ProbeSample[] = [];
   let ended = false;
-  for (const line of text.split('\n')) {
+  // A line is whole once its newline is written: the text after the last one may be half a line.
+  for (const line of text.slice(0, text.lastIndexOf('\n') + 1).split('\n')) {
     if (line === 'end') {
       ended = true;
       continue;
@@ -58,9 +59,13 @@ export function parseProbe(text: string): { samples: ProbeSample[]; ended: boole
   return { samples, ended };
 }
 
-/** A run as the queue saw it, over the samples in which it had messages ready. */
+/** A run as the queue saw it, over the samples in which it had messages ready and a consumer up. */
 export interface ProbeSummary {
-  /** Samples with messages ready (the only ones in which a consumer could be waiting for the broker). */
+  /**
+   * Samples with messages ready (the only ones in which a consumer could be
+   * waiting for the broker) and a consumer up (not before the consumer
+   * registers, nor in the moment of a lane move).
+   */
   readonly samples: number;
   /** Percent of them in which no consumer that is up had credit left: the worker's window was full. */
   readonly windowFullPct: number;
@@ -73,14 +78,14 @@ export interface ProbeSummary {
   readonly replyP90Ms: number;
 }
 
-/** Pure: the summary of the samples taken within [from, to] (wall clock, ms); null when none had messages ready. */
+/** Pure: the summary of the samples taken within [from, to] (wall clock, ms); null when none had messages ready and a consumer up. */
 export function summarizeProbe(samples: readonly ProbeSample[], from: number, to: number): ProbeSummary | null {
-  const mine = samples.filter((s) => s.at >= from && s.at <= to && s.ready > 0);
+  const up = (s: ProbeSample): ProbeConsumer[] => s.consumers.filter((c) => c.status === 'up');
+  const mine = samples.filter((s) => s.at >= from && s.at <= to && s.ready > 0 && up(s).length > 0);
   if (mine.length === 0) return null;
   const round1 = (x: number): number => Math.round(x * 10) / 10;
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const up = (s: ProbeSample): ProbeConsumer[] => s.consumers.filter((c) => c.status === 'up');
-  const full = mine.filter((s) => up(s).length > 0 && up(s).every((c) => c.credit === 0)).length;
+  const full = mine.filter((s) => up(s).every((c) => c.credit === 0)).length;
   const replies = mine.map((s) => s.replyUs / 1000).sort((a, b) => a - b);
   return {
     samples: mine.length,
@@ -88,7 +93,7 @@ export function summarizeProbe(samples: readonly ProbeSample[], from: number, to
     upCheckedOutMean: round1(mean(mine.map((s) => up(s).reduce((n, c) => n + c.checkedOut, 0)))),
     cancelledCheckedOutMean: round1(mean(mine.map((s) => s.consumers.filter((c) => c.status === 'cancelled').reduce((n, c) => n + c.checkedOut, 0)))),
     replyP50Ms: round1(median(replies)),
-    replyP90Ms: round1(replies[Math.min(replies.length - 1, Math.floor(replies.length * 0.9))]!),
+    replyP90Ms: round1(percentile(replies, 90)),
   };
 }
 
@@ -110,27 +115,40 @@ export class BrokerProbe {
   ) {}
 
   /**
-   * Starts a probe of `queue` (vhost "/") in the local broker, sampling every
-   * `intervalMs` for at most `maxMs`. Throws if `rabbitmqctl eval` fails.
+   * Starts a probe of the quorum queue `queue` (vhost "/") in the broker
+   * process `brokerPid` on this host, sampling every `intervalMs` for at most
+   * `maxMs` (a bound in case `stop` is never reached). Throws if the queue is
+   * not a quorum queue there, or the probe cannot start; nothing is left
+   * behind then.
    */
-  static async start(queue: string, intervalMs = 50, maxMs = 120_000): Promise<BrokerProbe> {
-    // The name goes into Erlang source: only the characters notifyd's names use.
-    if (!/^[A-Za-z0-9._-]+$/.test(queue)) throw new Error(`broker probe: unexpected queue name ${queue}`);
+  static async start(queue: string, brokerPid: number, intervalMs = 50, maxMs = 600_000): Promise<BrokerProbe> {
     const dir = mkdtempSync(join(tmpdir(), 'notifyd-probe-'));
-    // The broker runs as its own user; it writes the samples here.
-    chmodSync(dir, 0o777);
-    const out = join(dir, 'samples.txt');
-    const stopFile = join(dir, 'stop');
-    const fill: Record<string, string> = { '@OUT@': out, '@STOP@': stopFile, '@QUEUE@': queue, '@INTERVAL@': String(Math.max(1, Math.round(intervalMs))), '@MAX_MS@': String(Math.round(maxMs)) };
-    const source = probeSource()
-      .split('\n')
-      .filter((l) => !l.startsWith('%%'))
-      .join('\n')
-      .replace(/@[A-Z_]+@/g, (k) => fill[k] ?? k);
-    await new Promise<void>((resolve, reject) =>
-      execFile('rabbitmqctl', ['eval', source], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`broker probe: rabbitmqctl eval failed: ${stderr || stdout || err.message}`)) : resolve())),
-    );
-    return new BrokerProbe(dir, out, stopFile);
+    try {
+      const out = join(dir, 'samples.txt');
+      const stopFile = join(dir, 'stop');
+      // The names go into Erlang source, and as root rabbitmqctl hands its arguments to `su -c "…"`, where a
+      // shell expands $, ` and \: only characters that neither reads specially.
+      for (const x of [queue, out, stopFile]) if (!/^[A-Za-z0-9._/-]+$/.test(x)) throw new Error(`broker probe: ${x} has characters the probe does not pass to rabbitmqctl`);
+      // The broker writes the samples as its own user: the directory is its alone (no one else can plant a link there).
+      const owner = statSync(`/proc/${brokerPid}`);
+      chownSync(dir, owner.uid, owner.gid);
+      chmodSync(dir, 0o700);
+      const fill: Record<string, string> = { '@OUT@': out, '@STOP@': stopFile, '@QUEUE@': queue, '@INTERVAL@': String(Math.max(1, Math.round(intervalMs))), '@MAX_MS@': String(Math.round(maxMs)) };
+      const source = probeSource()
+        .split('\n')
+        // The comments quote commands in backticks, which that shell would run.
+        .filter((l) => !l.startsWith('%%'))
+        .join('\n')
+        .replace(/@[A-Z_]+@/g, (k) => fill[k] ?? k);
+      const answer = await new Promise<string>((resolve, reject) =>
+        execFile('rabbitmqctl', ['eval', source], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`broker probe: rabbitmqctl eval failed: ${stderr || stdout || err.message}`)) : resolve(stdout.trim()))),
+      );
+      if (answer !== 'ok') throw new Error(`broker probe: not started for ${queue}: ${answer}`);
+      return new BrokerProbe(dir, out, stopFile);
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /** Stops the probe (idempotent) and returns its samples; its files are removed. */

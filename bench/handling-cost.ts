@@ -19,8 +19,11 @@ export interface WindowCpu {
  * control of the same round. The control delivers `healthy + bad`
  * notifications in its window, so its cost per notification is its total
  * over all of them; the bad run's healthy deliveries are charged that much
- * each, and the rest of its total is the bad notifications'. 1 or less meets
- * the rule; NaN when a figure is missing (no local broker to meter).
+ * each, and the rest of its total is the bad notifications'. The window ends
+ * with the healthy merchant's last delivery, so what a bad notification
+ * costs after it (a deferral that comes back later, the lower tiers' work)
+ * is not in it: the figure is a lower bound, and above 1 misses the rule.
+ * NaN when a figure is missing.
  */
 export function badHandlingCost(control: WindowCpu, run: WindowCpu, healthy: number, bad: number): number {
   if (!(healthy > 0) || !(bad > 0)) return NaN;

@@ -315,7 +315,11 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           log(`isolation: ${mode} at ${share} % (${badCount} of ${n} for ${mode === 'control' ? 'merchant B' : `a ${mode} merchant`})${flags.isolationRuns > 1 ? (roundNo > flags.isolationRuns ? ', closing control' : `, round ${roundNo} of ${flags.isolationRuns}`) : ''}`);
           await preload(daemon, n, (i) => (isBad(i) ? `${bad.base}/${runNo}-${i}` : `${aBase}/n/${runNo}-${i}`), `iso${runNo}`);
           // Started before the other meters: rabbitmqctl is an Erlang VM of its own, and its start is done before the resume.
-          probe = flags.brokerProbe ? await BrokerProbe.start(namesFor(daemon.prefix).workQueue(0)) : null;
+          if (flags.brokerProbe) {
+            const beam = BEAM();
+            if (beam.length === 0) throw new Error('--broker-probe needs the broker on this host (no beam.smp process found)');
+            probe = await BrokerProbe.start(namesFor(daemon.prefix).workQueue(0), beam[0]!);
+          }
           const sampler = new PssSampler(daemon.pids, 200).start();
           const fds = fdPeak(tier0);
           // One collection of the workers' metrics for both counts.
@@ -336,8 +340,9 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           // Peaks of the healthy window, as before this measure: not of the wait for tier 0 below.
           const pss = await sampler.stop();
           const tier0Fds = fds.stop();
-          const rungs = await tier0Done(daemon, rungMeter, runStart, rungsBefore, n);
+          // Stopped before the wait for tier 0: the probe's own CPU is the broker's, and that wait meters it.
           const probed = probe ? summarizeProbe(await probe.stop(), runStart, runEnd) : null;
+          const rungs = await tier0Done(daemon, rungMeter, runStart, rungsBefore, n);
           if (mode === 'control') {
             controlPerS = m.perS;
             controlCpu = m.cpuPer1k;
@@ -355,7 +360,8 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             round: roundNo,
             healthyPerS: round(m.perS),
             ratio: mode === 'control' ? null : round(m.perS / controlPerS, 2),
-            badCost: mode === 'control' ? null : round(badHandlingCost(controlCpu, m.cpuPer1k, healthyCount, badCount), 2),
+            // Without a local broker its CPU reads 0, and the figure would be the daemon's alone.
+            badCost: mode === 'control' ? null : broker.length === 0 ? NaN : round(badHandlingCost(controlCpu, m.cpuPer1k, healthyCount, badCount), 2),
             ratioAround: null,
             latencyP50: lat.p50,
             latencyP99: lat.p99,
@@ -378,7 +384,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
   const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'vs controls around', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'lane moves', 'ack frames', 'single', 'bundles', 'tier 0 done s', 'broker ms/1k to tier 0 done', 'bad ÷ delivery CPU']];
   if (flags.brokerProbe) rows[0]!.push('probe samples', 'window full %', 'window in use', 'held by moved lanes', 'queue reply ms p50', 'p90');
   for (const r of runs) {
-    const row: Row = [r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.ratioAround === null ? '-' : `${r.ratioAround}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.handling.laneMoves, r.handling.ackFrames, r.handling.singleAcks, r.handling.bundles, r.tier0.s, r.tier0.brokerPer1k, r.badCost === null ? '-' : `${r.badCost}x`];
+    const row: Row = [r.mode, `${r.share} %`, r.round, r.healthyPerS, r.ratio === null ? '-' : `${r.ratio}x`, r.ratioAround === null ? '-' : `${r.ratioAround}x`, r.latencyP50, r.latencyP99, r.pssPeakMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.broker, r.handling.deferred, r.handling.skipped, r.handling.failedHandedOn, r.handling.laneMoves, r.handling.ackFrames, r.handling.singleAcks, r.handling.bundles, r.tier0.s, r.tier0.brokerPer1k, r.badCost === null || !Number.isFinite(r.badCost) ? '-' : `${r.badCost}x`];
     if (flags.brokerProbe) {
       const p = r.probe;
       row.push(...(p ? [p.samples, p.windowFullPct, p.upCheckedOutMean, p.cancelledCheckedOutMean, p.replyP50Ms, p.replyP90Ms] : ['-', '-', '-', '-', '-', '-']));
@@ -386,6 +392,12 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
     rows.push(row);
   }
   return { runs, rows, summary: flags.isolationRuns > 1 ? ratioSummary(runs) : null };
+}
+
+/** The median of the runs' `bad ÷ delivery CPU`, or '-' when none has one. */
+function badCostMedian(runs: readonly BadRun[]): string {
+  const xs = runs.flatMap((r) => (r.badCost !== null && Number.isFinite(r.badCost) ? [r.badCost] : []));
+  return xs.length === 0 ? '-' : `${round(median(xs), 2)}x`;
 }
 
 /** Sets each bad run's `ratioAround` from the controls of its round and the next (same share). */
@@ -428,7 +440,7 @@ function ratioSummary(runs: readonly BadRun[]): Row[] {
       if (sorted.length === 0) return ['-', '-', '-'];
       return [`${round(median(sorted), 2)}x`, `${sorted[0]}–${sorted[sorted.length - 1]}x`, `${sorted.filter((x) => x >= 0.9).length} of ${sorted.length}`];
     };
-    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, mine.length, ...spread(mine.map((r) => r.ratio!)), ...spread(mine.flatMap((r) => (r.ratioAround === null ? [] : [r.ratioAround]))), p99, rungCost, `${round(median(mine.map((r) => r.badCost!).filter(Number.isFinite)), 2)}x`]);
+    rows.push([mine[0]!.mode, `${mine[0]!.share} %`, mine.length, ...spread(mine.map((r) => r.ratio!)), ...spread(mine.flatMap((r) => (r.ratioAround === null ? [] : [r.ratioAround]))), p99, rungCost, badCostMedian(mine)]);
   }
   return rows;
 }

@@ -23,6 +23,11 @@ describe('bench: broker probe', () => {
     assert.equal(parseProbe('1000 150 3 up:1:2\n').ended, false);
   });
 
+  it('leaves out a last line the probe has not finished writing', () => {
+    assert.deepEqual(parseProbe('1000 150 3 up:1:2\n1050 1').samples, [{ at: 1000, replyUs: 150, ready: 3, consumers: [{ status: 'up', checkedOut: 1, credit: 2 }] }]);
+    assert.deepEqual(parseProbe('1000 15').samples, []);
+  });
+
   it('summarises the samples of the window that had messages ready', () => {
     const text = [
       '900 100 500 up:512:0', // before the window
@@ -30,6 +35,7 @@ describe('bench: broker probe', () => {
       '1050 2000 400 up:500:12',
       '1100 3000 300 up:512:0 up:10:502', // one of two lanes still has credit: not full
       '1150 4000 200 up:512:0 cancelled:50:0',
+      '1120 9000 250 cancelled:40:0', // no consumer up (a lane moving): neither full nor empty
       '1200 100 0 up:0:512', // nothing ready: the worker cannot be waiting for the broker
       '1300 100 100 up:512:0', // after the window
     ].join('\n');
