@@ -1,7 +1,7 @@
 %% Evaluated by bench/broker-probe.ts through `rabbitmqctl eval` (RabbitMQ
 %% 3.10's quorum queues; the at-sign placeholders are filled in first). It
-%% looks the quorum queue up in vhost "/" and creates the output file, and
-%% returns ok, or {error, Why} without starting anything. Then a process
+%% looks the quorum queue up in vhost "/" and has the probe create the output
+%% file, and returns ok, or {error, Why} without a probe left. Then a process
 %% inside the broker, every INTERVAL ms until the stop file exists or
 %% MAX_MS have passed, asks the queue for its ready messages and, per
 %% consumer, its status, deliveries checked out (unsettled) and credit
@@ -34,31 +34,39 @@ begin
   end,
   case Found of
     {ok, Server} ->
-      case file:write_file(Out, <<>>) of
-        ok ->
-          spawn(fun() ->
+      Parent = self(),
+      %% A raw file belongs to the process that opened it: the probe opens
+      %% its own, exclusively (never a file or link someone else put there).
+      Probe = spawn(fun() ->
+        case file:open(Out, [write, exclusive, raw, binary]) of
+          {ok, Fd} ->
+            Parent ! {self(), ok},
             Loop = fun Loop() ->
-              case filelib:is_file(Stop) orelse erlang:monotonic_time(millisecond) > Deadline of
-                true -> file:write_file(Out, <<"end", 10>>, [append]);
+              %% It also ends once its file is gone (the bench gave up on it)
+              %% or its queue is (the bench deleted the daemon's queues).
+              case filelib:is_file(Stop) orelse not filelib:is_file(Out) orelse erlang:monotonic_time(millisecond) > Deadline of
+                true -> file:write(Fd, <<"end", 10>>);
                 false ->
                   T0 = erlang:monotonic_time(microsecond),
-                  Line = case catch ra:local_query(Server, Query, 2000) of
+                  case catch ra:local_query(Server, Query, 2000) of
                     {ok, {_, {Ready, Cs}}, _} ->
                       Us = erlang:monotonic_time(microsecond) - T0,
-                      [integer_to_list(os:system_time(millisecond)), 32, integer_to_list(Us), 32, integer_to_list(Ready),
-                       [[32, atom_to_list(S), 58, integer_to_list(N), 58, integer_to_list(C)] || {S, N, C} <- Cs, is_atom(S), is_integer(C)], 10];
-                    _ -> []
-                  end,
-                  file:write_file(Out, Line, [append]),
-                  timer:sleep(@INTERVAL@),
-                  Loop()
+                      Line = [integer_to_list(os:system_time(millisecond)), 32, integer_to_list(Us), 32, integer_to_list(Ready),
+                              [[32, atom_to_list(S), 58, integer_to_list(N), 58, integer_to_list(C)] || {S, N, C} <- Cs, is_atom(S), is_integer(C)], 10],
+                      case file:write(Fd, Line) of
+                        ok -> timer:sleep(@INTERVAL@), Loop();
+                        _ -> ok
+                      end;
+                    _ -> file:write(Fd, <<"end", 10>>)
+                  end
               end
             end,
-            Loop()
-          end),
-          ok;
-        {error, Why} -> {error, {write, Why}}
-      end;
+            Loop(),
+            file:close(Fd);
+          {error, Why} -> Parent ! {self(), {error, {open, Why}}}
+        end
+      end),
+      receive {Probe, Started} -> Started after 10000 -> {error, probe_did_not_answer} end;
     Error -> Error
   end
 end.

@@ -7,7 +7,7 @@
  * that waits on its own window (no credit left: every delivery the prefetch
  * allows is in the worker, unacked).
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +106,22 @@ function probeSource(): string {
   throw new Error('bench/broker-probe.erl not found');
 }
 
+let brokerPid: number | null = null;
+
+/**
+ * The process of the broker node `rabbitmqctl` talks to (asked once, then
+ * remembered). Throws when that node does not answer.
+ */
+export function localBrokerPid(): number {
+  if (brokerPid === null) {
+    const out = execFileSync('rabbitmqctl', ['eval', 'list_to_integer(os:getpid()).'], { encoding: 'utf8', timeout: 30_000 }).trim();
+    const pid = Number(out);
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`--broker-probe: the broker node's pid is not known (rabbitmqctl answered ${out})`);
+    brokerPid = pid;
+  }
+  return brokerPid;
+}
+
 /** A probe running inside the local broker. */
 export class BrokerProbe {
   private constructor(
@@ -137,7 +153,7 @@ export class BrokerProbe {
       const source = probeSource()
         .split('\n')
         // The comments quote commands in backticks, which that shell would run.
-        .filter((l) => !l.startsWith('%%'))
+        .filter((l) => !l.trimStart().startsWith('%%'))
         .join('\n')
         .replace(/@[A-Z_]+@/g, (k) => fill[k] ?? k);
       const answer = await new Promise<string>((resolve, reject) =>

@@ -22,8 +22,10 @@ export interface WindowCpu {
  * each, and the rest of its total is the bad notifications'. The window ends
  * with the healthy merchant's last delivery, so what a bad notification
  * costs after it (a deferral that comes back later, the lower tiers' work)
- * is not in it: the figure is a lower bound, and above 1 misses the rule.
- * NaN when a figure is missing.
+ * is not in it: the figure is a lower bound, and above 1 misses the rule
+ * (with `--broker-probe`, the probe's CPU counts as the broker's and grows
+ * with the window, a little against the bad runs). NaN when a figure is
+ * missing.
  */
 export function badHandlingCost(control: WindowCpu, run: WindowCpu, healthy: number, bad: number): number {
   if (!(healthy > 0) || !(bad > 0)) return NaN;

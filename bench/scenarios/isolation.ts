@@ -32,7 +32,7 @@ import { counterSum } from '../metrics-text.js';
 import { MerchantProcess } from '../merchant-process.js';
 import { CpuMeter } from '../cpu.js';
 import { PssSampler } from '../pss.js';
-import { BrokerProbe, summarizeProbe, type ProbeSummary } from '../broker-probe.js';
+import { BrokerProbe, localBrokerPid, summarizeProbe, type ProbeSummary } from '../broker-probe.js';
 import { badHandlingCost, type WindowCpu } from '../handling-cost.js';
 
 const SCHEDULE = 'default';
@@ -315,11 +315,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           log(`isolation: ${mode} at ${share} % (${badCount} of ${n} for ${mode === 'control' ? 'merchant B' : `a ${mode} merchant`})${flags.isolationRuns > 1 ? (roundNo > flags.isolationRuns ? ', closing control' : `, round ${roundNo} of ${flags.isolationRuns}`) : ''}`);
           await preload(daemon, n, (i) => (isBad(i) ? `${bad.base}/${runNo}-${i}` : `${aBase}/n/${runNo}-${i}`), `iso${runNo}`);
           // Started before the other meters: rabbitmqctl is an Erlang VM of its own, and its start is done before the resume.
-          if (flags.brokerProbe) {
-            const beam = BEAM();
-            if (beam.length === 0) throw new Error('--broker-probe needs the broker on this host (no beam.smp process found)');
-            probe = await BrokerProbe.start(namesFor(daemon.prefix).workQueue(0), beam[0]!);
-          }
+          if (flags.brokerProbe) probe = await BrokerProbe.start(namesFor(daemon.prefix).workQueue(0), localBrokerPid());
           const sampler = new PssSampler(daemon.pids, 200).start();
           const fds = fdPeak(tier0);
           // One collection of the workers' metrics for both counts.
@@ -340,7 +336,8 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           // Peaks of the healthy window, as before this measure: not of the wait for tier 0 below.
           const pss = await sampler.stop();
           const tier0Fds = fds.stop();
-          // Stopped before the wait for tier 0: the probe's own CPU is the broker's, and that wait meters it.
+          // Stopped before the wait for tier 0: the probe's CPU is the broker's, and the window's figures hold it
+          // (bad runs' longer windows more of it), the wait's none.
           const probed = probe ? summarizeProbe(await probe.stop(), runStart, runEnd) : null;
           const rungs = await tier0Done(daemon, rungMeter, runStart, rungsBefore, n);
           if (mode === 'control') {
