@@ -172,13 +172,14 @@ export class BrokerProbe {
     if (!existsSync(this.dir)) return [];
     try {
       writeFileSync(this.stopFile, '');
-      // The probe ends within one interval (plus a query's reply time).
+      // The probe ends within one interval (plus a query's reply time); what it wrote by then is what there is.
+      let read = parseProbe('');
       for (let i = 0; i < 60; i++) {
-        const text = existsSync(this.out) ? readFileSync(this.out, 'utf8') : '';
-        if (parseProbe(text).ended) break;
+        read = parseProbe(existsSync(this.out) ? readFileSync(this.out, 'utf8') : '');
+        if (read.ended || i === 59) break;
         await sleep(50);
       }
-      return parseProbe(existsSync(this.out) ? readFileSync(this.out, 'utf8') : '').samples;
+      return read.samples;
     } finally {
       rmSync(this.dir, { recursive: true, force: true });
     }

@@ -371,7 +371,6 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           });
         } finally {
           await probe?.stop();
-          probe = null;
           await bad.stop();
         }
       }
