@@ -20,9 +20,10 @@ function withHeartbeat(url: string): string {
 export type OpenNode = (node: BrokerNode, name: string) => Promise<ChannelModel>;
 
 const openNode: OpenNode = (node, name) =>
-  // Nagle stays on (amqplib's default): with TCP_NODELAY every coalesced ack
-  // went out as its own packet, and the bench measured tier 0 and RabbitMQ
-  // both slower (3 of 3 paired runs).
+  // Nagle stays on (amqplib's default): with TCP_NODELAY every frame went out
+  // as its own packet, and the bench measured tier 0 and RabbitMQ both slower
+  // (stop 25) and a cold tier 1's retries later (stop 36). What Nagle must
+  // not hold, a tier worker's acks, is pushed instead (`pushPendingWrites`).
   amqp.connect(withHeartbeat(node.url), { clientProperties: { connection_name: name }, timeout: 5000 });
 
 /** A connection and the node it is on. */
@@ -133,4 +134,41 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** The part of amqplib's socket `pushPendingWrites` uses. */
+export interface NagleSocket {
+  setNoDelay(on: boolean): unknown;
+}
+
+/**
+ * The socket under an amqplib connection (its `connection.stream`), or null
+ * when it is not there (an amqplib that keeps it elsewhere: an integration
+ * test checks the version notifyd pins).
+ */
+export function amqpSocketOf(conn: unknown): NagleSocket | null {
+  const sock = (conn as { connection?: { stream?: Partial<NagleSocket> } } | null)?.connection?.stream;
+  return typeof sock?.setNoDelay === 'function' ? (sock as NagleSocket) : null;
+}
+
+/**
+ * Sends at once what Nagle's algorithm holds on `conn`'s socket: TCP_NODELAY
+ * on and off again (Linux pushes the pending segments when it is turned
+ * on). False when there is no such socket.
+ *
+ * Why: with Nagle a small segment waits while an earlier one is
+ * unacknowledged, and a broker with nothing to send back delays its TCP
+ * acknowledgement (about 40 ms on Linux). A tier worker whose whole prefetch
+ * window is checked out gets nothing from the broker until its acks arrive,
+ * so its acks waited for that timer: beside a hanging merchant tier 0 idled
+ * 20–40 ms every 60–100 ms while the broker had applied about 250 fewer
+ * acks than it had sent, and the healthy merchant got 0.65–0.8× its rate
+ * (docs/performance.md, stop 36).
+ */
+export function pushPendingWrites(conn: unknown): boolean {
+  const sock = amqpSocketOf(conn);
+  if (sock === null) return false;
+  sock.setNoDelay(true);
+  sock.setNoDelay(false);
+  return true;
 }

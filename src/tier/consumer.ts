@@ -3,7 +3,7 @@ import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broke
 import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-lanes.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { NodeRing, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
+import { NodeRing, nodeRingFor, openUntil, pushPendingWrites, sleep } from '../broker/connection.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { SelfAddresses } from '../delivery/connector.js';
@@ -101,6 +101,8 @@ export class TierWorker implements ManagedWorker {
   private readonly cancelling = new Set<ConfirmChannel>();
   /** The lane move under way, awaited by a drain before it counts what is in flight. */
   private movingLane: Promise<void> | null = null;
+  /** An ack push is scheduled for this turn (see `pushAcks`). */
+  private pushScheduled = false;
   private lastLaneMoveAt = -Infinity;
   /** When to move (from `delivery.consumerLanes`), built once per configuration: stalls are reported every few milliseconds. */
   private lanePolicy: LanePolicy;
@@ -390,6 +392,7 @@ export class TierWorker implements ManagedWorker {
         try {
           ch.ack({ fields: { deliveryTag: tag } } as Message, multiple);
           (multiple ? this.multipleAcks : this.singleAcks).inc();
+          this.pushAcks();
         } catch {
           /* channel closing: the broker redelivers */
         }
@@ -399,6 +402,25 @@ export class TierWorker implements ManagedWorker {
       ackPolicyFor(prefetch),
       nodeAckTimers,
       (stall) => this.onAckStall(ch, stall),
+    );
+  }
+
+  /**
+   * Sends the acks just written without waiting for Nagle's algorithm
+   * (`pushPendingWrites`): a worker whose window is full would otherwise wait
+   * up to the broker's delayed TCP acknowledgement for new deliveries.
+   * amqplib writes frames to its socket in a setImmediate of its own (its
+   * muxer), scheduled after this one: hence the second turn. Once per turn,
+   * however many acks.
+   */
+  private pushAcks(): void {
+    if (this.pushScheduled) return;
+    this.pushScheduled = true;
+    setImmediate(() =>
+      setImmediate(() => {
+        this.pushScheduled = false;
+        pushPendingWrites(this.conn);
+      }),
     );
   }
 

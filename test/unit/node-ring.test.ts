@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ChannelModel } from 'amqplib';
-import { NodeRing, connectBroker, type OpenNode } from '../../src/broker/connection.js';
+import { NodeRing, amqpSocketOf, connectBroker, pushPendingWrites, type OpenNode } from '../../src/broker/connection.js';
 import { parseBrokerNodes, type BrokerNode } from '../../src/core/broker-nodes.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 
@@ -17,6 +17,23 @@ function fakeOpen(up: Set<string>, tries: string[]): OpenNode {
     return { name, node: node.label } as unknown as ChannelModel;
   };
 }
+
+describe('pushPendingWrites', () => {
+  it('turns TCP_NODELAY on and off again on amqplib’s socket, which sends what Nagle holds', () => {
+    const calls: boolean[] = [];
+    const conn = { connection: { stream: { setNoDelay: (on: boolean) => calls.push(on) } } };
+    assert.equal(amqpSocketOf(conn), conn.connection.stream);
+    assert.equal(pushPendingWrites(conn), true);
+    assert.deepEqual(calls, [true, false]);
+  });
+
+  it('does nothing where there is no such socket', () => {
+    for (const conn of [null, undefined, {}, { connection: {} }, { connection: { stream: {} } }]) {
+      assert.equal(amqpSocketOf(conn), null);
+      assert.equal(pushPendingWrites(conn), false);
+    }
+  });
+});
 
 describe('connectBroker', () => {
   it('tries the nodes in turn from the start index and says which one answered', async () => {
