@@ -20,10 +20,11 @@ function withHeartbeat(url: string): string {
 export type OpenNode = (node: BrokerNode, name: string) => Promise<ChannelModel>;
 
 const openNode: OpenNode = (node, name) =>
-  // Nagle stays on (amqplib's default): with TCP_NODELAY every frame went out
-  // as its own packet, and the bench measured tier 0 and RabbitMQ both slower
-  // (stop 25) and a cold tier 1's retries later (stop 36). What Nagle must
-  // not hold, a tier worker's acks, is pushed instead (`pushPendingWrites`).
+  // Nagle stays on (amqplib's default): with TCP_NODELAY every frame goes
+  // out as its own packet, and a cold tier 1's retries were later (stop 36 in
+  // docs/performance.md; stop 25 had also measured the clean bench slower,
+  // which stop 36 did not see again). What Nagle must not hold, a tier
+  // worker's acks, is pushed instead (`pushPendingWrites`).
   amqp.connect(withHeartbeat(node.url), { clientProperties: { connection_name: name }, timeout: 5000 });
 
 /** A connection and the node it is on. */
@@ -154,7 +155,9 @@ export function amqpSocketOf(conn: unknown): NagleSocket | null {
 /**
  * Sends at once what Nagle's algorithm holds on `conn`'s socket: TCP_NODELAY
  * on and off again (Linux pushes the pending segments when it is turned
- * on). False when there is no such socket.
+ * on; the socket caches the setting, so this assumes Nagle is on, as
+ * `openNode` leaves it). False when there is no such socket; a destroyed
+ * socket only changes its cached setting.
  *
  * Why: with Nagle a small segment waits while an earlier one is
  * unacknowledged, and a broker with nothing to send back delays its TCP
@@ -162,7 +165,7 @@ export function amqpSocketOf(conn: unknown): NagleSocket | null {
  * window is checked out gets nothing from the broker until its acks arrive,
  * so its acks waited for that timer: beside a hanging merchant tier 0 idled
  * 20–40 ms every 60–100 ms while the broker had applied about 250 fewer
- * acks than it had sent, and the healthy merchant got 0.65–0.8× its rate
+ * acks than it had sent, and the healthy merchant got 0.64–0.80× its rate
  * (docs/performance.md, stop 36).
  */
 export function pushPendingWrites(conn: unknown): boolean {

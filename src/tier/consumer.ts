@@ -101,7 +101,7 @@ export class TierWorker implements ManagedWorker {
   private readonly cancelling = new Set<ConfirmChannel>();
   /** The lane move under way, awaited by a drain before it counts what is in flight. */
   private movingLane: Promise<void> | null = null;
-  /** An ack push is scheduled for this turn (see `pushAcks`). */
+  /** An ack push is scheduled (see `pushAcks`). */
   private pushScheduled = false;
   private lastLaneMoveAt = -Infinity;
   /** When to move (from `delivery.consumerLanes`), built once per configuration: stalls are reported every few milliseconds. */
@@ -406,22 +406,26 @@ export class TierWorker implements ManagedWorker {
   }
 
   /**
-   * Sends the acks just written without waiting for Nagle's algorithm
-   * (`pushPendingWrites`): a worker whose window is full would otherwise wait
-   * up to the broker's delayed TCP acknowledgement for new deliveries.
-   * amqplib writes frames to its socket in a setImmediate of its own (its
-   * muxer), scheduled after this one: hence the second turn. Once per turn,
-   * however many acks.
+   * Sends the acks (and requeues) just written without waiting for Nagle's
+   * algorithm (`pushPendingWrites`): a worker whose window is full would
+   * otherwise wait up to the broker's delayed TCP acknowledgement for new
+   * deliveries. amqplib writes a channel's frames to its socket in a
+   * setImmediate of its own (its muxer), scheduled from a `nextTick` after
+   * the ack call returns; a setImmediate scheduled from a later `nextTick`
+   * runs after it, in the same turn. One push for all the acks of a tick;
+   * an ack after that schedules its own. The connection is the one of the
+   * ack (a drain clears `this.conn` right after its last flush). Frames
+   * that amqplib holds back because the socket's buffer is full go out on
+   * its 'drain', unpushed: rare, and no worse than before.
    */
   private pushAcks(): void {
     if (this.pushScheduled) return;
     this.pushScheduled = true;
-    setImmediate(() =>
-      setImmediate(() => {
-        this.pushScheduled = false;
-        pushPendingWrites(this.conn);
-      }),
-    );
+    const conn = this.conn;
+    process.nextTick(() => {
+      this.pushScheduled = false;
+      setImmediate(() => pushPendingWrites(conn));
+    });
   }
 
   /** A flush of the current channel acked deliveries one by one behind a long-held one: maybe move to a new lane. */
@@ -643,6 +647,7 @@ export class TierWorker implements ManagedWorker {
     acker.forget(msg.fields.deliveryTag);
     try {
       ch.nack(msg, false, true);
+      this.pushAcks();
     } catch {
       /* channel closing: the broker redelivers */
     }
