@@ -165,8 +165,8 @@ export function amqpSocketOf(conn: unknown): NagleSocket | null {
  * window is checked out gets nothing from the broker until its acks arrive,
  * so its acks waited for that timer: beside a hanging merchant tier 0 idled
  * 20–40 ms every 60–100 ms while the broker had applied about 250 fewer
- * acks than it had sent, and the healthy merchant got 0.64–0.80× its rate
- * (docs/performance.md, stop 36).
+ * acks than it had sent, and the healthy merchant got 0.64–0.68× its rate
+ * at 10 % (docs/performance.md, stop 36).
  */
 export function pushPendingWrites(conn: unknown): boolean {
   const sock = amqpSocketOf(conn);

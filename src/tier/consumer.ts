@@ -101,7 +101,7 @@ export class TierWorker implements ManagedWorker {
   private readonly cancelling = new Set<ConfirmChannel>();
   /** The lane move under way, awaited by a drain before it counts what is in flight. */
   private movingLane: Promise<void> | null = null;
-  /** An ack push is scheduled (see `pushAcks`). */
+  /** A push's nextTick is pending (see `pushAcks`). */
   private pushScheduled = false;
   private lastLaneMoveAt = -Infinity;
   /** When to move (from `delivery.consumerLanes`), built once per configuration: stalls are reported every few milliseconds. */
@@ -412,7 +412,7 @@ export class TierWorker implements ManagedWorker {
    * deliveries. amqplib writes a channel's frames to its socket in a
    * setImmediate of its own (its muxer), scheduled from a `nextTick` after
    * the ack call returns; a setImmediate scheduled from a later `nextTick`
-   * runs after it, in the same turn. One push for all the acks of a tick;
+   * runs after it. One push for all the acks of a tick;
    * an ack after that schedules its own. The connection is the one of the
    * ack (a drain clears `this.conn` right after its last flush). Frames
    * that amqplib holds back because the socket's buffer is full go out on

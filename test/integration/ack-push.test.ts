@@ -2,9 +2,11 @@
 // src/broker/connection.ts) through amqplib's socket. Checked on a real
 // connection to the system broker: an amqplib that keeps its socket
 // elsewhere fails here instead of silently bringing the 40-ms ack stall
-// back (docs/performance.md, stop 36), and pushing between acks leaves the
-// protocol whole. (Whether a push sends anything sooner is the bench's to
-// show, not a test's: the kernel's send queue is not visible from here.)
+// back (docs/performance.md, stop 36), and pushes on a live connection
+// leave the protocol whole. Not tested here: that a worker's push comes
+// after amqplib's own write of its acks (the order is argued in
+// TierWorker.pushAcks), and whether a push sends anything sooner (the
+// bench's to show: the kernel's send queue is not visible from here).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
@@ -28,6 +30,7 @@ describe('acks pushed past Nagle (system broker)', () => {
       const seen: number[] = [];
       await new Promise<void>((resolve, reject) => {
         const got: ConsumeMessage[] = [];
+        ch.on('error', reject);
         ch.on('close', () => reject(new Error('channel closed')));
         ch.consume(q, (m) => {
           try {
@@ -35,7 +38,7 @@ describe('acks pushed past Nagle (system broker)', () => {
             got.push(m);
             seen.push(Number(m.content.toString()));
             if (got.length < n) return;
-            // Acked one by one, out of order, with pushes between them, as a worker acks behind a hanging head.
+            // Acked one by one, out of order, as a worker acks behind a hanging head, each followed by a push.
             for (const g of got.reverse()) {
               ch.ack(g);
               if (!pushPendingWrites(conn)) throw new Error('no socket to push');
