@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import amqp from 'amqplib';
 import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { queueInfo } from '../../bench/bench-util.js';
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import type { NotificationPage, NotificationTimeline } from '../../src/history/reader.js';
@@ -149,14 +149,8 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     assert.equal((await admin('POST', '/admin/tiers/0/pause')).status, 200);
     // The pause answers once the master has told the worker; the worker cancels its consumer after that. Until the
     // broker shows no consumer, a notification published now could still be delivered, and would not stay pending.
-    const conn = await amqp.connect(AMQP_URL);
-    try {
-      const ch = await conn.createChannel();
-      const work0 = namesFor(d.opts.prefix).workQueue(0);
-      await waitFor(async () => (await ch.checkQueue(work0)).consumerCount === 0, 10_000, 'tier 0 consumes nothing');
-    } finally {
-      await conn.close().catch(() => undefined);
-    }
+    const work0 = namesFor(d.opts.prefix).workQueue(0);
+    await waitFor(async () => (await queueInfo(AMQP_URL, work0)).consumerCount === 0, 10_000, 'tier 0 consumes nothing');
     const path = `/fail/0/held-${d.opts.prefix}`;
     try {
       assert.equal((await api('POST', '/v1/notifications', { id: 'held', merchant: 'shop-b', url: `${merchant.base}${path}`, body: {} })).status, 202);
