@@ -3,8 +3,9 @@ import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broke
 import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-lanes.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { NodeRing, nodeRingFor, openUntil, pushPendingWrites, sleep } from '../broker/connection.js';
+import { NodeRing, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
 import { PublishChannel } from '../broker/publish-channel.js';
+import { WritePush } from '../broker/write-push.js';
 import type { WorkerState } from '../supervisor/control.js';
 import { SelfAddresses } from '../delivery/connector.js';
 import { HttpDeliverer } from '../delivery/deliverer.js';
@@ -101,8 +102,8 @@ export class TierWorker implements ManagedWorker {
   private readonly cancelling = new Set<ConfirmChannel>();
   /** The lane move under way, awaited by a drain before it counts what is in flight. */
   private movingLane: Promise<void> | null = null;
-  /** A push's nextTick is pending (see `pushAcks`). */
-  private pushScheduled = false;
+  /** Pushes acks past Nagle's algorithm, once a tick (see `pushAcks`). */
+  private readonly writePush = new WritePush();
   private lastLaneMoveAt = -Infinity;
   /** When to move (from `delivery.consumerLanes`), built once per configuration: stalls are reported every few milliseconds. */
   private lanePolicy: LanePolicy;
@@ -407,25 +408,13 @@ export class TierWorker implements ManagedWorker {
 
   /**
    * Sends the acks (and requeues) just written without waiting for Nagle's
-   * algorithm (`pushPendingWrites`): a worker whose window is full would
-   * otherwise wait up to the broker's delayed TCP acknowledgement for new
-   * deliveries. amqplib writes a channel's frames to its socket in a
-   * setImmediate of its own (its muxer), scheduled from a `nextTick` after
-   * the ack call returns; a setImmediate scheduled from a later `nextTick`
-   * runs after it. One push for all the acks of a tick;
-   * an ack after that schedules its own. The connection is the one of the
-   * ack (a drain clears `this.conn` right after its last flush). Frames
-   * that amqplib holds back because the socket's buffer is full go out on
-   * its 'drain', unpushed: rare, and no worse than before.
+   * algorithm: a worker whose window is full would otherwise wait up to the
+   * broker's delayed TCP acknowledgement for new deliveries (stop 36 in
+   * docs/performance.md). On the ack's own connection: a drain clears
+   * `this.conn` right after its last flush.
    */
   private pushAcks(): void {
-    if (this.pushScheduled) return;
-    this.pushScheduled = true;
-    const conn = this.conn;
-    process.nextTick(() => {
-      this.pushScheduled = false;
-      setImmediate(() => pushPendingWrites(conn));
-    });
+    this.writePush.request(this.conn);
   }
 
   /** A flush of the current channel acked deliveries one by one behind a long-held one: maybe move to a new lane. */

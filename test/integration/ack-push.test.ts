@@ -3,10 +3,11 @@
 // connection to the system broker: an amqplib that keeps its socket
 // elsewhere fails here instead of silently bringing the 40-ms ack stall
 // back (docs/performance.md, stop 36), and pushes on a live connection
-// leave the protocol whole. Not tested here: that a worker's push comes
-// after amqplib's own write of its acks (the order is argued in
-// TierWorker.pushAcks), and whether a push sends anything sooner (the
-// bench's to show: the kernel's send queue is not visible from here).
+// leave the protocol whole. That a worker's push comes after amqplib's own
+// write of its acks is checked against amqplib's code in
+// test/unit/write-push.test.ts. Not tested: whether a push sends anything
+// sooner (the bench's to show: the kernel's send queue is not visible from
+// here).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
