@@ -48,7 +48,10 @@ function amqpOn(): { model: { connection: AmqpConnection }; sock: RecordingSocke
   return { model: { connection }, sock, ack };
 }
 
-/** Lets nextTicks and two rounds of setImmediate run. */
+/**
+ * Lets the nextTicks and two rounds of setImmediate run: enough when called
+ * right after a request, whose first round holds amqplib's write and the push.
+ */
 async function settle(): Promise<void> {
   await immediate();
   await immediate();
@@ -84,15 +87,38 @@ describe('WritePush', () => {
     assert.equal(sock.written, (oneTick * 3) / 2, 'three frames of one size');
   });
 
-  it('pushes the connection it was asked for, even if the caller has let go of it', async () => {
+  it('pushes a frame made between its two hops (after the nextTick, before the push) with a push of its own', async () => {
+    const { model, sock, ack } = amqpOn();
+    const push = new WritePush();
+    ack(1);
+    // Queued between amqplib's nextTick and the push's: runs in the same
+    // check phase as the first push, before it, after amqplib's first write.
+    process.nextTick(() =>
+      setImmediate(() => {
+        ack(2);
+        push.request(model);
+      }),
+    );
+    push.request(model);
+    await settle();
+    await immediate();
+    const frame = sock.written / 2;
+    assert.ok(frame > 0);
+    // The first push ran before amqplib wrote the second frame (in the next
+    // loop round): only a push of its own sends that one.
+    assert.deepEqual(sock.pushedAt, [frame, 2 * frame]);
+  });
+
+  it('pushes each connection asked for in a tick, once', async () => {
     const pushed: unknown[] = [];
     const push = new WritePush((c) => pushed.push(c));
-    let conn: object | null = { id: 1 };
-    const first = conn;
-    push.request(conn);
-    conn = null;
+    const a = { id: 'a' };
+    const b = { id: 'b' };
+    push.request(a);
+    push.request(b);
+    push.request(a);
     await settle();
-    assert.deepEqual(pushed, [first]);
+    assert.deepEqual(pushed, [a, b]);
   });
 
   it('(why the nextTick) a push scheduled in the call that made the frame runs before amqplib writes it', async () => {
