@@ -136,6 +136,14 @@ export class MerchantStub {
         }
         return send(200, 'success');
       }
+      case 'slowfail': {
+        // /slowfail/<ms>/<k>/…: the first k requests answered 500 after ms, the rest 200 at once.
+        if (n <= Number(parts[2])) {
+          setTimeout(() => send(500, 'try later'), Number(parts[1])).unref();
+          return;
+        }
+        return send(200, 'success');
+      }
       case 'redirect':
         return send(302, '', { location: `/fail/0/${parts[1] ?? ''}` });
       case 'hang':

@@ -80,6 +80,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_DELIVERY_WARM_UP_BROKER', 'delivery.warmUpThroughBroker');
   str('NOTIFY_DELIVERY_BUNDLE_MAX', 'delivery.bundleMax');
   str('NOTIFY_DELIVERY_CONSUMER_LANES', 'delivery.consumerLanes');
+  str('NOTIFY_DELIVERY_DELAY_FROM_START', 'delivery.delayFromStart');
   str('NOTIFY_DRAIN_TIMEOUT', 'supervisor.drainTimeout');
   str('NOTIFY_LOG_LEVEL', 'logLevel');
   str('NOTIFY_LOG_ATTEMPTS', 'log.attempts');
@@ -245,6 +246,7 @@ export function parseConfig(raw: Raw): Config {
     allowCidrs: parseCidrs(d.allowCidrs, 'delivery.allowCidrs'),
     dnsServers: d.dnsServers,
     dnsTimeoutMs: dms('dnsTimeout', 10, 60_000),
+    delayFromStartMs: dms('delayFromStart', 0, 60_000),
   };
 
   const i = raw.ingress;

@@ -109,3 +109,34 @@ export function holdDelayMs(scheduleMs: readonly number[], tier: number): number
   if (budget <= 0) return 0;
   return Math.min(budget, Math.max(HOLD_MIN_MS, Math.min(HOLD_MAX_MS, Math.round(budget / 2))));
 }
+
+/** When the attempt after a failed one is due, and what the wait queue needs to know for it. */
+export interface RetryTiming {
+  /** Epoch ms the next attempt is due (`notify-due-at`). */
+  readonly dueAt: number;
+  /**
+   * Per-message expiration for the wait queue, ms, when shorter than the
+   * queue's own TTL (the delay); null: the queue's TTL is the wait.
+   */
+  readonly expirationMs: number | null;
+}
+
+/**
+ * Pure: when the retry of an attempt that began at `startedAt` and is handed
+ * on at `now` is due. DESIGN counts a delay from the moment the attempt
+ * failed, which is when its answer arrived; a worker on a busy machine reads
+ * that answer late, and counting from the hand-on adds that lateness to
+ * every rung (docs/performance.md, stop 20). So the delay is counted from the
+ * attempt's start, but never from earlier than `allowanceMs` before the
+ * hand-on: an attempt that took longer (a slow or hanging merchant) keeps
+ * its ladder within `allowanceMs` of counting from its end. 0: from the
+ * hand-on. A delay of 0 has no wait queue, so no expiration.
+ */
+export function retryTiming(delayMs: number, startedAt: number, now: number, allowanceMs: number): RetryTiming {
+  if (delayMs <= 0) return { dueAt: now, expirationMs: null };
+  const from = Math.min(now, Math.max(startedAt, now - Math.max(0, allowanceMs)));
+  const dueAt = from + delayMs;
+  const left = dueAt - now;
+  // At least 1: an expiration of 0 means "unless a consumer takes it now", and a wait queue has none.
+  return { dueAt, expirationMs: left < delayMs ? Math.max(1, Math.round(left)) : null };
+}

@@ -20,7 +20,14 @@ export interface OutgoingRequest {
 export type HttpResult = Exclude<AttemptResult, { kind: 'skipped' }>;
 
 /** An attempt's result and its round-trip time. */
-export type TimedResult = HttpResult & { readonly durationMs: number };
+export type TimedResult = HttpResult & {
+  readonly durationMs: number;
+  /**
+   * Epoch ms its request was handed to a connection to be written (after any
+   * wait for a connection and its connect); absent when none was sent.
+   */
+  readonly sentAt?: number;
+};
 
 interface Target {
   readonly origin: string;
@@ -29,8 +36,9 @@ interface Target {
   readonly refused: string | null;
 }
 
-function timed(r: HttpResult, started: number): TimedResult {
-  return { ...r, durationMs: performance.now() - started };
+function timed(r: HttpResult, started: number, sentAt: number | null = null): TimedResult {
+  const t = { ...r, durationMs: performance.now() - started };
+  return sentAt === null ? t : { ...t, sentAt };
 }
 
 /** How much of an unread 2xx body is drained to keep its connection (undici's dump() default). */
@@ -61,6 +69,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   private status = 0;
   private chunks: Buffer[] = [];
   private size = 0;
+  private sentAt: number | null = null;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -81,7 +90,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
-    this.resolve(timed(r, this.started));
+    this.resolve(timed(r, this.started, this.sentAt));
   }
 
   /**
@@ -103,6 +112,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     if (this.timedOut) controller.abort(new AttemptTimeout('deadline'));
+    // When the merchant's clock for this attempt starts: a retry's delay is counted from here (src/core/schedule.ts retryTiming).
+    else this.sentAt ??= Date.now();
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number): void {

@@ -11,7 +11,7 @@ import type { HttpDeliverer } from '../delivery/deliverer.js';
 import { classifyAttempt, type AttemptResult, type Outcome } from '../delivery/outcome.js';
 import type { TimedResult } from '../delivery/deliverer.js';
 import { signalOf } from '../delivery/origin-limiter.js';
-import { holdDelayMs, waitBudgetMs } from '../core/schedule.js';
+import { holdDelayMs, retryTiming, waitBudgetMs } from '../core/schedule.js';
 import type { Admission, OriginGate } from './origin-gate.js';
 import type { FailureMarks } from '../merchants/failure-marks.js';
 import type { MerchantEntry } from '../merchants/merchant.js';
@@ -337,7 +337,9 @@ export class AttemptPipeline {
       this.attemptLog.info(line, 'attempt');
     }
     const recs = this.deps.history === null ? [] : withStart(unrecordedStart(msg, n, this.tier, startedAt), attemptRecord(msg, n, { tier: this.tier, startedAt, result, outcome }));
-    await this.handOn(link, msg, n, outcome, status, startedAt, result.kind === 'skipped', recs);
+    // Its delay is counted from when the request went out: a wait for a connection, or its connect, is not the merchant's.
+    const sentAt = result.kind !== 'skipped' && result.sentAt !== undefined ? result.sentAt : startedAt;
+    await this.handOn(link, msg, n, outcome, status, startedAt, sentAt, result.kind === 'skipped', recs);
   }
 
   /**
@@ -384,6 +386,8 @@ export class AttemptPipeline {
     outcome: Outcome,
     status: number | null,
     startedAt: number,
+    /** When its request went out (`startedAt` when none did). */
+    sentAt: number,
     skipped: boolean,
     records: HistoryRecord[],
   ): Promise<void> {
@@ -406,12 +410,16 @@ export class AttemptPipeline {
         const next = this.tier + 1;
         const route = routeForAttempt(this.names, config.scheduleMs, next);
         const now = Date.now();
+        const delayMs = config.scheduleMs[next] ?? 0;
+        // A skip began when it was handed on; only a real attempt's own time comes off its delay.
+        const timing = retryTiming(delayMs, sentAt, now, skipped ? 0 : config.delivery.delayFromStartMs);
         const options = handOnOptions(msg, {
           [H.attempt]: next,
           [H.firstAttemptAt]: firstAttemptAt,
-          [H.dueAt]: now + (config.scheduleMs[next] ?? 0),
+          [H.dueAt]: timing.dueAt,
           [H.lastError]: outcome.error,
         }, [H.waitingSince]);
+        if (timing.expirationMs !== null) options.expiration = String(timing.expirationMs);
         // Skips come many at once (a failing origin) and share a broker message; a failed attempt goes
         // alone: failures come one answer at a time, and waiting for others would make its retry late.
         const [handed] = await Promise.all([

@@ -9,7 +9,7 @@ import { buildTopology, declareTopology, namesFor, withoutLeaderLocator } from '
 import { WarmUpFrames } from '../../src/tier/warm-up-frames.js';
 import { warmUpMessage } from '../../src/tier/warm-up.js';
 
-const SCHEDULE = '0s,200ms';
+const SCHEDULE = '0s,200ms,3s';
 
 describe('topology on RabbitMQ', () => {
   const prefix = uniquePrefix('topo');
@@ -60,6 +60,23 @@ describe('topology on RabbitMQ', () => {
     const synthetic = new WarmUpFrames().delivery(warmUpMessage(1, 0, 'http://127.0.0.1:9', sec * 1000, n.waitQueue(1))).properties.headers ?? {};
     const deathKeys = (h: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(h).filter(([k]) => k === 'x-death' || k.startsWith('x-first-death-')));
     assert.deepEqual(deathKeys(got), deathKeys(synthetic));
+  });
+
+  it('a wait queue honours a shorter per-message expiration, and the copy it dead-letters carries none (it cannot expire again in the work queue)', async () => {
+    // What a hand-on whose attempt took part of its delay relies on (src/core/schedule.ts retryTiming).
+    ch.sendToQueue(n.waitQueue(2), Buffer.from('{"id":"topo-3"}'), { persistent: true, messageId: 'topo-3', expiration: '20' });
+    await ch.waitForConfirms();
+    let msg: amqp.GetMessage | false = false;
+    // The queue's own TTL is 3 s: arriving well before it is the message's expiration at work.
+    await waitFor(async () => (msg = await ch.get(n.workQueue(2), { noAck: false })) !== false, 2000, 'message in work.2 before the queue TTL', 10);
+    const got = msg as unknown as amqp.GetMessage;
+    assert.equal(got.properties.messageId, 'topo-3');
+    assert.equal(got.properties.expiration, undefined);
+    ch.nack(got, false, true);
+    await new Promise((r) => setTimeout(r, 300));
+    const again = await ch.get(n.workQueue(2), { noAck: true });
+    assert.ok(again !== false && again.properties.messageId === 'topo-3', 'still in work.2, not expired to P.dead');
+    assert.equal(await ch.get(n.dead, { noAck: true }), false);
   });
 });
 

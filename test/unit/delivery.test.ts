@@ -92,7 +92,7 @@ describe('HttpDeliverer', () => {
   it('reads the body of non-2xx answers', async () => {
     const d = new HttpDeliverer(CFG, null, new SelfAddresses());
     const r = await d.attempt(post(`${srv.base}/status/503`), false);
-    assert.deepEqual({ ...r, durationMs: 0 }, { kind: 'response', status: 503, body: 'status 503', durationMs: 0 });
+    assert.deepEqual({ ...r, durationMs: 0, sentAt: 0 }, { kind: 'response', status: 503, body: 'status 503', durationMs: 0, sentAt: 0 });
     await d.close();
   });
 
@@ -101,12 +101,12 @@ describe('HttpDeliverer', () => {
     const before = srv.connections();
     for (let i = 0; i < 3; i++) {
       const r = await d.attempt(post(`${srv.base}/big/5000`), false);
-      assert.deepEqual({ ...r, durationMs: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0 });
+      assert.deepEqual({ ...r, durationMs: 0, sentAt: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0, sentAt: 0 });
     }
     assert.equal(srv.connections() - before, 1, 'one keep-alive connection for all three');
     // With history on it keeps the first bytes all the same (and the connection).
     const head = await d.attempt(post(`${srv.base}/big/5000`), false, 1024);
-    assert.deepEqual({ ...head, durationMs: 0 }, { kind: 'response', status: 200, body: 'x'.repeat(1024), durationMs: 0 });
+    assert.deepEqual({ ...head, durationMs: 0, sentAt: 0 }, { kind: 'response', status: 200, body: 'x'.repeat(1024), durationMs: 0, sentAt: 0 });
     const small = await d.attempt(post(`${srv.base}/ok/fine`), false, 1024);
     assert.ok(small.kind === 'response' && small.body === 'fine');
     assert.equal(srv.connections() - before, 1);
@@ -129,7 +129,7 @@ describe('HttpDeliverer', () => {
     assert.equal(srv.connections() - before, 2);
     // A large unread 2xx is drained only so far, then dropped.
     const big = await d.attempt(post(`${srv.base}/big/1000000`), false);
-    assert.deepEqual({ ...big, durationMs: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0 });
+    assert.deepEqual({ ...big, durationMs: 0, sentAt: 0 }, { kind: 'response', status: 200, body: '', durationMs: 0, sentAt: 0 });
     await d.close();
   });
 
@@ -178,6 +178,25 @@ describe('HttpDeliverer', () => {
     assert.equal(srv.connections() - before, 2, 'an attempt out of time while waiting for a connection opens none (no connect just to abort)');
     const ok = await d.attempt(post(`${srv.base}/ok/pool`));
     assert.ok(ok.kind === 'response' && ok.body === 'pool');
+    await d.close();
+  });
+
+  it('says when a request went out (after its wait for a connection), and nothing when none did', async () => {
+    // One connection per origin: the second attempt waits behind the first, which the merchant answers after ~0 ms.
+    const d = new HttpDeliverer({ ...CFG, timeoutMs: 2000 }, null, new SelfAddresses());
+    const t0 = Date.now();
+    const [a, b] = await Promise.all([d.attempt(post(`${srv.base}/ok/first`)), d.attempt(post(`${srv.base}/ok/second`))]);
+    const t1 = Date.now();
+    assert.ok(a.kind === 'response' && b.kind === 'response');
+    assert.ok(a.sentAt !== undefined && b.sentAt !== undefined, 'both were sent');
+    assert.ok(a.sentAt >= t0 && b.sentAt <= t1, `${t0} ≤ ${a.sentAt}, ${b.sentAt} ≤ ${t1}`);
+    // The second went out only once the first had its answer: on the one connection, after it.
+    assert.ok(b.sentAt >= a.sentAt, `${b.sentAt} after ${a.sentAt}`);
+    const refused = await d.attempt(post('http://127.0.0.1:1/x'));
+    assert.ok(refused.kind === 'error' && refused.sentAt === undefined, JSON.stringify(refused));
+    const queued = await Promise.all([d.attempt(post(`${srv.base}/hang`)), d.attempt(post(`${srv.base}/ok/never`))]);
+    assert.ok(queued[0].sentAt !== undefined, 'the hanging one was sent');
+    assert.equal(queued[1].sentAt, undefined, 'the one that timed out waiting for the connection never was');
     await d.close();
   });
 

@@ -116,6 +116,45 @@ describe('AttemptPipeline', () => {
     assert.deepEqual([link.acked, link.requeued], [1, 0]);
   });
 
+  it('a retry is due one delay after the failed request went out: the wait queue gets the rest as an expiration', async () => {
+    // The request went out 60 ms before the answer was handled (a busy worker reads answers late).
+    const sentAt = Date.now() - 60;
+    const { p } = pipeline(0, fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 60, sentAt }));
+    const link = new FakeLink();
+    await p.handle(link, message(0));
+    const hand = link.published.find((x) => x.routingKey === names.waitQueue(1))!;
+    assert.equal(hand.options.headers!['notify-due-at'], sentAt + 1000);
+    const left = Number(hand.options.expiration);
+    assert.ok(left > 900 && left <= 940, `expiration ${hand.options.expiration}`);
+    // One sent longer ago than the allowance (250 ms by default) keeps the rest of its delay less 250 ms.
+    const slowSent = Date.now() - 3000;
+    const slow = pipeline(0, fakeDeliverer({ kind: 'error', code: 'TIMEOUT', message: 'deadline', durationMs: 3000, sentAt: slowSent }));
+    const link2 = new FakeLink();
+    const before = Date.now();
+    await slow.p.handle(link2, message(0));
+    const hand2 = link2.published.find((x) => x.routingKey === names.waitQueue(1))!;
+    assert.equal(Number(hand2.options.expiration), 750);
+    const due = Number(hand2.options.headers!['notify-due-at']);
+    assert.ok(due >= before + 750 && due <= Date.now() + 750, String(due));
+  });
+
+  it('with delayFromStart 0, a retry waits its whole delay from the hand-on (no expiration)', async () => {
+    const off = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s,2s', NOTIFY_PREFIX: 'p', NOTIFY_DELIVERY_DELAY_FROM_START: '0' } });
+    assert.equal(off.delivery.delayFromStartMs, 0);
+    const metrics = createWorkerMetrics({ role: 'tier', tier: '0' }, false);
+    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 60, sentAt: Date.now() - 60 });
+    const p = new AttemptPipeline(
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics, stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null },
+      { config: off, signer: createSigner(off.signing), merchantSigners: new MerchantSigners(off.signing), deliverer: d },
+    );
+    const link = new FakeLink();
+    const before = Date.now();
+    await p.handle(link, message(0));
+    const hand = link.published.find((x) => x.routingKey === names.waitQueue(1))!;
+    assert.equal(hand.options.expiration, undefined);
+    assert.ok(Number(hand.options.headers!['notify-due-at']) >= before + 1000);
+  });
+
   it('a hand-on the broker refuses is published again with backoff; the merchant is called once', async () => {
     const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
     const { p, metrics } = pipeline(0, d);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
-import { MAX_TIERS, SCHEDULE_PRESETS, formatDuration, parseDuration, parseSchedule } from '../../src/core/schedule.js';
+import { MAX_TIERS, SCHEDULE_PRESETS, formatDuration, parseDuration, parseSchedule, retryTiming } from '../../src/core/schedule.js';
 
 const S = 1000;
 const M = 60 * S;
@@ -172,5 +172,37 @@ describe('parseSchedule errors', () => {
         return true;
       },
     );
+  });
+});
+
+describe('retryTiming', () => {
+  const t0 = 1_700_000_000_000;
+
+  it('counts the delay from the attempt\'s start when the answer came within the allowance', () => {
+    // Began at t0, handed on 40 ms later (a busy worker read the answer late): due 1 s after t0.
+    assert.deepEqual(retryTiming(1000, t0, t0 + 40, 250), { dueAt: t0 + 1000, expirationMs: 960 });
+  });
+
+  it('takes off at most the allowance when the attempt took longer (a slow merchant keeps its ladder)', () => {
+    assert.deepEqual(retryTiming(1000, t0, t0 + 3000, 250), { dueAt: t0 + 3000 - 250 + 1000, expirationMs: 750 });
+    assert.deepEqual(retryTiming(15_000, t0, t0 + 5000, 250), { dueAt: t0 + 4750 + 15_000, expirationMs: 14_750 });
+  });
+
+  it('needs no expiration when nothing comes off (handed on in the millisecond it began, or allowance 0)', () => {
+    assert.deepEqual(retryTiming(1000, t0, t0, 250), { dueAt: t0 + 1000, expirationMs: null });
+    assert.deepEqual(retryTiming(1000, t0, t0 + 40, 0), { dueAt: t0 + 40 + 1000, expirationMs: null });
+  });
+
+  it('never makes an expiration under 1 ms, even when the allowance is longer than the delay', () => {
+    assert.deepEqual(retryTiming(1000, t0, t0 + 1500, 2000), { dueAt: t0 + 1000, expirationMs: 1 });
+    assert.deepEqual(retryTiming(1000, t0, t0 + 1000, 2000), { dueAt: t0 + 1000, expirationMs: 1 });
+  });
+
+  it('has no wait queue, so no expiration, for a delay of 0', () => {
+    assert.deepEqual(retryTiming(0, t0, t0 + 40, 250), { dueAt: t0 + 40, expirationMs: null });
+  });
+
+  it('never counts from after the hand-on (a clock that stepped back)', () => {
+    assert.deepEqual(retryTiming(1000, t0 + 100, t0, 250), { dueAt: t0 + 1000, expirationMs: null });
   });
 });
