@@ -116,7 +116,7 @@ export const MergedConfigSchema = Type.Object(
       allowCidrs: Type.Array(Type.String(), { description: 'CIDRs allowed although private, e.g. 127.0.0.0/8' }),
       dnsServers: Type.Array(Type.String(), { description: 'ip, ip:port or [ipv6]:port; empty: the system resolver' }),
       dnsTimeout: duration(),
-      delayFromStart: duration('how much of a failed attempt\'s own time its retry delay may absorb: the next attempt is due one delay after the attempt began, or one delay after its hand-on less this when the attempt took longer (0: from the hand-on)'),
+      delayFromStart: duration('how much of a failed attempt\'s own time its retry delay may absorb: the next attempt is due one delay after its request went out, or one delay after its hand-on less this when the attempt took longer; never more than half the delay (0: from the hand-on)'),
     }),
     ingress: section({
       port: int(0, 65535, '0 picks a free port'),

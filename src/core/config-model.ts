@@ -119,11 +119,12 @@ export interface DeliveryConfig {
   /** DNS servers for merchant names (`ip` or `ip:port`); empty = the system's (/etc/resolv.conf). */
   readonly dnsServers: readonly string[];
   /**
-   * How much of a failed attempt's own time its retry delay may absorb, ms:
-   * the next attempt is due one delay after the attempt began, or, when the
-   * attempt took longer than this, one delay after its hand-on less this
-   * (src/core/schedule.ts `retryTiming`). 0: every delay counted from the
-   * hand-on.
+   * How much of a failed attempt's own time its retry delay may absorb, ms
+   * (never more than half the delay): the next attempt is due one delay
+   * after its request went out (after the attempt began when none did), or,
+   * when the attempt took longer than this, one delay after its hand-on less
+   * this (src/core/schedule.ts `retryTiming`). 0: every delay counted from
+   * the hand-on.
    */
   readonly delayFromStartMs: number;
   /** Per-query DNS timeout; c-ares tries twice, doubling it, so a name that never answers fails after about 3× this. */

@@ -130,11 +130,14 @@ export interface RetryTiming {
  * attempt's start, but never from earlier than `allowanceMs` before the
  * hand-on: an attempt that took longer (a slow or hanging merchant) keeps
  * its ladder within `allowanceMs` of counting from its end. 0: from the
- * hand-on. A delay of 0 has no wait queue, so no expiration.
+ * hand-on. The allowance never takes more than half the delay, so a merchant
+ * whose attempts time out still gets a pause between them. A delay of 0 has
+ * no wait queue, so no expiration.
  */
 export function retryTiming(delayMs: number, startedAt: number, now: number, allowanceMs: number): RetryTiming {
   if (delayMs <= 0) return { dueAt: now, expirationMs: null };
-  const from = Math.min(now, Math.max(startedAt, now - Math.max(0, allowanceMs)));
+  const allowance = Math.min(Math.max(0, allowanceMs), Math.floor(delayMs / 2));
+  const from = Math.min(now, Math.max(startedAt, now - allowance));
   const dueAt = from + delayMs;
   const left = dueAt - now;
   // At least 1: an expiration of 0 means "unless a consumer takes it now", and a wait queue has none.

@@ -48,7 +48,8 @@ export class HandOnBundler {
   /** Resolves true once a bundle holding the hand-on is confirmed; false: publish it alone. Never rejects. */
   add(from: ChannelLink, exchange: string, routingKey: string, entry: BundleEntry): Promise<boolean> {
     const link = from.root ?? from;
-    if (this.opts.max < 2 || link.closed || !bundleable(entry.options)) return Promise.resolve(false);
+    // A bundle carries no entry's own expiration: such a hand-on goes alone.
+    if (this.opts.max < 2 || link.closed || !bundleable(entry.options) || entry.options.expiration !== undefined) return Promise.resolve(false);
     const size = entrySize(entry);
     if (size > this.opts.maxBytes) return Promise.resolve(false);
     let id = this.linkIds.get(link);

@@ -337,7 +337,8 @@ export class AttemptPipeline {
       this.attemptLog.info(line, 'attempt');
     }
     const recs = this.deps.history === null ? [] : withStart(unrecordedStart(msg, n, this.tier, startedAt), attemptRecord(msg, n, { tier: this.tier, startedAt, result, outcome }));
-    // Its delay is counted from when the request went out: a wait for a connection, or its connect, is not the merchant's.
+    // Its delay is counted from when the request went out (a wait for a connection, or its connect, is not the
+    // merchant's), or from when the attempt began if none went out.
     const sentAt = result.kind !== 'skipped' && result.sentAt !== undefined ? result.sentAt : startedAt;
     await this.handOn(link, msg, n, outcome, status, startedAt, sentAt, result.kind === 'skipped', recs);
   }

@@ -13,7 +13,7 @@ const SCHEDULE = '0s,300ms,600ms,1s';
 const DELAYS = [0, 300, 600, 1000];
 /** Scheduling slack: TTL expiry, dead-lettering, a consumer hop and the HTTP call. */
 const SLACK_MS = 350;
-const DELAY_FROM_START_MS = 400;
+const DELAY_FROM_START_MS = 300;
 
 describe('core delivery (real daemon, real RabbitMQ)', () => {
   const prefix = uniquePrefix('core');
@@ -29,7 +29,7 @@ describe('core delivery (real daemon, real RabbitMQ)', () => {
     tmp = mkdtempSync(join(tmpdir(), 'notifyd-core-'));
     const cfg = join(tmp, 'config.json');
     // A short attempt deadline so the slow-merchant case is quick (the headers timeout longer: undici runs it on a
-    // coarse timer, up to ~0.5 s off, and the timing test wants the deadline's own); a retry's delay may absorb up to 400 ms of its attempt.
+    // coarse timer, up to ~0.5 s off, and the timing test wants the deadline's own); a retry's delay may absorb up to 300 ms of its attempt.
     writeFileSync(cfg, JSON.stringify({ delivery: { timeout: '800ms', headersTimeout: '5s', delayFromStart: `${DELAY_FROM_START_MS}ms` } }));
     daemon = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_CONFIG: cfg } });
     await daemon.ready();
@@ -129,24 +129,25 @@ describe('core delivery (real daemon, real RabbitMQ)', () => {
   });
 
   it('a retry is due one delay after its attempt began, or after its hand-on less delayFromStart when the attempt took longer', async () => {
-    // Answered 500 after 300 ms (within the 400 ms allowance): attempt 2 comes 300 ms after attempt 1 began, not 300 ms after its answer.
-    const quick = `/slowfail/300/1/${prefix}-from-start`;
-    // Timed out at 800 ms (over the allowance): one delay after the hand-on less 400 ms, so about 800 + 300 - 400.
-    const slow = `/slow/2000/1/${prefix}-from-start-bound`;
+    // Measured between attempts 2 and 3 (a 600-ms rung: the 300-ms allowance is no more than half of it).
+    // Answered 500 after 250 ms (within the allowance): attempt 3 comes 600 ms after attempt 2 began, not 600 ms after its answer.
+    const quick = `/slowfail/250/2/${prefix}-from-start`;
+    // Timed out at 800 ms (over the allowance): one delay after the hand-on less 300 ms, so about 800 + 600 - 300.
+    const slow = `/slow/2000/2/${prefix}-from-start-bound`;
     await send({ url: `${merchant.base}${quick}`, body: { a: 1 } });
     await send({ url: `${merchant.base}${slow}`, body: { a: 1 } });
-    await waitFor(() => merchant.count(quick) >= 2 && merchant.count(slow) >= 2, 10_000, 'second attempts');
+    await waitFor(() => merchant.count(quick) >= 3 && merchant.count(slow) >= 3, 15_000, 'third attempts');
     const gap = (path: string): number => {
       const s = merchant.seen(path);
-      return s[1]!.at - s[0]!.at;
+      return s[2]!.at - s[1]!.at;
     };
     const g1 = gap(quick);
-    // Counted from the answer, as before, it could not be under 300 + 300 ms.
-    assert.ok(g1 >= DELAYS[1]! - 20 && g1 < 300 + DELAYS[1]! - 40, `gap after a 300-ms failure was ${g1}ms`);
+    // Counted from the answer, as before, it could not be under 250 + 600 ms.
+    assert.ok(g1 >= DELAYS[2]! - 20 && g1 < 250 + DELAYS[2]! - 10, `gap after a 250-ms failure was ${g1}ms`);
     const g2 = gap(slow);
-    const bound = 800 + DELAYS[1]! - DELAY_FROM_START_MS;
-    // Counted from the answer it could not be under 800 + 300 ms; counted from the start alone, about 300.
-    assert.ok(g2 >= bound - 40 && g2 < 800 + DELAYS[1]! - 60, `gap after a timeout was ${g2}ms (expected about ${bound}ms)`);
+    const bound = 800 + DELAYS[2]! - DELAY_FROM_START_MS;
+    // Counted from the answer it could not be under 800 + 600 ms; counted from the start alone, about 600.
+    assert.ok(g2 >= bound - 40 && g2 < 800 + DELAYS[2]! - 10, `gap after a timeout was ${g2}ms (expected about ${bound}ms)`);
   });
 
   it('redirects are not followed (a 3xx is a failure)', async () => {

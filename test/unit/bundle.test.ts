@@ -150,6 +150,16 @@ describe('HandOnBundler', () => {
     assert.equal(await new HandOnBundler({ ...opts, max: 1 }).add(new Link(), '', 'q', entry('a')), false, 'max 1: never bundled');
   });
 
+  it('a hand-on with its own expiration goes alone (a bundle carries none), while the others still bundle', async () => {
+    const link = new Link();
+    const b = new HandOnBundler(opts);
+    const timed = { ...entry('t'), options: { ...entry('t').options, expiration: '900' } };
+    const r = await Promise.all([b.add(link, '', 'q', entry('a')), b.add(link, '', 'q', timed), b.add(link, '', 'q', entry('b'))]);
+    assert.deepEqual(r, [true, false, true]);
+    assert.equal(link.sent.length, 1);
+    assert.deepEqual(decodeBundle(delivered(link.sent[0]!.content, link.sent[0]!.options)).map((m) => m.properties.messageId), ['a', 'b']);
+  });
+
   it('starts a new bundle past the byte bound, and its encoded entries stay within it', async () => {
     const link = new Link();
     // Non-ASCII headers and long ids: the bound counts bytes, not characters.

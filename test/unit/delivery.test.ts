@@ -33,6 +33,9 @@ function startServer(): Promise<{ server: http.Server; base: string; seen: strin
           return;
         case 'hang':
           return; // never answers
+        case 'wait':
+          setTimeout(() => res.writeHead(200).end('waited'), Number(arg));
+          return;
         case 'slowbody':
           res.writeHead(200);
           res.write('partial');
@@ -182,16 +185,16 @@ describe('HttpDeliverer', () => {
   });
 
   it('says when a request went out (after its wait for a connection), and nothing when none did', async () => {
-    // One connection per origin: the second attempt waits behind the first, which the merchant answers after ~0 ms.
+    // One connection per origin: the second attempt waits behind the first, which the merchant answers after 150 ms.
     const d = new HttpDeliverer({ ...CFG, timeoutMs: 2000 }, null, new SelfAddresses());
     const t0 = Date.now();
-    const [a, b] = await Promise.all([d.attempt(post(`${srv.base}/ok/first`)), d.attempt(post(`${srv.base}/ok/second`))]);
+    const [a, b] = await Promise.all([d.attempt(post(`${srv.base}/wait/150`)), d.attempt(post(`${srv.base}/ok/second`))]);
     const t1 = Date.now();
     assert.ok(a.kind === 'response' && b.kind === 'response');
     assert.ok(a.sentAt !== undefined && b.sentAt !== undefined, 'both were sent');
     assert.ok(a.sentAt >= t0 && b.sentAt <= t1, `${t0} ≤ ${a.sentAt}, ${b.sentAt} ≤ ${t1}`);
-    // The second went out only once the first had its answer: on the one connection, after it.
-    assert.ok(b.sentAt >= a.sentAt, `${b.sentAt} after ${a.sentAt}`);
+    // The second went out only once the first had its answer (not when attempt() was called): on the one connection, after it.
+    assert.ok(b.sentAt >= a.sentAt + 140, `${b.sentAt} at least 140 ms after ${a.sentAt}`);
     const refused = await d.attempt(post('http://127.0.0.1:1/x'));
     assert.ok(refused.kind === 'error' && refused.sentAt === undefined, JSON.stringify(refused));
     const queued = await Promise.all([d.attempt(post(`${srv.base}/hang`)), d.attempt(post(`${srv.base}/ok/never`))]);

@@ -193,9 +193,11 @@ describe('retryTiming', () => {
     assert.deepEqual(retryTiming(1000, t0, t0 + 40, 0), { dueAt: t0 + 40 + 1000, expirationMs: null });
   });
 
-  it('never makes an expiration under 1 ms, even when the allowance is longer than the delay', () => {
-    assert.deepEqual(retryTiming(1000, t0, t0 + 1500, 2000), { dueAt: t0 + 1000, expirationMs: 1 });
-    assert.deepEqual(retryTiming(1000, t0, t0 + 1000, 2000), { dueAt: t0 + 1000, expirationMs: 1 });
+  it('takes at most half the delay, so attempts that time out still get a pause between them', () => {
+    // An allowance of 2 s on a 1-s rung: counted from 500 ms before the hand-on at most.
+    assert.deepEqual(retryTiming(1000, t0, t0 + 1500, 2000), { dueAt: t0 + 2000, expirationMs: 500 });
+    assert.deepEqual(retryTiming(1000, t0, t0 + 300, 2000), { dueAt: t0 + 1000, expirationMs: 700 });
+    assert.deepEqual(retryTiming(1, t0, t0 + 5, 250), { dueAt: t0 + 6, expirationMs: null });
   });
 
   it('has no wait queue, so no expiration, for a delay of 0', () => {
