@@ -128,18 +128,12 @@ export class MerchantStub {
         return send(200, decodeURIComponent(parts[1] ?? ''));
       case 'bodythen':
         return send(200, n <= Number(parts[2]) ? decodeURIComponent(parts[1] ?? '') : 'success');
-      case 'slow': {
-        const ms = Number(parts[1]);
-        if (n <= Number(parts[2])) {
-          setTimeout(() => send(200, 'success'), ms).unref();
-          return;
-        }
-        return send(200, 'success');
-      }
+      case 'slow':
       case 'slowfail': {
-        // /slowfail/<ms>/<k>/…: the first k requests answered 500 after ms, the rest 200 at once.
+        // /slow/<ms>/<k>/…: the first k requests answered 200 after ms; /slowfail/…: 500 after ms. The rest 200 at once.
         if (n <= Number(parts[2])) {
-          setTimeout(() => send(500, 'try later'), Number(parts[1])).unref();
+          const fail = parts[0] === 'slowfail';
+          setTimeout(() => (fail ? send(500, 'try later') : send(200, 'success')), Number(parts[1])).unref();
           return;
         }
         return send(200, 'success');

@@ -87,11 +87,11 @@ function withHeaders(msg: ConsumeMessage, headers: Record<string, unknown>): Con
   return { ...msg, properties: { ...msg.properties, headers: { ...msg.properties.headers, ...headers } } } as ConsumeMessage;
 }
 
-function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController(), history: HistorySink | null = null, gate: OriginGate = new OriginGate(GATE)) {
+function pipeline(tier: number, deliverer: HttpDeliverer, stop = new AbortController(), history: HistorySink | null = null, gate: OriginGate = new OriginGate(GATE), cfg = config) {
   const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) }, false);
   const p = new AttemptPipeline(
     { tier, names, logger: silent, attemptLogger: silent, metrics, stopSignal: stop.signal, gate, merchants: null, slots: new MerchantSlots(), failureMarks: null, history },
-    { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer },
+    { config: cfg, signer: createSigner(cfg.signing), merchantSigners: new MerchantSigners(cfg.signing), deliverer },
   );
   return { p, metrics };
 }
@@ -143,12 +143,8 @@ describe('AttemptPipeline', () => {
   it('with delayFromStart 0, a retry waits its whole delay from the hand-on (no expiration)', async () => {
     const off = loadConfig({ env: { NOTIFY_SCHEDULE: '0s,1s,2s', NOTIFY_PREFIX: 'p', NOTIFY_DELIVERY_DELAY_FROM_START: '0' } });
     assert.equal(off.delivery.delayFromStartMs, 0);
-    const metrics = createWorkerMetrics({ role: 'tier', tier: '0' }, false);
     const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 60, sentAt: Date.now() - 60 });
-    const p = new AttemptPipeline(
-      { tier: 0, names, logger: silent, attemptLogger: silent, metrics, stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null },
-      { config: off, signer: createSigner(off.signing), merchantSigners: new MerchantSigners(off.signing), deliverer: d },
-    );
+    const { p } = pipeline(0, d, undefined, null, undefined, off);
     const link = new FakeLink();
     const before = Date.now();
     await p.handle(link, message(0));
