@@ -6,7 +6,7 @@ import { namesFor } from '../broker/topology.js';
 import type { Config } from '../core/config-model.js';
 import type { ChannelLink } from './channel-link.js';
 import type { GateOptions } from './origin-gate.js';
-import { openWarmUpRig, warmUpMessage, type WarmUpRig, type WarmUpSigners } from './warm-up.js';
+import { WARM_UP_EXPIRATION, openWarmUpRig, warmUpExpires, warmUpMessage, type WarmUpRig, type WarmUpSigners } from './warm-up.js';
 
 /**
  * Why this exists (issue 18): the in-process warm-up (src/tier/warm-up.ts)
@@ -82,10 +82,18 @@ function sinkLink(pubs: PublishChannel, sink: string, acker: AckBatcher, over: (
   };
 }
 
-/** The publish options of a synthetic delivery, as a hand-on from the tier before would set them. */
-function publishOptions(msg: ConsumeMessage): Options.Publish {
+/**
+ * The publish options of the i-th synthetic delivery, as a hand-on from the
+ * tier before would set them: with an expiration of its own for those that
+ * `warmUpExpires` (it expires at once all the same, the queue's TTL being 0,
+ * and the broker then adds `original-expiration` to its x-death, as it does
+ * to a retry whose attempt took part of its delay).
+ */
+function publishOptions(msg: ConsumeMessage, i: number): Options.Publish {
   const p = msg.properties;
-  return { contentType: p.contentType, headers: p.headers, messageId: p.messageId, timestamp: p.timestamp, persistent: true };
+  const options: Options.Publish = { contentType: p.contentType, headers: p.headers, messageId: p.messageId, timestamp: p.timestamp, persistent: true };
+  if (warmUpExpires(i)) options.expiration = WARM_UP_EXPIRATION;
+  return options;
 }
 
 /**
@@ -189,7 +197,7 @@ export async function warmUpThroughBroker(
       const batch: Promise<void>[] = [];
       for (const last = Math.min(opts.count, i + prefetch); i < last; i++) {
         const m = warmUpMessage(tier, i, base, Date.now());
-        batch.push(publisher.publish('', wait, m.content, publishOptions(m)));
+        batch.push(publisher.publish('', wait, m.content, publishOptions(m, i)));
       }
       await Promise.race([Promise.all(batch), done]);
     }

@@ -66,11 +66,17 @@ export function loadCodec(): Codec | null {
  * The headers the broker adds to a message dead-lettered from `queue` when
  * its TTL ran out (RabbitMQ 3.10). A hand-on drops the `x-` headers it got
  * (src/broker/confirm.ts), so a retry tier's delivery has one `x-death`
- * table, for the wait queue it came from; `count` travels as a long.
+ * table, for the wait queue it came from; `count` travels as a long. A
+ * message that expired by its own `expiration` (a hand-on whose attempt took
+ * part of its delay: src/core/schedule.ts retryTiming) also has that
+ * expiration in the table, last, as `original-expiration`: another shape of
+ * object for the code that decodes and reads it.
  */
-export function deathHeaders(queue: string, nowSec: number): Record<string, unknown> {
+export function deathHeaders(queue: string, nowSec: number, originalExpiration?: string): Record<string, unknown> {
+  const death: Record<string, unknown> = { count: { '!': 'long', value: 1 }, reason: 'expired', queue, time: { '!': 'timestamp', value: nowSec }, exchange: '', 'routing-keys': [queue] };
+  if (originalExpiration !== undefined) death['original-expiration'] = originalExpiration;
   return {
-    'x-death': [{ count: { '!': 'long', value: 1 }, reason: 'expired', queue, time: { '!': 'timestamp', value: nowSec }, exchange: '', 'routing-keys': [queue] }],
+    'x-death': [death],
     'x-first-death-exchange': '',
     'x-first-death-queue': queue,
     'x-first-death-reason': 'expired',

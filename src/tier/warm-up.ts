@@ -69,6 +69,20 @@ export function warmUpStatus(path: string): number {
 }
 
 /**
+ * Whether the i-th synthetic notification expires by its own `expiration`
+ * in its wait queue (half of them, neither all failures nor all successes):
+ * a retry does when its failed attempt took part of its delay, one after a
+ * skip does not, and the two come out of the broker in different shapes
+ * (`deathHeaders`). A pair of each, so both paths see both shapes.
+ */
+export function warmUpExpires(i: number): boolean {
+  return i % 4 >= 2;
+}
+
+/** The `expiration` a synthetic notification that `warmUpExpires` had on its hand-on (a value a 1-s rung could have). */
+export const WARM_UP_EXPIRATION = '750';
+
+/**
  * The i-th synthetic delivery of `tier`: a payment callback of the usual size
  * to `base` with the headers a hand-on from the tier before sets (what the
  * pipeline reads: attempt, due time, first attempt) and, when it comes from
@@ -88,7 +102,7 @@ export function warmUpMessage(tier: number, i: number, base: string, now: number
   );
   const headers: Record<string, unknown> = { [H.attempt]: tier, [H.dueAt]: now };
   if (tier > 0) Object.assign(headers, { [H.firstAttemptAt]: now, [H.lastError]: 'status 500' });
-  if (from !== null) Object.assign(headers, deathHeaders(from, Math.floor(now / 1000)));
+  if (from !== null) Object.assign(headers, deathHeaders(from, Math.floor(now / 1000), warmUpExpires(i) ? WARM_UP_EXPIRATION : undefined));
   return {
     content: encodeNotification(n),
     fields: { deliveryTag: i + 1, redelivered: false, exchange: '', routingKey: '', consumerTag: 'warm-up' },

@@ -7,7 +7,7 @@ import { AMQP_URL, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemo
 import { parseSchedule } from '../../src/core/schedule.js';
 import { buildTopology, declareTopology, namesFor, withoutLeaderLocator } from '../../src/broker/topology.js';
 import { WarmUpFrames } from '../../src/tier/warm-up-frames.js';
-import { warmUpMessage } from '../../src/tier/warm-up.js';
+import { warmUpExpires, warmUpMessage } from '../../src/tier/warm-up.js';
 
 const SCHEDULE = '0s,200ms,3s';
 
@@ -72,6 +72,17 @@ describe('topology on RabbitMQ', () => {
     const got = msg as unknown as amqp.GetMessage;
     assert.equal(got.properties.messageId, 'topo-3');
     assert.equal(got.properties.expiration, undefined);
+    // The warm-up's synthetic retries that expire by their own expiration have this very x-death (its
+    // original-expiration last: the same shape once decoded); only the value of that expiration differs.
+    const headers = got.properties.headers ?? {};
+    const death = (headers['x-death'] as unknown as Record<string, unknown>[])[0]!;
+    assert.equal(death['original-expiration'], '20');
+    const sec = (death.time as { value: number }).value;
+    const i = [0, 1, 2, 3].find(warmUpExpires)!;
+    const synthetic = new WarmUpFrames().delivery(warmUpMessage(2, i, 'http://127.0.0.1:9', sec * 1000, n.waitQueue(2))).properties.headers ?? {};
+    const syntheticDeath = (synthetic['x-death'] as unknown as Record<string, unknown>[])[0]!;
+    assert.deepEqual(Object.keys(syntheticDeath), Object.keys(death));
+    assert.deepEqual({ ...syntheticDeath, 'original-expiration': '20' }, death);
     ch.nack(got, false, true);
     await new Promise((r) => setTimeout(r, 300));
     const again = await ch.get(n.workQueue(2), { noAck: true });

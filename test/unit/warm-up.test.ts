@@ -44,6 +44,14 @@ describe('tier warm-up', () => {
     assert.equal(warmUpMessage(2, 0, 'http://127.0.0.1:9', now).properties.headers?.['x-death'], undefined, 'none for a tier published to straight');
   });
 
+  it("half of them (two in four, so failures and successes alike) expired by their own expiration: x-death then ends with original-expiration, as the broker writes it", () => {
+    const now = 1_796_000_000_000;
+    const deaths = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => (warmUpMessage(1, i, 'http://127.0.0.1:9', now, 'P.wait.1').properties.headers?.['x-death'] as unknown as Record<string, unknown>[])[0]!);
+    assert.deepEqual(deaths.map((d) => d['original-expiration']), [undefined, undefined, '750', '750', undefined, undefined, '750', '750']);
+    assert.deepEqual(Object.keys(deaths[2]!), ['count', 'reason', 'queue', 'time', 'exchange', 'routing-keys', 'original-expiration']);
+    assert.deepEqual([0, 1, 2, 3].map((i) => warmUpPath(i).startsWith('/fail/')), [true, false, true, false]);
+  });
+
   it('takes the dead-letter headers from the wait queue a hand-on to the tier goes through, none for a tier without a delay', () => {
     const names = namesFor('P');
     assert.equal(deadLetteredFrom(names, [0, 1000, 3000], 1), names.waitQueue(1));
