@@ -85,8 +85,17 @@ export function publishConfirmed(
 }
 
 /** Pure: the `reason` label of `notify_handon_failures_total` for a publish that failed with `err`. */
-export function handOnFailureReason(err: { code?: string }): 'refused' | 'unroutable' | 'error' {
-  return err.code === ErrorCodes.BROKER_NACK ? 'refused' : err.code === ErrorCodes.BROKER_UNAVAILABLE ? 'unroutable' : 'error';
+export function handOnFailureReason(err: { code?: string }): 'refused' | 'unroutable' | 'unconfirmed' | 'error' {
+  switch (err.code) {
+    case ErrorCodes.BROKER_NACK:
+      return 'refused';
+    case ErrorCodes.BROKER_UNAVAILABLE:
+      return 'unroutable';
+    case ErrorCodes.BROKER_CONFIRM_TIMEOUT:
+      return 'unconfirmed';
+    default:
+      return 'error';
+  }
 }
 
 /**

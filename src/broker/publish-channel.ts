@@ -1,6 +1,7 @@
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
-import { ErrorCodes, hasCode } from '../core/errors.js';
+import { CONFIRM_TIMEOUT_MS, ConfirmDeadlines } from './confirm-deadlines.js';
+import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 
 /** Least time between two channel renewals after nacks. */
 const RENEW_GAP_MS = 250;
@@ -19,6 +20,13 @@ const RENEW_GAP_MS = 250;
  * consumer channel itself is never replaced for this: its deliveries would
  * all be redelivered and their attempts repeated. Acks stay on the consumer
  * channel; they follow the confirm, whichever channel it came on.
+ *
+ * A confirm that does not come within `confirmTimeoutMs` fails its publish
+ * (`BROKER_CONFIRM_TIMEOUT`) and renews the channel as a nack does: the same
+ * RabbitMQ was seen to leave a tier's hand-ons to a quorum queue unconfirmed
+ * for good after its node and the queue's leader died together
+ * (src/broker/confirm-deadlines.ts). The caller publishes again; should the
+ * broker take the first one after all, that is a duplicate, never a loss.
  */
 export class PublishChannel {
   private ch: ConfirmChannel;
@@ -30,30 +38,54 @@ export class PublishChannel {
   /** Publishes not yet confirmed or refused, on whichever channel they went, and who waits for none. */
   private unsettled = 0;
   private idleWaiters: (() => void)[] = [];
+  private readonly deadlines: ConfirmDeadlines;
 
   constructor(
     private readonly conn: Pick<ChannelModel, 'createConfirmChannel'>,
     private readonly first: ConfirmChannel,
     /** Told of every message returned on a channel opened here (the first one's owner listens on it already). */
     private readonly onReturn: (m: Message) => void = () => undefined,
+    /** How long a publish waits for its confirm; 0: for ever. */
+    confirmTimeoutMs: number = CONFIRM_TIMEOUT_MS,
   ) {
     this.ch = first;
     this.firstReturns = new ReturnTracker(first);
     this.returns = this.firstReturns;
+    this.deadlines = new ConfirmDeadlines(confirmTimeoutMs);
   }
 
-  /** Publishes on the current channel and resolves on the confirm; see `publishConfirmed`. */
+  /** Publishes on the current channel and resolves on the confirm; see `publishConfirmed`. Fails with `BROKER_CONFIRM_TIMEOUT` when the confirm is late. */
   publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, trackReturns = true): Promise<void> {
     const ch = this.ch;
     this.unsettled++;
-    return publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined).then(
-      () => this.settledOne(),
-      (err: unknown) => {
+    const confirmed = publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined);
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const untrack = this.deadlines.track(() => {
+        if (done) return;
+        done = true;
         this.settledOne();
-        if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch);
-        throw err;
-      },
-    );
+        void this.renew(ch);
+        reject(new NotifyError(ErrorCodes.BROKER_CONFIRM_TIMEOUT, 'broker did not confirm in time; the channel is renewed'));
+      });
+      confirmed.then(
+        () => {
+          untrack();
+          if (done) return;
+          done = true;
+          this.settledOne();
+          resolve();
+        },
+        (err: unknown) => {
+          untrack();
+          if (done) return;
+          done = true;
+          this.settledOne();
+          if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch);
+          reject(err as Error);
+        },
+      );
+    });
   }
 
   private settledOne(): void {

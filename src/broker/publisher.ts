@@ -1,6 +1,7 @@
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { NodeRing, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
+import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
 import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
@@ -339,7 +340,7 @@ export class NotificationPublisher {
       stopWaiting = reject;
       timer = setTimeout(
         () => reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not confirm in time')),
-        this.opts.confirmTimeoutMs ?? 10_000,
+        this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS,
       );
     });
     this.waiting.add(stopWaiting!);

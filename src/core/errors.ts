@@ -27,6 +27,8 @@ export const ErrorCodes = {
   BROKER_UNAVAILABLE: 'BROKER_UNAVAILABLE',
   /** The broker nacked a publish. */
   BROKER_NACK: 'BROKER_NACK',
+  /** The broker did not confirm a publish in time (its channel may have lost it); it is sent again on a new channel. */
+  BROKER_CONFIRM_TIMEOUT: 'BROKER_CONFIRM_TIMEOUT',
   /** The broker blocks publishing (memory or disk alarm); nothing was accepted. */
   BROKER_BLOCKED: 'BROKER_BLOCKED',
   /** Too much is under way already (requests or publishes past their cap); nothing was accepted. */

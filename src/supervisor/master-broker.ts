@@ -12,9 +12,10 @@ import type { Logger } from '../core/logger.js';
 import { newRunId, type RunVia } from '../history/records.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
 import { withTimeout } from '../core/with-timeout.js';
+import { CONFIRM_TIMEOUT_MS } from '../broker/confirm-deadlines.js';
 
 /** How long a resend or recover waits for the broker's confirm, as the ingress does (`confirmTimeoutMs`). */
-export const LADDER_CONFIRM_TIMEOUT_MS = 10_000;
+export const LADDER_CONFIRM_TIMEOUT_MS = CONFIRM_TIMEOUT_MS;
 
 /**
  * What the master does on the broker: one connection, kept up for as long

@@ -11,14 +11,15 @@ class FakeChannel extends EventEmitter {
   closed = false;
   readonly sent: string[] = [];
 
-  constructor(public answer: 'ack' | 'nack') {
+  constructor(public answer: 'ack' | 'nack' | 'never') {
     super();
   }
 
   publish(_ex: string, _key: string, _content: Buffer, opts: { messageId?: string }, cb: (err: Error | null) => void): boolean {
     if (this.closed) throw new Error('Channel closed');
     this.sent.push(String(opts.messageId));
-    setImmediate(() => cb(this.answer === 'ack' ? null : new Error('message nacked')));
+    // 'never': the broker lost it (a quorum queue's leader change in RabbitMQ 3.10), no confirm ever.
+    if (this.answer !== 'never') setImmediate(() => cb(this.answer === 'ack' ? null : new Error('message nacked')));
     return true;
   }
 
@@ -28,7 +29,7 @@ class FakeChannel extends EventEmitter {
   }
 }
 
-function setup(first: 'ack' | 'nack', spares: ('ack' | 'nack')[]) {
+function setup(first: 'ack' | 'nack' | 'never', spares: ('ack' | 'nack' | 'never')[], confirmTimeoutMs?: number) {
   const consumer = new FakeChannel(first);
   const opened: FakeChannel[] = [];
   const conn = {
@@ -39,7 +40,7 @@ function setup(first: 'ack' | 'nack', spares: ('ack' | 'nack')[]) {
     },
   };
   const returned: Message[] = [];
-  const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel, (m) => returned.push(m));
+  const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel, (m) => returned.push(m), confirmTimeoutMs);
   const send = (id: string): Promise<unknown> => pubs.publish('', 'q', Buffer.from('x'), { messageId: id, mandatory: true }).then(() => 'ok', (e: unknown) => e);
   return { consumer, opened, pubs, send, returned };
 }
@@ -128,5 +129,37 @@ describe('PublishChannel', () => {
     assert.equal(settled, true);
     // Nothing in flight: at once.
     await pubs.settled();
+  });
+
+  it('a confirm that never comes fails its publish (BROKER_CONFIRM_TIMEOUT) after the timeout and moves later ones to a spare; settled() does not wait for it', async (t) => {
+    const { consumer, opened, pubs, send } = setup('never', ['ack'], 60);
+    // The sweep's timer does not keep a process alive (a daemon's sockets do): this test's does.
+    const alive = setInterval(() => undefined, 1000);
+    t.after(() => clearInterval(alive));
+    const t0 = Date.now();
+    const err = await send('a');
+    const waited = Date.now() - t0;
+    assert.ok(hasCode(err, ErrorCodes.BROKER_CONFIRM_TIMEOUT), String(err));
+    // Between the timeout and the timeout plus a sweep (15 ms here), with room for a busy machine.
+    assert.ok(waited >= 55, `failed after ${waited} ms`);
+    await pubs.settled();
+    while (opened.length < 1) await tick();
+    assert.equal(await send('a'), 'ok');
+    assert.deepEqual(opened[0]!.sent, ['a']);
+    assert.equal(consumer.closed, false, 'the consumer channel is never replaced');
+  });
+
+  it('confirms in time are not failed, and a timeout of 0 waits for ever', async (t) => {
+    const alive = setInterval(() => undefined, 1000);
+    t.after(() => clearInterval(alive));
+    const { send, opened } = setup('ack', [], 30);
+    for (const id of ['a', 'b', 'c']) assert.equal(await send(id), 'ok');
+    await tick(80);
+    assert.equal(opened.length, 0);
+    const never = setup('never', [], 0);
+    let outcome: unknown = 'pending';
+    void never.send('x').then((r) => (outcome = r));
+    await tick(100);
+    assert.equal(outcome, 'pending');
   });
 });

@@ -1,0 +1,80 @@
+/** How long a publish waits for the broker's confirm before it counts as failed (the ingress's and a tier's hand-ons). */
+export const CONFIRM_TIMEOUT_MS = 10_000;
+
+/** The clock and timer a `ConfirmDeadlines` uses; a test passes its own. */
+export interface DeadlineClock {
+  now(): number;
+  every(ms: number, fn: () => void): { stop(): void };
+}
+
+const realClock: DeadlineClock = {
+  now: () => performance.now(),
+  every(ms, fn) {
+    const t = setInterval(fn, ms);
+    // A sweep never keeps a process alive on its own.
+    t.unref();
+    return { stop: () => clearInterval(t) };
+  },
+};
+
+/**
+ * Fails publishes whose confirm does not come within `timeoutMs`. Why:
+ * RabbitMQ 3.10's quorum-queue client can lose track of a channel's pending
+ * publishes across a leader change (rabbitmq-server #13095, #14589: never
+ * resent, and later ones on that channel never enqueued), so a tier's
+ * hand-on could wait for its confirm for ever, its delivery unacked
+ * (test/cluster saw 17 stuck that way). The caller publishes again on a new
+ * channel: at worst a duplicate, never a loss.
+ *
+ * One sweep timer for all (not one timer per publish, on the hot path),
+ * running only while something waits; publishes are swept in the order they
+ * were made, so a sweep stops at the first one still in time. A publish is
+ * failed between `timeoutMs` and `timeoutMs` plus one sweep interval late.
+ */
+export class ConfirmDeadlines {
+  private readonly waiting = new Map<number, { readonly at: number; readonly fail: () => void }>();
+  private seq = 0;
+  private sweeper: { stop(): void } | null = null;
+
+  constructor(
+    /** How long a publish may wait; 0 or less: for ever (nothing is tracked). */
+    private readonly timeoutMs: number = CONFIRM_TIMEOUT_MS,
+    private readonly clock: DeadlineClock = realClock,
+  ) {}
+
+  /**
+   * Tracks one publish: `fail` is called once its time is up, unless the
+   * returned function (call it when the confirm or a failure came) was called first.
+   */
+  track(fail: () => void): () => void {
+    if (!(this.timeoutMs > 0)) return () => undefined;
+    const id = this.seq++;
+    this.waiting.set(id, { at: this.clock.now(), fail });
+    this.sweeper ??= this.clock.every(Math.max(10, Math.min(1000, this.timeoutMs / 4)), () => this.sweep());
+    return () => {
+      if (this.waiting.delete(id) && this.waiting.size === 0) this.stopSweeping();
+    };
+  }
+
+  /** Publishes being waited for. */
+  get size(): number {
+    return this.waiting.size;
+  }
+
+  private sweep(): void {
+    const cutoff = this.clock.now() - this.timeoutMs;
+    const late: (() => void)[] = [];
+    for (const [id, w] of this.waiting) {
+      if (w.at > cutoff) break;
+      this.waiting.delete(id);
+      late.push(w.fail);
+    }
+    if (this.waiting.size === 0) this.stopSweeping();
+    for (const fail of late) fail();
+  }
+
+  private stopSweeping(): void {
+    this.sweeper?.stop();
+    this.sweeper = null;
+  }
+}

@@ -1,0 +1,87 @@
+// ConfirmDeadlines: publishes whose confirm is late are failed, in order,
+// by one sweep that runs only while something waits (a fake clock).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfirmDeadlines, type DeadlineClock } from '../../src/broker/confirm-deadlines.js';
+
+function fakeClock() {
+  let now = 0;
+  let sweep: (() => void) | null = null;
+  let intervals: number[] = [];
+  const clock: DeadlineClock = {
+    now: () => now,
+    every(ms, fn) {
+      intervals.push(ms);
+      sweep = fn;
+      return { stop: () => (sweep = null) };
+    },
+  };
+  return {
+    clock,
+    advance(ms: number) {
+      now += ms;
+      sweep?.();
+    },
+    get sweeping() {
+      return sweep !== null;
+    },
+    get intervals() {
+      return intervals;
+    },
+    reset() {
+      intervals = [];
+    },
+  };
+}
+
+describe('ConfirmDeadlines', () => {
+  it('fails only the publishes older than the timeout, oldest first, each once', () => {
+    const c = fakeClock();
+    const d = new ConfirmDeadlines(1000, c.clock);
+    const failed: string[] = [];
+    d.track(() => failed.push('a'));
+    c.advance(400);
+    d.track(() => failed.push('b'));
+    c.advance(599);
+    assert.deepEqual(failed, []);
+    c.advance(1);
+    assert.deepEqual(failed, ['a']);
+    c.advance(400);
+    assert.deepEqual(failed, ['a', 'b']);
+    c.advance(5000);
+    assert.deepEqual(failed, ['a', 'b']);
+    assert.equal(d.size, 0);
+  });
+
+  it('a publish settled in time is never failed; the sweep stops when nothing waits and starts again', () => {
+    const c = fakeClock();
+    const d = new ConfirmDeadlines(1000, c.clock);
+    const failed: string[] = [];
+    const done = d.track(() => failed.push('a'));
+    assert.equal(c.sweeping, true);
+    assert.deepEqual(c.intervals, [250]);
+    c.advance(500);
+    done();
+    done();
+    assert.equal(c.sweeping, false);
+    c.advance(5000);
+    assert.equal(failed.length, 0);
+    d.track(() => failed.push('b'));
+    assert.equal(c.sweeping, true);
+    c.advance(1000);
+    assert.deepEqual(failed, ['b']);
+    assert.equal(c.sweeping, false);
+  });
+
+  it('a timeout of 0 tracks nothing and never sweeps', () => {
+    const c = fakeClock();
+    const d = new ConfirmDeadlines(0, c.clock);
+    let failed = false;
+    d.track(() => (failed = true))();
+    d.track(() => (failed = true));
+    c.advance(1e9);
+    assert.equal(failed, false);
+    assert.equal(c.sweeping, false);
+    assert.equal(d.size, 0);
+  });
+});
