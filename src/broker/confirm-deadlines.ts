@@ -26,15 +26,23 @@ const realClock: DeadlineClock = {
  * (test/cluster saw 17 stuck that way). The caller publishes again on a new
  * channel: at worst a duplicate, never a loss.
  *
- * One sweep timer for all (not one timer per publish, on the hot path),
- * running only while something waits; publishes are swept in the order they
- * were made, so a sweep stops at the first one still in time. A publish is
- * failed between `timeoutMs` and `timeoutMs` plus one sweep interval late.
+ * One per connection, shared by its channels: one sweep timer for all (not
+ * one timer per publish, on the hot path), running only while something
+ * waits; publishes are swept in the order they were made, so a sweep stops
+ * at the first one still in time. A publish is failed between `timeoutMs`
+ * and `timeoutMs` plus one sweep interval (at most 1 s) late.
+ *
+ * While the broker blocks the connection (a memory or disk alarm) nothing
+ * is failed: a blocked connection is not read at all, so no confirm can come,
+ * and publishing again would only pile copies into the socket that the
+ * broker would all take once the alarm clears. Every clock starts again when
+ * it unblocks.
  */
 export class ConfirmDeadlines {
-  private readonly waiting = new Map<number, { readonly at: number; readonly fail: () => void }>();
+  private readonly waiting = new Map<number, { at: number; readonly fail: () => void }>();
   private seq = 0;
   private sweeper: { stop(): void } | null = null;
+  private paused = false;
 
   constructor(
     /** How long a publish may wait; 0 or less: for ever (nothing is tracked). */
@@ -50,10 +58,9 @@ export class ConfirmDeadlines {
     if (!(this.timeoutMs > 0)) return () => undefined;
     const id = this.seq++;
     this.waiting.set(id, { at: this.clock.now(), fail });
+    // Stopped only by a sweep that finds nothing waiting: at a low rate, not a timer per publish either.
     this.sweeper ??= this.clock.every(Math.max(10, Math.min(1000, this.timeoutMs / 4)), () => this.sweep());
-    return () => {
-      if (this.waiting.delete(id) && this.waiting.size === 0) this.stopSweeping();
-    };
+    return () => void this.waiting.delete(id);
   }
 
   /** Publishes being waited for. */
@@ -61,7 +68,26 @@ export class ConfirmDeadlines {
     return this.waiting.size;
   }
 
+  /** The connection is blocked: fail nothing until `resume`. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** The connection is unblocked: every publish still waiting gets its whole timeout again, from now. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const now = this.clock.now();
+    for (const w of this.waiting.values()) w.at = now;
+  }
+
   private sweep(): void {
+    if (this.waiting.size === 0) {
+      this.sweeper?.stop();
+      this.sweeper = null;
+      return;
+    }
+    if (this.paused) return;
     const cutoff = this.clock.now() - this.timeoutMs;
     const late: (() => void)[] = [];
     for (const [id, w] of this.waiting) {
@@ -69,12 +95,6 @@ export class ConfirmDeadlines {
       this.waiting.delete(id);
       late.push(w.fail);
     }
-    if (this.waiting.size === 0) this.stopSweeping();
     for (const fail of late) fail();
-  }
-
-  private stopSweeping(): void {
-    this.sweeper?.stop();
-    this.sweeper = null;
   }
 }

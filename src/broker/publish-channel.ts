@@ -1,6 +1,6 @@
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
-import { CONFIRM_TIMEOUT_MS, ConfirmDeadlines } from './confirm-deadlines.js';
+import { ConfirmDeadlines } from './confirm-deadlines.js';
 import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 
 /** Least time between two channel renewals after nacks. */
@@ -21,12 +21,16 @@ const RENEW_GAP_MS = 250;
  * all be redelivered and their attempts repeated. Acks stay on the consumer
  * channel; they follow the confirm, whichever channel it came on.
  *
- * A confirm that does not come within `confirmTimeoutMs` fails its publish
- * (`BROKER_CONFIRM_TIMEOUT`) and renews the channel as a nack does: the same
- * RabbitMQ was seen to leave a tier's hand-ons to a quorum queue unconfirmed
- * for good after its node and the queue's leader died together
- * (src/broker/confirm-deadlines.ts). The caller publishes again; should the
- * broker take the first one after all, that is a duplicate, never a loss.
+ * A confirm that does not come in time (`deadlines`, 10 s) fails its
+ * publish (`BROKER_CONFIRM_TIMEOUT`) and renews the channel as a nack does:
+ * the same RabbitMQ was seen to leave a tier's hand-ons to a quorum queue
+ * unconfirmed for good after its node and the queue's leader died together
+ * (src/broker/confirm-deadlines.ts). The caller may publish again (a
+ * hand-on does); should the broker take the first one after all, that is a
+ * duplicate, never a loss. A spare renewed after a timeout is closed only
+ * once its other publishes have settled (confirmed, refused or timed out):
+ * closing it at once would fail those the broker may well have taken, and
+ * their copies would be duplicates too.
  */
 export class PublishChannel {
   private ch: ConfirmChannel;
@@ -38,34 +42,36 @@ export class PublishChannel {
   /** Publishes not yet confirmed or refused, on whichever channel they went, and who waits for none. */
   private unsettled = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly deadlines: ConfirmDeadlines;
+  /** Unsettled publishes per channel, and the spares to close once theirs are settled. */
+  private readonly pendingOn = new Map<ConfirmChannel, number>();
+  private readonly closeWhenIdle = new Set<ConfirmChannel>();
 
   constructor(
     private readonly conn: Pick<ChannelModel, 'createConfirmChannel'>,
     private readonly first: ConfirmChannel,
     /** Told of every message returned on a channel opened here (the first one's owner listens on it already). */
     private readonly onReturn: (m: Message) => void = () => undefined,
-    /** How long a publish waits for its confirm; 0: for ever. */
-    confirmTimeoutMs: number = CONFIRM_TIMEOUT_MS,
+    /** Fails publishes whose confirm is late: the connection's own, paused while the broker blocks it. */
+    private readonly deadlines: ConfirmDeadlines = new ConfirmDeadlines(),
   ) {
     this.ch = first;
     this.firstReturns = new ReturnTracker(first);
     this.returns = this.firstReturns;
-    this.deadlines = new ConfirmDeadlines(confirmTimeoutMs);
   }
 
   /** Publishes on the current channel and resolves on the confirm; see `publishConfirmed`. Fails with `BROKER_CONFIRM_TIMEOUT` when the confirm is late. */
   publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, trackReturns = true): Promise<void> {
     const ch = this.ch;
     this.unsettled++;
+    this.pendingOn.set(ch, (this.pendingOn.get(ch) ?? 0) + 1);
     const confirmed = publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined);
     return new Promise<void>((resolve, reject) => {
       let done = false;
       const untrack = this.deadlines.track(() => {
         if (done) return;
         done = true;
-        this.settledOne();
-        void this.renew(ch);
+        this.settledOne(ch);
+        void this.renew(ch, 'timeout');
         reject(new NotifyError(ErrorCodes.BROKER_CONFIRM_TIMEOUT, 'broker did not confirm in time; the channel is renewed'));
       });
       confirmed.then(
@@ -73,22 +79,28 @@ export class PublishChannel {
           untrack();
           if (done) return;
           done = true;
-          this.settledOne();
+          this.settledOne(ch);
           resolve();
         },
         (err: unknown) => {
           untrack();
           if (done) return;
           done = true;
-          this.settledOne();
-          if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch);
+          this.settledOne(ch);
+          if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch, 'nack');
           reject(err as Error);
         },
       );
     });
   }
 
-  private settledOne(): void {
+  private settledOne(ch: ConfirmChannel): void {
+    const left = (this.pendingOn.get(ch) ?? 1) - 1;
+    if (left > 0) this.pendingOn.set(ch, left);
+    else {
+      this.pendingOn.delete(ch);
+      if (this.closeWhenIdle.delete(ch)) void ch.close().catch(() => undefined);
+    }
     if (--this.unsettled > 0) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
@@ -100,9 +112,11 @@ export class PublishChannel {
     return this.ch !== this.first;
   }
 
-  private renew(bad: ConfirmChannel): Promise<void> {
+  private renew(bad: ConfirmChannel, why: 'nack' | 'timeout'): Promise<void> {
     if (this.ch !== bad || this.closed) return this.renewing ?? Promise.resolve();
-    this.renewing ??= (async () => {
+    // A renewal still finishing may already have made `bad` current (a spare it just opened): after it, again.
+    if (this.renewing) return this.renewing.then(() => this.renew(bad, why));
+    this.renewing = (async () => {
       const wait = this.renewedAt + RENEW_GAP_MS - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       if (this.ch !== bad || this.closed) return;
@@ -119,7 +133,10 @@ export class PublishChannel {
       if (this.ch !== bad || this.closed) return void next.close().catch(() => undefined);
       this.ch = next;
       this.returns = new ReturnTracker(next);
-      if (bad !== this.first) void bad.close().catch(() => undefined);
+      // After a nack, what waits on it is failed now (that channel refuses); after a timeout it may be taken yet.
+      if (bad === this.first) return;
+      if (why === 'timeout' && (this.pendingOn.get(bad) ?? 0) > 0) this.closeWhenIdle.add(bad);
+      else void bad.close().catch(() => undefined);
     })()
       .catch(() => undefined)
       .finally(() => {
@@ -144,6 +161,8 @@ export class PublishChannel {
     const ch = this.ch;
     this.ch = this.first;
     this.returns = this.firstReturns;
-    if (ch !== this.first) await ch.close().catch(() => undefined);
+    const spares = [...this.closeWhenIdle, ...(ch !== this.first ? [ch] : [])];
+    this.closeWhenIdle.clear();
+    await Promise.all(spares.map((c) => c.close().catch(() => undefined)));
   }
 }

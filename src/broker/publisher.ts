@@ -92,6 +92,8 @@ export class NotificationPublisher {
   private renewing: Promise<void> | null = null;
   private renewedAt = -Infinity;
   private blockedReason: string | null = null;
+  /** The errors of confirms that did not come in time (same code as a lost channel's, handled otherwise). */
+  private readonly timedOut = new WeakSet<Error>();
   private inflight = 0;
   /** Publishes waiting for their confirm, to be failed at once when the broker blocks the connection. */
   private readonly waiting = new Set<(err: Error) => void>();
@@ -300,6 +302,13 @@ export class NotificationPublisher {
         return await send(ch);
       } catch (err) {
         deadline ||= Date.now() + waitMs;
+        // Not sent again (the caller has waited long enough), but the channel is renewed, unless the broker
+        // blocks the connection (then no confirm comes on any channel): RabbitMQ 3.10 can lose a channel's
+        // pending publishes to a quorum queue across a leader change for good (src/broker/confirm-deadlines.ts).
+        if (this.timedOut.has(err as Error)) {
+          if (this.blockedReason === null && !this.closed) void this.renewChannel(ch);
+          throw err;
+        }
         const nacked = hasCode(err, ErrorCodes.BROKER_NACK);
         const closedUnder = hasCode(err, ErrorCodes.BROKER_UNAVAILABLE) && this.ch !== ch;
         if (this.closed || sends >= MAX_SENDS || !(nacked || closedUnder)) throw err;
@@ -329,6 +338,14 @@ export class NotificationPublisher {
       },
       this.returns.get(ch),
     );
+    await this.confirmedInTime(ch, confirm);
+  }
+
+  /**
+   * Waits for `confirm` of a publish on `ch`, failing with
+   * `BROKER_UNAVAILABLE` (one of `timedOut`) once `confirmTimeoutMs` went by first.
+   */
+  private async confirmedInTime(ch: ConfirmChannel, confirm: Promise<void>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     let stopWaiting: ((err: Error) => void) | undefined;
     // A confirm that does not come in time is answered as a failure, and so is
@@ -338,10 +355,11 @@ export class NotificationPublisher {
     // gives a duplicate (same id), never a loss.
     const giveUp = new Promise<never>((_, reject) => {
       stopWaiting = reject;
-      timer = setTimeout(
-        () => reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not confirm in time')),
-        this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS,
-      );
+      timer = setTimeout(() => {
+        const err = new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not confirm in time');
+        this.timedOut.add(err);
+        reject(err);
+      }, this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS);
     });
     this.waiting.add(stopWaiting!);
     try {
@@ -354,12 +372,12 @@ export class NotificationPublisher {
 
   /**
    * Publishes a finished body straight to one queue (history batches), with
-   * confirm, failing over like `publish`.
+   * confirm in time, failing over like `publish`.
    */
   async publishToQueue(queue: string, body: Buffer, options: Options.Publish): Promise<void> {
     const ch = this.ch ?? (await this.channelBy(Date.now() + (this.opts.failoverWaitMs ?? 2000)));
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-    await this.withFailover(ch, (c) => publishConfirmed(c, '', queue, body, options, this.returns.get(c)));
+    await this.withFailover(ch, (c) => this.confirmedInTime(c, publishConfirmed(c, '', queue, body, options, this.returns.get(c))));
   }
 
   /** Closes channel then connection; idempotent. */

@@ -27,7 +27,7 @@ export const ErrorCodes = {
   BROKER_UNAVAILABLE: 'BROKER_UNAVAILABLE',
   /** The broker nacked a publish. */
   BROKER_NACK: 'BROKER_NACK',
-  /** The broker did not confirm a publish in time (its channel may have lost it); it is sent again on a new channel. */
+  /** A tier's publish got no confirm in time (its channel may have lost it); the channel is renewed, and a hand-on is published again. */
   BROKER_CONFIRM_TIMEOUT: 'BROKER_CONFIRM_TIMEOUT',
   /** The broker blocks publishing (memory or disk alarm); nothing was accepted. */
   BROKER_BLOCKED: 'BROKER_BLOCKED',

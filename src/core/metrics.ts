@@ -109,7 +109,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
     ingressRequests: new Counter({ name: 'notify_ingress_requests_total', help: 'Ingress HTTP requests by status', labelNames: ['status'], registers }),
     handOnFailures: new Counter({
       name: 'notify_handon_failures_total',
-      help: 'Hand-on publishes the broker did not take (refused: a nack, e.g. a max-length policy with reject-publish; unroutable: no queue took it; error), each retried',
+      help: 'Hand-on publishes the broker did not take (refused: a nack, e.g. a max-length policy with reject-publish; unroutable: no queue took it or its channel closed; unconfirmed: no confirm in 10 s, sent again on a new channel; error), each retried',
       labelNames: ['tier', 'reason'],
       registers,
     }),

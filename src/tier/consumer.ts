@@ -31,6 +31,7 @@ import { HandOnBundler, type BundlerOptions } from './hand-on-bundler.js';
 import { handleBundle, type BundleHandling } from './bundle-delivery.js';
 import { isBundle } from '../broker/bundle.js';
 import { handOnFailureReason } from '../broker/confirm.js';
+import { ConfirmDeadlines } from '../broker/confirm-deadlines.js';
 
 const GATE_TICK_MS = 100;
 /**
@@ -86,6 +87,8 @@ export class TierWorker implements ManagedWorker {
   private readonly log: Logger;
   private readonly pipeline: AttemptPipeline;
   private conn: ChannelModel | null = null;
+  /** Publish deadlines of the current connection's channels, paused while the broker blocks it. */
+  private deadlines = new ConfirmDeadlines();
   private ch: ConfirmChannel | null = null;
   /** Acks of the current channel; replaced with it (tags never cross channels). */
   private acker: AckBatcher | null = null;
@@ -314,6 +317,9 @@ export class TierWorker implements ManagedWorker {
     const conn = await this.ring.connect(`notifyd tier ${this.tier} pid ${process.pid}`);
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
+      const deadlines = new ConfirmDeadlines();
+      conn.on('blocked', () => deadlines.pause());
+      conn.on('unblocked', () => deadlines.resume());
       const ch = await conn.createConfirmChannel();
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]);
@@ -322,10 +328,11 @@ export class TierWorker implements ManagedWorker {
       await ch.prefetch(prefetch);
       const lost = (): void => this.connectionLost(conn);
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
-      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m)));
+      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m), deadlines));
       conn.on('close', lost);
       ch.on('close', () => this.channelClosed(ch, conn));
       this.conn = conn;
+      this.deadlines = deadlines;
       this.ch = ch;
       this.link = this.linkFor(ch);
       this.acker = this.ackerFor(ch, prefetch);
@@ -454,7 +461,7 @@ export class TierWorker implements ManagedWorker {
         return;
       }
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
-      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m)));
+      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m), this.deadlines));
       ch.on('close', () => this.channelClosed(ch, conn));
       this.cancelling.add(old);
       this.retired.set(old, oldAcker);

@@ -67,10 +67,10 @@ export function loadCodec(): Codec | null {
  * its TTL ran out (RabbitMQ 3.10). A hand-on drops the `x-` headers it got
  * (src/broker/confirm.ts), so a retry tier's delivery has one `x-death`
  * table, for the wait queue it came from; `count` travels as a long. A
- * message that expired by its own `expiration` (a hand-on whose attempt took
- * part of its delay: src/core/schedule.ts retryTiming) also has that
- * expiration in the table, last, as `original-expiration`: another shape of
- * object for the code that decodes and reads it.
+ * message published with an `expiration` of its own (a hand-on whose attempt
+ * took part of its delay: src/core/schedule.ts retryTiming) also has that
+ * expiration in the table, last, as `original-expiration`, whichever TTL
+ * fired: another shape of object for the code that decodes and reads it.
  */
 export function deathHeaders(queue: string, nowSec: number, originalExpiration?: string): Record<string, unknown> {
   const death: Record<string, unknown> = { count: { '!': 'long', value: 1 }, reason: 'expired', queue, time: { '!': 'timestamp', value: nowSec }, exchange: '', 'routing-keys': [queue] };

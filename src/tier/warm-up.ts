@@ -69,8 +69,8 @@ export function warmUpStatus(path: string): number {
 }
 
 /**
- * Whether the i-th synthetic notification expires by its own `expiration`
- * in its wait queue (half of them, neither all failures nor all successes):
+ * Whether the i-th synthetic notification carries an `expiration` of its own
+ * into its wait queue (half of them, neither all failures nor all successes):
  * a retry does when its failed attempt took part of its delay, one after a
  * skip does not, and the two come out of the broker in different shapes
  * (`deathHeaders`). A pair of each, so both paths see both shapes.

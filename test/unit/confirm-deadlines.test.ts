@@ -53,7 +53,7 @@ describe('ConfirmDeadlines', () => {
     assert.equal(d.size, 0);
   });
 
-  it('a publish settled in time is never failed; the sweep stops when nothing waits and starts again', () => {
+  it('a publish settled in time is never failed; the sweep stops at the first sweep that finds nothing waiting, and starts again', () => {
     const c = fakeClock();
     const d = new ConfirmDeadlines(1000, c.clock);
     const failed: string[] = [];
@@ -63,6 +63,11 @@ describe('ConfirmDeadlines', () => {
     c.advance(500);
     done();
     done();
+    // Not stopped by the settle itself: at a low rate that would be a timer per publish again.
+    assert.equal(c.sweeping, true);
+    d.track(() => failed.push('x'))();
+    assert.deepEqual(c.intervals, [250], 'the same sweep, not a new one');
+    c.advance(250);
     assert.equal(c.sweeping, false);
     c.advance(5000);
     assert.equal(failed.length, 0);
@@ -70,7 +75,25 @@ describe('ConfirmDeadlines', () => {
     assert.equal(c.sweeping, true);
     c.advance(1000);
     assert.deepEqual(failed, ['b']);
+    c.advance(250);
     assert.equal(c.sweeping, false);
+  });
+
+  it('fails nothing while paused (the broker blocks the connection), and gives each publish its whole timeout again from the resume', () => {
+    const c = fakeClock();
+    const d = new ConfirmDeadlines(1000, c.clock);
+    const failed: string[] = [];
+    d.track(() => failed.push('a'));
+    c.advance(900);
+    d.pause();
+    d.track(() => failed.push('b'));
+    c.advance(60_000);
+    assert.equal(failed.length, 0);
+    d.resume();
+    c.advance(999);
+    assert.equal(failed.length, 0);
+    c.advance(1);
+    assert.deepEqual(failed, ['a', 'b']);
   });
 
   it('a timeout of 0 tracks nothing and never sweeps', () => {
@@ -83,5 +106,17 @@ describe('ConfirmDeadlines', () => {
     assert.equal(failed, false);
     assert.equal(c.sweeping, false);
     assert.equal(d.size, 0);
+  });
+});
+
+describe('handOnFailureReason', () => {
+  it('names each way a hand-on can fail by its code', async () => {
+    const { handOnFailureReason } = await import('../../src/broker/confirm.js');
+    const { ErrorCodes } = await import('../../src/core/errors.js');
+    assert.equal(handOnFailureReason({ code: ErrorCodes.BROKER_NACK }), 'refused');
+    assert.equal(handOnFailureReason({ code: ErrorCodes.BROKER_UNAVAILABLE }), 'unroutable');
+    assert.equal(handOnFailureReason({ code: ErrorCodes.BROKER_CONFIRM_TIMEOUT }), 'unconfirmed');
+    assert.equal(handOnFailureReason({ code: ErrorCodes.INTERNAL }), 'error');
+    assert.equal(handOnFailureReason({}), 'error');
   });
 });

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { ConfirmChannel, Message } from 'amqplib';
 import { PublishChannel } from '../../src/broker/publish-channel.js';
+import { ConfirmDeadlines, type DeadlineClock } from '../../src/broker/confirm-deadlines.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 
 class FakeChannel extends EventEmitter {
@@ -29,7 +30,27 @@ class FakeChannel extends EventEmitter {
   }
 }
 
-function setup(first: 'ack' | 'nack' | 'never', spares: ('ack' | 'nack' | 'never')[], confirmTimeoutMs?: number) {
+/** A clock for ConfirmDeadlines that moves only when the test says, its sweep run by `advance`. */
+function manualClock() {
+  let now = 0;
+  let sweep: (() => void) | null = null;
+  const clock: DeadlineClock = {
+    now: () => now,
+    every(_ms, fn) {
+      sweep = fn;
+      return { stop: () => (sweep = null) };
+    },
+  };
+  return {
+    clock,
+    advance(ms: number): void {
+      now += ms;
+      sweep?.();
+    },
+  };
+}
+
+function setup(first: 'ack' | 'nack' | 'never', spares: ('ack' | 'nack' | 'never')[], deadlines?: ConfirmDeadlines) {
   const consumer = new FakeChannel(first);
   const opened: FakeChannel[] = [];
   const conn = {
@@ -40,7 +61,7 @@ function setup(first: 'ack' | 'nack' | 'never', spares: ('ack' | 'nack' | 'never
     },
   };
   const returned: Message[] = [];
-  const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel, (m) => returned.push(m), confirmTimeoutMs);
+  const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel, (m) => returned.push(m), deadlines);
   const send = (id: string): Promise<unknown> => pubs.publish('', 'q', Buffer.from('x'), { messageId: id, mandatory: true }).then(() => 'ok', (e: unknown) => e);
   return { consumer, opened, pubs, send, returned };
 }
@@ -131,17 +152,17 @@ describe('PublishChannel', () => {
     await pubs.settled();
   });
 
-  it('a confirm that never comes fails its publish (BROKER_CONFIRM_TIMEOUT) after the timeout and moves later ones to a spare; settled() does not wait for it', async (t) => {
-    const { consumer, opened, pubs, send } = setup('never', ['ack'], 60);
-    // The sweep's timer does not keep a process alive (a daemon's sockets do): this test's does.
-    const alive = setInterval(() => undefined, 1000);
-    t.after(() => clearInterval(alive));
-    const t0 = Date.now();
-    const err = await send('a');
-    const waited = Date.now() - t0;
-    assert.ok(hasCode(err, ErrorCodes.BROKER_CONFIRM_TIMEOUT), String(err));
-    // Between the timeout and the timeout plus a sweep (15 ms here), with room for a busy machine.
-    assert.ok(waited >= 55, `failed after ${waited} ms`);
+  it('a confirm that never comes fails its publish (BROKER_CONFIRM_TIMEOUT) after the timeout and moves later ones to a spare; settled() does not wait for it', async () => {
+    const c = manualClock();
+    const { consumer, opened, pubs, send } = setup('never', ['ack'], new ConfirmDeadlines(1000, c.clock));
+    let outcome: unknown = 'pending';
+    const a = send('a').then((r) => (outcome = r));
+    c.advance(999);
+    await tick();
+    assert.equal(outcome, 'pending', 'not before its time');
+    c.advance(1);
+    await a;
+    assert.ok(hasCode(outcome, ErrorCodes.BROKER_CONFIRM_TIMEOUT), String(outcome));
     await pubs.settled();
     while (opened.length < 1) await tick();
     assert.equal(await send('a'), 'ok');
@@ -149,17 +170,75 @@ describe('PublishChannel', () => {
     assert.equal(consumer.closed, false, 'the consumer channel is never replaced');
   });
 
-  it('confirms in time are not failed, and a timeout of 0 waits for ever', async (t) => {
-    const alive = setInterval(() => undefined, 1000);
-    t.after(() => clearInterval(alive));
-    const { send, opened } = setup('ack', [], 30);
+  it('confirms in time are never failed, and a timeout of 0 waits for ever', async () => {
+    const c = manualClock();
+    const { send, opened } = setup('ack', [], new ConfirmDeadlines(1000, c.clock));
     for (const id of ['a', 'b', 'c']) assert.equal(await send(id), 'ok');
-    await tick(80);
+    c.advance(5000);
+    await tick();
     assert.equal(opened.length, 0);
-    const never = setup('never', [], 0);
+    const never = setup('never', [], new ConfirmDeadlines(0, c.clock));
     let outcome: unknown = 'pending';
     void never.send('x').then((r) => (outcome = r));
-    await tick(100);
+    c.advance(1e9);
+    await tick();
     assert.equal(outcome, 'pending');
+  });
+
+  it('a confirm that comes after its timeout changes nothing: counted settled once, settled() still waits for the next publish', async () => {
+    const c = manualClock();
+    const consumer = new FakeChannel('ack');
+    const callbacks: ((err: Error | null) => void)[] = [];
+    consumer.publish = (_ex, _key, _content, opts, cb) => {
+      consumer.sent.push(String(opts.messageId));
+      callbacks.push(cb);
+      return true;
+    };
+    // The spare a timeout opens holds its confirms the same way.
+    const spare = new FakeChannel('ack');
+    spare.publish = consumer.publish;
+    const pubs = new PublishChannel({ createConfirmChannel: async () => spare as unknown as ConfirmChannel }, consumer as unknown as ConfirmChannel, () => undefined, new ConfirmDeadlines(1000, c.clock));
+    const a = pubs.publish('', 'q', Buffer.from('x'), { messageId: 'a' }).catch((e: unknown) => e);
+    c.advance(1000);
+    assert.ok(hasCode(await a, ErrorCodes.BROKER_CONFIRM_TIMEOUT));
+    // The late confirm, then a nack for it too: neither may settle anything again.
+    callbacks[0]!(null);
+    callbacks[0]!(new Error('message nacked'));
+    await tick();
+    const b = pubs.publish('', 'q', Buffer.from('x'), { messageId: 'b' });
+    let settled = false;
+    const done = pubs.settled().then(() => (settled = true));
+    await tick();
+    assert.equal(settled, false, 'b is still unconfirmed');
+    callbacks[callbacks.length - 1]!(null);
+    await b;
+    await done;
+  });
+
+  it('a spare renewed after a timeout is closed only once its other publishes have settled (a nack closes it at once)', async () => {
+    const c = manualClock();
+    const { opened, send } = setup('nack', ['ack', 'ack'], new ConfirmDeadlines(1000, c.clock));
+    await send('n');
+    while (opened.length < 1) await tick();
+    const spare = opened[0]!;
+    // The spare now loses its first publish and holds its second until told.
+    const held: ((err: Error | null) => void)[] = [];
+    spare.publish = function (_ex, _key, _c, opts, cb) {
+      this.sent.push(String(opts.messageId));
+      if (opts.messageId !== 'lost') held.push(cb);
+      return true;
+    };
+    const lost = send('lost');
+    c.advance(600);
+    const other = send('other');
+    c.advance(400);
+    assert.ok(hasCode(await lost, ErrorCodes.BROKER_CONFIRM_TIMEOUT));
+    await tick(300);
+    assert.equal(opened.length, 2, `renewed after the timeout (sent: ${JSON.stringify(opened.map((o) => o.sent))})`);
+    assert.equal(spare.closed, false, 'not closed while "other" may still be confirmed');
+    held[0]!(null);
+    assert.equal(await other, 'ok');
+    await tick();
+    assert.equal(spare.closed, true, 'closed once nothing waits on it');
   });
 });

@@ -162,6 +162,19 @@ describe('NotificationPublisher failover', () => {
     await p.close();
   });
 
+  it('after a confirm timeout the channel is renewed: the next publish goes on a new one (RabbitMQ 3.10 can lose the publishes of a channel for good)', async () => {
+    const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']), (_l, nth) => (nth === 0 ? 'hold' : 'ack'));
+    const p = publisher(open, { confirmTimeoutMs: 50 });
+    await p.start();
+    const err = await p.publish(note('a')).catch((e: unknown) => e);
+    assert.match((err as Error).message, /did not confirm in time/);
+    await p.publish(note('b'));
+    const [c] = conns;
+    assert.deepEqual(c!.channels.map((ch) => ch.sent), [['a'], ['b']]);
+    assert.equal(c!.channels[0]!.closed, true);
+    await p.close();
+  });
+
   it('while a connection is being opened a publish waits for it; with nothing under way it fails at once', async () => {
     const up = new Set(['n1:5672', 'n2:5672', 'n3:5672']);
     let delay = 100;
