@@ -66,6 +66,18 @@ function setup(first: 'ack' | 'nack' | 'never', spares: ('ack' | 'nack' | 'never
   return { consumer, opened, pubs, send, returned };
 }
 
+/** A channel whose confirms come only when the test calls them. */
+function holdingChannel(): { ch: FakeChannel; callbacks: ((err: Error | null) => void)[] } {
+  const ch = new FakeChannel('ack');
+  const callbacks: ((err: Error | null) => void)[] = [];
+  ch.publish = (_ex, _key, _content, opts, cb) => {
+    ch.sent.push(String(opts.messageId));
+    callbacks.push(cb);
+    return true;
+  };
+  return { ch, callbacks };
+}
+
 const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('PublishChannel', () => {
@@ -127,14 +139,8 @@ describe('PublishChannel', () => {
   });
 
   it('settled() waits for every publish made so far, each confirmed or refused, not only until the first refusal', async () => {
-    const consumer = new FakeChannel('ack');
     // Confirms come when the test says: a nack first, then an ack.
-    const callbacks: ((err: Error | null) => void)[] = [];
-    consumer.publish = (_ex, _key, _content, opts, cb) => {
-      consumer.sent.push(String(opts.messageId));
-      callbacks.push(cb);
-      return true;
-    };
+    const { ch: consumer, callbacks } = holdingChannel();
     const pubs = new PublishChannel({ createConfirmChannel: async () => new FakeChannel('ack') as unknown as ConfirmChannel }, consumer as unknown as ConfirmChannel);
     const a = pubs.publish('', 'q', Buffer.from('x'), { messageId: 'a' }).catch((e: unknown) => e);
     const b = pubs.publish('', 'q', Buffer.from('x'), { messageId: 'b' });
@@ -187,13 +193,7 @@ describe('PublishChannel', () => {
 
   it('a confirm that comes after its timeout changes nothing: counted settled once, settled() still waits for the next publish', async () => {
     const c = manualClock();
-    const consumer = new FakeChannel('ack');
-    const callbacks: ((err: Error | null) => void)[] = [];
-    consumer.publish = (_ex, _key, _content, opts, cb) => {
-      consumer.sent.push(String(opts.messageId));
-      callbacks.push(cb);
-      return true;
-    };
+    const { ch: consumer, callbacks } = holdingChannel();
     // The spare a timeout opens holds its confirms the same way.
     const spare = new FakeChannel('ack');
     spare.publish = consumer.publish;
