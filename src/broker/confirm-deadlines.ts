@@ -35,14 +35,15 @@ const realClock: DeadlineClock = {
  * While the broker blocks the connection (a memory or disk alarm) nothing
  * is failed: a blocked connection is not read at all, so no confirm can come,
  * and publishing again would only pile copies into the socket that the
- * broker would all take once the alarm clears. Every clock starts again when
- * it unblocks.
+ * broker would all take once the alarm clears. The time blocked does not
+ * count towards a publish's timeout.
  */
 export class ConfirmDeadlines {
   private readonly waiting = new Map<number, { at: number; readonly fail: () => void }>();
   private seq = 0;
   private sweeper: { stop(): void } | null = null;
-  private paused = false;
+  /** When the connection was blocked, or null. */
+  private pausedAt: number | null = null;
 
   constructor(
     /** How long a publish may wait; 0 or less: for ever (nothing is tracked). */
@@ -70,15 +71,21 @@ export class ConfirmDeadlines {
 
   /** The connection is blocked: fail nothing until `resume`. */
   pause(): void {
-    this.paused = true;
+    this.pausedAt ??= this.clock.now();
   }
 
-  /** The connection is unblocked: every publish still waiting gets its whole timeout again, from now. */
+  /**
+   * The connection is unblocked: the time it was blocked does not count
+   * (each deadline moves by it; one tracked meanwhile counts from now), but
+   * the time waited before does, so an alarm that comes and goes cannot keep
+   * a lost publish waiting for ever.
+   */
   resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
+    if (this.pausedAt === null) return;
     const now = this.clock.now();
-    for (const w of this.waiting.values()) w.at = now;
+    const pausedAt = this.pausedAt;
+    this.pausedAt = null;
+    for (const w of this.waiting.values()) w.at = w.at < pausedAt ? w.at + (now - pausedAt) : now;
   }
 
   private sweep(): void {
@@ -87,7 +94,7 @@ export class ConfirmDeadlines {
       this.sweeper = null;
       return;
     }
-    if (this.paused) return;
+    if (this.pausedAt !== null) return;
     const cutoff = this.clock.now() - this.timeoutMs;
     const late: (() => void)[] = [];
     for (const [id, w] of this.waiting) {

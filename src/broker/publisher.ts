@@ -203,7 +203,7 @@ export class NotificationPublisher {
    * channel opened later published fine. Renewals are `RENEW_GAP_MS` apart at
    * least: a nack for any other reason costs a channel now and then.
    */
-  private renewChannel(bad: ConfirmChannel): Promise<void> {
+  private renewChannel(bad: ConfirmChannel, closeOld: 'now' | 'later' = 'now'): Promise<void> {
     if (this.ch !== bad) return this.renewing ?? Promise.resolve();
     this.renewing ??= (async () => {
       const wait = this.renewedAt + RENEW_GAP_MS - Date.now();
@@ -216,8 +216,11 @@ export class NotificationPublisher {
       this.retired.add(bad);
       this.ch = next;
       this.opts.onChannelRenewed?.();
-      // Publishes still waiting on the old channel fail as closed and are sent again on this one.
-      void bad.close().catch(() => undefined);
+      // After a nack, publishes still waiting on the old channel fail as closed and are sent again on this one.
+      // After a confirm timeout the broker may just be slow: closing it now would send all of them again, so it
+      // is closed once each has been confirmed or has timed out itself (and is not sent again).
+      if (closeOld === 'now') void bad.close().catch(() => undefined);
+      else setTimeout(() => void bad.close().catch(() => undefined), (this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS) + 1000).unref();
     })()
       .catch(() => undefined)
       .finally(() => {
@@ -306,7 +309,7 @@ export class NotificationPublisher {
         // blocks the connection (then no confirm comes on any channel): RabbitMQ 3.10 can lose a channel's
         // pending publishes to a quorum queue across a leader change for good (src/broker/confirm-deadlines.ts).
         if (this.timedOut.has(err as Error)) {
-          if (this.blockedReason === null && !this.closed) void this.renewChannel(ch);
+          if (this.blockedReason === null && !this.closed) void this.renewChannel(ch, 'later');
           throw err;
         }
         const nacked = hasCode(err, ErrorCodes.BROKER_NACK);

@@ -164,14 +164,18 @@ describe('NotificationPublisher failover', () => {
 
   it('after a confirm timeout the channel is renewed: the next publish goes on a new one (RabbitMQ 3.10 can lose the publishes of a channel for good)', async () => {
     const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']), (_l, nth) => (nth === 0 ? 'hold' : 'ack'));
-    const p = publisher(open, { confirmTimeoutMs: 50 });
+    let renewed = 0;
+    const p = publisher(open, { confirmTimeoutMs: 50, onChannelRenewed: () => renewed++ });
     await p.start();
+    const [c] = conns;
     const err = await p.publish(note('a')).catch((e: unknown) => e);
     assert.match((err as Error).message, /did not confirm in time/);
+    while (renewed === 0) await new Promise((r) => setTimeout(r, 5));
     await p.publish(note('b'));
-    const [c] = conns;
     assert.deepEqual(c!.channels.map((ch) => ch.sent), [['a'], ['b']]);
-    assert.equal(c!.channels[0]!.closed, true);
+    assert.equal(c!.channels[0]!.closed, false, 'the old channel is kept until what waits on it has timed out');
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal(c!.channels[0]!.closed, true, 'then closed');
     await p.close();
   });
 
