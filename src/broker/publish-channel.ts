@@ -51,8 +51,8 @@ export class PublishChannel {
     private readonly first: ConfirmChannel,
     /** Told of every message returned on a channel opened here (the first one's owner listens on it already). */
     private readonly onReturn: (m: Message) => void = () => undefined,
-    /** Fails publishes whose confirm is late: the connection's own, paused while the broker blocks it. */
-    private readonly deadlines: ConfirmDeadlines = new ConfirmDeadlines(),
+    /** Fails publishes whose confirm is late: the connection's own, paused while the broker blocks it (a new lane's PublishChannel takes its predecessor's). */
+    readonly deadlines: ConfirmDeadlines = new ConfirmDeadlines(),
   ) {
     this.ch = first;
     this.firstReturns = new ReturnTracker(first);
@@ -66,27 +66,27 @@ export class PublishChannel {
     this.pendingOn.set(ch, (this.pendingOn.get(ch) ?? 0) + 1);
     const confirmed = publishConfirmed(ch, exchange, routingKey, content, options, trackReturns ? this.returns : undefined);
     return new Promise<void>((resolve, reject) => {
+      // The first of the confirm, its failure and the timeout settles the publish; whatever comes later is ignored.
       let done = false;
-      const untrack = this.deadlines.track(() => {
-        if (done) return;
+      const settle = (): boolean => {
+        if (done) return false;
         done = true;
         this.settledOne(ch);
+        return true;
+      };
+      const untrack = this.deadlines.track(() => {
+        if (!settle()) return;
         void this.renew(ch, 'timeout');
         reject(new NotifyError(ErrorCodes.BROKER_CONFIRM_TIMEOUT, 'broker did not confirm in time; the channel is renewed'));
       });
       confirmed.then(
         () => {
           untrack();
-          if (done) return;
-          done = true;
-          this.settledOne(ch);
-          resolve();
+          if (settle()) resolve();
         },
         (err: unknown) => {
           untrack();
-          if (done) return;
-          done = true;
-          this.settledOne(ch);
+          if (!settle()) return;
           if (hasCode(err, ErrorCodes.BROKER_NACK)) void this.renew(ch, 'nack');
           reject(err as Error);
         },

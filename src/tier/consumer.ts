@@ -87,8 +87,6 @@ export class TierWorker implements ManagedWorker {
   private readonly log: Logger;
   private readonly pipeline: AttemptPipeline;
   private conn: ChannelModel | null = null;
-  /** Publish deadlines of the current connection's channels, paused while the broker blocks it. */
-  private deadlines = new ConfirmDeadlines();
   private ch: ConfirmChannel | null = null;
   /** Acks of the current channel; replaced with it (tags never cross channels). */
   private acker: AckBatcher | null = null;
@@ -332,7 +330,6 @@ export class TierWorker implements ManagedWorker {
       conn.on('close', lost);
       ch.on('close', () => this.channelClosed(ch, conn));
       this.conn = conn;
-      this.deadlines = deadlines;
       this.ch = ch;
       this.link = this.linkFor(ch);
       this.acker = this.ackerFor(ch, prefetch);
@@ -461,7 +458,8 @@ export class TierWorker implements ManagedWorker {
         return;
       }
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
-      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m), this.deadlines));
+      // The same connection's deadlines: one sweep, paused and resumed with it.
+      this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m), this.publishing.get(old)!.deadlines));
       ch.on('close', () => this.channelClosed(ch, conn));
       this.cancelling.add(old);
       this.retired.set(old, oldAcker);

@@ -2,37 +2,8 @@
 // by one sweep that runs only while something waits (a fake clock).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfirmDeadlines, type DeadlineClock } from '../../src/broker/confirm-deadlines.js';
-
-function fakeClock() {
-  let now = 0;
-  let sweep: (() => void) | null = null;
-  let intervals: number[] = [];
-  const clock: DeadlineClock = {
-    now: () => now,
-    every(ms, fn) {
-      intervals.push(ms);
-      sweep = fn;
-      return { stop: () => (sweep = null) };
-    },
-  };
-  return {
-    clock,
-    advance(ms: number) {
-      now += ms;
-      sweep?.();
-    },
-    get sweeping() {
-      return sweep !== null;
-    },
-    get intervals() {
-      return intervals;
-    },
-    reset() {
-      intervals = [];
-    },
-  };
-}
+import { ConfirmDeadlines } from '../../src/broker/confirm-deadlines.js';
+import { fakeDeadlineClock as fakeClock } from './fake-deadline-clock.js';
 
 describe('ConfirmDeadlines', () => {
   it('fails only the publishes older than the timeout, oldest first, each once', () => {

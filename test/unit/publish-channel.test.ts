@@ -5,7 +5,8 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import type { ConfirmChannel, Message } from 'amqplib';
 import { PublishChannel } from '../../src/broker/publish-channel.js';
-import { ConfirmDeadlines, type DeadlineClock } from '../../src/broker/confirm-deadlines.js';
+import { ConfirmDeadlines } from '../../src/broker/confirm-deadlines.js';
+import { fakeDeadlineClock } from './fake-deadline-clock.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 
 class FakeChannel extends EventEmitter {
@@ -28,26 +29,6 @@ class FakeChannel extends EventEmitter {
     this.closed = true;
     this.emit('close');
   }
-}
-
-/** A clock for ConfirmDeadlines that moves only when the test says, its sweep run by `advance`. */
-function manualClock() {
-  let now = 0;
-  let sweep: (() => void) | null = null;
-  const clock: DeadlineClock = {
-    now: () => now,
-    every(_ms, fn) {
-      sweep = fn;
-      return { stop: () => (sweep = null) };
-    },
-  };
-  return {
-    clock,
-    advance(ms: number): void {
-      now += ms;
-      sweep?.();
-    },
-  };
 }
 
 function setup(first: 'ack' | 'nack' | 'never', spares: ('ack' | 'nack' | 'never')[], deadlines?: ConfirmDeadlines) {
@@ -160,7 +141,7 @@ describe('PublishChannel', () => {
   });
 
   it('a confirm that never comes fails its publish (BROKER_CONFIRM_TIMEOUT) after the timeout and moves later ones to a spare; settled() does not wait for it', async () => {
-    const c = manualClock();
+    const c = fakeDeadlineClock();
     const { consumer, opened, pubs, send } = setup('never', ['ack'], new ConfirmDeadlines(1000, c.clock));
     let outcome: unknown = 'pending';
     const a = send('a').then((r) => (outcome = r));
@@ -178,7 +159,7 @@ describe('PublishChannel', () => {
   });
 
   it('confirms in time are never failed, and a timeout of 0 waits for ever', async () => {
-    const c = manualClock();
+    const c = fakeDeadlineClock();
     const { send, opened } = setup('ack', [], new ConfirmDeadlines(1000, c.clock));
     for (const id of ['a', 'b', 'c']) assert.equal(await send(id), 'ok');
     c.advance(5000);
@@ -193,7 +174,7 @@ describe('PublishChannel', () => {
   });
 
   it('a confirm that comes after its timeout changes nothing: counted settled once, settled() still waits for the next publish', async () => {
-    const c = manualClock();
+    const c = fakeDeadlineClock();
     const { ch: consumer, callbacks } = holdingChannel();
     // The spare a timeout opens holds its confirms the same way.
     const spare = new FakeChannel('ack');
@@ -217,7 +198,7 @@ describe('PublishChannel', () => {
   });
 
   it('a spare renewed after a timeout is closed only once its other publishes have settled (a nack closes it at once)', async () => {
-    const c = manualClock();
+    const c = fakeDeadlineClock();
     const { opened, send } = setup('nack', ['ack', 'ack'], new ConfirmDeadlines(1000, c.clock));
     await send('n');
     while (opened.length < 1) await tick();
