@@ -10,7 +10,10 @@
  * - notifyd, per run: a fresh daemon; tier 0 warmed with `--cold-warm`
  *   seconds of notifications that succeed at once (tier 1 sees nothing); then
  *   `--cold-seconds` of notifications whose first attempt fails, so each goes
- *   through tier 1. Lateness = arrival of attempt 2 − arrival of attempt 1 −
+ *   through tier 1, and a tail of one delay (schedule[1]) more of them, not
+ *   measured: without it the last measured second's retries were due while
+ *   tier 0 had nothing left to do (the machine about half as busy), which made
+ *   the tenth second a light reference for the first. Lateness = arrival of attempt 2 − arrival of attempt 1 −
  *   schedule[1], at the merchant (attempt 1's answer and hand-on included).
  * - bare: the same rate published straight into `P.wait.1` of a topology
  *   declared for the run (TTL schedule[1], dead-lettering into `P.work.1`;
@@ -170,7 +173,7 @@ async function purge(prefix: string): Promise<void> {
  * The load of one run, against whatever consumes tier 0 of `prefix` (a
  * daemon, or the hand-written loops): `--cold-warm` seconds of notifications
  * that succeed at once (tier 0 warm, tier 1 untouched), a second of quiet,
- * then `--cold-seconds` of fail-once notifications. Lateness of attempt 2 at
+ * then `--cold-seconds` of fail-once notifications (and the unmeasured tail). Lateness of attempt 2 at
  * the merchant, and the CPU of `groups` and of the machine during that load.
  */
 async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
@@ -192,13 +195,18 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
     await m.reached(base + warmN, 60_000);
     await sleep(1000);
     const total = Math.round(rate * flags.coldSeconds);
-    const reached = m.watch(base + warmN + 2 * total, 60_000 + flags.coldSeconds * 1000);
+    // The measured load, then a tail of one delay more of the same kind (its own ids, not
+    // measured): the last measured second's retries meet a tier 0 as busy as every other second's.
+    const loadS = flags.coldSeconds + DELAY1 / 1000;
+    const reached = m.watch(base + warmN + 2 * Math.round(rate * loadS), 60_000 + loadS * 1000);
     const m0 = monoUs();
     const cpu = new CpuMeter({ ...groups, broker: BEAM(), merchant: m.pid === undefined ? [] : [m.pid], bench: [process.pid] }).start();
     // Its first and last readings bound the whole load's busy share as well.
     timeline = new CpuTimeline(tier1Pid).start();
     const loadAt = performance.now();
-    await steady(rate, flags.coldSeconds, (i) => publish(`${tag}-${i}`, `${m.base}/fail/1/${tag}-${i}`));
+    await steady(rate, loadS, (i) =>
+      i < total ? publish(`${tag}-${i}`, `${m.base}/fail/1/${tag}-${i}`) : publish(`${tag}t-${i}`, `${m.base}/fail/1/${tag}t-${i}`),
+    );
     await ch.waitForConfirms();
     await reached.catch((e: unknown) => log(`cold: not every attempt 2 arrived: ${String(e)}`));
     const m1 = monoUs();
@@ -311,6 +319,9 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
   }
   await sleep((flags.coldWarm + 1) * 1000);
   const total = Math.round(rate * flags.coldSeconds);
+  // A tail as notifyd's load has (coldLoad), not measured, so the runs compare like with like.
+  const loadS = flags.coldSeconds + DELAY1 / 1000;
+  const published = Math.round(rate * loadS);
   const conn = await amqp.connect(AMQP_URL, { clientProperties: { connection_name: 'notifyd bench cold bare consumer' } });
   const samples: { sec: number; late: number }[] = [];
   const { ch, close } = await openConfirm(AMQP_URL, 'notifyd bench cold bare');
@@ -324,13 +335,14 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
       if (!msg) return;
       const now = Date.now();
       const h = msg.properties.headers ?? {};
-      samples.push({ sec: Math.floor(Number(h['bench-i']) / rate), late: now - Number(h['bench-sent']) - DELAY1 });
+      const i = Number(h['bench-i']);
+      if (i < total) samples.push({ sec: Math.floor(i / rate), late: now - Number(h['bench-sent']) - DELAY1 });
       cch.ack(msg);
-      if (++got >= total) allIn();
+      if (++got >= published) allIn();
     });
     const body = encodeNotification(makeNotification('bare-0', 'http://127.0.0.1/bare'));
     const m0 = monoUs();
-    await steady(rate, flags.coldSeconds, (i) => {
+    await steady(rate, loadS, (i) => {
       ch.publish('', names.waitQueue(1), body, { persistent: true, headers: { 'bench-i': i, 'bench-sent': Date.now() } });
     });
     await ch.waitForConfirms();
