@@ -47,7 +47,7 @@ export class ConfirmDeadlines {
 
   constructor(
     /** How long a publish may wait; 0 or less: for ever (nothing is tracked). */
-    private readonly timeoutMs: number = CONFIRM_TIMEOUT_MS,
+    readonly timeoutMs: number = CONFIRM_TIMEOUT_MS,
     private readonly clock: DeadlineClock = realClock,
   ) {}
 

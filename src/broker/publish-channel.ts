@@ -1,6 +1,7 @@
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { ConfirmDeadlines } from './confirm-deadlines.js';
+import { openWithin } from './open-within.js';
 import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 
 /** Least time between two channel renewals after nacks. */
@@ -37,6 +38,13 @@ export class PublishChannel {
   private returns: ReturnTracker;
   private readonly firstReturns: ReturnTracker;
   private renewing: Promise<void> | null = null;
+  /**
+   * Renewals asked for while one ran, by channel: one renewal after it serves
+   * them all, so a sweep that fails N publishes at once while the broker
+   * refuses channels queues one more open, not N.
+   */
+  private readonly wanted = new Map<ConfirmChannel, 'nack' | 'timeout'>();
+  private again: Promise<void> | null = null;
   private renewedAt = -Infinity;
   private closed = false;
   /** Publishes not yet confirmed or refused, on whichever channel they went, and who waits for none. */
@@ -115,13 +123,25 @@ export class PublishChannel {
   private renew(bad: ConfirmChannel, why: 'nack' | 'timeout'): Promise<void> {
     if (this.ch !== bad || this.closed) return this.renewing ?? Promise.resolve();
     // A renewal still finishing may already have made `bad` current (a spare it just opened): after it, again.
-    if (this.renewing) return this.renewing.then(() => this.renew(bad, why));
+    if (this.renewing) {
+      // A timeout wins: its channel may still confirm what waits on it, so it is closed only once idle.
+      this.wanted.set(bad, this.wanted.get(bad) === 'timeout' ? 'timeout' : why);
+      this.again ??= this.renewing.then(() => {
+        this.again = null;
+        const asked = [...this.wanted];
+        this.wanted.clear();
+        const current = asked.find(([c]) => c === this.ch);
+        return current ? this.renew(current[0], current[1]) : undefined;
+      });
+      return this.again;
+    }
     this.renewing = (async () => {
       const wait = this.renewedAt + RENEW_GAP_MS - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       if (this.ch !== bad || this.closed) return;
       this.renewedAt = Date.now();
-      const next = await this.conn.createConfirmChannel();
+      // As long as a confirm may take; the next failure tries again.
+      const next = await openWithin(this.conn, this.deadlines.timeoutMs);
       next.on('error', () => undefined);
       next.on('return', this.onReturn);
       // A channel of ours that closes under us (a channel error) hands publishing back to the first one.
@@ -166,3 +186,4 @@ export class PublishChannel {
     await Promise.all(spares.map((c) => c.close().catch(() => undefined)));
   }
 }
+

@@ -2,6 +2,7 @@ import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { NodeRing, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
+import { openWithin } from './open-within.js';
 import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
@@ -184,7 +185,8 @@ export class NotificationPublisher {
 
   /** A confirm channel on `conn`; when it closes, unless it was replaced on purpose, the connection goes with it. */
   private async newChannel(conn: ChannelModel, lost: () => void): Promise<ConfirmChannel> {
-    const ch = await conn.createConfirmChannel();
+    // As long as a confirm may take: an open the broker never answers would hold every publish waiting on it.
+    const ch = await openWithin(conn, this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS);
     ch.on('error', () => undefined);
     this.returns.set(ch, new ReturnTracker(ch));
     ch.on('close', () => {

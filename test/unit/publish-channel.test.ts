@@ -152,7 +152,8 @@ describe('PublishChannel', () => {
     await a;
     assert.ok(hasCode(outcome, ErrorCodes.BROKER_CONFIRM_TIMEOUT), String(outcome));
     await pubs.settled();
-    while (opened.length < 1) await tick();
+    // Until the spare is in use, not merely asked for (opening it takes a few turns of the microtask queue).
+    while (!pubs.renewed) await tick();
     assert.equal(await send('a'), 'ok');
     assert.deepEqual(opened[0]!.sent, ['a']);
     assert.equal(consumer.closed, false, 'the consumer channel is never replaced');
@@ -199,9 +200,9 @@ describe('PublishChannel', () => {
 
   it('a spare renewed after a timeout is closed only once its other publishes have settled (a nack closes it at once)', async () => {
     const c = fakeDeadlineClock();
-    const { opened, send } = setup('nack', ['ack', 'ack'], new ConfirmDeadlines(1000, c.clock));
+    const { opened, pubs, send } = setup('nack', ['ack', 'ack'], new ConfirmDeadlines(1000, c.clock));
     await send('n');
-    while (opened.length < 1) await tick();
+    while (!pubs.renewed) await tick();
     const spare = opened[0]!;
     // The spare now loses its first publish and holds its second until told.
     const held: ((err: Error | null) => void)[] = [];
@@ -222,5 +223,58 @@ describe('PublishChannel', () => {
     assert.equal(await other, 'ok');
     await tick();
     assert.equal(spare.closed, true, 'closed once nothing waits on it');
+  });
+
+  it('renewals asked for while one runs are served by one more: a sweep failing many publishes while the broker refuses channels opens twice, not once each', async () => {
+    const c = fakeDeadlineClock();
+    const consumer = new FakeChannel('never');
+    let opens = 0;
+    const conn = {
+      createConfirmChannel: async () => {
+        opens++;
+        throw new Error('channel.open refused');
+      },
+    };
+    const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel, () => undefined, new ConfirmDeadlines(1000, c.clock));
+    const failed = Array.from({ length: 20 }, (_, i) => pubs.publish('', 'q', Buffer.from('x'), { messageId: `m${i}` }).then(() => 'ok', (e: unknown) => e));
+    c.advance(1000);
+    for (const f of failed) assert.ok(hasCode(await f, ErrorCodes.BROKER_CONFIRM_TIMEOUT));
+    // The first open fails at once; the one after it waits out the 250-ms gap.
+    await tick(400);
+    assert.equal(opens, 2);
+    // Nothing left queued: a later failure opens once more (after the gap), no backlog of opens.
+    const later = pubs.publish('', 'q', Buffer.from('x'), { messageId: 'later' }).then(() => 'ok', (e: unknown) => e);
+    c.advance(1000);
+    assert.ok(hasCode(await later, ErrorCodes.BROKER_CONFIRM_TIMEOUT));
+    await tick(400);
+    assert.equal(opens, 3);
+  });
+
+  it('a channel open the broker never answers fails the renewal after the confirm timeout; the next failure tries again, and a channel that opens late is closed', async () => {
+    const consumer = new FakeChannel('nack');
+    const late = new FakeChannel('ack');
+    let openLate: (ch: ConfirmChannel) => void = () => undefined;
+    let opens = 0;
+    const conn = {
+      createConfirmChannel: () => {
+        opens++;
+        if (opens === 1) return new Promise<ConfirmChannel>((r) => (openLate = r));
+        return Promise.resolve(new FakeChannel('ack') as unknown as ConfirmChannel);
+      },
+    };
+    const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel, () => undefined, new ConfirmDeadlines(100));
+    const send = (id: string): Promise<unknown> => pubs.publish('', 'q', Buffer.from('x'), { messageId: id }).then(() => 'ok', (e: unknown) => e);
+    assert.ok(hasCode(await send('a'), ErrorCodes.BROKER_NACK));
+    await tick(150);
+    assert.equal(pubs.renewed, false, 'the hanging open gave up');
+    openLate(late as unknown as ConfirmChannel);
+    await tick();
+    assert.equal(late.closed, true, 'the late channel is closed, not used');
+    await tick(150);
+    assert.ok(hasCode(await send('b'), ErrorCodes.BROKER_NACK));
+    await tick(300);
+    assert.equal(opens, 2);
+    assert.equal(pubs.renewed, true);
+    assert.equal(await send('c'), 'ok');
   });
 });
