@@ -137,6 +137,21 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Closes an amqplib connection, waiting at most `ms` for the broker's
+ * close-ok; then its socket is destroyed. Why: a broker that stopped
+ * answering (a channel open that never came back) may not answer the close
+ * either, and amqplib's close waits for ever.
+ */
+export async function closeWithin(conn: { close(): Promise<void> }, ms: number): Promise<void> {
+  const closing = conn.close().then(
+    () => true,
+    () => true,
+  );
+  const closed = await Promise.race([closing, sleep(ms).then(() => false)]);
+  if (!closed) (conn as { connection?: { stream?: { destroy?(): void } } }).connection?.stream?.destroy?.();
+}
+
 /** The part of amqplib's socket `pushPendingWrites` uses. */
 export interface NagleSocket {
   setNoDelay(on: boolean): unknown;

@@ -5,7 +5,9 @@ import { ErrorCodes, NotifyError } from '../core/errors.js';
  * Opens a confirm channel, or fails after `ms` (0 or less: waits for ever):
  * a broker that never answers the open must not keep a renewal pending for
  * ever (and with it every renewal asked for after it). A channel that opens
- * too late is closed.
+ * too late is closed. Unlike a confirm's deadline this one runs on while the
+ * broker blocks the connection (it reads nothing then): an open asked for
+ * during an alarm fails, and the next failure asks again.
  */
 export function openWithin(conn: Pick<ChannelModel, 'createConfirmChannel'>, ms: number): Promise<ConfirmChannel> {
   const opening = conn.createConfirmChannel();
@@ -13,11 +15,16 @@ export function openWithin(conn: Pick<ChannelModel, 'createConfirmChannel'>, ms:
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      void opening.then((ch) => ch.close()).catch(() => undefined);
+      // Its errors are nobody's now (amqplib throws an error event no one listens to).
+      void opening
+        .then((ch) => {
+          ch.on('error', () => undefined);
+          return ch.close();
+        })
+        .catch(() => undefined);
       reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not open a channel in time'));
     }, ms);
     timer.unref();
   });
   return Promise.race([opening, late]).finally(() => clearTimeout(timer));
 }
-

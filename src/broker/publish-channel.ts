@@ -186,4 +186,3 @@ export class PublishChannel {
     await Promise.all(spares.map((c) => c.close().catch(() => undefined)));
   }
 }
-

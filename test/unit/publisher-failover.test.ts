@@ -202,4 +202,40 @@ describe('NotificationPublisher failover', () => {
     assert.ok(Date.now() - t1 < 400, `took ${Date.now() - t1} ms`);
     await p.close();
   });
+
+  it('a node that never answers a channel open (nor the close after it) is given up after the confirm timeout and the next node is used; the channel that opens late is closed', { timeout: 15_000 }, async () => {
+    let lateOpen: (ch: FakeChannel) => void = () => undefined;
+    const late = new FakeChannel('ack');
+    const conns: FakeConnection[] = [];
+    const open: OpenNode = async (node) => {
+      const c = new FakeConnection(node.label, () => 'ack');
+      // The first node tried (the ring starts anywhere) answers no channel open and no close.
+      if (conns.length === 0) {
+        c.createConfirmChannel = () => new Promise<FakeChannel>((r) => (lateOpen = r));
+        c.close = () => new Promise<void>(() => undefined);
+      }
+      conns.push(c);
+      return c as unknown as ChannelModel;
+    };
+    const p = publisher(open, { confirmTimeoutMs: 50 });
+    // The open's timer is unref'd (it never keeps a daemon alive): this keeps the test's process alive meanwhile.
+    const alive = setInterval(() => undefined, 1000);
+    try {
+      const t0 = Date.now();
+      await p.start();
+      for (let i = 0; i < 200 && !p.connected; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(p.connected, true, 'connected to another node');
+      assert.notEqual(p.node, conns[0]!.label);
+      // The open's timeout and the close's grace (2 s), not for ever.
+      assert.ok(Date.now() - t0 < 4500, `took ${Date.now() - t0} ms`);
+      await p.publish(note('a'));
+      assert.deepEqual(conns.map((c) => c.channels.flatMap((ch) => ch.sent)), [[], ['a']]);
+      lateOpen(late);
+      await new Promise((r) => setTimeout(r, 10));
+      assert.equal(late.closed, true, 'the late channel is closed, not used');
+    } finally {
+      clearInterval(alive);
+      await p.close();
+    }
+  });
 });
