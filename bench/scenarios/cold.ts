@@ -13,8 +13,9 @@
  *   through tier 1, and a tail of one delay (schedule[1]) more of them, not
  *   measured: without it the last measured second's retries were due while
  *   tier 0 had nothing left to do (the machine about half as busy), which made
- *   the tenth second a light reference for the first. Lateness = arrival of attempt 2 − arrival of attempt 1 −
- *   schedule[1], at the merchant (attempt 1's answer and hand-on included).
+ *   the tenth second a light reference for the first. Lateness = arrival of
+ *   attempt 2 − arrival of attempt 1 − schedule[1], at the merchant (attempt
+ *   1's answer and hand-on included).
  * - bare: the same rate published straight into `P.wait.1` of a topology
  *   declared for the run (TTL schedule[1], dead-lettering into `P.work.1`;
  *   as old as the daemon's queues when the load starts), read by a plain
@@ -49,7 +50,7 @@ interface ColdRun {
   sent: number;
   /** CLOCK_MONOTONIC µs of the load (for bench/cpuprofile-top.ts --from/--to). */
   windowUs: [number, number];
-  /** notifyd only: what tier 1 said of itself (its metrics, its warm-up line). */
+  /** notifyd only: what tier 1 said of itself (its metrics, its warm-up line); its counts include the unmeasured tail's. */
   tier1?: Tier1Report;
   /**
    * From the first fail-once publish until the last attempt 2 arrived
@@ -207,11 +208,15 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
     await steady(rate, loadS, (i) =>
       i < total ? publish(`${tag}-${i}`, `${m.base}/fail/1/${tag}-${i}`) : publish(`${tag}t-${i}`, `${m.base}/fail/1/${tag}t-${i}`),
     );
-    await ch.waitForConfirms();
-    await reached.catch((e: unknown) => log(`cold: not every attempt 2 arrived: ${String(e)}`));
+    // The tail's publishing ends when the last measured second's retries are due: the whole-run
+    // CPU and busy share end there too, as they did (at the last retry) before the tail.
     const m1 = monoUs();
     const ms = cpu.stop();
+    const loadEnd = performance.now();
+    await ch.waitForConfirms();
+    await reached.catch((e: unknown) => log(`cold: not every attempt 2 (tail included) arrived: ${String(e)}`));
     const readings = timeline.stop();
+    const upToEnd = readings.filter((r) => r.at <= loadEnd);
     const t1 = cpuByWindow(readings, loadAt + DELAY1, 1000, flags.coldSeconds);
     const seconds = (m1 - m0) / 1e6;
     const g = await m.gaps(`/fail/1/${tag}-`);
@@ -226,7 +231,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
       windowUs: [m0, m1],
       cpu: {
         windowS: round(seconds, 1),
-        machineBusyPct: round(busyPctBetween(readings[0]!, readings[readings.length - 1]!)),
+        machineBusyPct: round(busyPctBetween(upToEnd[0] ?? readings[0]!, upToEnd[upToEnd.length - 1] ?? readings[readings.length - 1]!)),
         msPerS: Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, round(v / seconds)])),
       },
       bySecond: { tier1CpuMs: t1.cpuMs, machineBusyPct: t1.busyPct },
