@@ -53,8 +53,8 @@ interface ColdRun {
   /** notifyd only: what tier 1 said of itself (its metrics, its warm-up line); its counts include the unmeasured tail's. */
   tier1?: Tier1Report;
   /**
-   * From the first fail-once publish until the last attempt 2 arrived
-   * (`windowS`; not bare): how busy the whole machine was, and the CPU ms per
+   * From the first fail-once publish until the tail's publishing ended, when
+   * the last measured second's retries were due (`windowS`; not bare): how busy the whole machine was, and the CPU ms per
    * second of the pipeline under test (the daemon's processes or the loops),
    * the broker, the merchant and the bench process (the publisher, and for a
    * daemon also the reader of its log lines).

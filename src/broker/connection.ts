@@ -139,17 +139,24 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 /**
  * Closes an amqplib connection, waiting at most `ms` for the broker's
- * close-ok; then its socket is destroyed. Why: a broker that stopped
- * answering (a channel open that never came back) may not answer the close
- * either, and amqplib's close waits for ever.
+ * close-ok; then its socket is destroyed with an error (amqplib listens for
+ * the socket's errors, not its close, so that ends its closing state and its
+ * heartbeat timers at once). Why: a broker that stopped answering (a channel
+ * open that never came back) may not answer the close either, and amqplib's
+ * close waits for ever.
  */
 export async function closeWithin(conn: { close(): Promise<void> }, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
   const closing = conn.close().then(
     () => true,
     () => true,
   );
-  const closed = await Promise.race([closing, sleep(ms).then(() => false)]);
-  if (!closed) (conn as { connection?: { stream?: { destroy?(): void } } }).connection?.stream?.destroy?.();
+  const closed = await Promise.race([closing, late]);
+  clearTimeout(timer);
+  if (!closed) (conn as { connection?: { stream?: { destroy?(err?: Error): void } } }).connection?.stream?.destroy?.(new Error('broker sent no close-ok in time'));
 }
 
 /** The part of amqplib's socket `pushPendingWrites` uses. */

@@ -1,0 +1,35 @@
+// closeWithin: an amqplib connection whose broker sends no close-ok has its
+// socket destroyed after the grace; one that closes in time is left alone.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { closeWithin } from '../../src/broker/connection.js';
+
+function fakeConnection(close: () => Promise<void>) {
+  const destroyed: (Error | undefined)[] = [];
+  return { conn: { close, connection: { stream: { destroy: (err?: Error) => void destroyed.push(err) } } }, destroyed };
+}
+
+describe('closeWithin', () => {
+  it('a close the broker never answers: the socket is destroyed with an error after the grace', async () => {
+    const { conn, destroyed } = fakeConnection(() => new Promise<void>(() => undefined));
+    const t0 = Date.now();
+    await closeWithin(conn, 50);
+    assert.ok(Date.now() - t0 >= 45, 'waited the grace');
+    assert.equal(destroyed.length, 1);
+    assert.ok(destroyed[0] instanceof Error, 'destroyed with an error, which amqplib listens for');
+  });
+
+  it('a close answered in time (or failed at once) destroys nothing and leaves no timer behind', async () => {
+    const timeouts = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    for (const close of [() => Promise.resolve(), () => Promise.reject(new Error('already closed'))]) {
+      const { conn, destroyed } = fakeConnection(close);
+      const before = timeouts();
+      const t0 = Date.now();
+      await closeWithin(conn, 60_000);
+      assert.ok(Date.now() - t0 < 1000);
+      assert.equal(destroyed.length, 0);
+      // A 60-s timer left running would keep a stopping process alive for a minute.
+      assert.equal(timeouts(), before, 'its timer is cleared');
+    }
+  });
+});
