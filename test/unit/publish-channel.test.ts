@@ -281,4 +281,27 @@ describe('PublishChannel', () => {
     assert.equal(pubs.renewed, true);
     assert.equal(await send('c'), 'ok');
   });
+
+  it('renewals asked for while a renewal runs that succeeds open nothing more: twenty nacks at once cost one spare', async () => {
+    const consumer = new FakeChannel('nack');
+    const opened: FakeChannel[] = [];
+    // An open that takes a while, so the other nacks come while it runs.
+    const conn = {
+      createConfirmChannel: async () => {
+        await tick(30);
+        const ch = new FakeChannel('ack');
+        opened.push(ch);
+        return ch as unknown as ConfirmChannel;
+      },
+    };
+    const pubs = new PublishChannel(conn, consumer as unknown as ConfirmChannel);
+    const send = (id: string): Promise<unknown> => pubs.publish('', 'q', Buffer.from('x'), { messageId: id }).then(() => 'ok', (e: unknown) => e);
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => send(`n${i}`)));
+    for (const r of results) assert.ok(hasCode(r, ErrorCodes.BROKER_NACK));
+    await tick(400);
+    assert.equal(opened.length, 1, 'the follow-up found the nacking channel already replaced');
+    assert.equal(pubs.renewed, true);
+    assert.equal(await send('after'), 'ok');
+  });
 });
+
