@@ -3,6 +3,7 @@ import amqp from 'amqplib';
 import type { ChannelModel } from 'amqplib';
 import { connectionSlot, parseBrokerNodes, rotation, startNodeIndex, type BrokerNode, type ConnectionRole } from '../core/broker-nodes.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
+import { withTimeout } from '../core/with-timeout.js';
 import type { Logger } from '../core/logger.js';
 
 /**
@@ -146,17 +147,12 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * close waits for ever.
  */
 export async function closeWithin(conn: { close(): Promise<void> }, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const closing = conn.close().then(
-    () => true,
-    () => true,
-  );
-  const closed = await Promise.race([closing, late]);
-  clearTimeout(timer);
-  if (!closed) (conn as { connection?: { stream?: { destroy?(err?: Error): void } } }).connection?.stream?.destroy?.(new Error('broker sent no close-ok in time'));
+  let late = false;
+  await withTimeout(conn.close(), ms, () => {
+    late = true;
+    return new Error('no close-ok in time');
+  }).catch(() => undefined);
+  if (late) (conn as { connection?: { stream?: { destroy?(err?: Error): void } } }).connection?.stream?.destroy?.(new Error('broker sent no close-ok in time'));
 }
 
 /** The part of amqplib's socket `pushPendingWrites` uses. */

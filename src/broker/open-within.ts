@@ -1,5 +1,6 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { withTimeout } from '../core/with-timeout.js';
 
 /**
  * Opens a confirm channel, or fails after `ms` (0 or less: waits for ever):
@@ -12,19 +13,17 @@ import { ErrorCodes, NotifyError } from '../core/errors.js';
 export function openWithin(conn: Pick<ChannelModel, 'createConfirmChannel'>, ms: number): Promise<ConfirmChannel> {
   const opening = conn.createConfirmChannel();
   if (!(ms > 0)) return opening;
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      // Its errors are nobody's now (amqplib throws an error event no one listens to).
-      void opening
-        .then((ch) => {
-          ch.on('error', () => undefined);
-          return ch.close();
-        })
-        .catch(() => undefined);
-      reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not open a channel in time'));
-    }, ms);
-    timer.unref();
+  let late = false;
+  void opening
+    .then((ch) => {
+      if (!late) return;
+      // Nobody's now: its errors ignored (amqplib throws an error event no one listens to).
+      ch.on('error', () => undefined);
+      return ch.close();
+    })
+    .catch(() => undefined);
+  return withTimeout(opening, ms, () => {
+    late = true;
+    return new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not open a channel in time');
   });
-  return Promise.race([opening, late]).finally(() => clearTimeout(timer));
 }

@@ -175,15 +175,12 @@ export class NotificationPublisher {
     let ch: ConfirmChannel;
     try {
       ch = await this.newChannel(conn, lost);
+      // Closed while the channel was opening (which can take up to the confirm timeout): not kept.
+      if (this.closed) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'publisher closed');
     } catch (err) {
       // Not awaited: the next node need not wait for this one's close.
       void closeWithin(conn, CLOSE_WITHIN_MS);
       throw err;
-    }
-    // Closed while the channel was opening (which can take up to the confirm timeout): not kept.
-    if (this.closed) {
-      void closeWithin(conn, CLOSE_WITHIN_MS);
-      throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'publisher closed');
     }
     conn.on('close', lost);
     this.conn = conn;

@@ -218,8 +218,6 @@ describe('NotificationPublisher failover', () => {
       return c as unknown as ChannelModel;
     };
     const p = publisher(open, { confirmTimeoutMs: 50 });
-    // The open's timer is unref'd (it never keeps a daemon alive): this keeps the test's process alive meanwhile.
-    const alive = setInterval(() => undefined, 1000);
     try {
       const t0 = Date.now();
       await p.start();
@@ -234,7 +232,6 @@ describe('NotificationPublisher failover', () => {
       await new Promise((r) => setTimeout(r, 10));
       assert.equal(late.closed, true, 'the late channel is closed, not used');
     } finally {
-      clearInterval(alive);
       await p.close();
     }
   });
