@@ -54,8 +54,9 @@ interface ColdRun {
   tier1?: Tier1Report;
   /**
    * From the first fail-once publish until the tail's publishing ended, when
-   * the last measured second's retries were due (`windowS`; not bare): how busy the whole machine was, and the CPU ms per
-   * second of the pipeline under test (the daemon's processes or the loops),
+   * the last measured second's retries were due (`windowS`; not bare): how
+   * busy the whole machine was, and the CPU ms per second of the pipeline
+   * under test (the daemon's processes or the loops),
    * the broker, the merchant and the bench process (the publisher, and for a
    * daemon also the reader of its log lines).
    */
@@ -102,6 +103,15 @@ function tier1Report(metrics: string, lines: readonly { msg?: string; tier?: unk
   const broker = lines.find((l) => l.msg === 'tier worker warmed up through the broker' && Number(l.tier) === 1);
   const tier0SkippedOrDeferred = counterSum(metrics, 'notify_attempts_total', { tier: '0', outcome: 'skipped' }) + counterSum(metrics, 'notify_deferrals_total', { tier: '0' });
   return { attempts, deferrals, latenessP99LeMs: histogramPercentileMs(metrics, '1', 99), warmUpMs: warm ? Number(warm.ms) : null, brokerWarmUpMs: broker ? Number(broker.ms) : null, tier0SkippedOrDeferred };
+}
+
+/**
+ * Seconds of load a run publishes: the measured ones, then a tail of one
+ * delay more of the same kind (its own ids, not measured), so the last
+ * measured second's retries meet a tier 0 as busy as every other second's.
+ */
+function loadSeconds(measured: number): number {
+  return measured + DELAY1 / 1000;
 }
 
 /** p50/p99 per second of load from (second index, lateness) pairs. */
@@ -174,8 +184,9 @@ async function purge(prefix: string): Promise<void> {
  * The load of one run, against whatever consumes tier 0 of `prefix` (a
  * daemon, or the hand-written loops): `--cold-warm` seconds of notifications
  * that succeed at once (tier 0 warm, tier 1 untouched), a second of quiet,
- * then `--cold-seconds` of fail-once notifications (and the unmeasured tail). Lateness of attempt 2 at
- * the merchant, and the CPU of `groups` and of the machine during that load.
+ * then `--cold-seconds` of fail-once notifications (and the unmeasured
+ * tail, `loadSeconds`). Lateness of attempt 2 at the merchant, and the CPU of
+ * `groups` and of the machine during that load.
  */
 async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
   const { flags } = ctx;
@@ -196,9 +207,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
     await m.reached(base + warmN, 60_000);
     await sleep(1000);
     const total = Math.round(rate * flags.coldSeconds);
-    // The measured load, then a tail of one delay more of the same kind (its own ids, not
-    // measured): the last measured second's retries meet a tier 0 as busy as every other second's.
-    const loadS = flags.coldSeconds + DELAY1 / 1000;
+    const loadS = loadSeconds(flags.coldSeconds);
     const reached = m.watch(base + warmN + 2 * Math.round(rate * loadS), 60_000 + loadS * 1000);
     const m0 = monoUs();
     const cpu = new CpuMeter({ ...groups, broker: BEAM(), merchant: m.pid === undefined ? [] : [m.pid], bench: [process.pid] }).start();
@@ -324,8 +333,8 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
   }
   await sleep((flags.coldWarm + 1) * 1000);
   const total = Math.round(rate * flags.coldSeconds);
-  // A tail as notifyd's load has (coldLoad), not measured, so the runs compare like with like.
-  const loadS = flags.coldSeconds + DELAY1 / 1000;
+  // The same tail as notifyd's load, not measured, so the runs compare like with like.
+  const loadS = loadSeconds(flags.coldSeconds);
   const published = Math.round(rate * loadS);
   const conn = await amqp.connect(AMQP_URL, { clientProperties: { connection_name: 'notifyd bench cold bare consumer' } });
   const samples: { sec: number; late: number }[] = [];
