@@ -138,6 +138,9 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** How long a connection that is given up (its channel did not open) gets to close before its socket is destroyed. */
+export const CLOSE_WITHIN_MS = 2000;
+
 /**
  * Closes an amqplib connection, waiting at most `ms` for the broker's
  * close-ok; then its socket is destroyed with an error (amqplib listens for

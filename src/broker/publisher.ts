@@ -1,14 +1,11 @@
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
-import { NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
+import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
 import { openWithin } from './open-within.js';
 import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
-
-/** How long a connection whose channel would not open gets to close before its socket is destroyed. */
-const CLOSE_WITHIN_MS = 2000;
 
 /** Least time between two channel renewals after nacks. */
 const RENEW_GAP_MS = 250;

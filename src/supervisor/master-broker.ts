@@ -1,6 +1,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
-import { NodeRing, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
+import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
+import { openWithin } from '../broker/open-within.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
@@ -39,7 +40,7 @@ export class MasterBroker {
   private lastHistoryWarn = 0;
   /** Why the broker blocks this connection's publishes (a memory or disk alarm), or null. */
   private blockedReason: string | null = null;
-  /** How long `startLadder` waits for a confirm (a field so tests can shorten it). */
+  /** How long `startLadder` waits for a confirm, and a channel open for it (a field so tests can shorten it). */
   ladderConfirmTimeoutMs = LADDER_CONFIRM_TIMEOUT_MS;
 
   constructor(
@@ -150,7 +151,8 @@ export class MasterBroker {
         conn.on('error', () => undefined);
         let ch: ConfirmChannel;
         try {
-          const declared = await declareTopology(conn, this.topology);
+          // Bounded like the opens below: a broker that answers none of it must not hold the master for ever.
+          const declared = await withTimeout(declareTopology(conn, this.topology), this.ladderConfirmTimeoutMs, () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not declare the topology in time'));
           if (declared.withoutLeaderLocator.length > 0 && !this.reportedLegacy) {
             this.reportedLegacy = true;
             this.log.warn(
@@ -158,11 +160,12 @@ export class MasterBroker {
               'these quorum queues were declared by an older notifyd without x-queue-leader-locator: kept as they are (nothing to do; `rabbitmq-queues rebalance quorum` spreads their leaders over the cluster)',
             );
           }
-          ch = await conn.createConfirmChannel();
+          ch = await openWithin(conn, this.ladderConfirmTimeoutMs);
           ch.on('error', () => undefined);
         } catch (err) {
-          // Each failed try must give its connection back, or a retry loop piles them up on the broker.
-          await conn.close().catch(() => undefined);
+          // Each failed try must give its connection back, or a retry loop piles them up on the broker; and a
+          // broker that did not answer the open may not answer the close either.
+          await closeWithin(conn, CLOSE_WITHIN_MS);
           throw err;
         }
         const lost = (): void => {

@@ -3,7 +3,8 @@ import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broke
 import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-lanes.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { NodeRing, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
+import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
+import { openWithin } from '../broker/open-within.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import { WritePush } from '../broker/write-push.js';
 import type { WorkerState } from '../supervisor/control.js';
@@ -318,7 +319,8 @@ export class TierWorker implements ManagedWorker {
       const deadlines = new ConfirmDeadlines();
       conn.on('blocked', () => deadlines.pause());
       conn.on('unblocked', () => deadlines.resume());
-      const ch = await conn.createConfirmChannel();
+      // Bounded: a broker that never answers the open would keep this worker from ever reconnecting.
+      const ch = await openWithin(conn, deadlines.timeoutMs);
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]);
       // Read once: a reload during start-up must not give the batcher another window than the channel's.
@@ -340,7 +342,8 @@ export class TierWorker implements ManagedWorker {
     } catch (err) {
       // Forget this connection first, so its close does not start a second reconnect loop.
       if (this.conn === conn) this.forgetChannel();
-      await conn.close().catch(() => undefined);
+      // A broker that did not answer the open may not answer the close either.
+      await closeWithin(conn, CLOSE_WITHIN_MS);
       throw err;
     }
   }
@@ -447,7 +450,8 @@ export class TierWorker implements ManagedWorker {
     this.lastLaneMoveAt = performance.now();
     let next: ConfirmChannel | null = null;
     try {
-      next = await conn.createConfirmChannel();
+      // Bounded: a move that never ends would keep every later stall from moving.
+      next = await openWithin(conn, this.publishing.get(old)!.deadlines.timeoutMs);
       const ch = next;
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       const prefetch = this.config.delivery.prefetch;
