@@ -138,7 +138,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** How long a connection that is given up (its channel did not open) gets to close before its socket is destroyed. */
+/** How long a connection given up while connecting (a call the broker did not answer in time) gets to close before its socket is destroyed. */
 export const CLOSE_WITHIN_MS = 2000;
 
 /**

@@ -1,4 +1,7 @@
-import type { Channel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import { withTimeout } from '../core/with-timeout.js';
+import { openPlainWithin } from './open-within.js';
 import type { QueueType } from '../core/config.js';
 import { holdDelayMs } from '../core/schedule.js';
 
@@ -156,25 +159,32 @@ export interface DeclareResult {
  * the locator only places a new queue's leader, and the broker refuses to
  * re-declare a queue with another value (PRECONDITION_FAILED, which closes
  * the channel). Any other difference fails as before.
+ *
+ * `callMs` bounds each call (the channel's open, each declaration and
+ * binding; 0: no bound), not the whole: creating quorum queues on a busy
+ * cluster may take long in sum while nothing is stuck. A call the broker
+ * does not answer in time fails with `BROKER_UNAVAILABLE`.
  */
-export async function declareTopology(conn: { createChannel(): Promise<Channel> }, topo: Topology): Promise<DeclareResult> {
+export async function declareTopology(conn: Pick<ChannelModel, 'createChannel'>, topo: Topology, callMs = 0): Promise<DeclareResult> {
+  const within = <T>(p: Promise<T>): Promise<T> =>
+    callMs > 0 ? withTimeout(p, callMs, () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not declare the topology in time')) : p;
   const legacy: string[] = [];
-  let ch = await conn.createChannel();
+  let ch = await openPlainWithin(conn, callMs);
   ch.on('error', () => undefined);
   try {
-    for (const e of topo.exchanges) await ch.assertExchange(e.name, e.type, { durable: true });
+    for (const e of topo.exchanges) await within(ch.assertExchange(e.name, e.type, { durable: true }));
     for (const q of topo.queues) {
       try {
-        await ch.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } });
+        await within(ch.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } }));
       } catch (err) {
         if (!(LEADER_LOCATOR in q.arguments) || !isLeaderLocatorConflict(err)) throw err;
-        ch = await conn.createChannel();
+        ch = await openPlainWithin(conn, callMs);
         ch.on('error', () => undefined);
-        await ch.assertQueue(q.name, { durable: true, arguments: { ...withoutLeaderLocator(q).arguments } });
+        await within(ch.assertQueue(q.name, { durable: true, arguments: { ...withoutLeaderLocator(q).arguments } }));
         legacy.push(q.name);
       }
     }
-    for (const b of topo.bindings) await ch.bindQueue(b.queue, b.exchange, b.routingKey);
+    for (const b of topo.bindings) await within(ch.bindQueue(b.queue, b.exchange, b.routingKey));
   } finally {
     await ch.close().catch(() => undefined);
   }

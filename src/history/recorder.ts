@@ -8,7 +8,9 @@
 import { setPriority } from 'node:os';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
-import { nodeRingFor, openUntil, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
+import { CLOSE_WITHIN_MS, closeWithin, nodeRingFor, openUntil, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
+import { CONFIRM_TIMEOUT_MS } from '../broker/confirm-deadlines.js';
+import { openPlainWithin } from '../broker/open-within.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import { diffConfig, redactUrl, type Config } from '../core/config-model.js';
 import { toErrorData } from '../core/errors.js';
@@ -126,7 +128,8 @@ export class HistoryRecorder implements ManagedWorker {
     const conn = await this.ring.connect(`notifyd recorder pid ${process.pid}`);
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
-      const ch = await conn.createChannel();
+      // Bounded: a broker that never answers the open would keep the recorder from ever reconnecting.
+      const ch = await openPlainWithin(conn, CONFIRM_TIMEOUT_MS);
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       await verifyQueues(ch, [this.names.history]);
       await ch.prefetch(PREFETCH);
@@ -157,7 +160,8 @@ export class HistoryRecorder implements ManagedWorker {
     } catch (err) {
       this.conn = null;
       this.ch = null;
-      await conn.close().catch(() => undefined);
+      // A broker that did not answer the open may not answer the close either.
+      await closeWithin(conn, CLOSE_WITHIN_MS);
       throw err;
     }
   }

@@ -1,7 +1,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
-import { openWithin } from '../broker/open-within.js';
+import { openPlainWithin, openWithin } from '../broker/open-within.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
@@ -40,8 +40,14 @@ export class MasterBroker {
   private lastHistoryWarn = 0;
   /** Why the broker blocks this connection's publishes (a memory or disk alarm), or null. */
   private blockedReason: string | null = null;
-  /** How long `startLadder` waits for a confirm, and a channel open for it (a field so tests can shorten it). */
+  /** How long `startLadder` waits for a confirm (a field so tests can shorten it). */
   ladderConfirmTimeoutMs = LADDER_CONFIRM_TIMEOUT_MS;
+  /**
+   * How long each broker call of a (re)connect (a channel open, a declaration)
+   * and the sampling's channel open may take: a broker that keeps the
+   * connection but answers nothing on it must not hold the master for ever.
+   */
+  callTimeoutMs = CONFIRM_TIMEOUT_MS;
 
   constructor(
     private readonly config: () => Config,
@@ -143,16 +149,18 @@ export class MasterBroker {
 
   /** Connects (retrying without end until closed) and declares the topology. */
   async connect(): Promise<void> {
-    let lastKind: 'unreachable' | 'declare' | null = null;
+    let lastKind: 'unreachable' | 'stalled' | 'declare' | null = null;
     for (let attempt = 0; !this.closed; attempt++) {
       const { amqpUrl, prefix, scheduleMs } = this.config();
+      // Whether the failure came after the connection was made: then the broker is there but did not answer in time.
+      let connected = false;
       try {
         const conn = await this.ring.connect(`notifyd master pid ${process.pid}`);
+        connected = true;
         conn.on('error', () => undefined);
         let ch: ConfirmChannel;
         try {
-          // Bounded like the opens below: a broker that answers none of it must not hold the master for ever.
-          const declared = await withTimeout(declareTopology(conn, this.topology), this.ladderConfirmTimeoutMs, () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not declare the topology in time'));
+          const declared = await declareTopology(conn, this.topology, this.callTimeoutMs);
           if (declared.withoutLeaderLocator.length > 0 && !this.reportedLegacy) {
             this.reportedLegacy = true;
             this.log.warn(
@@ -160,11 +168,13 @@ export class MasterBroker {
               'these quorum queues were declared by an older notifyd without x-queue-leader-locator: kept as they are (nothing to do; `rabbitmq-queues rebalance quorum` spreads their leaders over the cluster)',
             );
           }
-          ch = await openWithin(conn, this.ladderConfirmTimeoutMs);
+          ch = await openWithin(conn, this.callTimeoutMs);
           ch.on('error', () => undefined);
+          if (this.closed) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'master closed while connecting');
         } catch (err) {
           // Each failed try must give its connection back, or a retry loop piles them up on the broker; and a
-          // broker that did not answer the open may not answer the close either.
+          // broker that did not answer a call may not answer the close either. Awaited, so that a broker that
+          // answers nothing has at most one connection closing from this loop at a time.
           await closeWithin(conn, CLOSE_WITHIN_MS);
           throw err;
         }
@@ -195,12 +205,18 @@ export class MasterBroker {
         return;
       } catch (err) {
         const delay = reconnectDelay(attempt, 250, 5000);
-        const unreachable = toErrorData(err).code === ErrorCodes.BROKER_UNAVAILABLE;
+        const unavailable = toErrorData(err).code === ErrorCodes.BROKER_UNAVAILABLE;
         // One line per kind of trouble, not one per retry.
-        const kind = unreachable ? 'unreachable' : 'declare';
+        const kind = unavailable ? (connected ? 'stalled' : 'unreachable') : 'declare';
+        if (this.closed) return;
         if (kind !== lastKind) {
           lastKind = kind;
-          if (unreachable) {
+          if (kind === 'stalled') {
+            this.log.error(
+              { broker: redactUrl(amqpUrl), node: this.ring.node?.label, err: toErrorData(err).message },
+              `RabbitMQ at ${redactUrl(amqpUrl)} took the connection but did not answer on it in time; reconnecting (to the next node) with backoff`,
+            );
+          } else if (kind === 'unreachable') {
             this.log.error(
               { broker: redactUrl(amqpUrl), err: toErrorData(err).message },
               `RabbitMQ is not reachable at ${redactUrl(amqpUrl)}; start it (e.g. \`rabbitmq-server -detached\` or \`docker compose up -d rabbitmq\`) — retrying with backoff`,
@@ -282,11 +298,13 @@ export class MasterBroker {
     const conn = this.conn;
     if (!conn) return out;
     // A separate channel: checkQueue on a missing queue closes the channel it ran on.
-    const ch = await conn.createChannel().catch(() => null);
+    // Bounded: a stalled open would stop the sampling (its runs do not overlap) for as long as the connection lasts.
+    const ch = await openPlainWithin(conn, this.callTimeoutMs).catch(() => null);
     if (!ch) return out;
     ch.on('error', () => undefined);
     try {
-      for (const q of this.topology.queues) out.set(q.name, (await ch.checkQueue(q.name)).messageCount);
+      const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer a queue check in time');
+      for (const q of this.topology.queues) out.set(q.name, (await withTimeout(ch.checkQueue(q.name), this.callTimeoutMs, stalled)).messageCount);
     } catch (err) {
       this.log.debug({ err: toErrorData(err) }, 'queue sampling failed');
     } finally {

@@ -450,7 +450,8 @@ export class TierWorker implements ManagedWorker {
     this.lastLaneMoveAt = performance.now();
     let next: ConfirmChannel | null = null;
     try {
-      // Bounded: a move that never ends would keep every later stall from moving.
+      // Bounded: a move that never ends would keep every later stall from moving (and a drain waiting). Its
+      // prefetch, consume and cancel are not bounded yet.
       next = await openWithin(conn, this.publishing.get(old)!.deadlines.timeoutMs);
       const ch = next;
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));

@@ -1,9 +1,11 @@
-// A broker that never answers a channel open (a node stuck after a partition,
-// an overloaded channel process) must not keep the master or a tier worker
-// from ever reconnecting: their opens are bounded (src/broker/open-within.ts),
-// and the connection they give up is closed within a grace. Real daemon, real
-// RabbitMQ, behind a proxy that drops the client's Channel.Open frames of
-// chosen connections, so the broker never sees them and never answers.
+// A broker that keeps a connection but answers nothing on it (a node stuck
+// after a partition, an overloaded channel process) must not keep the master
+// or a tier worker from ever reconnecting: their channel opens and the
+// master's declarations are bounded (src/broker/open-within.ts), and the
+// connection they give up is closed within a grace, its socket destroyed when
+// the broker sends no close-ok. Real daemon, real RabbitMQ, behind a proxy
+// that drops the client's Channel.Open frames of chosen connections, and then
+// their Connection.Close, so the broker never sees them and never answers.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import net from 'node:net';
@@ -16,6 +18,7 @@ const SCHEDULE = '0s,200ms';
 const FRAME_METHOD = 1;
 const CONNECTION_START_OK = [10, 11] as const;
 const CHANNEL_OPEN = [20, 10] as const;
+const CONNECTION_CLOSE = [10, 50] as const;
 
 interface ProxiedConnection {
   /** The client's connection name, read from its Connection.StartOk properties ('' until then). */
@@ -23,11 +26,17 @@ interface ProxiedConnection {
   /** Channel.Open frames the client sent on it, dropped or not. */
   opens: number;
   dropped: number;
+  /** When the first open was dropped, and when the client's socket closed (ms since the epoch; 0: not yet). */
+  droppedAt: number;
+  closedAt: number;
+  /** Connection.Close frames dropped: sent by the client after a dropped open. */
+  closesDropped: number;
 }
 
 /**
  * A TCP proxy to the broker that passes everything through except the
- * client's Channel.Open frames for which `drop` says so.
+ * client's Channel.Open frames for which `drop` says so and, on a connection
+ * that had one dropped, its Connection.Close (a broker that answers nothing).
  */
 class ChannelOpenDropper {
   readonly conns: ProxiedConnection[] = [];
@@ -50,8 +59,10 @@ class ChannelOpenDropper {
         });
       }
       broker.pipe(client);
-      const c: ProxiedConnection = { name: '', opens: 0, dropped: 0 };
+      const c: ProxiedConnection = { name: '', opens: 0, dropped: 0, droppedAt: 0, closedAt: 0, closesDropped: 0 };
       this.conns.push(c);
+      client.on('close', () => (c.closedAt ||= Date.now()));
+      broker.on('drain', () => client.resume());
       let buf = Buffer.alloc(0);
       let headerPassed = false;
       client.on('data', (chunk: Buffer) => {
@@ -78,11 +89,15 @@ class ChannelOpenDropper {
               const sameName = this.conns.filter((o) => o.name === c.name).indexOf(c);
               if (this.drop(c, c.opens++, sameName)) {
                 c.dropped++;
+                c.droppedAt ||= Date.now();
                 continue;
               }
+            } else if (cls === CONNECTION_CLOSE[0] && method === CONNECTION_CLOSE[1] && c.dropped > 0) {
+              c.closesDropped++;
+              continue;
             }
           }
-          broker.write(frame);
+          if (!broker.write(frame)) client.pause();
         }
       });
     });
@@ -116,7 +131,7 @@ describe('a channel open the broker never answers (real daemon, real RabbitMQ)',
     for (const p of prefixes) await deletePrefix(p, SCHEDULE);
   });
 
-  it('the master and tier 0 give up the connection, reconnect, and the notification is delivered', async () => {
+  it('the master and tier 0 give up the connection, reconnect, and the notification is delivered', async (t) => {
     // The master: on its first connection the topology's channel, on its second its own (the second open); tier 0:
     // its channel on its first connection.
     const proxy = new ChannelOpenDropper(
@@ -127,7 +142,8 @@ describe('a channel open the broker never answers (real daemon, real RabbitMQ)',
     await merchant.start();
     const prefix = uniquePrefix('chopen');
     prefixes.push(prefix);
-    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_AMQP_URL: proxy.url } });
+    // No warm-up: tier 1's would only add to the wait for readiness.
+    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_AMQP_URL: proxy.url, NOTIFY_DELIVERY_WARM_UP: '0' } });
     try {
       // Each stalled open waits out the confirm timeout (10 s), its close at most 2 s more; the master meets two.
       await d.ready(60_000);
@@ -138,10 +154,19 @@ describe('a channel open the broker never answers (real daemon, real RabbitMQ)',
       const tier0 = proxy.named('notifyd tier 0');
       assert.deepEqual(master.slice(0, 3).map((c) => c.dropped), [1, 1, 0], 'the master met both stalls and connected a third time');
       assert.deepEqual(tier0.slice(0, 2).map((c) => c.dropped), [1, 0], 'tier 0 met its stall and connected again');
-      // The master logs the message itself, a worker the error's data.
-      const said = (text: string): boolean => d.lines.some((l) => JSON.stringify(l.err ?? '').includes(text));
-      assert.ok(said('broker did not declare the topology in time'), 'the master said why');
-      assert.ok(said('broker did not open a channel in time'), 'tier 0 said why');
+      // Each connection given up was closed: asked to close first, its socket destroyed when no close-ok came, within
+      // the call's timeout (10 s) and the close's grace (2 s) of its stall, and some slack for a busy machine.
+      for (const c of [master[0]!, master[1]!, tier0[0]!]) {
+        assert.equal(c.closesDropped, 1, `${c.name}: asked the broker to close`);
+        assert.ok(c.closedAt > 0, `${c.name}: closed`);
+        const ms = c.closedAt - c.droppedAt;
+        t.diagnostic(`${c.name}: closed ${ms} ms after its stall`);
+        assert.ok(ms >= 10_000 && ms < 17_000, `${c.name}: closed ${ms} ms after its stall`);
+      }
+      // Not as an unreachable broker: the master says it was there and did not answer; the worker gives the error.
+      assert.ok(d.lines.some((l) => String(l.msg).includes('took the connection but did not answer on it in time')), 'the master said why');
+      assert.ok(!d.lines.some((l) => String(l.msg).includes('RabbitMQ is not reachable')), 'nor that it was unreachable');
+      assert.ok(d.lines.some((l) => l.msg === 'tier worker cannot reach the broker' && JSON.stringify(l.err).includes('broker did not open a channel in time')), 'tier 0 said why');
     } finally {
       await d.stop();
       await merchant.close();
