@@ -185,9 +185,13 @@ export async function declareTopology(conn: Pick<ChannelModel, 'createChannel'>,
       }
     }
     for (const b of topo.bindings) await within(ch.bindQueue(b.queue, b.exchange, b.routingKey));
-  } finally {
-    await ch.close().catch(() => undefined);
+  } catch (err) {
+    // Not waited for: amqplib's close waits for the broker's close-ok, which a broker that answered nothing in time
+    // may never send; the caller gives the connection up (a refused declaration has closed the channel already).
+    void ch.close().catch(() => undefined);
+    throw err;
   }
+  await within(ch.close()).catch(() => undefined);
   return { withoutLeaderLocator: legacy };
 }
 

@@ -302,13 +302,14 @@ export class MasterBroker {
     const ch = await openPlainWithin(conn, this.callTimeoutMs).catch(() => null);
     if (!ch) return out;
     ch.on('error', () => undefined);
+    const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer a queue check in time');
     try {
-      const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer a queue check in time');
       for (const q of this.topology.queues) out.set(q.name, (await withTimeout(ch.checkQueue(q.name), this.callTimeoutMs, stalled)).messageCount);
     } catch (err) {
       this.log.debug({ err: toErrorData(err) }, 'queue sampling failed');
     } finally {
-      await ch.close().catch(() => undefined);
+      // Its close too: amqplib's waits for a close-ok a stalled broker never sends.
+      await withTimeout(ch.close(), this.callTimeoutMs, stalled).catch(() => undefined);
     }
     return out;
   }

@@ -14,38 +14,50 @@ import { MerchantStub } from '../../bench/merchant-stub.js';
 
 const SCHEDULE = '0s,200ms';
 
-/** AMQP 0-9-1 frame and method ids the proxy looks at. */
+/** AMQP 0-9-1 frame types and method ids the proxy looks at. */
 const FRAME_METHOD = 1;
+const FRAME_HEARTBEAT = 8;
 const CONNECTION_START_OK = [10, 11] as const;
-const CHANNEL_OPEN = [20, 10] as const;
 const CONNECTION_CLOSE = [10, 50] as const;
+/** Channel.Open and Queue.Declare, the calls the test stalls. */
+const CHANNEL_OPEN = [20, 10] as const;
+const QUEUE_DECLARE = [50, 10] as const;
 
 interface ProxiedConnection {
   /** The client's connection name, read from its Connection.StartOk properties ('' until then). */
   name: string;
-  /** Channel.Open frames the client sent on it, dropped or not. */
-  opens: number;
-  dropped: number;
-  /** When the first open was dropped, and when the client's socket closed (ms since the epoch; 0: not yet). */
-  droppedAt: number;
+  /** Method frames the client sent, by `class.method`. */
+  readonly calls: Map<string, number>;
+  /** When the proxy began to drop this connection's frames, and when the client's socket closed (ms since the epoch; 0: not yet). */
+  stalledAt: number;
   closedAt: number;
-  /** Connection.Close frames dropped: sent by the client after a dropped open. */
+  /** Frames dropped since, heartbeats aside, and of them Connection.Close frames. */
+  dropped: number;
   closesDropped: number;
 }
 
+/** Which connection to stall, and at the how-manieth (from 0) of which call. */
+interface StallRule {
+  readonly name: string;
+  /** Which connection of that name, from 0. */
+  readonly connection: number;
+  readonly call: readonly [number, number];
+  readonly nth: number;
+}
+
 /**
- * A TCP proxy to the broker that passes everything through except the
- * client's Channel.Open frames for which `drop` says so and, on a connection
- * that had one dropped, its Connection.Close (a broker that answers nothing).
+ * A TCP proxy to the broker. On a connection a rule names, from the chosen
+ * call on, it drops every frame the client sends but its heartbeats: to the
+ * client the broker keeps the connection and answers nothing on it (the
+ * broker never sees those calls, nor the Connection.Close that follows).
  */
-class ChannelOpenDropper {
+class StallingProxy {
   readonly conns: ProxiedConnection[] = [];
   private readonly sockets = new Set<net.Socket>();
   private readonly server: net.Server;
   port = 0;
 
-  /** `drop(c, index, sameName)`: whether to drop the open numbered `index` (from 0) on `c`, the `sameName`-th connection of its name (from 0). */
-  constructor(private readonly drop: (c: ProxiedConnection, index: number, sameName: number) => boolean) {
+  constructor(private readonly rules: readonly StallRule[]) {
     const upstream = new URL(AMQP_URL);
     this.server = net.createServer((client) => {
       const broker = net.connect(Number(upstream.port || 5672), upstream.hostname);
@@ -59,7 +71,7 @@ class ChannelOpenDropper {
         });
       }
       broker.pipe(client);
-      const c: ProxiedConnection = { name: '', opens: 0, dropped: 0, droppedAt: 0, closedAt: 0, closesDropped: 0 };
+      const c: ProxiedConnection = { name: '', calls: new Map(), stalledAt: 0, closedAt: 0, dropped: 0, closesDropped: 0 };
       this.conns.push(c);
       client.on('close', () => (c.closedAt ||= Date.now()));
       broker.on('drain', () => client.resume());
@@ -85,22 +97,26 @@ class ChannelOpenDropper {
               // amqplib sends the name as the client property connection_name: a longstr inside the table.
               const m = /notifyd [a-z0-9 -]+? pid \d+/.exec(frame.toString('latin1'));
               c.name = m ? m[0].replace(/ pid \d+$/, '') : '';
-            } else if (cls === CHANNEL_OPEN[0] && method === CHANNEL_OPEN[1]) {
-              const sameName = this.conns.filter((o) => o.name === c.name).indexOf(c);
-              if (this.drop(c, c.opens++, sameName)) {
-                c.dropped++;
-                c.droppedAt ||= Date.now();
-                continue;
-              }
-            } else if (cls === CONNECTION_CLOSE[0] && method === CONNECTION_CLOSE[1] && c.dropped > 0) {
-              c.closesDropped++;
-              continue;
             }
+            const key = `${cls}.${method}`;
+            const nth = c.calls.get(key) ?? 0;
+            c.calls.set(key, nth + 1);
+            if (c.stalledAt === 0 && this.stallsAt(c, cls, method, nth)) c.stalledAt = Date.now();
+            if (c.stalledAt > 0 && cls === CONNECTION_CLOSE[0] && method === CONNECTION_CLOSE[1]) c.closesDropped++;
+          }
+          if (c.stalledAt > 0 && frame[0] !== FRAME_HEARTBEAT) {
+            c.dropped++;
+            continue;
           }
           if (!broker.write(frame)) client.pause();
         }
       });
     });
+  }
+
+  private stallsAt(c: ProxiedConnection, cls: number, method: number, nth: number): boolean {
+    const sameName = this.conns.filter((o) => o.name === c.name).indexOf(c);
+    return this.rules.some((r) => r.name === c.name && r.connection === sameName && r.call[0] === cls && r.call[1] === method && r.nth === nth);
   }
 
   async listen(): Promise<void> {
@@ -125,18 +141,20 @@ class ChannelOpenDropper {
   }
 }
 
-describe('a channel open the broker never answers (real daemon, real RabbitMQ)', () => {
+describe('a broker that keeps the connection and answers nothing on it (real daemon, real RabbitMQ)', () => {
   const prefixes: string[] = [];
   after(async () => {
     for (const p of prefixes) await deletePrefix(p, SCHEDULE);
   });
 
   it('the master and tier 0 give up the connection, reconnect, and the notification is delivered', async (t) => {
-    // The master: on its first connection the topology's channel, on its second its own (the second open); tier 0:
-    // its channel on its first connection.
-    const proxy = new ChannelOpenDropper(
-      (c, index, sameName) => (c.name === 'notifyd master' && index === sameName && sameName < 2) || (c.name === 'notifyd tier 0' && index === 0 && sameName === 0),
-    );
+    const proxy = new StallingProxy([
+      // The master: on its first connection in the middle of the topology's declaration, on its second at its own
+      // channel (its second open, after the declaration's); tier 0 at its channel on its first connection.
+      { name: 'notifyd master', connection: 0, call: QUEUE_DECLARE, nth: 0 },
+      { name: 'notifyd master', connection: 1, call: CHANNEL_OPEN, nth: 1 },
+      { name: 'notifyd tier 0', connection: 0, call: CHANNEL_OPEN, nth: 0 },
+    ]);
     await proxy.listen();
     const merchant = new MerchantStub();
     await merchant.start();
@@ -145,21 +163,22 @@ describe('a channel open the broker never answers (real daemon, real RabbitMQ)',
     // No warm-up: tier 1's would only add to the wait for readiness.
     const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_AMQP_URL: proxy.url, NOTIFY_DELIVERY_WARM_UP: '0' } });
     try {
-      // Each stalled open waits out the confirm timeout (10 s), its close at most 2 s more; the master meets two.
+      // Each stalled call waits out the confirm timeout (10 s), its connection's close at most 2 s more; the master
+      // meets two stalls.
       await d.ready(60_000);
       const path = '/ok/after-stalled-open';
       assert.equal((await d.post({ id: 'after-stalled-open', url: `${merchant.base}${path}`, body: {} })).status, 202);
       await waitFor(() => merchant.count(path) === 1, 30_000, 'delivered by tier 0 on its second connection');
       const master = proxy.named('notifyd master');
       const tier0 = proxy.named('notifyd tier 0');
-      assert.deepEqual(master.slice(0, 3).map((c) => c.dropped), [1, 1, 0], 'the master met both stalls and connected a third time');
-      assert.deepEqual(tier0.slice(0, 2).map((c) => c.dropped), [1, 0], 'tier 0 met its stall and connected again');
+      assert.deepEqual(master.slice(0, 3).map((c) => c.stalledAt > 0), [true, true, false], 'the master met both stalls and connected a third time');
+      assert.deepEqual(tier0.slice(0, 2).map((c) => c.stalledAt > 0), [true, false], 'tier 0 met its stall and connected again');
       // Each connection given up was closed: asked to close first, its socket destroyed when no close-ok came, within
       // the call's timeout (10 s) and the close's grace (2 s) of its stall, and some slack for a busy machine.
       for (const c of [master[0]!, master[1]!, tier0[0]!]) {
         assert.equal(c.closesDropped, 1, `${c.name}: asked the broker to close`);
         assert.ok(c.closedAt > 0, `${c.name}: closed`);
-        const ms = c.closedAt - c.droppedAt;
+        const ms = c.closedAt - c.stalledAt;
         t.diagnostic(`${c.name}: closed ${ms} ms after its stall`);
         assert.ok(ms >= 10_000 && ms < 17_000, `${c.name}: closed ${ms} ms after its stall`);
       }
