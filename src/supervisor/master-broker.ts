@@ -182,7 +182,8 @@ export class MasterBroker {
           if (this.conn !== conn) return;
           this.conn = null;
           this.ch = null;
-          void conn.close().catch(() => undefined);
+          // Bounded: a broker that stopped answering on it would keep the connection (and its socket) for ever.
+          void closeWithin(conn, CLOSE_WITHIN_MS);
           if (!this.closed) {
             this.log.warn('master lost the broker connection; reconnecting');
             void this.connect();

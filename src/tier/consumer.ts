@@ -33,6 +33,7 @@ import { handleBundle, type BundleHandling } from './bundle-delivery.js';
 import { isBundle } from '../broker/bundle.js';
 import { handOnFailureReason } from '../broker/confirm.js';
 import { ConfirmDeadlines } from '../broker/confirm-deadlines.js';
+import { withTimeout } from '../core/with-timeout.js';
 
 const GATE_TICK_MS = 100;
 /**
@@ -319,13 +320,14 @@ export class TierWorker implements ManagedWorker {
       const deadlines = new ConfirmDeadlines();
       conn.on('blocked', () => deadlines.pause());
       conn.on('unblocked', () => deadlines.resume());
-      // Bounded: a broker that never answers the open would keep this worker from ever reconnecting.
+      // Each call bounded: a broker that never answers one would keep this worker from ever reconnecting.
       const ch = await openWithin(conn, deadlines.timeoutMs);
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
-      await verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]);
+      const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer in time while the worker connected');
+      await withTimeout(verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]), deadlines.timeoutMs, stalled);
       // Read once: a reload during start-up must not give the batcher another window than the channel's.
       const prefetch = this.config.delivery.prefetch;
-      await ch.prefetch(prefetch);
+      await withTimeout(ch.prefetch(prefetch), deadlines.timeoutMs, stalled);
       const lost = (): void => this.connectionLost(conn);
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
       this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m), deadlines));
@@ -335,8 +337,10 @@ export class TierWorker implements ManagedWorker {
       this.ch = ch;
       this.link = this.linkFor(ch);
       this.acker = this.ackerFor(ch, prefetch);
-      await this.syncConsumer();
+      await withTimeout(this.syncConsumer(), deadlines.timeoutMs, stalled);
       if (this.ch !== ch) throw new Error('channel closed during start-up');
+      // A change of the consumer still stuck on a connection given up ends without starting one here: start over.
+      if (this.consumerTag === null && !this.paused && !this.stopping) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'the consumer did not start');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
       this.log.info({ queue: this.names.workQueue(this.tier), node: this.ring.node?.label, prefetch, concurrency: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
     } catch (err) {
@@ -365,7 +369,8 @@ export class TierWorker implements ManagedWorker {
   private connectionLost(conn: ChannelModel): void {
     if (this.conn !== conn) return;
     this.forgetChannel();
-    void conn.close().catch(() => undefined);
+    // Bounded: a broker that stopped answering on it would keep the connection (and its socket) for ever.
+    void closeWithin(conn, CLOSE_WITHIN_MS);
     if (!this.stopping) {
       this.log.warn({ node: this.ring.node?.label }, 'broker connection lost; reconnecting to the next node');
       this.setState('starting');
@@ -450,13 +455,14 @@ export class TierWorker implements ManagedWorker {
     this.lastLaneMoveAt = performance.now();
     let next: ConfirmChannel | null = null;
     try {
-      // Bounded: a move that never ends would keep every later stall from moving (and a drain waiting). Its
-      // prefetch, consume and cancel are not bounded yet.
-      next = await openWithin(conn, this.publishing.get(old)!.deadlines.timeoutMs);
+      // Each call bounded: a move that never ends would keep every later stall from moving (and a drain waiting).
+      const ms = this.publishing.get(old)!.deadlines.timeoutMs;
+      const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer in time while the consumer moved');
+      next = await openWithin(conn, ms);
       const ch = next;
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       const prefetch = this.config.delivery.prefetch;
-      await ch.prefetch(prefetch);
+      await withTimeout(ch.prefetch(prefetch), ms, stalled);
       // A reload that changed the prefetch meanwhile applied it to the old channel: give up, a later stall moves again.
       if (this.conn !== conn || this.ch !== old || this.consumerTag !== oldTag || this.paused || this.stopping || this.config.delivery.prefetch !== prefetch) {
         await ch.close().catch(() => undefined);
@@ -473,19 +479,25 @@ export class TierWorker implements ManagedWorker {
       this.link = this.linkFor(ch);
       this.consumerTag = null;
       // The new consumer first, so the queue never waits for one; what the old one still gets stays on its channel.
-      await this.syncConsumer();
+      // A consume the broker does not answer leaves this connection unusable: start over on a new one.
+      if (!(await withTimeout(this.syncConsumer(), ms, stalled).then(() => true, () => false))) {
+        this.log.warn('the broker did not answer the move of the consumer; reconnecting');
+        this.connectionLost(conn);
+        return;
+      }
       if (this.ch === ch && this.consumerTag === null && !this.paused && !this.stopping) {
         // The new channel took no consumer (and did not close): start over on a new connection rather than consume nothing.
         this.log.warn('the consumer did not start on its new channel; reconnecting');
         this.connectionLost(conn);
         return;
       }
-      await old.cancel(oldTag).catch(() => undefined);
+      await withTimeout(old.cancel(oldTag), ms, stalled).catch(() => undefined);
       this.cancelling.delete(old);
       if (this.ch === ch && this.consumerTag !== null) this.deps.metrics.laneMoves.inc({ tier: String(this.tier) });
       this.closeLaneIfEmpty(old);
     } catch (err) {
-      if (next !== null && this.ch !== next) await next.close().catch(() => undefined);
+      // Not waited for: amqplib's close waits for a close-ok a broker that did not answer may never send.
+      if (next !== null && this.ch !== next) void next.close().catch(() => undefined);
       this.log.warn({ err: toErrorData(err) }, 'moving the consumer to a new channel failed');
     }
   }
