@@ -338,9 +338,12 @@ export class TierWorker implements ManagedWorker {
       this.link = this.linkFor(ch);
       this.acker = this.ackerFor(ch, prefetch);
       await withTimeout(this.syncConsumer(), deadlines.timeoutMs, stalled);
+      // A change of the consumer still stuck on a connection given up (a lane move's) ends without starting one
+      // here once that connection is destroyed: ask once more, then start over.
+      const unconsumed = (): boolean => this.ch === ch && this.consumerTag === null && !this.paused && !this.stopping;
+      if (unconsumed()) await withTimeout(this.syncConsumer(), deadlines.timeoutMs, stalled);
       if (this.ch !== ch) throw new Error('channel closed during start-up');
-      // A change of the consumer still stuck on a connection given up ends without starting one here: start over.
-      if (this.consumerTag === null && !this.paused && !this.stopping) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'the consumer did not start');
+      if (unconsumed()) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'the consumer did not start');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
       this.log.info({ queue: this.names.workQueue(this.tier), node: this.ring.node?.label, prefetch, concurrency: this.config.delivery.concurrency, paused: this.paused }, 'tier worker connected');
     } catch (err) {
@@ -465,7 +468,8 @@ export class TierWorker implements ManagedWorker {
       await withTimeout(ch.prefetch(prefetch), ms, stalled);
       // A reload that changed the prefetch meanwhile applied it to the old channel: give up, a later stall moves again.
       if (this.conn !== conn || this.ch !== old || this.consumerTag !== oldTag || this.paused || this.stopping || this.config.delivery.prefetch !== prefetch) {
-        await ch.close().catch(() => undefined);
+        // Not waited for, as below.
+        void ch.close().catch(() => undefined);
         return;
       }
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
@@ -491,7 +495,14 @@ export class TierWorker implements ManagedWorker {
         this.connectionLost(conn);
         return;
       }
-      await withTimeout(old.cancel(oldTag), ms, stalled).catch(() => undefined);
+      // A cancel refused (the old channel closing) is fine; one not answered means a stalled connection, whose old lane
+      // might still get deliveries after it were closed: start over instead.
+      const cancel = await withTimeout(old.cancel(oldTag).then(() => 'done', () => 'refused'), ms, stalled).catch(() => 'stalled');
+      if (cancel === 'stalled') {
+        this.log.warn('the broker did not answer the cancel of the old consumer; reconnecting');
+        this.connectionLost(conn);
+        return;
+      }
       this.cancelling.delete(old);
       if (this.ch === ch && this.consumerTag !== null) this.deps.metrics.laneMoves.inc({ tier: String(this.tier) });
       this.closeLaneIfEmpty(old);

@@ -1,11 +1,11 @@
 // A broker that keeps a connection but answers nothing on it (a node stuck
 // after a partition, an overloaded channel process) must not keep the master
-// or a tier worker from ever reconnecting: their channel opens and the
-// master's declarations are bounded (src/broker/open-within.ts), and the
-// connection they give up is closed within a grace, its socket destroyed when
-// the broker sends no close-ok. Real daemon, real RabbitMQ, behind a proxy
-// that drops the client's Channel.Open frames of chosen connections, and then
-// their Connection.Close, so the broker never sees them and never answers.
+// or a tier worker from ever reconnecting: their calls while connecting are
+// bounded (src/broker/open-within.ts, withTimeout), and the connection they
+// give up is closed within a grace, its socket destroyed when the broker sends
+// no close-ok. Real daemon, real RabbitMQ, behind a proxy that, from a chosen
+// call of a chosen connection on, drops everything the client sends but its
+// heartbeats, so the broker never sees those calls nor the close.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import net from 'node:net';
@@ -168,7 +168,8 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
     try {
       // Each stalled call waits out the confirm timeout (10 s), its connection's close at most 2 s more; the master
       // and tier 0 meet two stalls each.
-      await d.ready(60_000);
+      // The tiers start once the master has connected: about 50 s in all on a quiet machine.
+      await d.ready(90_000);
       const path = '/ok/after-stalled-open';
       assert.equal((await d.post({ id: 'after-stalled-open', url: `${merchant.base}${path}`, body: {} })).status, 202);
       await waitFor(() => merchant.count(path) === 1, 30_000, 'delivered by tier 0 on its second connection');
