@@ -3,6 +3,18 @@ import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { withTimeout } from '../core/with-timeout.js';
 
 /**
+ * Bounds one broker call: fails with `BROKER_UNAVAILABLE` and `message`
+ * when the broker has not answered within `ms` (0 or less: waits for ever).
+ * Why: amqplib's calls wait for their answer for as long as the connection
+ * lasts, and a broker that keeps the connection but answers nothing on it
+ * would hold the caller for ever. The call itself goes on (its late failure
+ * is swallowed).
+ */
+export function callWithin<T>(call: Promise<T>, ms: number, message: string): Promise<T> {
+  return ms > 0 ? withTimeout(call, ms, () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, message)) : call;
+}
+
+/**
  * Opens a confirm channel, or fails after `ms` (0 or less: waits for ever):
  * a broker that never answers the open must not keep a renewal pending for
  * ever (and with it every renewal asked for after it), nor a process from
@@ -21,18 +33,14 @@ export function openPlainWithin(conn: Pick<ChannelModel, 'createChannel'>, ms: n
 }
 
 function bounded<C extends Channel>(opening: Promise<C>, ms: number): Promise<C> {
-  if (!(ms > 0)) return opening;
-  let late = false;
-  void opening
-    .then((ch) => {
-      if (!late) return;
-      // Nobody's now: its errors ignored (amqplib throws an error event no one listens to).
-      ch.on('error', () => undefined);
-      return ch.close();
+  const result = callWithin(opening, ms, 'broker did not open a channel in time');
+  // Opened after the open was given up: nobody's now, its errors ignored (amqplib throws an error event no one listens to).
+  void Promise.allSettled([opening, result])
+    .then(([opened, given]) => {
+      if (opened.status !== 'fulfilled' || given.status !== 'rejected') return;
+      opened.value.on('error', () => undefined);
+      return opened.value.close();
     })
     .catch(() => undefined);
-  return withTimeout(opening, ms, () => {
-    late = true;
-    return new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not open a channel in time');
-  });
+  return result;
 }

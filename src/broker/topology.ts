@@ -1,7 +1,5 @@
 import type { Channel, ChannelModel } from 'amqplib';
-import { ErrorCodes, NotifyError } from '../core/errors.js';
-import { withTimeout } from '../core/with-timeout.js';
-import { openPlainWithin } from './open-within.js';
+import { callWithin, openPlainWithin } from './open-within.js';
 import type { QueueType } from '../core/config.js';
 import { holdDelayMs } from '../core/schedule.js';
 
@@ -166,8 +164,7 @@ export interface DeclareResult {
  * does not answer in time fails with `BROKER_UNAVAILABLE`.
  */
 export async function declareTopology(conn: Pick<ChannelModel, 'createChannel'>, topo: Topology, callMs = 0): Promise<DeclareResult> {
-  const within = <T>(p: Promise<T>): Promise<T> =>
-    callMs > 0 ? withTimeout(p, callMs, () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not declare the topology in time')) : p;
+  const within = <T>(p: Promise<T>): Promise<T> => callWithin(p, callMs, 'broker did not declare the topology in time');
   const legacy: string[] = [];
   let ch = await openPlainWithin(conn, callMs);
   ch.on('error', () => undefined);

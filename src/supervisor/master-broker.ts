@@ -1,7 +1,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
-import { openPlainWithin, openWithin } from '../broker/open-within.js';
+import { callWithin, openPlainWithin, openWithin } from '../broker/open-within.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
@@ -303,14 +303,14 @@ export class MasterBroker {
     const ch = await openPlainWithin(conn, this.callTimeoutMs).catch(() => null);
     if (!ch) return out;
     ch.on('error', () => undefined);
-    const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer a queue check in time');
+    const stalled = 'broker did not answer a queue check in time';
     try {
-      for (const q of this.topology.queues) out.set(q.name, (await withTimeout(ch.checkQueue(q.name), this.callTimeoutMs, stalled)).messageCount);
+      for (const q of this.topology.queues) out.set(q.name, (await callWithin(ch.checkQueue(q.name), this.callTimeoutMs, stalled)).messageCount);
     } catch (err) {
       this.log.debug({ err: toErrorData(err) }, 'queue sampling failed');
     } finally {
       // Its close too: amqplib's waits for a close-ok a stalled broker never sends.
-      await withTimeout(ch.close(), this.callTimeoutMs, stalled).catch(() => undefined);
+      await callWithin(ch.close(), this.callTimeoutMs, stalled).catch(() => undefined);
     }
     return out;
   }

@@ -4,7 +4,7 @@ import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
-import { openWithin } from '../broker/open-within.js';
+import { callWithin, openWithin } from '../broker/open-within.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import { WritePush } from '../broker/write-push.js';
 import type { WorkerState } from '../supervisor/control.js';
@@ -33,7 +33,6 @@ import { handleBundle, type BundleHandling } from './bundle-delivery.js';
 import { isBundle } from '../broker/bundle.js';
 import { handOnFailureReason } from '../broker/confirm.js';
 import { ConfirmDeadlines } from '../broker/confirm-deadlines.js';
-import { withTimeout } from '../core/with-timeout.js';
 
 const GATE_TICK_MS = 100;
 /**
@@ -323,11 +322,11 @@ export class TierWorker implements ManagedWorker {
       // Each call bounded: a broker that never answers one would keep this worker from ever reconnecting.
       const ch = await openWithin(conn, deadlines.timeoutMs);
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
-      const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer in time while the worker connected');
-      await withTimeout(verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]), deadlines.timeoutMs, stalled);
+      const within = <T>(call: Promise<T>): Promise<T> => callWithin(call, deadlines.timeoutMs, 'broker did not answer in time while the worker connected');
+      await within(verifyQueues(ch, [this.names.workQueue(this.tier), this.names.dead, ...(this.history ? [this.names.history] : [])]));
       // Read once: a reload during start-up must not give the batcher another window than the channel's.
       const prefetch = this.config.delivery.prefetch;
-      await withTimeout(ch.prefetch(prefetch), deadlines.timeoutMs, stalled);
+      await within(ch.prefetch(prefetch));
       const lost = (): void => this.connectionLost(conn);
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
       this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m), deadlines));
@@ -337,11 +336,11 @@ export class TierWorker implements ManagedWorker {
       this.ch = ch;
       this.link = this.linkFor(ch);
       this.acker = this.ackerFor(ch, prefetch);
-      await withTimeout(this.syncConsumer(), deadlines.timeoutMs, stalled);
+      await within(this.syncConsumer());
       // A change of the consumer still stuck on a connection given up (a lane move's) ends without starting one
       // here once that connection is destroyed: ask once more, then start over.
       const unconsumed = (): boolean => this.ch === ch && this.consumerTag === null && !this.paused && !this.stopping;
-      if (unconsumed()) await withTimeout(this.syncConsumer(), deadlines.timeoutMs, stalled);
+      if (unconsumed()) await within(this.syncConsumer());
       if (this.ch !== ch) throw new Error('channel closed during start-up');
       if (unconsumed()) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'the consumer did not start');
       if (!this.stopping) this.setState(this.paused ? 'paused' : 'running');
@@ -460,12 +459,12 @@ export class TierWorker implements ManagedWorker {
     try {
       // Each call bounded: a move that never ends would keep every later stall from moving (and a drain waiting).
       const ms = this.publishing.get(old)!.deadlines.timeoutMs;
-      const stalled = (): Error => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not answer in time while the consumer moved');
+      const within = <T>(call: Promise<T>): Promise<T> => callWithin(call, ms, 'broker did not answer in time while the consumer moved');
       next = await openWithin(conn, ms);
       const ch = next;
       ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker channel error'));
       const prefetch = this.config.delivery.prefetch;
-      await withTimeout(ch.prefetch(prefetch), ms, stalled);
+      await within(ch.prefetch(prefetch));
       // A reload that changed the prefetch meanwhile applied it to the old channel: give up, a later stall moves again.
       if (this.conn !== conn || this.ch !== old || this.consumerTag !== oldTag || this.paused || this.stopping || this.config.delivery.prefetch !== prefetch) {
         // Not waited for, as below.
@@ -484,7 +483,7 @@ export class TierWorker implements ManagedWorker {
       this.consumerTag = null;
       // The new consumer first, so the queue never waits for one; what the old one still gets stays on its channel.
       // A consume the broker does not answer leaves this connection unusable: start over on a new one.
-      if (!(await withTimeout(this.syncConsumer(), ms, stalled).then(() => true, () => false))) {
+      if (!(await within(this.syncConsumer()).then(() => true, () => false))) {
         this.log.warn('the broker did not answer the move of the consumer; reconnecting');
         this.connectionLost(conn);
         return;
@@ -497,7 +496,7 @@ export class TierWorker implements ManagedWorker {
       }
       // A cancel refused (the old channel closing) is fine; one not answered means a stalled connection, whose old lane
       // might still get deliveries after it were closed: start over instead.
-      const cancel = await withTimeout(old.cancel(oldTag).then(() => 'done', () => 'refused'), ms, stalled).catch(() => 'stalled');
+      const cancel = await within(old.cancel(oldTag).then(() => 'done', () => 'refused')).catch(() => 'stalled');
       if (cancel === 'stalled') {
         this.log.warn('the broker did not answer the cancel of the old consumer; reconnecting');
         this.connectionLost(conn);
