@@ -1,4 +1,5 @@
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
+import { watchCalls } from './call-watchdog.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
@@ -142,6 +143,8 @@ export class NotificationPublisher {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(this.opts.name);
+    // Its loss is reported through onStateChange, with the watchdog's error.
+    watchCalls(conn, { owner: this.opts.name });
     conn.on('error', () => undefined);
     // While blocked the broker reads nothing from this connection: publishes
     // would sit in memory until the alarm clears, so they are refused at once.

@@ -10,6 +10,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
 import { CLOSE_WITHIN_MS, closeWithin, nodeRingFor, openUntil, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
 import { CONFIRM_TIMEOUT_MS } from '../broker/confirm-deadlines.js';
+import { watchCalls } from '../broker/call-watchdog.js';
 import { openPlainWithin } from '../broker/open-within.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import { diffConfig, redactUrl, type Config } from '../core/config-model.js';
@@ -126,6 +127,7 @@ export class HistoryRecorder implements ManagedWorker {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(`notifyd recorder pid ${process.pid}`);
+    watchCalls(conn, { log: this.log, owner: 'the recorder' });
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       // Bounded: a broker that never answers the open would keep the recorder from ever reconnecting.

@@ -2,6 +2,7 @@ import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
 import { callWithin, openPlainWithin, openWithin } from '../broker/open-within.js';
+import { watchCalls } from '../broker/call-watchdog.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
 import type { DeadListing } from '../broker/dead-summary.js';
@@ -157,6 +158,7 @@ export class MasterBroker {
       try {
         const conn = await this.ring.connect(`notifyd master pid ${process.pid}`);
         connected = true;
+        watchCalls(conn, { log: this.log, owner: 'the master' });
         conn.on('error', () => undefined);
         let ch: ConfirmChannel;
         try {
@@ -275,9 +277,22 @@ export class MasterBroker {
     });
   }
 
-  /** Runs `scan` after every scan of P.dead asked for before it. */
+  /**
+   * Runs `scan` after every scan of P.dead asked for before it. A scan whose
+   * connection was lost under it (a node gone, or given up by the call
+   * watchdog) fails with `BROKER_UNAVAILABLE`, not as an internal error:
+   * amqplib fails its pending call with a plain error.
+   */
   private deadScan<T>(scan: () => Promise<T>): Promise<T> {
-    const run = this.redriving.then(scan);
+    const run = this.redriving.then(async () => {
+      const conn = this.conn;
+      try {
+        return await scan();
+      } catch (err) {
+        if (conn === null || this.conn === conn || toErrorData(err).code !== ErrorCodes.INTERNAL) throw err;
+        throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker connection was lost during the scan (${toErrorData(err).message}); it stopped there: retry`, undefined, { cause: err });
+      }
+    });
     this.redriving = run.catch(() => undefined);
     return run;
   }

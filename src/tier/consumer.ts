@@ -5,6 +5,7 @@ import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
 import { callWithin, openWithin } from '../broker/open-within.js';
+import { watchCalls } from '../broker/call-watchdog.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import { WritePush } from '../broker/write-push.js';
 import type { WorkerState } from '../supervisor/control.js';
@@ -314,6 +315,7 @@ export class TierWorker implements ManagedWorker {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(`notifyd tier ${this.tier} pid ${process.pid}`);
+    watchCalls(conn, { log: this.log, owner: `tier ${this.tier}` });
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       const deadlines = new ConfirmDeadlines();

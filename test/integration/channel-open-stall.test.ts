@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import net from 'node:net';
 import { AMQP_URL, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
+import { queueInfo } from '../../bench/bench-util.js';
+import { namesFor } from '../../src/broker/topology.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 
 const SCHEDULE = '0s,200ms';
@@ -19,10 +21,11 @@ const FRAME_METHOD = 1;
 const FRAME_HEARTBEAT = 8;
 const CONNECTION_START_OK = [10, 11] as const;
 const CONNECTION_CLOSE = [10, 50] as const;
-/** Channel.Open, Queue.Declare and Basic.Consume, the calls the test stalls. */
+/** Channel.Open, Queue.Declare, Basic.Consume and Basic.Cancel, the calls the tests stall. */
 const CHANNEL_OPEN = [20, 10] as const;
 const QUEUE_DECLARE = [50, 10] as const;
 const BASIC_CONSUME = [60, 20] as const;
+const BASIC_CANCEL = [60, 30] as const;
 
 interface ProxiedConnection {
   /** The client's connection name, read from its Connection.StartOk properties ('' until then). */
@@ -58,7 +61,7 @@ class StallingProxy {
   private readonly server: net.Server;
   port = 0;
 
-  constructor(private readonly rules: readonly StallRule[]) {
+  constructor(private readonly rules: StallRule[]) {
     const upstream = new URL(AMQP_URL);
     this.server = net.createServer((client) => {
       const broker = net.connect(Number(upstream.port || 5672), upstream.hostname);
@@ -132,6 +135,13 @@ class StallingProxy {
     return u.toString();
   }
 
+  /** Stalls the `connection`-th connection named `name` from its next `call` on. */
+  stallNext(name: string, connection: number, call: readonly [number, number]): void {
+    const c = this.named(name)[connection];
+    if (c === undefined) throw new Error(`no connection ${connection} named ${name}`);
+    this.rules.push({ name, connection, call, nth: c.calls.get(`${call[0]}.${call[1]}`) ?? 0 });
+  }
+
   named(name: string): ProxiedConnection[] {
     return this.conns.filter((c) => c.name === name);
   }
@@ -191,6 +201,61 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
       assert.ok(!d.lines.some((l) => String(l.msg).includes('RabbitMQ is not reachable')), 'nor that it was unreachable');
       const tierSaid = (text: string): boolean => d.lines.some((l) => l.msg === 'tier worker cannot reach the broker' && JSON.stringify(l.err).includes(text));
       assert.ok(tierSaid('broker did not open a channel in time') && tierSaid('broker did not answer in time while the worker connected'), 'tier 0 said why');
+    } finally {
+      await d.stop();
+      await merchant.close();
+      await proxy.close();
+    }
+  });
+
+  it('a call on an established connection left unanswered: the watchdog gives it up, and the master and tier 0 carry on', async (t) => {
+    const proxy = new StallingProxy([]);
+    await proxy.listen();
+    const merchant = new MerchantStub();
+    await merchant.start();
+    const prefix = uniquePrefix('chwatch');
+    prefixes.push(prefix);
+    const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_AMQP_URL: proxy.url, NOTIFY_DELIVERY_WARM_UP: '0' } });
+    try {
+      await d.ready(60_000);
+      assert.equal((await d.post({ id: 'before-stall', url: `${merchant.base}/ok/before`, body: {} })).status, 202);
+      await waitFor(() => merchant.count('/ok/before') === 1, 10_000, 'delivered before the stall');
+      // From now on the broker answers nothing on tier 0's connection from its next consumer cancel (a pause), nor on
+      // the master's from its next queue check (its queue sampling or the dead listing below). Neither call is
+      // bounded where it is made.
+      proxy.stallNext('notifyd tier 0', 0, BASIC_CANCEL);
+      proxy.stallNext('notifyd master', 0, QUEUE_DECLARE);
+      assert.equal((await d.admin('POST', '/admin/tiers/0/pause')).status, 200);
+      const t0 = Date.now();
+      const listing = await d.admin<{ error?: { code: string; message: string } }>('GET', '/admin/dead');
+      const listedMs = Date.now() - t0;
+      t.diagnostic(`dead listing answered ${listing.status} after ${listedMs} ms: ${JSON.stringify(listing.body)}`);
+      assert.equal(listing.status, 503, 'the listing fails as the broker being unavailable, not as an internal error');
+      assert.equal(listing.body.error?.code, 'BROKER_UNAVAILABLE');
+      assert.ok(listedMs < 20_000, `answered within the watchdog's bound (${listedMs} ms)`);
+      const tier0 = proxy.named('notifyd tier 0');
+      const master = proxy.named('notifyd master');
+      await waitFor(() => proxy.named('notifyd tier 0').length >= 2 && proxy.named('notifyd master').length >= 2, 30_000, 'both connected again');
+      for (const c of [tier0[0]!, master[0]!]) {
+        assert.ok(c.stalledAt > 0, `${c.name}: met the stall`);
+        await waitFor(() => c.closedAt > 0, 10_000, `${c.name}: closed`);
+        const ms = c.closedAt - c.stalledAt;
+        t.diagnostic(`${c.name}: closed ${ms} ms after its stall`);
+        // 15 s unanswered, noticed within two 1-s samples, with some slack for a busy machine.
+        assert.ok(ms >= 14_500 && ms < 20_000, `${c.name}: closed ${ms} ms after its stall`);
+      }
+      // Log lines are written out within 200 ms.
+      const said = (text: string): boolean => d.lines.some((l) => String(l.msg).includes(text));
+      await waitFor(() => said("left a call on tier 0's connection unanswered"), 2000, 'tier 0 said why');
+      await waitFor(() => said("left a call on the master's connection unanswered"), 2000, 'the master said why');
+      // The master's new connection answers; tier 0 came back still paused, with no consumer on its queue.
+      await waitFor(async () => (await d.admin('GET', '/admin/dead')).status === 200, 30_000, 'the dead listing works again');
+      const work0 = namesFor(prefix).workQueue(0);
+      await waitFor(async () => (await d.admin<{ tiers: { state: string }[] }>('GET', '/admin/status')).body.tiers[0]!.state === 'paused', 30_000, 'tier 0 paused again');
+      assert.equal((await queueInfo(AMQP_URL, work0)).consumerCount, 0, 'paused: no consumer after the reconnect');
+      assert.equal((await d.admin('POST', '/admin/tiers/0/resume')).status, 200);
+      assert.equal((await d.post({ id: 'after-stall', url: `${merchant.base}/ok/after`, body: {} })).status, 202);
+      await waitFor(() => merchant.count('/ok/after') === 1, 30_000, 'delivered on the new connection');
     } finally {
       await d.stop();
       await merchant.close();

@@ -1,0 +1,111 @@
+import { ErrorCodes, NotifyError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
+import { StuckCalls } from './stuck-calls.js';
+
+/**
+ * How long a call may go unanswered before its connection is given up: past
+ * the bounds set on single calls while connecting (the confirm timeout, then
+ * `CLOSE_WITHIN_MS` for the close), so those act first and say which call it
+ * was; short enough that an operator's pause or dead listing does not hang
+ * for long on a node that stopped answering.
+ */
+export const UNANSWERED_CALL_MS = CONFIRM_TIMEOUT_MS + 5000;
+
+/** The parts of amqplib's internals the watchdog reads (the version notifyd pins; a unit test checks them). */
+interface AmqpChannelState {
+  /** The callback of the call waiting for its answer, or null. */
+  readonly reply?: unknown;
+}
+
+interface AmqpConnectionState {
+  /** Index 0 is the connection's own; the rest are channels or null. */
+  readonly channels?: readonly ({ readonly channel?: AmqpChannelState } | null)[];
+  /** True while the broker blocks the connection (a memory or disk alarm). */
+  readonly blocked?: boolean;
+  /** Set once amqplib expects the socket to close: the connection is closed. */
+  readonly expectSocketClose?: boolean;
+  readonly stream?: { destroy?(err?: Error): void };
+}
+
+/**
+ * What a channel waits for: the pending call's reply callback, else its close
+ * handler while it waits for a close-ok (amqplib sets `accept` on a channel
+ * itself only once it closes; a closed one leaves the list), else null.
+ */
+function channelWait(ch: object): unknown {
+  const reply = (ch as AmqpChannelState).reply;
+  if (reply !== null && reply !== undefined) return reply;
+  return Object.hasOwn(ch, 'accept') ? (ch as { accept: unknown }).accept : null;
+}
+
+/**
+ * The waits of an amqplib connection (a ChannelModel's `connection`): its own
+ * close (its `accept` is no longer `openAccept`, the frame handler it had
+ * while open, and it is not closed yet), then each channel's call or close.
+ * Empty when it has not the shape amqplib gives it (a test's stand-in).
+ */
+export function waitsOf(connection: unknown, openAccept: unknown): Array<readonly [object, unknown]> {
+  const c = connection as (AmqpConnectionState & { readonly accept?: unknown }) | null | undefined;
+  if (c === null || typeof c !== 'object' || !Array.isArray(c.channels)) return [];
+  const closing = c.expectSocketClose !== true && c.accept !== openAccept;
+  const out: Array<readonly [object, unknown]> = [[c, closing ? c.accept : null]];
+  for (let i = 1; i < c.channels.length; i++) {
+    const ch = c.channels[i]?.channel;
+    if (ch !== undefined && ch !== null) out.push([ch, channelWait(ch)]);
+  }
+  return out;
+}
+
+/** Options of `watchCalls`. */
+export interface WatchCallsOptions {
+  /** Gives the connection up when a call has waited this long (ms). */
+  readonly timeoutMs?: number;
+  /** How often the waits are sampled (ms); a stuck call is noticed at most this much late. */
+  readonly everyMs?: number;
+  /** Where the give-up is logged; without one, only the error the connection closes with says it. */
+  readonly log?: Logger;
+  /** Who owns the connection, for the log line and error (e.g. 'tier 0'). */
+  readonly owner: string;
+}
+
+/**
+ * Watches every call on an amqplib connection (`conn`, a ChannelModel) and,
+ * when the broker has left one unanswered for `timeoutMs`, logs it and
+ * destroys the connection's socket: amqplib then fails the calls waiting on
+ * it and emits `error` and `close`, which every owner already handles by
+ * reconnecting (to the next node). Time while the broker blocks the
+ * connection does not count (it reads nothing then, by design, and another
+ * connection would fare no better). Stops by itself when the connection
+ * closes; returns a stop function for an owner that closes it first.
+ *
+ * Why: amqplib's calls wait for as long as the connection lasts, and a node
+ * that keeps the connection (and its heartbeats) but answers nothing on it
+ * would hold a tier's pause, a dead listing, the recorder's consume or a
+ * channel's close for ever. Bounding each call where it is made left some
+ * unbounded; this covers all of them, on one timer per connection.
+ */
+export function watchCalls(conn: { readonly connection?: unknown; once?(event: 'close', fn: () => void): unknown }, o: WatchCallsOptions): () => void {
+  const connection = conn.connection as AmqpConnectionState | undefined;
+  if (connection === undefined || !Array.isArray(connection.channels)) return () => undefined;
+  const timeoutMs = o.timeoutMs ?? UNANSWERED_CALL_MS;
+  // Watched once open: its frame handler now is the one it keeps until it closes.
+  const openAccept = (connection as { accept?: unknown }).accept;
+  const stuck = new StuckCalls();
+  const timer = setInterval(() => {
+    if (connection.expectSocketClose === true) return stop();
+    if (connection.blocked === true) return stuck.reset();
+    const waited = stuck.observe(Date.now(), waitsOf(connection, openAccept));
+    if (waited < timeoutMs) return;
+    stop();
+    const why = `the broker left a call on ${o.owner}'s connection unanswered for ${Math.round(waited / 1000)} s`;
+    o.log?.error({ owner: o.owner, waitedMs: waited }, `${why}; giving the connection up (reconnecting)`);
+    connection.stream?.destroy?.(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, why));
+  }, o.everyMs ?? 1000);
+  timer.unref();
+  function stop(): void {
+    clearInterval(timer);
+  }
+  conn.once?.('close', stop);
+  return stop;
+}

@@ -1,0 +1,218 @@
+// The call watchdog: StuckCalls' bookkeeping, then watchCalls on amqplib's own
+// ChannelModel, Connection and channels (the version notifyd pins) over a
+// socket that swallows what is written, so the test plays the broker: it
+// answers a call by handing the channel its reply frame, or never does.
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Duplex } from 'node:stream';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
+import { StuckCalls } from '../../src/broker/stuck-calls.js';
+import { UNANSWERED_CALL_MS, waitsOf, watchCalls } from '../../src/broker/call-watchdog.js';
+import { CONFIRM_TIMEOUT_MS } from '../../src/broker/confirm-deadlines.js';
+import { CLOSE_WITHIN_MS } from '../../src/broker/connection.js';
+import type { Logger } from '../../src/core/logger.js';
+
+describe('StuckCalls', () => {
+  const a = {};
+  const b = {};
+  it('a token seen unchanged ages from its first sighting; a new token starts again', () => {
+    const s = new StuckCalls();
+    assert.equal(s.observe(1000, [[a, 'x']]), 0);
+    assert.equal(s.observe(1500, [[a, 'x']]), 500);
+    assert.equal(s.observe(2000, [[a, 'y']]), 0, 'answered: the next call is a new wait');
+    assert.equal(s.observe(2600, [[a, 'y']]), 600);
+  });
+
+  it('reports the longest of several channels, and nothing for channels that wait for nothing', () => {
+    const s = new StuckCalls();
+    s.observe(0, [[a, 'x'], [b, null]]);
+    assert.equal(s.observe(100, [[a, 'x'], [b, 'z']]), 100);
+    assert.equal(s.observe(300, [[a, 'x'], [b, 'z']]), 300);
+    assert.equal(s.observe(400, [[a, null], [b, 'z']]), 300);
+  });
+
+  it('forgets channels no longer listed, and everything on reset', () => {
+    const s = new StuckCalls();
+    s.observe(0, [[a, 'x']]);
+    s.observe(100, [[b, 'z']]);
+    assert.equal(s.observe(200, [[a, 'x']]), 0, 'a was forgotten while it was not listed');
+    s.reset();
+    assert.equal(s.observe(900, [[a, 'x']]), 0);
+  });
+});
+
+const require = createRequire(import.meta.url);
+// amqplib's internals, loaded by file from the installed package (its exports are only the two APIs).
+const amqplibDir = dirname(require.resolve('amqplib'));
+const { Connection } = require(join(amqplibDir, 'lib', 'connection.js')) as { Connection: new (s: Duplex) => AmqpConnection };
+const { ChannelModel } = require(join(amqplibDir, 'lib', 'channel_model.js')) as { ChannelModel: new (c: AmqpConnection) => Model };
+const defs = require(join(amqplibDir, 'lib', 'defs.js')) as Record<string, number>;
+
+interface AmqpConnection {
+  accept: unknown;
+  blocked: boolean;
+  channels: ({ channel: { accept(f: unknown): void } } | null)[];
+  onSocketError(err: Error): void;
+}
+interface AmqpChannel {
+  readonly ch: number;
+  prefetch(n: number): Promise<unknown>;
+  close(): Promise<void>;
+}
+interface Model {
+  readonly connection: AmqpConnection;
+  createChannel(): Promise<AmqpChannel>;
+  close(): Promise<void>;
+  on(ev: string, fn: (...a: unknown[]) => void): unknown;
+  once(ev: 'close', fn: () => void): unknown;
+}
+
+class SinkSocket extends Duplex {
+  override _read(): void {}
+  override _write(_c: Buffer, _e: BufferEncoding, cb: () => void): void {
+    cb();
+  }
+}
+
+/** A ChannelModel as amqplib leaves one after its handshake, on a socket that goes nowhere. */
+function amqp(): { model: Model; sock: SinkSocket; errors: unknown[]; closed: () => boolean; lines: string[]; log: Logger } {
+  const sock = new SinkSocket();
+  const connection = new Connection(sock);
+  // What the handshake sets up: socket errors end the connection, and frames go to the open connection's handler.
+  sock.on('error', (err: Error) => connection.onSocketError(err));
+  connection.accept = function mainAccept(): void {};
+  const model = new ChannelModel(connection);
+  const errors: unknown[] = [];
+  let closed = false;
+  model.on('error', (e) => errors.push(e));
+  model.on('close', () => (closed = true));
+  const lines: string[] = [];
+  const log = { error: (_o: unknown, msg: string) => lines.push(msg) } as unknown as Logger;
+  return { model, sock, errors, closed: () => closed, lines, log };
+}
+
+/** The broker's answer `method` to channel `n`'s pending call. */
+function answer(model: Model, n: number, method: string): void {
+  model.connection.channels[n]!.channel.accept({ id: defs[method], channel: n, fields: {} });
+}
+
+/** Opens a channel, the broker answering at once. */
+async function opened(model: Model): Promise<AmqpChannel> {
+  const opening = model.createChannel();
+  // amqplib sends the open a few microtasks later.
+  await immediate();
+  answer(model, model.connection.channels.length - 1, 'ChannelOpenOk');
+  return opening;
+}
+
+describe('watchCalls (amqplib as pinned)', () => {
+  // The watchdog's timer does not keep a process alive (the socket does, in life); here nothing else would.
+  let keepAlive: NodeJS.Timeout;
+  beforeEach(() => (keepAlive = setInterval(() => undefined, 1000)));
+  afterEach(() => clearInterval(keepAlive));
+
+  it('gives its bound after the bounds of single calls while connecting and their close', () => {
+    assert.ok(UNANSWERED_CALL_MS > CONFIRM_TIMEOUT_MS + CLOSE_WITHIN_MS);
+  });
+
+  it('a call left unanswered: the socket is destroyed, the call fails, the connection closes with a coded error', async () => {
+    const { model, sock, errors, closed, lines, log } = amqp();
+    watchCalls(model, { timeoutMs: 150, everyMs: 20, log, owner: 'tier 0' });
+    const ch = await opened(model);
+    const t0 = Date.now();
+    const qos = ch.prefetch(10);
+    await assert.rejects(qos, /no reply will be forthcoming/);
+    const ms = Date.now() - t0;
+    assert.ok(ms >= 140 && ms < 1000, `gave up after ${ms} ms`);
+    assert.ok(sock.destroyed);
+    assert.ok(closed());
+    assert.equal((errors[0] as { code?: string }).code, 'BROKER_UNAVAILABLE');
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /tier 0's connection unanswered/);
+  });
+
+  it('calls answered in time, one after another for longer than the bound, leave the connection alone', async () => {
+    const { model, sock, log } = amqp();
+    watchCalls(model, { timeoutMs: 150, everyMs: 20, log, owner: 'x' });
+    const ch = await opened(model);
+    for (let i = 0; i < 6; i++) {
+      const qos = ch.prefetch(i + 1);
+      await sleep(80);
+      answer(model, ch.ch, 'BasicQosOk');
+      await qos;
+    }
+    await sleep(100);
+    assert.equal(sock.destroyed, false);
+  });
+
+  it('time while the broker blocks the connection does not count', async () => {
+    const { model, sock, log } = amqp();
+    watchCalls(model, { timeoutMs: 150, everyMs: 20, log, owner: 'x' });
+    const ch = await opened(model);
+    model.connection.blocked = true;
+    const qos = ch.prefetch(1).catch((e: Error) => e);
+    await sleep(400);
+    assert.equal(sock.destroyed, false, 'blocked: not given up');
+    model.connection.blocked = false;
+    const t0 = Date.now();
+    assert.match(String(await qos), /no reply will be forthcoming/);
+    assert.ok(Date.now() - t0 >= 140, 'counted from the unblock');
+  });
+
+  it("a channel's close and the connection's own close are calls too", async () => {
+    for (const closeWhat of ['channel', 'connection'] as const) {
+      const { model, sock, closed, log } = amqp();
+      watchCalls(model, { timeoutMs: 150, everyMs: 20, log, owner: 'x' });
+      const ch = await opened(model);
+      void (closeWhat === 'channel' ? ch.close() : model.close()).catch(() => undefined);
+      await sleep(50);
+      assert.equal(sock.destroyed, false, `${closeWhat}: still waiting`);
+      await sleep(400);
+      assert.ok(sock.destroyed, `${closeWhat}: given up`);
+      assert.ok(closed());
+    }
+  });
+
+  it('a close answered in time is no wait, and the watchdog stops with the connection', async () => {
+    // Its timer is unref'd (not listed among active resources): count what it sets and clears instead.
+    const live = new Set<unknown>();
+    const { setInterval: set, clearInterval: clear } = globalThis;
+    globalThis.setInterval = ((fn: () => void, ms: number) => {
+      const t = set(fn, ms);
+      live.add(t);
+      return t;
+    }) as typeof setInterval;
+    globalThis.clearInterval = ((t: NodeJS.Timeout) => {
+      live.delete(t);
+      clear(t);
+    }) as typeof clearInterval;
+    try {
+      const { model, sock, log } = amqp();
+      watchCalls(model, { timeoutMs: 150, everyMs: 20, log, owner: 'x' });
+      assert.equal(live.size, 1);
+      const ch = await opened(model);
+      const closing = ch.close();
+      answer(model, ch.ch, 'ChannelCloseOk');
+      await closing;
+      assert.deepEqual(
+        waitsOf(model.connection, model.connection.accept).filter(([, t]) => t !== null),
+        [],
+        'nothing waits once the close-ok came',
+      );
+      sock.destroy(new Error('connection reset by peer'));
+      await sleep(50);
+      assert.equal(live.size, 0, 'its timer cleared when the connection closed');
+    } finally {
+      globalThis.setInterval = set;
+      globalThis.clearInterval = clear;
+    }
+  });
+
+  it('a stand-in without amqplib internals leaves the watchdog idle', () => {
+    const stop = watchCalls({}, { log: {} as Logger, owner: 'x' });
+    stop();
+    assert.deepEqual(waitsOf({}, null), []);
+  });
+});
