@@ -1,16 +1,19 @@
+import { performance } from 'node:perf_hooks';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
 import { StuckCalls } from './stuck-calls.js';
 
 /**
- * How long a call may go unanswered before its connection is given up: past
- * the bounds set on single calls while connecting (the confirm timeout, then
- * `CLOSE_WITHIN_MS` for the close), so those act first and say which call it
- * was; short enough that an operator's pause or dead listing does not hang
- * for long on a node that stopped answering.
+ * How long a call may go unanswered before its connection is given up:
+ * twice RabbitMQ's own `channel_operation_timeout` (15 s), after which a
+ * broker that is slow but alive answers even an operation it could not
+ * finish (with an error), and a quorum queue's leader election is over; and
+ * past the bounds set on single calls while connecting (the confirm timeout,
+ * then `CLOSE_WITHIN_MS` for the close), so those act first and say which
+ * call it was. An operator's pause or dead listing on a node that stopped
+ * answering fails after this, instead of never.
  */
-export const UNANSWERED_CALL_MS = CONFIRM_TIMEOUT_MS + 5000;
+export const UNANSWERED_CALL_MS = 30_000;
 
 /** The parts of amqplib's internals the watchdog reads (the version notifyd pins; a unit test checks them). */
 interface AmqpChannelState {
@@ -67,6 +70,8 @@ export interface WatchCallsOptions {
   readonly log?: Logger;
   /** Who owns the connection, for the log line and error (e.g. 'tier 0'). */
   readonly owner: string;
+  /** Told the error the socket is destroyed with, just before (an owner without a log reports it itself). */
+  readonly onGiveUp?: (err: NotifyError) => void;
 }
 
 /**
@@ -76,7 +81,11 @@ export interface WatchCallsOptions {
  * it and emits `error` and `close`, which every owner already handles by
  * reconnecting (to the next node). Time while the broker blocks the
  * connection does not count (it reads nothing then, by design, and another
- * connection would fare no better). Stops by itself when the connection
+ * connection would fare no better); the clock is monotonic. amqplib settles
+ * a close's promise only on the broker's close-ok, so a caller that awaits a
+ * close must bound it itself (`closeWithin`, `callWithin`): the watchdog
+ * frees the socket, not that caller. Confirms are not calls: their waits
+ * are bounded where they are made. Stops by itself when the connection
  * closes; returns a stop function for an owner that closes it first.
  *
  * Why: amqplib's calls wait for as long as the connection lasts, and a node
@@ -92,15 +101,24 @@ export function watchCalls(conn: { readonly connection?: unknown; once?(event: '
   // Watched once open: its frame handler now is the one it keeps until it closes.
   const openAccept = (connection as { accept?: unknown }).accept;
   const stuck = new StuckCalls();
+  // Runs only while the broker does not block the connection: a wait keeps its age through an alarm, however often it flaps.
+  let clock = 0;
+  let last = performance.now();
   const timer = setInterval(() => {
     if (connection.expectSocketClose === true) return stop();
-    if (connection.blocked === true) return stuck.reset();
-    const waited = stuck.observe(Date.now(), waitsOf(connection, openAccept));
+    const now = performance.now();
+    const blocked = connection.blocked === true;
+    if (!blocked) clock += now - last;
+    last = now;
+    if (blocked) return;
+    const waited = Math.round(stuck.observe(clock, waitsOf(connection, openAccept)));
     if (waited < timeoutMs) return;
     stop();
     const why = `the broker left a call on ${o.owner}'s connection unanswered for ${Math.round(waited / 1000)} s`;
     o.log?.error({ owner: o.owner, waitedMs: waited }, `${why}; giving the connection up (reconnecting)`);
-    connection.stream?.destroy?.(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, why));
+    const err = new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, why);
+    o.onGiveUp?.(err);
+    connection.stream?.destroy?.(err);
   }, o.everyMs ?? 1000);
   timer.unref();
   function stop(): void {

@@ -6,6 +6,8 @@ import { handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.j
 import { SCAN_HEADER } from './dead-letters.js';
 import { countByMerchant, countByReason, parkedReason, summariseParked, type DeadListing, type ParkedSummary } from './dead-summary.js';
 import { namesFor } from './topology.js';
+import { CLOSE_WITHIN_MS } from './connection.js';
+import { callWithin, closeChannelWithin } from './open-within.js';
 
 /** Messages read before their copies are published together (bounds memory to this many bodies). */
 const BATCH = 50;
@@ -35,7 +37,7 @@ const BATCH = 50;
  * owner reconnects), which gives the originals back; a copy the broker did
  * confirm may then be parked twice, never lost.
  */
-export async function listDead(ch: ConfirmChannel, config: Config, limit: number, returns?: ReturnTracker): Promise<DeadListing> {
+export async function listDead(ch: ConfirmChannel, config: Config, limit: number, returns?: ReturnTracker, confirmWithinMs = 0): Promise<DeadListing> {
   const dead = namesFor(config.prefix).dead;
   const scanId = randomUUID();
   const listed: ParkedSummary[] = [];
@@ -54,10 +56,15 @@ export async function listDead(ch: ConfirmChannel, config: Config, limit: number
       }
     }
     if (batch.length === 0) break;
-    const copies = await Promise.allSettled(batch.map((m) => publishConfirmed(ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns)));
+    // Each confirm bounded (`confirmWithinMs`, 0: not): a confirm that never comes must not hold every later scan.
+    const copies = await Promise.allSettled(
+      batch.map((m) => callWithin(publishConfirmed(ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns), confirmWithinMs, 'the broker did not confirm a listed copy in time')),
+    );
     const failed = copies.find((c): c is PromiseRejectedResult => c.status === 'rejected');
     if (failed) {
-      await ch.close().catch(() => undefined);
+      // Not awaited past a short grace: a broker that did not confirm may not answer the close either, and the
+      // next scan waits for this one.
+      await closeChannelWithin(ch, CLOSE_WITHIN_MS);
       throw failed.reason;
     }
     for (const m of batch) ch.ack(m);

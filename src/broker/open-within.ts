@@ -44,3 +44,13 @@ function bounded<C extends Channel>(opening: Promise<C>, ms: number): Promise<C>
     .catch(() => undefined);
   return result;
 }
+
+/**
+ * Closes a channel, waiting at most `ms` for the broker's close-ok; never
+ * fails. Why: amqplib settles a close only on the close-ok, which a broker
+ * that stopped answering never sends (the connection's watchdog frees the
+ * socket, not whoever awaits the close).
+ */
+export async function closeChannelWithin(ch: { close(): Promise<void> }, ms: number): Promise<void> {
+  await callWithin(ch.close(), ms, 'no channel close-ok in time').catch(() => undefined);
+}

@@ -1,9 +1,9 @@
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
-import { watchCalls } from './call-watchdog.js';
+import { UNANSWERED_CALL_MS, watchCalls } from './call-watchdog.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
-import { openWithin } from './open-within.js';
+import { closeChannelWithin, openWithin } from './open-within.js';
 import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
@@ -143,8 +143,12 @@ export class NotificationPublisher {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(this.opts.name);
-    // Its loss is reported through onStateChange, with the watchdog's error.
-    watchCalls(conn, { owner: this.opts.name });
+    // Why the watchdog gave the connection up, if it did: amqplib closes the channel (no error given) before the
+    // connection, so the loss is reported with this rather than with what the close events carry.
+    let gaveUp: Error | undefined;
+    // Never before a confirm's own bound (a library client may set it above the watchdog's).
+    const timeoutMs = Math.max(UNANSWERED_CALL_MS, 2 * (this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS));
+    watchCalls(conn, { owner: this.opts.name, timeoutMs, onGiveUp: (err) => (gaveUp = err) });
     conn.on('error', () => undefined);
     // While blocked the broker reads nothing from this connection: publishes
     // would sit in memory until the alarm clears, so they are refused at once.
@@ -169,7 +173,7 @@ export class NotificationPublisher {
         this.blockedReason = null;
         this.opts.onBlocked?.(false);
       }
-      this.opts.onStateChange?.(false, err);
+      this.opts.onStateChange?.(false, err ?? gaveUp);
       if (this.opts.keepConnected && !this.closed) void this.reconnectLoop();
     };
     let ch: ConfirmChannel;
@@ -399,7 +403,8 @@ export class NotificationPublisher {
     const { ch, conn } = this;
     this.ch = null;
     this.conn = null;
-    await ch?.close().catch(() => undefined);
-    await conn?.close().catch(() => undefined);
+    // Bounded: amqplib's closes wait for a close-ok that a broker which stopped answering never sends.
+    if (ch) await closeChannelWithin(ch, CLOSE_WITHIN_MS);
+    if (conn) await closeWithin(conn, CLOSE_WITHIN_MS);
   }
 }

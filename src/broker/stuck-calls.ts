@@ -28,9 +28,4 @@ export class StuckCalls {
     this.seen = next;
     return longest;
   }
-
-  /** Forgets every wait: time that must not count (the broker blocks the connection and reads nothing). */
-  reset(): void {
-    this.seen.clear();
-  }
 }

@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { CLOSE_WITHIN_MS, closeWithin, nodeRingFor, openUntil, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
 import { CONFIRM_TIMEOUT_MS } from '../broker/confirm-deadlines.js';
 import { watchCalls } from '../broker/call-watchdog.js';
-import { openPlainWithin } from '../broker/open-within.js';
+import { closeChannelWithin, openPlainWithin } from '../broker/open-within.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import { diffConfig, redactUrl, type Config } from '../core/config-model.js';
 import { toErrorData } from '../core/errors.js';
@@ -320,8 +320,9 @@ export class HistoryRecorder implements ManagedWorker {
       const conn = this.conn;
       this.ch = null;
       this.conn = null;
-      await ch?.close().catch(() => undefined);
-      await conn?.close().catch(() => undefined);
+      // Bounded: amqplib's closes wait for a close-ok that a broker which stopped answering never sends.
+      if (ch) await closeChannelWithin(ch, CLOSE_WITHIN_MS);
+      if (conn) await closeWithin(conn, CLOSE_WITHIN_MS);
       await this.pool.end().catch(() => undefined);
       this.setState('stopped');
     })();

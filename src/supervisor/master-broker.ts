@@ -1,7 +1,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
-import { callWithin, openPlainWithin, openWithin } from '../broker/open-within.js';
+import { callWithin, closeChannelWithin, openPlainWithin, openWithin } from '../broker/open-within.js';
 import { watchCalls } from '../broker/call-watchdog.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
@@ -39,6 +39,8 @@ export class MasterBroker {
   /** History records of the ladders the master starts (redrives); null without history. */
   private readonly history: HistorySink | null;
   private lastHistoryWarn = 0;
+  /** Connections that closed (not only their channel): a scan that failed on one failed for that. */
+  private readonly closedConns = new WeakSet<ChannelModel>();
   /** Why the broker blocks this connection's publishes (a memory or disk alarm), or null. */
   private blockedReason: string | null = null;
   /** How long `startLadder` waits for a confirm (a field so tests can shorten it). */
@@ -191,7 +193,10 @@ export class MasterBroker {
             void this.connect();
           }
         };
-        conn.on('close', lost);
+        conn.on('close', () => {
+          this.closedConns.add(conn);
+          lost();
+        });
         ch.on('close', lost);
         // While blocked the broker reads nothing from this connection: a publish would wait for ever.
         this.blockedReason = null;
@@ -255,6 +260,7 @@ export class MasterBroker {
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
       return redrive(ch, this.config(), limit, force, {
         returns: this.returns ?? undefined,
+        confirmWithinMs: this.ladderConfirmTimeoutMs,
         stuck,
         ...(this.history ? { recordRun: (content: Buffer, run: string, at: number) => this.recordRun(content, run, at, 'redrive') } : {}),
         ...(superseded
@@ -273,15 +279,17 @@ export class MasterBroker {
     return this.deadScan(() => {
       const ch = this.ch;
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-      return listDead(ch, this.config(), limit, this.returns ?? undefined);
+      return listDead(ch, this.config(), limit, this.returns ?? undefined, this.ladderConfirmTimeoutMs);
     });
   }
 
   /**
    * Runs `scan` after every scan of P.dead asked for before it. A scan whose
-   * connection was lost under it (a node gone, or given up by the call
+   * connection closed under it (a node gone, or given up by the call
    * watchdog) fails with `BROKER_UNAVAILABLE`, not as an internal error:
-   * amqplib fails its pending call with a plain error.
+   * amqplib fails its pending call with a plain error. Only the connection's
+   * close counts: an error of the scan's own that closed just the channel
+   * (a missing queue, a bad delivery tag) keeps its own answer.
    */
   private deadScan<T>(scan: () => Promise<T>): Promise<T> {
     const run = this.redriving.then(async () => {
@@ -289,7 +297,7 @@ export class MasterBroker {
       try {
         return await scan();
       } catch (err) {
-        if (conn === null || this.conn === conn || toErrorData(err).code !== ErrorCodes.INTERNAL) throw err;
+        if (conn === null || !this.closedConns.has(conn) || toErrorData(err).code !== ErrorCodes.INTERNAL) throw err;
         throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker connection was lost during the scan (${toErrorData(err).message}); it stopped there: retry`, undefined, { cause: err });
       }
     });
@@ -305,7 +313,11 @@ export class MasterBroker {
     const ch = this.ch;
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     const { outcomes } = namesFor(this.config().prefix);
-    await publishConfirmed(ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' });
+    await callWithin(
+      publishConfirmed(ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' }),
+      this.ladderConfirmTimeoutMs,
+      'the broker did not confirm the event in time',
+    );
   }
 
   /** Ready messages per queue of the topology; nothing when not connected. */
@@ -343,7 +355,8 @@ export class MasterBroker {
     const { ch, conn } = this;
     this.ch = null;
     this.conn = null;
-    await ch?.close().catch(() => undefined);
-    await conn?.close().catch(() => undefined);
+    // Bounded: amqplib's closes wait for a close-ok that a broker which stopped answering never sends.
+    if (ch) await closeChannelWithin(ch, CLOSE_WITHIN_MS);
+    if (conn) await closeWithin(conn, CLOSE_WITHIN_MS);
   }
 }

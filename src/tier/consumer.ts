@@ -4,7 +4,7 @@ import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
-import { callWithin, openWithin } from '../broker/open-within.js';
+import { callWithin, closeChannelWithin, openWithin } from '../broker/open-within.js';
 import { watchCalls } from '../broker/call-watchdog.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import { WritePush } from '../broker/write-push.js';
@@ -710,9 +710,10 @@ export class TierWorker implements ManagedWorker {
       const conn = this.conn;
       this.ch = null;
       this.conn = null;
-      await Promise.all(lanes.map((c) => c.close().catch(() => undefined)));
-      await ch?.close().catch(() => undefined);
-      await conn?.close().catch(() => undefined);
+      // Bounded: amqplib's closes wait for a close-ok that a broker which stopped answering never sends.
+      await Promise.all(lanes.map((c) => closeChannelWithin(c, CLOSE_WITHIN_MS)));
+      if (ch) await closeChannelWithin(ch, CLOSE_WITHIN_MS);
+      if (conn) await closeWithin(conn, CLOSE_WITHIN_MS);
       await this.pipeline.current.deliverer.close();
       await this.pipeline.current.signer.close();
       await this.pipeline.current.merchantSigners.close();

@@ -208,7 +208,7 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
     }
   });
 
-  it('a call on an established connection left unanswered: the watchdog gives it up, and the master and tier 0 carry on', async (t) => {
+  it('a call on an established connection left unanswered: the watchdog gives it up (30 s), and the master and tier 0 carry on', async (t) => {
     const proxy = new StallingProxy([]);
     await proxy.listen();
     const merchant = new MerchantStub();
@@ -221,8 +221,8 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
       assert.equal((await d.post({ id: 'before-stall', url: `${merchant.base}/ok/before`, body: {} })).status, 202);
       await waitFor(() => merchant.count('/ok/before') === 1, 10_000, 'delivered before the stall');
       // From now on the broker answers nothing on tier 0's connection from its next consumer cancel (a pause), nor on
-      // the master's from its next queue check (its queue sampling or the dead listing below). Neither call is
-      // bounded where it is made.
+      // the master's from its next queue check (its queue sampling, whose check is bounded but not the channel's
+      // close after it, or the dead listing below, not bounded where it is made).
       proxy.stallNext('notifyd tier 0', 0, BASIC_CANCEL);
       proxy.stallNext('notifyd master', 0, QUEUE_DECLARE);
       assert.equal((await d.admin('POST', '/admin/tiers/0/pause')).status, 200);
@@ -232,7 +232,7 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
       t.diagnostic(`dead listing answered ${listing.status} after ${listedMs} ms: ${JSON.stringify(listing.body)}`);
       assert.equal(listing.status, 503, 'the listing fails as the broker being unavailable, not as an internal error');
       assert.equal(listing.body.error?.code, 'BROKER_UNAVAILABLE');
-      assert.ok(listedMs < 20_000, `answered within the watchdog's bound (${listedMs} ms)`);
+      assert.ok(listedMs < 35_000, `answered within the watchdog's bound (${listedMs} ms)`);
       const tier0 = proxy.named('notifyd tier 0');
       const master = proxy.named('notifyd master');
       await waitFor(() => proxy.named('notifyd tier 0').length >= 2 && proxy.named('notifyd master').length >= 2, 30_000, 'both connected again');
@@ -241,18 +241,22 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
         await waitFor(() => c.closedAt > 0, 10_000, `${c.name}: closed`);
         const ms = c.closedAt - c.stalledAt;
         t.diagnostic(`${c.name}: closed ${ms} ms after its stall`);
-        // 15 s unanswered, noticed within two 1-s samples, with some slack for a busy machine.
-        assert.ok(ms >= 14_500 && ms < 20_000, `${c.name}: closed ${ms} ms after its stall`);
+        // 30 s unanswered, noticed within two 1-s samples, with some slack for a busy machine.
+        assert.ok(ms >= 29_500 && ms < 35_000, `${c.name}: closed ${ms} ms after its stall`);
       }
       // Log lines are written out within 200 ms.
       const said = (text: string): boolean => d.lines.some((l) => String(l.msg).includes(text));
       await waitFor(() => said("left a call on tier 0's connection unanswered"), 2000, 'tier 0 said why');
       await waitFor(() => said("left a call on the master's connection unanswered"), 2000, 'the master said why');
-      // The master's new connection answers; tier 0 came back still paused, with no consumer on its queue.
+      // The master's new connection answers; tier 0 came back still paused, with no consumer on its queue (its state
+      // alone would not show it: a worker is paused before it has a channel).
       await waitFor(async () => (await d.admin('GET', '/admin/dead')).status === 200, 30_000, 'the dead listing works again');
       const work0 = namesFor(prefix).workQueue(0);
-      await waitFor(async () => (await d.admin<{ tiers: { state: string }[] }>('GET', '/admin/status')).body.tiers[0]!.state === 'paused', 30_000, 'tier 0 paused again');
-      assert.equal((await queueInfo(AMQP_URL, work0)).consumerCount, 0, 'paused: no consumer after the reconnect');
+      const connected = (): { paused?: boolean }[] => d.lines.filter((l) => l.msg === 'tier worker connected' && l.queue === work0) as { paused?: boolean }[];
+      await waitFor(() => connected().length >= 2, 30_000, 'tier 0 connected again');
+      assert.equal(connected().at(-1)!.paused, true, 'tier 0 connected again paused');
+      // The broker drops the old consumer once the proxy closes its side of the given-up connection.
+      await waitFor(async () => (await queueInfo(AMQP_URL, work0)).consumerCount === 0, 5000, 'no consumer while paused');
       assert.equal((await d.admin('POST', '/admin/tiers/0/resume')).status, 200);
       assert.equal((await d.post({ id: 'after-stall', url: `${merchant.base}/ok/after`, body: {} })).status, 202);
       await waitFor(() => merchant.count('/ok/after') === 1, 30_000, 'delivered on the new connection');
