@@ -94,22 +94,37 @@ export interface WatchCallsOptions {
  * channel's close for ever. Bounding each call where it is made left some
  * unbounded; this covers all of them, on one timer per connection.
  */
-export function watchCalls(conn: { readonly connection?: unknown; once?(event: 'close', fn: () => void): unknown }, o: WatchCallsOptions): () => void {
+export function watchCalls(
+  conn: { readonly connection?: unknown; once?(event: 'close', fn: () => void): unknown; on?(event: 'blocked' | 'unblocked', fn: () => void): unknown },
+  o: WatchCallsOptions,
+): () => void {
   const connection = conn.connection as AmqpConnectionState | undefined;
   if (connection === undefined || !Array.isArray(connection.channels)) return () => undefined;
   const timeoutMs = o.timeoutMs ?? UNANSWERED_CALL_MS;
   // Watched once open: its frame handler now is the one it keeps until it closes.
   const openAccept = (connection as { accept?: unknown }).accept;
   const stuck = new StuckCalls();
-  // Runs only while the broker does not block the connection: a wait keeps its age through an alarm, however often it flaps.
+  // Runs only while the broker does not block the connection: a wait keeps its age through an alarm, however often
+  // it flaps. Moved on at each tick and at each change of the block, so a change between ticks is counted exactly.
   let clock = 0;
   let last = performance.now();
-  const timer = setInterval(() => {
-    if (connection.expectSocketClose === true) return stop();
+  let blocked = connection.blocked === true;
+  const advance = (): void => {
     const now = performance.now();
-    const blocked = connection.blocked === true;
     if (!blocked) clock += now - last;
     last = now;
+  };
+  conn.on?.('blocked', () => {
+    advance();
+    blocked = true;
+  });
+  conn.on?.('unblocked', () => {
+    advance();
+    blocked = false;
+  });
+  const timer = setInterval(() => {
+    if (connection.expectSocketClose === true) return stop();
+    advance();
     if (blocked) return;
     const waited = Math.round(stuck.observe(clock, waitsOf(connection, openAccept)));
     if (waited < timeoutMs) return;

@@ -141,21 +141,34 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** How long a connection given up while connecting (a call the broker did not answer in time) gets to close before its socket is destroyed. */
 export const CLOSE_WITHIN_MS = 2000;
 
+/** What `closeWithin` uses of an amqplib ChannelModel (its `connection` is amqplib's internal one). */
+export interface ClosableConnection {
+  close(): Promise<void>;
+  once?(event: 'close', fn: () => void): unknown;
+  /** amqplib's internal connection: read for `expectSocketClose` (closed) and `stream` (the socket). */
+  readonly connection?: unknown;
+}
+
 /**
  * Closes an amqplib connection, waiting at most `ms` for the broker's
  * close-ok; then its socket is destroyed with an error (amqplib listens for
  * the socket's errors, not its close, so that ends its closing state and its
- * heartbeat timers at once). Why: a broker that stopped answering (a channel
- * open that never came back) may not answer the close either, and amqplib's
- * close waits for ever.
+ * heartbeat timers at once). A close already under way (amqplib's close then
+ * fails at once) gets the same grace to end. Why: a broker that stopped
+ * answering (a channel open that never came back) may not answer the close
+ * either, and amqplib's close waits for ever.
  */
-export async function closeWithin(conn: { close(): Promise<void> }, ms: number): Promise<void> {
-  let late = false;
-  await withTimeout(conn.close(), ms, () => {
-    late = true;
-    return new Error('no close-ok in time');
-  }).catch(() => undefined);
-  if (late) (conn as { connection?: { stream?: { destroy?(err?: Error): void } } }).connection?.stream?.destroy?.(new Error('broker sent no close-ok in time'));
+export async function closeWithin(conn: ClosableConnection, ms: number): Promise<void> {
+  const inner = conn.connection as { readonly expectSocketClose?: boolean; readonly stream?: { destroy?(err?: Error): void } } | undefined;
+  if (inner?.expectSocketClose === true) return;
+  const closed = new Promise<void>((resolve) => void conn.once?.('close', () => resolve()));
+  // A failed close: closed already (nothing to do), or closing (wait for it, when the connection can say it ended).
+  const closing = conn.close().catch(() => (conn.once !== undefined && inner?.expectSocketClose !== true ? closed : undefined));
+  const ended = await withTimeout(closing, ms, () => new Error('no close-ok in time')).then(
+    () => true,
+    () => false,
+  );
+  if (!ended) inner?.stream?.destroy?.(new Error('broker sent no close-ok in time'));
 }
 
 /** The part of amqplib's socket `pushPendingWrites` uses. */

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel, GetMessage } from 'amqplib';
 import { handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
-import { callWithin } from './open-within.js';
 import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
@@ -59,14 +58,9 @@ export async function redrive(
     superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly boolean[]>;
     /** Told each dropped copy (for the log). */
     onSuperseded?: (messageId: string, reason: string) => void;
-    /** How long each copy's confirm may take (0: no bound); past it the redrive fails, its batch given back. */
-    confirmWithinMs?: number;
   } = {},
 ): Promise<RedriveResult> {
   const { returns, stuck, recordRun, superseded: lookup, onSuperseded } = opts;
-  // A confirm that never comes must not hold this scan, and every scan after it, for ever. A copy confirmed after
-  // its bound is then both moved and given back: delivered, and parked still (never lost).
-  const confirmed = (p: Promise<void>): Promise<void> => callWithin(p, opts.confirmWithinMs ?? 0, 'the broker did not confirm a redriven copy in time');
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
   const scanId = randomUUID();
@@ -115,7 +109,7 @@ export async function redrive(
       const sticky = !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false));
       try {
         if (sticky) {
-          await confirmed(publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns));
+          await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
         } else {
           const at = Date.now();
           const run = newRunId(at);
@@ -131,7 +125,7 @@ export async function redrive(
           // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
           const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
           if (recordRun) set[H.recorded] = 1;
-          await confirmed(publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns));
+          await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
           await recordRun?.(msg.content, run, at);
         }
       } catch (err) {

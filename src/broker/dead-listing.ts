@@ -7,7 +7,7 @@ import { SCAN_HEADER } from './dead-letters.js';
 import { countByMerchant, countByReason, parkedReason, summariseParked, type DeadListing, type ParkedSummary } from './dead-summary.js';
 import { namesFor } from './topology.js';
 import { CLOSE_WITHIN_MS } from './connection.js';
-import { callWithin, closeChannelWithin } from './open-within.js';
+import { closeChannelWithin } from './open-within.js';
 
 /** Messages read before their copies are published together (bounds memory to this many bodies). */
 const BATCH = 50;
@@ -33,11 +33,19 @@ const BATCH = 50;
  * `ch` must be a long-lived channel (the master's): a quorum queue settles
  * acks asynchronously, and closing the channel right after them can give
  * back messages already acked, which would park them twice. For the same
- * reason a failed copy is not nacked: the channel is closed instead (its
- * owner reconnects), which gives the originals back; a copy the broker did
+ * reason a failed copy is not nacked: `giveBack` closes the channel instead
+ * (by default; the master drops its whole connection, which does the same
+ * without waiting for a close-ok a stalled broker would never send, and
+ * reconnects), which gives the originals back; a copy the broker did
  * confirm may then be parked twice, never lost.
  */
-export async function listDead(ch: ConfirmChannel, config: Config, limit: number, returns?: ReturnTracker, confirmWithinMs = 0): Promise<DeadListing> {
+export async function listDead(
+  ch: ConfirmChannel,
+  config: Config,
+  limit: number,
+  returns?: ReturnTracker,
+  giveBack: () => Promise<void> = () => closeChannelWithin(ch, CLOSE_WITHIN_MS),
+): Promise<DeadListing> {
   const dead = namesFor(config.prefix).dead;
   const scanId = randomUUID();
   const listed: ParkedSummary[] = [];
@@ -56,15 +64,10 @@ export async function listDead(ch: ConfirmChannel, config: Config, limit: number
       }
     }
     if (batch.length === 0) break;
-    // Each confirm bounded (`confirmWithinMs`, 0: not): a confirm that never comes must not hold every later scan.
-    const copies = await Promise.allSettled(
-      batch.map((m) => callWithin(publishConfirmed(ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns), confirmWithinMs, 'the broker did not confirm a listed copy in time')),
-    );
+    const copies = await Promise.allSettled(batch.map((m) => publishConfirmed(ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns)));
     const failed = copies.find((c): c is PromiseRejectedResult => c.status === 'rejected');
     if (failed) {
-      // Not awaited past a short grace: a broker that did not confirm may not answer the close either, and the
-      // next scan waits for this one.
-      await closeChannelWithin(ch, CLOSE_WITHIN_MS);
+      await giveBack();
       throw failed.reason;
     }
     for (const m of batch) ch.ack(m);

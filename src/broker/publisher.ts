@@ -3,7 +3,7 @@ import { UNANSWERED_CALL_MS, watchCalls } from './call-watchdog.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep, type OpenNode } from './connection.js';
 import { ReturnTracker, publishConfirmed } from './confirm.js';
 import { CONFIRM_TIMEOUT_MS } from './confirm-deadlines.js';
-import { closeChannelWithin, openWithin } from './open-within.js';
+import { openWithin } from './open-within.js';
 import { ErrorCodes, NotifyError, hasCode } from '../core/errors.js';
 import { H, encodeNotification, type Notification } from '../core/message.js';
 import { namesFor, routeForAttempt, type Names } from './topology.js';
@@ -143,13 +143,13 @@ export class NotificationPublisher {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(this.opts.name);
-    // Why the watchdog gave the connection up, if it did: amqplib closes the channel (no error given) before the
-    // connection, so the loss is reported with this rather than with what the close events carry.
-    let gaveUp: Error | undefined;
+    // Why the connection went (the watchdog giving it up, a heartbeat timeout, a reset, the broker closing it):
+    // amqplib emits it before it closes the channel, whose close (no error given) reports the loss first.
+    let why: Error | undefined;
     // Never before a confirm's own bound (a library client may set it above the watchdog's).
     const timeoutMs = Math.max(UNANSWERED_CALL_MS, 2 * (this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS));
-    watchCalls(conn, { owner: this.opts.name, timeoutMs, onGiveUp: (err) => (gaveUp = err) });
-    conn.on('error', () => undefined);
+    watchCalls(conn, { owner: this.opts.name, timeoutMs });
+    conn.on('error', (err: Error) => (why ??= err));
     // While blocked the broker reads nothing from this connection: publishes
     // would sit in memory until the alarm clears, so they are refused at once.
     conn.on('blocked', (reason: string) => {
@@ -173,7 +173,7 @@ export class NotificationPublisher {
         this.blockedReason = null;
         this.opts.onBlocked?.(false);
       }
-      this.opts.onStateChange?.(false, err ?? gaveUp);
+      this.opts.onStateChange?.(false, why ?? err);
       if (this.opts.keepConnected && !this.closed) void this.reconnectLoop();
     };
     let ch: ConfirmChannel;
@@ -403,8 +403,10 @@ export class NotificationPublisher {
     const { ch, conn } = this;
     this.ch = null;
     this.conn = null;
-    // Bounded: amqplib's closes wait for a close-ok that a broker which stopped answering never sends.
-    if (ch) await closeChannelWithin(ch, CLOSE_WITHIN_MS);
+    // The connection's close closes its channel too. Bounded: amqplib's close waits for a close-ok that a broker
+    // which stopped answering never sends. (Closing the channel first would make its close handler start an
+    // unbounded connection close of its own, and this one then fail at once.)
+    if (ch) this.retired.add(ch);
     if (conn) await closeWithin(conn, CLOSE_WITHIN_MS);
   }
 }

@@ -39,8 +39,10 @@ export class MasterBroker {
   /** History records of the ladders the master starts (redrives); null without history. */
   private readonly history: HistorySink | null;
   private lastHistoryWarn = 0;
-  /** Connections that closed (not only their channel): a scan that failed on one failed for that. */
+  /** Connections that closed with an error (not only their channel): a scan that failed on one failed for that. */
   private readonly closedConns = new WeakSet<ChannelModel>();
+  /** Gives the current connection up and reconnects (what losing it does). */
+  private dropConnection: (() => void) | null = null;
   /** Why the broker blocks this connection's publishes (a memory or disk alarm), or null. */
   private blockedReason: string | null = null;
   /** How long `startLadder` waits for a confirm (a field so tests can shorten it). */
@@ -193,8 +195,10 @@ export class MasterBroker {
             void this.connect();
           }
         };
-        conn.on('close', () => {
-          this.closedConns.add(conn);
+        conn.on('close', (err?: Error) => {
+          // With an error: the node went, or the watchdog (or a bounded close) gave the connection up; not the close
+          // `lost` itself asks for after a channel error.
+          if (err) this.closedConns.add(conn);
           lost();
         });
         ch.on('close', lost);
@@ -208,6 +212,7 @@ export class MasterBroker {
         });
         this.conn = conn;
         this.ch = ch;
+        this.dropConnection = lost;
         this.returns = new ReturnTracker(ch);
         this.log.info({ broker: redactUrl(amqpUrl), node: this.ring.node?.label, prefix, schedule: scheduleMs }, 'broker connected; topology declared');
         return;
@@ -260,7 +265,6 @@ export class MasterBroker {
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
       return redrive(ch, this.config(), limit, force, {
         returns: this.returns ?? undefined,
-        confirmWithinMs: this.ladderConfirmTimeoutMs,
         stuck,
         ...(this.history ? { recordRun: (content: Buffer, run: string, at: number) => this.recordRun(content, run, at, 'redrive') } : {}),
         ...(superseded
@@ -279,7 +283,12 @@ export class MasterBroker {
     return this.deadScan(() => {
       const ch = this.ch;
       if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-      return listDead(ch, this.config(), limit, this.returns ?? undefined, this.ladderConfirmTimeoutMs);
+      // A failed copy gives the originals back by dropping the connection: closing only the channel would wait for a
+      // close-ok, and leave a closing channel in place meanwhile.
+      const giveBack = async (): Promise<void> => {
+        if (this.ch === ch) this.dropConnection?.();
+      };
+      return listDead(ch, this.config(), limit, this.returns ?? undefined, giveBack);
     });
   }
 
@@ -313,11 +322,7 @@ export class MasterBroker {
     const ch = this.ch;
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     const { outcomes } = namesFor(this.config().prefix);
-    await callWithin(
-      publishConfirmed(ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' }),
-      this.ladderConfirmTimeoutMs,
-      'the broker did not confirm the event in time',
-    );
+    await publishConfirmed(ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' });
   }
 
   /** Ready messages per queue of the topology; nothing when not connected. */

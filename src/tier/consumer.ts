@@ -711,8 +711,7 @@ export class TierWorker implements ManagedWorker {
       this.ch = null;
       this.conn = null;
       // Bounded: amqplib's closes wait for a close-ok that a broker which stopped answering never sends.
-      await Promise.all(lanes.map((c) => closeChannelWithin(c, CLOSE_WITHIN_MS)));
-      if (ch) await closeChannelWithin(ch, CLOSE_WITHIN_MS);
+      await Promise.all([...lanes, ...(ch ? [ch] : [])].map((c) => closeChannelWithin(c, CLOSE_WITHIN_MS)));
       if (conn) await closeWithin(conn, CLOSE_WITHIN_MS);
       await this.pipeline.current.deliverer.close();
       await this.pipeline.current.signer.close();

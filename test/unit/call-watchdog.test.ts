@@ -54,6 +54,7 @@ interface AmqpConnection {
   blocked: boolean;
   channels: ({ channel: { accept(f: unknown): void } } | null)[];
   onSocketError(err: Error): void;
+  emit(event: string, ...args: unknown[]): boolean;
 }
 interface AmqpChannel {
   readonly ch: number;
@@ -92,6 +93,12 @@ function amqp(): { model: Model; sock: SinkSocket; errors: unknown[]; closed: ()
   const lines: string[] = [];
   const log = { error: (_o: unknown, msg: string) => lines.push(msg) } as unknown as Logger;
   return { model, sock, errors, closed: () => closed, lines, log };
+}
+
+/** The broker blocks or unblocks the connection (a memory or disk alarm), as amqplib records and announces it. */
+function block(model: Model, on: boolean): void {
+  model.connection.blocked = on;
+  model.connection.emit(on ? 'blocked' : 'unblocked', on ? 'low on memory' : undefined);
 }
 
 /** The broker's answer `method` to channel `n`'s pending call. */
@@ -177,13 +184,13 @@ describe('watchCalls (amqplib as pinned)', () => {
     const { model, sock, log } = amqp();
     watchCalls(model, { timeoutMs: 300, everyMs: 20, log, owner: 'x' });
     const ch = await opened(model);
-    model.connection.blocked = true;
+    block(model, true);
     const qos = ch.prefetch(1).catch((e: Error) => e);
     await sleep(600);
     assert.equal(sock.destroyed, false, 'blocked: not given up');
     // Unblocked 100 ms in every 200: the wait ages by the unblocked time only, and keeps its age through each block.
     const t0 = Date.now();
-    const flap = setInterval(() => (model.connection.blocked = !model.connection.blocked), 100);
+    const flap = setInterval(() => block(model, !model.connection.blocked), 100);
     try {
       assert.match(String(await qos), /no reply will be forthcoming/);
     } finally {

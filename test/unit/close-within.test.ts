@@ -32,4 +32,36 @@ describe('closeWithin', () => {
       assert.equal(timeouts(), before, 'its timer is cleared');
     }
   });
+
+  it('a close already under way (amqplib fails the second at once) gets the same grace, then the socket is destroyed', async () => {
+    for (const endsInTime of [false, true]) {
+      const destroyed: (Error | undefined)[] = [];
+      let onClose: (() => void) | null = null;
+      const conn = {
+        close: () => Promise.reject(new Error('Connection closing')),
+        once: (_ev: 'close', fn: () => void) => (onClose = fn),
+        connection: { expectSocketClose: false, stream: { destroy: (err?: Error) => void destroyed.push(err) } },
+      };
+      if (endsInTime) setTimeout(() => onClose?.(), 20);
+      const t0 = Date.now();
+      await closeWithin(conn, 200);
+      const ms = Date.now() - t0;
+      if (endsInTime) {
+        assert.ok(ms < 150, `ended with the connection (${ms} ms)`);
+        assert.equal(destroyed.length, 0);
+      } else {
+        assert.ok(ms >= 190, `waited the grace (${ms} ms)`);
+        assert.equal(destroyed.length, 1);
+      }
+    }
+  });
+
+  it('a connection closed already: nothing to wait for', async () => {
+    const destroyed: unknown[] = [];
+    const conn = { close: () => new Promise<void>(() => undefined), once: () => undefined, connection: { expectSocketClose: true, stream: { destroy: () => void destroyed.push(1) } } };
+    const t0 = Date.now();
+    await closeWithin(conn, 5000);
+    assert.ok(Date.now() - t0 < 100);
+    assert.equal(destroyed.length, 0);
+  });
 });

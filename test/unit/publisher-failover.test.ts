@@ -235,4 +235,18 @@ describe('NotificationPublisher failover', () => {
       await p.close();
     }
   });
+
+  it('a lost connection is reported with the reason amqplib gave (its error comes before the channel closes, which reports the loss first)', async () => {
+    const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']));
+    const states: [boolean, string | undefined][] = [];
+    const p = publisher(open, { onStateChange: (up, err) => void states.push([up, err?.message]) });
+    await p.start();
+    conns[0]!.emit('error', new Error('Heartbeat timeout'));
+    conns[0]!.drop();
+    assert.deepEqual(
+      states.filter(([up]) => !up),
+      [[false, 'Heartbeat timeout']],
+    );
+    await p.close();
+  });
 });
