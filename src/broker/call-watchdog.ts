@@ -70,8 +70,6 @@ export interface WatchCallsOptions {
   readonly log?: Logger;
   /** Who owns the connection, for the log line and error (e.g. 'tier 0'). */
   readonly owner: string;
-  /** Told the error the socket is destroyed with, just before (an owner without a log reports it itself). */
-  readonly onGiveUp?: (err: NotifyError) => void;
 }
 
 /**
@@ -131,9 +129,7 @@ export function watchCalls(
     stop();
     const why = `the broker left a call on ${o.owner}'s connection unanswered for ${Math.round(waited / 1000)} s`;
     o.log?.error({ owner: o.owner, waitedMs: waited }, `${why}; giving the connection up (reconnecting)`);
-    const err = new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, why);
-    o.onGiveUp?.(err);
-    connection.stream?.destroy?.(err);
+    connection.stream?.destroy?.(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, why));
   }, o.everyMs ?? 1000);
   timer.unref();
   function stop(): void {

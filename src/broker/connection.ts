@@ -154,7 +154,8 @@ export interface ClosableConnection {
  * close-ok; then its socket is destroyed with an error (amqplib listens for
  * the socket's errors, not its close, so that ends its closing state and its
  * heartbeat timers at once). A close already under way (amqplib's close then
- * fails at once) gets the same grace to end. Why: a broker that stopped
+ * fails at once) gets the same grace to end, and a connection that closes
+ * by itself meanwhile ends the wait. Why: a broker that stopped
  * answering (a channel open that never came back) may not answer the close
  * either, and amqplib's close waits for ever.
  */
@@ -163,7 +164,9 @@ export async function closeWithin(conn: ClosableConnection, ms: number): Promise
   if (inner?.expectSocketClose === true) return;
   const closed = new Promise<void>((resolve) => void conn.once?.('close', () => resolve()));
   // A failed close: closed already (nothing to do), or closing (wait for it, when the connection can say it ended).
-  const closing = conn.close().catch(() => (conn.once !== undefined && inner?.expectSocketClose !== true ? closed : undefined));
+  // Either way it also ends when the connection closes by itself meanwhile (asked from a channel's close handler
+  // while amqplib is closing the connection, before it marks it closed: its close-ok then never comes).
+  const closing = Promise.race([conn.close().catch(() => (conn.once !== undefined && inner?.expectSocketClose !== true ? closed : undefined)), closed]);
   const ended = await withTimeout(closing, ms, () => new Error('no close-ok in time')).then(
     () => true,
     () => false,

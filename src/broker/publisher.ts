@@ -143,8 +143,8 @@ export class NotificationPublisher {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(this.opts.name);
-    // Why the connection went (the watchdog giving it up, a heartbeat timeout, a reset, the broker closing it):
-    // amqplib emits it before it closes the channel, whose close (no error given) reports the loss first.
+    // Why the connection went (the watchdog giving it up, a heartbeat timeout, a reset): amqplib emits it before it
+    // closes the channel. A broker's close of the connection comes with its close event instead.
     let why: Error | undefined;
     // Never before a confirm's own bound (a library client may set it above the watchdog's).
     const timeoutMs = Math.max(UNANSWERED_CALL_MS, 2 * (this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS));
@@ -201,8 +201,10 @@ export class NotificationPublisher {
     this.returns.set(ch, new ReturnTracker(ch));
     ch.on('close', () => {
       if (this.retired.has(ch)) return;
-      void conn.close().catch(() => undefined);
-      lost();
+      void closeWithin(conn, CLOSE_WITHIN_MS);
+      // A turn later: when the connection itself is going, amqplib closes its channels first, and its own close
+      // event (which carries the reason) should report the loss.
+      queueMicrotask(lost);
     });
     return ch;
   }

@@ -64,4 +64,19 @@ describe('closeWithin', () => {
     assert.ok(Date.now() - t0 < 100);
     assert.equal(destroyed.length, 0);
   });
+
+  it('a connection that closes by itself while its close-ok is awaited (amqplib closing it meanwhile) ends the wait, nothing destroyed', async () => {
+    const destroyed: unknown[] = [];
+    let onClose: (() => void) | null = null;
+    const conn = {
+      close: () => new Promise<void>(() => undefined),
+      once: (_ev: 'close', fn: () => void) => (onClose = fn),
+      connection: { expectSocketClose: false, stream: { destroy: () => void destroyed.push(1) } },
+    };
+    setTimeout(() => onClose?.(), 20);
+    const t0 = Date.now();
+    await closeWithin(conn, 5000);
+    assert.ok(Date.now() - t0 < 1000);
+    assert.equal(destroyed.length, 0);
+  });
 });

@@ -249,4 +249,18 @@ describe('NotificationPublisher failover', () => {
     );
     await p.close();
   });
+
+  it("a connection the broker closes (no error event, its close event carries why) is reported with the close's reason", async () => {
+    const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']));
+    const states: [boolean, string | undefined][] = [];
+    const p = publisher(open, { onStateChange: (up, err) => void states.push([up, err?.message]) });
+    await p.start();
+    conns[0]!.drop();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      states.filter(([up]) => !up),
+      [[false, 'connection closed']],
+    );
+    await p.close();
+  });
 });
