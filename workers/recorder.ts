@@ -7,5 +7,5 @@ import { receiveWorkerConfig, runManagedWorker, sendToMaster } from '../src/supe
 const { config } = await receiveWorkerConfig();
 const log = createLogger(config.logLevel, { role: 'recorder' });
 const metrics = createWorkerMetrics({ role: 'recorder', tier: '' });
-const worker = new HistoryRecorder({ config, logger: log, metrics: createRecorderMetrics(metrics.registry), onState: (state) => sendToMaster({ type: 'state', state }) });
+const worker = new HistoryRecorder({ config, logger: log, metrics: createRecorderMetrics(metrics.registry), onBrokerGiveUp: () => metrics.brokerGiveUps.inc({ role: 'recorder' }), onState: (state) => sendToMaster({ type: 'state', state }) });
 await runManagedWorker({ worker, role: 'recorder', tier: null, config, log, metrics });

@@ -70,6 +70,8 @@ export interface WatchCallsOptions {
   readonly log?: Logger;
   /** Who owns the connection, for the log line and error (e.g. 'tier 0'). */
   readonly owner: string;
+  /** Told when it gives the connection up (the owner's metric). */
+  readonly onGiveUp?: () => void;
 }
 
 /**
@@ -129,6 +131,7 @@ export function watchCalls(
     stop();
     const why = `the broker left a call on ${o.owner}'s connection unanswered for ${Math.round(waited / 1000)} s`;
     o.log?.error({ owner: o.owner, waitedMs: waited }, `${why}; giving the connection up (reconnecting)`);
+    o.onGiveUp?.();
     connection.stream?.destroy?.(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, why));
   }, o.everyMs ?? 1000);
   timer.unref();

@@ -52,6 +52,8 @@ export interface PublisherOptions {
   readonly openNode?: OpenNode;
   /** The broker blocked (a memory or disk alarm) or unblocked this connection. */
   readonly onBlocked?: (blocked: boolean, reason?: string) => void;
+  /** The call watchdog gave the connection up (the broker left a call unanswered); its loss is reported too. */
+  readonly onGiveUp?: () => void;
 }
 
 /** Options of one publish. */
@@ -148,7 +150,7 @@ export class NotificationPublisher {
     let why: Error | undefined;
     // Never before a confirm's own bound (a library client may set it above the watchdog's).
     const timeoutMs = Math.max(UNANSWERED_CALL_MS, 2 * (this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS));
-    watchCalls(conn, { owner: this.opts.name, timeoutMs });
+    watchCalls(conn, { owner: this.opts.name, timeoutMs, onGiveUp: () => this.opts.onGiveUp?.() });
     conn.on('error', (err: Error) => (why ??= err));
     // While blocked the broker reads nothing from this connection: publishes
     // would sit in memory until the alarm clears, so they are refused at once.

@@ -27,6 +27,7 @@ export const METRIC_NAMES = Object.freeze([
   'notify_consumer_lane_moves_total',
   'notify_ack_frames_total',
   'notify_origins',
+  'notify_broker_connections_given_up_total',
   'notify_registry_up',
   'notify_history_records_lost_total',
   'notify_history_records_total',
@@ -57,6 +58,8 @@ export interface WorkerMetrics {
   readonly bundles: Counter<'tier'>;
   /** Consumer moves to a new channel past long-held deliveries (src/broker/consumer-lanes.ts). */
   readonly laneMoves: Counter<'tier'>;
+  /** Broker connections this process gave up because the broker left a call unanswered (the call watchdog). */
+  readonly brokerGiveUps: Counter<'role'>;
   /**
    * Ack frames a tier worker sent: `multiple` ones covering a run of
    * deliveries, `single` ones each for one delivery (a lone one, as on a
@@ -116,6 +119,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
     historyLost: new Counter({ name: 'notify_history_records_lost_total', help: 'History records the broker refused; delivery went on without them', registers }),
     deferrals: new Counter({ name: 'notify_deferrals_total', help: 'Notifications deferred to a hold queue because their origin was saturated (waits, not attempts)', labelNames: ['tier'], registers }),
     bundles: new Counter({ name: 'notify_bundles_total', help: 'Broker messages that each carried several skips or deferrals to one queue (bundles)', labelNames: ['tier'], registers }),
+    brokerGiveUps: brokerGiveUpsCounter(registers),
     laneMoves: new Counter({
       name: 'notify_consumer_lane_moves_total',
       help: 'Times a tier worker moved its consumer to a new channel because long-held deliveries kept its acks from going out together',
@@ -226,6 +230,22 @@ export interface MasterMetrics {
   readonly workerUp: Gauge<'tier'>;
   readonly workerRestarts: Counter<'tier'>;
   readonly queueMessages: Gauge<'queue'>;
+  /** The master's own broker connections given up by the call watchdog. */
+  readonly brokerGiveUps: Counter<'role'>;
+}
+
+/**
+ * `notify_broker_connections_given_up_total{role}`: each process registers
+ * its own (master, tier, recorder, ingress), and the master's exposition sums
+ * them by role.
+ */
+function brokerGiveUpsCounter(registers: Registry[]): Counter<'role'> {
+  return new Counter({
+    name: 'notify_broker_connections_given_up_total',
+    help: 'Broker connections given up because the broker left a call on them unanswered for 30 s (it kept the connection but answered nothing), by process role',
+    labelNames: ['role'],
+    registers,
+  });
 }
 
 export function createMasterMetrics(): MasterMetrics {
@@ -237,6 +257,7 @@ export function createMasterMetrics(): MasterMetrics {
     workerUp: new Gauge({ name: 'notify_worker_up', help: '1 while the worker of a tier is running', labelNames: ['tier'], registers }),
     workerRestarts: new Counter({ name: 'notify_worker_restarts_total', help: 'Worker restarts per tier', labelNames: ['tier'], registers }),
     queueMessages: new Gauge({ name: 'notify_queue_messages', help: 'Messages ready in each queue (sampled)', labelNames: ['queue'], registers }),
+    brokerGiveUps: brokerGiveUpsCounter(registers),
   };
 }
 

@@ -53,6 +53,8 @@ export interface RecorderDeps {
   readonly logger: Logger;
   readonly metrics: RecorderMetrics;
   readonly onState?: (s: WorkerState) => void;
+  /** Told when the call watchdog gives its broker connection up (the process's metric). */
+  readonly onBrokerGiveUp?: () => void;
 }
 
 export class HistoryRecorder implements ManagedWorker {
@@ -127,7 +129,7 @@ export class HistoryRecorder implements ManagedWorker {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(`notifyd recorder pid ${process.pid}`);
-    watchCalls(conn, { log: this.log, owner: 'the recorder' });
+    watchCalls(conn, { log: this.log, owner: 'the recorder', onGiveUp: () => this.deps.onBrokerGiveUp?.() });
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       // Bounded: a broker that never answers the open would keep the recorder from ever reconnecting.

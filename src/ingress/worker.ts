@@ -41,6 +41,7 @@ export class IngressWorker implements ManagedWorker {
       scheduleMs: config.scheduleMs,
       name: `notifyd ingress pid ${process.pid}`,
       keepConnected: true,
+      onGiveUp: () => metrics.brokerGiveUps.inc({ role: 'ingress' }),
       maxInflight: () => this.config.ingress.maxInflightPublishes,
       onBlocked: (blocked, reason) => {
         if (blocked) log.warn({ reason }, 'the broker blocks publishing (memory or disk alarm); answering 503 BROKER_BLOCKED until it lifts');

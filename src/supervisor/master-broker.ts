@@ -57,6 +57,8 @@ export class MasterBroker {
   constructor(
     private readonly config: () => Config,
     private readonly log: Logger,
+    /** Told when the call watchdog gives the master's connection up (its metric). */
+    private readonly onGiveUp: () => void = () => undefined,
   ) {
     const c = config();
     this.topology = buildTopology(c.prefix, c.scheduleMs, c.queueType, { history: historyOn(c) });
@@ -162,7 +164,7 @@ export class MasterBroker {
       try {
         const conn = await this.ring.connect(`notifyd master pid ${process.pid}`);
         connected = true;
-        watchCalls(conn, { log: this.log, owner: 'the master' });
+        watchCalls(conn, { log: this.log, owner: 'the master', onGiveUp: this.onGiveUp });
         conn.on('error', () => undefined);
         let ch: ConfirmChannel;
         try {

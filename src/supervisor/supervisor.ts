@@ -99,7 +99,7 @@ export class Supervisor {
     this.log = opts.logger;
     this.metrics = createMasterMetrics();
     this.ledger = new MetricsLedger(opts.logger);
-    this.broker = new MasterBroker(() => this.config, opts.logger);
+    this.broker = new MasterBroker(() => this.config, opts.logger, () => this.metrics.brokerGiveUps.inc({ role: 'master' }));
     this.db =
       opts.config.database.url === null
         ? null

@@ -315,7 +315,7 @@ export class TierWorker implements ManagedWorker {
 
   private async open(): Promise<void> {
     const conn = await this.ring.connect(`notifyd tier ${this.tier} pid ${process.pid}`);
-    watchCalls(conn, { log: this.log, owner: `tier ${this.tier}` });
+    watchCalls(conn, { log: this.log, owner: `tier ${this.tier}`, onGiveUp: () => this.deps.metrics.brokerGiveUps.inc({ role: 'tier' }) });
     try {
       conn.on('error', (err: Error) => this.log.warn({ err: err.message }, 'broker connection error'));
       const deadlines = new ConfirmDeadlines();

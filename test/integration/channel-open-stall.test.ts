@@ -248,6 +248,10 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
       const said = (text: string): boolean => d.lines.some((l) => String(l.msg).includes(text));
       await waitFor(() => said("left a call on tier 0's connection unanswered"), 2000, 'tier 0 said why');
       await waitFor(() => said("left a call on the master's connection unanswered"), 2000, 'the master said why');
+      // And counted, for the alert (the master's exposition sums every process's counter by role).
+      const metrics = String((await d.admin('GET', '/metrics')).body);
+      assert.match(metrics, /notify_broker_connections_given_up_total\{role="tier"\} 1\b/);
+      assert.match(metrics, /notify_broker_connections_given_up_total\{role="master"\} 1\b/);
       // The master's new connection answers; tier 0 came back still paused, with no consumer on its queue (its state
       // alone would not show it: a worker is paused before it has a channel).
       await waitFor(async () => (await d.admin('GET', '/admin/dead')).status === 200, 30_000, 'the dead listing works again');

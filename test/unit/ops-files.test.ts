@@ -325,6 +325,8 @@ tests:
         values: '1x100'
       - series: 'notify_history_records_lost_total{job="notifyd",instance="notifyd:9464",role="ingress",tier=""}'
         values: '0x60 0+3x40'
+      - series: 'notify_broker_connections_given_up_total{job="notifyd",instance="notifyd:9464",role="tier"}'
+        values: '0x60 1x40'
     alert_rule_test:
       - eval_time: 1m
         alertname: NotifydDown
@@ -375,6 +377,13 @@ tests:
         alertname: NotifyHistoryLagging
         exp_alerts:
           - exp_labels: { severity: warning, instance: "notifyd:9464" }
+      - eval_time: 14m
+        alertname: NotifyBrokerCallsUnanswered
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: NotifyBrokerCallsUnanswered
+        exp_alerts:
+          - exp_labels: { severity: warning, instance: "notifyd:9464", role: tier }
       - eval_time: 14m
         alertname: NotifyHistoryLost
         exp_alerts: []
