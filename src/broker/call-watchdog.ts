@@ -131,8 +131,8 @@ export function watchCalls(
     stop();
     const why = `the broker left a call on ${o.owner}'s connection unanswered for ${Math.round(waited / 1000)} s`;
     o.log?.error({ owner: o.owner, waitedMs: waited }, `${why}; giving the connection up (reconnecting)`);
-    o.onGiveUp?.();
     connection.stream?.destroy?.(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, why));
+    o.onGiveUp?.();
   }, o.everyMs ?? 1000);
   timer.unref();
   function stop(): void {

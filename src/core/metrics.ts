@@ -119,7 +119,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
     historyLost: new Counter({ name: 'notify_history_records_lost_total', help: 'History records the broker refused; delivery went on without them', registers }),
     deferrals: new Counter({ name: 'notify_deferrals_total', help: 'Notifications deferred to a hold queue because their origin was saturated (waits, not attempts)', labelNames: ['tier'], registers }),
     bundles: new Counter({ name: 'notify_bundles_total', help: 'Broker messages that each carried several skips or deferrals to one queue (bundles)', labelNames: ['tier'], registers }),
-    brokerGiveUps: brokerGiveUpsCounter(registers),
+    brokerGiveUps: brokerGiveUpsCounter(registers, defaultLabels.role),
     laneMoves: new Counter({
       name: 'notify_consumer_lane_moves_total',
       help: 'Times a tier worker moved its consumer to a new channel because long-held deliveries kept its acks from going out together',
@@ -239,13 +239,16 @@ export interface MasterMetrics {
  * its own (master, tier, recorder, ingress), and the master's exposition sums
  * them by role.
  */
-function brokerGiveUpsCounter(registers: Registry[]): Counter<'role'> {
-  return new Counter({
+function brokerGiveUpsCounter(registers: Registry[], role: string | undefined): Counter<'role'> {
+  const c = new Counter({
     name: 'notify_broker_connections_given_up_total',
     help: 'Broker connections given up because the broker left a call on them unanswered for 30 s (it kept the connection but answered nothing), by process role',
     labelNames: ['role'],
     registers,
   });
+  // Exposed at 0 from the start: Prometheus' increase() sees nothing in a series whose first sample is already 1.
+  if (role) c.inc({ role }, 0);
+  return c;
 }
 
 export function createMasterMetrics(): MasterMetrics {
@@ -257,7 +260,7 @@ export function createMasterMetrics(): MasterMetrics {
     workerUp: new Gauge({ name: 'notify_worker_up', help: '1 while the worker of a tier is running', labelNames: ['tier'], registers }),
     workerRestarts: new Counter({ name: 'notify_worker_restarts_total', help: 'Worker restarts per tier', labelNames: ['tier'], registers }),
     queueMessages: new Gauge({ name: 'notify_queue_messages', help: 'Messages ready in each queue (sampled)', labelNames: ['queue'], registers }),
-    brokerGiveUps: brokerGiveUpsCounter(registers),
+    brokerGiveUps: brokerGiveUpsCounter(registers, 'master'),
   };
 }
 

@@ -218,6 +218,12 @@ describe('a broker that keeps the connection and answers nothing on it (real dae
     const d = new DaemonProcess({ prefix, schedule: SCHEDULE, env: { NOTIFY_AMQP_URL: proxy.url, NOTIFY_DELIVERY_WARM_UP: '0' } });
     try {
       await d.ready(60_000);
+      // Each role's count is exposed at 0 from the start (Prometheus' increase() needs it to see the first one).
+      const before = String((await d.admin('GET', '/metrics')).body);
+      // (No recorder here: it runs only with a database.)
+      for (const role of ['master', 'tier', 'ingress']) {
+        assert.match(before, new RegExp(`notify_broker_connections_given_up_total\\{role="${role}"\\} 0\\b`), role);
+      }
       assert.equal((await d.post({ id: 'before-stall', url: `${merchant.base}/ok/before`, body: {} })).status, 202);
       await waitFor(() => merchant.count('/ok/before') === 1, 10_000, 'delivered before the stall');
       // From now on the broker answers nothing on tier 0's connection from its next consumer cancel (a pause), nor on
