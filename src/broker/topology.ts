@@ -1,5 +1,5 @@
 import type { Channel, ChannelModel } from 'amqplib';
-import { callWithin, openPlainWithin } from './open-within.js';
+import { callWithin, closeChannelWithin, openPlainWithin } from './open-within.js';
 import type { QueueType } from '../core/config.js';
 import { holdDelayMs } from '../core/schedule.js';
 
@@ -188,7 +188,7 @@ export async function declareTopology(conn: Pick<ChannelModel, 'createChannel'>,
     void ch.close().catch(() => undefined);
     throw err;
   }
-  await within(ch.close()).catch(() => undefined);
+  await closeChannelWithin(ch, callMs);
   return { withoutLeaderLocator: legacy };
 }
 

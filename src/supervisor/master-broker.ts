@@ -344,7 +344,7 @@ export class MasterBroker {
       this.log.debug({ err: toErrorData(err) }, 'queue sampling failed');
     } finally {
       // Its close too: amqplib's waits for a close-ok a stalled broker never sends.
-      await callWithin(ch.close(), this.callTimeoutMs, stalled).catch(() => undefined);
+      await closeChannelWithin(ch, this.callTimeoutMs);
     }
     return out;
   }
