@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { amqpInternalsOf, type AmqpInternals } from './connection.js';
 import { StuckCalls } from './stuck-calls.js';
 
 /**
@@ -15,29 +16,13 @@ import { StuckCalls } from './stuck-calls.js';
  */
 export const UNANSWERED_CALL_MS = 30_000;
 
-/** The parts of amqplib's internals the watchdog reads (the version notifyd pins; a unit test checks them). */
-interface AmqpChannelState {
-  /** The callback of the call waiting for its answer, or null. */
-  readonly reply?: unknown;
-}
-
-interface AmqpConnectionState {
-  /** Index 0 is the connection's own; the rest are channels or null. */
-  readonly channels?: readonly ({ readonly channel?: AmqpChannelState } | null)[];
-  /** True while the broker blocks the connection (a memory or disk alarm). */
-  readonly blocked?: boolean;
-  /** Set once amqplib expects the socket to close: the connection is closed. */
-  readonly expectSocketClose?: boolean;
-  readonly stream?: { destroy?(err?: Error): void };
-}
-
 /**
  * What a channel waits for: the pending call's reply callback, else its close
  * handler while it waits for a close-ok (amqplib sets `accept` on a channel
  * itself only once it closes; a closed one leaves the list), else null.
  */
 function channelWait(ch: object): unknown {
-  const reply = (ch as AmqpChannelState).reply;
+  const reply = (ch as { readonly reply?: unknown }).reply;
   if (reply !== null && reply !== undefined) return reply;
   return Object.hasOwn(ch, 'accept') ? (ch as { accept: unknown }).accept : null;
 }
@@ -49,7 +34,7 @@ function channelWait(ch: object): unknown {
  * Empty when it has not the shape amqplib gives it (a test's stand-in).
  */
 export function waitsOf(connection: unknown, openAccept: unknown): Array<readonly [object, unknown]> {
-  const c = connection as (AmqpConnectionState & { readonly accept?: unknown }) | null | undefined;
+  const c = connection as AmqpInternals | null | undefined;
   if (c === null || typeof c !== 'object' || !Array.isArray(c.channels)) return [];
   const closing = c.expectSocketClose !== true && c.accept !== openAccept;
   const out: Array<readonly [object, unknown]> = [[c, closing ? c.accept : null]];
@@ -98,11 +83,11 @@ export function watchCalls(
   conn: { readonly connection?: unknown; once?(event: 'close', fn: () => void): unknown; on?(event: 'blocked' | 'unblocked', fn: () => void): unknown },
   o: WatchCallsOptions,
 ): () => void {
-  const connection = conn.connection as AmqpConnectionState | undefined;
+  const connection = amqpInternalsOf(conn);
   if (connection === undefined || !Array.isArray(connection.channels)) return () => undefined;
   const timeoutMs = o.timeoutMs ?? UNANSWERED_CALL_MS;
   // Watched once open: its frame handler now is the one it keeps until it closes.
-  const openAccept = (connection as { accept?: unknown }).accept;
+  const openAccept = connection.accept;
   const stuck = new StuckCalls();
   // Runs only while the broker does not block the connection: a wait keeps its age through an alarm, however often
   // it flaps. Moved on at each tick and at each change of the block, so a change between ticks is counted exactly.

@@ -141,6 +141,29 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** How long a connection given up while connecting (a call the broker did not answer in time) gets to close before its socket is destroyed. */
 export const CLOSE_WITHIN_MS = 2000;
 
+/**
+ * What notifyd reads of amqplib's internal connection (a ChannelModel's
+ * `connection`; the version notifyd pins, which unit tests run against):
+ * its socket, whether it is closed, blocked or closing (`accept`, its frame
+ * handler, is replaced when it closes), and its channels' pending calls.
+ */
+export interface AmqpInternals {
+  /** Index 0 is the connection's own; the rest are channels or null. */
+  readonly channels?: readonly ({ readonly channel?: { readonly reply?: unknown } } | null)[];
+  readonly accept?: unknown;
+  /** True while the broker blocks the connection (a memory or disk alarm). */
+  readonly blocked?: boolean;
+  /** Set once amqplib expects the socket to close: the connection is closed. */
+  readonly expectSocketClose?: boolean;
+  readonly stream?: { destroy?(err?: Error): void; setNoDelay?(on: boolean): unknown };
+}
+
+/** amqplib's internal connection under `conn` (a ChannelModel), or undefined when it has none (a test's stand-in). */
+export function amqpInternalsOf(conn: unknown): AmqpInternals | undefined {
+  const c = (conn as { connection?: unknown } | null)?.connection;
+  return typeof c === 'object' && c !== null ? (c as AmqpInternals) : undefined;
+}
+
 /** What `closeWithin` uses of an amqplib ChannelModel (its `connection` is amqplib's internal one). */
 export interface ClosableConnection {
   close(): Promise<void>;
@@ -160,7 +183,7 @@ export interface ClosableConnection {
  * either, and amqplib's close waits for ever.
  */
 export async function closeWithin(conn: ClosableConnection, ms: number): Promise<void> {
-  const inner = conn.connection as { readonly expectSocketClose?: boolean; readonly stream?: { destroy?(err?: Error): void } } | undefined;
+  const inner = amqpInternalsOf(conn);
   if (inner?.expectSocketClose === true) return;
   const closed = new Promise<void>((resolve) => void conn.once?.('close', () => resolve()));
   // A failed close: closed already (nothing to do), or closing (wait for it, when the connection can say it ended).
@@ -185,7 +208,7 @@ export interface NagleSocket {
  * test checks the version notifyd pins).
  */
 export function amqpSocketOf(conn: unknown): NagleSocket | null {
-  const sock = (conn as { connection?: { stream?: Partial<NagleSocket> } } | null)?.connection?.stream;
+  const sock = amqpInternalsOf(conn)?.stream;
   return typeof sock?.setNoDelay === 'function' ? (sock as NagleSocket) : null;
 }
 
