@@ -13,7 +13,8 @@
  *   breaker opens, attempts for it are skipped except one probe after
  *   `probeInterval` (doubling up to `maxProbeInterval` while probes fail); a
  *   probe that gets an answer closes the breaker with a limit of one, from
- *   which it ramps up again, so a recovering merchant sees no storm.
+ *   which it ramps up again (slowly after a 429 or 503), so a recovering
+ *   merchant sees no storm.
  *
  * A latency-gradient limit (Netflix's Gradient2) was not used: a merchant
  * that is always slow keeps its own baseline, so its limit would not fall,
@@ -140,6 +141,17 @@ export function release(s: OriginState, p: OriginPolicy, startedAt: number, sign
   if (signal !== 'success') {
     s.lastError = error ?? signal;
     s.lastErrorAt = now;
+  }
+  if (s.breaker === 'probing' && signal === 'overload') {
+    // The probe got an answer, so the origin is up, only busy: closed at one, growing one per round trip. Left
+    // probing, with nothing in flight no other probe would ever start and its notifications would wait for nothing.
+    s.consecutiveFailures = 0;
+    s.probeIntervalMs = p.probeIntervalMs;
+    s.breaker = 'closed';
+    s.limit = 1;
+    s.ssthresh = 1;
+    s.lastDecreaseAt = now;
+    return;
   }
   if (signal === 'success') {
     s.consecutiveFailures = 0;

@@ -151,7 +151,10 @@ export class OriginGate {
       if (q === undefined) this.queues.set(origin, (q = []));
       q.push({ origin, deadline, canDefer, resolve });
       s.waiting++;
-      if (decide(s, this.now()) === 'go') this.ready.add(origin);
+      // A probe that is due is room too: with the tier at its cap and nothing of this origin in flight, no release
+      // of its own would ever put it in line.
+      const d = decide(s, this.now());
+      if (d === 'go' || d === 'probe') this.ready.add(origin);
     });
   }
 
@@ -215,8 +218,9 @@ export class OriginGate {
         this.inflight--;
         const wasOpen = s.breaker;
         release(s, this.opts.policy, now, signal, rttMs, this.now(), error);
-        // A breaker that just opened: nobody waits for a failing origin.
-        if (s.breaker === 'open' && wasOpen !== 'open') this.drainQueue(origin, s, (w) => (w.resolve(this.skip(s, 'origin-failing')), true));
+        // A breaker that just opened on a failure: nobody waits for a failing origin. (A probe that said nothing
+        // reopens it with its probe still due: the next waiter is the next probe.)
+        if (signal === 'failure' && s.breaker === 'open' && wasOpen !== 'open') this.drainQueue(origin, s, (w) => (w.resolve(this.skip(s, 'origin-failing')), true));
         this.pump(origin);
       },
     };
@@ -306,6 +310,9 @@ export class OriginGate {
       if (q.length === 0) {
         this.queues.delete(origin);
         this.ready.delete(origin);
+      } else if (room) {
+        // Back in line whatever put it there or not: a waiter with room must never depend on an event to be served.
+        this.ready.add(origin);
       }
     }
     this.pump();

@@ -95,6 +95,22 @@ describe('origin limiter', () => {
     assert.equal(inflight.length, 8);
   });
 
+  it('a probe answered with 429 or 503 closes the breaker at one, growing one per round trip: the origin is up, only busy', () => {
+    for (const status of [429, 503]) {
+      const s = new OriginState(P, 0);
+      for (let i = 0; i < 3; i++) release(s, P, run(s, 0), 'failure', 10, 10);
+      const t = s.nextProbeAt;
+      acquire(s, 'probe', t);
+      release(s, P, t, signalOf({ kind: 'response', status }), 10, t + 10, `HTTP ${status}`);
+      assert.deepEqual([s.breaker, s.limit, s.consecutiveFailures], ['closed', 1, 0], `after a ${status}`);
+      assert.equal(decide(s, t + 10), 'go', 'the next attempt may start (before: left probing, full for ever)');
+      // Past ssthresh at once: a busy origin gets one more at a time per round trip, not a doubling.
+      run(s, t + 10);
+      release(s, P, t + 10, 'success', 10, t + 20);
+      assert.ok(s.limit > 1 && s.limit <= 2, String(s.limit));
+    }
+  });
+
   it('maps results to signals', () => {
     assert.equal(signalOf({ kind: 'response', status: 200 }), 'success');
     assert.equal(signalOf({ kind: 'response', status: 500 }), 'success', 'an answer means it is up');
@@ -359,5 +375,75 @@ describe('origin gate', () => {
     g2.tick();
     assert.equal(g2.idle, true);
   });
-});
 
+  /** Opens `origin`'s breaker (three failures) and moves the clock past its first probe interval. */
+  function openOrigin(c: Clock, g: OriginGate, origin: string): void {
+    for (let i = 0; i < 3; i++) go(g.admit(origin, 1000, true)).release('failure', 10, 'TIMEOUT');
+    assert.equal(g.worst(10).find((o) => o.origin === origin)?.state, 'failing');
+    c.t += P.probeIntervalMs + 1;
+  }
+
+  const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+  it('a due probe held back only by the tier-wide cap starts when a slot frees', async () => {
+    const c = new Clock();
+    const g = gate(c, { concurrency: 1 });
+    openOrigin(c, g, 'https://down');
+    const other = go(g.admit('https://up', 1000, true));
+    const probe = g.admit('https://down', Infinity, true);
+    assert.ok(probe instanceof Promise, 'the tier is at its cap: it waits');
+    let got: Admission | undefined;
+    void probe.then((a) => (got = a));
+    other.release('success', 5);
+    await settle();
+    assert.ok(got?.kind === 'go' && got.probe, `the probe started (before: ${got?.kind ?? 'never'})`);
+    // And again with only the periodic upkeep to notice the room.
+    if (got?.kind === 'go') got.release('success', 5);
+    openOrigin(c, g, 'https://down2');
+    const filler = go(g.admit('https://up', 1000, true));
+    const probe2 = g.admit('https://down2', Infinity, true);
+    assert.ok(probe2 instanceof Promise);
+    filler.release('none', 0);
+    await settle();
+    g.tick();
+    const p2 = await probe2;
+    assert.ok(p2.kind === 'go' && p2.probe);
+  });
+
+  it('waiters behind a probe answered with 503 are served (on the last tier they have no deadline to end their wait)', async () => {
+    const c = new Clock();
+    const g = gate(c);
+    openOrigin(c, g, 'https://busy');
+    const probe = go(g.admit('https://busy', Infinity, false));
+    assert.ok(probe.probe);
+    const waiters = [g.admit('https://busy', Infinity, false), g.admit('https://busy', Infinity, false)];
+    assert.ok(waiters.every((w) => w instanceof Promise), 'one probe at a time: the others wait for its answer');
+    probe.release('overload', 10, 'HTTP 503');
+    const first = await waiters[0]!;
+    assert.ok(first.kind === 'go' && !first.probe, 'closed at a limit of one: the first waiter goes');
+    for (let i = 0; i < 10; i++) {
+      c.t += 100;
+      g.tick();
+    }
+    let second: Admission | undefined;
+    void waiters[1]!.then((a) => (second = a));
+    const seen = (): Admission | undefined => second;
+    await settle();
+    assert.equal(seen(), undefined, 'the second waits for the one slot');
+    if (first.kind === 'go') first.release('success', 10);
+    await settle();
+    assert.equal(seen()?.kind, 'go');
+  });
+
+  it('a probe that says nothing (no request made) hands the probe to the next waiter instead of skipping them all', async () => {
+    const c = new Clock();
+    const g = gate(c);
+    openOrigin(c, g, 'https://quiet');
+    const probe = go(g.admit('https://quiet', 5000, true));
+    const waiter = g.admit('https://quiet', 5000, true);
+    assert.ok(waiter instanceof Promise);
+    probe.release('none', 0);
+    const next = await waiter;
+    assert.ok(next.kind === 'go' && next.probe, `the next waiter is the probe, not skipped (got ${next.kind})`);
+  });
+});
