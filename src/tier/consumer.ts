@@ -29,6 +29,7 @@ import { OriginGate, gateOptionsOf } from './origin-gate.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { warmUp } from './warm-up.js';
 import { warmUpThroughBroker } from './broker-warm-up.js';
+import { cancelRetryMs } from '../broker/cancel-backoff.js';
 import { HandOnBundler, type BundlerOptions } from './hand-on-bundler.js';
 import { handleBundle, type BundleHandling } from './bundle-delivery.js';
 import { isBundle } from '../broker/bundle.js';
@@ -133,6 +134,10 @@ export class TierWorker implements ManagedWorker {
   private readonly directory: MerchantDirectory | null;
   /** Runs the gate's tick while it tracks an origin; null while it tracks none (an idle tier sleeps). */
   private gateTimer: NodeJS.Timeout | null = null;
+  /** Consumes again after the broker cancelled the consumer (src/broker/cancel-backoff.ts); null when none is due. */
+  private cancelTimer: NodeJS.Timeout | null = null;
+  private cancelWaitMs = 0;
+  private lastCancelAt = -Infinity;
   /** Skips and deferrals sharing broker messages; kept across reloads. */
   private readonly bundler: HandOnBundler;
   /** How this tier opens bundles: entries through the pipeline, given back to its own queue. */
@@ -592,8 +597,12 @@ export class TierWorker implements ManagedWorker {
     const link = this.ch === ch && this.link ? this.link : this.linkFor(ch);
     const { consumerTag } = await ch.consume(this.names.workQueue(this.tier), (msg) => {
       if (msg === null) {
-        this.log.warn('consumer cancelled by the broker (queue deleted?)');
-        if (this.ch === ch) this.consumerTag = null;
+        if (this.ch === ch) {
+          this.consumerTag = null;
+          this.consumeAgainLater();
+        } else {
+          this.log.warn({ queue: this.names.workQueue(this.tier) }, 'consumer of an old lane cancelled by the broker');
+        }
         return;
       }
       acker?.track(msg.fields.deliveryTag);
@@ -602,6 +611,25 @@ export class TierWorker implements ManagedWorker {
       void p.finally(() => this.inflight.delete(p));
     });
     return consumerTag;
+  }
+
+  /**
+   * The broker cancelled the consumer (its queue deleted, or a classic
+   * queue's node lost): consume again after a back-off, or the worker would
+   * stay connected and consume nothing until someone paused and resumed it.
+   * A queue still missing then fails the consume, and the channel's close
+   * hands over to the reconnect loop.
+   */
+  private consumeAgainLater(): void {
+    const now = Date.now();
+    this.cancelWaitMs = cancelRetryMs(this.cancelWaitMs, now - this.lastCancelAt);
+    this.lastCancelAt = now;
+    this.log.warn({ queue: this.names.workQueue(this.tier), retryInMs: this.cancelWaitMs }, 'consumer cancelled by the broker (queue deleted, or its node lost?); consuming again shortly');
+    if (this.cancelTimer !== null) clearTimeout(this.cancelTimer);
+    this.cancelTimer = setTimeout(() => {
+      this.cancelTimer = null;
+      if (!this.stopping) void this.syncConsumer();
+    }, this.cancelWaitMs);
   }
 
   /** One batch of history records, on the current channel (a lost channel fails it: see AttemptPipeline.remember). */
@@ -686,6 +714,8 @@ export class TierWorker implements ManagedWorker {
     this.drainPromise ??= (async () => {
       this.stopping = true;
       this.setState('draining');
+      if (this.cancelTimer !== null) clearTimeout(this.cancelTimer);
+      this.cancelTimer = null;
       // A lane move under way finishes first (its old consumer cancelled), so what is in flight below is all there is.
       await this.movingLane;
       await this.syncConsumer();

@@ -8,6 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type GetMessage } from 'amqplib';
 import { AMQP_URL, DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
+import { buildTopology, declareTopology } from '../../src/broker/topology.js';
+import { parseSchedule } from '../../src/core/schedule.js';
 
 const SCHEDULE = '0s,300ms,600ms,1s';
 const DELAYS = [0, 300, 600, 1000];
@@ -230,6 +232,19 @@ describe('core delivery (real daemon, real RabbitMQ)', () => {
     // GET lists the delivery history (issue 16), which needs a database this daemon has not got.
     const list = await fetch(`${daemon.ingressUrl}/v1/notifications`, { method: 'GET' });
     assert.deepEqual([list.status, ((await list.json()) as { error: { code: string } }).error.code], [501, 'HISTORY_DISABLED']);
+  });
+
+  it('a consumer the broker cancels (its queue deleted, then declared again) consumes again', async () => {
+    const c = await conn.createChannel();
+    await c.deleteQueue(`${prefix}.work.0`);
+    await waitFor(() => daemon.lines.some((l) => l.tier === 0 && String(l.msg).startsWith('consumer cancelled by the broker')), 10_000, 'tier 0 told of the cancel');
+    // What an operator (or a daemon starting) does: declare the topology again.
+    await declareTopology(conn, buildTopology(prefix, parseSchedule(SCHEDULE), 'quorum'));
+    await c.close();
+    const path = `/ok/${prefix}-after-cancel`;
+    await send({ url: `${merchant.base}${path}`, body: { a: 1 } });
+    // Before: tier 0 stayed connected and "running" with no consumer, and this never arrived.
+    await waitFor(() => merchant.count(path) === 1, 30_000, 'delivered from the declared-again queue');
   });
 
   it('leaves no message behind once everything finished', async () => {
