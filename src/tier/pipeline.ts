@@ -282,7 +282,7 @@ export class AttemptPipeline {
       dueAt: number;
     },
   ): Promise<void> {
-    const { config, deliverer } = this.settings;
+    const { config } = this.settings;
     const { sign: signer, rendered, ticket, skipped, merchant, dueAt } = a;
     const headers = msg.properties.headers ?? {};
     const startedAt = Date.now();
@@ -299,7 +299,9 @@ export class AttemptPipeline {
           signer.scheme === 'none'
             ? { headers: {}, body: rendered.body }
             : await signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
-        result = await deliverer.attempt(
+        // The deliverer of now, not of before the signing: a reload meanwhile closed that one, and an attempt on it
+        // would fail without a request and count against the origin (its limit halved, the notification handed on).
+        result = await this.settings.deliverer.attempt(
           {
             url: n.url,
             method: n.method,

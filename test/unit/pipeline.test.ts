@@ -310,6 +310,26 @@ describe('AttemptPipeline: history records', () => {
     assert.match(d.error, /signing failed: no key/);
   });
 
+  it('a reload while an attempt signs sends it through the new deliverer, not the closed old one', async () => {
+    const closed = fakeDeliverer({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed', durationMs: 0 });
+    const fresh = fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 });
+    const { p } = pipeline(0, closed);
+    let signed: () => void = () => undefined;
+    const slowSigner = {
+      scheme: 'standard',
+      sign: () => new Promise<{ headers: Record<string, string>; body: string }>((r) => (signed = () => r({ headers: { 'webhook-signature': 'v1,x' }, body: '{}' }))),
+      close: async () => undefined,
+    };
+    p.configure({ ...p.current, signer: slowSigner as never });
+    const link = new FakeLink();
+    const handled = p.handle(link, message(0));
+    await new Promise((r) => setImmediate(r));
+    p.configure({ ...p.current, deliverer: fresh });
+    signed();
+    await handled;
+    assert.deepEqual([closed.calls.length, fresh.calls.length, link.acked], [0, 1, 1]);
+  });
+
   it('history refused by the broker does not hold up delivery: acked all the same, counted', async () => {
     const { p, metrics } = pipeline(0, fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 }), new AbortController(), fakeSink(true));
     const link = new FakeLink();
