@@ -188,7 +188,9 @@ export class DnsCache {
         this.hostsMtime = mtimeMs;
       }
     } catch {
+      // Gone for a moment (a replace in progress): read it again when it is back, whatever its mtime then.
       this.hosts = new Map();
+      this.hostsMtime = -1;
     }
     return this.hosts;
   }

@@ -1,7 +1,10 @@
 // The socket side of a delivery: DNS off the thread pool with a TTL cache,
 // the guard on the addresses actually connected to, never notifyd itself.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DnsStub } from '../../bench/dns-stub.js';
@@ -74,6 +77,31 @@ describe('DnsCache', () => {
     const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 8, hostsFile: null, queries: q });
     assert.deepEqual((await c.resolve('localhost')).map((a) => a.address), ['127.0.0.1', '::1']);
     assert.equal(q.calls.length, 0);
+  });
+
+  it('a hosts file gone for a moment is read again when it is back, even with the same mtime (an atomic replace)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'notifyd-hosts-'));
+    const file = join(dir, 'hosts');
+    try {
+      // A whole second, which the file system keeps exactly, so the second write can have the very same mtime.
+      const mtime = 1_700_000_000;
+      writeFileSync(file, '10.0.0.7 pay.internal\n');
+      utimesSync(file, mtime, mtime);
+      let now = 1_000_000;
+      const q = fake({ 'pay.internal': { v4: ['203.0.113.9'], ttl: 1 } });
+      const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 8, hostsFile: file, minTtlMs: 1, maxTtlMs: 1, queries: q, now: () => now });
+      const addr = async (): Promise<string> => (await c.resolve('pay.internal'))[0]!.address;
+      assert.equal(await addr(), '10.0.0.7');
+      rmSync(file);
+      now += 6_000;
+      assert.equal(await addr(), '203.0.113.9', 'gone: DNS answers');
+      writeFileSync(file, '10.0.0.7 pay.internal\n');
+      utimesSync(file, mtime, mtime);
+      now += 6_000;
+      assert.equal(await addr(), '10.0.0.7', 'back with the same mtime: read again');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("talks to the configured server with c-ares: a name that never answers does not hold up another's", async () => {
