@@ -54,3 +54,11 @@ function bounded<C extends Channel>(opening: Promise<C>, ms: number): Promise<C>
 export async function closeChannelWithin(ch: { close(): Promise<void> }, ms: number): Promise<void> {
   await callWithin(ch.close(), ms, 'no channel close-ok in time').catch(() => undefined);
 }
+
+/** Resolves once `p` settles or `ms` went by, whichever is first; never rejects (a step of a drain or a teardown that must not hang it). */
+export function settleWithin(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (p === undefined) return Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, ms))));
+  return Promise.race([p.then(() => undefined, () => undefined), late]).finally(() => clearTimeout(timer));
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ChannelModel, ConsumeMessage, Message, Options } from 'amqplib';
 import { AckBatcher, ackPolicyFor, nodeAckTimers } from '../broker/ack-batcher.js';
+import { settleWithin } from '../broker/open-within.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import { namesFor } from '../broker/topology.js';
 import type { Config } from '../core/config-model.js';
@@ -58,14 +59,9 @@ export interface BrokerWarmUpOptions {
 /** How long a warm-up's last attempts may take to finish once it is over, and each step of its teardown. */
 const SETTLE_MS = 2000;
 
-/** Resolves once `p` settles or `ms` went by, whichever is first (a step of a teardown that must not hang start-up); never rejects. */
-function within(p: Promise<unknown> | undefined, ms = SETTLE_MS): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((r) => (timer = setTimeout(r, ms)));
-  return Promise.race([Promise.resolve(p).then(
-    () => undefined,
-    () => undefined,
-  ), late]).finally(() => clearTimeout(timer));
+/** A step of the teardown, which must not hang start-up: at most SETTLE_MS; never rejects. */
+function within(p: Promise<unknown> | undefined): Promise<void> {
+  return settleWithin(p, SETTLE_MS);
 }
 
 /** A link that acks through `acker` on the warm-up's channel and publishes every hand-on to `sink`; closed once `over()`. */

@@ -4,7 +4,7 @@ import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
-import { callWithin, closeChannelWithin, openWithin } from '../broker/open-within.js';
+import { callWithin, closeChannelWithin, openWithin, settleWithin } from '../broker/open-within.js';
 import { watchCalls } from '../broker/call-watchdog.js';
 import { PublishChannel } from '../broker/publish-channel.js';
 import { WritePush } from '../broker/write-push.js';
@@ -718,7 +718,8 @@ export class TierWorker implements ManagedWorker {
       this.cancelTimer = null;
       // A lane move under way finishes first (its old consumer cancelled), so what is in flight below is all there is.
       await this.movingLane;
-      await this.syncConsumer();
+      // Bounded by the drain's deadline: a broker that never answers the cancel must not hold the drain past it.
+      await settleWithin(this.syncConsumer(), deadlineMs - Date.now());
       // Waiting for a busy origin is not worth the drain deadline: they were never attempted, so they go back now.
       this.gate.requeueAll();
       // Skips and deferrals waiting for company go now (later ones still go after the linger).
@@ -728,10 +729,13 @@ export class TierWorker implements ManagedWorker {
       if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
       this.stopSignal.abort();
       this.stopGateTick();
-      await this.history?.close();
+      // Acks first: they need nothing from the broker, and a drain cut short below must not lose them (duplicates).
       this.acker?.flush();
       this.acker = null;
       for (const a of this.retired.values()) a.flush();
+      // History batches wait for their confirms, which a blocked broker holds: what is left of the deadline, or a
+      // short grace when none is; a batch still unconfirmed then is counted lost when its channel closes.
+      await settleWithin(this.history?.close(), Math.max(deadlineMs - Date.now(), CLOSE_WITHIN_MS));
       const lanes = [...this.retired.keys()];
       this.retired.clear();
       this.cancelling.clear();

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { closeWithin } from '../../src/broker/connection.js';
+import { settleWithin } from '../../src/broker/open-within.js';
 
 function fakeConnection(close: () => Promise<void>) {
   const destroyed: (Error | undefined)[] = [];
@@ -78,5 +79,19 @@ describe('closeWithin', () => {
     await closeWithin(conn, 5000);
     assert.ok(Date.now() - t0 < 1000);
     assert.equal(destroyed.length, 0);
+  });
+});
+
+describe('settleWithin', () => {
+  it('ends with the promise, or at the bound if it never settles; never rejects; nothing to wait for with none', async () => {
+    const t0 = performance.now();
+    await settleWithin(Promise.resolve(1), 5_000);
+    await settleWithin(Promise.reject(new Error('x')), 5_000);
+    await settleWithin(undefined, 5_000);
+    assert.ok(performance.now() - t0 < 1_000, 'settled ones end at once');
+    const t1 = performance.now();
+    await settleWithin(new Promise(() => undefined), 50);
+    assert.ok(performance.now() - t1 >= 45, 'a hanging one ends at the bound');
+    await settleWithin(new Promise(() => undefined), -10);
   });
 });
