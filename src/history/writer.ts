@@ -17,12 +17,23 @@ export interface WriteResult {
   readonly duplicates: number;
 }
 
-/** PostgreSQL error codes worth a retry of the same batch: the database, not the data. */
+/**
+ * Whether a failed write is worth a retry of the same batch: everything but
+ * the data itself being refused. Only SQLSTATE classes 22 (data exception:
+ * a bad byte sequence, a value too long), 23 (integrity constraint) and 54
+ * (program limit: a row too large) say that this batch can never be
+ * written; the recorder then splits it down to the one message at fault and
+ * drops that. Anything else is the database's state, not the data's, and is
+ * waited out with the batch kept in the queue: no SQLSTATE (a socket error
+ * such as EHOSTUNREACH or ENOTFOUND while the database's host is away),
+ * connection and shutdown classes, a standby reached during a failover
+ * (25006 read-only), credentials being rotated (28xxx), a database not
+ * created or not migrated yet (3D000, 42P01, 42883). Dropping on those
+ * emptied `P.history` into nothing for as long as such an outage lasted.
+ */
 export function retryableDbError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
-  if (typeof code !== 'string') return true; // no SQLSTATE: a socket error, a timeout, a refused connection
-  // 08 connection, 40 rollback (deadlock, serialization), 53 resources, 57 operator (shutdown), 58 system
-  return /^(08|40|53|57|58)/.test(code) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT';
+  return !(typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code));
 }
 
 /** `no partition of relation … found for row`: a day's partitions are missing (dropped, or never made). */

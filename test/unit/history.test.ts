@@ -229,6 +229,13 @@ describe('HistorySink', () => {
 });
 
 describe('which database errors are retried', () => {
+  it('everything but the data being refused is: an outage of any kind keeps the batch', () => {
+    for (const code of ['EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', '25006', '28P01', '28000', '3D000', '42P01', '42883', '53300', '57014']) {
+      assert.equal(retryableDbError(Object.assign(new Error('x'), { code })), true, code);
+    }
+    for (const code of ['22001', '22P02', '23505', '54000']) assert.equal(retryableDbError(Object.assign(new Error('x'), { code })), false, code);
+  });
+
   it('connection, rollback, resources and shutdown are; data errors are not', () => {
     assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '08006' })), true);
     assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '40P01' })), true);
