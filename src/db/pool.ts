@@ -34,18 +34,41 @@ export function createDbPool(
   return pool;
 }
 
-/** Runs `fn` in a transaction on one client of `pool`. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` on a client checked out of `pool`, then gives it back. pg-pool
+ * takes its own 'error' listener off a client while it is checked out, and
+ * pg emits 'error' on a client whose connection ends under it (PostgreSQL
+ * stopped or restarted): unheard, that kills the process (a master running
+ * its minutely auto-disable check when PostgreSQL stopped died so). Heard
+ * here, the statement under way fails with the error as it would anyway,
+ * and the client is given back broken, so the pool drops it.
+ */
+export async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (err: Error): void => {
+    lost = err;
+  };
+  c.on('error', onError);
   try {
-    await c.query('BEGIN');
-    const out = await fn(c);
-    await c.query('COMMIT');
-    return out;
-  } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw err;
+    return await fn(c);
   } finally {
-    c.release();
+    c.removeListener('error', onError);
+    c.release(lost);
   }
+}
+
+/** Runs `fn` in a transaction on one client of `pool` (see `withClient`). */
+export function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (c) => {
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  });
 }
