@@ -6,7 +6,7 @@ import { closeServerNow, statusForError, tokenMatches } from '../core/http-util.
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
-import { foreignBrowserRequest } from './browser-guard.js';
+import { foreignBrowserRequest } from '../core/browser-guard.js';
 import { ConsoleFiles, isConsolePath } from './console-files.js';
 import { merchantRoute } from './merchant-routes.js';
 import { answerHistory, matchHistoryRoute } from '../history/routes.js';

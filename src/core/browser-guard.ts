@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { isLoopbackHost } from '../core/config-model.js';
+import { isLoopbackHost } from './config-model.js';
 
 /** The host name of a `Host` header (`127.0.0.1:9464` → `127.0.0.1`, `[::1]:9464` → `::1`). */
 function hostName(host: string): string {
@@ -7,6 +7,17 @@ function hostName(host: string): string {
   if (h.startsWith('[')) return h.slice(1, h.indexOf(']') > 0 ? h.indexOf(']') : undefined);
   const colon = h.lastIndexOf(':');
   return colon > 0 ? h.slice(0, colon) : h;
+}
+
+/** Whether an `Origin` header names a page served from a loopback name (`null`, an opaque origin, does not). */
+function loopbackOrigin(origin: string): boolean {
+  try {
+    const h = new URL(origin).hostname.toLowerCase();
+    const host = h.startsWith('[') ? h.slice(1, -1) : h;
+    return isLoopbackHost(host) || host.endsWith('.localhost');
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -20,11 +31,20 @@ function hostName(host: string): string {
  * name. Clients that are not browsers (curl, `notifyd ctl`, Prometheus) send
  * no `Sec-Fetch-Site` and are not affected. With a token none of this is
  * needed: a page cannot add the `Authorization` header to another site's
- * request.
+ * request. The token-less ingress is guarded the same way: a page could
+ * otherwise have notifyd sign and send "payment succeeded" callbacks of its
+ * choosing (a `fetch` with a Blob body sends no Content-Type and needs no
+ * CORS preflight).
  */
 export function foreignBrowserRequest(headers: IncomingHttpHeaders): string | null {
   const site = headers['sec-fetch-site'];
-  if (site === undefined) return null;
+  if (site === undefined) {
+    // Older browsers send no Sec-Fetch-Site, but every browser sends Origin on a cross-origin POST (and on a
+    // same-origin one): one that is not a loopback origin is another site's page. Other clients send none.
+    const origin = headers.origin;
+    if (origin === undefined) return null;
+    return loopbackOrigin(origin) ? null : `a browser request from another site (origin: ${origin})`;
+  }
   if (site !== 'same-origin' && site !== 'none') return `a browser request from another site (sec-fetch-site: ${site})`;
   const host = hostName(headers.host ?? '');
   if (!isLoopbackHost(host) && !host.endsWith('.localhost')) return `a browser request for host "${host}", not a loopback name`;

@@ -6,6 +6,8 @@
  * node-cron only to be handed a config (TypeBox alone is ~14 MB resident per
  * process).
  */
+import { isIPv4 } from 'node:net';
+
 /** Exit status for invalid configuration (sysexits.h EX_CONFIG). */
 export const EX_CONFIG = 78;
 
@@ -284,7 +286,8 @@ export function secretsKeyBytes(text: string): Buffer | null {
 
 /** True for addresses only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  // An IPv4 address, not any name that starts with "127." (127.0.0.1.attacker.example is a DNS rebinding name).
+  return host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
 }
 
 /** Recursively freezes a plain object so no module can change shared config. */

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
+import { foreignBrowserRequest } from '../core/browser-guard.js';
 import { BearerTokens, readBody, statusForError } from '../core/http-util.js';
 import type { Logger } from '../core/logger.js';
 import { encodeNotification, mediaTypeOf, validateNotification, type Notification } from '../core/message.js';
@@ -134,6 +135,13 @@ export class IngressServer {
     }
     const single = path === '/v1/notifications';
     const batch = path === '/v1/notifications:batch';
+    // Without tokens the ingress is loopback only, where any web page could make a browser post to it (or, on a
+    // name rebound to 127.0.0.1, read the history): refused as on the admin port (src/core/browser-guard.ts).
+    const foreign = this.tokens.size > 0 ? null : foreignBrowserRequest(req.headers);
+    if (foreign !== null) {
+      req.resume();
+      return this.sendError(res, new NotifyError(ErrorCodes.FORBIDDEN, `refused ${foreign}: a browser may call the ingress only with ingress.tokens set`));
+    }
     // A notification's POST goes straight on: no history route takes one, and it is nearly every request.
     if (!((single || batch) && req.method === 'POST')) {
       const history = await this.historyRoutes.serve(req, path ?? '/', this.tokens);

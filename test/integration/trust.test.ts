@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -147,6 +148,32 @@ describe('trust holes (real daemon, real RabbitMQ)', () => {
     const h = merchant.seen(path)[0]!.headers;
     assert.equal(h['webhook-id'], 'order-20240001');
     assert.equal(h['webhook-signature'], undefined, 'scheme none signs nothing');
+  });
+
+  it('a token-less ingress refuses what a web page could make a browser post to it; other clients and local pages are served', async () => {
+    const d = await daemon('browser');
+    const path = `/fail/0/browser-${d.opts.prefix}`;
+    // node:http, because fetch will not let a caller set Sec-Fetch-Site or Origin.
+    const post = (headers: Record<string, string>, id: string): Promise<{ status: number; code?: string }> =>
+      new Promise((resolve, reject) => {
+        const body = JSON.stringify({ id, url: `${merchant.base}${path}`, body: { a: 1 } });
+        const req = request({ host: '127.0.0.1', port: d.ingressPort, method: 'POST', path: '/v1/notifications', headers: { 'content-length': String(Buffer.byteLength(body)), ...headers } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(text) as { error?: { code: string } }).error?.code }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    // What a page's fetch with a Blob body sends: no Content-Type, no preflight.
+    assert.deepEqual(await post({ 'sec-fetch-site': 'cross-site', origin: 'https://shop.attacker.example' }, 'forged-1'), { status: 403, code: 'FORBIDDEN' });
+    assert.deepEqual(await post({ origin: 'https://shop.attacker.example' }, 'forged-2'), { status: 403, code: 'FORBIDDEN' }, 'an older browser, Origin only');
+    assert.deepEqual(await post({ 'sec-fetch-site': 'same-origin', host: `rebound.attacker.example:${d.ingressPort}` }, 'forged-3'), { status: 403, code: 'FORBIDDEN' }, 'a name rebound to 127.0.0.1');
+    assert.equal((await post({ 'content-type': 'application/json' }, 'curl-1')).status, 202, 'not a browser');
+    assert.equal((await post({ 'sec-fetch-site': 'same-origin', origin: `http://127.0.0.1:${d.ingressPort}` }, 'local-1')).status, 202, 'a page on a loopback name');
+    await waitFor(() => merchant.count(path) === 2, 5000, 'the two served delivered');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(merchant.seen(path).map((x) => x.headers['webhook-id']).sort(), ['curl-1', 'local-1'], 'nothing forged reached the merchant');
   });
 
   it('a direct AMQP publish with a Host: header is parked invalid at once; the merchant is never called', async () => {

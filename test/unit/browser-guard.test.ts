@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { foreignBrowserRequest } from '../../src/admin/browser-guard.js';
+import { foreignBrowserRequest } from '../../src/core/browser-guard.js';
 import { ConsoleFiles } from '../../src/admin/console-files.js';
 import { AdminServer, type AdminTarget } from '../../src/admin/server.js';
 import type { AdminConfig } from '../../src/core/config.js';
@@ -27,6 +27,16 @@ describe('foreignBrowserRequest', () => {
     assert.match(foreignBrowserRequest({ 'sec-fetch-site': 'same-site', host: '127.0.0.1:9464' }) ?? '', /another site/);
     assert.match(foreignBrowserRequest({ 'sec-fetch-site': 'same-origin', host: 'rebind.attacker.example:9464' }) ?? '', /not a loopback name/);
     assert.match(foreignBrowserRequest({ 'sec-fetch-site': 'same-origin' }) ?? '', /not a loopback name/);
+    assert.match(foreignBrowserRequest({ 'sec-fetch-site': 'same-origin', host: '127.0.0.1.attacker.example:9464' }) ?? '', /not a loopback name/, 'a name that only starts like a loopback address');
+  });
+
+  it('a browser that sends no Sec-Fetch-Site is judged by its Origin', () => {
+    for (const origin of ['https://shop.attacker.example', 'null', 'http://127.0.0.1.attacker.example:9464']) {
+      assert.match(foreignBrowserRequest({ origin, host: '127.0.0.1:9464' }) ?? '', /another site/, origin);
+    }
+    for (const origin of ['http://127.0.0.1:9464', 'http://localhost:3000', 'http://[::1]:9464', 'http://console.localhost']) {
+      assert.equal(foreignBrowserRequest({ origin, host: '127.0.0.1:9464' }), null, origin);
+    }
   });
 });
 
