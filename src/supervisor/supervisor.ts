@@ -213,8 +213,13 @@ export class Supervisor {
       ingress: { ...next.ingress, host: old.ingress.host, port: old.ingress.port },
       admin: { ...next.admin, host: old.admin.host, port: old.admin.port },
     });
+    // Checked against the addresses kept, not the file's: a file that moved a port to loopback and dropped its
+    // tokens would otherwise leave the port bound where it was with no authentication until a restart.
     if (!isLoopbackHost(effective.admin.host) && !effective.admin.token) {
       throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: admin.token: required while the admin port is bound to ${effective.admin.host}`, 'admin.token');
+    }
+    if (!isLoopbackHost(effective.ingress.host) && Object.keys(effective.ingress.tokens).length === 0) {
+      throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ingress.tokens: required while the ingress is bound to ${effective.ingress.host}`, 'ingress.tokens');
     }
     this.config = effective;
     this.table.broadcast({ type: 'reload', config: effective });
