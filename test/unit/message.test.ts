@@ -123,6 +123,15 @@ describe('validateNotification: accepts', () => {
     assert.equal(validateNotification(minimal({ body: '' }), LIMITS).body, '');
   });
 
+  it('a quoted content-type parameter holds only what a header value may (undici refuses the rest at delivery)', () => {
+    for (const ok of ['text/plain; x="a b"', 'text/plain; x="a\\"b"', 'text/plain; x="\u00e9"']) {
+      assert.equal(validateNotification(minimal({ body: 'x', contentType: ok }), LIMITS).contentType, ok, ok);
+    }
+    for (const bad of ['text/plain; x="a\u0001"', 'text/plain; x="\u20ac"', 'text/plain; x="\u007f"']) {
+      assert.throws(() => validateNotification(minimal({ body: 'x', contentType: bad }), LIMITS), (e: unknown) => (e as { code?: string }).code === 'VALIDATION', JSON.stringify(bad));
+    }
+  });
+
   it('a form body with scalar fields', () => {
     const n = validateNotification(minimal({ contentType: FORM_TYPE, body: { a: 'x', n: 1, b: true } }), LIMITS);
     assert.deepEqual(n.body, { a: 'x', n: 1, b: true });
