@@ -136,7 +136,10 @@ export class MerchantDirectory {
       for (let attempt = 0; !this.closed && this.client === null; attempt++) {
         // pg loads with the first connection: a process without a registry never needs it.
         const { default: pgLib } = await import('pg');
-        const c = new pgLib.Client({ connectionString: this.opts.url, application_name: this.opts.name, connectionTimeoutMillis: 5000 });
+        // A bound per query: a database host that vanishes without a reset would otherwise leave this copy frozen
+        // (no NOTIFY, lookups queued behind a query) until the kernel gives up, about 15 minutes; now the periodic
+        // refresh's query fails within 10 s and the copy reconnects. Keep-alive drops such a connection while idle.
+        const c = new pgLib.Client({ connectionString: this.opts.url, application_name: this.opts.name, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: 10_000, query_timeout: 10_000 });
         try {
           c.on('error', () => this.lost(c));
           c.on('end', () => this.lost(c));
