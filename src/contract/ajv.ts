@@ -6,8 +6,9 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
  * visible ASCII, obs-text): it is sent as the request's Content-Type, and a
  * control character or one past U+00FF, accepted here, made undici refuse
  * the request at tier 0 (parked `invalid` after a 202) instead of a 400.
+ * Around a `;` only spaces and tabs (the RFC's OWS), for the same reason.
  */
-const MEDIA_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("(?:[\t !#-[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
+const MEDIA_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+=("(?:[\t !#-[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
 /** Content types seen before, known valid: the grammar is a costly regex to run per attempt. */
 const validMediaTypes = new Set<string>(['application/json', 'application/x-www-form-urlencoded']);
 

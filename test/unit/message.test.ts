@@ -124,10 +124,10 @@ describe('validateNotification: accepts', () => {
   });
 
   it('a quoted content-type parameter holds only what a header value may (undici refuses the rest at delivery)', () => {
-    for (const ok of ['text/plain; x="a b"', 'text/plain; x="a\\"b"', 'text/plain; x="\u00e9"']) {
+    for (const ok of ['text/plain;\tx=y', 'text/plain ; x=y', 'text/plain; x="a b"', 'text/plain; x="a\\"b"', 'text/plain; x="\u00e9"']) {
       assert.equal(validateNotification(minimal({ body: 'x', contentType: ok }), LIMITS).contentType, ok, ok);
     }
-    for (const bad of ['text/plain; x="a\u0001"', 'text/plain; x="\u20ac"', 'text/plain; x="\u007f"']) {
+    for (const bad of ['text/plain; x="a\u0001"', 'text/plain; x="\u20ac"', 'text/plain; x="\u007f"', 'text/plain;\nx=y', 'text/plain\r\n; x=y', 'text/plain\u3000;x=y']) {
       assert.throws(() => validateNotification(minimal({ body: 'x', contentType: bad }), LIMITS), (e: unknown) => (e as { code?: string }).code === 'VALIDATION', JSON.stringify(bad));
     }
   });
