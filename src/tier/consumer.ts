@@ -730,12 +730,17 @@ export class TierWorker implements ManagedWorker {
       this.stopSignal.abort();
       this.stopGateTick();
       // Acks first: they need nothing from the broker, and a drain cut short below must not lose them (duplicates).
-      this.acker?.flush();
-      this.acker = null;
-      for (const a of this.retired.values()) a.flush();
+      const flushAcks = (): void => {
+        this.acker?.flush();
+        for (const a of this.retired.values()) a.flush();
+      };
+      flushAcks();
       // History batches wait for their confirms, which a blocked broker holds: what is left of the deadline, or a
-      // short grace when none is; a batch still unconfirmed then is counted lost when its channel closes.
+      // short grace when none is; a batch still unconfirmed then is counted lost when its channel closes. Deliveries
+      // whose ack waited for such a confirm ack meanwhile, through the batchers kept till now: flushed again after.
       await settleWithin(this.history?.close(), Math.max(deadlineMs - Date.now(), CLOSE_WITHIN_MS));
+      flushAcks();
+      this.acker = null;
       const lanes = [...this.retired.keys()];
       this.retired.clear();
       this.cancelling.clear();
