@@ -138,8 +138,9 @@ export class MerchantDirectory {
         const { default: pgLib } = await import('pg');
         // A bound per query: a database host that vanishes without a reset would otherwise leave this copy frozen
         // (no NOTIFY, lookups queued behind a query) until the kernel gives up, about 15 minutes; now the periodic
-        // refresh's query fails within 10 s and the copy reconnects. Keep-alive drops such a connection while idle.
-        const c = new pgLib.Client({ connectionString: this.opts.url, application_name: this.opts.name, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: 10_000, query_timeout: 10_000 });
+        // refresh's query fails within 30 s (room for a large registry's full load) and the copy reconnects.
+        // Keep-alive drops such a connection while idle.
+        const c = new pgLib.Client({ connectionString: this.opts.url, application_name: this.opts.name, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: 10_000, query_timeout: 30_000 });
         try {
           c.on('error', () => this.lost(c));
           c.on('end', () => this.lost(c));
@@ -153,7 +154,8 @@ export class MerchantDirectory {
           if (attempt > 0) this.opts.log.info({ merchants: this.entries.size }, 'merchant registry reachable again');
         } catch (err) {
           if (this.client === c) this.client = null;
-          await c.end().catch(() => undefined);
+          // Not awaited: on a host that vanished its end would wait for the kernel too.
+          void c.end().catch(() => undefined);
           if (Date.now() - this.lastDownLog > 60_000) {
             this.lastDownLog = Date.now();
             this.opts.log.warn({ db: redactUrl(this.opts.url), err: (err as Error).message, merchants: this.entries.size }, 'merchant registry unreachable; serving the last copy and retrying');
