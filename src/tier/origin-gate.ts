@@ -312,6 +312,7 @@ export class OriginGate {
         this.ready.delete(origin);
       } else if (room) {
         // Back in line whatever put it there or not: a waiter with room must never depend on an event to be served.
+        // (Defensive: no path is known to need it since waitFor counts a due probe as room; a missed one costs a tick.)
         this.ready.add(origin);
       }
     }
