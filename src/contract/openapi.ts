@@ -27,7 +27,8 @@ function operation(r: Route): Json {
   for (const [status, a] of Object.entries(r.answers)) responses[status] = answerObject(a);
   if (!r.open) {
     responses['401'] ??= answerObject({ description: 'a token is configured and this request has none, or a wrong one', schema: 'Error' });
-    if (r.port === 'admin') responses['403'] ??= answerObject({ description: 'a browser request from another site, or for a host that is not loopback (no token set)', schema: 'Error' });
+    // Both ports refuse, without tokens, what a web page could make a browser send them (src/core/browser-guard.ts).
+    responses['403'] ??= answerObject({ description: 'a browser request from another site, or for a host that is not loopback (no token set)', schema: 'Error' });
   }
   responses.default = answerObject({ description: 'any other refusal (NOT_FOUND, METHOD_NOT_ALLOWED, INTERNAL, …), with its code', schema: 'Error' });
   const op: Json = { operationId: operationId(r), summary: r.summary, responses };
