@@ -9,12 +9,16 @@ function hostName(host: string): string {
   return colon > 0 ? h.slice(0, colon) : h;
 }
 
+/** A loopback address or name, `*.localhost` included (browsers resolve those to loopback themselves). */
+function loopbackName(host: string): boolean {
+  return isLoopbackHost(host) || host.endsWith('.localhost');
+}
+
 /** Whether an `Origin` header names a page served from a loopback name (`null`, an opaque origin, does not). */
 function loopbackOrigin(origin: string): boolean {
   try {
     const h = new URL(origin).hostname.toLowerCase();
-    const host = h.startsWith('[') ? h.slice(1, -1) : h;
-    return isLoopbackHost(host) || host.endsWith('.localhost');
+    return loopbackName(h.startsWith('[') ? h.slice(1, -1) : h);
   } catch {
     return false;
   }
@@ -47,6 +51,6 @@ export function foreignBrowserRequest(headers: IncomingHttpHeaders): string | nu
   }
   if (site !== 'same-origin' && site !== 'none') return `a browser request from another site (sec-fetch-site: ${site})`;
   const host = hostName(headers.host ?? '');
-  if (!isLoopbackHost(host) && !host.endsWith('.localhost')) return `a browser request for host "${host}", not a loopback name`;
+  if (!loopbackName(host)) return `a browser request for host "${host}", not a loopback name`;
   return null;
 }
