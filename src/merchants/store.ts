@@ -73,6 +73,11 @@ export class MerchantStore {
     return secret;
   }
 
+  /** Locks a merchant's row until the transaction ends (see `merchant-lock.sql`). */
+  private async lock(c: pg.ClientBase, id: string): Promise<void> {
+    if ((await c.query(query('merchant-lock'), [id])).rowCount === 0) throw notFound(id);
+  }
+
   private settingsArgs(s: MerchantSettings): unknown[] {
     return [s.name, s.signing, s.allowedOrigins, s.maxConcurrency, s.maxAttempts, s.success === null ? null : JSON.stringify(s.success)];
   }
@@ -107,6 +112,7 @@ export class MerchantStore {
   /** Changes the given settings; a merchant switched to `standard` without a secret gets one (returned once). */
   async update(id: string, patch: unknown): Promise<{ merchant: MerchantView; secret: string | null }> {
     return inTransaction(this.pool, async (c) => {
+      await this.lock(c, id);
       const cur = viewOf(await this.row(c, id));
       const s = validateMerchantSettings(patch, this.opts.tiers, cur);
       await c.query(query('merchant-update'), [id, ...this.settingsArgs(s)]);
@@ -129,6 +135,7 @@ export class MerchantStore {
    */
   async rotate(id: string, graceMs: number): Promise<{ merchant: MerchantView; secret: string }> {
     return inTransaction(this.pool, async (c) => {
+      await this.lock(c, id);
       const cur = viewOf(await this.row(c, id));
       if (cur.signing !== 'standard') throw new NotifyError(ErrorCodes.VALIDATION, `signing: merchant ${id} signs with ${cur.signing}: only standard merchants have secrets`, 'signing');
       await c.query(query('secret-expire-current'), [id, graceMs / 1000]);

@@ -9,11 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
+import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, parkedMessages, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
+import { createLogger } from '../../src/core/logger.js';
+import { migrate } from '../../src/db/migrate.js';
 import { migrations } from '../../src/db/sql.js';
+import { MerchantStore } from '../../src/merchants/store.js';
 
 const SCHEDULE = '0s,300ms,600ms';
 const ADMIN_TOKEN = `adm-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
@@ -297,6 +301,48 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       assert.deepEqual(result(again.stdout).applied, [], 'nothing twice');
       assert.equal((await fresh.query('SELECT count(*)::int AS n FROM notify_schema_migrations')).rows[0]!.n, migrations().length);
     } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('two admin changes of one merchant at once both stick: PATCHes of different fields, two rotations', async () => {
+    const fresh = await freshDatabase('concurrent');
+    const pool = new pg.Pool({ connectionString: fresh.url, max: 4 });
+    pool.on('error', () => undefined);
+    try {
+      await migrate(pool, createLogger('silent', {}));
+      const store = new MerchantStore(pool, { key: null, tiers: 3 });
+      await store.create({ id: 'shop-race', name: 'Race', allowedOrigins: [merchant.base] });
+      // A third session holds the row while both changes start, so both have
+      // begun (and, unlocked, read the same old row) before either writes.
+      const both = async (a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<void> => {
+        const holder = await pool.connect();
+        try {
+          await holder.query('BEGIN');
+          await holder.query('SELECT 1 FROM notify_merchants WHERE id = $1 FOR UPDATE', ['shop-race']);
+          const runs = Promise.all([a(), b()]);
+          const waiting = async (): Promise<boolean> =>
+            (await fresh.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", [fresh.name])).rows[0]!.n === 2;
+          await waitFor(waiting, 5000, 'both changes waiting on the row');
+          await holder.query('COMMIT');
+          await runs;
+        } finally {
+          holder.release();
+        }
+      };
+      await both(() => store.update('shop-race', { name: 'Renamed' }), () => store.update('shop-race', { maxConcurrency: 7 }));
+      const m = await store.get('shop-race');
+      assert.equal(m.name, 'Renamed', 'the first PATCH kept');
+      assert.equal(m.maxConcurrency, 7, 'the second PATCH kept');
+
+      const secrets: string[] = [];
+      const rotate = async (): Promise<void> => void secrets.push((await store.rotate('shop-race', 3_600_000)).secret);
+      await both(rotate, rotate);
+      const rows = (await fresh.query<{ expires_at: Date | null }>('SELECT expires_at FROM notify_merchant_secrets WHERE merchant_id = $1', ['shop-race'])).rows;
+      assert.equal(rows.length, 3, 'the first secret and one per rotation');
+      assert.equal(rows.filter((r) => r.expires_at === null).length, 1, 'one current secret: each rotation put the one before it on its grace period');
+    } finally {
+      await pool.end();
       await fresh.drop();
     }
   });
