@@ -30,7 +30,7 @@ describe('decideRestart backoff', () => {
   });
 
   it('stays capped (no overflow) after very many failures', () => {
-    const h: RestartHistory = { consecutive: 5000, recent: [] };
+    const h: RestartHistory = { consecutive: 5000, recent: [], crashloop: false };
     const d = decideRestart(h, 0, 0, POLICY);
     assert.equal(d.delayMs, 30_000);
     assert.ok(Number.isFinite(d.delayMs));
@@ -47,17 +47,17 @@ describe('decideRestart backoff', () => {
   });
 
   it('an uptime just under resetMs keeps the backoff growing', () => {
-    const h: RestartHistory = { consecutive: 4, recent: [] };
+    const h: RestartHistory = { consecutive: 4, recent: [], crashloop: false };
     assert.equal(decideRestart(h, 0, 29_999, POLICY).delayMs, 1600);
   });
 
   it('does not mutate the history it is given', () => {
-    const h: RestartHistory = { consecutive: 2, recent: [1, 2] };
+    const h: RestartHistory = { consecutive: 2, recent: [1, 2], crashloop: false };
     const copy = structuredClone(h);
     decideRestart(h, 3, 10, POLICY);
     assert.deepEqual(h, copy);
     decideRestart(EMPTY_HISTORY, 3, 10, POLICY);
-    assert.deepEqual(EMPTY_HISTORY, { consecutive: 0, recent: [] });
+    assert.deepEqual(EMPTY_HISTORY, { consecutive: 0, recent: [], crashloop: false });
   });
 });
 
@@ -90,7 +90,7 @@ describe('decideRestart crash loop', () => {
   });
 
   it('a restart exactly windowMs ago has left the window', () => {
-    const h: RestartHistory = { consecutive: 0, recent: [0, 60_000, 60_001, 60_002, 60_003] };
+    const h: RestartHistory = { consecutive: 0, recent: [0, 60_000, 60_001, 60_002, 60_003], crashloop: false };
     const d = decideRestart(h, 60_000 + 60_000, 10, POLICY);
     assert.deepEqual(d.history.recent, [60_001, 60_002, 60_003, 120_000]);
     assert.equal(d.crashloop, false);
@@ -102,6 +102,29 @@ describe('decideRestart crash loop', () => {
     const later = decideRestart(ds[5]!.history, 1_000_000 + 5000 + 60_000, 40_000, POLICY);
     assert.equal(later.crashloop, false);
     assert.equal(later.delayMs, 100, 'and, having been up ≥ resetMs, backs off from the base again');
+  });
+
+  it('stays in crash loop while the worker keeps failing at the capped delay, though fewer restarts than the threshold then fit in the window', () => {
+    const ds = quickFailures(6, 1000);
+    assert.equal(ds[5]!.crashloop, true);
+    // At the capped 30 s (plus 10 ms up) only two restarts fit in 60 s.
+    const more = quickFailures(10, 30_010, 1_000_000 + 5000 + 30_010, ds[5]!.history);
+    for (const d of more) {
+      assert.equal(d.crashloop, true);
+      assert.equal(d.delayMs, 30_000);
+    }
+    for (const d of more.slice(3)) assert.ok(d.history.recent.length < POLICY.crashloopRestarts, 'the window alone would have cleared it');
+  });
+
+  it('a worker that stays up resetMs ends the crash loop (at its exit or by the stable timer)', () => {
+    const ds = quickFailures(6, 1000);
+    const up = decideRestart(ds[5]!.history, 1_040_000, 30_000, POLICY);
+    assert.equal(up.crashloop, true, 'still six restarts in the window');
+    const after = decideRestart(up.history, 1_400_000, 10, POLICY);
+    assert.equal(after.crashloop, false, 'the stable run ended it once the window emptied');
+    const cleared = afterStableUptime(ds[5]!.history);
+    assert.equal(cleared.crashloop, false);
+    assert.equal(decideRestart(cleared, 1_400_000, 10, POLICY).crashloop, false);
   });
 
   it('honours a custom policy', () => {
@@ -119,7 +142,7 @@ describe('decideRestart crash loop', () => {
 
 describe('afterStableUptime', () => {
   it('resets consecutive and keeps recent restarts', () => {
-    const h: RestartHistory = { consecutive: 7, recent: [1, 2, 3] };
+    const h: RestartHistory = { consecutive: 7, recent: [1, 2, 3], crashloop: false };
     const r = afterStableUptime(h);
     assert.equal(r.consecutive, 0);
     assert.deepEqual(r.recent, [1, 2, 3]);
