@@ -7,7 +7,9 @@
  */
 import type pg from 'pg';
 import { redactUrl } from '../core/config-model.js';
+import { ErrorCodes, NotifyError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { withTimeout } from '../core/with-timeout.js';
 import { query } from '../db/sql.js';
 import type { MerchantEntry } from './merchant.js';
 import { openSecret } from './secrets.js';
@@ -30,6 +32,18 @@ export interface DirectoryOptions {
 }
 
 const CHANNEL = 'notify_merchants';
+
+/**
+ * How long a lookup's caller (a producer's POST) waits for PostgreSQL. The
+ * query shares the copy's one connection, so it can queue behind a full
+ * reload or a locked table for up to the 30 s query bound; the producer is
+ * better told to retry.
+ */
+const LOOKUP_WAIT_MS = 2000;
+
+function unavailable(): NotifyError {
+  return new NotifyError(ErrorCodes.REGISTRY_UNAVAILABLE, 'the merchant registry cannot be read right now; retry');
+}
 
 export class MerchantDirectory {
   private entries = new Map<string, MerchantEntry>();
@@ -86,7 +100,9 @@ export class MerchantDirectory {
    * Like `get`, but a merchant not in the copy is asked of PostgreSQL once:
    * one created a moment ago on another daemon is found before its NOTIFY
    * arrives. Misses are remembered for a second, so unknown ids cost at most
-   * one query a second each.
+   * one query a second each. Fails with `REGISTRY_UNAVAILABLE` when the query
+   * fails or has not answered within 2 s (it goes on, and its answer is kept):
+   * not knowing is not "not registered".
    */
   async lookup(id: string): Promise<MerchantEntry | undefined> {
     const hit = this.entries.get(id);
@@ -107,11 +123,11 @@ export class MerchantDirectory {
           this.entries.set(id, e);
           return e;
         })
-        .catch(() => undefined)
+        .catch(() => Promise.reject(unavailable()))
         .finally(() => this.lookups.delete(id));
       this.lookups.set(id, p);
     }
-    return p;
+    return withTimeout(p, LOOKUP_WAIT_MS, unavailable);
   }
 
   /** Every merchant (the master's redrive checks who is enabled). */

@@ -347,6 +347,29 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     }
   });
 
+  it('a merchant lookup PostgreSQL does not answer (its table locked) is a 503 to retry within seconds, not a 30 s wait nor "not registered"', async () => {
+    const d = await daemon('lookup');
+    const body = { merchant: 'shop-unheard', url: `${merchant.base}/lookup`, body: { a: 1 } };
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    let locked = true;
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE notify_merchants IN ACCESS EXCLUSIVE MODE');
+      const r = await Promise.race([d.post(body), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 10 s')), 10_000).unref())]);
+      assert.deepEqual([r.status, r.body.error.code], [503, 'REGISTRY_UNAVAILABLE']);
+      await locker.query('ROLLBACK');
+      locked = false;
+      // The lookup went on and its answer (no such merchant) is what the producer hears next.
+      await waitFor(async () => (await d.post(body)).status === 400, 10_000, 'the lookup answered');
+      const again = await d.post(body);
+      assert.deepEqual([again.status, again.body.error.code], [400, 'UNKNOWN_MERCHANT']);
+    } finally {
+      if (locked) await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+    }
+  });
+
   it('secrets are never in logs, status answers, error messages or GET answers', async () => {
     const d = await daemon('secrets', { NOTIFY_LOG_LEVEL: 'debug' });
     const c = await create(d, 'shop-s');
