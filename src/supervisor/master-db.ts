@@ -7,6 +7,7 @@
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
+import { settleWithin } from '../broker/open-within.js';
 import { historyOn, redactUrl, secretsKeyBytes, type Config } from '../core/config-model.js';
 import { HistoryWriter } from '../history/writer.js';
 import { HISTORY_STATEMENT_TIMEOUT_MS, HistoryReader } from '../history/reader.js';
@@ -20,6 +21,9 @@ import { MerchantStore } from '../merchants/store.js';
 
 /** How often secrets past their grace period are removed. */
 const PRUNE_CRON = '30 * * * * *';
+
+/** How long the master's exit waits for its database connections to close. */
+const CLOSE_WITHIN_MS = 5000;
 
 export class MasterDatabase {
   readonly pool: pg.Pool;
@@ -42,6 +46,7 @@ export class MasterDatabase {
   private readonly tasks: ScheduledTask[] = [];
   private migrated: Promise<void> | null = null;
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   constructor(
     private readonly config: Config,
@@ -115,12 +120,18 @@ export class MasterDatabase {
     await this.store.pruneSecrets().catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'secret pruning failed'));
   }
 
-  /** Stops the jobs, the registry copy and the pool; idempotent. */
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const t of this.tasks.splice(0)) await t.destroy();
-    await this.directory.close();
-    await this.historyPool?.end().catch(() => undefined);
-    await this.pool.end().catch(() => undefined);
+  /**
+   * Stops the jobs, then the registry copy and the pools; idempotent. Waits
+   * at most `CLOSE_WITHIN_MS` for PostgreSQL: a pool ends only once its
+   * checked-out clients come back, and a statement waiting on a lock (or on
+   * a host gone without a reset) would otherwise hold the master's exit.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      for (const t of this.tasks.splice(0)) await t.destroy();
+      await settleWithin(Promise.allSettled([this.directory.close(), this.historyPool?.end(), this.pool.end()]), CLOSE_WITHIN_MS);
+    })();
+    return this.closing;
   }
 }

@@ -370,6 +370,27 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     }
   });
 
+  it('the master exits after a drain while one of its statements waits on a lock (its database close is bounded)', async () => {
+    const d = await daemon('close');
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE notify_merchants IN ACCESS EXCLUSIVE MODE');
+      // The admin API's read checks a client out of the master's pool and waits on the lock.
+      void admin(d, 'GET', '/admin/merchants').catch(() => undefined);
+      const waiting = async (): Promise<boolean> =>
+        (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND application_name LIKE 'notifyd master pid%'", [db.name])).rows[0]!.n === 1;
+      await waitFor(waiting, 10_000, "the master's statement waiting on the lock");
+      d.signal('SIGTERM');
+      const exit = await d.waitExit(30_000);
+      assert.equal(exit.code, 0, 'a clean exit, with the statement still waiting');
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+    }
+  });
+
   it('secrets are never in logs, status answers, error messages or GET answers', async () => {
     const d = await daemon('secrets', { NOTIFY_LOG_LEVEL: 'debug' });
     const c = await create(d, 'shop-s');
