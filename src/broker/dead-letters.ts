@@ -5,6 +5,7 @@ import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
 import { newRunId } from '../history/records.js';
+import type { CopyVerdict } from '../history/superseded.js';
 
 /** Reasons that would fail again the same way; redriven only when forced. */
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
@@ -50,12 +51,14 @@ export async function redrive(
     /** Records each moved notification's new ladder in the history (never throws); absent without history. */
     recordRun?: (content: Buffer, run: string, at: number) => Promise<void>;
     /**
-     * Which of a batch of parked copies the history shows were resent after
-     * they were parked: those are dropped (acked, counted `superseded`), even
-     * when forced, since moving them would deliver them twice. Absent without
-     * history. A failure fails the redrive (the batch is given back).
+     * What the history says of each of a batch of parked copies (absent
+     * without history: every one is moved). `drop`: resent after it was
+     * parked; acked, counted `superseded`, even when forced, since moving it
+     * would deliver it twice. `hold`: a resend's claim with no ladder
+     * recorded yet; kept parked like a sticky one, even when forced, counted
+     * `skipped`. A failure fails the redrive (the batch is given back).
      */
-    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly boolean[]>;
+    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly CopyVerdict[]>;
     /** Told each dropped copy (for the log). */
     onSuperseded?: (messageId: string, reason: string) => void;
   } = {},
@@ -89,9 +92,9 @@ export async function redrive(
       }
       batch.push(msg);
     }
-    let dropped: readonly boolean[] = [];
+    let verdicts: readonly CopyVerdict[] = [];
     try {
-      if (lookup && batch.length > 0) dropped = await lookup(batch.map((m) => ({ content: m.content, headers: m.properties.headers ?? {} })));
+      if (lookup && batch.length > 0) verdicts = await lookup(batch.map((m) => ({ content: m.content, headers: m.properties.headers ?? {} })));
     } catch (err) {
       for (const m of batch) ch.nack(m, false, true);
       throw err;
@@ -100,13 +103,13 @@ export async function redrive(
       const msg = batch[i]!;
       const old = msg.properties.headers ?? {};
       const reason = String(old[H.deadReason] ?? '');
-      if (dropped[i]) {
+      if (verdicts[i] === 'drop') {
         ch.ack(msg);
         superseded++;
         onSuperseded?.(String(msg.properties.messageId ?? ''), reason);
         continue;
       }
-      const sticky = !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false));
+      const sticky = verdicts[i] === 'hold' || (!force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false)));
       try {
         if (sticky) {
           await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);

@@ -73,7 +73,7 @@ export const ReloadAnswer = Type.Object({ applied: Type.Boolean(), restartRequir
 /** `POST /admin/dead/redrive`. */
 export const RedriveAnswer = Type.Object({
   moved: Type.Integer({ minimum: 0 }),
-  skipped: Type.Integer({ minimum: 0 }),
+  skipped: Type.Integer({ minimum: 0, description: 'copies kept parked: blocked or invalid ones without force, those of a merchant still disabled, and those of a resend whose ladder the history has not recorded yet' }),
   superseded: Type.Integer({ minimum: 0, description: 'copies dropped because the history shows the notification sent again after it was parked' }),
   remaining: Type.Integer({ minimum: 0 }),
 });

@@ -3,9 +3,9 @@
  * notification resent or recovered after it was parked is on a newer
  * ladder; its old copy in `P.dead`, moved back to tier 0, would reach the
  * merchant again. The history says so: the notification's latest ladder
- * started after the copy's dead time, or its status was set to something
- * other than `dead` after it (a resend's claim, a delivery). One query per
- * batch of copies (`history-superseded.sql`).
+ * started after the copy's dead time, or it was delivered after it. A
+ * resend's claim after it, with no ladder recorded yet, keeps the copy
+ * parked. One query per batch of copies (`history-superseded.sql`).
  */
 import type pg from 'pg';
 import { H } from '../core/message.js';
@@ -43,34 +43,48 @@ export function copyKey(c: ParkedCopy): { id: string; createdAt: number; run: st
 }
 
 /**
- * Pure: whether a copy parked at `deadAt` is superseded: another ladder
- * (not the copy's own, whose start may be recorded a ms after its dead time)
- * started after it was parked, or the notification was delivered since. A
- * resend's claim alone does not count: a claim whose ladder was never
- * published (a crash between the two) must not cost the only copy. A
- * history that lags only makes a copy look current: it is moved as before.
+ * What a redrive does with a parked copy: `move` it back to tier 0, `drop`
+ * it (acked: the notification was sent again since), or `hold` it (put back
+ * in `P.dead`: a resend may be under way).
  */
-export function isSuperseded(deadAt: number, h: HistorySince | undefined): boolean {
-  if (!h) return false;
-  if (h.otherRunAt !== null && h.otherRunAt > deadAt) return true;
-  return h.status === 'delivered' && h.statusAt !== null && h.statusAt > deadAt;
+export type CopyVerdict = 'move' | 'drop' | 'hold';
+
+/**
+ * Pure: what to do with a copy parked at `deadAt`. Dropped when another
+ * ladder (not the copy's own, whose start may be recorded a ms after its
+ * dead time) started after it was parked, or the notification was delivered
+ * since. Held when a resend or recover claimed it after it was parked and
+ * the history has no ladder of it yet: the ladder is on the broker with its
+ * run record still on its way to the recorder (moving the copy would
+ * deliver twice), or it was never published (a crash between claim and
+ * publish: dropping the copy would lose it). Held, it stays parked, and a
+ * later redrive drops or moves it once the history knows which. A history
+ * that lags otherwise only makes a copy look current: it is moved as before.
+ */
+export function copyVerdict(deadAt: number, h: HistorySince | undefined): CopyVerdict {
+  if (!h) return 'move';
+  if (h.otherRunAt !== null && h.otherRunAt > deadAt) return 'drop';
+  const since = h.statusAt !== null && h.statusAt > deadAt;
+  if (since && h.status === 'delivered') return 'drop';
+  if (since && h.status === 'pending') return 'hold';
+  return 'move';
 }
 
-/** Looks a batch of parked copies up in the history: one boolean per copy, in order. */
+/** Looks a batch of parked copies up in the history: one verdict per copy, in order. */
 export class SupersededLookup {
   constructor(private readonly pool: pg.Pool) {}
 
-  async check(copies: readonly ParkedCopy[]): Promise<boolean[]> {
+  async check(copies: readonly ParkedCopy[]): Promise<CopyVerdict[]> {
     const keys = copies.map(copyKey);
     const asked = keys.flatMap((k, i) => (k === null ? [] : [{ ...k, i }]));
-    if (asked.length === 0) return copies.map(() => false);
+    if (asked.length === 0) return copies.map(() => 'move');
     const { rows } = await this.pool.query<Record<string, unknown>>(query('history-superseded'), [asked.map((k) => k.id), asked.map((k) => k.createdAt), asked.map((k) => k.run)]);
     const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
     // By position in the batch, not by id: two notifications may share an id (a producer's retry with another createdAt).
-    const out = copies.map(() => false);
+    const out = copies.map((): CopyVerdict => 'move');
     for (const r of rows) {
       const k = asked[Number(r.ord) - 1]!;
-      out[k.i] = isSuperseded(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) });
+      out[k.i] = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) });
     }
     return out;
   }

@@ -13,6 +13,7 @@ import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { newRunId, type RunVia } from '../history/records.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
+import type { CopyVerdict } from '../history/superseded.js';
 import { withTimeout } from '../core/with-timeout.js';
 import { CONFIRM_TIMEOUT_MS } from '../broker/confirm-deadlines.js';
 
@@ -254,13 +255,14 @@ export class MasterBroker {
    * Moves parked notifications back to tier 0 (one scan of P.dead at a time).
    * `stuck` says which parked ones would only be parked again (a merchant
    * still disabled), to be stepped over like `blocked` and `invalid` ones;
-   * `superseded` which ones the history shows were resent since (dropped).
+   * `superseded` which ones the history shows were resent since (dropped)
+   * or being resent (held).
    */
   redrive(
     limit: number,
     force: boolean,
     stuck?: (reason: string, content: Buffer) => boolean,
-    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly boolean[]>,
+    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly CopyVerdict[]>,
   ): Promise<RedriveResult> {
     return this.deadScan(() => {
       const ch = this.ch;

@@ -325,6 +325,27 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     assert.equal(merchant.count(path), 4, 'the superseded copies were not delivered again');
   });
 
+  it('a redrive keeps parked, even forced, the copy of a notification a resend claimed whose ladder the history has not recorded yet; it moves once the claim is given back', async () => {
+    const path = `/status/410/claimed-${d.opts.prefix}`;
+    assert.equal((await api('POST', '/v1/notifications', { id: 'claimed', merchant: 'shop-a', url: `${merchant.base}${path}`, body: {} })).status, 202);
+    await waitFor(async () => (await timeline('claimed'))?.notification.status === 'dead', 10_000, 'claimed dead');
+    const parked = async (): Promise<boolean> => ((await admin('GET', '/admin/dead?limit=1000')).body.messages as { id: string }[]).some((m) => m.id === 'claimed');
+    await waitFor(parked, 10_000, 'its copy in P.dead');
+    const before = (await db.query<{ status_at: Date }>("SELECT status_at FROM notify_notifications WHERE id = 'claimed'")).rows[0]!.status_at;
+    // What a resend's claim leaves in the history until its ladder's run reaches the recorder (history-claim.sql).
+    assert.equal((await db.query("UPDATE notify_notifications SET status = 'pending', status_at = clock_timestamp() WHERE id = 'claimed'")).rowCount, 1);
+    const r = await admin('POST', '/admin/dead/redrive?limit=1000&force=1');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.ok(r.body.skipped >= 1, JSON.stringify(r.body));
+    assert.ok(await parked(), 'still parked');
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(merchant.count(path), 1, 'not sent again beside the ladder the claim stands for');
+    // The claim given back (history-unclaim.sql: its publish failed): the copy is the only one and moves.
+    await db.query("UPDATE notify_notifications SET status = 'dead', status_at = $1 WHERE id = 'claimed'", [before]);
+    assert.equal((await admin('POST', '/admin/dead/redrive?limit=1000')).status, 200);
+    await waitFor(() => merchant.count(path) === 2, 10_000, 'redriven once the claim was given back');
+  });
+
   it('bad times are 400 VALIDATION with the field, not 500; a resend for a disabled merchant is 409 MERCHANT_DISABLED, nothing sent (issue 16 review)', async () => {
     for (const q of ['since=999999999d', 'since=0000-01-01', 'since=2026-02-30', 'since=5000']) {
       const r = await api('GET', `/v1/notifications?${q}`);

@@ -194,7 +194,7 @@ describe('redrive', () => {
     const r = await redrive(q.channel(), config, 100, true, {
       superseded: async (copies) => {
         asked.push(copies.length);
-        return copies.map((c) => ['m1', 'm3', 'm55'].includes(JSON.parse(c.content.toString()).id as string));
+        return copies.map((c) => (['m1', 'm3', 'm55'].includes(JSON.parse(c.content.toString()).id as string) ? 'drop' : 'move'));
       },
       onSuperseded: (id) => told.push(id),
     });
@@ -203,6 +203,17 @@ describe('redrive', () => {
     assert.deepEqual(r, { moved: 57, skipped: 0, superseded: 3, remaining: 0 });
     assert.equal(q.moved.includes('m1') || q.moved.includes('m55'), false, 'never moved');
     assert.equal(q.unacked.size, 0, 'dropped ones are acked');
+  });
+
+  it('holds the copies claimed by a resend whose ladder the history has not recorded yet: kept parked (back to the tail), even when forced, counted skipped', async () => {
+    const q = new FakeDeadQueue(ids(4), () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-at': 1000 }));
+    const r = await redrive(q.channel(), config, 100, true, {
+      superseded: async (copies) => copies.map((c) => (JSON.parse(c.content.toString()).id === 'm2' ? 'hold' : 'move')),
+    });
+    assert.deepEqual(q.moved, ['m0', 'm1', 'm3']);
+    assert.deepEqual(r, { moved: 3, skipped: 1, superseded: 0, remaining: 1 });
+    assert.deepEqual(q.ids, ['m2'], 'still parked');
+    assert.equal(q.unacked.size, 0);
   });
 
   it('a history that cannot be asked fails the redrive and gives the batch back, moving nothing of it', async () => {

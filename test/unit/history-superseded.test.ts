@@ -2,25 +2,28 @@
 // notifications the history shows were resent after they were parked.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { copyKey, isSuperseded } from '../../src/history/superseded.js';
+import { copyKey, copyVerdict } from '../../src/history/superseded.js';
 
 describe('history: superseded parked copies', () => {
   const parked = 10_000;
 
   it('another ladder started after the copy was parked supersedes it; the copy\'s own ladder never does', () => {
-    assert.equal(isSuperseded(parked, { status: 'dead', statusAt: parked + 5, otherRunAt: parked + 1 }), true, 'resent, died again');
-    assert.equal(isSuperseded(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: null }), false, 'its own ladder (its start recorded a ms after its dead time), its own dead event');
-    assert.equal(isSuperseded(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: parked - 3000 }), false, 'an older ladder');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 5, otherRunAt: parked + 1 }), 'drop', 'resent, died again');
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked + 5, otherRunAt: parked + 5 }), 'drop', 'resent, under way, recorded');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: null }), 'move', 'its own ladder (its start recorded a ms after its dead time), its own dead event');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: parked - 3000 }), 'move', 'an older ladder');
   });
 
-  it('a delivery after the parking supersedes it; a resend\'s claim alone does not (its ladder may never have been published)', () => {
-    assert.equal(isSuperseded(parked, { status: 'delivered', statusAt: parked + 10, otherRunAt: null }), true);
-    assert.equal(isSuperseded(parked, { status: 'pending', statusAt: parked + 10, otherRunAt: null }), false, 'claimed, no ladder recorded: moved, not lost');
+  it('a delivery after the parking supersedes it; a resend\'s claim with no ladder recorded holds it (neither moved twice nor lost)', () => {
+    assert.equal(copyVerdict(parked, { status: 'delivered', statusAt: parked + 10, otherRunAt: null }), 'drop');
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked + 10, otherRunAt: null }), 'hold', 'claimed, its ladder not recorded (on its way, or never published)');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 10, otherRunAt: null }), 'move', 'the claim given back (its publish failed)');
   });
 
   it('a history that lags or does not know it never drops it', () => {
-    assert.equal(isSuperseded(parked, { status: 'pending', statusAt: parked - 3000, otherRunAt: parked - 3000 }), false);
-    assert.equal(isSuperseded(parked, undefined), false);
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked - 3000, otherRunAt: parked - 3000 }), 'move');
+    assert.equal(copyVerdict(parked, { status: 'delivered', statusAt: parked - 3000, otherRunAt: null }), 'move', 'delivered before it was parked: a later copy of the same id');
+    assert.equal(copyVerdict(parked, undefined), 'move');
   });
 
   it('reads the notification and the dead time off the copy; a copy that does not say is never dropped', () => {
