@@ -290,6 +290,23 @@ export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
 }
 
+/**
+ * Pure: the first listening port bound beyond loopback without its token,
+ * as the config key to set and how; null when both are safe. Without a
+ * token there, anyone who reaches the ingress has notifications signed and
+ * sent, and anyone who reaches the admin port runs the daemon. One check
+ * for loading a config and for a reload (which keeps the addresses bound).
+ */
+export function missingPortToken(ingress: Pick<IngressConfig, 'host' | 'tokens'>, admin: Pick<AdminConfig, 'host' | 'token'>): { key: 'ingress.tokens' | 'admin.token'; why: string } | null {
+  if (!isLoopbackHost(ingress.host) && Object.keys(ingress.tokens).length === 0) {
+    return { key: 'ingress.tokens', why: `required while the ingress is bound to ${ingress.host} (not loopback), or anyone who reaches the port can have notifications signed and sent: set NOTIFY_INGRESS_TOKENS=name:token` };
+  }
+  if (!isLoopbackHost(admin.host) && !admin.token) {
+    return { key: 'admin.token', why: `required while the admin port is bound to ${admin.host} (not loopback): set NOTIFY_ADMIN_TOKEN` };
+  }
+  return null;
+}
+
 /** Recursively freezes a plain object so no module can change shared config. */
 export function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {

@@ -9,7 +9,7 @@ import { parseBrokerNodes } from './broker-nodes.js';
 import { ErrorCodes, NotifyError } from './errors.js';
 import { decodeWebhookSecret, loadRsaPrivateKey } from './keys.js';
 import { parseDuration, parseSchedule } from './schedule.js';
-import { deepFreeze, type Config, type DeliveryConfig, type IngressConfig, type AdminConfig, type LimitsConfig, type SigningConfig, type SigningScheme, type SupervisorConfig, type MetricsConfig, type DeadRedriveConfig, type DatabaseConfig, type MerchantsConfig, type HistoryConfig, type PerOriginConfig, secretsKeyBytes, isLoopbackHost } from './config-model.js';
+import { deepFreeze, type Config, type DeliveryConfig, type IngressConfig, type AdminConfig, type LimitsConfig, type SigningConfig, type SigningScheme, type SupervisorConfig, type MetricsConfig, type DeadRedriveConfig, type DatabaseConfig, type MerchantsConfig, type HistoryConfig, type PerOriginConfig, secretsKeyBytes, missingPortToken } from './config-model.js';
 
 export * from './config-model.js';
 
@@ -259,14 +259,9 @@ export function parseConfig(raw: Raw): Config {
     maxConcurrentRequests: Number(i.maxConcurrentRequests),
     maxInflightPublishes: Number(i.maxInflightPublishes),
   };
-  if (!isLoopbackHost(ingress.host) && Object.keys(ingress.tokens).length === 0) {
-    fail('ingress.tokens', `required when ingress.host (${ingress.host}) is not loopback, or anyone who reaches the port can have notifications signed and sent: set NOTIFY_INGRESS_TOKENS=name:token`);
-  }
-
   const admin: AdminConfig = { port: Number(raw.admin.port), host: raw.admin.host, token: orNull(raw.admin.token) };
-  if (!isLoopbackHost(admin.host) && !admin.token) {
-    fail('admin.token', `required when admin.host (${admin.host}) is not loopback: set NOTIFY_ADMIN_TOKEN`);
-  }
+  const unguarded = missingPortToken(ingress, admin);
+  if (unguarded) fail(unguarded.key, unguarded.why);
 
   const l = raw.limits;
   const limits: LimitsConfig = {

@@ -1,7 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { RedriveResult } from '../broker/dead-letters.js';
 import type { DeadListing } from '../broker/dead-summary.js';
-import { deepFreeze, diffConfig, historyOn, isLoopbackHost, redactUrl, type Config } from '../core/config-model.js';
+import { deepFreeze, diffConfig, historyOn, missingPortToken, redactUrl, type Config } from '../core/config-model.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
@@ -215,12 +215,8 @@ export class Supervisor {
     });
     // Checked against the addresses kept, not the file's: a file that moved a port to loopback and dropped its
     // tokens would otherwise leave the port bound where it was with no authentication until a restart.
-    if (!isLoopbackHost(effective.admin.host) && !effective.admin.token) {
-      throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: admin.token: required while the admin port is bound to ${effective.admin.host}`, 'admin.token');
-    }
-    if (!isLoopbackHost(effective.ingress.host) && Object.keys(effective.ingress.tokens).length === 0) {
-      throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ingress.tokens: required while the ingress is bound to ${effective.ingress.host}`, 'ingress.tokens');
-    }
+    const unguarded = missingPortToken(effective.ingress, effective.admin);
+    if (unguarded) throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ${unguarded.key}: ${unguarded.why}`, unguarded.key);
     this.config = effective;
     this.table.broadcast({ type: 'reload', config: effective });
     this.log.info({ restartRequired: diff.restartRequired, notes: diff.notes }, 'config reloaded');

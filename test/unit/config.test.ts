@@ -16,6 +16,7 @@ import {
   redactUrl,
   type Config,
 } from '../../src/core/config.js';
+import { missingPortToken } from '../../src/core/config-model.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 
 type Raw = Record<string, unknown>;
@@ -346,6 +347,16 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
   it('admin host 0.0.0.0 without token → admin.token', () => {
     invalid(() => load({ NOTIFY_ADMIN_HOST: '0.0.0.0' }), 'admin.token', /NOTIFY_ADMIN_TOKEN/);
     invalid(() => load({ NOTIFY_ADMIN_HOST: '10.1.2.3' }), 'admin.token');
+  });
+
+  it('missingPortToken (the loader\'s and a reload\'s check): a port beyond loopback needs its token', () => {
+    const loop = { host: '127.0.0.1', tokens: {}, token: null };
+    assert.equal(missingPortToken(loop, loop), null);
+    assert.equal(missingPortToken({ host: '0.0.0.0', tokens: {} }, loop)?.key, 'ingress.tokens');
+    assert.equal(missingPortToken({ host: '0.0.0.0', tokens: { p: 'x'.repeat(32) } }, loop), null);
+    assert.equal(missingPortToken(loop, { host: '10.1.2.3', token: null })?.key, 'admin.token');
+    assert.equal(missingPortToken(loop, { host: '10.1.2.3', token: 's3cret' }), null);
+    assert.equal(missingPortToken({ host: '127.0.0.1.attacker.example', tokens: {} }, loop)?.key, 'ingress.tokens', 'a name, not a loopback address');
   });
 
   it('scheme rsa2 without key file → signing.keyFile', () => {
