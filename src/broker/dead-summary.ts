@@ -103,19 +103,23 @@ export function summariseParked(props: ParkedProperties, content: Buffer): Parke
   };
 }
 
+/**
+ * Counts by `key`, as an object with an own property per key. Counted in a
+ * Map: in a plain `{}`, a merchant named `constructor` or `toString` starts
+ * from Object.prototype's function and `__proto__` is not counted at all.
+ */
+function countBy<T>(items: readonly T[], key: (item: T) => string): Record<string, number> {
+  const counts = new Map<string, number>();
+  for (const m of items) counts.set(key(m), (counts.get(key(m)) ?? 0) + 1);
+  return Object.fromEntries(counts);
+}
+
 /** Counts summaries by reason. */
 export function countByReason(items: readonly Pick<ParkedSummary, 'reason'>[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of items) out[m.reason] = (out[m.reason] ?? 0) + 1;
-  return out;
+  return countBy(items, (m) => m.reason);
 }
 
 /** Counts by merchant; `-` stands for notifications without one (the daemon's global signing). */
 export function countByMerchant(items: readonly Pick<ParkedSummary, 'merchant'>[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of items) {
-    const k = m.merchant ?? '-';
-    out[k] = (out[k] ?? 0) + 1;
-  }
-  return out;
+  return countBy(items, (m) => m.merchant ?? '-');
 }

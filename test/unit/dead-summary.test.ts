@@ -115,4 +115,9 @@ describe('countByMerchant', () => {
     assert.deepEqual(countByMerchant([{ merchant: 'shop-a' }, { merchant: null }, { merchant: 'shop-a' }, { merchant: 'shop-b' }]), { 'shop-a': 2, 'shop-b': 1, '-': 1 });
     assert.deepEqual(countByMerchant([]), {});
   });
+
+  it('counts merchants named like Object.prototype\'s properties as any other', () => {
+    const counts = countByMerchant([{ merchant: 'constructor' }, { merchant: 'toString' }, { merchant: '__proto__' }, { merchant: 'constructor' }]);
+    assert.equal(JSON.stringify(counts), '{"constructor":2,"toString":1,"__proto__":1}');
+  });
 });
