@@ -11,6 +11,8 @@ import type { MerchantStore } from '../merchants/store.js';
 
 /** Largest merchant request body. */
 const MAX_BODY = 64 * 1024;
+/** Longest rotation grace: the bound on `merchants.rotationGrace`. */
+const MAX_GRACE_MS = 30 * 86_400_000;
 
 async function json(req: IncomingMessage): Promise<unknown> {
   const text = (await readBody(req, MAX_BODY)).toString('utf8');
@@ -20,6 +22,13 @@ async function json(req: IncomingMessage): Promise<unknown> {
   } catch (err) {
     throw new NotifyError(ErrorCodes.BAD_JSON, `body is not valid JSON: ${(err as Error).message}`.slice(0, 200));
   }
+}
+
+/** The body of an action (rotate, enable, disable): an object, or nothing at all. */
+async function actionBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const body = await json(req);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new NotifyError(ErrorCodes.VALIDATION, 'body: must be a JSON object (or empty)', 'body');
+  return body as Record<string, unknown>;
 }
 
 /**
@@ -36,7 +45,12 @@ export async function merchantRoute(
   if (!m) return null;
   if (store === null) throw new NotifyError(ErrorCodes.MERCHANTS_DISABLED, 'merchants need a database: set NOTIFY_DATABASE_URL');
   const method = req.method ?? 'GET';
-  const id = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
+  let id: string | undefined;
+  try {
+    id = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
+  } catch {
+    throw new NotifyError(ErrorCodes.VALIDATION, 'id: not a valid URL-encoded id', 'id');
+  }
   const action = m[2];
   if (id === undefined) {
     if (method === 'GET') {
@@ -50,18 +64,21 @@ export async function merchantRoute(
   if (action !== undefined) {
     if (method !== 'POST') throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
     if (action === 'rotate-secret') {
-      const body = (await json(req)) as { grace?: unknown };
+      const body = await actionBody(req);
       let grace = graceMs;
       if (body.grace !== undefined) {
+        const bad = (): NotifyError => new NotifyError(ErrorCodes.VALIDATION, 'grace: must be a duration such as 24h, at most 30d', 'grace');
+        if (typeof body.grace !== 'string') throw bad();
         try {
-          grace = parseDuration(body.grace as string, 'grace');
+          grace = parseDuration(body.grace, 'grace');
         } catch {
-          throw new NotifyError(ErrorCodes.VALIDATION, 'grace: must be a duration such as 24h', 'grace');
+          throw bad();
         }
+        if (grace > MAX_GRACE_MS) throw bad();
       }
       return { status: 200, body: await store.rotate(id, grace) };
     }
-    const body = (await json(req)) as { reason?: unknown };
+    const body = await actionBody(req);
     const reason = typeof body.reason === 'string' ? body.reason.slice(0, 500) : 'disabled by an operator';
     return { status: 200, body: { merchant: await store.setEnabled(id, action === 'enable', reason) } };
   }

@@ -224,7 +224,7 @@ export const ROUTES: readonly Route[] = [
     body: 'MerchantInput',
     answers: { 201: { description: 'created', schema: 'MerchantWithSecret' }, 400: err('invalid (VALIDATION with field)'), 409: err('exists (MERCHANT_EXISTS)'), 501: err('no database') },
   },
-  { port: 'admin', method: 'get', path: '/admin/merchants/{id}', summary: 'one merchant', answers: { 200: { description: 'the merchant', schema: 'MerchantAnswer' }, 404: err('no such merchant'), 501: err('no database') } },
+  { port: 'admin', method: 'get', path: '/admin/merchants/{id}', summary: 'one merchant', answers: { 200: { description: 'the merchant', schema: 'MerchantAnswer' }, 400: err('an id that is not valid URL encoding'), 404: err('no such merchant'), 501: err('no database') } },
   {
     port: 'admin',
     method: 'patch',
@@ -233,14 +233,14 @@ export const ROUTES: readonly Route[] = [
     body: 'MerchantInput',
     answers: { 200: { description: 'changed', schema: 'MerchantWithSecret' }, 400: err('invalid'), 404: err('no such merchant'), 501: err('no database') },
   },
-  { port: 'admin', method: 'delete', path: '/admin/merchants/{id}', summary: 'delete a merchant', answers: { 204: { description: 'deleted' }, 404: err('no such merchant'), 501: err('no database') } },
+  { port: 'admin', method: 'delete', path: '/admin/merchants/{id}', summary: 'delete a merchant', answers: { 204: { description: 'deleted' }, 400: err('an id that is not valid URL encoding'), 404: err('no such merchant'), 501: err('no database') } },
   {
     port: 'admin',
     method: 'post',
     path: '/admin/merchants/{id}/rotate-secret',
     summary: 'add a new secret; the old one signs too until the grace ends',
     body: 'RotateInput',
-    answers: { 200: { description: 'the new secret, shown once', schema: 'MerchantWithSecret' }, 400: err('bad grace, or not a standard merchant'), 404: err('no such merchant'), 501: err('no database') },
+    answers: { 200: { description: 'the new secret, shown once', schema: 'MerchantWithSecret' }, 400: err('bad grace (a duration up to 30d), a body that is not a JSON object, or not a standard merchant'), 404: err('no such merchant'), 501: err('no database') },
   },
   ...(['enable', 'disable'] as const).map((a): Route => ({
     port: 'admin',
@@ -248,7 +248,7 @@ export const ROUTES: readonly Route[] = [
     path: `/admin/merchants/{id}/${a}`,
     summary: `${a} a merchant`,
     body: 'DisableInput',
-    answers: { 200: { description: 'the merchant', schema: 'MerchantAnswer' }, 404: err('no such merchant'), 501: err('no database') },
+    answers: { 200: { description: 'the merchant', schema: 'MerchantAnswer' }, 400: err('a body that is not a JSON object (BAD_JSON, VALIDATION)'), 404: err('no such merchant'), 501: err('no database') },
   })),
   ...history('admin', '/admin'),
 ];

@@ -177,6 +177,14 @@ describe('contract: real answers match the OpenAPI documents', () => {
     await expect('admin', 'PATCH', '/admin/merchants/{id}', 200, { path: `/admin/merchants/${id}`, body: { maxConcurrency: 4, success: { bodyEquals: 'success' } } });
     const rotated = await expect('admin', 'POST', '/admin/merchants/{id}/rotate-secret', 200, { path: `/admin/merchants/${id}/rotate-secret`, body: { grace: '1h' } });
     assert.equal(rotated.merchant.secrets.length, 2);
+    for (const grace of ['99999999999d', '31d', 3600]) {
+      assert.equal((await expect('admin', 'POST', '/admin/merchants/{id}/rotate-secret', 400, { path: `/admin/merchants/${id}/rotate-secret`, body: { grace } })).error.field, 'grace', String(grace));
+    }
+    assert.equal((await expect('admin', 'POST', '/admin/merchants/{id}/rotate-secret', 400, { path: `/admin/merchants/${id}/rotate-secret`, raw: 'null', contentType: 'application/json' })).error.field, 'body');
+    assert.equal((await expect('admin', 'POST', '/admin/merchants/{id}/disable', 400, { path: `/admin/merchants/${id}/disable`, raw: 'null', contentType: 'application/json' })).error.field, 'body');
+    assert.equal((await expect('admin', 'POST', '/admin/merchants/{id}/enable', 400, { path: `/admin/merchants/${id}/enable`, raw: '[]', contentType: 'application/json' })).error.field, 'body');
+    assert.equal((await expect('admin', 'GET', '/admin/merchants/{id}', 400, { path: '/admin/merchants/%ZZ' })).error.field, 'id');
+    assert.equal((await expect('admin', 'DELETE', '/admin/merchants/{id}', 400, { path: '/admin/merchants/%E0%A4%A' })).error.field, 'id');
     await expect('admin', 'POST', '/admin/merchants/{id}/disable', 200, { path: `/admin/merchants/${id}/disable`, body: { reason: 'contract test' } });
     // Every process sees the change within about a second: the ingress then refuses it with 409.
     await waitFor(async () => (await call(main.ingressUrl, 'POST', '/v1/notifications', { token: INGRESS_TOKEN, body: { merchant: id, url: `${merchant.base}/ok/m`, body: 'x' } })).status === 409, 10_000, 'ingress sees the merchant disabled');
