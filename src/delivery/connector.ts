@@ -5,10 +5,24 @@
  */
 import { networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import type { buildConnector as Connector } from 'undici';
 import { buildConnector } from './undici-core.js';
 import { classifyAddress, type AddressGuard } from './address-guard.js';
 import { DnsError, type DnsCache, type ResolvedAddress } from './dns-cache.js';
+
+/**
+ * One spelling per address: an IPv4-mapped IPv6 address as its IPv4 (the URL
+ * parser writes `[::ffff:10.0.0.5]` as `::ffff:a00:5`, which a prefix strip
+ * does not undo), IPv6 compressed and lower case.
+ */
+function canonicalAddress(address: string): string {
+  try {
+    return ipaddr.process(address).toString();
+  } catch {
+    return address.toLowerCase();
+  }
+}
 
 /** notifyd's own listening ports on this host, and the addresses that are this host. */
 export class SelfAddresses {
@@ -26,7 +40,7 @@ export class SelfAddresses {
     if (!this.ports.has(port)) return false;
     const cls = classifyAddress(address);
     if (cls === 'loopback' || cls === 'unspecified') return true;
-    return this.localAddresses().has(address.replace(/^::ffff:/i, '').toLowerCase());
+    return this.localAddresses().has(canonicalAddress(address));
   }
 
   private localAddresses(): Set<string> {
@@ -34,7 +48,7 @@ export class SelfAddresses {
     if (Date.now() - this.refreshedAt > 60_000) {
       this.refreshedAt = Date.now();
       const out = new Set<string>();
-      for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) out.add(i.address.toLowerCase());
+      for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) out.add(canonicalAddress(i.address));
       this.local = out;
     }
     return this.local;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -179,6 +179,20 @@ describe('guarded connector (through HttpDeliverer)', () => {
     const ok = await d.attempt(post(`http://127.0.0.1:${port}/`));
     assert.ok(ok.kind === 'response', 'the same port is fine once it is not ours');
     await d.close();
+  });
+
+  it("knows this host's own addresses however they are written: IPv4-mapped IPv6 as the URL parser writes it (hex), upper case", (t) => {
+    const own = Object.values(networkInterfaces()).flatMap((l) => l ?? []).find((i) => !i.internal && i.family === 'IPv4');
+    if (!own) return t.skip('no non-loopback IPv4 address on this machine');
+    const self = new SelfAddresses();
+    self.setPorts([9464]);
+    const mapped = new URL(`http://[::ffff:${own.address}]/`).hostname.slice(1, -1);
+    assert.match(mapped, /^::ffff:[0-9a-f]+:[0-9a-f]+$/, 'the parser writes it in hex');
+    assert.equal(self.isSelf(own.address, 9464), true);
+    assert.equal(self.isSelf(mapped, 9464), true, mapped);
+    assert.equal(self.isSelf(`::FFFF:${own.address}`, 9464), true);
+    assert.equal(self.isSelf(mapped, 9465), false, 'another port');
+    assert.equal(self.isSelf('::ffff:c000:263', 9464), own.address === '192.0.2.99', '::ffff:192.0.2.99 is another address (unless it is ours)');
   });
 
   it('a name whose DNS never answers fails with DNS_TIMEOUT within the DNS timeout', async () => {
