@@ -204,19 +204,26 @@ const FAILURE_CODES = new Set([
   'DNS_NOTFOUND',
   'DNS_TIMEOUT',
   'DNS_FAILURE',
-  'DNS_BLOCKED',
+  // TLS to a port that speaks plain HTTP (wrong version number).
+  'EPROTO',
+  'ECONNABORTED',
 ]);
 
 /**
  * Pure: what an attempt's result says about its origin. Any HTTP answer
  * means it is up (a 500 answered quickly costs its neighbours nothing);
- * 429 and 503 say it is overloaded; no answer at all is a failure; other
- * errors (a request refused before it was sent) say nothing.
+ * 429 and 503 say it is overloaded; no answer at all, or one that is not
+ * HTTP, is a failure; other errors (a request refused before it was sent)
+ * say nothing. `DNS_BLOCKED` (a name that resolves only to refused
+ * addresses) is notifyd's refusal, not the origin's failure, and costs no
+ * request: counted as one, it opened the breaker, and the skipped attempts
+ * then parked `exhausted` instead of `blocked` at the end of the ladder.
  */
 export function signalOf(result: { kind: 'response'; status: number } | { kind: 'error'; code: string }): OriginSignal {
   if (result.kind === 'response') return result.status === 429 || result.status === 503 ? 'overload' : 'success';
   if (FAILURE_CODES.has(result.code)) return 'failure';
-  // TLS failures are the origin's (expired certificate, wrong host): it cannot be delivered to.
-  if (/^ERR_TLS_|^ERR_SSL_|CERT/.test(result.code)) return 'failure';
+  // TLS failures are the origin's (expired certificate, wrong host, a missing intermediate): it cannot be
+  // delivered to. So is an answer undici's HTTP parser cannot read (HPE_*).
+  if (/^ERR_TLS_|^ERR_SSL_|CERT|^UNABLE_TO_VERIFY_LEAF_SIGNATURE$|^HPE_/.test(result.code)) return 'failure';
   return 'none';
 }

@@ -116,10 +116,11 @@ describe('origin limiter', () => {
     assert.equal(signalOf({ kind: 'response', status: 500 }), 'success', 'an answer means it is up');
     assert.equal(signalOf({ kind: 'response', status: 503 }), 'overload');
     assert.equal(signalOf({ kind: 'response', status: 429 }), 'overload');
-    for (const code of ['TIMEOUT', 'HEADERS_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'DNS_TIMEOUT', 'DNS_NOTFOUND', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
+    for (const code of ['TIMEOUT', 'HEADERS_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'DNS_TIMEOUT', 'DNS_NOTFOUND', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED', 'EPROTO', 'HPE_INVALID_CONSTANT']) {
       assert.equal(signalOf({ kind: 'error', code }), 'failure', code);
     }
     assert.equal(signalOf({ kind: 'error', code: 'UND_ERR_INVALID_ARG' }), 'none');
+    assert.equal(signalOf({ kind: 'error', code: 'DNS_BLOCKED' }), 'none', 'notifyd refused it: no request, nothing about the origin (and the last tier must park it blocked, not skip it)');
   });
 });
 
