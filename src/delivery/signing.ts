@@ -81,8 +81,9 @@ function alipaySignContent(body: string, contentType: string, id: string): { fie
     fields.push([k, v]);
   }
   // The id merchants deduplicate on, signed with the rest, as Alipay sends its
-  // own `notify_id`; a producer that set one keeps it.
-  if (!seen.has(NOTIFY_ID_FIELD)) fields.push([NOTIFY_ID_FIELD, id]);
+  // own `notify_id`; a producer that set one keeps it (an empty one, dropped
+  // above like any empty field, is not one).
+  if (!fields.some(([k]) => k === NOTIFY_ID_FIELD)) fields.push([NOTIFY_ID_FIELD, id]);
   // `<` compares UTF-16 code units, exactly as the Node SDK's `Object.keys().sort()` and
   // Java's `TreeMap<String>` (Alipay's own) do; for ASCII keys that is byte order.
   const content = [...fields]

@@ -200,6 +200,10 @@ describe('signing: rsa2 (Alipay)', () => {
     assert.equal(sdk.checkNotifySign({ ...post, notify_id: 'order-other' }), false, 'notify_id is covered by the signature');
     const own = await signer.sign({ id: 'a3', timestampSec: nowSec(), body: notification, contentType: FORM });
     assert.equal(parsers.URLSearchParams(own.body).notify_id, '2024010100222123456789');
+    const empty = await signer.sign({ id: 'order-20240002', timestampSec: nowSec(), body: `${plain}&notify_id=`, contentType: FORM });
+    const emptyPost = parsers.URLSearchParams(empty.body);
+    assert.equal(emptyPost.notify_id, 'order-20240002', 'an empty notify_id is no id: the notification\'s is sent');
+    assert.equal(sdk.checkNotifySign(emptyPost), true);
   });
 
   it('a changed field fails checkNotifySign', async () => {
