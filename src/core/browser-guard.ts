@@ -25,32 +25,30 @@ function loopbackOrigin(origin: string): boolean {
 }
 
 /**
- * Why a browser's request to a token-less admin port must be refused, or null.
+ * Why a request to a token-less admin port must be refused, or null.
  * Without a token the port is loopback only, but any web page open in a
  * browser on the same machine can make that browser call it: a cross-site
  * request (a form or `fetch` that pauses a tier or forces a redrive), or a
  * page on a name rebound to 127.0.0.1 that reads the answers too. Browsers
- * say where a request comes from (`Sec-Fetch-Site`) and which host they think
- * they talk to (`Host`); the console itself is same-origin on a loopback
- * name. Clients that are not browsers (curl, `notifyd ctl`, Prometheus) send
- * no `Sec-Fetch-Site` and are not affected. With a token none of this is
- * needed: a page cannot add the `Authorization` header to another site's
- * request. The token-less ingress is guarded the same way: a page could
- * otherwise have notifyd sign and send "payment succeeded" callbacks of its
- * choosing (a `fetch` with a Blob body sends no Content-Type and needs no
- * CORS preflight).
+ * say where a request comes from (`Sec-Fetch-Site`, or `Origin` on a post
+ * from one too old to send it) and which host they think they talk to
+ * (`Host`); the console itself is same-origin on a loopback name. `Host` is
+ * checked on every request: a rebound page's read from an old browser
+ * carries nothing else, and a client that is not a browser (curl, `notifyd
+ * ctl`, Prometheus) reaches a loopback-only port by a loopback name anyway.
+ * With a token none of this is needed: a page cannot add the
+ * `Authorization` header to another site's request. The token-less ingress
+ * is guarded the same way: a page could otherwise have notifyd sign and
+ * send "payment succeeded" callbacks of its choosing (a `fetch` with a Blob
+ * body sends no Content-Type and needs no CORS preflight).
  */
 export function foreignBrowserRequest(headers: IncomingHttpHeaders): string | null {
   const site = headers['sec-fetch-site'];
-  if (site === undefined) {
-    // Older browsers send no Sec-Fetch-Site, but every browser sends Origin on a cross-origin POST (and on a
-    // same-origin one): one that is not a loopback origin is another site's page. Other clients send none.
-    const origin = headers.origin;
-    if (origin === undefined) return null;
-    return loopbackOrigin(origin) ? null : `a browser request from another site (origin: ${origin})`;
-  }
-  if (site !== 'same-origin' && site !== 'none') return `a browser request from another site (sec-fetch-site: ${site})`;
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return `a browser request from another site (sec-fetch-site: ${site})`;
+  // Older browsers send no Sec-Fetch-Site, but every browser sends Origin on a cross-origin POST.
+  const origin = headers.origin;
+  if (site === undefined && origin !== undefined && !loopbackOrigin(origin)) return `a browser request from another site (origin: ${origin})`;
   const host = hostName(headers.host ?? '');
-  if (!loopbackName(host)) return `a browser request for host "${host}", not a loopback name`;
+  if (!loopbackName(host)) return `a request for host "${host}", not a loopback name (a port without a token answers loopback names only)`;
   return null;
 }

@@ -169,6 +169,7 @@ describe('trust holes (real daemon, real RabbitMQ)', () => {
     assert.deepEqual(await post({ 'sec-fetch-site': 'cross-site', origin: 'https://shop.attacker.example' }, 'forged-1'), { status: 403, code: 'FORBIDDEN' });
     assert.deepEqual(await post({ origin: 'https://shop.attacker.example' }, 'forged-2'), { status: 403, code: 'FORBIDDEN' }, 'an older browser, Origin only');
     assert.deepEqual(await post({ 'sec-fetch-site': 'same-origin', host: `rebound.attacker.example:${d.ingressPort}` }, 'forged-3'), { status: 403, code: 'FORBIDDEN' }, 'a name rebound to 127.0.0.1');
+    assert.deepEqual(await post({ host: `rebound.attacker.example:${d.ingressPort}` }, 'forged-4'), { status: 403, code: 'FORBIDDEN' }, 'an older browser through a rebound name: nothing but Host');
     assert.equal((await post({ 'content-type': 'application/json' }, 'curl-1')).status, 202, 'not a browser');
     assert.equal((await post({ 'sec-fetch-site': 'same-origin', origin: `http://127.0.0.1:${d.ingressPort}` }, 'local-1')).status, 202, 'a page on a loopback name');
     await waitFor(() => merchant.count(path) === 2, 5000, 'the two served delivered');

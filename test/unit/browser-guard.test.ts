@@ -10,9 +10,10 @@ import { AdminServer, type AdminTarget } from '../../src/admin/server.js';
 import type { AdminConfig } from '../../src/core/config.js';
 
 describe('foreignBrowserRequest', () => {
-  it('clients that are not browsers are not concerned', () => {
-    assert.equal(foreignBrowserRequest({ host: '127.0.0.1:9464' }), null);
-    assert.equal(foreignBrowserRequest({ host: 'anything.example' }), null);
+  it('clients that are not browsers pass by a loopback name; any other Host is refused, since an old browser reading through a rebound name sends nothing else', () => {
+    for (const host of ['127.0.0.1:9464', 'localhost:9464', '[::1]:9464']) assert.equal(foreignBrowserRequest({ host }), null, host);
+    assert.match(foreignBrowserRequest({ host: 'anything.example' }) ?? '', /not a loopback name/);
+    assert.match(foreignBrowserRequest({ host: 'rebind.attacker.example:9464', accept: '*/*' }) ?? '', /not a loopback name/);
   });
 
   it('the console itself: same-origin (or typed in), on a loopback name', () => {
@@ -37,6 +38,7 @@ describe('foreignBrowserRequest', () => {
     for (const origin of ['http://127.0.0.1:9464', 'http://localhost:3000', 'http://[::1]:9464', 'http://console.localhost']) {
       assert.equal(foreignBrowserRequest({ origin, host: '127.0.0.1:9464' }), null, origin);
     }
+    assert.match(foreignBrowserRequest({ origin: 'http://127.0.0.1:9464', host: 'rebind.attacker.example:9464' }) ?? '', /not a loopback name/);
   });
 });
 
