@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel, GetMessage } from 'amqplib';
-import { handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
+import { handOnOptions, publishConfirmedWithin, type ReturnTracker } from './confirm.js';
 import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
@@ -46,6 +46,8 @@ export async function redrive(
   force: boolean,
   opts: {
     returns?: ReturnTracker;
+    /** How long each move or put-back waits for its confirm (0 or absent: for ever); past it the redrive fails and gives the rest back. */
+    confirmTimeoutMs?: number;
     /** Which parked ones would only be parked again (a merchant still disabled). */
     stuck?: (reason: string, content: Buffer) => boolean;
     /** Records each moved notification's new ladder in the history (never throws); absent without history. */
@@ -63,7 +65,7 @@ export async function redrive(
     onSuperseded?: (messageId: string, reason: string) => void;
   } = {},
 ): Promise<RedriveResult> {
-  const { returns, stuck, recordRun, superseded: lookup, onSuperseded } = opts;
+  const { returns, stuck, recordRun, superseded: lookup, onSuperseded, confirmTimeoutMs = 0 } = opts;
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
   const scanId = randomUUID();
@@ -112,7 +114,7 @@ export async function redrive(
       const sticky = verdicts[i] === 'hold' || (!force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false)));
       try {
         if (sticky) {
-          await publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
+          await publishConfirmedWithin(confirmTimeoutMs, ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
         } else {
           const at = Date.now();
           const run = newRunId(at);
@@ -128,7 +130,7 @@ export async function redrive(
           // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
           const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
           if (recordRun) set[H.recorded] = 1;
-          await publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
+          await publishConfirmedWithin(confirmTimeoutMs, ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
           await recordRun?.(msg.content, run, at);
         }
       } catch (err) {

@@ -1,7 +1,7 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { ReturnTracker, publishConfirmed } from '../broker/confirm.js';
+import { ReturnTracker, publishConfirmed, publishConfirmedWithin } from '../broker/confirm.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
-import { callWithin, closeChannelWithin, openPlainWithin, openWithin } from '../broker/open-within.js';
+import { callWithin, closeChannelWithin, openPlainWithin, openWithin, settleWithin } from '../broker/open-within.js';
 import { watchCalls } from '../broker/call-watchdog.js';
 import { redrive, type RedriveResult } from '../broker/dead-letters.js';
 import { listDead } from '../broker/dead-listing.js';
@@ -54,6 +54,13 @@ export class MasterBroker {
    * connection but answers nothing on it must not hold the master for ever.
    */
   callTimeoutMs = CONFIRM_TIMEOUT_MS;
+  /**
+   * How long the master's other publishes (a scan's moves and copies, its
+   * history batches, its events) wait for a confirm: a lost confirm (a
+   * quorum leader change) must not hold a scan, and every scan queued
+   * behind it, for ever (a field so tests can shorten it).
+   */
+  confirmTimeoutMs = CONFIRM_TIMEOUT_MS;
 
   constructor(
     private readonly config: () => Config,
@@ -69,7 +76,7 @@ export class MasterBroker {
       ? new HistorySink((body) => {
           const ch = this.ch;
           if (!ch) return Promise.reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected'));
-          return publishConfirmed(ch, '', queue, body, historyPublishOptions(), this.returns ?? undefined);
+          return publishConfirmedWithin(this.confirmTimeoutMs, ch, '', queue, body, historyPublishOptions(), this.returns ?? undefined);
         })
       : null;
   }
@@ -265,10 +272,10 @@ export class MasterBroker {
     superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly CopyVerdict[]>,
   ): Promise<RedriveResult> {
     return this.deadScan(() => {
-      const ch = this.ch;
-      if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+      const ch = this.scanChannel();
       return redrive(ch, this.config(), limit, force, {
         returns: this.returns ?? undefined,
+        confirmTimeoutMs: this.confirmTimeoutMs,
         stuck,
         ...(this.history ? { recordRun: (content: Buffer, run: string, at: number) => this.recordRun(content, run, at, 'redrive') } : {}),
         ...(superseded
@@ -285,15 +292,27 @@ export class MasterBroker {
   /** Lists parked notifications without consuming them (one scan of P.dead at a time). */
   listDead(limit: number): Promise<DeadListing> {
     return this.deadScan(() => {
-      const ch = this.ch;
-      if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+      const ch = this.scanChannel();
       // A failed copy gives the originals back by dropping the connection: closing only the channel would wait for a
       // close-ok, and leave a closing channel in place meanwhile.
       const giveBack = async (): Promise<void> => {
         if (this.ch === ch) this.dropConnection?.();
       };
-      return listDead(ch, this.config(), limit, this.returns ?? undefined, giveBack);
+      return listDead(ch, this.config(), limit, this.returns ?? undefined, giveBack, this.confirmTimeoutMs);
     });
+  }
+
+  /**
+   * The channel a scan of P.dead runs on. Refused while the broker blocks the
+   * connection (an alarm): the scan's first publish would stop the broker
+   * reading it, and its next `get` would then wait out the alarm, with
+   * every scan queued behind it.
+   */
+  private scanChannel(): ConfirmChannel {
+    const ch = this.ch;
+    if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
+    if (this.blockedReason !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
+    return ch;
   }
 
   /**
@@ -326,7 +345,7 @@ export class MasterBroker {
     const ch = this.ch;
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     const { outcomes } = namesFor(this.config().prefix);
-    await publishConfirmed(ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' });
+    await publishConfirmedWithin(this.confirmTimeoutMs, ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' });
   }
 
   /** Ready messages per queue of the topology; nothing when not connected. */
@@ -360,7 +379,8 @@ export class MasterBroker {
   /** Stops reconnecting, closes channel then connection. Idempotent. */
   async close(): Promise<void> {
     this.halt();
-    await this.history?.close();
+    // Bounded: a batch whose confirm never comes would hold the master's exit.
+    await settleWithin(this.history?.close(), this.confirmTimeoutMs);
     const { ch, conn } = this;
     this.ch = null;
     this.conn = null;

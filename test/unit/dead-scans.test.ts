@@ -25,6 +25,8 @@ class FakeDeadQueue {
   private tag = 0;
   /** Publishes whose confirm is a nack, by 0-based publish number. */
   failPublish = new Set<number>();
+  /** Publishes whose confirm never comes (a quorum leader change lost it), by 0-based publish number. */
+  loseConfirm = new Set<number>();
   private publishes = 0;
   /** Called after each get (e.g. to take messages away as another daemon would). */
   afterGet: (() => void) | null = null;
@@ -65,6 +67,7 @@ class FakeDeadQueue {
           setImmediate(() => cb(new Error('nack')));
           return true;
         }
+        if (this.loseConfirm.has(n)) return true;
         const stored = { content, properties: { messageId: String(options.messageId), headers: (options.headers ?? {}) as Record<string, unknown> } };
         if (exchange === '' && key === 'p.dead') this.queue.push(stored);
         else {
@@ -109,6 +112,14 @@ describe('listDead', () => {
     // Copies keep their headers and carry the scan's mark.
     assert.equal(q.queue[0]!.properties.headers['notify-dead-reason'], 'exhausted');
     assert.equal(typeof q.queue[0]!.properties.headers[SCAN_HEADER], 'string');
+  });
+
+  it('a copy whose confirm never comes fails the listing after its confirm timeout and gives the originals back', async () => {
+    const q = new FakeDeadQueue(ids(3));
+    q.loseConfirm.add(2);
+    await assert.rejects(listDead(q.channel(), config, 1000, undefined, undefined, 50), (err: { code?: string }) => err.code === 'BROKER_CONFIRM_TIMEOUT');
+    assert.equal(q.closed, true, 'the channel closed, which gives back the originals');
+    assert.equal(q.unacked.size, 0);
   });
 
   it('a shorter listing turns the queue by its limit', async () => {
@@ -214,6 +225,20 @@ describe('redrive', () => {
     assert.deepEqual(r, { moved: 3, skipped: 1, superseded: 0, remaining: 1 });
     assert.deepEqual(q.ids, ['m2'], 'still parked');
     assert.equal(q.unacked.size, 0);
+  });
+
+  it('a move whose confirm never comes fails the redrive after its confirm timeout and gives the batch back (a lost confirm must not hold every later scan)', async () => {
+    const q = new FakeDeadQueue(ids(3));
+    q.loseConfirm.add(1);
+    const nacked: string[] = [];
+    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
+    ch.nack = (m: GetMessage) => {
+      nacked.push(String(m.properties.messageId));
+      q.unacked.delete(m.fields.deliveryTag);
+    };
+    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { confirmTimeoutMs: 50 }), (err: { code?: string }) => err.code === 'BROKER_CONFIRM_TIMEOUT');
+    assert.deepEqual(q.moved, ['m0'], 'the first moved; the second published, its confirm lost');
+    assert.deepEqual(nacked, ['m1', 'm2'], 'given back: the one whose confirm was lost and the rest');
   });
 
   it('a history that cannot be asked fails the redrive and gives the batch back, moving nothing of it', async () => {
