@@ -561,6 +561,9 @@ export class TierWorker implements ManagedWorker {
           // A new consumer gets the current prefetch anyway.
           this.resubscribe = false;
           const tag = await this.startConsumer(ch);
+          // Cancelled by the broker before its consume-ok was read: consumeAgainLater is armed and takes over
+          // (going round here would consume again at once, without its back-off).
+          if (tag === null) return;
           // A channel replaced meanwhile took its consumer with it.
           if (this.ch === ch) this.consumerTag = tag;
         }
@@ -591,12 +594,21 @@ export class TierWorker implements ManagedWorker {
     };
   }
 
-  private async startConsumer(ch: ConfirmChannel): Promise<string> {
+  /**
+   * Consumes the tier's queue on `ch`; its tag, or null when the broker
+   * cancelled it already. amqplib handles every frame of one socket read
+   * before the awaiting code resumes, so a `basic.cancel` read with the
+   * consume-ok comes first: the tag would name a consumer already gone, and
+   * the worker would stay `running` with none.
+   */
+  private async startConsumer(ch: ConfirmChannel): Promise<string | null> {
     // The batcher of this very channel: tags are never tracked on another one.
     const acker = this.acker;
     const link = this.ch === ch && this.link ? this.link : this.linkFor(ch);
+    let cancelled = false;
     const { consumerTag } = await ch.consume(this.names.workQueue(this.tier), (msg) => {
       if (msg === null) {
+        cancelled = true;
         if (this.ch === ch) {
           this.consumerTag = null;
           this.consumeAgainLater();
@@ -610,7 +622,7 @@ export class TierWorker implements ManagedWorker {
       this.inflight.add(p);
       void p.finally(() => this.inflight.delete(p));
     });
-    return consumerTag;
+    return cancelled ? null : consumerTag;
   }
 
   /**
