@@ -290,9 +290,24 @@ export interface MerchantWithSecret {
   readonly secret: string;
 }
 
-/** `GET /admin/merchants`. */
-export function listMerchants(): Promise<{ merchants: readonly Merchant[] }> {
-  return request<{ merchants: readonly Merchant[] }>('admin/merchants');
+/** Most merchants the merchants page lists (read in pages of 1,000). */
+export const MERCHANTS_LISTED = 5000;
+
+/**
+ * `GET /admin/merchants`, page after page up to `MERCHANTS_LISTED`; `more`
+ * says there are others after them. One page (the API's default 50) left
+ * every merchant after the 50th out of sight, and out of reach of the page.
+ */
+export async function listMerchants(): Promise<{ merchants: readonly Merchant[]; more: boolean }> {
+  const merchants: Merchant[] = [];
+  let cursor: string | null = null;
+  do {
+    const q: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`;
+    const page: { merchants: readonly Merchant[]; nextCursor: string | null } = await request(`admin/merchants?limit=1000${q}`);
+    merchants.push(...page.merchants);
+    cursor = page.nextCursor;
+  } while (cursor !== null && merchants.length < MERCHANTS_LISTED);
+  return { merchants, more: cursor !== null };
 }
 
 /** `POST /admin/merchants`. */

@@ -315,6 +315,17 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
       await sees(/allowedOrigins\[0\]: must be http or https/, p);
       const r = await fetch(`${withDb.adminUrl}/admin/merchants/shop-d`, { headers: { authorization: `Bearer ${TOKEN}` } });
       assert.equal(r.status, 404);
+
+      // More merchants than the API's default page: every one is listed (and can be acted on).
+      for (let i = 0; i < 60; i++) {
+        const c = await fetch(`${withDb.adminUrl}/admin/merchants`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: `shop-z${String(i).padStart(2, '0')}`, name: `Shop Z${i}`, allowedOrigins: ['https://z.example'] }) });
+        assert.equal(c.status, 201);
+      }
+      await p.reload();
+      await p.locator('tbody tr', { hasText: 'shop-z59' }).waitFor();
+      assert.equal(await p.locator('tbody tr').count(), 61, 'shop-c and the sixty');
+      await p.getByRole('button', { name: 'Disable shop-z59' }).click();
+      await sees('Merchant shop-z59 disabled.', p);
     } finally {
       await p.close();
       await db.drop();

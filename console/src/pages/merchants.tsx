@@ -1,7 +1,7 @@
 // Registered merchants (DESIGN §10): list, create (the new secret shown
 // once), rotate the secret, enable/disable. Needs the database.
 import { useState } from 'preact/hooks';
-import { createMerchant, isDisabled, isMissingEndpoint, listMerchants, rotateMerchantSecret, setMerchantEnabled, type Merchant, type MerchantWithSecret } from '../api';
+import { MERCHANTS_LISTED, createMerchant, isDisabled, isMissingEndpoint, listMerchants, rotateMerchantSecret, setMerchantEnabled, type Merchant, type MerchantWithSecret } from '../api';
 import { ErrorNotice, Live, Section, StateBadge } from '../components';
 import * as f from '../format';
 import { usePoll } from '../use-poll';
@@ -104,6 +104,11 @@ export function Merchants() {
       <Live message={message?.text ?? null} tone={message?.tone} />
       {secret ? <SecretOnce shown={secret} onDone={() => setSecret(null)} /> : null}
       <Section title="Registered" id="merchants-title">
+        {list.data?.more ? (
+          <p class="muted">
+            The first {MERCHANTS_LISTED.toLocaleString('en')} merchants by id; <code>notifyd ctl merchants show &lt;id&gt;</code> and the API reach the others.
+          </p>
+        ) : null}
         {merchants.length === 0 ? (
           <p class="empty">{list.data ? 'No merchant yet.' : 'Loading…'}</p>
         ) : (
