@@ -128,7 +128,7 @@ export const MergedConfigSchema = Type.Object(
       maxConcurrentRequests: int(1, 100_000),
       maxInflightPublishes: int(1, 1_000_000),
     }),
-    admin: section({ port: int(0, 65535), host: str(), token: optStr('bearer token; required when host is not loopback') }),
+    admin: section({ port: int(0, 65535), host: str(), token: optStr('bearer token (at least 16 characters, no spaces); required when host is not loopback') }),
     limits: section({
       urlMaxLength: int(16, 64 * 1024),
       idMaxLength: int(8, 1024),

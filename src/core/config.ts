@@ -260,6 +260,10 @@ export function parseConfig(raw: Raw): Config {
     maxInflightPublishes: Number(i.maxInflightPublishes),
   };
   const admin: AdminConfig = { port: Number(raw.admin.port), host: raw.admin.host, token: orNull(raw.admin.token) };
+  // The admin token runs the daemon (pause, redrive, merchants' secrets): held to the producers' rule.
+  if (admin.token !== null && (admin.token.length < MIN_TOKEN_LENGTH || /\s/.test(admin.token))) {
+    fail('admin.token', `must be a token of at least ${MIN_TOKEN_LENGTH} characters without spaces (e.g. openssl rand -hex 24)`);
+  }
   const unguarded = missingPortToken(ingress, admin);
   if (unguarded) fail(unguarded.key, unguarded.why);
 

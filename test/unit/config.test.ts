@@ -154,10 +154,10 @@ describe('config env overrides (DESIGN §9)', () => {
   });
 
   it('NOTIFY_ADMIN_PORT, NOTIFY_ADMIN_HOST and NOTIFY_ADMIN_TOKEN', () => {
-    const c = load({ NOTIFY_ADMIN_PORT: '0', NOTIFY_ADMIN_HOST: '0.0.0.0', NOTIFY_ADMIN_TOKEN: 's3cret' });
+    const c = load({ NOTIFY_ADMIN_PORT: '0', NOTIFY_ADMIN_HOST: '0.0.0.0', NOTIFY_ADMIN_TOKEN: 's3cret-s3cret-s3cret' });
     assert.equal(c.admin.port, 0);
     assert.equal(c.admin.host, '0.0.0.0');
-    assert.equal(c.admin.token, 's3cret');
+    assert.equal(c.admin.token, 's3cret-s3cret-s3cret');
   });
 
   it('admin on another loopback host needs no token', () => {
@@ -347,6 +347,12 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
   it('admin host 0.0.0.0 without token → admin.token', () => {
     invalid(() => load({ NOTIFY_ADMIN_HOST: '0.0.0.0' }), 'admin.token', /NOTIFY_ADMIN_TOKEN/);
     invalid(() => load({ NOTIFY_ADMIN_HOST: '10.1.2.3' }), 'admin.token');
+  });
+
+  it('an admin token is held to the producers\' rule: at least 16 characters, no spaces', () => {
+    invalid(() => load({ NOTIFY_ADMIN_HOST: '0.0.0.0', NOTIFY_ADMIN_TOKEN: 'x' }), 'admin.token', /at least 16/);
+    invalid(() => load({ NOTIFY_ADMIN_TOKEN: 'a token with spaces in it' }), 'admin.token');
+    assert.equal(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) }).admin.token, 'x'.repeat(16));
   });
 
   it('missingPortToken (the loader\'s and a reload\'s check): a port beyond loopback needs its token', () => {
