@@ -58,8 +58,13 @@ export async function merchantsCommand(args: string[], values: Values, call: Adm
       if (!mid || !name || !origins) return usage(USAGE);
       const body: Record<string, unknown> = { id: mid, name, allowedOrigins: origins.split(',').map((s) => s.trim()).filter(Boolean) };
       if (str(values, 'signing')) body.signing = str(values, 'signing');
-      if (str(values, 'max-concurrency')) body.maxConcurrency = Number(str(values, 'max-concurrency'));
-      if (str(values, 'max-attempts')) body.maxAttempts = Number(str(values, 'max-attempts'));
+      // A whole number as typed, or a usage error: Number('abc') is NaN, which JSON sends as null ("no limit").
+      for (const [flag, field] of [['max-concurrency', 'maxConcurrency'], ['max-attempts', 'maxAttempts']] as const) {
+        const v = str(values, flag);
+        if (v === undefined || v === '') continue;
+        if (!/^\d{1,9}$/.test(v)) return usage(`--${flag}: a whole number (got ${JSON.stringify(v)})\n${USAGE}`);
+        body[field] = Number(v);
+      }
       return withSecret(await call('POST', '/admin/merchants', body));
     }
     case 'show': {

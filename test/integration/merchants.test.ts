@@ -275,6 +275,10 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       const r = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'merchants', ...args, '--admin', d.adminUrl, '--token', ADMIN_TOKEN], { encoding: 'utf8', timeout: 20_000 });
       return { status: r.status ?? -1, out: r.stdout + r.stderr };
     };
+    const typo = ctl('add', 'shop-typo', '--name', 'Shop Typo', '--origins', merchant.base, '--max-concurrency', 'abc');
+    assert.equal(typo.status, 64, typo.out);
+    assert.match(typo.out, /--max-concurrency: a whole number/);
+    assert.equal(ctl('show', 'shop-typo').status, 1, 'nothing created without the cap the operator typed');
     const add = ctl('add', 'shop-ctl', '--name', 'Shop CTL', '--origins', merchant.base, '--max-concurrency', '4');
     assert.equal(add.status, 0, add.out);
     const secret = /\n(whsec_[A-Za-z0-9+/=]+)\n/.exec(add.out)?.[1];
