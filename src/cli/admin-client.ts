@@ -15,7 +15,11 @@ export interface AdminAnswer {
   readonly body: unknown;
 }
 
-/** Calls a running daemon's admin API: `--admin URL` or the configured address, `--token`, `NOTIFY_ADMIN_TOKEN` or `admin.token`. */
+/**
+ * Calls a running daemon's admin API: `--admin URL` or the configured
+ * address; `--token`, `NOTIFY_ADMIN_TOKEN`, or `admin.token` when the
+ * address is the configured one (the configuration's token is its daemon's).
+ */
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<AdminAnswer>;
 
 export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS): AdminCall {
