@@ -96,6 +96,13 @@ export interface TierStatus {
   readonly inflight: number;
   /** The RabbitMQ node (`host:port`) its connection is on. */
   readonly brokerNode?: string | null;
+  /** Paused by an operator, whatever its worker's state (absent from a daemon before it: then the state says). */
+  readonly paused?: boolean;
+}
+
+/** Whether a tier is paused: a paused tier whose worker restarts is in `backoff` or `starting`, and still paused. */
+export function isPaused(t: TierStatus): boolean {
+  return t.paused ?? t.state === 'paused';
 }
 
 /** A supervised process other than a tier (ingress, recorder). */

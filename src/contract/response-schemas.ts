@@ -57,6 +57,7 @@ export const TierStatus = Type.Object({
   restarts: Type.Integer({ minimum: 0 }),
   inflight: Type.Integer({ minimum: 0 }),
   brokerNode: nullable(Type.String()),
+  paused: Type.Boolean({ description: 'paused by an operator, whatever its worker\'s state (it stays paused through a restart)' }),
 });
 
 /** `GET /admin/status` (DESIGN §7, with the README's extra fields). */

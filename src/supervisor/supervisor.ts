@@ -25,6 +25,8 @@ export interface TierStatus {
   readonly inflight: number;
   /** `host:port` of the broker node the tier's worker is connected to, or null. */
   readonly brokerNode: string | null;
+  /** Paused by an operator, whatever its worker's state (a paused tier's worker restarting is `backoff`, `starting` or `crashloop`). */
+  readonly paused: boolean;
 }
 
 /** The `merchant` of a parked notification's body, or null. */
@@ -268,6 +270,7 @@ export class Supervisor {
       restarts: slot.restarts,
       inflight: slot.stats?.inflight ?? 0,
       brokerNode: slot.worker ? (slot.stats?.brokerNode ?? null) : null,
+      paused: slot.paused,
     };
   }
 

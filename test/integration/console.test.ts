@@ -30,6 +30,8 @@ const UI_TIMEOUT = 15_000;
 interface TierRow {
   index: number;
   state: string;
+  pid: number | null;
+  paused: boolean;
 }
 
 describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed (Debian: apt-get install chromium)` }, () => {
@@ -173,6 +175,13 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
     // Still paused after the next refreshes (the page shows the daemon's state, not only its own click).
     await page.waitForTimeout(3500);
     assert.equal(await tierState(0), 'paused');
+    // Its worker restarting stays paused: the status says so while the worker is in backoff or starting.
+    process.kill((await apiTiers())[0]!.pid!, 'SIGKILL');
+    await waitFor(async () => {
+      const t = (await apiTiers())[0]!;
+      return t.state !== 'paused' && t.paused === true;
+    }, 5000, 'restarting and still paused');
+    await waitFor(async () => (await apiTiers())[0]!.state === 'paused', 15_000, 'the new worker paused');
     await page.getByRole('button', { name: 'Resume tier 0' }).click();
     await waitFor(async () => (await tierState(0)) === 'running', UI_TIMEOUT, 'tier 0 shown running');
     assert.equal((await apiTiers())[0]!.state, 'running');

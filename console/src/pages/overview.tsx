@@ -2,7 +2,7 @@
 // and lateness come from two /metrics scrapes, computed here so the daemon
 // does no extra work for the page.
 import { useRef, useState } from 'preact/hooks';
-import { getMetricsText, getStatus, setTierPaused, type DaemonStatus, type TierStatus } from '../api';
+import { getMetricsText, getStatus, isPaused, setTierPaused, type DaemonStatus, type TierStatus } from '../api';
 import { ErrorNotice, Live, Section, StateBadge } from '../components';
 import * as f from '../format';
 import { parseExposition, ratePerSecond, select, windowQuantile, type Scrape } from '../prometheus';
@@ -81,7 +81,7 @@ export function Overview() {
   const snap = polled.data;
 
   async function toggle(t: TierStatus): Promise<void> {
-    const pause = t.state !== 'paused';
+    const pause = !isPaused(t);
     setBusyTier(t.index);
     setMessage(null);
     try {
@@ -143,7 +143,7 @@ export function Overview() {
           <tbody>
             {tiers.map((t) => {
               const fig = snap.figures.get(t.index);
-              const paused = t.state === 'paused';
+              const paused = isPaused(t);
               return (
                 <tr key={t.index} data-tier={t.index}>
                   <th scope="row" data-label="Tier">
