@@ -43,6 +43,12 @@ export function copyKey(c: ParkedCopy): { id: string; createdAt: number; run: st
 }
 
 /**
+ * How long a resend's claim with no ladder recorded keeps a parked copy held:
+ * longer than the recorder lags short of an outage (its alerts fire sooner).
+ */
+export const HOLD_MAX_MS = 15 * 60_000;
+
+/**
  * What a redrive does with a parked copy: `move` it back to tier 0, `drop`
  * it (acked: the notification was sent again since), or `hold` it (put back
  * in `P.dead`: a resend may be under way).
@@ -58,15 +64,18 @@ export type CopyVerdict = 'move' | 'drop' | 'hold';
  * run record still on its way to the recorder (moving the copy would
  * deliver twice), or it was never published (a crash between claim and
  * publish: dropping the copy would lose it). Held, it stays parked, and a
- * later redrive drops or moves it once the history knows which. A history
- * that lags otherwise only makes a copy look current: it is moved as before.
+ * later redrive drops or moves it once the history knows which. A claim
+ * older than `HOLD_MAX_MS` with still no ladder recorded is taken for one
+ * never published whose give-back failed too (nothing else clears it): the
+ * copy is moved. A history that lags otherwise only makes a copy look
+ * current: it is moved as before.
  */
-export function copyVerdict(deadAt: number, h: HistorySince | undefined): CopyVerdict {
+export function copyVerdict(deadAt: number, h: HistorySince | undefined, now: number): CopyVerdict {
   if (!h) return 'move';
   if (h.otherRunAt !== null && h.otherRunAt > deadAt) return 'drop';
   const since = h.statusAt !== null && h.statusAt > deadAt;
   if (since && h.status === 'delivered') return 'drop';
-  if (since && h.status === 'pending') return 'hold';
+  if (since && h.status === 'pending' && now - h.statusAt! < HOLD_MAX_MS) return 'hold';
   return 'move';
 }
 
@@ -84,7 +93,7 @@ export class SupersededLookup {
     const out = copies.map((): CopyVerdict => 'move');
     for (const r of rows) {
       const k = asked[Number(r.ord) - 1]!;
-      out[k.i] = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) });
+      out[k.i] = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) }, Date.now());
     }
     return out;
   }

@@ -2,28 +2,32 @@
 // notifications the history shows were resent after they were parked.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { copyKey, copyVerdict } from '../../src/history/superseded.js';
+import { HOLD_MAX_MS, copyKey, copyVerdict } from '../../src/history/superseded.js';
 
 describe('history: superseded parked copies', () => {
   const parked = 10_000;
+  const now = parked + 60_000;
 
   it('another ladder started after the copy was parked supersedes it; the copy\'s own ladder never does', () => {
-    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 5, otherRunAt: parked + 1 }), 'drop', 'resent, died again');
-    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked + 5, otherRunAt: parked + 5 }), 'drop', 'resent, under way, recorded');
-    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: null }), 'move', 'its own ladder (its start recorded a ms after its dead time), its own dead event');
-    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: parked - 3000 }), 'move', 'an older ladder');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 5, otherRunAt: parked + 1 }, now), 'drop', 'resent, died again');
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked + 5, otherRunAt: parked + 5 }, now), 'drop', 'resent, under way, recorded');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: null }, now), 'move', 'its own ladder (its start recorded a ms after its dead time), its own dead event');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 1, otherRunAt: parked - 3000 }, now), 'move', 'an older ladder');
   });
 
   it('a delivery after the parking supersedes it; a resend\'s claim with no ladder recorded holds it (neither moved twice nor lost)', () => {
-    assert.equal(copyVerdict(parked, { status: 'delivered', statusAt: parked + 10, otherRunAt: null }), 'drop');
-    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked + 10, otherRunAt: null }), 'hold', 'claimed, its ladder not recorded (on its way, or never published)');
-    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 10, otherRunAt: null }), 'move', 'the claim given back (its publish failed)');
+    assert.equal(copyVerdict(parked, { status: 'delivered', statusAt: parked + 10, otherRunAt: null }, now), 'drop');
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked + 10, otherRunAt: null }, now), 'hold', 'claimed, its ladder not recorded (on its way, or never published)');
+    assert.equal(copyVerdict(parked, { status: 'dead', statusAt: parked + 10, otherRunAt: null }, now), 'move', 'the claim given back (its publish failed)');
+    const claimedAt = parked + 10;
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: claimedAt, otherRunAt: null }, claimedAt + HOLD_MAX_MS - 1), 'hold');
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: claimedAt, otherRunAt: null }, claimedAt + HOLD_MAX_MS), 'move', 'a claim that long without a ladder was never published and never given back: the copy is the only one');
   });
 
   it('a history that lags or does not know it never drops it', () => {
-    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked - 3000, otherRunAt: parked - 3000 }), 'move');
-    assert.equal(copyVerdict(parked, { status: 'delivered', statusAt: parked - 3000, otherRunAt: null }), 'move', 'delivered before it was parked: a later copy of the same id');
-    assert.equal(copyVerdict(parked, undefined), 'move');
+    assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked - 3000, otherRunAt: parked - 3000 }, now), 'move');
+    assert.equal(copyVerdict(parked, { status: 'delivered', statusAt: parked - 3000, otherRunAt: null }, now), 'move', 'delivered before it was parked: a later copy of the same id');
+    assert.equal(copyVerdict(parked, undefined, now), 'move');
   });
 
   it('reads the notification and the dead time off the copy; a copy that does not say is never dropped', () => {
