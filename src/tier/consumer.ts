@@ -561,9 +561,14 @@ export class TierWorker implements ManagedWorker {
           // A new consumer gets the current prefetch anyway.
           this.resubscribe = false;
           const tag = await this.startConsumer(ch);
-          // Cancelled by the broker before its consume-ok was read: consumeAgainLater is armed and takes over
-          // (going round here would consume again at once, without its back-off).
-          if (tag === null) return;
+          // Cancelled by the broker before its consume-ok was read. On the current channel consumeAgainLater is
+          // armed and takes over (going round here would consume again at once, without its back-off), and a
+          // caller that needs a consumer now (a connect, a lane move) starts over on a new connection. On a
+          // channel replaced meanwhile, go round: the new one needs its consumer.
+          if (tag === null) {
+            if (this.ch === ch) return;
+            continue;
+          }
           // A channel replaced meanwhile took its consumer with it.
           if (this.ch === ch) this.consumerTag = tag;
         }
