@@ -191,7 +191,7 @@ export const ROUTES: readonly Route[] = [
   { port: 'admin', method: 'get', path: '/metrics', summary: 'Prometheus metrics of every process', answers: { 200: { description: 'Prometheus text exposition', text: 'text/plain; version=0.0.4' } } },
   { port: 'admin', method: 'get', path: '/admin/status', summary: 'tiers, ingress, recorder and broker', answers: { 200: { description: 'status', schema: 'DaemonStatus' } } },
   { port: 'admin', method: 'get', path: '/admin/origins', summary: 'the worst origins of each tier', query: limit(9999, 20), answers: { 200: { description: 'origins', schema: 'OriginsReport' }, 400: err('bad limit') } },
-  { port: 'admin', method: 'get', path: '/admin/dead', summary: 'parked notifications, listed without consuming them', query: limit(1000, 50), answers: { 200: { description: 'listing', schema: 'DeadListing' }, 400: err('bad limit') } },
+  { port: 'admin', method: 'get', path: '/admin/dead', summary: 'parked notifications, listed without consuming them', query: limit(1000, 50), answers: { 200: { description: 'listing', schema: 'DeadListing' }, 400: err('bad limit'), 503: err('the broker is away, blocks publishing, or did not confirm a copy in time (BROKER_UNAVAILABLE, BROKER_BLOCKED, BROKER_CONFIRM_TIMEOUT): the originals were given back; retry') } },
   ...(['pause', 'resume'] as const).map((a): Route => ({
     port: 'admin',
     method: 'post',
@@ -206,7 +206,11 @@ export const ROUTES: readonly Route[] = [
     path: '/admin/dead/redrive',
     summary: 'move parked notifications back to tier 0',
     query: { ...limit(9_999_999, 100), force: { schema: Type.Boolean(), description: 'also those parked for a reason that still holds' } },
-    answers: { 200: { description: 'counts', schema: 'RedriveAnswer' }, 400: err('bad limit') },
+    answers: {
+      200: { description: 'counts', schema: 'RedriveAnswer' },
+      400: err('bad limit'),
+      503: err('the broker is away, blocks publishing, or did not confirm a move in time, or the history cannot be asked (BROKER_UNAVAILABLE, BROKER_BLOCKED, BROKER_CONFIRM_TIMEOUT, HISTORY_UNAVAILABLE): what was not moved stays parked; retry'),
+    },
   },
   {
     port: 'admin',

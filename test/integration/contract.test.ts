@@ -238,6 +238,8 @@ describe('contract: real answers match the OpenAPI documents', () => {
     assert.equal(batch.accepted, 0);
     await expect('ingress', 'GET', '/readyz', 503, { daemon: d, token: '-' });
     await expect('admin', 'GET', '/readyz', 503, { daemon: d, token: '-' });
+    assert.equal((await expect('admin', 'GET', '/admin/dead', 503, { daemon: d, token: '-' })).error.code, 'BROKER_UNAVAILABLE');
+    assert.equal((await expect('admin', 'POST', '/admin/dead/redrive', 503, { daemon: d, token: '-' })).error.code, 'BROKER_UNAVAILABLE');
     assert.equal((await expect('admin', 'GET', '/admin/merchants', 501, { daemon: d, token: '-' })).error.code, 'MERCHANTS_DISABLED');
     assert.equal((await expect('admin', 'POST', '/admin/merchants', 501, { daemon: d, token: '-', body: { id: 'a' } })).error.code, 'MERCHANTS_DISABLED');
     assert.equal((await expect('ingress', 'GET', '/v1/notifications/{id}', 501, { daemon: d, token: '-', path: '/v1/notifications/x' })).error.code, 'HISTORY_DISABLED');
