@@ -284,6 +284,14 @@ export function secretsKeyBytes(text: string): Buffer | null {
   return key !== null && key.length === 32 ? key : null;
 }
 
+/** Shorter bearer tokens are guessable; 16 characters of a random alphabet are not. */
+export const MIN_TOKEN_LENGTH = 16;
+
+/** Pure: an admin token shorter than `MIN_TOKEN_LENGTH` or with white space. */
+export function weakAdminToken(token: string): boolean {
+  return token.length < MIN_TOKEN_LENGTH || /\s/.test(token);
+}
+
 /** True for addresses only this machine can reach. */
 export function isLoopbackHost(host: string): boolean {
   // An IPv4 address, not any name that starts with "127." (127.0.0.1.attacker.example is a DNS rebinding name).
@@ -303,6 +311,11 @@ export function missingPortToken(ingress: Pick<IngressConfig, 'host' | 'tokens'>
   }
   if (!isLoopbackHost(admin.host) && !admin.token) {
     return { key: 'admin.token', why: `required while the admin port is bound to ${admin.host} (not loopback): set NOTIFY_ADMIN_TOKEN` };
+  }
+  // The admin token runs the daemon (pause, redrive, merchants' secrets): beyond loopback, held to the producers'
+  // rule. On loopback a weak one is only warned of at start (it was accepted before).
+  if (!isLoopbackHost(admin.host) && admin.token && weakAdminToken(admin.token)) {
+    return { key: 'admin.token', why: `must be at least ${MIN_TOKEN_LENGTH} characters without spaces while the admin port is bound to ${admin.host} (not loopback): e.g. openssl rand -hex 24` };
   }
   return null;
 }

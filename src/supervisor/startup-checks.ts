@@ -1,6 +1,7 @@
 /**
  * Settings that start fine and hurt later, said once at start-up.
  */
+import { MIN_TOKEN_LENGTH, weakAdminToken } from '../core/config-model.js';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
@@ -27,6 +28,9 @@ export function startupWarnings(config: Config, ctx: StartupContext): string[] {
     out.push(
       `supervisor.drainTimeout (${config.supervisor.drainTimeoutMs} ms) plus ${EXIT_MARGIN_MS} ms to exit is longer than the service manager waits after SIGTERM (${ctx.stopTimeoutMs} ms, TimeoutStopSec): a drain would be cut short by SIGKILL, repeating the attempts in flight; raise TimeoutStopSec or lower the drain timeout`,
     );
+  }
+  if (config.admin.token !== null && weakAdminToken(config.admin.token)) {
+    out.push(`admin.token is shorter than ${MIN_TOKEN_LENGTH} characters or holds spaces: guessable by anyone on this machine, and refused if admin.host is ever not loopback; use e.g. openssl rand -hex 24`);
   }
   return out;
 }

@@ -17,6 +17,7 @@ import {
   type Config,
 } from '../../src/core/config.js';
 import { missingPortToken } from '../../src/core/config-model.js';
+import { startupWarnings } from '../../src/supervisor/startup-checks.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 
 type Raw = Record<string, unknown>;
@@ -349,10 +350,14 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
     invalid(() => load({ NOTIFY_ADMIN_HOST: '10.1.2.3' }), 'admin.token');
   });
 
-  it('an admin token is held to the producers\' rule: at least 16 characters, no spaces', () => {
+  it('an admin token on a port beyond loopback is held to the producers\' rule: at least 16 characters, no spaces (on loopback only warned of)', () => {
     invalid(() => load({ NOTIFY_ADMIN_HOST: '0.0.0.0', NOTIFY_ADMIN_TOKEN: 'x' }), 'admin.token', /at least 16/);
-    invalid(() => load({ NOTIFY_ADMIN_TOKEN: 'a token with spaces in it' }), 'admin.token');
-    assert.equal(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) }).admin.token, 'x'.repeat(16));
+    invalid(() => load({ NOTIFY_ADMIN_HOST: '10.1.2.3', NOTIFY_ADMIN_TOKEN: 'a token with spaces in it' }), 'admin.token');
+    assert.equal(load({ NOTIFY_ADMIN_HOST: '0.0.0.0', NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) }).admin.token, 'x'.repeat(16));
+    const weak = load({ NOTIFY_ADMIN_TOKEN: 's3cret' });
+    assert.equal(weak.admin.token, 's3cret', 'accepted on loopback, as before');
+    assert.ok(startupWarnings(weak, { stopTimeoutMs: null }).some((w) => /admin\.token is shorter than 16/.test(w)));
+    assert.ok(!startupWarnings(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) }), { stopTimeoutMs: null }).some((w) => /admin\.token/.test(w)));
   });
 
   it('missingPortToken (the loader\'s and a reload\'s check): a port beyond loopback needs its token', () => {
@@ -361,7 +366,8 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
     assert.equal(missingPortToken({ host: '0.0.0.0', tokens: {} }, loop)?.key, 'ingress.tokens');
     assert.equal(missingPortToken({ host: '0.0.0.0', tokens: { p: 'x'.repeat(32) } }, loop), null);
     assert.equal(missingPortToken(loop, { host: '10.1.2.3', token: null })?.key, 'admin.token');
-    assert.equal(missingPortToken(loop, { host: '10.1.2.3', token: 's3cret' }), null);
+    assert.equal(missingPortToken(loop, { host: '10.1.2.3', token: 's3cret' })?.key, 'admin.token', 'a guessable token beyond loopback');
+    assert.equal(missingPortToken(loop, { host: '10.1.2.3', token: 's3cret-s3cret-s3cret' }), null);
     assert.equal(missingPortToken({ host: '127.0.0.1.attacker.example', tokens: {} }, loop)?.key, 'ingress.tokens', 'a name, not a loopback address');
   });
 
