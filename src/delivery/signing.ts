@@ -10,7 +10,8 @@ import type { Piscina } from 'piscina';
 import type { SigningConfig, SigningScheme } from '../core/config.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { decodeWebhookSecret, loadRsaPrivateKey } from '../core/keys.js';
-import type { RsaSignTask } from './rsa-sign-worker.js';
+import type { KeyObject } from 'node:crypto';
+import type { RsaSignTask, RsaSignWorkerData } from './rsa-sign-worker.js';
 import { FORM_TYPE, mediaTypeOf } from '../core/message.js';
 
 export interface SignInput {
@@ -187,7 +188,8 @@ class RsaSigner implements Signer {
   private readonly poolErrors = new WeakMap<Piscina<RsaSignTask, string>, string>();
 
   constructor(
-    private readonly keyFile: string,
+    /** Parsed once, here: every thread of every pool signs with this key, whatever the file holds later. */
+    private readonly key: KeyObject,
     private readonly threads: number,
   ) {}
 
@@ -202,6 +204,7 @@ class RsaSigner implements Signer {
         // Threads (and their parsed key) are kept while notifications flow and
         // released after a quiet spell, so an idle tier holds no extra memory.
         idleTimeout: 30_000,
+        workerData: { key: this.key } satisfies RsaSignWorkerData,
         ...(execArgv ? { execArgv } : {}),
       });
       // A thread failing outside a task (e.g. it cannot load the task file) is an
@@ -224,7 +227,7 @@ class RsaSigner implements Signer {
     const pool = this.getPool();
     let signature: string;
     try {
-      signature = await pool.run({ keyFile: this.keyFile, content });
+      signature = await pool.run({ content });
     } catch (err) {
       let why = err instanceof Error ? err.message : String(err);
       if (this.closing !== null) why = `signer closed while signing (${why})`;
@@ -269,12 +272,13 @@ export function createSigner(cfg: SigningConfig): Signer {
       return new StandardSigner(cfg.secrets);
     case 'rsa2': {
       if (!cfg.keyFile) throw signingFailed('rsa2: signing.keyFile is required');
+      let key: KeyObject;
       try {
-        loadRsaPrivateKey(cfg.keyFile);
+        key = loadRsaPrivateKey(cfg.keyFile);
       } catch (err) {
         throw signingFailed((err as Error).message);
       }
-      return new RsaSigner(cfg.keyFile, Math.max(1, cfg.threads));
+      return new RsaSigner(key, Math.max(1, cfg.threads));
     }
     default:
       throw signingFailed(`unknown signing scheme "${String(cfg.scheme)}"`);

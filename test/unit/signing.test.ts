@@ -256,13 +256,18 @@ describe('signing: rsa2 (Alipay)', () => {
     await rejectsWith(() => createSigner(rsa2(ec)), ErrorCodes.SIGNING_FAILED);
   });
 
-  it('a key that disappears before the pool starts fails inside the thread, as SIGNING_FAILED', async () => {
+  it('signs with the key read when it was made, whatever the file holds when its threads start (none signs with a replaced key before the restart)', async () => {
     const moved = join(dir, 'moved.pem');
     copyFileSync(pkcs1File, moved);
-    const s = createSigner(rsa2(moved));
+    const s = createSigner(rsa2(moved, 2));
     open.push(s);
+    // Replaced before the pool's first thread starts, then gone.
+    writeFileSync(moved, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }));
+    const replaced = await s.sign({ id: 'm1', timestampSec: nowSec(), body: 'a=1', contentType: FORM });
+    assert.equal(sdk.checkNotifySign(parsers.URLSearchParams(replaced.body)), true, 'the key it was made with');
     unlinkSync(moved);
-    await rejectsWith(s.sign({ id: 'm', timestampSec: nowSec(), body: 'a=1', contentType: FORM }), ErrorCodes.SIGNING_FAILED);
+    const signed = await Promise.all(['m2', 'm3', 'm4'].map((id) => s.sign({ id, timestampSec: nowSec(), body: 'a=1', contentType: FORM })));
+    for (const out of signed) assert.equal(sdk.checkNotifySign(parsers.URLSearchParams(out.body)), true);
   });
 
   it('close() is idempotent and later signs reject', async () => {
