@@ -27,6 +27,11 @@ const DEAD_LIST_MAX = 1000;
  * §12). Loopback by default; when a token is configured every route but the
  * probes (`/healthz`, `/readyz`) and the console's files requires it.
  */
+/** The admin routes answered on GET only (past the merchant and history routes, which say so themselves). */
+const GET_ROUTES = new Set(['/metrics', '/admin/status', '/admin/origins', '/admin/dead', '/admin/notifications']);
+/** ... and on POST only. */
+const POST_ROUTE = /^\/admin\/(?:reload|dead\/redrive|tiers\/\d{1,3}\/(?:pause|resume))$/;
+
 export class AdminServer {
   private server: Server | null = null;
 
@@ -133,8 +138,10 @@ export class AdminServer {
       }
       return this.json(res, 200, await this.target.listDead(Number(raw)));
     }
+    // A route that exists with another method is 405, any other path 404 (the console tells an older daemon by those).
+    if (GET_ROUTES.has(path)) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET');
     if (method !== 'POST') {
-      if (path.startsWith('/admin/')) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+      if (POST_ROUTE.test(path)) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
       throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);
     }
     const tier = /^\/admin\/tiers\/(\d{1,3})\/(pause|resume)$/.exec(path);

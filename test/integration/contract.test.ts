@@ -163,6 +163,17 @@ describe('contract: real answers match the OpenAPI documents', () => {
     await expect('admin', 'GET', '/healthz', 200, { token: '-' });
     await expect('admin', 'GET', '/readyz', 200, { token: '-' });
     assert.deepEqual(await expect('admin', 'GET', '/openapi.json', 200, { token: '-' }), adminDoc.doc);
+    // A route with another method is 405, a path that is no route 404, whichever the method.
+    const answer = async (method: string, path: string): Promise<[number, string]> => {
+      const r = await call(main.adminUrl, method, path, { token: ADMIN_TOKEN });
+      return [r.status, (r.body as { error?: { code: string } }).error?.code ?? ''];
+    };
+    for (const [method, path] of [['POST', '/admin/status'], ['DELETE', '/admin/dead'], ['POST', '/metrics'], ['POST', '/admin/notifications'], ['GET', '/admin/reload'], ['GET', '/admin/tiers/0/pause']]) {
+      assert.deepEqual(await answer(method!, path!), [405, 'METHOD_NOT_ALLOWED'], `${method} ${path}`);
+    }
+    for (const [method, path] of [['GET', '/admin/statuss'], ['GET', '/admin/tiers/0'], ['POST', '/admin/nothing']]) {
+      assert.deepEqual(await answer(method!, path!), [404, 'NOT_FOUND'], `${method} ${path}`);
+    }
   });
 
   it('merchants: create, list, show, change, rotate, disable, enable, delete, and their refusals', async () => {
