@@ -10,6 +10,7 @@ import { foreignBrowserRequest } from '../core/browser-guard.js';
 import { ConsoleFiles, isConsolePath } from './console-files.js';
 import { merchantRoute } from './merchant-routes.js';
 import { answerHistory, matchHistoryRoute } from '../history/routes.js';
+import { forceParam } from '../history/query-params.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
 export type AdminTarget = Pick<
@@ -153,7 +154,7 @@ export class AdminServer {
     if (path === '/admin/dead/redrive') {
       const limitRaw = url.searchParams.get('limit') ?? '100';
       if (!/^\d{1,7}$/.test(limitRaw) || Number(limitRaw) < 1) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: must be a positive integer', 'limit');
-      const force = /^(1|true|yes)$/i.test(url.searchParams.get('force') ?? '');
+      const force = forceParam(url.searchParams);
       return this.json(res, 200, await this.target.redrive(Number(limitRaw), force));
     }
     throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);

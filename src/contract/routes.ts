@@ -129,7 +129,7 @@ const history = (port: Port, base: '/v1' | '/admin'): Route[] => {
       answers: {
         202: { description: 'a new ladder started', schema: 'ResendAnswer' },
         404: err('not in the history'),
-        400: err('what the ingress would refuse for it now (UNKNOWN_MERCHANT, VALIDATION with field url or contentType)'),
+        400: err('what the ingress would refuse for it now (UNKNOWN_MERCHANT, VALIDATION with field url or contentType), or a force that is not 1/true/yes/0/false/no'),
         409: err('still pending (NOTIFICATION_PENDING; force resends it), not resendable (NOT_RESENDABLE), or its merchant disabled (MERCHANT_DISABLED)'),
         501: off,
         503: err('the history database or the broker cannot take it now (HISTORY_UNAVAILABLE, BROKER_UNAVAILABLE, BROKER_BLOCKED, DRAINING, REGISTRY_UNAVAILABLE); retry'),
@@ -208,7 +208,7 @@ export const ROUTES: readonly Route[] = [
     query: { ...limit(9_999_999, 100), force: { schema: Type.Boolean(), description: 'also those parked for a reason that still holds' } },
     answers: {
       200: { description: 'counts', schema: 'RedriveAnswer' },
-      400: err('bad limit'),
+      400: err('bad limit, or a force that is not 1/true/yes/0/false/no'),
       503: err('the broker is away, blocks publishing, or did not confirm a move in time, or the history cannot be asked (BROKER_UNAVAILABLE, BROKER_BLOCKED, BROKER_CONFIRM_TIMEOUT, HISTORY_UNAVAILABLE): what was not moved stays parked; retry'),
     },
   },

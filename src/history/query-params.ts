@@ -164,7 +164,14 @@ export function parseRecoverBody(body: unknown, now: number): RecoverRequest {
   return ordered({ merchant: body.merchant, since: at(body.since, 'since'), until: body.until === undefined ? now : at(body.until, 'until') });
 }
 
-/** Whether a `force` query parameter says yes. */
+/**
+ * Whether a `force` query parameter says yes: `1`, `true`, `yes`; no for
+ * absent, empty, `0`, `false`, `no`. Anything else is a 400: a typo (`force=on`,
+ * `tru`) silently meaning "not forced" would leave an operator thinking it was.
+ */
 export function forceParam(q: URLSearchParams): boolean {
-  return /^(1|true|yes)$/i.test(q.get('force') ?? '');
+  const v = q.get('force') ?? '';
+  if (/^(1|true|yes)$/i.test(v)) return true;
+  if (/^(|0|false|no)$/i.test(v)) return false;
+  throw new NotifyError(ErrorCodes.VALIDATION, 'force: 1, true or yes (or 0, false, no)', 'force');
 }

@@ -155,6 +155,7 @@ describe('contract: real answers match the OpenAPI documents', () => {
     assert.equal((await expect('admin', 'GET', '/admin/origins', 400, { path: '/admin/origins?limit=x' })).error.field, 'limit');
     await expect('admin', 'GET', '/admin/dead', 200, { path: '/admin/dead?limit=10' });
     await expect('admin', 'POST', '/admin/dead/redrive', 200, { path: '/admin/dead/redrive?limit=10' });
+    assert.equal((await expect('admin', 'POST', '/admin/dead/redrive', 400, { path: '/admin/dead/redrive?limit=10&force=on' })).error.field, 'force', 'a typo is not silently "not forced"');
     await expect('admin', 'POST', '/admin/reload', 200);
     const metrics = await call(main.adminUrl, 'GET', '/metrics', { token: ADMIN_TOKEN });
     assert.equal(metrics.status, 200);

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { formatPage, formatTimeline, shortDuration } from '../../src/cli/ctl-history.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { Notification } from '../../src/core/message.js';
-import { decodeCursor, encodeCursor, parseInstant, parseListQuery, parseRecoverBody, LIST_LIMIT_DEFAULT } from '../../src/history/query-params.js';
+import { decodeCursor, encodeCursor, forceParam, parseInstant, parseListQuery, parseRecoverBody, LIST_LIMIT_DEFAULT } from '../../src/history/query-params.js';
 import type { DeadEntry, HistoryReader, NotificationTimeline, NotificationView } from '../../src/history/reader.js';
 import { answerHistory, matchHistoryRoute } from '../../src/history/routes.js';
 import type { IncomingMessage } from 'node:http';
@@ -410,5 +410,14 @@ describe('history API: ctl output', () => {
 
   it('short durations', () => {
     assert.deepEqual([shortDuration(87), shortDuration(1234), shortDuration(184_000)], ['87ms', '1.2s', '3m04s']);
+  });
+});
+
+describe('forceParam', () => {
+  it('yes for 1, true, yes; no for absent, empty, 0, false, no; a 400 for anything else', () => {
+    for (const v of ['1', 'true', 'TRUE', 'yes']) assert.equal(forceParam(new URLSearchParams({ force: v })), true, v);
+    for (const v of ['', '0', 'false', 'no']) assert.equal(forceParam(new URLSearchParams({ force: v })), false, v);
+    assert.equal(forceParam(new URLSearchParams()), false);
+    for (const v of ['on', 'tru', '2']) assert.throws(() => forceParam(new URLSearchParams({ force: v })), (e: { code?: string; field?: string }) => e.code === 'VALIDATION' && e.field === 'force', v);
   });
 });
