@@ -43,10 +43,13 @@ export function copyKey(c: ParkedCopy): { id: string; createdAt: number; run: st
 }
 
 /**
- * How long a resend's claim with no ladder recorded keeps a parked copy held:
- * longer than the recorder lags short of an outage (its alerts fire sooner).
+ * How long a resend's claim with no ladder recorded keeps a parked copy held.
+ * A recorder that lags looks the same as a claim never published, and a
+ * scheduled redrive acts with nobody watching: held too briefly, a lagging
+ * recorder turns into a second delivery; held long, a copy whose claim was
+ * lost only waits (parked, listed; `resend --force` sends it at any time).
  */
-export const HOLD_MAX_MS = 15 * 60_000;
+export const HOLD_MAX_MS = 24 * 3_600_000;
 
 /**
  * What a redrive does with a parked copy: `move` it back to tier 0, `drop`
