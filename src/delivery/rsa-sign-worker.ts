@@ -22,7 +22,8 @@ export interface RsaSignWorkerData {
 // The signer's key, not the file's: threads come and go (idle ones exit after
 // 30 s), and one started after the key file was replaced would otherwise sign
 // with the new key beside older threads signing with the old one. A replaced
-// key file takes effect on restart, like config, for every thread at once.
+// key file takes effect when the signers are made again (a tier worker's
+// start, a config reload), for every thread at once.
 let key: KeyObject | null = null;
 
 /** Piscina entry point: the base64 RSA-SHA256 signature of `task.content`. */

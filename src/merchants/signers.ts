@@ -2,8 +2,10 @@
  * Signers of merchants: each `standard` merchant signs with its own secrets
  * (so no merchant holds a key that verifies another's notifications), `rsa2`
  * merchants share the daemon's RSA key (`signing.keyFile`), `none` signs
- * nothing. Built on first use and kept while the merchant's secrets stay
- * the same.
+ * nothing. Standard signers are built on first use and kept while the
+ * merchant's secrets stay the same; the RSA key is parsed when these are made
+ * (a worker's start, a config reload), so every rsa2 notification of one
+ * settings generation is signed with the same key, whenever the first comes.
  */
 import type { SigningConfig } from '../core/config.js';
 import { createSigner, type Signer } from '../delivery/signing.js';
@@ -16,9 +18,25 @@ export class MerchantSigners {
   private readonly standard = new Map<string, { readonly version: string; readonly signer: Signer }>();
   private readonly none: Signer;
   private rsa: Signer | null = null;
+  /** Why the key file could not be used when these were made. */
+  private rsaUnusable = '';
 
-  constructor(private readonly signing: SigningConfig) {
+  /** `daemon`: the daemon's own signer; when it is rsa2, its key and threads serve the rsa2 merchants too. */
+  constructor(
+    private readonly signing: SigningConfig,
+    daemon?: Signer,
+  ) {
     this.none = createSigner({ scheme: 'none', secrets: [], keyFile: null, threads: 1 });
+    if (!signing.keyFile) return;
+    if (daemon?.scheme === 'rsa2') {
+      this.rsa = daemon;
+      return;
+    }
+    try {
+      this.rsa = createSigner({ scheme: 'rsa2', secrets: [], keyFile: signing.keyFile, threads: signing.threads });
+    } catch (err) {
+      this.rsaUnusable = (err as Error).message;
+    }
   }
 
   /** The signer of `m`, or why it cannot sign (the notification is then parked `invalid`). */
@@ -28,8 +46,7 @@ export class MerchantSigners {
         return this.none;
       case 'rsa2':
         if (!this.signing.keyFile) return `merchant ${m.id} signs with rsa2 and this daemon has no signing.keyFile`;
-        this.rsa ??= createSigner({ scheme: 'rsa2', secrets: [], keyFile: this.signing.keyFile, threads: this.signing.threads });
-        return this.rsa;
+        return this.rsa ?? `merchant ${m.id} signs with rsa2 and signing.keyFile cannot be used: ${this.rsaUnusable}`;
       case 'standard': {
         if (m.secrets.length === 0) return `merchant ${m.id} has no secret that opens (NOTIFY_SECRETS_KEY?)`;
         const kept = this.standard.get(m.id);
@@ -43,7 +60,7 @@ export class MerchantSigners {
     }
   }
 
-  /** Closes the RSA pool (the others hold nothing); idempotent. */
+  /** Closes the RSA pool (the others hold nothing; a shared daemon signer closes twice, which it allows); idempotent. */
   async close(): Promise<void> {
     this.standard.clear();
     await this.rsa?.close();

@@ -226,7 +226,8 @@ export class TierWorker implements ManagedWorker {
 
   /** What the pipeline signs and delivers with, built anew on a reload. */
   private settingsFor(cfg: Config): PipelineSettings {
-    return { config: cfg, signer: createSigner(cfg.signing), merchantSigners: new MerchantSigners(cfg.signing), deliverer: this.makeDeliverer(cfg) };
+    const signer = createSigner(cfg.signing);
+    return { config: cfg, signer, merchantSigners: new MerchantSigners(cfg.signing, signer), deliverer: this.makeDeliverer(cfg) };
   }
 
   private makeDeliverer(cfg: Config): HttpDeliverer {

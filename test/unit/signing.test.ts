@@ -10,6 +10,8 @@ import { Webhook } from 'standardwebhooks';
 import type { SigningConfig } from '../../src/core/config.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 import { createSigner, type Signer } from '../../src/delivery/signing.js';
+import type { MerchantEntry } from '../../src/merchants/merchant.js';
+import { MerchantSigners } from '../../src/merchants/signers.js';
 import { verifyWebhook } from '../../src/verify-webhook.js';
 
 const secret = (): string => `whsec_${randomBytes(24).toString('base64')}`;
@@ -268,6 +270,25 @@ describe('signing: rsa2 (Alipay)', () => {
     unlinkSync(moved);
     const signed = await Promise.all(['m2', 'm3', 'm4'].map((id) => s.sign({ id, timestampSec: nowSec(), body: 'a=1', contentType: FORM })));
     for (const out of signed) assert.equal(sdk.checkNotifySign(parsers.URLSearchParams(out.body)), true);
+  });
+
+  it('rsa2 merchants sign with the key read when their signers were made (not at their first notification), and share an rsa2 daemon\'s signer', async () => {
+    const file = join(dir, 'merchants.pem');
+    copyFileSync(pkcs1File, file);
+    const signers = new MerchantSigners({ scheme: 'none', secrets: [], keyFile: file, threads: 1 });
+    writeFileSync(file, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }));
+    const shop = { id: 'shop-rsa', signing: 'rsa2' } as unknown as MerchantEntry;
+    const s = signers.for(shop);
+    assert.ok(typeof s !== 'string', String(s));
+    const out = await s.sign({ id: 'mr1', timestampSec: nowSec(), body: 'a=1', contentType: FORM });
+    assert.equal(sdk.checkNotifySign(parsers.URLSearchParams(out.body)), true, 'the key of when the signers were made');
+    await signers.close();
+    const daemon = createSigner(rsa2(pkcs1File));
+    open.push(daemon);
+    const shared = new MerchantSigners(rsa2(pkcs1File), daemon);
+    assert.equal(shared.for(shop), daemon, 'one key, one pool');
+    const broken = new MerchantSigners({ scheme: 'none', secrets: [], keyFile: join(dir, 'absent.pem'), threads: 1 });
+    assert.match(String(broken.for(shop)), /signing\.keyFile cannot be used: rsa2: cannot read key file/);
   });
 
   it('close() is idempotent and later signs reject', async () => {
