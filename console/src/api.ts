@@ -68,8 +68,8 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
 
 /**
  * True when the daemon has no such endpoint (an older or smaller version): a
- * 404 "no route", or the 405 the admin port gives a GET on an unknown
- * `/admin/` path. A feature that exists but is switched off answers 501 with
+ * 404 "no route", or the 405 that admin ports before stop 44 gave a GET on an
+ * unknown `/admin/` path. A feature that exists but is switched off answers 501 with
  * its own code instead (see `isDisabled`).
  */
 export function isMissingEndpoint(err: unknown): boolean {
