@@ -86,24 +86,15 @@ export function publishConfirmed(
 }
 
 /**
- * `publishConfirmed`, failing with `BROKER_CONFIRM_TIMEOUT` when no confirm
+ * A `publishConfirmed`, failing with `BROKER_CONFIRM_TIMEOUT` when no confirm
  * came within `ms` (0 or less: waits for ever). Why: a quorum queue's leader
  * change can drop a pending confirm for good while the channel answers
  * everything else, and a connection the broker blocks (an alarm) confirms
  * nothing. The broker may still take the message: the caller gives back
  * what it was moving, and a later copy is a duplicate, never a loss.
  */
-export function publishConfirmedWithin(
-  ms: number,
-  ch: ConfirmChannel,
-  exchange: string,
-  routingKey: string,
-  content: Buffer,
-  options: Options.Publish,
-  returns?: ReturnTracker,
-): Promise<void> {
-  const p = publishConfirmed(ch, exchange, routingKey, content, options, returns);
-  return ms > 0 ? withTimeout(p, ms, () => new NotifyError(ErrorCodes.BROKER_CONFIRM_TIMEOUT, `the broker did not confirm within ${ms / 1000} s`)) : p;
+export function confirmedWithin(ms: number, publish: Promise<void>): Promise<void> {
+  return ms > 0 ? withTimeout(publish, ms, () => new NotifyError(ErrorCodes.BROKER_CONFIRM_TIMEOUT, `the broker did not confirm within ${ms / 1000} s`)) : publish;
 }
 
 /** Pure: the `reason` label of `notify_handon_failures_total` for a publish that failed with `err`. */

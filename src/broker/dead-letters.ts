@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel, GetMessage } from 'amqplib';
-import { handOnOptions, publishConfirmedWithin, type ReturnTracker } from './confirm.js';
+import { confirmedWithin, handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
 import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
@@ -114,7 +114,7 @@ export async function redrive(
       const sticky = verdicts[i] === 'hold' || (!force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false)));
       try {
         if (sticky) {
-          await publishConfirmedWithin(confirmTimeoutMs, ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns);
+          await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns));
         } else {
           const at = Date.now();
           const run = newRunId(at);
@@ -130,7 +130,7 @@ export async function redrive(
           // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
           const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
           if (recordRun) set[H.recorded] = 1;
-          await publishConfirmedWithin(confirmTimeoutMs, ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns);
+          await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns));
           await recordRun?.(msg.content, run, at);
         }
       } catch (err) {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel, GetMessage } from 'amqplib';
 import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
-import { handOnOptions, publishConfirmedWithin, type ReturnTracker } from './confirm.js';
+import { confirmedWithin, handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
 import { SCAN_HEADER } from './dead-letters.js';
 import { countByMerchant, countByReason, parkedReason, summariseParked, type DeadListing, type ParkedSummary } from './dead-summary.js';
 import { namesFor } from './topology.js';
@@ -66,7 +66,7 @@ export async function listDead(
       }
     }
     if (batch.length === 0) break;
-    const copies = await Promise.allSettled(batch.map((m) => publishConfirmedWithin(confirmTimeoutMs, ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns)));
+    const copies = await Promise.allSettled(batch.map((m) => confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns))));
     const failed = copies.find((c): c is PromiseRejectedResult => c.status === 'rejected');
     if (failed) {
       await giveBack();

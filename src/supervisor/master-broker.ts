@@ -1,5 +1,5 @@
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { ReturnTracker, publishConfirmed, publishConfirmedWithin } from '../broker/confirm.js';
+import { ReturnTracker, confirmedWithin, publishConfirmed } from '../broker/confirm.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, reconnectDelay, sleep } from '../broker/connection.js';
 import { callWithin, closeChannelWithin, openPlainWithin, openWithin, settleWithin } from '../broker/open-within.js';
 import { watchCalls } from '../broker/call-watchdog.js';
@@ -76,7 +76,7 @@ export class MasterBroker {
       ? new HistorySink((body) => {
           const ch = this.ch;
           if (!ch) return Promise.reject(new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected'));
-          return publishConfirmedWithin(this.confirmTimeoutMs, ch, '', queue, body, historyPublishOptions(), this.returns ?? undefined);
+          return confirmedWithin(this.confirmTimeoutMs, publishConfirmed(ch, '', queue, body, historyPublishOptions(), this.returns ?? undefined));
         })
       : null;
   }
@@ -345,7 +345,7 @@ export class MasterBroker {
     const ch = this.ch;
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     const { outcomes } = namesFor(this.config().prefix);
-    await publishConfirmedWithin(this.confirmTimeoutMs, ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' });
+    await confirmedWithin(this.confirmTimeoutMs, publishConfirmed(ch, outcomes, key, Buffer.from(JSON.stringify(body)), { persistent: true, contentType: 'application/json' }));
   }
 
   /** Ready messages per queue of the topology; nothing when not connected. */
