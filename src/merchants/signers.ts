@@ -18,8 +18,6 @@ export class MerchantSigners {
   private readonly standard = new Map<string, { readonly version: string; readonly signer: Signer }>();
   private readonly none: Signer;
   private rsa: Signer | null = null;
-  /** Why the key file could not be used when these were made. */
-  private rsaUnusable = '';
 
   /** `daemon`: the daemon's own signer; when it is rsa2, its key and threads serve the rsa2 merchants too. */
   constructor(
@@ -34,8 +32,8 @@ export class MerchantSigners {
     }
     try {
       this.rsa = createSigner({ scheme: 'rsa2', secrets: [], keyFile: signing.keyFile, threads: signing.threads });
-    } catch (err) {
-      this.rsaUnusable = (err as Error).message;
+    } catch {
+      // Tried again at the first rsa2 merchant's notification (see `for`).
     }
   }
 
@@ -46,7 +44,10 @@ export class MerchantSigners {
         return this.none;
       case 'rsa2':
         if (!this.signing.keyFile) return `merchant ${m.id} signs with rsa2 and this daemon has no signing.keyFile`;
-        return this.rsa ?? `merchant ${m.id} signs with rsa2 and signing.keyFile cannot be used: ${this.rsaUnusable}`;
+        // A key file that cannot be read (being replaced, a permission) throws SIGNING_FAILED: the notification goes
+        // back after a pause and is tried again, reading the file again, rather than parked for good.
+        this.rsa ??= createSigner({ scheme: 'rsa2', secrets: [], keyFile: this.signing.keyFile, threads: this.signing.threads });
+        return this.rsa;
       case 'standard': {
         if (m.secrets.length === 0) return `merchant ${m.id} has no secret that opens (NOTIFY_SECRETS_KEY?)`;
         const kept = this.standard.get(m.id);

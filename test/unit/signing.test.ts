@@ -287,8 +287,14 @@ describe('signing: rsa2 (Alipay)', () => {
     open.push(daemon);
     const shared = new MerchantSigners(rsa2(pkcs1File), daemon);
     assert.equal(shared.for(shop), daemon, 'one key, one pool');
-    const broken = new MerchantSigners({ scheme: 'none', secrets: [], keyFile: join(dir, 'absent.pem'), threads: 1 });
-    assert.match(String(broken.for(shop)), /signing\.keyFile cannot be used: rsa2: cannot read key file/);
+    // A key file that cannot be read is an error to try again (the notification goes back), not a reason to park it.
+    const late = join(dir, 'late.pem');
+    const broken = new MerchantSigners({ scheme: 'none', secrets: [], keyFile: late, threads: 1 });
+    assert.throws(() => broken.for(shop), (e: { code?: string }) => e.code === ErrorCodes.SIGNING_FAILED);
+    copyFileSync(pkcs1File, late);
+    const recovered = broken.for(shop);
+    assert.ok(typeof recovered !== 'string');
+    open.push(recovered);
   });
 
   it('close() is idempotent and later signs reject', async () => {
