@@ -22,17 +22,18 @@ export type AdminTarget = Pick<
 const DEAD_LIST_DEFAULT = 50;
 const DEAD_LIST_MAX = 1000;
 
+/** The admin routes answered on GET only (past the merchant and history routes, which say so themselves). */
+const GET_ROUTES = new Set(['/metrics', '/admin/status', '/admin/origins', '/admin/dead', '/admin/notifications']);
+/** A tier's pause or resume, answered on POST only as are the two below. */
+const TIER_ROUTE = /^\/admin\/tiers\/(\d{1,3})\/(pause|resume)$/;
+const postRoute = (path: string): boolean => path === '/admin/reload' || path === '/admin/dead/redrive' || TIER_ROUTE.test(path);
+
 /**
  * The master's admin port: `/healthz`, `/readyz`, `/metrics` and `/admin/*`
  * (DESIGN §7–8), and the operator console's files (`/`, `/console/*`, DESIGN
  * §12). Loopback by default; when a token is configured every route but the
  * probes (`/healthz`, `/readyz`) and the console's files requires it.
  */
-/** The admin routes answered on GET only (past the merchant and history routes, which say so themselves). */
-const GET_ROUTES = new Set(['/metrics', '/admin/status', '/admin/origins', '/admin/dead', '/admin/notifications']);
-/** ... and on POST only. */
-const POST_ROUTE = /^\/admin\/(?:reload|dead\/redrive|tiers\/\d{1,3}\/(?:pause|resume))$/;
-
 export class AdminServer {
   private server: Server | null = null;
 
@@ -142,10 +143,10 @@ export class AdminServer {
     // A route that exists with another method is 405, any other path 404 (the console tells an older daemon by those).
     if (GET_ROUTES.has(path)) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET');
     if (method !== 'POST') {
-      if (POST_ROUTE.test(path)) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+      if (postRoute(path)) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
       throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);
     }
-    const tier = /^\/admin\/tiers\/(\d{1,3})\/(pause|resume)$/.exec(path);
+    const tier = TIER_ROUTE.exec(path);
     if (tier) {
       const index = Number(tier[1]);
       return this.json(res, 200, tier[2] === 'pause' ? this.target.pause(index) : this.target.resume(index));
