@@ -119,9 +119,7 @@ export class MasterBroker {
    * hang on a broker that reads nothing).
    */
   async startLadder(n: Notification, via: RunVia, at = Date.now()): Promise<{ run: string }> {
-    const ch = this.ch;
-    if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
-    if (this.blockedReason !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
+    const ch = this.publishingChannel();
     const c = this.config();
     const run = newRunId(at);
     const body = encodeNotification(n);
@@ -272,7 +270,7 @@ export class MasterBroker {
     superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly CopyVerdict[]>,
   ): Promise<RedriveResult> {
     return this.deadScan(() => {
-      const ch = this.scanChannel();
+      const ch = this.publishingChannel();
       return redrive(ch, this.config(), limit, force, {
         returns: this.returns ?? undefined,
         confirmTimeoutMs: this.confirmTimeoutMs,
@@ -292,7 +290,7 @@ export class MasterBroker {
   /** Lists parked notifications without consuming them (one scan of P.dead at a time). */
   listDead(limit: number): Promise<DeadListing> {
     return this.deadScan(() => {
-      const ch = this.scanChannel();
+      const ch = this.publishingChannel();
       // A failed copy gives the originals back by dropping the connection: closing only the channel would wait for a
       // close-ok, and leave a closing channel in place meanwhile.
       const giveBack = async (): Promise<void> => {
@@ -303,12 +301,13 @@ export class MasterBroker {
   }
 
   /**
-   * The channel a scan of P.dead runs on. Refused while the broker blocks the
-   * connection (an alarm): the scan's first publish would stop the broker
-   * reading it, and its next `get` would then wait out the alarm, with
-   * every scan queued behind it.
+   * The channel a ladder start or a scan of P.dead publishes on. Refused
+   * while the broker blocks the connection (an alarm): an admin call must not
+   * wait the alarm out, and a scan's first publish would stop the broker
+   * reading the connection, its next `get` then waiting with every scan
+   * queued behind it.
    */
-  private scanChannel(): ConfirmChannel {
+  private publishingChannel(): ConfirmChannel {
     const ch = this.ch;
     if (!ch) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker not connected');
     if (this.blockedReason !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${this.blockedReason}); retry later`);
