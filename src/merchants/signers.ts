@@ -31,7 +31,7 @@ export class MerchantSigners {
       return;
     }
     try {
-      this.rsa = createSigner({ scheme: 'rsa2', secrets: [], keyFile: signing.keyFile, threads: signing.threads });
+      this.rsa = this.rsaSigner(signing.keyFile);
     } catch {
       // Tried again at the first rsa2 merchant's notification (see `for`).
     }
@@ -46,7 +46,7 @@ export class MerchantSigners {
         if (!this.signing.keyFile) return `merchant ${m.id} signs with rsa2 and this daemon has no signing.keyFile`;
         // A key file that cannot be read (being replaced, a permission) throws SIGNING_FAILED: the notification goes
         // back after a pause and is tried again, reading the file again, rather than parked for good.
-        this.rsa ??= createSigner({ scheme: 'rsa2', secrets: [], keyFile: this.signing.keyFile, threads: this.signing.threads });
+        this.rsa ??= this.rsaSigner(this.signing.keyFile);
         return this.rsa;
       case 'standard': {
         if (m.secrets.length === 0) return `merchant ${m.id} has no secret that opens (NOTIFY_SECRETS_KEY?)`;
@@ -59,6 +59,11 @@ export class MerchantSigners {
         return signer;
       }
     }
+  }
+
+  /** The rsa2 signer of `keyFile`, with this configuration's threads; throws SIGNING_FAILED when the file cannot be used. */
+  private rsaSigner(keyFile: string): Signer {
+    return createSigner({ scheme: 'rsa2', secrets: [], keyFile, threads: this.signing.threads });
   }
 
   /** Closes the RSA pool (the others hold nothing; a shared daemon signer closes twice, which it allows); idempotent. */
