@@ -110,7 +110,10 @@ export function summariseParked(props: ParkedProperties, content: Buffer): Parke
  */
 function countBy<T>(items: readonly T[], key: (item: T) => string): Record<string, number> {
   const counts = new Map<string, number>();
-  for (const m of items) counts.set(key(m), (counts.get(key(m)) ?? 0) + 1);
+  for (const m of items) {
+    const k = key(m);
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
   return Object.fromEntries(counts);
 }
 

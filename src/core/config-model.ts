@@ -309,12 +309,11 @@ export function missingPortToken(ingress: Pick<IngressConfig, 'host' | 'tokens'>
   if (!isLoopbackHost(ingress.host) && Object.keys(ingress.tokens).length === 0) {
     return { key: 'ingress.tokens', why: `required while the ingress is bound to ${ingress.host} (not loopback), or anyone who reaches the port can have notifications signed and sent: set NOTIFY_INGRESS_TOKENS=name:token` };
   }
-  if (!isLoopbackHost(admin.host) && !admin.token) {
-    return { key: 'admin.token', why: `required while the admin port is bound to ${admin.host} (not loopback): set NOTIFY_ADMIN_TOKEN` };
-  }
+  if (isLoopbackHost(admin.host)) return null;
+  if (!admin.token) return { key: 'admin.token', why: `required while the admin port is bound to ${admin.host} (not loopback): set NOTIFY_ADMIN_TOKEN` };
   // The admin token runs the daemon (pause, redrive, merchants' secrets): beyond loopback, held to the producers'
   // rule. On loopback a weak one is only warned of at start (it was accepted before).
-  if (!isLoopbackHost(admin.host) && admin.token && weakAdminToken(admin.token)) {
+  if (weakAdminToken(admin.token)) {
     return { key: 'admin.token', why: `must be at least ${MIN_TOKEN_LENGTH} characters without spaces while the admin port is bound to ${admin.host} (not loopback): e.g. openssl rand -hex 24` };
   }
   return null;
