@@ -69,6 +69,9 @@ export const USAGE = `npm run bench -- [options]
   --isolation-rate R --isolation-seconds S  the steady part of each isolation run (default 2000/s, 5 s)
   --origins K        also spread --origins-n notifications over K origins against one (e.g. 10000)
   --origins-n N      notifications of the many-origins runs (default 40000)
+  --origin-addresses  each of the K origins on a loopback address of its own (127.1.x.y; the merchant
+                     then listens on 0.0.0.0), so none share connections; by default every origin's
+                     name resolves to 127.0.0.1, one host serving them all (shared connections)
   --registry         throughput with a registered merchant on every notification (PostgreSQL) against
                      the same without one (daemon-wide secret), --runs pairs
   --history          throughput with the delivery history on against off (same database), --runs pairs,
@@ -153,6 +156,8 @@ export interface Flags {
   isolationRuns: number;
   origins: number;
   originsN: number;
+  /** Each origin on an address of its own, rather than every name on 127.0.0.1. */
+  originAddresses: boolean;
   registry: boolean;
   history: boolean;
   cold: boolean;
@@ -215,6 +220,7 @@ export function parseFlags(): Flags {
       'isolation-runs': { type: 'string' },
       origins: { type: 'string' },
       'origins-n': { type: 'string' },
+      'origin-addresses': { type: 'boolean' },
       registry: { type: 'boolean' },
       history: { type: 'boolean' },
       cold: { type: 'boolean' },
@@ -305,6 +311,7 @@ export function parseFlags(): Flags {
     })(num(values['isolation-runs'], 1, 'isolation-runs')),
     origins: Math.floor(num(values.origins, 0, 'origins')),
     originsN: Math.max(100, Math.floor(num(values['origins-n'], 40_000, 'origins-n'))),
+    originAddresses: values['origin-addresses'] ?? false,
     registry: values.registry ?? false,
     history: values.history ?? false,
     cold: values.cold ?? false,

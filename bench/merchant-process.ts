@@ -28,6 +28,8 @@ export interface MerchantProcessOptions {
   readonly record?: boolean;
   /** Also open a port that accepts connections and never reads (`blackholePort`). */
   readonly blackhole?: boolean;
+  /** Listen on 0.0.0.0 rather than 127.0.0.1, to be reached on any loopback address (127.0.0.0/8). */
+  readonly anyAddress?: boolean;
 }
 
 export class MerchantProcess {
@@ -83,7 +85,7 @@ export class MerchantProcess {
 
 async function childMain(opts: MerchantProcessOptions): Promise<void> {
   const stub = new MerchantStub({ failureRatio: opts.failureRatio ?? 0, latencyMs: opts.latencyMs ?? 0, record: opts.record ?? false });
-  const base = await stub.start(0);
+  const base = await stub.start(0, opts.anyAddress ? '0.0.0.0' : '127.0.0.1');
   let blackholePort: number | null = null;
   const held: Socket[] = [];
   if (opts.blackhole) {

@@ -49,11 +49,11 @@ export class MerchantStub {
 
   constructor(private readonly opts: MerchantOptions = {}) {}
 
-  async start(port = 0): Promise<string> {
+  async start(port = 0, host = '127.0.0.1'): Promise<string> {
     const server = createServer({ keepAliveTimeout: 30_000 }, (req, res) => this.onRequest(req, res));
     server.maxHeadersCount = 200;
     this.server = server;
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => server.listen(port, host, resolve));
     this.port = (server.address() as AddressInfo).port;
     return this.base;
   }

@@ -443,6 +443,8 @@ function ratioSummary(runs: readonly BadRun[]): Row[] {
 
 interface OriginsRun {
   origins: number;
+  /** Each origin on an address of its own (none share connections). */
+  ownAddresses: boolean;
   perS: number;
   ratio: number | null;
   pssPeakMiB: number;
@@ -459,7 +461,9 @@ async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; row
   await dns.start();
   res.stops.push(() => dns.close());
   dns.set('*.o.test', { a: ['127.0.0.1'], ttl: 300 });
-  const m = await MerchantProcess.start({});
+  // Own addresses: 127.1.0.0 upwards, one per origin (Linux routes all of 127/8 to the loopback interface).
+  if (flags.originAddresses) for (let i = 0; i < flags.origins; i++) dns.set(`m${i}.o.test`, { a: [`127.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`], ttl: 300 });
+  const m = await MerchantProcess.start({ anyAddress: flags.originAddresses });
   res.stops.push(() => m.stop());
   const port = new URL(m.base).port;
   const daemon = await startDaemon({ res, flags: { ...flags, daemonEnv: { NOTIFY_DNS_SERVERS: dns.address, ...flags.daemonEnv } } }, SCHEDULE, 'origins');
@@ -479,11 +483,11 @@ async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; row
     const pss = await sampler.stop();
     if (flags.cpuProf) log(`origins ${k} window --from ${r.monoUs[0]} --to ${r.monoUs[1]}`);
     if (k === 1) one = r.perS;
-    runs.push({ origins: k, perS: round(r.perS), ratio: k === 1 ? null : round(r.perS / one, 2), pssPeakMiB: round(pss.peakMiB), tier0PssMiB: pss.perPid[tier0] ?? NaN, tier0Fds: fds.stop(), cpuPer1k: r.cpuPer1k });
+    runs.push({ origins: k, ownAddresses: k > 1 && flags.originAddresses, perS: round(r.perS), ratio: k === 1 ? null : round(r.perS / one, 2), pssPeakMiB: round(pss.peakMiB), tier0PssMiB: pss.perPid[tier0] ?? NaN, tier0Fds: fds.stop(), cpuPer1k: r.cpuPer1k });
     await drainDaemon(daemon);
   }
   const rows: Row[] = [['origins', 'deliveries /s', 'vs one origin', 'PSS MiB', 'of it tier 0', 'tier-0 fds', 'CPU ms/1k daemon', 'of it tier 0', 'merchant', 'broker']];
-  for (const r of runs) rows.push([r.origins, r.perS, r.ratio === null ? '-' : `${r.ratio}x`, r.pssPeakMiB, r.tier0PssMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.tier0 ?? '-', r.cpuPer1k.merchant, r.cpuPer1k.broker]);
+  for (const r of runs) rows.push([r.ownAddresses ? `${r.origins} (own addresses)` : r.origins, r.perS, r.ratio === null ? '-' : `${r.ratio}x`, r.pssPeakMiB, r.tier0PssMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.tier0 ?? '-', r.cpuPer1k.merchant, r.cpuPer1k.broker]);
   return { runs, rows };
 }
 

@@ -29,10 +29,17 @@ export class SelfAddresses {
   private ports = new Set<number>();
   private local = new Set<string>();
   private refreshedAt = -Infinity;
+  private changes = 0;
 
   /** The ports notifyd listens on here (admin, ingress); a delivery never targets them on this host. */
   setPorts(ports: Iterable<number>): void {
     this.ports = new Set([...ports].filter((p) => Number.isInteger(p) && p > 0));
+    this.changes++;
+  }
+
+  /** Goes up when the ports change, so a verdict remembered from before is decided again. */
+  get version(): number {
+    return this.changes;
   }
 
   /** True when `address:port` is one of notifyd's own listeners. */
@@ -78,12 +85,53 @@ export interface GuardedConnectorOptions {
 type ConnectOptions = Parameters<Connector.connector>[0];
 type ConnectCallback = Parameters<Connector.connector>[1];
 
+/** What `allowedAddresses` decided: the addresses, or the refusal. */
+export type AddressChoice =
+  | { readonly addresses: readonly ResolvedAddress[]; readonly refusal: null }
+  | { readonly addresses: null; readonly refusal: ConnectRefusal };
+
 /**
- * An undici `connect` function. A name whose answer mixes allowed and
- * refused addresses connects only to an allowed one (the refused ones are
- * never tried); an answer with none allowed fails with `DNS_BLOCKED`, which
- * the classification retries down the ladder, since DNS can be wrong for a
- * while. The TLS server name stays the URL's host.
+ * The addresses of an answer that a delivery may connect to: those the SSRF
+ * guard allows and that are not notifyd's own ports here; or why none is. A
+ * name whose answer mixes allowed and refused addresses connects only to an
+ * allowed one (the refused ones are never tried); an answer with none allowed
+ * fails with `DNS_BLOCKED`, which the classification retries down the
+ * ladder, since DNS can be wrong for a while (`DESTINATION_BLOCKED` for an
+ * address literal, which never changes).
+ */
+export function allowedAddresses(
+  hostname: string,
+  port: number,
+  addresses: readonly ResolvedAddress[],
+  guard: AddressGuard | null,
+  self: SelfAddresses,
+): AddressChoice {
+  const literal = isIP(hostname) !== 0;
+  let allowed = addresses;
+  if (guard) {
+    const refused: string[] = [];
+    allowed = addresses.filter((a) => {
+      const v = guard.check(a.address);
+      if (!v.allowed) refused.push(`${a.address} (${v.addressClass})`);
+      return v.allowed;
+    });
+    if (allowed.length === 0) {
+      const what = `destination ${hostname} is ${refused.join(', ')}; allow it with delivery.allowPrivateNetworks or delivery.allowCidrs`;
+      return { addresses: null, refusal: new ConnectRefusal(literal ? 'DESTINATION_BLOCKED' : 'DNS_BLOCKED', what) };
+    }
+  }
+  const notSelf = allowed.filter((a) => !self.isSelf(a.address, port));
+  if (notSelf.length === 0) {
+    const why = `destination ${hostname}:${port} is notifyd's own admin or ingress port`;
+    return { addresses: null, refusal: new ConnectRefusal(literal ? 'DESTINATION_BLOCKED' : 'DNS_BLOCKED', why) };
+  }
+  return { addresses: notSelf, refusal: null };
+}
+
+/**
+ * An undici `connect` function: resolves the name, keeps the
+ * `allowedAddresses` and connects to one of them. The TLS server name stays
+ * the URL's host.
  */
 export function guardedConnector(opts: GuardedConnectorOptions): Connector.connector {
   const base = buildConnector({ timeout: opts.timeoutMs });
@@ -91,36 +139,24 @@ export function guardedConnector(opts: GuardedConnectorOptions): Connector.conne
   return (options: ConnectOptions, callback: ConnectCallback): void => {
     const hostname = options.hostname;
     const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
-    const literal = isIP(hostname) !== 0;
     const pick = (addresses: readonly ResolvedAddress[]): void => {
-      let allowed = addresses;
-      if (opts.guard) {
-        const refused: string[] = [];
-        allowed = addresses.filter((a) => {
-          const v = opts.guard!.check(a.address);
-          if (!v.allowed) refused.push(`${a.address} (${v.addressClass})`);
-          return v.allowed;
-        });
-        if (allowed.length === 0) {
-          const what = `destination ${hostname} is ${refused.join(', ')}; allow it with delivery.allowPrivateNetworks or delivery.allowCidrs`;
-          return callback(new ConnectRefusal(literal ? 'DESTINATION_BLOCKED' : 'DNS_BLOCKED', what), null);
-        }
-      }
-      const notSelf = allowed.filter((a) => !opts.self.isSelf(a.address, port));
-      if (notSelf.length === 0) {
-        return callback(new ConnectRefusal(literal ? 'DESTINATION_BLOCKED' : 'DNS_BLOCKED', `destination ${hostname}:${port} is notifyd's own admin or ingress port`), null);
-      }
+      const choice = allowedAddresses(hostname, port, addresses, opts.guard, opts.self);
+      if (choice.refusal !== null) return callback(choice.refusal, null);
       // Spread new connections over the allowed addresses of a multi-address answer.
-      const chosen = notSelf[turn++ % notSelf.length]!;
+      const chosen = choice.addresses[turn++ % choice.addresses.length]!;
       try {
         base({ ...options, hostname: chosen.address }, callback);
       } catch (err) {
         callback(err as Error, null);
       }
     };
-    if (literal) return pick([{ address: hostname, family: isIP(hostname) as 4 | 6 }]);
-    opts.dns.resolve(hostname).then(pick, (err: unknown) => {
-      callback(err instanceof DnsError ? err : new DnsError('DNS_FAILURE', String((err as Error)?.message ?? err)), null);
-    });
+    const family = isIP(hostname);
+    if (family !== 0) return pick([{ address: hostname, family: family as 4 | 6 }]);
+    opts.dns.resolve(hostname).then(pick, (err: unknown) => callback(asLookupError(err), null));
   };
+}
+
+/** A lookup's failure as a `DnsError` (its code is the attempt's). */
+export function asLookupError(err: unknown): DnsError {
+  return err instanceof DnsError ? err : new DnsError('DNS_FAILURE', String((err as Error)?.message ?? err));
 }

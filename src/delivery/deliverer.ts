@@ -1,8 +1,9 @@
 import type { Dispatcher } from 'undici';
 import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
-import { guardedConnector, type SelfAddresses } from './connector.js';
-import { DnsCache } from './dns-cache.js';
+import { isIP } from 'node:net';
+import { allowedAddresses, asLookupError, guardedConnector, type ConnectRefusal, type SelfAddresses } from './connector.js';
+import { DnsCache, type ResolvedAddress } from './dns-cache.js';
 import { ConnectionWait, OriginPools } from './origin-pools.js';
 import { Client } from './undici-core.js';
 import type { AttemptResult } from './outcome.js';
@@ -34,6 +35,34 @@ interface Target {
   readonly path: string;
   /** Why the SSRF guard refuses the host, or null when it may be called. */
   readonly refused: string | null;
+  /**
+   * For an `http` URL with a name: what decides its endpoint (the address the
+   * name resolves to) and the `Host` its requests carry on a connection to
+   * that address; null when the origin is the endpoint (`https`, or an
+   * address literal).
+   */
+  readonly shared: SharedHost | null;
+}
+
+interface SharedHost {
+  readonly hostname: string;
+  readonly port: number;
+  /** The `Host` header, as undici writes it for the origin (the port only when the URL has one). */
+  readonly host: string;
+}
+
+/** An origin's endpoints for one DNS answer (the answer itself is the key: the cache hands out the same array until its TTL ends). */
+interface Route {
+  readonly answer: readonly ResolvedAddress[];
+  readonly selfVersion: number;
+  readonly endpoints: readonly string[];
+  readonly refusal: ConnectRefusal | null;
+  turn: number;
+}
+
+/** The endpoint of an address and port, as a Client's origin. */
+function endpointOf(a: ResolvedAddress, port: number): string {
+  return a.family === 6 ? `http://[${a.address}]:${port}` : `http://${a.address}:${port}`;
 }
 
 function timed(r: HttpResult, started: number, sentAt: number | null = null): TimedResult {
@@ -191,6 +220,8 @@ export class HttpDeliverer {
   private readonly cfg: DeliveryConfig;
   private readonly verdicts = new Map<string, string | null>();
   private readonly targets = new Map<string, Target | null>();
+  private readonly routes = new Map<string, Route>();
+  private readonly dns: DnsCache;
   /** Parsed URLs and verdicts kept: enough for every origin the gate keeps, so 10,000 merchants do not thrash it. */
   private readonly cacheSize: number;
   private readonly sweeper: NodeJS.Timeout;
@@ -203,18 +234,21 @@ export class HttpDeliverer {
   constructor(
     cfg: DeliveryConfig,
     private readonly guard: AddressGuard | null,
-    self: SelfAddresses,
+    private readonly self: SelfAddresses,
   ) {
     this.cfg = cfg;
     this.cacheSize = Math.max(4096, cfg.perOrigin.maxOrigins * 2);
     const dns = new DnsCache({ servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: Math.max(1024, cfg.perOrigin.maxOrigins) });
+    this.dns = dns;
     const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, guard, self });
     this.pools = new OriginPools({
       maxPools: cfg.perOrigin.maxPools,
       connectionsPerOrigin: cfg.connectionsPerOrigin,
+      // A shared host may have all of a tier's attempts in flight at once; more than that are never used together.
+      idlePerEndpoint: Math.max(cfg.connectionsPerOrigin, cfg.concurrency),
       idleMs: cfg.perOrigin.poolIdleMs,
-      create: (origin) =>
-        new Client(origin, {
+      create: (endpoint) =>
+        new Client(endpoint, {
           // Shorter than the origin's own idle timeout: sockets go first, then the origin's clients.
           keepAliveTimeout: Math.min(10_000, cfg.perOrigin.poolIdleMs),
           // A merchant's `Keep-Alive: timeout=N` may shorten that, never lengthen it (undici's own cap is 600 s).
@@ -228,7 +262,7 @@ export class HttpDeliverer {
     this.sweeper.unref();
   }
 
-  /** Pools open now (at most `perOrigin.maxPools`). */
+  /** Endpoints kept now (at most `perOrigin.maxPools` with nothing in flight). */
   get poolCount(): number {
     return this.pools.size;
   }
@@ -263,7 +297,13 @@ export class HttpDeliverer {
     if (t === undefined) {
       try {
         const url = new URL(raw);
-        t = { origin: url.origin, path: `${url.pathname}${url.search}`, refused: this.guard ? this.hostVerdict(url.hostname) : null };
+        const named = url.protocol === 'http:' && !url.hostname.startsWith('[') && isIP(url.hostname) === 0;
+        t = {
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          refused: this.guard ? this.hostVerdict(url.hostname) : null,
+          shared: named ? { hostname: url.hostname, port: Number(url.port) || 80, host: url.host } : null,
+        };
       } catch {
         t = null;
       }
@@ -289,10 +329,13 @@ export class HttpDeliverer {
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
     if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
     if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
-    const got = this.pools.acquire(t.origin);
     return new Promise<TimedResult>((resolve) => {
       let client: Client | null = null;
-      // The deadline runs from here, so it covers a wait for one of the origin's connections too.
+      let wait: ConnectionWait | null = null;
+      let resolving = false;
+      // Counts an attempt whose name is being looked up, so closing the pools waits for it.
+      let lookedUp = (): void => undefined;
+      // The deadline runs from here, so it covers the name's lookup and a wait for a connection too.
       const handler = new AttemptHandler(
         started,
         this.cfg.maxResponseBytes,
@@ -303,21 +346,83 @@ export class HttpDeliverer {
           if (client !== null) this.pools.release(t.origin, client);
           resolve(r);
         },
-        () => got instanceof ConnectionWait && got.cancel(),
+        () => {
+          if (resolving) {
+            resolving = false;
+            lookedUp();
+            return true;
+          }
+          return wait !== null && wait.cancel();
+        },
       );
+      const headers = t.shared === null ? req.headers : { ...req.headers, host: t.shared.host };
       const go = (c: Client): void => {
         client = c;
         // Out of time by the moment it got the connection: no request (an abort would cost the socket).
         if (handler.expired) return handler.onResponseError(null, new AttemptTimeout('deadline'));
         try {
-          c.dispatch({ origin: t.origin, path: t.path, method: req.method, headers: req.headers, body: req.body }, handler);
+          c.dispatch({ origin: t.origin, path: t.path, method: req.method, headers, body: req.body }, handler);
         } catch (err) {
           handler.onResponseError(null, err as Error);
         }
       };
-      if (got instanceof ConnectionWait) void got.client.then(go);
-      else go(got);
+      const start = (endpoint: string): void => {
+        const got = this.pools.acquire(t.origin, endpoint);
+        if (got instanceof ConnectionWait) {
+          wait = got;
+          void got.client.then(go);
+        } else go(got);
+      };
+      const routeBy = (shared: SharedHost, answer: readonly ResolvedAddress[]): void => {
+        const r = this.route(t.origin, shared, answer);
+        if (r.refusal !== null) return handler.onResponseError(null, r.refusal);
+        start(r.endpoints[r.turn++ % r.endpoints.length]!);
+      };
+      const shared = t.shared;
+      if (shared === null) return start(t.origin);
+      const answer = this.dns.peek(shared.hostname);
+      if (answer !== undefined) return routeBy(shared, answer);
+      resolving = true;
+      lookedUp = this.pools.reserve();
+      this.dns.resolve(shared.hostname).then(
+        (a) => {
+          if (!resolving) return; // the deadline came first
+          resolving = false;
+          routeBy(shared, a);
+          lookedUp();
+        },
+        (err: unknown) => {
+          if (!resolving) return;
+          resolving = false;
+          handler.onResponseError(null, asLookupError(err));
+          lookedUp();
+        },
+      );
     });
+  }
+
+  /**
+   * Where a named `http` origin's requests go for this DNS answer: the
+   * allowed addresses as endpoints (their connections shared with every
+   * origin on the same address and port), or why none is allowed. Kept per
+   * origin until the answer or notifyd's own ports change; the connector
+   * checks the address again when it connects.
+   */
+  private route(origin: string, shared: SharedHost, answer: readonly ResolvedAddress[]): Route {
+    let r = this.routes.get(origin);
+    if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version) {
+      const choice = allowedAddresses(shared.hostname, shared.port, answer, this.guard, this.self);
+      r = {
+        answer,
+        selfVersion: this.self.version,
+        endpoints: choice.addresses === null ? [] : choice.addresses.map((a) => endpointOf(a, shared.port)),
+        refusal: choice.refusal,
+        turn: 0,
+      };
+      if (this.routes.size >= this.cacheSize) this.routes.clear();
+      this.routes.set(origin, r);
+    }
+    return r;
   }
 
   /** The origin (scheme://host:port) of a URL, or null when it does not parse. Cached. */

@@ -54,6 +54,9 @@ export class DnsError extends Error {
   }
 }
 
+/** How often the hosts file is checked for a change. */
+const HOSTS_CHECK_MS = 5_000;
+
 type Entry = { readonly until: number; readonly value: readonly ResolvedAddress[] | DnsError };
 
 function cAres(servers: readonly string[], timeoutMs: number): DnsQueries {
@@ -119,6 +122,12 @@ export class DnsCache {
     return this.entries.size;
   }
 
+  /** The cached answer for `name` while it is fresh, without a promise (a hot path's shortcut); undefined for a failure or a miss. */
+  peek(name: string): readonly ResolvedAddress[] | undefined {
+    const hit = this.entries.get(name.toLowerCase());
+    return hit !== undefined && hit.until > this.now() && !(hit.value instanceof DnsError) ? hit.value : undefined;
+  }
+
   /** The IPv4 addresses of `name`, or its IPv6 ones when it has none; or a `DnsError`. */
   resolve(name: string): Promise<readonly ResolvedAddress[]> {
     const key = name.toLowerCase();
@@ -144,11 +153,17 @@ export class DnsCache {
   }
 
   private async lookup(key: string): Promise<readonly ResolvedAddress[]> {
+    // Kept as long as the hosts file goes unread, so a name from it is not looked up per attempt.
     const fromHosts = (await this.hostsTable()).get(key);
-    if (fromHosts !== undefined) return fromHosts;
+    if (fromHosts !== undefined) {
+      this.remember(key, fromHosts, HOSTS_CHECK_MS);
+      return fromHosts;
+    }
     if (key === 'localhost' || key.endsWith('.localhost')) {
       // RFC 6761: always loopback, never asked of DNS.
-      return [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }];
+      const loopback: ResolvedAddress[] = [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }];
+      this.remember(key, loopback, HOSTS_CHECK_MS);
+      return loopback;
     }
     // AAAA only when the name has no A record: a merchant with IPv4 is reached over IPv4,
     // and a second query per name was half the resolver's cost with thousands of merchants.
@@ -179,7 +194,7 @@ export class DnsCache {
   /** The hosts file, re-read when it changed (checked at most every 5 s). */
   private async hostsTable(): Promise<Map<string, ResolvedAddress[]>> {
     const file = this.opts.hostsFile === undefined ? '/etc/hosts' : this.opts.hostsFile;
-    if (file === null || this.now() - this.hostsCheckedAt < 5_000) return this.hosts;
+    if (file === null || this.now() - this.hostsCheckedAt < HOSTS_CHECK_MS) return this.hosts;
     this.hostsCheckedAt = this.now();
     try {
       const { mtimeMs } = await stat(file);

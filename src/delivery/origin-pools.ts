@@ -1,48 +1,76 @@
 /**
- * Keep-alive connections per origin, with a cap on the origins kept. Each
- * origin has a small set of undici Clients (one connection each), not an
- * undici Pool: a Pool carries a 2,048-slot request queue (16 KB) that
- * notifyd never fills, as the origin gate already caps the attempts in
- * flight per origin, and 10,000 merchants made that 160 MB per tier. The
- * least recently used idle origin is closed once `maxPools` are kept, and an
- * origin unused for `idleMs` is closed too. Open sockets are then at most
- * `maxPools × connectionsPerOrigin`, whatever the number of merchants.
+ * Keep-alive connections, counted per origin while in use and kept per
+ * endpoint while idle, with a cap on the endpoints kept.
+ *
+ * An endpoint is where a connection goes: for `https` the origin itself (the
+ * TLS session is for its name), for `http` the address and port its name
+ * resolved to. Merchants on one shared host (a SaaS shop platform, a payment
+ * aggregator's hosted pages, one load balancer for thousands of names) then
+ * share its idle connections, as an HTTP/1.1 proxy does: a request names its
+ * origin in `Host`, not in the connection. 10,000 such merchants cost a tier
+ * a few connections instead of 10,000 (issue 14); merchants on hosts of
+ * their own cost what they did.
+ *
+ * An origin uses at most `connectionsPerOrigin` at once, whichever endpoint
+ * they come from; past that an attempt waits for the first one its origin
+ * releases. So the per-origin bound, and a hanging merchant's share of the
+ * sockets, are what they were without the sharing. Each endpoint keeps at
+ * most `idlePerEndpoint` idle connections; the least recently used idle
+ * endpoint is closed once `maxPools` are kept, and one unused for `idleMs`
+ * is closed too.
+ *
+ * Each connection is an undici Client, not a Pool: a Pool carries a
+ * 2,048-slot request queue (16 KB) that notifyd never fills, as the origin
+ * gate already caps the attempts in flight per origin.
  */
 import type { Client } from './undici-core.js';
 
 /**
- * The reason given to the sockets of an origin closed while idle. One shared
- * error: `close()` makes a new one per connection, and Node reads its stack
- * when the socket is destroyed, which was a twentieth of a tier's CPU when
- * many origins came and went.
+ * The reason given to the sockets of an endpoint closed while idle. One
+ * shared error: `close()` makes a new one per connection, and Node reads its
+ * stack when the socket is destroyed, which was a twentieth of a tier's CPU
+ * when many origins came and went.
  */
 const RETIRED = Object.assign(new Error('idle keep-alive connection closed by notifyd'), { code: 'POOL_RETIRED' });
 void RETIRED.stack;
 
 export interface OriginPoolsOptions {
-  /** Origins whose connections are kept. */
+  /** Endpoints whose idle connections are kept. */
   readonly maxPools: number;
-  /** Connections (Clients) per origin, at most. */
+  /** Connections one origin uses at once, at most. */
   readonly connectionsPerOrigin: number;
-  /** An origin with nothing in flight for this long is closed. */
+  /** Idle connections one endpoint keeps, at most (default `connectionsPerOrigin`); one released past it is closed. */
+  readonly idlePerEndpoint?: number;
+  /** An endpoint with nothing in flight for this long is closed. */
   readonly idleMs: number;
-  /** Builds one connection's Client for an origin. */
-  readonly create: (origin: string) => Client;
+  /** Builds one connection's Client for an endpoint. */
+  readonly create: (endpoint: string) => Client;
   readonly now?: () => number;
 }
 
-interface Entry {
-  readonly clients: Client[];
-  /** Attempts in flight on `clients[i]`. */
-  readonly busy: number[];
-  /** Attempts waiting for one of the origin's connections, first come first served. */
-  readonly waiters: ConnectionWait[];
-  /** Attempts in flight or waiting. */
-  active: number;
+interface Endpoint {
+  readonly key: string;
+  /** Its idle connections; the last released is used first, so traffic stays on few sockets and the rest time out. */
+  readonly idle: Client[];
+  /** Its connections in use. */
+  busy: number;
   lastUsed: number;
 }
 
-/** An attempt waiting for one of its origin's connections (all in use, as many as allowed). */
+interface OriginUse {
+  /** Connections the origin uses now (at most `connectionsPerOrigin`). */
+  inUse: number;
+  /** Attempts waiting for one of them, first come first served. */
+  readonly waiters: ConnectionWait[];
+}
+
+/** A connection's endpoint, and whether an attempt holds it. */
+interface Home {
+  readonly endpoint: Endpoint;
+  busy: boolean;
+}
+
+/** An attempt waiting for a connection: its origin uses as many as it may. */
 export class ConnectionWait {
   /** The connection, once one is released to this wait. */
   readonly client: Promise<Client>;
@@ -63,14 +91,13 @@ export class ConnectionWait {
   }
 }
 
-/** Closes an idle origin's clients (nothing in flight: `destroy` aborts nothing). */
-function retire(e: Entry): void {
-  for (const c of e.clients) void c.destroy(RETIRED).catch(() => undefined);
-}
-
 export class OriginPools {
-  /** In least-recently-used order: a used entry is moved to the end. */
-  private readonly entries = new Map<string, Entry>();
+  /** In least-recently-used order: an endpoint acquired from is moved to the end. */
+  private readonly endpoints = new Map<string, Endpoint>();
+  /** Origins with a connection in use or an attempt waiting (an idle origin costs nothing here). */
+  private readonly origins = new Map<string, OriginUse>();
+  private readonly homes = new Map<Client, Home>();
+  private readonly idlePerEndpoint: number;
   private readonly now: () => number;
   private closing: Promise<void> | null = null;
   /** Attempts in flight or waiting, all origins together (close() waits for none). */
@@ -80,101 +107,148 @@ export class OriginPools {
 
   constructor(private readonly opts: OriginPoolsOptions) {
     this.now = opts.now ?? Date.now;
+    this.idlePerEndpoint = opts.idlePerEndpoint ?? opts.connectionsPerOrigin;
   }
 
-  /** Origins kept now. */
+  /** Endpoints kept now. */
   get size(): number {
-    return this.entries.size;
+    return this.endpoints.size;
+  }
+
+  /** Connections open or opening now, idle or in use. */
+  get connections(): number {
+    return this.homes.size;
   }
 
   /**
-   * A connection for `origin`, counted as in use until `release(origin, client)`:
-   * the first idle one (so traffic stays on few sockets and the rest time
-   * out), else a new one up to `connectionsPerOrigin`; past that, a wait
-   * for the first one released (as an undici Pool's shared queue would).
+   * A connection for `origin` to `endpoint` (the origin itself unless its
+   * name's address is shared), counted as in use until `release(origin,
+   * client)`: the endpoint's last idle one, else a new one, while the origin
+   * uses fewer than `connectionsPerOrigin`; past that, a wait for the first
+   * one the origin releases (as an undici Pool's shared queue would).
    */
-  acquire(origin: string): Client | ConnectionWait {
-    let e = this.entries.get(origin);
-    if (e === undefined) {
-      e = { clients: [], busy: [], waiters: [], active: 0, lastUsed: 0 };
-      if (this.entries.size >= this.opts.maxPools) this.evict(this.entries.size - this.opts.maxPools + 1);
-    } else {
-      this.entries.delete(origin);
+  acquire(origin: string, endpoint: string = origin): Client | ConnectionWait {
+    let o = this.origins.get(origin);
+    if (o === undefined) {
+      o = { inUse: 0, waiters: [] };
+      this.origins.set(origin, o);
     }
-    this.entries.set(origin, e);
-    e.active++;
     this.attempts++;
-    e.lastUsed = this.now();
-    let pick = e.busy.indexOf(0);
-    if (pick < 0) {
-      if (e.clients.length >= this.opts.connectionsPerOrigin) {
-        // Not pinned to one busy connection: it takes whichever is released first.
-        const entry = e;
-        const w = new ConnectionWait((me) => {
-          const at = entry.waiters.indexOf(me);
-          if (at < 0) return false;
-          entry.waiters.splice(at, 1);
-          this.ended(entry);
-          return true;
-        });
-        e.waiters.push(w);
-        return w;
-      }
-      e.clients.push(this.opts.create(origin));
-      e.busy.push(0);
-      pick = e.clients.length - 1;
+    if (o.inUse >= this.opts.connectionsPerOrigin) {
+      // Not pinned to one busy connection: it takes whichever its origin releases first.
+      const use = o;
+      const w = new ConnectionWait((me) => {
+        const at = use.waiters.indexOf(me);
+        if (at < 0) return false;
+        use.waiters.splice(at, 1);
+        this.ended();
+        return true;
+      });
+      o.waiters.push(w);
+      return w;
     }
-    e.busy[pick]!++;
-    return e.clients[pick]!;
+    o.inUse++;
+    return this.take(endpoint);
   }
 
-  /** One attempt on `origin` through `client` is over: the connection goes to the next waiter, if any. */
+  private take(key: string): Client {
+    let e = this.endpoints.get(key);
+    if (e === undefined) {
+      if (this.endpoints.size >= this.opts.maxPools) this.evict(this.endpoints.size - this.opts.maxPools + 1);
+      e = { key, idle: [], busy: 0, lastUsed: 0 };
+    } else {
+      this.endpoints.delete(key);
+    }
+    this.endpoints.set(key, e);
+    e.busy++;
+    e.lastUsed = this.now();
+    let c = e.idle.pop();
+    if (c === undefined) {
+      c = this.opts.create(key);
+      this.homes.set(c, { endpoint: e, busy: true });
+    } else {
+      this.homes.get(c)!.busy = true;
+    }
+    return c;
+  }
+
+  /** One attempt of `origin` on `client` is over: the connection goes to the origin's next waiter, if any, else back to its endpoint. */
   release(origin: string, client: Client): void {
-    const e = this.entries.get(origin);
-    if (e === undefined) return;
-    const i = e.clients.indexOf(client);
-    if (i < 0 || e.busy[i]! <= 0) return;
-    const next = e.waiters.shift();
+    const home = this.homes.get(client);
+    const o = this.origins.get(origin);
+    if (home === undefined || !home.busy || o === undefined || o.inUse <= 0) return;
+    const next = o.waiters.shift();
     if (next !== undefined) {
-      // The connection goes on to the next attempt, still busy; the waiter was counted active already.
-      this.ended(e);
+      // The connection goes on to the next attempt, still in use; the waiter was counted already.
+      this.ended();
       return next.serve(client);
     }
-    e.busy[i]!--;
-    this.ended(e);
+    o.inUse--;
+    if (o.inUse === 0) this.origins.delete(origin);
+    const e = home.endpoint;
+    home.busy = false;
+    e.busy--;
+    e.lastUsed = this.now();
+    if (this.endpoints.get(e.key) === e && e.idle.length < this.idlePerEndpoint) e.idle.push(client);
+    else this.retire(client);
+    this.ended();
   }
 
-  /** One attempt of `e` is over (done or gave up waiting). */
-  private ended(e: Entry): void {
-    e.active--;
+  /**
+   * Counts an attempt that will acquire later (its name is being looked up),
+   * so close() waits for it; the function returned ends the count, once,
+   * after that attempt's acquire or when it gives up.
+   */
+  reserve(): () => void {
+    this.attempts++;
+    let open = true;
+    return () => {
+      if (open) {
+        open = false;
+        this.ended();
+      }
+    };
+  }
+
+  /** One attempt is over (done or gave up waiting). */
+  private ended(): void {
     this.attempts--;
-    e.lastUsed = this.now();
     if (this.allIdle !== null && this.attempts === 0) {
       this.allIdle();
       this.allIdle = null;
     }
   }
 
-  /** Closes up to `n` idle origins, least recently used first (busy ones are never closed). */
+  /** Closes an idle connection (nothing in flight: `destroy` aborts nothing). */
+  private retire(c: Client): void {
+    this.homes.delete(c);
+    void c.destroy(RETIRED).catch(() => undefined);
+  }
+
+  /** Closes an idle endpoint's connections and forgets it. */
+  private drop(e: Endpoint): void {
+    this.endpoints.delete(e.key);
+    for (const c of e.idle.splice(0)) this.retire(c);
+  }
+
+  /** Closes up to `n` idle endpoints, least recently used first (one with a connection in use is never closed). */
   private evict(n: number): void {
-    for (const [origin, e] of this.entries) {
+    for (const e of this.endpoints.values()) {
       if (n <= 0) break;
-      if (e.active > 0) continue;
-      this.entries.delete(origin);
-      retire(e);
+      if (e.busy > 0) continue;
+      this.drop(e);
       n--;
     }
   }
 
-  /** Closes origins idle for longer than `idleMs` (call now and then). */
+  /** Closes endpoints idle for longer than `idleMs` (call now and then). */
   sweep(): void {
     const cutoff = this.now() - this.opts.idleMs;
-    for (const [origin, e] of this.entries) {
+    for (const e of this.endpoints.values()) {
       // LRU order: once one is recent, the rest are too.
       if (e.lastUsed > cutoff) break;
-      if (e.active > 0) continue;
-      this.entries.delete(origin);
-      retire(e);
+      if (e.busy > 0) continue;
+      this.drop(e);
     }
   }
 
@@ -186,8 +260,9 @@ export class OriginPools {
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.attempts > 0) await new Promise<void>((resolve) => (this.allIdle = resolve));
-      const clients = [...this.entries.values()].flatMap((e) => e.clients);
-      this.entries.clear();
+      const clients = [...this.homes.keys()];
+      this.homes.clear();
+      this.endpoints.clear();
       await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
     })();
     return this.closing;

@@ -125,6 +125,8 @@ describe('guarded connector (through HttpDeliverer)', () => {
   let server: http.Server;
   let port: number;
   let hits = 0;
+  const hosts: string[] = [];
+  let connections = 0;
   const stub = new DnsStub();
   const cfg: DeliveryConfig = {
     ...loadConfig({ env: {} }).delivery,
@@ -136,12 +138,15 @@ describe('guarded connector (through HttpDeliverer)', () => {
   before(async () => {
     server = http.createServer((req, res) => {
       hits++;
+      hosts.push(req.headers.host ?? '');
       req.resume();
       res.end('ok');
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     port = (server.address() as AddressInfo).port;
+    server.on('connection', () => connections++);
     await stub.start();
+    stub.set('*.shared.test', { a: ['127.0.0.1'] });
     stub.set('mixed.test', { a: ['10.1.2.3', '127.0.0.1'] });
     stub.set('private.test', { a: ['10.1.2.3'] });
     stub.set('hang.test', 'blackhole');
@@ -201,6 +206,28 @@ describe('guarded connector (through HttpDeliverer)', () => {
     const r = await d.attempt(post(`http://hang.test:${port}/`));
     assert.ok(r.kind === 'error' && r.code === 'DNS_TIMEOUT', JSON.stringify(r));
     assert.ok(Date.now() - started < 1000);
+    await d.close();
+  });
+  it('http merchants whose names share an address share its connections; each request names its own Host', async () => {
+    const d = deliverer();
+    hosts.length = 0;
+    const before = connections;
+    for (const name of ['a', 'b', 'c', 'a']) {
+      const r = await d.attempt(post(`http://${name}.shared.test:${port}/`));
+      assert.ok(r.kind === 'response' && r.status === 200, JSON.stringify(r));
+    }
+    assert.deepEqual(hosts, ['a', 'b', 'c', 'a'].map((n) => `${n}.shared.test:${port}`));
+    assert.equal(connections - before, 1, 'one connection served the three names one after another');
+    await d.close();
+  });
+
+  it("the whole-response deadline covers the name's lookup", async () => {
+    const d = new HttpDeliverer({ ...cfg, dnsServers: [stub.address], dnsTimeoutMs: 1000, timeoutMs: 200 }, createAddressGuard(cfg), new SelfAddresses());
+    const started = Date.now();
+    const r = await d.attempt(post(`http://hang.test:${port}/`));
+    const took = Date.now() - started;
+    assert.ok(r.kind === 'error' && r.code === 'TIMEOUT', JSON.stringify(r));
+    assert.ok(took < 1000, `settled at the 200-ms deadline, not after the DNS timeouts (took ${took} ms)`);
     await d.close();
   });
 });

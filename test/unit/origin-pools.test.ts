@@ -127,4 +127,54 @@ describe('OriginPools', () => {
     await pools.close();
     assert.deepEqual(closed.sort(), ['https://x', 'https://y', 'https://z']);
   });
+
+  it('origins on one endpoint share its idle connections, each within its own cap', async () => {
+    const { closed, create } = fakes();
+    let made = 0;
+    const pools = new OriginPools({ maxPools: 10, connectionsPerOrigin: 1, idlePerEndpoint: 2, idleMs: 60_000, create: (e) => (made++, create(e)) });
+    const E = 'http://10.0.0.1:80';
+    const a = ready(pools.acquire('http://a.test', E));
+    const b = ready(pools.acquire('http://b.test', E));
+    assert.notEqual(a, b, 'both in use at once: two connections');
+    const aAgain = waiting(pools.acquire('http://a.test', E));
+    pools.release('http://b.test', b);
+    assert.equal(made, 2);
+    let served = false;
+    void aAgain.client.then(() => (served = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(served, false, "b's idle connection does not lift a's cap: a waits for its own");
+    pools.release('http://a.test', a);
+    assert.equal(await aAgain.client, a);
+    pools.release('http://a.test', a);
+    const c = ready(pools.acquire('http://c.test', E));
+    assert.ok(c === a || c === b, 'a third origin on the endpoint takes an idle connection, not a new one');
+    assert.equal(made, 2);
+    assert.equal(ready(pools.acquire('http://d.test', 'http://10.0.0.2:80')) !== c, true, 'another address is another endpoint');
+    assert.equal(made, 3);
+    assert.equal(pools.size, 2);
+    pools.release('http://c.test', c);
+    const many = [1, 2, 3].map((i) => ready(pools.acquire(`http://m${i}.test`, E)));
+    for (const [i, m] of many.entries()) pools.release(`http://m${i + 1}.test`, m);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(closed.length, 1, `one of three released past idlePerEndpoint (2) is closed (closed: ${closed.join(', ')})`);
+    assert.equal(pools.connections, 3, 'two idle on E, one in use on the other address');
+  });
+
+  it('close() waits for an attempt reserved while its name is looked up', async () => {
+    const { closed, create } = fakes();
+    const pools = new OriginPools({ maxPools: 10, connectionsPerOrigin: 1, idleMs: 60_000, create });
+    const lookedUp = pools.reserve();
+    let done = false;
+    const closing = pools.close().then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(done, false, 'the reserved attempt is still to acquire');
+    const c = ready(pools.acquire('http://late.test', 'http://10.0.0.9:80'));
+    lookedUp();
+    lookedUp(); // once only
+    await new Promise((r) => setImmediate(r));
+    assert.equal(done, false, 'now its request is under way');
+    pools.release('http://late.test', c);
+    await closing;
+    assert.deepEqual(closed, ['http://10.0.0.9:80'], 'and its connection is closed with the rest');
+  });
 });
