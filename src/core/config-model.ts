@@ -41,9 +41,13 @@ export interface PerOriginConfig {
   readonly queueTargetMs: number;
   /** Origins whose learned state is kept (idle ones are forgotten first). */
   readonly maxOrigins: number;
-  /** Origins whose keep-alive connections are kept; the least recently used idle one is closed past it. */
+  /**
+   * Endpoints whose idle keep-alive connections are kept (an `https` origin,
+   * or the address and port an `http` name resolves to); the least recently
+   * used idle one is closed past it.
+   */
   readonly maxPools: number;
-  /** An origin's connections unused this long are closed. */
+  /** An endpoint's connections unused this long are closed. */
   readonly poolIdleMs: number;
 }
 
@@ -65,7 +69,7 @@ export interface DeliveryConfig {
    */
   readonly prefetch: number;
   readonly perOrigin: PerOriginConfig;
-  /** Keep-alive connections per origin. */
+  /** Connections one origin uses at once (`http` merchants on one address and port share its idle ones). */
   readonly connectionsPerOrigin: number;
   /**
    * Synthetic notifications each tier worker runs through a throwaway copy of

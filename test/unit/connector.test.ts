@@ -230,4 +230,24 @@ describe('guarded connector (through HttpDeliverer)', () => {
     assert.ok(took < 1000, `settled at the 200-ms deadline, not after the DNS timeouts (took ${took} ms)`);
     await d.close();
   });
+  it('an http name that resolves to IPv6 only is reached on it (the shared endpoint is written [addr]:port)', async (t) => {
+    const v6 = http.createServer((req, res) => {
+      req.resume();
+      res.end(`v6 ${req.headers.host}`);
+    });
+    try {
+      await new Promise<void>((resolve, reject) => v6.once('error', reject).listen(0, '::1', resolve));
+    } catch {
+      return t.skip('no IPv6 loopback here');
+    }
+    const v6port = (v6.address() as AddressInfo).port;
+    stub.set('six.test', { aaaa: ['::1'] });
+    const allow = { ...cfg, allowCidrs: ['127.0.0.0/8', '::1/128'] };
+    const d = new HttpDeliverer({ ...allow, dnsServers: [stub.address] }, createAddressGuard(allow), new SelfAddresses());
+    const r = await d.attempt(post(`http://six.test:${v6port}/`));
+    assert.ok(r.kind === 'response' && r.status === 200 && r.body === `v6 six.test:${v6port}`, JSON.stringify(r));
+    await d.close();
+    v6.closeAllConnections();
+    v6.close();
+  });
 });
