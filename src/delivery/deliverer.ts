@@ -44,6 +44,9 @@ interface Target {
   readonly shared: SharedHost | null;
 }
 
+/** What an origin decides for every URL under it. */
+type OriginHost = Pick<Target, 'origin' | 'refused' | 'shared'>;
+
 interface SharedHost {
   readonly hostname: string;
   readonly port: number;
@@ -75,6 +78,14 @@ const DRAIN_LIMIT_BYTES = 128 * 1024;
 
 /** Time left under which an attempt handed a connection counts as out of time. */
 const EXPIRY_SLACK_MS = 5;
+
+/** What an attempt's handler reports to. */
+interface AttemptOwner {
+  /** The attempt's result, once. */
+  settled(r: TimedResult): void;
+  /** At the deadline, before the request reached undici: leaves the lookup or the wait for a connection; true if it was still in one. */
+  leaveWait(): boolean;
+}
 
 /** Thrown into a request whose whole-response deadline passed. */
 class AttemptTimeout extends Error {
@@ -108,9 +119,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     /** Of a 2xx read for nobody, this many first bytes are kept all the same (for the history). */
     private readonly headBytes: number,
     private readonly timeoutMs: number,
-    private readonly resolve: (r: TimedResult) => void,
-    /** At the deadline, before the request reached undici: leaves the wait for a connection; true if it was still waiting. */
-    private readonly leaveWait: () => boolean = () => false,
+    private readonly owner: AttemptOwner,
   ) {
     this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
   }
@@ -119,7 +128,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
-    this.resolve(timed(r, this.started, this.sentAt));
+    this.owner.settled(timed(r, this.started, this.sentAt));
   }
 
   /**
@@ -133,7 +142,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
 
   private onDeadline(): void {
     this.timedOut = true;
-    if (this.controller === null && this.leaveWait()) return this.onResponseError(null, new AttemptTimeout('deadline'));
+    if (this.controller === null && this.owner.leaveWait()) return this.onResponseError(null, new AttemptTimeout('deadline'));
     // Queued requests have no controller yet: onRequestStart aborts them.
     this.controller?.abort(new AttemptTimeout('deadline'));
   }
@@ -210,6 +219,106 @@ function errorCode(err: unknown): string {
 }
 
 /**
+ * One attempt from its start to its result: looks up an `http` name (under
+ * the attempt's deadline), takes a connection of its origin (or waits for
+ * one) and hands the request to undici. A class rather than closures per
+ * attempt: a tier makes thousands a second.
+ */
+class AttemptRun implements AttemptOwner {
+  private client: Client | null = null;
+  private wait: ConnectionWait | null = null;
+  /** Set while the name is looked up: the end of the count that makes closing the pools wait for it. */
+  private lookingUp: (() => void) | null = null;
+  private readonly handler: AttemptHandler;
+  private readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    private readonly pools: OriginPools,
+    private readonly dns: DnsCache,
+    private readonly route: (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[]) => Route,
+    private readonly t: Target,
+    private readonly req: OutgoingRequest,
+    needBody: boolean,
+    headBytes: number,
+    started: number,
+    cfg: DeliveryConfig,
+    private readonly resolve: (r: TimedResult) => void,
+  ) {
+    // The deadline runs from here, so it covers the name's lookup and a wait for a connection too.
+    this.handler = new AttemptHandler(started, cfg.maxResponseBytes, needBody, headBytes, cfg.timeoutMs, this);
+    this.headers = t.shared === null ? req.headers : { ...req.headers, host: t.shared.host };
+  }
+
+  begin(): void {
+    const shared = this.t.shared;
+    if (shared === null) return this.start(this.t.origin);
+    const answer = this.dns.peek(shared.hostname);
+    if (answer !== undefined) return this.routeBy(shared, answer);
+    this.lookingUp = this.pools.reserve();
+    this.dns.resolve(shared.hostname).then(
+      (a) => {
+        const end = this.endLookup();
+        if (end === null) return; // the deadline came first
+        this.routeBy(shared, a);
+        end(); // after the acquire, which counts the attempt itself
+      },
+      (err: unknown) => {
+        const end = this.endLookup();
+        if (end === null) return;
+        this.handler.onResponseError(null, asLookupError(err));
+        end();
+      },
+    );
+  }
+
+  /** The end of the lookup's count, once; null when the deadline ended it already. */
+  private endLookup(): (() => void) | null {
+    const end = this.lookingUp;
+    this.lookingUp = null;
+    return end;
+  }
+
+  private routeBy(shared: SharedHost, answer: readonly ResolvedAddress[]): void {
+    const r = this.route(this.t.origin, shared, answer);
+    if (r.refusal !== null) return this.handler.onResponseError(null, r.refusal);
+    this.start(r.endpoints[r.turn++ % r.endpoints.length]!);
+  }
+
+  private start(endpoint: string): void {
+    const got = this.pools.acquire(this.t.origin, endpoint);
+    if (got instanceof ConnectionWait) {
+      this.wait = got;
+      void got.client.then((c) => this.go(c));
+    } else this.go(got);
+  }
+
+  private go(c: Client): void {
+    this.client = c;
+    // Out of time by the moment it got the connection: no request (an abort would cost the socket).
+    if (this.handler.expired) return this.handler.onResponseError(null, new AttemptTimeout('deadline'));
+    try {
+      c.dispatch({ origin: this.t.origin, path: this.t.path, method: this.req.method, headers: this.headers, body: this.req.body }, this.handler);
+    } catch (err) {
+      this.handler.onResponseError(null, err as Error);
+    }
+  }
+
+  settled(r: TimedResult): void {
+    if (this.client !== null) this.pools.release(this.t.origin, this.client);
+    this.resolve(r);
+  }
+
+  leaveWait(): boolean {
+    const end = this.endLookup();
+    if (end !== null) {
+      end();
+      return true;
+    }
+    return this.wait !== null && this.wait.cancel();
+  }
+}
+
+/**
  * Makes the HTTP attempts of one process: keep-alive pools per origin,
  * connect/headers/whole-response deadlines, a cap on the body read, no
  * redirects (a dispatched request follows none), and the SSRF guard applied at
@@ -221,6 +330,7 @@ export class HttpDeliverer {
   private readonly verdicts = new Map<string, string | null>();
   private readonly targets = new Map<string, Target | null>();
   private readonly routes = new Map<string, Route>();
+  private readonly hosts = new Map<string, OriginHost>();
   private readonly dns: DnsCache;
   /** Parsed URLs and verdicts kept: enough for every origin the gate keeps, so 10,000 merchants do not thrash it. */
   private readonly cacheSize: number;
@@ -288,6 +398,26 @@ export class HttpDeliverer {
   }
 
   /**
+   * What a URL's origin decides (its guard verdict, whether its endpoint is
+   * its name's address), kept once per origin: the URLs of one merchant
+   * differ by path and query, and the cache of URLs holds tens of thousands.
+   */
+  private hostOf(url: URL): OriginHost {
+    let h = this.hosts.get(url.origin);
+    if (h === undefined) {
+      const named = url.protocol === 'http:' && !url.hostname.startsWith('[') && isIP(url.hostname) === 0;
+      h = {
+        origin: url.origin,
+        refused: this.guard ? this.hostVerdict(url.hostname) : null,
+        shared: named ? { hostname: url.hostname, port: Number(url.port) || 80, host: url.host } : null,
+      };
+      if (this.hosts.size >= this.cacheSize) this.hosts.clear();
+      this.hosts.set(h.origin, h);
+    }
+    return h;
+  }
+
+  /**
    * Origin, path and guard verdict of a URL string, cached: one merchant
    * endpoint serves many notifications, and parsing a URL per attempt showed
    * in the profile.
@@ -297,13 +427,8 @@ export class HttpDeliverer {
     if (t === undefined) {
       try {
         const url = new URL(raw);
-        const named = url.protocol === 'http:' && !url.hostname.startsWith('[') && isIP(url.hostname) === 0;
-        t = {
-          origin: url.origin,
-          path: `${url.pathname}${url.search}`,
-          refused: this.guard ? this.hostVerdict(url.hostname) : null,
-          shared: named ? { hostname: url.hostname, port: Number(url.port) || 80, host: url.host } : null,
-        };
+        const host = this.hostOf(url);
+        t = { origin: host.origin, path: `${url.pathname}${url.search}`, refused: host.refused, shared: host.shared };
       } catch {
         t = null;
       }
@@ -329,76 +454,7 @@ export class HttpDeliverer {
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
     if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
     if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
-    return new Promise<TimedResult>((resolve) => {
-      let client: Client | null = null;
-      let wait: ConnectionWait | null = null;
-      let resolving = false;
-      // Counts an attempt whose name is being looked up, so closing the pools waits for it.
-      let lookedUp = (): void => undefined;
-      // The deadline runs from here, so it covers the name's lookup and a wait for a connection too.
-      const handler = new AttemptHandler(
-        started,
-        this.cfg.maxResponseBytes,
-        needBody,
-        headBytes,
-        this.cfg.timeoutMs,
-        (r) => {
-          if (client !== null) this.pools.release(t.origin, client);
-          resolve(r);
-        },
-        () => {
-          if (resolving) {
-            resolving = false;
-            lookedUp();
-            return true;
-          }
-          return wait !== null && wait.cancel();
-        },
-      );
-      const headers = t.shared === null ? req.headers : { ...req.headers, host: t.shared.host };
-      const go = (c: Client): void => {
-        client = c;
-        // Out of time by the moment it got the connection: no request (an abort would cost the socket).
-        if (handler.expired) return handler.onResponseError(null, new AttemptTimeout('deadline'));
-        try {
-          c.dispatch({ origin: t.origin, path: t.path, method: req.method, headers, body: req.body }, handler);
-        } catch (err) {
-          handler.onResponseError(null, err as Error);
-        }
-      };
-      const start = (endpoint: string): void => {
-        const got = this.pools.acquire(t.origin, endpoint);
-        if (got instanceof ConnectionWait) {
-          wait = got;
-          void got.client.then(go);
-        } else go(got);
-      };
-      const routeBy = (shared: SharedHost, answer: readonly ResolvedAddress[]): void => {
-        const r = this.route(t.origin, shared, answer);
-        if (r.refusal !== null) return handler.onResponseError(null, r.refusal);
-        start(r.endpoints[r.turn++ % r.endpoints.length]!);
-      };
-      const shared = t.shared;
-      if (shared === null) return start(t.origin);
-      const answer = this.dns.peek(shared.hostname);
-      if (answer !== undefined) return routeBy(shared, answer);
-      resolving = true;
-      lookedUp = this.pools.reserve();
-      this.dns.resolve(shared.hostname).then(
-        (a) => {
-          if (!resolving) return; // the deadline came first
-          resolving = false;
-          routeBy(shared, a);
-          lookedUp();
-        },
-        (err: unknown) => {
-          if (!resolving) return;
-          resolving = false;
-          handler.onResponseError(null, asLookupError(err));
-          lookedUp();
-        },
-      );
-    });
+    return new Promise<TimedResult>((resolve) => new AttemptRun(this.pools, this.dns, this.router, t, req, needBody, headBytes, started, this.cfg, resolve).begin());
   }
 
   /**
@@ -408,6 +464,8 @@ export class HttpDeliverer {
    * origin until the answer or notifyd's own ports change; the connector
    * checks the address again when it connects.
    */
+  private readonly router = (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[]): Route => this.route(origin, shared, answer);
+
   private route(origin: string, shared: SharedHost, answer: readonly ResolvedAddress[]): Route {
     let r = this.routes.get(origin);
     if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version) {
