@@ -106,6 +106,7 @@ export const MergedConfigSchema = Type.Object(
         maxOrigins: int(16, 10_000_000),
         maxPools: int(1, 1_000_000),
         poolIdle: duration(),
+        shareConnections: bool('http origins whose names resolve to one address and port share its idle keep-alive connections (each request names its origin in Host)'),
       }),
       deadOnStatus: statuses,
       success: Type.Object(

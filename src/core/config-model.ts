@@ -49,6 +49,13 @@ export interface PerOriginConfig {
   readonly maxPools: number;
   /** An endpoint's connections unused this long are closed. */
   readonly poolIdleMs: number;
+  /**
+   * `http` origins whose names resolve to one address and port share its idle
+   * keep-alive connections, each request naming its origin in `Host`. Off:
+   * every origin is an endpoint of its own, as browsers and most clients
+   * keep them (see docs/api.md, Connections, for when to turn it off).
+   */
+  readonly shareConnections: boolean;
 }
 
 export interface DeliveryConfig {

@@ -76,6 +76,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): Raw {
   str('NOTIFY_SIGNING_KEY_FILE', 'signing.keyFile');
   str('NOTIFY_ALLOW_PRIVATE_NETWORKS', 'delivery.allowPrivateNetworks');
   str('NOTIFY_DELIVERY_CONCURRENCY', 'delivery.concurrency');
+  str('NOTIFY_DELIVERY_SHARE_CONNECTIONS', 'delivery.perOrigin.shareConnections');
   str('NOTIFY_DELIVERY_WARM_UP', 'delivery.warmUp');
   str('NOTIFY_DELIVERY_WARM_UP_BROKER', 'delivery.warmUpThroughBroker');
   str('NOTIFY_DELIVERY_BUNDLE_MAX', 'delivery.bundleMax');
@@ -158,6 +159,7 @@ function parsePerOrigin(o: MergedConfig['delivery']['perOrigin']): PerOriginConf
     maxOrigins: Number(o.maxOrigins),
     maxPools: Number(o.maxPools),
     poolIdleMs: ms('poolIdle', 100, 3_600_000),
+    shareConnections: flag(o.shareConnections),
   };
   if (out.initialLimit > out.maxConcurrency) fail('delivery.perOrigin.initialLimit', `must not exceed maxConcurrency (${out.maxConcurrency})`);
   if (out.maxProbeIntervalMs < out.probeIntervalMs) fail('delivery.perOrigin.maxProbeInterval', 'must not be shorter than probeInterval');

@@ -58,14 +58,24 @@ interface SharedHost {
 interface Route {
   readonly answer: readonly ResolvedAddress[];
   readonly selfVersion: number;
+  /** performance.now() when decided: decided again after ROUTE_RECHECK_MS, as this host's own addresses are read again each minute. */
+  readonly decidedAt: number;
   readonly endpoints: readonly string[];
   readonly refusal: ConnectRefusal | null;
   turn: number;
 }
 
-/** The endpoint of an address and port, as a Client's origin. */
-function endpointOf(a: ResolvedAddress, port: number): string {
-  return a.family === 6 ? `http://[${a.address}]:${port}` : `http://${a.address}:${port}`;
+/** How long a route's verdict on its addresses is kept at most (SelfAddresses reads this host's addresses once a minute). */
+const ROUTE_RECHECK_MS = 60_000;
+
+/**
+ * The endpoint of an address and port, as a Client's origin; the origin
+ * itself (its own connections, the name resolved at connect) for an IPv6
+ * address with a zone, which a URL cannot carry as it is.
+ */
+function endpointOf(a: ResolvedAddress, port: number, origin: string): string {
+  if (a.family === 6) return a.address.includes('%') ? origin : `http://[${a.address}]:${port}`;
+  return `http://${a.address}:${port}`;
 }
 
 function timed(r: HttpResult, started: number, sentAt: number | null = null): TimedResult {
@@ -120,6 +130,12 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     private readonly headBytes: number,
     private readonly timeoutMs: number,
     private readonly owner: AttemptOwner,
+    /**
+     * The URL's host is a name: an address refused when the connection opens
+     * came from DNS (a shared endpoint's connector sees only the address), so
+     * it is `DNS_BLOCKED`, retried down the ladder, as the lookup's own check would say.
+     */
+    private readonly named: boolean,
   ) {
     this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
   }
@@ -186,7 +202,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
-    const code = this.timedOut ? 'TIMEOUT' : errorCode(err);
+    const raw = this.timedOut ? 'TIMEOUT' : errorCode(err);
+    const code = raw === 'DESTINATION_BLOCKED' && this.named ? 'DNS_BLOCKED' : raw;
     const message = code === 'TIMEOUT' ? `no complete response within ${this.timeoutMs}ms` : String(err?.message ?? err);
     this.settle({ kind: 'error', code, message });
   }
@@ -235,17 +252,17 @@ class AttemptRun implements AttemptOwner {
   constructor(
     private readonly pools: OriginPools,
     private readonly dns: DnsCache,
-    private readonly route: (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[]) => Route,
+    private readonly route: (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number) => Route,
     private readonly t: Target,
     private readonly req: OutgoingRequest,
     needBody: boolean,
     headBytes: number,
-    started: number,
+    private readonly started: number,
     cfg: DeliveryConfig,
     private readonly resolve: (r: TimedResult) => void,
   ) {
     // The deadline runs from here, so it covers the name's lookup and a wait for a connection too.
-    this.handler = new AttemptHandler(started, cfg.maxResponseBytes, needBody, headBytes, cfg.timeoutMs, this);
+    this.handler = new AttemptHandler(started, cfg.maxResponseBytes, needBody, headBytes, cfg.timeoutMs, this, t.shared !== null);
     this.headers = t.shared === null ? req.headers : { ...req.headers, host: t.shared.host };
   }
 
@@ -254,6 +271,12 @@ class AttemptRun implements AttemptOwner {
     if (shared === null) return this.start(this.t.origin);
     const answer = this.dns.peek(shared.hostname);
     if (answer !== undefined) return this.routeBy(shared, answer);
+    const stale = this.dns.peekStale(shared.hostname);
+    if (stale !== undefined) {
+      // As a connection kept open would: go on with the last answer while the name is asked again (RFC 8767).
+      this.dns.resolve(shared.hostname).catch(() => undefined);
+      return this.routeBy(shared, stale);
+    }
     this.lookingUp = this.pools.reserve();
     this.dns.resolve(shared.hostname).then(
       (a) => {
@@ -279,13 +302,18 @@ class AttemptRun implements AttemptOwner {
   }
 
   private routeBy(shared: SharedHost, answer: readonly ResolvedAddress[]): void {
-    const r = this.route(this.t.origin, shared, answer);
+    const r = this.route(this.t.origin, shared, answer, this.started);
     if (r.refusal !== null) return this.handler.onResponseError(null, r.refusal);
     this.start(r.endpoints[r.turn++ % r.endpoints.length]!);
   }
 
   private start(endpoint: string): void {
-    const got = this.pools.acquire(this.t.origin, endpoint);
+    let got: Client | ConnectionWait;
+    try {
+      got = this.pools.acquire(this.t.origin, endpoint);
+    } catch (err) {
+      return this.handler.onResponseError(null, err as Error);
+    }
     if (got instanceof ConnectionWait) {
       this.wait = got;
       void got.client.then((c) => this.go(c));
@@ -405,7 +433,7 @@ export class HttpDeliverer {
   private hostOf(url: URL): OriginHost {
     let h = this.hosts.get(url.origin);
     if (h === undefined) {
-      const named = url.protocol === 'http:' && !url.hostname.startsWith('[') && isIP(url.hostname) === 0;
+      const named = this.cfg.perOrigin.shareConnections && url.protocol === 'http:' && !url.hostname.startsWith('[') && isIP(url.hostname) === 0;
       h = {
         origin: url.origin,
         refused: this.guard ? this.hostVerdict(url.hostname) : null,
@@ -464,16 +492,17 @@ export class HttpDeliverer {
    * origin until the answer or notifyd's own ports change; the connector
    * checks the address again when it connects.
    */
-  private readonly router = (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[]): Route => this.route(origin, shared, answer);
+  private readonly router = (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number): Route => this.route(origin, shared, answer, now);
 
-  private route(origin: string, shared: SharedHost, answer: readonly ResolvedAddress[]): Route {
+  private route(origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number): Route {
     let r = this.routes.get(origin);
-    if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version) {
+    if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version || now - r.decidedAt > ROUTE_RECHECK_MS) {
       const choice = allowedAddresses(shared.hostname, shared.port, answer, this.guard, this.self);
       r = {
         answer,
         selfVersion: this.self.version,
-        endpoints: choice.addresses === null ? [] : choice.addresses.map((a) => endpointOf(a, shared.port)),
+        decidedAt: now,
+        endpoints: choice.addresses === null ? [] : choice.addresses.map((a) => endpointOf(a, shared.port, origin)),
         refusal: choice.refusal,
         turn: 0,
       };

@@ -37,6 +37,8 @@ export interface DnsCacheOptions {
   readonly maxTtlMs?: number;
   /** How long a failed lookup is remembered (so a dead name is not asked again per connection). */
   readonly negativeTtlMs?: number;
+  /** How long past its TTL an answer may still be used while the name cannot be resolved (`peekStale`; RFC 8767). */
+  readonly maxStaleMs?: number;
   /** Hosts file read before DNS; null to skip. */
   readonly hostsFile?: string | null;
   readonly queries?: DnsQueries;
@@ -57,7 +59,12 @@ export class DnsError extends Error {
 /** How often the hosts file is checked for a change. */
 const HOSTS_CHECK_MS = 5_000;
 
-type Entry = { readonly until: number; readonly value: readonly ResolvedAddress[] | DnsError };
+type Entry = {
+  readonly until: number;
+  readonly value: readonly ResolvedAddress[] | DnsError;
+  /** The last answer, kept through a timeout or a server failure (not through NXDOMAIN) for `peekStale`. */
+  readonly last?: { readonly answer: readonly ResolvedAddress[]; readonly freshUntil: number };
+};
 
 function cAres(servers: readonly string[], timeoutMs: number): DnsQueries {
   const r = new dns.promises.Resolver({ timeout: timeoutMs, tries: 2 });
@@ -106,6 +113,7 @@ export class DnsCache {
   private readonly minTtlMs: number;
   private readonly maxTtlMs: number;
   private readonly negativeTtlMs: number;
+  private readonly maxStaleMs: number;
   private hosts = new Map<string, ResolvedAddress[]>();
   private hostsCheckedAt = -Infinity;
   private hostsMtime = 0;
@@ -116,6 +124,7 @@ export class DnsCache {
     this.minTtlMs = opts.minTtlMs ?? 5_000;
     this.maxTtlMs = opts.maxTtlMs ?? 300_000;
     this.negativeTtlMs = opts.negativeTtlMs ?? 2_000;
+    this.maxStaleMs = opts.maxStaleMs ?? 3_600_000;
   }
 
   get size(): number {
@@ -126,6 +135,21 @@ export class DnsCache {
   peek(name: string): readonly ResolvedAddress[] | undefined {
     const hit = this.entries.get(name.toLowerCase());
     return hit !== undefined && hit.until > this.now() && !(hit.value instanceof DnsError) ? hit.value : undefined;
+  }
+
+  /**
+   * The last answer for `name` once its TTL has passed, while a new one is
+   * not in (being asked, or the servers time out or fail), up to `maxStaleMs`
+   * past its TTL; undefined for a fresh answer, a name with no record, or none
+   * kept. What a connection already open would have gone on using: a caller
+   * takes it and asks again (`resolve`) without waiting.
+   */
+  peekStale(name: string): readonly ResolvedAddress[] | undefined {
+    const hit = this.entries.get(name.toLowerCase());
+    if (hit === undefined) return undefined;
+    const now = this.now();
+    if (!(hit.value instanceof DnsError)) return hit.until <= now && now - hit.until <= this.maxStaleMs ? hit.value : undefined;
+    return hit.last !== undefined && now - hit.last.freshUntil <= this.maxStaleMs ? hit.last.answer : undefined;
   }
 
   /** The IPv4 addresses of `name`, or its IPv6 ones when it has none; or a `DnsError`. */
@@ -144,12 +168,20 @@ export class DnsCache {
   }
 
   private remember(key: string, value: Entry['value'], ttlMs: number): void {
+    const before = this.entries.get(key);
     this.entries.delete(key);
     if (this.entries.size >= this.opts.maxEntries) {
       const oldest = this.entries.keys().next();
       if (!oldest.done) this.entries.delete(oldest.value);
     }
-    this.entries.set(key, { until: this.now() + ttlMs, value });
+    // A timeout or a server failure keeps the last answer for peekStale; a name that no longer exists does not.
+    const last =
+      value instanceof DnsError && value.code !== 'DNS_NOTFOUND' && before !== undefined
+        ? before.value instanceof DnsError
+          ? before.last
+          : { answer: before.value, freshUntil: before.until }
+        : undefined;
+    this.entries.set(key, last === undefined ? { until: this.now() + ttlMs, value } : { until: this.now() + ttlMs, value, last });
   }
 
   private async lookup(key: string): Promise<readonly ResolvedAddress[]> {

@@ -147,12 +147,24 @@ export class OriginPools {
       o.waiters.push(w);
       return w;
     }
+    let c: Client;
+    try {
+      c = this.take(endpoint);
+    } catch (err) {
+      // No connection could be made for it (a Client refused the endpoint): nothing stays counted.
+      if (o.inUse === 0 && o.waiters.length === 0) this.origins.delete(origin);
+      this.ended();
+      throw err;
+    }
     o.inUse++;
-    return this.take(endpoint);
+    return c;
   }
 
   private take(key: string): Client {
     let e = this.endpoints.get(key);
+    const reused = e?.idle.pop();
+    // Made before anything is counted, since it may throw.
+    const c = reused ?? this.opts.create(key);
     if (e === undefined) {
       if (this.endpoints.size >= this.opts.maxPools) this.evict(this.endpoints.size - this.opts.maxPools + 1);
       e = { key, idle: [], busy: 0, lastUsed: 0 };
@@ -162,13 +174,8 @@ export class OriginPools {
     this.endpoints.set(key, e);
     e.busy++;
     e.lastUsed = this.now();
-    let c = e.idle.pop();
-    if (c === undefined) {
-      c = this.opts.create(key);
-      this.homes.set(c, { endpoint: e, busy: true });
-    } else {
-      this.homes.get(c)!.busy = true;
-    }
+    if (reused === undefined) this.homes.set(c, { endpoint: e, busy: true });
+    else this.homes.get(c)!.busy = true;
     return c;
   }
 

@@ -46,6 +46,32 @@ describe('DnsCache', () => {
     assert.deepEqual(q.calls.slice(2), ['v4:six.test', 'v6:six.test']);
   });
 
+  it('keeps the last answer past its TTL for peekStale through timeouts and server failures, not through NXDOMAIN, for at most maxStaleMs', async () => {
+    let now = 0;
+    const answers: Record<string, { v4?: string[]; ttl?: number; fail?: string }> = { 'm.test': { v4: ['203.0.113.7'], ttl: 10 } };
+    const q = fake(answers);
+    const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 10, hostsFile: null, negativeTtlMs: 1000, maxStaleMs: 60_000, queries: q, now: () => now });
+    const first = await c.resolve('m.test');
+    assert.equal(c.peekStale('m.test'), undefined, 'fresh: peek, not peekStale');
+    assert.equal(c.peek('m.test'), first);
+    now += 10_001;
+    assert.equal(c.peek('m.test'), undefined, 'past its TTL');
+    assert.equal(c.peekStale('m.test'), first, 'stale while it is asked again');
+    answers['m.test'] = { fail: 'ETIMEOUT' };
+    await assert.rejects(c.resolve('m.test'), (e: unknown) => e instanceof DnsError && e.code === 'DNS_TIMEOUT');
+    assert.equal(c.peekStale('m.test'), first, 'kept through a timeout');
+    now += 1001;
+    answers['m.test'] = { fail: 'ESERVFAIL' };
+    await assert.rejects(c.resolve('m.test'), (e: unknown) => e instanceof DnsError && e.code === 'DNS_FAILURE');
+    assert.equal(c.peekStale('m.test'), first, 'and through a server failure after it');
+    now = 10_000 + 60_001;
+    assert.equal(c.peekStale('m.test'), undefined, 'not beyond maxStaleMs past its TTL');
+    now = 20_000;
+    answers['m.test'] = { fail: 'ENOTFOUND' };
+    await assert.rejects(c.resolve('m.test'), (e: unknown) => e instanceof DnsError && e.code === 'DNS_NOTFOUND');
+    assert.equal(c.peekStale('m.test'), undefined, 'a name that no longer exists is not used');
+  });
+
   it('remembers failures briefly, with stable codes', async () => {
     let now = 0;
     const q = fake({ 'slow.test': { fail: 'ETIMEOUT' } });
@@ -249,5 +275,31 @@ describe('guarded connector (through HttpDeliverer)', () => {
     await d.close();
     v6.closeAllConnections();
     v6.close();
+  });
+  it('with shareConnections off, every http name has connections of its own', async () => {
+    const off = { ...cfg, perOrigin: { ...cfg.perOrigin, shareConnections: false } };
+    const d = new HttpDeliverer({ ...off, dnsServers: [stub.address] }, createAddressGuard(off), new SelfAddresses());
+    hosts.length = 0;
+    const before = connections;
+    for (const name of ['d', 'e', 'f']) {
+      const r = await d.attempt(post(`http://${name}.shared.test:${port}/`));
+      assert.ok(r.kind === 'response' && r.status === 200, JSON.stringify(r));
+    }
+    assert.deepEqual(hosts, ['d', 'e', 'f'].map((n) => `${n}.shared.test:${port}`));
+    assert.equal(connections - before, 3);
+    await d.close();
+  });
+
+  it('a shared http name whose DNS stops answering past its TTL is still reached on its last answer', async () => {
+    stub.set('flip.test', { a: ['127.0.0.1'], ttl: 1 });
+    const d = deliverer();
+    const ok = await d.attempt(post(`http://flip.test:${port}/`));
+    assert.ok(ok.kind === 'response' && ok.status === 200, JSON.stringify(ok));
+    stub.set('flip.test', 'blackhole');
+    // The cache keeps an answer at least 5 s (its minimum TTL).
+    await new Promise((r) => setTimeout(r, 5_200));
+    const stale = await d.attempt(post(`http://flip.test:${port}/`));
+    assert.ok(stale.kind === 'response' && stale.status === 200, `as a kept-open connection would: ${JSON.stringify(stale)}`);
+    await d.close();
   });
 });

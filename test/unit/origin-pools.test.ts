@@ -177,4 +177,23 @@ describe('OriginPools', () => {
     await closing;
     assert.deepEqual(closed, ['http://10.0.0.9:80'], 'and its connection is closed with the rest');
   });
+
+  it('an endpoint whose Client cannot be made leaves nothing counted', async () => {
+    const { create } = fakes();
+    const pools = new OriginPools({
+      maxPools: 10,
+      connectionsPerOrigin: 1,
+      idleMs: 60_000,
+      create: (e) => {
+        if (e.includes('%')) throw new TypeError('Invalid URL');
+        return create(e);
+      },
+    });
+    assert.throws(() => pools.acquire('http://z.test', 'http://[fe80::1%eth0]:80'), /Invalid URL/);
+    assert.throws(() => pools.acquire('http://z.test', 'http://[fe80::1%eth0]:80'), /Invalid URL/);
+    assert.equal(pools.size, 0, 'no endpoint kept for it');
+    const c = ready(pools.acquire('http://z.test', 'http://10.0.0.3:80'));
+    pools.release('http://z.test', c);
+    await pools.close();
+  });
 });
