@@ -38,8 +38,9 @@ interface Target {
   /**
    * For an `http` URL with a name: what decides its endpoint (the address the
    * name resolves to) and the `Host` its requests carry on a connection to
-   * that address; null when the origin is the endpoint (`https`, or an
-   * address literal).
+   * that address; null when the origin is the endpoint (`https`, an
+   * address literal, or `shareConnections` off: the name is then resolved
+   * when a connection opens).
    */
   readonly shared: SharedHost | null;
 }
@@ -64,6 +65,9 @@ interface Route {
   readonly refusal: ConnectRefusal | null;
   turn: number;
 }
+
+/** How long an attempt waits for a new answer before it goes on with the last one past its TTL (RFC 8767 suggests 1.8 s). */
+const STALE_AFTER_MS = 1_000;
 
 /** How long a route's verdict on its addresses is kept at most (SelfAddresses reads this host's addresses once a minute). */
 const ROUTE_RECHECK_MS = 60_000;
@@ -246,6 +250,7 @@ class AttemptRun implements AttemptOwner {
   private wait: ConnectionWait | null = null;
   /** Set while the name is looked up: the end of the count that makes closing the pools wait for it. */
   private lookingUp: (() => void) | null = null;
+  private staleTimer: NodeJS.Timeout | null = null;
   private readonly handler: AttemptHandler;
   private readonly headers: Readonly<Record<string, string>>;
 
@@ -272,32 +277,37 @@ class AttemptRun implements AttemptOwner {
     const answer = this.dns.peek(shared.hostname);
     if (answer !== undefined) return this.routeBy(shared, answer);
     const stale = this.dns.peekStale(shared.hostname);
-    if (stale !== undefined) {
-      // As a connection kept open would: go on with the last answer while the name is asked again (RFC 8767).
+    if (stale?.failed) {
+      // The servers time out or fail: go on with the last answer (RFC 8767) and keep asking.
       this.dns.resolve(shared.hostname).catch(() => undefined);
-      return this.routeBy(shared, stale);
+      return this.routeBy(shared, stale.answer);
     }
     this.lookingUp = this.pools.reserve();
+    // Past its TTL, the last answer is used if the new one is late (RFC 8767's client response timer).
+    if (stale !== undefined) this.staleTimer = setTimeout(() => this.looked(shared, stale.answer, null), STALE_AFTER_MS);
     this.dns.resolve(shared.hostname).then(
-      (a) => {
-        const end = this.endLookup();
-        if (end === null) return; // the deadline came first
-        this.routeBy(shared, a);
-        end(); // after the acquire, which counts the attempt itself
-      },
-      (err: unknown) => {
-        const end = this.endLookup();
-        if (end === null) return;
-        this.handler.onResponseError(null, asLookupError(err));
-        end();
-      },
+      (a) => this.looked(shared, a, null),
+      (err: unknown) => this.looked(shared, this.dns.peekStale(shared.hostname)?.answer ?? null, asLookupError(err)),
     );
   }
 
-  /** The end of the lookup's count, once; null when the deadline ended it already. */
+  /** The lookup is over (an answer, the last one after a failure or a late answer, or none and the error), unless the deadline ended it already. */
+  private looked(shared: SharedHost, answer: readonly ResolvedAddress[] | null, err: Error | null): void {
+    const end = this.endLookup();
+    if (end === null) return;
+    if (answer !== null) this.routeBy(shared, answer);
+    else this.handler.onResponseError(null, err!);
+    end(); // after the acquire, which counts the attempt itself
+  }
+
+  /** The end of the lookup's count, once; null when it ended already (the deadline, an answer, or the stale timer). */
   private endLookup(): (() => void) | null {
     const end = this.lookingUp;
     this.lookingUp = null;
+    if (this.staleTimer !== null) {
+      clearTimeout(this.staleTimer);
+      this.staleTimer = null;
+    }
     return end;
   }
 
@@ -489,8 +499,8 @@ export class HttpDeliverer {
    * Where a named `http` origin's requests go for this DNS answer: the
    * allowed addresses as endpoints (their connections shared with every
    * origin on the same address and port), or why none is allowed. Kept per
-   * origin until the answer or notifyd's own ports change; the connector
-   * checks the address again when it connects.
+   * origin until the answer or notifyd's own ports change, a minute at most;
+   * the connector checks the address again when it connects.
    */
   private readonly router = (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number): Route => this.route(origin, shared, answer, now);
 

@@ -138,18 +138,18 @@ export class DnsCache {
   }
 
   /**
-   * The last answer for `name` once its TTL has passed, while a new one is
-   * not in (being asked, or the servers time out or fail), up to `maxStaleMs`
-   * past its TTL; undefined for a fresh answer, a name with no record, or none
-   * kept. What a connection already open would have gone on using: a caller
-   * takes it and asks again (`resolve`) without waiting.
+   * The last answer for `name` past its TTL, up to `maxStaleMs` past it
+   * (RFC 8767), and whether a lookup since has failed (timed out or the
+   * servers failed; a name that no longer exists keeps none); undefined for a
+   * fresh answer or none kept. A caller asks again first (`resolve`), and
+   * uses it at once only when `failed`, else if the new answer is late.
    */
-  peekStale(name: string): readonly ResolvedAddress[] | undefined {
+  peekStale(name: string): { readonly answer: readonly ResolvedAddress[]; readonly failed: boolean } | undefined {
     const hit = this.entries.get(name.toLowerCase());
     if (hit === undefined) return undefined;
     const now = this.now();
-    if (!(hit.value instanceof DnsError)) return hit.until <= now && now - hit.until <= this.maxStaleMs ? hit.value : undefined;
-    return hit.last !== undefined && now - hit.last.freshUntil <= this.maxStaleMs ? hit.last.answer : undefined;
+    if (!(hit.value instanceof DnsError)) return hit.until <= now && now - hit.until <= this.maxStaleMs ? { answer: hit.value, failed: false } : undefined;
+    return hit.last !== undefined && now - hit.last.freshUntil <= this.maxStaleMs ? { answer: hit.last.answer, failed: true } : undefined;
   }
 
   /** The IPv4 addresses of `name`, or its IPv6 ones when it has none; or a `DnsError`. */

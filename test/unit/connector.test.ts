@@ -46,7 +46,7 @@ describe('DnsCache', () => {
     assert.deepEqual(q.calls.slice(2), ['v4:six.test', 'v6:six.test']);
   });
 
-  it('keeps the last answer past its TTL for peekStale through timeouts and server failures, not through NXDOMAIN, for at most maxStaleMs', async () => {
+  it('keeps the last answer past its TTL for peekStale (failed once a lookup timed out or the servers failed; none after NXDOMAIN), for at most maxStaleMs', async () => {
     let now = 0;
     const answers: Record<string, { v4?: string[]; ttl?: number; fail?: string }> = { 'm.test': { v4: ['203.0.113.7'], ttl: 10 } };
     const q = fake(answers);
@@ -56,14 +56,14 @@ describe('DnsCache', () => {
     assert.equal(c.peek('m.test'), first);
     now += 10_001;
     assert.equal(c.peek('m.test'), undefined, 'past its TTL');
-    assert.equal(c.peekStale('m.test'), first, 'stale while it is asked again');
+    assert.deepEqual(c.peekStale('m.test'), { answer: first, failed: false }, 'past its TTL, no lookup failed yet');
     answers['m.test'] = { fail: 'ETIMEOUT' };
     await assert.rejects(c.resolve('m.test'), (e: unknown) => e instanceof DnsError && e.code === 'DNS_TIMEOUT');
-    assert.equal(c.peekStale('m.test'), first, 'kept through a timeout');
+    assert.deepEqual(c.peekStale('m.test'), { answer: first, failed: true }, 'kept through a timeout');
     now += 1001;
     answers['m.test'] = { fail: 'ESERVFAIL' };
     await assert.rejects(c.resolve('m.test'), (e: unknown) => e instanceof DnsError && e.code === 'DNS_FAILURE');
-    assert.equal(c.peekStale('m.test'), first, 'and through a server failure after it');
+    assert.deepEqual(c.peekStale('m.test'), { answer: first, failed: true }, 'and through a server failure after it');
     now = 10_000 + 60_001;
     assert.equal(c.peekStale('m.test'), undefined, 'not beyond maxStaleMs past its TTL');
     now = 20_000;
@@ -290,16 +290,27 @@ describe('guarded connector (through HttpDeliverer)', () => {
     await d.close();
   });
 
-  it('a shared http name whose DNS stops answering past its TTL is still reached on its last answer', async () => {
+  it('past its TTL a shared http name goes by its new answer; if DNS stops answering, by its last one once the new one is late', async () => {
     stub.set('flip.test', { a: ['127.0.0.1'], ttl: 1 });
-    const d = deliverer();
-    const ok = await d.attempt(post(`http://flip.test:${port}/`));
-    assert.ok(ok.kind === 'response' && ok.status === 200, JSON.stringify(ok));
+    stub.set('move.test', { a: ['127.0.0.1'], ttl: 1 });
+    // DNS gives up after about 3 s here, so the one-second wait for a late answer is what ends it.
+    const slow = { ...cfg, timeoutMs: 3000, dnsTimeoutMs: 1000 };
+    const d = new HttpDeliverer({ ...slow, dnsServers: [stub.address] }, createAddressGuard(slow), new SelfAddresses());
+    for (const name of ['flip', 'move']) {
+      const ok = await d.attempt(post(`http://${name}.test:${port}/`));
+      assert.ok(ok.kind === 'response' && ok.status === 200, JSON.stringify(ok));
+    }
     stub.set('flip.test', 'blackhole');
+    stub.set('move.test', { a: ['10.1.2.3'], ttl: 1 });
     // The cache keeps an answer at least 5 s (its minimum TTL).
     await new Promise((r) => setTimeout(r, 5_200));
+    const moved = await d.attempt(post(`http://move.test:${port}/`));
+    assert.ok(moved.kind === 'error' && moved.code === 'DNS_BLOCKED', `the new answer (a refused address), not the last one: ${JSON.stringify(moved)}`);
+    const started = Date.now();
     const stale = await d.attempt(post(`http://flip.test:${port}/`));
-    assert.ok(stale.kind === 'response' && stale.status === 200, `as a kept-open connection would: ${JSON.stringify(stale)}`);
+    assert.ok(stale.kind === 'response' && stale.status === 200, `the last answer, as a kept-open connection would: ${JSON.stringify(stale)}`);
+    const took = Date.now() - started;
+    assert.ok(took >= 900 && took < 2500, `after waiting about a second for the new one (took ${took} ms)`);
     await d.close();
   });
 });
