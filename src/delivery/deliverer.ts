@@ -66,7 +66,7 @@ interface Route {
   turn: number;
 }
 
-/** How long an attempt waits for a new answer before it goes on with the last one past its TTL (RFC 8767 suggests 1.8 s). */
+/** How long an attempt waits for a new answer before it goes on with the last one past its TTL, at most half its deadline (RFC 8767 suggests 1.8 s). */
 const STALE_AFTER_MS = 1_000;
 
 /** How long a route's verdict on its addresses is kept at most (SelfAddresses reads this host's addresses once a minute). */
@@ -251,6 +251,7 @@ class AttemptRun implements AttemptOwner {
   /** Set while the name is looked up: the end of the count that makes closing the pools wait for it. */
   private lookingUp: (() => void) | null = null;
   private staleTimer: NodeJS.Timeout | null = null;
+  private readonly timeoutMs: number;
   private readonly handler: AttemptHandler;
   private readonly headers: Readonly<Record<string, string>>;
 
@@ -268,6 +269,7 @@ class AttemptRun implements AttemptOwner {
   ) {
     // The deadline runs from here, so it covers the name's lookup and a wait for a connection too.
     this.handler = new AttemptHandler(started, cfg.maxResponseBytes, needBody, headBytes, cfg.timeoutMs, this, t.shared !== null);
+    this.timeoutMs = cfg.timeoutMs;
     this.headers = t.shared === null ? req.headers : { ...req.headers, host: t.shared.host };
   }
 
@@ -276,18 +278,19 @@ class AttemptRun implements AttemptOwner {
     if (shared === null) return this.start(this.t.origin);
     const answer = this.dns.peek(shared.hostname);
     if (answer !== undefined) return this.routeBy(shared, answer);
-    const stale = this.dns.peekStale(shared.hostname);
-    if (stale?.failed) {
-      // The servers time out or fail: go on with the last answer (RFC 8767) and keep asking.
+    const late = Math.min(STALE_AFTER_MS, this.timeoutMs / 2);
+    const stale = this.dns.peekStale(shared.hostname, late);
+    if (stale?.usable) {
+      // The servers time out or fail, or the new answer is late: go on with the last one (RFC 8767) and keep asking.
       this.dns.resolve(shared.hostname).catch(() => undefined);
       return this.routeBy(shared, stale.answer);
     }
     this.lookingUp = this.pools.reserve();
     // Past its TTL, the last answer is used if the new one is late (RFC 8767's client response timer).
-    if (stale !== undefined) this.staleTimer = setTimeout(() => this.looked(shared, stale.answer, null), STALE_AFTER_MS);
+    if (stale !== undefined) this.staleTimer = setTimeout(() => this.looked(shared, stale.answer, null), late);
     this.dns.resolve(shared.hostname).then(
       (a) => this.looked(shared, a, null),
-      (err: unknown) => this.looked(shared, this.dns.peekStale(shared.hostname)?.answer ?? null, asLookupError(err)),
+      (err: unknown) => this.looked(shared, this.dns.peekStale(shared.hostname, late)?.answer ?? null, asLookupError(err)),
     );
   }
 
@@ -383,10 +386,12 @@ export class HttpDeliverer {
     cfg: DeliveryConfig,
     private readonly guard: AddressGuard | null,
     private readonly self: SelfAddresses,
+    /** The resolver (tests give their own); by default one from `cfg`. */
+    dnsCache?: DnsCache,
   ) {
     this.cfg = cfg;
     this.cacheSize = Math.max(4096, cfg.perOrigin.maxOrigins * 2);
-    const dns = new DnsCache({ servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: Math.max(1024, cfg.perOrigin.maxOrigins) });
+    const dns = dnsCache ?? new DnsCache({ servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: Math.max(1024, cfg.perOrigin.maxOrigins) });
     this.dns = dns;
     const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, guard, self });
     this.pools = new OriginPools({

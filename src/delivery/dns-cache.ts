@@ -37,7 +37,7 @@ export interface DnsCacheOptions {
   readonly maxTtlMs?: number;
   /** How long a failed lookup is remembered (so a dead name is not asked again per connection). */
   readonly negativeTtlMs?: number;
-  /** How long past its TTL an answer may still be used while the name cannot be resolved (`peekStale`; RFC 8767). */
+  /** How long past its TTL an answer may still be used while a new one cannot be had or is late (`peekStale`; RFC 8767). */
   readonly maxStaleMs?: number;
   /** Hosts file read before DNS; null to skip. */
   readonly hostsFile?: string | null;
@@ -109,6 +109,8 @@ export class DnsCache {
   private readonly queries: DnsQueries;
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<readonly ResolvedAddress[]>>();
+  /** When each pending lookup was sent (`now()`). */
+  private readonly pendingSince = new Map<string, number>();
   private readonly now: () => number;
   private readonly minTtlMs: number;
   private readonly maxTtlMs: number;
@@ -139,17 +141,21 @@ export class DnsCache {
 
   /**
    * The last answer for `name` past its TTL, up to `maxStaleMs` past it
-   * (RFC 8767), and whether a lookup since has failed (timed out or the
-   * servers failed; a name that no longer exists keeps none); undefined for a
-   * fresh answer or none kept. A caller asks again first (`resolve`), and
-   * uses it at once only when `failed`, else if the new answer is late.
+   * (RFC 8767), and whether it may be used at once: a lookup since has
+   * failed (timed out, or the servers failed; a name that no longer exists
+   * keeps none), or the one asked now has waited `lateMs` or more. Undefined
+   * for a fresh answer or none kept. Otherwise a caller asks again
+   * (`resolve`) and uses it only if the new answer is late.
    */
-  peekStale(name: string): { readonly answer: readonly ResolvedAddress[]; readonly failed: boolean } | undefined {
-    const hit = this.entries.get(name.toLowerCase());
+  peekStale(name: string, lateMs: number): { readonly answer: readonly ResolvedAddress[]; readonly usable: boolean } | undefined {
+    const key = name.toLowerCase();
+    const hit = this.entries.get(key);
     if (hit === undefined) return undefined;
     const now = this.now();
-    if (!(hit.value instanceof DnsError)) return hit.until <= now && now - hit.until <= this.maxStaleMs ? { answer: hit.value, failed: false } : undefined;
-    return hit.last !== undefined && now - hit.last.freshUntil <= this.maxStaleMs ? { answer: hit.last.answer, failed: true } : undefined;
+    if (hit.value instanceof DnsError) return hit.last !== undefined && now - hit.last.freshUntil <= this.maxStaleMs ? { answer: hit.last.answer, usable: true } : undefined;
+    if (hit.until > now || now - hit.until > this.maxStaleMs) return undefined;
+    const since = this.pendingSince.get(key);
+    return { answer: hit.value, usable: since !== undefined && now - since >= lateMs };
   }
 
   /** The IPv4 addresses of `name`, or its IPv6 ones when it has none; or a `DnsError`. */
@@ -161,8 +167,12 @@ export class DnsCache {
     }
     let p = this.pending.get(key);
     if (p === undefined) {
-      p = this.lookup(key).finally(() => this.pending.delete(key));
+      p = this.lookup(key).finally(() => {
+        this.pending.delete(key);
+        this.pendingSince.delete(key);
+      });
       this.pending.set(key, p);
+      this.pendingSince.set(key, this.now());
     }
     return p;
   }
