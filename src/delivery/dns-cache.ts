@@ -108,9 +108,8 @@ export function parseHosts(text: string): Map<string, ResolvedAddress[]> {
 export class DnsCache {
   private readonly queries: DnsQueries;
   private readonly entries = new Map<string, Entry>();
-  private readonly pending = new Map<string, Promise<readonly ResolvedAddress[]>>();
-  /** When each pending lookup was sent (`now()`). */
-  private readonly pendingSince = new Map<string, number>();
+  /** Lookups under way, and when each was sent (`now()`). */
+  private readonly pending = new Map<string, { readonly answer: Promise<readonly ResolvedAddress[]>; readonly since: number }>();
   private readonly now: () => number;
   private readonly minTtlMs: number;
   private readonly maxTtlMs: number;
@@ -154,8 +153,8 @@ export class DnsCache {
     const now = this.now();
     if (hit.value instanceof DnsError) return hit.last !== undefined && now - hit.last.freshUntil <= this.maxStaleMs ? { answer: hit.last.answer, usable: true } : undefined;
     if (hit.until > now || now - hit.until > this.maxStaleMs) return undefined;
-    const since = this.pendingSince.get(key);
-    return { answer: hit.value, usable: since !== undefined && now - since >= lateMs };
+    const asked = this.pending.get(key);
+    return { answer: hit.value, usable: asked !== undefined && now - asked.since >= lateMs };
   }
 
   /** The IPv4 addresses of `name`, or its IPv6 ones when it has none; or a `DnsError`. */
@@ -167,14 +166,10 @@ export class DnsCache {
     }
     let p = this.pending.get(key);
     if (p === undefined) {
-      p = this.lookup(key).finally(() => {
-        this.pending.delete(key);
-        this.pendingSince.delete(key);
-      });
+      p = { answer: this.lookup(key).finally(() => this.pending.delete(key)), since: this.now() };
       this.pending.set(key, p);
-      this.pendingSince.set(key, this.now());
     }
-    return p;
+    return p.answer;
   }
 
   private remember(key: string, value: Entry['value'], ttlMs: number): void {
@@ -185,12 +180,10 @@ export class DnsCache {
       if (!oldest.done) this.entries.delete(oldest.value);
     }
     // A timeout or a server failure keeps the last answer for peekStale; a name that no longer exists does not.
-    const last =
-      value instanceof DnsError && value.code !== 'DNS_NOTFOUND' && before !== undefined
-        ? before.value instanceof DnsError
-          ? before.last
-          : { answer: before.value, freshUntil: before.until }
-        : undefined;
+    let last: Entry['last'];
+    if (value instanceof DnsError && value.code !== 'DNS_NOTFOUND' && before !== undefined) {
+      last = before.value instanceof DnsError ? before.last : { answer: before.value, freshUntil: before.until };
+    }
     this.entries.set(key, last === undefined ? { until: this.now() + ttlMs, value } : { until: this.now() + ttlMs, value, last });
   }
 
