@@ -368,12 +368,11 @@ class AttemptRun implements AttemptOwner {
 export class HttpDeliverer {
   private readonly pools: OriginPools;
   private readonly cfg: DeliveryConfig;
-  private readonly verdicts = new Map<string, string | null>();
   private readonly targets = new Map<string, Target | null>();
   private readonly routes = new Map<string, Route>();
   private readonly hosts = new Map<string, OriginHost>();
   private readonly dns: DnsCache;
-  /** Parsed URLs and verdicts kept: enough for every origin the gate keeps, so 10,000 merchants do not thrash it. */
+  /** Parsed URLs, origins and routes kept: enough for every origin the gate keeps, so 10,000 merchants do not thrash them. */
   private readonly cacheSize: number;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
@@ -421,23 +420,17 @@ export class HttpDeliverer {
   }
 
   /**
-   * The guard's verdict on a URL host, cached: hosts repeat (one merchant
-   * endpoint serves many notifications) and the literal-IP check is not free.
-   * Only literal addresses are decided here; names are checked at connect time.
+   * The guard's verdict on a URL host (kept with its origin by `hostOf`: the
+   * literal-IP check is not free). Only literal addresses are decided here;
+   * names are checked when their addresses are known.
    */
   private hostVerdict(hostname: string): string | null {
-    let v = this.verdicts.get(hostname);
-    if (v === undefined) {
-      try {
-        this.guard!.assertHostAllowed(hostname);
-        v = null;
-      } catch (err) {
-        v = (err as Error).message;
-      }
-      if (this.verdicts.size >= this.cacheSize) this.verdicts.clear();
-      this.verdicts.set(hostname, v);
+    try {
+      this.guard!.assertHostAllowed(hostname);
+      return null;
+    } catch (err) {
+      return (err as Error).message;
     }
-    return v;
   }
 
   /**
@@ -497,7 +490,7 @@ export class HttpDeliverer {
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
     if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
     if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
-    return new Promise<TimedResult>((resolve) => new AttemptRun(this.pools, this.dns, this.router, t, req, needBody, headBytes, started, this.cfg, resolve).begin());
+    return new Promise<TimedResult>((resolve) => new AttemptRun(this.pools, this.dns, this.route, t, req, needBody, headBytes, started, this.cfg, resolve).begin());
   }
 
   /**
@@ -505,11 +498,10 @@ export class HttpDeliverer {
    * allowed addresses as endpoints (their connections shared with every
    * origin on the same address and port), or why none is allowed. Kept per
    * origin until the answer or notifyd's own ports change, a minute at most;
-   * the connector checks the address again when it connects.
+   * the connector checks the address again when it connects. (A bound
+   * function: each AttemptRun calls it.)
    */
-  private readonly router = (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number): Route => this.route(origin, shared, answer, now);
-
-  private route(origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number): Route {
+  private readonly route = (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number): Route => {
     let r = this.routes.get(origin);
     if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version || now - r.decidedAt > ROUTE_RECHECK_MS) {
       const choice = allowedAddresses(shared.hostname, shared.port, answer, this.guard, this.self);
@@ -525,7 +517,7 @@ export class HttpDeliverer {
       this.routes.set(origin, r);
     }
     return r;
-  }
+  };
 
   /** The origin (scheme://host:port) of a URL, or null when it does not parse. Cached. */
   originOf(url: string): string | null {
