@@ -77,6 +77,8 @@ export class ConnectRefusal extends Error {
 export interface GuardedConnectorOptions {
   readonly timeoutMs: number;
   readonly dns: DnsCache;
+  /** Past its TTL, a name's last answer is used once the new one is this late, or at once after DNS failed (`DnsCache.resolveOrLast`). */
+  readonly staleAfterMs: number;
   /** null: the guard is off (`allowPrivateNetworks`). */
   readonly guard: AddressGuard | null;
   readonly self: SelfAddresses;
@@ -129,9 +131,9 @@ export function allowedAddresses(
 }
 
 /**
- * An undici `connect` function: resolves the name, keeps the
- * `allowedAddresses` and connects to one of them. The TLS server name stays
- * the URL's host.
+ * An undici `connect` function: resolves the name (past its TTL, the last
+ * answer while DNS fails or is late), keeps the `allowedAddresses` and
+ * connects to one of them. The TLS server name stays the URL's host.
  */
 export function guardedConnector(opts: GuardedConnectorOptions): Connector.connector {
   const base = buildConnector({ timeout: opts.timeoutMs });
@@ -152,7 +154,7 @@ export function guardedConnector(opts: GuardedConnectorOptions): Connector.conne
     };
     const family = isIP(hostname);
     if (family !== 0) return pick([{ address: hostname, family: family as 4 | 6 }]);
-    opts.dns.resolve(hostname).then(pick, (err: unknown) => callback(asLookupError(err), null));
+    opts.dns.resolveOrLast(hostname, opts.staleAfterMs).then(pick, (err: unknown) => callback(asLookupError(err), null));
   };
 }
 

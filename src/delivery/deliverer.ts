@@ -3,7 +3,7 @@ import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
 import { isIP } from 'node:net';
 import { allowedAddresses, asLookupError, guardedConnector, type ConnectRefusal, type SelfAddresses } from './connector.js';
-import { DnsCache, type ResolvedAddress } from './dns-cache.js';
+import { DnsCache, type DnsCacheOptions, type ResolvedAddress } from './dns-cache.js';
 import { ConnectionWait, OriginPools } from './origin-pools.js';
 import { Client } from './undici-core.js';
 import type { AttemptResult } from './outcome.js';
@@ -69,6 +69,16 @@ interface Route {
 /** How long an attempt waits for a new answer before it goes on with the last one past its TTL, at most half its deadline (RFC 8767 suggests 1.8 s). */
 const STALE_AFTER_MS = 1_000;
 
+/** The resolver a delivery configuration asks for. */
+function dnsOptionsOf(cfg: DeliveryConfig): DnsCacheOptions {
+  return { servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: Math.max(1024, cfg.perOrigin.maxOrigins) };
+}
+
+/** The wait for a new DNS answer past the last one's TTL, for an attempt deadline of `timeoutMs`. */
+function staleAfter(timeoutMs: number): number {
+  return Math.min(STALE_AFTER_MS, timeoutMs / 2);
+}
+
 /** How long a route's verdict on its addresses is kept at most (SelfAddresses reads this host's addresses once a minute). */
 const ROUTE_RECHECK_MS = 60_000;
 
@@ -97,6 +107,8 @@ const EXPIRY_SLACK_MS = 5;
 interface AttemptOwner {
   /** The attempt's result, once. */
   settled(r: TimedResult): void;
+  /** undici has let go of the request (its end or its error): its connection may serve another. */
+  letGo(): void;
   /** At the deadline, before the request reached undici: leaves the lookup or the wait for a connection; true if it was still in one. */
   leaveWait(): boolean;
 }
@@ -109,12 +121,13 @@ class AttemptTimeout extends Error {
 /**
  * One attempt as an undici dispatch handler: collects up to `cap` bytes of the
  * body, settles exactly once, and enforces the whole-response deadline. The
- * deadline also covers time waiting for one of the origin's connections: such
- * an attempt leaves the wait and settles at once, without a request. One
- * already handed to undici settles only when undici lets go of it (aborted on
- * its socket, or the moment a queued one would be written): settling earlier
- * would free the caller's slot while the dead request still queues, and
- * against a slow merchant such requests could pile up without bound.
+ * deadline covers every stage: a lookup or a wait for one of the origin's
+ * connections is left at once, without a request; a request on its socket is
+ * aborted; one handed to undici while its connection opens (a name looked up
+ * and connected to there) settles at once and is aborted the moment it would
+ * be written. Its connection stays counted as the origin's until undici lets
+ * go of it, so such requests cannot pile up against a merchant that never
+ * accepts: the next attempt waits for the connection, under its own deadline.
  */
 class AttemptHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
@@ -162,9 +175,12 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
 
   private onDeadline(): void {
     this.timedOut = true;
-    if (this.controller === null && this.owner.leaveWait()) return this.onResponseError(null, new AttemptTimeout('deadline'));
-    // Queued requests have no controller yet: onRequestStart aborts them.
-    this.controller?.abort(new AttemptTimeout('deadline'));
+    const timeout = new AttemptTimeout('deadline');
+    // On its socket: undici reports the abort at once (onResponseError).
+    if (this.controller !== null) return this.controller.abort(timeout);
+    // In undici while its connection opens: settled now, aborted by onRequestStart when the connection is up.
+    this.owner.leaveWait();
+    this.fail(timeout);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -202,10 +218,17 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.owner.letGo();
     this.settle({ kind: 'response', status: this.status, body: this.body() });
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    this.owner.letGo();
+    this.fail(err);
+  }
+
+  /** Settles with `err` as the attempt's error (the deadline's own `TIMEOUT` once it has passed). */
+  fail(err: Error): void {
     const raw = this.timedOut ? 'TIMEOUT' : errorCode(err);
     const code = raw === 'DESTINATION_BLOCKED' && this.named ? 'DNS_BLOCKED' : raw;
     const message = code === 'TIMEOUT' ? `no complete response within ${this.timeoutMs}ms` : String(err?.message ?? err);
@@ -250,7 +273,10 @@ class AttemptRun implements AttemptOwner {
   private wait: ConnectionWait | null = null;
   /** Set while the name is looked up: the end of the count that makes closing the pools wait for it. */
   private lookingUp: (() => void) | null = null;
-  private staleTimer: NodeJS.Timeout | null = null;
+  /** undici holds the request (from dispatch to its end or error): its connection is not given back before. */
+  private inUndici = false;
+  /** The result is out. */
+  private reported = false;
   private readonly timeoutMs: number;
   private readonly handler: AttemptHandler;
   private readonly headers: Readonly<Record<string, string>>;
@@ -278,45 +304,33 @@ class AttemptRun implements AttemptOwner {
     if (shared === null) return this.start(this.t.origin);
     const answer = this.dns.peek(shared.hostname);
     if (answer !== undefined) return this.routeBy(shared, answer);
-    const late = Math.min(STALE_AFTER_MS, this.timeoutMs / 2);
-    const stale = this.dns.peekStale(shared.hostname, late);
-    if (stale?.usable) {
-      // The servers time out or fail, or the new answer is late: go on with the last one (RFC 8767) and keep asking.
-      this.dns.resolve(shared.hostname).catch(() => undefined);
-      return this.routeBy(shared, stale.answer);
-    }
     this.lookingUp = this.pools.reserve();
-    // Past its TTL, the last answer is used if the new one is late (RFC 8767's client response timer).
-    if (stale !== undefined) this.staleTimer = setTimeout(() => this.looked(shared, stale.answer, null), late);
-    this.dns.resolve(shared.hostname).then(
+    // Past its TTL, the last answer stands in while DNS fails or is late (RFC 8767).
+    this.dns.resolveOrLast(shared.hostname, staleAfter(this.timeoutMs)).then(
       (a) => this.looked(shared, a, null),
-      (err: unknown) => this.looked(shared, this.dns.peekStale(shared.hostname, late)?.answer ?? null, asLookupError(err)),
+      (err: unknown) => this.looked(shared, null, asLookupError(err)),
     );
   }
 
-  /** The lookup is over (an answer, the last one after a failure or a late answer, or none and the error), unless the deadline ended it already. */
+  /** The lookup is over (an answer, or none and the error), unless the deadline ended it already. */
   private looked(shared: SharedHost, answer: readonly ResolvedAddress[] | null, err: Error | null): void {
     const end = this.endLookup();
     if (end === null) return;
     if (answer !== null) this.routeBy(shared, answer);
-    else this.handler.onResponseError(null, err!);
+    else this.handler.fail(err!);
     end(); // after the acquire, which counts the attempt itself
   }
 
-  /** The end of the lookup's count, once; null when it ended already (the deadline, an answer, or the stale timer). */
+  /** The end of the lookup's count, once; null when it ended already (the deadline or an answer). */
   private endLookup(): (() => void) | null {
     const end = this.lookingUp;
     this.lookingUp = null;
-    if (this.staleTimer !== null) {
-      clearTimeout(this.staleTimer);
-      this.staleTimer = null;
-    }
     return end;
   }
 
   private routeBy(shared: SharedHost, answer: readonly ResolvedAddress[]): void {
     const r = this.route(this.t.origin, shared, answer, this.started);
-    if (r.refusal !== null) return this.handler.onResponseError(null, r.refusal);
+    if (r.refusal !== null) return this.handler.fail(r.refusal);
     this.start(r.endpoints[r.turn++ % r.endpoints.length]!);
   }
 
@@ -325,7 +339,7 @@ class AttemptRun implements AttemptOwner {
     try {
       got = this.pools.acquire(this.t.origin, endpoint);
     } catch (err) {
-      return this.handler.onResponseError(null, err as Error);
+      return this.handler.fail(err as Error);
     }
     if (got instanceof ConnectionWait) {
       this.wait = got;
@@ -335,18 +349,36 @@ class AttemptRun implements AttemptOwner {
 
   private go(c: Client): void {
     this.client = c;
+    // Settled at the deadline while the connection was being handed over.
+    if (this.reported) return this.release();
     // Out of time by the moment it got the connection: no request (an abort would cost the socket).
-    if (this.handler.expired) return this.handler.onResponseError(null, new AttemptTimeout('deadline'));
+    if (this.handler.expired) return this.handler.fail(new AttemptTimeout('deadline'));
+    this.inUndici = true;
     try {
       c.dispatch({ origin: this.t.origin, path: this.t.path, method: this.req.method, headers: this.headers, body: this.req.body }, this.handler);
     } catch (err) {
-      this.handler.onResponseError(null, err as Error);
+      this.inUndici = false;
+      this.handler.fail(err as Error);
     }
   }
 
   settled(r: TimedResult): void {
-    if (this.client !== null) this.pools.release(this.t.origin, this.client);
+    this.reported = true;
+    if (!this.inUndici) this.release();
     this.resolve(r);
+  }
+
+  letGo(): void {
+    this.inUndici = false;
+    if (this.reported) this.release();
+  }
+
+  /** Gives the connection back to the pools, once. */
+  private release(): void {
+    const c = this.client;
+    if (c === null) return;
+    this.client = null;
+    this.pools.release(this.t.origin, c);
   }
 
   leaveWait(): boolean {
@@ -390,9 +422,9 @@ export class HttpDeliverer {
   ) {
     this.cfg = cfg;
     this.cacheSize = Math.max(4096, cfg.perOrigin.maxOrigins * 2);
-    const dns = dnsCache ?? new DnsCache({ servers: cfg.dnsServers, timeoutMs: cfg.dnsTimeoutMs, maxEntries: Math.max(1024, cfg.perOrigin.maxOrigins) });
+    const dns = dnsCache ?? new DnsCache(dnsOptionsOf(cfg));
     this.dns = dns;
-    const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, guard, self });
+    const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, staleAfterMs: staleAfter(cfg.timeoutMs), guard, self });
     this.pools = new OriginPools({
       maxPools: cfg.perOrigin.maxPools,
       connectionsPerOrigin: cfg.connectionsPerOrigin,
@@ -412,6 +444,18 @@ export class HttpDeliverer {
     });
     this.sweeper = setInterval(() => this.pools.sweep(), Math.max(1000, Math.min(10_000, cfg.perOrigin.poolIdleMs / 2)));
     this.sweeper.unref();
+  }
+
+  /**
+   * This deliverer's DNS cache, for the deliverer a configuration reload
+   * builds, when `cfg` asks for the same resolver: its last answers are what
+   * carries merchants through a DNS outage, so a reload must not drop them.
+   */
+  dnsCacheFor(cfg: DeliveryConfig): DnsCache | undefined {
+    const a = dnsOptionsOf(this.cfg);
+    const b = dnsOptionsOf(cfg);
+    const same = a.timeoutMs === b.timeoutMs && a.maxEntries === b.maxEntries && a.servers.join(',') === b.servers.join(',');
+    return same ? this.dns : undefined;
   }
 
   /** Endpoints kept now (at most `perOrigin.maxPools` with nothing in flight). */

@@ -157,6 +157,41 @@ export class DnsCache {
     return { answer: hit.value, usable: asked !== undefined && now - asked.since >= lateMs };
   }
 
+  /**
+   * `resolve`, with the last answer standing in past its TTL (RFC 8767): at
+   * once when a lookup since has failed or has waited `lateMs`; otherwise
+   * when the new answer is still missing once the lookup is `lateMs` old, or
+   * when it fails (not NXDOMAIN). The lookup goes on either way, so the
+   * cache gets the new answer when it comes.
+   */
+  resolveOrLast(name: string, lateMs: number): Promise<readonly ResolvedAddress[]> {
+    const fresh = this.peek(name);
+    if (fresh !== undefined) return Promise.resolve(fresh);
+    const stale = this.peekStale(name, lateMs);
+    const asked = this.resolve(name);
+    if (stale === undefined) return asked;
+    if (stale.usable) {
+      asked.catch(() => undefined);
+      return Promise.resolve(stale.answer);
+    }
+    const since = this.pending.get(name.toLowerCase())?.since ?? this.now();
+    return new Promise((done, fail) => {
+      const timer = setTimeout(() => done(stale.answer), Math.max(0, since + lateMs - this.now()));
+      asked.then(
+        (a) => {
+          clearTimeout(timer);
+          done(a);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          const last = this.peekStale(name, lateMs);
+          if (last !== undefined) done(last.answer);
+          else fail(err);
+        },
+      );
+    });
+  }
+
   /** The IPv4 addresses of `name`, or its IPv6 ones when it has none; or a `DnsError`. */
   resolve(name: string): Promise<readonly ResolvedAddress[]> {
     const key = name.toLowerCase();

@@ -225,14 +225,15 @@ export class TierWorker implements ManagedWorker {
   }
 
   /** What the pipeline signs and delivers with, built anew on a reload. */
-  private settingsFor(cfg: Config): PipelineSettings {
+  private settingsFor(cfg: Config, before?: HttpDeliverer): PipelineSettings {
     const signer = createSigner(cfg.signing);
-    return { config: cfg, signer, merchantSigners: new MerchantSigners(cfg.signing, signer), deliverer: this.makeDeliverer(cfg) };
+    return { config: cfg, signer, merchantSigners: new MerchantSigners(cfg.signing, signer), deliverer: this.makeDeliverer(cfg, before) };
   }
 
-  private makeDeliverer(cfg: Config): HttpDeliverer {
+  /** A deliverer for `cfg`; on a reload it keeps `before`'s DNS answers when the resolver settings are the same. */
+  private makeDeliverer(cfg: Config, before?: HttpDeliverer): HttpDeliverer {
     const guard = cfg.delivery.allowPrivateNetworks ? null : createAddressGuard(cfg.delivery);
-    return new HttpDeliverer(cfg.delivery, guard, this.self);
+    return new HttpDeliverer(cfg.delivery, guard, this.self, before?.dnsCacheFor(cfg.delivery));
   }
 
   /** The worst origins of this tier (`GET /admin/origins`). */
@@ -675,7 +676,7 @@ export class TierWorker implements ManagedWorker {
     const { restartRequired, notes } = diffConfig(this.config, next);
     // Build everything new first: if any of it throws, nothing has changed.
     // A new deliverer, not just new timeouts: the SSRF allowances may have changed too.
-    const settings = this.settingsFor(next);
+    const settings = this.settingsFor(next, this.pipeline.current.deliverer);
     (this.deps.attemptLogger ?? this.log).level = next.logLevel;
     const prefetchChanged = next.delivery.prefetch !== this.config.delivery.prefetch;
     this.gate.configure(gateOptionsOf(next));

@@ -95,6 +95,43 @@ describe('DnsCache', () => {
     assert.equal(c.peekStale('m.test', 1000), undefined, 'a name that no longer exists is not used');
   });
 
+  it('resolveOrLast: the new answer when it comes in time; the last one past its TTL once the lookup is lateMs old or has failed (not after NXDOMAIN)', async () => {
+    let now = 0;
+    const answers: Record<string, { v4?: string[]; ttl?: number; fail?: string }> = { 'r.test': { v4: ['203.0.113.11'], ttl: 10 } };
+    const q = fake(answers);
+    let release: (() => void) | null = null;
+    const queries: DnsQueries = {
+      resolve4: (name) => (answers[name]?.fail === 'hang' ? new Promise((r) => (release = () => r([{ address: '203.0.113.12', ttl: 10 }]))) : q.resolve4(name)),
+      resolve6: q.resolve6,
+    };
+    const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 10, hostsFile: null, negativeTtlMs: 1000, queries, now: () => now });
+    await assert.rejects(c.resolveOrLast('none.test', 50), (e: unknown) => e instanceof DnsError && e.code === 'DNS_NOTFOUND', 'nothing kept: the error');
+    const first = await c.resolveOrLast('r.test', 50);
+    assert.equal(await c.resolveOrLast('r.test', 50), first, 'fresh: the cached answer');
+    now += 10_001;
+    answers['r.test'] = { fail: 'hang' };
+    const started = Date.now();
+    assert.equal(await c.resolveOrLast('r.test', 150), first, 'no new answer 150 ms on: the last one');
+    assert.ok(Date.now() - started >= 140, 'after waiting lateMs for the new one');
+    now += 150;
+    const at = Date.now();
+    assert.equal(await c.resolveOrLast('r.test', 150), first, 'the lookup asked 150 ms ago is late: the last answer at once');
+    assert.ok(Date.now() - at < 100);
+    release!();
+    await new Promise((r) => setImmediate(r));
+    const second = await c.resolveOrLast('r.test', 150);
+    assert.deepEqual(second.map((a) => a.address), ['203.0.113.12'], 'the new answer, once it came');
+    now += 10_001;
+    answers['r.test'] = { fail: 'ESERVFAIL' };
+    assert.equal(await c.resolveOrLast('r.test', 5_000), second, 'the servers fail: the last answer, without waiting lateMs');
+    now += 1_001;
+    answers['r.test'] = { v4: ['203.0.113.13'], ttl: 10 };
+    await c.resolve('r.test');
+    now += 10_001;
+    answers['r.test'] = { fail: 'ENOTFOUND' };
+    await assert.rejects(c.resolveOrLast('r.test', 5_000), (e: unknown) => e instanceof DnsError && e.code === 'DNS_NOTFOUND', 'a name that no longer exists: no last answer');
+  });
+
   it('remembers failures briefly, with stable codes', async () => {
     let now = 0;
     const q = fake({ 'slow.test': { fail: 'ETIMEOUT' } });
@@ -189,6 +226,7 @@ describe('guarded connector (through HttpDeliverer)', () => {
       hits++;
       hosts.push(req.headers.host ?? '');
       req.resume();
+      if (req.url === '/close') res.setHeader('connection', 'close');
       res.end('ok');
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -311,6 +349,109 @@ describe('guarded connector (through HttpDeliverer)', () => {
     assert.deepEqual(hosts, ['d', 'e', 'f'].map((n) => `${n}.shared.test:${port}`));
     assert.equal(connections - before, 3);
     await d.close();
+  });
+
+  it("a name looked up when its connection opens (https's way, or sharing off): the deadline covers the lookup, and the request timed out is never sent", async () => {
+    let asked = 0;
+    const queries: DnsQueries = {
+      resolve4: () => {
+        asked++;
+        // An answer 1.5 s late, long past the attempts' 200-ms deadline.
+        return new Promise((r) => setTimeout(() => r([{ address: '127.0.0.1', ttl: 60 }]), 1500));
+      },
+      resolve6: async () => {
+        throw Object.assign(new Error('x'), { code: 'ENODATA' });
+      },
+    };
+    const dns = new DnsCache({ servers: [], timeoutMs: 5000, maxEntries: 100, hostsFile: null, queries });
+    const off = { ...cfg, timeoutMs: 200, connectionsPerOrigin: 1, perOrigin: { ...cfg.perOrigin, shareConnections: false } };
+    const d = new HttpDeliverer(off, createAddressGuard(off), new SelfAddresses(), dns);
+    const before = hits;
+    const url = `http://late.test:${port}/`;
+    const started = Date.now();
+    const [a, b] = await Promise.all([d.attempt(post(url)), d.attempt(post(url))]);
+    const took = Date.now() - started;
+    for (const r of [a, b]) assert.ok(r.kind === 'error' && r.code === 'TIMEOUT' && r.sentAt === undefined, JSON.stringify(r));
+    assert.ok(took < 800, `both settled at the 200-ms deadline, not when DNS answered (took ${took} ms)`);
+    assert.equal(asked, 1, 'one lookup, for the one connection the origin may open');
+    // The connection stays the origin's until undici lets go of the aborted request, after the answer.
+    await new Promise((r) => setTimeout(r, 1600 - took));
+    const ok = await d.attempt(post(url));
+    assert.ok(ok.kind === 'response' && ok.status === 200, JSON.stringify(ok));
+    assert.equal(hits - before, 1, 'only the attempt made after the deadlines reached the merchant');
+    await d.close();
+  });
+
+  it('past its TTL, a name looked up when its connection opens goes by its last answer while DNS fails or is late, not after NXDOMAIN', async () => {
+    let now = 1_000_000;
+    let release: (() => void) | null = null;
+    const answers: Record<string, string[] | 'hang' | 'ESERVFAIL' | 'ENOTFOUND'> = { 'own.test': ['127.0.0.1'], 'fail.test': ['127.0.0.1'] };
+    const queries: DnsQueries = {
+      resolve4: async (name) => {
+        const a = answers[name];
+        if (a === 'hang') return new Promise((r) => (release = () => r([{ address: '127.0.0.1', ttl: 60 }])));
+        if (a === undefined || typeof a === 'string') throw Object.assign(new Error('x'), { code: a ?? 'ENOTFOUND' });
+        return a.map((address) => ({ address, ttl: 60 }));
+      },
+      resolve6: async () => {
+        throw Object.assign(new Error('x'), { code: 'ENODATA' });
+      },
+    };
+    const dns = new DnsCache({ servers: [], timeoutMs: 1000, maxEntries: 100, hostsFile: null, negativeTtlMs: 1000, queries, now: () => now });
+    const off = { ...cfg, timeoutMs: 3000, perOrigin: { ...cfg.perOrigin, shareConnections: false } };
+    const d = new HttpDeliverer(off, createAddressGuard(off), new SelfAddresses(), dns);
+    // `/close` answers with Connection: close, so each attempt opens a connection and looks its name up.
+    const attempt = async (name: string) => d.attempt(post(`http://${name}:${port}/close`));
+    for (const name of ['own.test', 'fail.test']) {
+      const r = await attempt(name);
+      assert.ok(r.kind === 'response' && r.status === 200, JSON.stringify(r));
+    }
+    now += 61_000;
+    answers['fail.test'] = 'ESERVFAIL';
+    const failed = await attempt('fail.test');
+    assert.ok(failed.kind === 'response' && failed.status === 200, `the servers fail: the last answer, not DNS_FAILURE: ${JSON.stringify(failed)}`);
+    answers['own.test'] = 'hang';
+    const started = Date.now();
+    const late = await attempt('own.test');
+    const took = Date.now() - started;
+    assert.ok(late.kind === 'response' && late.status === 200, JSON.stringify(late));
+    assert.ok(took >= 900 && took < 2500, `after a second's wait for the new answer (took ${took} ms)`);
+    release!();
+    await new Promise((r) => setImmediate(r));
+    now += 61_000;
+    answers['own.test'] = 'ENOTFOUND';
+    const gone = await attempt('own.test');
+    assert.ok(gone.kind === 'error' && gone.code === 'DNS_NOTFOUND', JSON.stringify(gone));
+    await d.close();
+  });
+
+  it("a reload's deliverer keeps the last one's DNS answers while the resolver settings are the same", async () => {
+    let now = 1_000_000;
+    let failing = false;
+    const queries: DnsQueries = {
+      resolve4: async () => {
+        if (failing) throw Object.assign(new Error('x'), { code: 'ESERVFAIL' });
+        return [{ address: '127.0.0.1', ttl: 60 }];
+      },
+      resolve6: async () => {
+        throw Object.assign(new Error('x'), { code: 'ENODATA' });
+      },
+    };
+    const dns = new DnsCache({ servers: [], timeoutMs: 1000, maxEntries: 100, hostsFile: null, queries, now: () => now });
+    const d1 = new HttpDeliverer(cfg, createAddressGuard(cfg), new SelfAddresses(), dns);
+    const ok = await d1.attempt(post(`http://kept.test:${port}/`));
+    assert.ok(ok.kind === 'response' && ok.status === 200, JSON.stringify(ok));
+    const next = { ...cfg, timeoutMs: 2000, allowCidrs: ['127.0.0.0/8', '192.0.2.0/24'] };
+    assert.equal(d1.dnsCacheFor(next), dns, 'other timeouts and allowances: the same resolver');
+    assert.equal(d1.dnsCacheFor({ ...next, dnsServers: ['192.0.2.53'] }), undefined, 'other servers: a new cache');
+    assert.equal(d1.dnsCacheFor({ ...next, dnsTimeoutMs: 999 }), undefined);
+    const d2 = new HttpDeliverer(next, createAddressGuard(next), new SelfAddresses(), d1.dnsCacheFor(next));
+    await d1.close();
+    failing = true;
+    now += 61_000;
+    const after = await d2.attempt(post(`http://kept.test:${port}/`));
+    assert.ok(after.kind === 'response' && after.status === 200, `DNS fails after the reload: the answer from before it: ${JSON.stringify(after)}`);
+    await d2.close();
   });
 
   it('past its TTL a shared http name goes by its new answer; if DNS stops answering, by its last one once the new one is a second late, then at once', async () => {
