@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { parseDuration } from '../core/schedule.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
-import { readBody } from '../core/http-util.js';
+import { methodNotAllowed, readBody } from '../core/http-util.js';
 import type { MerchantStore } from '../merchants/store.js';
 
 /** Largest merchant request body. */
@@ -59,10 +59,10 @@ export async function merchantRoute(
       return { status: 200, body: await store.list(url.searchParams.get('cursor'), Number(limitRaw)) };
     }
     if (method === 'POST') return { status: 201, body: await store.create(await json(req)) };
-    throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET or POST');
+    throw methodNotAllowed(['GET', 'POST']);
   }
   if (action !== undefined) {
-    if (method !== 'POST') throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
     if (action === 'rotate-secret') {
       const body = await actionBody(req);
       let grace = graceMs;
@@ -91,6 +91,6 @@ export async function merchantRoute(
       await store.remove(id);
       return { status: 204, body: null };
     default:
-      throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET, PATCH or DELETE');
+      throw methodNotAllowed(['GET', 'PATCH', 'DELETE']);
   }
 }

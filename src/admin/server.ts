@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
-import { closeServerNow, statusForError, tokenMatches } from '../core/http-util.js';
+import { allowHeaderOf, closeServerNow, methodNotAllowed, statusForError, tokenMatches } from '../core/http-util.js';
 import type { Logger } from '../core/logger.js';
 import { EXPOSITION_CONTENT_TYPE } from '../core/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
@@ -22,8 +22,14 @@ export type AdminTarget = Pick<
 const DEAD_LIST_DEFAULT = 50;
 const DEAD_LIST_MAX = 1000;
 
-/** The admin routes answered on GET only (past the merchant and history routes, which say so themselves). */
-const GET_ROUTES = new Set(['/metrics', '/admin/status', '/admin/origins', '/admin/dead', '/admin/notifications']);
+/** The admin routes answered on GET only, and the methods each takes (the history list answers HEAD too). */
+const GET_ROUTES = new Map<string, readonly string[]>([
+  ['/metrics', ['GET']],
+  ['/admin/status', ['GET']],
+  ['/admin/origins', ['GET']],
+  ['/admin/dead', ['GET']],
+  ['/admin/notifications', ['GET', 'HEAD']],
+]);
 /** A tier's pause or resume, answered on POST only as are the two below. */
 const TIER_ROUTE = /^\/admin\/tiers\/(\d{1,3})\/(pause|resume)$/;
 const postRoute = (path: string): boolean => path === '/admin/reload' || path === '/admin/dead/redrive' || TIER_ROUTE.test(path);
@@ -52,7 +58,10 @@ export class AdminServer {
         req.resume();
         const data = toErrorData(err);
         if (data.code === ErrorCodes.INTERNAL) this.log.error({ err: data }, 'admin request failed');
-        if (!res.headersSent) this.json(res, statusForError(data.code), { error: data });
+        if (res.headersSent) return;
+        const allow = allowHeaderOf(err);
+        if (allow !== undefined) res.setHeader('allow', allow);
+        this.json(res, statusForError(data.code), { error: data });
       });
     });
     this.server = server;
@@ -141,9 +150,10 @@ export class AdminServer {
       return this.json(res, 200, await this.target.listDead(Number(raw)));
     }
     // A route that exists with another method is 405, any other path 404 (the console tells an older daemon by those).
-    if (GET_ROUTES.has(path)) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET');
+    const getOnly = GET_ROUTES.get(path);
+    if (getOnly !== undefined) throw methodNotAllowed(getOnly);
     if (method !== 'POST') {
-      if (postRoute(path)) throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+      if (postRoute(path)) throw methodNotAllowed(['POST']);
       throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);
     }
     const tier = TIER_ROUTE.exec(path);

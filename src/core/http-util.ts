@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
-import { ErrorCodes, NotifyError, type ErrorData } from './errors.js';
+import { ErrorCodes, NotifyError, hasCode, type ErrorData } from './errors.js';
 
 /**
  * Constant-time check of an `Authorization: Bearer <token>` header. Both sides
@@ -76,6 +76,23 @@ const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
   HISTORY_UNAVAILABLE: 503,
   REQUEST_TIMEOUT: 504,
 };
+
+/**
+ * A 405 for a path that takes only `allow` (listed in the `Allow` header the
+ * servers send with it, as RFC 9110 requires of a 405). HEAD goes in the
+ * header where GET answers it, not in the message.
+ */
+export function methodNotAllowed(allow: readonly string[]): NotifyError {
+  const named = allow.filter((m) => m !== 'HEAD');
+  const words = named.length === 1 ? named[0] : `${named.slice(0, -1).join(', ')} or ${named[named.length - 1]}`;
+  return Object.assign(new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, `use ${words}`), { allow: allow.join(', ') });
+}
+
+/** The `Allow` header for an error made by `methodNotAllowed`; undefined for any other. */
+export function allowHeaderOf(err: unknown): string | undefined {
+  const allow = (err as { code?: unknown; allow?: unknown } | null)?.allow;
+  return hasCode(err, ErrorCodes.METHOD_NOT_ALLOWED) && typeof allow === 'string' ? allow : undefined;
+}
 
 /** HTTP status for an error code (anything unknown is a 500). */
 export function statusForError(code: ErrorData['code']): number {

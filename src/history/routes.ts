@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
-import { readBody, statusForError } from '../core/http-util.js';
+import { methodNotAllowed, readBody, statusForError } from '../core/http-util.js';
 import { databaseAway, historyUnavailable } from './database-away.js';
 import { forceParam, parseListQuery, parseRecoverBody } from './query-params.js';
 import type { HistoryService } from './service.js';
@@ -29,7 +29,7 @@ export function matchHistoryRoute(base: string, method: string, path: string): H
     return null;
   }
   if (path === `${root}:recover`) {
-    if (method !== 'POST') throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
     return { kind: 'recover' };
   }
   if (!path.startsWith(`${root}/`)) return null;
@@ -42,10 +42,10 @@ export function matchHistoryRoute(base: string, method: string, path: string): H
     throw new NotifyError(ErrorCodes.VALIDATION, 'id: not a valid URL-encoded id', 'id');
   }
   if (m[2]) {
-    if (method !== 'POST') throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST');
+    if (method !== 'POST') throw methodNotAllowed(['POST']);
     return { kind: 'resend', id };
   }
-  if (method !== 'GET' && method !== 'HEAD') throw new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use GET');
+  if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(['GET', 'HEAD']);
   return { kind: 'get', id };
 }
 

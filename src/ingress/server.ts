@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
 import { foreignBrowserRequest } from '../core/browser-guard.js';
-import { BearerTokens, readBody, statusForError } from '../core/http-util.js';
+import { BearerTokens, allowHeaderOf, methodNotAllowed, readBody, statusForError } from '../core/http-util.js';
 import type { Logger } from '../core/logger.js';
 import { encodeNotification, mediaTypeOf, validateNotification, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
@@ -116,6 +116,8 @@ export class IngressServer {
 
   private sendError(res: ServerResponse, err: unknown): void {
     const data = toErrorData(err);
+    const allow = allowHeaderOf(err);
+    if (allow !== undefined) res.setHeader('allow', allow);
     this.send(res, statusForError(data.code), { error: data });
   }
 
@@ -153,8 +155,7 @@ export class IngressServer {
     }
     if (req.method !== 'POST') {
       req.resume();
-      res.setHeader('allow', 'POST');
-      return this.sendError(res, new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, 'use POST'));
+      return this.sendError(res, methodNotAllowed(['POST']));
     }
     const producer = this.tokens.match(req.headers.authorization);
     if (this.tokens.size > 0 && producer === null) {

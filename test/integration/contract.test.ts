@@ -60,13 +60,13 @@ class Contract {
   }
 }
 
-async function call(base: string, method: string, path: string, opts: { token?: string; body?: unknown; raw?: string; contentType?: string } = {}): Promise<{ status: number; body: unknown }> {
+async function call(base: string, method: string, path: string, opts: { token?: string; body?: unknown; raw?: string; contentType?: string } = {}): Promise<{ status: number; body: unknown; allow: string | null }> {
   const headers: Record<string, string> = {};
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   if (opts.body !== undefined || opts.raw !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
   const r = await fetch(`${base}${path}`, { method, headers, ...(opts.raw !== undefined ? { body: opts.raw } : opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}) });
   const text = await r.text();
-  return { status: r.status, body: (r.headers.get('content-type') ?? '').includes('json') && text ? JSON.parse(text) : text };
+  return { status: r.status, body: (r.headers.get('content-type') ?? '').includes('json') && text ? JSON.parse(text) : text, allow: r.headers.get('allow') };
 }
 
 describe('contract: real answers match the OpenAPI documents', () => {
@@ -164,16 +164,31 @@ describe('contract: real answers match the OpenAPI documents', () => {
     await expect('admin', 'GET', '/healthz', 200, { token: '-' });
     await expect('admin', 'GET', '/readyz', 200, { token: '-' });
     assert.deepEqual(await expect('admin', 'GET', '/openapi.json', 200, { token: '-' }), adminDoc.doc);
-    // A route with another method is 405, a path that is no route 404, whichever the method.
-    const answer = async (method: string, path: string): Promise<[number, string]> => {
-      const r = await call(main.adminUrl, method, path, { token: ADMIN_TOKEN });
-      return [r.status, (r.body as { error?: { code: string } }).error?.code ?? ''];
+    // A route with another method is 405 with the methods it takes in Allow (RFC 9110), a path that is no route 404, whichever the method.
+    const answer = async (method: string, path: string, base = main.adminUrl): Promise<[number, string, string | null]> => {
+      const r = await call(base, method, path, { token: ADMIN_TOKEN });
+      return [r.status, (r.body as { error?: { code: string } }).error?.code ?? '', r.allow];
     };
-    for (const [method, path] of [['POST', '/admin/status'], ['DELETE', '/admin/dead'], ['POST', '/metrics'], ['POST', '/admin/notifications'], ['GET', '/admin/reload'], ['GET', '/admin/tiers/0/pause']]) {
-      assert.deepEqual(await answer(method!, path!), [405, 'METHOD_NOT_ALLOWED'], `${method} ${path}`);
+    const refused: [string, string, string][] = [
+      ['POST', '/admin/status', 'GET'],
+      ['DELETE', '/admin/dead', 'GET'],
+      ['POST', '/metrics', 'GET'],
+      ['POST', '/admin/notifications', 'GET, HEAD'],
+      ['DELETE', '/admin/notifications/x', 'GET, HEAD'],
+      ['GET', '/admin/notifications/x/resend', 'POST'],
+      ['GET', '/admin/reload', 'POST'],
+      ['GET', '/admin/tiers/0/pause', 'POST'],
+      ['PUT', '/admin/merchants', 'GET, POST'],
+      ['POST', '/admin/merchants/x', 'GET, PATCH, DELETE'],
+      ['GET', '/admin/merchants/x/disable', 'POST'],
+    ];
+    for (const [method, path, allow] of refused) {
+      assert.deepEqual(await answer(method, path), [405, 'METHOD_NOT_ALLOWED', allow], `${method} ${path}`);
     }
+    assert.deepEqual(await answer('GET', '/v1/notifications:batch', main.ingressUrl), [405, 'METHOD_NOT_ALLOWED', 'POST'], 'the ingress says so too');
+    assert.deepEqual(await answer('GET', '/v1/notifications:recover', main.ingressUrl), [405, 'METHOD_NOT_ALLOWED', 'POST']);
     for (const [method, path] of [['GET', '/admin/statuss'], ['GET', '/admin/tiers/0'], ['POST', '/admin/nothing']]) {
-      assert.deepEqual(await answer(method!, path!), [404, 'NOT_FOUND'], `${method} ${path}`);
+      assert.deepEqual(await answer(method!, path!), [404, 'NOT_FOUND', null], `${method} ${path}`);
     }
   });
 

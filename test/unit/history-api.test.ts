@@ -13,6 +13,7 @@ import type { IncomingMessage } from 'node:http';
 import { HistoryService } from '../../src/history/service.js';
 import type { HistoryClaims } from '../../src/history/claims.js';
 import { NotifyError } from '../../src/core/errors.js';
+import { allowHeaderOf, methodNotAllowed } from '../../src/core/http-util.js';
 
 const NOW = Date.UTC(2026, 11, 1, 12, 0, 0);
 const H = 3_600_000;
@@ -147,14 +148,25 @@ describe('history API: routes', () => {
     await assert.rejects(answerHistory(away, { kind: 'resend', id: 'x' }, req, new URL('http://x/v1/notifications/x/resend'), null), { code: 'HISTORY_UNAVAILABLE' });
   });
 
-  it('a wrong method on a history path is a coded 405', () => {
-    for (const [m, p] of [
-      ['GET', '/v1/notifications/n1/resend'],
-      ['DELETE', '/v1/notifications/n1'],
-      ['GET', '/v1/notifications:recover'],
+  it('a wrong method on a history path is a coded 405 that names the methods it takes (the Allow header)', () => {
+    for (const [m, p, allow, message] of [
+      ['GET', '/v1/notifications/n1/resend', 'POST', 'use POST'],
+      ['DELETE', '/v1/notifications/n1', 'GET, HEAD', 'use GET'],
+      ['GET', '/v1/notifications:recover', 'POST', 'use POST'],
     ]) {
-      assert.throws(() => matchHistoryRoute('/v1', m!, p!), { code: 'METHOD_NOT_ALLOWED' });
+      let thrown: unknown;
+      assert.throws(() => {
+        try {
+          matchHistoryRoute('/v1', m!, p!);
+        } catch (err) {
+          thrown = err;
+          throw err;
+        }
+      }, { code: 'METHOD_NOT_ALLOWED', message });
+      assert.equal(allowHeaderOf(thrown), allow, `${m} ${p}`);
     }
+    assert.equal(methodNotAllowed(['GET', 'PATCH', 'DELETE']).message, 'use GET, PATCH or DELETE');
+    assert.equal(allowHeaderOf(new Error('x')), undefined, 'no Allow for any other error');
   });
 });
 
