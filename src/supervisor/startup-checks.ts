@@ -29,10 +29,14 @@ export function startupWarnings(config: Config, ctx: StartupContext): string[] {
       `supervisor.drainTimeout (${config.supervisor.drainTimeoutMs} ms) plus ${EXIT_MARGIN_MS} ms to exit is longer than the service manager waits after SIGTERM (${ctx.stopTimeoutMs} ms, TimeoutStopSec): a drain would be cut short by SIGKILL, repeating the attempts in flight; raise TimeoutStopSec or lower the drain timeout`,
     );
   }
-  if (config.admin.token !== null && weakAdminToken(config.admin.token)) {
-    out.push(`admin.token is shorter than ${MIN_TOKEN_LENGTH} characters or holds spaces: guessable by anyone on this machine, and refused if admin.host is ever not loopback; use e.g. openssl rand -hex 24`);
-  }
+  out.push(...reloadWarnings(config));
   return out;
+}
+
+/** Pure: the warnings a configuration reload can bring about (a token set by the reload is as weak as one set at start). */
+export function reloadWarnings(config: Config): string[] {
+  if (config.admin.token === null || !weakAdminToken(config.admin.token)) return [];
+  return [`admin.token is shorter than ${MIN_TOKEN_LENGTH} characters or holds spaces: guessable by anyone on this machine, and refused if admin.host is ever not loopback; use e.g. openssl rand -hex 24`];
 }
 
 /**

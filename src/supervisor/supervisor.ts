@@ -15,6 +15,7 @@ import { databaseAway, historyUnavailable } from '../history/database-away.js';
 import { MetricsLedger } from './metrics-ledger.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
+import { reloadWarnings } from './startup-checks.js';
 
 export interface TierStatus {
   readonly index: number;
@@ -221,8 +222,11 @@ export class Supervisor {
     if (unguarded) throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ${unguarded.key}: ${unguarded.why}`, unguarded.key);
     this.config = effective;
     this.table.broadcast({ type: 'reload', config: effective });
-    this.log.info({ restartRequired: diff.restartRequired, notes: diff.notes }, 'config reloaded');
-    return { applied: true, restartRequired: diff.restartRequired, notes: diff.notes };
+    const warnings = reloadWarnings(effective);
+    for (const line of warnings) this.log.warn(line);
+    const notes = [...diff.notes, ...warnings];
+    this.log.info({ restartRequired: diff.restartRequired, notes }, 'config reloaded');
+    return { applied: true, restartRequired: diff.restartRequired, notes };
   }
 
   /**

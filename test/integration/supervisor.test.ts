@@ -236,6 +236,12 @@ describe('supervisor (real processes and signals)', () => {
       assert.match(ctl.stdout, /TIER\s+DELAY\s+STATE\s+PID\s+RESTARTS\s+INFLIGHT/);
       assert.match(ctl.stdout, /^0\s+0ms\s+running\s+\d+/m);
       assert.match(ctl.stdout, /^ingress\s+:\d+\s+running/m);
+      // A weak admin token set by a reload is warned of as one set at start is (last: the port then wants it).
+      writeFileSync(file, JSON.stringify({ schedule: '0s,1s', admin: { token: 'short' } }));
+      const weak = await d.admin<{ notes: string[] }>('POST', '/admin/reload');
+      assert.equal(weak.status, 200);
+      assert.ok(weak.body.notes.some((n) => /admin\.token is shorter than 16/.test(n)), JSON.stringify(weak.body.notes));
+      await waitFor(() => d.lines.some((l) => l.level === 'warn' && /admin\.token is shorter than 16/.test(String(l.msg))), 5000, 'and logged as a warning');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -17,7 +17,7 @@ import {
   type Config,
 } from '../../src/core/config.js';
 import { missingPortToken } from '../../src/core/config-model.js';
-import { startupWarnings } from '../../src/supervisor/startup-checks.js';
+import { reloadWarnings, startupWarnings } from '../../src/supervisor/startup-checks.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
 
 type Raw = Record<string, unknown>;
@@ -358,6 +358,8 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
     assert.equal(weak.admin.token, 's3cret', 'accepted on loopback, as before');
     assert.ok(startupWarnings(weak, { stopTimeoutMs: null }).some((w) => /admin\.token is shorter than 16/.test(w)));
     assert.ok(!startupWarnings(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) }), { stopTimeoutMs: null }).some((w) => /admin\.token/.test(w)));
+    assert.deepEqual(reloadWarnings(weak), startupWarnings(weak, { stopTimeoutMs: null }).filter((w) => /admin\.token/.test(w)), 'a reload warns of it too');
+    assert.deepEqual(reloadWarnings(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) })), []);
   });
 
   it('missingPortToken (the loader\'s and a reload\'s check): a port beyond loopback needs its token', () => {
