@@ -109,8 +109,8 @@ interface AttemptOwner {
   settled(r: TimedResult): void;
   /** undici has let go of the request (its end or its error): its connection may serve another. */
   letGo(): void;
-  /** At the deadline, before the request reached undici: leaves the lookup or the wait for a connection; true if it was still in one. */
-  leaveWait(): boolean;
+  /** At the deadline: leaves the lookup or the wait for a connection, if the attempt is still in one. */
+  leaveWait(): void;
 }
 
 /** Thrown into a request whose whole-response deadline passed. */
@@ -349,7 +349,7 @@ class AttemptRun implements AttemptOwner {
 
   private go(c: Client): void {
     this.client = c;
-    // Settled at the deadline while the connection was being handed over.
+    // Settled already (defensive: a wait's hand-over runs as a microtask, before any timer could settle it).
     if (this.reported) return this.release();
     // Out of time by the moment it got the connection: no request (an abort would cost the socket).
     if (this.handler.expired) return this.handler.fail(new AttemptTimeout('deadline'));
@@ -381,13 +381,10 @@ class AttemptRun implements AttemptOwner {
     this.pools.release(this.t.origin, c);
   }
 
-  leaveWait(): boolean {
+  leaveWait(): void {
     const end = this.endLookup();
-    if (end !== null) {
-      end();
-      return true;
-    }
-    return this.wait !== null && this.wait.cancel();
+    if (end !== null) end();
+    else this.wait?.cancel();
   }
 }
 

@@ -123,7 +123,9 @@ describe('DnsCache', () => {
     assert.deepEqual(second.map((a) => a.address), ['203.0.113.12'], 'the new answer, once it came');
     now += 10_001;
     answers['r.test'] = { fail: 'ESERVFAIL' };
-    assert.equal(await c.resolveOrLast('r.test', 5_000), second, 'the servers fail: the last answer, without waiting lateMs');
+    const failedAt = Date.now();
+    assert.equal(await c.resolveOrLast('r.test', 5_000), second, 'the servers fail: the last answer');
+    assert.ok(Date.now() - failedAt < 1000, 'without waiting lateMs');
     now += 1_001;
     answers['r.test'] = { v4: ['203.0.113.13'], ttl: 10 };
     await c.resolve('r.test');
@@ -367,18 +369,24 @@ describe('guarded connector (through HttpDeliverer)', () => {
     const off = { ...cfg, timeoutMs: 200, connectionsPerOrigin: 1, perOrigin: { ...cfg.perOrigin, shareConnections: false } };
     const d = new HttpDeliverer(off, createAddressGuard(off), new SelfAddresses(), dns);
     const before = hits;
+    const connected = connections;
     const url = `http://late.test:${port}/`;
     const started = Date.now();
     const [a, b] = await Promise.all([d.attempt(post(url)), d.attempt(post(url))]);
     const took = Date.now() - started;
     for (const r of [a, b]) assert.ok(r.kind === 'error' && r.code === 'TIMEOUT' && r.sentAt === undefined, JSON.stringify(r));
     assert.ok(took < 800, `both settled at the 200-ms deadline, not when DNS answered (took ${took} ms)`);
+    // The connection stays the origin's until undici lets go of the timed-out request: a third attempt waits for it, it does not queue on it.
+    const third = await d.attempt(post(url));
+    assert.ok(third.kind === 'error' && third.code === 'TIMEOUT' && third.sentAt === undefined, JSON.stringify(third));
+    assert.ok(Date.now() - started < 1400, 'the third too settled at its deadline, before the answer');
     assert.equal(asked, 1, 'one lookup, for the one connection the origin may open');
-    // The connection stays the origin's until undici lets go of the aborted request, after the answer.
-    await new Promise((r) => setTimeout(r, 1600 - took));
+    assert.equal(connections, connected, 'no connection yet');
+    await new Promise((r) => setTimeout(r, 1600 - (Date.now() - started)));
     const ok = await d.attempt(post(url));
     assert.ok(ok.kind === 'response' && ok.status === 200, JSON.stringify(ok));
     assert.equal(hits - before, 1, 'only the attempt made after the deadlines reached the merchant');
+    assert.equal(connections - connected, 2, "the timed-out request's (dropped by its abort) and the one that delivered: none for the third, which never queued on it");
     await d.close();
   });
 
@@ -445,6 +453,7 @@ describe('guarded connector (through HttpDeliverer)', () => {
     assert.equal(d1.dnsCacheFor(next), dns, 'other timeouts and allowances: the same resolver');
     assert.equal(d1.dnsCacheFor({ ...next, dnsServers: ['192.0.2.53'] }), undefined, 'other servers: a new cache');
     assert.equal(d1.dnsCacheFor({ ...next, dnsTimeoutMs: 999 }), undefined);
+    assert.equal(d1.dnsCacheFor({ ...next, perOrigin: { ...next.perOrigin, maxOrigins: 5000 } }), undefined, 'a cache sized for more origins');
     const d2 = new HttpDeliverer(next, createAddressGuard(next), new SelfAddresses(), d1.dnsCacheFor(next));
     await d1.close();
     failing = true;
