@@ -23,7 +23,7 @@ const DEAD_LIST_DEFAULT = 50;
 const DEAD_LIST_MAX = 1000;
 
 /** The admin routes answered on GET only, and the methods each takes (the history list answers HEAD too). */
-const GET_ROUTES = new Map<string, readonly string[]>([
+const GET_ROUTES = new Map<string, readonly [string, ...string[]]>([
   ['/metrics', ['GET']],
   ['/admin/status', ['GET']],
   ['/admin/origins', ['GET']],
@@ -92,7 +92,11 @@ export class AdminServer {
       return this.json(res, r.ready ? 200 : 503, r);
     }
     // The document says what the API is, nothing of this daemon's state: open, like the probes.
-    if (path === '/openapi.json' && method === 'GET') {
+    if (path === '/openapi.json' && method !== 'GET') {
+      req.resume();
+      throw methodNotAllowed(['GET']);
+    }
+    if (path === '/openapi.json') {
       req.resume();
       const c = this.target.currentConfig;
       // Loaded when asked for: the document's builders (TypeBox) would cost the master ~14 MB.

@@ -82,8 +82,8 @@ const STATUS_FOR: Partial<Record<ErrorData['code'], number>> = {
  * servers send with it, as RFC 9110 requires of a 405). HEAD goes in the
  * header where GET answers it, not in the message.
  */
-export function methodNotAllowed(allow: readonly string[]): NotifyError {
-  const named = allow.filter((m) => m !== 'HEAD');
+export function methodNotAllowed(allow: readonly [string, ...string[]]): NotifyError {
+  const named = allow.length > 1 ? allow.filter((m) => m !== 'HEAD') : allow;
   const words = named.length === 1 ? named[0] : `${named.slice(0, -1).join(', ')} or ${named[named.length - 1]}`;
   return Object.assign(new NotifyError(ErrorCodes.METHOD_NOT_ALLOWED, `use ${words}`), { allow: allow.join(', ') });
 }

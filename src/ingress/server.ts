@@ -135,6 +135,10 @@ export class IngressServer {
       const { openApiText } = await import('../contract/openapi.js');
       return this.sendText(res, openApiText('ingress', { limits: this.config.limits, maxBatch: this.config.ingress.maxBatch }));
     }
+    if (path === '/readyz' || path === '/healthz' || path === '/openapi.json') {
+      req.resume();
+      return this.sendError(res, methodNotAllowed(['GET', 'HEAD']));
+    }
     const single = path === '/v1/notifications';
     const batch = path === '/v1/notifications:batch';
     // Without tokens the ingress is loopback only, where any web page could make a browser post to it (or, on a
@@ -155,7 +159,8 @@ export class IngressServer {
     }
     if (req.method !== 'POST') {
       req.resume();
-      return this.sendError(res, methodNotAllowed(['POST']));
+      // The one notification's path is also the history's list (GET, HEAD).
+      return this.sendError(res, methodNotAllowed(single ? ['GET', 'HEAD', 'POST'] : ['POST']));
     }
     const producer = this.tokens.match(req.headers.authorization);
     if (this.tokens.size > 0 && producer === null) {

@@ -220,9 +220,9 @@ export class Supervisor {
     // tokens would otherwise leave the port bound where it was with no authentication until a restart.
     const unguarded = missingPortToken(effective.ingress, effective.admin);
     if (unguarded) throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ${unguarded.key}: ${unguarded.why}`, unguarded.key);
+    const warnings = reloadWarnings(effective);
     this.config = effective;
     this.table.broadcast({ type: 'reload', config: effective });
-    const warnings = reloadWarnings(effective);
     for (const line of warnings) this.log.warn(line);
     const notes = [...diff.notes, ...warnings];
     this.log.info({ restartRequired: diff.restartRequired, notes }, 'config reloaded');

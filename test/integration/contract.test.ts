@@ -133,6 +133,7 @@ describe('contract: real answers match the OpenAPI documents', () => {
     assert.equal((await expect('ingress', 'POST', '/v1/notifications', 415, { raw: 'url=x', contentType: 'application/x-www-form-urlencoded' })).error.code, 'UNSUPPORTED_MEDIA_TYPE');
     const wrongMethod = await call(main.ingressUrl, 'PUT', '/v1/notifications', { token: INGRESS_TOKEN, body: {} });
     assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.allow, 'GET, HEAD, POST', 'the path is also the history list');
     ingress.check('POST', '/v1/notifications', 405, wrongMethod.body);
     // An unknown path answers with the error body every route documents as its default.
     const nf = await call(main.ingressUrl, 'GET', '/v2/nothing');
@@ -187,6 +188,11 @@ describe('contract: real answers match the OpenAPI documents', () => {
     }
     assert.deepEqual(await answer('GET', '/v1/notifications:batch', main.ingressUrl), [405, 'METHOD_NOT_ALLOWED', 'POST'], 'the ingress says so too');
     assert.deepEqual(await answer('GET', '/v1/notifications:recover', main.ingressUrl), [405, 'METHOD_NOT_ALLOWED', 'POST']);
+    for (const path of ['/healthz', '/readyz', '/openapi.json']) {
+      assert.deepEqual(await answer('POST', path, main.ingressUrl), [405, 'METHOD_NOT_ALLOWED', 'GET, HEAD'], `POST ${path} on the ingress`);
+    }
+    assert.deepEqual(await answer('POST', '/openapi.json'), [405, 'METHOD_NOT_ALLOWED', 'GET'], 'POST /openapi.json on the admin port');
+    assert.deepEqual(await answer('HEAD', '/admin/status'), [405, '', 'GET'], 'HEAD on a GET-only route (a HEAD answer has no body)');
     for (const [method, path] of [['GET', '/admin/statuss'], ['GET', '/admin/tiers/0'], ['POST', '/admin/nothing']]) {
       assert.deepEqual(await answer(method!, path!), [404, 'NOT_FOUND', null], `${method} ${path}`);
     }
