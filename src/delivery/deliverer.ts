@@ -262,6 +262,16 @@ function errorCode(err: unknown): string {
   }
 }
 
+/** What every attempt of one deliverer shares: built once, passed to each AttemptRun as one argument. */
+interface AttemptContext {
+  readonly pools: OriginPools;
+  readonly dns: DnsCache;
+  readonly route: (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number) => Route;
+  readonly cfg: DeliveryConfig;
+  /** The wait for a new DNS answer before the last one stands in (`staleAfter` of the deadline). */
+  readonly staleAfterMs: number;
+}
+
 /**
  * One attempt from its start to its result: looks up an `http` name (under
  * the attempt's deadline), takes a connection of its origin (or waits for
@@ -277,36 +287,34 @@ class AttemptRun implements AttemptOwner {
   private inUndici = false;
   /** The result is out. */
   private reported = false;
-  private readonly timeoutMs: number;
+  private readonly pools: OriginPools;
   private readonly handler: AttemptHandler;
   private readonly headers: Readonly<Record<string, string>>;
 
   constructor(
-    private readonly pools: OriginPools,
-    private readonly dns: DnsCache,
-    private readonly route: (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number) => Route,
+    private readonly ctx: AttemptContext,
     private readonly t: Target,
     private readonly req: OutgoingRequest,
     needBody: boolean,
     headBytes: number,
     private readonly started: number,
-    cfg: DeliveryConfig,
     private readonly resolve: (r: TimedResult) => void,
   ) {
+    const cfg = ctx.cfg;
+    this.pools = ctx.pools;
     // The deadline runs from here, so it covers the name's lookup and a wait for a connection too.
     this.handler = new AttemptHandler(started, cfg.maxResponseBytes, needBody, headBytes, cfg.timeoutMs, this, t.shared !== null);
-    this.timeoutMs = cfg.timeoutMs;
     this.headers = t.shared === null ? req.headers : { ...req.headers, host: t.shared.host };
   }
 
   begin(): void {
     const shared = this.t.shared;
     if (shared === null) return this.start(this.t.origin);
-    const answer = this.dns.peek(shared.hostname);
+    const answer = this.ctx.dns.peek(shared.hostname);
     if (answer !== undefined) return this.routeBy(shared, answer);
     this.lookingUp = this.pools.reserve();
     // Past its TTL, the last answer stands in while DNS fails or is late (RFC 8767).
-    this.dns.resolveOrLast(shared.hostname, staleAfter(this.timeoutMs)).then(
+    this.ctx.dns.resolveOrLast(shared.hostname, this.ctx.staleAfterMs).then(
       (a) => this.looked(shared, a, null),
       (err: unknown) => this.looked(shared, null, asLookupError(err)),
     );
@@ -329,7 +337,7 @@ class AttemptRun implements AttemptOwner {
   }
 
   private routeBy(shared: SharedHost, answer: readonly ResolvedAddress[]): void {
-    const r = this.route(this.t.origin, shared, answer, this.started);
+    const r = this.ctx.route(this.t.origin, shared, answer, this.started);
     if (r.refusal !== null) return this.handler.fail(r.refusal);
     this.start(r.endpoints[r.turn++ % r.endpoints.length]!);
   }
@@ -397,6 +405,7 @@ class AttemptRun implements AttemptOwner {
 export class HttpDeliverer {
   private readonly pools: OriginPools;
   private readonly cfg: DeliveryConfig;
+  private readonly attempts: AttemptContext;
   private readonly targets = new Map<string, Target | null>();
   private readonly routes = new Map<string, Route>();
   private readonly hosts = new Map<string, OriginHost>();
@@ -439,6 +448,7 @@ export class HttpDeliverer {
           connect,
         }),
     });
+    this.attempts = { pools: this.pools, dns, route: this.route, cfg, staleAfterMs: staleAfter(cfg.timeoutMs) };
     this.sweeper = setInterval(() => this.pools.sweep(), Math.max(1000, Math.min(10_000, cfg.perOrigin.poolIdleMs / 2)));
     this.sweeper.unref();
   }
@@ -531,7 +541,7 @@ export class HttpDeliverer {
     if (t === null) return Promise.resolve(timed({ kind: 'error', code: 'INVALID_URL', message: 'unparsable URL' }, started));
     if (t.refused !== null) return Promise.resolve(timed({ kind: 'error', code: 'DESTINATION_BLOCKED', message: t.refused }, started));
     if (this.closed) return Promise.resolve(timed({ kind: 'error', code: 'UND_ERR_CLOSED', message: 'the deliverer is closed' }, started));
-    return new Promise<TimedResult>((resolve) => new AttemptRun(this.pools, this.dns, this.route, t, req, needBody, headBytes, started, this.cfg, resolve).begin());
+    return new Promise<TimedResult>((resolve) => new AttemptRun(this.attempts, t, req, needBody, headBytes, started, resolve).begin());
   }
 
   /**
