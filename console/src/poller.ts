@@ -24,9 +24,9 @@ export interface PollerEnv {
 /**
  * Calls `load` at `run()` and then `everyMs` after each answer (never two at
  * once, so a slow daemon is not piled on); `everyMs` null loads only when
- * asked. A `run()` while a load is under way (a refresh after an action)
- * loads once more as soon as that one is done: the load under way may have
- * been sent before the action and come back without it.
+ * asked and when the tab shows again. A `run()` while a load is under way (a
+ * refresh after an action) loads once more as soon as that one is done: the
+ * load under way may have been sent before the action and come back without it.
  */
 export class Poller<T> {
   private busy = false;
@@ -36,7 +36,7 @@ export class Poller<T> {
 
   constructor(
     private readonly load: () => Promise<T>,
-    private readonly everyMs: number | null,
+    private everyMs: number | null,
     /** Gets each new state from the previous one (preact's setState takes such an updater). */
     private readonly update: (next: (prev: PollState<T>) => PollState<T>) => void,
     private readonly env: PollerEnv,
@@ -50,6 +50,20 @@ export class Poller<T> {
       return;
     }
     void this.loadOnce();
+  }
+
+  /**
+   * Another interval: null stops the ticks (no request more, e.g. for an
+   * endpoint found missing); a number loads now (after the load under way)
+   * and ticks from there. The same poller goes on, so no second load can
+   * start beside one still out.
+   */
+  setEvery(everyMs: number | null): void {
+    if (everyMs === this.everyMs) return;
+    this.everyMs = everyMs;
+    if (this.timer !== null) this.env.clearTimeout(this.timer);
+    this.timer = null;
+    if (everyMs !== null) this.run();
   }
 
   /** The tab shows again: load now unless a load or a tick is already on its way. */

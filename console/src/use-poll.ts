@@ -14,8 +14,9 @@ const browser: PollerEnv = {
 };
 
 /**
- * Calls `load` now and then `everyMs` after each answer (a `Poller`);
- * `everyMs` null loads once, and again on `refresh`. Stops while the tab is
+ * Calls `load` now and then `everyMs` after each answer (a `Poller`, one per
+ * mounted page: a new `everyMs` changes its interval); `everyMs` null loads
+ * once, on `refresh` and when the tab shows again. Stops while the tab is
  * hidden and on unmount.
  */
 export function usePoll<T>(load: () => Promise<T>, everyMs: number | null): Polled<T> {
@@ -23,9 +24,10 @@ export function usePoll<T>(load: () => Promise<T>, everyMs: number | null): Poll
   const loadRef = useRef(load);
   loadRef.current = load;
   const poller = useRef<Poller<T> | null>(null);
+  const first = useRef(everyMs);
 
   useEffect(() => {
-    const p = new Poller(() => loadRef.current(), everyMs, setState, browser);
+    const p = new Poller(() => loadRef.current(), first.current, setState, browser);
     poller.current = p;
     p.run();
     const onVisible = (): void => p.visible();
@@ -34,7 +36,10 @@ export function usePoll<T>(load: () => Promise<T>, everyMs: number | null): Poll
       p.stop();
       document.removeEventListener('visibilitychange', onVisible);
     };
-  }, [everyMs]);
+  }, []);
 
-  return { ...state, refresh: () => poller.current?.run() };
+  useEffect(() => poller.current?.setEvery(everyMs), [everyMs]);
+
+  const refresh = useRef(() => poller.current?.run()).current;
+  return { ...state, refresh };
 }

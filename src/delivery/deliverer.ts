@@ -430,7 +430,9 @@ export class HttpDeliverer {
     this.cacheSize = Math.max(4096, cfg.perOrigin.maxOrigins * 2);
     const dns = dnsCache ?? new DnsCache(dnsOptionsOf(cfg));
     this.dns = dns;
-    const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, staleAfterMs: staleAfter(cfg.timeoutMs), guard, self });
+    // One wait for both: an attempt's lookup and its connection's must agree on when the last answer stands in.
+    const staleAfterMs = staleAfter(cfg.timeoutMs);
+    const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, staleAfterMs, guard, self });
     this.pools = new OriginPools({
       maxPools: cfg.perOrigin.maxPools,
       connectionsPerOrigin: cfg.connectionsPerOrigin,
@@ -448,7 +450,7 @@ export class HttpDeliverer {
           connect,
         }),
     });
-    this.attempts = { pools: this.pools, dns, route: this.route, cfg, staleAfterMs: staleAfter(cfg.timeoutMs) };
+    this.attempts = { pools: this.pools, dns, route: this.route, cfg, staleAfterMs };
     this.sweeper = setInterval(() => this.pools.sweep(), Math.max(1000, Math.min(10_000, cfg.perOrigin.poolIdleMs / 2)));
     this.sweeper.unref();
   }

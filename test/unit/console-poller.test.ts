@@ -90,14 +90,38 @@ describe('console poller', () => {
     assert.equal(h.pending.length, 4, 'not a second while it is out');
   });
 
+  it('a refresh while a tick is pending loads once and the tick goes; setEvery(null) stops the ticks without a request, a number loads now and ticks again', async () => {
+    const h = harness(5000);
+    h.poller.run();
+    h.pending[0]!.resolve('one');
+    await h.settle();
+    assert.equal(h.timers.size, 1);
+    h.poller.run();
+    assert.equal(h.pending.length, 2, 'the refresh loads at once');
+    assert.equal(h.timers.size, 0, 'and the pending tick is gone (no second load when it would have fired)');
+    h.pending[1]!.resolve('two');
+    await h.settle();
+    assert.equal(h.timers.size, 1);
+    h.poller.setEvery(null);
+    assert.equal(h.timers.size, 0, 'no more ticks');
+    assert.equal(h.pending.length, 2, 'and no request for it (an endpoint found missing is not asked again)');
+    h.poller.setEvery(2000);
+    assert.equal(h.pending.length, 3, 'an interval again: a load now');
+    h.pending[2]!.resolve('three');
+    await h.settle();
+    assert.deepEqual([...h.timers.values()].map((t) => t.ms), [2000]);
+  });
+
   it('stop() ends ticks and updates, even of a load under way; it is idempotent', async () => {
     const h = harness(5000);
     h.poller.run();
+    h.poller.run(); // a refresh asked for while it was out
     h.poller.stop();
     h.poller.stop();
     h.pending[0]!.resolve('late');
     await h.settle();
     assert.equal(h.state.data, null, 'an answer after stop is not shown');
+    assert.equal(h.pending.length, 1, 'nor the refresh asked for before stop made');
     assert.equal(h.timers.size, 0);
     h.poller.run();
     assert.equal(h.pending.length, 1, 'no load after stop');
