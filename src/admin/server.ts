@@ -22,14 +22,9 @@ export type AdminTarget = Pick<
 const DEAD_LIST_DEFAULT = 50;
 const DEAD_LIST_MAX = 1000;
 
-/** The admin routes answered on GET only, and the methods each takes (the history list answers HEAD too). */
-const GET_ROUTES = new Map<string, readonly [string, ...string[]]>([
-  ['/metrics', ['GET']],
-  ['/admin/status', ['GET']],
-  ['/admin/origins', ['GET']],
-  ['/admin/dead', ['GET']],
-  ['/admin/notifications', ['GET', 'HEAD']],
-]);
+/** The admin routes that only read: answered on GET and HEAD (RFC 9110: HEAD wherever GET is; node sends no body for it). */
+const GET_ROUTES = new Set(['/metrics', '/admin/status', '/admin/origins', '/admin/dead', '/admin/notifications']);
+const READ_METHODS = ['GET', 'HEAD'] as const;
 /** A tier's pause or resume, answered on POST only as are the two below. */
 const TIER_ROUTE = /^\/admin\/tiers\/(\d{1,3})\/(pause|resume)$/;
 const postRoute = (path: string): boolean => path === '/admin/reload' || path === '/admin/dead/redrive' || TIER_ROUTE.test(path);
@@ -81,6 +76,7 @@ export class AdminServer {
     const url = new URL(req.url ?? '/', 'http://admin');
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    const reads = method === 'GET' || method === 'HEAD';
     // Probes stay open (load balancers and systemd health checks carry no token); they reveal no secret.
     if (path === '/healthz') {
       req.resume();
@@ -92,9 +88,9 @@ export class AdminServer {
       return this.json(res, r.ready ? 200 : 503, r);
     }
     // The document says what the API is, nothing of this daemon's state: open, like the probes.
-    if (path === '/openapi.json' && method !== 'GET') {
+    if (path === '/openapi.json' && !reads) {
       req.resume();
-      throw methodNotAllowed(['GET']);
+      throw methodNotAllowed(READ_METHODS);
     }
     if (path === '/openapi.json') {
       req.resume();
@@ -134,19 +130,19 @@ export class AdminServer {
       return this.json(res, a.status, a.body);
     }
     req.resume();
-    if (path === '/metrics' && method === 'GET') {
+    if (path === '/metrics' && reads) {
       const text = await this.target.metricsText();
       res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE });
       res.end(text);
       return;
     }
-    if (path === '/admin/status' && method === 'GET') return this.json(res, 200, await this.target.status());
-    if (path === '/admin/origins' && method === 'GET') {
+    if (path === '/admin/status' && reads) return this.json(res, 200, await this.target.status());
+    if (path === '/admin/origins' && reads) {
       const limitRaw = url.searchParams.get('limit') ?? '20';
       if (!/^\d{1,4}$/.test(limitRaw) || Number(limitRaw) < 1) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: must be a positive integer', 'limit');
       return this.json(res, 200, await this.target.origins(Number(limitRaw)));
     }
-    if (path === '/admin/dead' && method === 'GET') {
+    if (path === '/admin/dead' && reads) {
       const raw = url.searchParams.get('limit') ?? String(DEAD_LIST_DEFAULT);
       if (!/^\d{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > DEAD_LIST_MAX) {
         throw new NotifyError(ErrorCodes.VALIDATION, `limit: must be an integer from 1 to ${DEAD_LIST_MAX}`, 'limit');
@@ -154,8 +150,7 @@ export class AdminServer {
       return this.json(res, 200, await this.target.listDead(Number(raw)));
     }
     // A route that exists with another method is 405, any other path 404 (the console tells an older daemon by those).
-    const getOnly = GET_ROUTES.get(path);
-    if (getOnly !== undefined) throw methodNotAllowed(getOnly);
+    if (GET_ROUTES.has(path)) throw methodNotAllowed(READ_METHODS);
     if (method !== 'POST') {
       if (postRoute(path)) throw methodNotAllowed(['POST']);
       throw new NotifyError(ErrorCodes.NOT_FOUND, `no route ${path}`);

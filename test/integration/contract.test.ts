@@ -171,9 +171,9 @@ describe('contract: real answers match the OpenAPI documents', () => {
       return [r.status, (r.body as { error?: { code: string } }).error?.code ?? '', r.allow];
     };
     const refused: [string, string, string][] = [
-      ['POST', '/admin/status', 'GET'],
-      ['DELETE', '/admin/dead', 'GET'],
-      ['POST', '/metrics', 'GET'],
+      ['POST', '/admin/status', 'GET, HEAD'],
+      ['DELETE', '/admin/dead', 'GET, HEAD'],
+      ['POST', '/metrics', 'GET, HEAD'],
       ['POST', '/admin/notifications', 'GET, HEAD'],
       ['DELETE', '/admin/notifications/x', 'GET, HEAD'],
       ['GET', '/admin/notifications/x/resend', 'POST'],
@@ -191,8 +191,13 @@ describe('contract: real answers match the OpenAPI documents', () => {
     for (const path of ['/healthz', '/readyz', '/openapi.json']) {
       assert.deepEqual(await answer('POST', path, main.ingressUrl), [405, 'METHOD_NOT_ALLOWED', 'GET, HEAD'], `POST ${path} on the ingress`);
     }
-    assert.deepEqual(await answer('POST', '/openapi.json'), [405, 'METHOD_NOT_ALLOWED', 'GET'], 'POST /openapi.json on the admin port');
-    assert.deepEqual(await answer('HEAD', '/admin/status'), [405, '', 'GET'], 'HEAD on a GET-only route (a HEAD answer has no body)');
+    assert.deepEqual(await answer('POST', '/openapi.json'), [405, 'METHOD_NOT_ALLOWED', 'GET, HEAD'], 'POST /openapi.json on the admin port');
+    // HEAD wherever GET is (RFC 9110): the GET's status and headers, no body.
+    for (const path of ['/admin/status', '/admin/origins', '/admin/dead', '/metrics', '/openapi.json']) {
+      const head = await fetch(`${main.adminUrl}${path}`, { method: 'HEAD', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      assert.equal(head.status, 200, `HEAD ${path}`);
+      assert.equal(await head.text(), '', `HEAD ${path} has no body`);
+    }
     for (const [method, path] of [['GET', '/admin/statuss'], ['GET', '/admin/tiers/0'], ['POST', '/admin/nothing']]) {
       assert.deepEqual(await answer(method!, path!), [404, 'NOT_FOUND', null], `${method} ${path}`);
     }
