@@ -53,13 +53,13 @@ export async function merchantRoute(
   }
   const action = m[2];
   if (id === undefined) {
-    if (method === 'GET') {
+    if (method === 'GET' || method === 'HEAD') {
       const limitRaw = url.searchParams.get('limit') ?? '50';
       if (!/^\d{1,4}$/.test(limitRaw) || Number(limitRaw) < 1 || Number(limitRaw) > 1000) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: 1 to 1000', 'limit');
       return { status: 200, body: await store.list(url.searchParams.get('cursor'), Number(limitRaw)) };
     }
     if (method === 'POST') return { status: 201, body: await store.create(await json(req)) };
-    throw methodNotAllowed(['GET', 'POST']);
+    throw methodNotAllowed(['GET', 'HEAD', 'POST']);
   }
   if (action !== undefined) {
     if (method !== 'POST') throw methodNotAllowed(['POST']);
@@ -84,6 +84,7 @@ export async function merchantRoute(
   }
   switch (method) {
     case 'GET':
+    case 'HEAD':
       return { status: 200, body: { merchant: await store.get(id) } };
     case 'PATCH':
       return { status: 200, body: await store.update(id, await json(req)) };
@@ -91,6 +92,6 @@ export async function merchantRoute(
       await store.remove(id);
       return { status: 204, body: null };
     default:
-      throw methodNotAllowed(['GET', 'PATCH', 'DELETE']);
+      throw methodNotAllowed(['GET', 'HEAD', 'PATCH', 'DELETE']);
   }
 }

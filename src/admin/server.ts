@@ -78,6 +78,10 @@ export class AdminServer {
     const method = req.method ?? 'GET';
     const reads = method === 'GET' || method === 'HEAD';
     // Probes stay open (load balancers and systemd health checks carry no token); they reveal no secret.
+    if ((path === '/healthz' || path === '/readyz') && !reads) {
+      req.resume();
+      throw methodNotAllowed(READ_METHODS);
+    }
     if (path === '/healthz') {
       req.resume();
       return this.json(res, 200, { ok: true });

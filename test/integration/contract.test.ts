@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
@@ -179,8 +180,10 @@ describe('contract: real answers match the OpenAPI documents', () => {
       ['GET', '/admin/notifications/x/resend', 'POST'],
       ['GET', '/admin/reload', 'POST'],
       ['GET', '/admin/tiers/0/pause', 'POST'],
-      ['PUT', '/admin/merchants', 'GET, POST'],
-      ['POST', '/admin/merchants/x', 'GET, PATCH, DELETE'],
+      ['PUT', '/admin/merchants', 'GET, HEAD, POST'],
+      ['POST', '/admin/merchants/x', 'GET, HEAD, PATCH, DELETE'],
+      ['POST', '/healthz', 'GET, HEAD'],
+      ['DELETE', '/readyz', 'GET, HEAD'],
       ['GET', '/admin/merchants/x/disable', 'POST'],
     ];
     for (const [method, path, allow] of refused) {
@@ -192,12 +195,23 @@ describe('contract: real answers match the OpenAPI documents', () => {
       assert.deepEqual(await answer('POST', path, main.ingressUrl), [405, 'METHOD_NOT_ALLOWED', 'GET, HEAD'], `POST ${path} on the ingress`);
     }
     assert.deepEqual(await answer('POST', '/openapi.json'), [405, 'METHOD_NOT_ALLOWED', 'GET, HEAD'], 'POST /openapi.json on the admin port');
-    // HEAD wherever GET is (RFC 9110): the GET's status and headers, no body.
-    for (const path of ['/admin/status', '/admin/origins', '/admin/dead', '/metrics', '/openapi.json']) {
-      const head = await fetch(`${main.adminUrl}${path}`, { method: 'HEAD', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-      assert.equal(head.status, 200, `HEAD ${path}`);
-      assert.equal(await head.text(), '', `HEAD ${path} has no body`);
+    // HEAD wherever GET is (RFC 9110): the GET's status and headers, no body (a raw socket sees the answer end at its headers).
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    for (const path of ['/admin/status', '/admin/origins', '/admin/dead', '/metrics', '/openapi.json', '/admin/merchants', '/healthz', '/readyz']) {
+      const [get, head] = [await fetch(`${main.adminUrl}${path}`, { headers: auth }), await fetch(`${main.adminUrl}${path}`, { method: 'HEAD', headers: auth })];
+      await get.arrayBuffer();
+      assert.deepEqual([head.status, head.headers.get('content-type')], [get.status, get.headers.get('content-type')], `HEAD ${path} answers as GET does`);
     }
+    const raw = await new Promise<string>((resolve, reject) => {
+      const url = new URL(main.adminUrl);
+      // Written, not ended: the server closes the connection after its answer (Connection: close).
+      const sock = connect(Number(url.port), url.hostname, () => sock.write(`HEAD /admin/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nConnection: close\r\n\r\n`));
+      let got = '';
+      sock.on('data', (c) => (got += c.toString('latin1'))).on('end', () => resolve(got)).on('error', reject);
+    });
+    assert.match(raw, /^HTTP\/1\.1 200 /);
+    assert.equal(raw.slice(raw.indexOf('\r\n\r\n') + 4), '', 'nothing after the headers');
+    assert.equal((await fetch(`${main.adminUrl}/admin/status`, { method: 'HEAD' })).status, 401, 'HEAD without the token is refused as GET is');
     for (const [method, path] of [['GET', '/admin/statuss'], ['GET', '/admin/tiers/0'], ['POST', '/admin/nothing']]) {
       assert.deepEqual(await answer(method!, path!), [404, 'NOT_FOUND', null], `${method} ${path}`);
     }
