@@ -267,6 +267,12 @@ export class AttemptPipeline {
     link.requeue(msg);
   }
 
+  /** Gives back the origin's slot of an attempt not made (its channel is gone), counting nothing against the origin. */
+  private letGo(ticket: Extract<Admission, { kind: 'go' }> | null, id: string): void {
+    ticket?.release('none', 0);
+    this.log.debug({ id }, 'not attempted: its channel is gone, the broker redelivers it');
+  }
+
   /** The attempt itself (or its skip), then the classification, the log line and the hand-on. */
   private async attempt(
     link: ChannelLink,
@@ -285,6 +291,10 @@ export class AttemptPipeline {
     const { config } = this.settings;
     const { sign: signer, rendered, ticket, skipped, merchant, dueAt } = a;
     const headers = msg.properties.headers ?? {};
+    // A delivery whose channel went while it waited for its origin's slot is the broker's again (requeued with
+    // the channel, and soon on the new one): calling the merchant now would call it twice, count the attempt
+    // twice and take the slot its live copy waits for.
+    if (skipped === null && link.closed) return this.letGo(ticket, n.id);
     const startedAt = Date.now();
     this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
     const criteria = n.success ?? merchant?.success ?? config.delivery.success;
@@ -299,6 +309,8 @@ export class AttemptPipeline {
           signer.scheme === 'none'
             ? { headers: {}, body: rendered.body }
             : await signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
+        // Signing in a thread takes a while; the channel may have gone meanwhile.
+        if (link.closed) return this.letGo(ticket, n.id);
         // The deliverer of now, not of before the signing: a reload meanwhile closed that one, and an attempt on it
         // would fail without a request and count against the origin (its limit halved, the notification handed on).
         result = await this.settings.deliverer.attempt(

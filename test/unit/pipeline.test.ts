@@ -168,12 +168,54 @@ describe('AttemptPipeline', () => {
   });
 
   it('a hand-on whose channel is gone is left to the broker (no ack, no requeue on a dead channel)', async () => {
-    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
-    const { p } = pipeline(0, d);
     const link = new FakeLink(100, ErrorCodes.BROKER_UNAVAILABLE);
-    link.closed = true;
+    const calls: string[] = [];
+    const d = {
+      originOf: (url: string) => new URL(url).origin,
+      attempt: async (req: OutgoingRequest) => {
+        calls.push(req.headers['webhook-id']!);
+        link.closed = true; // the connection drops while the merchant answers
+        return { kind: 'response', status: 500, body: 'no', durationMs: 1 } as TimedResult;
+      },
+      close: async () => undefined,
+    } as unknown as HttpDeliverer;
+    const { p } = pipeline(0, d);
     await p.handle(link, message(0));
-    assert.deepEqual([d.calls.length, link.acked, link.requeued], [1, 0, 0]);
+    assert.deepEqual([calls.length, link.acked, link.requeued], [1, 0, 0]);
+  });
+
+  it('a delivery whose channel went while it waited for its origin is not attempted: the broker redelivers it', async () => {
+    const calls: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const d = {
+      originOf: (url: string) => new URL(url).origin,
+      attempt: async (req: OutgoingRequest) => {
+        calls.push(req.headers['webhook-id']!);
+        if (calls.length === 1) await held;
+        return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
+      },
+      close: async () => undefined,
+    } as unknown as HttpDeliverer;
+    // One request at a time to the origin: the second waits in the gate behind the first.
+    const gate = new OriginGate({ ...GATE, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
+    const { p, metrics } = pipeline(0, d, new AbortController(), null, gate);
+    const old = new FakeLink();
+    const first = p.handle(old, message(0, { id: 'a', url: 'https://m.example/notify', body: {} }));
+    const waiting = p.handle(old, message(0, { id: 'b', url: 'https://m.example/notify', body: {} }));
+    await new Promise((r) => setTimeout(r, 20));
+    old.closed = true; // the connection is lost; the broker requeues both
+    release();
+    await Promise.all([first, waiting]);
+    assert.deepEqual(calls, ['a'], 'the waiting one made no request');
+    // 'a' answered and is acked (a no-op on a real closed channel); 'b' neither acked, requeued nor handed on.
+    assert.deepEqual([old.acked, old.requeued, old.published.filter((x) => x.exchange !== names.outcomes).length], [1, 0, 0]);
+    assert.equal(await counter(metrics, 'notify_attempts_total', { tier: '0', outcome: 'success' }), 1, 'one attempt counted');
+    // Its slot was given back: the redelivered copy, on the new channel, goes at once.
+    const live = new FakeLink();
+    await p.handle(live, message(0, { id: 'b', url: 'https://m.example/notify', body: {} }));
+    assert.deepEqual(calls, ['a', 'b']);
+    assert.equal(live.acked, 1);
   });
 
   it('a worker that stops while a hand-on keeps failing gives the message back', async () => {
