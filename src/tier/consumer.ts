@@ -3,7 +3,7 @@ import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broke
 import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-lanes.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
+import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil } from '../broker/connection.js';
 import { callWithin, closeChannelWithin, openWithin, settleWithin } from '../broker/open-within.js';
 import { watchCalls } from '../broker/call-watchdog.js';
 import { PublishChannel } from '../broker/publish-channel.js';
@@ -735,17 +735,20 @@ export class TierWorker implements ManagedWorker {
       this.setState('draining');
       if (this.cancelTimer !== null) clearTimeout(this.cancelTimer);
       this.cancelTimer = null;
-      // A lane move under way finishes first (its old consumer cancelled), so what is in flight below is all there is.
-      await this.movingLane;
+      // A lane move under way finishes first (its old consumer cancelled), so what is in flight below is all there is;
+      // within the deadline: each of its calls has a bound of its own, but together they could outlast a short one
+      // (cut short, its next call fails on the closed connection and it gives up).
+      await settleWithin(this.movingLane ?? undefined, deadlineMs - Date.now());
       // Bounded by the drain's deadline: a broker that never answers the cancel must not hold the drain past it.
       await settleWithin(this.syncConsumer(), deadlineMs - Date.now());
       // Waiting for a busy origin is not worth the drain deadline: they were never attempted, so they go back now.
       this.gate.requeueAll();
       // Skips and deferrals waiting for company go now (later ones still go after the linger).
       this.bundler.flushAll();
-      const deadline = sleep(Math.max(0, deadlineMs - Date.now())).then(() => 'deadline' as const);
-      const left = await Promise.race([Promise.allSettled([...this.inflight]).then(() => 'done' as const), deadline]);
-      if (left === 'deadline') this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
+      // settleWithin clears its timer: a worker drained inside another process (a test) leaves nothing running.
+      let finished = false;
+      await settleWithin(Promise.allSettled([...this.inflight]).then(() => (finished = true)), deadlineMs - Date.now());
+      if (!finished) this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
       this.stopSignal.abort();
       this.stopGateTick();
       // Acks first: they need nothing from the broker, and a drain cut short below must not lose them (duplicates).
