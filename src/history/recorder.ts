@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { CLOSE_WITHIN_MS, closeWithin, nodeRingFor, openUntil, reconnectDelay, sleep, type NodeRing } from '../broker/connection.js';
 import { CONFIRM_TIMEOUT_MS } from '../broker/confirm-deadlines.js';
 import { watchCalls } from '../broker/call-watchdog.js';
-import { closeChannelWithin, openPlainWithin } from '../broker/open-within.js';
+import { closeChannelWithin, openPlainWithin, settleWithin } from '../broker/open-within.js';
 import { namesFor, verifyQueues, type Names } from '../broker/topology.js';
 import { diffConfig, redactUrl, type Config } from '../core/config-model.js';
 import { toErrorData } from '../core/errors.js';
@@ -156,6 +156,9 @@ export class HistoryRecorder implements ManagedWorker {
       this.ch = ch;
       await ch.consume(this.names.history, (msg) => {
         if (msg === null) return; // cancelled by the broker (queue deleted): the reconnect finds out
+        // Draining: left unacked for the broker to give out again. Buffered, a later group's multiple ack would
+        // cover the ones the drain dropped, unwritten.
+        if (this.stopping) return;
         this.buffer.push({ ch, msg });
         this.kick();
       });
@@ -174,12 +177,13 @@ export class HistoryRecorder implements ManagedWorker {
   private kick(): void {
     this.writing ??= this.writeLoop().finally(() => {
       this.writing = null;
-      if (this.buffer.length > 0 && !this.stopSignal.signal.aborted) this.kick();
+      if (this.buffer.length > 0 && !this.stopping) this.kick();
     });
   }
 
   private async writeLoop(): Promise<void> {
-    while (this.buffer.length > 0 && !this.stopSignal.signal.aborted) {
+    // Not past a drain's start: the group being written finishes (commit and ack), no later one starts.
+    while (this.buffer.length > 0 && !this.stopping) {
       const taken = this.take();
       const decoded: Decoded[] = [];
       for (const d of taken) {
@@ -312,11 +316,13 @@ export class HistoryRecorder implements ManagedWorker {
       this.stopping = true;
       this.setState('draining');
       const ch = this.ch;
+      // Unacked, and no later ack covers them (no group starts after this): the broker gives them out again.
       this.buffer = [];
       const writing = this.writing;
       if (writing) {
-        const left = await Promise.race([writing.then(() => 'done' as const), sleep(Math.max(0, deadlineMs - Date.now())).then(() => 'deadline' as const)]);
-        if (left === 'deadline') this.log.warn('drain deadline reached with a history batch unwritten; the broker keeps it');
+        let written = false;
+        await settleWithin(writing.then(() => (written = true)), deadlineMs - Date.now());
+        if (!written) this.log.warn('drain deadline reached with a history batch unwritten; the broker keeps it');
       }
       this.stopSignal.abort();
       const conn = this.conn;
