@@ -371,7 +371,46 @@ export function diffConfig(old: Config, next: Config): { restartRequired: boolea
   if (next.ingress.port !== old.ingress.port || next.ingress.host !== old.ingress.host || next.admin.port !== old.admin.port || next.admin.host !== old.admin.host) {
     notes.push('listen addresses changed: restart needed');
   }
+  if (!sameJson(storageOf(old), storageOf(next))) {
+    notes.push('database, history or registry settings (database.*, history.enabled, merchants.secretsKey, merchants.refreshMs) changed: restart needed');
+  }
+  if (!sameJson(jobsOf(old), jobsOf(next))) {
+    notes.push("the master's periodic jobs (metrics.queueSampleCron, deadRedrive.cron, merchants.autoDisableCron/autoDisableAfter, history.retention/retentionCron) changed: restart needed");
+  }
   const restartRequired = notes.length > 0;
   notes.push('delivery, signing, limits and log level applied');
   return { restartRequired, notes };
+}
+
+/*
+ * Settings read once, when a process starts: the processes' pools, the
+ * history queue and recorder, the registry's key, and the master's cron jobs.
+ */
+const storageOf = (c: Config): unknown => [c.database, c.history.enabled, c.merchants.secretsKey, c.merchants.refreshMs];
+const jobsOf = (c: Config): unknown => [c.metrics.queueSampleCron, c.deadRedrive.cron, c.merchants.autoDisableCron, c.merchants.autoDisableAfterMs, c.history.retentionMs, c.history.retentionCron];
+const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Pure: `next` with every setting `diffConfig` says needs a restart kept at
+ * its running value in `old`. A reload applies this, so that a process
+ * started after it (a worker restarted after a crash) runs with the values the
+ * rest of the daemon runs with, not half of a change: a tier forked with
+ * history turned on would wait for ever for a history queue the master never
+ * declared. `diffConfig(old, keepRestartOnly(old, next))` needs no restart.
+ */
+export function keepRestartOnly(old: Config, next: Config): Config {
+  return {
+    ...next,
+    amqpUrl: old.amqpUrl,
+    prefix: old.prefix,
+    queueType: old.queueType,
+    scheduleMs: old.scheduleMs,
+    ingress: { ...next.ingress, host: old.ingress.host, port: old.ingress.port },
+    admin: { ...next.admin, host: old.admin.host, port: old.admin.port },
+    database: old.database,
+    history: old.history,
+    merchants: { ...next.merchants, secretsKey: old.merchants.secretsKey, refreshMs: old.merchants.refreshMs, autoDisableCron: old.merchants.autoDisableCron, autoDisableAfterMs: old.merchants.autoDisableAfterMs },
+    metrics: { ...next.metrics, queueSampleCron: old.metrics.queueSampleCron },
+    deadRedrive: { ...next.deadRedrive, cron: old.deadRedrive.cron },
+  };
 }

@@ -1,7 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { RedriveResult } from '../broker/dead-letters.js';
 import type { DeadListing } from '../broker/dead-summary.js';
-import { deepFreeze, diffConfig, historyOn, missingPortToken, redactUrl, type Config } from '../core/config-model.js';
+import { deepFreeze, diffConfig, historyOn, keepRestartOnly, missingPortToken, redactUrl, type Config } from '../core/config-model.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { OriginSnapshot } from '../delivery/origin-limiter.js';
@@ -206,16 +206,9 @@ export class Supervisor {
   reload(): { applied: boolean; restartRequired: boolean; notes: readonly string[] } {
     const next = this.opts.reloadConfig();
     const diff = diffConfig(this.config, next);
-    // Broker-shaped settings stay as they are until a restart: applying half of them would split the daemon.
-    const old = this.config;
-    const pinned = diff.restartRequired ? { amqpUrl: old.amqpUrl, prefix: old.prefix, queueType: old.queueType, scheduleMs: old.scheduleMs } : {};
-    // Listen addresses stay as bound until a restart, whatever the file says now.
-    const effective: Config = deepFreeze({
-      ...next,
-      ...pinned,
-      ingress: { ...next.ingress, host: old.ingress.host, port: old.ingress.port },
-      admin: { ...next.admin, host: old.admin.host, port: old.admin.port },
-    });
+    // What needs a restart (broker-shaped settings, listen addresses as bound, the database and history, the
+    // master's jobs) stays as it runs until then: applying half of it would split the daemon.
+    const effective: Config = deepFreeze(keepRestartOnly(this.config, next));
     // Checked against the addresses kept, not the file's: a file that moved a port to loopback and dropped its
     // tokens would otherwise leave the port bound where it was with no authentication until a restart.
     const unguarded = missingPortToken(effective.ingress, effective.admin);

@@ -9,6 +9,7 @@ import {
   deepFreeze,
   defaultConfigPath,
   diffConfig,
+  keepRestartOnly,
   envOverrides,
   loadConfig,
   mergeRaw,
@@ -510,6 +511,37 @@ describe('diffConfig', () => {
     assert.equal(diffConfig(base(), load({ NOTIFY_QUEUE_TYPE: 'classic' })).restartRequired, true);
     assert.equal(diffConfig(base(), load({ NOTIFY_INGRESS_PORT: '1234' })).restartRequired, true);
     assert.equal(diffConfig(base(), load({ NOTIFY_ADMIN_PORT: '1234' })).restartRequired, true);
+  });
+
+  // Read once when a process starts: a reload that applied them would leave later-forked workers out of step.
+  const restartOnly: Record<string, () => Config> = {
+    'history turned off': () => load({}, writeConfig({ history: { enabled: false } })),
+    'a database': () => load({ NOTIFY_DATABASE_URL: 'postgres://db/notifyd' }),
+    'the pool size': () => load({}, writeConfig({ database: { poolSize: 3 } })),
+    'the secrets key': () => load({ NOTIFY_SECRETS_KEY: 'a'.repeat(64) }),
+    'the registry refresh': () => load({}, writeConfig({ merchants: { refresh: '5s' } })),
+    'the redrive job': () => load({}, writeConfig({ deadRedrive: { cron: '*/5 * * * *' } })),
+    'the queue sampling job': () => load({}, writeConfig({ metrics: { queueSampleCron: '*/30 * * * * *' } })),
+    'auto-disable': () => load({}, writeConfig({ merchants: { autoDisableAfter: '2d' } })),
+    'retention': () => load({}, writeConfig({ history: { retention: '7d' } })),
+  };
+  for (const [what, next] of Object.entries(restartOnly)) {
+    it(`${what} → restartRequired, and a reload keeps the running value (keepRestartOnly)`, () => {
+      const old = base();
+      const n = next();
+      assert.equal(diffConfig(old, n).restartRequired, true, what);
+      const kept = keepRestartOnly(old, n);
+      assert.equal(diffConfig(old, kept).restartRequired, false, 'nothing left that needs a restart');
+      assert.deepEqual([kept.database, kept.history, kept.merchants.secretsKey, kept.deadRedrive.cron, kept.metrics.queueSampleCron], [old.database, old.history, old.merchants.secretsKey, old.deadRedrive.cron, old.metrics.queueSampleCron]);
+    });
+  }
+
+  it('keepRestartOnly takes everything else from the new file', () => {
+    const old = base();
+    const n = load({ NOTIFY_PREFIX: 'other', NOTIFY_INGRESS_PORT: '1234', NOTIFY_LOG_LEVEL: 'debug' }, writeConfig({ delivery: { timeout: '9s' }, merchants: { rotationGrace: '2h' }, deadRedrive: { limit: 7 } }));
+    const kept = keepRestartOnly(old, n);
+    assert.deepEqual([kept.prefix, kept.ingress.port], [old.prefix, old.ingress.port]);
+    assert.deepEqual([kept.logLevel, kept.delivery.timeoutMs, kept.merchants.rotationGraceMs, kept.deadRedrive.limit], ['debug', 9000, 7_200_000, 7]);
   });
 });
 
