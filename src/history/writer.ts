@@ -38,7 +38,11 @@ export function retryableDbError(err: unknown): boolean {
 
 /** `no partition of relation … found for row`: a day's partitions are missing (dropped, or never made). */
 export function missingPartition(err: unknown): boolean {
-  return (err as { code?: unknown })?.code === '23514' && /no partition of relation/.test(String((err as Error).message));
+  const e = err as { code?: unknown; routine?: unknown; message?: unknown } | null;
+  if (e?.code !== '23514') return false;
+  // The server's routine, not its message: a server whose lc_messages is not English words the message its own way,
+  // and a missing day taken for refused data would drop the batch.
+  return e.routine === 'ExecFindPartition' || /no partition of relation/.test(String(e.message));
 }
 
 export class HistoryWriter {

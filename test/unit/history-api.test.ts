@@ -52,6 +52,9 @@ describe('history API: times and filters', () => {
     assert.equal(parseInstant('2026-12-01T10:00:00', NOW, 'since'), Date.UTC(2026, 11, 1, 10), 'no offset: UTC');
     assert.equal(parseInstant('2026-12-01T10:00:00+02:00', NOW, 'since'), Date.UTC(2026, 11, 1, 8));
     assert.equal(parseInstant('2026-12-01', NOW, 'since'), Date.UTC(2026, 11, 1));
+    // The offset's '+' unescaped in a query string (as curl sends it) reads as a space.
+    assert.equal(parseListQuery(new URLSearchParams('since=2026-12-01T10:00:00+02:00'), NOW).since, Date.UTC(2026, 11, 1, 8));
+    assert.equal(parseListQuery(new URLSearchParams('until=2026-12-01 10:00+0530'), NOW).until, Date.UTC(2026, 11, 1, 4, 30));
     assert.equal(fieldOf(() => parseInstant('yesterday', NOW, 'until')), 'until');
     assert.equal(fieldOf(() => parseInstant('2026-13-45', NOW, 'since')), 'since');
   });

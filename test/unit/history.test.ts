@@ -246,5 +246,8 @@ describe('which database errors are retried', () => {
     assert.equal(retryableDbError(Object.assign(new Error('x'), { code: '23514' })), false);
     assert.equal(missingPartition(Object.assign(new Error('no partition of relation "notify_attempts" found for row'), { code: '23514' })), true);
     assert.equal(missingPartition(Object.assign(new Error('new row violates check constraint'), { code: '23514' })), false);
+    // A server speaking German: told by the routine that raised it.
+    assert.equal(missingPartition(Object.assign(new Error('keine Partition von Relation »notify_attempts« für die Zeile gefunden'), { code: '23514', routine: 'ExecFindPartition' })), true);
+    assert.equal(missingPartition(Object.assign(new Error('neue Zeile verletzt Check-Constraint'), { code: '23514', routine: 'ExecConstraints' })), false);
   });
 });
