@@ -372,7 +372,7 @@ export function diffConfig(old: Config, next: Config): { restartRequired: boolea
     notes.push('listen addresses changed: restart needed');
   }
   if (!sameJson(storageOf(old), storageOf(next))) {
-    notes.push('database, history or registry settings (database.*, history.enabled, merchants.secretsKey, merchants.refreshMs) changed: restart needed');
+    notes.push('database, history or registry settings (database.*, history.enabled, merchants.secretsKey, merchants.refresh) changed: restart needed');
   }
   if (!sameJson(jobsOf(old), jobsOf(next))) {
     notes.push("the master's periodic jobs (metrics.queueSampleCron, deadRedrive.cron, merchants.autoDisableCron/autoDisableAfter, history.retention/retentionCron) changed: restart needed");
@@ -386,8 +386,14 @@ export function diffConfig(old: Config, next: Config): { restartRequired: boolea
  * Settings read once, when a process starts: the processes' pools, the
  * history queue and recorder, the registry's key, and the master's cron jobs.
  */
-const storageOf = (c: Config): unknown => [c.database, c.history.enabled, c.merchants.secretsKey, c.merchants.refreshMs];
-const jobsOf = (c: Config): unknown => [c.metrics.queueSampleCron, c.deadRedrive.cron, c.merchants.autoDisableCron, c.merchants.autoDisableAfterMs, c.history.retentionMs, c.history.retentionCron];
+// Only what is read: without a database nothing reads the registry's or the history's settings.
+const storageOf = (c: Config): unknown => [c.database, historyOn(c), c.database.url === null ? null : [c.merchants.secretsKey, c.merchants.refreshMs]];
+const jobsOf = (c: Config): unknown => [
+  c.metrics.queueSampleCron,
+  c.deadRedrive.cron,
+  c.database.url === null ? null : [c.merchants.autoDisableCron, c.merchants.autoDisableAfterMs],
+  historyOn(c) ? [c.history.retentionMs, c.history.retentionCron] : null,
+];
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /**
@@ -409,7 +415,8 @@ export function keepRestartOnly(old: Config, next: Config): Config {
     admin: { ...next.admin, host: old.admin.host, port: old.admin.port },
     database: old.database,
     history: old.history,
-    merchants: { ...next.merchants, secretsKey: old.merchants.secretsKey, refreshMs: old.merchants.refreshMs, autoDisableCron: old.merchants.autoDisableCron, autoDisableAfterMs: old.merchants.autoDisableAfterMs },
+    // Requiring a merchant needs the registry: not while the database it would come with waits for a restart.
+    merchants: { ...next.merchants, required: old.database.url === null ? old.merchants.required : next.merchants.required, secretsKey: old.merchants.secretsKey, refreshMs: old.merchants.refreshMs, autoDisableCron: old.merchants.autoDisableCron, autoDisableAfterMs: old.merchants.autoDisableAfterMs },
     metrics: { ...next.metrics, queueSampleCron: old.metrics.queueSampleCron },
     deadRedrive: { ...next.deadRedrive, cron: old.deadRedrive.cron },
   };

@@ -493,12 +493,15 @@ export class TierWorker implements ManagedWorker {
       // The new consumer first, so the queue never waits for one; what the old one still gets stays on its channel.
       // A consume the broker does not answer leaves this connection unusable: start over on a new one.
       if (!(await within(this.syncConsumer()).then(() => true, () => false))) {
+        // A drain that stopped waiting for this move closes the connection itself; losing it here would drop the acks it still sends.
+        if (this.stopping) return;
         this.log.warn('the broker did not answer the move of the consumer; reconnecting');
         this.connectionLost(conn);
         return;
       }
       if (this.ch === ch && this.consumerTag === null && !this.paused && !this.stopping) {
         // The new channel took no consumer (and did not close): start over on a new connection rather than consume nothing.
+        if (this.stopping) return;
         this.log.warn('the consumer did not start on its new channel; reconnecting');
         this.connectionLost(conn);
         return;
@@ -507,6 +510,7 @@ export class TierWorker implements ManagedWorker {
       // might still get deliveries after it were closed: start over instead.
       const cancel = await within(old.cancel(oldTag).then(() => 'done', () => 'refused')).catch(() => 'stalled');
       if (cancel === 'stalled') {
+        if (this.stopping) return;
         this.log.warn('the broker did not answer the cancel of the old consumer; reconnecting');
         this.connectionLost(conn);
         return;

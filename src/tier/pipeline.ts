@@ -296,10 +296,11 @@ export class AttemptPipeline {
     // twice and take the slot its live copy waits for.
     if (skipped === null && link.closed) return this.letGo(ticket, n.id);
     const startedAt = Date.now();
-    this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
+    const lateness = (): void => this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
     const criteria = n.success ?? merchant?.success ?? config.delivery.success;
     let result: TimedResult | (Extract<AttemptResult, { kind: 'skipped' }> & { durationMs: number });
     if (skipped !== null) {
+      lateness();
       result = { ...skipped, durationMs: 0 };
     } else {
       try {
@@ -311,6 +312,8 @@ export class AttemptPipeline {
             : await signer.sign({ id: n.id, timestampSec: Math.floor(startedAt / 1000), body: rendered.body, contentType: rendered.contentType });
         // Signing in a thread takes a while; the channel may have gone meanwhile.
         if (link.closed) return this.letGo(ticket, n.id);
+        // Observed once the attempt is sure to be made: a copy let go here is observed again when redelivered.
+        lateness();
         // The deliverer of now, not of before the signing: a reload meanwhile closed that one, and an attempt on it
         // would fail without a request and count against the origin (its limit halved, the notification handed on).
         result = await this.settings.deliverer.attempt(

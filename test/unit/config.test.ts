@@ -514,27 +514,44 @@ describe('diffConfig', () => {
   });
 
   // Read once when a process starts: a reload that applied them would leave later-forked workers out of step.
-  const restartOnly: Record<string, () => Config> = {
-    'history turned off': () => load({}, writeConfig({ history: { enabled: false } })),
-    'a database': () => load({ NOTIFY_DATABASE_URL: 'postgres://db/notifyd' }),
-    'the pool size': () => load({}, writeConfig({ database: { poolSize: 3 } })),
-    'the secrets key': () => load({ NOTIFY_SECRETS_KEY: 'a'.repeat(64) }),
-    'the registry refresh': () => load({}, writeConfig({ merchants: { refresh: '5s' } })),
-    'the redrive job': () => load({}, writeConfig({ deadRedrive: { cron: '*/5 * * * *' } })),
-    'the queue sampling job': () => load({}, writeConfig({ metrics: { queueSampleCron: '*/30 * * * * *' } })),
-    'auto-disable': () => load({}, writeConfig({ merchants: { autoDisableAfter: '2d' } })),
-    'retention': () => load({}, writeConfig({ history: { retention: '7d' } })),
+  const DB = 'postgres://db/notifyd';
+  const withDb = (env: Record<string, string> = {}, file?: string): Config => load({ NOTIFY_DATABASE_URL: DB, ...env }, file);
+  const restartOnly: Record<string, [() => Config, () => Config]> = {
+    'history turned off': [withDb, () => withDb({}, writeConfig({ history: { enabled: false } }))],
+    'a database': [base, () => withDb()],
+    'another database': [withDb, () => load({ NOTIFY_DATABASE_URL: 'postgres://other/notifyd' })],
+    'the pool size': [withDb, () => withDb({}, writeConfig({ database: { poolSize: 3 } }))],
+    'the secrets key': [withDb, () => withDb({ NOTIFY_SECRETS_KEY: 'a'.repeat(64) })],
+    'the registry refresh': [withDb, () => withDb({}, writeConfig({ merchants: { refresh: '5s' } }))],
+    'the redrive job': [base, () => load({}, writeConfig({ deadRedrive: { cron: '*/5 * * * *' } }))],
+    'the queue sampling job': [base, () => load({}, writeConfig({ metrics: { queueSampleCron: '*/30 * * * * *' } }))],
+    'auto-disable': [withDb, () => withDb({}, writeConfig({ merchants: { autoDisableAfter: '2d' } }))],
+    'retention': [withDb, () => withDb({}, writeConfig({ history: { retention: '7d' } }))],
   };
-  for (const [what, next] of Object.entries(restartOnly)) {
+  for (const [what, [before, next]] of Object.entries(restartOnly)) {
     it(`${what} → restartRequired, and a reload keeps the running value (keepRestartOnly)`, () => {
-      const old = base();
+      const old = before();
       const n = next();
       assert.equal(diffConfig(old, n).restartRequired, true, what);
       const kept = keepRestartOnly(old, n);
       assert.equal(diffConfig(old, kept).restartRequired, false, 'nothing left that needs a restart');
-      assert.deepEqual([kept.database, kept.history, kept.merchants.secretsKey, kept.deadRedrive.cron, kept.metrics.queueSampleCron], [old.database, old.history, old.merchants.secretsKey, old.deadRedrive.cron, old.metrics.queueSampleCron]);
+      assert.deepEqual(
+        [kept.database, kept.history, kept.merchants.secretsKey, kept.merchants.refreshMs, kept.merchants.autoDisableAfterMs, kept.deadRedrive.cron, kept.metrics.queueSampleCron],
+        [old.database, old.history, old.merchants.secretsKey, old.merchants.refreshMs, old.merchants.autoDisableAfterMs, old.deadRedrive.cron, old.metrics.queueSampleCron],
+      );
     });
   }
+
+  it('settings nothing reads without a database need no restart when it has none', () => {
+    const d = diffConfig(base(), load({}, writeConfig({ history: { enabled: false, retention: '7d' }, merchants: { refresh: '5s', autoDisableAfter: '2d' } })));
+    assert.equal(d.restartRequired, false, d.notes.join('; '));
+  });
+
+  it('a database added by a reload waits for the restart, and so does requiring merchants (the registry is in it)', () => {
+    const kept = keepRestartOnly(base(), withDb({}, writeConfig({ merchants: { required: true } })));
+    assert.deepEqual([kept.database.url, kept.merchants.required], [null, false]);
+    assert.equal(keepRestartOnly(withDb(), withDb({}, writeConfig({ merchants: { required: true } }))).merchants.required, true, 'with the database running: applied');
+  });
 
   it('keepRestartOnly takes everything else from the new file', () => {
     const old = base();
