@@ -55,10 +55,14 @@ export async function closeChannelWithin(ch: { close(): Promise<void> }, ms: num
   await callWithin(ch.close(), ms, 'no channel close-ok in time').catch(() => undefined);
 }
 
-/** Resolves once `p` settles or `ms` went by, whichever is first; never rejects (a step of a drain or a teardown that must not hang it). */
-export function settleWithin(p: Promise<unknown> | undefined, ms: number): Promise<void> {
-  if (p === undefined) return Promise.resolve();
+/**
+ * Resolves once `p` settles or `ms` went by, whichever is first; never
+ * rejects (a step of a drain or a teardown that must not hang it). Resolves
+ * true when `p` settled in time (or there was none), false at the bound.
+ */
+export function settleWithin(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (p === undefined) return Promise.resolve(true);
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, ms))));
-  return Promise.race([p.then(() => undefined, () => undefined), late]).finally(() => clearTimeout(timer));
+  const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, ms))));
+  return Promise.race([p.then(() => true, () => true), late]).finally(() => clearTimeout(timer));
 }

@@ -385,8 +385,9 @@ export function diffConfig(old: Config, next: Config): { restartRequired: boolea
 /*
  * Settings read once, when a process starts: the processes' pools, the
  * history queue and recorder, the registry's key, and the master's cron jobs.
+ * Only what is read: without a database nothing reads the registry's or the
+ * history's settings.
  */
-// Only what is read: without a database nothing reads the registry's or the history's settings.
 const storageOf = (c: Config): unknown => [c.database, historyOn(c), c.database.url === null ? null : [c.merchants.secretsKey, c.merchants.refreshMs]];
 const jobsOf = (c: Config): unknown => [
   c.metrics.queueSampleCron,

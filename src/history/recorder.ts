@@ -320,9 +320,7 @@ export class HistoryRecorder implements ManagedWorker {
       this.buffer = [];
       const writing = this.writing;
       if (writing) {
-        let written = false;
-        await settleWithin(writing.then(() => (written = true)), deadlineMs - Date.now());
-        if (!written) this.log.warn('drain deadline reached with a history batch unwritten; the broker keeps it');
+        if (!(await settleWithin(writing, deadlineMs - Date.now()))) this.log.warn('drain deadline reached with a history batch unwritten; the broker keeps it');
       }
       this.stopSignal.abort();
       const conn = this.conn;

@@ -60,7 +60,7 @@ export interface BrokerWarmUpOptions {
 const SETTLE_MS = 2000;
 
 /** A step of the teardown, which must not hang start-up: at most SETTLE_MS; never rejects. */
-function within(p: Promise<unknown> | undefined): Promise<void> {
+function within(p: Promise<unknown> | undefined): Promise<boolean> {
   return settleWithin(p, SETTLE_MS);
 }
 

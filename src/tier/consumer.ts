@@ -501,7 +501,6 @@ export class TierWorker implements ManagedWorker {
       }
       if (this.ch === ch && this.consumerTag === null && !this.paused && !this.stopping) {
         // The new channel took no consumer (and did not close): start over on a new connection rather than consume nothing.
-        if (this.stopping) return;
         this.log.warn('the consumer did not start on its new channel; reconnecting');
         this.connectionLost(conn);
         return;
@@ -750,9 +749,7 @@ export class TierWorker implements ManagedWorker {
       // Skips and deferrals waiting for company go now (later ones still go after the linger).
       this.bundler.flushAll();
       // settleWithin clears its timer: a worker drained inside another process (a test) leaves nothing running.
-      let finished = false;
-      await settleWithin(Promise.allSettled([...this.inflight]).then(() => (finished = true)), deadlineMs - Date.now());
-      if (!finished) this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
+      if (!(await settleWithin(Promise.allSettled([...this.inflight]), deadlineMs - Date.now()))) this.log.warn({ unfinished: this.inflight.size }, 'drain deadline reached; unacked messages go back to the queue');
       this.stopSignal.abort();
       this.stopGateTick();
       // Acks first: they need nothing from the broker, and a drain cut short below must not lose them (duplicates).

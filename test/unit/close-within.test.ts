@@ -85,13 +85,13 @@ describe('closeWithin', () => {
 describe('settleWithin', () => {
   it('ends with the promise, or at the bound if it never settles; never rejects; nothing to wait for with none', async () => {
     const t0 = performance.now();
-    await settleWithin(Promise.resolve(1), 5_000);
-    await settleWithin(Promise.reject(new Error('x')), 5_000);
-    await settleWithin(undefined, 5_000);
+    assert.equal(await settleWithin(Promise.resolve(1), 5_000), true);
+    assert.equal(await settleWithin(Promise.reject(new Error('x')), 5_000), true);
+    assert.equal(await settleWithin(undefined, 5_000), true);
     assert.ok(performance.now() - t0 < 1_000, 'settled ones end at once');
     const t1 = performance.now();
-    await settleWithin(new Promise(() => undefined), 50);
+    assert.equal(await settleWithin(new Promise(() => undefined), 50), false, 'says it hit the bound');
     assert.ok(performance.now() - t1 >= 45, 'a hanging one ends at the bound');
-    await settleWithin(new Promise(() => undefined), -10);
+    assert.equal(await settleWithin(new Promise(() => undefined), -10), false);
   });
 });

@@ -74,6 +74,23 @@ function fakeDeliverer(result: TimedResult): HttpDeliverer & { calls: OutgoingRe
   } as unknown as HttpDeliverer & { calls: OutgoingRequest[] };
 }
 
+/** A merchant whose first request is held until `release()`; later ones answer 200 at once. `calls`: their webhook-ids. */
+function firstCallHeld(): { d: HttpDeliverer; calls: string[]; release: () => void } {
+  const calls: string[] = [];
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const d = {
+    originOf: (url: string) => new URL(url).origin,
+    attempt: async (req: OutgoingRequest) => {
+      calls.push(req.headers['webhook-id']!);
+      if (calls.length === 1) await held;
+      return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
+    },
+    close: async () => undefined,
+  } as unknown as HttpDeliverer;
+  return { d, calls, release };
+}
+
 function message(tier: number, body: object = { id: 'n1', url: 'https://m.example/notify', body: { a: 1 } }): ConsumeMessage {
   return {
     content: Buffer.from(JSON.stringify(body)),
@@ -185,18 +202,7 @@ describe('AttemptPipeline', () => {
   });
 
   it('a delivery whose channel went while it waited for its origin is not attempted: the broker redelivers it', async () => {
-    const calls: string[] = [];
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    const d = {
-      originOf: (url: string) => new URL(url).origin,
-      attempt: async (req: OutgoingRequest) => {
-        calls.push(req.headers['webhook-id']!);
-        if (calls.length === 1) await held;
-        return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
-      },
-      close: async () => undefined,
-    } as unknown as HttpDeliverer;
+    const { d, calls, release } = firstCallHeld();
     // One request at a time to the origin: the second waits in the gate behind the first.
     const gate = new OriginGate({ ...GATE, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
     const { p, metrics } = pipeline(0, d, new AbortController(), null, gate);
@@ -424,18 +430,7 @@ describe('AttemptPipeline: the wait budget', () => {
   });
 
   it('the last rung never skips for saturation: a notification past its wait budget waits for a slot there, not parked without a request', async () => {
-    const calls: string[] = [];
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    const slow = {
-      originOf: (url: string) => new URL(url).origin,
-      attempt: async (req: OutgoingRequest) => {
-        calls.push(req.headers['webhook-id']!);
-        if (calls.length === 1) await held;
-        return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
-      },
-      close: async () => undefined,
-    } as unknown as HttpDeliverer;
+    const { d: slow, calls, release } = firstCallHeld();
     // queueTarget 10 ms: the first attempt, held, soon counts as slow (not an origin only at its cap, which would be waited for).
     const gate = new OriginGate({ ...GATE, queueTargetMs: 10, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
     const run = (tier: number) =>
