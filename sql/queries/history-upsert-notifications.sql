@@ -14,6 +14,8 @@ SELECT u.id, to_timestamp(u."createdAt" / 1000.0), u.merchant, u.producer, u.url
        AS u(id text, "createdAt" float8, merchant text, producer text, url text, status text, "statusAt" float8,
             "deadReason" text, attempts int, "lastAttemptAt" float8, "lastStatus" int, "lastError" text,
             "deliveredAt" float8, "deadAt" float8, content text)
+ -- Rows locked in one order, the redrive's (history-superseded.sql): the two never deadlock.
+ ORDER BY u.id COLLATE "C", u."createdAt"
 ON CONFLICT (id, created_at) DO UPDATE SET
   merchant = COALESCE(n.merchant, EXCLUDED.merchant),
   producer = COALESCE(n.producer, EXCLUDED.producer),

@@ -5,7 +5,7 @@ import type { Config } from '../core/config.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
 import { newRunId } from '../history/records.js';
-import type { CopyVerdict } from '../history/superseded.js';
+import type { CopyVerdict, RedriveBatch } from '../history/superseded.js';
 
 /** Reasons that would fail again the same way; redriven only when forced. */
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
@@ -36,8 +36,10 @@ const BATCH = 50;
  * RabbitMQ 4 drop a message after 20 of those. It reads at most what was
  * parked when it started; meeting a message marked with this scan means the
  * queue has been gone round once (someone else took messages), so it stops.
- * Copies are read in batches so the history (`superseded`) is asked once
- * per batch.
+ * Copies are read in batches so the history is asked once per batch; its
+ * transaction is opened before a batch is taken, so a history that cannot
+ * be reached fails the redrive with nothing given back (each requeue counts
+ * towards a quorum queue's delivery limit).
  */
 export async function redrive(
   ch: ConfirmChannel,
@@ -53,19 +55,20 @@ export async function redrive(
     /** Records each moved notification's new ladder in the history (never throws); absent without history. */
     recordRun?: (content: Buffer, run: string, at: number) => Promise<void>;
     /**
-     * What the history says of each of a batch of parked copies (absent
-     * without history: every one is moved). `drop`: resent after it was
-     * parked; acked, counted `superseded`, even when forced, since moving it
-     * would deliver it twice. `hold`: a resend's claim with no ladder
-     * recorded yet; kept parked like a sticky one, even when forced, counted
-     * `skipped`. A failure fails the redrive (the batch is given back).
+     * Opens the history's part in one batch (absent without history: every
+     * copy is moved); it says what the history knows of each copy and
+     * claims the moved ones. `drop`: resent after it was parked; acked,
+     * counted `superseded`, even when forced, since moving it would deliver
+     * it twice. `hold`: a resend's claim with no ladder recorded yet; kept
+     * parked like a sticky one, even when forced, counted `skipped`. A
+     * failure fails the redrive (a batch already taken is given back).
      */
-    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly CopyVerdict[]>;
+    history?: () => Promise<RedriveBatch>;
     /** Told each dropped copy (for the log). */
     onSuperseded?: (messageId: string, reason: string) => void;
   } = {},
 ): Promise<RedriveResult> {
-  const { returns, stuck, recordRun, superseded: lookup, onSuperseded, confirmTimeoutMs = 0 } = opts;
+  const { returns, stuck, recordRun, history, onSuperseded, confirmTimeoutMs = 0 } = opts;
   const names = namesFor(config.prefix);
   const route = routeForAttempt(names, config.scheduleMs, 0);
   const scanId = randomUUID();
@@ -79,68 +82,81 @@ export async function redrive(
   while (!done && moved < limit && skipped < MAX_SKIPPED && left > 0) {
     // A batch at most as large as what may still be moved, so the limit is never passed.
     const want = Math.min(BATCH, limit - moved, left);
-    const batch: GetMessage[] = [];
-    while (batch.length < want) {
-      const msg = await ch.get(names.dead, { noAck: false });
-      if (!msg) {
-        done = true;
-        break;
-      }
-      left--;
-      if ((msg.properties.headers ?? {})[SCAN_HEADER] === scanId) {
-        ch.nack(msg, false, true);
-        done = true;
-        break;
-      }
-      batch.push(msg);
-    }
-    let verdicts: readonly CopyVerdict[] = [];
+    const h = await history?.();
     try {
-      if (lookup && batch.length > 0) verdicts = await lookup(batch.map((m) => ({ content: m.content, headers: m.properties.headers ?? {} })));
-    } catch (err) {
-      for (const m of batch) ch.nack(m, false, true);
-      throw err;
-    }
-    for (let i = 0; i < batch.length; i++) {
-      const msg = batch[i]!;
-      const old = msg.properties.headers ?? {};
-      const reason = String(old[H.deadReason] ?? '');
-      if (verdicts[i] === 'drop') {
-        ch.ack(msg);
-        superseded++;
-        onSuperseded?.(String(msg.properties.messageId ?? ''), reason);
-        continue;
-      }
-      const sticky = verdicts[i] === 'hold' || (!force && (STICKY_REASONS.has(reason) || (stuck?.(reason, msg.content) ?? false)));
-      try {
-        if (sticky) {
-          await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns));
-        } else {
-          const at = Date.now();
-          const run = newRunId(at);
-          const set: Record<string, unknown> = {
-            [H.attempt]: 0,
-            [H.dueAt]: at + (config.scheduleMs[0] ?? 0),
-            [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
-            'notify-redriven-from': reason,
-            [H.run]: run,
-          };
-          // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
-          // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0. And its
-          // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
-          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
-          if (recordRun) set[H.recorded] = 1;
-          await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns));
-          await recordRun?.(msg.content, run, at);
+      const batch: GetMessage[] = [];
+      while (batch.length < want) {
+        const msg = await ch.get(names.dead, { noAck: false });
+        if (!msg) {
+          done = true;
+          break;
         }
+        left--;
+        if ((msg.properties.headers ?? {})[SCAN_HEADER] === scanId) {
+          ch.nack(msg, false, true);
+          done = true;
+          break;
+        }
+        batch.push(msg);
+      }
+      // One start for the batch's new ladders: the history's claims are made as of it.
+      const at = Date.now();
+      // Sticky ones stay parked whatever the history says: only the others may be claimed.
+      const stays = batch.map((m) => {
+        const reason = String((m.properties.headers ?? {})[H.deadReason] ?? '');
+        return !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, m.content) ?? false));
+      });
+      let verdicts: readonly CopyVerdict[] = [];
+      try {
+        if (h && batch.length > 0) verdicts = await h.decide(batch.map((m, i) => ({ content: m.content, headers: m.properties.headers ?? {}, moves: !stays[i] })), at);
       } catch (err) {
-        // Not moved: give it (and the rest of the batch) back rather than leave them unacked (invisible) on a long-lived channel.
-        for (const m of batch.slice(i)) ch.nack(m, false, true);
+        for (const m of batch) ch.nack(m, false, true);
         throw err;
       }
-      ch.ack(msg);
-      if (sticky) skipped++;
-      else moved++;
+      for (let i = 0; i < batch.length; i++) {
+        const msg = batch[i]!;
+        const old = msg.properties.headers ?? {};
+        const reason = String(old[H.deadReason] ?? '');
+        if (verdicts[i] === 'drop') {
+          ch.ack(msg);
+          superseded++;
+          onSuperseded?.(String(msg.properties.messageId ?? ''), reason);
+          continue;
+        }
+        const sticky = verdicts[i] === 'hold' || stays[i]!;
+        try {
+          if (sticky) {
+            await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns));
+          } else {
+            const run = newRunId(at);
+            const set: Record<string, unknown> = {
+              [H.attempt]: 0,
+              [H.dueAt]: at + (config.scheduleMs[0] ?? 0),
+              [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
+              'notify-redriven-from': reason,
+              [H.run]: run,
+            };
+            // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
+            // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0. And its
+            // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
+            const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
+            if (recordRun) set[H.recorded] = 1;
+            await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns));
+            await recordRun?.(msg.content, run, at);
+          }
+        } catch (err) {
+          // Not moved: give it (and the rest of the batch) back rather than leave them unacked (invisible) on a
+          // long-lived channel, and their claims with them (a resend may take them again).
+          for (const m of batch.slice(i)) ch.nack(m, false, true);
+          await h?.giveBack(i);
+          throw err;
+        }
+        ch.ack(msg);
+        if (sticky) skipped++;
+        else moved++;
+      }
+    } finally {
+      await h?.end();
     }
   }
   const after = await ch.checkQueue(names.dead);

@@ -5,7 +5,9 @@
  * merchant again. The history says so: the notification's latest ladder
  * started after the copy's dead time, or it was delivered after it. A
  * resend's claim after it, with no ladder recorded yet, keeps the copy
- * parked. One query per batch of copies (`history-superseded.sql`).
+ * parked. A copy moved is claimed like a resend (a resend right after the
+ * redrive must not start a second ladder). One transaction per batch of
+ * copies (`history-superseded.sql`, `history-claim-parked.sql`).
  */
 import type pg from 'pg';
 import { H } from '../core/message.js';
@@ -82,22 +84,107 @@ export function copyVerdict(deadAt: number, h: HistorySince | undefined, now: nu
   return 'move';
 }
 
-/** Looks a batch of parked copies up in the history: one verdict per copy, in order. */
-export class SupersededLookup {
+/** What a redrive's claim replaced, to give back when the copy was not moved after all. */
+interface ParkedClaim {
+  readonly id: string;
+  /** `created_at` to the microsecond. */
+  readonly key: string;
+  readonly status: string;
+  readonly statusAt: string | null;
+  readonly deadReason: string | null;
+}
+
+/**
+ * One batch of a redrive in the history: a transaction opened before the
+ * redrive takes any parked copy, so a database that cannot be reached fails
+ * the redrive with nothing taken (each copy given back with a requeue counts
+ * as a redelivery, and quorum queues on RabbitMQ 4 drop a message after 20).
+ */
+export interface RedriveBatch {
+  /**
+   * One verdict per copy, in order; the copies to `move` that the redrive
+   * moves (not sticky) and the history knows are claimed: marked pending as of `at` (their new
+   * ladders' start), as a resend's claim is, so a resend or recover before
+   * the recorder has the new ladder is refused rather than starting a
+   * second one. Commits; called once.
+   */
+  decide(copies: readonly (ParkedCopy & { readonly moves: boolean })[], at: number): Promise<readonly CopyVerdict[]>;
+  /** Gives back the claims of the copies from index `from` on (not moved after all); best effort. */
+  giveBack(from: number): Promise<void>;
+  /** Ends the batch (rolls back when nothing was decided); idempotent. */
+  end(): Promise<void>;
+}
+
+/**
+ * The history's part in a redrive (`history-superseded.sql` read FOR
+ * UPDATE, then `history-claim-parked.sql`, in one transaction): which
+ * copies are superseded, and the claims of the ones moved. Rows are locked
+ * in the recorder's order (by id and created_at), so the two never
+ * deadlock.
+ */
+export class RedriveClaims {
   constructor(private readonly pool: pg.Pool) {}
 
-  async check(copies: readonly ParkedCopy[]): Promise<CopyVerdict[]> {
-    const keys = copies.map(copyKey);
-    const asked = keys.flatMap((k, i) => (k === null ? [] : [{ ...k, i }]));
-    if (asked.length === 0) return copies.map(() => 'move');
-    const { rows } = await this.pool.query<Record<string, unknown>>(query('history-superseded'), [asked.map((k) => k.id), asked.map((k) => k.createdAt), asked.map((k) => k.run)]);
-    const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-    // By position in the batch, not by id: two notifications may share an id (a producer's retry with another createdAt).
-    const out = copies.map((): CopyVerdict => 'move');
-    for (const r of rows) {
-      const k = asked[Number(r.ord) - 1]!;
-      out[k.i] = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) }, Date.now());
+  async open(): Promise<RedriveBatch> {
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+    } catch (err) {
+      c.release(err as Error);
+      throw err;
     }
-    return out;
+    let open = true;
+    let claimed: (ParkedClaim | null)[] = [];
+    let at = 0;
+    const finish = async (sql: 'COMMIT' | 'ROLLBACK'): Promise<void> => {
+      if (!open) return;
+      open = false;
+      let lost: Error | undefined;
+      try {
+        await c.query(sql);
+      } catch (err) {
+        lost = err as Error;
+        if (sql === 'COMMIT') throw err;
+      } finally {
+        c.release(lost);
+      }
+    };
+    return {
+      decide: async (copies, now) => {
+        at = now;
+        const keys = copies.map(copyKey);
+        const asked = keys.flatMap((k, i) => (k === null ? [] : [{ ...k, i }]));
+        const out = copies.map((): CopyVerdict => 'move');
+        claimed = copies.map(() => null);
+        try {
+          if (asked.length > 0) {
+            const { rows } = await c.query<Record<string, unknown>>(query('history-superseded'), [asked.map((k) => k.id), asked.map((k) => k.createdAt), asked.map((k) => k.run)]);
+            const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+            // By position in the batch, not by id: two notifications may share an id (a producer's retry with another createdAt).
+            for (const r of rows) {
+              const k = asked[Number(r.ord) - 1]!;
+              const v = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) }, at);
+              out[k.i] = v;
+              if (v === 'move' && copies[k.i]!.moves) claimed[k.i] = { id: k.id, key: r.key as string, status: r.status as string, statusAt: (r.status_at as string | null) ?? null, deadReason: (r.dead_reason as string | null) ?? null };
+            }
+            const claims = claimed.filter((x): x is ParkedClaim => x !== null);
+            if (claims.length > 0) await c.query(query('history-claim-parked'), [claims.map((x) => x.id), claims.map((x) => x.key), at]);
+          }
+          await finish('COMMIT');
+        } catch (err) {
+          claimed = [];
+          await finish('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        return out;
+      },
+      giveBack: async (from) => {
+        const back = claimed.slice(from).filter((x): x is ParkedClaim => x !== null);
+        claimed = claimed.slice(0, from);
+        // One at a time, as a resend's: each only if no newer record replaced the claim meanwhile.
+        for (const x of back) await this.pool.query(query('history-unclaim'), [x.id, x.key, at, x.status, x.statusAt, x.deadReason]).catch(() => undefined);
+      },
+      end: () => finish('ROLLBACK').catch(() => undefined),
+    };
   }
 }

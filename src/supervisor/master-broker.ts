@@ -13,7 +13,7 @@ import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { newRunId, type RunVia } from '../history/records.js';
 import { HistorySink, historyPublishOptions } from '../history/sink.js';
-import type { CopyVerdict } from '../history/superseded.js';
+import type { RedriveBatch } from '../history/superseded.js';
 import { withTimeout } from '../core/with-timeout.js';
 import { CONFIRM_TIMEOUT_MS } from '../broker/confirm-deadlines.js';
 
@@ -260,14 +260,15 @@ export class MasterBroker {
    * Moves parked notifications back to tier 0 (one scan of P.dead at a time).
    * `stuck` says which parked ones would only be parked again (a merchant
    * still disabled), to be stepped over like `blocked` and `invalid` ones;
-   * `superseded` which ones the history shows were resent since (dropped)
-   * or being resent (held).
+   * `history` opens each batch's part in the history: which ones were
+   * resent since (dropped) or are being resent (held), and claims of the
+   * ones moved.
    */
   redrive(
     limit: number,
     force: boolean,
     stuck?: (reason: string, content: Buffer) => boolean,
-    superseded?: (copies: readonly { content: Buffer; headers: Record<string, unknown> }[]) => Promise<readonly CopyVerdict[]>,
+    history?: () => Promise<RedriveBatch>,
   ): Promise<RedriveResult> {
     return this.deadScan(() => {
       const ch = this.publishingChannel();
@@ -276,9 +277,9 @@ export class MasterBroker {
         confirmTimeoutMs: this.confirmTimeoutMs,
         stuck,
         ...(this.history ? { recordRun: (content: Buffer, run: string, at: number) => this.recordRun(content, run, at, 'redrive') } : {}),
-        ...(superseded
+        ...(history
           ? {
-              superseded,
+              history,
               onSuperseded: (id: string, reason: string) =>
                 this.log.info({ id, reason }, 'redrive dropped a parked copy: the notification was resent or recovered after it was parked (moving it would deliver it twice)'),
             }

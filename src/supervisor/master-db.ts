@@ -12,7 +12,7 @@ import { historyOn, redactUrl, secretsKeyBytes, type Config } from '../core/conf
 import { HistoryWriter } from '../history/writer.js';
 import { HISTORY_STATEMENT_TIMEOUT_MS, HistoryReader } from '../history/reader.js';
 import { HistoryClaims } from '../history/claims.js';
-import { SupersededLookup } from '../history/superseded.js';
+import { RedriveClaims } from '../history/superseded.js';
 import type { Logger } from '../core/logger.js';
 import { migrate } from '../db/migrate.js';
 import { createDbPool } from '../db/pool.js';
@@ -41,8 +41,8 @@ export class MasterDatabase {
    * registry, the migrations and the retention job need.
    */
   private readonly historyPool: pg.Pool | null;
-  /** Which parked copies a redrive drops (resent since they were parked); null without history. */
-  readonly superseded: SupersededLookup | null;
+  /** Which parked copies a redrive drops (resent since they were parked), and its claims of those it moves; null without history. */
+  readonly redriveClaims: RedriveClaims | null;
   private readonly tasks: ScheduledTask[] = [];
   private migrated: Promise<void> | null = null;
   private closed = false;
@@ -63,7 +63,7 @@ export class MasterDatabase {
     this.historyPool = historyOn(config) ? createDbPool(url, { max: 2, name: `notifyd master history pid ${process.pid}`, log, statementTimeoutMs: HISTORY_STATEMENT_TIMEOUT_MS }) : null;
     this.historyReader = this.historyPool ? new HistoryReader(this.historyPool) : null;
     this.historyClaims = this.historyPool ? new HistoryClaims(this.historyPool) : null;
-    this.superseded = this.historyPool ? new SupersededLookup(this.historyPool) : null;
+    this.redriveClaims = this.historyPool ? new RedriveClaims(this.historyPool) : null;
     this.directory = new MerchantDirectory({ url, key: 'skip', refreshMs: config.merchants.refreshMs, name: `notifyd master registry pid ${process.pid}`, log });
     if (key === null) log.warn('NOTIFY_SECRETS_KEY is not set: merchant secrets are stored unencrypted in PostgreSQL (set 32 random bytes, e.g. openssl rand -base64 32)');
   }

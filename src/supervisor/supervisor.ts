@@ -12,6 +12,7 @@ import type { MerchantStore } from '../merchants/store.js';
 import { HistoryService } from '../history/service.js';
 import { admission } from '../history/admission.js';
 import { databaseAway, historyUnavailable } from '../history/database-away.js';
+import type { RedriveBatch } from '../history/superseded.js';
 import { MetricsLedger } from './metrics-ledger.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
@@ -225,7 +226,8 @@ export class Supervisor {
   /**
    * Moves parked notifications back to tier 0 (those of a merchant still
    * disabled stay); with history, copies of notifications resent since they
-   * were parked are dropped (`superseded`).
+   * were parked are dropped (`superseded`), and those moved are claimed in
+   * the history as a resend's are.
    */
   redrive(limit: number, force: boolean): Promise<RedriveResult> {
     const directory = this.db?.directory;
@@ -236,8 +238,15 @@ export class Supervisor {
           return merchant !== null && directory.get(merchant)?.enabled === false;
         }
       : undefined;
-    const superseded = this.db?.superseded;
-    return this.broker.redrive(limit, force, stuck, superseded ? (copies) => superseded.check(copies).catch((err: unknown) => Promise.reject(databaseAway(err) ? historyUnavailable(err) : err)) : undefined);
+    const claims = this.db?.redriveClaims;
+    const away = (err: unknown): Promise<never> => Promise.reject(databaseAway(err) ? historyUnavailable(err) : err);
+    const history = claims
+      ? async (): Promise<RedriveBatch> => {
+          const b = await claims.open().catch(away);
+          return { ...b, decide: (copies, at) => b.decide(copies, at).catch(away) };
+        }
+      : undefined;
+    return this.broker.redrive(limit, force, stuck, history);
   }
 
   /** The merchant store for the admin API; null without a database. */

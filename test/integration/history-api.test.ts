@@ -4,6 +4,7 @@
 // 501 HISTORY_DISABLED without a database.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import pg from 'pg';
 import { after, before, describe, it } from 'node:test';
 import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { queueInfo } from '../../bench/bench-util.js';
@@ -344,6 +345,34 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     await db.query("UPDATE notify_notifications SET status = 'dead', status_at = $1 WHERE id = 'claimed'", [before]);
     assert.equal((await admin('POST', '/admin/dead/redrive?limit=1000')).status, 200);
     await waitFor(() => merchant.count(path) === 2, 10_000, 'redriven once the claim was given back');
+  });
+
+  it('a redrive claims what it moves: a resend right after it, before the recorder has the new ladder, is refused (409 NOTIFICATION_PENDING) instead of starting a second ladder', async () => {
+    const path = `/status/410/redriven-${d.opts.prefix}`;
+    assert.equal((await api('POST', '/v1/notifications', { id: 'redriven', merchant: 'shop-a', url: `${merchant.base}${path}`, body: {} })).status, 202);
+    await waitFor(async () => (await timeline('redriven'))?.notification.status === 'dead', 10_000, 'redriven dead');
+    await waitFor(async () => ((await admin('GET', '/admin/dead?limit=1000')).body.messages as { id: string }[]).some((m) => m.id === 'redriven'), 10_000, 'its copy in P.dead');
+    // The recorder held behind a lock on the ladders' table (reads go on): the history says "dead" until it is let go.
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    assert.equal((await admin('POST', '/admin/tiers/0/pause')).status, 200);
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE notify_runs IN SHARE MODE');
+      const r = await admin('POST', '/admin/dead/redrive?limit=1000');
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.ok(r.body.moved >= 1, JSON.stringify(r.body));
+      const again = await api('POST', '/v1/notifications/redriven/resend');
+      assert.deepEqual([again.status, again.body.error?.code], [409, 'NOTIFICATION_PENDING'], JSON.stringify(again.body));
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+      await admin('POST', '/admin/tiers/0/resume');
+    }
+    await waitFor(() => merchant.count(path) === 2, 10_000, 'the redriven copy attempted');
+    await waitFor(async () => (await timeline('redriven'))?.notification.status === 'dead' && (await timeline('redriven'))!.runs.length === 2, 10_000, 'the redriven ladder recorded, dead again');
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(merchant.count(path), 2, 'one ladder, not two');
   });
 
   it('bad times are 400 VALIDATION with the field, not 500; a resend for a disabled merchant is 409 MERCHANT_DISABLED, nothing sent (issue 16 review)', async () => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import { redrive, SCAN_HEADER } from '../../src/broker/dead-letters.js';
+import type { CopyVerdict, RedriveBatch } from '../../src/history/superseded.js';
 import { listDead } from '../../src/broker/dead-listing.js';
 import { loadConfig } from '../../src/core/config.js';
 
@@ -178,6 +179,34 @@ describe('listDead', () => {
   });
 });
 
+/** A history part of a redrive that answers each batch with `verdict` and remembers what it was asked. */
+function fakeHistory(verdict: (id: string) => CopyVerdict = () => 'move', opts: { open?: () => Promise<void>; decide?: () => Promise<void> } = {}) {
+  const log = { opened: 0, ended: 0, asked: [] as number[], claimed: [] as string[][], givenBack: [] as number[] };
+  const history = async (): Promise<RedriveBatch> => {
+    await opts.open?.();
+    log.opened++;
+    let claimed: string[] = [];
+    return {
+      decide: async (copies, at) => {
+        assert.ok(Number.isFinite(at));
+        await opts.decide?.();
+        log.asked.push(copies.length);
+        const out = copies.map((c) => verdict(JSON.parse(c.content.toString()).id as string));
+        claimed = copies.flatMap((c, i) => (out[i] === 'move' && c.moves ? [JSON.parse(c.content.toString()).id as string] : []));
+        log.claimed.push(claimed);
+        return out;
+      },
+      giveBack: async (from) => {
+        log.givenBack.push(from);
+      },
+      end: async () => {
+        log.ended++;
+      },
+    };
+  };
+  return { history, log };
+}
+
 describe('redrive', () => {
   it('moves each parked notification at most once, even when a moved one is parked again during the scan', async () => {
     const q = new FakeDeadQueue(ids(3));
@@ -200,16 +229,11 @@ describe('redrive', () => {
 
   it('drops the copies the history says were resent since they were parked (acked, counted, told), even when forced; asks once per batch', async () => {
     const q = new FakeDeadQueue(ids(60), (id) => ({ 'notify-dead-reason': id === 'm3' ? 'blocked' : 'exhausted', 'notify-dead-at': 1000 }));
-    const asked: number[] = [];
     const told: string[] = [];
-    const r = await redrive(q.channel(), config, 100, true, {
-      superseded: async (copies) => {
-        asked.push(copies.length);
-        return copies.map((c) => (['m1', 'm3', 'm55'].includes(JSON.parse(c.content.toString()).id as string) ? 'drop' : 'move'));
-      },
-      onSuperseded: (id) => told.push(id),
-    });
-    assert.deepEqual(asked, [50, 10], 'one lookup per batch');
+    const h = fakeHistory((id) => (['m1', 'm3', 'm55'].includes(id) ? 'drop' : 'move'));
+    const r = await redrive(q.channel(), config, 100, true, { history: h.history, onSuperseded: (id) => told.push(id) });
+    assert.deepEqual(h.log.asked, [50, 10], 'one lookup per batch');
+    assert.deepEqual([h.log.opened, h.log.ended], [2, 2], 'each batch opened and ended once');
     assert.deepEqual(told, ['m1', 'm3', 'm55']);
     assert.deepEqual(r, { moved: 57, skipped: 0, superseded: 3, remaining: 0 });
     assert.equal(q.moved.includes('m1') || q.moved.includes('m55'), false, 'never moved');
@@ -218,15 +242,21 @@ describe('redrive', () => {
 
   it('holds the copies claimed by a resend whose ladder the history has not recorded yet: kept parked (back to the tail), even when forced, counted skipped', async () => {
     const q = new FakeDeadQueue(ids(4), () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-at': 1000 }));
-    const r = await redrive(q.channel(), config, 100, true, {
-      superseded: async (copies) => copies.map((c) => (JSON.parse(c.content.toString()).id === 'm2' ? 'hold' : 'move')),
-    });
+    const r = await redrive(q.channel(), config, 100, true, { history: fakeHistory((id) => (id === 'm2' ? 'hold' : 'move')).history });
     assert.deepEqual(q.moved, ['m0', 'm1', 'm3']);
     assert.deepEqual(r, { moved: 3, skipped: 1, superseded: 0, remaining: 1 });
     assert.deepEqual(q.ids, ['m2'], 'still parked');
     assert.equal(q.unacked.size, 0);
   });
 
+  it('asks the history to claim only the copies it moves: sticky ones stay parked unclaimed (a claim with no ladder would hold them, and refuse resends, for a day)', async () => {
+    const q = new FakeDeadQueue(ids(4), (id) => ({ 'notify-dead-reason': id === 'm1' ? 'blocked' : 'exhausted', 'notify-dead-at': 1000 }));
+    const h = fakeHistory();
+    const r = await redrive(q.channel(), config, 100, false, { history: h.history });
+    assert.deepEqual(h.log.claimed, [['m0', 'm2', 'm3']]);
+    assert.deepEqual(q.moved, ['m0', 'm2', 'm3']);
+    assert.deepEqual(r, { moved: 3, skipped: 1, superseded: 0, remaining: 1 });
+  });
   it('a move whose confirm never comes fails the redrive after its confirm timeout and gives the batch back (a lost confirm must not hold every later scan)', async () => {
     const q = new FakeDeadQueue(ids(3));
     q.loseConfirm.add(1);
@@ -241,7 +271,15 @@ describe('redrive', () => {
     assert.deepEqual(nacked, ['m1', 'm2'], 'given back: the one whose confirm was lost and the rest');
   });
 
-  it('a history that cannot be asked fails the redrive and gives the batch back, moving nothing of it', async () => {
+  it('a history that cannot be reached fails the redrive before it takes anything (a requeue counts towards a quorum queue\'s delivery limit)', async () => {
+    const q = new FakeDeadQueue(ids(3));
+    const h = fakeHistory(undefined, { open: async () => Promise.reject(new Error('database away')) });
+    await assert.rejects(redrive(q.channel(), config, 100, false, { history: h.history }), /database away/);
+    assert.deepEqual(q.calls.filter((c) => c.startsWith('get')), [], 'nothing taken');
+    assert.deepEqual(q.ids, ['m0', 'm1', 'm2']);
+  });
+
+  it('a history that fails once the batch is taken fails the redrive and gives the batch back, moving nothing of it', async () => {
     const q = new FakeDeadQueue(ids(3));
     const nacked: string[] = [];
     const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
@@ -249,8 +287,24 @@ describe('redrive', () => {
       nacked.push(String(m.properties.messageId));
       q.unacked.delete(m.fields.deliveryTag);
     };
-    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { superseded: async () => Promise.reject(new Error('database away')) }), /database away/);
+    const h = fakeHistory(undefined, { decide: async () => Promise.reject(new Error('database away')) });
+    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history }), /database away/);
     assert.deepEqual(nacked, ['m0', 'm1', 'm2']);
     assert.deepEqual(q.moved, []);
+    assert.equal(h.log.ended, 1, 'its transaction ended');
+  });
+
+  it('a move that fails gives back the claims of the copies not moved (from the failed one on), so a resend may take them', async () => {
+    const q = new FakeDeadQueue(ids(3), () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-at': 1000 }));
+    q.failPublish.add(1);
+    const h = fakeHistory();
+    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
+    ch.nack = (m: GetMessage) => {
+      q.unacked.delete(m.fields.deliveryTag);
+    };
+    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history }));
+    assert.deepEqual(q.moved, ['m0']);
+    assert.deepEqual(h.log.givenBack, [1]);
+    assert.equal(h.log.ended, 1);
   });
 });
