@@ -4,8 +4,8 @@ import { createLogger } from '../src/core/logger.js';
 import { createWorkerMetrics } from '../src/core/metrics.js';
 import { receiveWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
 
-const { config } = await receiveWorkerConfig();
+const { config, early } = await receiveWorkerConfig();
 const log = createLogger(config.logLevel, { role: 'ingress' });
 const metrics = createWorkerMetrics({ role: 'ingress', tier: '' });
 const worker = new IngressWorker(config, log, metrics, (state) => sendToMaster({ type: 'state', state }));
-await runManagedWorker({ worker, role: 'ingress', tier: null, config, log, metrics });
+await runManagedWorker({ worker, role: 'ingress', tier: null, config, log, metrics, early });

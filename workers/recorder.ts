@@ -4,8 +4,8 @@ import { createRecorderMetrics, createWorkerMetrics } from '../src/core/metrics.
 import { HistoryRecorder } from '../src/history/recorder.js';
 import { receiveWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
 
-const { config } = await receiveWorkerConfig();
+const { config, early } = await receiveWorkerConfig();
 const log = createLogger(config.logLevel, { role: 'recorder' });
 const metrics = createWorkerMetrics({ role: 'recorder', tier: '' });
 const worker = new HistoryRecorder({ config, logger: log, metrics: createRecorderMetrics(metrics.registry), onBrokerGiveUp: () => metrics.brokerGiveUps.inc({ role: 'recorder' }), onState: (state) => sendToMaster({ type: 'state', state }) });
-await runManagedWorker({ worker, role: 'recorder', tier: null, config, log, metrics });
+await runManagedWorker({ worker, role: 'recorder', tier: null, config, log, metrics, early });

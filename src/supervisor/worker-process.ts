@@ -1,5 +1,5 @@
 import { deepFreeze, type Config } from '../core/config-model.js';
-import { WORKER_ENV, assertNever, parseMasterMessage, wrap, type WorkerMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
+import { WORKER_ENV, assertNever, parseMasterMessage, wrap, type MasterMessage, type WorkerMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
 import { toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { WorkerMetrics } from '../core/metrics.js';
@@ -24,17 +24,32 @@ export interface ManagedWorker {
 }
 
 /**
+ * Control messages that reached the worker before its switch listened
+ * (`runManagedWorker`): a drain sent before `init` (the master began to
+ * drain while this worker was loading) and everything after `init`. Other
+ * messages before `init` are dropped: `init` carries the newer config, and
+ * the master repeats pause and resume on `ready`.
+ */
+export interface EarlyMessages {
+  /** Stops collecting; the messages collected, in order. */
+  take(): MasterMessage[];
+}
+
+/**
  * Starts a worker process: from here on it ignores SIGHUP (systemd's
  * `kill -s HUP` reaches the whole group; only the master reloads), says
  * `hello` on the IPC pipe and resolves with the config the master answers
- * with. The role and tier come from the environment.
+ * with, and the messages that come before the worker listens (`early`,
+ * for `runManagedWorker`). The role and tier come from the environment.
  */
-export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Config; tier: number | null; startPaused: boolean }> {
+export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Config; tier: number | null; startPaused: boolean; early: EarlyMessages }> {
   process.on('SIGHUP', () => undefined);
   if (!process.send) return Promise.reject(new Error('no IPC pipe: workers are started by the master (notifyd start)'));
   const tierText = process.env[WORKER_ENV.tier];
   const tier = tierText ? Number(tierText) : null;
   const startPaused = process.env[WORKER_ENV.paused] === '1';
+  const held: MasterMessage[] = [];
+  let initSeen = false;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       process.off('message', onMessage);
@@ -42,10 +57,22 @@ export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Confi
     }, timeoutMs);
     function onMessage(raw: unknown): void {
       const msg = parseMasterMessage(raw);
-      if (msg?.type !== 'init') return;
+      if (!msg) return;
+      if (initSeen) {
+        held.push(msg);
+        return;
+      }
+      if (msg.type === 'drain') held.push(msg);
+      if (msg.type !== 'init') return;
+      initSeen = true;
       clearTimeout(timer);
-      process.off('message', onMessage);
-      resolve({ config: deepFreeze(msg.config), tier, startPaused });
+      const early: EarlyMessages = {
+        take: () => {
+          process.off('message', onMessage);
+          return held.splice(0);
+        },
+      };
+      resolve({ config: deepFreeze(msg.config), tier, startPaused, early });
     }
     process.on('message', onMessage);
     sendToMaster({ type: 'hello' });
@@ -69,7 +96,9 @@ export function sendToMaster(msg: WorkerMessage): void {
  * Runs a worker under the master: answers control messages with an exhaustive
  * switch, drains on the master's order, on its own SIGTERM/SIGINT (repeats
  * within 1 s count once, a later one forces exit) and when the master's pipe
- * closes, so no worker outlives a killed master.
+ * closes, so no worker outlives a killed master. The messages that came
+ * early are answered first; a drain among them (or a signal before then)
+ * exits without starting the worker: it has taken nothing to drain.
  */
 export async function runManagedWorker(opts: {
   worker: ManagedWorker;
@@ -78,14 +107,23 @@ export async function runManagedWorker(opts: {
   config: Config;
   log: Logger & { flush: () => void };
   metrics: WorkerMetrics;
+  /** From `receiveWorkerConfig`. */
+  early: EarlyMessages;
 }): Promise<void> {
   const { worker, role, tier, log, metrics } = opts;
   let config = opts.config;
   let drainStartedAt = 0;
+  let started = false;
 
   const drainAndExit = (deadlineMs: number, why: string): void => {
     if (drainStartedAt) return;
     drainStartedAt = Date.now();
+    if (!started) {
+      log.info({ why }, 'worker asked to drain before it started; exiting');
+      sendToMaster({ type: 'drained' });
+      log.flush();
+      process.exit(0);
+    }
     log.info({ why, deadlineInMs: deadlineMs - Date.now() }, 'worker draining');
     void worker
       .drain(deadlineMs)
@@ -118,9 +156,7 @@ export async function runManagedWorker(opts: {
     process.exit(70);
   });
 
-  process.on('message', (raw: unknown) => {
-    const msg = parseMasterMessage(raw);
-    if (!msg) return;
+  const handle = (msg: MasterMessage): void => {
     switch (msg.type) {
       case 'init':
         // Only the first one counts (received before this switch existed); a late repeat changes nothing.
@@ -159,8 +195,15 @@ export async function runManagedWorker(opts: {
       default:
         assertNever(msg);
     }
+  };
+  process.on('message', (raw: unknown) => {
+    const msg = parseMasterMessage(raw);
+    if (msg) handle(msg);
   });
+  for (const msg of opts.early.take()) handle(msg);
+  if (drainStartedAt) return;
 
+  started = true;
   const { port } = await worker.start();
   if (!drainStartedAt) sendToMaster({ type: 'ready', role, tier, state: worker.currentState, ...(port !== undefined ? { port } : {}) });
 }
