@@ -48,8 +48,9 @@ async function publish(values: Values): Promise<number> {
   }
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+/** The command line as `parseArgs` reads it (throws `ERR_PARSE_ARGS_*` on an unknown option). */
+function parseCommandLine(argv: string[]) {
+  return parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
@@ -77,6 +78,18 @@ async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     },
   });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (err) {
+    // An unknown option or a missing value is a usage error (EX_USAGE), like an unknown command.
+    if (String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) return usage(`notifyd: ${(err as Error).message}\n${USAGE}`);
+    throw err;
+  }
+  const { values, positionals } = parsed;
   const [command, ...rest] = positionals;
   if (values.help || !command) {
     process.stdout.write(`${USAGE}\n`);

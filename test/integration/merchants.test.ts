@@ -279,6 +279,9 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     assert.equal(typo.status, 64, typo.out);
     assert.match(typo.out, /--max-concurrency: a whole number/);
     assert.equal(ctl('show', 'shop-typo').status, 1, 'nothing created without the cap the operator typed');
+    const unknown = ctl('list', '--max-concurency', '4');
+    assert.equal(unknown.status, 64, 'an unknown option is a usage error (EX_USAGE), as a bad value is');
+    assert.match(unknown.out, /Unknown option '--max-concurency'/);
     const add = ctl('add', 'shop-ctl', '--name', 'Shop CTL', '--origins', merchant.base, '--max-concurrency', '4');
     assert.equal(add.status, 0, add.out);
     const secret = /\n(whsec_[A-Za-z0-9+/=]+)\n/.exec(add.out)?.[1];
