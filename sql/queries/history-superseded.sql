@@ -3,9 +3,7 @@
 -- latest ladder other than the copy's own started (ms epoch, whole); and what
 -- a claim replaces (key, status_at to the microsecond, dead_reason). One row
 -- per copy (ord: its place in the batch); a notification the history does
--- not know has none. The rows are locked until the redrive's claims commit
--- (history-claim-parked.sql), in the recorder's order
--- (history-upsert-notifications.sql), so the two never deadlock.
+-- not know has none. Run after history-lock-parked.sql, in its transaction.
 -- $1 ids, $2 their created_at (ms epoch), $3 the copies' own ladders ('' for none), same order.
 SELECT b.ord,
        n.status,
@@ -18,5 +16,3 @@ SELECT b.ord,
        n.dead_reason
   FROM unnest($1::text[], $2::float8[], $3::text[]) WITH ORDINALITY AS b(id, created_ms, run, ord)
   JOIN notify_notifications n ON n.id = b.id AND n.created_at = to_timestamp(b.created_ms / 1000.0)
- ORDER BY n.id COLLATE "C", n.created_at
-   FOR UPDATE OF n

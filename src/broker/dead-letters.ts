@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel, GetMessage } from 'amqplib';
 import { confirmedWithin, handOnOptions, publishConfirmed, type ReturnTracker } from './confirm.js';
 import type { Config } from '../core/config.js';
+import { ErrorCodes } from '../core/errors.js';
 import { H } from '../core/message.js';
 import { namesFor, routeForAttempt } from './topology.js';
 import { newRunId } from '../history/records.js';
@@ -9,6 +10,8 @@ import type { CopyVerdict, RedriveBatch } from '../history/superseded.js';
 
 /** Reasons that would fail again the same way; redriven only when forced. */
 const STICKY_REASONS = new Set(['blocked', 'invalid']);
+/** Publish failures that say the broker did not take the message (anything else may have been taken). */
+const REFUSED = new Set<string>([ErrorCodes.BROKER_NACK, ErrorCodes.INTERNAL]);
 /** Most sticky messages stepped over in one scan. */
 const MAX_SKIPPED = 100_000;
 /** Marks a message with the scan (a redrive or a listing) that put it back at the tail. */
@@ -83,37 +86,37 @@ export async function redrive(
     // A batch at most as large as what may still be moved, so the limit is never passed.
     const want = Math.min(BATCH, limit - moved, left);
     const h = await history?.();
+    const batch: GetMessage[] = [];
+    while (batch.length < want) {
+      const msg = await ch.get(names.dead, { noAck: false });
+      if (!msg) {
+        done = true;
+        break;
+      }
+      left--;
+      if ((msg.properties.headers ?? {})[SCAN_HEADER] === scanId) {
+        ch.nack(msg, false, true);
+        done = true;
+        break;
+      }
+      batch.push(msg);
+    }
+    // One start for the batch's new ladders: the history's claims are made as of it.
+    const at = Date.now();
+    // Sticky ones stay parked whatever the history says: only the others may be claimed.
+    const stays = batch.map((m) => {
+      const reason = String((m.properties.headers ?? {})[H.deadReason] ?? '');
+      return !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, m.content) ?? false));
+    });
+    // Where the batch stands if something fails: copies from `i` on are not acked, claims from `from` on are of
+    // copies surely not moved.
+    let i = 0;
+    let from = 0;
     try {
-      const batch: GetMessage[] = [];
-      while (batch.length < want) {
-        const msg = await ch.get(names.dead, { noAck: false });
-        if (!msg) {
-          done = true;
-          break;
-        }
-        left--;
-        if ((msg.properties.headers ?? {})[SCAN_HEADER] === scanId) {
-          ch.nack(msg, false, true);
-          done = true;
-          break;
-        }
-        batch.push(msg);
-      }
-      // One start for the batch's new ladders: the history's claims are made as of it.
-      const at = Date.now();
-      // Sticky ones stay parked whatever the history says: only the others may be claimed.
-      const stays = batch.map((m) => {
-        const reason = String((m.properties.headers ?? {})[H.deadReason] ?? '');
-        return !force && (STICKY_REASONS.has(reason) || (stuck?.(reason, m.content) ?? false));
-      });
       let verdicts: readonly CopyVerdict[] = [];
-      try {
-        if (h && batch.length > 0) verdicts = await h.decide(batch.map((m, i) => ({ content: m.content, headers: m.properties.headers ?? {}, moves: !stays[i] })), at);
-      } catch (err) {
-        for (const m of batch) ch.nack(m, false, true);
-        throw err;
-      }
-      for (let i = 0; i < batch.length; i++) {
+      if (h && batch.length > 0) verdicts = await h.decide(batch.map((m, j) => ({ content: m.content, headers: m.properties.headers ?? {}, moves: !stays[j] })), at);
+      for (; i < batch.length; i++) {
+        from = i;
         const msg = batch[i]!;
         const old = msg.properties.headers ?? {};
         const reason = String(old[H.deadReason] ?? '');
@@ -124,39 +127,49 @@ export async function redrive(
           continue;
         }
         const sticky = verdicts[i] === 'hold' || stays[i]!;
-        try {
-          if (sticky) {
-            await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns));
-          } else {
-            const run = newRunId(at);
-            const set: Record<string, unknown> = {
-              [H.attempt]: 0,
-              [H.dueAt]: at + (config.scheduleMs[0] ?? 0),
-              [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
-              'notify-redriven-from': reason,
-              [H.run]: run,
-            };
-            // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
-            // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0. And its
-            // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
-            const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
-            if (recordRun) set[H.recorded] = 1;
+        if (sticky) {
+          await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', names.dead, msg.content, handOnOptions(msg, { [SCAN_HEADER]: scanId }), returns));
+        } else {
+          const run = newRunId(at);
+          const set: Record<string, unknown> = {
+            [H.attempt]: 0,
+            [H.dueAt]: at + (config.scheduleMs[0] ?? 0),
+            [H.redriven]: Number(old[H.redriven] ?? 0) + 1,
+            'notify-redriven-from': reason,
+            [H.run]: run,
+          };
+          // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
+          // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0. And its
+          // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
+          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
+          if (recordRun) set[H.recorded] = 1;
+          try {
             await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns));
-            await recordRun?.(msg.content, run, at);
+          } catch (err) {
+            // A lost confirm or a closed channel may still have delivered it: its claim stays, so its copy (given
+            // back below) is held by a later redrive rather than moved twice. Only a refusal is surely not moved.
+            if (!REFUSED.has(String((err as { code?: unknown }).code))) from = i + 1;
+            throw err;
           }
-        } catch (err) {
-          // Not moved: give it (and the rest of the batch) back rather than leave them unacked (invisible) on a
-          // long-lived channel, and their claims with them (a resend may take them again).
-          for (const m of batch.slice(i)) ch.nack(m, false, true);
-          await h?.giveBack(i);
-          throw err;
+          from = i + 1;
+          await recordRun?.(msg.content, run, at);
         }
         ch.ack(msg);
         if (sticky) skipped++;
         else moved++;
       }
-    } finally {
-      await h?.end();
+    } catch (err) {
+      // Not moved: their claims go back first (a resend may take them again), then the copies, rather than leave
+      // them unacked (invisible) on a long-lived channel. A closed channel refuses the nack and gives them back itself.
+      await h?.giveBack(from);
+      for (const m of batch.slice(i)) {
+        try {
+          ch.nack(m, false, true);
+        } catch {
+          break;
+        }
+      }
+      throw err;
     }
   }
   const after = await ch.checkQueue(names.dead);

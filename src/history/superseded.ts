@@ -7,10 +7,11 @@
  * resend's claim after it, with no ladder recorded yet, keeps the copy
  * parked. A copy moved is claimed like a resend (a resend right after the
  * redrive must not start a second ladder). One transaction per batch of
- * copies (`history-superseded.sql`, `history-claim-parked.sql`).
+ * copies.
  */
 import type pg from 'pg';
 import { H } from '../core/message.js';
+import { inTransaction } from '../db/pool.js';
 import { query } from '../db/sql.js';
 
 /** What the redrive knows of a parked copy. */
@@ -87,6 +88,8 @@ export function copyVerdict(deadAt: number, h: HistorySince | undefined, now: nu
 /** What a redrive's claim replaced, to give back when the copy was not moved after all. */
 interface ParkedClaim {
   readonly id: string;
+  /** `created_at` in ms, as the copy says it (the rows are locked by it). */
+  readonly createdMs: number;
   /** `created_at` to the microsecond. */
   readonly key: string;
   readonly status: string;
@@ -95,96 +98,97 @@ interface ParkedClaim {
 }
 
 /**
- * One batch of a redrive in the history: a transaction opened before the
- * redrive takes any parked copy, so a database that cannot be reached fails
- * the redrive with nothing taken (each copy given back with a requeue counts
- * as a redelivery, and quorum queues on RabbitMQ 4 drop a message after 20).
+ * One batch of a redrive in the history. `open` asks the database for an
+ * answer before the redrive takes any parked copy, so a database that
+ * cannot be reached fails the redrive with nothing taken (each copy given
+ * back with a requeue counts as a redelivery, and quorum queues on RabbitMQ
+ * 4 drop a message after 20).
  */
 export interface RedriveBatch {
   /**
-   * One verdict per copy, in order; the copies to `move` that the redrive
-   * moves (not sticky) and the history knows are claimed: marked pending as of `at` (their new
-   * ladders' start), as a resend's claim is, so a resend or recover before
-   * the recorder has the new ladder is refused rather than starting a
-   * second one. Commits; called once.
+   * One verdict per copy, in order. The copies to `move` that the redrive
+   * moves (not sticky) and the history knows are claimed: marked pending
+   * as of `at` (their new ladders' start), as a resend's claim is, so a
+   * resend or recover before the recorder has the new ladder is refused
+   * rather than starting a second one. A second copy of a notification in
+   * the batch is `hold`: one ladder at a time. Called once.
    */
   decide(copies: readonly (ParkedCopy & { readonly moves: boolean })[], at: number): Promise<readonly CopyVerdict[]>;
-  /** Gives back the claims of the copies from index `from` on (not moved after all); best effort. */
+  /** Gives back the claims of the copies from index `from` on (surely not moved); best effort, one statement. */
   giveBack(from: number): Promise<void>;
-  /** Ends the batch (rolls back when nothing was decided); idempotent. */
-  end(): Promise<void>;
 }
 
 /**
- * The history's part in a redrive (`history-superseded.sql` read FOR
- * UPDATE, then `history-claim-parked.sql`, in one transaction): which
- * copies are superseded, and the claims of the ones moved. Rows are locked
- * in the recorder's order (by id and created_at), so the two never
- * deadlock.
+ * The history's part in a redrive: in one transaction the batch's rows are
+ * locked (`history-lock-parked.sql`, in the recorder's order, by id and
+ * created_at, so the two never deadlock), then read
+ * (`history-superseded.sql`: a statement of its own, so it sees the runs
+ * and the status as of the same moment, after any lock wait), and the
+ * moved ones claimed (`history-claim-parked.sql`).
  */
 export class RedriveClaims {
   constructor(private readonly pool: pg.Pool) {}
 
   async open(): Promise<RedriveBatch> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN');
-    } catch (err) {
-      c.release(err as Error);
-      throw err;
-    }
-    let open = true;
+    await this.pool.query('SELECT 1');
     let claimed: (ParkedClaim | null)[] = [];
     let at = 0;
-    const finish = async (sql: 'COMMIT' | 'ROLLBACK'): Promise<void> => {
-      if (!open) return;
-      open = false;
-      let lost: Error | undefined;
-      try {
-        await c.query(sql);
-      } catch (err) {
-        lost = err as Error;
-        if (sql === 'COMMIT') throw err;
-      } finally {
-        c.release(lost);
-      }
-    };
     return {
       decide: async (copies, now) => {
         at = now;
         const keys = copies.map(copyKey);
         const asked = keys.flatMap((k, i) => (k === null ? [] : [{ ...k, i }]));
         const out = copies.map((): CopyVerdict => 'move');
-        claimed = copies.map(() => null);
+        if (asked.length === 0) return out;
+        const made: (ParkedClaim | null)[] = copies.map(() => null);
+        let sent = false;
         try {
-          if (asked.length > 0) {
+          await inTransaction(this.pool, async (c) => {
+            await c.query(query('history-lock-parked'), [asked.map((k) => k.id), asked.map((k) => k.createdAt)]);
             const { rows } = await c.query<Record<string, unknown>>(query('history-superseded'), [asked.map((k) => k.id), asked.map((k) => k.createdAt), asked.map((k) => k.run)]);
             const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-            // By position in the batch, not by id: two notifications may share an id (a producer's retry with another createdAt).
-            for (const r of rows) {
+            const moving = new Set<string>();
+            // In the batch's order (ord), by position, not by id: two notifications may share an id (a producer's retry with another createdAt).
+            for (const r of [...rows].sort((a, b) => Number(a.ord) - Number(b.ord))) {
               const k = asked[Number(r.ord) - 1]!;
-              const v = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) }, at);
+              let v = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) }, at);
+              if (v === 'move' && copies[k.i]!.moves) {
+                const row = `${k.id}\u0000${k.createdAt}`;
+                if (moving.has(row)) v = 'hold';
+                else {
+                  moving.add(row);
+                  made[k.i] = { id: k.id, createdMs: k.createdAt, key: r.key as string, status: r.status as string, statusAt: (r.status_at as string | null) ?? null, deadReason: (r.dead_reason as string | null) ?? null };
+                }
+              }
               out[k.i] = v;
-              if (v === 'move' && copies[k.i]!.moves) claimed[k.i] = { id: k.id, key: r.key as string, status: r.status as string, statusAt: (r.status_at as string | null) ?? null, deadReason: (r.dead_reason as string | null) ?? null };
             }
-            const claims = claimed.filter((x): x is ParkedClaim => x !== null);
-            if (claims.length > 0) await c.query(query('history-claim-parked'), [claims.map((x) => x.id), claims.map((x) => x.key), at]);
-          }
-          await finish('COMMIT');
+            const claims = made.filter((x): x is ParkedClaim => x !== null);
+            sent = claims.length > 0;
+            if (sent) await c.query(query('history-claim-parked'), [claims.map((x) => x.id), claims.map((x) => x.key), at]);
+          });
         } catch (err) {
-          claimed = [];
-          await finish('ROLLBACK').catch(() => undefined);
+          // A COMMIT whose answer was lost may have committed: what it may have claimed is given back (only where the claim still stands).
+          if (sent) await this.unclaim(made, at);
           throw err;
         }
+        claimed = made;
         return out;
       },
       giveBack: async (from) => {
-        const back = claimed.slice(from).filter((x): x is ParkedClaim => x !== null);
+        const back = claimed.slice(from);
         claimed = claimed.slice(0, from);
-        // One at a time, as a resend's: each only if no newer record replaced the claim meanwhile.
-        for (const x of back) await this.pool.query(query('history-unclaim'), [x.id, x.key, at, x.status, x.statusAt, x.deadReason]).catch(() => undefined);
+        await this.unclaim(back, at);
       },
-      end: () => finish('ROLLBACK').catch(() => undefined),
     };
+  }
+
+  /** Gives back claims made at `at`, each only while it still stands (no newer record replaced it); never throws. */
+  private async unclaim(claims: readonly (ParkedClaim | null)[], at: number): Promise<void> {
+    const back = claims.filter((x): x is ParkedClaim => x !== null);
+    if (back.length === 0) return;
+    await inTransaction(this.pool, async (c) => {
+      await c.query(query('history-lock-parked'), [back.map((x) => x.id), back.map((x) => x.createdMs)]);
+      await c.query(query('history-unclaim-parked'), [back.map((x) => x.id), back.map((x) => x.key), back.map((x) => x.status), back.map((x) => x.statusAt), back.map((x) => x.deadReason), at]);
+    }).catch(() => undefined);
   }
 }

@@ -129,6 +129,8 @@ export class ProcessTable {
         const config = this.opts.config();
         slot.forkedWith = config;
         this.send(slot, { type: 'init', config });
+        // A drain sent while the worker was loading, before it listened, is lost: say it again.
+        if (this.draining) this.send(slot, { type: 'drain', deadlineMs: this.drainDeadlineMs });
         return;
       }
       case 'ready': {

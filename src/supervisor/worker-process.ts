@@ -25,10 +25,11 @@ export interface ManagedWorker {
 
 /**
  * Control messages that reached the worker before its switch listened
- * (`runManagedWorker`): a drain sent before `init` (the master began to
- * drain while this worker was loading) and everything after `init`. Other
- * messages before `init` are dropped: `init` carries the newer config, and
- * the master repeats pause and resume on `ready`.
+ * (`runManagedWorker`): before `init`, a drain (the master began to drain
+ * while this worker was loading) and the latest pause or resume (newer than
+ * the state the worker was forked with); after `init`, everything. A reload
+ * or stats request before `init` is dropped: `init` carries the newer
+ * config, and a stats request is asked again.
  */
 export interface EarlyMessages {
   /** Stops collecting; the messages collected, in order. */
@@ -62,7 +63,12 @@ export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Confi
         held.push(msg);
         return;
       }
-      if (msg.type === 'drain') held.push(msg);
+      // Before init only what init does not carry: a drain, and the latest pause or resume.
+      if (msg.type === 'pause' || msg.type === 'resume') {
+        const last = held.findIndex((m) => m.type === 'pause' || m.type === 'resume');
+        if (last >= 0) held.splice(last, 1);
+      }
+      if (msg.type === 'drain' || msg.type === 'pause' || msg.type === 'resume') held.push(msg);
       if (msg.type !== 'init') return;
       initSeen = true;
       clearTimeout(timer);

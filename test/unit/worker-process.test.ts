@@ -27,7 +27,8 @@ async function run(onMessage: (msg: WorkerMessage, send: (m: MasterMessage) => v
   });
   // A worker that never exits is the failure this looks for: killed after 10 s, its exit code is null.
   const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  // 'close', not 'exit': its stdout and IPC read to the end.
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   clearTimeout(killer);
   return { said, stdout: out.split('\n').filter(Boolean), code };
 }
@@ -43,6 +44,21 @@ describe('worker process: control messages before the worker listens', () => {
     assert.equal(r.code, 0);
     assert.deepEqual(r.stdout, [], 'neither started nor drained: it took nothing');
     assert.deepEqual(r.said.map((m) => m.type), ['hello', 'drained']);
+  });
+
+  it('a pause sent before init is kept (the latest of pause and resume): the worker starts paused', async () => {
+    const r = await run((msg, send) => {
+      if (msg.type === 'hello') {
+        send({ type: 'resume' });
+        send({ type: 'pause' });
+        send({ type: 'stats', requestId: 1 });
+        send({ type: 'init', config });
+      }
+      if (msg.type === 'ready') send({ type: 'drain', deadlineMs: Date.now() + 5000 });
+    });
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.stdout, ['pause', 'start', 'drain'], 'paused before it started, once');
+    assert.deepEqual(r.said.map((m) => m.type), ['hello', 'ready', 'drained'], 'the stats request before init is not answered');
   });
 
   it('without an early drain it starts, says ready, and drains when asked', async () => {
