@@ -34,11 +34,20 @@ export class NotifyClient {
     });
   }
 
-  /** Validates (throws `VALIDATION` with `field`) and publishes; resolves with the id once confirmed. */
+  /**
+   * Validates (throws `VALIDATION` with `field`) and publishes; resolves with
+   * the id once confirmed. A publish that fails carries the notification's
+   * id as `err.id` (the one given or the one made here): retry with it, since
+   * after a confirm timeout the broker may still have taken it.
+   */
   async publish(input: unknown): Promise<{ id: string }> {
     const n: Notification = validateNotification(input, this.limits);
-    // A ladder id of its own: the tier worker records it in the history, as a client's.
-    await this.publisher.publish(n, { run: newRunId() });
+    try {
+      // A ladder id of its own: the tier worker records it in the history, as a client's.
+      await this.publisher.publish(n, { run: newRunId() });
+    } catch (err) {
+      throw typeof err === 'object' && err !== null ? Object.assign(err, { id: n.id }) : err;
+    }
     return { id: n.id };
   }
 

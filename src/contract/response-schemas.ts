@@ -14,7 +14,7 @@ const nullable = (s: TSchema): TSchema => Type.Union([s, Type.Null()]);
 const stringEnum = <T extends string>(values: readonly T[], description?: string): TSchema =>
   Type.Unsafe<T>({ type: 'string', enum: [...values], ...(description === undefined ? {} : { description }) });
 
-/** `{ error: { code, message, field? } }`: `code` is one of the one table in core/errors.ts. */
+/** `{ error: { code, message, field? }, id? }`: `code` is one of the one table in core/errors.ts. */
 export const ErrorBody = Type.Object(
   {
     error: Type.Object(
@@ -24,6 +24,12 @@ export const ErrorBody = Type.Object(
         field: Type.Optional(Type.String({ description: 'the offending input field (VALIDATION)' })),
       },
       { additionalProperties: false },
+    ),
+    id: Type.Optional(
+      Type.String({
+        description:
+          "the notification's id (the one given, or the one the ingress made) when it was refused after it was read and validated: retry with it, since a 503 after a confirm timeout may still have been taken",
+      }),
     ),
   },
   { additionalProperties: false },
@@ -35,7 +41,7 @@ export const Accepted = Type.Object({ id: Type.String() }, { additionalPropertie
 /** One item of a batch answer: accepted, or refused with its index and error. */
 export const BatchItem = Type.Union([
   Type.Object({ id: Type.String(), status: Type.Literal(202) }, { additionalProperties: false }),
-  Type.Object({ index: Type.Integer({ minimum: 0 }), status: Type.Integer({ minimum: 400, maximum: 599 }), error: ErrorBody.properties.error }, { additionalProperties: false }),
+  Type.Object({ index: Type.Integer({ minimum: 0 }), status: Type.Integer({ minimum: 400, maximum: 599 }), error: ErrorBody.properties.error, id: ErrorBody.properties.id }, { additionalProperties: false }),
 ]);
 
 /** `POST /v1/notifications:batch`: 202 all accepted, 207 a mix, 503 all refused by the broker. */

@@ -17,7 +17,7 @@ import type { HistorySink } from '../history/sink.js';
 import { admission } from '../history/admission.js';
 import { IngressHistoryRoutes, type HistoryDb } from './history-routes.js';
 
-type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number };
+type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorData; index: number; id?: string };
 
 /** Largest over-limit request body read and dropped so that its client gets the 413 (see BODY_TOO_LARGE). */
 const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
@@ -114,11 +114,12 @@ export class IngressServer {
     this.metrics?.ingressRequests.inc({ status: '200' });
   }
 
-  private sendError(res: ServerResponse, err: unknown): void {
+  /** `id`: the notification's, once it was validated (a producer that sent none learns the one to retry with). */
+  private sendError(res: ServerResponse, err: unknown, id?: string): void {
     const data = toErrorData(err);
     const allow = allowHeaderOf(err);
     if (allow !== undefined) res.setHeader('allow', allow);
-    this.send(res, statusForError(data.code), { error: data });
+    this.send(res, statusForError(data.code), id === undefined ? { error: data } : { error: data, id });
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -245,7 +246,7 @@ export class IngressServer {
       await this.accept(n, producer);
     } catch (err) {
       this.log.warn({ id: n.id, err: toErrorData(err) }, 'publish failed; answered 503');
-      return this.sendError(res, err);
+      return this.sendError(res, err, n.id);
     }
     this.send(res, 202, { id: n.id });
   }
@@ -259,13 +260,15 @@ export class IngressServer {
     const list = (parsed as { notifications: unknown[] }).notifications;
     const results: BatchItem[] = await Promise.all(
       list.map(async (item, index): Promise<BatchItem> => {
+        let id: string | undefined;
         try {
           const n = await this.validate(item);
+          id = n.id;
           await this.accept(n, producer);
           return { id: n.id, status: 202 };
         } catch (err) {
           const error = toErrorData(err);
-          return { index, status: statusForError(error.code), error };
+          return id === undefined ? { index, status: statusForError(error.code), error } : { index, status: statusForError(error.code), error, id };
         }
       }),
     );

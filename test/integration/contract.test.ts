@@ -286,8 +286,12 @@ describe('contract: real answers match the OpenAPI documents', () => {
     await waitFor(async () => (await call(d.ingressUrl, 'POST', '/v1/notifications', { body: { url, body: 'x' } })).status === 503, 20_000, 'ingress up, answering 503');
     const one = await expect('ingress', 'POST', '/v1/notifications', 503, { daemon: d, token: '-', body: { url, body: 'x' } });
     assert.equal(one.error.code, 'BROKER_UNAVAILABLE');
+    assert.match(String(one.id), /^[0-9a-f-]{36}$/, 'the id the ingress made, to retry with');
+    const given = await expect('ingress', 'POST', '/v1/notifications', 503, { daemon: d, token: '-', body: { id: 'mine-1', url, body: 'x' } });
+    assert.equal(given.id, 'mine-1');
     const batch = await expect('ingress', 'POST', '/v1/notifications:batch', 503, { daemon: d, token: '-', body: { notifications: [{ url, body: 'x' }] } });
     assert.equal(batch.accepted, 0);
+    assert.match(String(batch.results[0].id), /^[0-9a-f-]{36}$/, "each refused item's id");
     await expect('ingress', 'GET', '/readyz', 503, { daemon: d, token: '-' });
     await expect('admin', 'GET', '/readyz', 503, { daemon: d, token: '-' });
     assert.equal((await expect('admin', 'GET', '/admin/dead', 503, { daemon: d, token: '-' })).error.code, 'BROKER_UNAVAILABLE');
