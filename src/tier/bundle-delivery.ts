@@ -25,10 +25,18 @@ export interface BundleHandling {
   readonly onRefused?: (err: unknown, tries: number) => void;
 }
 
-/** Pure: how many times the broker says it has delivered this message before (quorum queues only). */
+/**
+ * Pure: how many times the broker says it has delivered this message before
+ * (quorum queues only). The larger of two headers: from RabbitMQ 4.3 a
+ * requeue no longer raises `x-delivery-count`, and `x-acquired-count`
+ * counts every time the message was handed out.
+ */
 function earlierDeliveries(msg: ConsumeMessage): number {
-  const n = msg.properties.headers?.['x-delivery-count'];
-  return typeof n === 'number' ? n : 0;
+  const count = (h: string): number => {
+    const n = msg.properties.headers?.[h];
+    return typeof n === 'number' ? n : 0;
+  };
+  return Math.max(count('x-delivery-count'), count('x-acquired-count'));
 }
 
 /**

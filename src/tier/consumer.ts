@@ -552,40 +552,48 @@ export class TierWorker implements ManagedWorker {
       this.syncAgain = true;
       return this.syncing;
     }
-    this.syncing = (async () => {
-      for (let rounds = 0; rounds < 10; rounds++) {
-        this.syncAgain = false;
-        const ch = this.ch;
-        const want = ch !== null && !this.paused && !this.stopping;
-        if (ch && this.consumerTag && (!want || this.resubscribe)) {
-          const tag = this.consumerTag;
-          this.consumerTag = null;
-          this.resubscribe = false;
-          await ch.cancel(tag).catch(() => undefined);
-        } else if (ch && want && !this.consumerTag) {
-          // A new consumer gets the current prefetch anyway.
-          this.resubscribe = false;
-          const tag = await this.startConsumer(ch);
-          // Cancelled by the broker before its consume-ok was read. On the current channel consumeAgainLater is
-          // armed and takes over (going round here would consume again at once, without its back-off), and a
-          // caller that needs a consumer now (a connect, a lane move) starts over on a new connection. On a
-          // channel replaced meanwhile, go round: the new one needs its consumer.
-          if (tag === null) {
-            if (this.ch === ch) return;
-            continue;
+    const run = async (): Promise<void> => {
+      // Never finishes in the call itself: `this.syncing` is set below before the finally clears it.
+      await null;
+      try {
+        // The rounds inline, not awaited from another function: its result would reach this one a turn later.
+        for (let rounds = 0; rounds < 10; rounds++) {
+          this.syncAgain = false;
+          const ch = this.ch;
+          const want = ch !== null && !this.paused && !this.stopping;
+          if (ch && this.consumerTag && (!want || this.resubscribe)) {
+            const tag = this.consumerTag;
+            this.consumerTag = null;
+            this.resubscribe = false;
+            await ch.cancel(tag).catch(() => undefined);
+          } else if (ch && want && !this.consumerTag) {
+            // A new consumer gets the current prefetch anyway.
+            this.resubscribe = false;
+            const tag = await this.startConsumer(ch);
+            // Cancelled by the broker before its consume-ok was read. On the current channel consumeAgainLater is
+            // armed and takes over (going round here would consume again at once, without its back-off), and a
+            // caller that needs a consumer now (a connect, a lane move) starts over on a new connection. On a
+            // channel replaced meanwhile, go round: the new one needs its consumer.
+            if (tag === null) {
+              if (this.ch === ch) return;
+              continue;
+            }
+            // A channel replaced meanwhile took its consumer with it.
+            if (this.ch === ch) this.consumerTag = tag;
           }
-          // A channel replaced meanwhile took its consumer with it.
-          if (this.ch === ch) this.consumerTag = tag;
+          if (this.consumerTag === null) this.resubscribe = false;
+          const settled = (this.ch !== null && !this.paused && !this.stopping) === (this.consumerTag !== null) && !this.resubscribe;
+          if (settled && !this.syncAgain) return;
         }
-        if (this.consumerTag === null) this.resubscribe = false;
-        const settled = (this.ch !== null && !this.paused && !this.stopping) === (this.consumerTag !== null) && !this.resubscribe;
-        if (settled && !this.syncAgain) return;
-      }
-    })()
-      .catch((err: unknown) => this.log.warn({ err: toErrorData(err) }, 'consumer change failed (the channel is closing; reconnect takes over)'))
-      .finally(() => {
+      } catch (err) {
+        this.log.warn({ err: toErrorData(err) }, 'consumer change failed (the channel is closing; reconnect takes over)');
+      } finally {
+        // Cleared in the same step as the last round's check: a request after it starts a sync of its own
+        // (cleared a few turns later, a request in between was told to wait for a sync that had already decided).
         this.syncing = null;
-      });
+      }
+    };
+    this.syncing = run();
     return this.syncing;
   }
 
@@ -643,6 +651,8 @@ export class TierWorker implements ManagedWorker {
    * hands over to the reconnect loop.
    */
   private consumeAgainLater(): void {
+    // A drain cleared the timer and wants no consumer: a cancel after it must not arm another.
+    if (this.stopping) return;
     const now = Date.now();
     this.cancelWaitMs = cancelRetryMs(this.cancelWaitMs, now - this.lastCancelAt);
     this.lastCancelAt = now;

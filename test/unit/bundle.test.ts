@@ -291,6 +291,12 @@ describe('handleBundle', () => {
     }));
     assert.deepEqual(seen, ['a', 'b', 'c'], 'one channel loss (a failover) does not split it');
     assert.equal(again.acked.length, 1);
+
+    // RabbitMQ 4.3 and later: requeues raise x-acquired-count, not x-delivery-count.
+    const acquired = new Link();
+    const late = { ...first, properties: { ...first.properties, headers: { ...first.properties.headers, 'x-delivery-count': 0, 'x-acquired-count': 2 } } } as ConsumeMessage;
+    await handleBundle(acquired, late, using(async () => assert.fail('not handled as a whole again')));
+    assert.deepEqual(acquired.sent.map((s) => s.options.messageId), ['a', 'b', 'c']);
   });
 
   it('passes an unreadable bundle on as it came (the pipeline parks it invalid)', async () => {
