@@ -109,14 +109,21 @@ export class MerchantStore {
     return viewOf(await this.row(this.pool, id));
   }
 
-  /** Changes the given settings; a merchant switched to `standard` without a secret gets one (returned once). */
+  /**
+   * Changes the given settings. A merchant switched to `standard` from
+   * another signing gets a new secret (returned once), and any it kept from
+   * before expires at once: a secret left behind when it was switched away
+   * (perhaps because it leaked) must not sign again.
+   */
   async update(id: string, patch: unknown): Promise<{ merchant: MerchantView; secret: string | null }> {
     return inTransaction(this.pool, async (c) => {
       await this.lock(c, id);
       const cur = viewOf(await this.row(c, id));
       const s = validateMerchantSettings(patch, this.opts.tiers, cur);
       await c.query(query('merchant-update'), [id, ...this.settingsArgs(s)]);
-      const secret = s.signing === 'standard' && cur.secrets.length === 0 ? await this.addSecret(c, id) : null;
+      const fresh = s.signing === 'standard' && (cur.signing !== 'standard' || cur.secrets.length === 0);
+      if (fresh && cur.secrets.length > 0) await c.query(query('secret-expire-current'), [id, 0]);
+      const secret = fresh ? await this.addSecret(c, id) : null;
       await c.query(query('merchant-notify'), [id]);
       return { merchant: viewOf(await this.row(c, id)), secret };
     });

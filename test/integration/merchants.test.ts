@@ -354,6 +354,28 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     }
   });
 
+  it('a merchant switched away from standard signing and back gets a new secret; the one it had does not sign again', async () => {
+    const fresh = await freshDatabase('resign');
+    const pool = new pg.Pool({ connectionString: fresh.url, max: 2 });
+    pool.on('error', () => undefined);
+    try {
+      await migrate(pool, createLogger('silent', {}));
+      const store = new MerchantStore(pool, { key: null, tiers: 3 });
+      const first = await store.create({ id: 'shop-resign', name: 'Resign', allowedOrigins: [merchant.base] });
+      assert.ok(first.secret);
+      assert.equal((await store.update('shop-resign', { signing: 'none' })).secret, null);
+      const back = await store.update('shop-resign', { signing: 'standard' });
+      assert.ok(back.secret, 'a new secret, shown once');
+      assert.notEqual(back.secret, first.secret);
+      const rows = (await fresh.query<{ live: boolean }>('SELECT (expires_at IS NULL OR expires_at > now()) AS live FROM notify_merchant_secrets WHERE merchant_id = $1 ORDER BY created_at', ['shop-resign'])).rows;
+      assert.deepEqual(rows.map((r) => r.live), [false, true], 'the old secret expired at once, the new one current');
+      assert.equal((await store.update('shop-resign', { name: 'Renamed' })).secret, null, 'a change that keeps standard signing keeps the secret');
+    } finally {
+      await pool.end();
+      await fresh.drop();
+    }
+  });
+
   it('a merchant lookup PostgreSQL does not answer (its table locked) is a 503 to retry within seconds, not a 30 s wait nor "not registered"', async () => {
     const d = await daemon('lookup');
     const body = { merchant: 'shop-unheard', url: `${merchant.base}/lookup`, body: { a: 1 } };
