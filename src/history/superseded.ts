@@ -127,7 +127,11 @@ export interface RedriveBatch {
  * moved ones claimed (`history-claim-parked.sql`).
  */
 export class RedriveClaims {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    /** Told of claims that could not be given back (their copies are held until a day has passed, or a forced resend). */
+    private readonly onStuck: (ids: readonly string[], err: unknown) => void = () => undefined,
+  ) {}
 
   async open(): Promise<RedriveBatch> {
     await this.pool.query('SELECT 1');
@@ -164,7 +168,16 @@ export class RedriveClaims {
             }
             const claims = made.filter((x): x is ParkedClaim => x !== null);
             sent = claims.length > 0;
-            if (sent) await c.query(query('history-claim-parked'), [claims.map((x) => x.id), claims.map((x) => x.key), at]);
+            if (!sent) return;
+            const r = await c.query<{ id: string; key: string }>(query('history-claim-parked'), [claims.map((x) => x.id), claims.map((x) => x.key), at, claims.map((x) => x.status), claims.map((x) => x.statusAt)]);
+            // A row changed since it was read (one the lock did not cover) is not claimed: its copy is held.
+            const got = new Set(r.rows.map((x) => `${x.id}\u0000${x.key}`));
+            made.forEach((x, j) => {
+              if (x !== null && !got.has(`${x.id}\u0000${x.key}`)) {
+                made[j] = null;
+                out[j] = 'hold';
+              }
+            });
           });
         } catch (err) {
           // A COMMIT whose answer was lost may have committed: what it may have claimed is given back (only where the claim still stands).
@@ -189,6 +202,6 @@ export class RedriveClaims {
     await inTransaction(this.pool, async (c) => {
       await c.query(query('history-lock-parked'), [back.map((x) => x.id), back.map((x) => x.createdMs)]);
       await c.query(query('history-unclaim-parked'), [back.map((x) => x.id), back.map((x) => x.key), back.map((x) => x.status), back.map((x) => x.statusAt), back.map((x) => x.deadReason), at]);
-    }).catch(() => undefined);
+    }).catch((err: unknown) => this.onStuck(back.map((x) => x.id), err));
   }
 }

@@ -63,7 +63,11 @@ export class MasterDatabase {
     this.historyPool = historyOn(config) ? createDbPool(url, { max: 2, name: `notifyd master history pid ${process.pid}`, log, statementTimeoutMs: HISTORY_STATEMENT_TIMEOUT_MS }) : null;
     this.historyReader = this.historyPool ? new HistoryReader(this.historyPool) : null;
     this.historyClaims = this.historyPool ? new HistoryClaims(this.historyPool) : null;
-    this.redriveClaims = this.historyPool ? new RedriveClaims(this.historyPool) : null;
+    this.redriveClaims = this.historyPool
+      ? new RedriveClaims(this.historyPool, (ids, err) =>
+          log.warn({ ids, err: (err as Error).message }, 'redrive could not give back its claims of copies it did not move: their parked copies are held for a day (resend --force sends one now)'),
+        )
+      : null;
     this.directory = new MerchantDirectory({ url, key: 'skip', refreshMs: config.merchants.refreshMs, name: `notifyd master registry pid ${process.pid}`, log });
     if (key === null) log.warn('NOTIFY_SECRETS_KEY is not set: merchant secrets are stored unencrypted in PostgreSQL (set 32 random bytes, e.g. openssl rand -base64 32)');
   }

@@ -129,8 +129,10 @@ export class ProcessTable {
         const config = this.opts.config();
         slot.forkedWith = config;
         this.send(slot, { type: 'init', config });
-        // A drain sent while the worker was loading, before it listened, is lost: say it again.
+        // A drain, pause or resume sent while the worker was loading, before it listened, is lost: say it again
+        // (the worker keeps the latest pause or resume until it starts).
         if (this.draining) this.send(slot, { type: 'drain', deadlineMs: this.drainDeadlineMs });
+        else if (slot.role === 'tier') this.send(slot, { type: slot.paused ? 'pause' : 'resume' });
         return;
       }
       case 'ready': {

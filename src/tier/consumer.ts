@@ -675,7 +675,8 @@ export class TierWorker implements ManagedWorker {
   async pause(): Promise<void> {
     this.paused = true;
     await this.syncConsumer();
-    if (!this.stopping) this.setState('paused');
+    // Not connected (starting, or in backoff): the connect reports it paused.
+    if (this.ch && !this.stopping) this.setState('paused');
   }
 
   async resume(): Promise<void> {

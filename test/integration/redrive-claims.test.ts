@@ -8,6 +8,7 @@ import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { createLogger } from '../../src/core/logger.js';
 import { migrate } from '../../src/db/migrate.js';
+import { query } from '../../src/db/sql.js';
 import { RedriveClaims } from '../../src/history/superseded.js';
 
 const CREATED = Date.parse('2026-12-01T10:00:00.000Z');
@@ -71,6 +72,20 @@ describe('redrive claims (real PostgreSQL)', () => {
     assert.equal((await status('a')).status, 'pending');
   });
 
+  it('a row changed since it was read is not claimed (a resend claimed it first)', async () => {
+    await parked('f');
+    const key = (await pool.query<{ key: string }>("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS key FROM notify_notifications WHERE id = 'f'")).rows[0]!.key;
+    const asRead = new Date(DEAD_AT).toISOString();
+    // A resend's claim after the redrive read the row as dead.
+    await pool.query("UPDATE notify_notifications SET status = 'pending', status_at = to_timestamp($1 / 1000.0) WHERE id = 'f'", [DEAD_AT + 5000]);
+    const r = await pool.query(query('history-claim-parked'), [['f'], [key], DEAD_AT + 40_000, ['dead'], [asRead]]);
+    assert.equal(r.rowCount, 0);
+    assert.deepEqual(await status('f'), { status: 'pending', ms: DEAD_AT + 5000, reason: 'exhausted' }, "the resend's claim stands");
+    // As read, it is claimed.
+    await pool.query("UPDATE notify_notifications SET status = 'dead', status_at = to_timestamp($1 / 1000.0) WHERE id = 'f'", [DEAD_AT]);
+    assert.equal((await pool.query(query('history-claim-parked'), [['f'], [key], DEAD_AT + 40_000, ['dead'], [asRead]])).rowCount, 1);
+  });
+
   it('a claim replaced meanwhile (a newer record) is not given back', async () => {
     await parked('d');
     const at = DEAD_AT + 20_000;
@@ -91,11 +106,12 @@ describe('redrive claims (real PostgreSQL)', () => {
       await recorder.query("UPDATE notify_notifications SET status = 'dead', status_at = to_timestamp($1 / 1000.0) WHERE id = 'e'", [DEAD_AT + 2000]);
       const deciding = claims.open().then((h) => h.decide([copy('e')], DEAD_AT + 30_000));
       // The redrive waits on the row lock (asked from another session: pg_stat_activity in a transaction is a snapshot).
-      for (let i = 0; i < 100; i++) {
-        const waiting = await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
-        if (waiting.rows.length > 0) break;
-        await new Promise((r) => setTimeout(r, 50));
+      let seen = false;
+      for (let i = 0; i < 200 && !seen; i++) {
+        seen = (await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")).rows.length > 0;
+        if (!seen) await new Promise((r) => setTimeout(r, 50));
       }
+      assert.ok(seen, 'the redrive waited for the lock (else this would not test the wait)');
       await recorder.query("INSERT INTO notify_runs (notification_id, created_at, run, started_at, via) VALUES ('e', to_timestamp($1 / 1000.0), 'r2', to_timestamp($2 / 1000.0), 'resend')", [CREATED, DEAD_AT + 1000]);
       await recorder.query('COMMIT');
       assert.deepEqual(await deciding, ['drop'], 'resent after it was parked');

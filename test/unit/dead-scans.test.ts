@@ -26,6 +26,8 @@ class FakeDeadQueue {
   private tag = 0;
   /** Publishes whose confirm is a nack, by 0-based publish number. */
   failPublish = new Set<number>();
+  /** Publishes whose channel closes before their confirm (amqplib fails them "channel closed"), by 0-based publish number. */
+  closeOnPublish = new Set<number>();
   /** Publishes whose confirm never comes (a quorum leader change lost it), by 0-based publish number. */
   loseConfirm = new Set<number>();
   private publishes = 0;
@@ -66,6 +68,10 @@ class FakeDeadQueue {
         this.calls.push(`publish ${String(options.messageId)}`);
         if (this.failPublish.has(n)) {
           setImmediate(() => cb(new Error('nack')));
+          return true;
+        }
+        if (this.closeOnPublish.has(n)) {
+          setImmediate(() => cb(new Error('channel closed')));
           return true;
         }
         if (this.loseConfirm.has(n)) return true;
@@ -315,15 +321,15 @@ describe('redrive', () => {
     assert.deepEqual(h.log.givenBack, [2]);
   });
 
-  it('a channel that closed under the redrive (its nacks throw) still gives the claims back', async () => {
+  it('a channel that closed under the redrive (its nacks throw) still gives back the claims of the copies not published; the one in flight keeps its claim', async () => {
     const q = new FakeDeadQueue(ids(3), () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-at': 1000 }));
-    q.failPublish.add(0);
+    q.closeOnPublish.add(0);
     const h = fakeHistory();
     const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
     ch.nack = () => {
       throw new Error('Channel closed');
     };
-    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history }), (err: { code?: string }) => err.code === 'BROKER_NACK');
-    assert.deepEqual(h.log.givenBack, [0]);
+    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history }), (err: { code?: string }) => err.code === 'BROKER_UNAVAILABLE');
+    assert.deepEqual(h.log.givenBack, [1]);
   });
 });
