@@ -10,6 +10,7 @@ import { foreignBrowserRequest } from '../core/browser-guard.js';
 import { ConsoleFiles, isConsolePath } from './console-files.js';
 import { merchantRoute } from './merchant-routes.js';
 import { answerHistory, matchHistoryRoute } from '../history/routes.js';
+import { databaseAway } from '../history/database-away.js';
 import { forceParam } from '../history/query-params.js';
 
 /** The admin API needs these of the master (an interface so tests can fake it). */
@@ -119,7 +120,7 @@ export class AdminServer {
       throw new NotifyError(ErrorCodes.FORBIDDEN, `refused ${foreign}: open the console at http://127.0.0.1:<admin port>/, or set admin.token`);
     }
     const merchants = path === '/admin/merchants' || path.startsWith('/admin/merchants/')
-      ? await merchantRoute(this.target.merchants, req, url, this.target.currentConfig.merchants.rotationGraceMs)
+      ? await merchantRoute(this.target.merchants, req, url, this.target.currentConfig.merchants.rotationGraceMs).catch((err: unknown) => Promise.reject(databaseAway(err) ? registryAway(err, reads) : err))
       : null;
     if (merchants !== null) {
       if (merchants.status === 204) {
@@ -179,4 +180,15 @@ export class AdminServer {
     this.server = null;
     await closeServerNow(s);
   }
+}
+
+/**
+ * The coded error for a merchant call the database could not answer: a 503
+ * to retry. A change's COMMIT whose answer was lost may have been applied
+ * (a secret made and never shown), so a write says to read the merchant
+ * before retrying it.
+ */
+function registryAway(err: unknown, read: boolean): NotifyError {
+  const then = read ? 'retry later' : 'the change may have been applied: read the merchant (its secret fingerprints) before retrying';
+  return new NotifyError(ErrorCodes.REGISTRY_UNAVAILABLE, `the merchant registry's database cannot be reached or answer in time; ${then}`, undefined, { cause: err });
 }

@@ -254,6 +254,12 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       deliveredDuring = ids.filter((id) => merchant.count(`/ok/pgdown/${id}`) > 0).length;
       const metrics = (await admin<string>(d, 'GET', '/metrics')).body;
       assert.match(metrics, /notify_registry_up 0/);
+      // The admin API says the database is away (a 503 to retry), not a 500 with pg's message.
+      const list = await admin<{ error?: { code?: string } }>(d, 'GET', '/admin/merchants');
+      assert.deepEqual([list.status, list.body.error?.code], [503, 'REGISTRY_UNAVAILABLE'], JSON.stringify(list.body));
+      const change = await admin<{ error?: { code?: string; message?: string } }>(d, 'PATCH', '/admin/merchants/shop-live', { name: 'x' });
+      assert.deepEqual([change.status, change.body.error?.code], [503, 'REGISTRY_UNAVAILABLE'], JSON.stringify(change.body));
+      assert.match(String(change.body.error?.message), /may have been applied/);
     } catch (err) {
       // One README run failed here once (the ingress refused a connection) and
       // it has not come back since: say what the daemon saw if it does, after
