@@ -66,9 +66,14 @@ export class Poller<T> {
     if (everyMs !== null) this.run();
   }
 
-  /** The tab shows again: load now unless a load or a tick is already on its way. */
+  /**
+   * The tab shows again: load now unless a load or a tick is already on its
+   * way. A poller without an interval loads only when asked (the parked
+   * listing: each load reads the dead queue, and moves what it lists to its
+   * tail), so showing the tab again does not load it.
+   */
   visible(): void {
-    if (!this.env.hidden() && this.timer === null && !this.busy) this.run();
+    if (this.everyMs !== null && !this.env.hidden() && this.timer === null && !this.busy) this.run();
   }
 
   /** No more loads, ticks or updates (the page is gone); idempotent. */

@@ -86,8 +86,13 @@ export async function merchantRoute(
     case 'GET':
     case 'HEAD':
       return { status: 200, body: { merchant: await store.get(id) } };
-    case 'PATCH':
-      return { status: 200, body: await store.update(id, await json(req)) };
+    case 'PATCH': {
+      const patch = await json(req);
+      // The id is the path's: a body naming another merchant is a mistake to report, not a change to make to this one.
+      const named = typeof patch === 'object' && patch !== null ? (patch as { id?: unknown }).id : undefined;
+      if (named !== undefined && named !== id) throw new NotifyError(ErrorCodes.VALIDATION, `id: the body names ${JSON.stringify(named)}, the path ${JSON.stringify(id)} (an id cannot be changed)`, 'id');
+      return { status: 200, body: await store.update(id, patch) };
+    }
     case 'DELETE':
       await store.remove(id);
       return { status: 204, body: null };

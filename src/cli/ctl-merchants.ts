@@ -26,10 +26,14 @@ interface MerchantShape {
 
 const path = (id: string, action = ''): string => `/admin/merchants/${encodeURIComponent(id)}${action}`;
 
-/** Prints an answer that carries a new secret: the secret on its own line, and the reminder that it is shown once. */
-function withSecret(r: { status: number; body: unknown }): number {
+/**
+ * Prints an answer that carries a new secret: the secret on its own line, and
+ * the reminder that it is shown once; with `--json` the answer as it came (a
+ * script reads `.secret`).
+ */
+function withSecret(r: { status: number; body: unknown }, json: boolean): number {
   const b = r.body as { merchant?: MerchantShape; secret?: string | null };
-  if (r.status >= 400 || !b.merchant) return printAnswer(r);
+  if (json || r.status >= 400 || !b.merchant) return printAnswer(r);
   process.stdout.write(`${JSON.stringify(b.merchant, null, 2)}\n`);
   if (b.secret) process.stdout.write(`\nsigning secret (shown once; give it to the merchant now):\n${b.secret}\n`);
   return 0;
@@ -65,7 +69,7 @@ export async function merchantsCommand(args: string[], values: Values, call: Adm
         if (!/^\d{1,9}$/.test(v)) return usage(`--${flag}: a whole number (got ${JSON.stringify(v)})\n${USAGE}`);
         body[field] = Number(v);
       }
-      return withSecret(await call('POST', '/admin/merchants', body));
+      return withSecret(await call('POST', '/admin/merchants', body), values.json === true);
     }
     case 'show': {
       const mid = need();
@@ -75,7 +79,7 @@ export async function merchantsCommand(args: string[], values: Values, call: Adm
       const mid = need();
       if (!mid) return usage(USAGE);
       const grace = str(values, 'grace');
-      return withSecret(await call('POST', path(mid, '/rotate-secret'), grace ? { grace } : {}));
+      return withSecret(await call('POST', path(mid, '/rotate-secret'), grace ? { grace } : {}), values.json === true);
     }
     case 'enable':
     case 'disable': {

@@ -227,6 +227,8 @@ describe('contract: real answers match the OpenAPI documents', () => {
     await expect('admin', 'GET', '/admin/merchants/{id}', 200, { path: `/admin/merchants/${id}` });
     assert.equal((await expect('admin', 'GET', '/admin/merchants/{id}', 404, { path: '/admin/merchants/nobody' })).error.code, 'MERCHANT_NOT_FOUND');
     await expect('admin', 'PATCH', '/admin/merchants/{id}', 200, { path: `/admin/merchants/${id}`, body: { maxConcurrency: 4, success: { bodyEquals: 'success' } } });
+    await expect('admin', 'PATCH', '/admin/merchants/{id}', 200, { path: `/admin/merchants/${id}`, body: { id, maxConcurrency: 5 } });
+    assert.equal((await expect('admin', 'PATCH', '/admin/merchants/{id}', 400, { path: `/admin/merchants/${id}`, body: { id: 'someone-else', maxConcurrency: 6 } })).error.field, 'id', 'another merchant named in the body');
     const rotated = await expect('admin', 'POST', '/admin/merchants/{id}/rotate-secret', 200, { path: `/admin/merchants/${id}/rotate-secret`, body: { grace: '1h' } });
     assert.equal(rotated.merchant.secrets.length, 2);
     for (const grace of ['99999999999d', '31d', 3600]) {

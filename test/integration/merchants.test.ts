@@ -299,6 +299,11 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     const rotated = ctl('rotate', 'shop-ctl', '--grace', '1h');
     assert.equal(rotated.status, 0, rotated.out);
     assert.match(rotated.out, /shown once/);
+    // --json: the answer as it came, for a script to read the secret from.
+    const scripted = ctl('rotate', 'shop-ctl', '--grace', '1h', '--json');
+    assert.equal(scripted.status, 0, scripted.out);
+    const answer = JSON.parse(scripted.out) as { merchant: { id: string }; secret: string };
+    assert.deepEqual([answer.merchant.id, /^whsec_/.test(answer.secret)], ['shop-ctl', true]);
     assert.equal(ctl('disable', 'shop-ctl', '--reason', 'test').status, 0);
     assert.match(ctl('show', 'shop-ctl').out, /"enabled": false/);
     assert.equal(ctl('enable', 'shop-ctl').status, 0);

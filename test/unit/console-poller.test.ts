@@ -90,6 +90,19 @@ describe('console poller', () => {
     assert.equal(h.pending.length, 4, 'not a second while it is out');
   });
 
+  it('without an interval, showing the tab again loads nothing (a listing only on demand)', async () => {
+    const h = harness(null);
+    h.poller.run();
+    h.pending[0]!.resolve('one');
+    await h.settle();
+    h.setHidden(true);
+    h.setHidden(false);
+    h.poller.visible();
+    assert.equal(h.pending.length, 1);
+    h.poller.run();
+    assert.equal(h.pending.length, 2, 'asked: it loads');
+  });
+
   it('a refresh while a tick is pending loads once and the tick goes; setEvery(null) stops the ticks without a request, a number loads now and ticks again', async () => {
     const h = harness(5000);
     h.poller.run();
