@@ -2,6 +2,7 @@
  * `notifyd ctl show|find|resend|recover`: the delivery history (DESIGN §11)
  * from a terminal, through the admin API. The formatting is pure (unit-tested).
  */
+import { parseInstant } from '../history/query-params.js';
 import type { NotificationPage, NotificationTimeline, NotificationView } from '../history/reader.js';
 import type { AdminCall } from './admin-client.js';
 import { printAnswer } from './admin-client.js';
@@ -66,15 +67,15 @@ export function formatTimeline(t: NotificationTimeline): string {
   return lines.join('\n');
 }
 
-/** The table `ctl find` prints, and where the next page starts. */
-export function formatPage(p: NotificationPage): string {
+/** The table `ctl find` prints, and where the next page starts (with `window`, the flags that keep its time window). */
+export function formatPage(p: NotificationPage, window: readonly string[] = []): string {
   if (p.notifications.length === 0) return '(no notification matches)';
   const rows: (string | number)[][] = [['ID', 'CREATED', 'MERCHANT', 'STATUS', 'ATTEMPTS', 'LAST']];
   for (const n of p.notifications) {
     const last = n.status === 'dead' ? (n.deadReason ?? 'dead') : n.lastStatus !== null ? String(n.lastStatus) : (n.lastError ?? '-');
     rows.push([n.id, isoTime(n.createdAt), n.merchant ?? '-', n.status, n.attempts, last.slice(0, 60)]);
   }
-  return table(rows) + (p.nextCursor ? `\nmore: --cursor ${p.nextCursor}` : '');
+  return table(rows) + (p.nextCursor ? `\nmore: ${[...window, `--cursor ${p.nextCursor}`].join(' ')}` : '');
 }
 
 /** Runs one history command; the exit status. */
@@ -89,13 +90,25 @@ export async function historyCommand(cmd: string, id: string | undefined, values
     }
     case 'find': {
       const q = new URLSearchParams();
+      const now = Date.now();
       for (const k of ['merchant', 'status', 'since', 'until', 'limit', 'cursor']) {
-        const v = str(values, k);
-        if (v !== undefined) q.set(k, v);
+        let v = str(values, k);
+        if (v === undefined) continue;
+        // A duration back from now is made a time here, once: the next page (`more:`) asks for the same window,
+        // not one that moved on while the operator read this one.
+        if ((k === 'since' || k === 'until') && !/\d{4}-\d{2}-\d{2}/.test(v)) {
+          try {
+            v = new Date(parseInstant(v, now, k)).toISOString();
+          } catch {
+            /* the daemon answers what is wrong with it */
+          }
+        }
+        q.set(k, v);
       }
       const r = await call('GET', `/admin/notifications?${q}`);
       if (r.status !== 200 || values.json) return printAnswer(r);
-      process.stdout.write(`${formatPage(r.body as NotificationPage)}\n`);
+      const window = ['since', 'until'].flatMap((k) => (q.has(k) ? [`--${k} ${q.get(k)}`] : []));
+      process.stdout.write(`${formatPage(r.body as NotificationPage, window)}\n`);
       return 0;
     }
     case 'resend': {

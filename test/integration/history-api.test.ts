@@ -207,6 +207,15 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     assert.match(find.stdout, /^a-dead-1 +\S+Z +shop-a +dead +1 +status-410$/m);
     assert.match(find.stdout, /^a-dead-2 /m);
     assert.doesNotMatch(find.stdout, /a-old|b-dead|a-ok/);
+    // Paged: the next page keeps the window the first one had ("1h" made a time once), not one that moved on.
+    const ctlFind = (...args: string[]) => spawnSync(process.execPath, [CLI_PATH, 'ctl', 'find', '--merchant', 'shop-a', '--status', 'dead', '--limit', '1', ...args, '--admin', d.adminUrl], { encoding: 'utf8', timeout: 20_000 });
+    const first = ctlFind('--since', '1h');
+    const more = /^more: (--since \S+Z) (--cursor \S+)$/m.exec(first.stdout);
+    assert.ok(more, first.stdout);
+    const second = ctlFind(...more[1]!.split(' '), ...more[2]!.split(' '));
+    assert.equal(second.status, 0, second.stderr);
+    const idsOf = (out: string): string[] => [...out.matchAll(/^(a-dead-\d) /gm)].map((m) => m[1]!);
+    assert.deepEqual([...idsOf(first.stdout), ...idsOf(second.stdout)].sort(), ['a-dead-1', 'a-dead-2'], 'two pages, one each');
 
     const r = await api('POST', '/v1/notifications:recover', { merchant: 'shop-a', since: '1h', until: new Date(Date.now() + 60_000).toISOString() });
     assert.equal(r.status, 202, JSON.stringify(r.body));

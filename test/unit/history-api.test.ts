@@ -421,6 +421,7 @@ describe('history API: ctl output', () => {
       ].join('\n'),
     );
     assert.equal(formatPage({ notifications: [], nextCursor: null }), '(no notification matches)');
+    assert.match(formatPage({ notifications: [view()], nextCursor: 'abc' }, ['--since 2026-12-01T10:00:00.000Z']), /^more: --since 2026-12-01T10:00:00.000Z --cursor abc$/m, 'the window kept for the next page');
   });
 
   it('short durations', () => {
