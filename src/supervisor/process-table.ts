@@ -33,6 +33,8 @@ export interface ProcessTableOptions {
   readonly entries: Readonly<Record<WorkerRole, string>>;
   /** The config in force: workers are forked with it, and the restart policy is read from it. */
   readonly config: () => Config;
+  /** A worker asked for its config and was sent it (what else it must know before it starts goes now). */
+  readonly onInit?: (slot: Slot) => void;
   /** A worker became ready (e.g. reported its port). */
   readonly onReady?: (slot: Slot) => void;
   /** A worker exited; `lastStats` is what it last reported (its counters must not be lost). */
@@ -133,6 +135,7 @@ export class ProcessTable {
         // (the worker keeps the latest pause or resume until it starts).
         if (this.draining) this.send(slot, { type: 'drain', deadlineMs: this.drainDeadlineMs });
         else if (slot.role === 'tier') this.send(slot, { type: slot.paused ? 'pause' : 'resume' });
+        this.opts.onInit?.(slot);
         return;
       }
       case 'ready': {

@@ -27,9 +27,10 @@ export interface ManagedWorker {
  * Control messages that reached the worker before its switch listened
  * (`runManagedWorker`): before `init`, a drain (the master began to drain
  * while this worker was loading) and the latest pause or resume (newer than
- * the state the worker was forked with); after `init`, everything. A reload
- * or stats request before `init` is dropped: `init` carries the newer
- * config, and a stats request is asked again.
+ * the state the worker was forked with); after `init`, everything (the
+ * master sends notifyd's own ports then). A reload or stats request before
+ * `init` is dropped: `init` carries the newer config, and a stats request
+ * is asked again.
  */
 export interface EarlyMessages {
   /** Stops collecting; the messages collected, in order. */
