@@ -44,7 +44,10 @@ export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS
       if ((err as Error)?.name === 'TimeoutError') {
         throw new NotifyError(ErrorCodes.REQUEST_TIMEOUT, `no answer from the admin API at ${url.origin} within ${timeoutMs / 1000} s (${method} ${url.pathname}); what it was doing may have happened`);
       }
-      throw err;
+      // fetch says only "fetch failed": say where, and why (refused, no such host, …).
+      const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
+      const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : (err as Error)?.message;
+      throw new Error(`cannot reach the admin API at ${url.origin} (${why}); is the daemon running, and is --admin right?`, { cause: err });
     }
     let parsed: unknown = text;
     try {

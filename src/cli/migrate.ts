@@ -4,11 +4,16 @@ import { createLogger } from '../core/logger.js';
 import { migrate } from '../db/migrate.js';
 import { createDbPool } from '../db/pool.js';
 import { loadConfigOrExit } from '../supervisor/master.js';
-import { str, usage, type Values } from './args.js';
+import { EX_CONFIG } from '../core/config.js';
+import { str, type Values } from './args.js';
 
 export async function migrateCommand(values: Values): Promise<number> {
   const config = loadConfigOrExit(str(values, 'config') ?? null);
-  if (config.database.url === null) return usage('notifyd migrate: no database configured (NOTIFY_DATABASE_URL)');
+  if (config.database.url === null) {
+    // The configuration lacks it (EX_CONFIG), not the command line.
+    process.stderr.write('notifyd migrate: no database configured (NOTIFY_DATABASE_URL or database.url)\n');
+    return EX_CONFIG;
+  }
   const log = createLogger(config.logLevel, { role: 'migrate' });
   const pool = createDbPool(config.database.url, { max: 1, name: 'notifyd migrate', log });
   try {

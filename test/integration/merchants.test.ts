@@ -309,6 +309,11 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     assert.equal(ctl('enable', 'shop-ctl').status, 0);
     assert.equal(ctl('show', 'nobody').status, 1);
 
+    const unreachable = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'status', '--admin', 'http://127.0.0.1:2'], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(unreachable.status, 1);
+    assert.match(unreachable.stderr, /cannot reach the admin API at http:\/\/127\.0\.0\.1:2 \(ECONNREFUSED\)/, 'where and why, not just "fetch failed"');
+    const noDatabase = spawnSync(process.execPath, [CLI_PATH, 'migrate'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(noDatabase.status, 78, 'a configuration without a database is EX_CONFIG');
     const fresh = await freshDatabase('migrate');
     try {
       const r = spawnSync(process.execPath, [CLI_PATH, 'migrate'], { env: { PATH: process.env.PATH, NOTIFY_DATABASE_URL: fresh.url }, encoding: 'utf8', timeout: 20_000 });
