@@ -328,13 +328,22 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     }
   });
 
-  it('two admin changes of one merchant at once both stick: PATCHes of different fields, two rotations', async () => {
-    const fresh = await freshDatabase('concurrent');
-    const pool = new pg.Pool({ connectionString: fresh.url, max: 4 });
+  /** Runs `fn` on a merchant store over a fresh, migrated database of its own, dropped after. */
+  async function onFreshStore(label: string, max: number, fn: (store: MerchantStore, fresh: TestDatabase, pool: pg.Pool) => Promise<void>): Promise<void> {
+    const fresh = await freshDatabase(label);
+    const pool = new pg.Pool({ connectionString: fresh.url, max });
     pool.on('error', () => undefined);
     try {
       await migrate(pool, createLogger('silent', {}));
-      const store = new MerchantStore(pool, { key: null, tiers: 3 });
+      await fn(new MerchantStore(pool, { key: null, tiers: 3 }), fresh, pool);
+    } finally {
+      await pool.end();
+      await fresh.drop();
+    }
+  }
+
+  it('two admin changes of one merchant at once both stick: PATCHes of different fields, two rotations', async () => {
+    await onFreshStore('concurrent', 4, async (store, fresh, pool) => {
       await store.create({ id: 'shop-race', name: 'Race', allowedOrigins: [merchant.base] });
       // A third session holds the row while both changes start, so both have
       // begun (and, unlocked, read the same old row) before either writes.
@@ -364,19 +373,11 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       const rows = (await fresh.query<{ expires_at: Date | null }>('SELECT expires_at FROM notify_merchant_secrets WHERE merchant_id = $1', ['shop-race'])).rows;
       assert.equal(rows.length, 3, 'the first secret and one per rotation');
       assert.equal(rows.filter((r) => r.expires_at === null).length, 1, 'one current secret: each rotation put the one before it on its grace period');
-    } finally {
-      await pool.end();
-      await fresh.drop();
-    }
+    });
   });
 
   it('a merchant switched away from standard signing and back gets a new secret; the one it had does not sign again', async () => {
-    const fresh = await freshDatabase('resign');
-    const pool = new pg.Pool({ connectionString: fresh.url, max: 2 });
-    pool.on('error', () => undefined);
-    try {
-      await migrate(pool, createLogger('silent', {}));
-      const store = new MerchantStore(pool, { key: null, tiers: 3 });
+    await onFreshStore('resign', 2, async (store, fresh) => {
       const first = await store.create({ id: 'shop-resign', name: 'Resign', allowedOrigins: [merchant.base] });
       assert.ok(first.secret);
       assert.equal((await store.update('shop-resign', { signing: 'none' })).secret, null);
@@ -386,10 +387,7 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       const rows = (await fresh.query<{ live: boolean }>('SELECT (expires_at IS NULL OR expires_at > now()) AS live FROM notify_merchant_secrets WHERE merchant_id = $1 ORDER BY created_at', ['shop-resign'])).rows;
       assert.deepEqual(rows.map((r) => r.live), [false, true], 'the old secret expired at once, the new one current');
       assert.equal((await store.update('shop-resign', { name: 'Renamed' })).secret, null, 'a change that keeps standard signing keeps the secret');
-    } finally {
-      await pool.end();
-      await fresh.drop();
-    }
+    });
   });
 
   it('a merchant lookup PostgreSQL does not answer (its table locked) is a 503 to retry within seconds, not a 30 s wait nor "not registered"', async () => {

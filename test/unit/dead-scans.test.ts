@@ -185,6 +185,17 @@ describe('listDead', () => {
   });
 });
 
+/** A redrive's channel on `q` whose nacks give the message back (told to `nacked`), or throw as a closed channel's do. */
+function nackingChannel(q: FakeDeadQueue, nacked: string[] = [], closed = false): ConfirmChannel {
+  const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
+  ch.nack = (m: GetMessage) => {
+    if (closed) throw new Error('Channel closed');
+    nacked.push(String(m.properties.messageId));
+    q.unacked.delete(m.fields.deliveryTag);
+  };
+  return ch as unknown as ConfirmChannel;
+}
+
 /** A history part of a redrive that answers each batch with `verdict` and remembers what it was asked. */
 function fakeHistory(verdict: (id: string) => CopyVerdict = () => 'move', opts: { open?: () => Promise<void>; decide?: () => Promise<void> } = {}) {
   const log = { opened: 0, asked: [] as number[], claimed: [] as string[][], givenBack: [] as number[] };
@@ -264,12 +275,8 @@ describe('redrive', () => {
     const q = new FakeDeadQueue(ids(3));
     q.loseConfirm.add(1);
     const nacked: string[] = [];
-    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
-    ch.nack = (m: GetMessage) => {
-      nacked.push(String(m.properties.messageId));
-      q.unacked.delete(m.fields.deliveryTag);
-    };
-    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { confirmTimeoutMs: 50 }), (err: { code?: string }) => err.code === 'BROKER_CONFIRM_TIMEOUT');
+    const ch = nackingChannel(q, nacked);
+    await assert.rejects(redrive(ch, config, 100, false, { confirmTimeoutMs: 50 }), (err: { code?: string }) => err.code === 'BROKER_CONFIRM_TIMEOUT');
     assert.deepEqual(q.moved, ['m0'], 'the first moved; the second published, its confirm lost');
     assert.deepEqual(nacked, ['m1', 'm2'], 'given back: the one whose confirm was lost and the rest');
   });
@@ -285,13 +292,9 @@ describe('redrive', () => {
   it('a history that fails once the batch is taken fails the redrive and gives the batch back, moving nothing of it', async () => {
     const q = new FakeDeadQueue(ids(3));
     const nacked: string[] = [];
-    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
-    ch.nack = (m: GetMessage) => {
-      nacked.push(String(m.properties.messageId));
-      q.unacked.delete(m.fields.deliveryTag);
-    };
+    const ch = nackingChannel(q, nacked);
     const h = fakeHistory(undefined, { decide: async () => Promise.reject(new Error('database away')) });
-    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history }), /database away/);
+    await assert.rejects(redrive(ch, config, 100, false, { history: h.history }), /database away/);
     assert.deepEqual(nacked, ['m0', 'm1', 'm2']);
     assert.deepEqual(q.moved, []);
   });
@@ -300,11 +303,8 @@ describe('redrive', () => {
     const q = new FakeDeadQueue(ids(3), () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-at': 1000 }));
     q.failPublish.add(1);
     const h = fakeHistory();
-    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
-    ch.nack = (m: GetMessage) => {
-      q.unacked.delete(m.fields.deliveryTag);
-    };
-    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history }), (err: { code?: string }) => err.code === 'BROKER_NACK');
+    const ch = nackingChannel(q);
+    await assert.rejects(redrive(ch, config, 100, false, { history: h.history }), (err: { code?: string }) => err.code === 'BROKER_NACK');
     assert.deepEqual(q.moved, ['m0']);
     assert.deepEqual(h.log.givenBack, [1]);
   });
@@ -313,11 +313,8 @@ describe('redrive', () => {
     const q = new FakeDeadQueue(ids(3), () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-at': 1000 }));
     q.loseConfirm.add(1);
     const h = fakeHistory();
-    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
-    ch.nack = (m: GetMessage) => {
-      q.unacked.delete(m.fields.deliveryTag);
-    };
-    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history, confirmTimeoutMs: 50 }), (err: { code?: string }) => err.code === 'BROKER_CONFIRM_TIMEOUT');
+    const ch = nackingChannel(q);
+    await assert.rejects(redrive(ch, config, 100, false, { history: h.history, confirmTimeoutMs: 50 }), (err: { code?: string }) => err.code === 'BROKER_CONFIRM_TIMEOUT');
     assert.deepEqual(h.log.givenBack, [2]);
   });
 
@@ -325,11 +322,8 @@ describe('redrive', () => {
     const q = new FakeDeadQueue(ids(3), () => ({ 'notify-dead-reason': 'exhausted', 'notify-dead-at': 1000 }));
     q.closeOnPublish.add(0);
     const h = fakeHistory();
-    const ch = q.channel() as unknown as { nack: (m: GetMessage) => void };
-    ch.nack = () => {
-      throw new Error('Channel closed');
-    };
-    await assert.rejects(redrive(ch as unknown as ConfirmChannel, config, 100, false, { history: h.history }), (err: { code?: string }) => err.code === 'BROKER_UNAVAILABLE');
+    const ch = nackingChannel(q, [], true);
+    await assert.rejects(redrive(ch, config, 100, false, { history: h.history }), (err: { code?: string }) => err.code === 'BROKER_UNAVAILABLE');
     assert.deepEqual(h.log.givenBack, [1]);
   });
 });
