@@ -40,6 +40,8 @@ export class Poller<T> {
     /** Gets each new state from the previous one (preact's setState takes such an updater). */
     private readonly update: (next: (prev: PollState<T>) => PollState<T>) => void,
     private readonly env: PollerEnv,
+    /** Load when the tab shows again (false: a load with a cost of its own, such as the parked listing, only when asked). */
+    private readonly onShow = true,
   ) {}
 
   /** Loads now, or once more right after the load under way. */
@@ -66,14 +68,9 @@ export class Poller<T> {
     if (everyMs !== null) this.run();
   }
 
-  /**
-   * The tab shows again: load now unless a load or a tick is already on its
-   * way. A poller without an interval loads only when asked (the parked
-   * listing: each load reads the dead queue, and moves what it lists to its
-   * tail), so showing the tab again does not load it.
-   */
+  /** The tab shows again: load now (unless `onShow` is off) unless a load or a tick is already on its way. */
   visible(): void {
-    if (this.everyMs !== null && !this.env.hidden() && this.timer === null && !this.busy) this.run();
+    if (this.onShow && !this.env.hidden() && this.timer === null && !this.busy) this.run();
   }
 
   /** No more loads, ticks or updates (the page is gone); idempotent. */

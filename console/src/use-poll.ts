@@ -16,10 +16,10 @@ const browser: PollerEnv = {
 /**
  * Calls `load` now and then `everyMs` after each answer (a `Poller`, one per
  * mounted page: a new `everyMs` changes its interval); `everyMs` null loads
- * once, on `refresh` and when the tab shows again. Stops while the tab is
- * hidden and on unmount.
+ * once, on `refresh` and when the tab shows again (`onShow` false: not
+ * then). Stops while the tab is hidden and on unmount.
  */
-export function usePoll<T>(load: () => Promise<T>, everyMs: number | null): Polled<T> {
+export function usePoll<T>(load: () => Promise<T>, everyMs: number | null, opts: { onShow?: boolean } = {}): Polled<T> {
   const [state, setState] = useState<PollState<T>>({ data: null, error: null, at: null });
   const loadRef = useRef(load);
   loadRef.current = load;
@@ -27,7 +27,7 @@ export function usePoll<T>(load: () => Promise<T>, everyMs: number | null): Poll
   const first = useRef(everyMs);
 
   useEffect(() => {
-    const p = new Poller(() => loadRef.current(), first.current, setState, browser);
+    const p = new Poller(() => loadRef.current(), first.current, setState, browser, opts.onShow ?? true);
     poller.current = p;
     p.run();
     const onVisible = (): void => p.visible();

@@ -90,7 +90,7 @@ export async function merchantRoute(
       const patch = await json(req);
       // The id is the path's: a body naming another merchant is a mistake to report, not a change to make to this one.
       const named = typeof patch === 'object' && patch !== null ? (patch as { id?: unknown }).id : undefined;
-      if (named !== undefined && named !== id) throw new NotifyError(ErrorCodes.VALIDATION, `id: the body names ${JSON.stringify(named)}, the path ${JSON.stringify(id)} (an id cannot be changed)`, 'id');
+      if (named !== undefined && named !== id) throw new NotifyError(ErrorCodes.VALIDATION, `id: the body names ${JSON.stringify(named).slice(0, 200)}, the path ${JSON.stringify(id)} (an id cannot be changed)`, 'id');
       return { status: 200, body: await store.update(id, patch) };
     }
     case 'DELETE':

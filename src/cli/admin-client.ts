@@ -22,6 +22,9 @@ export interface AdminAnswer {
  */
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<AdminAnswer>;
 
+/** Errors of a connection that was never made: the request was not sent. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
 export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS): AdminCall {
   let base = str(values, 'admin');
   let token = str(values, 'token') ?? process.env.NOTIFY_ADMIN_TOKEN;
@@ -44,10 +47,16 @@ export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS
       if ((err as Error)?.name === 'TimeoutError') {
         throw new NotifyError(ErrorCodes.REQUEST_TIMEOUT, `no answer from the admin API at ${url.origin} within ${timeoutMs / 1000} s (${method} ${url.pathname}); what it was doing may have happened`);
       }
-      // fetch says only "fetch failed": say where, and why (refused, no such host, …).
+      // fetch says only "fetch failed": say where, and why. Only a failure to connect means nothing was sent; a
+      // connection that broke later may have carried the request (a rotation made, a redrive run).
       const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
-      const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : (err as Error)?.message;
-      throw new Error(`cannot reach the admin API at ${url.origin} (${why}); is the daemon running, and is --admin right?`, { cause: err });
+      // fetch refuses some ports before it connects ("bad port"): a cause without a code, and nothing sent.
+      const code = typeof cause?.code === 'string' ? cause.code : cause?.message === 'bad port' ? 'bad port' : null;
+      const why = code ?? 'no code';
+      if (code !== null && (CONNECT_FAILURES.has(code) || code === 'bad port')) {
+        throw new Error(`cannot reach the admin API at ${url.origin} (${why}); is the daemon running there (--admin, or admin.host/port in the config)?`, { cause: err });
+      }
+      throw new Error(`the connection to the admin API at ${url.origin} broke during ${method} ${url.pathname} (${why}); what it was doing may have happened`, { cause: err });
     }
     let parsed: unknown = text;
     try {

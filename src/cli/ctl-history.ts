@@ -94,9 +94,9 @@ export async function historyCommand(cmd: string, id: string | undefined, values
       for (const k of ['merchant', 'status', 'since', 'until', 'limit', 'cursor']) {
         let v = str(values, k);
         if (v === undefined) continue;
-        // A duration back from now is made a time here, once: the next page (`more:`) asks for the same window,
-        // not one that moved on while the operator read this one.
-        if ((k === 'since' || k === 'until') && !/\d{4}-\d{2}-\d{2}/.test(v)) {
+        // A time is sent as one ISO string made here, once: a duration back from now then keeps its window on the
+        // next page (`more:`), and the hint pastes as one word whatever was typed ('2026-01-31 12:00').
+        if (k === 'since' || k === 'until') {
           try {
             v = new Date(parseInstant(v, now, k)).toISOString();
           } catch {

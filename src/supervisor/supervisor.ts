@@ -150,7 +150,9 @@ export class Supervisor {
   }
 
   private ownPorts(): number[] {
-    const ingress = this.table.byRole('ingress')[0]?.port ?? null;
+    // The configured port until the ingress reports the one it listens on (0 is "any": known only then).
+    const configured = this.config.ingress.port === 0 ? null : this.config.ingress.port;
+    const ingress = this.table.byRole('ingress')[0]?.port ?? configured;
     return [this.adminPort, ingress].filter((p): p is number => p !== null);
   }
 

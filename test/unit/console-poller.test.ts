@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { Poller, type PollState, type PollerEnv } from '../../console/src/poller.js';
 
 /** Timers a test fires by hand; loads the test answers by hand. */
-function harness(everyMs: number | null) {
+function harness(everyMs: number | null, onShow = true) {
   const timers = new Map<number, { fn: () => void; ms: number }>();
   let nextId = 1;
   let hidden = false;
@@ -25,6 +25,7 @@ function harness(everyMs: number | null) {
     everyMs,
     (next) => (state = next(state)),
     env,
+    onShow,
   );
   const settle = () => new Promise((r) => setImmediate(r));
   return {
@@ -90,17 +91,21 @@ describe('console poller', () => {
     assert.equal(h.pending.length, 4, 'not a second while it is out');
   });
 
-  it('without an interval, showing the tab again loads nothing (a listing only on demand)', async () => {
+  it('without an interval it loads again when the tab shows again, unless onShow is off (a listing only on demand)', async () => {
     const h = harness(null);
     h.poller.run();
     h.pending[0]!.resolve('one');
     await h.settle();
-    h.setHidden(true);
-    h.setHidden(false);
     h.poller.visible();
-    assert.equal(h.pending.length, 1);
-    h.poller.run();
-    assert.equal(h.pending.length, 2, 'asked: it loads');
+    assert.equal(h.pending.length, 2, 'the merchants page: shown again, loaded again');
+    const parked = harness(null, false);
+    parked.poller.run();
+    parked.pending[0]!.resolve('one');
+    await parked.settle();
+    parked.poller.visible();
+    assert.equal(parked.pending.length, 1, 'the parked listing: not on show');
+    parked.poller.run();
+    assert.equal(parked.pending.length, 2, 'asked: it loads');
   });
 
   it('a refresh while a tick is pending loads once and the tick goes; setEvery(null) stops the ticks without a request, a number loads now and ticks again', async () => {

@@ -66,7 +66,8 @@ function RedriveForm({ onDone }: { onDone: () => void }) {
 
 export function Parked() {
   const [size, setSize] = useState<number>(SIZES[0]);
-  const listing = usePoll<DeadListing>(() => listDead(size), null);
+  // Listed on demand only: each listing reads P.dead and moves what it lists to its tail.
+  const listing = usePoll<DeadListing>(() => listDead(size), null, { onShow: false });
   const firstSize = useRef(true);
   useEffect(() => {
     // A new size lists again (the first one was listed on mount).
