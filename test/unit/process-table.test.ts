@@ -1,0 +1,51 @@
+// The master's process table with real forked processes (a recording
+// fixture, not a tier): what a worker is told right after it asks for its
+// config, in order.
+import assert from 'node:assert/strict';
+import cluster from 'node:cluster';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/core/config.js';
+import { createLogger } from '../../src/core/logger.js';
+import { ProcessTable } from '../../src/supervisor/process-table.js';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/recording-worker.ts', import.meta.url));
+const config = loadConfig({ env: {} });
+
+/** Forks one tier slot (paused or not) and returns what its worker recorded once it was told `want` messages. */
+async function firstMessages(paused: boolean, want: number): Promise<string[]> {
+  let recorded: string[] = [];
+  const onMessage = (_w: unknown, msg: unknown): void => {
+    const r = (msg as { recorded?: string[] })?.recorded;
+    if (Array.isArray(r)) recorded = r;
+  };
+  cluster.on('message', onMessage);
+  let stopped!: () => void;
+  const allStopped = new Promise<void>((r) => (stopped = r));
+  const table = new ProcessTable({
+    logger: createLogger('silent', {}),
+    entries: { tier: FIXTURE, ingress: FIXTURE, recorder: FIXTURE },
+    config: () => config,
+    onInit: (slot) => table.send(slot, { type: 'ports', ports: [9464] }),
+    onAllStopped: () => stopped(),
+  });
+  const slot = table.add('tier-0', 'tier', 0);
+  slot.paused = paused;
+  cluster.setupPrimary({ execArgv: ['--import', 'tsx'] });
+  table.startRole('tier');
+  try {
+    for (let i = 0; i < 200 && recorded.length < want; i++) await new Promise((r) => setTimeout(r, 50));
+    return recorded;
+  } finally {
+    table.drain(Date.now() + 2000);
+    await allStopped;
+    cluster.off('message', onMessage);
+  }
+}
+
+describe('process table: what a worker is told after init', () => {
+  it("init, the tier's pause state, then what the master adds (notifyd's own ports), before the worker starts", async () => {
+    assert.deepEqual(await firstMessages(false, 3), ['init', 'resume', 'ports']);
+    assert.deepEqual(await firstMessages(true, 3), ['init', 'pause', 'ports']);
+  });
+});
