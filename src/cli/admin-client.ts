@@ -23,7 +23,7 @@ export interface AdminAnswer {
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<AdminAnswer>;
 
 /** Errors of a connection that was never made: the request was not sent. */
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'bad port']);
 
 export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS): AdminCall {
   let base = str(values, 'admin');
@@ -51,12 +51,11 @@ export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS
       // connection that broke later may have carried the request (a rotation made, a redrive run).
       const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
       // fetch refuses some ports before it connects ("bad port"): a cause without a code, and nothing sent.
-      const code = typeof cause?.code === 'string' ? cause.code : cause?.message === 'bad port' ? 'bad port' : null;
-      const why = code ?? 'no code';
-      if (code !== null && (CONNECT_FAILURES.has(code) || code === 'bad port')) {
-        throw new Error(`cannot reach the admin API at ${url.origin} (${why}); is the daemon running there (--admin, or admin.host/port in the config)?`, { cause: err });
+      const code = typeof cause?.code === 'string' ? cause.code : cause?.message === 'bad port' ? 'bad port' : 'no code';
+      if (CONNECT_FAILURES.has(code)) {
+        throw new Error(`cannot reach the admin API at ${url.origin} (${code}); is the daemon running there (--admin, or admin.host/port in the config)?`, { cause: err });
       }
-      throw new Error(`the connection to the admin API at ${url.origin} broke during ${method} ${url.pathname} (${why}); what it was doing may have happened`, { cause: err });
+      throw new Error(`the connection to the admin API at ${url.origin} broke during ${method} ${url.pathname} (${code}); what it was doing may have happened`, { cause: err });
     }
     let parsed: unknown = text;
     try {

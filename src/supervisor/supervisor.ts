@@ -122,9 +122,9 @@ export class Supervisor {
       },
       onReady: (slot) => {
         this.maybeLogListening();
-        // Tiers must know notifyd's own ports to refuse them as destinations (a restarted ingress may have a new one).
-        if (slot.role === 'tier') this.table.send(slot, { type: 'ports', ports: this.ownPorts() });
-        else this.sendPorts();
+        // Tiers must know notifyd's own ports to refuse them as destinations (a restarted ingress may have a new one);
+        // a tier got them with its config.
+        if (slot.role !== 'tier') this.sendPorts();
       },
       onExit: (_slot, last) => {
         if (last) this.ledger.retire(last.metrics);

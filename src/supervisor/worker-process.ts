@@ -207,8 +207,8 @@ export async function runManagedWorker(opts: {
     const msg = parseMasterMessage(raw);
     if (msg) handle(msg);
   });
+  // A drain among them exits here (nothing started).
   for (const msg of opts.early.take()) handle(msg);
-  if (drainStartedAt) return;
 
   started = true;
   const { port } = await worker.start();
