@@ -240,6 +240,24 @@ describe('security and bad input (real daemon)', () => {
     await waitFor(() => merchant.count(path) === 1, 5000, 'delivery after poison');
   });
 
+  it("a tier worker restarted after the ingress came up still refuses notifyd's own ports (loopback allowed)", async () => {
+    const d = await daemon('self-restart', { NOTIFY_LOG_LEVEL: 'warn' });
+    const before = (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!;
+    // The ingress is up and reported its port long before: nothing but the master's word at this worker's init tells it.
+    process.kill(before.pid!, 'SIGKILL');
+    await waitFor(async () => {
+      const t = (await d.admin<Status>('GET', '/admin/status')).body.tiers[0]!;
+      return t.state === 'running' && t.pid !== null && t.pid !== before.pid;
+    }, 15_000, 'tier 0 restarted');
+    for (const url of [`http://127.0.0.1:${d.adminPort}/admin/dead/redrive?force=1`, `http://127.0.0.1:${d.ingressPort}/v1/notifications`]) {
+      assert.equal((await d.post({ url, body: { a: 1 } })).status, 202);
+    }
+    await waitFor(async () => (await deadHeaders(d.opts.prefix)).length === 2, 10_000, '2 parked');
+    const parked = await deadHeaders(d.opts.prefix);
+    // Delivered there, each would have been answered 401/404 and gone down the ladder: parked `exhausted`.
+    assert.deepEqual(parked.map((h) => h['notify-dead-reason']), ['blocked', 'blocked'], JSON.stringify(parked.map((h) => h['notify-last-error'])));
+  });
+
   it('redrive moves N parked notifications back to tier 0 and they are delivered', async () => {
     const d = await daemon('redrive', { NOTIFY_LOG_LEVEL: 'warn' });
     // Each fails its 2 attempts (→ exhausted), then succeeds on the 3rd request after the redrive.
