@@ -248,7 +248,7 @@ export function validateNotification(input: unknown, limits: LimitsConfig, opts:
 }
 
 /** The HTTP body and content type for a notification. */
-export function renderBody(n: Notification): { body: string; contentType: string } {
+export function renderBody(n: Pick<Notification, 'body' | 'contentType'>): { body: string; contentType: string } {
   if (typeof n.body === 'string') return { body: n.body, contentType: n.contentType };
   const mediaType = mediaTypeOf(n.contentType);
   if (mediaType === FORM_TYPE) {

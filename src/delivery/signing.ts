@@ -12,7 +12,7 @@ import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { decodeWebhookSecret, loadRsaPrivateKey } from '../core/keys.js';
 import type { KeyObject } from 'node:crypto';
 import type { RsaSignTask, RsaSignWorkerData } from './rsa-sign-worker.js';
-import { FORM_TYPE, mediaTypeOf } from '../core/message.js';
+import { FORM_TYPE, mediaTypeOf, renderBody, type Notification } from '../core/message.js';
 
 export interface SignInput {
   id: string;
@@ -59,28 +59,39 @@ function checkTimestamp(timestampSec: number): void {
 /** The form field that carries the notification id under `rsa2`. */
 export const NOTIFY_ID_FIELD = 'notify_id';
 
-function alipaySignContent(body: string, contentType: string, id: string): { fields: [string, string][]; content: string } {
+/** Why a notification can never be signed, and the field of it that says so. */
+export interface Unsignable {
+  readonly field: 'contentType' | 'body';
+  readonly problem: string;
+}
+
+/**
+ * The form fields `rsa2` signs, or why this body can never be signed (the
+ * same answer on every try).
+ */
+function alipayFields(body: string, contentType: string): { fields: [string, string][] } | Unsignable {
   const [media, ...params] = contentType.split(';').map((s) => s.trim().toLowerCase());
-  if (media !== FORM_TYPE) {
-    throw signingFailed(`rsa2: body must be ${FORM_TYPE} (got ${media || 'no content type'})`);
-  }
+  if (media !== FORM_TYPE) return { field: 'contentType', problem: `rsa2: body must be ${FORM_TYPE} (got ${media || 'no content type'})` };
   const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '');
   // URLSearchParams decodes percent-escapes as UTF-8; any other charset would be signed wrongly.
-  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-    throw signingFailed(`rsa2: only UTF-8 forms can be signed (got charset=${charset})`);
-  }
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return { field: 'contentType', problem: `rsa2: only UTF-8 forms can be signed (got charset=${charset})` };
   const fields: [string, string][] = [];
   const seen = new Set<string>();
   for (const [k, v] of new URLSearchParams(body)) {
     if (k === 'sign' || k === 'sign_type') continue;
-    if (seen.has(k)) {
-      // Merchants' form parsers turn repeats into arrays (or keep one), so no verifier would agree.
-      throw signingFailed(`rsa2: form field "${k}" appears more than once`);
-    }
+    // Merchants' form parsers turn repeats into arrays (or keep one), so no verifier would agree.
+    if (seen.has(k)) return { field: 'body', problem: `rsa2: form field "${k}" appears more than once` };
     seen.add(k);
     if (k === '' || v === '') continue;
     fields.push([k, v]);
   }
+  return { fields };
+}
+
+function alipaySignContent(body: string, contentType: string, id: string): { fields: [string, string][]; content: string } {
+  const form = alipayFields(body, contentType);
+  if ('problem' in form) throw signingFailed(form.problem);
+  const { fields } = form;
   // The id merchants deduplicate on, signed with the rest, as Alipay sends its
   // own `notify_id`; a producer that set one keeps it (an empty one, dropped
   // above like any empty field, is not one).
@@ -249,12 +260,16 @@ class RsaSigner implements Signer {
 }
 
 /**
- * Why `scheme` can never sign a body of this content type, or null when it
- * can. Such a notification fails the same way on every try, so the ingress
- * refuses it and a worker parks it instead of retrying.
+ * Why `scheme` can never sign this body (its content type, a form's charset
+ * or a repeated field), or null when it can. Such a notification fails the
+ * same way on every try, so the ingress refuses it and a worker parks it
+ * instead of retrying.
  */
-export function unsignableReason(scheme: SigningScheme, contentType: string): string | null {
-  return scheme === 'rsa2' && mediaTypeOf(contentType) !== FORM_TYPE ? `rsa2 signs ${FORM_TYPE} bodies, not ${contentType}` : null;
+export function unsignableReason(scheme: SigningScheme, n: Pick<Notification, 'body' | 'contentType'>): Unsignable | null {
+  if (scheme !== 'rsa2') return null;
+  if (mediaTypeOf(n.contentType) !== FORM_TYPE) return { field: 'contentType', problem: `rsa2 signs ${FORM_TYPE} bodies, not ${n.contentType}` };
+  const form = alipayFields(renderBody(n).body, n.contentType);
+  return 'problem' in form ? form : null;
 }
 
 /**

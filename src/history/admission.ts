@@ -34,7 +34,7 @@ export function admission(s: AdmissionState): AdmitLadder {
     const blocked = s.blocked();
     if (blocked !== null) throw new NotifyError(ErrorCodes.BROKER_BLOCKED, `the broker blocks publishing (${blocked}); retry later`);
     const scheme = await merchantRules(n, s.config(), s.merchants);
-    const unsignable = unsignableReason(scheme, n.contentType);
-    if (unsignable) throw new NotifyError(ErrorCodes.VALIDATION, `contentType: ${unsignable}`, 'contentType');
+    const unsignable = unsignableReason(scheme, n);
+    if (unsignable) throw new NotifyError(ErrorCodes.VALIDATION, `${unsignable.field}: ${unsignable.problem}`, unsignable.field);
   };
 }

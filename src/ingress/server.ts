@@ -205,8 +205,8 @@ export class IngressServer {
   private async validate(input: unknown): Promise<Notification> {
     const n = validateNotification(input, this.config.limits);
     const scheme = await merchantRules(n, this.config, this.merchants);
-    const unsignable = unsignableReason(scheme, n.contentType);
-    if (unsignable) throw new NotifyError(ErrorCodes.VALIDATION, `contentType: ${unsignable}`, 'contentType');
+    const unsignable = unsignableReason(scheme, n);
+    if (unsignable) throw new NotifyError(ErrorCodes.VALIDATION, `${unsignable.field}: ${unsignable.problem}`, unsignable.field);
     return n;
   }
 

@@ -202,7 +202,7 @@ export class AttemptPipeline {
     }
     const signer = merchant === null ? this.settings.signer : this.settings.merchantSigners.for(merchant);
     const rendered = renderBody(n);
-    const unsignable = typeof signer === 'string' ? signer : unsignableReason(signer.scheme, rendered.contentType);
+    const unsignable = typeof signer === 'string' ? signer : unsignableReason(signer.scheme, rendered)?.problem;
     if (unsignable) {
       // It fails the same way on every try: park it instead of requeueing it forever.
       this.log.warn({ id: n.id }, 'parked a notification that cannot be signed');

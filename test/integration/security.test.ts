@@ -128,6 +128,24 @@ describe('security and bad input (real daemon)', () => {
     assert.equal(parked['notify-dead-reason'], 'invalid');
     assert.match(String(parked['notify-last-error']), /signing failed/);
     assert.equal(merchant.count(jsonPath), 0);
+    // A form no verifier would agree on (a repeated field, another charset) fails on every try as well: refused, or
+    // parked if it gets past the ingress (before, a hand-on that threw every time was requeued for ever).
+    const formType = 'application/x-www-form-urlencoded';
+    const repeated = await d.post({ url: `${merchant.base}/fail/0/rsa2-repeat`, body: 'a=1&a=2', contentType: formType });
+    assert.deepEqual([repeated.status, repeated.body.error.field], [400, 'body']);
+    const gbk = await d.post({ url: `${merchant.base}/fail/0/rsa2-gbk`, body: 'a=1', contentType: `${formType}; charset=gbk` });
+    assert.deepEqual([gbk.status, gbk.body.error.field], [400, 'contentType']);
+    const conn2 = await amqp.connect(AMQP_URL);
+    const ch2 = await conn2.createConfirmChannel();
+    const repeatPath = `/fail/0/rsa2-repeat-direct-${d.opts.prefix}`;
+    ch2.publish(`${d.opts.prefix}.work`, 'tier.0', Buffer.from(JSON.stringify({ id: 'rsa2-repeat-1', url: `${merchant.base}${repeatPath}`, method: 'POST', headers: {}, body: 'a=1&a=2', contentType: formType, createdAt: Date.now() })), { persistent: true, messageId: 'rsa2-repeat-1' });
+    await ch2.waitForConfirms();
+    await conn2.close();
+    await waitFor(async () => (await deadHeaders(d.opts.prefix)).some((h) => h.messageId === 'rsa2-repeat-1'), 5000, 'parked');
+    const repeatParked = (await deadHeaders(d.opts.prefix)).find((h) => h.messageId === 'rsa2-repeat-1')!;
+    assert.equal(repeatParked['notify-dead-reason'], 'invalid');
+    assert.match(String(repeatParked['notify-last-error']), /appears more than once/);
+    assert.equal(merchant.count(repeatPath), 0);
   });
 
   it('a storm of 300 malformed ingress requests gets only 4xx and the daemon stays ready', async (t: TestContext) => {

@@ -9,7 +9,7 @@ import { AlipaySdk } from 'alipay-sdk';
 import { Webhook } from 'standardwebhooks';
 import type { SigningConfig } from '../../src/core/config.js';
 import { ErrorCodes, hasCode } from '../../src/core/errors.js';
-import { createSigner, type Signer } from '../../src/delivery/signing.js';
+import { createSigner, unsignableReason, type Signer } from '../../src/delivery/signing.js';
 import type { MerchantEntry } from '../../src/merchants/merchant.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import { verifyWebhook } from '../../src/verify-webhook.js';
@@ -245,6 +245,16 @@ describe('signing: rsa2 (Alipay)', () => {
     await rejectsWith(sign('a=1', ''), ErrorCodes.SIGNING_FAILED);
     await rejectsWith(sign('a=1', `${FORM}; charset=gbk`), ErrorCodes.SIGNING_FAILED);
     await rejectsWith(sign('a=1&a=2', FORM), ErrorCodes.SIGNING_FAILED);
+  });
+
+  it('says beforehand which bodies it can never sign, the ones sign() refuses (so they are refused or parked, not retried)', () => {
+    const why = (body: string | Record<string, unknown>, contentType: string) => unsignableReason('rsa2', { body, contentType });
+    assert.deepEqual(why('{"a":1}', 'application/json')?.field, 'contentType');
+    assert.deepEqual(why('a=1', `${FORM}; charset=gbk`)?.field, 'contentType');
+    assert.deepEqual(why('a=1&b=2&a=3', FORM), { field: 'body', problem: 'rsa2: form field "a" appears more than once' });
+    assert.equal(why('a=1&b=2&sign=x&sign=y', FORM), null, 'sign fields are dropped, not signed');
+    assert.equal(why({ a: 1, b: 'x' }, `${FORM}; charset=UTF-8`), null);
+    assert.equal(unsignableReason('standard', { body: 'a=1&a=2', contentType: FORM }), null);
   });
 
   it('refuses a missing, unreadable, non-PEM or non-RSA key without quoting it', async () => {
