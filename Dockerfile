@@ -14,7 +14,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY . .
 RUN npm run build
 
-# ---- runtime: production deps + dist/ + config/ ------------------------------
+# ---- runtime: production deps + dist/ + config/ + sql/ -----------------------
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     NOTIFY_INGRESS_PORT=8080 \
@@ -25,6 +25,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
+# Migrations and queries, read at run time (src/db/sql.ts) whenever a database is configured.
+COPY sql ./sql
 USER node
 # 8080: ingress (POST /v1/notifications) and 9464: admin + /metrics are both
 # loopback by default. To publish them set NOTIFY_INGRESS_HOST=0.0.0.0 with

@@ -48,7 +48,6 @@ export interface WorkerMetrics {
   readonly endToEnd: Histogram<string>;
   readonly inflight: Gauge<'tier'>;
   readonly origins: Gauge<'tier' | 'state'>;
-  readonly registryUp: Gauge<string>;
   readonly ingressRequests: Counter<'status'>;
   /** Hand-on publishes the broker did not take (and that are retried), by why. */
   readonly handOnFailures: Counter<'tier' | 'reason'>;
@@ -71,7 +70,10 @@ export interface WorkerMetrics {
   readonly historyLost: Counter<string>;
   /** Reports a tier's counts of origins by state through `fn`, read at collection. */
   sampleOrigins(tier: string, fn: () => { failing: number; limited: number }): void;
-  /** Reports whether this process reaches the merchant registry, read at collection. */
+  /**
+   * Reports whether this process reaches the merchant registry, read at
+   * collection; `notify_registry_up` exists only in processes that call it.
+   */
   sampleRegistry(fn: () => boolean): void;
   /**
    * Reports a tier's in-flight count through `fn`, read when the registry is
@@ -92,6 +94,7 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
   const inflightSamplers = new Map<string, () => number>();
   const originSamplers = new Map<string, () => { failing: number; limited: number }>();
   let registrySampler: (() => boolean) | null = null;
+  let registryUp: Gauge | null = null;
   return {
     registry,
     attempts: new Counter({ name: 'notify_attempts_total', help: 'HTTP attempts by tier and outcome', labelNames: ['tier', 'outcome'], registers }),
@@ -146,16 +149,6 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
         }
       },
     }),
-    // 1 only when every process reaches the registry: the master aggregates it with `min`.
-    registryUp: new Gauge({
-      name: 'notify_registry_up',
-      help: '1 while every process reaches the merchant registry (PostgreSQL); processes keep serving their last copy meanwhile',
-      registers,
-      aggregator: 'min',
-      collect() {
-        if (registrySampler) this.set(registrySampler() ? 1 : 0);
-      },
-    }),
     sampleInflight(tier, fn) {
       inflightSamplers.set(tier, fn);
     },
@@ -164,6 +157,18 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>, withD
     },
     sampleRegistry(fn) {
       registrySampler = fn;
+      // Registered by the processes that read the registry only: an unlabelled gauge exports 0 until set, and the
+      // master aggregates with `min`, so one process without a registry (the recorder) read as the registry down.
+      if (registryUp) return;
+      registryUp = new Gauge({
+        name: 'notify_registry_up',
+        help: '1 while every process that reads the merchant registry (PostgreSQL) reaches it; they keep serving their last copy meanwhile',
+        registers,
+        aggregator: 'min',
+        collect() {
+          this.set(registrySampler?.() ? 1 : 0);
+        },
+      });
     },
   };
 }

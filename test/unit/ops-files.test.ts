@@ -143,6 +143,7 @@ function dashboardExprs(d: Dashboard): { where: string; expr: string }[] {
  */
 async function realExposition(): Promise<string> {
   const worker = createWorkerMetrics({ role: 'tier', tier: '0' });
+  worker.sampleRegistry(() => true);
   // The recorder's own metrics live in its worker registry.
   createRecorderMetrics(worker.registry);
   const master = createMasterMetrics();
@@ -161,6 +162,22 @@ async function realExposition(): Promise<string> {
   }
   return aggregateExposition([await worker.registry.getMetricsAsJSON(), await master.registry.getMetricsAsJSON()]);
 }
+
+test('notify_registry_up is 1 while every process that reads the registry reaches it, whatever processes without one export', async () => {
+  const tier = createWorkerMetrics({ role: 'tier', tier: '0' }, false);
+  let up = true;
+  tier.sampleRegistry(() => up);
+  const ingress = createWorkerMetrics({ role: 'ingress', tier: '' }, false);
+  ingress.sampleRegistry(() => true);
+  const recorder = createWorkerMetrics({ role: 'recorder', tier: '' }, false);
+  createRecorderMetrics(recorder.registry);
+  const all = async () => aggregateExposition(await Promise.all([tier, ingress, recorder].map((m) => m.registry.getMetricsAsJSON())));
+  assert.match(await all(), /^notify_registry_up 1$/m);
+  up = false;
+  assert.match(await all(), /^notify_registry_up 0$/m);
+  // Without a database no process reads a registry: no series at all rather than a 0 that reads as an outage.
+  assert.doesNotMatch(await aggregateExposition([await recorder.registry.getMetricsAsJSON()]), /notify_registry_up/);
+});
 
 /** Names of the sample lines of an exposition (`foo_bucket{...} 1` → `foo_bucket`). */
 function sampleNames(exposition: string): Set<string> {
@@ -234,6 +251,17 @@ test('docker-compose.yml and Dockerfile give the drain time to finish', () => {
   assert.match(dockerfile, /^STOPSIGNAL SIGTERM$/m);
   assert.match(dockerfile, /^USER node$/m);
   assert.match(dockerfile, /^CMD \["node", ?"dist\/src\/cli\.js", ?"start"\]$/m);
+});
+
+test('the runtime image and the systemd install hold everything the package ships to run (sql/ too)', () => {
+  const shipped = (JSON.parse(read('package.json')) as { files: string[] }).files.filter((f) => !f.endsWith('.md'));
+  const runtime = read('Dockerfile').split(/^FROM .* AS runtime$/m)[1] ?? '';
+  const copied = [...runtime.matchAll(/^COPY (?:--from=\S+ )?(\S+) (\S+)$/gm)].map((m) => m[2]!.replace(/^\.\//, '').replace(/\/$/, ''));
+  const unit = read('config/notifyd.service');
+  for (const f of shipped) {
+    assert.ok(copied.some((c) => f === c || f.startsWith(`${c}/`)), `the runtime stage copies ${f} (copies: ${copied.join(', ')})`);
+    assert.ok(unit.includes(`${f.split('/')[0]}/`), `the unit's install steps name ${f.split('/')[0]}/`);
+  }
 });
 
 // ---------------------------------------------------------------------------
