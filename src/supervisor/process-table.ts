@@ -231,7 +231,10 @@ export class ProcessTable {
   /** Pauses or resumes a tier; remembered for the slot's future workers. */
   setPaused(slot: Slot, paused: boolean): void {
     slot.paused = paused;
-    if (this.send(slot, { type: paused ? 'pause' : 'resume' }) && !slot.crashloop) slot.state = paused ? 'paused' : 'running';
+    // Only a worker that reported ready is running or paused: one still starting (waiting for the broker) or
+    // draining says so itself when it gets there, and /readyz must not count it meanwhile.
+    const ready = slot.state === 'running' || slot.state === 'paused';
+    if (this.send(slot, { type: paused ? 'pause' : 'resume' }) && !slot.crashloop && ready) slot.state = paused ? 'paused' : 'running';
   }
 
   private requestStats(slot: Slot, timeoutMs: number): Promise<WorkerStats | null> {

@@ -1,3 +1,4 @@
+import { constants as osConstants } from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { RedriveResult } from '../broker/dead-letters.js';
 import type { DeadListing } from '../broker/dead-summary.js';
@@ -133,7 +134,11 @@ export class Supervisor {
       onTierRestart: (tier) => this.metrics.workerRestarts.inc({ tier: String(tier) }),
       onAllStopped: () => this.finish(),
     });
-    this.config.scheduleMs.forEach((_d, i) => this.table.add(`tier-${i}`, 'tier', i));
+    this.config.scheduleMs.forEach((_d, i) => {
+      this.table.add(`tier-${i}`, 'tier', i);
+      // From 0, as the give-up counters: increase() misses a series whose first sample is already 1 (the first restart).
+      this.metrics.workerRestarts.inc({ tier: String(i) }, 0);
+    });
     this.table.add('ingress', 'ingress', null);
     if (historyOn(opts.config)) this.table.add('recorder', 'recorder', null);
     const reader = this.db?.historyReader ?? null;
@@ -222,6 +227,8 @@ export class Supervisor {
     if (unguarded) throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ${unguarded.key}: ${unguarded.why}`, unguarded.key);
     const warnings = reloadWarnings(effective);
     this.config = effective;
+    // The master's own lines too (its broker, redrives, jobs), as each worker sets its own on `reload`.
+    this.log.level = effective.logLevel;
     this.table.broadcast({ type: 'reload', config: effective });
     for (const line of warnings) this.log.warn(line);
     const notes = [...diff.notes, ...warnings];
@@ -343,7 +350,10 @@ export class Supervisor {
       if (now - this.firstSignalAt >= 1000) {
         this.log.warn({ signal }, 'second signal: forcing exit');
         this.table.killAll();
-        this.opts.onExit(1);
+        // As a process killed by the signal reports it (128 + its number: 143, 130): what the systemd unit's
+        // SuccessExitStatus and a shell read as "stopped on purpose", not a failure to restart from.
+        const n = osConstants.signals[signal as NodeJS.Signals] as number | undefined;
+        this.opts.onExit(n === undefined ? 1 : 128 + n);
       }
       return;
     }

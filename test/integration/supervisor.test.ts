@@ -1,7 +1,7 @@
 // Process and fault tests: the real daemon, real signals, real RabbitMQ.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,6 +176,21 @@ describe('supervisor (real processes and signals)', () => {
     assert.equal(exit.code, 0);
     for (const pid of pids) assert.equal(alive(pid), false);
     assert.ok(deliveredCount(m, paths).delivered > 0);
+  });
+
+  it('a second signal 1 s or more into the drain forces exit with 128 + its number (143), what the systemd unit takes for a stop', async () => {
+    const { d, m } = await setup('forced', 5000);
+    const paths = await load(d, m, 'forced', 20);
+    // Attempts under way to a merchant that answers in 5 s: the drain waits for them.
+    await waitFor(() => m.total > 0, 10_000, 'attempts in flight');
+    assert.ok(paths.every((p) => m.count(p) <= 1));
+    d.signal('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1200));
+    d.signal('SIGTERM');
+    const exit = await d.waitExit(5_000);
+    assert.deepEqual(exit, { code: 143, signal: null });
+    const unit = readFileSync(new URL('../../config/notifyd.service', import.meta.url), 'utf8');
+    assert.match(unit, /^SuccessExitStatus=.*\b143\b/m);
   });
 
   it('kill -9 of the master leaves no orphan workers', async () => {

@@ -7,13 +7,17 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
-import { ProcessTable } from '../../src/supervisor/process-table.js';
+import { ProcessTable, type Slot } from '../../src/supervisor/process-table.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/recording-worker.ts', import.meta.url));
 const config = loadConfig({ env: {} });
 
-/** Forks one tier slot (paused or not) and returns what its worker recorded once it was told `want` messages. */
-async function firstMessages(paused: boolean, want: number): Promise<string[]> {
+/**
+ * Forks one tier slot (paused or not) and returns what its worker recorded
+ * once it was told `want` messages, after `then` (given the table and slot)
+ * had its turn. The fixture never reports ready.
+ */
+async function firstMessages(paused: boolean, want: number, then?: (table: ProcessTable, slot: Slot) => Promise<void>): Promise<string[]> {
   let recorded: string[] = [];
   const onMessage = (_w: unknown, msg: unknown): void => {
     const r = (msg as { recorded?: string[] })?.recorded;
@@ -34,7 +38,15 @@ async function firstMessages(paused: boolean, want: number): Promise<string[]> {
   cluster.setupPrimary({ execArgv: ['--import', 'tsx'] });
   table.startRole('tier');
   try {
-    for (let i = 0; i < 200 && recorded.length < want; i++) await new Promise((r) => setTimeout(r, 50));
+    const told = async (n: number): Promise<void> => {
+      for (let i = 0; i < 200 && recorded.length < n; i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    await told(want);
+    if (then) {
+      const before = recorded.length;
+      await then(table, slot);
+      await told(before + 1);
+    }
     return recorded;
   } finally {
     table.drain(Date.now() + 2000);
@@ -47,5 +59,17 @@ describe('process table: what a worker is told after init', () => {
   it("init, the tier's pause state, then what the master adds (notifyd's own ports), before the worker starts", async () => {
     assert.deepEqual(await firstMessages(false, 3), ['init', 'resume', 'ports']);
     assert.deepEqual(await firstMessages(true, 3), ['init', 'pause', 'ports']);
+  });
+
+  it('a pause or resume for a worker not ready yet is sent, and leaves its state `starting` (not counted ready)', async () => {
+    const states: string[] = [];
+    const got = await firstMessages(true, 3, async (table, slot) => {
+      table.setPaused(slot, false);
+      states.push(slot.state);
+      table.setPaused(slot, true);
+      states.push(slot.state);
+    });
+    assert.deepEqual(got.slice(3), ['resume', 'pause']);
+    assert.deepEqual(states, ['starting', 'starting']);
   });
 });
