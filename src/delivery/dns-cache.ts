@@ -117,6 +117,7 @@ export class DnsCache {
   private readonly maxStaleMs: number;
   private hosts = new Map<string, ResolvedAddress[]>();
   private hostsCheckedAt = -Infinity;
+  private hostsReading: Promise<Map<string, ResolvedAddress[]>> | null = null;
   private hostsMtime = 0;
 
   constructor(private readonly opts: DnsCacheOptions) {
@@ -251,8 +252,9 @@ export class DnsCache {
       }
     }
     if (found.length === 0) {
-      // Prefer the IPv4 failure's reason: it is the family nearly every merchant has.
-      const reason = v4.status === 'rejected' ? v4.reason : v6.status === 'rejected' ? v6.reason : Object.assign(new Error('no records'), { code: 'ENODATA' });
+      // The IPv4 failure's reason, the family nearly every merchant has; but a name with no A record failed on its
+      // AAAA query (a timeout there is a timeout, which keeps the last answer, not "no address").
+      const reason = v6.status === 'rejected' ? v6.reason : v4.status === 'rejected' ? v4.reason : Object.assign(new Error('no records'), { code: 'ENODATA' });
       const err = asDnsError(key, reason);
       this.remember(key, err, this.negativeTtlMs);
       throw err;
@@ -262,10 +264,20 @@ export class DnsCache {
   }
 
   /** The hosts file, re-read when it changed (checked at most every 5 s). */
-  private async hostsTable(): Promise<Map<string, ResolvedAddress[]>> {
+  private hostsTable(): Promise<Map<string, ResolvedAddress[]>> {
     const file = this.opts.hostsFile === undefined ? '/etc/hosts' : this.opts.hostsFile;
-    if (file === null || this.now() - this.hostsCheckedAt < HOSTS_CHECK_MS) return this.hosts;
+    // Lookups while it is read wait for it: at a tier's start a burst of names would otherwise all see the empty
+    // table and go to DNS (a name only in /etc/hosts not found, or DNS's answer cached over the file's).
+    if (this.hostsReading !== null) return this.hostsReading;
+    if (file === null || this.now() - this.hostsCheckedAt < HOSTS_CHECK_MS) return Promise.resolve(this.hosts);
     this.hostsCheckedAt = this.now();
+    this.hostsReading = this.readHosts(file).finally(() => {
+      this.hostsReading = null;
+    });
+    return this.hostsReading;
+  }
+
+  private async readHosts(file: string): Promise<Map<string, ResolvedAddress[]>> {
     try {
       const { mtimeMs } = await stat(file);
       if (mtimeMs !== this.hostsMtime) {

@@ -192,6 +192,43 @@ describe('DnsCache', () => {
     }
   });
 
+  it('lookups made while the hosts file is first read wait for it (a burst of names at start is answered from it, not DNS)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'notifyd-hosts-'));
+    const file = join(dir, 'hosts');
+    try {
+      writeFileSync(file, '10.0.0.9 pinned.test\n');
+      const q = fake({ 'other.test': { v4: ['203.0.113.1'] }, 'pinned.test': { v4: ['203.0.113.2'] } });
+      const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 8, hostsFile: file, queries: q });
+      const [other, pinned, missing] = await Promise.allSettled([c.resolve('other.test'), c.resolve('pinned.test'), c.resolve('only-in-dns.test')]);
+      assert.equal(other.status === 'fulfilled' && other.value[0]!.address, '203.0.113.1');
+      assert.equal(pinned.status === 'fulfilled' && pinned.value[0]!.address, '10.0.0.9', 'from the file, not DNS');
+      assert.equal(missing.status, 'rejected');
+      assert.ok(!q.calls.includes('v4:pinned.test'), q.calls.join());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a name with no A record whose AAAA query times out fails with DNS_TIMEOUT and keeps its last answer (not 'no address')", async () => {
+    let now = 0;
+    const answers: Record<string, { v6?: string[]; ttl?: number; fail?: string }> = { 'six.test': { v6: ['2001:db8::6'], ttl: 10 } };
+    const base = fake(answers);
+    let v6Fails = false;
+    const q: DnsQueries = {
+      resolve4: base.resolve4,
+      resolve6: async (name) => {
+        if (v6Fails) throw Object.assign(new Error('x'), { code: 'ETIMEOUT' });
+        return base.resolve6(name);
+      },
+    };
+    const c = new DnsCache({ servers: [], timeoutMs: 100, maxEntries: 10, hostsFile: null, negativeTtlMs: 1000, maxStaleMs: 60_000, queries: q, now: () => now });
+    const first = await c.resolve('six.test');
+    now += 10_001;
+    v6Fails = true;
+    await assert.rejects(c.resolve('six.test'), (err: { code?: string }) => err.code === 'DNS_TIMEOUT');
+    assert.deepEqual(c.peekStale('six.test', 1000), { answer: first, usable: true }, 'the last answer usable after the timeout');
+  });
+
   it("talks to the configured server with c-ares: a name that never answers does not hold up another's", async () => {
     const stub = new DnsStub();
     await stub.start();
