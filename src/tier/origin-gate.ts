@@ -194,9 +194,13 @@ export class OriginGate {
     return Math.max(1, served, share);
   }
 
-  private skip(s: OriginState, reason?: SkipReason): Admission {
+  private skip(s: OriginState, reason: SkipReason = 'origin-saturated'): Admission {
     s.skipped++;
-    return { kind: 'skip', reason: reason ?? (s.breaker === 'closed' ? 'origin-saturated' : 'origin-failing'), lastError: s.lastError };
+    // Traffic skipped is traffic: an origin whose breaker stays open longer than idleMs between probes
+    // (maxProbeInterval above it) must not be forgotten meanwhile, and come back closed at its initial limit.
+    s.lastUsedAt = this.now();
+    // An origin whose breaker is not closed (open, or probing) is skipped for failing, whatever else holds it back.
+    return { kind: 'skip', reason: s.breaker === 'closed' ? reason : 'origin-failing', lastError: s.lastError };
   }
 
   private defer(s: OriginState, now: number): Admission {

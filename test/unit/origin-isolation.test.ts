@@ -297,6 +297,37 @@ describe('origin gate', () => {
     assert.equal(g.worst(5).find((o) => o.origin === 'https://dead')!.limit, 1, 'back from one');
   });
 
+  it('an origin skipped while its breaker stays open longer than idleMs between probes is not forgotten (and not back at its initial limit)', () => {
+    const c = new Clock();
+    const g = gate(c, { idleMs: 1000, policy: { ...P, maxProbeIntervalMs: 300_000 } });
+    const t = [0, 1, 2].map(() => go(g.admit('https://dead', 10_000, true)));
+    for (const x of t) x.release('failure', 50, 'ECONNREFUSED');
+    for (let i = 0; i < 5; i++) {
+      // Each probe fails: the interval doubles (1, 2, 4, 8, 16 s), past idleMs.
+      c.t += 300_000;
+      go(g.admit('https://dead', 10_000, true)).release('failure', 50, 'ECONNREFUSED');
+    }
+    for (let i = 0; i < 20; i++) {
+      c.t += 500;
+      const a = g.admit('https://dead', 10_000, true);
+      assert.ok(!(a instanceof Promise) && a.kind === 'skip' && a.reason === 'origin-failing', `skipped at ${i}: ${JSON.stringify(a)}`);
+      g.tick();
+    }
+    assert.equal(g.counts().failing, 1, 'still failing, still shown');
+  });
+
+  it('a waiter skipped while its origin probes is skipped for failing, not saturation', async () => {
+    const c = new Clock();
+    const g = gate(c);
+    for (const x of [0, 1, 2].map(() => go(g.admit('https://p', 10_000, true)))) x.release('failure', 50, 'TIMEOUT');
+    c.t += 1001;
+    const probe = go(g.admit('https://p', 10_000, true));
+    assert.equal(probe.probe, true);
+    const late = g.admit('https://p', 0, true);
+    const a = late instanceof Promise ? await late : late;
+    assert.ok(a.kind === 'skip' && a.reason === 'origin-failing', JSON.stringify(a));
+  });
+
   it('the tier-wide cap: others wait without a deadline and are served in turn across origins', async () => {
     const c = new Clock();
     const g = gate(c, { concurrency: 2 });
