@@ -220,6 +220,13 @@ export class AttemptPipeline {
     let ticket: Extract<Admission, { kind: 'go' }> | null = null;
     let skipped: Extract<AttemptResult, { kind: 'skipped' }> | null = null;
     let merchantSlot = false;
+    // Given back when the request ends (or is never made), as the origin's slot is: not held while the hand-on
+    // publishes, where a slow confirm would have the merchant's next notifications skipped with nothing in flight.
+    const releaseMerchant = (): void => {
+      if (!merchantSlot) return;
+      merchantSlot = false;
+      this.deps.slots.release(merchant!.id);
+    };
     if (merchant?.maxConcurrency != null) {
       merchantSlot = this.deps.slots.tryAcquire(merchant.id, merchant.maxConcurrency);
       if (!merchantSlot) {
@@ -249,9 +256,9 @@ export class AttemptPipeline {
             break;
         }
       }
-      await this.attempt(link, msg, n, { sign, rendered, ticket, skipped, merchant, lastTier, dueAt });
+      await this.attempt(link, msg, n, { sign, rendered, ticket, skipped, merchant, lastTier, dueAt, requestDone: releaseMerchant });
     } finally {
-      if (merchantSlot) this.deps.slots.release(merchant!.id);
+      releaseMerchant();
     }
   }
 
@@ -286,6 +293,8 @@ export class AttemptPipeline {
       merchant: MerchantEntry | null;
       lastTier: number;
       dueAt: number;
+      /** Called once no request is under way any more (made, failed, or not to be made). */
+      requestDone: () => void;
     },
   ): Promise<void> {
     const { config } = this.settings;
@@ -301,6 +310,7 @@ export class AttemptPipeline {
     let result: TimedResult | (Extract<AttemptResult, { kind: 'skipped' }> & { durationMs: number });
     if (skipped !== null) {
       lateness();
+      a.requestDone();
       result = { ...skipped, durationMs: 0 };
     } else {
       try {
@@ -329,10 +339,12 @@ export class AttemptPipeline {
         );
       } catch (err) {
         ticket?.release('none', 0);
+        a.requestDone();
         throw err;
       }
       // The slot is the origin's only while the request is under way, not while the hand-on publishes.
       ticket?.release(signalOf(result), result.durationMs, result.kind === 'error' ? result.code : `status ${result.status}`);
+      a.requestDone();
       this.m.duration.observe(result.durationMs / 1000);
     }
     const outcome = classifyAttempt(result, criteria, config.delivery.deadOnStatus, this.tier >= a.lastTier);

@@ -15,6 +15,8 @@ import { createSigner } from '../../src/delivery/signing.js';
 import type { ChannelLink } from '../../src/tier/channel-link.js';
 import { OriginGate } from '../../src/tier/origin-gate.js';
 import { MerchantSlots } from '../../src/tier/merchant-slots.js';
+import type { MerchantLookup } from '../../src/tier/merchant-check.js';
+import type { MerchantEntry } from '../../src/merchants/merchant.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import { AttemptPipeline } from '../../src/tier/pipeline.js';
 
@@ -344,6 +346,40 @@ describe('AttemptPipeline: history records', () => {
       sink.records.map((r) => (r.t === 'run' ? `${r.t}:${r.via}:${r.run}` : r.t)),
       ['run:client:c1', 'attempt'],
     );
+  });
+
+  it("a merchant's maxConcurrency slot is given back when its request ends, not after the hand-on publishes", async () => {
+    const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
+    const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
+    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
+    const p = new AttemptPipeline(
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants, slots: new MerchantSlots(), failureMarks: null, history: null },
+      { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer: d },
+    );
+    // The first hand-on's confirm is slow (a quorum leader moving, say): held until let go.
+    let confirm!: () => void;
+    const held = new Promise<void>((r) => (confirm = r));
+    class SlowFirstHandOn extends FakeLink {
+      private first = true;
+      override async publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void> {
+        if (exchange !== names.outcomes && this.first) {
+          this.first = false;
+          await held;
+        }
+        return super.publish(exchange, routingKey, content, options);
+      }
+    }
+    const link = new SlowFirstHandOn();
+    const body = (id: string) => ({ id, url: 'https://m.example/notify', body: { a: 1 }, merchant: 'm1' });
+    const first = p.handle(link, message(0, body('n1')));
+    while (d.calls.length === 0) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 20));
+    // Its wait at this tier is over: with the merchant's one slot taken it would be skipped down the ladder.
+    await p.handle(link, withHeaders(message(0, body('n2')), { 'notify-waiting-since': Date.now() - 60_000 }));
+    assert.equal(d.calls.length, 2, 'the second notification was attempted, not skipped');
+    confirm();
+    await first;
+    assert.equal(link.acked, 2);
   });
 
   it('parked before an attempt (an unsignable notification): a dead record with the reason', async () => {
