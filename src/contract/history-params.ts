@@ -4,7 +4,7 @@
  * say) and the OpenAPI documents (contract/routes.ts, one query parameter per
  * property). Plain objects, as notification-schema.ts explains.
  */
-import type { JsonSchema } from './notification-schema.js';
+import { ID_PATTERN, type JsonSchema } from './notification-schema.js';
 
 /** A listing page holds this many by default, and at most `LIST_LIMIT_MAX`. */
 export const LIST_LIMIT_DEFAULT = 50;
@@ -16,7 +16,14 @@ export const TIME_MAX = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 /** What a time out of that range is told. */
 export const TIME_RANGE_ERROR = 'must be a time between 1970-01-01 and 9999-12-31';
 
-const merchant = { type: 'string', minLength: 1, maxLength: 200, 'x-error': { type: 'must be a string', default: 'must be 1 to 200 characters' } };
+// The merchant ids' alphabet: nothing else can match, and a NUL would reach PostgreSQL (which refuses it in text: a 500).
+const merchant = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 200,
+  pattern: ID_PATTERN,
+  'x-error': { type: 'must be a string', pattern: 'must be a merchant id: letters, digits and . _ : @ - (starting with a letter or digit)', default: 'must be 1 to 200 characters' },
+};
 
 /** A recover's bound: a JSON number is ms since the epoch, never a duration (a duration is a string with its unit). */
 const bodyTime = (description: string): JsonSchema => ({

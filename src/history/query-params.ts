@@ -76,7 +76,7 @@ export function decodeCursor(text: string): ListCursor {
   } catch {
     throw bad('cursor', 'is not a cursor this API returned');
   }
-  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string' || !MICRO_ISO.test(v[0]) || !validTime(v[0])) {
+  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string' || !MICRO_ISO.test(v[0]) || !validTime(v[0]) || v[1].includes('\u0000')) {
     throw bad('cursor', 'is not a cursor this API returned');
   }
   return { at: v[0], id: v[1] };

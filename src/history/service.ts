@@ -83,7 +83,8 @@ export class HistoryService {
 
   /** A notification's timeline; `NOT_FOUND` when the history does not know it. */
   async get(id: string): Promise<NotificationTimeline> {
-    const t = await this.reader.get(id);
+    // An id with a NUL, which PostgreSQL refuses in text (a 500), is no notification's: not asked for.
+    const t = id.includes('\u0000') ? null : await this.reader.get(id);
     if (!t) throw new NotifyError(ErrorCodes.NOT_FOUND, `no notification ${id} in the history (older than the retention, or never accepted)`);
     return t;
   }
@@ -100,7 +101,7 @@ export class HistoryService {
    * ladder, not two.
    */
   async resend(id: string, force: boolean, producer: string | null): Promise<ResendResult> {
-    const s = await this.reader.stored(id);
+    const s = id.includes('\u0000') ? null : await this.reader.stored(id);
     if (!s) throw new NotifyError(ErrorCodes.NOT_FOUND, `no notification ${id} in the history`);
     if (s.view.status === 'pending' && !force) throw pending(id);
     const n = this.resendable(id, s.content);

@@ -37,7 +37,8 @@ describe('history API: cursors', () => {
   });
 
   it('refuses what it did not make, naming the cursor field', () => {
-    for (const bad of ['', 'not a cursor', Buffer.from('[1,2]').toString('base64url'), Buffer.from('["2026-12-01T11:59:59Z","x"]').toString('base64url'), Buffer.from('{"at":"x"}').toString('base64url')]) {
+    const nulId = Buffer.from(JSON.stringify(['2026-12-01T11:59:59.000000Z', 'a\u0000'])).toString('base64url');
+    for (const bad of ['', 'not a cursor', Buffer.from('[1,2]').toString('base64url'), Buffer.from('["2026-12-01T11:59:59Z","x"]').toString('base64url'), Buffer.from('{"at":"x"}').toString('base64url'), nulId]) {
       assert.equal(fieldOf(() => decodeCursor(bad)), 'cursor', bad);
     }
   });
@@ -81,6 +82,8 @@ describe('history API: times and filters', () => {
       ['since=soon', 'since'],
       ['since=1h&until=2h', 'until'],
       ['merchant=', 'merchant'],
+      ['merchant=%00', 'merchant'],
+      ['merchant=shop%20a', 'merchant'],
       ['cursor=%%%', 'cursor'],
       ['colour=red', 'colour'],
       ['limit=1&limit=2', 'limit'],
@@ -250,6 +253,17 @@ describe('history API: resend and recover rules', () => {
       ['dead', 'resend', 'checkout'],
       ['busy', 'resend', null],
     ]);
+  });
+
+  it('an id no notification can have (a NUL: PostgreSQL refuses it in text) is NOT_FOUND without asking the database', async () => {
+    const asked: string[] = [];
+    const reader = { get: async (id: string) => (asked.push(id), null), stored: async (id: string) => (asked.push(id), null) } as unknown as HistoryReader;
+    const svc = new HistoryService(reader, fakeClaims({}), async () => ({ run: 'r' }), () => limits);
+    await assert.rejects(svc.get('a\u0000b'), { code: 'NOT_FOUND' });
+    await assert.rejects(svc.resend('a\u0000b', true, null), { code: 'NOT_FOUND' });
+    assert.deepEqual(asked, []);
+    await assert.rejects(svc.get('order-1'), { code: 'NOT_FOUND' });
+    assert.deepEqual(asked, ['order-1']);
   });
 
   it('NOT_RESENDABLE when only attempts were recorded or the stored body is no longer valid', async () => {
