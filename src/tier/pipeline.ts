@@ -302,8 +302,9 @@ export class AttemptPipeline {
     const headers = msg.properties.headers ?? {};
     // A delivery whose channel went while it waited for its origin's slot is the broker's again (requeued with
     // the channel, and soon on the new one): calling the merchant now would call it twice, count the attempt
-    // twice and take the slot its live copy waits for.
-    if (skipped === null && link.closed) return this.letGo(ticket, n.id);
+    // twice and take the slot its live copy waits for. A skip likewise: its record would stand beside the one the
+    // redelivered copy makes.
+    if (link.closed) return this.letGo(ticket, n.id);
     const startedAt = Date.now();
     const lateness = (): void => this.m.lateness.observe(Math.max(0, startedAt - dueAt) / 1000);
     const criteria = n.success ?? merchant?.success ?? config.delivery.success;

@@ -348,14 +348,31 @@ describe('AttemptPipeline: history records', () => {
     );
   });
 
-  it("a merchant's maxConcurrency slot is given back when its request ends, not after the hand-on publishes", async () => {
+  /** A pipeline whose notifications name merchant m1, allowed one request at a time. */
+  function merchantPipeline(d: HttpDeliverer, slots = new MerchantSlots(), history: HistorySink | null = null): AttemptPipeline {
     const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
     const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
-    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
-    const p = new AttemptPipeline(
-      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants, slots: new MerchantSlots(), failureMarks: null, history: null },
+    return new AttemptPipeline(
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants, slots, failureMarks: null, history },
       { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer: d },
     );
+  }
+
+  it('a skip on a channel already gone is neither handed on nor recorded: the redelivered copy is (one record, not two)', async () => {
+    const slots = new MerchantSlots();
+    assert.equal(slots.tryAcquire('m1', 1), true, 'the merchant is at its cap: the next one is skipped');
+    const sink = fakeSink();
+    const d = fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 });
+    const link = new FakeLink();
+    link.closed = true;
+    const msg = withHeaders(message(0, { id: 'n1', url: 'https://m.example/notify', body: { a: 1 }, merchant: 'm1' }), { 'notify-waiting-since': Date.now() - 60_000, 'notify-run': 'r1', 'notify-recorded': 1 });
+    await merchantPipeline(d, slots, sink).handle(link, msg);
+    assert.deepEqual([sink.records.length, link.published.length, link.acked, d.calls.length], [0, 0, 0, 0]);
+  });
+
+  it("a merchant's maxConcurrency slot is given back when its request ends, not after the hand-on publishes", async () => {
+    const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
+    const p = merchantPipeline(d);
     // The first hand-on's confirm is slow (a quorum leader moving, say): held until let go.
     let confirm!: () => void;
     const held = new Promise<void>((r) => (confirm = r));
