@@ -232,7 +232,7 @@ export const RecoverAnswer = Type.Object(
     failed: Type.Array(Type.Object({ id: Type.String(), error: ErrorBody.properties.error }, { additionalProperties: false })),
     stopped: nullable(
       Type.Object(
-        { error: ErrorBody.properties.error, at: nullable(Type.String({ description: 'createdAt of the oldest notification not resent' })) },
+        { error: ErrorBody.properties.error, at: nullable(Type.String({ description: 'id of the first notification it could not resend; null when a page of the window could not be read' })) },
         { additionalProperties: false, description: 'set when the broker or the database failed part-way: what was resent so far is counted' },
       ),
     ),
