@@ -66,6 +66,10 @@ export function parseSystemdTimespan(text: string): number | null {
  */
 export async function stopTimeoutMs(env: NodeJS.ProcessEnv): Promise<number | null> {
   if (env.NOTIFY_STOP_TIMEOUT) {
+    // Read as the unit file's TimeoutStopSec it mirrors (a bare 40 is seconds there, not notifyd's milliseconds),
+    // or else as a notifyd duration (1.5m).
+    const systemd = parseSystemdTimespan(env.NOTIFY_STOP_TIMEOUT);
+    if (systemd !== null) return systemd;
     try {
       return parseDuration(env.NOTIFY_STOP_TIMEOUT, 'NOTIFY_STOP_TIMEOUT');
     } catch {

@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
 import { EX_CONFIG, loadConfig } from '../../src/core/config.js';
-import { parseSystemdTimespan, startupWarnings } from '../../src/supervisor/startup-checks.js';
+import { parseSystemdTimespan, startupWarnings, stopTimeoutMs } from '../../src/supervisor/startup-checks.js';
 import { METRIC_NAMES, aggregateExposition, createMasterMetrics, createRecorderMetrics, createWorkerMetrics } from '../../src/core/metrics.js';
 import { parseDuration } from '../../src/core/schedule.js';
 
@@ -541,4 +541,12 @@ test('start-up warnings: classic queues, a drain longer than the stop timeout', 
   assert.deepEqual(startupWarnings(base, { stopTimeoutMs: null }), []);
   assert.equal(parseSystemdTimespan('1min 30s'), 90_000);
   assert.equal(parseSystemdTimespan('infinity'), null);
+});
+
+test('NOTIFY_STOP_TIMEOUT is read as the TimeoutStopSec it mirrors: a bare number is seconds', async () => {
+  assert.equal(await stopTimeoutMs({ NOTIFY_STOP_TIMEOUT: '40' }), 40_000);
+  assert.equal(await stopTimeoutMs({ NOTIFY_STOP_TIMEOUT: '40s' }), 40_000);
+  assert.equal(await stopTimeoutMs({ NOTIFY_STOP_TIMEOUT: '1min 30s' }), 90_000);
+  assert.equal(await stopTimeoutMs({ NOTIFY_STOP_TIMEOUT: '1.5m' }), 90_000, "notifyd's own duration");
+  assert.equal(await stopTimeoutMs({ NOTIFY_STOP_TIMEOUT: 'soon' }), null);
 });
