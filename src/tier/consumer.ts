@@ -3,7 +3,7 @@ import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broke
 import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-lanes.js';
 import { diffConfig, historyOn, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
-import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil } from '../broker/connection.js';
+import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
 import { callWithin, closeChannelWithin, openWithin, settleWithin } from '../broker/open-within.js';
 import { watchCalls } from '../broker/call-watchdog.js';
 import { PublishChannel } from '../broker/publish-channel.js';
@@ -53,6 +53,9 @@ const WARM_UP_CONCURRENCY = 32;
 const BUNDLE_LINGER_MS = 10;
 /** Far below RabbitMQ's largest message, and a bundle's entries are decoded at once. */
 const BUNDLE_MAX_BYTES = 512 * 1024;
+/** A consumer sync that has gone round this many times says so and pauses briefly before going on. */
+const SYNC_ROUNDS_WARN = 20;
+const SYNC_BACKOFF_MS = 50;
 
 /** Pure: the bundler's options from the configuration. */
 function bundlerOptions(cfg: Config): BundlerOptions {
@@ -557,9 +560,17 @@ export class TierWorker implements ManagedWorker {
       await null;
       try {
         // The rounds inline, not awaited from another function: its result would reach this one a turn later.
-        for (let rounds = 0; rounds < 10; rounds++) {
+        // No cap on them: leaving with a wish unmet would tell its caller it was met (a pause with a live
+        // consumer, a drain still taking deliveries). Each round that does not settle waits for a broker call.
+        for (let rounds = 1; ; rounds++) {
+          if (rounds % SYNC_ROUNDS_WARN === 0) {
+            this.log.warn({ rounds }, 'consumer wishes keep changing; still bringing the consumer in line');
+            await sleep(SYNC_BACKOFF_MS);
+          }
           this.syncAgain = false;
           const ch = this.ch;
+          // A consumer goes with its channel: a tag left without one (a drain let the channel go) would never settle.
+          if (ch === null) this.consumerTag = null;
           const want = ch !== null && !this.paused && !this.stopping;
           if (ch && this.consumerTag && (!want || this.resubscribe)) {
             const tag = this.consumerTag;
