@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { parseDuration } from '../core/schedule.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { methodNotAllowed, readBody } from '../core/http-util.js';
+import { isMerchantId } from '../merchants/merchant.js';
 import type { MerchantStore } from '../merchants/store.js';
 
 /** Largest merchant request body. */
@@ -51,12 +52,17 @@ export async function merchantRoute(
   } catch {
     throw new NotifyError(ErrorCodes.VALIDATION, 'id: not a valid URL-encoded id', 'id');
   }
+  // No merchant has another id; one with a NUL, which PostgreSQL refuses in text, was a 500.
+  if (id !== undefined && !isMerchantId(id)) throw new NotifyError(ErrorCodes.MERCHANT_NOT_FOUND, `no merchant ${JSON.stringify(String(id).slice(0, 200))}`);
   const action = m[2];
   if (id === undefined) {
     if (method === 'GET' || method === 'HEAD') {
       const limitRaw = url.searchParams.get('limit') ?? '50';
       if (!/^\d{1,4}$/.test(limitRaw) || Number(limitRaw) < 1 || Number(limitRaw) > 1000) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: 1 to 1000', 'limit');
-      return { status: 200, body: await store.list(url.searchParams.get('cursor'), Number(limitRaw)) };
+      // The cursor is the last merchant id of the page before.
+      const cursor = url.searchParams.get('cursor');
+      if (cursor !== null && !isMerchantId(cursor)) throw new NotifyError(ErrorCodes.VALIDATION, 'cursor: is not a cursor this API returned', 'cursor');
+      return { status: 200, body: await store.list(cursor, Number(limitRaw)) };
     }
     if (method === 'POST') return { status: 201, body: await store.create(await json(req)) };
     throw methodNotAllowed(['GET', 'HEAD', 'POST']);
@@ -79,7 +85,8 @@ export async function merchantRoute(
       return { status: 200, body: await store.rotate(id, grace) };
     }
     const body = await actionBody(req);
-    const reason = typeof body.reason === 'string' ? body.reason.slice(0, 500) : 'disabled by an operator';
+    // Text PostgreSQL can store: a NUL is replaced, as the history does with an answer's.
+    const reason = typeof body.reason === 'string' ? body.reason.slice(0, 500).replace(/\u0000/g, '\uFFFD') : 'disabled by an operator';
     return { status: 200, body: { merchant: await store.setEnabled(id, action === 'enable', reason) } };
   }
   switch (method) {
