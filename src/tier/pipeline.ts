@@ -243,9 +243,12 @@ export class AttemptPipeline {
         const admission = pending instanceof Promise ? await pending : pending;
         switch (admission.kind) {
           case 'requeue':
+            releaseMerchant();
             link.requeue(msg);
             return;
           case 'defer':
+            // No request is made here: the merchant's slot is not held through the hold queue's publish.
+            releaseMerchant();
             await this.defer(link, msg, waitingSince);
             return;
           case 'skip':
