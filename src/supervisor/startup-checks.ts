@@ -5,7 +5,6 @@ import { MIN_TOKEN_LENGTH, weakAdminToken } from '../core/config-model.js';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
-import { parseDuration } from '../core/schedule.js';
 
 /** What the master knows of its surroundings. */
 export interface StartupContext {
@@ -40,9 +39,10 @@ export function reloadWarnings(config: Config): string[] {
 }
 
 /**
- * Pure: a systemd time span (`40s`, `1min 30s`, `infinity`, `90000000` µs as
- * `systemctl show` prints `TimeoutStopUSec`) in ms; null when unreadable or
- * infinite.
+ * Pure: a systemd time span as a unit file writes it (`40s`, `1min 30s`,
+ * `1.5m`, `infinity`; a bare number is seconds) in ms; null when unreadable
+ * or infinite. `systemctl show` prints `TimeoutStopUSec` with units too
+ * (`40s`, `1min 30s`).
  */
 export function parseSystemdTimespan(text: string): number | null {
   const t = text.trim();
@@ -66,15 +66,8 @@ export function parseSystemdTimespan(text: string): number | null {
  */
 export async function stopTimeoutMs(env: NodeJS.ProcessEnv): Promise<number | null> {
   if (env.NOTIFY_STOP_TIMEOUT) {
-    // Read as the unit file's TimeoutStopSec it mirrors (a bare 40 is seconds there, not notifyd's milliseconds),
-    // or else as a notifyd duration (1.5m).
-    const systemd = parseSystemdTimespan(env.NOTIFY_STOP_TIMEOUT);
-    if (systemd !== null) return systemd;
-    try {
-      return parseDuration(env.NOTIFY_STOP_TIMEOUT, 'NOTIFY_STOP_TIMEOUT');
-    } catch {
-      return null;
-    }
+    // Read as the unit file's TimeoutStopSec it mirrors: a bare 40 is seconds there, not notifyd's milliseconds.
+    return parseSystemdTimespan(env.NOTIFY_STOP_TIMEOUT);
   }
   if (!env.INVOCATION_ID) return null;
   const cgroup = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');

@@ -14,10 +14,10 @@ const config = loadConfig({ env: {} });
 
 /**
  * Forks one tier slot (paused or not) and returns what its worker recorded
- * once it was told `want` messages, after `then` (given the table and slot)
- * had its turn. The fixture never reports ready.
+ * once it was told `want` messages, and then the messages `then` (given the
+ * table and slot) says it sent. The fixture never reports ready.
  */
-async function firstMessages(paused: boolean, want: number, then?: (table: ProcessTable, slot: Slot) => Promise<void>): Promise<string[]> {
+async function firstMessages(paused: boolean, want: number, then?: (table: ProcessTable, slot: Slot) => Promise<number>): Promise<string[]> {
   let recorded: string[] = [];
   const onMessage = (_w: unknown, msg: unknown): void => {
     const r = (msg as { recorded?: string[] })?.recorded;
@@ -44,8 +44,8 @@ async function firstMessages(paused: boolean, want: number, then?: (table: Proce
     await told(want);
     if (then) {
       const before = recorded.length;
-      await then(table, slot);
-      await told(before + 1);
+      const sent = await then(table, slot);
+      await told(before + sent);
     }
     return recorded;
   } finally {
@@ -68,6 +68,7 @@ describe('process table: what a worker is told after init', () => {
       states.push(slot.state);
       table.setPaused(slot, true);
       states.push(slot.state);
+      return 2;
     });
     assert.deepEqual(got.slice(3), ['resume', 'pause']);
     assert.deepEqual(states, ['starting', 'starting']);
