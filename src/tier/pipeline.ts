@@ -29,6 +29,8 @@ import type { HandOnBundler } from './hand-on-bundler.js';
 export const USER_AGENT = 'notifyd/0.1.0';
 /** Pause before a message whose hand-on failed goes back to its queue. */
 const ERROR_REQUEUE_DELAY_MS = 1000;
+/** A merchant without a cap holds no slot. */
+const NOTHING_TO_RELEASE = (): void => undefined;
 
 /** What the pipeline works with; replaced as a whole on a reload. */
 export interface PipelineSettings {
@@ -222,11 +224,15 @@ export class AttemptPipeline {
     let merchantSlot = false;
     // Given back when the request ends (or is never made), as the origin's slot is: not held while the hand-on
     // publishes, where a slow confirm would have the merchant's next notifications skipped with nothing in flight.
-    const releaseMerchant = (): void => {
-      if (!merchantSlot) return;
-      merchantSlot = false;
-      this.deps.slots.release(merchant!.id);
-    };
+    // (A closure only for a merchant with a cap: no allocation per delivery otherwise.)
+    const releaseMerchant =
+      merchant?.maxConcurrency == null
+        ? NOTHING_TO_RELEASE
+        : (): void => {
+            if (!merchantSlot) return;
+            merchantSlot = false;
+            this.deps.slots.release(merchant.id);
+          };
     if (merchant?.maxConcurrency != null) {
       merchantSlot = this.deps.slots.tryAcquire(merchant.id, merchant.maxConcurrency);
       if (!merchantSlot) {
