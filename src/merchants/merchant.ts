@@ -115,6 +115,9 @@ export function validateMerchantSettings(input: unknown, tiers: number, current:
   const o = input as Input;
   const name = o.name !== undefined ? o.name.trim() : current?.name;
   if (!name) bad('name', 'is required: 1 to 200 characters');
+  // PostgreSQL refuses a NUL in text and in jsonb (a 500 before).
+  if (name.includes('\u0000')) bad('name', 'may not hold a NUL character');
+  if (o.success != null && JSON.stringify(o.success).includes('\\u0000')) bad('success', 'may not hold a NUL character');
   if (o.allowedOrigins === undefined && current === null) bad('allowedOrigins', 'is required: a list of 1 to 100 origins such as https://shop.example');
   const allowedOrigins = o.allowedOrigins === undefined ? current!.allowedOrigins : [...new Set(o.allowedOrigins.map((x, i) => normalizeOrigin(x, `allowedOrigins[${i}]`)))];
   if (typeof o.maxAttempts === 'number' && o.maxAttempts > tiers) bad('maxAttempts', `must be an integer from 1 to ${tiers}, or null`);

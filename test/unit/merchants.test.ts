@@ -43,6 +43,9 @@ describe('merchant settings', () => {
     refused({ name: 'x', allowedOrigins: ['https://a.example'], maxAttempts: 7 }, 'maxAttempts');
     refused({ name: 'x', allowedOrigins: ['https://a.example'], maxConcurrency: 0 }, 'maxConcurrency');
     refused({ name: 'x', allowedOrigins: ['https://a.example'], extra: 1 }, 'extra');
+    // PostgreSQL refuses a NUL in text and jsonb: a 400 here, not its error (a 500).
+    refused({ name: 'a\u0000b', allowedOrigins: ['https://a.example'] }, 'name');
+    refused({ name: 'x', allowedOrigins: ['https://a.example'], success: { bodyEquals: 'ok\u0000' } }, 'success');
   });
 
   it('a patch changes only what it names; null clears a limit', () => {
