@@ -504,7 +504,7 @@ function systemdSpanMs(v: string): number {
   return ms;
 }
 
-test('systemd unit: stop timeout longer than the drain, no restart on config errors', () => {
+test('systemd unit: stop timeout longer than the drain, no restart on config errors', async () => {
   const unit = read('config/notifyd.service');
   const get = (key: string): string | undefined => new RegExp(`^${key}=(.*)$`, 'm').exec(unit)?.[1]?.trim();
   const drainMs = parseDuration(JSON.parse(read('config/default.json')).supervisor.drainTimeout as string);
@@ -527,7 +527,7 @@ test('systemd unit: stop timeout longer than the drain, no restart on config err
   // notifyd is told the same stop timeout, and the shipped config fits in it without a warning.
   const env = /^Environment=NOTIFY_STOP_TIMEOUT=(.*)$/m.exec(unit)?.[1];
   assert.ok(env, 'Environment=NOTIFY_STOP_TIMEOUT set');
-  assert.equal(parseDuration(env), systemdSpanMs(stop), 'NOTIFY_STOP_TIMEOUT equals TimeoutStopSec');
+  assert.equal(await stopTimeoutMs({ NOTIFY_STOP_TIMEOUT: env }), systemdSpanMs(stop), 'NOTIFY_STOP_TIMEOUT equals TimeoutStopSec, read as notifyd reads it');
   assert.deepEqual(startupWarnings(loadConfig({ env: {} }), { stopTimeoutMs: systemdSpanMs(stop) }), []);
   // One line per attempt would pass journald's default rate limit.
   assert.equal(get('LogRateLimitIntervalSec'), '0');
