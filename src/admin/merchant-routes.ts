@@ -59,8 +59,8 @@ export async function merchantRoute(
     if (method === 'GET' || method === 'HEAD') {
       const limitRaw = url.searchParams.get('limit') ?? '50';
       if (!/^\d{1,4}$/.test(limitRaw) || Number(limitRaw) < 1 || Number(limitRaw) > 1000) throw new NotifyError(ErrorCodes.VALIDATION, 'limit: 1 to 1000', 'limit');
-      // The cursor is the last merchant id of the page before.
-      const cursor = url.searchParams.get('cursor');
+      // The cursor is the last merchant id of the page before (an empty one: from the start, as before).
+      const cursor = url.searchParams.get('cursor') || null;
       if (cursor !== null && !isMerchantId(cursor)) throw new NotifyError(ErrorCodes.VALIDATION, 'cursor: is not a cursor this API returned', 'cursor');
       return { status: 200, body: await store.list(cursor, Number(limitRaw)) };
     }

@@ -31,7 +31,8 @@ describe('admin merchant routes: input PostgreSQL cannot hold', () => {
     await assert.rejects(merchantRoute(store, request('GET'), url('/admin/merchants?cursor=a%00b'), 0), { code: 'VALIDATION', field: 'cursor' });
     assert.deepEqual(store.calls, []);
     await merchantRoute(store, request('GET'), url('/admin/merchants?cursor=shop-a'), 0);
-    assert.deepEqual(store.calls, [['list', 'shop-a', 50]]);
+    await merchantRoute(store, request('GET'), url('/admin/merchants?cursor='), 0);
+    assert.deepEqual(store.calls, [['list', 'shop-a', 50], ['list', null, 50]]);
   });
 
   it("a disable reason's NUL is replaced, the rest kept", async () => {
