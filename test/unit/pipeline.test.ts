@@ -349,14 +349,33 @@ describe('AttemptPipeline: history records', () => {
   });
 
   /** A pipeline whose notifications name merchant m1, allowed one request at a time. */
-  function merchantPipeline(d: HttpDeliverer, slots = new MerchantSlots(), history: HistorySink | null = null): AttemptPipeline {
+  function merchantPipeline(d: HttpDeliverer, slots = new MerchantSlots(), history: HistorySink | null = null, gate: OriginGate = new OriginGate(GATE)): AttemptPipeline {
     const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
     const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
     return new AttemptPipeline(
-      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants, slots, failureMarks: null, history },
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate, merchants, slots, failureMarks: null, history },
       { config, signer: createSigner(config.signing), merchantSigners: new MerchantSigners(config.signing), deliverer: d },
     );
   }
+
+  /** A link whose first publish (not an outcome event) waits until `confirm()`: a slow confirm, a quorum leader moving. */
+  function slowFirstPublish(): { link: FakeLink; confirm: () => void } {
+    let confirm!: () => void;
+    const held = new Promise<void>((r) => (confirm = r));
+    class SlowFirst extends FakeLink {
+      private first = true;
+      override async publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void> {
+        if (exchange !== names.outcomes && this.first) {
+          this.first = false;
+          await held;
+        }
+        return super.publish(exchange, routingKey, content, options);
+      }
+    }
+    return { link: new SlowFirst(), confirm };
+  }
+
+  const ofM1 = (id: string) => ({ id, url: 'https://m.example/notify', body: { a: 1 }, merchant: 'm1' });
 
   it('a skip on a channel already gone is neither handed on nor recorded: the redelivered copy is (one record, not two)', async () => {
     const slots = new MerchantSlots();
@@ -373,21 +392,9 @@ describe('AttemptPipeline: history records', () => {
   it("a merchant's maxConcurrency slot is given back when its request ends, not after the hand-on publishes", async () => {
     const d = fakeDeliverer({ kind: 'response', status: 500, body: 'no', durationMs: 1 });
     const p = merchantPipeline(d);
-    // The first hand-on's confirm is slow (a quorum leader moving, say): held until let go.
-    let confirm!: () => void;
-    const held = new Promise<void>((r) => (confirm = r));
-    class SlowFirstHandOn extends FakeLink {
-      private first = true;
-      override async publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void> {
-        if (exchange !== names.outcomes && this.first) {
-          this.first = false;
-          await held;
-        }
-        return super.publish(exchange, routingKey, content, options);
-      }
-    }
-    const link = new SlowFirstHandOn();
-    const body = (id: string) => ({ id, url: 'https://m.example/notify', body: { a: 1 }, merchant: 'm1' });
+    // The first hand-on's confirm is slow: held until let go.
+    const { link, confirm } = slowFirstPublish();
+    const body = ofM1;
     const first = p.handle(link, message(0, body('n1')));
     while (d.calls.length === 0) await new Promise((r) => setImmediate(r));
     await new Promise((r) => setTimeout(r, 20));
@@ -396,6 +403,25 @@ describe('AttemptPipeline: history records', () => {
     assert.equal(d.calls.length, 2, 'the second notification was attempted, not skipped');
     confirm();
     await first;
+    assert.equal(link.acked, 2);
+  });
+
+  it("a merchant's slot is not held while a deferral publishes to the hold queue (no request is made there)", async () => {
+    const d = fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 });
+    // The origin is saturated for the first notification (deferred), and has room for the next.
+    let admissions = 0;
+    const gate = { admit: () => (admissions++ === 0 ? { kind: 'defer' } : { kind: 'go', probe: false, release: () => undefined }) } as unknown as OriginGate;
+    const p = merchantPipeline(d, new MerchantSlots(), null, gate);
+    const { link, confirm } = slowFirstPublish();
+    const first = p.handle(link, message(0, ofM1('n1')));
+    while (admissions === 0) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 20));
+    // Its wait is over: with the merchant's one slot still taken it would be skipped down the ladder unattempted.
+    await p.handle(link, withHeaders(message(0, ofM1('n2')), { 'notify-waiting-since': Date.now() - 60_000 }));
+    assert.equal(d.calls.length, 1, 'the second notification was attempted, not skipped');
+    confirm();
+    await first;
+    assert.deepEqual(link.published.filter((x) => x.exchange !== names.outcomes).map((x) => x.routingKey), [names.holdQueue(0)], 'the first one deferred, the second delivered');
     assert.equal(link.acked, 2);
   });
 
