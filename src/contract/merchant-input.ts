@@ -4,14 +4,14 @@
  * process that reads the registry, where importing TypeBox would cost
  * about 14 MB each (response-schemas.ts wraps it for the documents).
  */
-import type { JsonSchema } from './notification-schema.js';
+import { MERCHANT_ID_PATTERN, type JsonSchema } from './notification-schema.js';
 
 const orNull = (s: JsonSchema): JsonSchema => ({ anyOf: [s, { type: 'null' }] });
 
 export const MerchantInputSchema: JsonSchema = {
   type: 'object',
   properties: {
-    id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$', description: 'required on create; never changed' },
+    id: { type: 'string', pattern: MERCHANT_ID_PATTERN, description: 'required on create; never changed' },
     name: { type: 'string', minLength: 1, maxLength: 200, description: 'required on create' },
     signing: { type: 'string', enum: ['standard', 'rsa2', 'none'] },
     allowedOrigins: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 100, description: 'required on create: origins such as https://shop.example' },

@@ -31,6 +31,8 @@ export const MAX_EPOCH_MS = 8.64e15;
 export const METADATA_MAX_BYTES = 16 * 1024;
 /** Longest merchant id. */
 export const MERCHANT_ID_MAX = 128;
+/** A merchant id: the notification ids' alphabet, up to `MERCHANT_ID_MAX` characters (the database holds the same rule). */
+export const MERCHANT_ID_PATTERN = `^[A-Za-z0-9][A-Za-z0-9._:@-]{0,${MERCHANT_ID_MAX - 1}}$`;
 
 /** A JSON Schema object, as ajv and OpenAPI 3.1 take it. */
 export type JsonSchema = Readonly<Record<string, unknown>>;

@@ -1,7 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { LimitsConfig } from '../core/config.js';
 import { ListQuerySchema, RecoverInputSchema } from './history-params.js';
-import { batchSchema, notificationSchema, type JsonSchema } from './notification-schema.js';
+import { MERCHANT_ID_PATTERN, batchSchema, notificationSchema, type JsonSchema } from './notification-schema.js';
 import * as R from './response-schemas.js';
 
 /**
@@ -217,7 +217,7 @@ export const ROUTES: readonly Route[] = [
     method: 'get',
     path: '/admin/merchants',
     summary: 'list merchants, by id',
-    query: { ...limit(1000, 50), cursor: { schema: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$' }), description: 'nextCursor of the previous page (a merchant id)' } },
+    query: { ...limit(1000, 50), cursor: { schema: Type.String({ pattern: MERCHANT_ID_PATTERN }), description: 'nextCursor of the previous page (a merchant id)' } },
     answers: { 200: { description: 'a page', schema: 'MerchantPage' }, 400: err('bad limit, or a cursor that is not a merchant id'), 501: err('no database (MERCHANTS_DISABLED)'), 503: err('the database cannot be reached or answer in time (REGISTRY_UNAVAILABLE): retry; after a change, read the merchant first (it may have been applied)') },
   },
   {

@@ -7,6 +7,7 @@ import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { validateSuccess } from '../core/message.js';
 import { ajv, errorPath } from '../contract/ajv.js';
 import { MerchantInputSchema } from '../contract/merchant-input.js';
+import { MERCHANT_ID_PATTERN } from '../contract/notification-schema.js';
 
 export type MerchantScheme = 'standard' | 'rsa2' | 'none';
 
@@ -59,7 +60,7 @@ export interface MerchantEntry {
   readonly version: string;
 }
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+const ID_RE = new RegExp(MERCHANT_ID_PATTERN);
 /** Types, ranges and unknown keys: the admin API's documented schema (docs/openapi-admin.json), compiled once. */
 const checkInput = ajv.compile(MerchantInputSchema);
 

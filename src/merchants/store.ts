@@ -8,7 +8,7 @@ import type { SuccessCriteria } from '../core/config.js';
 import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { inTransaction } from '../db/pool.js';
 import { query } from '../db/sql.js';
-import { validateMerchantSettings, type MerchantSettings, type MerchantView } from './merchant.js';
+import { isMerchantId, validateMerchantSettings, type MerchantSettings, type MerchantView } from './merchant.js';
 import { fingerprint, generateSecret, sealSecret } from './secrets.js';
 
 /** A row of `merchants-all` / `merchants-page`. */
@@ -85,7 +85,7 @@ export class MerchantStore {
   /** Creates a merchant; a `standard` one gets its first secret, returned here and never again. */
   async create(input: unknown): Promise<{ merchant: MerchantView; secret: string | null }> {
     const id = (input as { id?: unknown } | null)?.id;
-    if (typeof id !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/.test(id)) {
+    if (!isMerchantId(id)) {
       throw new NotifyError(ErrorCodes.VALIDATION, 'id: is required: letters, digits and . _ : @ - (up to 128, starting with a letter or digit)', 'id');
     }
     const s = validateMerchantSettings(input, this.opts.tiers, null);
