@@ -225,15 +225,14 @@ export class AttemptPipeline {
     // Given back when the request ends (or is never made), as the origin's slot is: not held while the hand-on
     // publishes, where a slow confirm would have the merchant's next notifications skipped with nothing in flight.
     // (A closure only for a merchant with a cap: no allocation per delivery otherwise.)
-    const releaseMerchant =
-      merchant?.maxConcurrency == null
-        ? NOTHING_TO_RELEASE
-        : (): void => {
-            if (!merchantSlot) return;
-            merchantSlot = false;
-            this.deps.slots.release(merchant.id);
-          };
+    let releaseMerchant = NOTHING_TO_RELEASE;
     if (merchant?.maxConcurrency != null) {
+      const id = merchant.id;
+      releaseMerchant = (): void => {
+        if (!merchantSlot) return;
+        merchantSlot = false;
+        this.deps.slots.release(id);
+      };
       merchantSlot = this.deps.slots.tryAcquire(merchant.id, merchant.maxConcurrency);
       if (!merchantSlot) {
         if (gateBudget() > 0 && this.holdMs > 0) {
