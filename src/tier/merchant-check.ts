@@ -1,6 +1,8 @@
 /**
  * What a tier worker does with a notification's merchant before any attempt
- * (DESIGN §10): nothing when it names none; park it when the merchant is
+ * (DESIGN §10): nothing when it names none (parked when `merchants.required`,
+ * which a producer past the ingress, such as `NotifyClient`, is not held to
+ * otherwise: DESIGN §4); park it when the merchant is
  * disabled or the URL is not one of its origins; wait when the registry
  * cannot say yet. Pure, given the directory's state.
  */
@@ -30,8 +32,10 @@ export type MerchantVerdict =
  * the registry cannot be read it waits whatever the budget (parking it would
  * lose nothing, but the merchant is most likely fine).
  */
-export function checkMerchant(n: Notification, origin: string | null, dir: MerchantLookup | null, budgetLeftMs: number): MerchantVerdict {
-  if (n.merchant === undefined) return { kind: 'none' };
+export function checkMerchant(n: Notification, origin: string | null, dir: MerchantLookup | null, budgetLeftMs: number, required: boolean): MerchantVerdict {
+  if (n.merchant === undefined) {
+    return required ? { kind: 'park', reason: 'invalid', error: 'merchant: is required (merchants.required)' } : { kind: 'none' };
+  }
   if (dir === null) return { kind: 'park', reason: 'invalid', error: `names merchant ${n.merchant} but this daemon has no merchant registry (NOTIFY_DATABASE_URL)` };
   const m = dir.get(n.merchant);
   if (m === undefined) {

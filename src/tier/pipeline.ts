@@ -186,7 +186,7 @@ export class AttemptPipeline {
     const origin = deliverer.originOf(n.url);
 
     // The merchant's word first (DESIGN §10): disabled, elsewhere, or not known yet.
-    const verdict = checkMerchant(n, origin, this.deps.merchants, budgetLeft());
+    const verdict = checkMerchant(n, origin, this.deps.merchants, budgetLeft(), config.merchants.required);
     if (verdict.kind === 'park') {
       await this.parkDead(link, msg, n, { reason: verdict.reason, error: verdict.error, attempts: this.tier, status: null, firstAttemptAt });
       return;

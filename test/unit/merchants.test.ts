@@ -82,23 +82,30 @@ describe('merchant secrets', () => {
 
 describe('a tier worker and its merchants (checkMerchant)', () => {
   it('no merchant named: nothing to check', () => {
-    assert.equal(checkMerchant(note({ merchant: undefined }), 'https://shop.example', null, 1000).kind, 'none');
+    assert.equal(checkMerchant(note({ merchant: undefined }), 'https://shop.example', null, 1000, false).kind, 'none');
+  });
+
+  it('none named while merchants.required: parked invalid (a producer past the ingress, such as NotifyClient, is held to it too)', () => {
+    for (const dir of [null, lookup([entry()])]) {
+      const v = checkMerchant(note({ merchant: undefined }), 'https://shop.example', dir, 1000, true);
+      assert.ok(v.kind === 'park' && v.reason === 'invalid' && /merchants\.required/.test(v.error), JSON.stringify(v));
+    }
   });
 
   it('parks a disabled merchant as disabled and a foreign origin as invalid', () => {
-    const d = checkMerchant(note(), 'https://shop.example', lookup([entry({ enabled: false })]), 1000);
+    const d = checkMerchant(note(), 'https://shop.example', lookup([entry({ enabled: false })]), 1000, false);
     assert.ok(d.kind === 'park' && d.reason === 'disabled');
-    const o = checkMerchant(note({ url: 'https://evil.example/x' }), 'https://evil.example', lookup([entry()]), 1000);
+    const o = checkMerchant(note({ url: 'https://evil.example/x' }), 'https://evil.example', lookup([entry()]), 1000, false);
     assert.ok(o.kind === 'park' && o.reason === 'invalid' && /allowed origins/.test(o.error));
   });
 
   it('an unknown merchant waits while the registry cannot say or its budget lasts, then parks invalid', () => {
-    assert.equal(checkMerchant(note(), 'https://shop.example', lookup([], { isUp: false }), 0).kind, 'wait', 'registry down: waits whatever the budget');
-    assert.equal(checkMerchant(note(), 'https://shop.example', lookup([], { isLoaded: false }), 0).kind, 'wait');
-    assert.equal(checkMerchant(note(), 'https://shop.example', lookup([]), 500).kind, 'wait', 'perhaps created a moment ago');
-    const p = checkMerchant(note(), 'https://shop.example', lookup([]), 0);
+    assert.equal(checkMerchant(note(), 'https://shop.example', lookup([], { isUp: false }), 0, false).kind, 'wait', 'registry down: waits whatever the budget');
+    assert.equal(checkMerchant(note(), 'https://shop.example', lookup([], { isLoaded: false }), 0, false).kind, 'wait');
+    assert.equal(checkMerchant(note(), 'https://shop.example', lookup([]), 500, false).kind, 'wait', 'perhaps created a moment ago');
+    const p = checkMerchant(note(), 'https://shop.example', lookup([]), 0, false);
     assert.ok(p.kind === 'park' && p.reason === 'invalid' && /unknown merchant/.test(p.error));
-    const noRegistry = checkMerchant(note(), 'https://shop.example', null, 500);
+    const noRegistry = checkMerchant(note(), 'https://shop.example', null, 500, false);
     assert.ok(noRegistry.kind === 'park' && /NOTIFY_DATABASE_URL/.test(noRegistry.error));
   });
 });

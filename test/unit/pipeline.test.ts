@@ -255,6 +255,17 @@ describe('AttemptPipeline', () => {
     assert.equal(never.calls.length, 0, 'never sent');
     assert.equal(c.published.find((x) => x.routingKey === names.dead)!.options.headers!['notify-dead-reason'], 'invalid');
   });
+
+  it('merchants.required: one naming no merchant (published past the ingress) is parked invalid, never sent', async () => {
+    const required = { ...config, merchants: { ...config.merchants, required: true } };
+    const d = fakeDeliverer({ kind: 'response', status: 200, body: '', durationMs: 1 });
+    const link = new FakeLink();
+    await pipeline(0, d, undefined, null, undefined, required).p.handle(link, message(0));
+    assert.equal(d.calls.length, 0, 'never sent');
+    const parked = link.published.find((x) => x.routingKey === names.dead);
+    assert.equal(parked?.options.headers!['notify-dead-reason'], 'invalid');
+    assert.equal(link.acked, 1);
+  });
 });
 
 describe('AttemptPipeline: deferrals (issue 14)', () => {
