@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { NotifyClient } from './client.js';
-import { EX_CONFIG } from './core/config.js';
-import { toErrorData } from './core/errors.js';
+import { ErrorCodes, toErrorData } from './core/errors.js';
 import { loadConfigOrExit, runMaster } from './supervisor/master.js';
-import { str, usage, type Values } from './cli/args.js';
+import { exitStatusFor, str, usage, type Values } from './cli/args.js';
 import { CTL_USAGE, ctl } from './cli/ctl.js';
 import { migrateCommand } from './cli/migrate.js';
 
 const USAGE = `notifyd — tiered HTTP notification delivery on RabbitMQ
 
   notifyd start [--config FILE]                 run the daemon (master + workers)
-  notifyd publish --url URL --body JSON [--id ID] [--config FILE]
-                                                publish one notification (waits for the broker's confirm)
+  notifyd publish --url URL --body JSON [--id ID] [--merchant M] [--config FILE]
+                                                publish one notification (waits for the broker's confirm);
+                                                exit 65 for invalid input, 75 when the broker could not
+                                                take it (retry with the id it printed)
   notifyd migrate [--config FILE]               bring the database up to date (the master also does it at start)
   notifyd config check [--config FILE]          list every problem of a configuration (exit 78 when invalid);
                                                 its JSON Schema is docs/config.schema.json
@@ -21,8 +22,29 @@ ${CTL_USAGE.replace(/^/gm, '    ')}
 
 Configuration: config/default.json, --config FILE / NOTIFY_CONFIG, NOTIFY_* variables (see README).`;
 
+/** Options each command takes besides `--help`; `ctl`'s subcommands share the rest. */
+const COMMAND_OPTIONS: Readonly<Record<string, readonly string[]>> = {
+  start: ['config'],
+  publish: ['config', 'url', 'body', 'id', 'merchant'],
+  migrate: ['config'],
+  config: ['config'],
+};
+
+/** An option given to a command that would ignore it (`publish --admin …`), or null. */
+function foreignOption(command: string, values: Values): string | null {
+  const allowed = COMMAND_OPTIONS[command];
+  if (allowed === undefined) return null;
+  return Object.keys(values).find((k) => k !== 'help' && values[k] !== undefined && !allowed.includes(k)) ?? null;
+}
+
+/** Exit statuses of `publish` (sysexits): what a producer's script can tell apart. */
+const EX_DATAERR = 65;
+const EX_TEMPFAIL = 75;
+const TRANSIENT: ReadonlySet<string> = new Set([ErrorCodes.BROKER_UNAVAILABLE, ErrorCodes.BROKER_BLOCKED, ErrorCodes.BROKER_NACK, ErrorCodes.BROKER_CONFIRM_TIMEOUT, ErrorCodes.OVERLOADED]);
+
 async function publish(values: Values): Promise<number> {
-  const config = loadConfigOrExit(str(values, 'config') ?? null);
+  // Publishing never signs: a producer needs neither the signing secrets nor the key file.
+  const config = loadConfigOrExit(str(values, 'config') ?? null, { checkSigning: false });
   const url = str(values, 'url');
   const bodyText = str(values, 'body');
   if (!url || bodyText === undefined) {
@@ -37,12 +59,18 @@ async function publish(values: Values): Promise<number> {
   }
   const client = new NotifyClient({ amqpUrl: config.amqpUrl, prefix: config.prefix, initialDelayMs: config.scheduleMs[0] ?? 0, limits: config.limits });
   try {
-    const r = await client.publish({ url, body, ...(str(values, 'id') ? { id: str(values, 'id') } : {}) });
+    const id = str(values, 'id');
+    const merchant = str(values, 'merchant');
+    const r = await client.publish({ url, body, ...(id ? { id } : {}), ...(merchant ? { merchant } : {}) });
     process.stdout.write(`${JSON.stringify(r)}\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`notifyd publish: ${JSON.stringify({ error: toErrorData(err) })}\n`);
-    return 1;
+    const error = toErrorData(err);
+    // The id it was published under (made here when none was given): the broker may have taken it all the
+    // same (a confirm that timed out), so a retry must reuse it for the merchant to see one notification.
+    const id = (err as { id?: unknown }).id;
+    process.stderr.write(`notifyd publish: ${JSON.stringify({ error, ...(typeof id === 'string' ? { id } : {}) })}\n`);
+    return error.code === ErrorCodes.VALIDATION ? EX_DATAERR : TRANSIENT.has(error.code) ? EX_TEMPFAIL : 1;
   } finally {
     await client.close();
   }
@@ -95,6 +123,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return values.help ? 0 : 64;
   }
+  const foreign = foreignOption(command, values);
+  if (foreign !== null) return usage(`notifyd ${command}: --${foreign} is not one of its options\n${USAGE}`);
   switch (command) {
     case 'start':
       await runMaster(str(values, 'config') ?? null);
@@ -121,7 +151,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const data = toErrorData(err);
-    process.stderr.write(`notifyd: ${data.message}\n`);
-    process.exit(data.code === 'CONFIG_INVALID' ? EX_CONFIG : 1);
+    process.stderr.write(`notifyd: ${data.message} (${data.code})\n`);
+    process.exit(exitStatusFor(data.code));
   },
 );

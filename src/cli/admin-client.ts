@@ -29,7 +29,8 @@ export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS
   let base = str(values, 'admin');
   let token = str(values, 'token') ?? process.env.NOTIFY_ADMIN_TOKEN;
   if (!base) {
-    const config = loadConfigOrExit(str(values, 'config') ?? null);
+    // ctl never signs: an operator's shell needs neither the service's signing secrets nor its key file.
+    const config = loadConfigOrExit(str(values, 'config') ?? null, { checkSigning: false });
     const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host;
     base = `http://${host}:${config.admin.port}`;
     token ??= config.admin.token ?? undefined;
@@ -53,9 +54,9 @@ export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS
       // fetch refuses some ports before it connects ("bad port"): a cause without a code, and nothing sent.
       const code = typeof cause?.code === 'string' ? cause.code : cause?.message === 'bad port' ? 'bad port' : 'no code';
       if (CONNECT_FAILURES.has(code)) {
-        throw new Error(`cannot reach the admin API at ${url.origin} (${code}); is the daemon running there (--admin, or admin.host/port in the config)?`, { cause: err });
+        throw new NotifyError(ErrorCodes.ADMIN_UNREACHABLE, `cannot reach the admin API at ${url.origin} (${code}); is the daemon running there (--admin, or admin.host/port in the config)?`, undefined, { cause: err });
       }
-      throw new Error(`the connection to the admin API at ${url.origin} broke during ${method} ${url.pathname} (${code}); what it was doing may have happened`, { cause: err });
+      throw new NotifyError(ErrorCodes.ADMIN_CONNECTION_LOST, `the connection to the admin API at ${url.origin} broke during ${method} ${url.pathname} (${code}); what it was doing may have happened`, undefined, { cause: err });
     }
     let parsed: unknown = text;
     try {
@@ -67,8 +68,12 @@ export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS
   };
 }
 
-/** Prints an answer as JSON; the exit status says whether it was a success. */
+/**
+ * Prints an answer as JSON, an error answer on stderr (so `--json | jq` never
+ * reads one); the exit status says whether it was a success.
+ */
 export function printAnswer(r: AdminAnswer): number {
-  process.stdout.write(`${JSON.stringify(r.body, null, 2)}\n`);
-  return r.status < 400 ? 0 : 1;
+  const ok = r.status < 400;
+  (ok ? process.stdout : process.stderr).write(`${JSON.stringify(r.body, null, 2)}\n`);
+  return ok ? 0 : 1;
 }

@@ -1,4 +1,7 @@
 /** Parsed command-line values, and the helpers every command uses. */
+import { EX_CONFIG } from '../core/config.js';
+import { ErrorCodes, type ErrorCode } from '../core/errors.js';
+
 export type Values = Record<string, string | boolean | undefined>;
 
 /** A string option, or undefined. */
@@ -17,4 +20,24 @@ export function table(rows: (string | number)[][]): string {
 export function usage(text: string): number {
   process.stderr.write(`${text}\n`);
   return 64;
+}
+
+/**
+ * The exit status for an error a command threw (sysexits): 69 when the admin
+ * API could not be reached (nothing was sent), 75 when its answer never came
+ * (it may have happened: check before retrying), 78 for an invalid
+ * configuration, else 1.
+ */
+export function exitStatusFor(code: ErrorCode): number {
+  switch (code) {
+    case ErrorCodes.ADMIN_UNREACHABLE:
+      return 69;
+    case ErrorCodes.REQUEST_TIMEOUT:
+    case ErrorCodes.ADMIN_CONNECTION_LOST:
+      return 75;
+    case ErrorCodes.CONFIG_INVALID:
+      return EX_CONFIG;
+    default:
+      return 1;
+  }
 }

@@ -8,7 +8,8 @@ import { EX_CONFIG } from '../core/config.js';
 import { str, type Values } from './args.js';
 
 export async function migrateCommand(values: Values): Promise<number> {
-  const config = loadConfigOrExit(str(values, 'config') ?? null);
+  // Migrating never signs: it needs neither the signing secrets nor the key file.
+  const config = loadConfigOrExit(str(values, 'config') ?? null, { checkSigning: false });
   if (config.database.url === null) {
     // The configuration lacks it (EX_CONFIG), not the command line.
     process.stderr.write('notifyd migrate: no database configured (NOTIFY_DATABASE_URL or database.url)\n');

@@ -339,10 +339,14 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** Query parameters that carry a secret (pg reads `?password=` and `?sslpassword=` as readily as the user part). */
+const SECRET_PARAM = /pass|secret|token/i;
+
 /**
- * An AMQP URL, or a comma-separated list of them, with every password
- * replaced, for logs and status. Text that does not parse as a URL is
- * scrubbed of every `//user:password@` it holds, wherever it is.
+ * An AMQP or PostgreSQL URL, or a comma-separated list of them, with every
+ * password replaced, in the user part or in a query parameter, for logs and
+ * status. Text that does not parse as a URL is scrubbed of every
+ * `//user:password@` and `password=…` it holds, wherever it is.
  */
 export function redactUrl(url: string): string {
   return url
@@ -351,9 +355,10 @@ export function redactUrl(url: string): string {
       try {
         const u = new URL(part.trim());
         if (u.password) u.password = '***';
+        for (const k of [...u.searchParams.keys()]) if (SECRET_PARAM.test(k)) u.searchParams.set(k, '***');
         return u.toString();
       } catch {
-        return part.replace(/\/\/([^:@/\s,]+):[^@/\s,]*@/g, '//$1:***@');
+        return part.replace(/\/\/([^:@/\s,]+):[^@/\s,]*@/g, '//$1:***@').replace(/([?&][^=&\s]*(?:pass|secret|token)[^=&\s]*=)[^&\s,]*/gi, '$1***');
       }
     })
     .join(',');

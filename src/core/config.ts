@@ -198,7 +198,17 @@ let validator: Validator<MergedConfig> | null = null;
  * follows converts text and checks what depends on several keys, files
  * or parsers.
  */
-export function parseConfig(raw: Raw): Config {
+export interface ParseOptions {
+  /**
+   * False for a tool that never signs (`notifyd ctl`, `publish`, `migrate`):
+   * the signing secrets and key file are not required or read, so an
+   * operator's shell or a producer needs neither the service's secrets nor
+   * read access to its private key. Default true.
+   */
+  readonly checkSigning?: boolean;
+}
+
+export function parseConfig(raw: Raw, opts: ParseOptions = {}): Config {
   validator ??= ajv.compile<MergedConfig>(MergedConfigSchema);
   if (!validator(raw)) {
     const { key, why } = configProblem(validator.errors![0]!, raw);
@@ -276,8 +286,9 @@ export function parseConfig(raw: Raw): Config {
   const secrets = s.secrets ?? [];
   const scheme: SigningScheme = orNull(s.scheme) ?? (secrets.length > 0 ? 'standard' : 'none');
   const signing: SigningConfig = { scheme, secrets, keyFile: orNull(s.keyFile), threads: Number(s.threads) };
-  if (scheme === 'standard' && signing.secrets.length === 0) fail('signing.secrets', 'scheme standard needs NOTIFY_SIGNING_SECRET');
-  if (scheme === 'rsa2') {
+  const checkSigning = opts.checkSigning ?? true;
+  if (checkSigning && scheme === 'standard' && signing.secrets.length === 0) fail('signing.secrets', 'scheme standard needs NOTIFY_SIGNING_SECRET');
+  if (checkSigning && scheme === 'rsa2') {
     if (!signing.keyFile) fail('signing.keyFile', 'scheme rsa2 needs NOTIFY_SIGNING_KEY_FILE');
     // A key the signer cannot use must stop start-up (exit 78) or a reload,
     // not fail every delivery later.
@@ -287,9 +298,11 @@ export function parseConfig(raw: Raw): Config {
       fail('signing.keyFile', (err as Error).message);
     }
   }
-  signing.secrets.forEach((secret, i) => {
-    if (decodeWebhookSecret(secret) === null) fail('signing.secrets', `secret #${i + 1} is not whsec_<base64>`);
-  });
+  if (checkSigning) {
+    signing.secrets.forEach((secret, i) => {
+      if (decodeWebhookSecret(secret) === null) fail('signing.secrets', `secret #${i + 1} is not whsec_<base64>`);
+    });
+  }
 
   const svms = durations(raw.supervisor, 'supervisor');
   const supervisor: SupervisorConfig = {
@@ -373,12 +386,12 @@ function readJsonFile(path: string, key: string): Raw {
  * Loads `config/default.json`, then the file from `--config`/`NOTIFY_CONFIG`,
  * then the `NOTIFY_*` environment variables; validates once and freezes.
  */
-export function loadConfig(opts: { configFile?: string | null; env?: NodeJS.ProcessEnv } = {}): Config {
+export function loadConfig(opts: { configFile?: string | null; env?: NodeJS.ProcessEnv } & ParseOptions = {}): Config {
   const env = opts.env ?? process.env;
   let raw = readJsonFile(defaultConfigPath(), 'config');
   const file = opts.configFile ?? env.NOTIFY_CONFIG ?? null;
   if (file) raw = mergeRaw(raw, readJsonFile(file, 'config'));
   raw = mergeRaw(raw, envOverrides(env));
-  return parseConfig(raw);
+  return parseConfig(raw, opts);
 }
 

@@ -71,6 +71,10 @@ export const ErrorCodes = {
   HISTORY_UNAVAILABLE: 'HISTORY_UNAVAILABLE',
   /** A call (ctl to the admin API) got no answer in time; what it asked for may or may not have happened. */
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
+  /** ctl could not connect to the admin API: nothing was sent. */
+  ADMIN_UNREACHABLE: 'ADMIN_UNREACHABLE',
+  /** ctl's connection to the admin API broke before the answer: what it asked for may or may not have happened. */
+  ADMIN_CONNECTION_LOST: 'ADMIN_CONNECTION_LOST',
   /** Something unexpected; the message says what. */
   INTERNAL: 'INTERNAL',
 } as const;

@@ -37,12 +37,21 @@ export interface Migration {
   readonly sql: string;
 }
 
-/** The migrations in `sql/migrations/` (`NNN-name.sql`), in order. */
-export function migrations(): Migration[] {
-  const dir = resolve(sqlDir(), 'migrations');
-  return readdirSync(dir)
-    .map((f) => /^(\d{3})-([a-z0-9-]+)\.sql$/.exec(f))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ version: Number(m[1]), name: m[2]!, sql: readFileSync(resolve(dir, m[0]), 'utf8') }))
-    .sort((a, b) => a.version - b.version);
+/**
+ * The migrations in `sql/migrations/` (`NNN-name.sql`), in order. Throws on a
+ * `.sql` file named otherwise or two files with one number: either would be
+ * skipped or half-applied without a word.
+ */
+export function migrations(dir = resolve(sqlDir(), 'migrations')): Migration[] {
+  const out: Migration[] = [];
+  for (const f of readdirSync(dir)) {
+    if (!f.endsWith('.sql')) continue;
+    const m = /^(\d{3})-([a-z0-9-]+)\.sql$/.exec(f);
+    if (m === null) throw new Error(`sql/migrations/${f}: not named NNN-name.sql (three digits, then lower-case letters, digits and dashes)`);
+    const version = Number(m[1]);
+    const twin = out.find((x) => x.version === version);
+    if (twin !== undefined) throw new Error(`sql/migrations: ${f} and ${String(version).padStart(3, '0')}-${twin.name}.sql have one number`);
+    out.push({ version, name: m[2]!, sql: readFileSync(resolve(dir, f), 'utf8') });
+  }
+  return out.sort((a, b) => a.version - b.version);
 }

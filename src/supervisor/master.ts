@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer } from '../admin/server.js';
-import { EX_CONFIG, loadConfig, type Config } from '../core/config.js';
+import { EX_CONFIG, loadConfig, type Config, type ParseOptions } from '../core/config.js';
 import { ErrorCodes, hasCode, toErrorData } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { startupWarnings, stopTimeoutMs } from './startup-checks.js';
@@ -16,9 +16,9 @@ function workerEntry(name: string): string {
 }
 
 /** Loads config or ends the process with one clear line and exit 78. */
-export function loadConfigOrExit(configFile: string | null): Config {
+export function loadConfigOrExit(configFile: string | null, opts: ParseOptions = {}): Config {
   try {
-    return loadConfig({ configFile });
+    return loadConfig({ configFile, ...opts });
   } catch (err) {
     if (hasCode(err, ErrorCodes.CONFIG_INVALID)) {
       process.stderr.write(`notifyd: ${(err as Error).message}\n`);

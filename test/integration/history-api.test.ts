@@ -115,7 +115,7 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
     assert.match(show.stdout, /^ {2}3 +2 +\S+ +\S+ +200 +success/m);
     const missing = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'show', 'no-such-id', '--admin', d.adminUrl], { encoding: 'utf8', timeout: 20_000 });
     assert.equal(missing.status, 1);
-    assert.match(missing.stdout, /NOT_FOUND/);
+    assert.match(missing.stderr, /NOT_FOUND/, 'an error answer goes to stderr');
   });
 
   it('resend: a new ladder from tier 0 with the same id, delivered again, attempts appended', async () => {
@@ -429,7 +429,7 @@ describe('delivery history: the read side (real daemon, RabbitMQ, PostgreSQL)', 
       assert.deepEqual([a.status, a.body.error.code], [501, 'HISTORY_DISABLED']);
       const show = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'show', 'x', '--admin', off.adminUrl], { encoding: 'utf8', timeout: 20_000 });
       assert.equal(show.status, 1);
-      assert.match(show.stdout, /HISTORY_DISABLED/);
+      assert.match(show.stderr, /HISTORY_DISABLED/);
     } finally {
       await off.stop();
     }

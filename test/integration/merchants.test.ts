@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
 import pg from 'pg';
+import pino from 'pino';
 import { Webhook } from 'standardwebhooks';
 import { AMQP_URL, CLI_PATH, DaemonProcess, deletePrefix, parkedMessages, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
 import { freshDatabase, type TestDatabase } from '../../bench/database.js';
@@ -307,11 +308,29 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     assert.equal(ctl('disable', 'shop-ctl', '--reason', 'test').status, 0);
     assert.match(ctl('show', 'shop-ctl').out, /"enabled": false/);
     assert.equal(ctl('enable', 'shop-ctl').status, 0);
-    assert.equal(ctl('show', 'nobody').status, 1);
+    const nobody = ctl('show', 'nobody');
+    assert.equal(nobody.status, 1);
+    assert.match(nobody.out, /NOT_FOUND/);
+
+    // notifyd publish --merchant: signed with that merchant's secret. The producer's configuration has neither
+    // the daemon's signing key nor read access to it (rsa2, a file it cannot read): publishing never signs.
+    const toolEnv = { PATH: process.env.PATH, NOTIFY_AMQP_URL: AMQP_URL, NOTIFY_PREFIX: d.opts.prefix, NOTIFY_SCHEDULE: SCHEDULE, NOTIFY_SIGNING_SCHEME: 'rsa2', NOTIFY_SIGNING_KEY_FILE: join(tmp, 'no-such-key.pem') };
+    const cliPath = `/fail/0/cli-${d.opts.prefix}`;
+    const pub = spawnSync(process.execPath, [CLI_PATH, 'publish', '--merchant', 'shop-ctl', '--url', `${merchant.base}${cliPath}`, '--body', '{"order":"C1"}'], { env: toolEnv, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(pub.status, 0, pub.stderr);
+    await waitFor(() => merchant.count(cliPath) === 1, 10_000, 'published by the CLI, delivered');
+    const cliReq = merchant.seen(cliPath)[0]!;
+    assert.doesNotThrow(() => new Webhook(answer.secret).verify(cliReq.body.toString('utf8'), cliReq.headers as Record<string, string>), "signed with shop-ctl's newest secret");
+    const foreign = spawnSync(process.execPath, [CLI_PATH, 'publish', '--admin', d.adminUrl, '--url', `${merchant.base}${cliPath}`, '--body', '{}'], { env: toolEnv, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(foreign.status, 64, 'an option the command would ignore is a usage error');
+    assert.match(foreign.stderr, /--admin is not one of its options/);
 
     const unreachable = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'status', '--admin', 'http://127.0.0.1:2'], { encoding: 'utf8', timeout: 20_000 });
-    assert.equal(unreachable.status, 1);
+    assert.equal(unreachable.status, 69, 'nothing was sent (EX_UNAVAILABLE)');
     assert.match(unreachable.stderr, /cannot reach the admin API at http:\/\/127\.0\.0\.1:2 \(ECONNREFUSED\)/, 'where and why, not just "fetch failed"');
+    // ctl reads the address from the configuration, which it can do without the signing key too.
+    const fromConfig = spawnSync(process.execPath, [CLI_PATH, 'ctl', 'status'], { env: { ...toolEnv, NOTIFY_ADMIN_PORT: '2' }, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(fromConfig.status, 69, fromConfig.stderr);
     const noDatabase = spawnSync(process.execPath, [CLI_PATH, 'migrate'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
     assert.equal(noDatabase.status, 78, 'a configuration without a database is EX_CONFIG');
     const fresh = await freshDatabase('migrate');
@@ -341,6 +360,32 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       await fresh.drop();
     }
   }
+
+  it('migrate: waits, and says so, while another holds the migration lock, then applies; refuses a number applied under another name', async () => {
+    const fresh = await freshDatabase('migratelock');
+    const holder = new pg.Client({ connectionString: fresh.url });
+    const pool = new pg.Pool({ connectionString: fresh.url, max: 1 });
+    pool.on('error', () => undefined);
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+    try {
+      await holder.connect();
+      // The lock notifyd's migrate takes (src/db/migrate.ts), held as a second daemon's migration would.
+      await holder.query('SELECT pg_advisory_lock($1)', [0x6e6f7469]);
+      let done = false;
+      const running = migrate(pool, log).finally(() => (done = true));
+      await waitFor(() => lines.some((l) => l.includes('waiting for another notifyd to finish migrating')), 5000, 'the wait is logged');
+      assert.equal(done, false, 'nothing applied under another holder of the lock');
+      await holder.query('SELECT pg_advisory_unlock($1)', [0x6e6f7469]);
+      assert.deepEqual(await running, migrations().map((m) => m.version));
+      await fresh.query("UPDATE notify_schema_migrations SET name = 'something-else' WHERE version = 1");
+      await assert.rejects(migrate(pool, log), /migration 1 applied to this database is "something-else"/);
+    } finally {
+      await holder.end().catch(() => undefined);
+      await pool.end().catch(() => undefined);
+      await fresh.drop();
+    }
+  });
 
   it('two admin changes of one merchant at once both stick: PATCHes of different fields, two rotations', async () => {
     await onFreshStore('concurrent', 4, async (store, fresh, pool) => {

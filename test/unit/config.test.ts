@@ -570,6 +570,14 @@ describe('redactUrl', () => {
     assert.ok(!redactUrl('amqps://u:p%40ss@broker').includes('p%40ss'));
   });
 
+  it('hides a password given as a query parameter (pg reads ?password= and ?sslpassword=)', () => {
+    const out = redactUrl('postgres://u@db:5432/notify?password=s3cret&sslmode=require&sslpassword=k3y');
+    assert.ok(!out.includes('s3cret') && !out.includes('k3y'), out);
+    assert.match(out, /sslmode=require/);
+    const unparsable = redactUrl('postgres://u@[bad/x?password=s3cret');
+    assert.ok(!unparsable.includes('s3cret'), unparsable);
+  });
+
   it('leaves a URL without password alone', () => {
     assert.equal(redactUrl('amqp://127.0.0.1:5672'), 'amqp://127.0.0.1:5672');
   });
