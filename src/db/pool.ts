@@ -20,15 +20,27 @@ export function createDbPool(
     idleMs?: number;
     /** PostgreSQL cancels any statement of this pool running longer (SQLSTATE 57014); none when absent. */
     statementTimeoutMs?: number;
+    /**
+     * A query with no answer for this long fails here, whatever the server
+     * does (a host gone without a reset, a partition), and its connection is
+     * dropped (`withClient`). Defaults to `statementTimeoutMs` + 5 s when that
+     * is set; none otherwise (migrations may run long).
+     */
+    queryTimeoutMs?: number;
   },
 ): pg.Pool {
+  const queryTimeoutMs = opts.queryTimeoutMs ?? (opts.statementTimeoutMs ? opts.statementTimeoutMs + 5000 : undefined);
   const pool = new (require('pg') as typeof pg).Pool({
     connectionString: url,
     max: opts.max,
     application_name: opts.name,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: opts.idleMs ?? 30_000,
+    // A connection whose peer vanished is noticed by TCP instead of waited on for good.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     ...(opts.statementTimeoutMs ? { statement_timeout: opts.statementTimeoutMs } : {}),
+    ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}),
   });
   pool.on('error', (err) => opts.log.warn({ db: redactUrl(url), err: err.message }, 'database connection lost'));
   return pool;
@@ -52,10 +64,19 @@ export async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Pro
   c.on('error', onError);
   try {
     return await fn(c);
+  } catch (err) {
+    // pg leaves the timed-out query on the connection: given back whole, the next user would wait behind it.
+    if (isQueryTimeout(err)) lost ??= err as Error;
+    throw err;
   } finally {
     c.removeListener('error', onError);
     c.release(lost);
   }
+}
+
+/** pg's own error for a query past the pool's `queryTimeoutMs` (the server may still be running it). */
+export function isQueryTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === 'Query read timeout';
 }
 
 /** Runs `fn` in a transaction on one client of `pool` (see `withClient`). */
@@ -67,7 +88,8 @@ export function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promis
       await c.query('COMMIT');
       return out;
     } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
+      // After a query timeout the ROLLBACK would only queue behind it; the dropped connection rolls back instead.
+      if (!isQueryTimeout(err)) await c.query('ROLLBACK').catch(() => undefined);
       throw err;
     }
   });

@@ -37,6 +37,14 @@ const RECORDER_NICE = 19;
 const PREFETCH = 64;
 /** Most records written in one transaction. */
 const MAX_RECORDS = 20_000;
+/**
+ * A write with no answer for this long fails and is retried on a new
+ * connection. Without it a database host gone without a reset (a failover, a
+ * partition) left the recorder waiting on a dead connection for good, its
+ * lag growing. Far above a busy write of MAX_RECORDS, since a niced recorder
+ * on a busy machine may read its answer late.
+ */
+const RECORDER_QUERY_TIMEOUT_MS = 120_000;
 
 interface Delivery {
   readonly ch: Channel;
@@ -82,7 +90,7 @@ export class HistoryRecorder implements ManagedWorker {
     this.config = deps.config;
     this.log = deps.logger;
     this.names = namesFor(deps.config.prefix);
-    this.pool = createDbPool(deps.config.database.url!, { max: 2, name: `notifyd recorder pid ${process.pid}`, log: deps.logger, idleMs: 0 });
+    this.pool = createDbPool(deps.config.database.url!, { max: 2, name: `notifyd recorder pid ${process.pid}`, log: deps.logger, idleMs: 0, queryTimeoutMs: RECORDER_QUERY_TIMEOUT_MS });
     this.writer = new HistoryWriter(this.pool);
     this.ring = nodeRingFor(deps.config.amqpUrl, 'recorder', null, deps.config.scheduleMs.length);
     deps.metrics.up.set(1);

@@ -17,6 +17,7 @@ import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { MerchantStub } from '../../bench/merchant-stub.js';
 import { createLogger } from '../../src/core/logger.js';
 import { migrate } from '../../src/db/migrate.js';
+import { createDbPool, withClient } from '../../src/db/pool.js';
 import { migrations } from '../../src/db/sql.js';
 import { MerchantStore } from '../../src/merchants/store.js';
 
@@ -384,6 +385,18 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       await holder.end().catch(() => undefined);
       await pool.end().catch(() => undefined);
       await fresh.drop();
+    }
+  });
+
+  it("a pool's query timeout: a statement that does not answer fails in time, its connection is dropped, and the next query does not wait behind it", async () => {
+    const pool = createDbPool(db.url, { max: 1, name: 'notifyd test query timeout', log: pino({ level: 'silent' }), queryTimeoutMs: 300 });
+    try {
+      await assert.rejects(withClient(pool, (c) => c.query('SELECT pg_sleep(30)')), /Query read timeout/);
+      const t0 = Date.now();
+      assert.equal((await withClient(pool, (c) => c.query<{ one: number }>('SELECT 1 AS one'))).rows[0]!.one, 1);
+      assert.ok(Date.now() - t0 < 5000, `the next query ran on a new connection, not behind the sleep (${Date.now() - t0} ms)`);
+    } finally {
+      await pool.end().catch(() => undefined);
     }
   });
 

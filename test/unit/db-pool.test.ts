@@ -36,6 +36,19 @@ describe('withClient / inTransaction', () => {
     assert.deepEqual(client.queries, ['BEGIN', 'ROLLBACK']);
   });
 
+  it("a query past the pool's query timeout: the client goes back broken (pg leaves the query on it), with no ROLLBACK queued behind it", async () => {
+    const { pool, client } = fakePool();
+    const timeout = new Error('Query read timeout');
+    await assert.rejects(
+      inTransaction(pool, async () => {
+        throw timeout;
+      }),
+      /Query read timeout/,
+    );
+    assert.deepEqual(client.released, [timeout], 'dropped by the pool: the next user gets a fresh connection');
+    assert.deepEqual(client.queries, ['BEGIN']);
+  });
+
   it('a client that did its work goes back whole', async () => {
     const { pool, client } = fakePool();
     assert.equal(await withClient(pool, async () => 7), 7);
