@@ -66,7 +66,8 @@ export async function listDead(
       }
     }
     if (batch.length === 0) break;
-    const copies = await Promise.allSettled(batch.map((m) => confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns))));
+    // async: anything the copy's making throws is a failed copy too, and the batch is given back.
+    const copies = await Promise.allSettled(batch.map(async (m) => confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, '', dead, m.content, handOnOptions(m, keep(m, scanId)), returns))));
     const failed = copies.find((c): c is PromiseRejectedResult => c.status === 'rejected');
     if (failed) {
       await giveBack();

@@ -60,7 +60,10 @@ function clip(s: string | null, max: number): string | null {
 function brokerDeath(headers: Readonly<Record<string, unknown>>): { reason: string | null; at: number | null } | null {
   const deaths = headers['x-death'];
   if (!Array.isArray(deaths) || deaths.length === 0) return null;
-  const d = deaths[0] as Record<string, unknown>;
+  // Any publisher can set x-death: one that is not a table must not stop the listing.
+  const first: unknown = deaths[0];
+  if (typeof first !== 'object' || first === null) return null;
+  const d = first as Record<string, unknown>;
   // AMQP timestamps are seconds; amqplib gives a number, some clients a { value } wrapper.
   const t = num(d.time) ?? num((d.time as { value?: unknown } | undefined)?.value);
   return { reason: text(d.reason), at: t === null ? null : t * 1000 };

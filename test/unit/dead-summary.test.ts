@@ -81,6 +81,9 @@ describe('summariseParked', () => {
     assert.equal(s.tier, 1);
     assert.equal(parkedReason({ 'x-death': [{ reason: 'maxlen', time: { value: 5 } }] }), 'broker-maxlen');
     assert.equal(parkedReason({ 'x-death': [] }), 'unknown');
+    // Any publisher can set x-death: an entry that is not a table is ignored, not a listing that throws.
+    for (const bad of [null, 'text', 7]) assert.equal(parkedReason({ 'x-death': [bad] }), 'unknown', String(bad));
+    assert.doesNotThrow(() => summariseParked({ headers: { 'x-death': [null] } }, Buffer.from('{}')));
     assert.equal(parkedReason({ 'notify-dead-reason': 'blocked', 'x-death': [{ reason: 'expired' }] }), 'blocked', 'our own reason wins');
   });
 
