@@ -272,18 +272,34 @@ export function encodeNotification(n: Notification): Buffer {
  * the field (the worker parks it as `invalid`).
  */
 export function decodeNotification(content: Buffer, limits: LimitsConfig, now = Date.now()): Notification {
+  return decodeQueued(content, limits, now).n;
+}
+
+/**
+ * `decodeNotification`, and the body to hand on: the same bytes, or, for a
+ * notification published without `createdAt` (straight to the queue), the
+ * same JSON with the time it was given here. Every later tier, the parked
+ * copy and the history then see one `createdAt`; filled afresh at each tier,
+ * each would have keyed a history row of its own (DESIGN §11 keys a
+ * notification by id and createdAt).
+ */
+export function decodeQueued(content: Buffer, limits: LimitsConfig, now = Date.now()): { n: Notification; content: Buffer } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(content.toString('utf8'));
   } catch (err) {
     throw new NotifyError(ErrorCodes.MESSAGE_INVALID, `body is not JSON: ${(err as Error).message}`, 'body');
   }
+  let n: Notification;
   try {
-    return validateNotification(parsed, limits, { now, requireId: true, sourceBytes: content.length });
+    n = validateNotification(parsed, limits, { now, requireId: true, sourceBytes: content.length });
   } catch (err) {
     const e = err as NotifyError;
     throw new NotifyError(ErrorCodes.MESSAGE_INVALID, e.message, e.field, { cause: err });
   }
+  // validateNotification took an object, so parsed is one.
+  if ((parsed as { createdAt?: unknown }).createdAt !== undefined) return { n, content };
+  return { n, content: Buffer.from(JSON.stringify({ ...(parsed as object), createdAt: n.createdAt })) };
 }
 
 /** Reads a numeric AMQP header (amqplib may hand numbers back as numbers or strings). */

@@ -5,7 +5,7 @@ import { routeForAttempt, type Names } from '../broker/topology.js';
 import type { Config } from '../core/config.js';
 import { toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { H, decodeNotification, numberHeader, renderBody, type DeadReason, type Notification } from '../core/message.js';
+import { H, decodeQueued, numberHeader, renderBody, type DeadReason, type Notification } from '../core/message.js';
 import type { WorkerMetrics } from '../core/metrics.js';
 import type { HttpDeliverer } from '../delivery/deliverer.js';
 import { classifyAttempt, type AttemptResult, type Outcome } from '../delivery/outcome.js';
@@ -157,7 +157,10 @@ export class AttemptPipeline {
     try {
       let n: Notification;
       try {
-        n = decodeNotification(msg.content, this.settings.config.limits);
+        const decoded = decodeQueued(msg.content, this.settings.config.limits);
+        n = decoded.n;
+        // Handed on, parked and recorded from here on with the createdAt it was given, if it lacked one.
+        msg.content = decoded.content;
       } catch (err) {
         await this.parkDead(link, msg, null, { reason: 'invalid', error: (err as Error).message, attempts: this.tier, status: null, firstAttemptAt: null });
         this.log.warn({ messageId: msg.properties.messageId, tier: this.tier, err: (err as Error).message }, 'parked an invalid message');

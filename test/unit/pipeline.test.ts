@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import type { ConsumeMessage, Options } from 'amqplib';
 import pino from 'pino';
 import { namesFor } from '../../src/broker/topology.js';
+import { decodeNotification } from '../../src/core/message.js';
 import { loadConfig } from '../../src/core/config.js';
 import { ErrorCodes, NotifyError, type ErrorCode } from '../../src/core/errors.js';
 import { createWorkerMetrics } from '../../src/core/metrics.js';
@@ -35,6 +36,7 @@ const GATE = {
 interface Published {
   exchange: string;
   routingKey: string;
+  content: Buffer;
   options: Options.Publish;
 }
 
@@ -48,12 +50,12 @@ class FakeLink implements ChannelLink {
     private readonly failFirst = 0,
     private readonly failWith: ErrorCode = ErrorCodes.BROKER_NACK,
   ) {}
-  async publish(exchange: string, routingKey: string, _content: Buffer, options: Options.Publish): Promise<void> {
+  async publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void> {
     if (exchange !== names.outcomes && this.failures < this.failFirst) {
       this.failures++;
       throw new NotifyError(this.failWith, 'broker refused the message (nack)');
     }
-    this.published.push({ exchange, routingKey, options });
+    this.published.push({ exchange, routingKey, content, options });
   }
   ack(): void {
     this.acked++;
@@ -133,6 +135,21 @@ describe('AttemptPipeline', () => {
     assert.equal(hand.options.headers!['notify-attempt'], 1);
     assert.match(String(hand.options.headers!['notify-last-error']), /status 500/);
     assert.deepEqual([link.acked, link.requeued], [1, 0]);
+  });
+
+  it('one published without createdAt is handed on with the createdAt it was given, so every tier and the history see one', async () => {
+    const fail = fakeDeliverer({ kind: 'response', status: 500, body: '', durationMs: 1 });
+    const link = new FakeLink();
+    await pipeline(0, fail).p.handle(link, message(0));
+    const handed = link.published.find((x) => x.exchange !== names.outcomes)!;
+    const createdAt = (JSON.parse(handed.content.toString('utf8')) as { createdAt?: unknown }).createdAt;
+    assert.equal(typeof createdAt, 'number', 'pinned in the body handed on');
+    // The next tier reads the same time, however much later it decodes it.
+    assert.equal(decodeNotification(handed.content, config.limits, Date.now() + 60_000).createdAt, createdAt);
+    const withIt = new FakeLink();
+    const original = message(0, { id: 'n1', url: 'https://m.example/notify', body: { a: 1 }, createdAt: 1_700_000_000_000 });
+    await pipeline(0, fail).p.handle(withIt, original);
+    assert.equal(withIt.published.find((x) => x.exchange !== names.outcomes)!.content, original.content, 'one that has it is handed on as it came');
   });
 
   it('a retry is due one delay after the failed request went out: the wait queue gets the rest as an expiration', async () => {
