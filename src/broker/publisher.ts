@@ -362,7 +362,7 @@ export class NotificationPublisher {
 
   /**
    * Waits for `confirm` of a publish on `ch`, failing with
-   * `BROKER_UNAVAILABLE` (one of `timedOut`) once `confirmTimeoutMs` went by first.
+   * `BROKER_CONFIRM_TIMEOUT` (one of `timedOut`) once `confirmTimeoutMs` went by first.
    */
   private async confirmedInTime(ch: ConfirmChannel, confirm: Promise<void>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
@@ -375,7 +375,8 @@ export class NotificationPublisher {
     const giveUp = new Promise<never>((_, reject) => {
       stopWaiting = reject;
       timer = setTimeout(() => {
-        const err = new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'broker did not confirm in time');
+        // Not BROKER_UNAVAILABLE (nothing accepted): the broker may have it, which a resend's claim must know.
+        const err = new NotifyError(ErrorCodes.BROKER_CONFIRM_TIMEOUT, 'broker did not confirm in time; it may still take the message');
         this.timedOut.add(err);
         reject(err);
       }, this.opts.confirmTimeoutMs ?? CONFIRM_TIMEOUT_MS);

@@ -132,7 +132,7 @@ const history = (port: Port, base: '/v1' | '/admin'): Route[] => {
         400: err('what the ingress would refuse for it now (UNKNOWN_MERCHANT, VALIDATION with field url or contentType), or a force that is not 1/true/yes/0/false/no'),
         409: err('still pending (NOTIFICATION_PENDING; force resends it), not resendable (NOT_RESENDABLE), or its merchant disabled (MERCHANT_DISABLED)'),
         501: off,
-        503: err('the history database or the broker cannot take it now (HISTORY_UNAVAILABLE, BROKER_UNAVAILABLE, BROKER_BLOCKED, DRAINING, REGISTRY_UNAVAILABLE); retry'),
+        503: err('the history database or the broker cannot take it now (HISTORY_UNAVAILABLE, BROKER_UNAVAILABLE, BROKER_BLOCKED, DRAINING, REGISTRY_UNAVAILABLE); retry. BROKER_CONFIRM_TIMEOUT: no confirm came, the broker may have taken it, so it stays claimed (pending): look it up before a forced resend'),
       },
     },
     {
@@ -145,7 +145,7 @@ const history = (port: Port, base: '/v1' | '/admin'): Route[] => {
         202: { description: 'what was resent', schema: 'RecoverAnswer' },
         400: err('a bad window (VALIDATION with field)'),
         501: off,
-        503: { description: 'stopped part-way (HISTORY_UNAVAILABLE, BROKER_UNAVAILABLE, BROKER_BLOCKED, DRAINING): the error and what was resent so far', schema: 'RecoverStopped' },
+        503: { description: 'stopped part-way (HISTORY_UNAVAILABLE, BROKER_UNAVAILABLE, BROKER_BLOCKED, BROKER_CONFIRM_TIMEOUT, DRAINING): the error and what was resent so far', schema: 'RecoverStopped' },
       },
     },
   ];
@@ -167,7 +167,7 @@ export const ROUTES: readonly Route[] = [
       409: err('the merchant is disabled'),
       413: err('request body over ingress.maxBodyBytes'),
       415: err('not application/json'),
-      503: err('nothing accepted: broker unavailable, blocked or nacked, overloaded, draining; retry'),
+      503: err('nothing accepted: broker unavailable, blocked or nacked, overloaded, draining; retry with the same id. After BROKER_CONFIRM_TIMEOUT the broker may have taken it: the retry is then a duplicate with that id, never a loss'),
     },
   },
   {

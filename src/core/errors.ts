@@ -23,11 +23,16 @@ export const ErrorCodes = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   /** A browser request the admin port refuses (from another site, or for a name that is not loopback). */
   FORBIDDEN: 'FORBIDDEN',
-  /** The broker is not connected or did not confirm; nothing was accepted. */
+  /** The broker is not connected, or the channel closed before the confirm; nothing was accepted, unless said otherwise. */
   BROKER_UNAVAILABLE: 'BROKER_UNAVAILABLE',
   /** The broker nacked a publish. */
   BROKER_NACK: 'BROKER_NACK',
-  /** A tier's publish got no confirm in time (its channel may have lost it); the channel is renewed, and a hand-on is published again. */
+  /**
+   * A publish got no confirm in time (its channel may have lost it, or the
+   * broker may still take the message): a producer retries with the same id
+   * (at worst a duplicate); a resend keeps its claim; a tier renews the
+   * channel and publishes a hand-on again.
+   */
   BROKER_CONFIRM_TIMEOUT: 'BROKER_CONFIRM_TIMEOUT',
   /** The broker blocks publishing (memory or disk alarm); nothing was accepted. */
   BROKER_BLOCKED: 'BROKER_BLOCKED',

@@ -6,7 +6,7 @@
  * records it, so the history of the same id grows by a run.
  */
 import type { LimitsConfig } from '../core/config.js';
-import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
+import { ErrorCodes, NotifyError, hasCode, toErrorData, type ErrorData } from '../core/errors.js';
 import { statusForError } from '../core/http-util.js';
 import { decodeNotification, type Notification } from '../core/message.js';
 import type { Claim, HistoryClaims } from './claims.js';
@@ -176,13 +176,19 @@ export class HistoryService {
     return true;
   }
 
-  /** Starts the claimed ladder; when the broker does not take it, the claim is given back (best effort) so a retry can claim it. */
+  /**
+   * Starts the claimed ladder; when the broker surely did not take it, the
+   * claim is given back (best effort) so a retry can claim it. After a
+   * confirm that never came (`BROKER_CONFIRM_TIMEOUT`) the ladder may be
+   * running: the claim stays (pending, held for a day as a redrive's is),
+   * so a second resend or a redrive of its parked copy does not send it twice.
+   */
   private async ladder(n: Notification, claim: Claim, via: 'resend' | 'recover', producer: string | null): Promise<{ run: string }> {
     try {
       return await this.startLadder(n, via, producer, claim.at);
     } catch (err) {
       // If this fails too the notification stays pending until a forced resend; the publish error is what the caller needs.
-      await this.claims.release(claim).catch(() => undefined);
+      if (!hasCode(err, ErrorCodes.BROKER_CONFIRM_TIMEOUT)) await this.claims.release(claim).catch(() => undefined);
       throw err;
     }
   }

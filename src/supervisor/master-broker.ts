@@ -114,9 +114,10 @@ export class MasterBroker {
    * ingress's: the tier may attempt it before this returns, and the history
    * orders a ladder's start before its attempts by time (`at`: the resend's
    * claim time). Bounded like the ingress's publishes: `BROKER_BLOCKED` at
-   * once while the broker blocks publishing, `BROKER_UNAVAILABLE` when no
-   * confirm comes within `LADDER_CONFIRM_TIMEOUT_MS` (an admin call must not
-   * hang on a broker that reads nothing).
+   * once while the broker blocks publishing, `BROKER_UNAVAILABLE` while it
+   * is away, `BROKER_CONFIRM_TIMEOUT` when no confirm comes within
+   * `LADDER_CONFIRM_TIMEOUT_MS` (an admin call must not hang on a broker that
+   * reads nothing) or the channel closes first: the ladder may have started.
    */
   async startLadder(n: Notification, via: RunVia, at = Date.now()): Promise<{ run: string }> {
     const ch = this.publishingChannel();
@@ -126,18 +127,31 @@ export class MasterBroker {
     const route = routeForAttempt(namesFor(c.prefix), c.scheduleMs, 0);
     const headers: Record<string, unknown> = { [H.attempt]: 0, [H.dueAt]: at + (c.scheduleMs[0] ?? 0), [H.run]: run };
     if (this.history) headers[H.recorded] = 1;
-    await withTimeout(
-      publishConfirmed(
-        ch,
-        route.exchange,
-        route.routingKey,
-        body,
-        { messageId: n.id, persistent: true, mandatory: true, contentType: 'application/json', timestamp: Math.floor(n.createdAt / 1000), headers },
-        this.returns ?? undefined,
-      ),
-      this.ladderConfirmTimeoutMs,
-      () => new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, `the broker did not confirm within ${this.ladderConfirmTimeoutMs / 1000} s; the broker may still take it: look the notification up before resending it`),
-    );
+    try {
+      await withTimeout(
+        publishConfirmed(
+          ch,
+          route.exchange,
+          route.routingKey,
+          body,
+          { messageId: n.id, persistent: true, mandatory: true, contentType: 'application/json', timestamp: Math.floor(n.createdAt / 1000), headers },
+          this.returns ?? undefined,
+        ),
+        this.ladderConfirmTimeoutMs,
+        () => new NotifyError(ErrorCodes.BROKER_CONFIRM_TIMEOUT, `the broker did not confirm within ${this.ladderConfirmTimeoutMs / 1000} s`),
+      );
+    } catch (err) {
+      // Only a nack or a publish that never left surely started nothing. A confirm that never came (its channel
+      // closed, or too late) may have: said as BROKER_CONFIRM_TIMEOUT, on which the caller keeps its claim.
+      const code = (err as { code?: unknown }).code;
+      if (code === ErrorCodes.BROKER_NACK || code === ErrorCodes.INTERNAL) throw err;
+      throw new NotifyError(
+        ErrorCodes.BROKER_CONFIRM_TIMEOUT,
+        `no confirm from the broker (${(err as Error).message}): it may still have taken the notification, which stays pending; look it up before sending it again with force`,
+        undefined,
+        { cause: err },
+      );
+    }
     await this.recordRun(body, run, at, via);
     return { run };
   }

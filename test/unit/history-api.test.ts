@@ -341,6 +341,21 @@ describe('history API: resends claim before they publish (issue 16 review)', () 
     assert.equal(ats[2], ats[3]);
   });
 
+  it('a publish whose confirm never came keeps the claim (the ladder may be running): a second resend is refused, not a second ladder', async () => {
+    const rows = { d: { view: view({ id: 'd' }), content: content('d') } };
+    const claims = fakeClaims(rows);
+    let starts = 0;
+    const svc = new HistoryService(fakeReader(rows), claims, async () => {
+      starts++;
+      throw new NotifyError('BROKER_CONFIRM_TIMEOUT', 'no confirm from the broker');
+    }, () => limits);
+    await assert.rejects(svc.resend('d', false, null), { code: 'BROKER_CONFIRM_TIMEOUT' });
+    assert.deepEqual(claims.released, [], 'kept');
+    assert.equal(claims.status.get('d'), 'pending');
+    await assert.rejects(svc.resend('d', false, null), { code: 'NOTIFICATION_PENDING' });
+    assert.equal(starts, 1);
+  });
+
   it('a recover run twice resends each dead one once; one resent meanwhile is left alone', async () => {
     const dead: DeadEntry[] = Array.from({ length: 5 }, (_, i) => ({ id: `d${i}`, key: { at: '2026-12-01T11:00:00.000000Z', id: `d${i}` }, content: content(`d${i}`) }));
     const claims = fakeClaims({}, dead);
