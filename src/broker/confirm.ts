@@ -64,7 +64,8 @@ export function publishConfirmed(
       ch.publish(exchange, routingKey, content, options, (err) => {
         unwatch?.();
         if (err) {
-          const closed = /closed/i.test(String((err as Error)?.message ?? err));
+          // amqplib says 'Channel closed', or 'Channel closing' / 'Connection closing' while a close awaits its close-ok.
+          const closed = /clos(ed|ing)/i.test(String((err as Error)?.message ?? err));
           reject(
             new NotifyError(
               closed ? ErrorCodes.BROKER_UNAVAILABLE : ErrorCodes.BROKER_NACK,
@@ -79,7 +80,7 @@ export function publishConfirmed(
       unwatch?.();
       // A closed channel is the broker's absence (retry later); anything else
       // (e.g. a value amqplib cannot encode) would fail the same way again.
-      const closed = /closed/i.test(String((err as Error)?.message ?? err));
+      const closed = /clos(ed|ing)/i.test(String((err as Error)?.message ?? err));
       reject(new NotifyError(closed ? ErrorCodes.BROKER_UNAVAILABLE : ErrorCodes.INTERNAL, `publish failed: ${(err as Error).message}`, undefined, { cause: err }));
     }
   });

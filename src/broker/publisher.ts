@@ -178,11 +178,17 @@ export class NotificationPublisher {
       this.opts.onStateChange?.(false, why ?? err);
       if (this.opts.keepConnected && !this.closed) void this.reconnectLoop();
     };
+    // amqplib handles every frame of a read at once: a connection.close arriving with the channel's open-ok
+    // closes both before newChannel resumes, before `lost` listens. Kept, they would leave this publisher
+    // "connected" on a dead channel for good.
+    let gone = false;
+    conn.once('close', () => (gone = true));
     let ch: ConfirmChannel;
     try {
       ch = await this.newChannel(conn, lost);
       // Closed while the channel was opening (which can take up to the confirm timeout): not kept.
       if (this.closed) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'publisher closed');
+      if (gone) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'the connection closed as the channel opened');
     } catch (err) {
       // Not awaited: the next node need not wait for this one's close.
       void closeWithin(conn, CLOSE_WITHIN_MS);

@@ -186,6 +186,11 @@ export class MasterBroker {
         connected = true;
         watchCalls(conn, { log: this.log, owner: 'the master', onGiveUp: this.onGiveUp });
         conn.on('error', () => undefined);
+        // amqplib handles every frame of a read at once: a connection.close arriving with the channel's open-ok
+        // closes both before the awaits below resume, before `lost` listens. Kept, they would leave the master
+        // "connected" on a dead channel for good.
+        let gone = false;
+        conn.once('close', () => (gone = true));
         let ch: ConfirmChannel;
         try {
           const declared = await declareTopology(conn, this.topology, this.callTimeoutMs);
@@ -199,6 +204,7 @@ export class MasterBroker {
           ch = await openWithin(conn, this.callTimeoutMs);
           ch.on('error', () => undefined);
           if (this.closed) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'master closed while connecting');
+          if (gone) throw new NotifyError(ErrorCodes.BROKER_UNAVAILABLE, 'the connection closed as the channel opened');
         } catch (err) {
           // Each failed try must give its connection back, or a retry loop piles them up on the broker; and a
           // broker that did not answer a call may not answer the close either. Awaited, so that a broker that

@@ -2,7 +2,9 @@
 // by one sweep that runs only while something waits (a fake clock).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ConfirmChannel } from 'amqplib';
 import { ConfirmDeadlines } from '../../src/broker/confirm-deadlines.js';
+import { publishConfirmed } from '../../src/broker/confirm.js';
 import { fakeDeadlineClock as fakeClock } from './fake-deadline-clock.js';
 
 describe('ConfirmDeadlines', () => {
@@ -105,5 +107,35 @@ describe('handOnFailureReason', () => {
     assert.equal(handOnFailureReason({ code: ErrorCodes.BROKER_CONFIRM_TIMEOUT }), 'unconfirmed');
     assert.equal(handOnFailureReason({ code: ErrorCodes.INTERNAL }), 'error');
     assert.equal(handOnFailureReason({}), 'error');
+  });
+});
+
+describe('publishConfirmed: how a failed publish is classed', () => {
+  const publishing = (fail: { sync?: string; cb?: string }) =>
+    publishConfirmed(
+      {
+        publish: (_e: string, _k: string, _c: Buffer, _o: unknown, cb: (err: Error | null) => void) => {
+          if (fail.sync) throw new Error(fail.sync);
+          setImmediate(() => cb(fail.cb ? new Error(fail.cb) : null));
+          return true;
+        },
+      } as unknown as ConfirmChannel,
+      '',
+      'q',
+      Buffer.from('x'),
+      {},
+    );
+
+  it("a channel or connection closed or closing is the broker's absence (BROKER_UNAVAILABLE: retried on the next channel), not an internal error", async () => {
+    for (const sync of ['Channel closed', 'Channel closing', 'Connection closing']) {
+      await assert.rejects(publishing({ sync }), { code: 'BROKER_UNAVAILABLE' }, sync);
+    }
+    await assert.rejects(publishing({ cb: 'channel closed' }), { code: 'BROKER_UNAVAILABLE' });
+  });
+
+  it('a nack is BROKER_NACK; a value amqplib cannot encode is INTERNAL', async () => {
+    await assert.rejects(publishing({ cb: 'message nacked' }), { code: 'BROKER_NACK' });
+    await assert.rejects(publishing({ sync: 'cannot encode field x' }), { code: 'INTERNAL' });
+    await publishing({});
   });
 });

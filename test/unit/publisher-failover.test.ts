@@ -115,6 +115,37 @@ describe('NotificationPublisher failover', () => {
     await p.close();
   });
 
+  it('a connection closed in the same read as its channel\'s open-ok (a node shutting down) is not kept: it connects again', async () => {
+    const { conns } = fakeCluster(new Set());
+    let opened = 0;
+    const open: OpenNode = async (node) => {
+      const c = new FakeConnection(node.label, () => 'ack');
+      conns.push(c);
+      if (opened++ === 0) {
+        // As amqplib's frame loop: the open-ok and the connection.close are handled in one go, before the
+        // publisher's await resumes.
+        c.createConfirmChannel = () =>
+          new Promise((resolve) =>
+            setImmediate(() => {
+              const ch = new FakeChannel('ack');
+              c.channels.push(ch);
+              resolve(ch);
+              c.drop();
+            }),
+          );
+      }
+      return c as unknown as ChannelModel;
+    };
+    const p = publisher(open);
+    await p.start();
+    for (let i = 0; i < 100 && conns.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    await p.publish(note('a'));
+    assert.equal(conns.length, 2, 'connected again');
+    assert.deepEqual(conns[1]!.channels[0]!.sent, ['a']);
+    assert.equal(p.connected, true);
+    await p.close();
+  });
+
   it('a broker that nacks on every channel: BROKER_NACK after a bounded number of sends, within the failover bound', async () => {
     const { open, conns } = fakeCluster(new Set(['n1:5672', 'n2:5672', 'n3:5672']), () => 'nack');
     const p = publisher(open, { failoverWaitMs: 2000 });
