@@ -388,6 +388,35 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     }
   });
 
+  it("the retention job waits for a recorder's batch instead of deadlocking with it (both lock the history's tables runs, attempts, notifications)", async () => {
+    const fresh = await freshDatabase('lockorder');
+    const batch = new pg.Client({ connectionString: fresh.url });
+    const job = new pg.Client({ connectionString: fresh.url });
+    // The drop at the end cuts them: heard, not a crash.
+    for (const c of [batch, job]) c.on('error', () => undefined);
+    const pool = new pg.Pool({ connectionString: fresh.url, max: 1 });
+    try {
+      await migrate(pool, pino({ level: 'silent' }));
+      await pool.end();
+      await fresh.query("SELECT notify_history_add_day('2000-01-01'), notify_history_add_day(current_date)");
+      await batch.connect();
+      await job.connect();
+      // The recorder's order (src/history/writer.ts): runs first, notifications last.
+      await batch.query('BEGIN');
+      await batch.query("INSERT INTO notify_runs (notification_id, created_at, run, started_at, via) VALUES ('n', now(), 'r', now(), 'ingress')");
+      const jobPid = (await job.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const dropped = job.query<{ day: string }>("SELECT day::text FROM notify_history_drop_before('2000-01-03') AS day");
+      await waitFor(async () => (await fresh.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [jobPid])).rowCount === 1, 5000, 'the job waits for the batch');
+      await batch.query("INSERT INTO notify_notifications (id, created_at, url, status, status_at, attempts) VALUES ('n', now(), 'https://m.example/', 'pending', now(), 0)");
+      await batch.query('COMMIT');
+      assert.deepEqual((await dropped).rows.map((r) => r.day), ['2000-01-01'], 'and drops its day once the batch is in');
+    } finally {
+      await batch.end().catch(() => undefined);
+      await job.end().catch(() => undefined);
+      await fresh.drop();
+    }
+  });
+
   it("a pool's query timeout: a statement that does not answer fails in time, its connection is dropped, and the next query does not wait behind it", async () => {
     const pool = createDbPool(db.url, { max: 1, name: 'notifyd test query timeout', log: pino({ level: 'silent' }), queryTimeoutMs: 300 });
     try {
