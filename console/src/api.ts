@@ -27,6 +27,10 @@ interface RequestOptions {
 }
 
 /** One call to the admin port. Throws `ApiError`; a 401 also sends the page back to the token form. */
+/** How long a read waits for the admin port, and an action (a redrive or a recover of thousands may take a while). */
+const READ_TIMEOUT_MS = 15_000;
+const ACTION_TIMEOUT_MS = 120_000;
+
 export async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
   const probe = opts.token !== undefined;
   const token = probe ? opts.token : storedToken();
@@ -36,19 +40,27 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== false) params.set(k, v === true ? '1' : String(v));
   const qs = params.toString();
+  // A stalled admin port must show as an error, not as a page quietly kept on old data (the poller waits for each call).
+  const method = opts.method ?? 'GET';
+  const limitMs = method === 'GET' ? READ_TIMEOUT_MS : ACTION_TIMEOUT_MS;
   let res: Response;
+  let text: string;
   try {
     res = await fetch(qs ? `${path}?${qs}` : path, {
-      method: opts.method ?? 'GET',
+      method,
       headers,
       body: opts.json === undefined ? undefined : JSON.stringify(opts.json),
       cache: 'no-store',
       credentials: 'omit',
+      signal: AbortSignal.timeout(limitMs),
     });
+    text = await res.text();
   } catch (err) {
+    if ((err as Error)?.name === 'TimeoutError') {
+      throw new ApiError(0, 'TIMEOUT', `the admin port did not answer within ${limitMs / 1000} s${method === 'GET' ? '' : '; what was asked may have happened: look before trying again'}`);
+    }
     throw new ApiError(0, 'NETWORK', `the admin port did not answer (${(err as Error).message})`);
   }
-  const text = await res.text();
   if (!res.ok) {
     if (res.status === 401 && !probe) unauthorized(token ?? null);
     let code = `HTTP_${res.status}`;
@@ -203,8 +215,9 @@ export interface OriginsAnswer {
 }
 
 /** `GET /admin/origins`: the limited and failing origins per tier. */
-export function getOrigins(): Promise<OriginsAnswer> {
-  return request<OriginsAnswer>('admin/origins');
+/** The worst `limit` origins of all tiers, and the counts of all. */
+export function getOrigins(limit: number): Promise<OriginsAnswer> {
+  return request<OriginsAnswer>('admin/origins', { query: { limit } });
 }
 
 // ---- history (needs NOTIFY_DATABASE_URL) -----------------------------------

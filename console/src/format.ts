@@ -28,13 +28,19 @@ export function count(n: number | null | undefined): string {
   return n === null || n === undefined ? '—' : n.toLocaleString('en');
 }
 
-/** Local date and time, `2025-06-01 14:03:07`. */
+/**
+ * Local date and time with the offset from UTC, `2025-06-01 14:03:07 +08:00`:
+ * the daemon's logs and a merchant's reports are read beside it, often in
+ * another zone.
+ */
 export function dateTime(at: number | string | null | undefined): string {
   if (at === null || at === undefined) return '—';
   const d = new Date(at);
   if (Number.isNaN(d.getTime())) return String(at);
   const p = (n: number): string => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  const east = -d.getTimezoneOffset();
+  const offset = `${east < 0 ? '-' : '+'}${p(Math.floor(Math.abs(east) / 60))}:${p(Math.abs(east) % 60)}`;
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())} ${offset}`;
 }
 
 /** `just now`, `42 s ago`, `5 min ago`, `3 h ago`, `2 d ago`. */

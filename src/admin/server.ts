@@ -69,7 +69,9 @@ export class AdminServer {
 
   private json(res: ServerResponse, status: number, body: unknown): void {
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    // Answers carry one-time secrets (create, rotate) and state that changes by the second: never stored by a
+    // cache or browser, never read as anything but JSON.
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
     res.end(text);
   }
 

@@ -289,11 +289,16 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
       const rowText = await row.innerText();
       assert.ok(rowText.includes(created.merchant.secrets[0]!.fingerprint) && rowText.includes('https://pay.shop-c.example:8443'), rowText);
       await shot('merchants-created', p);
+      // While it is on screen, nothing may replace it: a second secret would lose the first for good.
+      assert.equal(await p.getByRole('button', { name: 'Rotate the secret of shop-c' }).isDisabled(), true, 'no rotation while a secret is not stored');
+      assert.equal(await p.getByRole('button', { name: 'Create' }).isDisabled(), true, 'no create either');
       await p.getByRole('button', { name: 'I have stored it' }).click();
       assert.equal(await p.getByLabel('Secret', { exact: true }).count(), 0, 'the secret is gone from the page');
       assert.ok(!(await p.content()).includes(secret), 'and from the document');
 
-      // Rotate: a new secret shown once, the old one kept for the grace period.
+      // Rotate: asked first; a new secret shown once, the old one kept for the grace period.
+      const asked: string[] = [];
+      p.once('dialog', (dlg) => void (asked.push(dlg.message()), dlg.accept()));
       await p.getByRole('button', { name: 'Rotate the secret of shop-c' }).click();
       await sees('the old one stays valid', p);
       const rotated = await p.getByLabel('Secret', { exact: true }).inputValue();
@@ -304,7 +309,16 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
       assert.equal(afterRotate.merchant.secrets.filter((x) => x.expiresAt !== null).length, 1, 'the old one expires');
       await sees(/old, valid until/, p);
 
+      assert.match(asked[0] ?? '', /Rotate the signing secret of shop-c/);
+
+      // Disable: asked first (it parks the merchant's notifications); a no changes nothing.
+      p.once('dialog', (dlg) => void (asked.push(dlg.message()), dlg.dismiss()));
+      await p.getByRole('button', { name: 'Disable shop-c' }).click();
+      await waitFor(() => asked.length === 2, 5000, 'asked before disabling');
+      assert.match(asked[1]!, /Disable shop-c\?/);
+      assert.equal((await api<M>('GET', '/admin/merchants/shop-c')).merchant.enabled, true, 'answered no: still enabled');
       // Disable and enable, seen in the registry.
+      p.once('dialog', (dlg) => void dlg.accept());
       await p.getByRole('button', { name: 'Disable shop-c' }).click();
       await sees('Merchant shop-c disabled.', p);
       const disabled = await api<M>('GET', '/admin/merchants/shop-c');
@@ -333,6 +347,7 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
       await p.reload();
       await p.locator('tbody tr', { hasText: 'shop-z59' }).waitFor();
       assert.equal(await p.locator('tbody tr').count(), 61, 'shop-c and the sixty');
+      p.once('dialog', (dlg) => void dlg.accept());
       await p.getByRole('button', { name: 'Disable shop-z59' }).click();
       await sees('Merchant shop-z59 disabled.', p);
     } finally {
@@ -384,23 +399,29 @@ describe('console in Chromium (real daemon, real RabbitMQ)', { skip: existsSync(
     // Held-back origins and a history timeline need load and a database; their rendering is exercised against the real shapes here.
     const json = (status: number, body: unknown) => ({ status, contentType: 'application/json', body: JSON.stringify(body) });
     const now = Date.now();
-    await page.route('**/admin/origins', (r) =>
-      r.fulfill(
+    const originsRoute = /\/admin\/origins(\?|$)/;
+    const asked: string[] = [];
+    await page.route(originsRoute, (r) => {
+      asked.push(new URL(r.request().url()).search);
+      return r.fulfill(
         json(200, {
           origins: [
             { tier: 0, origin: 'https://pay-callback.shop-a.example', state: 'failing', limit: 1, inflight: 1, waiting: 214, deferred: 37, skipped: 1290, consecutiveFailures: 12, lastError: 'CONNECT_TIMEOUT', lastErrorAt: now - 4000, nextProbeInMs: 4200 },
             { tier: 2, origin: 'https://notify.shop-b.example:8443', state: 'limited', limit: 6, inflight: 6, waiting: 18, deferred: 3, skipped: 0, consecutiveFailures: 0, lastError: 'HEADERS_TIMEOUT', lastErrorAt: now - 65_000, nextProbeInMs: null },
           ],
-          counts: { failing: 1, limited: 1 },
+          // More held back than the page was given: it says it shows the worst ones.
+          counts: { failing: 120, limited: 1 },
         }),
-      ),
-    );
+      );
+    });
     await page.getByRole('link', { name: 'Origins' }).click();
     const failing = page.locator('tbody tr', { hasText: 'pay-callback.shop-a.example' });
     await failing.waitFor();
     assert.match(await failing.innerText(), /failing[\s\S]*214[\s\S]*12[\s\S]*CONNECT_TIMEOUT[\s\S]*in 4\.2s/);
+    await page.getByText('The worst 2 of 121 held back').waitFor();
+    assert.equal(asked[0], '?limit=100');
     await shot('preview-origins');
-    await page.unroute('**/admin/origins');
+    await page.unroute(originsRoute);
 
     let resent = 0;
     await page.route('**/admin/notifications/**', (r) => {

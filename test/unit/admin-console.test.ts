@@ -116,6 +116,8 @@ describe('admin port: console files and GET /admin/dead', () => {
     await no.arrayBuffer();
     const ok = await fetch(`${base}/admin/dead`, { headers: auth });
     assert.equal(ok.status, 200);
+    // API answers (one-time secrets among them) are never stored by a cache and never sniffed.
+    for (const r of [no, ok]) assert.deepEqual([r.headers.get('cache-control'), r.headers.get('x-content-type-options')], ['no-store', 'nosniff'], String(r.status));
     assert.deepEqual(await ok.json(), { total: 0, byReason: {}, messages: [] });
     const max = await fetch(`${base}/admin/dead?limit=1000`, { headers: auth });
     assert.equal(max.status, 200);

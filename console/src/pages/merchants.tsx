@@ -34,8 +34,11 @@ function SecretOnce({ shown, onDone }: { shown: MerchantWithSecret; onDone: () =
   );
 }
 
+/** How often the list is read again: an action is taken on the row as shown, so it must not be far behind. */
+const LIST_EVERY_MS = 15_000;
+
 export function Merchants() {
-  const list = usePoll(listMerchants, null);
+  const list = usePoll(listMerchants, LIST_EVERY_MS);
   const [secret, setSecret] = useState<MerchantWithSecret | null>(null);
   const [message, setMessage] = useState<{ text: string; tone: 'good' | 'bad' } | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
@@ -84,17 +87,25 @@ export function Merchants() {
     });
   };
 
-  const rotate = (m: Merchant): void =>
+  // A secret on screen not stored yet: another create or rotation would replace it, and it is never shown again.
+  const locked = busy !== null || secret !== null;
+
+  const rotate = (m: Merchant): void => {
+    if (!confirm(`Rotate the signing secret of ${m.id}? The new one is shown once; the old one stays valid for the grace period.`)) return;
     void act(`rotate ${m.id}`, async () => {
       setSecret(await rotateMerchantSecret(m.id));
       setMessage({ text: `New secret for ${m.id}; the old one stays valid for the grace period.`, tone: 'good' });
     });
+  };
 
-  const toggle = (m: Merchant): void =>
+  const toggle = (m: Merchant): void => {
+    // Disabling parks the merchant's notifications: asked first. Enabling loses nothing.
+    if (m.enabled && !confirm(`Disable ${m.id}? Its notifications are parked (disabled) until it is enabled again.`)) return;
     void act(`toggle ${m.id}`, async () => {
       const next = (await setMerchantEnabled(m.id, !m.enabled)).merchant;
       setMessage({ text: `Merchant ${m.id} ${next.enabled ? 'enabled' : 'disabled'}.`, tone: 'good' });
     });
+  };
 
   const merchants = list.data?.merchants ?? [];
   return (
@@ -152,7 +163,7 @@ export function Merchants() {
                     </td>
                     <td data-label="Created">{f.dateTime(m.createdAt)}</td>
                     <td class="actions">
-                      <button type="button" class="btn" disabled={busy !== null} onClick={() => rotate(m)} aria-label={`Rotate the secret of ${m.id}`}>
+                      <button type="button" class="btn" disabled={locked} onClick={() => rotate(m)} aria-label={`Rotate the secret of ${m.id}`}>
                         Rotate secret
                       </button>{' '}
                       <button type="button" class="btn" disabled={busy !== null} onClick={() => toggle(m)} aria-label={`${m.enabled ? 'Disable' : 'Enable'} ${m.id}`}>
@@ -175,9 +186,10 @@ export function Merchants() {
           <label for="merchant-origins">Allowed origins (one per line, e.g. https://shop.example)</label>
           <textarea id="merchant-origins" rows={3} value={origins} onInput={(e) => setOrigins((e.target as HTMLTextAreaElement).value)} />
           <div>
-            <button type="submit" class="btn btn-primary" disabled={busy !== null}>
+            <button type="submit" class="btn btn-primary" disabled={locked}>
               Create
             </button>
+            {secret ? <span class="muted small"> Store the secret shown above first.</span> : null}
           </div>
         </form>
       </Section>

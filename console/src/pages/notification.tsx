@@ -13,7 +13,9 @@ type Lookup = { state: 'idle' } | { state: 'loading'; id: string } | { state: 'd
 export function Notification({ id }: { id: string | null }) {
   const [draft, setDraft] = useState(id ?? '');
   const [lookup, setLookup] = useState<Lookup>({ state: 'idle' });
-  const [resend, setResend] = useState<{ text: string; tone: 'good' | 'bad'; pending?: boolean } | null>(null);
+  // `target`: the notification the answer is about. A resend answered after the page moved on to another id must
+  // neither show there nor turn its "Resend anyway" into a forced resend of the other one.
+  const [resend, setResend] = useState<{ target: string; text: string; tone: 'good' | 'bad'; pending?: boolean } | null>(null);
   const [resending, setResending] = useState(false);
   const [again, setAgain] = useState(0);
 
@@ -50,15 +52,17 @@ export function Notification({ id }: { id: string | null }) {
     setResend(null);
     try {
       await resendNotification(target, force);
-      setResend({ text: `Notification ${target} was sent again (a new attempt at tier 0).`, tone: 'good' });
+      setResend({ target, text: `Notification ${target} was sent again (a new attempt at tier 0).`, tone: 'good' });
     } catch (err) {
       // Still under way: sending it again now means the merchant may get it twice at once; the operator decides.
-      if (err instanceof ApiError && err.code === 'NOTIFICATION_PENDING') setResend({ text: `${target} is still pending (its attempts are under way).`, tone: 'bad', pending: true });
-      else setResend({ text: `Resend failed: ${(err as Error).message}`, tone: 'bad' });
+      if (err instanceof ApiError && err.code === 'NOTIFICATION_PENDING') setResend({ target, text: `${target} is still pending (its attempts are under way).`, tone: 'bad', pending: true });
+      else setResend({ target, text: `Resend failed: ${(err as Error).message}`, tone: 'bad' });
     } finally {
       setResending(false);
     }
   }
+
+  const shown = lookup.state === 'done' && resend?.target === lookup.id ? resend : null;
 
   return (
     <>
@@ -85,14 +89,14 @@ export function Notification({ id }: { id: string | null }) {
               <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id)}>
                 {resending ? 'Resending…' : 'Resend'}
               </button>
-              {resend?.pending ? (
-                <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id, true)}>
+              {shown?.pending ? (
+                <button type="button" class="btn" disabled={resending} onClick={() => void onResend(shown.target, true)}>
                   Resend anyway
                 </button>
               ) : null}
             </>
           }
-          message={<Live message={resend?.text ?? null} tone={resend?.tone} />}
+          message={<Live message={shown?.text ?? null} tone={shown?.tone} />}
         />
       ) : null}
     </>

@@ -7,6 +7,8 @@ import * as f from '../format';
 import { usePoll } from '../use-poll';
 
 const ORIGINS_POLL_MS = 5000;
+/** Rows asked for: the worst ones; the page says when there are more. */
+const ORIGINS_SHOWN = 100;
 const ORDER: Readonly<Record<string, number>> = { failing: 0, limited: 1, ok: 2 };
 
 export function Origins() {
@@ -14,7 +16,7 @@ export function Origins() {
   const [missing, setMissing] = useState(false);
   const polled = usePoll<OriginsAnswer>(async () => {
     try {
-      return await getOrigins();
+      return await getOrigins(ORIGINS_SHOWN);
     } catch (err) {
       if (isMissingEndpoint(err)) setMissing(true);
       throw err;
@@ -63,6 +65,11 @@ export function Origins() {
               </span>
             </p>
           </div>
+          {data.counts.failing + data.counts.limited > rows.length ? (
+            <p class="muted">
+              The worst {f.count(rows.length)} of {f.count(data.counts.failing + data.counts.limited)} held back; <code>notifyd ctl origins --limit N</code> lists more.
+            </p>
+          ) : null}
           {rows.length === 0 ? (
             <p class="empty">Every origin is healthy.</p>
           ) : (
