@@ -71,6 +71,8 @@ export function verifyWebhook(opts: VerifyWebhookOptions): { id: string; timesta
   // NaN would make both window checks false and accept any timestamp.
   if (!(toleranceSec >= 0)) throw new NotifyError(ErrorCodes.CONFIG_INVALID, 'verifyWebhook: toleranceSec must be >= 0');
   const nowSec = opts.nowSec ?? Math.floor(Date.now() / 1000);
+  // As for the tolerance: a NaN clock would accept any timestamp.
+  if (!Number.isFinite(nowSec)) throw new NotifyError(ErrorCodes.CONFIG_INVALID, 'verifyWebhook: nowSec must be a finite number');
 
   const id = single(opts.headers, 'webhook-id');
   const tsText = single(opts.headers, 'webhook-timestamp');

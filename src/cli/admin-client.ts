@@ -8,6 +8,8 @@ import { ErrorCodes, NotifyError } from '../core/errors.js';
  * without a bound a daemon that never answers kept ctl waiting for ever.
  */
 export const ADMIN_REQUEST_TIMEOUT_MS = 120_000;
+/** A read (status, origins, show, list) has nothing long to do: a health script learns of a stuck daemon sooner. */
+export const ADMIN_READ_TIMEOUT_MS = 30_000;
 
 /** An answer of the admin API, parsed when it is JSON. */
 export interface AdminAnswer {
@@ -25,7 +27,7 @@ export type AdminCall = (method: string, path: string, body?: unknown) => Promis
 /** Errors of a connection that was never made: the request was not sent. */
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'bad port']);
 
-export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS): AdminCall {
+export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS, readTimeoutMs = Math.min(timeoutMs, ADMIN_READ_TIMEOUT_MS)): AdminCall {
   let base = str(values, 'admin');
   let token = str(values, 'token') ?? process.env.NOTIFY_ADMIN_TOKEN;
   if (!base) {
@@ -35,18 +37,21 @@ export function adminClient(values: Values, timeoutMs = ADMIN_REQUEST_TIMEOUT_MS
     base = `http://${host}:${config.admin.port}`;
     token ??= config.admin.token ?? undefined;
   }
+  // Relative to the base, path included: an admin API behind a proxy at http://proxy/notifyd/ keeps its prefix.
+  const root = base.endsWith('/') ? base : `${base}/`;
   return async (method, path, body) => {
     const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const url = new URL(path, base);
+    const url = new URL(path.replace(/^\/+/, ''), root);
+    const limitMs = method === 'GET' ? readTimeoutMs : timeoutMs;
     let res: Response;
     let text: string;
     try {
-      res = await fetch(url, { method, headers, signal: AbortSignal.timeout(timeoutMs), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      res = await fetch(url, { method, headers, signal: AbortSignal.timeout(limitMs), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
       text = await res.text();
     } catch (err) {
       if ((err as Error)?.name === 'TimeoutError') {
-        throw new NotifyError(ErrorCodes.REQUEST_TIMEOUT, `no answer from the admin API at ${url.origin} within ${timeoutMs / 1000} s (${method} ${url.pathname}); what it was doing may have happened`);
+        throw new NotifyError(ErrorCodes.REQUEST_TIMEOUT, `no answer from the admin API at ${url.origin} within ${limitMs / 1000} s (${method} ${url.pathname}); what it was doing may have happened`);
       }
       // fetch says only "fetch failed": say where, and why. Only a failure to connect means nothing was sent; a
       // connection that broke later may have carried the request (a rotation made, a redrive run).

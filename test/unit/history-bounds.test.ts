@@ -63,6 +63,31 @@ describe('history: bounded resends and calls', () => {
     }
   });
 
+  it('the ctl admin client keeps the path of an --admin URL behind a proxy, and gives up on a read sooner than on an action', async () => {
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      if (req.url?.includes('/silent')) return; // takes the request, never answers
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      for (const admin of [`http://127.0.0.1:${port}/notifyd`, `http://127.0.0.1:${port}/notifyd/`]) {
+        const r = await adminClient({ admin })('GET', '/admin/status');
+        assert.deepEqual(r, { status: 200, body: { ok: true } });
+      }
+      assert.deepEqual(seen, ['GET /notifyd/admin/status', 'GET /notifyd/admin/status']);
+      const call = adminClient({ admin: `http://127.0.0.1:${port}` }, 5000, 100);
+      const t0 = Date.now();
+      await assert.rejects(call('GET', '/silent'), { code: 'REQUEST_TIMEOUT' });
+      assert.ok(Date.now() - t0 < 4000, 'the read bound, not the action one');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   it('database failures that are the database\'s absence or slowness are 503 material, not 500', () => {
     for (const code of ['57014', '53300', '42P01', '08006', '57P01', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED']) assert.equal(databaseAway({ code, message: 'x' }), true, code);
     for (const code of ['23505', '42601', '22007']) assert.equal(databaseAway({ code, message: 'x' }), false, code);

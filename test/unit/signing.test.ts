@@ -104,6 +104,8 @@ describe('signing: standard (Standard Webhooks)', () => {
     // A misconfigured receiver is told apart from a forged request.
     await rejectsWith(bad({ secrets: [] }), ErrorCodes.CONFIG_INVALID);
     await rejectsWith(bad({ secrets: 'whsec_not base64!' }), ErrorCodes.CONFIG_INVALID);
+    // A clock that is not a number would make both window checks false and accept any timestamp.
+    await rejectsWith(bad({ nowSec: Number.NaN }), ErrorCodes.CONFIG_INVALID);
 
     // The independent implementation agrees on the tampered body.
     assert.throws(() => new Webhook(s1).verify(tampered, out.headers), /No matching signature/);
