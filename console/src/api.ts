@@ -24,12 +24,23 @@ interface RequestOptions {
   /** Send this token instead of the stored one, and do not treat a 401 as "log in again" (the token form). */
   readonly token?: string | null;
   readonly as?: 'json' | 'text';
+  /**
+   * How long to wait for the answer: by default READ_TIMEOUT_MS for a GET,
+   * ACTION_TIMEOUT_MS otherwise. A GET that changes state (the dead queue's
+   * listing) sets the action's.
+   */
+  readonly timeoutMs?: number;
 }
 
-/** One call to the admin port. Throws `ApiError`; a 401 also sends the page back to the token form. */
-/** How long a read waits for the admin port, and an action (a redrive or a recover of thousands may take a while). */
-const READ_TIMEOUT_MS = 15_000;
+/**
+ * How long a read waits for the admin port (the daemon bounds its history
+ * queries at 15 s), and an action (a redrive or a recover of thousands may
+ * take a while).
+ */
+const READ_TIMEOUT_MS = 30_000;
 const ACTION_TIMEOUT_MS = 120_000;
+
+/** One call to the admin port. Throws `ApiError`; a 401 also sends the page back to the token form. */
 
 export async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
   const probe = opts.token !== undefined;
@@ -42,7 +53,8 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
   const qs = params.toString();
   // A stalled admin port must show as an error, not as a page quietly kept on old data (the poller waits for each call).
   const method = opts.method ?? 'GET';
-  const limitMs = method === 'GET' ? READ_TIMEOUT_MS : ACTION_TIMEOUT_MS;
+  const limitMs = opts.timeoutMs ?? (method === 'GET' ? READ_TIMEOUT_MS : ACTION_TIMEOUT_MS);
+  const signal = AbortSignal.timeout(limitMs);
   let res: Response;
   let text: string;
   try {
@@ -52,12 +64,13 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
       body: opts.json === undefined ? undefined : JSON.stringify(opts.json),
       cache: 'no-store',
       credentials: 'omit',
-      signal: AbortSignal.timeout(limitMs),
+      signal,
     });
     text = await res.text();
   } catch (err) {
-    if ((err as Error)?.name === 'TimeoutError') {
-      throw new ApiError(0, 'TIMEOUT', `the admin port did not answer within ${limitMs / 1000} s${method === 'GET' ? '' : '; what was asked may have happened: look before trying again'}`);
+    // The signal, not the error's name: browsers have named a timed-out fetch differently.
+    if (signal.aborted) {
+      throw new ApiError(0, 'TIMEOUT', `the admin port did not answer within ${limitMs / 1000} s${method === 'GET' && opts.timeoutMs === undefined ? '' : '; what was asked may have happened: look before trying again'}`);
     }
     throw new ApiError(0, 'NETWORK', `the admin port did not answer (${(err as Error).message})`);
   }
@@ -182,7 +195,8 @@ export interface RedriveResult {
 
 /** `GET /admin/dead?limit=N`: the first N parked notifications, read without consuming them. */
 export function listDead(limit: number): Promise<DeadListing> {
-  return request<DeadListing>('admin/dead', { query: { limit } });
+  // Listing moves each listed message to the back of P.dead, a round trip each: as long as an action may take.
+  return request<DeadListing>('admin/dead', { query: { limit }, timeoutMs: ACTION_TIMEOUT_MS });
 }
 
 /** `POST /admin/dead/redrive?limit=N&force=1`. */

@@ -44,8 +44,9 @@ export function forgetToken(): void {
 
 /** An API call got 401: the daemon wants a token, or no longer takes the stored one (a reload may have changed it). */
 export function unauthorized(sentToken: string | null): void {
-  // A refusal of a token replaced since (a request still under way when the operator entered the new one) says nothing of the new one.
-  if (sentToken !== null && sessionStorage.getItem(KEY) !== sentToken) return;
+  // A refusal of a token replaced since (a request still under way when the operator entered the new one, or sent
+  // with none before one was needed) says nothing of the one stored now.
+  if (storedToken() !== sentToken) return;
   if (sentToken !== null) sessionStorage.removeItem(KEY);
   if (state.phase === 'login') return;
   set({ phase: 'login', note: sentToken === null ? null : 'The daemon no longer accepts the stored token (it may have been changed). Enter the current one.' });

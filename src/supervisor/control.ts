@@ -39,6 +39,8 @@ export interface WorkerStats {
   readonly metrics: MetricsSnapshot;
   /** A tier's worst origins (failing, limited, with errors), at most a few dozen. */
   readonly origins?: readonly OriginSnapshot[];
+  /** A tier's origins by state, all of them (`origins` holds only the worst). */
+  readonly originCounts?: { readonly failing: number; readonly limited: number };
 }
 
 /** worker → master. */

@@ -5,7 +5,6 @@ import type { DeadListing } from '../broker/dead-summary.js';
 import { deepFreeze, diffConfig, historyOn, keepRestartOnly, missingPortToken, redactUrl, type Config } from '../core/config-model.js';
 import { ErrorCodes, NotifyError, toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { OriginSnapshot } from '../delivery/origin-limiter.js';
 import { createMasterMetrics, type MasterMetrics, type MetricsSnapshot } from '../core/metrics.js';
 import { MasterBroker } from './master-broker.js';
 import { MasterDatabase } from './master-db.js';
@@ -15,6 +14,7 @@ import { admission } from '../history/admission.js';
 import { databaseAway, historyUnavailable } from '../history/database-away.js';
 import type { RedriveBatch } from '../history/superseded.js';
 import { MetricsLedger } from './metrics-ledger.js';
+import { originsReport, type OriginsReport } from './origins-report.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
 import { reloadWarnings } from './startup-checks.js';
@@ -40,13 +40,6 @@ function merchantOf(content: Buffer): string | null {
   } catch {
     return null;
   }
-}
-
-/** Shape of `GET /admin/origins`. */
-export interface OriginsReport {
-  readonly origins: readonly (OriginSnapshot & { readonly tier: number })[];
-  /** Origins by state among those the tiers reported (each tier reports its 50 worst). */
-  readonly counts: { readonly failing: number; readonly limited: number };
 }
 
 /** Shape of `GET /admin/status` (DESIGN §7). */
@@ -308,19 +301,10 @@ export class Supervisor {
     };
   }
 
-  /**
-   * The worst origins over every tier (`GET /admin/origins`): failing first,
-   * then limited, then those with errors; and how many of each per tier.
-   */
+  /** `GET /admin/origins`: the worst origins over every tier, and how many are failing and limited. */
   async origins(limit: number): Promise<OriginsReport> {
     await this.table.collect(300);
-    const all: (OriginSnapshot & { tier: number })[] = [];
-    for (const s of this.table.byRole('tier')) for (const o of s.stats?.origins ?? []) all.push({ ...o, tier: s.tier ?? -1 });
-    const rank = { failing: 0, limited: 1, ok: 2 } as const;
-    all.sort((a, b) => rank[a.state] - rank[b.state] || b.waiting - a.waiting || b.deferred + b.skipped - (a.deferred + a.skipped) || (b.lastErrorAt ?? 0) - (a.lastErrorAt ?? 0));
-    const counts = { failing: 0, limited: 0 };
-    for (const o of all) if (o.state !== 'ok') counts[o.state]++;
-    return { origins: all.slice(0, limit), counts };
+    return originsReport(this.table.byRole('tier'), limit);
   }
 
   /**

@@ -17,6 +17,8 @@ export interface ManagedWorker {
   setSelfPorts?(ports: readonly number[]): void;
   /** The worst origins (tier workers). */
   origins?(n: number): OriginSnapshot[];
+  /** How many origins are failing and limited, all of them (tier workers). */
+  originCounts?(): { failing: number; limited: number };
   readonly inflightCount: number;
   readonly currentState: WorkerState;
   /** `host:port` of the broker node the worker is connected to, or null. */
@@ -195,7 +197,8 @@ export async function runManagedWorker(opts: {
       case 'stats':
         void metrics.registry.getMetricsAsJSON().then((m) => {
           const origins = worker.origins?.(ORIGINS_REPORTED);
-          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, brokerNode: worker.brokerNode, metrics: m, ...(origins ? { origins } : {}) };
+          const originCounts = worker.originCounts?.();
+          const stats: WorkerStats = { role, tier, state: worker.currentState, inflight: worker.inflightCount, brokerNode: worker.brokerNode, metrics: m, ...(origins ? { origins } : {}), ...(originCounts ? { originCounts } : {}) };
           sendToMaster({ type: 'stats', requestId: msg.requestId, stats });
         });
         return;

@@ -244,6 +244,11 @@ export class TierWorker implements ManagedWorker {
     return this.gate.worst(n);
   }
 
+  /** This tier's origins by state, all of them. */
+  originCounts(): { failing: number; limited: number } {
+    return this.gate.counts();
+  }
+
   /** The master's word on which ports are notifyd's own (admin, ingress). */
   setSelfPorts(ports: readonly number[]): void {
     this.self.setPorts(ports);

@@ -16,13 +16,14 @@ export function Notification({ id }: { id: string | null }) {
   // `target`: the notification the answer is about. A resend answered after the page moved on to another id must
   // neither show there nor turn its "Resend anyway" into a forced resend of the other one.
   const [resend, setResend] = useState<{ target: string; text: string; tone: 'good' | 'bad'; pending?: boolean } | null>(null);
-  const [resending, setResending] = useState(false);
+  /** The notification a resend is under way for, if any (the page may have moved on to another meanwhile). */
+  const [resending, setResending] = useState<string | null>(null);
   const [again, setAgain] = useState(0);
 
   useEffect(() => {
     // Follow the address (a link from the Parked page, back/forward); never wipe what is being typed.
+    // A resend's answer is kept across lookups: it shows again when the page comes back to its notification.
     if (id) setDraft(id);
-    setResend(null);
     if (!id) {
       setLookup({ state: 'idle' });
       return;
@@ -48,7 +49,7 @@ export function Notification({ id }: { id: string | null }) {
   }
 
   async function onResend(target: string, force = false): Promise<void> {
-    setResending(true);
+    setResending(target);
     setResend(null);
     try {
       await resendNotification(target, force);
@@ -58,7 +59,8 @@ export function Notification({ id }: { id: string | null }) {
       if (err instanceof ApiError && err.code === 'NOTIFICATION_PENDING') setResend({ target, text: `${target} is still pending (its attempts are under way).`, tone: 'bad', pending: true });
       else setResend({ target, text: `Resend failed: ${(err as Error).message}`, tone: 'bad' });
     } finally {
-      setResending(false);
+      // Another notification's resend may have started meanwhile: only this one's ends here.
+      setResending((current) => (current === target ? null : current));
     }
   }
 
@@ -86,11 +88,11 @@ export function Notification({ id }: { id: string | null }) {
           data={lookup.data}
           resend={
             <>
-              <button type="button" class="btn" disabled={resending} onClick={() => void onResend(lookup.id)}>
-                {resending ? 'Resending…' : 'Resend'}
+              <button type="button" class="btn" disabled={resending === lookup.id} onClick={() => void onResend(lookup.id)}>
+                {resending === lookup.id ? 'Resending…' : 'Resend'}
               </button>
               {shown?.pending ? (
-                <button type="button" class="btn" disabled={resending} onClick={() => void onResend(shown.target, true)}>
+                <button type="button" class="btn" disabled={resending === lookup.id} onClick={() => void onResend(shown.target, true)}>
                   Resend anyway
                 </button>
               ) : null}
