@@ -148,6 +148,7 @@ export class RedriveClaims {
         let sent = false;
         try {
           await inTransaction(this.pool, async (c) => {
+            await c.query(query('history-lock-runs'));
             await c.query(query('history-lock-parked'), [asked.map((k) => k.id), asked.map((k) => k.createdAt)]);
             const { rows } = await c.query<Record<string, unknown>>(query('history-superseded'), [asked.map((k) => k.id), asked.map((k) => k.createdAt), asked.map((k) => k.run)]);
             const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));

@@ -189,7 +189,7 @@ export class AttemptPipeline {
     const origin = deliverer.originOf(n.url);
 
     // The merchant's word first (DESIGN §10): disabled, elsewhere, or not known yet.
-    const verdict = checkMerchant(n, origin, this.deps.merchants, budgetLeft(), config.merchants.required);
+    const verdict = checkMerchant(n, origin, this.deps.merchants, budgetLeft(), requiredHere(config, this.tier));
     if (verdict.kind === 'park') {
       await this.parkDead(link, msg, n, { reason: verdict.reason, error: verdict.error, attempts: this.tier, status: null, firstAttemptAt });
       return;
@@ -554,4 +554,14 @@ export class AttemptPipeline {
     link.ack(msg);
     (skipped ? this.m.attempts.skipped : this.m.attempts.dead).inc();
   }
+}
+
+/**
+ * Whether this tier holds a notification to `merchants.required`: tier 0
+ * only. A later tier's notifications passed tier 0 already, or were accepted
+ * before the setting was turned on, and are retries under way: parking them
+ * now would drop what was promised.
+ */
+function requiredHere(config: Config, tier: number): boolean {
+  return config.merchants.required && tier === 0;
 }

@@ -217,7 +217,9 @@ export async function openWarmUpRig(config: Config, tier: number, gate: GateOpti
         failureMarks: null,
         history,
       },
-      { config, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
+      // Its synthetic notifications name no merchant (it has no registry): held to merchants.required, each would
+      // be parked before the signing and the request it is there to warm.
+      { config: { ...config, merchants: { ...config.merchants, required: false } }, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
     );
     return { pipeline, base, from: deadLetteredFrom(names, config.scheduleMs, tier), close };
   } catch (err) {

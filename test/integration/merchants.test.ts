@@ -18,7 +18,7 @@ import { MerchantStub } from '../../bench/merchant-stub.js';
 import { createLogger } from '../../src/core/logger.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createDbPool, withClient } from '../../src/db/pool.js';
-import { migrations } from '../../src/db/sql.js';
+import { migrations, query } from '../../src/db/sql.js';
 import { MerchantStore } from '../../src/merchants/store.js';
 
 const SCHEDULE = '0s,300ms,600ms';
@@ -416,6 +416,37 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       assert.deepEqual((await dropped).rows.map((r) => r.day), ['2000-01-01'], 'and drops its day once the batch is in');
     } finally {
       await batch.end().catch(() => undefined);
+      await job.end().catch(() => undefined);
+      await fresh.drop();
+    }
+  });
+
+  it("the retention job and a redrive's claims do not deadlock either (the redrive takes the tables in the same order)", async () => {
+    const fresh = await freshDatabase('lockorder2');
+    const redrive = new pg.Client({ connectionString: fresh.url });
+    const job = new pg.Client({ connectionString: fresh.url });
+    for (const c of [redrive, job]) c.on('error', () => undefined);
+    const pool = new pg.Pool({ connectionString: fresh.url, max: 1 });
+    try {
+      await migrate(pool, pino({ level: 'silent' }));
+      await pool.end();
+      await fresh.query("SELECT notify_history_add_day('2000-01-01'), notify_history_add_day(current_date)");
+      const created = Date.now();
+      await fresh.query("INSERT INTO notify_notifications (id, created_at, url, status, status_at, attempts) VALUES ('n', to_timestamp($1 / 1000.0), 'https://m.example/', 'dead', now(), 1)", [created]);
+      await redrive.connect();
+      await job.connect();
+      // The statements of RedriveClaims.decide (src/history/superseded.ts), in its order, with the job in between.
+      await redrive.query('BEGIN');
+      await redrive.query(query('history-lock-runs'));
+      await redrive.query(query('history-lock-parked'), [['n'], [created]]);
+      const jobPid = (await job.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const dropped = job.query<{ day: string }>("SELECT day::text FROM notify_history_drop_before('2000-01-03') AS day");
+      await waitFor(async () => (await fresh.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [jobPid])).rowCount === 1, 5000, 'the job waits for the redrive');
+      assert.equal((await redrive.query(query('history-superseded'), [['n'], [created], ['']])).rowCount, 1);
+      await redrive.query('COMMIT');
+      assert.deepEqual((await dropped).rows.map((r) => r.day), ['2000-01-01']);
+    } finally {
+      await redrive.end().catch(() => undefined);
       await job.end().catch(() => undefined);
       await fresh.drop();
     }

@@ -90,6 +90,7 @@ describe('history: bounded resends and calls', () => {
 
   it('database failures that are the database\'s absence or slowness are 503 material, not 500', () => {
     for (const code of ['57014', '53300', '42P01', '08006', '57P01', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED']) assert.equal(databaseAway({ code, message: 'x' }), true, code);
+    assert.equal(databaseAway(new Error('Query read timeout')), true, "a query the pool gave up on (pg's own error, no code)");
     for (const code of ['23505', '42601', '22007']) assert.equal(databaseAway({ code, message: 'x' }), false, code);
   });
 });

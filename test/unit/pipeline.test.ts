@@ -282,6 +282,11 @@ describe('AttemptPipeline', () => {
     const parked = link.published.find((x) => x.routingKey === names.dead);
     assert.equal(parked?.options.headers!['notify-dead-reason'], 'invalid');
     assert.equal(link.acked, 1);
+    // A later tier's notification is a retry under way (it passed tier 0, or came before the setting): it goes on.
+    const retry = new FakeLink();
+    await pipeline(1, d, undefined, null, undefined, required).p.handle(retry, message(1));
+    assert.equal(d.calls.length, 1, 'attempted');
+    assert.equal(retry.published.find((x) => x.routingKey === names.dead), undefined);
   });
 });
 

@@ -5,7 +5,8 @@ import { H, decodeNotification } from '../../src/core/message.js';
 import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import type { GateOptions } from '../../src/tier/origin-gate.js';
-import { deadLetteredFrom, warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+import { deadLetteredFrom, openWarmUpRig, warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+import type { ChannelLink } from '../../src/tier/channel-link.js';
 import { namesFor } from '../../src/broker/topology.js';
 import { WarmUpFrames, decodeFrames, encodeAck, encodePublish, loadCodec } from '../../src/tier/warm-up-frames.js';
 
@@ -116,6 +117,22 @@ describe('tier warm-up', () => {
     assert.equal(r.error, undefined);
     assert.equal(r.attempts, 40);
     assert.equal(r.frames, 40, "every delivery was decoded by amqplib's codec");
+  });
+
+  it('warms the request and the signing under merchants.required too (its notifications name no merchant, and are not parked)', async () => {
+    const required = { ...config, merchants: { ...config.merchants, required: true } };
+    const rig = await openWarmUpRig(required, 1, gate, signers(), new AbortController().signal);
+    try {
+      const routed: string[] = [];
+      const link: ChannelLink = { publish: async (_e, key) => void routed.push(key), ack: () => undefined, requeue: () => undefined, closed: false };
+      await rig.pipeline.handle(link, warmUpMessage(1, 1, rig.base, Date.now(), rig.from));
+      await rig.pipeline.handle(link, warmUpMessage(1, 2, rig.base, Date.now(), rig.from));
+      const dead = namesFor(config.prefix).dead;
+      assert.ok(!routed.includes(dead), `none parked: ${routed.join(', ')}`);
+      assert.ok(routed.length >= 1, 'the failed one (a 500) was handed on: its request was made');
+    } finally {
+      await rig.close();
+    }
   });
 
   it('does nothing for a count of 0, and stops at its budget', async () => {
