@@ -512,6 +512,30 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     });
   });
 
+  it('a rotation with grace 0 (a secret leaked) ends every older secret, one still in its grace too; so does a switch back to standard', async () => {
+    await onFreshStore('revoke', 2, async (store, fresh) => {
+      const live = async (id: string): Promise<boolean[]> =>
+        (await fresh.query<{ live: boolean }>('SELECT (expires_at IS NULL OR expires_at > now()) AS live FROM notify_merchant_secrets WHERE merchant_id = $1 ORDER BY seq', [id])).rows.map((r) => r.live);
+      await store.create({ id: 'shop-leak', name: 'Leak', allowedOrigins: [merchant.base] });
+      await store.rotate('shop-leak', 24 * 3_600_000);
+      assert.deepEqual(await live('shop-leak'), [true, true], 'a routine rotation: the first in its grace');
+      // The first one leaked: an emergency rotation ends it now, not when its day is up.
+      await store.rotate('shop-leak', 0);
+      assert.deepEqual(await live('shop-leak'), [false, false, true]);
+      // A later rotation with a long grace never extends an older secret's end.
+      await store.rotate('shop-leak', 3_600_000);
+      await store.rotate('shop-leak', 24 * 3_600_000);
+      const ends = (await fresh.query<{ hours: number | null }>("SELECT EXTRACT(EPOCH FROM expires_at - now()) / 3600 AS hours FROM notify_merchant_secrets WHERE merchant_id = $1 AND (expires_at IS NULL OR expires_at > now()) ORDER BY seq", ['shop-leak'])).rows.map((r) => (r.hours === null ? null : Math.round(Number(r.hours))));
+      assert.deepEqual(ends, [1, 24, null], "the 1 h grace kept, the next one's 24 h, the newest current");
+
+      await store.create({ id: 'shop-back', name: 'Back', allowedOrigins: [merchant.base] });
+      await store.rotate('shop-back', 24 * 3_600_000);
+      await store.update('shop-back', { signing: 'none' });
+      await store.update('shop-back', { signing: 'standard' });
+      assert.deepEqual(await live('shop-back'), [false, false, true], 'only the new secret signs');
+    });
+  });
+
   it('a merchant lookup PostgreSQL does not answer (its table locked) is a 503 to retry within seconds, not a 30 s wait nor "not registered"', async () => {
     const d = await daemon('lookup');
     const body = { merchant: 'shop-unheard', url: `${merchant.base}/lookup`, body: { a: 1 } };
