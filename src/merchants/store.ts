@@ -73,6 +73,25 @@ export class MerchantStore {
     return secret;
   }
 
+  /**
+   * Seals the secrets stored in plaintext (made while NOTIFY_SECRETS_KEY was
+   * not set) with the key, now that there is one; returns how many. Without
+   * it they stayed readable in the database for as long as they sign (a
+   * current secret: for ever) while the start-up warning had gone.
+   */
+  async sealStored(): Promise<number> {
+    const key = this.opts.key;
+    if (key === null) return 0;
+    return inTransaction(this.pool, async (c) => {
+      const rows = (await c.query<{ merchant_id: string; seq: number; secret: Buffer }>(query('secrets-unsealed'))).rows;
+      for (const r of rows) {
+        const sealed = sealSecret(r.secret.toString('utf8'), key, r.merchant_id);
+        await c.query(query('secret-seal'), [r.merchant_id, r.seq, sealed.bytes]);
+      }
+      return rows.length;
+    });
+  }
+
   /** Locks a merchant's row until the transaction ends (see `merchant-lock.sql`). */
   private async lock(c: pg.ClientBase, id: string): Promise<void> {
     if ((await c.query(query('merchant-lock'), [id])).rowCount === 0) throw notFound(id);

@@ -85,6 +85,7 @@ export class MasterDatabase {
         }
       }
       if (this.closed) return;
+      await this.sealStored();
       this.directory.start();
       this.tasks.push(cron.schedule(this.config.merchants.autoDisableCron, () => this.autoDisable(), { noOverlap: true }));
       this.tasks.push(cron.schedule(PRUNE_CRON, () => this.prune(), { noOverlap: true }));
@@ -94,6 +95,16 @@ export class MasterDatabase {
       }
     })();
     return this.migrated;
+  }
+
+  /** Seals secrets left in plaintext from before NOTIFY_SECRETS_KEY was set; a failure is logged, never thrown. */
+  private async sealStored(): Promise<void> {
+    try {
+      const sealed = await this.store.sealStored();
+      if (sealed > 0) this.log.info({ secrets: sealed }, 'merchant secrets stored in plaintext before NOTIFY_SECRETS_KEY was set are now sealed with it');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not seal the merchant secrets stored in plaintext; they stay readable in the database until the next start');
+    }
   }
 
   private async autoDisable(): Promise<void> {

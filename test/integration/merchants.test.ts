@@ -20,6 +20,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { createDbPool, withClient } from '../../src/db/pool.js';
 import { migrations, query } from '../../src/db/sql.js';
 import { MerchantStore } from '../../src/merchants/store.js';
+import { openSecret } from '../../src/merchants/secrets.js';
 
 const SCHEDULE = '0s,300ms,600ms';
 const ADMIN_TOKEN = `adm-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
@@ -533,6 +534,20 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       await store.update('shop-back', { signing: 'none' });
       await store.update('shop-back', { signing: 'standard' });
       assert.deepEqual(await live('shop-back'), [false, false, true], 'only the new secret signs');
+    });
+  });
+
+  it('secrets stored in plaintext before NOTIFY_SECRETS_KEY was set are sealed once a key is (the same secret opens)', async () => {
+    await onFreshStore('seal', 2, async (plain, fresh, pool) => {
+      const made = await plain.create({ id: 'shop-plain', name: 'Plain', allowedOrigins: [merchant.base] });
+      const key = Buffer.from(SECRETS_KEY, 'base64');
+      const keyed = new MerchantStore(pool, { key, tiers: 3 });
+      assert.equal(await keyed.sealStored(), 1);
+      assert.equal(await keyed.sealStored(), 0, 'once');
+      const row = (await fresh.query<{ secret: Buffer; encrypted: boolean }>('SELECT secret, encrypted FROM notify_merchant_secrets WHERE merchant_id = $1', ['shop-plain'])).rows[0]!;
+      assert.equal(row.encrypted, true);
+      assert.ok(!row.secret.toString('utf8').includes(made.secret!.slice(6)), 'no longer readable in the database');
+      assert.equal(openSecret(row.secret, true, key, 'shop-plain'), made.secret);
     });
   });
 
