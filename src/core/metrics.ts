@@ -19,6 +19,8 @@ export const METRIC_NAMES = Object.freeze([
   'notify_inflight',
   'notify_worker_up',
   'notify_worker_restarts_total',
+  'notify_process_up',
+  'notify_process_restarts_total',
   'notify_queue_messages',
   'notify_ingress_requests_total',
   'notify_handon_failures_total',
@@ -234,6 +236,8 @@ export interface MasterMetrics {
   readonly registry: Registry;
   readonly workerUp: Gauge<'tier'>;
   readonly workerRestarts: Counter<'tier'>;
+  readonly processUp: Gauge<'process'>;
+  readonly processRestarts: Counter<'process'>;
   readonly queueMessages: Gauge<'queue'>;
   /** The master's own broker connections given up by the call watchdog. */
   readonly brokerGiveUps: Counter<'role'>;
@@ -264,6 +268,9 @@ export function createMasterMetrics(): MasterMetrics {
     registry,
     workerUp: new Gauge({ name: 'notify_worker_up', help: '1 while the worker of a tier is running', labelNames: ['tier'], registers }),
     workerRestarts: new Counter({ name: 'notify_worker_restarts_total', help: 'Worker restarts per tier', labelNames: ['tier'], registers }),
+    // `process`, not `role`: every series already says which process exported it in `role` (here the master).
+    processUp: new Gauge({ name: 'notify_process_up', help: '1 while the ingress (process="ingress") or the history recorder (process="recorder") is running', labelNames: ['process'], registers }),
+    processRestarts: new Counter({ name: 'notify_process_restarts_total', help: 'Restarts of the ingress and the recorder', labelNames: ['process'], registers }),
     queueMessages: new Gauge({ name: 'notify_queue_messages', help: 'Messages ready in each queue (sampled)', labelNames: ['queue'], registers }),
     brokerGiveUps: brokerGiveUpsCounter(registers, 'master'),
   };

@@ -42,6 +42,9 @@ export interface ProcessTableOptions {
   /** Liveness and restart counters of tier workers. */
   readonly onTierUp?: (tier: number, up: boolean) => void;
   readonly onTierRestart?: (tier: number) => void;
+  /** The same for the other processes (the ingress, the recorder). */
+  readonly onRoleUp?: (role: WorkerRole, up: boolean) => void;
+  readonly onRoleRestart?: (role: WorkerRole) => void;
   /** Every worker has stopped after `drain`. */
   readonly onAllStopped: () => void;
 }
@@ -148,7 +151,7 @@ export class ProcessTable {
         slot.reported = msg.state;
         if (!slot.crashloop && !this.draining) slot.state = msg.state;
         if (msg.port !== undefined) slot.port = msg.port;
-        if (slot.tier !== null) this.opts.onTierUp?.(slot.tier, true);
+        this.up(slot, true);
         if (slot.stableTimer) clearTimeout(slot.stableTimer);
         slot.stableTimer = setTimeout(() => {
           slot.history = afterStableUptime(slot.history);
@@ -183,11 +186,16 @@ export class ProcessTable {
     }
   }
 
+  private up(slot: Slot, up: boolean): void {
+    if (slot.tier !== null) this.opts.onTierUp?.(slot.tier, up);
+    else this.opts.onRoleUp?.(slot.role, up);
+  }
+
   private onWorkerExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     if (slot.worker !== worker) return;
     slot.worker = null;
     if (slot.stableTimer) clearTimeout(slot.stableTimer);
-    if (slot.tier !== null) this.opts.onTierUp?.(slot.tier, false);
+    this.up(slot, false);
     const lastStats = slot.stats;
     slot.stats = null;
     this.opts.onExit?.(slot, lastStats);
@@ -202,6 +210,7 @@ export class ProcessTable {
     slot.history = d.history;
     slot.restarts += 1;
     if (slot.tier !== null) this.opts.onTierRestart?.(slot.tier);
+    else this.opts.onRoleRestart?.(slot.role);
     if (d.crashloop && !slot.crashloop) {
       this.log.error({ worker: slot.key, restartsInWindow: d.history.recent.length }, 'CRASH LOOP: worker keeps exiting; retrying at the capped delay');
     }

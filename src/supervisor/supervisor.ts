@@ -125,15 +125,23 @@ export class Supervisor {
       },
       onTierUp: (tier, up) => this.metrics.workerUp.set({ tier: String(tier) }, up ? 1 : 0),
       onTierRestart: (tier) => this.metrics.workerRestarts.inc({ tier: String(tier) }),
+      onRoleUp: (role, up) => this.metrics.processUp.set({ process: role }, up ? 1 : 0),
+      onRoleRestart: (role) => this.metrics.processRestarts.inc({ process: role }),
       onAllStopped: () => this.finish(),
     });
     this.config.scheduleMs.forEach((_d, i) => {
       this.table.add(`tier-${i}`, 'tier', i);
       // From 0, as the give-up counters: increase() misses a series whose first sample is already 1 (the first restart).
       this.metrics.workerRestarts.inc({ tier: String(i) }, 0);
+      // Down until it says it is ready: a worker that never gets there is seen (no series would never alert).
+      this.metrics.workerUp.set({ tier: String(i) }, 0);
     });
-    this.table.add('ingress', 'ingress', null);
-    if (historyOn(opts.config)) this.table.add('recorder', 'recorder', null);
+    const others: ('ingress' | 'recorder')[] = historyOn(opts.config) ? ['ingress', 'recorder'] : ['ingress'];
+    for (const role of others) {
+      this.table.add(role, role, null);
+      this.metrics.processRestarts.inc({ process: role }, 0);
+      this.metrics.processUp.set({ process: role }, 0);
+    }
     const reader = this.db?.historyReader ?? null;
     const claims = this.db?.historyClaims ?? null;
     const admit = admission({ draining: () => this.shuttingDown, blocked: () => this.broker.blocked, config: () => this.config, merchants: this.db?.directory ?? null });

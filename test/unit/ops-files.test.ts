@@ -251,6 +251,12 @@ test('docker-compose.yml and Dockerfile give the drain time to finish', () => {
   assert.match(dockerfile, /^STOPSIGNAL SIGTERM$/m);
   assert.match(dockerfile, /^USER node$/m);
   assert.match(dockerfile, /^CMD \["node", ?"dist\/src\/cli\.js", ?"start"\]$/m);
+  // The image says whether it is healthy without compose: the probe is JavaScript node runs (no curl in slim).
+  const probe = /^HEALTHCHECK .*\\\n\s+CMD (\[.*\])$/m.exec(dockerfile);
+  assert.ok(probe, 'a HEALTHCHECK in exec form');
+  const argv = JSON.parse(probe[1]!) as string[];
+  assert.deepEqual(argv.slice(0, 2), ['node', '-e']);
+  assert.doesNotThrow(() => new Function(argv[2]!), 'the probe parses');
 });
 
 test('the runtime image and the systemd install hold everything the package ships to run (sql/ too)', () => {
@@ -319,6 +325,10 @@ tests:
         values: '0x100'
       - series: 'notify_worker_up{job="notifyd",instance="notifyd:9464",role="master",tier="0"}'
         values: '1x100'
+      - series: 'notify_process_up{job="notifyd",instance="notifyd:9464",role="master",process="ingress"}'
+        values: '1x5 0x95'
+      - series: 'notify_process_up{job="notifyd",instance="notifyd:9464",role="master",process="recorder"}'
+        values: '1x100'
       - series: 'notify_dead_total{job="notifyd",instance="notifyd:9464",role="tier",tier="5",reason="exhausted"}'
         values: '0+2x100'
       - series: 'notify_dead_total{job="notifyd",instance="notifyd:9464",role="tier",tier="0",reason="invalid"}'
@@ -375,6 +385,13 @@ tests:
         alertname: NotifyTierWorkerDown
         exp_alerts:
           - exp_labels: { severity: critical, tier: "2" }
+      - eval_time: 20m
+        alertname: NotifyIngressDown
+        exp_alerts:
+          - exp_labels: { severity: critical }
+      - eval_time: 20m
+        alertname: NotifyRecorderDown
+        exp_alerts: []
       - eval_time: 20m
         alertname: NotifyDeadLettersGrowing
         exp_alerts:
