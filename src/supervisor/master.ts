@@ -35,7 +35,8 @@ export function loadConfigOrExit(configFile: string | null, opts: ParseOptions =
 export async function runMaster(configFile: string | null): Promise<void> {
   const config = loadConfigOrExit(configFile);
   const log = createLogger(config.logLevel, { role: 'master' });
-  for (const line of startupWarnings(config, { stopTimeoutMs: await stopTimeoutMs(process.env) })) log.warn(line);
+  const startup = { stopTimeoutMs: await stopTimeoutMs(process.env) };
+  for (const line of startupWarnings(config, startup)) log.warn(line);
   let admin: AdminServer | null = null;
   const supervisor = new Supervisor({
     config,
@@ -44,6 +45,7 @@ export async function runMaster(configFile: string | null): Promise<void> {
     ingressEntry: workerEntry('ingress'),
     recorderEntry: workerEntry('recorder'),
     reloadConfig: () => loadConfig({ configFile }),
+    startup,
     onExit: (code) => {
       void (admin?.close() ?? Promise.resolve()).finally(() => {
         log.flush();

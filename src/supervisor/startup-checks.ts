@@ -23,19 +23,26 @@ export function startupWarnings(config: Config, ctx: StartupContext): string[] {
       'queueType is classic: dead-lettering from a classic queue is at-most-once, so every retry hop can lose a notification if the broker fails at the wrong moment; use quorum (the default) for payment callbacks',
     );
   }
+  out.push(...reloadWarnings(config, ctx));
+  return out;
+}
+
+/**
+ * Pure: the warnings a configuration reload can bring about, as at start (a
+ * token set by the reload is as weak as one set at start; a drain timeout
+ * raised by it is cut by the service manager as one set at start).
+ */
+export function reloadWarnings(config: Config, ctx: StartupContext): string[] {
+  const out: string[] = [];
   if (ctx.stopTimeoutMs !== null && config.supervisor.drainTimeoutMs + EXIT_MARGIN_MS > ctx.stopTimeoutMs) {
     out.push(
       `supervisor.drainTimeout (${config.supervisor.drainTimeoutMs} ms) plus ${EXIT_MARGIN_MS} ms to exit is longer than the service manager waits after SIGTERM (${ctx.stopTimeoutMs} ms, TimeoutStopSec): a drain would be cut short by SIGKILL, repeating the attempts in flight; raise TimeoutStopSec or lower the drain timeout`,
     );
   }
-  out.push(...reloadWarnings(config));
+  if (config.admin.token !== null && weakAdminToken(config.admin.token)) {
+    out.push(`admin.token is shorter than ${MIN_TOKEN_LENGTH} characters or holds spaces: guessable by anyone on this machine, and refused if admin.host is ever not loopback; use e.g. openssl rand -hex 24`);
+  }
   return out;
-}
-
-/** Pure: the warnings a configuration reload can bring about (a token set by the reload is as weak as one set at start). */
-export function reloadWarnings(config: Config): string[] {
-  if (config.admin.token === null || !weakAdminToken(config.admin.token)) return [];
-  return [`admin.token is shorter than ${MIN_TOKEN_LENGTH} characters or holds spaces: guessable by anyone on this machine, and refused if admin.host is ever not loopback; use e.g. openssl rand -hex 24`];
 }
 
 /**

@@ -17,7 +17,7 @@ import { MetricsLedger } from './metrics-ledger.js';
 import { originsReport, type OriginsReport } from './origins-report.js';
 import type { WorkerState } from './control.js';
 import { ProcessTable, type Slot } from './process-table.js';
-import { reloadWarnings } from './startup-checks.js';
+import { reloadWarnings, type StartupContext } from './startup-checks.js';
 
 export interface TierStatus {
   readonly index: number;
@@ -65,6 +65,8 @@ export interface SupervisorOptions {
   readonly reloadConfig: () => Config;
   /** Called once when everything has stopped. */
   readonly onExit: (code: number) => void;
+  /** What the master found of its surroundings at start (the service manager's stop timeout), for a reload's warnings. */
+  readonly startup?: StartupContext;
 }
 
 /**
@@ -226,7 +228,7 @@ export class Supervisor {
     // tokens would otherwise leave the port bound where it was with no authentication until a restart.
     const unguarded = missingPortToken(effective.ingress, effective.admin);
     if (unguarded) throw new NotifyError(ErrorCodes.CONFIG_INVALID, `config: ${unguarded.key}: ${unguarded.why}`, unguarded.key);
-    const warnings = reloadWarnings(effective);
+    const warnings = reloadWarnings(effective, this.opts.startup ?? { stopTimeoutMs: null });
     this.config = effective;
     // The master's own lines too (its broker, redrives, jobs), as each worker sets its own on `reload`.
     this.log.level = effective.logLevel;

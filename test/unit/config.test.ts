@@ -359,8 +359,12 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
     assert.equal(weak.admin.token, 's3cret', 'accepted on loopback, as before');
     assert.ok(startupWarnings(weak, { stopTimeoutMs: null }).some((w) => /admin\.token is shorter than 16/.test(w)));
     assert.ok(!startupWarnings(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) }), { stopTimeoutMs: null }).some((w) => /admin\.token/.test(w)));
-    assert.deepEqual(reloadWarnings(weak), startupWarnings(weak, { stopTimeoutMs: null }).filter((w) => /admin\.token/.test(w)), 'a reload warns of it too');
-    assert.deepEqual(reloadWarnings(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) })), []);
+    assert.deepEqual(reloadWarnings(weak, { stopTimeoutMs: null }), startupWarnings(weak, { stopTimeoutMs: null }).filter((w) => /admin\.token/.test(w)), 'a reload warns of it too');
+    assert.deepEqual(reloadWarnings(load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16) }), { stopTimeoutMs: null }), []);
+    // A drain timeout a reload raises past the service manager's stop timeout (known from start) is said then too.
+    const long = load({ NOTIFY_ADMIN_TOKEN: 'x'.repeat(16), NOTIFY_DRAIN_TIMEOUT: '60s' });
+    assert.ok(reloadWarnings(long, { stopTimeoutMs: 40_000 }).some((w) => /drainTimeout \(60000 ms\).*TimeoutStopSec/.test(w)));
+    assert.deepEqual(reloadWarnings(long, { stopTimeoutMs: null }), []);
   });
 
   it('missingPortToken (the loader\'s and a reload\'s check): a port beyond loopback needs its token', () => {
