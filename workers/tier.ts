@@ -1,6 +1,6 @@
 // Entry point of a tier worker process (forked by the master with Node cluster).
 import { createLoggers } from '../src/core/logger.js';
-import { createWorkerMetrics } from '../src/core/metrics.js';
+import { createWorkerMetrics, startKnownSeries } from '../src/core/metrics.js';
 import { TierWorker } from '../src/tier/consumer.js';
 import { receiveWorkerConfig, runManagedWorker, sendToMaster } from '../src/supervisor/worker-process.js';
 
@@ -9,5 +9,6 @@ const tier = tierOrNull ?? 0;
 const loggers = createLoggers(config.logLevel, { role: 'tier', tier });
 const log = Object.assign(loggers.log, { flush: loggers.flush });
 const metrics = createWorkerMetrics({ role: 'tier', tier: String(tier) });
+startKnownSeries(metrics, 'tier');
 const worker = new TierWorker({ config, tier, logger: log, attemptLogger: loggers.attempt, metrics, startPaused, onState: (state) => sendToMaster({ type: 'state', state }) });
 await runManagedWorker({ worker, role: 'tier', tier, config, log, metrics, early });

@@ -88,6 +88,17 @@ export interface WorkerMetrics {
  * Creates a worker's registry. `defaultLabels` (role, tier) tell the default
  * process metrics of each process apart after aggregation.
  */
+/**
+ * Starts the labelled counters an alert reads with `increase()` at 0 for the
+ * values they are known to take: a series whose first sample is already 1
+ * (the first parked notification, the first 503 after a start) counts as no
+ * increase, so a burst right after a start would not alert.
+ */
+export function startKnownSeries(m: WorkerMetrics, role: 'tier' | 'ingress'): void {
+  if (role === 'tier') for (const reason of ['exhausted', 'invalid', 'blocked', 'disabled']) m.dead.inc({ reason }, 0);
+  else for (const status of ['202', '400', '503']) m.ingressRequests.inc({ status }, 0);
+}
+
 export function createWorkerMetrics(defaultLabels: Record<string, string>, withDefaults = true): WorkerMetrics {
   const registry = new Registry();
   // Only the process metrics carry role/tier: notify_* metrics have their own labels.
