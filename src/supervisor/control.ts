@@ -19,7 +19,11 @@ export type WorkerRole = 'tier' | 'ingress' | 'recorder';
 /** master → worker, over the cluster IPC pipe. */
 export type MasterMessage =
   /** The answer to `hello`: the config to start with. */
-  | { readonly type: 'init'; readonly config: Config }
+  /**
+   * The worker's config; `ports`, notifyd's own (admin, ingress) for a tier, which its first delivery must
+   * refuse: sent with the config, since a message sent after it may be read only once the worker has started.
+   */
+  | { readonly type: 'init'; readonly config: Config; readonly ports?: readonly number[] }
   | { readonly type: 'pause' }
   | { readonly type: 'resume' }
   | { readonly type: 'drain'; readonly deadlineMs: number }

@@ -33,8 +33,8 @@ export interface ProcessTableOptions {
   readonly entries: Readonly<Record<WorkerRole, string>>;
   /** The config in force: workers are forked with it, and the restart policy is read from it. */
   readonly config: () => Config;
-  /** A worker asked for its config and was sent it (what else it must know before it starts goes now). */
-  readonly onInit?: (slot: Slot) => void;
+  /** What `init` tells a worker of notifyd's own ports (a tier must refuse them from its first delivery). */
+  readonly initPorts?: (slot: Slot) => readonly number[] | undefined;
   /** A worker became ready (e.g. reported its port). */
   readonly onReady?: (slot: Slot) => void;
   /** A worker exited; `lastStats` is what it last reported (its counters must not be lost). */
@@ -133,12 +133,12 @@ export class ProcessTable {
       case 'hello': {
         const config = this.opts.config();
         slot.forkedWith = config;
-        this.send(slot, { type: 'init', config });
+        const ports = this.opts.initPorts?.(slot);
+        this.send(slot, { type: 'init', config, ...(ports !== undefined ? { ports } : {}) });
         // A drain, pause or resume sent while the worker was loading, before it listened, is lost: say it again
         // (the worker keeps the latest pause or resume until it starts).
         if (this.draining) this.send(slot, { type: 'drain', deadlineMs: this.drainDeadlineMs });
         else if (slot.role === 'tier') this.send(slot, { type: slot.paused ? 'pause' : 'resume' });
-        this.opts.onInit?.(slot);
         return;
       }
       case 'ready': {

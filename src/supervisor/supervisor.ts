@@ -113,9 +113,7 @@ export class Supervisor {
       entries: { tier: opts.tierEntry, ingress: opts.ingressEntry, recorder: opts.recorderEntry },
       config: () => this.config,
       // Before the tier consumes: its first delivery must already refuse notifyd's own ports.
-      onInit: (slot) => {
-        if (slot.role === 'tier') this.table.send(slot, { type: 'ports', ports: this.ownPorts() });
-      },
+      initPorts: (slot) => (slot.role === 'tier' ? this.ownPorts() : undefined),
       onReady: (slot) => {
         this.maybeLogListening();
         // Tiers must know notifyd's own ports to refuse them as destinations (a restarted ingress may have a new one);

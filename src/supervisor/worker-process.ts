@@ -75,6 +75,8 @@ export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Confi
       if (msg.type !== 'init') return;
       initSeen = true;
       clearTimeout(timer);
+      // First of what runs before the worker starts.
+      if (msg.ports !== undefined) held.unshift({ type: 'ports', ports: msg.ports });
       const early: EarlyMessages = {
         take: () => {
           process.off('message', onMessage);

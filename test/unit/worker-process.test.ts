@@ -61,12 +61,10 @@ describe('worker process: control messages before the worker listens', () => {
     assert.deepEqual(r.said.map((m) => m.type), ['hello', 'ready', 'drained'], 'the stats request before init is not answered');
   });
 
-  it("notifyd's own ports sent right after init reach the worker before it starts (its first delivery must refuse them)", async () => {
+  it("notifyd's own ports sent with init reach the worker before it starts (its first delivery must refuse them)", async () => {
+    // In init itself: a ports message sent right after it was, under load, read once the worker had started.
     const r = await run((msg, send) => {
-      if (msg.type === 'hello') {
-        send({ type: 'init', config });
-        send({ type: 'ports', ports: [9464, 8080] });
-      }
+      if (msg.type === 'hello') send({ type: 'init', config, ports: [9464, 8080] });
       if (msg.type === 'ready') send({ type: 'drain', deadlineMs: Date.now() + 5000 });
     });
     assert.equal(r.code, 0);
