@@ -233,10 +233,12 @@ export class MerchantDirectory {
 
   private entryOf(r: MerchantRow): MerchantEntry {
     const secrets: string[] = [];
+    const secretEnds: (number | null)[] = [];
     const key = this.opts.key;
     for (const s of key === 'skip' ? [] : r.secrets) {
       try {
         secrets.push(openSecret(Buffer.from(s.secret ?? '', 'base64'), s.encrypted ?? false, key as Buffer | null, r.id));
+        secretEnds.push(s.expiresAt === null ? null : new Date(s.expiresAt).getTime());
       } catch (err) {
         // Said once per merchant and key, not on every refresh.
         const k = `${r.id}:${s.fingerprint}`;
@@ -256,6 +258,7 @@ export class MerchantDirectory {
       success: r.success,
       failing: r.failing_since !== null,
       secrets,
+      secretEnds,
       version: `${new Date(r.updated_at).getTime()}|${r.enabled}|${r.failing_since === null}|${r.secrets.map((s) => s.fingerprint).join(',')}`,
     };
   }

@@ -56,6 +56,13 @@ export interface MerchantEntry {
   readonly failing: boolean;
   /** `whsec_…` secrets that sign now, newest first (decrypted). */
   readonly secrets: readonly string[];
+  /**
+   * When each of `secrets` stops signing (ms epoch; null for the current
+   * one), in the same order; absent: none ends. Checked at signing time, so
+   * a secret whose grace ended stops signing then, not at the copy's next
+   * refresh (which a database away for hours would put off).
+   */
+  readonly secretEnds?: readonly (number | null)[];
   /** Changes whenever anything that signs changes (the signer cache key). */
   readonly version: string;
 }

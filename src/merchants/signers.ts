@@ -38,7 +38,7 @@ export class MerchantSigners {
   }
 
   /** The signer of `m`, or why it cannot sign (the notification is then parked `invalid`). */
-  for(m: MerchantEntry): Signer | string {
+  for(m: MerchantEntry, now = Date.now()): Signer | string {
     switch (m.signing) {
       case 'none':
         return this.none;
@@ -49,13 +49,16 @@ export class MerchantSigners {
         this.rsa ??= this.rsaSigner(this.signing.keyFile);
         return this.rsa;
       case 'standard': {
-        if (m.secrets.length === 0) return `merchant ${m.id} has no secret that opens (NOTIFY_SECRETS_KEY?)`;
+        // A secret whose grace has ended signs no more, even before the copy hears it was removed.
+        const live = signingNow(m, now);
+        if (live.length === 0) return m.secrets.length === 0 ? `merchant ${m.id} has no secret that opens (NOTIFY_SECRETS_KEY?)` : `merchant ${m.id} has no secret that signs now (every one's grace has ended)`;
+        const version = `${m.version}|${live.length}`;
         const kept = this.standard.get(m.id);
-        if (kept?.version === m.version) return kept.signer;
-        const signer = createSigner({ scheme: 'standard', secrets: m.secrets, keyFile: null, threads: 1 });
+        if (kept?.version === version) return kept.signer;
+        const signer = createSigner({ scheme: 'standard', secrets: live, keyFile: null, threads: 1 });
         this.standard.delete(m.id);
         if (this.standard.size >= MAX_KEPT) this.standard.delete(this.standard.keys().next().value as string);
-        this.standard.set(m.id, { version: m.version, signer });
+        this.standard.set(m.id, { version, signer });
         return signer;
       }
     }
@@ -71,4 +74,14 @@ export class MerchantSigners {
     this.standard.clear();
     await this.rsa?.close();
   }
+}
+
+/** Pure: the secrets of `m` whose grace has not ended at `now`, in their order. */
+export function signingNow(m: Pick<MerchantEntry, 'secrets' | 'secretEnds'>, now: number): readonly string[] {
+  const ends = m.secretEnds;
+  if (ends === undefined) return m.secrets;
+  return m.secrets.filter((_s, i) => {
+    const end = ends[i];
+    return end === null || end === undefined || end > now;
+  });
 }

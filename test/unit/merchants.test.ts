@@ -10,6 +10,7 @@ import { FailureMarks } from '../../src/merchants/failure-marks.js';
 import { normalizeOrigin, validateMerchantSettings, type MerchantEntry } from '../../src/merchants/merchant.js';
 import { fingerprint, generateSecret, openSecret, sealSecret } from '../../src/merchants/secrets.js';
 import { checkMerchant, type MerchantLookup } from '../../src/tier/merchant-check.js';
+import { MerchantSigners, signingNow } from '../../src/merchants/signers.js';
 import { MerchantSlots } from '../../src/tier/merchant-slots.js';
 
 const LIMITS = loadConfig({ env: {} }).limits;
@@ -77,6 +78,29 @@ describe('merchant secrets', () => {
     assert.throws(() => openSecret(sealed.bytes, true, null, 'shop'), /NOTIFY_SECRETS_KEY/);
     const plain = sealSecret(s, null, 'shop');
     assert.deepEqual([plain.encrypted, openSecret(plain.bytes, false, null, 'shop')], [false, s]);
+  });
+
+  it("a secret whose grace has ended stops signing then, not when the copy next hears of it (a database away for hours)", async () => {
+    const now = Date.now();
+    const cur = generateSecret();
+    const old = generateSecret();
+    const m = entry({ secrets: [cur, old], secretEnds: [null, now + 60_000] });
+    assert.deepEqual(signingNow(m, now), [cur, old], 'both during the grace');
+    assert.deepEqual(signingNow(m, now + 60_000), [cur], 'the old one no more once it ended');
+    assert.deepEqual(signingNow(entry({ secrets: [cur] }), now), [cur], 'without ends: all');
+    const signers = new MerchantSigners(loadConfig({ env: {} }).signing);
+    try {
+      const sign = async (at: number): Promise<number> => {
+        const signer = signers.for(m, at);
+        assert.ok(typeof signer !== 'string', String(signer));
+        const out = await signer.sign({ id: 'n1', timestampSec: Math.floor(at / 1000), body: '{}', contentType: 'application/json' });
+        return out.headers['webhook-signature']!.split(' ').length;
+      };
+      assert.equal(await sign(now), 2, 'two signatures during the grace');
+      assert.equal(await sign(now + 60_001), 1, 'one after it, from the same copy');
+    } finally {
+      await signers.close();
+    }
   });
 });
 
