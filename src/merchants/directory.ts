@@ -234,12 +234,14 @@ export class MerchantDirectory {
   private entryOf(r: MerchantRow): MerchantEntry {
     const secrets: string[] = [];
     const secretEnds: (number | null)[] = [];
+    let unopened = 0;
     const key = this.opts.key;
     for (const s of key === 'skip' ? [] : r.secrets) {
       try {
         secrets.push(openSecret(Buffer.from(s.secret ?? '', 'base64'), s.encrypted ?? false, key as Buffer | null, r.id));
         secretEnds.push(s.expiresAt === null ? null : new Date(s.expiresAt).getTime());
       } catch (err) {
+        unopened++;
         // Said once per merchant and key, not on every refresh.
         const k = `${r.id}:${s.fingerprint}`;
         if (!this.warnedKeys.has(k)) {
@@ -259,6 +261,7 @@ export class MerchantDirectory {
       failing: r.failing_since !== null,
       secrets,
       secretEnds,
+      unopened,
       version: `${new Date(r.updated_at).getTime()}|${r.enabled}|${r.failing_since === null}|${r.secrets.map((s) => s.fingerprint).join(',')}`,
     };
   }

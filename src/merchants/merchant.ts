@@ -63,6 +63,12 @@ export interface MerchantEntry {
    * refresh (which a database away for hours would put off).
    */
   readonly secretEnds?: readonly (number | null)[];
+  /**
+   * Secrets the registry holds for it that this process could not open
+   * (sealed with another NOTIFY_SECRETS_KEY): with none that opens, its
+   * notifications wait for the key to be put right rather than be parked.
+   */
+  readonly unopened?: number;
   /** Changes whenever anything that signs changes (the signer cache key). */
   readonly version: string;
 }

@@ -205,6 +205,12 @@ export class AttemptPipeline {
       await this.parkDead(link, msg, n, { reason: 'exhausted', error: `merchant ${merchant!.id} allows ${merchant!.maxAttempts} attempts`, attempts: this.tier, status: null, firstAttemptAt });
       return;
     }
+    if (merchant !== null && merchant.signing === 'standard' && merchant.secrets.length === 0 && (merchant.unopened ?? 0) > 0) {
+      // A key that does not open the merchant's secrets (NOTIFY_SECRETS_KEY changed) is this daemon's configuration,
+      // not the notification's fault: it waits, as for a registry that cannot be read, until the key is put right.
+      await this.waitForRegistry(link, msg, `no secret of merchant ${merchant.id} opens with this daemon's NOTIFY_SECRETS_KEY`, waitingSince);
+      return;
+    }
     const signer = merchant === null ? this.settings.signer : this.settings.merchantSigners.for(merchant);
     const rendered = renderBody(n);
     const unsignable = typeof signer === 'string' ? signer : unsignableReason(signer.scheme, rendered)?.problem;

@@ -382,8 +382,8 @@ describe('AttemptPipeline: history records', () => {
   });
 
   /** A pipeline whose notifications name merchant m1, allowed one request at a time. */
-  function merchantPipeline(d: HttpDeliverer, slots = new MerchantSlots(), history: HistorySink | null = null, gate: OriginGate = new OriginGate(GATE)): AttemptPipeline {
-    const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
+  function merchantPipeline(d: HttpDeliverer, slots = new MerchantSlots(), history: HistorySink | null = null, gate: OriginGate = new OriginGate(GATE), over: Partial<MerchantEntry> = {}): AttemptPipeline {
+    const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1', ...over };
     const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
     return new AttemptPipeline(
       { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate, merchants, slots, failureMarks: null, history },
@@ -409,6 +409,19 @@ describe('AttemptPipeline: history records', () => {
   }
 
   const ofM1 = (id: string) => ({ id, url: 'https://m.example/notify', body: { a: 1 }, merchant: 'm1' });
+
+  it("a standard merchant none of whose secrets opens (NOTIFY_SECRETS_KEY changed) waits in the hold queue, not parked, never sent unsigned", async () => {
+    const d = fakeDeliverer({ kind: 'response', status: 200, body: 'ok', durationMs: 1 });
+    const link = new FakeLink();
+    await merchantPipeline(d, new MerchantSlots(), null, new OriginGate(GATE), { signing: 'standard', secrets: [], unopened: 1 }).handle(link, message(0, ofM1('n1')));
+    assert.equal(d.calls.length, 0, 'not sent');
+    assert.equal(link.published.find((x) => x.routingKey === names.dead), undefined, 'not parked');
+    assert.ok(link.published.some((x) => x.routingKey === names.holdQueue(0)), `deferred: ${link.published.map((x) => x.routingKey).join(', ')}`);
+    // A standard merchant with no secret at all (not one this key fails to open) is parked as before.
+    const none = new FakeLink();
+    await merchantPipeline(d, new MerchantSlots(), null, new OriginGate(GATE), { signing: 'standard', secrets: [], unopened: 0 }).handle(none, message(0, ofM1('n2')));
+    assert.equal(none.published.find((x) => x.routingKey === names.dead)?.options.headers!['notify-dead-reason'], 'invalid');
+  });
 
   it('a skip on a channel already gone is neither handed on nor recorded: the redelivered copy is (one record, not two)', async () => {
     const slots = new MerchantSlots();
