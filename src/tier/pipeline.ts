@@ -189,7 +189,7 @@ export class AttemptPipeline {
     const origin = deliverer.originOf(n.url);
 
     // The merchant's word first (DESIGN §10): disabled, elsewhere, or not known yet.
-    const verdict = checkMerchant(n, origin, this.deps.merchants, budgetLeft(), requiredHere(config, this.tier));
+    const verdict = checkMerchant(n, origin, this.deps.merchants, budgetLeft(), requiredHere(config, this.tier, firstAttemptAt));
     if (verdict.kind === 'park') {
       await this.parkDead(link, msg, n, { reason: verdict.reason, error: verdict.error, attempts: this.tier, status: null, firstAttemptAt });
       return;
@@ -563,11 +563,11 @@ export class AttemptPipeline {
 }
 
 /**
- * Whether this tier holds a notification to `merchants.required`: tier 0
- * only. A later tier's notifications passed tier 0 already, or were accepted
- * before the setting was turned on, and are retries under way: parking them
- * now would drop what was promised.
+ * Whether this tier holds a notification to `merchants.required`: at tier 0,
+ * and at a later tier one that was never attempted (published straight to
+ * it). A retry under way passed tier 0 already, or was accepted before the
+ * setting was turned on: parking it now would drop what was promised.
  */
-function requiredHere(config: Config, tier: number): boolean {
-  return config.merchants.required && tier === 0;
+function requiredHere(config: Config, tier: number, firstAttemptAt: number | null): boolean {
+  return config.merchants.required && (tier === 0 || firstAttemptAt === null);
 }

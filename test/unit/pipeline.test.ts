@@ -284,9 +284,14 @@ describe('AttemptPipeline', () => {
     assert.equal(link.acked, 1);
     // A later tier's notification is a retry under way (it passed tier 0, or came before the setting): it goes on.
     const retry = new FakeLink();
-    await pipeline(1, d, undefined, null, undefined, required).p.handle(retry, message(1));
+    await pipeline(1, d, undefined, null, undefined, required).p.handle(retry, withHeaders(message(1), { 'notify-first-attempt-at': Date.now() - 1000 }));
     assert.equal(d.calls.length, 1, 'attempted');
     assert.equal(retry.published.find((x) => x.routingKey === names.dead), undefined);
+    // One published straight to a later tier never passed tier 0: held to it there.
+    const straight = new FakeLink();
+    await pipeline(1, d, undefined, null, undefined, required).p.handle(straight, message(1));
+    assert.equal(d.calls.length, 1, 'not attempted');
+    assert.equal(straight.published.find((x) => x.routingKey === names.dead)?.options.headers!['notify-dead-reason'], 'invalid');
   });
 });
 
