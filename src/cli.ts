@@ -6,6 +6,7 @@ import { loadConfigOrExit, runMaster } from './supervisor/master.js';
 import { exitStatusFor, str, usage, type Values } from './cli/args.js';
 import { CTL_USAGE, ctl } from './cli/ctl.js';
 import { migrateCommand } from './cli/migrate.js';
+import { secretsCommand } from './cli/secrets.js';
 
 const USAGE = `notifyd — tiered HTTP notification delivery on RabbitMQ
 
@@ -15,6 +16,8 @@ const USAGE = `notifyd — tiered HTTP notification delivery on RabbitMQ
                                                 exit 65 for invalid input, 75 when the broker could not
                                                 take it (retry with the id it printed)
   notifyd migrate [--config FILE]               bring the database up to date (the master also does it at start)
+  notifyd secrets seal [--config FILE]          seal merchant secrets stored in plaintext with NOTIFY_SECRETS_KEY
+                                                (once every daemon has the key)
   notifyd config check [--config FILE]          list every problem of a configuration (exit 78 when invalid);
                                                 its JSON Schema is docs/config.schema.json
   notifyd ctl …                                 talk to a running daemon's admin API:
@@ -27,6 +30,7 @@ const COMMAND_OPTIONS: Readonly<Record<string, readonly string[]>> = {
   start: ['config'],
   publish: ['config', 'url', 'body', 'id', 'merchant'],
   migrate: ['config'],
+  secrets: ['config'],
   config: ['config'],
 };
 
@@ -135,6 +139,8 @@ async function main(argv: string[]): Promise<number> {
       return ctl(rest, values);
     case 'migrate':
       return migrateCommand(values);
+    case 'secrets':
+      return secretsCommand(rest, values);
     case 'config':
       if (rest[0] !== 'check') return usage('usage: notifyd config check [--config FILE]');
       // Imported here: its schema builders (TypeBox) would weigh on the master that `start` runs.

@@ -9,7 +9,7 @@ import { ErrorCodes, NotifyError } from '../core/errors.js';
 import { inTransaction } from '../db/pool.js';
 import { query } from '../db/sql.js';
 import { isMerchantId, validateMerchantSettings, type MerchantSettings, type MerchantView } from './merchant.js';
-import { fingerprint, generateSecret, sealSecret } from './secrets.js';
+import { fingerprint, generateSecret, openSecret, sealSecret } from './secrets.js';
 
 /** A row of `merchants-all` / `merchants-page`. */
 export interface MerchantRow {
@@ -73,16 +73,34 @@ export class MerchantStore {
     return secret;
   }
 
+  /** How many secrets are stored in plaintext (made while NOTIFY_SECRETS_KEY was not set). */
+  async countUnsealed(): Promise<number> {
+    return (await this.pool.query<{ n: number }>(query('secrets-unsealed-count'))).rows[0]?.n ?? 0;
+  }
+
   /**
    * Seals the secrets stored in plaintext (made while NOTIFY_SECRETS_KEY was
-   * not set) with the key, now that there is one; returns how many. Without
-   * it they stayed readable in the database for as long as they sign (a
-   * current secret: for ever) while the start-up warning had gone.
+   * not set) with the key (`notifyd secrets seal`); returns how many.
+   * Without it they stay readable in the database for as long as they sign
+   * (a current secret: for ever). Refused (CONFIG_INVALID) when the key does
+   * not open a secret sealed already: sealing with a wrong key would lock
+   * them away for good. Every daemon must have the key first: one without
+   * it cannot open them afterwards.
    */
   async sealStored(): Promise<number> {
     const key = this.opts.key;
-    if (key === null) return 0;
+    if (key === null) throw new NotifyError(ErrorCodes.CONFIG_INVALID, 'merchants.secretsKey: no NOTIFY_SECRETS_KEY to seal the secrets with', 'merchants.secretsKey');
     return inTransaction(this.pool, async (c) => {
+      // A row held by another session (a rotation under way) fails this run instead of stalling it.
+      await c.query("SELECT set_config('lock_timeout', $1, true)", ['10s']);
+      const sample = (await c.query<{ merchant_id: string; secret: Buffer }>(query('secret-sealed-sample'))).rows[0];
+      if (sample !== undefined) {
+        try {
+          openSecret(sample.secret, true, key, sample.merchant_id);
+        } catch {
+          throw new NotifyError(ErrorCodes.CONFIG_INVALID, 'merchants.secretsKey: this NOTIFY_SECRETS_KEY does not open the secrets sealed already; nothing was sealed with it', 'merchants.secretsKey');
+        }
+      }
       const rows = (await c.query<{ merchant_id: string; seq: number; secret: Buffer }>(query('secrets-unsealed'))).rows;
       for (const r of rows) {
         const sealed = sealSecret(r.secret.toString('utf8'), key, r.merchant_id);

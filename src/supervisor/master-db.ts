@@ -85,7 +85,7 @@ export class MasterDatabase {
         }
       }
       if (this.closed) return;
-      await this.sealStored();
+      await this.warnUnsealed();
       this.directory.start();
       this.tasks.push(cron.schedule(this.config.merchants.autoDisableCron, () => this.autoDisable(), { noOverlap: true }));
       this.tasks.push(cron.schedule(PRUNE_CRON, () => this.prune(), { noOverlap: true }));
@@ -97,13 +97,18 @@ export class MasterDatabase {
     return this.migrated;
   }
 
-  /** Seals secrets left in plaintext from before NOTIFY_SECRETS_KEY was set; a failure is logged, never thrown. */
-  private async sealStored(): Promise<void> {
+  /**
+   * Says, when there is a key, how many secrets are still stored in plaintext
+   * (from before it was set): sealing them is `notifyd secrets seal`, once
+   * every daemon has the key (one without it could not open them after).
+   */
+  private async warnUnsealed(): Promise<void> {
+    if (this.config.merchants.secretsKey === null) return;
     try {
-      const sealed = await this.store.sealStored();
-      if (sealed > 0) this.log.info({ secrets: sealed }, 'merchant secrets stored in plaintext before NOTIFY_SECRETS_KEY was set are now sealed with it');
+      const n = await this.store.countUnsealed();
+      if (n > 0) this.log.warn({ secrets: n }, 'merchant secrets stored in plaintext from before NOTIFY_SECRETS_KEY was set: once every daemon has the key, seal them with `notifyd secrets seal`');
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not seal the merchant secrets stored in plaintext; they stay readable in the database until the next start');
+      this.log.debug({ err: (err as Error).message }, 'could not count the merchant secrets stored in plaintext');
     }
   }
 

@@ -537,17 +537,28 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     });
   });
 
-  it('secrets stored in plaintext before NOTIFY_SECRETS_KEY was set are sealed once a key is (the same secret opens)', async () => {
+  it('notifyd secrets seal: secrets stored in plaintext before NOTIFY_SECRETS_KEY was set are sealed with it (the same secret opens); a key that does not open those sealed already seals nothing', async () => {
     await onFreshStore('seal', 2, async (plain, fresh, pool) => {
       const made = await plain.create({ id: 'shop-plain', name: 'Plain', allowedOrigins: [merchant.base] });
       const key = Buffer.from(SECRETS_KEY, 'base64');
       const keyed = new MerchantStore(pool, { key, tiers: 3 });
-      assert.equal(await keyed.sealStored(), 1);
-      assert.equal(await keyed.sealStored(), 0, 'once');
+      assert.equal(await keyed.countUnsealed(), 1, 'what the master warns of at start');
+      const seal = (env: Record<string, string>) => spawnSync(process.execPath, [CLI_PATH, 'secrets', 'seal'], { env: { PATH: process.env.PATH!, NOTIFY_DATABASE_URL: fresh.url, ...env }, encoding: 'utf8', timeout: 20_000 });
+      const r = seal({ NOTIFY_SECRETS_KEY: SECRETS_KEY });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { sealed: 1 });
+      assert.deepEqual(JSON.parse(seal({ NOTIFY_SECRETS_KEY: SECRETS_KEY }).stdout), { sealed: 0 }, 'once');
       const row = (await fresh.query<{ secret: Buffer; encrypted: boolean }>('SELECT secret, encrypted FROM notify_merchant_secrets WHERE merchant_id = $1', ['shop-plain'])).rows[0]!;
       assert.equal(row.encrypted, true);
       assert.ok(!row.secret.toString('utf8').includes(made.secret!.slice(6)), 'no longer readable in the database');
       assert.equal(openSecret(row.secret, true, key, 'shop-plain'), made.secret);
+      // Another plaintext secret, and a key that is not the one the others were sealed with: refused, nothing sealed.
+      await plain.create({ id: 'shop-plain2', name: 'Plain 2', allowedOrigins: [merchant.base] });
+      const wrong = seal({ NOTIFY_SECRETS_KEY: Buffer.alloc(32, 9).toString('base64') });
+      assert.equal(wrong.status, 78, wrong.stderr);
+      assert.match(wrong.stderr, /does not open the secrets sealed already/);
+      assert.equal(await keyed.countUnsealed(), 1);
+      assert.equal(seal({}).status, 78, 'no key: EX_CONFIG');
     });
   });
 
