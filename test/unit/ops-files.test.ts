@@ -329,6 +329,10 @@ tests:
         values: '1x5 0x95'
       - series: 'notify_process_up{job="notifyd",instance="notifyd:9464",role="master",process="recorder"}'
         values: '1x100'
+      - series: 'notify_process_restarts_total{job="notifyd",instance="notifyd:9464",role="master",process="recorder"}'
+        values: '0x60 0+2x40'
+      - series: 'notify_process_restarts_total{job="notifyd",instance="notifyd:9464",role="master",process="ingress"}'
+        values: '0x100'
       - series: 'notify_dead_total{job="notifyd",instance="notifyd:9464",role="tier",tier="5",reason="exhausted"}'
         values: '0+2x100'
       - series: 'notify_dead_total{job="notifyd",instance="notifyd:9464",role="tier",tier="0",reason="invalid"}'
@@ -388,7 +392,14 @@ tests:
       - eval_time: 20m
         alertname: NotifyIngressDown
         exp_alerts:
-          - exp_labels: { severity: critical }
+          - exp_labels: { severity: critical, instance: "notifyd:9464" }
+      - eval_time: 14m
+        alertname: NotifyProcessCrashloop
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: NotifyProcessCrashloop
+        exp_alerts:
+          - exp_labels: { severity: critical, job: notifyd, instance: "notifyd:9464", role: master, process: recorder }
       - eval_time: 20m
         alertname: NotifyRecorderDown
         exp_alerts: []
