@@ -393,64 +393,60 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
     }
   });
 
-  it("the retention job waits for a recorder's batch instead of deadlocking with it (both lock the history's tables runs, attempts, notifications)", async () => {
-    const fresh = await freshDatabase('lockorder');
-    const batch = new pg.Client({ connectionString: fresh.url });
+  /**
+   * A fresh, migrated history with a day to drop, a session (`writer`) that takes the tables as `begin` does,
+   * then the retention job started in another session once `begin` has run, and `finish` run while the job
+   * waits; resolves with the days the job dropped.
+   */
+  async function retentionBeside(label: string, steps: { begin: (w: pg.Client, fresh: TestDatabase) => Promise<void>; finish: (w: pg.Client) => Promise<void> }): Promise<string[]> {
+    const fresh = await freshDatabase(label);
+    const writer = new pg.Client({ connectionString: fresh.url });
     const job = new pg.Client({ connectionString: fresh.url });
     // The drop at the end cuts them: heard, not a crash.
-    for (const c of [batch, job]) c.on('error', () => undefined);
+    for (const c of [writer, job]) c.on('error', () => undefined);
     const pool = new pg.Pool({ connectionString: fresh.url, max: 1 });
     try {
       await migrate(pool, pino({ level: 'silent' }));
       await pool.end();
       await fresh.query("SELECT notify_history_add_day('2000-01-01'), notify_history_add_day(current_date)");
-      await batch.connect();
+      await writer.connect();
       await job.connect();
-      // The recorder's order (src/history/writer.ts): runs first, notifications last.
-      await batch.query('BEGIN');
-      await batch.query("INSERT INTO notify_runs (notification_id, created_at, run, started_at, via) VALUES ('n', now(), 'r', now(), 'ingress')");
+      await writer.query('BEGIN');
+      await steps.begin(writer, fresh);
       const jobPid = (await job.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
       const dropped = job.query<{ day: string }>("SELECT day::text FROM notify_history_drop_before('2000-01-03') AS day");
-      await waitFor(async () => (await fresh.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [jobPid])).rowCount === 1, 5000, 'the job waits for the batch');
-      await batch.query("INSERT INTO notify_notifications (id, created_at, url, status, status_at, attempts) VALUES ('n', now(), 'https://m.example/', 'pending', now(), 0)");
-      await batch.query('COMMIT');
-      assert.deepEqual((await dropped).rows.map((r) => r.day), ['2000-01-01'], 'and drops its day once the batch is in');
+      await waitFor(async () => (await fresh.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [jobPid])).rowCount === 1, 5000, 'the job waits for the other session');
+      await steps.finish(writer);
+      await writer.query('COMMIT');
+      return (await dropped).rows.map((r) => r.day);
     } finally {
-      await batch.end().catch(() => undefined);
+      await writer.end().catch(() => undefined);
       await job.end().catch(() => undefined);
       await fresh.drop();
     }
+  }
+
+  it("the retention job waits for a recorder's batch instead of deadlocking with it (both lock the history's tables runs, attempts, notifications)", async () => {
+    const days = await retentionBeside('lockorder', {
+      // The recorder's order (src/history/writer.ts): runs first, notifications last.
+      begin: async (w) => void (await w.query("INSERT INTO notify_runs (notification_id, created_at, run, started_at, via) VALUES ('n', now(), 'r', now(), 'ingress')")),
+      finish: async (w) => void (await w.query("INSERT INTO notify_notifications (id, created_at, url, status, status_at, attempts) VALUES ('n', now(), 'https://m.example/', 'pending', now(), 0)")),
+    });
+    assert.deepEqual(days, ['2000-01-01'], 'and drops its day once the batch is in');
   });
 
   it("the retention job and a redrive's claims do not deadlock either (the redrive takes the tables in the same order)", async () => {
-    const fresh = await freshDatabase('lockorder2');
-    const redrive = new pg.Client({ connectionString: fresh.url });
-    const job = new pg.Client({ connectionString: fresh.url });
-    for (const c of [redrive, job]) c.on('error', () => undefined);
-    const pool = new pg.Pool({ connectionString: fresh.url, max: 1 });
-    try {
-      await migrate(pool, pino({ level: 'silent' }));
-      await pool.end();
-      await fresh.query("SELECT notify_history_add_day('2000-01-01'), notify_history_add_day(current_date)");
-      const created = Date.now();
-      await fresh.query("INSERT INTO notify_notifications (id, created_at, url, status, status_at, attempts) VALUES ('n', to_timestamp($1 / 1000.0), 'https://m.example/', 'dead', now(), 1)", [created]);
-      await redrive.connect();
-      await job.connect();
+    const created = Date.now();
+    const days = await retentionBeside('lockorder2', {
       // The statements of RedriveClaims.decide (src/history/superseded.ts), in its order, with the job in between.
-      await redrive.query('BEGIN');
-      await redrive.query(query('history-lock-runs'));
-      await redrive.query(query('history-lock-parked'), [['n'], [created]]);
-      const jobPid = (await job.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-      const dropped = job.query<{ day: string }>("SELECT day::text FROM notify_history_drop_before('2000-01-03') AS day");
-      await waitFor(async () => (await fresh.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", [jobPid])).rowCount === 1, 5000, 'the job waits for the redrive');
-      assert.equal((await redrive.query(query('history-superseded'), [['n'], [created], ['']])).rowCount, 1);
-      await redrive.query('COMMIT');
-      assert.deepEqual((await dropped).rows.map((r) => r.day), ['2000-01-01']);
-    } finally {
-      await redrive.end().catch(() => undefined);
-      await job.end().catch(() => undefined);
-      await fresh.drop();
-    }
+      begin: async (w, fresh) => {
+        await fresh.query("INSERT INTO notify_notifications (id, created_at, url, status, status_at, attempts) VALUES ('n', to_timestamp($1 / 1000.0), 'https://m.example/', 'dead', now(), 1)", [created]);
+        await w.query(query('history-lock-runs'));
+        await w.query(query('history-lock-parked'), [['n'], [created]]);
+      },
+      finish: async (w) => assert.equal((await w.query(query('history-superseded'), [['n'], [created], ['']])).rowCount, 1),
+    });
+    assert.deepEqual(days, ['2000-01-01']);
   });
 
   it("a pool's query timeout: a statement that does not answer fails in time, its connection is dropped, and the next query does not wait behind it", async () => {
