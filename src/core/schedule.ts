@@ -45,6 +45,9 @@ export const SCHEDULE_PRESETS: Readonly<Record<string, string>> = Object.freeze(
 /** Upper bound on tiers: each tier is a process, so a ladder of hundreds is a mistake. */
 export const MAX_TIERS = 32;
 
+/** The longest delay a wait queue can hold: RabbitMQ refuses an `x-message-ttl` over 2³² − 1 ms (about 49.7 days). */
+export const MAX_DELAY_MS = 2 ** 32 - 1;
+
 /**
  * Parses a preset name, a comma list (`0s,1s,3s`) or an array of durations into
  * a frozen list of delays in ms.
@@ -78,6 +81,9 @@ export function parseSchedule(input: string | readonly (string | number)[], fiel
       );
     }
   });
+  const tooLong = delays.findIndex((d) => d > MAX_DELAY_MS);
+  // Otherwise the broker refuses the wait queue's declaration, and the master retries it for ever with no tier up.
+  if (tooLong >= 0) throw new NotifyError(ErrorCodes.SCHEDULE_INVALID, `${field}: "${String(parts[tooLong])}" is longer than a wait queue can hold (${MAX_DELAY_MS} ms, about 49 days)`, field);
   return Object.freeze(delays);
 }
 

@@ -207,4 +207,9 @@ describe('retryTiming', () => {
   it('never counts from after the hand-on (a clock that stepped back)', () => {
     assert.deepEqual(retryTiming(1000, t0 + 100, t0, 250), { dueAt: t0 + 1000, expirationMs: null });
   });
+
+  it('refuses a delay longer than a wait queue can hold (RabbitMQ: x-message-ttl at most 2^32 - 1 ms)', () => {
+    assert.throws(() => parseSchedule('0s,50d'), (e: { code?: string; message: string }) => e.code === 'SCHEDULE_INVALID' && /longer than a wait queue can hold/.test(e.message));
+    assert.equal(parseSchedule('0s,49d')[1], 49 * 86_400_000);
+  });
 });
