@@ -288,10 +288,10 @@ export function parseConfig(raw: Raw, opts: ParseOptions = {}): Config {
   const signing: SigningConfig = { scheme, secrets, keyFile: orNull(s.keyFile), threads: Number(s.threads) };
   const checkSigning = opts.checkSigning ?? true;
   if (checkSigning && scheme === 'standard' && signing.secrets.length === 0) fail('signing.secrets', 'scheme standard needs NOTIFY_SIGNING_SECRET');
-  if (checkSigning && scheme === 'rsa2') {
-    if (!signing.keyFile) fail('signing.keyFile', 'scheme rsa2 needs NOTIFY_SIGNING_KEY_FILE');
-    // A key the signer cannot use must stop start-up (exit 78) or a reload,
-    // not fail every delivery later.
+  if (checkSigning && scheme === 'rsa2' && !signing.keyFile) fail('signing.keyFile', 'scheme rsa2 needs NOTIFY_SIGNING_KEY_FILE');
+  // A key the signer cannot use must stop start-up (exit 78) or a reload, not fail every delivery later: also when
+  // only rsa2 merchants use it (the daemon's own scheme another).
+  if (checkSigning && signing.keyFile) {
     try {
       loadRsaPrivateKey(signing.keyFile);
     } catch (err) {

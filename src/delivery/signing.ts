@@ -14,6 +14,9 @@ import type { KeyObject } from 'node:crypto';
 import type { RsaSignTask, RsaSignWorkerData } from './rsa-sign-worker.js';
 import { FORM_TYPE, mediaTypeOf, renderBody, type Notification } from '../core/message.js';
 
+/** Most one RSA signature may take in the pool (one takes about a millisecond): past it the attempt fails SIGNING_FAILED and is tried again. */
+const RSA_SIGN_TIMEOUT_MS = 30_000;
+
 export interface SignInput {
   id: string;
   timestampSec: number;
@@ -238,7 +241,8 @@ class RsaSigner implements Signer {
     const pool = this.getPool();
     let signature: string;
     try {
-      signature = await pool.run({ content });
+      // Bounded: a thread lost in the middle of a task can leave the tasks queued behind it (one thread) unsettled.
+      signature = await pool.run({ content }, { signal: AbortSignal.timeout(RSA_SIGN_TIMEOUT_MS) });
     } catch (err) {
       let why = err instanceof Error ? err.message : String(err);
       if (this.closing !== null) why = `signer closed while signing (${why})`;

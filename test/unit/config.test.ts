@@ -198,6 +198,11 @@ describe('config env overrides (DESIGN §9)', () => {
       assert.equal((err as { field?: string }).field, 'signing.keyFile');
       return true;
     });
+    // Also when only rsa2 merchants would use it: the daemon's own scheme is another.
+    for (const scheme of ['none', 'standard']) {
+      const env = { NOTIFY_SIGNING_SCHEME: scheme, NOTIFY_SIGNING_KEY_FILE: junk, NOTIFY_SIGNING_SECRET: 'whsec_' + Buffer.alloc(32, 1).toString('base64') };
+      assert.throws(() => load(env), (err: unknown) => hasCode(err, ErrorCodes.CONFIG_INVALID) && (err as { field?: string }).field === 'signing.keyFile', scheme);
+    }
   });
 
   it('NOTIFY_ALLOW_PRIVATE_NETWORKS', () => {
