@@ -15,7 +15,7 @@ import { holdDelayMs, retryTiming, waitBudgetMs } from '../core/schedule.js';
 import type { Admission, OriginGate } from './origin-gate.js';
 import type { FailureMarks } from '../merchants/failure-marks.js';
 import type { MerchantEntry } from '../merchants/merchant.js';
-import type { MerchantSigners } from '../merchants/signers.js';
+import { signingNow, type MerchantSigners } from '../merchants/signers.js';
 import { checkMerchant, type MerchantLookup } from './merchant-check.js';
 import type { MerchantSlots } from './merchant-slots.js';
 import { unsignableReason, type Signer } from '../delivery/signing.js';
@@ -205,12 +205,7 @@ export class AttemptPipeline {
       await this.parkDead(link, msg, n, { reason: 'exhausted', error: `merchant ${merchant!.id} allows ${merchant!.maxAttempts} attempts`, attempts: this.tier, status: null, firstAttemptAt });
       return;
     }
-    if (merchant !== null && merchant.signing === 'rsa2' && !config.signing.keyFile) {
-      // As below: this daemon's configuration lacks what the merchant signs with (another daemon may have it).
-      await this.waitForRegistry(link, msg, `merchant ${merchant.id} signs with rsa2 and this daemon has no signing.keyFile`, waitingSince);
-      return;
-    }
-    if (merchant !== null && merchant.signing === 'standard' && merchant.secrets.length === 0 && (merchant.unopened ?? 0) > 0) {
+    if (merchant !== null && merchant.signing === 'standard' && (merchant.unopened ?? 0) > 0 && signingNow(merchant, Date.now()).length === 0) {
       // A key that does not open the merchant's secrets (NOTIFY_SECRETS_KEY changed) is this daemon's configuration,
       // not the notification's fault: it waits, as for a registry that cannot be read, until the key is put right.
       await this.waitForRegistry(link, msg, `no secret of merchant ${merchant.id} opens with this daemon's NOTIFY_SECRETS_KEY`, waitingSince);

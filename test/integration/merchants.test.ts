@@ -555,6 +555,12 @@ describe('merchants (real daemon, RabbitMQ and PostgreSQL)', () => {
       assert.match(wrong.stderr, /does not open the secrets sealed already/);
       assert.equal(await keyed.countUnsealed(), 1);
       assert.equal(seal({}).status, 78, 'no key: EX_CONFIG');
+      // After a key change (rotated under the new key, the old secret ended), the new key is the one checked against.
+      const keyB = Buffer.alloc(32, 5);
+      await new MerchantStore(pool, { key: keyB, tiers: 3 }).rotate('shop-plain', 0);
+      const afterChange = seal({ NOTIFY_SECRETS_KEY: keyB.toString('base64') });
+      assert.equal(afterChange.status, 0, afterChange.stderr);
+      assert.deepEqual(JSON.parse(afterChange.stdout), { sealed: 1 });
     });
   });
 

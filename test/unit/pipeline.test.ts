@@ -422,11 +422,11 @@ describe('AttemptPipeline: history records', () => {
     assert.equal(d.calls.length, 0, 'not sent');
     assert.equal(link.published.find((x) => x.routingKey === names.dead), undefined, 'not parked');
     assert.ok(link.published.some((x) => x.routingKey === names.holdQueue(0)), `deferred: ${link.published.map((x) => x.routingKey).join(', ')}`);
-    // An rsa2 merchant on a daemon without signing.keyFile waits too (the configuration's lack, not the notification's).
-    const rsa = new FakeLink();
-    await merchantPipeline(d, new MerchantSlots(), null, new OriginGate(GATE), { signing: 'rsa2' }).handle(rsa, message(0, ofM1('n3')));
-    assert.equal(rsa.published.find((x) => x.routingKey === names.dead), undefined, 'rsa2 without a key file: not parked');
-    assert.ok(rsa.published.some((x) => x.routingKey === names.holdQueue(0)));
+    // One this key opens is in its grace and ended, the newest does not open (a daemon still on the old key): waits too.
+    const ended = new FakeLink();
+    await merchantPipeline(d, new MerchantSlots(), null, new OriginGate(GATE), { signing: 'standard', secrets: ['whsec_' + Buffer.alloc(32, 3).toString('base64')], secretEnds: [Date.now() - 1000], unopened: 1 }).handle(ended, message(0, ofM1('n3')));
+    assert.equal(ended.published.find((x) => x.routingKey === names.dead), undefined, 'not parked when the only one it opens has ended');
+    assert.ok(ended.published.some((x) => x.routingKey === names.holdQueue(0)));
     // A standard merchant with no secret at all (not one this key fails to open) is parked as before.
     const none = new FakeLink();
     await merchantPipeline(d, new MerchantSlots(), null, new OriginGate(GATE), { signing: 'standard', secrets: [], unopened: 0 }).handle(none, message(0, ofM1('n2')));
