@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { NotifyClient } from './client.js';
-import { ErrorCodes, toErrorData } from './core/errors.js';
+import { toErrorData } from './core/errors.js';
 import { loadConfigOrExit, runMaster } from './supervisor/master.js';
 import { exitStatusFor, str, usage, type Values } from './cli/args.js';
 import { CTL_USAGE, ctl } from './cli/ctl.js';
@@ -41,11 +41,6 @@ function foreignOption(command: string, values: Values): string | null {
   return Object.keys(values).find((k) => k !== 'help' && values[k] !== undefined && !allowed.includes(k)) ?? null;
 }
 
-/** Exit statuses of `publish` (sysexits): what a producer's script can tell apart. */
-const EX_DATAERR = 65;
-const EX_TEMPFAIL = 75;
-const TRANSIENT: ReadonlySet<string> = new Set([ErrorCodes.BROKER_UNAVAILABLE, ErrorCodes.BROKER_BLOCKED, ErrorCodes.BROKER_NACK, ErrorCodes.BROKER_CONFIRM_TIMEOUT, ErrorCodes.OVERLOADED]);
-
 async function publish(values: Values): Promise<number> {
   // Publishing never signs: a producer needs neither the signing secrets nor the key file.
   const config = loadConfigOrExit(str(values, 'config') ?? null, { checkSigning: false });
@@ -74,7 +69,7 @@ async function publish(values: Values): Promise<number> {
     // same (a confirm that timed out), so a retry must reuse it for the merchant to see one notification.
     const id = (err as { id?: unknown }).id;
     process.stderr.write(`notifyd publish: ${JSON.stringify({ error, ...(typeof id === 'string' ? { id } : {}) })}\n`);
-    return error.code === ErrorCodes.VALIDATION ? EX_DATAERR : TRANSIENT.has(error.code) ? EX_TEMPFAIL : 1;
+    return exitStatusFor(error.code);
   } finally {
     await client.close();
   }

@@ -23,17 +23,25 @@ export function usage(text: string): number {
 }
 
 /**
- * The exit status for an error a command threw (sysexits): 69 when the admin
- * API could not be reached (nothing was sent), 75 when its answer never came
- * (it may have happened: check before retrying), 78 for an invalid
- * configuration, else 1.
+ * The exit status for an error a command met (sysexits): 65 for invalid
+ * input; 69 when the admin API could not be reached (nothing was sent); 75
+ * when the admin API's answer never came (it may have happened: check before
+ * retrying) or the broker could not take a publish now (retry with the same
+ * id); 78 for an invalid configuration; else 1.
  */
 export function exitStatusFor(code: ErrorCode): number {
   switch (code) {
+    case ErrorCodes.VALIDATION:
+      return 65;
     case ErrorCodes.ADMIN_UNREACHABLE:
       return 69;
     case ErrorCodes.REQUEST_TIMEOUT:
     case ErrorCodes.ADMIN_CONNECTION_LOST:
+    case ErrorCodes.BROKER_UNAVAILABLE:
+    case ErrorCodes.BROKER_BLOCKED:
+    case ErrorCodes.BROKER_NACK:
+    case ErrorCodes.BROKER_CONFIRM_TIMEOUT:
+    case ErrorCodes.OVERLOADED:
       return 75;
     case ErrorCodes.CONFIG_INVALID:
       return EX_CONFIG;
