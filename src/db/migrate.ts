@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import { withClient } from './pool.js';
-import { migrations } from './sql.js';
+import { migrations, query } from './sql.js';
 
 /** An arbitrary constant: the advisory lock every notifyd takes to migrate, so daemons starting together migrate once. */
 const MIGRATE_LOCK = 0x6e6f7469; // "noti"
@@ -65,7 +65,7 @@ async function migrateOn(client: pg.PoolClient, log: Logger): Promise<number[]> 
       if (done.has(m.version)) continue;
       await client.query('BEGIN');
       try {
-        await client.query("SELECT set_config('lock_timeout', $1, true)", [MIGRATION_LOCK_TIMEOUT]);
+        await client.query(query('set-lock-timeout'), [MIGRATION_LOCK_TIMEOUT]);
         await client.query(m.sql);
         await client.query('INSERT INTO notify_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
         await client.query('COMMIT');

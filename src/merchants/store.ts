@@ -92,7 +92,7 @@ export class MerchantStore {
     if (key === null) throw new NotifyError(ErrorCodes.CONFIG_INVALID, 'merchants.secretsKey: no NOTIFY_SECRETS_KEY to seal the secrets with', 'merchants.secretsKey');
     return inTransaction(this.pool, async (c) => {
       // A row held by another session (a rotation under way) fails this run instead of stalling it.
-      await c.query("SELECT set_config('lock_timeout', $1, true)", ['10s']);
+      await c.query(query('set-lock-timeout'), ['10s']);
       const sample = (await c.query<{ merchant_id: string; secret: Buffer }>(query('secret-sealed-sample'))).rows[0];
       if (sample !== undefined) {
         try {
