@@ -10,7 +10,8 @@
 -- $1 ids, $2 created_at (text, to the microsecond), $4 statuses and $5 status_at
 -- (text or null) as read, same order; $3 start (ms epoch).
 UPDATE notify_notifications AS n
-   SET status = 'pending', status_at = to_timestamp($3::float8 / 1000.0), dead_reason = NULL, updated_at = clock_timestamp()
+   SET status = 'pending', status_at = to_timestamp($3::float8 / 1000.0), status_run_at = to_timestamp($3::float8 / 1000.0),
+       dead_reason = NULL, updated_at = clock_timestamp()
   FROM unnest($1::text[], $2::timestamptz[], $4::text[], $5::timestamptz[]) AS b(id, created_at, status, status_at)
  WHERE n.id = b.id AND n.created_at = b.created_at
    AND n.status = b.status AND n.status_at IS NOT DISTINCT FROM b.status_at

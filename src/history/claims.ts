@@ -19,6 +19,7 @@ export interface Claim {
   readonly at: number;
   readonly previousStatus: HistoryStatus;
   readonly previousStatusAt: string | null;
+  readonly previousStatusRunAt: string | null;
   readonly previousDeadReason: string | null;
 }
 
@@ -33,11 +34,11 @@ export class HistoryClaims {
   async claim(id: string, key: string, at: number, from: readonly HistoryStatus[]): Promise<Claim | null> {
     const r = (await this.pool.query<Record<string, unknown>>(query('history-claim'), [id, key, at, from])).rows[0];
     if (!r) return null;
-    return { id, key, at, previousStatus: r.previous_status as HistoryStatus, previousStatusAt: (r.previous_status_at as string | null) ?? null, previousDeadReason: (r.previous_dead_reason as string | null) ?? null };
+    return { id, key, at, previousStatus: r.previous_status as HistoryStatus, previousStatusAt: (r.previous_status_at as string | null) ?? null, previousStatusRunAt: (r.previous_status_run_at as string | null) ?? null, previousDeadReason: (r.previous_dead_reason as string | null) ?? null };
   }
 
   /** Gives a claim back (its ladder never reached the broker), unless a newer status replaced it meanwhile. */
   async release(c: Claim): Promise<void> {
-    await this.pool.query(query('history-unclaim'), [c.id, c.key, c.at, c.previousStatus, c.previousStatusAt, c.previousDeadReason]);
+    await this.pool.query(query('history-unclaim'), [c.id, c.key, c.at, c.previousStatus, c.previousStatusAt, c.previousDeadReason, c.previousStatusRunAt]);
   }
 }

@@ -4,7 +4,7 @@
  * arrive in any order, more than once: rows are keyed so a repeat is a no-op,
  * and the notification's status is the latest event's by time.
  */
-import type { HistoryRecord } from './records.js';
+import { runStartOf, type HistoryRecord } from './records.js';
 
 export type HistoryStatus = 'pending' | 'delivered' | 'dead';
 
@@ -40,9 +40,11 @@ export interface NotificationRow {
   producer: string | null;
   url: string;
   content: string | null;
-  /** The latest status event of the batch, or null when it holds none (attempts that ended nothing). */
+  /** The latest status event of the batch (by {@link newerStatus}), or null when it holds none (attempts that ended nothing). */
   status: HistoryStatus | null;
   statusAt: number | null;
+  /** When the ladder of that event started (ms epoch), or null when its run id does not say. */
+  statusRunAt: number | null;
   deadReason: string | null;
   attempts: number;
   lastAttemptAt: number | null;
@@ -75,13 +77,29 @@ export function attemptKey(id: string, createdAt: number, run: string, attempt: 
 
 const RANK: Readonly<Record<HistoryStatus, number>> = { pending: 0, dead: 1, delivered: 2 };
 
+/** A status event: what it says, when, and when its ladder started (null: not known). */
+export interface StatusEvent {
+  readonly status: HistoryStatus;
+  readonly at: number;
+  readonly runAt: number | null;
+}
+
 /**
- * Whether an event (status at time) replaces another: a later one does; at
- * the same instant an end (delivered, dead) beats the start (pending).
+ * Whether a status event replaces another (migration 004's
+ * `notify_status_newer`, the same order): the latest ladder's, by its
+ * start; within a ladder delivered beats dead beats its start; then the
+ * later. So a duplicate copy of a delivered ladder that parks later (a
+ * redelivery after a lost ack) does not turn it dead, and an older
+ * ladder's late event does not replace a newer ladder's. A ladder whose
+ * start is not known counts as starting at the event: the order by time.
  */
-export function newerStatus(at: number, status: HistoryStatus, thanAt: number | null, thanStatus: HistoryStatus | null): boolean {
-  if (thanAt === null || thanStatus === null) return true;
-  return at > thanAt || (at === thanAt && RANK[status] > RANK[thanStatus]);
+export function newerStatus(e: StatusEvent, than: StatusEvent | null): boolean {
+  if (than === null) return true;
+  const ra = e.runAt ?? e.at;
+  const rb = than.runAt ?? than.at;
+  if (ra !== rb) return ra > rb;
+  if (RANK[e.status] !== RANK[than.status]) return RANK[e.status] > RANK[than.status];
+  return e.at > than.at;
 }
 
 function dayOf(ms: number): string {
@@ -108,7 +126,7 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
     const merchant = r.t === 'attempt' ? null : r.merchant;
     let n = notes.get(key);
     if (!n) {
-      n = { id: r.id, createdAt, merchant, producer: null, url: r.t === 'attempt' ? '' : r.url, content: null, status: null, statusAt: null, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
+      n = { id: r.id, createdAt, merchant, producer: null, url: r.t === 'attempt' ? '' : r.url, content: null, status: null, statusAt: null, statusRunAt: null, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
       notes.set(key, n);
       days.add(dayOf(createdAt));
     }
@@ -116,10 +134,14 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
     if (n.url === '' && r.t !== 'attempt') n.url = r.url;
     return n;
   };
-  const setStatus = (n: NotificationRow, status: HistoryStatus, at: number, deadReason: string | null): void => {
-    if (!newerStatus(at, status, n.statusAt, n.status)) return;
+  const setStatus = (n: NotificationRow, status: HistoryStatus, at: number, run: string, deadReason: string | null): void => {
+    // A ladder starts before its events: a run id saying otherwise (a program's own, or another host's clock ahead) counts as starting at the event.
+    const start = runStartOf(run);
+    const runAt = start === null ? null : Math.min(start, at);
+    if (!newerStatus({ status, at, runAt }, n.status === null || n.statusAt === null ? null : { status: n.status, at: n.statusAt, runAt: n.statusRunAt })) return;
     n.status = status;
     n.statusAt = at;
+    n.statusRunAt = runAt;
     n.deadReason = deadReason;
   };
 
@@ -136,7 +158,7 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
           n.content = r.content;
           n.url = r.url;
         }
-        setStatus(n, 'pending', r.at, null);
+        setStatus(n, 'pending', r.at, r.run, null);
         break;
       }
       case 'attempt': {
@@ -162,17 +184,17 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
           n.lastError = r.error;
         }
         if (r.final?.status === 'delivered') {
-          setStatus(n, 'delivered', end, null);
+          setStatus(n, 'delivered', end, r.run, null);
           n.deliveredAt = Math.max(n.deliveredAt ?? 0, end);
         } else if (r.final?.status === 'dead') {
-          setStatus(n, 'dead', end, r.final.reason);
+          setStatus(n, 'dead', end, r.run, r.final.reason);
           n.deadAt = Math.max(n.deadAt ?? 0, end);
         }
         break;
       }
       case 'dead': {
         oldestAt = Math.min(oldestAt, r.at);
-        setStatus(n, 'dead', r.at, r.reason);
+        setStatus(n, 'dead', r.at, r.run, r.reason);
         n.deadAt = Math.max(n.deadAt ?? 0, r.at);
         if (n.lastError === null) n.lastError = r.error;
         break;

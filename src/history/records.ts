@@ -109,6 +109,20 @@ const OUTCOMES = new Set<string>(['success', 'retry', 'dead', 'skipped']);
 /** Latest createdAt a record may carry (the message validation allows no later one). */
 const MAX_EPOCH_MS = Date.UTC(9999, 0, 1);
 
+/** Earliest ladder start {@link runStartOf} believes: a run id that decodes to less is some other string. */
+const MIN_RUN_MS = Date.UTC(2000, 0, 1);
+
+/**
+ * When the ladder of a run id from {@link newRunId} started (ms epoch); null
+ * for a run id that is not one ('' for a ladder nobody recorded, or one a
+ * program set itself).
+ */
+export function runStartOf(run: string): number | null {
+  if (run.length < 5 || run.length > 16 || !/^[0-9a-z]+$/.test(run)) return null;
+  const at = Number.parseInt(run.slice(0, -4), 36);
+  return at >= MIN_RUN_MS && at < MAX_EPOCH_MS ? at : null;
+}
+
 /*
  * The wire format: one JSON array per record, positional, tagged by its
  * first element ("r" a ladder, "a" an attempt, "d" a park). Between

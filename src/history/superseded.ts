@@ -13,6 +13,7 @@ import type pg from 'pg';
 import { H } from '../core/message.js';
 import { inTransaction } from '../db/pool.js';
 import { query } from '../db/sql.js';
+import { runStartOf } from './records.js';
 
 /** What the redrive knows of a parked copy. */
 export interface ParkedCopy {
@@ -25,6 +26,8 @@ export interface HistorySince {
   readonly status: string;
   /** When the status was set (ms epoch). */
   readonly statusAt: number | null;
+  /** When the ladder that set the status started (ms epoch); null or absent when not known. */
+  readonly statusRunAt?: number | null;
   /** When the latest ladder other than the copy's own started (ms epoch), as far as the recorder has written. */
   readonly otherRunAt: number | null;
 }
@@ -65,7 +68,10 @@ export type CopyVerdict = 'move' | 'drop' | 'hold';
  * Pure: what to do with a copy parked at `deadAt`. Dropped when another
  * ladder (not the copy's own, whose start may be recorded a ms after its
  * dead time) started after it was parked, or the notification was delivered
- * since. Held when a resend or recover claimed it after it was parked and
+ * since, or on the copy's own ladder or a later one (`ownRunAt`, its start:
+ * a duplicate of a delivered attempt runs on down the ladder after a lost
+ * ack and parks later than the delivery). Held when a resend or recover
+ * claimed it after it was parked and
  * the history has no ladder of it yet: the ladder is on the broker with its
  * run record still on its way to the recorder (moving the copy would
  * deliver twice), or it was never published (a crash between claim and
@@ -76,11 +82,13 @@ export type CopyVerdict = 'move' | 'drop' | 'hold';
  * copy is moved. A history that lags otherwise only makes a copy look
  * current: it is moved as before.
  */
-export function copyVerdict(deadAt: number, h: HistorySince | undefined, now: number): CopyVerdict {
+export function copyVerdict(deadAt: number, h: HistorySince | undefined, now: number, ownRunAt: number | null = null): CopyVerdict {
   if (!h) return 'move';
   if (h.otherRunAt !== null && h.otherRunAt > deadAt) return 'drop';
   const since = h.statusAt !== null && h.statusAt > deadAt;
   if (since && h.status === 'delivered') return 'drop';
+  const deliveredRunAt = h.statusRunAt ?? h.statusAt;
+  if (h.status === 'delivered' && ownRunAt !== null && deliveredRunAt !== null && deliveredRunAt >= ownRunAt) return 'drop';
   if (since && h.status === 'pending' && now - h.statusAt! < HOLD_MAX_MS) return 'hold';
   return 'move';
 }
@@ -94,6 +102,7 @@ interface ParkedClaim {
   readonly key: string;
   readonly status: string;
   readonly statusAt: string | null;
+  readonly statusRunAt: string | null;
   readonly deadReason: string | null;
 }
 
@@ -156,13 +165,13 @@ export class RedriveClaims {
             // In the batch's order (ord), by position, not by id: two notifications may share an id (a producer's retry with another createdAt).
             for (const r of [...rows].sort((a, b) => Number(a.ord) - Number(b.ord))) {
               const k = asked[Number(r.ord) - 1]!;
-              let v = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), otherRunAt: num(r.other_run_ms) }, at);
+              let v = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), statusRunAt: num(r.status_run_ms), otherRunAt: num(r.other_run_ms) }, at, runStartOf(k.run));
               if (v === 'move' && copies[k.i]!.moves) {
                 const row = `${k.id}\u0000${k.createdAt}`;
                 if (moving.has(row)) v = 'hold';
                 else {
                   moving.add(row);
-                  made[k.i] = { id: k.id, createdMs: k.createdAt, key: r.key as string, status: r.status as string, statusAt: (r.status_at as string | null) ?? null, deadReason: (r.dead_reason as string | null) ?? null };
+                  made[k.i] = { id: k.id, createdMs: k.createdAt, key: r.key as string, status: r.status as string, statusAt: (r.status_at as string | null) ?? null, statusRunAt: (r.status_run_at as string | null) ?? null, deadReason: (r.dead_reason as string | null) ?? null };
                 }
               }
               out[k.i] = v;
@@ -202,7 +211,7 @@ export class RedriveClaims {
     if (back.length === 0) return;
     await inTransaction(this.pool, async (c) => {
       await c.query(query('history-lock-parked'), [back.map((x) => x.id), back.map((x) => x.createdMs)]);
-      await c.query(query('history-unclaim-parked'), [back.map((x) => x.id), back.map((x) => x.key), back.map((x) => x.status), back.map((x) => x.statusAt), back.map((x) => x.deadReason), at]);
+      await c.query(query('history-unclaim-parked'), [back.map((x) => x.id), back.map((x) => x.key), back.map((x) => x.status), back.map((x) => x.statusAt), back.map((x) => x.deadReason), at, back.map((x) => x.statusRunAt)]);
     }).catch((err: unknown) => this.onStuck(back.map((x) => x.id), err));
   }
 }

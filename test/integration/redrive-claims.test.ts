@@ -9,7 +9,11 @@ import { freshDatabase, type TestDatabase } from '../../bench/database.js';
 import { createLogger } from '../../src/core/logger.js';
 import { migrate } from '../../src/db/migrate.js';
 import { query } from '../../src/db/sql.js';
+import { HistoryClaims } from '../../src/history/claims.js';
+import { foldRecords } from '../../src/history/fold.js';
+import { newRunId, type AttemptRecord, type HistoryRecord } from '../../src/history/records.js';
 import { RedriveClaims } from '../../src/history/superseded.js';
+import { HistoryWriter } from '../../src/history/writer.js';
 
 const CREATED = Date.parse('2026-12-01T10:00:00.000Z');
 const DEAD_AT = CREATED + 60_000;
@@ -119,5 +123,39 @@ describe('redrive claims (real PostgreSQL)', () => {
       await recorder.end();
     }
     assert.equal((await status('e')).status, 'dead', 'not claimed');
+  });
+  it('a ladder\'s duplicate copy that parks after its delivery (a redelivery after a lost ack) leaves it delivered whichever batch comes first, and a redrive drops that copy; a claim given back restores the ladder it replaced', async () => {
+    const writer = new HistoryWriter(pool);
+    const ra = newRunId(CREATED);
+    const att = (id: string, over: Partial<AttemptRecord>): AttemptRecord => ({
+      t: 'attempt', id, createdAt: CREATED, run: ra, attempt: 0, tier: 0, startedAt: CREATED + 10, durationMs: 5, status: 200, outcome: 'success', skipReason: null, error: null, answer: 'success', final: { status: 'delivered' }, ...over,
+    });
+    const start = (id: string): HistoryRecord => ({ t: 'run', id, createdAt: CREATED, run: ra, at: CREATED, via: 'ingress', merchant: 'shop', producer: null, url: 'https://m.example/', content: JSON.stringify({ id, createdAt: CREATED, url: 'https://m.example/' }) });
+    const delivered = (id: string) => att(id, {});
+    const parkedDup = (id: string) => att(id, { attempt: 5, tier: 5, startedAt: DEAD_AT - 5, status: 500, outcome: 'dead', answer: 'no', error: 'status 500', final: { status: 'dead', reason: 'exhausted' } });
+    await writer.write(foldRecords([start('g'), delivered('g')]));
+    await writer.write(foldRecords([parkedDup('g')]));
+    await writer.write(foldRecords([start('h'), parkedDup('h')]));
+    await writer.write(foldRecords([delivered('h')]));
+    for (const id of ['g', 'h']) {
+      const r = (await pool.query('SELECT status, dead_reason, round(EXTRACT(EPOCH FROM status_run_at) * 1000)::bigint AS run_ms, attempts FROM notify_notifications WHERE id = $1', [id])).rows[0];
+      assert.deepEqual({ ...r, run_ms: Number(r.run_ms) }, { status: 'delivered', dead_reason: null, run_ms: CREATED, attempts: 2 }, id);
+    }
+    const h = await claims.open();
+    assert.deepEqual(await h.decide([copy('g', true, ra)], DEAD_AT + 10_000), ['drop'], 'the merchant has it: not sent again');
+    assert.equal((await status('g')).status, 'delivered');
+
+    // A forced resend's claim on g, given back (its publish failed): the ladder it replaced comes back with it, so
+    // the first ladder's late events still lose to the delivery.
+    const key = (await pool.query<{ key: string }>("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS key FROM notify_notifications WHERE id = 'g'")).rows[0]!.key;
+    const hc = new HistoryClaims(pool);
+    const claim = await hc.claim('g', key, DEAD_AT + 20_000, ['delivered']);
+    assert.ok(claim);
+    await hc.release(claim);
+    await writer.write(foldRecords([att('g', { attempt: 4, tier: 4, startedAt: DEAD_AT + 30_000, status: 500, outcome: 'dead', final: { status: 'dead', reason: 'exhausted' } })]));
+    assert.equal((await status('g')).status, 'delivered', 'the ladder start given back too');
+    // A ladder started before the claim (a producer's second one) but after the delivery: its end is the status.
+    await writer.write(foldRecords([att('g', { run: newRunId(DEAD_AT + 10_000), startedAt: DEAD_AT + 31_000, status: 500, outcome: 'dead', final: { status: 'dead', reason: 'exhausted' } })]));
+    assert.equal((await status('g')).status, 'dead', 'not held back by the claim given back');
   });
 });

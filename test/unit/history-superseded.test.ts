@@ -24,6 +24,15 @@ describe('history: superseded parked copies', () => {
     assert.equal(copyVerdict(parked, { status: 'pending', statusAt: claimedAt, otherRunAt: null }, claimedAt + HOLD_MAX_MS), 'move', 'a claim that long without a ladder was never published and never given back: the copy is the only one');
   });
 
+  it('a copy of a ladder that was delivered (a duplicate after a lost ack, parked later) is dropped; one of a ladder that started after the delivery is moved', () => {
+    const ownRun = parked - 60_000;
+    const deliveredOwn = { status: 'delivered', statusAt: ownRun + 20, statusRunAt: ownRun, otherRunAt: null };
+    assert.equal(copyVerdict(parked, deliveredOwn, now, ownRun), 'drop', 'delivered on its own ladder');
+    assert.equal(copyVerdict(parked, { ...deliveredOwn, statusRunAt: null }, now, ownRun), 'drop', 'a row from before migration 004: the delivery after the ladder started');
+    assert.equal(copyVerdict(parked, { ...deliveredOwn, statusAt: ownRun - 5_000, statusRunAt: ownRun - 6_000 }, now, ownRun), 'move', 'delivered before its ladder started (a producer\'s second ladder of the same id)');
+    assert.equal(copyVerdict(parked, deliveredOwn, now, null), 'move', 'its ladder not known: as before');
+  });
+
   it('a history that lags or does not know it never drops it', () => {
     assert.equal(copyVerdict(parked, { status: 'pending', statusAt: parked - 3000, otherRunAt: parked - 3000 }, now), 'move');
     assert.equal(copyVerdict(parked, { status: 'delivered', statusAt: parked - 3000, otherRunAt: null }, now), 'move', 'delivered before it was parked: a later copy of the same id');

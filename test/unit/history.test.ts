@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { countNewAttempts, foldRecords, newerStatus } from '../../src/history/fold.js';
-import { answerText, checkRecord, decodeBatch, encodeBatch, newRunId, serializeRecord, storableText, type AttemptRecord, type DeadRecord, type RunRecord } from '../../src/history/records.js';
+import { answerText, checkRecord, decodeBatch, encodeBatch, newRunId, runStartOf, serializeRecord, storableText, type AttemptRecord, type DeadRecord, type HistoryRecord, type RunRecord } from '../../src/history/records.js';
 import { HistorySink } from '../../src/history/sink.js';
 import { retryableDbError, missingPartition } from '../../src/history/writer.js';
 
@@ -117,13 +117,47 @@ describe('folding a batch', () => {
   });
 
   it('at the same instant an end beats a start', () => {
-    assert.equal(newerStatus(5, 'dead', 5, 'pending'), true);
-    assert.equal(newerStatus(5, 'pending', 5, 'dead'), false);
-    assert.equal(newerStatus(4, 'delivered', 5, 'pending'), false);
-    assert.equal(newerStatus(1, 'pending', null, null), true);
+    const ev = (status: 'pending' | 'dead' | 'delivered', at: number, runAt: number | null = null) => ({ status, at, runAt });
+    assert.equal(newerStatus(ev('dead', 5), ev('pending', 5)), true);
+    assert.equal(newerStatus(ev('pending', 5), ev('dead', 5)), false);
+    assert.equal(newerStatus(ev('delivered', 4), ev('pending', 5)), false);
+    assert.equal(newerStatus(ev('pending', 1), null), true);
     const n = foldRecords([run({ at: T0 + 50 }), dead({ at: T0 + 50 })]).notifications[0]!;
     assert.equal(n.status, 'dead');
     assert.equal(n.deadReason, 'disabled');
+  });
+
+  it('a ladder\'s duplicate copy that parks after its delivery (a redelivery after a lost ack) leaves it delivered, in any order; an older ladder\'s late end does not replace a newer ladder\'s', () => {
+    const ra = newRunId(T0);
+    const rb = newRunId(T0 + 60_000);
+    const start = run({ run: ra });
+    const delivered = attempt({ run: ra, final: { status: 'delivered' }, status: 200, outcome: 'success' });
+    const parkedCopy = attempt({ run: ra, attempt: 5, tier: 5, startedAt: T0 + 120_000, final: { status: 'dead', reason: 'exhausted' }, outcome: 'dead', status: 500 });
+    const parkedBefore = dead({ run: ra, at: T0 + 120_000, reason: 'disabled' });
+    const orders = (xs: HistoryRecord[]): HistoryRecord[][] => (xs.length <= 1 ? [xs] : xs.flatMap((x, i) => orders([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest])));
+    for (const order of [...orders([start, delivered, parkedCopy]), ...orders([start, delivered, parkedBefore])]) {
+      const n = foldRecords(order).notifications[0]!;
+      assert.equal(n.status, 'delivered', order.map((r) => r.t).join(','));
+      assert.equal(n.statusRunAt, T0);
+      assert.equal(n.deadReason, null);
+    }
+    // A resend after the delivery (forced) is a newer ladder: its end is the status, and while it runs it is pending,
+    // even when the first ladder's duplicate parks after the resend started.
+    const resentDead = attempt({ run: rb, startedAt: T0 + 90_000, final: { status: 'dead', reason: 'exhausted' }, outcome: 'dead', status: 500 });
+    for (const order of orders([start, delivered, run({ run: rb, at: T0 + 60_000, via: 'resend' }), parkedCopy])) assert.equal(foldRecords(order).notifications[0]!.status, 'pending');
+    for (const order of orders([start, delivered, parkedCopy, resentDead])) assert.equal(foldRecords(order).notifications[0]!.status, 'dead');
+    // A run id that is not a notifyd one (or '' for an unrecorded ladder) orders by time, as before.
+    const n = foldRecords([attempt({ run: '', final: { status: 'delivered' }, status: 200, outcome: 'success' }), attempt({ run: '', attempt: 5, startedAt: T0 + 120_000, final: { status: 'dead', reason: 'exhausted' }, outcome: 'dead' })]).notifications[0]!;
+    assert.equal(n.status, 'dead');
+    assert.equal(n.statusRunAt, null);
+  });
+
+  it('a run id gives its ladder\'s start; other strings none; a start after the event counts as the event\'s time', () => {
+    assert.equal(runStartOf(newRunId(T0)), T0);
+    for (const r of ['', 'r1', 'order-12345', 'ABCDEFGH1234', '00001234', 'zzzzzzzzzzzzzzzzzz']) assert.equal(runStartOf(r), null, r);
+    const future = newRunId(T0 + 3_600_000);
+    const n = foldRecords([attempt({ run: future, final: { status: 'delivered' }, status: 200, outcome: 'success' })]).notifications[0]!;
+    assert.equal(n.statusRunAt, T0 + 15, 'clamped to the event');
   });
 
   it('repeats collapse to one row each, sorted by key, and days are those of createdAt (UTC)', () => {
