@@ -107,13 +107,22 @@ export class ProcessTable {
     slot.timer = null;
     if (this.draining) return;
     cluster.setupPrimary({ exec: this.opts.entries[slot.role] });
-    const worker = cluster.fork({
-      ...withoutNotifyVariables(process.env),
-      [WORKER_ENV.role]: slot.role,
-      [WORKER_ENV.tier]: slot.tier === null ? '' : String(slot.tier),
-      // A paused tier's new worker must not take a single message before the pause would arrive.
-      [WORKER_ENV.paused]: slot.paused ? '1' : '',
-    });
+    let worker: Worker;
+    try {
+      worker = cluster.fork({
+        ...withoutNotifyVariables(process.env),
+        [WORKER_ENV.role]: slot.role,
+        [WORKER_ENV.tier]: slot.tier === null ? '' : String(slot.tier),
+        // A paused tier's new worker must not take a single message before the pause would arrive.
+        [WORKER_ENV.paused]: slot.paused ? '1' : '',
+      });
+    } catch (err) {
+      // Thrown from a restart timer it would end the master: a worker that could not start is one that exited.
+      this.log.error({ worker: slot.key, err: (err as Error).message }, 'could not start worker');
+      slot.startedAt = Date.now();
+      this.afterExit(slot, undefined, null, null);
+      return;
+    }
     slot.worker = worker;
     slot.forkedWith = null;
     slot.startedAt = Date.now();
@@ -122,7 +131,16 @@ export class ProcessTable {
     this.log.info({ worker: slot.key, workerPid: worker.process.pid }, 'forked worker');
     worker.on('message', (raw: unknown) => this.onWorkerMessage(slot, worker, raw));
     worker.on('exit', (code, signal) => this.onWorkerExit(slot, worker, code, signal));
-    worker.on('error', (err) => this.log.warn({ worker: slot.key, err: err.message }, 'worker IPC error'));
+    worker.on('error', (err) => {
+      // A process that never started (EAGAIN, EMFILE, ENOENT: out of processes or file descriptors) emits only
+      // 'error', never 'exit': taken as an exit, so it is restarted and a drain does not wait for it for ever.
+      if (worker.process.pid === undefined) {
+        this.log.error({ worker: slot.key, err: err.message }, 'could not start worker');
+        this.onWorkerExit(slot, worker, null, null);
+        return;
+      }
+      this.log.warn({ worker: slot.key, err: err.message }, 'worker IPC error');
+    });
   }
 
   private onWorkerMessage(slot: Slot, worker: Worker, raw: unknown): void {
@@ -194,6 +212,11 @@ export class ProcessTable {
   private onWorkerExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     if (slot.worker !== worker) return;
     slot.worker = null;
+    this.afterExit(slot, worker.process.pid, code, signal);
+  }
+
+  /** A slot's worker is gone (exited, or never started): stopped while draining, else restarted after its backoff. */
+  private afterExit(slot: Slot, workerPid: number | undefined, code: number | null, signal: string | null): void {
     if (slot.stableTimer) clearTimeout(slot.stableTimer);
     this.up(slot, false);
     const lastStats = slot.stats;
@@ -201,7 +224,7 @@ export class ProcessTable {
     this.opts.onExit?.(slot, lastStats);
     if (this.draining) {
       slot.state = 'stopped';
-      this.log.info({ worker: slot.key, workerPid: worker.process.pid, code, signal }, 'worker exited');
+      this.log.info({ worker: slot.key, workerPid, code, signal }, 'worker exited');
       this.maybeAllStopped();
       return;
     }
@@ -216,7 +239,7 @@ export class ProcessTable {
     }
     slot.crashloop = d.crashloop;
     slot.state = d.crashloop ? 'crashloop' : 'backoff';
-    this.log.warn({ worker: slot.key, workerPid: worker.process.pid, code, signal, uptimeMs, restartInMs: d.delayMs }, 'worker exited unexpectedly; restarting');
+    this.log.warn({ worker: slot.key, workerPid, code, signal, uptimeMs, restartInMs: d.delayMs }, 'worker exited unexpectedly; restarting');
     slot.timer = setTimeout(() => this.fork(slot), d.delayMs);
   }
 

@@ -3,6 +3,7 @@
 // config, in order.
 import assert from 'node:assert/strict';
 import cluster from 'node:cluster';
+import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/core/config.js';
@@ -72,5 +73,52 @@ describe('process table: what a worker is told after init', () => {
     });
     assert.deepEqual(got.slice(2), ['resume', 'pause']);
     assert.deepEqual(states, ['starting', 'starting']);
+  });
+});
+
+describe('process table: a worker whose process never started', () => {
+  /** A cluster Worker whose spawn failed as Node reports it: no pid, an 'error', never an 'exit'. */
+  const unspawned = (): EventEmitter & { process: { pid: undefined; kill: () => boolean }; isConnected: () => boolean } => {
+    const w = Object.assign(new EventEmitter(), { process: { pid: undefined, kill: () => false }, isConnected: () => false, send: () => false });
+    process.nextTick(() => w.emit('error', Object.assign(new Error('spawn EAGAIN'), { code: 'EAGAIN' })));
+    return w;
+  };
+
+  const table = (onAllStopped: () => void): ProcessTable =>
+    new ProcessTable({ logger: createLogger('silent', {}), entries: { tier: FIXTURE, ingress: FIXTURE, recorder: FIXTURE }, config: () => config, initPorts: () => [], onAllStopped });
+
+  it('is restarted after its backoff (EAGAIN, EMFILE: out of processes or descriptors), and a drain does not wait for it', async (t) => {
+    const fork = t.mock.method(cluster, 'fork', () => unspawned());
+    let stopped = false;
+    const tbl = table(() => (stopped = true));
+    const slot = tbl.add('tier-0', 'tier', 0);
+    tbl.startRole('tier');
+    for (let i = 0; i < 100 && fork.mock.callCount() < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(fork.mock.callCount() >= 2, 'forked again');
+    assert.ok(slot.restarts >= 1);
+    // Draining with the last one not started either: all stopped at once, not after a kill that cannot reach it.
+    await new Promise((r) => setImmediate(r));
+    tbl.drain(Date.now() + 60_000);
+    for (let i = 0; i < 50 && !stopped; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(stopped, true);
+    assert.equal(slot.state, 'stopped');
+  });
+
+  it('a fork that throws does not end the master: it is restarted too', async (t) => {
+    let calls = 0;
+    t.mock.method(cluster, 'fork', () => {
+      calls++;
+      if (calls === 1) throw Object.assign(new Error('spawn ENOMEM'), { code: 'ENOMEM' });
+      return unspawned();
+    });
+    let stopped = false;
+    const tbl = table(() => (stopped = true));
+    tbl.add('tier-0', 'tier', 0);
+    tbl.startRole('tier');
+    for (let i = 0; i < 100 && calls < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(calls >= 2, 'forked again after the throw');
+    tbl.drain(Date.now() + 60_000);
+    for (let i = 0; i < 50 && !stopped; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(stopped, true);
   });
 });
