@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: `notifyd start` holds a SIGHUP that comes while the other modules load (early-hangup.ts).
+import './supervisor/early-hangup.js';
 import { parseArgs } from 'node:util';
 import { NotifyClient } from './client.js';
 import { toErrorData } from './core/errors.js';

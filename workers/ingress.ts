@@ -1,4 +1,6 @@
 // Entry point of the ingress worker process (forked by the master with Node cluster).
+// First: a SIGHUP while the other modules load must not end the worker (early-hangup.ts).
+import '../src/supervisor/early-hangup.js';
 import { IngressWorker } from '../src/ingress/worker.js';
 import { createLogger } from '../src/core/logger.js';
 import { createWorkerMetrics, startKnownSeries } from '../src/core/metrics.js';

@@ -1,4 +1,6 @@
 // Entry point of the history recorder process (forked by the master with Node cluster when history is on).
+// First: a SIGHUP while the other modules load must not end the worker (early-hangup.ts).
+import '../src/supervisor/early-hangup.js';
 import { createLogger } from '../src/core/logger.js';
 import { createRecorderMetrics, createWorkerMetrics } from '../src/core/metrics.js';
 import { HistoryRecorder } from '../src/history/recorder.js';

@@ -77,6 +77,9 @@ export function attemptKey(id: string, createdAt: number, run: string, attempt: 
 
 const RANK: Readonly<Record<HistoryStatus, number>> = { pending: 0, dead: 1, delivered: 2 };
 
+/** How far past its event a ladder's start may say it is (hosts' clocks apart) before it is taken for some other string. */
+const FUTURE_RUN_MS = 60_000;
+
 /** A status event: what it says, when, and when its ladder started (null: not known). */
 export interface StatusEvent {
   readonly status: HistoryStatus;
@@ -135,9 +138,11 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
     return n;
   };
   const setStatus = (n: NotificationRow, status: HistoryStatus, at: number, run: string, deadReason: string | null): void => {
-    // A ladder starts before its events: a run id saying otherwise (a program's own, or another host's clock ahead) counts as starting at the event.
+    // Every event of a ladder keeps its start, so they compare by rank whatever the hosts' clocks (an ingress
+    // ahead of the tier that delivered would otherwise put the start after its own end). Only a start
+    // implausibly far past the event (a program's own run id) counts as the event's time.
     const start = runStartOf(run);
-    const runAt = start === null ? null : Math.min(start, at);
+    const runAt = start === null ? null : start > at + FUTURE_RUN_MS ? at : start;
     if (!newerStatus({ status, at, runAt }, n.status === null || n.statusAt === null ? null : { status: n.status, at: n.statusAt, runAt: n.statusRunAt })) return;
     n.status = status;
     n.statusAt = at;

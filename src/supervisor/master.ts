@@ -5,6 +5,7 @@ import { AdminServer } from '../admin/server.js';
 import { EX_CONFIG, loadConfig, type Config, type ParseOptions } from '../core/config.js';
 import { ErrorCodes, hasCode, toErrorData } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
+import { takeEarlyHangup } from './early-hangup.js';
 import { startupWarnings, stopTimeoutMs } from './startup-checks.js';
 import { Supervisor } from './supervisor.js';
 
@@ -63,12 +64,18 @@ export async function runMaster(configFile: string | null): Promise<void> {
   }
   process.on('SIGTERM', () => supervisor.shutdown('SIGTERM'));
   process.on('SIGINT', () => supervisor.shutdown('SIGINT'));
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     try {
       supervisor.reload();
     } catch (err) {
       log.error({ err: toErrorData(err) }, 'reload failed; keeping the running config');
     }
-  });
+  };
+  process.on('SIGHUP', reload);
+  // One that came while the process started: the file may have changed after it was read.
+  if (takeEarlyHangup()) {
+    log.info('SIGHUP while starting: reloading');
+    reload();
+  }
   await supervisor.start();
 }

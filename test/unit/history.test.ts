@@ -152,12 +152,22 @@ describe('folding a batch', () => {
     assert.equal(n.statusRunAt, null);
   });
 
-  it('a run id gives its ladder\'s start; other strings none; a start after the event counts as the event\'s time', () => {
+  it('a run id gives its ladder\'s start; other strings none; a start an hour after the event counts as the event\'s time', () => {
     assert.equal(runStartOf(newRunId(T0)), T0);
     for (const r of ['', 'r1', 'order-12345', 'ABCDEFGH1234', '00001234', 'zzzzzzzzzzzzzzzzzz']) assert.equal(runStartOf(r), null, r);
     const future = newRunId(T0 + 3_600_000);
     const n = foldRecords([attempt({ run: future, final: { status: 'delivered' }, status: 200, outcome: 'success' })]).notifications[0]!;
     assert.equal(n.statusRunAt, T0 + 15, 'clamped to the event');
+  });
+
+  it('an ingress whose clock is ahead of the tier that delivered: the start still loses to its own end, in any order', () => {
+    const r = newRunId(T0 + 50);
+    const records = [run({ run: r, at: T0 + 50 }), attempt({ run: r, final: { status: 'delivered' }, status: 200, outcome: 'success' })];
+    for (const order of [records, [...records].reverse()]) assert.equal(foldRecords(order).notifications[0]!.status, 'delivered');
+    // Across two batches, as the upsert orders them.
+    const start = foldRecords([records[0]!]).notifications[0]!;
+    const end = foldRecords([records[1]!]).notifications[0]!;
+    assert.equal(newerStatus({ status: 'pending', at: start.statusAt!, runAt: start.statusRunAt }, { status: 'delivered', at: end.statusAt!, runAt: end.statusRunAt }), false);
   });
 
   it('repeats collapse to one row each, sorted by key, and days are those of createdAt (UTC)', () => {

@@ -1,0 +1,28 @@
+/**
+ * Imported first by the process entries (before any other module loads), so
+ * a SIGHUP in the second or so their imports take does not end the process
+ * with the signal's default action: `systemctl kill -s HUP` reaches the whole
+ * group, a worker starting after a crash included, and a `systemctl reload`
+ * can follow a `systemctl start` at once (the unit is `Type=simple`).
+ * Workers ignore it for good; the master (`notifyd start`) holds it until
+ * it can reload ({@link takeEarlyHangup}).
+ */
+import cluster from 'node:cluster';
+
+let pending = false;
+const hold = (): void => {
+  pending = true;
+};
+// Only in the daemon's processes: the other commands (ctl, publish, …) keep the default, a hangup ends them.
+if (cluster.isWorker || process.argv[2] === 'start') process.on('SIGHUP', hold);
+
+/**
+ * Stops holding SIGHUP (the caller installs its own handler first) and says
+ * whether one arrived while it was held.
+ */
+export function takeEarlyHangup(): boolean {
+  process.off('SIGHUP', hold);
+  const was = pending;
+  pending = false;
+  return was;
+}
