@@ -364,6 +364,27 @@ export class Resources {
 
   constructor(private readonly queueType: 'quorum' | 'classic') {}
 
+  /**
+   * Stops a daemon and deletes its queues now rather than at cleanup: an idle
+   * daemon left running takes CPU and wake-ups from the scenarios after it,
+   * and shares file pages with their daemons, lowering their PSS.
+   */
+  async retire(d: DaemonProcess): Promise<void> {
+    const i = this.daemons.findIndex((x) => x.d === d);
+    if (i < 0) return;
+    const { prefix, schedule } = this.daemons.splice(i, 1)[0]!;
+    await d.stop(40_000).catch((e: unknown) => log(`daemon stop: ${String(e)}`));
+    await deletePrefix(prefix, schedule, this.queueType).catch((e: unknown) => {
+      log(`deletePrefix ${prefix}: ${String(e)}`);
+      this.prefixes.push({ prefix, schedule });
+    });
+  }
+
+  /** Retires every daemon still running (between scenarios). */
+  async retireAll(): Promise<void> {
+    for (const { d } of [...this.daemons]) await this.retire(d);
+  }
+
   async cleanup(): Promise<void> {
     if (this.cleaned) return;
     this.cleaned = true;

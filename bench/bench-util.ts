@@ -234,6 +234,11 @@ export class GoStopChild<R> {
     await this.child.request({ type: 'go' }, 'going');
   }
 
+  /** Stops consuming and lets in-flight work finish, keeping the process for another `go` (children that support it). */
+  async pause(): Promise<R> {
+    return this.child.request<R>({ type: 'pause' }, 'paused', 30_000);
+  }
+
   /** Stops consuming, lets in-flight work finish, closes; returns what the child counted. */
   async stop(): Promise<R> {
     const r = await this.child.request<R>({ type: 'stop' }, 'stopped', 30_000);

@@ -203,7 +203,11 @@ async function main(): Promise<void> {
     const reports: ScenarioReport[] = [];
     for (const scenario of ON_SHARED_DAEMON) if (!(flags.skipThroughput && scenario === throughput)) reports.push(await scenario(ctx));
     await daemon.d.stop(40_000);
-    for (const scenario of ON_OWN_DAEMONS) reports.push(await scenario(ctx));
+    for (const scenario of ON_OWN_DAEMONS) {
+      reports.push(await scenario(ctx));
+      // Nothing a scenario started idles beside the next one's measurements.
+      await res.retireAll();
+    }
 
     for (const r of reports) if (r.head) process.stdout.write(r.head);
     const mem: Row[] = [['memory (sum of PSS, master + all workers)', 'MiB'], ...reports.flatMap((r) => r.memory)];

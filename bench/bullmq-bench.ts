@@ -114,11 +114,20 @@ async function childMain(opts: BullmqWorkerOptions): Promise<void> {
   worker.on('failed', () => failed++);
   worker.on('error', (err) => toParent({ type: 'error', message: `bullmq worker: ${err.message}` }));
   await worker.waitUntilReady();
+  let running = false;
   process.on('message', (m: any) => {
     switch (m?.type) {
       case 'go':
-        void worker.run().catch((err: unknown) => toParent({ type: 'error', message: String(err) }));
+        // The first go starts the worker; a later one resumes it (kept between runs, warm, as notifyd's worker is).
+        if (running) worker.resume();
+        else {
+          running = true;
+          void worker.run().catch((err: unknown) => toParent({ type: 'error', message: String(err) }));
+        }
         toParent({ type: 'going' });
+        return;
+      case 'pause':
+        void worker.pause().then(() => toParent({ type: 'paused', completed, failed }));
         return;
       case 'stop':
         void (async () => {

@@ -11,7 +11,11 @@ import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
 import { Agent, request } from 'undici';
+import { retryTiming } from '../src/core/schedule.js';
 import { GoStopChild, childArgs, toParent } from './bench-util.js';
+
+/** notifyd's `delivery.delayFromStart` default: a retry is due one delay after its request went out, as notifyd counts it. */
+const DELAY_FROM_START_MS = 250;
 
 export interface CeilingOptions {
   readonly amqpUrl: string;
@@ -76,6 +80,7 @@ async function childMain(opts: CeilingOptions): Promise<void> {
   };
 
   const handle = async (msg: ConsumeMessage): Promise<void> => {
+    const sentAt = Date.now();
     const n = JSON.parse(msg.content.toString('utf8')) as { url: string; method?: string; body: unknown; contentType?: string };
     let ok = false;
     let error = '';
@@ -93,9 +98,13 @@ async function childMain(opts: CeilingOptions): Promise<void> {
       error = String((err as Error).message);
     }
     if (!ok) {
-      const headers = { ...(msg.properties.headers ?? {}), 'notify-attempt': 1, 'notify-due-at': Date.now() + opts.retryDelayMs, 'notify-last-error': error };
+      // The delay counted from the request, as notifyd does (stop 38): counted from the hand-on, the loops'
+      // lateness also held attempt 1's answer time and the confirm, which notifyd's no longer does.
+      const t = retryTiming(opts.retryDelayMs, sentAt, Date.now(), DELAY_FROM_START_MS);
+      const headers = { ...(msg.properties.headers ?? {}), 'notify-attempt': 1, 'notify-due-at': t.dueAt, 'notify-last-error': error };
+      const props = { messageId: msg.properties.messageId, persistent: true, contentType: 'application/json', headers, ...(t.expirationMs === null ? {} : { expiration: String(t.expirationMs) }) };
       await new Promise<void>((resolve, reject) =>
-        ch.publish('', opts.retryQueue, msg.content, { messageId: msg.properties.messageId, persistent: true, contentType: 'application/json', headers }, (err) =>
+        ch.publish('', opts.retryQueue, msg.content, props, (err) =>
           err ? reject(err) : resolve(),
         ),
       );
@@ -124,6 +133,17 @@ async function childMain(opts: CeilingOptions): Promise<void> {
             tag = r.consumerTag;
             toParent({ type: 'going' });
           });
+        return;
+      case 'pause':
+        // Stops consuming and finishes what it holds, keeping the process, its connections and its JIT for the next go.
+        void (async () => {
+          if (tag) await ch.cancel(tag);
+          tag = null;
+          if (inflight > 0) await new Promise<void>((r) => (idle = r));
+          idle = null;
+          flush();
+          toParent({ type: 'paused', acked, retried });
+        })();
         return;
       case 'stop':
         void (async () => {

@@ -80,8 +80,10 @@ async function drainDaemon(daemon: DaemonHandle): Promise<void> {
       }
       const inflight = (await daemon.d.admin<{ tiers: { inflight: number }[] }>('GET', '/admin/status')).body.tiers.reduce((n, t) => n + t.inflight, 0);
       quiet = left === 0 && inflight === 0 ? quiet + 1 : 0;
-      await sleep(500);
+      if (quiet < 2) await sleep(500);
     }
+    // The next run would start beside this one's leftovers.
+    if (quiet < 2) throw new Error(`${daemon.prefix}: still delivering after 30 s of purging`);
   } finally {
     await conn.close().catch(() => undefined);
   }
@@ -147,7 +149,8 @@ async function preload(daemon: DaemonHandle, n: number, url: (i: number) => stri
 }
 
 /** Sends notifications into tier 0 at `rate`/s for `seconds`, the URL of the i-th chosen by `url(i, sentAt)`. */
-async function steady(daemon: DaemonHandle, rate: number, seconds: number, url: (i: number, sentAt: number) => string, label: string): Promise<void> {
+/** Publishes at `rate` for `seconds`; returns how many it sent. */
+async function steady(daemon: DaemonHandle, rate: number, seconds: number, url: (i: number, sentAt: number) => string, label: string): Promise<number> {
   const names = namesFor(daemon.prefix);
   const { ch, close } = await openConfirm(AMQP_URL, `notifyd bench steady ${daemon.prefix}`);
   try {
@@ -164,6 +167,7 @@ async function steady(daemon: DaemonHandle, rate: number, seconds: number, url: 
       await sleep(10);
     }
     await ch.waitForConfirms();
+    return sent;
   } finally {
     await close();
   }
@@ -172,6 +176,8 @@ async function steady(daemon: DaemonHandle, rate: number, seconds: number, url: 
 interface BadRun {
   mode: BadMode | 'control';
   share: number;
+  /** Healthy notifications of the steady load that had not arrived when the latencies were read. */
+  latencyMissing?: number;
   /** Which round of `--isolation-runs` (from 1); its ratio is against that round's control. The closing control's is K + 1. */
   round: number;
   healthyPerS: number;
@@ -294,10 +300,11 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
   await timeUntilSeen(a, 1000, {}, async () => void (await daemon.d.admin('POST', '/admin/tiers/0/resume')));
   await drainDaemon(daemon);
   for (const share of flags.badShares) {
-    const every = Math.round(100 / share);
-    const isBad = (i: number): boolean => (share >= 50 ? i % every !== 0 : i % every === 0);
+    // Spread evenly and exactly: `share` of every 100 (a rounded "one in every k" gave 33 % for 30 and none past 70).
+    const isBad = (i: number): boolean => Math.floor(((i + 1) * share) / 100) > Math.floor((i * share) / 100);
     const badCount = Array.from({ length: n }, (_, i) => i).filter(isBad).length;
     const healthyCount = n - badCount;
+    if (badCount === 0 || healthyCount === 0) throw new Error(`--bad-share ${share} with ${n} notifications leaves ${badCount === 0 ? 'the bad merchant' : 'the healthy one'} none`);
     // Over several rounds, a closing control after the last one, so every bad run has a control after it too.
     const closing = flags.isolationRuns > 1 ? 1 : 0;
     for (let roundNo = 1; roundNo <= flags.isolationRuns + closing; roundNo++) {
@@ -347,9 +354,13 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
           await drainDaemon(daemon);
           // Latency at a steady rate: A's notifications carry their sending time in the path.
           const group = `g${runNo}`;
-          await steady(daemon, flags.isolationRate, flags.isolationSeconds, (i, sentAt) => (isBad(i) ? `${bad.base}/s${runNo}-${i}` : `${aBase}/lat/${group}/${sentAt}/${i}`), `st${runNo}`);
+          const steadySent = await steady(daemon, flags.isolationRate, flags.isolationSeconds, (i, sentAt) => (isBad(i) ? `${bad.base}/s${runNo}-${i}` : `${aBase}/lat/${group}/${sentAt}/${i}`), `st${runNo}`);
           await sleep(1500);
           const lat = await a.latencies(group);
+          // The merchant's percentiles are of what arrived: more than 1 % of the healthy ones missing puts the p99 past them.
+          const healthySent = Array.from({ length: steadySent }, (_, i) => i).filter((i) => !isBad(i)).length;
+          const latencyMissing = healthySent - lat.count;
+          if (latencyMissing > 0) log(`isolation ${mode}: ${latencyMissing} of ${healthySent} healthy notifications had not arrived 1.5 s after the steady load`);
           await drainDaemon(daemon);
           runs.push({
             mode,
@@ -361,7 +372,8 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
             badCost: mode === 'control' ? null : broker.length === 0 ? NaN : round(badHandlingCost(controlCpu, m.cpuPer1k, healthyCount, badCount), 2),
             ratioAround: null,
             latencyP50: lat.p50,
-            latencyP99: lat.p99,
+            latencyP99: latencyMissing > healthySent * 0.01 ? Infinity : lat.p99,
+            latencyMissing,
             pssPeakMiB: round(pss.peakMiB),
             tier0Fds,
             cpuPer1k: m.cpuPer1k,
@@ -376,6 +388,7 @@ async function badMerchantRuns(ctx: BenchContext): Promise<{ runs: BadRun[]; row
       }
     }
   }
+  await res.retire(daemon.d);
   bracket(runs);
   const rows: Row[] = [['bad merchant', 'share', 'round', 'healthy /s', 'vs control', 'vs controls around', 'healthy p50 ms', 'healthy p99 ms', 'PSS MiB', 'tier-0 fds', 'CPU ms/1k daemon', 'broker', 'deferred', 'skipped', 'failed, handed on', 'lane moves', 'ack frames', 'single', 'bundles', 'tier 0 done s', 'broker ms/1k to tier 0 done', 'bad ÷ delivery CPU']];
   if (flags.brokerProbe) rows[0]!.push('probe samples', 'window full %', 'window in use', 'held by moved lanes', 'queue reply ms p50', 'p90');
@@ -471,6 +484,11 @@ async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; row
   const n = flags.originsN;
   const runs: OriginsRun[] = [];
   let one = NaN;
+  // Warm-up, as the bad-merchant runs have: the one-origin run, the ratio's denominator, is then not the
+  // daemon's first traffic (cold code, its heap growing, the merchant's connections new).
+  await preload(daemon, 2000, (i) => `http://m0.o.test:${port}/warm/${i}`, 'owarm');
+  await timeUntilSeen(m, 2000, {}, async () => void (await daemon.d.admin('POST', '/admin/tiers/0/resume')));
+  await drainDaemon(daemon);
   for (const k of [1, flags.origins]) {
     log(`origins: ${n} notifications over ${k} origin(s)`);
     await preload(daemon, n, (i) => `http://m${i % k}.o.test:${port}/n/${k}-${i}`, `o${k}`);
@@ -486,6 +504,7 @@ async function manyOrigins(ctx: BenchContext): Promise<{ runs: OriginsRun[]; row
     runs.push({ origins: k, ownAddresses: k > 1 && flags.originAddresses, perS: round(r.perS), ratio: k === 1 ? null : round(r.perS / one, 2), pssPeakMiB: round(pss.peakMiB), tier0PssMiB: pss.perPid[tier0] ?? NaN, tier0Fds: fds.stop(), cpuPer1k: r.cpuPer1k });
     await drainDaemon(daemon);
   }
+  await res.retire(daemon.d);
   const rows: Row[] = [['origins', 'deliveries /s', 'vs one origin', 'PSS MiB', 'of it tier 0', 'tier-0 fds', 'CPU ms/1k daemon', 'of it tier 0', 'merchant', 'broker']];
   for (const r of runs) rows.push([r.ownAddresses ? `${r.origins} (own addresses)` : r.origins, r.perS, r.ratio === null ? '-' : `${r.ratio}x`, r.pssPeakMiB, r.tier0PssMiB, r.tier0Fds, r.cpuPer1k.consumer, r.cpuPer1k.tier0 ?? '-', r.cpuPer1k.merchant, r.cpuPer1k.broker]);
   return { runs, rows };

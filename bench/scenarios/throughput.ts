@@ -14,12 +14,17 @@ import type { MerchantProcess } from '../merchant-process.js';
 import { BEAM, DEFAULT_SCHEDULE, daemonThroughput, log, table, timeUntilSeen, waitDepth } from '../bench-context.js';
 import type { BenchContext, DaemonMeasured, Flags, Measured, Row, ScenarioReport } from '../bench-context.js';
 
-async function ceilingThroughput(prefix: string, merchant: MerchantProcess, n: number, flags: Flags, label: string, tuned: { prefetch: number; batchAcks: boolean } | null = null): Promise<Measured> {
+type Loop = Awaited<ReturnType<typeof CeilingProcess.start>>;
+
+/**
+ * A ceiling loop's process, started once and kept for every run as notifyd's
+ * tier 0 is: a fresh process per run paid its JIT and its connections inside
+ * each measured window, which notifyd's warmed worker did not.
+ */
+async function startLoop(prefix: string, flags: Flags, tuned: { prefetch: number; batchAcks: boolean } | null): Promise<Loop> {
   const names = namesFor(prefix);
-  await preloadTier0(AMQP_URL, prefix, n, (id) => `${merchant.base}/n/${id}`, label);
-  await waitDepth(names.workQueue(0), n);
   const execArgv = flags.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${flags.cpuProf}`] : [];
-  const c = await CeilingProcess.start(
+  return CeilingProcess.start(
     {
       amqpUrl: AMQP_URL,
       queue: names.workQueue(0),
@@ -31,32 +36,53 @@ async function ceilingThroughput(prefix: string, merchant: MerchantProcess, n: n
     },
     execArgv,
   );
+}
+
+async function ceilingThroughput(c: Loop, prefix: string, merchant: MerchantProcess, n: number, label: string): Promise<Measured> {
+  const names = namesFor(prefix);
+  await preloadTier0(AMQP_URL, prefix, n, (id) => `${merchant.base}/n/${id}`, label);
+  await waitDepth(names.workQueue(0), n);
   try {
     return await timeUntilSeen(merchant, n, { consumer: [c.pid!], broker: BEAM() }, () => c.go());
   } finally {
-    await c.stop().catch((e: unknown) => log(`ceiling stop: ${String(e)}`));
+    await c.pause().catch((e: unknown) => log(`ceiling pause: ${String(e)}`));
   }
 }
 
-async function bullmqThroughput(merchant: MerchantProcess, n: number, label: string, flags: Flags): Promise<Measured> {
+/** BullMQ's queue and worker process, kept for every run as the loops' and notifyd's are. */
+interface Bull {
+  readonly q: BullmqQueue;
+  readonly w: Awaited<ReturnType<typeof BullmqWorkerProcess.start>>;
+}
+
+async function startBull(flags: Flags): Promise<Bull> {
   const q = new BullmqQueue();
   try {
-    const now = Date.now();
-    function* notes(): Generator<ReturnType<typeof makeNotification>> {
-      for (let i = 0; i < n; i++) {
-        const id = `${label}-${i}`;
-        yield makeNotification(id, `${merchant.base}/n/${id}`, now);
-      }
-    }
-    await q.addMany(notes(), flags.bullmqKeepCompleted);
-    const w = await BullmqWorkerProcess.start({ prefix: q.prefix, concurrency: flags.concurrency, connections: flags.connections });
-    try {
-      return await timeUntilSeen(merchant, n, { consumer: [w.pid!], broker: pidsByComm('redis-server') }, () => w.go());
-    } finally {
-      await w.stop().catch((e: unknown) => log(`bullmq worker stop: ${String(e)}`));
-    }
-  } finally {
+    return { q, w: await BullmqWorkerProcess.start({ prefix: q.prefix, concurrency: flags.concurrency, connections: flags.connections }) };
+  } catch (err) {
     await q.destroy();
+    throw err;
+  }
+}
+
+async function stopBull(b: Bull): Promise<void> {
+  await b.w.stop().catch((e: unknown) => log(`bullmq worker stop: ${String(e)}`));
+  await b.q.destroy();
+}
+
+async function bullmqThroughput({ q, w }: Bull, merchant: MerchantProcess, n: number, label: string, flags: Flags): Promise<Measured> {
+  const now = Date.now();
+  function* notes(): Generator<ReturnType<typeof makeNotification>> {
+    for (let i = 0; i < n; i++) {
+      const id = `${label}-${i}`;
+      yield makeNotification(id, `${merchant.base}/n/${id}`, now);
+    }
+  }
+  await q.addMany(notes(), flags.bullmqKeepCompleted);
+  try {
+    return await timeUntilSeen(merchant, n, { consumer: [w.pid!], broker: pidsByComm('redis-server') }, () => w.go());
+  } finally {
+    await w.pause().catch((e: unknown) => log(`bullmq worker pause: ${String(e)}`));
   }
 }
 
@@ -83,47 +109,59 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioReport> {
     for (const i of laterTiers) await daemon.d.admin('POST', `/admin/tiers/${i}/pause`);
   }
 
-  // Warm-up: JIT, keep-alive pools and the broker's quorum machinery, so run 1 is not penalised.
+  // Warm-up: JIT, keep-alive pools and the broker's quorum machinery, so run 1 is not penalised; the loops warm
+  // in the processes that then do every run.
   const warm = Math.min(2000, flags.n);
   log(`warm-up with ${warm} notifications`);
   await daemonThroughput(daemon, merchant, warm, 'warm-d');
-  await ceilingThroughput(ceilingPrefix, merchant, warm, { ...flags, cpuProf: null }, 'warm-c');
-
+  const loop = await startLoop(ceilingPrefix, flags, null);
+  const tunedLoop = flags.tunedPrefetch > 0 ? await startLoop(ceilingPrefix, flags, { prefetch: flags.tunedPrefetch, batchAcks: flags.tunedBatchAcks }) : null;
+  const bullmq = redis ? await startBull(flags) : null;
   const runs: Run[] = [];
-  for (let r = 0; r < flags.runs; r++) {
-    // Alternate the order so drift on the shared machine does not favour one side.
-    const order = r % 2 === 0 ? (['daemon', 'ceiling', 'bullmq', 'tuned'] as const) : (['tuned', 'ceiling', 'bullmq', 'daemon'] as const);
-    let dm: DaemonMeasured | null = null;
-    let cm: Measured | null = null;
-    let bm: Measured | null = null;
-    let tm: Measured | null = null;
-    for (const what of order) {
-      if (what === 'daemon') {
-        dm = await daemonThroughput(daemon, merchant, flags.n, `d${r}`);
-        log(`run ${r + 1}: daemon  ${round(dm.perS)}/s (${dm.ms} ms), peak PSS ${round(dm.pssPeakMiB, 1)} MiB${flags.cpuProf ? `, window --from ${dm.monoUs[0]} --to ${dm.monoUs[1]}` : ''}`);
-      } else if (what === 'ceiling') {
-        cm = await ceilingThroughput(ceilingPrefix, merchant, flags.n, flags, `c${r}`);
-        log(`run ${r + 1}: ceiling ${round(cm.perS)}/s (${cm.ms} ms)${flags.cpuProf ? `, window --from ${cm.monoUs[0]} --to ${cm.monoUs[1]}` : ''}`);
-      } else if (what === 'tuned') {
-        if (flags.tunedPrefetch > 0) {
-          tm = await ceilingThroughput(ceilingPrefix, merchant, flags.n, flags, `t${r}`, { prefetch: flags.tunedPrefetch, batchAcks: flags.tunedBatchAcks });
-          log(`run ${r + 1}: tuned loop (${flags.tunedBatchAcks ? 'batched' : 'single'} acks, prefetch ${flags.tunedPrefetch}) ${round(tm.perS)}/s (${tm.ms} ms)`);
+  try {
+    await ceilingThroughput(loop, ceilingPrefix, merchant, warm, 'warm-c');
+    if (tunedLoop) await ceilingThroughput(tunedLoop, ceilingPrefix, merchant, warm, 'warm-t');
+    if (bullmq) await bullmqThroughput(bullmq, merchant, warm, 'warm-b', flags);
+
+    for (let r = 0; r < flags.runs; r++) {
+      // Alternate the order so drift on the shared machine does not favour one side.
+      const order = r % 2 === 0 ? (['daemon', 'ceiling', 'bullmq', 'tuned'] as const) : (['tuned', 'ceiling', 'bullmq', 'daemon'] as const);
+      let dm: DaemonMeasured | null = null;
+      let cm: Measured | null = null;
+      let bm: Measured | null = null;
+      let tm: Measured | null = null;
+      for (const what of order) {
+        if (what === 'daemon') {
+          dm = await daemonThroughput(daemon, merchant, flags.n, `d${r}`);
+          log(`run ${r + 1}: daemon  ${round(dm.perS)}/s (${dm.ms} ms), peak PSS ${round(dm.pssPeakMiB, 1)} MiB${flags.cpuProf ? `, window --from ${dm.monoUs[0]} --to ${dm.monoUs[1]}` : ''}`);
+        } else if (what === 'ceiling') {
+          cm = await ceilingThroughput(loop, ceilingPrefix, merchant, flags.n, `c${r}`);
+          log(`run ${r + 1}: ceiling ${round(cm.perS)}/s (${cm.ms} ms)${flags.cpuProf ? `, window --from ${cm.monoUs[0]} --to ${cm.monoUs[1]}` : ''}`);
+        } else if (what === 'tuned') {
+          if (tunedLoop) {
+            tm = await ceilingThroughput(tunedLoop, ceilingPrefix, merchant, flags.n, `t${r}`);
+            log(`run ${r + 1}: tuned loop (${flags.tunedBatchAcks ? 'batched' : 'single'} acks, prefetch ${flags.tunedPrefetch}) ${round(tm.perS)}/s (${tm.ms} ms)`);
+          }
+        } else if (bullmq) {
+          bm = await bullmqThroughput(bullmq, merchant, flags.n, `b${r}`, flags);
+          log(`run ${r + 1}: bullmq  ${round(bm.perS)}/s (${bm.ms} ms)`);
         }
-      } else if (redis) {
-        bm = await bullmqThroughput(merchant, flags.n, `b${r}`, flags);
-        log(`run ${r + 1}: bullmq  ${round(bm.perS)}/s (${bm.ms} ms)`);
       }
+      runs.push({
+        daemon: dm!,
+        ceiling: cm!,
+        bullmq: bm,
+        tuned: tm,
+        ratio: dm!.perS / cm!.perS,
+        bullRatio: bm ? bm.perS / cm!.perS : null,
+        pssMiB: dm!.pssPeakMiB,
+        pssPerPid: dm!.pssPerPid,
+      });
     }
-    runs.push({
-      daemon: dm!,
-      ceiling: cm!,
-      bullmq: bm,
-      tuned: tm,
-      ratio: dm!.perS / cm!.perS,
-      bullRatio: bm ? bm.perS / cm!.perS : null,
-      pssMiB: dm!.pssPeakMiB,
-      pssPerPid: dm!.pssPerPid,
-    });
+  } finally {
+    await loop.stop().catch((e: unknown) => log(`ceiling stop: ${String(e)}`));
+    await tunedLoop?.stop().catch((e: unknown) => log(`tuned loop stop: ${String(e)}`));
+    if (bullmq) await stopBull(bullmq);
   }
 
   if (flags.failureRatio > 0) for (const i of laterTiers) await daemon.d.admin('POST', `/admin/tiers/${i}/resume`);
