@@ -132,7 +132,9 @@ export const MergedConfigSchema = Type.Object(
     admin: section({ port: int(0, 65535), host: str(), token: optStr('bearer token (at least 16 characters, no spaces); required when host is not loopback') }),
     limits: section({
       urlMaxLength: int(16, 64 * 1024),
-      idMaxLength: int(8, 1024),
+      // The id is the AMQP message-id, a short string of at most 255 bytes (ids are ASCII): a longer one could
+      // not be published, and every retry of it would fail the same way.
+      idMaxLength: int(8, 255),
       maxHeaders: int(0, 1000),
       headerMaxBytes: int(16, 64 * 1024),
       bodyMaxBytes: int(1, 64 * 1024 * 1024),

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from '../core/config.js';
 import { ErrorCodes, NotifyError, toErrorData, type ErrorData } from '../core/errors.js';
 import { foreignBrowserRequest } from '../core/browser-guard.js';
@@ -21,6 +21,29 @@ type BatchItem = { id: string; status: 202 } | { status: number; error: ErrorDat
 
 /** Largest over-limit request body read and dropped so that its client gets the 413 (see BODY_TOO_LARGE). */
 const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
+
+/** The HTTP server's clocks: a whole request, its headers, and how often Node checks them (tests shorten them). */
+export interface IngressHttpTimeouts {
+  readonly requestMs: number;
+  readonly headersMs: number;
+  readonly checkIntervalMs: number;
+}
+
+const HTTP_TIMEOUTS: IngressHttpTimeouts = { requestMs: 30_000, headersMs: 10_000, checkIntervalMs: 30_000 };
+
+/** The status Node itself answers a client error with (its own handling is off once a listener is set). */
+export function clientErrorStatus(code: string | undefined): number {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return 408;
+    case 'HPE_HEADER_OVERFLOW':
+      return 431;
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return 413;
+    default:
+      return 400;
+  }
+}
 
 /**
  * The ingress API (DESIGN §5): validates, publishes with confirm, answers 202
@@ -46,6 +69,7 @@ export class IngressServer {
     private readonly history: HistorySink | null = null,
     /** Reads the history for its API and claims resends (DESIGN §11); null without history (the API then answers 501). */
     historyDb: HistoryDb | null = null,
+    private readonly timeouts: IngressHttpTimeouts = HTTP_TIMEOUTS,
   ) {
     this.config = config;
     this.tokens = new BearerTokens(config.ingress.tokens);
@@ -75,7 +99,10 @@ export class IngressServer {
 
   /** Listens; resolves with the bound port. */
   listen(port: number, host: string): Promise<number> {
-    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    const t = this.timeouts;
+    const server = createServer({ requestTimeout: t.requestMs, headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs, keepAliveTimeout: 5_000 }, (req, res) => {
+      // Probes first: a busy ingress is alive, and says why it is not ready, instead of an OVERLOADED a liveness check would restart it for.
+      if (this.probe(req, res)) return;
       if (this.active.size >= this.config.ingress.maxConcurrentRequests) {
         // Refused before a byte of the body is read: memory stays bounded by the cap times the body limit.
         req.resume();
@@ -89,9 +116,17 @@ export class IngressServer {
       this.active.add(p);
       void p.finally(() => this.active.delete(p));
     });
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      this.metrics?.ingressRequests.inc({ status: '400' });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      // As Node answers by itself: a timed-out request is 408, not a 400 that tells a producer its notification is
+      // invalid (it would drop it); nothing is written over a response already started or to a peer gone; and the
+      // socket is destroyed, not half-closed, so the handler reading a stalled body ends and frees its slot.
+      const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (err.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
+        const status = clientErrorStatus(err.code);
+        socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+        this.metrics?.ingressRequests.inc({ status: String(status) });
+      }
+      socket.destroy();
     });
     this.server = server;
     return new Promise((resolve, reject) => {
@@ -122,14 +157,21 @@ export class IngressServer {
     this.send(res, statusForError(data.code), id === undefined ? { error: data } : { error: data, id });
   }
 
+  /** Answers `/healthz` and `/readyz` (GET, HEAD); false for any other request. */
+  private probe(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = (req.url ?? '/').split('?')[0];
+    if (!((path === '/readyz' || path === '/healthz') && (req.method === 'GET' || req.method === 'HEAD'))) return false;
+    req.resume();
+    if (path === '/healthz') this.send(res, 200, { ok: true });
+    else {
+      const r = this.readiness();
+      this.send(res, r.ready ? 200 : 503, r);
+    }
+    return true;
+  }
+
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if ((path === '/readyz' || path === '/healthz') && (req.method === 'GET' || req.method === 'HEAD')) {
-      req.resume();
-      if (path === '/healthz') return this.send(res, 200, { ok: true });
-      const r = this.readiness();
-      return this.send(res, r.ready ? 200 : 503, r);
-    }
     if (path === '/openapi.json' && (req.method === 'GET' || req.method === 'HEAD')) {
       req.resume();
       // Loaded when asked for: the document's builders (TypeBox) would cost every ingress process ~14 MB.

@@ -440,6 +440,7 @@ describe('config errors are CONFIG_INVALID naming the key', () => {
     assert.equal(message(() => load({}, writeConfig({ delivery: { success: { status: '3xx' } } }))), 'config: delivery.success.status: must be "2xx" or a list of HTTP statuses');
     assert.equal(message(() => load({ NOTIFY_SIGNING_SECRET: 'not-a-whsec' })), 'config: signing.secrets: entry #1 must be a whsec_<base64> secret');
     assert.equal(message(() => load({}, writeConfig({ signing: { secrets: SECRET_A } }))), 'config: signing.secrets: must be a list or null (got a string)');
+    assert.equal(message(() => load({}, writeConfig({ limits: { idMaxLength: 300 } }))), 'config: limits.idMaxLength: must be an integer from 8 to 255 (got 300)');
     const partial = defaultsRaw();
     delete (partial.limits as Raw).maxHeaders;
     assert.equal(message(() => parseConfig(partial)), 'config: limits.maxHeaders: must be an integer from 0 to 1000 (got undefined)');
