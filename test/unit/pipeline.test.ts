@@ -595,4 +595,53 @@ describe('AttemptPipeline: the wait budget', () => {
     assert.equal(last.acked, 1);
     assert.equal(last.published.filter((x) => x.exchange === names.dead || x.routingKey === names.dead).length, 0, 'not parked');
   });
+  it('a schedule ending in 0s (no hold queue on its last tier): a notification beyond its origin\'s bound waits for a slot, never parked unattempted', async () => {
+    const once = loadConfig({ env: { NOTIFY_SCHEDULE: '0s', NOTIFY_PREFIX: 'p' } });
+    const { d: slow, calls, release } = firstCallHeld();
+    const gate = new OriginGate({ ...GATE, windowSpare: 0, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
+    const p = new AttemptPipeline(
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate, merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null },
+      { config: once, signer: createSigner(once.signing), merchantSigners: new MerchantSigners(once.signing), deliverer: slow },
+    );
+    const links = ['a', 'b', 'c'].map(() => new FakeLink());
+    const note = (id: string): ConsumeMessage => {
+      const m = message(0, { id, url: 'https://m.example/notify', body: { a: 1 } });
+      return { ...m, properties: { ...m.properties, messageId: id } } as ConsumeMessage;
+    };
+    const a = p.handle(links[0]!, note('a'));
+    // The origin is slow now (its one attempt held past queueTarget): its queue bound is 1.
+    await new Promise((r) => setTimeout(r, 500));
+    const b = p.handle(links[1]!, note('b'));
+    const c = p.handle(links[2]!, note('c'));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(links[2]!.published, [], 'c neither parked nor handed on while it waits');
+    release();
+    await Promise.all([a, b, c]);
+    assert.deepEqual(calls, ['a', 'b', 'c'], 'each attempted');
+    for (const l of links) assert.equal(l.published.filter((x) => x.exchange === names.dead || x.routingKey === names.dead).length, 0, 'none parked');
+  });
+
+  it('a schedule ending in 0s: a merchant at its maxConcurrency gets its notification back in its queue after a pause, not parked', async () => {
+    const once = loadConfig({ env: { NOTIFY_SCHEDULE: '0s', NOTIFY_PREFIX: 'p' } });
+    const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
+    const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
+    const { d: slow, calls, release } = firstCallHeld();
+    const p = new AttemptPipeline(
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants, slots: new MerchantSlots(), failureMarks: null, history: null },
+      { config: once, signer: createSigner(once.signing), merchantSigners: new MerchantSigners(once.signing), deliverer: slow },
+    );
+    const note = (id: string): ConsumeMessage => {
+      const m = message(0, { id, url: 'https://m.example/notify', body: { a: 1 }, merchant: 'm1' });
+      return { ...m, properties: { ...m.properties, messageId: id } } as ConsumeMessage;
+    };
+    const a = p.handle(new FakeLink(), note('a'));
+    await new Promise((r) => setTimeout(r, 20));
+    const second = new FakeLink();
+    await p.handle(second, note('b'));
+    assert.equal(second.requeued, 1, 'back in its queue');
+    assert.deepEqual(second.published, [], 'not parked');
+    assert.deepEqual(calls, ['a']);
+    release();
+    await a;
+  });
 });
