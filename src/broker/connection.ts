@@ -117,6 +117,8 @@ export async function openUntil(open: () => Promise<void>, o: { readonly stopped
       await open();
       return;
     } catch (err) {
+      // Stopped while it opened (a drain): what it opened was closed, nothing to retry or warn of.
+      if (o.stopped()) return;
       const delay = reconnectDelay(attempt, 200, 5000);
       o.log.warn({ err: toErrorData(err), retryInMs: delay }, o.what);
       await sleep(delay, o.signal);

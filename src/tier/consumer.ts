@@ -345,6 +345,9 @@ export class TierWorker implements ManagedWorker {
       const prefetch = this.config.delivery.prefetch;
       await within(ch.prefetch(prefetch));
       const lost = (): void => this.connectionLost(conn);
+      // A drain that began while this connection opened has closed what it saw, not this one: taken now, it would
+      // stay open after the worker says stopped. From here on (no await until it is taken) a drain sees it.
+      if (this.stopping) throw new NotifyError(ErrorCodes.DRAINING, 'draining: the connection just opened is closed');
       ch.on('return', (m: Message) => this.pipeline.outcomes.onReturn(m));
       this.publishing.set(ch, new PublishChannel(conn, ch, (m) => this.pipeline.outcomes.onReturn(m), deadlines));
       conn.on('close', lost);
