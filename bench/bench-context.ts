@@ -145,6 +145,8 @@ export interface Flags {
   concurrency: number;
   /** The daemon's `delivery.connectionsPerOrigin`: every engine's keep-alive pool to the merchant. */
   connections: number;
+  /** The daemon's `delivery.delayFromStart`: the loops count a retry's delay as it does. */
+  delayFromStartMs: number;
   cpuHog: number;
   skipThroughput: boolean;
   badModes: BadMode[];
@@ -340,14 +342,14 @@ export function parseFlags(): Flags {
 }
 
 /** What the daemon will run with (config/default.json plus the `--daemon-env` overrides). */
-function daemonDelivery(env: Record<string, string>): { concurrency: number; connections: number } {
+function daemonDelivery(env: Record<string, string>): { concurrency: number; connections: number; delayFromStartMs: number } {
   let delivery;
   try {
     delivery = loadConfig({ configFile: null, env }).delivery;
   } catch (err) {
     throw new Error(`--daemon-env gives an invalid daemon config: ${(err as Error).message}`);
   }
-  return { concurrency: delivery.concurrency, connections: delivery.connectionsPerOrigin };
+  return { concurrency: delivery.concurrency, connections: delivery.connectionsPerOrigin, delayFromStartMs: delivery.delayFromStartMs };
 }
 
 /** Progress goes to stderr; stdout carries only the summary. */

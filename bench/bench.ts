@@ -236,8 +236,10 @@ async function main(): Promise<void> {
     const dir = resultsDir();
     mkdirSync(dir, { recursive: true });
     const file = resolve(dir, `${new Date(started).toISOString().replace(/:/g, '-')}.json`);
-    writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
-    process.stdout.write(`\nresults: ${file}\n${JSON.stringify(out)}\n`);
+    // JSON has no Infinity (it would print null, which elsewhere means "not measured"): a retry that never came says so.
+    const infinite = (_k: string, v: unknown): unknown => (v === Infinity ? 'Infinity' : v);
+    writeFileSync(file, `${JSON.stringify(out, infinite, 2)}\n`);
+    process.stdout.write(`\nresults: ${file}\n${JSON.stringify(out, infinite)}\n`);
   } finally {
     await res.cleanup();
   }

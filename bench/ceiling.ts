@@ -7,15 +7,13 @@
  *
  * Parent side: `CeilingProcess`; child side: this file with `--child <json>`.
  */
+import diagnostics from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
 import { Agent, request } from 'undici';
 import { retryTiming } from '../src/core/schedule.js';
 import { GoStopChild, childArgs, toParent } from './bench-util.js';
-
-/** notifyd's `delivery.delayFromStart` default: a retry is due one delay after its request went out, as notifyd counts it. */
-const DELAY_FROM_START_MS = 250;
 
 export interface CeilingOptions {
   readonly amqpUrl: string;
@@ -30,6 +28,12 @@ export interface CeilingOptions {
    * one `multiple` ack per event-loop turn (what a tuned tier worker can do).
    */
   readonly batchAcks?: boolean;
+  /**
+   * Count a retry's delay from when its request went out, with notifyd's
+   * `delivery.delayFromStart` as the allowance, as notifyd does (the
+   * retry-lateness comparisons); absent, from the hand-on.
+   */
+  readonly delayFromStartMs?: number;
 }
 
 /** The loop in a process of its own; `stop()` returns how many it acked and handed on. */
@@ -45,6 +49,14 @@ async function childMain(opts: CeilingOptions): Promise<void> {
   ch.on('error', (err: Error) => toParent({ type: 'error', message: `channel error: ${err.message}` }));
   await ch.prefetch(opts.prefetch);
   const agent = new Agent({ connections: opts.connections, keepAliveTimeout: 10_000 });
+  // When each request's headers went out (after any wait for a connection in the pool), by its path (one per
+  // notification here): notifyd counts from there too (its request start), not from when it was handed to the pool.
+  const sentAt = new Map<string, number>();
+  if (opts.delayFromStartMs !== undefined) {
+    diagnostics.subscribe('undici:client:sendHeaders', (m) => {
+      sentAt.set((m as { request: { path: string } }).request.path, Date.now());
+    });
+  }
   let acked = 0;
   let retried = 0;
   let inflight = 0;
@@ -80,7 +92,6 @@ async function childMain(opts: CeilingOptions): Promise<void> {
   };
 
   const handle = async (msg: ConsumeMessage): Promise<void> => {
-    const sentAt = Date.now();
     const n = JSON.parse(msg.content.toString('utf8')) as { url: string; method?: string; body: unknown; contentType?: string };
     let ok = false;
     let error = '';
@@ -98,9 +109,10 @@ async function childMain(opts: CeilingOptions): Promise<void> {
       error = String((err as Error).message);
     }
     if (!ok) {
+      const now = Date.now();
       // The delay counted from the request, as notifyd does (stop 38): counted from the hand-on, the loops'
       // lateness also held attempt 1's answer time and the confirm, which notifyd's no longer does.
-      const t = retryTiming(opts.retryDelayMs, sentAt, Date.now(), DELAY_FROM_START_MS);
+      const t = opts.delayFromStartMs === undefined ? { dueAt: now + opts.retryDelayMs, expirationMs: null } : retryTiming(opts.retryDelayMs, sentAt.get(pathOf(n.url)) ?? now, now, opts.delayFromStartMs);
       const headers = { ...(msg.properties.headers ?? {}), 'notify-attempt': 1, 'notify-due-at': t.dueAt, 'notify-last-error': error };
       const props = { messageId: msg.properties.messageId, persistent: true, contentType: 'application/json', headers, ...(t.expirationMs === null ? {} : { expiration: String(t.expirationMs) }) };
       await new Promise<void>((resolve, reject) =>
@@ -110,6 +122,7 @@ async function childMain(opts: CeilingOptions): Promise<void> {
       );
       retried++;
     }
+    if (opts.delayFromStartMs !== undefined) sentAt.delete(pathOf(n.url));
     ack(msg);
     acked++;
   };
@@ -162,6 +175,12 @@ async function childMain(opts: CeilingOptions): Promise<void> {
   });
   process.on('disconnect', () => process.exit(0));
   toParent({ type: 'ready' });
+}
+
+/** A URL's path and query: what undici's request says it sent. */
+function pathOf(url: string): string {
+  const at = url.indexOf('/', url.indexOf('//') + 2);
+  return at < 0 ? '/' : url.slice(at);
 }
 
 const args = childArgs<CeilingOptions>();

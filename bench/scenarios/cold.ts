@@ -148,7 +148,7 @@ async function retryCeiling(ctx: BenchContext, m: MerchantProcess, n: number): P
   await purge(ctx.ceilingPrefix);
   const stages = await Promise.all(
     [0, 1].map((tier) =>
-      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: parseSchedule(DEFAULT_SCHEDULE)[tier + 1]!, prefetch: ctx.flags.concurrency, connections: ctx.flags.connections }),
+      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: parseSchedule(DEFAULT_SCHEDULE)[tier + 1]!, prefetch: ctx.flags.concurrency, connections: ctx.flags.connections, delayFromStartMs: ctx.flags.delayFromStartMs }),
     ),
   );
   try {
@@ -303,7 +303,7 @@ async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, ta
     }
     for (const tier of [0, 1]) {
       stages.push(
-        await CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: parseSchedule(DEFAULT_SCHEDULE)[tier + 1]!, prefetch: flags.concurrency, connections: flags.connections }),
+        await CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: parseSchedule(DEFAULT_SCHEDULE)[tier + 1]!, prefetch: flags.concurrency, connections: flags.connections, delayFromStartMs: flags.delayFromStartMs }),
       );
     }
     await Promise.all(stages.map((s) => s.go()));
@@ -404,7 +404,8 @@ function armRecord(key: string, runs: readonly ColdRun[], seconds: number): Reco
 
 /** Median of a column over runs (NaN-free). */
 function medianAt(runs: readonly ColdRun[], pick: (r: ColdRun) => number): number {
-  const xs = runs.map(pick).filter((x) => Number.isFinite(x));
+  // NaN is "no sample"; Infinity (a retry that never came) is a result and stays in.
+  const xs = runs.map(pick).filter((x) => !Number.isNaN(x));
   return xs.length ? round(median(xs), 1) : NaN;
 }
 

@@ -156,7 +156,7 @@ async function ceilingPrecision(prefix: string, flags: Flags): Promise<Precision
   }
   const stages = await Promise.all(
     [0, 1].map((tier) =>
-      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: schedule[tier + 1]!, prefetch: flags.concurrency, connections: flags.connections }),
+      CeilingProcess.start({ amqpUrl: AMQP_URL, queue: names.workQueue(tier), retryQueue: names.waitQueue(tier + 1), retryDelayMs: schedule[tier + 1]!, prefetch: flags.concurrency, connections: flags.connections, delayFromStartMs: flags.delayFromStartMs }),
     ),
   );
   try {

@@ -42,11 +42,10 @@ async function ceilingThroughput(c: Loop, prefix: string, merchant: MerchantProc
   const names = namesFor(prefix);
   await preloadTier0(AMQP_URL, prefix, n, (id) => `${merchant.base}/n/${id}`, label);
   await waitDepth(names.workQueue(0), n);
-  try {
-    return await timeUntilSeen(merchant, n, { consumer: [c.pid!], broker: BEAM() }, () => c.go());
-  } finally {
-    await c.pause().catch((e: unknown) => log(`ceiling pause: ${String(e)}`));
-  }
+  const m = await timeUntilSeen(merchant, n, { consumer: [c.pid!], broker: BEAM() }, () => c.go());
+  // A loop that did not stop consuming would take the next engine's notifications: that fails the bench.
+  await c.pause();
+  return m;
 }
 
 /** BullMQ's queue and worker process, kept for every run as the loops' and notifyd's are. */
@@ -79,11 +78,9 @@ async function bullmqThroughput({ q, w }: Bull, merchant: MerchantProcess, n: nu
     }
   }
   await q.addMany(notes(), flags.bullmqKeepCompleted);
-  try {
-    return await timeUntilSeen(merchant, n, { consumer: [w.pid!], broker: pidsByComm('redis-server') }, () => w.go());
-  } finally {
-    await w.pause().catch((e: unknown) => log(`bullmq worker pause: ${String(e)}`));
-  }
+  const m = await timeUntilSeen(merchant, n, { consumer: [w.pid!], broker: pidsByComm('redis-server') }, () => w.go());
+  await w.pause();
+  return m;
 }
 
 interface Run {
