@@ -106,13 +106,17 @@ const HOLD_MAX_MS = 10_000;
  * saturated origin wait outside the tier's window: half the wait budget, so
  * a deferred notification gets a second look before its budget runs out,
  * within [250 ms, 10 s] (shorter loops cost the broker, longer ones add
- * lateness), and never longer than the budget itself. 0 (no hold queue)
- * when the budget is 0: such a notification is never deferred (it waits in
- * memory only while its origin has room or frees a slot soon).
+ * lateness), and never longer than the budget itself. With no budget (the
+ * next delay, or a last tier's own, is 0) 10 s: such a tier never defers a
+ * notification that has a next rung (it is attempted or skipped at once),
+ * but it may be the last rung (a schedule ending in 0s, or a merchant's
+ * `maxAttempts` ending the ladder there), where a skip would park it
+ * exhausted without a request to a merchant that only answers slowly: there
+ * it waits here, 10 s a turn, while its origin is saturated.
  */
 export function holdDelayMs(scheduleMs: readonly number[], tier: number): number {
   const budget = waitBudgetMs(scheduleMs, tier);
-  if (budget <= 0) return 0;
+  if (budget <= 0) return HOLD_MAX_MS;
   return Math.min(budget, Math.max(HOLD_MIN_MS, Math.min(HOLD_MAX_MS, Math.round(budget / 2))));
 }
 

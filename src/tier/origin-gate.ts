@@ -119,9 +119,8 @@ export class OriginGate {
 
   /**
    * Admits one notification for `origin`. `budgetLeftMs` is how much longer
-   * it may wait (0 or less: attempt now or skip; Infinity: never skipped for
-   * saturation, the last rung); `canDefer` says whether the tier has a hold
-   * queue. Synchronous when it can be decided at once.
+   * it may wait (0 or less: attempt now or skip); `canDefer` says whether the
+   * tier has a hold queue. Synchronous when it can be decided at once.
    */
   admit(origin: string, budgetLeftMs: number, canDefer: boolean): Admission | Promise<Admission> {
     const now = this.now();
@@ -141,9 +140,6 @@ export class OriginGate {
     }
     if (!roomHere && (queue?.length ?? 0) >= this.queueBound(origin, s, now)) {
       if (canDefer) return this.defer(s, now);
-      // The last rung of a tier with no hold queue (a schedule ending in 0s): a skip there parks it exhausted
-      // without a request to a merchant that answers, only slowly. It waits in memory instead.
-      if (budgetLeftMs === Infinity) return this.waitFor(origin, s, Infinity, false);
       return this.skip(s, 'origin-saturated');
     }
     return this.waitFor(origin, s, now + budgetLeftMs, canDefer);

@@ -248,13 +248,6 @@ export class AttemptPipeline {
           await this.defer(link, msg, waitingSince);
           return;
         }
-        if (gateBudget() === Infinity) {
-          // The last rung of a tier with no hold queue: not skipped (it would park exhausted with no request made);
-          // back to its queue after a pause, as a notification waiting for the registry there.
-          await sleep(ERROR_REQUEUE_DELAY_MS, this.deps.stopSignal);
-          link.requeue(msg);
-          return;
-        }
         skipped = { kind: 'skipped', reason: 'origin-saturated', message: `merchant ${merchant.id} at its maxConcurrency (${merchant.maxConcurrency})` };
       }
     }

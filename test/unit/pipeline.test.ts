@@ -595,53 +595,51 @@ describe('AttemptPipeline: the wait budget', () => {
     assert.equal(last.acked, 1);
     assert.equal(last.published.filter((x) => x.exchange === names.dead || x.routingKey === names.dead).length, 0, 'not parked');
   });
-  it('a schedule ending in 0s (no hold queue on its last tier): a notification beyond its origin\'s bound waits for a slot, never parked unattempted', async () => {
+  it('a schedule ending in 0s: a notification beyond its saturated origin\'s bound, or its merchant\'s cap, waits in the hold queue, never parked unattempted', async () => {
     const once = loadConfig({ env: { NOTIFY_SCHEDULE: '0s', NOTIFY_PREFIX: 'p' } });
-    const { d: slow, calls, release } = firstCallHeld();
+    // Holds the first call and the merchant's first until released.
+    const calls: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const slow = {
+      originOf: (url: string) => new URL(url).origin,
+      attempt: async (req: OutgoingRequest) => {
+        const id = req.headers['webhook-id']!;
+        calls.push(id);
+        if (id === 'a' || id === 'm1a') await held;
+        return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
+      },
+      close: async () => undefined,
+    } as unknown as HttpDeliverer;
     const gate = new OriginGate({ ...GATE, windowSpare: 0, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
+    const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m1.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
+    const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
     const p = new AttemptPipeline(
-      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate, merchants: null, slots: new MerchantSlots(), failureMarks: null, history: null },
+      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate, merchants, slots: new MerchantSlots(), failureMarks: null, history: null },
       { config: once, signer: createSigner(once.signing), merchantSigners: new MerchantSigners(once.signing), deliverer: slow },
     );
-    const links = ['a', 'b', 'c'].map(() => new FakeLink());
-    const note = (id: string): ConsumeMessage => {
-      const m = message(0, { id, url: 'https://m.example/notify', body: { a: 1 } });
+    const note = (id: string, merchant?: string): ConsumeMessage => {
+      const m = message(0, { id, url: `https://${merchant ?? 'm'}.example/notify`, body: { a: 1 }, ...(merchant ? { merchant } : {}) });
       return { ...m, properties: { ...m.properties, messageId: id } } as ConsumeMessage;
     };
+    const links = ['a', 'b', 'c'].map(() => new FakeLink());
     const a = p.handle(links[0]!, note('a'));
     // The origin is slow now (its one attempt held past queueTarget): its queue bound is 1.
     await new Promise((r) => setTimeout(r, 500));
     const b = p.handle(links[1]!, note('b'));
-    const c = p.handle(links[2]!, note('c'));
-    await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(links[2]!.published, [], 'c neither parked nor handed on while it waits');
-    release();
-    await Promise.all([a, b, c]);
-    assert.deepEqual(calls, ['a', 'b', 'c'], 'each attempted');
-    for (const l of links) assert.equal(l.published.filter((x) => x.exchange === names.dead || x.routingKey === names.dead).length, 0, 'none parked');
-  });
-
-  it('a schedule ending in 0s: a merchant at its maxConcurrency gets its notification back in its queue after a pause, not parked', async () => {
-    const once = loadConfig({ env: { NOTIFY_SCHEDULE: '0s', NOTIFY_PREFIX: 'p' } });
-    const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
-    const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
-    const { d: slow, calls, release } = firstCallHeld();
-    const p = new AttemptPipeline(
-      { tier: 0, names, logger: silent, attemptLogger: silent, metrics: createWorkerMetrics({ role: 'tier', tier: '0' }, false), stopSignal: new AbortController().signal, gate: new OriginGate(GATE), merchants, slots: new MerchantSlots(), failureMarks: null, history: null },
-      { config: once, signer: createSigner(once.signing), merchantSigners: new MerchantSigners(once.signing), deliverer: slow },
-    );
-    const note = (id: string): ConsumeMessage => {
-      const m = message(0, { id, url: 'https://m.example/notify', body: { a: 1 }, merchant: 'm1' });
-      return { ...m, properties: { ...m.properties, messageId: id } } as ConsumeMessage;
-    };
-    const a = p.handle(new FakeLink(), note('a'));
+    await p.handle(links[2]!, note('c'));
+    const parked = (l: FakeLink) => l.published.filter((x) => x.exchange === names.dead || x.routingKey === names.dead).length;
+    assert.deepEqual(links[2]!.published.map((x) => x.routingKey), [names.holdQueue(0)], 'c deferred to the hold queue');
+    assert.equal(parked(links[2]!), 0, 'not parked');
+    // A merchant at its maxConcurrency (1): its second notification waits in the hold queue too.
+    const m1a = p.handle(new FakeLink(), note('m1a', 'm1'));
     await new Promise((r) => setTimeout(r, 20));
-    const second = new FakeLink();
-    await p.handle(second, note('b'));
-    assert.equal(second.requeued, 1, 'back in its queue');
-    assert.deepEqual(second.published, [], 'not parked');
-    assert.deepEqual(calls, ['a']);
+    const capped = new FakeLink();
+    await p.handle(capped, note('m1b', 'm1'));
+    assert.deepEqual(capped.published.map((x) => x.routingKey), [names.holdQueue(0)], 'm1b deferred to the hold queue');
     release();
-    await a;
+    await Promise.all([a, b, m1a]);
+    assert.deepEqual(calls.sort(), ['a', 'b', 'm1a'], 'no request for the deferred ones yet');
+    for (const l of links) assert.equal(parked(l), 0, 'none parked');
   });
 });

@@ -71,8 +71,13 @@ describe('buildTopology (quorum, default schedule)', () => {
     });
     assert.deepEqual([waitBudgetMs([0, 300, 600], 0), holdDelayMs([0, 300, 600], 0)], [300, 250]);
     assert.deepEqual([waitBudgetMs([0, 100], 0), holdDelayMs([0, 100], 0)], [100, 100], 'never longer than the budget');
-    assert.equal(holdDelayMs([0, 0, 0], 1), 0, 'no budget, no hold queue');
-    assert.ok(!buildTopology('P', [0, 0], 'quorum').queues.some((q) => q.name.startsWith('P.hold.')));
+    assert.equal(holdDelayMs([0, 0, 0], 1), 10_000, 'no budget: a hold queue for its last rung (a merchant\'s maxAttempts may end the ladder there)');
+    assert.equal(holdDelayMs([0], 0), 10_000, 'one attempt only: its saturated origin waits there, not parked unattempted');
+    assert.deepEqual(
+      buildTopology('P', [0, 0], 'quorum').queues.flatMap((q) => (q.name.startsWith('P.hold.') ? [[q.name, q.arguments['x-message-ttl']]] : [])),
+      [['P.hold.0', 10_000], ['P.hold.1', 10_000]],
+      'a hold queue on each tier with no budget, for when it is the last rung',
+    );
   });
 
   it('wait queue i has TTL = delay i and dead-letters to P.work with tier.<i>, at-least-once', () => {
