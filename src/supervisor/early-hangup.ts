@@ -13,8 +13,18 @@ let pending = false;
 const hold = (): void => {
   pending = true;
 };
+/** The command of a `notifyd` command line: its first word that is neither an option nor `--config`'s value. */
+export function commandOf(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--config') i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
 // Only in the daemon's processes: the other commands (ctl, publish, …) keep the default, a hangup ends them.
-if (cluster.isWorker || process.argv[2] === 'start') process.on('SIGHUP', hold);
+if (cluster.isWorker || commandOf(process.argv.slice(2)) === 'start') process.on('SIGHUP', hold);
 
 /**
  * Stops holding SIGHUP (the caller installs its own handler first) and says
