@@ -2,7 +2,7 @@
  * Pure: turns a batch of history records into the rows the recorder writes
  * (DESIGN §11). Records of one notification come from several processes and
  * arrive in any order, more than once: rows are keyed so a repeat is a no-op,
- * and the notification's status is the latest event's by time.
+ * and the notification's status is its latest ladder's ({@link newerStatus}).
  */
 import { runStartOf, type HistoryRecord } from './records.js';
 
@@ -77,8 +77,24 @@ export function attemptKey(id: string, createdAt: number, run: string, attempt: 
 
 const RANK: Readonly<Record<HistoryStatus, number>> = { pending: 0, dead: 1, delivered: 2 };
 
-/** How far past its event a ladder's start may say it is (hosts' clocks apart) before it is taken for some other string. */
-const FUTURE_RUN_MS = 60_000;
+/** How far a ladder's start may be past its event, or before its notification's createdAt (hosts' clocks apart), before its run id is taken for some other string. */
+const SKEW_MS = 60_000;
+
+/**
+ * When the ladder of `run` started, as far as its run id can be believed:
+ * every event of a ladder keeps its start, so they compare by rank whatever
+ * the hosts' clocks (an ingress ahead of the tier that delivered would
+ * otherwise put the start after its own end). A start far past its event,
+ * or before its notification was created, is some other program's run id
+ * that decodes to a date by chance (a quarter of random hex ids do): null,
+ * the event's time stands in. Also used by the redrive (superseded.ts).
+ */
+export function ladderStart(run: string, at: number, createdAt: number): number | null {
+  const start = runStartOf(run);
+  if (start === null) return null;
+  if (start > at + SKEW_MS || start < createdAt - SKEW_MS) return null;
+  return start;
+}
 
 /** A status event: what it says, when, and when its ladder started (null: not known). */
 export interface StatusEvent {
@@ -138,11 +154,7 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
     return n;
   };
   const setStatus = (n: NotificationRow, status: HistoryStatus, at: number, run: string, deadReason: string | null): void => {
-    // Every event of a ladder keeps its start, so they compare by rank whatever the hosts' clocks (an ingress
-    // ahead of the tier that delivered would otherwise put the start after its own end). Only a start
-    // implausibly far past the event (a program's own run id) counts as the event's time.
-    const start = runStartOf(run);
-    const runAt = start === null ? null : start > at + FUTURE_RUN_MS ? at : start;
+    const runAt = ladderStart(run, at, n.createdAt);
     if (!newerStatus({ status, at, runAt }, n.status === null || n.statusAt === null ? null : { status: n.status, at: n.statusAt, runAt: n.statusRunAt })) return;
     n.status = status;
     n.statusAt = at;

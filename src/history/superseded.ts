@@ -13,7 +13,7 @@ import type pg from 'pg';
 import { H } from '../core/message.js';
 import { inTransaction } from '../db/pool.js';
 import { query } from '../db/sql.js';
-import { runStartOf } from './records.js';
+import { ladderStart } from './fold.js';
 
 /** What the redrive knows of a parked copy. */
 export interface ParkedCopy {
@@ -165,7 +165,7 @@ export class RedriveClaims {
             // In the batch's order (ord), by position, not by id: two notifications may share an id (a producer's retry with another createdAt).
             for (const r of [...rows].sort((a, b) => Number(a.ord) - Number(b.ord))) {
               const k = asked[Number(r.ord) - 1]!;
-              let v = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), statusRunAt: num(r.status_run_ms), otherRunAt: num(r.other_run_ms) }, at, runStartOf(k.run));
+              let v = copyVerdict(k.deadAt, { status: r.status as string, statusAt: num(r.status_ms), statusRunAt: num(r.status_run_ms), otherRunAt: num(r.other_run_ms) }, at, ladderStart(k.run, k.deadAt, k.createdAt));
               if (v === 'move' && copies[k.i]!.moves) {
                 const row = `${k.id}\u0000${k.createdAt}`;
                 if (moving.has(row)) v = 'hold';

@@ -136,6 +136,8 @@ export class IngressServer {
   }
 
   private send(res: ServerResponse, status: number, body: unknown): void {
+    // The peer is gone (a client error destroyed the socket, and counted it): nothing to answer or count twice.
+    if (res.destroyed || res.socket?.destroyed === true) return;
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(this.draining ? { connection: 'close' } : {}) });
     res.end(text);

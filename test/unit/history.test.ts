@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { countNewAttempts, foldRecords, newerStatus } from '../../src/history/fold.js';
+import { countNewAttempts, foldRecords, ladderStart, newerStatus } from '../../src/history/fold.js';
 import { answerText, checkRecord, decodeBatch, encodeBatch, newRunId, runStartOf, serializeRecord, storableText, type AttemptRecord, type DeadRecord, type HistoryRecord, type RunRecord } from '../../src/history/records.js';
 import { HistorySink } from '../../src/history/sink.js';
 import { retryableDbError, missingPartition } from '../../src/history/writer.js';
@@ -152,12 +152,18 @@ describe('folding a batch', () => {
     assert.equal(n.statusRunAt, null);
   });
 
-  it('a run id gives its ladder\'s start; other strings none; a start an hour after the event counts as the event\'s time', () => {
+  it('a run id gives its ladder\'s start; other strings none; a start an hour after its event, or before its notification was created, is not believed', () => {
     assert.equal(runStartOf(newRunId(T0)), T0);
     for (const r of ['', 'r1', 'order-12345', 'ABCDEFGH1234', '00001234', 'zzzzzzzzzzzzzzzzzz']) assert.equal(runStartOf(r), null, r);
     const future = newRunId(T0 + 3_600_000);
     const n = foldRecords([attempt({ run: future, final: { status: 'delivered' }, status: 200, outcome: 'success' })]).notifications[0]!;
-    assert.equal(n.statusRunAt, T0 + 15, 'clamped to the event');
+    assert.equal(n.statusRunAt, null, 'the event\'s time stands in');
+    // A program's own hex run id that decodes to a date years back (a quarter of random ones do).
+    const hex = 'e4f5a6b7c8d9';
+    assert.ok((runStartOf(hex) ?? Infinity) < T0);
+    assert.equal(ladderStart(hex, T0 + 15, T0), null);
+    assert.equal(ladderStart(newRunId(T0 + 10), T0 + 15, T0), T0 + 10);
+    assert.equal(ladderStart(newRunId(T0 + 50), T0 + 15, T0), T0 + 50, 'an ingress a little ahead of the tier is believed');
   });
 
   it('an ingress whose clock is ahead of the tier that delivered: the start still loses to its own end, in any order', () => {

@@ -3,7 +3,7 @@
 // whose upload stalls.
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import type { NotificationPublisher } from '../../src/broker/publisher.js';
 import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
@@ -29,24 +29,27 @@ function raw(port: number, bytes: string): { socket: net.Socket; reply: Promise<
 }
 
 describe('ingress HTTP edge', () => {
-  let server: IngressServer;
-  let port: number;
   const body = JSON.stringify({ url: 'https://shop.example/cb', body: 'x' });
+  const servers: IngressServer[] = [];
 
-  before(async () => {
-    server = new IngressServer(config, publisher, createLogger('silent', {}), null, null, null, null, { requestMs: 600, headersMs: 400, checkIntervalMs: 100 });
-    port = await server.listen(0, '127.0.0.1');
-  });
+  /** An ingress with one request slot, its publisher never confirming, and short HTTP clocks. */
+  async function start(): Promise<number> {
+    const server = new IngressServer(config, publisher, createLogger('silent', {}), null, null, null, null, { requestMs: 600, headersMs: 400, checkIntervalMs: 100 });
+    servers.push(server);
+    return server.listen(0, '127.0.0.1');
+  }
 
   after(async () => {
     // The requests waiting on a confirm that never comes never end: the drain closes their connections at its deadline.
-    await Promise.race([server.drain(Date.now() + 300).catch(() => undefined), new Promise((r) => setTimeout(r, 1500))]);
+    await Promise.race([Promise.all(servers.map((s) => s.drain(Date.now() + 300).catch(() => undefined))), new Promise((r) => setTimeout(r, 1500))]);
   });
 
   it('a stalled upload gets 408 (not a 400 a producer would drop its notification on), and its slot is freed', async () => {
+    const port = await start();
     const stalled = raw(port, `POST /v1/notifications HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 2000\r\n\r\n${body.slice(0, 10)}`);
     const reply = await stalled.reply;
     assert.match(reply, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.doesNotMatch(reply.slice(reply.indexOf('\r\n\r\n')), /HTTP\/1\.1/, 'one answer only');
     // The one slot is free again: the next request is taken, not refused OVERLOADED (it then waits on the confirm).
     const next = raw(port, `POST /v1/notifications HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
     const first = await Promise.race([next.reply, new Promise<string>((r) => setTimeout(() => r(''), 300))]);
@@ -55,16 +58,17 @@ describe('ingress HTTP edge', () => {
   });
 
   it('probes are answered while every request slot is taken: alive, and ready or why not', async () => {
+    const port = await start();
     const held = raw(port, `POST /v1/notifications HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
     await new Promise((r) => setTimeout(r, 100));
+    // The slot is taken by that request (this server had no other).
+    const refused = await fetch(`http://127.0.0.1:${port}/v1/notifications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    assert.equal(refused.status, 503);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'OVERLOADED');
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     assert.equal(health.status, 200);
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     assert.deepEqual({ status: ready.status, body: await ready.json() }, { status: 200, body: { ready: true, reasons: [] } });
-    // And the slot is indeed taken.
-    const refused = await fetch(`http://127.0.0.1:${port}/v1/notifications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    assert.equal(refused.status, 503);
-    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'OVERLOADED');
     held.socket.destroy();
   });
 
