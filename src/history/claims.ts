@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { query } from '../db/sql.js';
-import type { HistoryStatus } from './fold.js';
+import { ladderStart, newerStatus, type HistoryStatus, type NotificationRow, type StatusEvent } from './fold.js';
 
 /** What a notification was before a claim, to answer with and to give back. */
 export interface Claim {
@@ -37,8 +37,27 @@ export class HistoryClaims {
     return { id, key, at, previousStatus: r.previous_status as HistoryStatus, previousStatusAt: (r.previous_status_at as string | null) ?? null, previousStatusRunAt: (r.previous_status_run_at as string | null) ?? null, previousDeadReason: (r.previous_dead_reason as string | null) ?? null };
   }
 
-  /** Gives a claim back (its ladder never reached the broker), unless a newer status replaced it meanwhile. */
+  /**
+   * Gives a claim back (its ladder never reached the broker), unless a newer
+   * status replaced it meanwhile. The end of an older ladder recorded while
+   * the claim stood lost to it (the claim is a newer ladder's start): it
+   * applies again now, in the recorder's own order, so a forced resend that
+   * failed does not leave a notification delivered meanwhile pending.
+   */
   async release(c: Claim): Promise<void> {
     await this.pool.query(query('history-unclaim'), [c.id, c.key, c.at, c.previousStatus, c.previousStatusAt, c.previousDeadReason, c.previousStatusRunAt]);
+    const createdAt = Date.parse(c.key);
+    const { rows } = await this.pool.query<{ run: string; end_ms: number; outcome: string }>(query('history-ends-of'), [c.id, c.key]);
+    let last: StatusEvent | null = null;
+    for (const r of rows) {
+      const at = Number(r.end_ms);
+      const e: StatusEvent = { status: r.outcome === 'success' ? 'delivered' : 'dead', at, runAt: ladderStart(r.run, at, createdAt) };
+      if (newerStatus(e, last)) last = e;
+    }
+    if (last === null) return;
+    // Only the status event: every other field is kept as it is (COALESCE, GREATEST, no new attempts). The reason a
+    // ladder parked is not kept per attempt: a dead one comes back without it.
+    const row: NotificationRow = { id: c.id, createdAt, merchant: null, producer: null, url: '', content: null, status: last.status, statusAt: last.at, statusRunAt: last.runAt, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
+    await this.pool.query(query('history-upsert-notifications'), [JSON.stringify([row])]);
   }
 }

@@ -158,4 +158,19 @@ describe('redrive claims (real PostgreSQL)', () => {
     await writer.write(foldRecords([att('g', { run: newRunId(DEAD_AT + 10_000), startedAt: DEAD_AT + 31_000, status: 500, outcome: 'dead', final: { status: 'dead', reason: 'exhausted' } })]));
     assert.equal((await status('g')).status, 'dead', 'not held back by the claim given back');
   });
+  it('a forced resend whose publish failed gives its claim back, and the end its older ladder recorded meanwhile (lost to the claim) is the status again', async () => {
+    const writer = new HistoryWriter(pool);
+    const ra = newRunId(CREATED);
+    await writer.write(foldRecords([{ t: 'run', id: 'k', createdAt: CREATED, run: ra, at: CREATED, via: 'ingress', merchant: 'shop', producer: null, url: 'https://m.example/', content: JSON.stringify({ id: 'k', createdAt: CREATED, url: 'https://m.example/' }) }]));
+    const key = (await pool.query<{ key: string }>("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS key FROM notify_notifications WHERE id = 'k'")).rows[0]!.key;
+    const hc = new HistoryClaims(pool);
+    const claimAt = DEAD_AT;
+    const claim = await hc.claim('k', key, claimAt, ['pending', 'delivered', 'dead']);
+    assert.ok(claim);
+    // The first ladder delivers after the claim, while the resend's publish is failing.
+    await writer.write(foldRecords([{ t: 'attempt', id: 'k', createdAt: CREATED, run: ra, attempt: 4, tier: 4, startedAt: claimAt + 1000, durationMs: 5, status: 200, outcome: 'success', skipReason: null, error: null, answer: 'success', final: { status: 'delivered' } }]));
+    assert.equal((await status('k')).status, 'pending', 'the claim stands while its publish is under way');
+    await hc.release(claim);
+    assert.deepEqual(await status('k'), { status: 'delivered', ms: claimAt + 1005, reason: null });
+  });
 });
