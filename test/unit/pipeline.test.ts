@@ -79,15 +79,17 @@ function fakeDeliverer(result: TimedResult): HttpDeliverer & { calls: OutgoingRe
 }
 
 /** A merchant whose first request is held until `release()`; later ones answer 200 at once. `calls`: their webhook-ids. */
-function firstCallHeld(): { d: HttpDeliverer; calls: string[]; release: () => void } {
+/** A deliverer that holds the first call (or those `holds` picks, by id and place) until `release`. */
+function firstCallHeld(holds: (id: string, index: number) => boolean = (_id, i) => i === 0): { d: HttpDeliverer; calls: string[]; release: () => void } {
   const calls: string[] = [];
   let release!: () => void;
   const held = new Promise<void>((r) => (release = r));
   const d = {
     originOf: (url: string) => new URL(url).origin,
     attempt: async (req: OutgoingRequest) => {
-      calls.push(req.headers['webhook-id']!);
-      if (calls.length === 1) await held;
+      const id = req.headers['webhook-id']!;
+      calls.push(id);
+      if (holds(id, calls.length - 1)) await held;
       return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
     },
     close: async () => undefined,
@@ -598,19 +600,7 @@ describe('AttemptPipeline: the wait budget', () => {
   it('a schedule ending in 0s: a notification beyond its saturated origin\'s bound, or its merchant\'s cap, waits in the hold queue, never parked unattempted', async () => {
     const once = loadConfig({ env: { NOTIFY_SCHEDULE: '0s', NOTIFY_PREFIX: 'p' } });
     // Holds the first call and the merchant's first until released.
-    const calls: string[] = [];
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    const slow = {
-      originOf: (url: string) => new URL(url).origin,
-      attempt: async (req: OutgoingRequest) => {
-        const id = req.headers['webhook-id']!;
-        calls.push(id);
-        if (id === 'a' || id === 'm1a') await held;
-        return { kind: 'response', status: 200, body: 'ok', durationMs: 1 } as TimedResult;
-      },
-      close: async () => undefined,
-    } as unknown as HttpDeliverer;
+    const { d: slow, calls, release } = firstCallHeld((id) => id === 'a' || id === 'm1a');
     const gate = new OriginGate({ ...GATE, windowSpare: 0, policy: { ...GATE.policy, maxConcurrency: 1, initialLimit: 1 } });
     const m1: MerchantEntry = { id: 'm1', enabled: true, signing: 'none', allowedOrigins: new Set(['https://m1.example']), maxConcurrency: 1, maxAttempts: null, success: null, failing: false, secrets: [], version: 'v1' };
     const merchants: MerchantLookup = { get: (id) => (id === 'm1' ? m1 : undefined), lookup: async (id) => (id === 'm1' ? m1 : undefined), isLoaded: true, isUp: true };
