@@ -73,7 +73,8 @@ const RESERVED_HEADERS = new Set([
   'webhook-id', 'webhook-timestamp', 'webhook-signature',
 ]);
 /** How far ahead of the receiving clock a createdAt may be (clock skew, not scheduling). */
-const CREATED_AT_MAX_AHEAD_MS = 24 * 3600_000;
+/** How far ahead of this clock a notification's `createdAt` may be (a producer's clock ahead). */
+export const CREATED_AT_MAX_AHEAD_MS = 24 * 3600_000;
 
 /** Serialised size, refusing values JSON cannot serialise (too deeply nested) as input errors, not crashes. */
 function jsonBytes(v: unknown, field: string): number {

@@ -4,6 +4,7 @@
  * arrive in any order, more than once: rows are keyed so a repeat is a no-op,
  * and the notification's status is its latest ladder's ({@link newerStatus}).
  */
+import { CREATED_AT_MAX_AHEAD_MS } from '../core/message.js';
 import { runStartOf, type HistoryRecord } from './records.js';
 
 export type HistoryStatus = 'pending' | 'delivered' | 'dead';
@@ -77,7 +78,7 @@ export function attemptKey(id: string, createdAt: number, run: string, attempt: 
 
 const RANK: Readonly<Record<HistoryStatus, number>> = { pending: 0, dead: 1, delivered: 2 };
 
-/** How far a ladder's start may be past its event, or before its notification's createdAt (hosts' clocks apart), before its run id is taken for some other string. */
+/** How far a ladder's start may be past its event (hosts' clocks apart) before its run id is taken for some other string. */
 const SKEW_MS = 60_000;
 
 /**
@@ -85,14 +86,16 @@ const SKEW_MS = 60_000;
  * every event of a ladder keeps its start, so they compare by rank whatever
  * the hosts' clocks (an ingress ahead of the tier that delivered would
  * otherwise put the start after its own end). A start far past its event,
- * or before its notification was created, is some other program's run id
- * that decodes to a date by chance (a quarter of random hex ids do): null,
- * the event's time stands in. Also used by the redrive (superseded.ts).
+ * or long before its notification was created (more than the day a
+ * producer's clock may be ahead, `createdAt` being the producer's), is some
+ * other program's run id that decodes to a date by chance (a quarter of
+ * random hex ids do): null, the event's time stands in. Also used by the
+ * redrive (superseded.ts).
  */
 export function ladderStart(run: string, at: number, createdAt: number): number | null {
   const start = runStartOf(run);
   if (start === null) return null;
-  if (start > at + SKEW_MS || start < createdAt - SKEW_MS) return null;
+  if (start > at + SKEW_MS || start < createdAt - CREATED_AT_MAX_AHEAD_MS - SKEW_MS) return null;
   return start;
 }
 

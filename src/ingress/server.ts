@@ -52,6 +52,8 @@ export function clientErrorStatus(code: string | undefined): number {
  */
 export class IngressServer {
   private server: Server | null = null;
+  /** Sockets a client error ended and counted: the handler reading their request does not count them again. */
+  private readonly counted = new WeakSet<Socket>();
   private draining = false;
   private config: Config;
   private tokens: BearerTokens;
@@ -125,6 +127,7 @@ export class IngressServer {
         const status = clientErrorStatus(err.code);
         socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
         this.metrics?.ingressRequests.inc({ status: String(status) });
+        this.counted.add(socket);
       }
       socket.destroy();
     });
@@ -136,8 +139,9 @@ export class IngressServer {
   }
 
   private send(res: ServerResponse, status: number, body: unknown): void {
-    // The peer is gone (a client error destroyed the socket, and counted it): nothing to answer or count twice.
-    if (res.destroyed || res.socket?.destroyed === true) return;
+    // A client error answered and counted this request already (and destroyed its socket): not counted twice.
+    // A peer gone otherwise is still counted: its notification may have been accepted.
+    if (res.socket !== null && this.counted.has(res.socket)) return;
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(this.draining ? { connection: 'close' } : {}) });
     res.end(text);

@@ -164,6 +164,7 @@ describe('folding a batch', () => {
     assert.equal(ladderStart(hex, T0 + 15, T0), null);
     assert.equal(ladderStart(newRunId(T0 + 10), T0 + 15, T0), T0 + 10);
     assert.equal(ladderStart(newRunId(T0 + 50), T0 + 15, T0), T0 + 50, 'an ingress a little ahead of the tier is believed');
+    assert.equal(ladderStart(newRunId(T0), T0 + 15, T0 + 3_600_000), T0, 'a producer\'s clock an hour ahead (its createdAt later than the ladder): believed');
   });
 
   it('an ingress whose clock is ahead of the tier that delivered: the start still loses to its own end, in any order', () => {
