@@ -274,9 +274,7 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
     const metrics = await metricsText(daemon.d);
     return { ...run, tier1: tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]) };
   } finally {
-    await daemon.d.stop(40_000).catch((e: unknown) => log(`cold daemon stop: ${String(e)}`));
-    const entry = ctx.res.daemons.find((x) => x.d === daemon.d);
-    if (entry) await dropPrefix(ctx, entry, ctx.res.daemons);
+    await ctx.res.retire(daemon.d);
     await m.clear();
   }
 }
