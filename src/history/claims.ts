@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { query } from '../db/sql.js';
-import { ladderStart, newerStatus, type HistoryStatus, type NotificationRow, type StatusEvent } from './fold.js';
+import { emptyRow, ladderStart, newerStatus, type HistoryStatus, type NotificationRow, type StatusEvent } from './fold.js';
 
 /** What a notification was before a claim, to answer with and to give back. */
 export interface Claim {
@@ -57,7 +57,7 @@ export class HistoryClaims {
     if (last === null) return;
     // Only the status event: every other field is kept as it is (COALESCE, GREATEST, no new attempts). The reason a
     // ladder parked is not kept per attempt: a dead one comes back without it.
-    const row: NotificationRow = { id: c.id, createdAt, merchant: null, producer: null, url: '', content: null, status: last.status, statusAt: last.at, statusRunAt: last.runAt, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
+    const row: NotificationRow = { ...emptyRow(c.id, createdAt), status: last.status, statusAt: last.at, statusRunAt: last.runAt };
     await this.pool.query(query('history-upsert-notifications'), [JSON.stringify([row])]);
   }
 }

@@ -66,6 +66,11 @@ export interface Folded {
   readonly oldestAt: number;
 }
 
+/** A row that says nothing yet: every field the upsert keeps as the database has it (COALESCE, GREATEST, no attempts). */
+export function emptyRow(id: string, createdAt: number): NotificationRow {
+  return { id, createdAt, merchant: null, producer: null, url: '', content: null, status: null, statusAt: null, statusRunAt: null, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
+}
+
 /** The key of a notification: id and createdAt (ms, whole). */
 export function notificationKey(id: string, createdAt: number): string {
   return `${id}\u0000${createdAt}`;
@@ -148,7 +153,7 @@ export function foldRecords(records: readonly HistoryRecord[], now = Date.now())
     const merchant = r.t === 'attempt' ? null : r.merchant;
     let n = notes.get(key);
     if (!n) {
-      n = { id: r.id, createdAt, merchant, producer: null, url: r.t === 'attempt' ? '' : r.url, content: null, status: null, statusAt: null, statusRunAt: null, deadReason: null, attempts: 0, lastAttemptAt: null, lastStatus: null, lastError: null, deliveredAt: null, deadAt: null };
+      n = { ...emptyRow(r.id, createdAt), merchant, url: r.t === 'attempt' ? '' : r.url };
       notes.set(key, n);
       days.add(dayOf(createdAt));
     }

@@ -103,15 +103,16 @@ export class IngressServer {
   listen(port: number, host: string): Promise<number> {
     const t = this.timeouts;
     const server = createServer({ requestTimeout: t.requestMs, headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs, keepAliveTimeout: 5_000 }, (req, res) => {
+      const path = (req.url ?? '/').split('?')[0]!;
       // Probes first: a busy ingress is alive, and says why it is not ready, instead of an OVERLOADED a liveness check would restart it for.
-      if (this.probe(req, res)) return;
+      if (this.probe(path, req, res)) return;
       if (this.active.size >= this.config.ingress.maxConcurrentRequests) {
         // Refused before a byte of the body is read: memory stays bounded by the cap times the body limit.
         req.resume();
         res.setHeader('connection', 'close');
         return this.sendError(res, new NotifyError(ErrorCodes.OVERLOADED, `${this.active.size} requests under way; retry later`));
       }
-      const p = this.route(req, res).catch((err: unknown) => {
+      const p = this.route(path, req, res).catch((err: unknown) => {
         this.log.error({ err: toErrorData(err) }, 'ingress handler failed');
         if (!res.headersSent) this.sendError(res, new NotifyError(ErrorCodes.INTERNAL, 'internal error'));
       });
@@ -164,8 +165,7 @@ export class IngressServer {
   }
 
   /** Answers `/healthz` and `/readyz` (GET, HEAD); false for any other request. */
-  private probe(req: IncomingMessage, res: ServerResponse): boolean {
-    const path = (req.url ?? '/').split('?')[0];
+  private probe(path: string, req: IncomingMessage, res: ServerResponse): boolean {
     if (!((path === '/readyz' || path === '/healthz') && (req.method === 'GET' || req.method === 'HEAD'))) return false;
     req.resume();
     if (path === '/healthz') this.send(res, 200, { ok: true });
@@ -176,8 +176,7 @@ export class IngressServer {
     return true;
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+  private async route(path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (path === '/openapi.json' && (req.method === 'GET' || req.method === 'HEAD')) {
       req.resume();
       // Loaded when asked for: the document's builders (TypeBox) would cost every ingress process ~14 MB.

@@ -40,14 +40,14 @@ export interface EarlyMessages {
 }
 
 /**
- * Starts a worker process: from here on it ignores SIGHUP (systemd's
- * `kill -s HUP` reaches the whole group; only the master reloads), says
- * `hello` on the IPC pipe and resolves with the config the master answers
- * with, and the messages that come before the worker listens (`early`,
- * for `runManagedWorker`). The role and tier come from the environment.
+ * Starts a worker process: says `hello` on the IPC pipe and resolves with
+ * the config the master answers with, and the messages that come before the
+ * worker listens (`early`, for `runManagedWorker`). The role and tier come
+ * from the environment. SIGHUP (systemd's `kill -s HUP` reaches the whole
+ * group; only the master reloads) is ignored from the entry's first import
+ * on (early-hangup.ts), before this runs.
  */
 export function receiveWorkerConfig(timeoutMs = 30_000): Promise<{ config: Config; tier: number | null; startPaused: boolean; early: EarlyMessages }> {
-  process.on('SIGHUP', () => undefined);
   if (!process.send) return Promise.reject(new Error('no IPC pipe: workers are started by the master (notifyd start)'));
   const tierText = process.env[WORKER_ENV.tier];
   const tier = tierText ? Number(tierText) : null;
