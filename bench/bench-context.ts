@@ -84,6 +84,8 @@ export const USAGE = `npm run bench -- [options]
   --cold-seconds S   seconds of retry load per run (default 10)   --cold-warm W  tier-0 warm-up, s (default 3)
   --cold-n N         fail-once notifications for the retry ceiling (default 20000)
   --cold-ceiling R   take R/s as the retry ceiling instead of measuring it
+  --cold-idle S      seconds the fresh daemon idles before its tier-0 warm-up (default 0): long enough
+                     (120 or more) for V8's memory reducer to have run in the idle tier 1, as after a quiet hour
   --cold-compare     also run the daemon with its tier warm-up off (NOTIFY_DELIVERY_WARM_UP=0) in turn
   --cold-loops       also run the ceiling's hand-written loops under the same load, in turn
   --ingress          ingress requests/s (POST /v1/notifications, tier 0 paused so only the ingress and the
@@ -167,6 +169,8 @@ export interface Flags {
   coldRuns: number;
   coldSeconds: number;
   coldWarm: number;
+  /** `--cold-idle`: seconds the daemon idles before the load's tier-0 warm-up. */
+  coldIdle: number;
   coldN: number;
   /** 0: measure it. */
   coldCeiling: number;
@@ -230,6 +234,7 @@ export function parseFlags(): Flags {
       'cold-runs': { type: 'string' },
       'cold-seconds': { type: 'string' },
       'cold-warm': { type: 'string' },
+      'cold-idle': { type: 'string' },
       'cold-n': { type: 'string' },
       'cold-ceiling': { type: 'string' },
       'cold-compare': { type: 'boolean' },
@@ -325,6 +330,7 @@ export function parseFlags(): Flags {
     coldRuns: Math.max(1, Math.round(num(values['cold-runs'], 3, 'cold-runs'))),
     coldSeconds: Math.max(1, Math.round(num(values['cold-seconds'], 10, 'cold-seconds'))),
     coldWarm: Math.max(1, num(values['cold-warm'], 3, 'cold-warm')),
+    coldIdle: Math.max(0, num(values['cold-idle'], 0, 'cold-idle')),
     coldN: Math.max(1000, Math.floor(num(values['cold-n'], 20_000, 'cold-n'))),
     coldCeiling: num(values['cold-ceiling'], 0, 'cold-ceiling'),
     coldCompare: values['cold-compare'] ?? false,

@@ -37,6 +37,7 @@ import { MerchantProcess } from '../merchant-process.js';
 import { BEAM, DEFAULT_SCHEDULE, log, metricsText, monoUs, startDaemon, table, waitDepth } from '../bench-context.js';
 import { counterSum, histogramPercentileMs, samples } from '../metrics-text.js';
 import { CpuMeter, CpuTimeline, busyPctBetween, cpuByWindow } from '../cpu.js';
+import { pssKiB } from '../pss.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
 
 const DELAY1 = parseSchedule(DEFAULT_SCHEDULE)[1]!;
@@ -69,6 +70,8 @@ interface ColdRun {
    * retries) from a machine that is short of CPU at the step in load.
    */
   bySecond?: { tier1CpuMs: number[]; machineBusyPct: number[] };
+  /** Tier 1's process PSS (MiB) just before the fail-once load: what its idle left of its warm-up's heap. */
+  tier1PssMiB?: number | null;
 }
 
 interface Tier1Report {
@@ -210,6 +213,8 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
       const note = { ...proto, id, url, createdAt: now };
       ch.publish(names.work, names.routingKey(0), encodeNotification(note), tier0Props(note, now));
     };
+    // A quiet spell first (--cold-idle): what idling does to tier 1 (V8's memory reducer) happens before the burst, as in production.
+    if (flags.coldIdle > 0) await sleep(flags.coldIdle * 1000);
     // Tier 0 warm (as in production, where new notifications never stop), tier 1 untouched: these succeed at once.
     const base = await m.count();
     const warmN = Math.round(rate * flags.coldWarm);
@@ -219,6 +224,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
     const total = Math.round(rate * flags.coldSeconds);
     const loadS = loadSeconds(flags.coldSeconds);
     const reached = m.watch(base + warmN + 2 * Math.round(rate * loadS), 60_000 + loadS * 1000);
+    const tier1Kib = tier1Pid === null ? null : await pssKiB(tier1Pid);
     const m0 = monoUs();
     const cpu = new CpuMeter({ ...groups, broker: BEAM(), merchant: m.pid === undefined ? [] : [m.pid], bench: [process.pid] }).start();
     // Its first and last readings bound the whole load's busy share as well.
@@ -258,6 +264,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
         msPerS: Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, round(v / seconds)])),
       },
       bySecond: { tier1CpuMs: t1.cpuMs, machineBusyPct: t1.busyPct },
+      tier1PssMiB: tier1Kib === null ? null : round(tier1Kib / 1024, 1),
     };
   } finally {
     timeline?.stop();
@@ -343,7 +350,7 @@ async function bareMechanism(ctx: BenchContext, rate: number): Promise<ColdRun> 
     await declareTopology(c, buildTopology(prefix, parseSchedule(DEFAULT_SCHEDULE), flags.queueType));
     await c.close();
   }
-  await sleep((flags.coldWarm + 1) * 1000);
+  await sleep((flags.coldIdle + flags.coldWarm + 1) * 1000);
   const total = Math.round(rate * flags.coldSeconds);
   // The same tail as notifyd's load, not measured, so the runs compare like with like.
   const loadS = loadSeconds(flags.coldSeconds);
@@ -456,7 +463,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
           res[who].push(run);
           const t1 = run.tier1;
           const own = t1 ? `; tier 1: attempts ${JSON.stringify(t1.attempts)}, deferrals ${t1.deferrals}, own lateness p99 ≤ ${t1.latenessP99LeMs} ms, warm-up ${t1.warmUpMs ?? '-'} ms${t1.brokerWarmUpMs !== null ? ` + ${t1.brokerWarmUpMs} ms through the broker` : ''}${t1.tier0SkippedOrDeferred > 0 ? `; FLAGGED: tier 0 skipped or deferred ${t1.tier0SkippedOrDeferred} (machine too busy for tier 0)` : ''}` : '';
-          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}${cpuText(run)}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
+          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}; tier 1 PSS before the load ${run.tier1PssMiB ?? '-'} MiB${cpuText(run)}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
         } else if (who === 'loops') {
           const run = await coldLoops(ctx, m, rate, `l${share}r${r}`);
           res.loops.push(run);
@@ -472,7 +479,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
     results.push(res);
   }
 
-  let tail = `\n== cold retry tiers: fresh daemon, tier 0 warmed ${flags.coldWarm}s, tier 1 idle since start; ${flags.coldSeconds}s of fail-once load; retry ceiling ${round(ceiling)}/s${flags.coldCeiling ? ' (given)' : ' (hand-written loops, measured)'}; medians of ${flags.coldRuns} runs\n`;
+  let tail = `\n== cold retry tiers: fresh daemon${flags.coldIdle > 0 ? ` idle ${flags.coldIdle}s` : ''}, tier 0 warmed ${flags.coldWarm}s, tier 1 idle since start; ${flags.coldSeconds}s of fail-once load; retry ceiling ${round(ceiling)}/s${flags.coldCeiling ? ' (given)' : ' (hand-written loops, measured)'}; medians of ${flags.coldRuns} runs\n`;
   const record: Record<string, unknown>[] = [];
   for (const r of results) {
     const cmp = r.unwarmed.length > 0;
@@ -523,6 +530,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
       tier1_runs: r.notifyd.map((x) => x.tier1 ?? null),
       cpu_runs: r.notifyd.map((x) => x.cpu ?? null),
       notifyd_by_second_runs: r.notifyd.map((x) => x.bySecond ?? null),
+      tier1_pss_mib_runs: r.notifyd.map((x) => x.tier1PssMiB ?? null),
       ...Object.assign({}, ...extras.map(([, key, runs]) => armRecord(key, runs, flags.coldSeconds))),
       ...(cmp ? { unwarmed_tier1_runs: r.unwarmed.map((x) => x.tier1 ?? null) } : {}),
       bound_ms: bound,
@@ -531,7 +539,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
     });
   }
   return {
-    record: { cold: { ceiling_per_s: round(ceiling), ceiling_given: flags.coldCeiling > 0, runs: flags.coldRuns, seconds: flags.coldSeconds, warm_s: flags.coldWarm, rates: record } },
+    record: { cold: { ceiling_per_s: round(ceiling), ceiling_given: flags.coldCeiling > 0, runs: flags.coldRuns, seconds: flags.coldSeconds, warm_s: flags.coldWarm, idle_s: flags.coldIdle, rates: record } },
     head: '',
     memory: [],
     tail,
