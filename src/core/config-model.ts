@@ -102,7 +102,10 @@ export interface DeliveryConfig {
    * ceiling; docs/performance.md, stop 34), which a tier pays anyway
    * on its first burst but an idle tier never does: by default only tier 1,
    * where a merchant outage's failures land first (tier 0 is kept warm by
-   * new notifications).
+   * new notifications). A warmed worker runs without V8's memory reducer,
+   * whose idle full collections would deoptimise what the warm-up compiled
+   * within minutes (src/supervisor/worker-flags.ts), so it keeps that memory
+   * while it idles.
    */
   readonly warmUpTiers: readonly number[];
   /**

@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { WORKER_ENV, assertNever, parseWorkerMessage, wrap, type MasterMessage, type WorkerRole, type WorkerState, type WorkerStats } from './control.js';
+import { workerExecArgv } from './worker-flags.js';
 import { EMPTY_HISTORY, afterStableUptime, decideRestart, type RestartHistory, type RestartPolicy } from './restart-policy.js';
 
 /** One supervised worker position (a tier, the ingress, …) and what the master knows of it. */
@@ -106,7 +107,7 @@ export class ProcessTable {
   private fork(slot: Slot): void {
     slot.timer = null;
     if (this.draining) return;
-    cluster.setupPrimary({ exec: this.opts.entries[slot.role] });
+    cluster.setupPrimary({ exec: this.opts.entries[slot.role], execArgv: workerExecArgv(cluster.settings.execArgv ?? process.execArgv, slot.role, slot.tier, this.opts.config()) });
     let worker: Worker;
     try {
       worker = cluster.fork({

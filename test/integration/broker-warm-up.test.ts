@@ -4,6 +4,7 @@
 // worker stops, and a broken connection only ends it (never throws). Then in a
 // real daemon: tier 1 warms up through the broker before it consumes.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
 import { AMQP_URL, DaemonProcess, deletePrefix, queueDepths, uniquePrefix, waitFor } from '../../bench/daemon-process.js';
@@ -142,7 +143,7 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
     // Its attempts' hand-ons see a closed link and give up: no retry loop keeps this process (and the test file) alive.
   });
 
-  it('a daemon: tier 1 warms up through the broker before it consumes; nothing reaches a merchant or stays on the broker', async () => {
+  it('a daemon: tier 1 warms up through the broker before it consumes, and runs without the memory reducer; nothing reaches a merchant or stays on the broker', async () => {
     const merchant = new MerchantStub();
     await merchant.start();
     const prefix = uniquePrefix('bwarmd');
@@ -159,6 +160,11 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
       assert.ok(d.lines.findIndex(isConnected) > d.lines.indexOf(line), 'warmed up before consuming');
       // Only the warmed tier does it.
       assert.equal(d.find('tier worker warmed up through the broker').filter((l) => l.tier !== 1).length, 0);
+      // And only it runs without V8's memory reducer, whose idle collections would deoptimise what the warm-up compiled.
+      const { body } = await d.admin<{ tiers: { index: number; pid: number | null }[] }>('GET', '/admin/status');
+      const argsOf = async (tier: number): Promise<string[]> => (await readFile(`/proc/${body.tiers.find((t) => t.index === tier)!.pid}/cmdline`, 'utf8')).split('\0');
+      assert.ok((await argsOf(1)).includes('--no-memory-reducer'), (await argsOf(1)).join(' '));
+      for (const tier of [0, 2]) assert.equal((await argsOf(tier)).includes('--no-memory-reducer'), false, `tier ${tier}`);
       const conn = await amqp.connect(AMQP_URL);
       conns.push(conn);
       const queues = line.queues as string[];

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/core/config.js';
+import { workerExecArgv, workerV8Flags } from '../../src/supervisor/worker-flags.js';
+
+describe('worker V8 flags', () => {
+  const config = loadConfig({ configFile: null, env: {} });
+
+  it('a warmed tier runs without the memory reducer (by default tier 1); other tiers and roles run as node does', () => {
+    assert.deepEqual(config.delivery.warmUpTiers, [1]);
+    assert.deepEqual(workerV8Flags('tier', 1, config), ['--no-memory-reducer']);
+    assert.deepEqual(workerV8Flags('tier', 0, config), []);
+    assert.deepEqual(workerV8Flags('tier', 2, config), []);
+    assert.deepEqual(workerV8Flags('ingress', null, config), []);
+    assert.deepEqual(workerV8Flags('recorder', null, config), []);
+  });
+
+  it('follows the configuration: the tiers it names, none with the warm-up off', () => {
+    const both = { ...config, delivery: { ...config.delivery, warmUpTiers: [0, 1] } };
+    assert.deepEqual(workerV8Flags('tier', 0, both), ['--no-memory-reducer']);
+    const off = loadConfig({ configFile: null, env: { NOTIFY_DELIVERY_WARM_UP: '0' } });
+    assert.deepEqual(workerV8Flags('tier', 1, off), []);
+  });
+
+  it("keeps the master's arguments, adds the slot's once however often it is applied, and drops one no longer due", () => {
+    const base = ['--import', 'tsx', '--max-old-space-size=512'];
+    const t1 = workerExecArgv(base, 'tier', 1, config);
+    assert.deepEqual(t1, [...base, '--no-memory-reducer']);
+    assert.deepEqual(workerExecArgv(t1, 'tier', 1, config), t1);
+    assert.deepEqual(workerExecArgv(t1, 'tier', 0, config), base);
+  });
+});
