@@ -126,13 +126,16 @@ function workerFile(): string {
 /**
  * Worker threads inherit `process.execArgv`, so under `node --import tsx` or the
  * tsx CLI they can already load `.ts`. Only when tsx was registered in-process
- * (its API, not a flag) would a `.ts` worker fail to load; add the flag then.
+ * (its API, not a flag) would a `.ts` worker fail to load; add the flag then,
+ * alone: a thread given the process's arguments refuses V8 flags among them
+ * (`ERR_WORKER_INVALID_EXEC_ARGV`), and a warmed tier worker has one
+ * (src/supervisor/worker-flags.ts).
  */
 function workerExecArgv(file: string): string[] | undefined {
   if (!file.endsWith('.ts') || process.execArgv.some((a) => a.includes('tsx'))) return undefined;
   try {
     const tsx = createRequire(import.meta.url).resolve('tsx');
-    return [...process.execArgv, '--import', pathToFileURL(tsx).href];
+    return ['--import', pathToFileURL(tsx).href];
   } catch {
     return undefined;
   }

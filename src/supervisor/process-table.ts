@@ -79,6 +79,7 @@ export class ProcessTable {
   private drainDeadlineMs = 0;
   private nextRequestId = 1;
   private readonly pending = new Map<number, (s: WorkerStats) => void>();
+  private baseExecArgv: readonly string[] | null = null;
 
   constructor(private readonly opts: ProcessTableOptions) {
     this.log = opts.logger;
@@ -107,7 +108,9 @@ export class ProcessTable {
   private fork(slot: Slot): void {
     slot.timer = null;
     if (this.draining) return;
-    cluster.setupPrimary({ exec: this.opts.entries[slot.role], execArgv: workerExecArgv(cluster.settings.execArgv ?? process.execArgv, slot.role, slot.tier, this.opts.config()) });
+    // The master's arguments as they were before the first fork: cluster keeps the last fork's, a slot's own flags included.
+    this.baseExecArgv ??= [...(cluster.settings.execArgv ?? process.execArgv)];
+    cluster.setupPrimary({ exec: this.opts.entries[slot.role], execArgv: workerExecArgv(this.baseExecArgv, slot.role, slot.tier, this.opts.config()) });
     let worker: Worker;
     try {
       worker = cluster.fork({

@@ -1,9 +1,6 @@
 import type { Config } from '../core/config-model.js';
 import type { WorkerRole } from './control.js';
 
-/** Every flag {@link workerV8Flags} may add, so a worker's arguments never carry one twice or one no longer due. */
-const OWN_FLAGS: ReadonlySet<string> = new Set(['--no-memory-reducer']);
-
 /**
  * V8 flags a worker is forked with beside the master's own (pure).
  *
@@ -15,8 +12,10 @@ const OWN_FLAGS: ReadonlySet<string> = new Set(['--no-memory-reducer']);
  * and a burst after a quiet spell met a cold tier (docs/performance.md,
  * stop 61). Without the reducer a warmed worker idles without full
  * collections; it keeps its heap as the warm-up or its last burst left it
- * (about 40 MiB more than an idle tier) until its next full collection, which
- * comes with load.
+ * (about 40 MiB more than an idle tier after a warm-up, up to its peak heap
+ * after a burst) until its next full collection, which comes with load.
+ * Decided when the worker starts, as its warm-up is: a reload changes it for
+ * the workers started afterwards.
  */
 export function workerV8Flags(role: WorkerRole, tier: number | null, config: Config): string[] {
   const d = config.delivery;
@@ -25,10 +24,9 @@ export function workerV8Flags(role: WorkerRole, tier: number | null, config: Con
 }
 
 /**
- * A worker's node arguments (pure): the master's (`base`, e.g.
- * `cluster.settings.execArgv`), without any flag of {@link workerV8Flags},
- * then the slot's own.
+ * A worker's node arguments (pure): the master's (`base`, as they were
+ * before its first fork), then the slot's own.
  */
 export function workerExecArgv(base: readonly string[], role: WorkerRole, tier: number | null, config: Config): string[] {
-  return [...base.filter((a) => !OWN_FLAGS.has(a)), ...workerV8Flags(role, tier, config)];
+  return [...base, ...workerV8Flags(role, tier, config)];
 }

@@ -22,11 +22,11 @@ describe('worker V8 flags', () => {
     assert.deepEqual(workerV8Flags('tier', 1, off), []);
   });
 
-  it("keeps the master's arguments, adds the slot's once however often it is applied, and drops one no longer due", () => {
+  it("keeps the master's arguments, its own flags included, and adds the slot's after them", () => {
     const base = ['--import', 'tsx', '--max-old-space-size=512'];
-    const t1 = workerExecArgv(base, 'tier', 1, config);
-    assert.deepEqual(t1, [...base, '--no-memory-reducer']);
-    assert.deepEqual(workerExecArgv(t1, 'tier', 1, config), t1);
-    assert.deepEqual(workerExecArgv(t1, 'tier', 0, config), base);
+    assert.deepEqual(workerExecArgv(base, 'tier', 1, config), [...base, '--no-memory-reducer']);
+    assert.deepEqual(workerExecArgv(base, 'tier', 0, config), base);
+    const master = ['--no-memory-reducer'];
+    assert.deepEqual(workerExecArgv(master, 'ingress', null, config), master);
   });
 });
