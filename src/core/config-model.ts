@@ -386,6 +386,11 @@ export function diffConfig(old: Config, next: Config): { restartRequired: boolea
     notes.push("the master's periodic jobs (metrics.queueSampleCron, deadRedrive.cron, merchants.autoDisableCron/autoDisableAfter, history.retention/retentionCron) changed: restart needed");
   }
   const restartRequired = notes.length > 0;
+  const d = (c: Config): unknown => [c.delivery.warmUp, c.delivery.warmUpThroughBroker, c.delivery.warmUpTiers];
+  if (!sameJson(d(old), d(next))) {
+    // Not a restart: the tiers run as they are, only cold or warm as they started.
+    notes.push('delivery.warmUp, warmUpThroughBroker or warmUpTiers changed: applies to tier workers started from now on (a warm-up and its V8 flags are set when a worker starts)');
+  }
   notes.push('delivery, signing, limits and log level applied');
   return { restartRequired, notes };
 }

@@ -511,6 +511,16 @@ describe('diffConfig', () => {
     assert.equal(d.restartRequired, false);
   });
 
+  it('a warm-up change → no restart, and the note says it reaches tier workers started from then on', () => {
+    const warm = /warmUpTiers changed: applies to tier workers started from now on/;
+    assert.equal(diffConfig(base(), base()).notes.some((n) => warm.test(n)), false);
+    for (const next of [load({}, writeConfig({ delivery: { warmUpTiers: [0, 1] } })), load({ NOTIFY_DELIVERY_WARM_UP: '0' })]) {
+      const d = diffConfig(base(), next);
+      assert.equal(d.restartRequired, false);
+      assert.ok(d.notes.some((n) => warm.test(n)), d.notes.join('; '));
+    }
+  });
+
   it('log level and signing change → applied live', () => {
     assert.equal(diffConfig(base(), load({ NOTIFY_LOG_LEVEL: 'debug', NOTIFY_SIGNING_SECRET: SECRET_A })).restartRequired, false);
   });
