@@ -195,8 +195,8 @@ async function purge(prefix: string): Promise<void> {
 
 /**
  * The load of one run, against whatever consumes tier 0 of `prefix` (a
- * daemon, or the hand-written loops): `--cold-warm` seconds of notifications
- * that succeed at once (tier 0 warm, tier 1 untouched), a second of quiet,
+ * daemon, or the hand-written loops): `--cold-idle` seconds of nothing, then
+ * `--cold-warm` seconds of notifications that succeed at once (tier 0 warm, tier 1 untouched), a second of quiet,
  * then `--cold-seconds` of fail-once notifications (and the unmeasured
  * tail, `loadSeconds`). Lateness of attempt 2 at the merchant, and the CPU of
  * `groups` and of the machine during that load.
@@ -204,6 +204,8 @@ async function purge(prefix: string): Promise<void> {
 async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
   const { flags } = ctx;
   const names = namesFor(prefix);
+  // A quiet spell first (--cold-idle): what idling does to tier 1 (V8's memory reducer) happens before the burst, as in production.
+  if (flags.coldIdle > 0) await sleep(flags.coldIdle * 1000);
   const { ch, close } = await openConfirm(AMQP_URL, 'notifyd bench cold');
   let timeline: CpuTimeline | null = null;
   try {
@@ -213,8 +215,6 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
       const note = { ...proto, id, url, createdAt: now };
       ch.publish(names.work, names.routingKey(0), encodeNotification(note), tier0Props(note, now));
     };
-    // A quiet spell first (--cold-idle): what idling does to tier 1 (V8's memory reducer) happens before the burst, as in production.
-    if (flags.coldIdle > 0) await sleep(flags.coldIdle * 1000);
     // Tier 0 warm (as in production, where new notifications never stop), tier 1 untouched: these succeed at once.
     const base = await m.count();
     const warmN = Math.round(rate * flags.coldWarm);
