@@ -12,8 +12,9 @@ import type { WorkerRole } from './control.js';
  * and a burst after a quiet spell met a cold tier (docs/performance.md,
  * stop 61). Without the reducer a warmed worker idles without full
  * collections; it keeps its heap as the warm-up or its last burst left it
- * (about 40 MiB more than an idle tier after a warm-up, up to its peak heap
- * after a burst) until its next full collection, which comes with load.
+ * (after a warm-up about 40 MiB more than an idle tier, 10–15 once a
+ * scavenge has shrunk its young generation; up to its peak old space after
+ * a burst) until its next full collection, which comes with load.
  * Decided when the worker starts, as its warm-up is: a reload changes it for
  * the workers started afterwards.
  */
