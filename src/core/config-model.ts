@@ -262,6 +262,15 @@ export interface HistoryConfig {
   readonly retentionCron: string;
 }
 
+/**
+ * Whether `tier`'s worker warms up at start (`delivery.warmUp` on, the tier in
+ * `delivery.warmUpTiers`): the warm-up itself and the V8 flags a warmed
+ * worker is forked with (src/supervisor/worker-flags.ts) must agree on it.
+ */
+export function warmsUp(c: Pick<Config, 'delivery'>, tier: number): boolean {
+  return c.delivery.warmUp > 0 && c.delivery.warmUpTiers.includes(tier);
+}
+
 /** Whether this configuration records history: a database, and `history.enabled`. */
 export function historyOn(c: Pick<Config, 'database' | 'history'>): boolean {
   return c.database.url !== null && c.history.enabled;
@@ -386,14 +395,16 @@ export function diffConfig(old: Config, next: Config): { restartRequired: boolea
     notes.push("the master's periodic jobs (metrics.queueSampleCron, deadRedrive.cron, merchants.autoDisableCron/autoDisableAfter, history.retention/retentionCron) changed: restart needed");
   }
   const restartRequired = notes.length > 0;
-  const d = (c: Config): unknown => [c.delivery.warmUp, c.delivery.warmUpThroughBroker, c.delivery.warmUpTiers];
-  if (!sameJson(d(old), d(next))) {
+  if (!sameJson(warmUpOf(old), warmUpOf(next))) {
     // Not a restart: the tiers run as they are, only cold or warm as they started.
     notes.push('delivery.warmUp, warmUpThroughBroker or warmUpTiers changed: applies to tier workers started from now on (a warm-up and its V8 flags are set when a worker starts)');
   }
   notes.push('delivery, signing, limits and log level applied');
   return { restartRequired, notes };
 }
+
+/* Settings a tier worker reads once, when it starts: its warm-up and the V8 flags that come with it. */
+const warmUpOf = (c: Config): unknown => [c.delivery.warmUp, c.delivery.warmUpThroughBroker, c.delivery.warmUpTiers];
 
 /*
  * Settings read once, when a process starts: the processes' pools, the

@@ -1,4 +1,4 @@
-import type { Config } from '../core/config-model.js';
+import { warmsUp, type Config } from '../core/config-model.js';
 import type { WorkerRole } from './control.js';
 
 /**
@@ -19,8 +19,7 @@ import type { WorkerRole } from './control.js';
  * the workers started afterwards.
  */
 export function workerV8Flags(role: WorkerRole, tier: number | null, config: Config): string[] {
-  const d = config.delivery;
-  if (role !== 'tier' || tier === null || d.warmUp <= 0 || !d.warmUpTiers.includes(tier)) return [];
+  if (role !== 'tier' || tier === null || !warmsUp(config, tier)) return [];
   return ['--no-memory-reducer'];
 }
 

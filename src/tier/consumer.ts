@@ -1,7 +1,7 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import { AckBatcher, ackPolicyFor, nodeAckTimers, type AckStall } from '../broker/ack-batcher.js';
 import { lanePolicy, shouldMoveLane, type LanePolicy } from '../broker/consumer-lanes.js';
-import { diffConfig, historyOn, type Config } from '../core/config-model.js';
+import { diffConfig, historyOn, warmsUp, type Config } from '../core/config-model.js';
 import { createAddressGuard } from '../delivery/address-guard.js';
 import { CLOSE_WITHIN_MS, NodeRing, closeWithin, nodeRingFor, openUntil, sleep } from '../broker/connection.js';
 import { callWithin, closeChannelWithin, openWithin, settleWithin } from '../broker/open-within.js';
@@ -288,8 +288,8 @@ export class TierWorker implements ManagedWorker {
 
   /** Runs the hot path on synthetic notifications before consuming (src/tier/warm-up.ts); a failure only costs the warmth. */
   private async warmUp(): Promise<void> {
+    if (!warmsUp(this.config, this.tier)) return;
     const count = this.config.delivery.warmUp;
-    if (count <= 0 || !this.config.delivery.warmUpTiers.includes(this.tier)) return;
     const { signer, merchantSigners } = this.pipeline.current;
     const r = await warmUp(this.config, this.tier, gateOptionsOf(this.config), { signer, merchantSigners }, { count, budgetMs: WARM_UP_BUDGET_MS, concurrency: Math.min(WARM_UP_CONCURRENCY, this.config.delivery.concurrency) }, this.stopSignal.signal);
     if (this.stopSignal.signal.aborted) return;
@@ -304,7 +304,7 @@ export class TierWorker implements ManagedWorker {
    */
   private async warmUpThroughBroker(): Promise<void> {
     const count = this.config.delivery.warmUpThroughBroker;
-    if (count <= 0 || this.config.delivery.warmUp <= 0 || !this.config.delivery.warmUpTiers.includes(this.tier)) return;
+    if (count <= 0 || !warmsUp(this.config, this.tier)) return;
     const { signer, merchantSigners } = this.pipeline.current;
     const prefetch = this.config.delivery.prefetch;
     // A ring of its own, from the same start: the worker's ring must not move on to the next node for it.
