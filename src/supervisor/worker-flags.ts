@@ -2,6 +2,20 @@ import { warmsUp, type Config } from '../core/config-model.js';
 import type { WorkerRole } from './control.js';
 
 /**
+ * The young generation's floor in a warmed tier worker, MiB per semi-space
+ * (the most it grows to under node 20's defaults on this machine class).
+ *
+ * Why (issue 18): the first scavenge after a quiet spell finds the
+ * allocation rate since the last one near zero, and V8 then shrinks the
+ * young generation to about twice what survived (32 MiB to about 3). The
+ * burst that woke the worker then runs with a young generation grown back
+ * a step at a time: scavenges every 50 ms instead of every second, in-flight
+ * attempts promoted to the old generation, and a full collection early in
+ * it (docs/performance.md, stop 62).
+ */
+export const WARMED_MIN_SEMI_SPACE_MIB = 16;
+
+/**
  * V8 flags a worker is forked with beside the master's own (pure).
  *
  * Why (issue 18): a warmed tier worker's optimised code embeds objects of
@@ -20,7 +34,7 @@ import type { WorkerRole } from './control.js';
  */
 export function workerV8Flags(role: WorkerRole, tier: number | null, config: Config): string[] {
   if (role !== 'tier' || tier === null || !warmsUp(config, tier)) return [];
-  return ['--no-memory-reducer'];
+  return ['--no-memory-reducer', `--min-semi-space-size=${WARMED_MIN_SEMI_SPACE_MIB}`];
 }
 
 /**

@@ -13,6 +13,7 @@ import { namesFor } from '../../src/broker/topology.js';
 import { loadConfig } from '../../src/core/config.js';
 import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
+import { WARMED_MIN_SEMI_SPACE_MIB } from '../../src/supervisor/worker-flags.js';
 import { warmUpThroughBroker } from '../../src/tier/broker-warm-up.js';
 import { gateOptionsOf } from '../../src/tier/origin-gate.js';
 
@@ -160,16 +161,19 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
       assert.ok(d.lines.findIndex(isConnected) > d.lines.indexOf(line), 'warmed up before consuming');
       // Only the warmed tier does it.
       assert.equal(d.find('tier worker warmed up through the broker').filter((l) => l.tier !== 1).length, 0);
-      // And only it runs without V8's memory reducer, whose idle collections would deoptimise what the warm-up compiled:
-      // once, and no process forked after it (the next tier, the ingress) inherits it.
+      // And only it runs without V8's memory reducer, whose idle collections would deoptimise what the warm-up compiled,
+      // and with a floor under its young generation: each flag once, and no process forked after it (the next tier,
+      // the ingress) inherits them.
       const { body } = await d.admin<{ tiers: { index: number; pid: number | null }[]; ingress: { pid: number | null } }>('GET', '/admin/status');
-      const flagsOf = async (pid: number | null | undefined): Promise<number> => {
+      const WARMED = ['--no-memory-reducer', `--min-semi-space-size=${WARMED_MIN_SEMI_SPACE_MIB}`];
+      const flagsOf = async (pid: number | null | undefined): Promise<number[]> => {
         assert.equal(typeof pid, 'number', 'a running process');
-        return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter((a) => a === '--no-memory-reducer').length;
+        const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+        return WARMED.map((flag) => args.filter((a) => a === flag).length);
       };
-      assert.equal(await flagsOf(body.tiers.find((t) => t.index === 1)?.pid), 1, 'tier 1');
-      for (const t of body.tiers.filter((x) => x.index !== 1)) assert.equal(await flagsOf(t.pid), 0, `tier ${t.index}`);
-      assert.equal(await flagsOf(body.ingress.pid), 0, 'ingress');
+      assert.deepEqual(await flagsOf(body.tiers.find((t) => t.index === 1)?.pid), [1, 1], 'tier 1');
+      for (const t of body.tiers.filter((x) => x.index !== 1)) assert.deepEqual(await flagsOf(t.pid), [0, 0], `tier ${t.index}`);
+      assert.deepEqual(await flagsOf(body.ingress.pid), [0, 0], 'ingress');
       const conn = await amqp.connect(AMQP_URL);
       conns.push(conn);
       const queues = line.queues as string[];
