@@ -85,7 +85,9 @@ export const USAGE = `npm run bench -- [options]
   --cold-n N         fail-once notifications for the retry ceiling (default 20000)
   --cold-ceiling R   take R/s as the retry ceiling instead of measuring it
   --cold-idle S      seconds the fresh daemon idles before its tier-0 warm-up (default 0): long enough
-                     (120 or more) for V8's memory reducer to have run in the idle tier 1, as after a quiet hour
+                     (120 or more) for what a quiet hour does to the idle tier 1 to have happened (V8's
+                     memory reducer, the young generation's shrink, the machine's charge for idle pages,
+                     which each run prints as 64 MiB of the bench's own touched again after the idle)
   --cold-compare     also run the daemon with its tier warm-up off (NOTIFY_DELIVERY_WARM_UP=0) in turn
   --cold-loops       also run the ceiling's hand-written loops under the same load, in turn
   --ingress          ingress requests/s (POST /v1/notifications, tier 0 paused so only the ingress and the

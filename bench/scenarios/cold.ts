@@ -38,6 +38,7 @@ import { BEAM, DEFAULT_SCHEDULE, log, metricsText, monoUs, startDaemon, table, w
 import { counterSum, histogramPercentileMs, samples } from '../metrics-text.js';
 import { CpuMeter, CpuTimeline, busyPctBetween, cpuByWindow } from '../cpu.js';
 import { pssKiB } from '../pss.js';
+import { RetouchProbe } from '../retouch.js';
 import type { BenchContext, Row, ScenarioReport } from '../bench-context.js';
 
 const DELAY1 = parseSchedule(DEFAULT_SCHEDULE)[1]!;
@@ -72,6 +73,12 @@ interface ColdRun {
   bySecond?: { tier1CpuMs: number[]; machineBusyPct: number[] };
   /** Tier 1's process PSS (MiB) just before the fail-once load: what its idle left of its warm-up's heap. */
   tier1PssMiB?: number | null;
+  /**
+   * The machine, not notifyd: ms to touch again every page of 64 MiB in the
+   * bench's process after the run's `--cold-idle` (`idle`) and just before
+   * it (`warm`); what each page a worker left alone costs it again (bench/retouch.ts).
+   */
+  retouchMs?: { warm: number; idle: number };
 }
 
 interface Tier1Report {
@@ -201,11 +208,13 @@ async function purge(prefix: string): Promise<void> {
  * tail, `loadSeconds`). Lateness of attempt 2 at the merchant, and the CPU of
  * `groups` and of the machine during that load.
  */
-async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
+async function coldLoad(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
   const { flags } = ctx;
   const names = namesFor(prefix);
   // A quiet spell first (--cold-idle): what idling does to tier 1 (V8's memory reducer) happens before the burst, as in production.
+  const warmTouch = retouch.touch();
   if (flags.coldIdle > 0) await sleep(flags.coldIdle * 1000);
+  const retouchMs = { warm: round(warmTouch, 1), idle: round(retouch.touch(), 1) };
   const { ch, close } = await openConfirm(AMQP_URL, 'notifyd bench cold');
   let timeline: CpuTimeline | null = null;
   try {
@@ -265,6 +274,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
       },
       bySecond: { tier1CpuMs: t1.cpuMs, machineBusyPct: t1.busyPct },
       tier1PssMiB: tier1Kib === null ? null : round(tier1Kib / 1024, 1),
+      retouchMs,
     };
   } finally {
     timeline?.stop();
@@ -273,11 +283,11 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, rate: number, tag
 }
 
 /** One cold run of notifyd at `rate`: a fresh daemon, tier 0 warmed, tier 1 idle since start. */
-async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string, env: Record<string, string> = {}): Promise<ColdRun> {
+async function coldDaemon(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe, rate: number, tag: string, env: Record<string, string> = {}): Promise<ColdRun> {
   const { flags } = ctx;
   const daemon = await startDaemon({ res: ctx.res, flags: { ...flags, daemonEnv: { ...flags.daemonEnv, ...env } } }, DEFAULT_SCHEDULE, 'cold');
   try {
-    const run = await coldLoad(ctx, m, rate, tag, daemon.prefix, { pipeline: daemon.pids() }, (await daemon.status()).tiers[1]?.pid ?? null);
+    const run = await coldLoad(ctx, m, retouch, rate, tag, daemon.prefix, { pipeline: daemon.pids() }, (await daemon.status()).tiers[1]?.pid ?? null);
     const metrics = await metricsText(daemon.d);
     return { ...run, tier1: tier1Report(metrics, daemon.d.lines as { msg?: string; tier?: unknown; ms?: unknown }[]) };
   } finally {
@@ -293,7 +303,7 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, rate: number, t
  * machine: what is left of its lateness is the machine's and its own cold
  * start's (fresh processes, no warm-up), not notifyd's.
  */
-async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, tag: string): Promise<ColdRun> {
+async function coldLoops(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe, rate: number, tag: string): Promise<ColdRun> {
   const { flags } = ctx;
   const prefix = uniquePrefix('loops');
   const names = namesFor(prefix);
@@ -312,7 +322,7 @@ async function coldLoops(ctx: BenchContext, m: MerchantProcess, rate: number, ta
       );
     }
     await Promise.all(stages.map((s) => s.go()));
-    return await coldLoad(ctx, m, rate, tag, prefix, { pipeline: stages.map((s) => s.pid).filter((x): x is number => x !== undefined) }, stages[1]?.pid ?? null);
+    return await coldLoad(ctx, m, retouch, rate, tag, prefix, { pipeline: stages.map((s) => s.pid).filter((x): x is number => x !== undefined) }, stages[1]?.pid ?? null);
   } finally {
     for (const s of stages) await s.stop().catch((e: unknown) => log(`cold loops stop: ${String(e)}`));
     await dropPrefix(ctx, owned, ctx.res.prefixes);
@@ -427,6 +437,11 @@ interface RateResult {
 
 type Arm = 'notifyd' | 'bare' | 'unwarmed' | 'loops';
 
+/** `; machine: 64 MiB touched again in 44.6 ms after the idle (0.3 warm)`: what the machine charges for memory left alone. */
+function retouchText(run: ColdRun): string {
+  return run.retouchMs ? `; machine: 64 MiB touched again in ${run.retouchMs.idle} ms after the idle (${run.retouchMs.warm} warm)` : '';
+}
+
 /** `; over 11 s: machine 86 % busy, CPU ms/s pipeline 700, broker 600, …` for a run's log line. */
 function cpuText(run: ColdRun): string {
   if (!run.cpu) return '';
@@ -446,6 +461,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
   if (!flags.cold) return { record: { cold: null }, head: '', memory: [], tail: '' };
   const m = await MerchantProcess.start({ record: true });
   ctx.res.stops.push(() => m.stop());
+  const retouch = new RetouchProbe();
   let ceiling = flags.coldCeiling;
   if (ceiling === 0) {
     ceiling = await retryCeiling(ctx, m, flags.coldN);
@@ -459,15 +475,15 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
     for (let r = 0; r < flags.coldRuns; r++) {
       for (const who of armOrder(r, arms)) {
         if (who === 'notifyd' || who === 'unwarmed') {
-          const run = await coldDaemon(ctx, m, rate, `${who[0]}${share}r${r}`, who === 'unwarmed' ? { NOTIFY_DELIVERY_WARM_UP: '0' } : {});
+          const run = await coldDaemon(ctx, m, retouch, rate, `${who[0]}${share}r${r}`, who === 'unwarmed' ? { NOTIFY_DELIVERY_WARM_UP: '0' } : {});
           res[who].push(run);
           const t1 = run.tier1;
           const own = t1 ? `; tier 1: attempts ${JSON.stringify(t1.attempts)}, deferrals ${t1.deferrals}, own lateness p99 ≤ ${t1.latenessP99LeMs} ms, warm-up ${t1.warmUpMs ?? '-'} ms${t1.brokerWarmUpMs !== null ? ` + ${t1.brokerWarmUpMs} ms through the broker` : ''}${t1.tier0SkippedOrDeferred > 0 ? `; FLAGGED: tier 0 skipped or deferred ${t1.tier0SkippedOrDeferred} (machine too busy for tier 0)` : ''}` : '';
-          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}; tier 1 PSS before the load ${run.tier1PssMiB ?? '-'} MiB${cpuText(run)}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
+          log(`cold ${share}% (${rate}/s) run ${r + 1}: ${who} p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${own}; tier 1 PSS before the load ${run.tier1PssMiB ?? '-'} MiB${retouchText(run)}${cpuText(run)}${flags.cpuProf ? `, window --from ${run.windowUs[0]} --to ${run.windowUs[1]}` : ''}`);
         } else if (who === 'loops') {
-          const run = await coldLoops(ctx, m, rate, `l${share}r${r}`);
+          const run = await coldLoops(ctx, m, retouch, rate, `l${share}r${r}`);
           res.loops.push(run);
-          log(`cold ${share}% (${rate}/s) run ${r + 1}: loops p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${cpuText(run)}`);
+          log(`cold ${share}% (${rate}/s) run ${r + 1}: loops p99 ${round(p(run, 99))} ms, per second ${run.p99BySecond.join(' ')} (${run.seen}/${run.sent})${retouchText(run)}${cpuText(run)}`);
         } else {
           const run = await bareMechanism(ctx, rate);
           res.bare.push(run);
@@ -531,6 +547,7 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
       cpu_runs: r.notifyd.map((x) => x.cpu ?? null),
       notifyd_by_second_runs: r.notifyd.map((x) => x.bySecond ?? null),
       tier1_pss_mib_runs: r.notifyd.map((x) => x.tier1PssMiB ?? null),
+      retouch_ms_runs: r.notifyd.map((x) => x.retouchMs ?? null),
       ...Object.assign({}, ...extras.map(([, key, runs]) => armRecord(key, runs, flags.coldSeconds))),
       ...(cmp ? { unwarmed_tier1_runs: r.unwarmed.map((x) => x.tier1 ?? null) } : {}),
       bound_ms: bound,
