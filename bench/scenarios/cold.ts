@@ -74,9 +74,10 @@ interface ColdRun {
   /** Tier 1's process PSS (MiB) just before the fail-once load: what its idle left of its warm-up's heap. */
   tier1PssMiB?: number | null;
   /**
-   * The machine, not notifyd: ms to touch again every page of 64 MiB in the
-   * bench's process after the run's `--cold-idle` (`idle`) and just before
-   * it (`warm`); what each page a worker left alone costs it again (bench/retouch.ts).
+   * Not bare, and only with `--cold-idle`. The machine, not notifyd: ms to
+   * touch again every page of 64 MiB in the bench's process after the run's
+   * `--cold-idle` (`idle`) and just before it (`warm`); what each page a
+   * worker left alone costs it again (bench/retouch.ts).
    */
   retouchMs?: { warm: number; idle: number };
 }
@@ -208,13 +209,16 @@ async function purge(prefix: string): Promise<void> {
  * tail, `loadSeconds`). Lateness of attempt 2 at the merchant, and the CPU of
  * `groups` and of the machine during that load.
  */
-async function coldLoad(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
+async function coldLoad(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe | null, rate: number, tag: string, prefix: string, groups: Record<string, readonly number[]>, tier1Pid: number | null): Promise<ColdRun> {
   const { flags } = ctx;
   const names = namesFor(prefix);
-  // A quiet spell first (--cold-idle): what idling does to tier 1 (V8's memory reducer) happens before the burst, as in production.
-  const warmTouch = retouch.touch();
+  // A quiet spell first (--cold-idle): what idling does to tier 1 (V8's memory reducer and young generation, the
+  // machine's charge for idle pages) happens before the burst, as in production. The first touch after the last
+  // run's load pays for the time since; the second is the warm figure.
+  retouch?.touch();
+  const warmTouch = retouch?.touch();
   if (flags.coldIdle > 0) await sleep(flags.coldIdle * 1000);
-  const retouchMs = { warm: round(warmTouch, 1), idle: round(retouch.touch(), 1) };
+  const retouchMs = retouch && warmTouch !== undefined ? { warm: round(warmTouch, 1), idle: round(retouch.touch(), 1) } : undefined;
   const { ch, close } = await openConfirm(AMQP_URL, 'notifyd bench cold');
   let timeline: CpuTimeline | null = null;
   try {
@@ -274,7 +278,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, retouch: RetouchP
       },
       bySecond: { tier1CpuMs: t1.cpuMs, machineBusyPct: t1.busyPct },
       tier1PssMiB: tier1Kib === null ? null : round(tier1Kib / 1024, 1),
-      retouchMs,
+      ...(retouchMs ? { retouchMs } : {}),
     };
   } finally {
     timeline?.stop();
@@ -283,7 +287,7 @@ async function coldLoad(ctx: BenchContext, m: MerchantProcess, retouch: RetouchP
 }
 
 /** One cold run of notifyd at `rate`: a fresh daemon, tier 0 warmed, tier 1 idle since start. */
-async function coldDaemon(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe, rate: number, tag: string, env: Record<string, string> = {}): Promise<ColdRun> {
+async function coldDaemon(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe | null, rate: number, tag: string, env: Record<string, string> = {}): Promise<ColdRun> {
   const { flags } = ctx;
   const daemon = await startDaemon({ res: ctx.res, flags: { ...flags, daemonEnv: { ...flags.daemonEnv, ...env } } }, DEFAULT_SCHEDULE, 'cold');
   try {
@@ -303,7 +307,7 @@ async function coldDaemon(ctx: BenchContext, m: MerchantProcess, retouch: Retouc
  * machine: what is left of its lateness is the machine's and its own cold
  * start's (fresh processes, no warm-up), not notifyd's.
  */
-async function coldLoops(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe, rate: number, tag: string): Promise<ColdRun> {
+async function coldLoops(ctx: BenchContext, m: MerchantProcess, retouch: RetouchProbe | null, rate: number, tag: string): Promise<ColdRun> {
   const { flags } = ctx;
   const prefix = uniquePrefix('loops');
   const names = namesFor(prefix);
@@ -413,6 +417,7 @@ function armRecord(key: string, runs: readonly ColdRun[], seconds: number): Reco
     [`${key}_p99_by_second_runs`]: runs.map((x) => x.p99BySecond),
     [`${key}_seen`]: runs.map((x) => `${x.seen}/${x.sent}`),
     [`${key}_cpu_runs`]: runs.map((x) => x.cpu ?? null),
+    [`${key}_retouch_ms_runs`]: runs.map((x) => x.retouchMs ?? null),
     [`${key}_by_second_runs`]: runs.map((x) => x.bySecond ?? null),
   };
 }
@@ -461,7 +466,8 @@ export async function cold(ctx: BenchContext): Promise<ScenarioReport> {
   if (!flags.cold) return { record: { cold: null }, head: '', memory: [], tail: '' };
   const m = await MerchantProcess.start({ record: true });
   ctx.res.stops.push(() => m.stop());
-  const retouch = new RetouchProbe();
+  // Only a run that idles has something to compare (64 MiB of the bench's own otherwise for nothing).
+  const retouch = flags.coldIdle > 0 ? new RetouchProbe() : null;
   let ceiling = flags.coldCeiling;
   if (ceiling === 0) {
     ceiling = await retryCeiling(ctx, m, flags.coldN);

@@ -104,8 +104,9 @@ export interface DeliveryConfig {
    * where a merchant outage's failures land first (tier 0 is kept warm by
    * new notifications). A warmed worker runs without V8's memory reducer,
    * whose idle full collections would deoptimise what the warm-up compiled
-   * within minutes, and with a 16-MiB floor under its young generation,
-   * which the first scavenge after a quiet spell would shrink to about 1 MiB
+   * within minutes, and with a floor of 16 MiB per semi-space under its
+   * young generation, which the first scavenge after a quiet spell would
+   * shrink to about 1 MiB
    * (src/supervisor/worker-flags.ts), so it keeps that memory while it idles.
    */
   readonly warmUpTiers: readonly number[];

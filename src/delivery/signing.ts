@@ -128,7 +128,7 @@ function workerFile(): string {
  * tsx CLI they can already load `.ts`. Only when tsx was registered in-process
  * (its API, not a flag) would a `.ts` worker fail to load; add the flag then,
  * alone: a thread given the process's arguments refuses V8 flags among them
- * (`ERR_WORKER_INVALID_EXEC_ARGV`), and a warmed tier worker has one
+ * (`ERR_WORKER_INVALID_EXEC_ARGV`), and a warmed tier worker has two
  * (src/supervisor/worker-flags.ts).
  */
 function workerExecArgv(file: string): string[] | undefined {

@@ -13,7 +13,7 @@ import { namesFor } from '../../src/broker/topology.js';
 import { loadConfig } from '../../src/core/config.js';
 import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
-import { WARMED_MIN_SEMI_SPACE_MIB } from '../../src/supervisor/worker-flags.js';
+import { workerV8Flags } from '../../src/supervisor/worker-flags.js';
 import { warmUpThroughBroker } from '../../src/tier/broker-warm-up.js';
 import { gateOptionsOf } from '../../src/tier/origin-gate.js';
 
@@ -165,7 +165,8 @@ describe('tier warm-up through the broker (real RabbitMQ)', () => {
       // and with a floor under its young generation: each flag once, and no process forked after it (the next tier,
       // the ingress) inherits them.
       const { body } = await d.admin<{ tiers: { index: number; pid: number | null }[]; ingress: { pid: number | null } }>('GET', '/admin/status');
-      const WARMED = ['--no-memory-reducer', `--min-semi-space-size=${WARMED_MIN_SEMI_SPACE_MIB}`];
+      const WARMED = workerV8Flags('tier', 1, loadConfig({ configFile: null, env: {} }));
+      assert.equal(WARMED.length, 2);
       const flagsOf = async (pid: number | null | undefined): Promise<number[]> => {
         assert.equal(typeof pid, 'number', 'a running process');
         const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
