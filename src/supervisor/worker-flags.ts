@@ -31,8 +31,8 @@ export const WARMED_MIN_SEMI_SPACE_MIB = 16;
  * and a burst after a quiet spell met a cold tier (docs/performance.md,
  * stop 61). Without the reducer a warmed worker idles without full
  * collections; it keeps its heap as the warm-up or its last burst left it
- * (tier 1 about 80 MiB of PSS for its first idle minute and about 64 once
- * a scavenge has shrunk its young generation to the floor above, against
+ * (tier 1 about 80 MiB of PSS for its first idle minute and 48–65 once a
+ * scavenge has shrunk its young generation to the floor above, against
  * about 40 with V8's defaults; up to its peak old space after a burst)
  * until its next full collection, which comes with load.
  * Decided when the worker starts, as its warm-up is: a reload changes it for
