@@ -106,8 +106,8 @@ export interface DeliveryConfig {
    * whose idle full collections would deoptimise what the warm-up compiled
    * within minutes, and with a floor of 16 MiB per semi-space under its
    * young generation, which the first scavenge after a quiet spell would
-   * shrink to about 1 MiB
-   * (src/supervisor/worker-flags.ts), so it keeps that memory while it idles.
+   * shrink to about 1 MiB (src/supervisor/worker-flags.ts), so it keeps
+   * that memory while it idles.
    */
   readonly warmUpTiers: readonly number[];
   /**
