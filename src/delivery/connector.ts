@@ -9,6 +9,7 @@ import ipaddr from 'ipaddr.js';
 import type { buildConnector as Connector } from 'undici';
 import { buildConnector } from './undici-core.js';
 import { classifyAddress, type AddressGuard } from './address-guard.js';
+import { addressKey, isAddressFailure, nextCandidate, type AddressHealth } from './address-health.js';
 import { DnsError, type DnsCache, type ResolvedAddress } from './dns-cache.js';
 
 /**
@@ -82,6 +83,8 @@ export interface GuardedConnectorOptions {
   /** null: the guard is off (`allowPrivateNetworks`). */
   readonly guard: AddressGuard | null;
   readonly self: SelfAddresses;
+  /** Addresses whose connect failed lately: tried after the others, and told of every connect's end. */
+  readonly health: AddressHealth;
 }
 
 type ConnectOptions = Parameters<Connector.connector>[0];
@@ -133,10 +136,13 @@ export function allowedAddresses(
 /**
  * An undici `connect` function: resolves the name (past its TTL, the last
  * answer while DNS fails or is late), keeps the `allowedAddresses` and
- * connects to one of them. The TLS server name stays the URL's host.
+ * connects to one of them; when that connect fails on the address (refused,
+ * unreachable, timed out), to the next, each address once, those that failed
+ * lately last. The TLS server name stays the URL's host.
  */
 export function guardedConnector(opts: GuardedConnectorOptions): Connector.connector {
   const base = buildConnector({ timeout: opts.timeoutMs });
+  const health = opts.health;
   let turn = 0;
   return (options: ConnectOptions, callback: ConnectCallback): void => {
     const hostname = options.hostname;
@@ -144,13 +150,30 @@ export function guardedConnector(opts: GuardedConnectorOptions): Connector.conne
     const pick = (addresses: readonly ResolvedAddress[]): void => {
       const choice = allowedAddresses(hostname, port, addresses, opts.guard, opts.self);
       if (choice.refusal !== null) return callback(choice.refusal, null);
+      const list = choice.addresses;
       // Spread new connections over the allowed addresses of a multi-address answer.
-      const chosen = choice.addresses[turn++ % choice.addresses.length]!;
-      try {
-        base({ ...options, hostname: chosen.address }, callback);
-      } catch (err) {
-        callback(err as Error, null);
-      }
+      const first = turn++;
+      const tried = new Array<boolean>(list.length).fill(false);
+      const next = (lastError: Error | null): void => {
+        const i = nextCandidate(list.length, first, (k) => tried[k]!, (k) => health.isHeld(addressKey(list[k]!.address, port)));
+        if (i === -1) return callback(lastError!, null);
+        tried[i] = true;
+        const key = addressKey(list[i]!.address, port);
+        try {
+          base({ ...options, hostname: list[i]!.address }, (err, socket) => {
+            if (err === null) {
+              health.succeeded(key);
+              return callback(null, socket);
+            }
+            if (!isAddressFailure(err)) return callback(err, null);
+            health.failed(key);
+            next(err);
+          });
+        } catch (err) {
+          callback(err as Error, null);
+        }
+      };
+      next(null);
     };
     const family = isIP(hostname);
     if (family !== 0) return pick([{ address: hostname, family: family as 4 | 6 }]);

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import type { DeliveryConfig } from '../core/config.js';
 import type { AddressGuard } from './address-guard.js';
 import { isIP } from 'node:net';
+import { AddressHealth, addressKey, isAddressFailure, nextCandidate } from './address-health.js';
 import { allowedAddresses, asLookupError, guardedConnector, type ConnectRefusal, type SelfAddresses } from './connector.js';
 import { DnsCache, type DnsCacheOptions, type ResolvedAddress } from './dns-cache.js';
 import { ConnectionWait, OriginPools } from './origin-pools.js';
@@ -62,6 +63,8 @@ interface Route {
   /** performance.now() when decided: decided again after ROUTE_RECHECK_MS, as this host's own addresses are read again each minute. */
   readonly decidedAt: number;
   readonly endpoints: readonly string[];
+  /** Each endpoint's `addressKey` (what the connector marks when its connect fails); '' for the origin itself, which the connector falls back within. */
+  readonly keys: readonly string[];
   readonly refusal: ConnectRefusal | null;
   turn: number;
 }
@@ -81,6 +84,14 @@ function staleAfter(timeoutMs: number): number {
 
 /** How long a route's verdict on its addresses is kept at most (SelfAddresses reads this host's addresses once a minute). */
 const ROUTE_RECHECK_MS = 60_000;
+
+/**
+ * How long an address whose connect failed is tried after its name's other
+ * addresses: long enough that a merchant with one server down is not asked
+ * to refuse every few connections, short enough that a server back up gets
+ * its share again within a minute.
+ */
+const ADDRESS_HOLD_MS = 30_000;
 
 /**
  * The endpoint of an address and port, as a Client's origin; the origin
@@ -111,6 +122,12 @@ interface AttemptOwner {
   letGo(): void;
   /** At the deadline: leaves the lookup or the wait for a connection, if the attempt is still in one. */
   leaveWait(): void;
+  /**
+   * The connection failed to open, so the request was never written: true
+   * when the owner has sent it on through another of the name's addresses
+   * (the handler then waits for that one); false to settle with `err`.
+   */
+  tryElsewhere(err: Error): boolean;
 }
 
 /** Thrown into a request whose whole-response deadline passed. */
@@ -224,6 +241,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
     this.owner.letGo();
+    // No onRequestStart yet: the connect failed and nothing was written, so another address may take the request.
+    if (this.controller === null && !this.timedOut && !this.settled && this.owner.tryElsewhere(err)) return;
     this.fail(err);
   }
 
@@ -267,6 +286,8 @@ interface AttemptContext {
   readonly pools: OriginPools;
   readonly dns: DnsCache;
   readonly route: (origin: string, shared: SharedHost, answer: readonly ResolvedAddress[], now: number) => Route;
+  /** Addresses whose connect failed lately (the connector marks them): a route tries them last. */
+  readonly health: AddressHealth;
   readonly cfg: DeliveryConfig;
   /** The wait for a new DNS answer before the last one stands in (`staleAfter` of the deadline). */
   readonly staleAfterMs: number;
@@ -287,6 +308,11 @@ class AttemptRun implements AttemptOwner {
   private inUndici = false;
   /** The result is out. */
   private reported = false;
+  /** A shared name's route and the endpoint taken from it; null for an origin that is its own endpoint. */
+  private routed: Route | null = null;
+  private endpoint = -1;
+  /** The endpoints tried already, once a connect has failed (most attempts never need it). */
+  private tried: number[] | null = null;
   private readonly pools: OriginPools;
   private readonly handler: AttemptHandler;
   private readonly headers: Readonly<Record<string, string>>;
@@ -339,7 +365,28 @@ class AttemptRun implements AttemptOwner {
   private routeBy(shared: SharedHost, answer: readonly ResolvedAddress[]): void {
     const r = this.ctx.route(this.t.origin, shared, answer, this.started);
     if (r.refusal !== null) return this.handler.fail(r.refusal);
-    this.start(r.endpoints[r.turn++ % r.endpoints.length]!);
+    const n = r.endpoints.length;
+    const turn = r.turn++;
+    const health = this.ctx.health;
+    // Spread over the endpoints; one whose connect failed lately goes last (no closures while none has).
+    const i = health.size === 0 ? turn % n : nextCandidate(n, turn, () => false, (k) => health.isHeld(r.keys[k]!));
+    this.routed = r;
+    this.endpoint = i;
+    this.start(r.endpoints[i]!);
+  }
+
+  tryElsewhere(err: Error): boolean {
+    const r = this.routed;
+    if (r === null || r.endpoints.length < 2 || !isAddressFailure(err)) return false;
+    const tried = (this.tried ??= [this.endpoint]);
+    const health = this.ctx.health;
+    const i = nextCandidate(r.endpoints.length, this.endpoint + 1, (k) => tried.includes(k), (k) => health.isHeld(r.keys[k]!));
+    if (i === -1) return false;
+    tried.push(i);
+    this.endpoint = i;
+    this.release();
+    this.start(r.endpoints[i]!);
+    return true;
   }
 
   private start(endpoint: string): void {
@@ -432,7 +479,8 @@ export class HttpDeliverer {
     this.dns = dns;
     // One wait for both: an attempt's lookup and its connection's must agree on when the last answer stands in.
     const staleAfterMs = staleAfter(cfg.timeoutMs);
-    const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, staleAfterMs, guard, self });
+    const health = new AddressHealth({ holdMs: ADDRESS_HOLD_MS, maxEntries: this.cacheSize });
+    const connect = guardedConnector({ timeoutMs: cfg.connectTimeoutMs, dns, staleAfterMs, guard, self, health });
     this.pools = new OriginPools({
       maxPools: cfg.perOrigin.maxPools,
       connectionsPerOrigin: cfg.connectionsPerOrigin,
@@ -450,7 +498,7 @@ export class HttpDeliverer {
           connect,
         }),
     });
-    this.attempts = { pools: this.pools, dns, route: this.route, cfg, staleAfterMs };
+    this.attempts = { pools: this.pools, dns, route: this.route, health, cfg, staleAfterMs };
     this.sweeper = setInterval(() => this.pools.sweep(), Math.max(1000, Math.min(10_000, cfg.perOrigin.poolIdleMs / 2)));
     this.sweeper.unref();
   }
@@ -558,11 +606,14 @@ export class HttpDeliverer {
     let r = this.routes.get(origin);
     if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version || now - r.decidedAt > ROUTE_RECHECK_MS) {
       const choice = allowedAddresses(shared.hostname, shared.port, answer, this.guard, this.self);
+      const allowed = choice.addresses ?? [];
+      const endpoints = allowed.map((a) => endpointOf(a, shared.port, origin));
       r = {
         answer,
         selfVersion: this.self.version,
         decidedAt: now,
-        endpoints: choice.addresses === null ? [] : choice.addresses.map((a) => endpointOf(a, shared.port, origin)),
+        endpoints,
+        keys: allowed.map((a, i) => (endpoints[i] === origin ? '' : addressKey(a.address, shared.port))),
         refusal: choice.refusal,
         turn: 0,
       };

@@ -539,4 +539,34 @@ describe('guarded connector (through HttpDeliverer)', () => {
     assert.ok(took < 500, `the lookup asked a second ago is late: the last answer at once (took ${took} ms)`);
     await d.close();
   });
+
+  // 127.0.0.2 and 127.0.0.3 are loopback addresses nothing listens on here: a connect to them is refused.
+  for (const sharing of [true, false]) {
+    it(`a name with one of its two addresses down is delivered on the other, every attempt (shareConnections ${sharing ? 'on' : 'off'})`, async () => {
+      const c = { ...cfg, perOrigin: { ...cfg.perOrigin, shareConnections: sharing } };
+      const d = new HttpDeliverer({ ...c, dnsServers: [stub.address] }, createAddressGuard(c), new SelfAddresses());
+      const name = sharing ? 'half-down-shared.test' : 'half-down.test';
+      stub.set(name, { a: ['127.0.0.2', '127.0.0.1'] });
+      const before = hits;
+      // `/close`: the merchant closes each connection, so every attempt opens a new one and picks an address again.
+      for (let i = 0; i < 6; i++) {
+        const r = await d.attempt(post(`http://${name}:${port}/close`));
+        assert.ok(r.kind === 'response' && r.status === 200, `attempt ${i}: ${JSON.stringify(r)}`);
+      }
+      assert.equal(hits - before, 6, 'each request reached the merchant once');
+      await d.close();
+    });
+
+    it(`a name whose addresses are all down fails with the connect's error, each address tried once (shareConnections ${sharing ? 'on' : 'off'})`, async () => {
+      const c = { ...cfg, perOrigin: { ...cfg.perOrigin, shareConnections: sharing } };
+      const d = new HttpDeliverer({ ...c, dnsServers: [stub.address] }, createAddressGuard(c), new SelfAddresses());
+      const name = sharing ? 'all-down-shared.test' : 'all-down.test';
+      stub.set(name, { a: ['127.0.0.2', '127.0.0.3'] });
+      for (let i = 0; i < 3; i++) {
+        const r = await d.attempt(post(`http://${name}:${port}/`));
+        assert.ok(r.kind === 'error' && r.code === 'ECONNREFUSED', `attempt ${i}: ${JSON.stringify(r)}`);
+      }
+      await d.close();
+    });
+  }
 });
