@@ -135,7 +135,10 @@ export class IngressServer {
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+      // exclusive: under cluster, the master would otherwise accept every connection (round-robin) and pass it
+      // down the IPC pipe, so a master busy with an admin request, a metrics scrape or a collection would hold
+      // up producers. The ingress is the one process listening on its port, so it binds the port itself.
+      server.listen({ port, host, exclusive: true }, () => resolve((server.address() as AddressInfo).port));
     });
   }
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
@@ -191,6 +192,33 @@ describe('supervisor (real processes and signals)', () => {
     assert.deepEqual(exit, { code: 143, signal: null });
     const unit = readFileSync(new URL('../../config/notifyd.service', import.meta.url), 'utf8');
     assert.match(unit, /^SuccessExitStatus=.*\b143\b/m);
+  });
+
+  it('a stopped master (SIGSTOP) holds up nothing on the way in: the ingress accepts new connections and tier 0 delivers', async () => {
+    const { d, m } = await setup('stopped-master', 0);
+    const url = new URL(`${d.ingressUrl}/v1/notifications`);
+    const post = (id: string) =>
+      new Promise<number>((resolve, reject) => {
+        const body = JSON.stringify({ id, url: `${m.base}/ok/stopped-master/${id}`, body: { id } });
+        // agent: false, a new connection each: accepting one is what a busy master would hold up.
+        const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: false, headers: { 'content-type': 'application/json' }, timeout: 5000 }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+        req.on('error', reject);
+        req.end(body);
+      });
+    assert.equal(await post('before'), 202);
+    d.proc.kill('SIGSTOP');
+    try {
+      for (let i = 0; i < 3; i++) assert.equal(await post(`while-${i}`), 202, 'a new connection answered while the master is stopped');
+      await waitFor(() => [0, 1, 2].every((i) => m.count(`/ok/stopped-master/while-${i}`) === 1), 10_000, 'delivered while the master is stopped');
+    } finally {
+      d.proc.kill('SIGCONT');
+    }
+    const r = await d.admin<Status>('GET', '/admin/status');
+    assert.equal(r.body.ingress.state, 'running');
   });
 
   it('kill -9 of the master leaves no orphan workers', async () => {
