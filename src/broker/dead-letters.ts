@@ -141,7 +141,7 @@ export async function redrive(
           // Without a history, a ladder no one recorded: tier 0 records it if history is turned on meanwhile.
           // A new ladder waits afresh: a budget spent on its last tier must not be charged to tier 0. And its
           // last parking is history: a copy the broker parks later (no notifyd headers set) must not be listed with it.
-          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, ...(recordRun ? [] : [H.recorded])];
+          const drop = [H.deadReason, SCAN_HEADER, H.waitingSince, H.deadAt, H.deadTier, H.deadAttempts, ...(recordRun ? [] : [H.recorded])];
           if (recordRun) set[H.recorded] = 1;
           try {
             await confirmedWithin(confirmTimeoutMs, publishConfirmed(ch, route.exchange, route.routingKey, msg.content, handOnOptions(msg, set, drop), returns));

@@ -8,7 +8,11 @@ export interface ParkedSummary {
   readonly reason: string;
   /** The tier whose attempt parked it. */
   readonly tier: number | null;
-  /** Attempts in its last pass down the ladder (the tier + 1, as in outcome events); a redrive starts a new pass. */
+  /**
+   * Attempts made or skipped in its last pass down the ladder, as its `dead`
+   * outcome event said (the tier when it was parked before its tier's
+   * attempt: invalid, disabled, a merchant's cap); a redrive starts a new pass.
+   */
   readonly attempts: number | null;
   readonly lastError: string | null;
   /** When it was parked (ms epoch). */
@@ -78,6 +82,17 @@ export function parkedReason(headers: Readonly<Record<string, unknown>>): string
 }
 
 /**
+ * The attempts of a message parked without `notify-dead-attempts` (by a
+ * notifyd before it, or another program): the reasons given before an
+ * attempt are not counted at its tier.
+ */
+function attemptsBefore(tier: number | null, headers: Readonly<Record<string, unknown>>): number | null {
+  if (tier === null) return null;
+  const reason = text(headers[H.deadReason]);
+  return reason === 'invalid' || reason === 'disabled' ? tier : tier + 1;
+}
+
+/**
  * Summarises one message of `P.dead` from its properties and body, never
  * throwing: a body that is not a notification still lists (id from the AMQP
  * `messageId`, no url).
@@ -97,7 +112,7 @@ export function summariseParked(props: ParkedProperties, content: Buffer): Parke
     id: text(props.messageId) ?? (typeof body.id === 'string' ? body.id : ''),
     reason: parkedReason(headers),
     tier,
-    attempts: tier === null ? null : tier + 1,
+    attempts: num(headers[H.deadAttempts]) ?? attemptsBefore(tier, headers),
     lastError: clip(text(headers[H.lastError]), MAX_TEXT),
     deadAt: num(headers[H.deadAt]) ?? brokerDeath(headers)?.at ?? null,
     url,

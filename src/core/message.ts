@@ -35,6 +35,8 @@ export const H = Object.freeze({
   deadAt: 'notify-dead-at',
   /** The tier that parked it. */
   deadTier: 'notify-dead-tier',
+  /** Attempts made (or skipped) in the ladder it was parked from: its tier's own counts only when it made one. */
+  deadAttempts: 'notify-dead-attempts',
   redriven: 'notify-redriven',
   /** The producer (ingress token name) that submitted the notification. */
   producer: 'notify-producer',

@@ -538,6 +538,7 @@ export class AttemptPipeline {
       [H.attempt]: this.tier,
       [H.deadAt]: Date.now(),
       [H.deadTier]: this.tier,
+      [H.deadAttempts]: d.attempts,
     };
     if (d.firstAttemptAt !== null) set[H.firstAttemptAt] = d.firstAttemptAt;
     // Parked before an attempt: that is its history's last word.

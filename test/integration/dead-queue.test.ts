@@ -115,6 +115,7 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
     assert.equal(tired.tier, 1);
     assert.equal(tired.attempts, 2);
     assert.equal(byId.get('garbage-0')!.url, null);
+    assert.equal(byId.get('garbage-0')!.attempts, 0, 'parked invalid before any attempt');
 
     // Listed again: the same messages in the same order.
     const second = await list(1000);
@@ -224,7 +225,7 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
         const ch = await conn.createConfirmChannel();
         // Parked on its last tier after waiting for a saturated origin: its headers still say since when.
         const body = JSON.stringify({ id: 'waited-0', url: `${merchant.base}/status/200/waited-${prefix}`, body: 'x', createdAt: Date.now() });
-        const headers = { 'notify-attempt': 1, 'notify-dead-reason': 'exhausted', 'notify-dead-at': Date.now() - 1000, 'notify-dead-tier': 1, 'notify-deferred': 3, 'notify-waiting-since': Date.now() - 60_000 };
+        const headers = { 'notify-attempt': 1, 'notify-dead-reason': 'exhausted', 'notify-dead-at': Date.now() - 1000, 'notify-dead-tier': 1, 'notify-dead-attempts': 2, 'notify-deferred': 3, 'notify-waiting-since': Date.now() - 60_000 };
         ch.sendToQueue(`${prefix}.dead`, Buffer.from(body), { persistent: true, messageId: 'waited-0', headers });
         await ch.waitForConfirms();
         const r = await d.admin<{ moved: number }>('POST', '/admin/dead/redrive?limit=1000&force=1');
@@ -241,7 +242,7 @@ describe('GET /admin/dead (real daemon, real RabbitMQ)', () => {
         }, 5000, 'the redriven copy on work.0');
         const h = (copy as unknown as amqp.GetMessage).properties.headers ?? {};
         assert.equal(h['notify-waiting-since'], undefined, 'its wait budget starts again in tier 0');
-        assert.deepEqual([h['notify-dead-reason'], h['notify-dead-at'], h['notify-dead-tier']], [undefined, undefined, undefined], 'its last parking is not carried');
+        assert.deepEqual([h['notify-dead-reason'], h['notify-dead-at'], h['notify-dead-tier'], h['notify-dead-attempts']], [undefined, undefined, undefined, undefined], 'its last parking is not carried');
         assert.equal(h['notify-attempt'], 0);
         assert.equal(h['notify-deferred'], 3, 'the count of deferrals is history and stays');
         for (const m of seen) ch.nack(m, false, true);

@@ -35,6 +35,15 @@ describe('summariseParked', () => {
     });
   });
 
+  it("attempts are the parking tier's own count (notify-dead-attempts) when it says so: none at a tier that parked before its attempt", () => {
+    const capped = summariseParked({ messageId: 'c', headers: { 'notify-dead-reason': 'exhausted', 'notify-dead-tier': 2, 'notify-dead-attempts': 2 } }, body({ id: 'c' }));
+    assert.deepEqual([capped.tier, capped.attempts], [2, 2], "a merchant's cap of 2 attempts parks it at tier 2 without a third");
+    const old = summariseParked({ messageId: 'o', headers: { 'notify-dead-reason': 'exhausted', 'notify-dead-tier': 2 } }, body({ id: 'o' }));
+    assert.equal(old.attempts, 3, 'without the header, exhausted at tier 2 is taken as its third attempt');
+    const disabled = summariseParked({ messageId: 'd', headers: { 'notify-dead-reason': 'disabled', 'notify-dead-tier': 1 } }, body({ id: 'd' }));
+    assert.equal(disabled.attempts, 1, 'disabled is decided before the attempt');
+  });
+
   it('hides a password in the url and counts earlier redrives', () => {
     const s = summariseParked(
       { messageId: 'a', headers: { 'notify-dead-reason': 'exhausted', 'notify-dead-tier': 0, 'notify-redriven': 2 } },
@@ -50,7 +59,7 @@ describe('summariseParked', () => {
     assert.equal(s.id, 'raw-1');
     assert.equal(s.reason, 'invalid');
     assert.equal(s.tier, 0);
-    assert.equal(s.attempts, 1);
+    assert.equal(s.attempts, 0, 'parked invalid before its tier made an attempt (no notify-dead-attempts: parked by an older notifyd)');
     assert.equal(s.url, null);
     assert.equal(s.merchant, null);
     assert.equal(s.deadAt, null);
