@@ -82,12 +82,16 @@ export function parkedReason(headers: Readonly<Record<string, unknown>>): string
 }
 
 /**
- * The attempts of a message parked without `notify-dead-attempts` (by a
- * notifyd before it, or another program): the reasons given before an
- * attempt are not counted at its tier.
+ * The attempts of a parked message: `notify-dead-attempts` when it is one of
+ * the two its tier can say (a copy an older notifyd redrove and parked again
+ * may carry a stale one); else, for a message parked without it (by a
+ * notifyd before it, or another program), estimated from the reason:
+ * `invalid` and `disabled` are mostly given before the tier's attempt.
  */
-function attemptsBefore(tier: number | null, headers: Readonly<Record<string, unknown>>): number | null {
+function attemptsOf(tier: number | null, headers: Readonly<Record<string, unknown>>): number | null {
   if (tier === null) return null;
+  const stated = num(headers[H.deadAttempts]);
+  if (stated === tier || stated === tier + 1) return stated;
   const reason = text(headers[H.deadReason]);
   return reason === 'invalid' || reason === 'disabled' ? tier : tier + 1;
 }
@@ -112,7 +116,7 @@ export function summariseParked(props: ParkedProperties, content: Buffer): Parke
     id: text(props.messageId) ?? (typeof body.id === 'string' ? body.id : ''),
     reason: parkedReason(headers),
     tier,
-    attempts: num(headers[H.deadAttempts]) ?? attemptsBefore(tier, headers),
+    attempts: attemptsOf(tier, headers),
     lastError: clip(text(headers[H.lastError]), MAX_TEXT),
     deadAt: num(headers[H.deadAt]) ?? brokerDeath(headers)?.at ?? null,
     url,

@@ -6,6 +6,7 @@
  * address that failed is tried after the others (browsers and curl fall back
  * the same way; RFC 8305 §5). Pure: the clock is passed in.
  */
+import ipaddr from 'ipaddr.js';
 
 /**
  * Connect failures that say something about the address, not the merchant's
@@ -18,7 +19,6 @@ const ADDRESS_FAILURES: ReadonlySet<string> = new Set([
   'ENETUNREACH',
   'EHOSTDOWN',
   'ENETDOWN',
-  'EADDRNOTAVAIL',
   'ETIMEDOUT',
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
@@ -29,9 +29,26 @@ export function isAddressFailure(err: unknown): boolean {
   return typeof code === 'string' && ADDRESS_FAILURES.has(code);
 }
 
-/** The key an address and port are remembered under. */
+/**
+ * One spelling per address: an IPv4-mapped IPv6 address as its IPv4 (the URL
+ * parser writes `[::ffff:10.0.0.5]` as `::ffff:a00:5`, which a prefix strip
+ * does not undo), IPv6 compressed and lower case.
+ */
+export function canonicalAddress(address: string): string {
+  try {
+    return ipaddr.process(address).toString();
+  } catch {
+    return address.toLowerCase();
+  }
+}
+
+/**
+ * The key an address and port are remembered under, however the address is
+ * written: a route has it as DNS spelled it, the connector as undici took it
+ * from the endpoint's URL.
+ */
 export function addressKey(address: string, port: number): string {
-  return `${address}|${port}`;
+  return `${canonicalAddress(address)}|${port}`;
 }
 
 export interface AddressHealthOptions {
@@ -82,18 +99,19 @@ export class AddressHealth {
 }
 
 /**
- * The index of the candidate to try next: from `turn` on (connections spread
- * over the addresses), the first not yet tried and not held back; else the
- * first not yet tried (a held address is still better than none); -1 once
- * every one has been tried.
+ * The index of the candidate to try next: of those not yet tried and not
+ * held back, the one `turn` falls on (so connections spread evenly over the
+ * addresses that work); when every untried one is held, the one `turn` falls
+ * on among them (a held address is still better than none); -1 once every
+ * one has been tried.
  */
 export function nextCandidate(count: number, turn: number, tried: (i: number) => boolean, held: (i: number) => boolean): number {
-  let fallback = -1;
-  for (let k = 0; k < count; k++) {
-    const i = (turn + k) % count;
+  const good: number[] = [];
+  const late: number[] = [];
+  for (let i = 0; i < count; i++) {
     if (tried(i)) continue;
-    if (!held(i)) return i;
-    if (fallback === -1) fallback = i;
+    (held(i) ? late : good).push(i);
   }
-  return fallback;
+  const from = good.length > 0 ? good : late;
+  return from.length === 0 ? -1 : from[turn % from.length]!;
 }

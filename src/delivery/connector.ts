@@ -5,25 +5,11 @@
  */
 import { networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
-import ipaddr from 'ipaddr.js';
 import type { buildConnector as Connector } from 'undici';
 import { buildConnector } from './undici-core.js';
 import { classifyAddress, type AddressGuard } from './address-guard.js';
-import { addressKey, isAddressFailure, nextCandidate, type AddressHealth } from './address-health.js';
+import { addressKey, canonicalAddress, isAddressFailure, nextCandidate, type AddressHealth } from './address-health.js';
 import { DnsError, type DnsCache, type ResolvedAddress } from './dns-cache.js';
-
-/**
- * One spelling per address: an IPv4-mapped IPv6 address as its IPv4 (the URL
- * parser writes `[::ffff:10.0.0.5]` as `::ffff:a00:5`, which a prefix strip
- * does not undo), IPv6 compressed and lower case.
- */
-function canonicalAddress(address: string): string {
-  try {
-    return ipaddr.process(address).toString();
-  } catch {
-    return address.toLowerCase();
-  }
-}
 
 /** notifyd's own listening ports on this host, and the addresses that are this host. */
 export class SelfAddresses {
@@ -137,8 +123,11 @@ export function allowedAddresses(
  * An undici `connect` function: resolves the name (past its TTL, the last
  * answer while DNS fails or is late), keeps the `allowedAddresses` and
  * connects to one of them; when that connect fails on the address (refused,
- * unreachable, timed out), to the next, each address once, those that failed
- * lately last. The TLS server name stays the URL's host.
+ * unreachable) within the connect timeout, to the next, each address once,
+ * those that failed lately last. A connect that timed out is not followed by
+ * another, so a connection opens or fails within about one connect timeout;
+ * its address is held back for the next ones. The TLS server name stays the
+ * URL's host.
  */
 export function guardedConnector(opts: GuardedConnectorOptions): Connector.connector {
   const base = buildConnector({ timeout: opts.timeoutMs });
@@ -153,6 +142,7 @@ export function guardedConnector(opts: GuardedConnectorOptions): Connector.conne
       const list = choice.addresses;
       // Spread new connections over the allowed addresses of a multi-address answer.
       const first = turn++;
+      const began = performance.now();
       const tried = new Array<boolean>(list.length).fill(false);
       const next = (lastError: Error | null): void => {
         const i = nextCandidate(list.length, first, (k) => tried[k]!, (k) => health.isHeld(addressKey(list[k]!.address, port)));
@@ -167,6 +157,7 @@ export function guardedConnector(opts: GuardedConnectorOptions): Connector.conne
             }
             if (!isAddressFailure(err)) return callback(err, null);
             health.failed(key);
+            if (performance.now() - began >= opts.timeoutMs) return callback(err, null);
             next(err);
           });
         } catch (err) {

@@ -368,8 +368,8 @@ class AttemptRun implements AttemptOwner {
     const n = r.endpoints.length;
     const turn = r.turn++;
     const health = this.ctx.health;
-    // Spread over the endpoints; one whose connect failed lately goes last (no closures while none has).
-    const i = health.size === 0 ? turn % n : nextCandidate(n, turn, () => false, (k) => health.isHeld(r.keys[k]!));
+    // Spread over the endpoints; one whose connect failed lately goes last (no closures for one address, or none held).
+    const i = n === 1 || health.size === 0 ? turn % n : nextCandidate(n, turn, () => false, (k) => health.isHeld(r.keys[k]!));
     this.routed = r;
     this.endpoint = i;
     this.start(r.endpoints[i]!);
@@ -377,16 +377,35 @@ class AttemptRun implements AttemptOwner {
 
   tryElsewhere(err: Error): boolean {
     const r = this.routed;
-    if (r === null || r.endpoints.length < 2 || !isAddressFailure(err)) return false;
+    const cfg = this.ctx.cfg;
+    // Not from the origin's own endpoint (its connector tried each address already), nor after a connect
+    // that took its whole timeout: a connection opens or fails within about one connect timeout.
+    if (r === null || r.endpoints.length < 2 || r.keys[this.endpoint] === '' || !isAddressFailure(err)) return false;
+    if (performance.now() - this.started >= cfg.connectTimeoutMs) return false;
     const tried = (this.tried ??= [this.endpoint]);
     const health = this.ctx.health;
-    const i = nextCandidate(r.endpoints.length, this.endpoint + 1, (k) => tried.includes(k), (k) => health.isHeld(r.keys[k]!));
+    const i = nextCandidate(r.endpoints.length, r.turn, (k) => tried.includes(k), (k) => health.isHeld(r.keys[k]!));
     if (i === -1) return false;
     tried.push(i);
     this.endpoint = i;
-    this.release();
-    this.start(r.endpoints[i]!);
+    // Later, not inside undici's error callback for the failed connection, which it is still handling.
+    queueMicrotask(() => this.moveTo(r.endpoints[i]!));
     return true;
+  }
+
+  /** Takes a connection to `endpoint` in place of the one that failed to open, and sends the request on it. */
+  private moveTo(endpoint: string): void {
+    const failed = this.client;
+    // Settled meanwhile (defensive: the deadline's timer cannot run before a microtask): nothing to send.
+    if (this.reported || failed === null) return this.release();
+    this.client = null;
+    let next: Client;
+    try {
+      next = this.pools.swap(this.t.origin, failed, endpoint);
+    } catch (err) {
+      return this.handler.fail(err as Error);
+    }
+    this.go(next);
   }
 
   private start(endpoint: string): void {
@@ -606,14 +625,21 @@ export class HttpDeliverer {
     let r = this.routes.get(origin);
     if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version || now - r.decidedAt > ROUTE_RECHECK_MS) {
       const choice = allowedAddresses(shared.hostname, shared.port, answer, this.guard, this.self);
-      const allowed = choice.addresses ?? [];
-      const endpoints = allowed.map((a) => endpointOf(a, shared.port, origin));
+      // Each endpoint once: an answer may repeat an address, and every zone-scoped IPv6 address is the origin itself.
+      const endpoints: string[] = [];
+      const keys: string[] = [];
+      for (const a of choice.addresses ?? []) {
+        const e = endpointOf(a, shared.port, origin);
+        if (endpoints.includes(e)) continue;
+        endpoints.push(e);
+        keys.push(e === origin ? '' : addressKey(a.address, shared.port));
+      }
       r = {
         answer,
         selfVersion: this.self.version,
         decidedAt: now,
         endpoints,
-        keys: allowed.map((a, i) => (endpoints[i] === origin ? '' : addressKey(a.address, shared.port))),
+        keys,
         refusal: choice.refusal,
         turn: 0,
       };

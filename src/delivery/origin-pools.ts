@@ -202,6 +202,34 @@ export class OriginPools {
   }
 
   /**
+   * An attempt whose connection failed to open moves to another endpoint of
+   * its origin, keeping its place: the failed connection is closed (given to
+   * the origin's next waiter, it would meet the same address) and one to
+   * `endpoint` is taken in its stead, still counted as the origin's. If none
+   * can be made, the attempt's place is given up as a failed `acquire` does.
+   */
+  swap(origin: string, failed: Client, endpoint: string): Client {
+    const home = this.homes.get(failed);
+    if (home !== undefined && home.busy) {
+      home.busy = false;
+      home.endpoint.busy--;
+      home.endpoint.lastUsed = this.now();
+      this.retire(failed);
+    }
+    try {
+      return this.take(endpoint);
+    } catch (err) {
+      const o = this.origins.get(origin);
+      if (o !== undefined && o.inUse > 0) {
+        o.inUse--;
+        if (o.inUse === 0 && o.waiters.length === 0) this.origins.delete(origin);
+      }
+      this.ended();
+      throw err;
+    }
+  }
+
+  /**
    * Counts an attempt that will acquire later (its name is being looked up),
    * so close() waits for it; the function returned ends the count, once,
    * after that attempt's acquire or when it gives up.

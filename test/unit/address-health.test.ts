@@ -35,13 +35,14 @@ describe('address health', () => {
     for (const code of ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']) {
       assert.equal(isAddressFailure(Object.assign(new Error(code), { code })), true, code);
     }
-    for (const code of ['ERR_TLS_CERT_ALTNAME_INVALID', 'ECONNRESET', 'UND_ERR_SOCKET', 'DNS_BLOCKED', undefined]) {
+    // EADDRNOTAVAIL is this host's (out of local ports), not the merchant address's.
+    for (const code of ['ERR_TLS_CERT_ALTNAME_INVALID', 'ECONNRESET', 'UND_ERR_SOCKET', 'DNS_BLOCKED', 'EADDRNOTAVAIL', undefined]) {
       assert.equal(isAddressFailure(Object.assign(new Error(String(code)), { code })), false, String(code));
     }
     assert.equal(isAddressFailure(null), false);
   });
 
-  it('nextCandidate: from the turn on, the first untried address not held; a held one only when no other is left; -1 when all are tried', () => {
+  it('nextCandidate: the untried address not held that the turn falls on; a held one only when no other is left; -1 when all are tried', () => {
     const none = () => false;
     assert.equal(nextCandidate(3, 0, none, none), 0);
     assert.equal(nextCandidate(3, 4, none, none), 1, 'the turn spreads connections over the addresses');
@@ -50,5 +51,15 @@ describe('address health', () => {
     assert.equal(nextCandidate(2, 0, (i) => i === 1, (i) => i === 0), 0, 'a held address is still better than none');
     assert.equal(nextCandidate(2, 0, () => true, none), -1);
     assert.equal(nextCandidate(3, 0, (i) => i === 0, (i) => i === 1), 2, 'untried and not held first');
+    const share = [0, 0, 0];
+    for (let turn = 0; turn < 300; turn++) share[nextCandidate(3, turn, () => false, (i) => i === 0)]!++;
+    assert.deepEqual(share, [0, 150, 150], "a held address's share is spread evenly over the others, not given to its neighbour");
+  });
+
+  it('an address is one key however it is written (IPv4-mapped IPv6 as the URL parser writes it, upper case)', () => {
+    assert.equal(addressKey('::ffff:10.0.0.5', 80), addressKey('::ffff:a00:5', 80));
+    assert.equal(addressKey('::ffff:10.0.0.5', 80), addressKey('10.0.0.5', 80));
+    assert.equal(addressKey('2001:DB8::1', 443), addressKey('2001:db8:0:0:0:0:0:1', 443));
+    assert.notEqual(addressKey('10.0.0.5', 80), addressKey('10.0.0.5', 8080));
   });
 });

@@ -42,6 +42,8 @@ describe('summariseParked', () => {
     assert.equal(old.attempts, 3, 'without the header, exhausted at tier 2 is taken as its third attempt');
     const disabled = summariseParked({ messageId: 'd', headers: { 'notify-dead-reason': 'disabled', 'notify-dead-tier': 1 } }, body({ id: 'd' }));
     assert.equal(disabled.attempts, 1, 'disabled is decided before the attempt');
+    const stale = summariseParked({ messageId: 's', headers: { 'notify-dead-reason': 'exhausted', 'notify-dead-tier': 1, 'notify-dead-attempts': 5 } }, body({ id: 's' }));
+    assert.equal(stale.attempts, 2, 'a count its tier cannot have said (left by an older notifyd\'s redrive) is not believed');
   });
 
   it('hides a password in the url and counts earlier redrives', () => {
