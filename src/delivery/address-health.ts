@@ -92,6 +92,13 @@ export class AddressHealth {
     return false;
   }
 
+  /** True when one of `keys` is held back (no allocation: an attempt asks it). */
+  anyHeld(keys: readonly string[]): boolean {
+    if (this.until.size === 0) return false;
+    for (const k of keys) if (this.isHeld(k)) return true;
+    return false;
+  }
+
   /** Addresses held back now (for tests and the bound). */
   get size(): number {
     return this.until.size;

@@ -145,18 +145,19 @@ export function guardedConnector(opts: GuardedConnectorOptions): Connector.conne
       const began = performance.now();
       const tried = new Array<boolean>(list.length).fill(false);
       const next = (lastError: Error | null): void => {
-        const i = nextCandidate(list.length, first, (k) => tried[k]!, (k) => health.isHeld(addressKey(list[k]!.address, port)));
+        // No key is worked out while nothing is held (most connects).
+        const i = nextCandidate(list.length, first, (k) => tried[k]!, (k) => health.size > 0 && health.isHeld(addressKey(list[k]!.address, port)));
         if (i === -1) return callback(lastError!, null);
         tried[i] = true;
-        const key = addressKey(list[i]!.address, port);
+        const address = list[i]!.address;
         try {
-          base({ ...options, hostname: list[i]!.address }, (err, socket) => {
+          base({ ...options, hostname: address }, (err, socket) => {
             if (err === null) {
-              health.succeeded(key);
+              if (health.size > 0) health.succeeded(addressKey(address, port));
               return callback(null, socket);
             }
             if (!isAddressFailure(err)) return callback(err, null);
-            health.failed(key);
+            health.failed(addressKey(address, port));
             if (performance.now() - began >= opts.timeoutMs) return callback(err, null);
             next(err);
           });

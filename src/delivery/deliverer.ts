@@ -118,16 +118,19 @@ const EXPIRY_SLACK_MS = 5;
 interface AttemptOwner {
   /** The attempt's result, once. */
   settled(r: TimedResult): void;
-  /** undici has let go of the request (its end or its error): its connection may serve another. */
-  letGo(): void;
+  /**
+   * undici has let go of the request (its end or its error): its connection
+   * may serve another, unless `broken` (it failed to open on its address).
+   */
+  letGo(broken: boolean): void;
   /** At the deadline: leaves the lookup or the wait for a connection, if the attempt is still in one. */
   leaveWait(): void;
   /**
-   * The connection failed to open, so the request was never written: true
-   * when the owner has sent it on through another of the name's addresses
-   * (the handler then waits for that one); false to settle with `err`.
+   * The connection failed to open on its address, so the request was never
+   * written: true when the owner has sent it on through another of the
+   * name's addresses (the handler then waits for that one); false to settle.
    */
-  tryElsewhere(err: Error): boolean;
+  tryElsewhere(): boolean;
 }
 
 /** Thrown into a request whose whole-response deadline passed. */
@@ -235,14 +238,16 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.owner.letGo();
+    this.owner.letGo(false);
     this.settle({ kind: 'response', status: this.status, body: this.body() });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
-    this.owner.letGo();
-    // No onRequestStart yet: the connect failed and nothing was written, so another address may take the request.
-    if (this.controller === null && !this.timedOut && !this.settled && this.owner.tryElsewhere(err)) return;
+    // No onRequestStart yet: the connection failed to open, and nothing was written.
+    const failedToOpen = this.controller === null && isAddressFailure(err);
+    this.owner.letGo(failedToOpen);
+    // Another address may take the request.
+    if (failedToOpen && !this.timedOut && !this.settled && this.owner.tryElsewhere()) return;
     this.fail(err);
   }
 
@@ -308,11 +313,15 @@ class AttemptRun implements AttemptOwner {
   private inUndici = false;
   /** The result is out. */
   private reported = false;
-  /** A shared name's route and the endpoint taken from it; null for an origin that is its own endpoint. */
+  /** A shared name's route and this attempt's turn in it; null for an origin that is its own endpoint. */
   private routed: Route | null = null;
-  private endpoint = -1;
-  /** The endpoints tried already, once a connect has failed (most attempts never need it). */
+  private turn = 0;
+  /** The route's endpoints tried already, once a connect has failed (most attempts never need it). */
   private tried: number[] | null = null;
+  /** When the request was handed to its connection (performance.now()): its connect's start, if it opens one. */
+  private handedAt = 0;
+  /** The connection failed to open on its address: closed when given back, not handed on. */
+  private broken = false;
   private readonly pools: OriginPools;
   private readonly handler: AttemptHandler;
   private readonly headers: Readonly<Record<string, string>>;
@@ -368,26 +377,28 @@ class AttemptRun implements AttemptOwner {
     const n = r.endpoints.length;
     const turn = r.turn++;
     const health = this.ctx.health;
-    // Spread over the endpoints; one whose connect failed lately goes last (no closures for one address, or none held).
-    const i = n === 1 || health.size === 0 ? turn % n : nextCandidate(n, turn, () => false, (k) => health.isHeld(r.keys[k]!));
+    // Spread over the endpoints; one whose connect failed lately goes last (no closures unless one of them is held).
+    const i = n === 1 || !health.anyHeld(r.keys) ? turn % n : nextCandidate(n, turn, () => false, (k) => health.isHeld(r.keys[k]!));
     this.routed = r;
-    this.endpoint = i;
+    this.turn = turn;
     this.start(r.endpoints[i]!);
   }
 
-  tryElsewhere(err: Error): boolean {
+  tryElsewhere(): boolean {
     const r = this.routed;
-    const cfg = this.ctx.cfg;
+    const c = this.client;
+    if (r === null || c === null || r.endpoints.length < 2) return false;
+    // The connection's own endpoint: after a wait, an attempt is served whichever its origin released first.
+    const at = r.endpoints.indexOf(this.pools.endpointOf(c) ?? '');
     // Not from the origin's own endpoint (its connector tried each address already), nor after a connect
     // that took its whole timeout: a connection opens or fails within about one connect timeout.
-    if (r === null || r.endpoints.length < 2 || r.keys[this.endpoint] === '' || !isAddressFailure(err)) return false;
-    if (performance.now() - this.started >= cfg.connectTimeoutMs) return false;
-    const tried = (this.tried ??= [this.endpoint]);
+    if (at === -1 || r.keys[at] === '' || performance.now() - this.handedAt >= this.ctx.cfg.connectTimeoutMs) return false;
+    const tried = (this.tried ??= []);
+    if (!tried.includes(at)) tried.push(at);
     const health = this.ctx.health;
-    const i = nextCandidate(r.endpoints.length, r.turn, (k) => tried.includes(k), (k) => health.isHeld(r.keys[k]!));
+    const i = nextCandidate(r.endpoints.length, this.turn, (k) => tried.includes(k), (k) => health.isHeld(r.keys[k]!));
     if (i === -1) return false;
     tried.push(i);
-    this.endpoint = i;
     // Later, not inside undici's error callback for the failed connection, which it is still handling.
     queueMicrotask(() => this.moveTo(r.endpoints[i]!));
     return true;
@@ -399,6 +410,7 @@ class AttemptRun implements AttemptOwner {
     // Settled meanwhile (defensive: the deadline's timer cannot run before a microtask): nothing to send.
     if (this.reported || failed === null) return this.release();
     this.client = null;
+    this.broken = false;
     let next: Client;
     try {
       next = this.pools.swap(this.t.origin, failed, endpoint);
@@ -428,6 +440,7 @@ class AttemptRun implements AttemptOwner {
     // Out of time by the moment it got the connection: no request (an abort would cost the socket).
     if (this.handler.expired) return this.handler.fail(new AttemptTimeout('deadline'));
     this.inUndici = true;
+    this.handedAt = performance.now();
     try {
       c.dispatch({ origin: this.t.origin, path: this.t.path, method: this.req.method, headers: this.headers, body: this.req.body }, this.handler);
     } catch (err) {
@@ -442,8 +455,9 @@ class AttemptRun implements AttemptOwner {
     this.resolve(r);
   }
 
-  letGo(): void {
+  letGo(broken: boolean): void {
     this.inUndici = false;
+    this.broken = broken;
     if (this.reported) this.release();
   }
 
@@ -452,7 +466,7 @@ class AttemptRun implements AttemptOwner {
     const c = this.client;
     if (c === null) return;
     this.client = null;
-    this.pools.release(this.t.origin, c);
+    this.pools.release(this.t.origin, c, this.broken);
   }
 
   leaveWait(): void {
@@ -625,14 +639,15 @@ export class HttpDeliverer {
     let r = this.routes.get(origin);
     if (r === undefined || r.answer !== answer || r.selfVersion !== this.self.version || now - r.decidedAt > ROUTE_RECHECK_MS) {
       const choice = allowedAddresses(shared.hostname, shared.port, answer, this.guard, this.self);
-      // Each endpoint once: an answer may repeat an address, and every zone-scoped IPv6 address is the origin itself.
+      // Each address once, however spelled; and every zone-scoped IPv6 address is the origin itself, once.
       const endpoints: string[] = [];
       const keys: string[] = [];
       for (const a of choice.addresses ?? []) {
         const e = endpointOf(a, shared.port, origin);
-        if (endpoints.includes(e)) continue;
+        const k = e === origin ? '' : addressKey(a.address, shared.port);
+        if (keys.includes(k)) continue;
         endpoints.push(e);
-        keys.push(e === origin ? '' : addressKey(a.address, shared.port));
+        keys.push(k);
       }
       r = {
         answer,

@@ -76,7 +76,11 @@ export class ConnectionWait {
   readonly client: Promise<Client>;
   private give!: (c: Client) => void;
 
-  constructor(private readonly leave: (w: ConnectionWait) => boolean) {
+  constructor(
+    /** Where the attempt would have connected: a connection released broken is replaced by one to here. */
+    readonly endpoint: string,
+    private readonly leave: (w: ConnectionWait) => boolean,
+  ) {
     this.client = new Promise((resolve) => (this.give = resolve));
   }
 
@@ -137,7 +141,7 @@ export class OriginPools {
     if (o.inUse >= this.opts.connectionsPerOrigin) {
       // Not pinned to one busy connection: it takes whichever its origin releases first.
       const use = o;
-      const w = new ConnectionWait((me) => {
+      const w = new ConnectionWait(endpoint, (me) => {
         const at = use.waiters.indexOf(me);
         if (at < 0) return false;
         use.waiters.splice(at, 1);
@@ -179,8 +183,14 @@ export class OriginPools {
     return c;
   }
 
-  /** One attempt of `origin` on `client` is over: the connection goes to the origin's next waiter, if any, else back to its endpoint. */
-  release(origin: string, client: Client): void {
+  /**
+   * One attempt of `origin` on `client` is over: the connection goes to the
+   * origin's next waiter, if any, else back to its endpoint. `broken`: it
+   * failed to open on its address (refused, unreachable, timed out), so it is
+   * closed, and a waiter gets a new one to the endpoint it was routed to
+   * (one address of a name may be down while the others answer).
+   */
+  release(origin: string, client: Client, broken = false): void {
     const home = this.homes.get(client);
     const o = this.origins.get(origin);
     if (home === undefined || !home.busy || o === undefined || o.inUse <= 0) return;
@@ -188,17 +198,38 @@ export class OriginPools {
     if (next !== undefined) {
       // The connection goes on to the next attempt, still in use; the waiter was counted already.
       this.ended();
-      return next.serve(client);
+      let c = client;
+      if (broken) {
+        try {
+          c = this.take(next.endpoint);
+          this.letGoOf(home);
+          this.retire(client);
+        } catch {
+          // No new one could be made for it: it takes this one, as before.
+        }
+      }
+      return next.serve(c);
     }
     o.inUse--;
     if (o.inUse === 0) this.origins.delete(origin);
+    const e = this.letGoOf(home);
+    if (!broken && this.endpoints.get(e.key) === e && e.idle.length < this.idlePerEndpoint) e.idle.push(client);
+    else this.retire(client);
+    this.ended();
+  }
+
+  /** A connection is no longer in use (its endpoint's count); returns the endpoint. */
+  private letGoOf(home: Home): Endpoint {
     const e = home.endpoint;
     home.busy = false;
     e.busy--;
     e.lastUsed = this.now();
-    if (this.endpoints.get(e.key) === e && e.idle.length < this.idlePerEndpoint) e.idle.push(client);
-    else this.retire(client);
-    this.ended();
+    return e;
+  }
+
+  /** The endpoint `client` connects to, while it is kept. */
+  endpointOf(client: Client): string | undefined {
+    return this.homes.get(client)?.endpoint.key;
   }
 
   /**
@@ -209,24 +240,18 @@ export class OriginPools {
    * can be made, the attempt's place is given up as a failed `acquire` does.
    */
   swap(origin: string, failed: Client, endpoint: string): Client {
-    const home = this.homes.get(failed);
-    if (home !== undefined && home.busy) {
-      home.busy = false;
-      home.endpoint.busy--;
-      home.endpoint.lastUsed = this.now();
-      this.retire(failed);
-    }
+    let c: Client;
     try {
-      return this.take(endpoint);
+      c = this.take(endpoint);
     } catch (err) {
-      const o = this.origins.get(origin);
-      if (o !== undefined && o.inUse > 0) {
-        o.inUse--;
-        if (o.inUse === 0 && o.waiters.length === 0) this.origins.delete(origin);
-      }
-      this.ended();
+      // The attempt ends here: its place goes to the next waiter, as at any release of a broken connection.
+      this.release(origin, failed, true);
       throw err;
     }
+    const home = this.homes.get(failed);
+    if (home?.busy) this.letGoOf(home);
+    this.retire(failed);
+    return c;
   }
 
   /**

@@ -557,18 +557,20 @@ describe('guarded connector (through HttpDeliverer)', () => {
       await d.close();
     });
 
-    it(`with its origin at its connection limit, every attempt still reaches the address that is up (shareConnections ${sharing ? 'on' : 'off'})`, async () => {
-      const c = { ...cfg, connectionsPerOrigin: 2, perOrigin: { ...cfg.perOrigin, shareConnections: sharing } };
-      const d = new HttpDeliverer({ ...c, dnsServers: [stub.address] }, createAddressGuard(c), new SelfAddresses());
-      const name = sharing ? 'half-down-busy-shared.test' : 'half-down-busy.test';
-      stub.set(name, { a: ['127.0.0.2', '127.0.0.1'] });
-      const before = hits;
-      // Eight at once on two connections: six wait, and a connection that failed to open must not be handed to them.
-      const results = await Promise.all(Array.from({ length: 8 }, () => d.attempt(post(`http://${name}:${port}/close`))));
-      assert.deepEqual(results.map((r) => (r.kind === 'response' ? r.status : r.code)), Array(8).fill(200));
-      assert.equal(hits - before, 8);
-      await d.close();
-    });
+    for (const connections of [1, 2]) {
+      it(`with its origin at its connection limit (${connections}), every attempt still reaches the address that is up (shareConnections ${sharing ? 'on' : 'off'})`, async () => {
+        const c = { ...cfg, connectionsPerOrigin: connections, perOrigin: { ...cfg.perOrigin, shareConnections: sharing } };
+        const d = new HttpDeliverer({ ...c, dnsServers: [stub.address] }, createAddressGuard(c), new SelfAddresses());
+        const name = `half-down-busy-${connections}${sharing ? '-shared' : ''}.test`;
+        stub.set(name, { a: ['127.0.0.2', '127.0.0.1'] });
+        const before = hits;
+        // Eight at once: the rest wait, and a connection that failed to open must not be handed to them.
+        const results = await Promise.all(Array.from({ length: 8 }, () => d.attempt(post(`http://${name}:${port}/close`))));
+        assert.deepEqual(results.map((r) => (r.kind === 'response' ? r.status : r.code)), Array(8).fill(200));
+        assert.equal(hits - before, 8);
+        await d.close();
+      });
+    }
 
     it(`an answer that repeats its address down is tried once per address, without crashing the worker (shareConnections ${sharing ? 'on' : 'off'})`, async () => {
       const c = { ...cfg, perOrigin: { ...cfg.perOrigin, shareConnections: sharing } };

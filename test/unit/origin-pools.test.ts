@@ -27,6 +27,45 @@ function waiting(x: Client | ConnectionWait): ConnectionWait {
 }
 
 describe('OriginPools', () => {
+  it('a connection released broken (it failed to open on its address) is closed: a waiter gets a new one to its own endpoint, and none is kept idle', async () => {
+    const { closed, create } = fakes();
+    const pools = new OriginPools({ maxPools: 10, connectionsPerOrigin: 1, idleMs: 60_000, create });
+    const down = ready(pools.acquire('http://m', 'http://10.0.0.1:80'));
+    const w = waiting(pools.acquire('http://m', 'http://10.0.0.2:80'));
+    pools.release('http://m', down, true);
+    const served = await w.client;
+    assert.notEqual(served, down);
+    assert.equal(pools.endpointOf(served), 'http://10.0.0.2:80', "the waiter's own endpoint, not the address that failed");
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(closed, ['http://10.0.0.1:80']);
+    pools.release('http://m', served, true);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(closed, ['http://10.0.0.1:80', 'http://10.0.0.2:80'], 'not kept idle either');
+    assert.equal(pools.connections, 0);
+  });
+
+  it("swap: an attempt moves to another endpoint in its own place (no waiter gets the failed connection); if none can be made, its place goes to the next waiter", async () => {
+    const { closed, create } = fakes();
+    const pools = new OriginPools({ maxPools: 10, connectionsPerOrigin: 1, idleMs: 60_000, create: (e) => {
+      if (e === 'http://bad') throw new Error('bad endpoint');
+      return create(e);
+    } });
+    const a = ready(pools.acquire('http://m', 'http://10.0.0.1:80'));
+    const w = waiting(pools.acquire('http://m', 'http://10.0.0.2:80'));
+    const b = pools.swap('http://m', a, 'http://10.0.0.3:80');
+    assert.equal(pools.endpointOf(b), 'http://10.0.0.3:80');
+    let served: Client | null = null;
+    void w.client.then((c) => (served = c));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(served, null, 'the waiter still waits: the slot is the moved attempt\'s');
+    assert.deepEqual(closed, ['http://10.0.0.1:80']);
+    assert.throws(() => pools.swap('http://m', b, 'http://bad'), /bad endpoint/);
+    await new Promise((r) => setImmediate(r));
+    assert.ok(served !== null && pools.endpointOf(served) === 'http://10.0.0.2:80', 'the waiter got the place, on its own endpoint');
+    pools.release('http://m', served!);
+    await pools.close();
+  });
+
   it('reuses the connection of an origin and closes the least recently used idle origin past the cap', async () => {
     const { closed, create } = fakes();
     let now = 0;
