@@ -320,7 +320,7 @@ class AttemptRun implements AttemptOwner {
   private tried: number[] | null = null;
   /** When the request was handed to its connection (performance.now()): its connect's start, if it opens one. */
   private handedAt = 0;
-  /** The connection failed to open on its address: closed when given back, not handed on. */
+  /** The connection failed to open on one of its origin's several addresses: closed when given back, not handed on. */
   private broken = false;
   private readonly pools: OriginPools;
   private readonly handler: AttemptHandler;
@@ -457,7 +457,9 @@ class AttemptRun implements AttemptOwner {
 
   letGo(broken: boolean): void {
     this.inUndici = false;
-    this.broken = broken;
+    // Only where the origin has other addresses: with one, a waiter handed the connection would open it to the same
+    // address as a new one would, and a merchant refusing every connect would cost a new Client per attempt.
+    this.broken = broken && this.routed !== null && this.routed.endpoints.length > 1;
     if (this.reported) this.release();
   }
 
