@@ -320,7 +320,7 @@ class AttemptRun implements AttemptOwner {
   private tried: number[] | null = null;
   /** When the request was handed to its connection (performance.now()): its connect's start, if it opens one. */
   private handedAt = 0;
-  /** The connection failed to open on one of its origin's several addresses: closed when given back, not handed on. */
+  /** The connection failed to open on its address: given back, it goes on only to an attempt routed to that address. */
   private broken = false;
   private readonly pools: OriginPools;
   private readonly handler: AttemptHandler;
@@ -387,14 +387,15 @@ class AttemptRun implements AttemptOwner {
   tryElsewhere(): boolean {
     const r = this.routed;
     const c = this.client;
-    if (r === null || c === null || r.endpoints.length < 2) return false;
-    // The connection's own endpoint: after a wait, an attempt is served whichever its origin released first.
+    if (r === null || c === null) return false;
+    // The connection's own endpoint: after a wait, an attempt is served whichever its origin released first
+    // (-1: an address its route no longer has, after a new DNS answer).
     const at = r.endpoints.indexOf(this.pools.endpointOf(c) ?? '');
     // Not from the origin's own endpoint (its connector tried each address already), nor after a connect
     // that took its whole timeout: a connection opens or fails within about one connect timeout.
-    if (at === -1 || r.keys[at] === '' || performance.now() - this.handedAt >= this.ctx.cfg.connectTimeoutMs) return false;
+    if ((at !== -1 && r.keys[at] === '') || performance.now() - this.handedAt >= this.ctx.cfg.connectTimeoutMs) return false;
     const tried = (this.tried ??= []);
-    if (!tried.includes(at)) tried.push(at);
+    if (at !== -1 && !tried.includes(at)) tried.push(at);
     const health = this.ctx.health;
     const i = nextCandidate(r.endpoints.length, this.turn, (k) => tried.includes(k), (k) => health.isHeld(r.keys[k]!));
     if (i === -1) return false;
@@ -409,6 +410,11 @@ class AttemptRun implements AttemptOwner {
     const failed = this.client;
     // Settled meanwhile (defensive: the deadline's timer cannot run before a microtask): nothing to send.
     if (this.reported || failed === null) return this.release();
+    // Out of time: no new connection for a request that would not be sent.
+    if (this.handler.expired) {
+      this.release();
+      return this.handler.fail(new AttemptTimeout('deadline'));
+    }
     this.client = null;
     this.broken = false;
     let next: Client;
@@ -457,9 +463,7 @@ class AttemptRun implements AttemptOwner {
 
   letGo(broken: boolean): void {
     this.inUndici = false;
-    // Only where the origin has other addresses: with one, a waiter handed the connection would open it to the same
-    // address as a new one would, and a merchant refusing every connect would cost a new Client per attempt.
-    this.broken = broken && this.routed !== null && this.routed.endpoints.length > 1;
+    this.broken = broken;
     if (this.reported) this.release();
   }
 

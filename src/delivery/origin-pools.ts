@@ -186,9 +186,11 @@ export class OriginPools {
   /**
    * One attempt of `origin` on `client` is over: the connection goes to the
    * origin's next waiter, if any, else back to its endpoint. `broken`: it
-   * failed to open on its address (refused, unreachable, timed out), so it is
-   * closed, and a waiter gets a new one to the endpoint it was routed to
-   * (one address of a name may be down while the others answer).
+   * failed to open on its address (refused, unreachable, timed out), so it
+   * goes on only to a waiter routed to that same address; one routed to
+   * another (a name with several, or a new DNS answer) gets a new connection
+   * to its own, and the broken one is closed. Kept idle, it would open to
+   * its address again only for an attempt routed there, as a new one would.
    */
   release(origin: string, client: Client, broken = false): void {
     const home = this.homes.get(client);
@@ -199,7 +201,7 @@ export class OriginPools {
       // The connection goes on to the next attempt, still in use; the waiter was counted already.
       this.ended();
       let c = client;
-      if (broken) {
+      if (broken && next.endpoint !== home.endpoint.key) {
         try {
           c = this.take(next.endpoint);
           this.letGoOf(home);
@@ -213,7 +215,7 @@ export class OriginPools {
     o.inUse--;
     if (o.inUse === 0) this.origins.delete(origin);
     const e = this.letGoOf(home);
-    if (!broken && this.endpoints.get(e.key) === e && e.idle.length < this.idlePerEndpoint) e.idle.push(client);
+    if (this.endpoints.get(e.key) === e && e.idle.length < this.idlePerEndpoint) e.idle.push(client);
     else this.retire(client);
     this.ended();
   }
