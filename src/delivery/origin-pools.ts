@@ -77,7 +77,7 @@ export class ConnectionWait {
   private give!: (c: Client) => void;
 
   constructor(
-    /** Where the attempt would have connected: a connection released broken is replaced by one to here. */
+    /** Where the attempt was routed: a connection released broken on another address is replaced by one to here. */
     readonly endpoint: string,
     private readonly leave: (w: ConnectionWait) => boolean,
   ) {
