@@ -203,9 +203,7 @@ export class OriginPools {
       let c = client;
       if (broken && next.endpoint !== home.endpoint.key) {
         try {
-          c = this.take(next.endpoint);
-          this.letGoOf(home);
-          this.retire(client);
+          c = this.replace(client, next.endpoint);
         } catch {
           // No new one could be made for it: it takes this one, as before.
         }
@@ -242,14 +240,21 @@ export class OriginPools {
    * can be made, the attempt's place is given up as a failed `acquire` does.
    */
   swap(origin: string, failed: Client, endpoint: string): Client {
-    let c: Client;
     try {
-      c = this.take(endpoint);
+      return this.replace(failed, endpoint);
     } catch (err) {
       // The attempt ends here: its place goes to the next waiter, as at any release of a broken connection.
       this.release(origin, failed, true);
       throw err;
     }
+  }
+
+  /**
+   * A connection to `endpoint` in use in place of `failed`, which is closed;
+   * throws, with nothing changed, when none can be made for it.
+   */
+  private replace(failed: Client, endpoint: string): Client {
+    const c = this.take(endpoint);
     const home = this.homes.get(failed);
     if (home?.busy) this.letGoOf(home);
     this.retire(failed);
