@@ -11,7 +11,7 @@ import { CeilingProcess } from '../ceiling.js';
 import { pidsByComm } from '../cpu.js';
 import { AMQP_URL } from '../daemon-process.js';
 import type { MerchantProcess } from '../merchant-process.js';
-import { BEAM, DEFAULT_SCHEDULE, daemonThroughput, log, table, timeUntilSeen, waitDepth } from '../bench-context.js';
+import { BEAM, DEFAULT_SCHEDULE, byRole, daemonThroughput, log, table, timeUntilSeen, waitDepth } from '../bench-context.js';
 import type { BenchContext, DaemonMeasured, Flags, Measured, Row, ScenarioReport } from '../bench-context.js';
 
 type Loop = Awaited<ReturnType<typeof CeilingProcess.start>>;
@@ -130,7 +130,7 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioReport> {
       for (const what of order) {
         if (what === 'daemon') {
           dm = await daemonThroughput(daemon, merchant, flags.n, `d${r}`);
-          log(`run ${r + 1}: daemon  ${round(dm.perS)}/s (${dm.ms} ms), peak PSS ${round(dm.pssPeakMiB, 1)} MiB${flags.cpuProf ? `, window --from ${dm.monoUs[0]} --to ${dm.monoUs[1]}` : ''}`);
+          log(`run ${r + 1}: daemon  ${round(dm.perS)}/s (${dm.ms} ms), peak PSS ${round(dm.pssPeakMiB, 1)} MiB (${byRole(daemon.pids(), dm.pssPerPid)})${flags.cpuProf ? `, window --from ${dm.monoUs[0]} --to ${dm.monoUs[1]}` : ''}`);
         } else if (what === 'ceiling') {
           cm = await ceilingThroughput(loop, ceilingPrefix, merchant, flags.n, `c${r}`);
           log(`run ${r + 1}: ceiling ${round(cm.perS)}/s (${cm.ms} ms)${flags.cpuProf ? `, window --from ${cm.monoUs[0]} --to ${cm.monoUs[1]}` : ''}`);

@@ -3,9 +3,10 @@ import type { AddressInfo } from 'node:net';
 import type { ConsumeMessage } from 'amqplib';
 import pino from 'pino';
 import { namesFor, routeForAttempt, type Names } from '../broker/topology.js';
-import { historyOn, type Config } from '../core/config-model.js';
+import { historyOn, type Config, type LimitsConfig } from '../core/config-model.js';
 import { H, encodeNotification, validateNotification } from '../core/message.js';
 import { createWorkerMetrics } from '../core/metrics.js';
+import { createAddressGuard, type AddressGuard } from '../delivery/address-guard.js';
 import { SelfAddresses } from '../delivery/connector.js';
 import { HttpDeliverer } from '../delivery/deliverer.js';
 import type { Signer } from '../delivery/signing.js';
@@ -82,13 +83,19 @@ export function warmUpExpires(i: number): boolean {
 /** The `expiration` a synthetic notification that `warmUpExpires` had on its hand-on (a value a 1-s rung could have). */
 export const WARM_UP_EXPIRATION = '750';
 
+/** Limits a synthetic notification is checked against when no worker's are given (tests). */
+const SYNTHETIC_LIMITS: LimitsConfig = { urlMaxLength: 2048, idMaxLength: 128, maxHeaders: 32, headerMaxBytes: 4096, bodyMaxBytes: 262_144 };
+
 /**
  * The i-th synthetic delivery of `tier`: a payment callback of the usual size
  * to `base` with the headers a hand-on from the tier before sets (what the
  * pipeline reads: attempt, due time, first attempt) and, when it comes from
- * the wait queue `from`, those the broker adds on dead-lettering it.
+ * the wait queue `from`, those the broker adds on dead-lettering it. A
+ * worker passes its own `limits`, the object its pipeline checks real
+ * notifications against, so the checks are optimised for that one (see
+ * `warmUpConfig`).
  */
-export function warmUpMessage(tier: number, i: number, base: string, now: number, from: string | null = null): ConsumeMessage {
+export function warmUpMessage(tier: number, i: number, base: string, now: number, from: string | null = null, limits: LimitsConfig = SYNTHETIC_LIMITS): ConsumeMessage {
   const id = `warm-up-${tier}-${i}`;
   const n = validateNotification(
     {
@@ -97,7 +104,7 @@ export function warmUpMessage(tier: number, i: number, base: string, now: number
       body: { event: 'payment.succeeded', out_trade_no: id, total_amount: '88.88', currency: 'CNY', trade_status: 'TRADE_SUCCESS', gmt_payment: new Date(now).toISOString() },
       createdAt: now,
     },
-    { urlMaxLength: 2048, idMaxLength: 128, maxHeaders: 32, headerMaxBytes: 4096, bodyMaxBytes: 262_144 },
+    limits,
     { requireId: true },
   );
   const headers: Record<string, unknown> = { [H.attempt]: tier, [H.dueAt]: now };
@@ -164,6 +171,31 @@ function listen(): Promise<Server> {
   });
 }
 
+/**
+ * The configuration the throwaway pipeline runs on: the worker's own object
+ * wherever it can be (pure). Why: V8 specialises optimised code on the
+ * hidden classes of the objects it ran on, and a copy made by spreading has
+ * other classes than the frozen original; on such a copy, every read of the
+ * configuration on the hot path deoptimised at the first real delivery
+ * after the warm-up (docs/performance.md, stop 64). A copy is made only where
+ * `merchants.required` would park the synthetic notifications, which name no
+ * merchant (there is no registry here): at tier 0. A later tier's carry a
+ * first attempt, and a retry under way is not held to it.
+ */
+export function warmUpConfig(config: Config, tier: number): Config {
+  if (!config.merchants.required || tier > 0) return config;
+  return { ...config, merchants: { ...config.merchants, required: false } };
+}
+
+/**
+ * The warm-up deliverer's SSRF guard: as the worker's (none when private
+ * networks are allowed), the in-process server's loopback address allowed,
+ * so the guarded path is the one warmed where the worker has it.
+ */
+function warmUpGuard(delivery: Config['delivery']): AddressGuard | null {
+  return delivery.allowPrivateNetworks ? null : createAddressGuard({ allowPrivateNetworks: false, allowCidrs: [...delivery.allowCidrs, '127.0.0.1/32'] });
+}
+
 /** A throwaway pipeline of a tier and the HTTP server it delivers to, for one warm-up. */
 export interface WarmUpRig {
   readonly pipeline: AttemptPipeline;
@@ -196,8 +228,8 @@ export async function openWarmUpRig(config: Config, tier: number, gate: GateOpti
   try {
     server = await listen();
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    // The real delivery settings, with the loopback allowed: it is this process's own server.
-    deliverer = new HttpDeliverer({ ...config.delivery, allowPrivateNetworks: true }, null, new SelfAddresses());
+    // The worker's own delivery settings and guard, with the loopback allowed: it is this process's own server.
+    deliverer = new HttpDeliverer(config.delivery, warmUpGuard(config.delivery), new SelfAddresses());
     const quiet = pino({ level: config.logLevel === 'silent' ? 'info' : config.logLevel }, { write: () => undefined });
     history = historyOn(config) ? new HistorySink(() => Promise.resolve()) : null;
     const names = namesFor(config.prefix);
@@ -216,10 +248,10 @@ export async function openWarmUpRig(config: Config, tier: number, gate: GateOpti
         slots: new MerchantSlots(),
         failureMarks: null,
         history,
+        // Present, as in the worker's own deps, so the two objects share V8's hidden class (see `warmUpConfig`).
+        bundler: null,
       },
-      // Its synthetic notifications name no merchant (it has no registry): held to merchants.required, each would
-      // be parked before the signing and the request it is there to warm.
-      { config: { ...config, merchants: { ...config.merchants, required: false } }, signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
+      { config: warmUpConfig(config, tier), signer: signers.signer, merchantSigners: signers.merchantSigners, deliverer },
     );
     return { pipeline, base, from: deadLetteredFrom(names, config.scheduleMs, tier), close };
   } catch (err) {
@@ -257,7 +289,7 @@ export async function warmUp(
     const lane = async (): Promise<void> => {
       while (next < opts.count && Date.now() < deadline && !stop.aborted) {
         const i = next++;
-        await pipeline.handle(link, frames.delivery(warmUpMessage(tier, i, base, Date.now(), from)));
+        await pipeline.handle(link, frames.delivery(warmUpMessage(tier, i, base, Date.now(), from, config.limits)));
         attempts++;
       }
     };

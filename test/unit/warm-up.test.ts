@@ -5,7 +5,7 @@ import { H, decodeNotification } from '../../src/core/message.js';
 import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import type { GateOptions } from '../../src/tier/origin-gate.js';
-import { deadLetteredFrom, openWarmUpRig, warmUp, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+import { deadLetteredFrom, openWarmUpRig, warmUp, warmUpConfig, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
 import type { ChannelLink } from '../../src/tier/channel-link.js';
 import { namesFor } from '../../src/broker/topology.js';
 import { WarmUpFrames, decodeFrames, encodeAck, encodePublish, loadCodec } from '../../src/tier/warm-up-frames.js';
@@ -130,6 +130,44 @@ describe('tier warm-up', () => {
       const dead = namesFor(config.prefix).dead;
       assert.ok(!routed.includes(dead), `none parked: ${routed.join(', ')}`);
       assert.ok(routed.length >= 1, 'the failed one (a 500) was handed on: its request was made');
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it("runs on the worker's own configuration object, not a copy (V8 optimises for the objects it ran on); a copy only where merchants.required would park its notifications", async () => {
+    assert.equal(warmUpConfig(config, 0), config);
+    assert.equal(warmUpConfig(config, 1), config);
+    const required = { ...config, merchants: { ...config.merchants, required: true } };
+    assert.equal(warmUpConfig(required, 1), required, 'a later tier is not held to it: its notifications carry a first attempt');
+    const copy = warmUpConfig(required, 0);
+    assert.notEqual(copy, required);
+    assert.equal(copy.merchants.required, false);
+    assert.equal(copy.delivery, required.delivery);
+    const rig = await openWarmUpRig(config, 1, gate, signers(), new AbortController().signal);
+    try {
+      assert.equal(rig.pipeline.current.config, config);
+      assert.equal(warmUpMessage(1, 0, rig.base, Date.now()).properties.messageId, 'warm-up-1-0');
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('delivers to its own loopback server through the SSRF guard the worker has (private networks not allowed)', async () => {
+    assert.equal(config.delivery.allowPrivateNetworks, false);
+    const rig = await openWarmUpRig(config, 1, gate, signers(), new AbortController().signal);
+    try {
+      const routed: string[] = [];
+      const link: ChannelLink = { publish: async (_e, key) => void routed.push(key), ack: () => undefined, requeue: () => undefined, closed: false };
+      // Odd ones are answered 200: delivered, nothing handed on down the ladder.
+      await rig.pipeline.handle(link, warmUpMessage(1, 1, rig.base, Date.now(), rig.from, config.limits));
+      await rig.pipeline.handle(link, warmUpMessage(1, 3, rig.base, Date.now(), rig.from, config.limits));
+      const n = namesFor(config.prefix);
+      const ladder = [n.dead, ...config.scheduleMs.map((_, i) => n.waitQueue(i)), ...config.scheduleMs.map((_, i) => n.routingKey(i))];
+      assert.deepEqual(routed.filter((k) => ladder.includes(k)), [], `not blocked (a blocked attempt is a retry): ${routed.join(', ')}`);
+      // An even one is answered 500: a request was made and failed, so it goes on down the ladder.
+      await rig.pipeline.handle(link, warmUpMessage(1, 2, rig.base, Date.now(), rig.from, config.limits));
+      assert.equal(routed.filter((k) => ladder.includes(k)).length, 1);
     } finally {
       await rig.close();
     }
