@@ -218,11 +218,14 @@ function blocked(what: string, ip: string, cls: AddressClass): NotifyError {
  */
 export function createAddressGuard(opts: GuardOptions): AddressGuard {
   const allowList = buildAllowList(opts.allowCidrs);
+  // Read once: the options object is the worker's delivery configuration, and a tier's warm-up builds its guard
+  // from another (src/tier/warm-up.ts); `check` then runs on no object of either.
+  const allowAll = opts.allowPrivateNetworks;
 
   function check(ip: string): { allowed: boolean; addressClass: AddressClass } {
     const bare = stripZone(ip);
     const addressClass = classifyAddress(bare);
-    if (addressClass === 'public' || opts.allowPrivateNetworks) return { allowed: true, addressClass };
+    if (addressClass === 'public' || allowAll) return { allowed: true, addressClass };
     const family = isIP(bare);
     // BlockList itself matches ::ffff:a.b.c.d against IPv4 entries, which is
     // right: the kernel connects a mapped address as that IPv4 address.

@@ -93,7 +93,12 @@ const SYNTHETIC_LIMITS: LimitsConfig = { urlMaxLength: 2048, idMaxLength: 128, m
  * the wait queue `from`, those the broker adds on dead-lettering it. A
  * worker passes its own `limits`, the object its pipeline checks real
  * notifications against, so the checks are optimised for that one (see
- * `warmUpConfig`).
+ * `warmUpConfig`). Limits too tight for a payment callback of the usual
+ * size (its id is 14 characters, its URL about 35, its body about 190
+ * bytes) make this throw `VALIDATION`: the warm-up then ends with that
+ * error, logged, and the tier starts cold (before, each synthetic
+ * notification was parked invalid inside the warm-up, which warmed
+ * nothing and said so nowhere).
  */
 export function warmUpMessage(tier: number, i: number, base: string, now: number, from: string | null = null, limits: LimitsConfig = SYNTHETIC_LIMITS): ConsumeMessage {
   const id = `warm-up-${tier}-${i}`;
@@ -188,11 +193,14 @@ export function warmUpConfig(config: Config, tier: number): Config {
 }
 
 /**
- * The warm-up deliverer's SSRF guard: as the worker's (none when private
- * networks are allowed), the in-process server's loopback address allowed,
- * so the guarded path is the one warmed where the worker has it.
+ * The warm-up deliverer's SSRF guard (pure): as the worker's, none when
+ * private networks are allowed, else a guard of the same kind with the
+ * in-process server's loopback address allowed, so the warm-up's
+ * connections and requests take the guarded path where the worker's do.
+ * (Its checks take the allow-list branch; a public merchant's address
+ * returns before it.)
  */
-function warmUpGuard(delivery: Config['delivery']): AddressGuard | null {
+export function warmUpGuard(delivery: Config['delivery']): AddressGuard | null {
   return delivery.allowPrivateNetworks ? null : createAddressGuard({ allowPrivateNetworks: false, allowCidrs: [...delivery.allowCidrs, '127.0.0.1/32'] });
 }
 

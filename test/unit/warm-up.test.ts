@@ -5,7 +5,7 @@ import { H, decodeNotification } from '../../src/core/message.js';
 import { createSigner } from '../../src/delivery/signing.js';
 import { MerchantSigners } from '../../src/merchants/signers.js';
 import type { GateOptions } from '../../src/tier/origin-gate.js';
-import { deadLetteredFrom, openWarmUpRig, warmUp, warmUpConfig, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
+import { deadLetteredFrom, openWarmUpRig, warmUp, warmUpConfig, warmUpGuard, warmUpMessage, warmUpPath, warmUpStatus } from '../../src/tier/warm-up.js';
 import type { ChannelLink } from '../../src/tier/channel-link.js';
 import { namesFor } from '../../src/broker/topology.js';
 import { WarmUpFrames, decodeFrames, encodeAck, encodePublish, loadCodec } from '../../src/tier/warm-up-frames.js';
@@ -147,7 +147,6 @@ describe('tier warm-up', () => {
     const rig = await openWarmUpRig(config, 1, gate, signers(), new AbortController().signal);
     try {
       assert.equal(rig.pipeline.current.config, config);
-      assert.equal(warmUpMessage(1, 0, rig.base, Date.now()).properties.messageId, 'warm-up-1-0');
     } finally {
       await rig.close();
     }
@@ -155,6 +154,12 @@ describe('tier warm-up', () => {
 
   it('delivers to its own loopback server through the SSRF guard the worker has (private networks not allowed)', async () => {
     assert.equal(config.delivery.allowPrivateNetworks, false);
+    const guard = warmUpGuard(config.delivery);
+    assert.ok(guard !== null, 'a guard, as the worker has');
+    assert.equal(guard.check('127.0.0.1').allowed, true, 'its own server');
+    assert.equal(guard.check('127.0.0.2').allowed, false, 'nothing else on the loopback');
+    assert.equal(guard.check('10.0.0.1').allowed, false);
+    assert.equal(warmUpGuard({ ...config.delivery, allowPrivateNetworks: true }), null, 'none, as the worker has none');
     const rig = await openWarmUpRig(config, 1, gate, signers(), new AbortController().signal);
     try {
       const routed: string[] = [];
@@ -171,6 +176,14 @@ describe('tier warm-up', () => {
     } finally {
       await rig.close();
     }
+  });
+
+  it("checks its notifications against the worker's limits: limits too tight for them end the warm-up with the error, nothing run (it used to park every one invalid, silently)", async () => {
+    const tight = { ...config, limits: { ...config.limits, idMaxLength: 10 } };
+    const r = await warmUp(tight, 1, gate, signers(), { count: 20, budgetMs: 10_000, concurrency: 4 });
+    assert.equal(r.attempts, 0);
+    assert.equal((r.error as { code?: string } | undefined)?.code, 'VALIDATION');
+    assert.match(r.error?.message ?? '', /^id: is longer than 10 characters/);
   });
 
   it('does nothing for a count of 0, and stops at its budget', async () => {
