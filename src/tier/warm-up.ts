@@ -94,11 +94,11 @@ const SYNTHETIC_LIMITS: LimitsConfig = { urlMaxLength: 2048, idMaxLength: 128, m
  * worker passes its own `limits`, the object its pipeline checks real
  * notifications against, so the checks are optimised for that one (see
  * `warmUpConfig`). Limits too tight for a payment callback of the usual
- * size (its id is 14 characters, its URL about 35, its body about 190
- * bytes) make this throw `VALIDATION`: the warm-up then ends with that
- * error, logged, and the tier starts cold (before, each synthetic
- * notification was parked invalid inside the warm-up, which warmed
- * nothing and said so nowhere).
+ * size (ids of up to 16 characters, URLs of about 35, bodies of about 175
+ * bytes) make this throw `VALIDATION`: the warm-up ends there with that
+ * error, logged, and the tier starts as warm as it got (before, each such
+ * synthetic notification was parked invalid inside the warm-up, which
+ * warmed nothing and said so nowhere).
  */
 export function warmUpMessage(tier: number, i: number, base: string, now: number, from: string | null = null, limits: LimitsConfig = SYNTHETIC_LIMITS): ConsumeMessage {
   const id = `warm-up-${tier}-${i}`;
@@ -182,7 +182,8 @@ function listen(): Promise<Server> {
  * hidden classes of the objects it ran on, and a copy made by spreading has
  * other classes than the frozen original; on such a copy, every read of the
  * configuration on the hot path deoptimised at the first real delivery
- * after the warm-up (docs/performance.md, stop 64). A copy is made only where
+ * after the warm-up (docs/performance.md, "Stop 64: the warm-up on the
+ * worker's own objects"). A copy is made only where
  * `merchants.required` would park the synthetic notifications, which name no
  * merchant (there is no registry here): at tier 0. A later tier's carry a
  * first attempt, and a retry under way is not held to it.
@@ -236,7 +237,7 @@ export async function openWarmUpRig(config: Config, tier: number, gate: GateOpti
   try {
     server = await listen();
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    // The worker's own delivery settings and guard, with the loopback allowed: it is this process's own server.
+    // The worker's own delivery settings, and a guard of the kind it has with the loopback allowed: it is this process's own server.
     deliverer = new HttpDeliverer(config.delivery, warmUpGuard(config.delivery), new SelfAddresses());
     const quiet = pino({ level: config.logLevel === 'silent' ? 'info' : config.logLevel }, { write: () => undefined });
     history = historyOn(config) ? new HistorySink(() => Promise.resolve()) : null;

@@ -173,6 +173,11 @@ describe('tier warm-up', () => {
       // An even one is answered 500: a request was made and failed, so it goes on down the ladder.
       await rig.pipeline.handle(link, warmUpMessage(1, 2, rig.base, Date.now(), rig.from, config.limits));
       assert.equal(routed.filter((k) => ladder.includes(k)).length, 1);
+      // The rig's deliverer has that guard: another loopback address is refused before any connect.
+      const errors: unknown[] = [];
+      const watching: ChannelLink = { ...link, publish: async (_e, _k, _c, options) => void errors.push(options?.headers?.[H.lastError]) };
+      await rig.pipeline.handle(watching, warmUpMessage(1, 5, 'http://127.0.0.2:9', Date.now(), rig.from, config.limits));
+      assert.ok(errors.some((e) => typeof e === 'string' && e.includes('DESTINATION_BLOCKED')), `blocked: ${JSON.stringify(errors)}`);
     } finally {
       await rig.close();
     }
