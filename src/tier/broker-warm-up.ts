@@ -192,7 +192,7 @@ export async function warmUpThroughBroker(
     for (let i = 0; i < opts.count && !over; ) {
       const batch: Promise<void>[] = [];
       for (const last = Math.min(opts.count, i + prefetch); i < last; i++) {
-        const m = warmUpMessage(tier, i, base, Date.now(), null, config.limits);
+        const m = warmUpMessage(tier, i, base, Date.now(), config.limits);
         batch.push(publisher.publish('', wait, m.content, publishOptions(m, i)));
       }
       await Promise.race([Promise.all(batch), done]);

@@ -83,15 +83,13 @@ export function warmUpExpires(i: number): boolean {
 /** The `expiration` a synthetic notification that `warmUpExpires` had on its hand-on (a value a 1-s rung could have). */
 export const WARM_UP_EXPIRATION = '750';
 
-/** Limits a synthetic notification is checked against when no worker's are given (tests). */
-const SYNTHETIC_LIMITS: LimitsConfig = { urlMaxLength: 2048, idMaxLength: 128, maxHeaders: 32, headerMaxBytes: 4096, bodyMaxBytes: 262_144 };
-
 /**
  * The i-th synthetic delivery of `tier`: a payment callback of the usual size
  * to `base` with the headers a hand-on from the tier before sets (what the
  * pipeline reads: attempt, due time, first attempt) and, when it comes from
- * the wait queue `from`, those the broker adds on dead-lettering it. A
- * worker passes its own `limits`, the object its pipeline checks real
+ * the wait queue `from`, those the broker adds on dead-lettering it.
+ * `limits` is the worker's own (required, so no caller falls back to a
+ * copy): the object its pipeline checks real
  * notifications against, so the checks are optimised for that one (see
  * `warmUpConfig`). Limits too tight for a payment callback of the usual
  * size (ids of up to 16 characters, URLs of about 35, bodies of about 175
@@ -100,7 +98,7 @@ const SYNTHETIC_LIMITS: LimitsConfig = { urlMaxLength: 2048, idMaxLength: 128, m
  * synthetic notification was parked invalid inside the warm-up, which
  * warmed nothing and said so nowhere).
  */
-export function warmUpMessage(tier: number, i: number, base: string, now: number, from: string | null = null, limits: LimitsConfig = SYNTHETIC_LIMITS): ConsumeMessage {
+export function warmUpMessage(tier: number, i: number, base: string, now: number, limits: LimitsConfig, from: string | null = null): ConsumeMessage {
   const id = `warm-up-${tier}-${i}`;
   const n = validateNotification(
     {
@@ -298,7 +296,7 @@ export async function warmUp(
     const lane = async (): Promise<void> => {
       while (next < opts.count && Date.now() < deadline && !stop.aborted) {
         const i = next++;
-        await pipeline.handle(link, frames.delivery(warmUpMessage(tier, i, base, Date.now(), from, config.limits)));
+        await pipeline.handle(link, frames.delivery(warmUpMessage(tier, i, base, Date.now(), config.limits, from)));
         attempts++;
       }
     };

@@ -7,7 +7,10 @@ import { AMQP_URL, deletePrefix, uniquePrefix, waitFor } from '../../bench/daemo
 import { parseSchedule } from '../../src/core/schedule.js';
 import { buildTopology, declareTopology, namesFor, withoutLeaderLocator } from '../../src/broker/topology.js';
 import { WarmUpFrames } from '../../src/tier/warm-up-frames.js';
+import { loadConfig } from '../../src/core/config.js';
 import { warmUpExpires, warmUpMessage } from '../../src/tier/warm-up.js';
+
+const LIMITS = loadConfig({ configFile: null, env: {} }).limits;
 
 const SCHEDULE = '0s,200ms,3s';
 
@@ -57,7 +60,7 @@ describe('topology on RabbitMQ', () => {
     // decoded (amqplib decodes every integer type to a number, so the types are not compared here).
     const got = (msg as unknown as amqp.GetMessage).properties.headers ?? {};
     const sec = (got['x-death'] as unknown as { time: { value: number } }[])[0]!.time.value;
-    const synthetic = new WarmUpFrames().delivery(warmUpMessage(1, 0, 'http://127.0.0.1:9', sec * 1000, n.waitQueue(1))).properties.headers ?? {};
+    const synthetic = new WarmUpFrames().delivery(warmUpMessage(1, 0, 'http://127.0.0.1:9', sec * 1000, LIMITS, n.waitQueue(1))).properties.headers ?? {};
     const deathKeys = (h: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(h).filter(([k]) => k === 'x-death' || k.startsWith('x-first-death-')));
     assert.deepEqual(deathKeys(got), deathKeys(synthetic));
   });
@@ -79,7 +82,7 @@ describe('topology on RabbitMQ', () => {
     assert.equal(death['original-expiration'], '20');
     const sec = (death.time as { value: number }).value;
     const i = [0, 1, 2, 3].find(warmUpExpires)!;
-    const synthetic = new WarmUpFrames().delivery(warmUpMessage(2, i, 'http://127.0.0.1:9', sec * 1000, n.waitQueue(2))).properties.headers ?? {};
+    const synthetic = new WarmUpFrames().delivery(warmUpMessage(2, i, 'http://127.0.0.1:9', sec * 1000, LIMITS, n.waitQueue(2))).properties.headers ?? {};
     const syntheticDeath = (synthetic['x-death'] as unknown as Record<string, unknown>[])[0]!;
     assert.deepEqual(Object.keys(syntheticDeath), Object.keys(death));
     assert.deepEqual({ ...syntheticDeath, 'original-expiration': '20' }, death);

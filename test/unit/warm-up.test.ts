@@ -25,7 +25,7 @@ const signers = () => ({ signer: createSigner(config.signing), merchantSigners: 
 describe('tier warm-up', () => {
   it('builds deliveries the pipeline accepts, as a hand-on from the tier before would', () => {
     const now = Date.now();
-    const msg = warmUpMessage(2, 7, 'http://127.0.0.1:9', now);
+    const msg = warmUpMessage(2, 7, 'http://127.0.0.1:9', now, config.limits);
     const n = decodeNotification(msg.content, config.limits, now);
     assert.equal(n.id, 'warm-up-2-7');
     assert.equal(n.url, `http://127.0.0.1:9${warmUpPath(7)}`);
@@ -33,21 +33,21 @@ describe('tier warm-up', () => {
     assert.equal(msg.properties.headers?.[H.attempt], 2);
     assert.equal(msg.properties.headers?.[H.dueAt], now);
     assert.equal(msg.properties.headers?.[H.firstAttemptAt], now);
-    assert.equal(warmUpMessage(0, 0, 'http://127.0.0.1:9', now).properties.headers?.[H.firstAttemptAt], undefined);
+    assert.equal(warmUpMessage(0, 0, 'http://127.0.0.1:9', now, config.limits).properties.headers?.[H.firstAttemptAt], undefined);
   });
 
   it("carries the headers the broker adds when it dead-letters a retry from its wait queue (one x-death table: a hand-on drops the x- headers it got)", () => {
     const now = 1_796_000_000_000;
-    const h = warmUpMessage(2, 0, 'http://127.0.0.1:9', now, 'P.wait.2').properties.headers ?? {};
+    const h = warmUpMessage(2, 0, 'http://127.0.0.1:9', now, config.limits, 'P.wait.2').properties.headers ?? {};
     assert.deepEqual(h['x-death'], [{ count: { '!': 'long', value: 1 }, reason: 'expired', queue: 'P.wait.2', time: { '!': 'timestamp', value: now / 1000 }, exchange: '', 'routing-keys': ['P.wait.2'] }]);
     assert.equal(h['x-first-death-queue'], 'P.wait.2');
     assert.equal(h['x-first-death-reason'], 'expired');
-    assert.equal(warmUpMessage(2, 0, 'http://127.0.0.1:9', now).properties.headers?.['x-death'], undefined, 'none for a tier published to straight');
+    assert.equal(warmUpMessage(2, 0, 'http://127.0.0.1:9', now, config.limits).properties.headers?.['x-death'], undefined, 'none for a tier published to straight');
   });
 
   it("half of them (two in four, so failures and successes alike) expired by their own expiration: x-death then ends with original-expiration, as the broker writes it", () => {
     const now = 1_796_000_000_000;
-    const deaths = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => (warmUpMessage(1, i, 'http://127.0.0.1:9', now, 'P.wait.1').properties.headers?.['x-death'] as unknown as Record<string, unknown>[])[0]!);
+    const deaths = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => (warmUpMessage(1, i, 'http://127.0.0.1:9', now, config.limits, 'P.wait.1').properties.headers?.['x-death'] as unknown as Record<string, unknown>[])[0]!);
     assert.deepEqual(deaths.map((d) => d['original-expiration']), [undefined, undefined, '750', '750', undefined, undefined, '750', '750']);
     assert.deepEqual(Object.keys(deaths[2]!), ['count', 'reason', 'queue', 'time', 'exchange', 'routing-keys', 'original-expiration']);
     assert.deepEqual([0, 1, 2, 3].map((i) => warmUpPath(i).startsWith('/fail/')), [true, false, true, false]);
@@ -65,7 +65,7 @@ describe('tier warm-up', () => {
     const codec = loadCodec();
     assert.notEqual(codec, null);
     const frames = new WarmUpFrames(codec);
-    const msg = warmUpMessage(3, 5, 'http://127.0.0.1:9', Date.now(), 'P.wait.3');
+    const msg = warmUpMessage(3, 5, 'http://127.0.0.1:9', Date.now(), config.limits, 'P.wait.3');
     const got = frames.delivery(msg);
     assert.notEqual(got, msg, 'decoded anew, not the same object');
     assert.equal(frames.decoded, 1);
@@ -97,7 +97,7 @@ describe('tier warm-up', () => {
   it('turns itself off at the first codec error, and the warm-up goes on without frames', () => {
     const broken = { ...loadCodec()!, frame: { ...loadCodec()!.frame, parseFrame: () => { throw new Error('moved'); } } };
     const frames = new WarmUpFrames(broken);
-    const msg = warmUpMessage(1, 0, 'http://127.0.0.1:9', Date.now(), 'P.wait.1');
+    const msg = warmUpMessage(1, 0, 'http://127.0.0.1:9', Date.now(), config.limits, 'P.wait.1');
     assert.equal(frames.delivery(msg), msg);
     assert.equal(frames.delivery(msg), msg);
     assert.equal(frames.decoded, 0);
@@ -125,8 +125,8 @@ describe('tier warm-up', () => {
     try {
       const routed: string[] = [];
       const link: ChannelLink = { publish: async (_e, key) => void routed.push(key), ack: () => undefined, requeue: () => undefined, closed: false };
-      await rig.pipeline.handle(link, warmUpMessage(1, 1, rig.base, Date.now(), rig.from));
-      await rig.pipeline.handle(link, warmUpMessage(1, 2, rig.base, Date.now(), rig.from));
+      await rig.pipeline.handle(link, warmUpMessage(1, 1, rig.base, Date.now(), config.limits, rig.from));
+      await rig.pipeline.handle(link, warmUpMessage(1, 2, rig.base, Date.now(), config.limits, rig.from));
       const dead = namesFor(config.prefix).dead;
       assert.ok(!routed.includes(dead), `none parked: ${routed.join(', ')}`);
       assert.ok(routed.length >= 1, 'the failed one (a 500) was handed on: its request was made');
@@ -165,18 +165,18 @@ describe('tier warm-up', () => {
       const routed: string[] = [];
       const link: ChannelLink = { publish: async (_e, key) => void routed.push(key), ack: () => undefined, requeue: () => undefined, closed: false };
       // Odd ones are answered 200: delivered, nothing handed on down the ladder.
-      await rig.pipeline.handle(link, warmUpMessage(1, 1, rig.base, Date.now(), rig.from, config.limits));
-      await rig.pipeline.handle(link, warmUpMessage(1, 3, rig.base, Date.now(), rig.from, config.limits));
+      await rig.pipeline.handle(link, warmUpMessage(1, 1, rig.base, Date.now(), config.limits, rig.from));
+      await rig.pipeline.handle(link, warmUpMessage(1, 3, rig.base, Date.now(), config.limits, rig.from));
       const n = namesFor(config.prefix);
       const ladder = [n.dead, ...config.scheduleMs.map((_, i) => n.waitQueue(i)), ...config.scheduleMs.map((_, i) => n.routingKey(i))];
       assert.deepEqual(routed.filter((k) => ladder.includes(k)), [], `not blocked (a blocked attempt is a retry): ${routed.join(', ')}`);
       // An even one is answered 500: a request was made and failed, so it goes on down the ladder.
-      await rig.pipeline.handle(link, warmUpMessage(1, 2, rig.base, Date.now(), rig.from, config.limits));
+      await rig.pipeline.handle(link, warmUpMessage(1, 2, rig.base, Date.now(), config.limits, rig.from));
       assert.equal(routed.filter((k) => ladder.includes(k)).length, 1);
       // The rig's deliverer has that guard: another loopback address is refused before any connect.
       const errors: unknown[] = [];
       const watching: ChannelLink = { ...link, publish: async (_e, _k, _c, options) => void errors.push(options?.headers?.[H.lastError]) };
-      await rig.pipeline.handle(watching, warmUpMessage(1, 5, 'http://127.0.0.2:9', Date.now(), rig.from, config.limits));
+      await rig.pipeline.handle(watching, warmUpMessage(1, 5, 'http://127.0.0.2:9', Date.now(), config.limits, rig.from));
       assert.ok(errors.some((e) => typeof e === 'string' && e.includes('DESTINATION_BLOCKED')), `blocked: ${JSON.stringify(errors)}`);
     } finally {
       await rig.close();
